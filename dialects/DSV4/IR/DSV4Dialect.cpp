@@ -1,0 +1,286 @@
+//===- DSV4Dialect.cpp - dsv4 dialect, types and attributes -------------===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// Registration of the dsv4 dialect, and the verifiers and custom syntax of its
+// types and attributes. Op verifiers live in DSV4Ops.cpp.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/DSV4/IR/DSV4Dialect.h"
+#include "dialects/DSV4/IR/DSV4Ops.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::dsv4;
+
+#include "dialects/DSV4/IR/DSV4Dialect.cpp.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialects/DSV4/IR/DSV4Attrs.cpp.inc"
+
+#define GET_TYPEDEF_CLASSES
+#include "dialects/DSV4/IR/DSV4Types.cpp.inc"
+
+void DSV4Dialect::initialize() {
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "dialects/DSV4/IR/DSV4Attrs.cpp.inc"
+      >();
+  addTypes<
+#define GET_TYPEDEF_LIST
+#include "dialects/DSV4/IR/DSV4Types.cpp.inc"
+      >();
+  addOperations<
+#define GET_OP_LIST
+#include "dialects/DSV4/IR/DSV4Ops.cpp.inc"
+      >();
+}
+
+//===----------------------------------------------------------------------===//
+// BlockScaleAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+BlockScaleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                       Type scaleType, int64_t rows, int64_t cols) {
+  if (!isa<Float8E8M0FNUType, FloatType>(scaleType))
+    return emitError() << "block scale type must be a float type, got "
+                       << scaleType;
+  if (rows <= 0 || cols <= 0)
+    return emitError() << "block scale block must be positive, got [" << rows
+                       << ", " << cols << "]";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RopeAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                               int64_t dim, APFloat thetaF, APFloat factorF,
+                               int64_t originalMaxPositions, APFloat betaFastF,
+                               APFloat betaSlowF) {
+  double theta = thetaF.convertToDouble(), factor = factorF.convertToDouble();
+  double betaFast = betaFastF.convertToDouble();
+  double betaSlow = betaSlowF.convertToDouble();
+  if (dim <= 0 || dim % 2 != 0)
+    return emitError() << "rope dim must be positive and even, got " << dim;
+  if (!(theta > 1.0))
+    return emitError() << "rope theta must be > 1, got " << theta;
+  if (factor > 1.0) {
+    if (originalMaxPositions <= 0)
+      return emitError() << "yarn original_max_position_embeddings must be "
+                            "positive, got "
+                         << originalMaxPositions;
+    if (!(betaFast > 0.0) || !(betaSlow > 0.0) || betaFast < betaSlow)
+      return emitError() << "yarn needs beta_fast >= beta_slow > 0, got "
+                         << betaFast << " and " << betaSlow;
+  } else if (factor != 1.0) {
+    return emitError() << "yarn factor must be > 1, got " << factor;
+  }
+  return success();
+}
+
+double RopeAttr::frequency(int64_t k) const {
+  // spec §1.3: base_i = theta^(-2i/dim); YaRN blends base and base/factor
+  // with a linear ramp between the correction dims of beta_fast and beta_slow.
+  int64_t dim = getDim();
+  double theta = getTheta().convertToDouble();
+  double base = std::pow(theta, -2.0 * static_cast<double>(k) / dim);
+  if (!isYarn())
+    return base;
+  auto correctionDim = [&](double beta) {
+    return dim *
+           std::log(getOriginalMaxPositions() / (2.0 * M_PI * beta)) /
+           (2.0 * std::log(theta));
+  };
+  double low =
+      std::max(std::floor(correctionDim(getBetaFast().convertToDouble())), 0.0);
+  double high = std::min(
+      std::ceil(correctionDim(getBetaSlow().convertToDouble())), double(dim - 1));
+  if (low == high)
+    high += 0.001;
+  double ramp = std::clamp((k - low) / (high - low), 0.0, 1.0);
+  return base * (1.0 - ramp) + base / getFactor().convertToDouble() * ramp;
+}
+
+/// `<dim = 64, theta = 10000.0 [, yarn = [factor, orig, beta_fast, beta_slow]]>`
+Attribute RopeAttr::parse(AsmParser &parser, Type) {
+  int64_t dim = 0, orig = 0;
+  double theta = 0, factor = 1.0, betaFast = 32.0, betaSlow = 1.0;
+  if (parser.parseLess() || parser.parseKeyword("dim") || parser.parseEqual() ||
+      parser.parseInteger(dim) || parser.parseComma() ||
+      parser.parseKeyword("theta") || parser.parseEqual() ||
+      parser.parseFloat(theta))
+    return {};
+  if (succeeded(parser.parseOptionalComma())) {
+    if (parser.parseKeyword("yarn") || parser.parseEqual() ||
+        parser.parseLSquare() || parser.parseFloat(factor) ||
+        parser.parseComma() || parser.parseInteger(orig) ||
+        parser.parseComma() || parser.parseFloat(betaFast) ||
+        parser.parseComma() || parser.parseFloat(betaSlow) ||
+        parser.parseRSquare())
+      return {};
+  }
+  if (parser.parseGreater())
+    return {};
+  return RopeAttr::getChecked(
+      [&] { return parser.emitError(parser.getNameLoc()); },
+      parser.getContext(), dim, APFloat(theta), APFloat(factor), orig,
+      APFloat(betaFast), APFloat(betaSlow));
+}
+
+void RopeAttr::print(AsmPrinter &printer) const {
+  printer << "<dim = " << getDim() << ", theta = ";
+  printer.printFloat(getTheta());
+  if (isYarn()) {
+    printer << ", yarn = [";
+    printer.printFloat(getFactor());
+    printer << ", " << getOriginalMaxPositions() << ", ";
+    printer.printFloat(getBetaFast());
+    printer << ", ";
+    printer.printFloat(getBetaSlow());
+    printer << "]";
+  }
+  printer << ">";
+}
+
+//===----------------------------------------------------------------------===//
+// WeightType
+//===----------------------------------------------------------------------===//
+
+LogicalResult WeightType::verify(function_ref<InFlightDiagnostic()> emitError,
+                                 RankedTensorType storage,
+                                 BlockScaleAttr scale) {
+  Type elt = storage.getElementType();
+  if (!storage.hasStaticShape())
+    return emitError() << "weight shape must be static, got " << storage;
+  for (int64_t size : storage.getShape())
+    if (size <= 0)
+      return emitError() << "weight dimensions must be positive, got "
+                         << storage;
+  if (storage.getRank() < 1 || storage.getRank() > 3)
+    return emitError() << "weight rank must be 1, 2 or 3, got " << storage;
+
+  if (isa<Float8E4M3FNType>(elt)) {
+    if (!scale || !isa<Float8E8M0FNUType>(scale.getScaleType()) ||
+        scale.getRows() != 128 || scale.getCols() != 128)
+      return emitError() << "f8E4M3FN weight needs block scales "
+                            "#dsv4.block_scale<f8E8M0FNU, [128, 128]>, got "
+                         << (scale ? Attribute(scale) : Attribute());
+    if (storage.getRank() < 2)
+      return emitError() << "f8E4M3FN weight must be a matrix (or a stack of "
+                            "matrices), got "
+                         << storage;
+    return success();
+  }
+  if (isa<Float4E2M1FNType>(elt)) {
+    if (!scale || !isa<Float8E8M0FNUType>(scale.getScaleType()) ||
+        scale.getRows() != 1 || scale.getCols() != 32)
+      return emitError() << "f4E2M1FN weight needs block scales "
+                            "#dsv4.block_scale<f8E8M0FNU, [1, 32]>, got "
+                         << (scale ? Attribute(scale) : Attribute());
+    if (storage.getRank() < 2)
+      return emitError() << "f4E2M1FN weight must be a matrix (or a stack of "
+                            "matrices), got "
+                         << storage;
+    int64_t in = storage.getShape().back();
+    if (in % 32 != 0)
+      return emitError() << "f4E2M1FN weight input width " << in
+                         << " is not a multiple of the 1x32 scale block";
+    return success();
+  }
+  if (scale)
+    return emitError() << "only f8E4M3FN and f4E2M1FN weights carry block "
+                          "scales, got "
+                       << elt << " with " << Attribute(scale);
+  if (!elt.isBF16() && !elt.isF32() && !elt.isF16() &&
+      !elt.isSignlessInteger(64) && !elt.isSignlessInteger(32))
+    return emitError() << "unsupported weight element type " << elt
+                       << " (expected f8E4M3FN, f4E2M1FN, bf16, f16, f32, "
+                          "i32 or i64)";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Decode state types
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyStateElement(function_ref<InFlightDiagnostic()> emitError,
+                                        StringRef what, Type elt) {
+  if (!elt.isF32() && !elt.isBF16() && !elt.isF16() &&
+      !isa<Float8E4M3FNType>(elt))
+    return emitError() << what
+                       << " element type must be f32, bf16, f16 or f8E4M3FN, got "
+                       << elt;
+  return success();
+}
+
+LogicalResult WindowKVType::verify(function_ref<InFlightDiagnostic()> emitError,
+                                   int64_t window, int64_t dim, Type elt) {
+  if (window <= 0 || dim <= 0)
+    return emitError() << "window_kv needs a positive window and dim, got "
+                       << window << " and " << dim;
+  return verifyStateElement(emitError, "window_kv", elt);
+}
+
+LogicalResult
+CompressedKVType::verify(function_ref<InFlightDiagnostic()> emitError,
+                         int64_t ratio, int64_t dim, Type elt) {
+  if (ratio <= 1 || dim <= 0)
+    return emitError() << "compressed_kv needs ratio > 1 and a positive dim, "
+                          "got "
+                       << ratio << " and " << dim;
+  return verifyStateElement(emitError, "compressed_kv", elt);
+}
+
+LogicalResult
+IndexerKeysType::verify(function_ref<InFlightDiagnostic()> emitError,
+                        int64_t ratio, int64_t dim, Type elt) {
+  if (ratio <= 1 || dim <= 0)
+    return emitError() << "indexer_keys needs ratio > 1 and a positive dim, "
+                          "got "
+                       << ratio << " and " << dim;
+  return verifyStateElement(emitError, "indexer_keys", elt);
+}
+
+LogicalResult
+CompressorStateType::verify(function_ref<InFlightDiagnostic()> emitError,
+                            int64_t ratio, int64_t dim, bool overlap) {
+  if (ratio <= 1 || dim <= 0)
+    return emitError() << "compressor_state needs ratio > 1 and a positive "
+                          "dim, got "
+                       << ratio << " and " << dim;
+  return success();
+}
+
+/// `<ratio, dim [, overlap]>`
+Type CompressorStateType::parse(AsmParser &parser) {
+  int64_t ratio = 0, dim = 0;
+  bool overlap = false;
+  if (parser.parseLess() || parser.parseInteger(ratio) || parser.parseComma() ||
+      parser.parseInteger(dim))
+    return {};
+  if (succeeded(parser.parseOptionalComma())) {
+    if (parser.parseKeyword("overlap"))
+      return {};
+    overlap = true;
+  }
+  if (parser.parseGreater())
+    return {};
+  return CompressorStateType::getChecked(
+      [&] { return parser.emitError(parser.getNameLoc()); },
+      parser.getContext(), ratio, dim, overlap);
+}
+
+void CompressorStateType::print(AsmPrinter &printer) const {
+  printer << "<" << getRatio() << ", " << getDim();
+  if (getOverlap())
+    printer << ", overlap";
+  printer << ">";
+}

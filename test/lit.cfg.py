@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: Apache-2.0
+# lit configuration of the Compressa tests.
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "COMPRESSA"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.compressa_obj_root, "test")
+config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
+
+config.environment["FILECHECK_OPTS"] = "--enable-var-scope --dump-input=fail"
+# Model names resolve against the source tree's models/ in tests.
+config.environment["COMPRESSA_MODELS_DIR"] = os.path.join(
+    config.compressa_src_root, "models")
+
+llvm_config.use_default_substitutions()
+llvm_config.add_tool_substitutions(
+    ["compressa-opt", "compressa-compile"],
+    [config.compressa_tools_dir, config.llvm_tools_dir])
+config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
+config.substitutions.append(("%golden", os.path.join(config.compressa_shared_dir, "golden")))
+config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
+
+# The golden data lives beside the checkout (../shared); tests that read it
+# say `REQUIRES: golden`.
+if os.path.isdir(os.path.join(config.compressa_shared_dir, "golden")):
+    config.available_features.add("golden")
