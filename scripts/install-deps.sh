@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs every system dependency of Compressa (Debian 12). Idempotent: does
+# nothing when all packages are present. CUDA 13 is expected at /usr/local/cuda
+# (only needed for the CUDA target; the CPU build and the tests run without it).
+set -euo pipefail
+
+packages=(
+  # LLVM/MLIR 22: headers, libMLIR.so, mlir-tblgen, lit, FileCheck, not
+  libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools
+  # The artifact format
+  libflatbuffers-dev flatbuffers-compiler
+  # Unit tests
+  googletest libgtest-dev
+  # Build tools: ninja, ccache for rebuilds, lld for fast links of libMLIR users
+  cmake ninja-build ccache lld g++ binutils python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
