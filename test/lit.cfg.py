@@ -18,6 +18,8 @@ config.environment["COMPRESSA_MODELS_DIR"] = os.path.join(
     config.compressa_src_root, "models")
 
 llvm_config.use_default_substitutions()
+# FileCheck, not, count, split-file from LLVM 22 (Debian keeps them off PATH).
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["compressa-opt", "compressa-compile"],
     [config.compressa_tools_dir, config.llvm_tools_dir])

@@ -37,6 +37,13 @@ enum class WeightFormat {
 /// "sliding_attention", "compressed_sparse_attention", ...
 llvm::StringRef attentionKindName(AttentionKind kind);
 
+/// The name of a routing kind as used in `mlp_layer_types`: "hash_moe", "moe".
+llvm::StringRef moeKindName(MoeKind kind);
+
+/// A short name of a weight format for messages: "bf16", "f32", "i64",
+/// "fp8-e4m3-block128", "fp4-e2m1-block32".
+llvm::StringRef weightFormatName(WeightFormat format);
+
 /// RoPE frequencies (spec §1.3). `yarn` = false gives plain frequencies.
 struct RopeParams {
   double theta = 10000.0;
@@ -102,17 +109,32 @@ struct ModelConfig {
   /// dense weights (quantization_config present). Routed experts use
   /// `expertFormat` (FP4 when expert_dtype == "fp4").
   bool quantized = false;
-  WeightFormat denseFormat = WeightFormat::BF16;  ///< FP8 or BF16
-  WeightFormat expertFormat = WeightFormat::BF16; ///< FP4, FP8 or BF16
+  WeightFormat denseFormat = WeightFormat::BF16;  ///< FP8, BF16 or F32
+  WeightFormat expertFormat = WeightFormat::BF16; ///< FP4, FP8, BF16 or F32
+  /// The dtype of the float tensors that are never quantized (embedding,
+  /// head, norms, router weight, compressor/indexer projections), from
+  /// `dtype`/`torch_dtype` (BF16 when absent): BF16 or F32. The tensors the
+  /// official checkpoint stores in fp32 (mHC params, attn_sink, ape,
+  /// gate.bias) are F32 whatever this says.
+  WeightFormat floatFormat = WeightFormat::BF16;
 
+  /// The number of main-stack layers with hash routing (a prefix).
   int64_t numHashLayers() const;
+  /// The number of main-stack layers with the given attention kind.
   int64_t countAttention(AttentionKind kind) const;
 };
 
 /// Parses and validates a config.json file. Every inconsistency is an error
 /// whose message names the file and the key, e.g.
 ///   "config.json: 'compress_ratios' has 5 entries, expected num_hidden_layers
-///    + num_nextn_predict_layers = 44".
+///    = 43 or num_hidden_layers + 1 = 44".
+/// The style is chosen by the keys: `layer_types` present -> transformers
+/// style, else `compress_ratios` -> official style. Keys that may be absent,
+/// and what their absence means: num_nextn_predict_layers (0: no MTP block),
+/// bos_token_id / eos_token_id (0 / 1), dtype / torch_dtype (bfloat16),
+/// quantization_config (unquantized), expert_dtype (the dense format),
+/// rope_scaling / the compress entry's yarn keys (plain frequencies),
+/// beta_fast / beta_slow (32 / 1). ConfigParser.cpp lists every rule.
 llvm::Expected<ModelConfig> parseModelConfig(llvm::StringRef path);
 
 /// Parses and validates config text (the path is used in messages only).

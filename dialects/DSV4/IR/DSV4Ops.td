@@ -329,7 +329,7 @@ def DSV4_SparseAttentionOp : DSV4_PureOp<"attn.sparse", [AttrSizedOperandSegment
     `s_j = scale (q_h . k_j)` (spec §4.4, §4.5.4).
 
     ```mlir
-    %o = dsv4.attn.sparse %q, %kv, %ring at %pos sink(%sink) entries(%e) topk(%idx) {scale = 0.044194173824159223 : f64}
+    %o = dsv4.attn.sparse %q, %kv, %ring at %pos sink(%sink) entries(%e) topk(%idx) {scale = 0.044194173824159216 : f64}
         : (tensor<?x64x512xf32>, tensor<?x512xf32>, !dsv4.window_kv<128, 512, f32>, !dsv4.weight<tensor<64xf32>>, index,
            !dsv4.compressed_kv<4, 512, f32>, tensor<?x512xi32>) -> tensor<?x64x512xf32>
     ```
