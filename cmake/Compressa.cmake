@@ -51,3 +51,35 @@ function(compressa_cc_test name)
   endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES LABELS "${ARG_LABELS}")
 endfunction()
+
+# compressa_flatbuffer(NAME SCHEMA)
+# Runs the packaged flatc (--cpp --scoped-enums) on SCHEMA (a path relative to
+# the current source directory, or absolute) and defines the INTERFACE target
+# NAME that exposes the generated header and links flatbuffers::flatbuffers.
+# The header lands beside the schema's path in the build tree, so
+# runtime/format/artifact.fbs gives
+#   #include "runtime/format/artifact_generated.h"
+# (TOOLCHAIN.md §5: Debian ships no flatbuffers_generate_headers helper.)
+function(compressa_flatbuffer name schema)
+  get_filename_component(schema_abs "${schema}" ABSOLUTE
+                         BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+  get_filename_component(schema_dir "${schema_abs}" DIRECTORY)
+  get_filename_component(schema_stem "${schema_abs}" NAME_WE)
+  file(RELATIVE_PATH rel_dir "${PROJECT_SOURCE_DIR}" "${schema_dir}")
+  if(rel_dir MATCHES "^\\.\\.")
+    message(FATAL_ERROR "compressa_flatbuffer(${name}): schema ${schema_abs} is outside the source tree")
+  endif()
+  set(out_dir "${PROJECT_BINARY_DIR}/${rel_dir}")
+  set(out_header "${out_dir}/${schema_stem}_generated.h")
+  add_custom_command(OUTPUT "${out_header}"
+    COMMAND ${CMAKE_COMMAND} -E make_directory "${out_dir}"
+    COMMAND flatbuffers::flatc --cpp --scoped-enums -o "${out_dir}" "${schema_abs}"
+    DEPENDS "${schema_abs}" flatbuffers::flatc
+    COMMENT "Generating ${rel_dir}/${schema_stem}_generated.h with flatc"
+    VERBATIM)
+  add_custom_target(${name}_gen DEPENDS "${out_header}")
+  add_library(${name} INTERFACE)
+  add_dependencies(${name} ${name}_gen)
+  target_include_directories(${name} INTERFACE "${PROJECT_BINARY_DIR}")
+  target_link_libraries(${name} INTERFACE flatbuffers::flatbuffers)
+endfunction()

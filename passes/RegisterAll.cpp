@@ -3,6 +3,8 @@
 
 #include "passes/RegisterAll.h"
 #include "dialects/DSV4/IR/DSV4Dialect.h"
+#include "passes/Model/Passes.h"
+#include "passes/Pipelines.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Affine/Transforms/Passes.h"
@@ -47,4 +49,7 @@ void compressa::registerAllDSV4Passes() {
   registerSCFPasses();
   tensor::registerTensorPasses();
   vector::registerVectorPasses();
+  // Ours.
+  dsv4::registerDSV4ModelPasses();
+  registerPipelines();
 }

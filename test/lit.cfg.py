@@ -21,7 +21,7 @@ llvm_config.use_default_substitutions()
 # FileCheck, not, count, split-file from LLVM 22 (Debian keeps them off PATH).
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["compressa-opt", "compressa-compile"],
+    ["compressa-opt", "compressa-compile", "compressa-run"],
     [config.compressa_tools_dir, config.llvm_tools_dir])
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
 config.substitutions.append(("%golden", os.path.join(config.compressa_shared_dir, "golden")))

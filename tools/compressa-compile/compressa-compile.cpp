@@ -4,6 +4,8 @@
 //   compressa-compile MODEL --summary
 //   compressa-compile MODEL --emit=dsv4 [-o OUT]
 //   compressa-compile MODEL --emit=manifest [-o OUT]
+//   compressa-compile MODEL --target=cpu -o MODEL.cpa
+//   compressa-compile MODEL --target=cpu --emit=dispatch [-o OUT]
 //
 // MODEL is a config.json, a directory holding one, or a model name under
 // the models directory (`deepseek-v4-flash`, `deepseek-v4-pro`, `tiny-a`, ...).
@@ -13,6 +15,8 @@
 #include "frontend/Builder/ProgramBuilder.h"
 #include "frontend/Config/ModelConfig.h"
 #include "frontend/Manifest/WeightManifest.h"
+#include "lowering/Artifact/SerializeArtifact.h"
+#include "passes/Pipelines.h"
 #include "passes/RegisterAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -25,6 +29,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 
@@ -47,12 +52,43 @@ static cl::opt<bool> summary("summary",
                              cl::desc("Print the model summary as one JSON "
                                       "object and exit"),
                              cl::cat(category));
-enum class Emit { DSV4, Manifest };
+enum class Emit { Default, DSV4, Dispatch, Manifest, Artifact };
 static cl::opt<Emit> emit(
-    "emit", cl::desc("What to write"), cl::init(Emit::DSV4),
+    "emit",
+    cl::desc("What to write (default: the artifact with --target, else dsv4)"),
+    cl::init(Emit::Default),
     cl::values(clEnumValN(Emit::DSV4, "dsv4", "the dsv4 programs (MLIR)"),
+               clEnumValN(Emit::Dispatch, "dispatch",
+                          "the programs after shape specialisation, dispatch "
+                          "formation and memory planning (MLIR)"),
                clEnumValN(Emit::Manifest, "manifest",
-                          "the weight manifest (JSON)")),
+                          "the weight manifest (JSON)"),
+               clEnumValN(Emit::Artifact, "artifact",
+                          "the compiled artifact (.cpa); needs --target")),
+    cl::cat(category));
+static cl::opt<std::string> target("target",
+                                   cl::desc("Target: cpu"),
+                                   cl::cat(category));
+static cl::opt<int64_t> prefillMaxTokens(
+    "prefill-max-tokens", cl::desc("Most tokens one prefill call takes"),
+    cl::init(64), cl::cat(category));
+static cl::opt<int64_t> maxContext(
+    "max-context",
+    cl::desc("Longest context (prompt + generation) the artifact's decode "
+             "state holds"),
+    cl::init(4096), cl::cat(category));
+static cl::opt<std::string> weightFormat(
+    "weight-format",
+    cl::desc("Formats of the checkpoint the artifact will load: config (as "
+             "the config says), f32 or bf16 (every float tensor in that "
+             "dtype), official (FP8 dense, FP4 experts, bf16 rest)"),
+    cl::init("config"), cl::cat(category));
+static cl::opt<std::string> cpuName(
+    "cpu", cl::desc("CPU the host code targets: x86-64 (any) or native"),
+    cl::init("x86-64"), cl::cat(category));
+static cl::opt<std::string> dumpDir(
+    "dump-intermediates-to",
+    cl::desc("Write the dispatch IR, kernel LLVM IR and object code here"),
     cl::cat(category));
 static cl::opt<std::string> modelsDir(
     "models-dir",
@@ -160,6 +196,32 @@ int main(int argc, char **argv) {
   llvm::Expected<ModelConfig> config = parseModelConfig(*configPath);
   if (!config)
     return fail(llvm::toString(config.takeError()));
+  if (weightFormat == "f32" || weightFormat == "bf16") {
+    WeightFormat f = weightFormat == "f32" ? WeightFormat::F32 : WeightFormat::BF16;
+    config->quantized = false;
+    config->denseFormat = config->expertFormat = config->floatFormat = f;
+  } else if (weightFormat == "official") {
+    config->quantized = true;
+    config->denseFormat = WeightFormat::FP8E4M3Block128;
+    config->expertFormat = WeightFormat::FP4E2M1Block32;
+    config->floatFormat = WeightFormat::BF16;
+  } else if (weightFormat != "config") {
+    return fail("unknown --weight-format '" + weightFormat +
+                "' (expected config, f32, bf16 or official)");
+  }
+  if (!target.empty() && target != "cpu")
+    return fail("unsupported --target '" + target + "' (this build compiles "
+                "for: cpu)");
+  if (emit == Emit::Default)
+    emit = target.empty() ? Emit::DSV4 : Emit::Artifact;
+  if (emit == Emit::Artifact && target.empty())
+    return fail("--emit=artifact needs a --target");
+  if (emit == Emit::Artifact && outputFile == "-")
+    return fail("an artifact is binary: give its file with -o");
+  if (prefillMaxTokens < 1)
+    return fail("--prefill-max-tokens must be >= 1");
+  if (maxContext < 1)
+    return fail("--max-context must be >= 1");
 
   std::string error;
   auto output = openOutputFile(outputFile, &error);
@@ -209,10 +271,51 @@ int main(int argc, char **argv) {
                     "' in --programs (expected prefill, decode, mtp)");
     }
   }
+  if (emit == Emit::Dispatch || emit == Emit::Artifact) {
+    // Targets run the token programs; the MTP block is not executed yet.
+    options.mtp = false;
+  }
   FailureOr<OwningOpRef<ModuleOp>> module =
       buildDSV4Module(context, *config, options);
   if (failed(module))
     return fail("could not build the dsv4 programs of '" + *configPath + "'");
+  if (emit == Emit::Dispatch || emit == Emit::Artifact) {
+    PassManager pm(&context);
+    if (failed(applyPassManagerCLOptions(pm)))
+      return fail("bad pass manager options");
+    buildDispatchPipeline(pm, prefillMaxTokens);
+    if (failed(pm.run(**module)))
+      return fail("the dispatch pipeline failed on '" + *configPath + "'");
+    if (!dumpDir.empty()) {
+      llvm::sys::fs::create_directories(dumpDir);
+      llvm::SmallString<256> p(dumpDir);
+      llvm::sys::path::append(p, "dispatch.mlir");
+      std::error_code ec;
+      llvm::raw_fd_ostream os(p, ec);
+      if (!ec)
+        (*module)->print(os);
+    }
+  }
+  if (emit == Emit::Artifact) {
+    ArtifactOptions aopts;
+    aopts.maxContext = maxContext;
+    aopts.cpu.cpu = cpuName;
+    aopts.cpu.dumpDir = dumpDir;
+    auto text = llvm::MemoryBuffer::getFile(*configPath);
+    if (text)
+      aopts.configJson = (*text)->getBuffer().str();
+    ArtifactStats stats;
+    FailureOr<std::string> bytes = serializeCpuArtifact(**module, *config, aopts, stats);
+    if (failed(bytes))
+      return fail("could not compile '" + *configPath + "' for the CPU");
+    output->os() << *bytes;
+    output->keep();
+    llvm::errs() << "compressa-compile: wrote " << outputFile << " ("
+                 << stats.kernels << " kernels, " << stats.launches
+                 << " launches, " << stats.codeBytes / 1024
+                 << " KiB of code)\n";
+    return 0;
+  }
   (*module)->print(output->os());
   output->os() << "\n";
   output->keep();

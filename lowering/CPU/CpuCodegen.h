@@ -1,0 +1,38 @@
+//===- CpuCodegen.h - Kernel module -> host shared object --------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0
+//
+//   kernels (func.func @k(!llvm.ptr argv), scf/arith/math/llvm)
+//     ──scf-to-cf, arith/math/cf/func-to-llvm──▶ LLVM dialect
+//     ──translateModuleToLLVMIR, O3──▶ LLVM IR ──TargetMachine──▶ object
+//     ──ld.lld -shared──▶ ELF shared object (bytes, carried in the artifact)
+//
+//===----------------------------------------------------------------------===//
+#ifndef COMPRESSA_LOWERING_CPU_CPUCODEGEN_H
+#define COMPRESSA_LOWERING_CPU_CPUCODEGEN_H
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <string>
+
+namespace mlir::compressa::cpu {
+
+struct CpuCodegenOptions {
+  /// LLVM CPU name; "x86-64" runs on any x86-64 machine, "native" tunes for
+  /// the compiling host.
+  std::string cpu = "x86-64";
+  /// Where to write `kernels.ll` and `kernels.o` (empty = nowhere).
+  std::string dumpDir;
+};
+
+/// Lowers `kernels` in place to the LLVM dialect, then to a shared object.
+/// Returns its bytes; diagnostics go to the module's context.
+FailureOr<std::string> compileToSharedObject(ModuleOp kernels,
+                                             const CpuCodegenOptions &options,
+                                             std::string &triple);
+
+/// Registers the dialects and translations kernel modules need.
+void registerCpuCodegenDialects(DialectRegistry &registry);
+
+} // namespace mlir::compressa::cpu
+
+#endif // COMPRESSA_LOWERING_CPU_CPUCODEGEN_H

@@ -1,0 +1,345 @@
+//===- KernelBuilder.cpp - Scalar loop code on raw pointers -------------===//
+// SPDX-License-Identifier: Apache-2.0
+
+#include "lowering/CPU/KernelBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/BuiltinAttributes.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::compressa::cpu;
+
+KernelBuilder::KernelBuilder(OpBuilder &b, Location loc, ModuleOp module)
+    : b(b), loc(loc), module(module) {}
+
+Type KernelBuilder::ptrType() { return LLVM::LLVMPointerType::get(b.getContext()); }
+
+//===----------------------------------------------------------------------===//
+// Scalars
+//===----------------------------------------------------------------------===//
+
+Value KernelBuilder::c(int64_t v) {
+  return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
+}
+Value KernelBuilder::cf(double v) {
+  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
+}
+
+static bool isFloat(Value v) { return isa<FloatType>(v.getType()); }
+
+Value KernelBuilder::add(Value x, Value y) {
+  return isFloat(x) ? Value(arith::AddFOp::create(b, loc, x, y))
+                    : Value(arith::AddIOp::create(b, loc, x, y));
+}
+Value KernelBuilder::sub(Value x, Value y) {
+  return isFloat(x) ? Value(arith::SubFOp::create(b, loc, x, y))
+                    : Value(arith::SubIOp::create(b, loc, x, y));
+}
+Value KernelBuilder::mul(Value x, Value y) {
+  return isFloat(x) ? Value(arith::MulFOp::create(b, loc, x, y))
+                    : Value(arith::MulIOp::create(b, loc, x, y));
+}
+Value KernelBuilder::div(Value x, Value y) {
+  return isFloat(x) ? Value(arith::DivFOp::create(b, loc, x, y))
+                    : Value(arith::DivSIOp::create(b, loc, x, y));
+}
+Value KernelBuilder::rem(Value x, Value y) {
+  return arith::RemSIOp::create(b, loc, x, y);
+}
+Value KernelBuilder::min(Value x, Value y) {
+  return isFloat(x) ? Value(arith::MinimumFOp::create(b, loc, x, y))
+                    : Value(arith::MinSIOp::create(b, loc, x, y));
+}
+Value KernelBuilder::max(Value x, Value y) {
+  return isFloat(x) ? Value(arith::MaximumFOp::create(b, loc, x, y))
+                    : Value(arith::MaxSIOp::create(b, loc, x, y));
+}
+Value KernelBuilder::neg(Value x) { return arith::NegFOp::create(b, loc, x); }
+Value KernelBuilder::exp(Value x) { return math::ExpOp::create(b, loc, x); }
+Value KernelBuilder::log(Value x) { return math::LogOp::create(b, loc, x); }
+Value KernelBuilder::sqrt(Value x) { return math::SqrtOp::create(b, loc, x); }
+Value KernelBuilder::rsqrt(Value x) { return div(cf(1.0), sqrt(x)); }
+Value KernelBuilder::cos(Value x) { return math::CosOp::create(b, loc, x); }
+Value KernelBuilder::sin(Value x) { return math::SinOp::create(b, loc, x); }
+Value KernelBuilder::sigmoid(Value x) {
+  return div(cf(1.0), add(cf(1.0), exp(neg(x))));
+}
+Value KernelBuilder::silu(Value x) { return mul(x, sigmoid(x)); }
+Value KernelBuilder::softplus(Value x) {
+  // max(x, 0) + log(1 + exp(-|x|)): no overflow for large |x|.
+  Value absX = max(x, neg(x));
+  return add(max(x, cf(0.0)), log(add(cf(1.0), exp(neg(absX)))));
+}
+
+Value KernelBuilder::lt(Value x, Value y) {
+  return isFloat(x) ? Value(arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, x, y))
+                    : Value(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y));
+}
+Value KernelBuilder::le(Value x, Value y) {
+  return isFloat(x) ? Value(arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLE, x, y))
+                    : Value(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y));
+}
+Value KernelBuilder::gt(Value x, Value y) { return lt(y, x); }
+Value KernelBuilder::eq(Value x, Value y) {
+  return isFloat(x) ? Value(arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x, y))
+                    : Value(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y));
+}
+Value KernelBuilder::andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+Value KernelBuilder::select(Value cond, Value x, Value y) {
+  return arith::SelectOp::create(b, loc, cond, x, y);
+}
+Value KernelBuilder::toF32(Value i) { return arith::SIToFPOp::create(b, loc, f32(), i); }
+Value KernelBuilder::toI64(Value v) {
+  if (v.getType() == i64())
+    return v;
+  return arith::ExtSIOp::create(b, loc, i64(), v);
+}
+Value KernelBuilder::truncI32(Value v) {
+  return arith::TruncIOp::create(b, loc, b.getI32Type(), v);
+}
+
+//===----------------------------------------------------------------------===//
+// Memory
+//===----------------------------------------------------------------------===//
+
+Value KernelBuilder::offset(Type elt, Value ptr, Value i) {
+  return LLVM::GEPOp::create(b, loc, ptrType(), elt, ptr, ValueRange{i});
+}
+
+// Checkpoint tensors sit at arbitrary byte offsets in safetensors files, so
+// no access may assume natural alignment (x86 loads unaligned at full speed).
+Value KernelBuilder::load(Type elt, Value ptr, Value i) {
+  return LLVM::LoadOp::create(b, loc, elt, offset(elt, ptr, i), /*alignment=*/1);
+}
+
+void KernelBuilder::store(Value v, Value ptr, Value i) {
+  LLVM::StoreOp::create(b, loc, v, offset(v.getType(), ptr, i), /*alignment=*/1);
+}
+
+Value KernelBuilder::loadF(const View &v, Value i) {
+  if (v.elt.isBF16()) {
+    // bf16 -> f32: the 16 bits become the high half of the f32.
+    Value bits = load(b.getI16Type(), v.ptr, i);
+    Value wide = arith::ExtUIOp::create(b, loc, b.getI32Type(), bits);
+    Value shifted = arith::ShLIOp::create(
+        b, loc, wide, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(16)));
+    return arith::BitcastOp::create(b, loc, f32(), shifted);
+  }
+  return load(v.elt, v.ptr, i);
+}
+
+void KernelBuilder::storeF(const View &v, Value i, Value x) {
+  if (v.elt.isBF16()) {
+    store(arith::TruncFOp::create(b, loc, b.getBF16Type(), x), v.ptr, i);
+    return;
+  }
+  store(x, v.ptr, i);
+}
+
+Value KernelBuilder::loadPtr(Value table, Value i) {
+  return load(ptrType(), table, i);
+}
+
+//===----------------------------------------------------------------------===//
+// Weights
+//===----------------------------------------------------------------------===//
+
+Value KernelBuilder::lut(StringRef name, ArrayRef<float> values) {
+  MLIRContext *ctx = b.getContext();
+  auto arrayType = LLVM::LLVMArrayType::get(f32(), values.size());
+  if (!module.lookupSymbol(name)) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(module.getBody());
+    auto tensorType = RankedTensorType::get({int64_t(values.size())}, f32());
+    LLVM::GlobalOp::create(b, loc, arrayType, /*isConstant=*/true,
+                           LLVM::Linkage::Internal, name,
+                           DenseElementsAttr::get(tensorType, values));
+  }
+  (void)ctx;
+  return LLVM::AddressOfOp::create(b, loc, ptrType(), name);
+}
+
+/// The 256 values of e4m3fn (bias 7, no infinities, 0x7F/0xFF NaN).
+static SmallVector<float> fp8Table() {
+  SmallVector<float> t(256);
+  for (int v = 0; v < 256; ++v) {
+    int sign = v >> 7, e = (v >> 3) & 15, m = v & 7;
+    double x = e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1.0 + m / 8.0, e - 7);
+    if (e == 15 && m == 7)
+      x = std::nan("");
+    t[v] = static_cast<float>(sign ? -x : x);
+  }
+  return t;
+}
+
+/// The 256 values of UE8M0: 2^(v - 127), 0xFF NaN.
+static SmallVector<float> e8m0Table() {
+  SmallVector<float> t(256);
+  for (int v = 0; v < 256; ++v)
+    t[v] = v == 255 ? std::nanf("") : static_cast<float>(std::ldexp(1.0, v - 127));
+  return t;
+}
+
+/// The 16 values of e2m1: bit 3 sign, magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}.
+static SmallVector<float> fp4Table() {
+  const float mag[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+  SmallVector<float> t(16);
+  for (int v = 0; v < 16; ++v)
+    t[v] = (v & 8) ? -mag[v & 7] : mag[v & 7];
+  return t;
+}
+
+static Value byteIndex(OpBuilder &b, Location loc, Value byte) {
+  return arith::ExtUIOp::create(b, loc, b.getI64Type(), byte);
+}
+
+Value KernelBuilder::fp8(Value byte) {
+  static const SmallVector<float> table = fp8Table();
+  return load(f32(), lut("__compressa_lut_e4m3", table), byteIndex(b, loc, byte));
+}
+Value KernelBuilder::e8m0(Value byte) {
+  static const SmallVector<float> table = e8m0Table();
+  return load(f32(), lut("__compressa_lut_e8m0", table), byteIndex(b, loc, byte));
+}
+Value KernelBuilder::fp4(Value nibble) {
+  static const SmallVector<float> table = fp4Table();
+  return load(f32(), lut("__compressa_lut_e2m1", table), byteIndex(b, loc, nibble));
+}
+
+Value KernelBuilder::weight(const WeightView &w, Value row, Value col) {
+  Type i8 = b.getI8Type();
+  if (isa<Float8E4M3FNType>(w.elt)) {
+    Value q = load(i8, w.data, add(mul(row, c(w.cols)), col));
+    int64_t scaleCols = (w.cols + 127) / 128;
+    Value s = load(i8, w.scale,
+                   add(mul(div(row, c(128)), c(scaleCols)), div(col, c(128))));
+    return mul(fp8(q), e8m0(s));
+  }
+  if (isa<Float4E2M1FNType>(w.elt)) {
+    Value byte = load(i8, w.data, add(mul(row, c(w.cols / 2)), div(col, c(2))));
+    Value odd = eq(rem(col, c(2)), c(1));
+    Value lo = arith::AndIOp::create(b, loc, byte,
+                                     arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15)));
+    Value hi = arith::ShRUIOp::create(b, loc, byte,
+                                      arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4)));
+    Value s = load(i8, w.scale, add(mul(row, c(w.cols / 32)), div(col, c(32))));
+    return mul(fp4(select(odd, hi, lo)), e8m0(s));
+  }
+  if (w.elt.isInteger(64))
+    return load(i64(), w.data, add(mul(row, c(w.cols)), col));
+  return loadF(View{w.data, w.elt}, add(mul(row, c(w.cols)), col));
+}
+
+Value KernelBuilder::dot(const View &x, const WeightView &w, Value row) {
+  Type i8 = b.getI8Type();
+  if (isa<Float8E4M3FNType>(w.elt)) {
+    // Blocks of 128 along K share one scale: sum q*x per block, then scale.
+    int64_t blocks = (w.cols + 127) / 128;
+    Value rowBase = mul(row, c(w.cols));
+    Value scaleRow = mul(div(row, c(128)), c(blocks));
+    return reduce1(c(0), c(blocks), cf(0.0), [&](Value blk, Value acc) {
+      Value k0 = mul(blk, c(128));
+      Value k1 = min(add(k0, c(128)), c(w.cols));
+      Value part = reduce1(k0, k1, cf(0.0), [&](Value k, Value p) {
+        Value q = load(i8, w.data, add(rowBase, k));
+        return add(p, mul(loadF(x, k), fp8(q)));
+      });
+      Value s = e8m0(load(i8, w.scale, add(scaleRow, blk)));
+      return add(acc, mul(part, s));
+    });
+  }
+  if (isa<Float4E2M1FNType>(w.elt)) {
+    // 1x32 blocks: 16 bytes of two nibbles (low = even column) per scale.
+    int64_t blocks = w.cols / 32;
+    Value rowBytes = mul(row, c(w.cols / 2));
+    Value scaleRow = mul(row, c(blocks));
+    Value mask = arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15));
+    Value four = arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4));
+    return reduce1(c(0), c(blocks), cf(0.0), [&](Value blk, Value acc) {
+      Value part = reduce1(c(0), c(16), cf(0.0), [&](Value j, Value p) {
+        Value byteIdx = add(mul(blk, c(16)), j);
+        Value byte = load(i8, w.data, add(rowBytes, byteIdx));
+        Value lo = fp4(arith::AndIOp::create(b, loc, byte, mask));
+        Value hi = fp4(arith::ShRUIOp::create(b, loc, byte, four));
+        Value k = mul(byteIdx, c(2));
+        return add(p, add(mul(loadF(x, k), lo), mul(loadF(x, add(k, c(1))), hi)));
+      });
+      Value s = e8m0(load(i8, w.scale, add(scaleRow, blk)));
+      return add(acc, mul(part, s));
+    });
+  }
+  View wrow{offset(w.elt, w.data, mul(row, c(w.cols))), w.elt};
+  return reduce1(c(0), c(w.cols), cf(0.0), [&](Value k, Value acc) {
+    return add(acc, mul(loadF(x, k), loadF(wrow, k)));
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Control flow
+//===----------------------------------------------------------------------===//
+
+void KernelBuilder::loop(Value lb, Value ub, function_ref<void(Value)> body) {
+  auto forOp = scf::ForOp::create(b, loc, lb, ub, c(1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(forOp.getBody()->getTerminator());
+  body(forOp.getInductionVar());
+}
+
+SmallVector<Value>
+KernelBuilder::reduce(Value lb, Value ub, ValueRange init,
+                      function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+  auto forOp = scf::ForOp::create(b, loc, lb, ub, c(1), init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    Block *block = forOp.getBody();
+    if (block->mightHaveTerminator())
+      b.setInsertionPoint(block->getTerminator());
+    else
+      b.setInsertionPointToEnd(block);
+    SmallVector<Value> next = body(forOp.getInductionVar(), forOp.getRegionIterArgs());
+    if (block->mightHaveTerminator())
+      block->getTerminator()->setOperands(next);
+    else
+      scf::YieldOp::create(b, loc, next);
+  }
+  return SmallVector<Value>(forOp.getResults());
+}
+
+Value KernelBuilder::reduce1(Value lb, Value ub, Value init,
+                             function_ref<Value(Value, Value)> body) {
+  return reduce(lb, ub, ValueRange{init}, [&](Value iv, ValueRange acc) {
+    return SmallVector<Value>{body(iv, acc[0])};
+  })[0];
+}
+
+void KernelBuilder::ifThen(Value cond, function_ref<void()> then) {
+  auto ifOp = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+  then();
+}
+
+SmallVector<Value>
+KernelBuilder::ifElse(Value cond, TypeRange types,
+                      function_ref<SmallVector<Value>()> then,
+                      function_ref<SmallVector<Value>()> otherwise) {
+  auto ifOp = scf::IfOp::create(b, loc, types, cond, /*withElseRegion=*/true);
+  auto fill = [&](Block *block, function_ref<SmallVector<Value>()> body) {
+    OpBuilder::InsertionGuard guard(b);
+    if (block->mightHaveTerminator()) {
+      b.setInsertionPoint(block->getTerminator());
+      block->getTerminator()->setOperands(body());
+    } else {
+      b.setInsertionPointToEnd(block);
+      scf::YieldOp::create(b, loc, body());
+    }
+  };
+  fill(ifOp.thenBlock(), then);
+  fill(ifOp.elseBlock(), otherwise);
+  return SmallVector<Value>(ifOp.getResults());
+}

@@ -1,0 +1,137 @@
+//===- KernelBuilder.h - Scalar loop code on raw pointers --------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// The body language of Compressa's generated kernels: scf loops over i64
+// induction variables, arith/math on f32, and llvm.load/store through typed
+// element pointers. Weights are read in their checkpoint format (FP8 e4m3 with
+// UE8M0 128x128 block scales, FP4 e2m1 with 1x32 scales, bf16, f32) and
+// decoded in the loop that consumes them: no dequantised copy exists.
+//
+//   dsv4 op ──emitter──▶ scf + arith + math + llvm.{load,store,gep}
+//          ──convert-*-to-llvm──▶ LLVM dialect ──▶ LLVM IR ──▶ object code
+//
+//===----------------------------------------------------------------------===//
+#ifndef COMPRESSA_LOWERING_CPU_KERNELBUILDER_H
+#define COMPRESSA_LOWERING_CPU_KERNELBUILDER_H
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
+
+namespace mlir::compressa::cpu {
+
+/// A tensor as a kernel sees it: a pointer to its first element and the
+/// element type it is stored in (f32, bf16, i64 or i32), row-major.
+struct View {
+  Value ptr;
+  Type elt;
+};
+
+/// A weight matrix [rows, cols] (logical shape) in a checkpoint format.
+struct WeightView {
+  Value data;   ///< !llvm.ptr to the weight bytes
+  Value scale;  ///< !llvm.ptr to the UE8M0 scales, or null
+  Type elt;     ///< f32, bf16, f8E4M3FN, f4E2M1FN, i64
+  int64_t rows = 0, cols = 0;
+};
+
+/// Emits kernel code at the builder's insertion point.
+class KernelBuilder {
+public:
+  KernelBuilder(OpBuilder &b, Location loc, ModuleOp module);
+
+  OpBuilder &builder() { return b; }
+  Location getLoc() { return loc; }
+  Type f32() { return b.getF32Type(); }
+  Type i64() { return b.getI64Type(); }
+  Type ptrType();
+
+  //===--------------------------------------------------------------------===//
+  // Scalars (i64 for integers, f32 for floats; ops dispatch on the type)
+  //===--------------------------------------------------------------------===//
+  Value c(int64_t v);
+  Value cf(double v);
+  Value add(Value x, Value y);
+  Value sub(Value x, Value y);
+  Value mul(Value x, Value y);
+  Value div(Value x, Value y); ///< float division, or signed integer division
+  Value rem(Value x, Value y); ///< signed integer remainder
+  Value min(Value x, Value y);
+  Value max(Value x, Value y);
+  Value neg(Value x);
+  Value exp(Value x);
+  Value log(Value x);
+  Value sqrt(Value x);
+  Value rsqrt(Value x);
+  Value sigmoid(Value x);
+  Value silu(Value x);
+  Value softplus(Value x);
+  Value cos(Value x);
+  Value sin(Value x);
+  Value lt(Value x, Value y); ///< x < y (ordered for floats)
+  Value le(Value x, Value y);
+  Value gt(Value x, Value y);
+  Value eq(Value x, Value y);
+  Value andI(Value x, Value y);
+  Value select(Value cond, Value x, Value y);
+  Value toF32(Value i);  ///< signed i64/i32 -> f32
+  Value toI64(Value v);  ///< i32 -> i64 (sign extension)
+  Value truncI32(Value v);
+  Value negInf() { return cf(-std::numeric_limits<double>::infinity()); }
+
+  //===--------------------------------------------------------------------===//
+  // Memory
+  //===--------------------------------------------------------------------===//
+  /// Element `i` of type `elt` at `ptr`.
+  Value load(Type elt, Value ptr, Value i);
+  void store(Value v, Value ptr, Value i);
+  /// `ptr` advanced by `i` elements of `elt`.
+  Value offset(Type elt, Value ptr, Value i);
+  /// Element `i` of a view, as f32 (or i64/i32 for integer views).
+  Value loadF(const View &v, Value i);
+  /// Stores f32 `x` as element `i` of a float view.
+  void storeF(const View &v, Value i, Value x);
+  /// The view advanced by `i` elements.
+  View at(const View &v, Value i) { return {offset(v.elt, v.ptr, i), v.elt}; }
+  /// Entry `i` of a table of pointers.
+  Value loadPtr(Value table, Value i);
+
+  //===--------------------------------------------------------------------===//
+  // Weights
+  //===--------------------------------------------------------------------===//
+  /// W[row, col] as f32.
+  Value weight(const WeightView &w, Value row, Value col);
+  /// sum_k x[k] * W[row, k] for k < w.cols, in f32; the block scales of
+  /// quantized formats are applied once per block.
+  Value dot(const View &x, const WeightView &w, Value row);
+
+  //===--------------------------------------------------------------------===//
+  // Control flow
+  //===--------------------------------------------------------------------===//
+  /// for (i = lb; i < ub; ++i) body(i)
+  void loop(Value lb, Value ub, function_ref<void(Value)> body);
+  /// Loop with loop-carried values; body returns the next values.
+  SmallVector<Value> reduce(Value lb, Value ub, ValueRange init,
+                            function_ref<SmallVector<Value>(Value, ValueRange)> body);
+  Value reduce1(Value lb, Value ub, Value init,
+                function_ref<Value(Value, Value)> body);
+  void ifThen(Value cond, function_ref<void()> then);
+  /// cond ? then() : otherwise(), each returning values of `types`.
+  SmallVector<Value> ifElse(Value cond, TypeRange types,
+                            function_ref<SmallVector<Value>()> then,
+                            function_ref<SmallVector<Value>()> otherwise);
+
+private:
+  Value lut(StringRef name, ArrayRef<float> values);
+  Value fp8(Value byte);  ///< e4m3fn code (i8) -> f32
+  Value e8m0(Value byte); ///< UE8M0 code (i8) -> f32
+  Value fp4(Value nibble); ///< e2m1 code (i8, low 4 bits) -> f32
+
+  OpBuilder &b;
+  Location loc;
+  ModuleOp module;
+};
+
+} // namespace mlir::compressa::cpu
+
+#endif // COMPRESSA_LOWERING_CPU_KERNELBUILDER_H

@@ -1,0 +1,778 @@
+//===- OpEmitters.cpp - dsv4 ops -> CPU kernel code ---------------------===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// Each emitter is the loop nest of its op's definition in
+// shared/spec/deepseek-v4.md, in f32 with f32 accumulation. Token `s` of a
+// call is at absolute position `startPos + s`.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/CPU/OpEmitters.h"
+#include "dialects/DSV4/IR/DSV4Ops.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::compressa::cpu;
+using namespace mlir::dsv4;
+
+WeightView ExpertView::expert(KernelBuilder &kb, Value e) const {
+  WeightView w;
+  w.data = kb.loadPtr(table, e);
+  w.scale = kb.loadPtr(table, kb.add(e, kb.c(count)));
+  w.elt = elt;
+  w.rows = rows;
+  w.cols = cols;
+  return w;
+}
+
+namespace {
+
+/// Elements per token of a tensor value (all dims but the first).
+int64_t perToken(Value v) {
+  auto shape = cast<RankedTensorType>(v.getType()).getShape();
+  int64_t n = 1;
+  for (int64_t d : shape.drop_front())
+    n *= d;
+  return n;
+}
+
+class Emitter {
+public:
+  Emitter(KernelBuilder &kb, EmitContext &ctx) : kb(kb), ctx(ctx) {}
+
+  View view(Value v) { return ctx.tensors.lookup(v); }
+  WeightView w(Value v) { return ctx.weights.lookup(v); }
+  Value S() { return ctx.tokens; }
+  Value pos(Value s) { return kb.add(ctx.startPos, s); }
+  Value c(int64_t v) { return kb.c(v); }
+  /// f32 scratch of `perTokenElems * S + elems` floats.
+  View scratchF32(int64_t perTokenElems, int64_t elems) {
+    return {ctx.scratch(perTokenElems * 4, elems * 4), kb.f32()};
+  }
+
+  /// y[i] = x[i] * rsqrt(mean(x^2) + eps) (* weight[i]) over n elements.
+  void rmsNorm(View x, View y, int64_t n, double eps, const WeightView *weight) {
+    Value ss = kb.reduce1(c(0), c(n), kb.cf(0.0), [&](Value i, Value acc) {
+      Value v = kb.loadF(x, i);
+      return kb.add(acc, kb.mul(v, v));
+    });
+    Value r = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
+    kb.loop(c(0), c(n), [&](Value i) {
+      Value v = kb.mul(kb.loadF(x, i), r);
+      if (weight)
+        v = kb.mul(v, kb.weight(*weight, c(0), i));
+      kb.storeF(y, i, v);
+    });
+  }
+
+  /// Rotates the last rope.dim channels of the `len`-vector at `x` in place.
+  void rope(View x, int64_t len, Value position, RopeAttr rope, bool inverse) {
+    int64_t r = rope.getDim(), base = len - r;
+    SmallVector<float> freqs;
+    for (int64_t k = 0; k < r / 2; ++k)
+      freqs.push_back(static_cast<float>(rope.frequency(k)));
+    Value p = kb.toF32(position);
+    for (int64_t k = 0; k < r / 2; ++k) {
+      Value phi = kb.mul(p, kb.cf(freqs[k]));
+      Value cs = kb.cos(phi), sn = kb.sin(phi);
+      if (inverse)
+        sn = kb.neg(sn);
+      Value ia = c(base + 2 * k), ib = c(base + 2 * k + 1);
+      Value a = kb.loadF(x, ia), b = kb.loadF(x, ib);
+      kb.storeF(x, ia, kb.sub(kb.mul(a, cs), kb.mul(b, sn)));
+      kb.storeF(x, ib, kb.add(kb.mul(a, sn), kb.mul(b, cs)));
+    }
+  }
+
+  /// out[i] = dot(x, W row i) for i < rows.
+  void linear(View x, const WeightView &wt, View out) {
+    kb.loop(c(0), c(wt.rows), [&](Value i) { kb.storeF(out, i, kb.dot(x, wt, i)); });
+  }
+
+  /// Writes into `ids`/`order` the k largest of `n` scores at `scores`
+  /// (descending; ties go to the lower index), marking taken ones -inf.
+  /// `store(k, index)` receives each pick.
+  void selectTopk(View scores, Value n, Value k, function_ref<void(Value, Value)> store) {
+    kb.loop(c(0), k, [&](Value j) {
+      SmallVector<Value> best = kb.reduce(
+          c(0), n, ValueRange{kb.negInf(), c(-1)},
+          [&](Value i, ValueRange acc) -> SmallVector<Value> {
+            Value v = kb.loadF(scores, i);
+            // Strictly greater, so the lowest index wins ties; the first
+            // candidate is taken whatever its score.
+            Value better = kb.lt(acc[0], v);
+            Value first = kb.eq(acc[1], c(-1));
+            Value take = arith::OrIOp::create(kb.builder(), kb.getLoc(), better, first);
+            return {kb.select(take, v, acc[0]), kb.select(take, i, acc[1])};
+          });
+      store(j, best[1]);
+      kb.storeF(scores, best[1], kb.negInf());
+    });
+  }
+
+  LogicalResult emit(Operation *op);
+
+  // The ops.
+  void embed(EmbedOp op);
+  void hcExpand(HcExpandOp op);
+  void rmsNormOp(RmsNormOp op);
+  void hcPre(HcPreOp op);
+  void hcPost(HcPostOp op);
+  void hcHead(HcHeadOp op);
+  void qProj(QProjOp op);
+  void kvProj(KVProjOp op);
+  void ropeOp(RopeOp op);
+  void windowUpdate(WindowUpdateOp op);
+  void compress(CompressOp op);
+  void indexer(IndexerTopkOp op);
+  void attention(SparseAttentionOp op);
+  void outProj(OutProjOp op);
+  void gate(MoeGateOp op);
+  void hashGate(MoeHashGateOp op);
+  void experts(MoeExpertsOp op);
+  void sharedExpert(SharedExpertOp op);
+  void lmHead(LmHeadOp op);
+  void addF(arith::AddFOp op);
+
+private:
+  /// sqrt(softplus(x . w row e)) for all experts into `sigma`.
+  void routerScores(View x, const WeightView &wt, View sigma);
+  /// routing weights: sigma[ids[k]] / sum * scale for the K picks.
+  void routeWeights(View sigma, View ids, View weights, int64_t k, double scale);
+  /// The clamped SwiGLU expert on token vector x, accumulated into out.
+  void swiglu(View x, const WeightView &w1, const WeightView &w3,
+              const WeightView &w2, double limit, Value weight, View out,
+              View h);
+
+  KernelBuilder &kb;
+  EmitContext &ctx;
+};
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Embedding, norms, mHC
+//===----------------------------------------------------------------------===//
+
+void Emitter::embed(EmbedOp op) {
+  View ids = view(op.getIds()), out = view(op.getResult());
+  WeightView table = w(op.getTable());
+  int64_t d = table.cols;
+  kb.loop(c(0), S(), [&](Value s) {
+    Value id = kb.loadF(ids, s);
+    View row = kb.at(out, kb.mul(s, c(d)));
+    kb.loop(c(0), c(d), [&](Value i) { kb.storeF(row, i, kb.weight(table, id, i)); });
+  });
+}
+
+void Emitter::hcExpand(HcExpandOp op) {
+  View x = view(op.getX()), out = view(op.getResult());
+  auto shape = op.getResult().getType().getShape();
+  int64_t n = shape[1], d = shape[2];
+  kb.loop(c(0), S(), [&](Value s) {
+    kb.loop(c(0), c(n), [&](Value j) {
+      View dst = kb.at(out, kb.mul(kb.add(kb.mul(s, c(n)), j), c(d)));
+      View src = kb.at(x, kb.mul(s, c(d)));
+      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
+    });
+  });
+}
+
+void Emitter::rmsNormOp(RmsNormOp op) {
+  View x = view(op.getX()), y = view(op.getResult());
+  auto shape = op.getX().getType().getShape();
+  int64_t n = shape.back(), rows = perToken(op.getX()) / n;
+  WeightView weight;
+  if (op.getWeight())
+    weight = w(op.getWeight());
+  double eps = op.getEps().convertToDouble();
+  kb.loop(c(0), kb.mul(S(), c(rows)), [&](Value r) {
+    rmsNorm(kb.at(x, kb.mul(r, c(n))), kb.at(y, kb.mul(r, c(n))), n, eps,
+            op.getWeight() ? &weight : nullptr);
+  });
+}
+
+void Emitter::hcPre(HcPreOp op) {
+  auto shape = op.getStreams().getType().getShape();
+  int64_t n = shape[1], d = shape[2], mix = (2 + n) * n;
+  View streams = view(op.getStreams()), x = view(op.getX());
+  View post = view(op.getPost()), comb = view(op.getComb());
+  WeightView fn = w(op.getFn()), base = w(op.getBase()), scale = w(op.getScale());
+  double hcEps = op.getHcEps().convertToDouble();
+  double normEps = op.getNormEps().convertToDouble();
+  int64_t iters = op.getSinkhornIters();
+  View mu = scratchF32(0, mix);
+  kb.loop(c(0), S(), [&](Value s) {
+    View xs = kb.at(streams, kb.mul(s, c(n * d)));
+    // mu = rsqrt(mean(x^2) + eps) * (fn . x) over the flattened streams.
+    Value ss = kb.reduce1(c(0), c(n * d), kb.cf(0.0), [&](Value i, Value acc) {
+      Value v = kb.loadF(xs, i);
+      return kb.add(acc, kb.mul(v, v));
+    });
+    Value rho = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n * d))), kb.cf(normEps)));
+    kb.loop(c(0), c(mix), [&](Value k) {
+      kb.storeF(mu, k, kb.mul(rho, kb.dot(xs, fn, k)));
+    });
+    Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
+    Value s2 = kb.weight(scale, c(0), c(2));
+    View pre = scratchF32(0, n);
+    View postS = kb.at(post, kb.mul(s, c(n)));
+    for (int64_t j = 0; j < n; ++j) {
+      Value pj = kb.add(kb.mul(s0, kb.loadF(mu, c(j))), kb.weight(base, c(0), c(j)));
+      kb.storeF(pre, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+      Value qj = kb.add(kb.mul(s1, kb.loadF(mu, c(n + j))),
+                        kb.weight(base, c(0), c(n + j)));
+      kb.storeF(postS, c(j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
+    }
+    // comb: logits, row softmax + eps, column normalisation, then
+    // (iters - 1) x (row, column) normalisations (spec §4.3 step 4).
+    View cm = kb.at(comb, kb.mul(s, c(n * n)));
+    for (int64_t i = 0; i < n * n; ++i)
+      kb.storeF(cm, c(i), kb.add(kb.mul(s2, kb.loadF(mu, c(2 * n + i))),
+                                 kb.weight(base, c(0), c(2 * n + i))));
+    for (int64_t r = 0; r < n; ++r) {
+      Value m = kb.loadF(cm, c(r * n));
+      for (int64_t k = 1; k < n; ++k)
+        m = kb.max(m, kb.loadF(cm, c(r * n + k)));
+      Value sum = kb.cf(0.0);
+      for (int64_t k = 0; k < n; ++k) {
+        Value e = kb.exp(kb.sub(kb.loadF(cm, c(r * n + k)), m));
+        kb.storeF(cm, c(r * n + k), e);
+        sum = kb.add(sum, e);
+      }
+      for (int64_t k = 0; k < n; ++k)
+        kb.storeF(cm, c(r * n + k),
+                  kb.add(kb.div(kb.loadF(cm, c(r * n + k)), sum), kb.cf(hcEps)));
+    }
+    auto normalizeColumns = [&] {
+      for (int64_t k = 0; k < n; ++k) {
+        Value sum = kb.cf(0.0);
+        for (int64_t r = 0; r < n; ++r)
+          sum = kb.add(sum, kb.loadF(cm, c(r * n + k)));
+        Value den = kb.add(sum, kb.cf(hcEps));
+        for (int64_t r = 0; r < n; ++r)
+          kb.storeF(cm, c(r * n + k), kb.div(kb.loadF(cm, c(r * n + k)), den));
+      }
+    };
+    auto normalizeRows = [&] {
+      for (int64_t r = 0; r < n; ++r) {
+        Value sum = kb.cf(0.0);
+        for (int64_t k = 0; k < n; ++k)
+          sum = kb.add(sum, kb.loadF(cm, c(r * n + k)));
+        Value den = kb.add(sum, kb.cf(hcEps));
+        for (int64_t k = 0; k < n; ++k)
+          kb.storeF(cm, c(r * n + k), kb.div(kb.loadF(cm, c(r * n + k)), den));
+      }
+    };
+    normalizeColumns();
+    kb.loop(c(1), c(iters), [&](Value) {
+      normalizeRows();
+      normalizeColumns();
+    });
+    // x = sum_j pre_j X_j.
+    View xo = kb.at(x, kb.mul(s, c(d)));
+    kb.loop(c(0), c(d), [&](Value i) {
+      Value acc = kb.cf(0.0);
+      for (int64_t j = 0; j < n; ++j)
+        acc = kb.add(acc, kb.mul(kb.loadF(pre, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
+      kb.storeF(xo, i, acc);
+    });
+  });
+}
+
+void Emitter::hcPost(HcPostOp op) {
+  auto shape = op.getStreams().getType().getShape();
+  int64_t n = shape[1], d = shape[2];
+  View a = view(op.getA()), streams = view(op.getStreams());
+  View post = view(op.getPost()), comb = view(op.getComb()), out = view(op.getResult());
+  kb.loop(c(0), S(), [&](Value s) {
+    View xs = kb.at(streams, kb.mul(s, c(n * d)));
+    View os = kb.at(out, kb.mul(s, c(n * d)));
+    View as = kb.at(a, kb.mul(s, c(d)));
+    View ps = kb.at(post, kb.mul(s, c(n)));
+    View cs = kb.at(comb, kb.mul(s, c(n * n)));
+    for (int64_t k = 0; k < n; ++k) {
+      Value pk = kb.loadF(ps, c(k));
+      SmallVector<Value> ck;
+      for (int64_t j = 0; j < n; ++j)
+        ck.push_back(kb.loadF(cs, c(j * n + k)));
+      kb.loop(c(0), c(d), [&](Value i) {
+        Value acc = kb.mul(pk, kb.loadF(as, i));
+        for (int64_t j = 0; j < n; ++j)
+          acc = kb.add(acc, kb.mul(ck[j], kb.loadF(xs, kb.add(i, c(j * d)))));
+        kb.storeF(os, kb.add(i, c(k * d)), acc);
+      });
+    }
+  });
+}
+
+void Emitter::hcHead(HcHeadOp op) {
+  auto shape = op.getStreams().getType().getShape();
+  int64_t n = shape[1], d = shape[2];
+  View streams = view(op.getStreams()), out = view(op.getResult());
+  WeightView fn = w(op.getFn()), base = w(op.getBase()), scale = w(op.getScale());
+  double hcEps = op.getHcEps().convertToDouble();
+  double normEps = op.getNormEps().convertToDouble();
+  View pre = scratchF32(0, n);
+  kb.loop(c(0), S(), [&](Value s) {
+    View xs = kb.at(streams, kb.mul(s, c(n * d)));
+    Value ss = kb.reduce1(c(0), c(n * d), kb.cf(0.0), [&](Value i, Value acc) {
+      Value v = kb.loadF(xs, i);
+      return kb.add(acc, kb.mul(v, v));
+    });
+    Value rho = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n * d))), kb.cf(normEps)));
+    Value s0 = kb.weight(scale, c(0), c(0));
+    for (int64_t j = 0; j < n; ++j) {
+      Value mu = kb.mul(rho, kb.dot(xs, fn, c(j)));
+      Value pj = kb.add(kb.mul(s0, mu), kb.weight(base, c(0), c(j)));
+      kb.storeF(pre, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+    }
+    View ys = kb.at(out, kb.mul(s, c(d)));
+    kb.loop(c(0), c(d), [&](Value i) {
+      Value acc = kb.cf(0.0);
+      for (int64_t j = 0; j < n; ++j)
+        acc = kb.add(acc, kb.mul(kb.loadF(pre, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
+      kb.storeF(ys, i, acc);
+    });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+void Emitter::qProj(QProjOp op) {
+  auto qShape = op.getQ().getType().getShape();
+  int64_t h = qShape[1], d = qShape[2];
+  WeightView wqa = w(op.getWqA()), qNorm = w(op.getQNorm()), wqb = w(op.getWqB());
+  int64_t rank = wqa.rows, dm = wqa.cols;
+  double eps = op.getEps().convertToDouble();
+  View x = view(op.getX()), q = view(op.getQ()), qr = view(op.getQr());
+  View t = scratchF32(0, rank);
+  kb.loop(c(0), S(), [&](Value s) {
+    linear(kb.at(x, kb.mul(s, c(dm))), wqa, t);
+    View qrs = kb.at(qr, kb.mul(s, c(rank)));
+    rmsNorm(t, qrs, rank, eps, &qNorm);
+    View qs = kb.at(q, kb.mul(s, c(h * d)));
+    linear(qrs, wqb, qs);
+    kb.loop(c(0), c(h), [&](Value hh) {
+      View head = kb.at(qs, kb.mul(hh, c(d)));
+      rmsNorm(head, head, d, eps, nullptr);
+    });
+  });
+}
+
+void Emitter::kvProj(KVProjOp op) {
+  WeightView wkv = w(op.getWkv()), kvNorm = w(op.getKvNorm());
+  int64_t d = wkv.rows, dm = wkv.cols;
+  double eps = op.getEps().convertToDouble();
+  View x = view(op.getX()), kv = view(op.getKv());
+  View t = scratchF32(0, d);
+  kb.loop(c(0), S(), [&](Value s) {
+    linear(kb.at(x, kb.mul(s, c(dm))), wkv, t);
+    rmsNorm(t, kb.at(kv, kb.mul(s, c(d))), d, eps, &kvNorm);
+  });
+}
+
+void Emitter::ropeOp(RopeOp op) {
+  View x = view(op.getX()), y = view(op.getResult());
+  int64_t len = op.getX().getType().getShape().back();
+  int64_t per = perToken(op.getX()), rows = per / len;
+  kb.loop(c(0), S(), [&](Value s) {
+    Value p = pos(s);
+    kb.loop(c(0), c(rows), [&](Value r) {
+      Value off = kb.add(kb.mul(s, c(per)), kb.mul(r, c(len)));
+      View src = kb.at(x, off), dst = kb.at(y, off);
+      if (x.ptr != y.ptr)
+        kb.loop(c(0), c(len), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
+      rope(dst, len, p, op.getRope(), op.getInverse());
+    });
+  });
+}
+
+void Emitter::windowUpdate(WindowUpdateOp op) {
+  WindowKVType ring = op.getRing().getType();
+  int64_t win = ring.getWindow(), d = ring.getDim();
+  View dst{ctx.states.lookup(op.getRing()), ring.getElementType()};
+  View kv = view(op.getKv());
+  // Only the last `window` tokens of the chunk survive.
+  Value first = kb.max(c(0), kb.sub(S(), c(win)));
+  kb.loop(first, S(), [&](Value s) {
+    Value slot = kb.rem(pos(s), c(win));
+    View to = kb.at(dst, kb.mul(slot, c(d)));
+    View from = kb.at(kv, kb.mul(s, c(d)));
+    kb.loop(c(0), c(d), [&](Value i) { kb.storeF(to, i, kb.loadF(from, i)); });
+  });
+}
+
+void Emitter::compress(CompressOp op) {
+  CompressorStateType st = op.getState().getType();
+  int64_t m = st.getRatio(), dim = st.getDim(), width = st.getWidth();
+  int64_t slots = st.getSlots();
+  bool overlap = st.getOverlap();
+  Type entryElt = isa<CompressedKVType>(op.getEntries().getType())
+                      ? cast<CompressedKVType>(op.getEntries().getType()).getElementType()
+                      : cast<IndexerKeysType>(op.getEntries().getType()).getElementType();
+  // State layout: kv [slots, width] then score [slots, width], f32.
+  Value statePtr = ctx.states.lookup(op.getState());
+  View kvState{statePtr, kb.f32()};
+  View scoreState = kb.at(kvState, c(slots * width));
+  View entries{ctx.states.lookup(op.getEntries()), entryElt};
+  WeightView wkv = w(op.getWkv()), wgate = w(op.getWgate()), ape = w(op.getApe());
+  WeightView norm = w(op.getNorm());
+  int64_t dm = wkv.cols;
+  double eps = op.getEps().convertToDouble();
+  View x = view(op.getX());
+  View pooled = scratchF32(0, dim);
+  // Tokens go through the state one at a time: an entry completes when the
+  // token closing its window has been written (spec §5.2).
+  kb.loop(c(0), S(), [&](Value s) {
+    Value p = pos(s);
+    Value inWindow = kb.rem(p, c(m));
+    Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
+    View xs = kb.at(x, kb.mul(s, c(dm)));
+    View kvSlot = kb.at(kvState, kb.mul(slot, c(width)));
+    View scSlot = kb.at(scoreState, kb.mul(slot, c(width)));
+    kb.loop(c(0), c(width), [&](Value i) {
+      kb.storeF(kvSlot, i, kb.dot(xs, wkv, i));
+      kb.storeF(scSlot, i, kb.add(kb.dot(xs, wgate, i), kb.weight(ape, inWindow, i)));
+    });
+    kb.ifThen(kb.eq(inWindow, c(m - 1)), [&] {
+      // Per channel softmax over the window's slots. Overlapping: slots
+      // 0..m-1 contribute their A half (channel i), m..2m-1 their B half
+      // (channel dim + i).
+      kb.loop(c(0), c(dim), [&](Value i) {
+        auto channel = [&](int64_t j) {
+          return overlap && j >= m ? kb.add(i, c(dim)) : i;
+        };
+        Value mx = kb.negInf();
+        for (int64_t j = 0; j < slots; ++j)
+          mx = kb.max(mx, kb.loadF(scoreState, kb.add(c(j * width), channel(j))));
+        Value num = kb.cf(0.0), den = kb.cf(0.0);
+        for (int64_t j = 0; j < slots; ++j) {
+          Value sc = kb.loadF(scoreState, kb.add(c(j * width), channel(j)));
+          // An empty slot (score -inf) weighs exactly 0.
+          Value e = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
+          num = kb.add(num, kb.mul(e, kb.loadF(kvState, kb.add(c(j * width), channel(j)))));
+          den = kb.add(den, e);
+        }
+        kb.storeF(pooled, i, kb.div(num, den));
+      });
+      Value w = kb.div(p, c(m));
+      View entry = kb.at(entries, kb.mul(w, c(dim)));
+      rmsNorm(pooled, entry, dim, eps, &norm);
+      rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false);
+      if (overlap) {
+        // The closed window becomes the previous window of the next one.
+        kb.loop(c(0), c(m * width), [&](Value i) {
+          kb.storeF(kvState, i, kb.loadF(kvState, kb.add(i, c(m * width))));
+          kb.storeF(scoreState, i, kb.loadF(scoreState, kb.add(i, c(m * width))));
+        });
+      }
+    });
+  });
+}
+
+void Emitter::indexer(IndexerTopkOp op) {
+  IndexerKeysType keysType = op.getKeys().getType();
+  int64_t m = keysType.getRatio(), di = keysType.getDim();
+  int64_t heads = op.getHeads(), topk = op.getTopk();
+  WeightView wqb = w(op.getWqB()), wp = w(op.getWeightsProj());
+  int64_t rank = wqb.cols, dm = wp.cols;
+  View keys{ctx.states.lookup(op.getKeys()), keysType.getElementType()};
+  View qr = view(op.getQr()), x = view(op.getX()), out = view(op.getIndices());
+  int64_t capacity = ctx.maxContext / m;
+  View q = scratchF32(0, heads * di);
+  View hw = scratchF32(0, heads);
+  View scores = scratchF32(0, capacity);
+  double headScale = 1.0 / std::sqrt(double(di)) / std::sqrt(double(heads));
+  kb.loop(c(0), S(), [&](Value s) {
+    Value t = pos(s);
+    Value avail = kb.div(kb.add(t, c(1)), c(m));
+    View qrs = kb.at(qr, kb.mul(s, c(rank)));
+    linear(qrs, wqb, q);
+    kb.loop(c(0), c(heads), [&](Value h) {
+      rope(kb.at(q, kb.mul(h, c(di))), di, t, op.getRope(), false);
+    });
+    View xs = kb.at(x, kb.mul(s, c(dm)));
+    kb.loop(c(0), c(heads), [&](Value h) {
+      kb.storeF(hw, h, kb.mul(kb.dot(xs, wp, h), kb.cf(headScale)));
+    });
+    kb.loop(c(0), avail, [&](Value j) {
+      View key = kb.at(keys, kb.mul(j, c(di)));
+      Value score = kb.reduce1(c(0), c(heads), kb.cf(0.0), [&](Value h, Value acc) {
+        View qh = kb.at(q, kb.mul(h, c(di)));
+        Value dotv = kb.reduce1(c(0), c(di), kb.cf(0.0), [&](Value i, Value a) {
+          return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
+        });
+        return kb.add(acc, kb.mul(kb.loadF(hw, h), kb.max(dotv, kb.cf(0.0))));
+      });
+      kb.storeF(scores, j, score);
+    });
+    View row = kb.at(out, kb.mul(s, c(topk)));
+    kb.loop(c(0), c(topk), [&](Value j) { kb.store(kb.truncI32(c(-1)), row.ptr, j); });
+    Value k = kb.min(c(topk), avail);
+    selectTopk(scores, avail, k, [&](Value j, Value idx) {
+      kb.store(kb.truncI32(idx), row.ptr, j);
+    });
+  });
+}
+
+void Emitter::attention(SparseAttentionOp op) {
+  auto qShape = op.getQ().getType().getShape();
+  int64_t h = qShape[1], d = qShape[2];
+  WindowKVType ringType = op.getRing().getType();
+  int64_t win = ringType.getWindow();
+  View ring{ctx.states.lookup(op.getRing()), ringType.getElementType()};
+  View q = view(op.getQ()), kv = view(op.getKv()), out = view(op.getResult());
+  WeightView sink = w(op.getSink());
+  double scale = op.getScale().convertToDouble();
+  View entries;
+  int64_t ratio = 0, k = 0;
+  View topk;
+  if (op.getEntries()) {
+    CompressedKVType et = op.getEntries().getType();
+    entries = View{ctx.states.lookup(op.getEntries()), et.getElementType()};
+    ratio = et.getRatio();
+  }
+  if (op.getTopk()) {
+    topk = view(op.getTopk());
+    k = op.getTopk().getType().getShape()[1];
+  }
+  kb.loop(c(0), S(), [&](Value s) {
+    Value t = pos(s);
+    Value first = kb.max(c(0), kb.sub(t, c(win - 1)));
+    // The key vector of window position u: from the chunk or from the ring.
+    auto windowKey = [&](Value u) -> View {
+      Value inChunk = kb.le(ctx.startPos, u);
+      Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
+      Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
+      return View{kb.select(inChunk, chunkPtr, ringPtr), kv.elt};
+    };
+    Value dense = ratio && !k ? kb.div(kb.add(t, c(1)), c(ratio)) : c(0);
+    kb.loop(c(0), c(h), [&](Value hh) {
+      View qh = kb.at(q, kb.add(kb.mul(s, c(h * d)), kb.mul(hh, c(d))));
+      View oh = kb.at(out, kb.add(kb.mul(s, c(h * d)), kb.mul(hh, c(d))));
+      auto score = [&](View key) {
+        Value dotv = kb.reduce1(c(0), c(d), kb.cf(0.0), [&](Value i, Value a) {
+          return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
+        });
+        return kb.mul(dotv, kb.cf(scale));
+      };
+      // Visits every key: window, then the selected or all visible entries.
+      auto forEachKey = [&](Value init, function_ref<Value(View, Value)> f) {
+        Value acc = kb.reduce1(first, kb.add(t, c(1)), init,
+                               [&](Value u, Value a) { return f(windowKey(u), a); });
+        if (k) {
+          View ts = kb.at(topk, kb.mul(s, c(k)));
+          acc = kb.reduce1(c(0), c(k), acc, [&](Value j, Value a) {
+            Value idx = kb.toI64(kb.load(kb.builder().getI32Type(), ts.ptr, j));
+            // -1 = no key: the visit (which may accumulate) must not run.
+            return kb.ifElse(
+                kb.le(c(0), idx), TypeRange{a.getType()},
+                [&]() -> SmallVector<Value> {
+                  return {f(kb.at(entries, kb.mul(idx, c(d))), a)};
+                },
+                [&]() -> SmallVector<Value> { return {a}; })[0];
+          });
+        } else if (ratio) {
+          acc = kb.reduce1(c(0), dense, acc, [&](Value j, Value a) {
+            return f(kb.at(entries, kb.mul(j, c(d))), a);
+          });
+        }
+        return acc;
+      };
+      Value sinkLogit = kb.weight(sink, c(0), hh);
+      Value mx = forEachKey(sinkLogit, [&](View key, Value a) { return kb.max(a, score(key)); });
+      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.cf(0.0)); });
+      Value den = forEachKey(kb.cf(0.0), [&](View key, Value a) {
+        Value p = kb.exp(kb.sub(score(key), mx));
+        kb.loop(c(0), c(d), [&](Value i) {
+          kb.storeF(oh, i, kb.add(kb.loadF(oh, i), kb.mul(p, kb.loadF(key, i))));
+        });
+        return kb.add(a, p);
+      });
+      den = kb.add(den, kb.exp(kb.sub(sinkLogit, mx)));
+      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.div(kb.loadF(oh, i), den)); });
+    });
+  });
+}
+
+void Emitter::outProj(OutProjOp op) {
+  auto shape = op.getO().getType().getShape();
+  int64_t h = shape[1], d = shape[2], g = op.getGroups();
+  WeightView woa = w(op.getWoA()), wob = w(op.getWoB());
+  int64_t rows = woa.rows, per = woa.rows / g, groupIn = (h / g) * d;
+  View o = view(op.getO()), out = view(op.getResult());
+  View z = scratchF32(0, rows);
+  kb.loop(c(0), S(), [&](Value s) {
+    kb.loop(c(0), c(rows), [&](Value r) {
+      Value grp = kb.div(r, c(per));
+      View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
+      kb.storeF(z, r, kb.dot(in, woa, r));
+    });
+    linear(z, wob, kb.at(out, kb.mul(s, c(wob.rows))));
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// MoE
+//===----------------------------------------------------------------------===//
+
+void Emitter::routerScores(View x, const WeightView &wt, View sigma) {
+  kb.loop(c(0), c(wt.rows), [&](Value e) {
+    kb.storeF(sigma, e, kb.sqrt(kb.softplus(kb.dot(x, wt, e))));
+  });
+}
+
+void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
+                           double scale) {
+  auto idAt = [&](int64_t j) {
+    return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, c(j)));
+  };
+  Value sum = kb.cf(0.0);
+  for (int64_t j = 0; j < k; ++j)
+    sum = kb.add(sum, kb.loadF(sigma, idAt(j)));
+  for (int64_t j = 0; j < k; ++j)
+    kb.storeF(weights, c(j),
+              kb.mul(kb.div(kb.loadF(sigma, idAt(j)), kb.add(sum, kb.cf(1e-20))),
+                     kb.cf(scale)));
+}
+
+void Emitter::gate(MoeGateOp op) {
+  WeightView wt = w(op.getW()), bias = w(op.getBias());
+  int64_t e = wt.rows, dm = wt.cols, k = op.getTopk();
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View sigma = scratchF32(0, e), sel = scratchF32(0, e);
+  double scale = op.getRouteScale().convertToDouble();
+  kb.loop(c(0), S(), [&](Value s) {
+    routerScores(kb.at(x, kb.mul(s, c(dm))), wt, sigma);
+    kb.loop(c(0), c(e), [&](Value i) {
+      kb.storeF(sel, i, kb.add(kb.loadF(sigma, i), kb.weight(bias, c(0), i)));
+    });
+    View idsS = kb.at(ids, kb.mul(s, c(k)));
+    selectTopk(sel, c(e), c(k), [&](Value j, Value idx) {
+      kb.store(kb.truncI32(idx), idsS.ptr, j);
+    });
+    routeWeights(sigma, idsS, kb.at(weights, kb.mul(s, c(k))), k, scale);
+  });
+}
+
+void Emitter::hashGate(MoeHashGateOp op) {
+  WeightView wt = w(op.getW()), tid2eid = w(op.getTid2eid());
+  int64_t dm = wt.cols, k = tid2eid.cols;
+  View x = view(op.getX()), tokens = view(op.getTokenIds());
+  View weights = view(op.getWeights()), ids = view(op.getIds());
+  View sigma = scratchF32(0, wt.rows);
+  double scale = op.getRouteScale().convertToDouble();
+  kb.loop(c(0), S(), [&](Value s) {
+    routerScores(kb.at(x, kb.mul(s, c(dm))), wt, sigma);
+    Value tok = kb.loadF(tokens, s);
+    View idsS = kb.at(ids, kb.mul(s, c(k)));
+    for (int64_t j = 0; j < k; ++j)
+      kb.store(kb.truncI32(kb.weight(tid2eid, tok, c(j))), idsS.ptr, c(j));
+    routeWeights(sigma, idsS, kb.at(weights, kb.mul(s, c(k))), k, scale);
+  });
+}
+
+void Emitter::swiglu(View x, const WeightView &w1, const WeightView &w3,
+                     const WeightView &w2, double limit, Value weight, View out,
+                     View h) {
+  kb.loop(c(0), c(w1.rows), [&](Value i) {
+    Value g = kb.min(kb.dot(x, w1, i), kb.cf(limit));
+    Value u = kb.max(kb.min(kb.dot(x, w3, i), kb.cf(limit)), kb.cf(-limit));
+    kb.storeF(h, i, kb.mul(kb.silu(g), u));
+  });
+  kb.loop(c(0), c(w2.rows), [&](Value o) {
+    kb.storeF(out, o, kb.add(kb.loadF(out, o), kb.mul(weight, kb.dot(h, w2, o))));
+  });
+}
+
+void Emitter::experts(MoeExpertsOp op) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  int64_t dm = e1.cols, k = op.getIds().getType().getShape()[1];
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View out = view(op.getResult());
+  View h = scratchF32(0, e1.rows);
+  double limit = op.getSwigluLimit().convertToDouble();
+  kb.loop(c(0), S(), [&](Value s) {
+    View os = kb.at(out, kb.mul(s, c(dm)));
+    kb.loop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
+    kb.loop(c(0), c(k), [&](Value j) {
+      Value idx = kb.add(kb.mul(s, c(k)), j);
+      Value e = kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, idx));
+      swiglu(kb.at(x, kb.mul(s, c(dm))), e1.expert(kb, e), e3.expert(kb, e),
+             e2.expert(kb, e), limit, kb.loadF(weights, idx), os, h);
+    });
+  });
+}
+
+void Emitter::sharedExpert(SharedExpertOp op) {
+  WeightView w1 = w(op.getW1()), w3 = w(op.getW3()), w2 = w(op.getW2());
+  int64_t dm = w1.cols;
+  View x = view(op.getX()), out = view(op.getResult());
+  View h = scratchF32(0, w1.rows);
+  double limit = op.getSwigluLimit().convertToDouble();
+  kb.loop(c(0), S(), [&](Value s) {
+    View os = kb.at(out, kb.mul(s, c(dm)));
+    kb.loop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
+    swiglu(kb.at(x, kb.mul(s, c(dm))), w1, w3, w2, limit, kb.cf(1.0), os, h);
+  });
+}
+
+void Emitter::lmHead(LmHeadOp op) {
+  WeightView head = w(op.getHead());
+  View y = view(op.getY()), out = view(op.getLogits());
+  kb.loop(c(0), S(), [&](Value s) {
+    linear(kb.at(y, kb.mul(s, c(head.cols))), head, kb.at(out, kb.mul(s, c(head.rows))));
+  });
+}
+
+void Emitter::addF(arith::AddFOp op) {
+  View a = view(op.getLhs()), b = view(op.getRhs()), out = view(op.getResult());
+  int64_t n = perToken(op.getResult());
+  kb.loop(c(0), kb.mul(S(), c(n)), [&](Value i) {
+    kb.storeF(out, i, kb.add(kb.loadF(a, i), kb.loadF(b, i)));
+  });
+}
+
+LogicalResult Emitter::emit(Operation *op) {
+  bool handled = true;
+  llvm::TypeSwitch<Operation *>(op)
+      .Case([&](EmbedOp o) { embed(o); })
+      .Case([&](HcExpandOp o) { hcExpand(o); })
+      .Case([&](RmsNormOp o) { rmsNormOp(o); })
+      .Case([&](HcPreOp o) { hcPre(o); })
+      .Case([&](HcPostOp o) { hcPost(o); })
+      .Case([&](HcHeadOp o) { hcHead(o); })
+      .Case([&](QProjOp o) { qProj(o); })
+      .Case([&](KVProjOp o) { kvProj(o); })
+      .Case([&](RopeOp o) { ropeOp(o); })
+      .Case([&](WindowUpdateOp o) { windowUpdate(o); })
+      .Case([&](CompressOp o) { compress(o); })
+      .Case([&](IndexerTopkOp o) { indexer(o); })
+      .Case([&](SparseAttentionOp o) { attention(o); })
+      .Case([&](OutProjOp o) { outProj(o); })
+      .Case([&](MoeGateOp o) { gate(o); })
+      .Case([&](MoeHashGateOp o) { hashGate(o); })
+      .Case([&](MoeExpertsOp o) { experts(o); })
+      .Case([&](SharedExpertOp o) { sharedExpert(o); })
+      .Case([&](LmHeadOp o) { lmHead(o); })
+      .Case([&](arith::AddFOp o) { addF(o); })
+      .Default([&](Operation *) { handled = false; });
+  if (!handled)
+    return op->emitOpError("has no CPU kernel emitter");
+  return success();
+}
+
+LogicalResult mlir::compressa::cpu::emitOp(KernelBuilder &kb, Operation *op,
+                                           EmitContext &ctx) {
+  Emitter emitter(kb, ctx);
+  return emitter.emit(op);
+}

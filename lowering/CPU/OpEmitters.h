@@ -1,0 +1,53 @@
+//===- OpEmitters.h - dsv4 ops -> CPU kernel code ----------------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// One emitter per dsv4 op. An emitter reads its operands and writes its
+// results through the views of an EmitContext, so the same code serves an op
+// whose values live in program buffers, in decode state or in the kernel's
+// scratch (when a producer and its consumer are fused into one dispatch).
+//
+//===----------------------------------------------------------------------===//
+#ifndef COMPRESSA_LOWERING_CPU_OPEMITTERS_H
+#define COMPRESSA_LOWERING_CPU_OPEMITTERS_H
+
+#include "lowering/CPU/KernelBuilder.h"
+
+#include "llvm/ADT/DenseMap.h"
+
+#include <functional>
+
+namespace mlir::compressa::cpu {
+
+/// A stack of routed experts: a table of 2*count pointers (data, then scales).
+struct ExpertView {
+  Value table;
+  int64_t count = 0;
+  Type elt;
+  int64_t rows = 0, cols = 0;
+  /// The weight of expert `e` (an i64 value).
+  WeightView expert(KernelBuilder &kb, Value e) const;
+};
+
+/// Where each value of a dispatch lives inside the kernel being emitted.
+struct EmitContext {
+  Value tokens;   ///< S, i64
+  Value startPos; ///< i64
+  /// Compressed entries and ring capacity: the maximum context of the
+  /// artifact (entries of ratio m hold maxContext / m vectors).
+  int64_t maxContext = 0;
+  llvm::DenseMap<Value, View> tensors;
+  llvm::DenseMap<Value, WeightView> weights;
+  llvm::DenseMap<Value, ExpertView> experts;
+  /// Decode state (window ring, compressor state, entries): base pointers.
+  llvm::DenseMap<Value, Value> states;
+  /// Allocates `bytesPerToken * S + bytes` of kernel scratch; returns a pointer.
+  std::function<Value(int64_t bytesPerToken, int64_t bytes)> scratch;
+};
+
+/// Emits `op`; the context must hold views for its operands and results
+/// (results that are decode state alias the state they update).
+LogicalResult emitOp(KernelBuilder &kb, Operation *op, EmitContext &ctx);
+
+} // namespace mlir::compressa::cpu
+
+#endif // COMPRESSA_LOWERING_CPU_OPEMITTERS_H

@@ -1,0 +1,151 @@
+//===- FormDispatches.cpp - Group dsv4 ops into kernel launches ---------===//
+// SPDX-License-Identifier: Apache-2.0
+
+#include "dialects/DSV4/IR/DSV4Ops.h"
+#include "passes/Model/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/EquivalenceClasses.h"
+
+namespace mlir::dsv4 {
+#define GEN_PASS_DEF_DSV4FORMDISPATCHESPASS
+#include "passes/Model/Passes.h.inc"
+} // namespace mlir::dsv4
+
+using namespace mlir;
+using namespace mlir::dsv4;
+
+bool dsv4::isComputeOp(Operation *op) {
+  if (isa<ParamOp, func::ReturnOp>(op))
+    return false;
+  return isa<DSV4Dialect>(op->getDialect()) || isa<arith::AddFOp>(op);
+}
+
+namespace {
+
+/// The only op that uses `v`, or null. The program's return does not count
+/// for decode state: updated state always flows to it.
+Operation *singleUser(Value v) {
+  bool state = !isa<RankedTensorType>(v.getType());
+  Operation *user = nullptr;
+  for (Operation *u : v.getUsers()) {
+    if (state && isa<func::ReturnOp>(u))
+      continue;
+    if (user && user != u)
+      return nullptr;
+    user = u;
+  }
+  return user;
+}
+
+struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    for (Operation &op : func.getBody().front())
+      position[&op] = position.size();
+    for (Operation &op : func.getBody().front())
+      if (isComputeOp(&op))
+        groups.insert(&op);
+
+    // Rule order matters little: each merge is checked for legality alone.
+    func.walk([&](Operation *op) {
+      if (auto norm = dyn_cast<RmsNormOp>(op)) {
+        // hc.pre / hc.head + the norm of their output.
+        if (Operation *def = norm.getX().getDefiningOp())
+          if (isa<HcPreOp, HcHeadOp>(def) && singleUser(norm.getX()) == op)
+            tryMerge(def, op);
+      } else if (auto rope = dyn_cast<RopeOp>(op)) {
+        // RoPE as the epilogue of the projection or attention it follows.
+        if (Operation *def = rope.getX().getDefiningOp())
+          if (isa<QProjOp, KVProjOp, SparseAttentionOp>(def) &&
+              singleUser(rope.getX()) == op)
+            tryMerge(def, op);
+      } else if (auto cmp = dyn_cast<CompressOp>(op)) {
+        // The indexer's compressor feeds only the indexer.
+        if (isa<IndexerKeysType>(cmp.getEntries().getType()))
+          if (Operation *user = singleUser(cmp.getNewEntries()))
+            if (isa<IndexerTopkOp>(user))
+              tryMerge(op, user);
+      } else if (isa<MoeGateOp, MoeHashGateOp>(op)) {
+        // Router (with its top-k) + routed experts.
+        if (Operation *user = singleUser(op->getResult(0)))
+          if (isa<MoeExpertsOp>(user) && singleUser(op->getResult(1)) == user)
+            tryMerge(op, user);
+      } else if (auto sum = dyn_cast<arith::AddFOp>(op)) {
+        // routed + shared experts and their sum.
+        Operation *lhs = sum.getLhs().getDefiningOp();
+        Operation *rhs = sum.getRhs().getDefiningOp();
+        if (lhs && rhs && isa<MoeExpertsOp>(lhs) && isa<SharedExpertOp>(rhs)) {
+          // The shared expert sits between the routed experts and the sum.
+          tryMerge(rhs, op);
+          tryMerge(lhs, op);
+        }
+      } else if (auto post = dyn_cast<HcPostOp>(op)) {
+        // The residual mix as the epilogue of the sub-layer it closes.
+        if (Operation *def = post.getA().getDefiningOp())
+          if (singleUser(post.getA()) == op)
+            tryMerge(def, op);
+      }
+    });
+    // A norm joins its consumers when they all ended up in one dispatch
+    // (the final norm and lm_head; ffn_norm and the MoE).
+    func.walk([&](RmsNormOp norm) {
+      Operation *leader = nullptr;
+      bool one = !norm.getResult().use_empty();
+      for (Operation *u : norm.getResult().getUsers()) {
+        Operation *l = groups.getLeaderValue(u);
+        one &= !leader || leader == l;
+        leader = l;
+      }
+      if (one && leader)
+        tryMerge(norm, leader);
+    });
+
+    // Number the dispatches in the order of their first op.
+    OpBuilder b(func.getContext());
+    llvm::DenseMap<Operation *, int64_t> ids;
+    for (Operation &op : func.getBody().front()) {
+      if (!isComputeOp(&op))
+        continue;
+      Operation *leader = groups.getLeaderValue(&op);
+      auto [it, inserted] = ids.try_emplace(leader, ids.size());
+      op.setAttr(kDispatchAttr, b.getI64IntegerAttr(it->second));
+    }
+  }
+
+  /// Merges the dispatches of `a` and `b` if the result stays executable
+  /// at its first op.
+  void tryMerge(Operation *a, Operation *b) {
+    if (groups.isEquivalent(a, b))
+      return;
+    SmallVector<Operation *> members;
+    for (Operation *root : {a, b})
+      for (auto it = groups.findLeader(root); it != groups.member_end(); ++it)
+        members.push_back(*it);
+    llvm::SmallPtrSet<Operation *, 16> inGroup(members.begin(), members.end());
+    size_t first = SIZE_MAX, last = 0;
+    for (Operation *m : members) {
+      first = std::min(first, position[m]);
+      last = std::max(last, position[m]);
+    }
+    for (Operation *m : members) {
+      for (Value operand : m->getOperands()) {
+        Operation *def = operand.getDefiningOp();
+        if (def && isComputeOp(def) && !inGroup.contains(def) &&
+            position[def] > first)
+          return;
+      }
+      for (Operation *user : m->getUsers())
+        if (!inGroup.contains(user) && position[user] < last)
+          return;
+    }
+    groups.unionSets(a, b);
+  }
+
+  llvm::DenseMap<Operation *, size_t> position;
+  llvm::EquivalenceClasses<Operation *> groups;
+};
+} // namespace

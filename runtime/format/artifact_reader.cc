@@ -1,0 +1,528 @@
+// SPDX-License-Identifier: Apache-2.0
+// Artifact loading: read, identify, verify (FlatBuffers), check the version,
+// then validate every index, size and offset that the runtime will use.
+#include "runtime/format/artifact_reader.h"
+
+#include "runtime/weights/dtype.h"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace compressa {
+
+//===----------------------------------------------------------------------===//
+// Artifact
+//===----------------------------------------------------------------------===//
+
+Artifact::~Artifact() { std::free(bytes); }
+
+const char *Artifact::targetName() const {
+  switch (target()) {
+  case fb::Target::Cpu:
+    return "cpu";
+  case fb::Target::Cuda:
+    return "cuda";
+  }
+  return "unknown";
+}
+
+const fb::Program *Artifact::findProgram(std::string_view name) const {
+  auto it = programsByName.find(name);
+  return it == programsByName.end() ? nullptr : it->second;
+}
+
+int64_t Artifact::findWeight(std::string_view name) const {
+  auto it = weightsByName.find(name);
+  return it == weightsByName.end() ? -1 : it->second;
+}
+
+std::string Artifact::expertWeightName(std::string_view pattern,
+                                       uint32_t expert) {
+  std::string number = std::to_string(expert);
+  std::string out;
+  out.reserve(pattern.size() + number.size());
+  for (char c : pattern) {
+    if (c == '*')
+      out += number;
+    else
+      out += c;
+  }
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// Reading
+//===----------------------------------------------------------------------===//
+
+StatusOr<std::unique_ptr<Artifact>>
+ArtifactReader::readFile(const std::string &path) {
+  const char *p = path.c_str();
+  int fd = ::open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    return Status::errorAt(__FILE__, __LINE__,
+                           err == ENOENT ? StatusCode::NotFound
+                                         : StatusCode::Unavailable,
+                           "%s: cannot open: %s", p, std::strerror(err));
+  }
+  struct stat info;
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    return COMPRESSA_ERROR(InvalidArgument, "%s: not a regular file", p);
+  }
+  uint64_t size = static_cast<uint64_t>(info.st_size);
+  if (size > kMaxArtifactBytes) {
+    ::close(fd);
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: file is %llu bytes, larger than the %llu-byte "
+                           "FlatBuffers limit; not a Compressa artifact",
+                           p, static_cast<unsigned long long>(size),
+                           static_cast<unsigned long long>(kMaxArtifactBytes));
+  }
+  std::unique_ptr<Artifact> artifact(new Artifact());
+  artifact->sourcePath = path;
+  artifact->numBytes = static_cast<size_t>(size);
+  artifact->bytes = static_cast<uint8_t *>(std::malloc(size ? size : 1));
+  if (!artifact->bytes) {
+    ::close(fd);
+    return COMPRESSA_ERROR(ResourceExhausted,
+                           "%s: cannot allocate %llu bytes to read the file", p,
+                           static_cast<unsigned long long>(size));
+  }
+  size_t done = 0;
+  while (done < artifact->numBytes) {
+    ssize_t got =
+        ::read(fd, artifact->bytes + done, artifact->numBytes - done);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0) {
+      int err = got < 0 ? errno : 0;
+      ::close(fd);
+      return COMPRESSA_ERROR(DataLoss, "%s: read %zu of %zu bytes: %s", p,
+                             done, artifact->numBytes,
+                             err ? std::strerror(err)
+                                 : "unexpected end of file");
+    }
+    done += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  return adopt(std::move(artifact));
+}
+
+StatusOr<std::unique_ptr<Artifact>>
+ArtifactReader::readBuffer(const void *data, size_t size,
+                           const std::string &name) {
+  if (size > kMaxArtifactBytes)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: buffer is %zu bytes, larger than the %llu-byte "
+                           "FlatBuffers limit",
+                           name.c_str(), size,
+                           static_cast<unsigned long long>(kMaxArtifactBytes));
+  std::unique_ptr<Artifact> artifact(new Artifact());
+  artifact->sourcePath = name;
+  artifact->numBytes = size;
+  artifact->bytes = static_cast<uint8_t *>(std::malloc(size ? size : 1));
+  if (!artifact->bytes)
+    return COMPRESSA_ERROR(ResourceExhausted, "%s: cannot allocate %zu bytes",
+                           name.c_str(), size);
+  if (size)
+    std::memcpy(artifact->bytes, data, size);
+  return adopt(std::move(artifact));
+}
+
+StatusOr<std::unique_ptr<Artifact>>
+ArtifactReader::adopt(std::unique_ptr<Artifact> artifact) {
+  const char *p = artifact->sourcePath.c_str();
+  const uint8_t *buf = artifact->bytes;
+  size_t size = artifact->numBytes;
+
+  // Step 1. The identifier, at bytes [4, 8) after the root offset.
+  if (size < 8)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: corrupt or truncated artifact (%zu bytes, "
+                           "shorter than a FlatBuffers header)",
+                           p, size);
+  if (!fb::ArtifactBufferHasIdentifier(buf))
+    return COMPRESSA_ERROR(
+        InvalidArgument,
+        "%s: not a Compressa artifact (file identifier '%s', expected '%s')", p,
+        printable(std::string_view(reinterpret_cast<const char *>(buf) + 4, 4))
+            .c_str(),
+        fb::ArtifactIdentifier());
+
+  // Step 2. Structural verification: every offset, vector and string lies
+  // inside the buffer. Nothing is read from the tables before this passes.
+  flatbuffers::Verifier::Options options;
+  options.max_depth = 64;
+  options.max_tables = 1u << 26;
+  flatbuffers::Verifier verifier(buf, size, options);
+  if (!fb::VerifyArtifactBuffer(verifier))
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: corrupt or truncated artifact (FlatBuffers "
+                           "verification failed)",
+                           p);
+  artifact->rootTable = fb::GetArtifact(buf);
+
+  // Step 3. The version, before any field whose meaning it governs.
+  uint32_t version = artifact->rootTable->version();
+  if (version != kArtifactVersion)
+    return COMPRESSA_ERROR(Unimplemented,
+                           "%s: artifact version %u is not supported; this "
+                           "runtime reads version %u only (recompile the model "
+                           "with a matching compressa-compile)",
+                           p, version, kArtifactVersion);
+
+  // Step 4. Semantic validation.
+  COMPRESSA_RETURN_IF_ERROR(validate(*artifact));
+  return artifact;
+}
+
+//===----------------------------------------------------------------------===//
+// Semantic validation
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// `str` as a string_view; empty for an absent string.
+std::string_view view(const flatbuffers::String *str) {
+  return str ? std::string_view(str->c_str(), str->size()) : std::string_view();
+}
+
+/// `str` quoted for messages.
+std::string quoted(const flatbuffers::String *str) {
+  return "'" + printable(view(str), 80) + "'";
+}
+
+template <class T> uint32_t sizeOf(const flatbuffers::Vector<T> *vec) {
+  return vec ? vec->size() : 0;
+}
+
+/// True when the elements of `vec` (absent or empty counts as aligned) sit
+/// at an 8-byte aligned address; the buffer itself is malloc-aligned.
+bool aligned8(const flatbuffers::Vector<int64_t> *vec) {
+  return !vec || vec->size() == 0 ||
+         reinterpret_cast<uintptr_t>(vec->data()) % 8 == 0;
+}
+
+/// `a * b + c`, or false on overflow.
+bool mulAdd(uint64_t a, uint64_t b, uint64_t c, uint64_t &out) {
+  uint64_t product;
+  if (__builtin_mul_overflow(a, b, &product))
+    return false;
+  return !__builtin_add_overflow(product, c, &out);
+}
+
+const char *argKindName(fb::ArgKind kind) {
+  if (kind > fb::ArgKind::MAX)
+    return "unknown";
+  return fb::EnumNameArgKind(kind);
+}
+
+/// Validates one launch of a program; `where` names it.
+Status validateLaunch(const Artifact &artifact, const fb::Program &program,
+                      const fb::Launch &launch, const std::string &where) {
+  const fb::Artifact &root = artifact.root();
+  const char *w = where.c_str();
+  uint32_t numKernels = sizeOf(root.kernels());
+  if (launch.kernel() >= numKernels)
+    return COMPRESSA_ERROR(OutOfRange,
+                           "%s: kernel index %u is out of range (the artifact "
+                           "has %u kernels)",
+                           w, launch.kernel(), numKernels);
+  const fb::Kernel &kernel = *root.kernels()->Get(launch.kernel());
+  const flatbuffers::Vector<flatbuffers::Offset<fb::Arg>> *args = launch.args();
+  for (uint32_t a = 0; a < sizeOf(args); ++a) {
+    const fb::Arg &arg = *args->Get(a);
+    std::string at = where + ".args[" + std::to_string(a) + "]";
+    const char *x = at.c_str();
+    uint32_t index = arg.index();
+    auto inRange = [&](uint32_t count, const char *owner,
+                       const char *what) -> Status {
+      if (index < count)
+        return okStatus();
+      return COMPRESSA_ERROR(OutOfRange,
+                             "%s: %s index %u is out of range (%s has %u %s)",
+                             x, argKindName(arg.kind()), index, owner, count,
+                             what);
+    };
+    switch (arg.kind()) {
+    case fb::ArgKind::Buffer:
+      COMPRESSA_RETURN_IF_ERROR(
+          inRange(sizeOf(program.buffers()), "the program", "buffers"));
+      break;
+    case fb::ArgKind::Weight:
+      COMPRESSA_RETURN_IF_ERROR(
+          inRange(sizeOf(root.weights()), "the artifact", "weights"));
+      break;
+    case fb::ArgKind::WeightScale: {
+      COMPRESSA_RETURN_IF_ERROR(
+          inRange(sizeOf(root.weights()), "the artifact", "weights"));
+      const fb::Weight &weight = *root.weights()->Get(index);
+      if (view(weight.scale()).empty())
+        return COMPRESSA_ERROR(DataLoss,
+                               "%s: WeightScale of weights[%u] (%s), which has "
+                               "no scale",
+                               x, index, quoted(weight.name()).c_str());
+      break;
+    }
+    case fb::ArgKind::ExpertTable:
+      COMPRESSA_RETURN_IF_ERROR(
+          inRange(sizeOf(root.expert_tables()), "the artifact",
+                  "expert_tables"));
+      break;
+    case fb::ArgKind::State:
+      COMPRESSA_RETURN_IF_ERROR(
+          inRange(sizeOf(root.states()), "the artifact", "states"));
+      break;
+    case fb::ArgKind::Tokens:
+    case fb::ArgKind::StartPos:
+      break;
+    case fb::ArgKind::Scratch: {
+      uint64_t bytes;
+      if (!mulAdd(kernel.scratch_bytes_per_token(), program.max_tokens(),
+                  kernel.scratch_bytes(), bytes))
+        return COMPRESSA_ERROR(
+            DataLoss,
+            "%s: scratch of kernel %s (%llu bytes per token * %u tokens + "
+            "%llu bytes) overflows 64 bits",
+            x, quoted(kernel.name()).c_str(),
+            static_cast<unsigned long long>(kernel.scratch_bytes_per_token()),
+            program.max_tokens(),
+            static_cast<unsigned long long>(kernel.scratch_bytes()));
+      break;
+    }
+    default:
+      return COMPRESSA_ERROR(DataLoss, "%s: argument kind %u is unknown", x,
+                             static_cast<unsigned>(arg.kind()));
+    }
+  }
+  return okStatus();
+}
+
+/// Validates one program; `where` names it.
+Status validateProgram(const Artifact &artifact, const fb::Program &program,
+                       const std::string &where) {
+  const char *w = where.c_str();
+  uint64_t vocab = artifact.model().vocab_size();
+  if (program.max_tokens() < 1)
+    return COMPRESSA_ERROR(DataLoss, "%s: max_tokens is 0, expected >= 1", w);
+  uint64_t arena = program.arena_bytes();
+  const auto *buffers = program.buffers();
+  uint32_t numBuffers = sizeOf(buffers);
+  for (uint32_t b = 0; b < numBuffers; ++b) {
+    const fb::Buffer &buffer = *buffers->Get(b);
+    uint64_t end;
+    if (__builtin_add_overflow(buffer.offset(), buffer.bytes(), &end) ||
+        end > arena)
+      return COMPRESSA_ERROR(
+          DataLoss,
+          "%s: buffers[%u] (%s): offset %llu + bytes %llu exceeds the arena "
+          "of %llu bytes",
+          w, b, quoted(buffer.name()).c_str(),
+          static_cast<unsigned long long>(buffer.offset()),
+          static_cast<unsigned long long>(buffer.bytes()),
+          static_cast<unsigned long long>(arena));
+  }
+
+  if (program.input_ids() >= numBuffers)
+    return COMPRESSA_ERROR(OutOfRange,
+                           "%s: input_ids buffer index %u is out of range (the "
+                           "program has %u buffers)",
+                           w, program.input_ids(), numBuffers);
+  uint64_t idBytes = uint64_t(program.max_tokens()) * 8;
+  const fb::Buffer &ids = *buffers->Get(program.input_ids());
+  if (ids.bytes() < idBytes)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: input_ids buffer %u (%s) has %llu bytes, fewer "
+                           "than max_tokens %u * 8",
+                           w, program.input_ids(), quoted(ids.name()).c_str(),
+                           static_cast<unsigned long long>(ids.bytes()),
+                           program.max_tokens());
+
+  if (program.logits() >= numBuffers)
+    return COMPRESSA_ERROR(OutOfRange,
+                           "%s: logits buffer index %u is out of range (the "
+                           "program has %u buffers)",
+                           w, program.logits(), numBuffers);
+  uint64_t logitBytes;
+  if (!mulAdd(uint64_t(program.max_tokens()) * vocab, 4, 0, logitBytes))
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: max_tokens %u * vocab_size %llu * 4 overflows "
+                           "64 bits",
+                           w, program.max_tokens(),
+                           static_cast<unsigned long long>(vocab));
+  const fb::Buffer &logits = *buffers->Get(program.logits());
+  if (logits.bytes() < logitBytes)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: logits buffer %u (%s) has %llu bytes, fewer "
+                           "than max_tokens %u * vocab_size %llu * 4 = %llu",
+                           w, program.logits(), quoted(logits.name()).c_str(),
+                           static_cast<unsigned long long>(logits.bytes()),
+                           program.max_tokens(),
+                           static_cast<unsigned long long>(vocab),
+                           static_cast<unsigned long long>(logitBytes));
+
+  const auto *launches = program.launches();
+  for (uint32_t l = 0; l < sizeOf(launches); ++l)
+    COMPRESSA_RETURN_IF_ERROR(validateLaunch(
+        artifact, program, *launches->Get(l),
+        where + ".launches[" + std::to_string(l) + "]"));
+  return okStatus();
+}
+
+} // namespace
+
+Status ArtifactReader::validate(Artifact &artifact) {
+  const fb::Artifact &root = artifact.root();
+  const std::string &path = artifact.path();
+  const char *p = path.c_str();
+
+  // The model.
+  const fb::ModelInfo *model = root.model();
+  if (!model)
+    return COMPRESSA_ERROR(DataLoss, "%s: model is missing", p);
+  if (model->vocab_size() == 0)
+    return COMPRESSA_ERROR(DataLoss, "%s: model.vocab_size is 0", p);
+  if (model->max_context() == 0)
+    return COMPRESSA_ERROR(DataLoss, "%s: model.max_context is 0", p);
+
+  // The target and its code.
+  if (root.target() > fb::Target::MAX)
+    return COMPRESSA_ERROR(DataLoss, "%s: target %u is unknown", p,
+                           static_cast<unsigned>(root.target()));
+  if (root.target() == fb::Target::Cpu) {
+    const fb::CpuCode *cpu = root.cpu();
+    if (!cpu || sizeOf(cpu->shared_object()) == 0)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: cpu.shared_object is empty, but the target "
+                             "is cpu",
+                             p);
+  }
+
+  // Kernels.
+  const auto *kernels = root.kernels();
+  for (uint32_t k = 0; k < sizeOf(kernels); ++k) {
+    const fb::Kernel &kernel = *kernels->Get(k);
+    if (view(kernel.symbol()).empty())
+      return COMPRESSA_ERROR(DataLoss, "%s: kernels[%u] (%s): symbol is empty",
+                             p, k, quoted(kernel.name()).c_str());
+  }
+
+  // Weights: unique names, known dtypes, non-negative dimensions.
+  const auto *weights = root.weights();
+  for (uint32_t i = 0; i < sizeOf(weights); ++i) {
+    const fb::Weight &weight = *weights->Get(i);
+    std::string_view name = view(weight.name());
+    if (name.empty())
+      return COMPRESSA_ERROR(DataLoss, "%s: weights[%u].name is empty", p, i);
+    if (!artifact.weightsByName.emplace(name, i).second)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: weights[%u]: name %s is used by weights[%lld] "
+                             "too",
+                             p, i, quoted(weight.name()).c_str(),
+                             static_cast<long long>(
+                                 artifact.weightsByName[name]));
+    if (!parseDType(view(weight.dtype())))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: weights[%u] (%s): dtype %s is not a "
+                             "safetensors dtype",
+                             p, i, quoted(weight.name()).c_str(),
+                             quoted(weight.dtype()).c_str());
+    // The verifier checks a vector's length field alignment only; a
+    // crafted file could misalign the 8-byte elements.
+    if (!aligned8(weight.shape()) || !aligned8(weight.scale_shape()))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: weights[%u] (%s): shape or scale_shape is "
+                             "not 8-byte aligned",
+                             p, i, quoted(weight.name()).c_str());
+    for (uint32_t d = 0; d < sizeOf(weight.shape()); ++d)
+      if (weight.shape()->Get(d) < 0)
+        return COMPRESSA_ERROR(DataLoss,
+                               "%s: weights[%u] (%s): shape[%u] is %lld, "
+                               "expected >= 0",
+                               p, i, quoted(weight.name()).c_str(), d,
+                               static_cast<long long>(weight.shape()->Get(d)));
+    for (uint32_t d = 0; d < sizeOf(weight.scale_shape()); ++d)
+      if (weight.scale_shape()->Get(d) < 0)
+        return COMPRESSA_ERROR(
+            DataLoss,
+            "%s: weights[%u] (%s): scale_shape[%u] is %lld, expected >= 0", p,
+            i, quoted(weight.name()).c_str(), d,
+            static_cast<long long>(weight.scale_shape()->Get(d)));
+  }
+
+  // Expert tables: every expert is a weight of the manifest.
+  const auto *tables = root.expert_tables();
+  for (uint32_t t = 0; t < sizeOf(tables); ++t) {
+    const fb::ExpertTable &table = *tables->Get(t);
+    std::string_view pattern = view(table.pattern());
+    if (pattern.find('*') == std::string_view::npos)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: expert_tables[%u].pattern %s has no '*'", p,
+                             t, quoted(table.pattern()).c_str());
+    if (table.count() == 0)
+      return COMPRESSA_ERROR(DataLoss, "%s: expert_tables[%u] (%s): count is 0",
+                             p, t, quoted(table.pattern()).c_str());
+    if (table.count() > sizeOf(weights))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: expert_tables[%u] (%s): count %u exceeds the "
+                             "%u weights of the manifest",
+                             p, t, quoted(table.pattern()).c_str(),
+                             table.count(), sizeOf(weights));
+    for (uint32_t e = 0; e < table.count(); ++e) {
+      std::string name = Artifact::expertWeightName(pattern, e);
+      if (artifact.findWeight(name) < 0)
+        return COMPRESSA_ERROR(DataLoss,
+                               "%s: expert_tables[%u] (%s): expert %u, weight "
+                               "'%s', is not in the weights manifest",
+                               p, t, quoted(table.pattern()).c_str(), e,
+                               printable(name).c_str());
+    }
+  }
+
+  // States.
+  const auto *states = root.states();
+  for (uint32_t s = 0; s < sizeOf(states); ++s) {
+    const fb::State &state = *states->Get(s);
+    if (state.init() > fb::StateInit::MAX)
+      return COMPRESSA_ERROR(DataLoss, "%s: states[%u] (%s): init %u is unknown",
+                             p, s, quoted(state.name()).c_str(),
+                             static_cast<unsigned>(state.init()));
+    if (state.init() == fb::StateInit::CompressorState && state.bytes() % 8)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: states[%u] (%s): a CompressorState of %llu "
+                             "bytes does not split into two f32 halves",
+                             p, s, quoted(state.name()).c_str(),
+                             static_cast<unsigned long long>(state.bytes()));
+  }
+
+  // Programs.
+  const auto *programs = root.programs();
+  for (uint32_t i = 0; i < sizeOf(programs); ++i) {
+    const fb::Program &program = *programs->Get(i);
+    std::string_view name = view(program.name());
+    if (name.empty())
+      return COMPRESSA_ERROR(DataLoss, "%s: programs[%u].name is empty", p, i);
+    if (!artifact.programsByName.emplace(name, &program).second)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: programs[%u]: the name %s is used twice", p,
+                             i, quoted(program.name()).c_str());
+    COMPRESSA_RETURN_IF_ERROR(validateProgram(
+        artifact, program,
+        path + ": programs[" + std::to_string(i) + "] (" +
+            quoted(program.name()) + ")"));
+  }
+  if (!artifact.findProgram("decode"))
+    return COMPRESSA_ERROR(DataLoss, "%s: no program is named 'decode'", p);
+  return okStatus();
+}
+
+} // namespace compressa
