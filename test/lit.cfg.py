@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # lit configuration of the Compressa tests.
 import os
+import sys
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -23,6 +24,7 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["compressa-opt", "compressa-compile", "compressa-run"],
     [config.compressa_tools_dir, config.llvm_tools_dir])
+config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
 config.substitutions.append(("%golden", os.path.join(config.compressa_shared_dir, "golden")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))

@@ -22,7 +22,7 @@ struct SpecializeShapes
     ModuleOp module = getOperation();
     if (prefillMaxTokens < 1) {
       module.emitError() << "prefill-max-tokens must be >= 1, got "
-                         << prefillMaxTokens;
+                         << static_cast<int64_t>(prefillMaxTokens);
       return signalPassFailure();
     }
     OpBuilder b(module.getContext());
