@@ -22,7 +22,8 @@ llvm_config.use_default_substitutions()
 # FileCheck, not, count, split-file from LLVM 22 (Debian keeps them off PATH).
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["compressa-opt", "compressa-compile", "compressa-run"],
+    ["compressa-opt", "compressa-compile", "compressa-run",
+     "make-random-model"],
     [config.compressa_tools_dir, config.llvm_tools_dir])
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
@@ -33,3 +34,7 @@ config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "I
 # say `REQUIRES: golden`.
 if os.path.isdir(os.path.join(config.compressa_shared_dir, "golden")):
     config.available_features.add("golden")
+
+# The CUDA toolkit (libdevice and ptxas) for the PTX/cubin tests.
+if os.path.exists("/usr/local/cuda/bin/ptxas") or os.environ.get("CUDA_HOME"):
+    config.available_features.add("cuda-toolkit")

@@ -10,7 +10,9 @@
 #include "runtime/format/artifact_generated.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringMap.h"
 
@@ -48,6 +50,7 @@ std::string componentName(Operation *op) {
 MLIRContext *loadDialects(MLIRContext *ctx) {
   DialectRegistry registry;
   cpu::registerCpuCodegenDialects(registry);
+  registry.insert<gpu::GPUDialect, NVVM::NVVMDialect>();
   ctx->appendDialectRegistry(registry);
   ctx->loadAllAvailableDialects();
   return ctx;
@@ -58,6 +61,12 @@ public:
   Serializer(ModuleOp module, const ModelConfig &cfg, const ArtifactOptions &opts)
       : module(module), cfg(cfg), opts(opts), ctx(loadDialects(module.getContext())),
         kernels(ModuleOp::create(UnknownLoc::get(ctx))) {
+    if (opts.target == ArtifactOptions::Target::Cuda) {
+      OpBuilder b(ctx);
+      b.setInsertionPointToEnd(kernels->getBody());
+      (*kernels)->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), b.getUnitAttr());
+      gpuKernels = gpu::GPUModuleOp::create(b, kernels->getLoc(), "compressa_kernels");
+    }
     // The artifact lists weights without their `.scale` companions (each
     // weight names its scale); launch arguments index that list.
     for (TensorEntry &e : buildWeightManifest(cfg)) {
@@ -100,6 +109,8 @@ private:
   const ArtifactOptions &opts;
   MLIRContext *ctx;
   OwningOpRef<ModuleOp> kernels;
+  /// CUDA: the gpu.module inside `kernels` that holds the kernels.
+  gpu::GPUModuleOp gpuKernels;
   std::vector<TensorEntry> manifest;
   llvm::StringMap<uint32_t> manifestIndex; ///< into `manifest`
   llvm::StringMap<uint32_t> weightIndex;   ///< into the artifact's weights
@@ -193,20 +204,41 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
   Location loc = members.front()->getLoc();
   func::FuncOp program = members.front()->getParentOfType<func::FuncOp>();
   OpBuilder b(ctx);
-  b.setInsertionPointToEnd(kernels->getBody());
   Type ptr = LLVM::LLVMPointerType::get(ctx);
   std::string symbol = "compressa_kernel_" + std::to_string(kernelList.size());
-  auto fn = func::FuncOp::create(b, loc, symbol, b.getFunctionType({ptr}, {}));
-  Block *entry = fn.addEntryBlock();
+  bool cuda = opts.target == ArtifactOptions::Target::Cuda;
+  // CPU: func.func @k(argv) in the kernel module. CUDA: a kernel gpu.func
+  // in gpu.module @compressa_kernels.
+  Operation *fn;
+  Block *entry;
+  if (cuda) {
+    b.setInsertionPointToEnd(gpuKernels.getBody());
+    auto gfn = gpu::GPUFuncOp::create(b, loc, symbol, b.getFunctionType({ptr}, {}));
+    gfn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    fn = gfn;
+    entry = &gfn.getBody().front();
+  } else {
+    b.setInsertionPointToEnd(kernels->getBody());
+    auto ffn = func::FuncOp::create(b, loc, symbol, b.getFunctionType({ptr}, {}));
+    fn = ffn;
+    entry = ffn.addEntryBlock();
+  }
   b.setInsertionPointToStart(entry);
-  KernelBuilder kb(b, loc, *kernels);
+  KernelBuilder kb(b, loc, *kernels, cuda ? KernelTarget::Cuda : KernelTarget::Cpu);
   Value argv = entry->getArgument(0);
 
   auto slotPtr = [&](int64_t slot) { return kb.loadPtr(argv, kb.c(slot)); };
   EmitContext ec;
   ec.maxContext = opts.maxContext;
-  ec.tokens = LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(kTokensSlot));
-  ec.startPos = LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(kStartPosSlot));
+  // Scalars: in the slot itself on the CPU; behind a device pointer on CUDA
+  // (so argument vectors and captured graphs stay valid across calls).
+  auto scalar = [&](int64_t slot) -> Value {
+    if (cuda)
+      return kb.load(kb.i64(), slotPtr(slot), kb.c(0));
+    return LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(slot));
+  };
+  ec.tokens = scalar(kTokensSlot);
+  ec.startPos = scalar(kStartPosSlot);
   Value scratchBase = slotPtr(kScratchSlot);
   int64_t scratchPerToken = 0, scratchFixed = 0;
   ec.scratch = [&](int64_t perToken, int64_t bytes) -> Value {
@@ -314,19 +346,23 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
     if (failed(emitOp(kb, op, ec)))
       return failure();
   }
-  func::ReturnOp::create(b, loc);
+  if (cuda)
+    gpu::ReturnOp::create(b, loc);
+  else
+    func::ReturnOp::create(b, loc);
 
   // Deduplicate: identical code (up to the symbol name) is one kernel.
   std::string code;
   {
     llvm::raw_string_ostream os(code);
-    fn.setName("k");
+    auto nameAttr = SymbolTable::getSymbolAttrName();
+    fn->setAttr(nameAttr, b.getStringAttr("k"));
     fn->print(os, OpPrintingFlags().skipRegions(false));
-    fn.setName(symbol);
+    fn->setAttr(nameAttr, b.getStringAttr(symbol));
   }
   auto it = kernelByCode.find(code);
   if (it != kernelByCode.end()) {
-    fn.erase();
+    fn->erase();
     return it->second;
   }
   uint32_t index = kernelList.size();
@@ -400,10 +436,21 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   if (programs.empty())
     return module.emitError() << "no @prefill or @decode program to serialize";
 
-  std::string triple;
-  FailureOr<std::string> so = cpu::compileToSharedObject(*kernels, opts.cpu, triple);
-  if (failed(so))
-    return failure();
+  // Device code.
+  bool cuda = opts.target == ArtifactOptions::Target::Cuda;
+  std::string triple, so;
+  cuda::CudaBinary gpuCode;
+  if (cuda) {
+    FailureOr<cuda::CudaBinary> bin = cuda::compileToCuda(*kernels, opts.cuda);
+    if (failed(bin))
+      return failure();
+    gpuCode = std::move(*bin);
+  } else {
+    FailureOr<std::string> lib = cpu::compileToSharedObject(*kernels, opts.cpu, triple);
+    if (failed(lib))
+      return failure();
+    so = std::move(*lib);
+  }
 
   flatbuffers::FlatBufferBuilder fbb(1 << 20);
   std::vector<flatbuffers::Offset<fb::Program>> progs;
@@ -423,9 +470,14 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                                             p.logits, &ls));
   }
   std::vector<flatbuffers::Offset<fb::Kernel>> ks;
+  // Launch geometry: one block of one thread. The emitted loop nests are
+  // sequential; a tuned kernel per dispatch replaces this later without
+  // changing the rest (the runtime reads the geometry from here).
   for (const KernelOut &k : kernelList)
     ks.push_back(fb::CreateKernelDirect(fbb, k.name.c_str(), k.symbol.c_str(),
-                                        k.scratchPerToken, k.scratch));
+                                        k.scratchPerToken, k.scratch,
+                                        /*grid=*/1, /*block=*/1,
+                                        /*shared_bytes=*/0));
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)
     ss.push_back(fb::CreateStateDirect(fbb, s.name.c_str(), s.bytes, s.init));
@@ -449,23 +501,33 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   auto model = fb::CreateModelInfoDirect(fbb, cfg.name.c_str(), cfg.vocabSize,
                                          cfg.hiddenSize, cfg.bosTokenId,
                                          cfg.eosTokenId, opts.maxContext);
-  std::vector<uint8_t> soBytes(so->begin(), so->end());
-  auto cpuCode = fb::CreateCpuCodeDirect(fbb, triple.c_str(), &soBytes);
-  auto root = fb::CreateArtifactDirect(fbb, kArtifactVersion, model,
-                                       opts.configJson.c_str(), fb::Target::Cpu,
-                                       &progs, &ks, &ss, &ws, &ets, cpuCode);
+  flatbuffers::Offset<fb::CpuCode> cpuCode;
+  flatbuffers::Offset<fb::CudaCode> cudaCode;
+  if (cuda) {
+    std::vector<uint8_t> cubin(gpuCode.cubin.begin(), gpuCode.cubin.end());
+    cudaCode = fb::CreateCudaCodeDirect(fbb, opts.cuda.chip.c_str(),
+                                        gpuCode.ptx.c_str(), &cubin);
+  } else {
+    std::vector<uint8_t> soBytes(so.begin(), so.end());
+    cpuCode = fb::CreateCpuCodeDirect(fbb, triple.c_str(), &soBytes);
+  }
+  auto root = fb::CreateArtifactDirect(
+      fbb, kArtifactVersion, model, opts.configJson.c_str(),
+      cuda ? fb::Target::Cuda : fb::Target::Cpu, &progs, &ks, &ss, &ws, &ets,
+      cpuCode, cudaCode);
   fb::FinishArtifactBuffer(fbb, root);
   stats.kernels = kernelList.size();
   stats.launches = launches;
-  stats.codeBytes = so->size();
+  stats.codeBytes = cuda ? gpuCode.cubin.size() : so.size();
+  stats.ptx = gpuCode.ptx;
   return std::string(reinterpret_cast<const char *>(fbb.GetBufferPointer()),
                      fbb.GetSize());
 }
 
 FailureOr<std::string>
-mlir::compressa::serializeCpuArtifact(ModuleOp module, const ModelConfig &config,
-                                const ArtifactOptions &options,
-                                ArtifactStats &stats) {
+mlir::compressa::serializeArtifact(ModuleOp module, const ModelConfig &config,
+                                   const ArtifactOptions &options,
+                                   ArtifactStats &stats) {
   Serializer serializer(module, config, options);
   return serializer.run(stats);
 }

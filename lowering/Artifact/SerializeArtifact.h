@@ -14,6 +14,7 @@
 
 #include "frontend/Config/ModelConfig.h"
 #include "lowering/CPU/CpuCodegen.h"
+#include "lowering/CUDA/CudaCodegen.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
@@ -22,9 +23,11 @@
 namespace mlir::compressa {
 
 struct ArtifactOptions {
+  enum class Target { Cpu, Cuda } target = Target::Cpu;
   /// Longest context (prompt + generation) the decode state holds.
   int64_t maxContext = 4096;
   cpu::CpuCodegenOptions cpu;
+  cuda::CudaCodegenOptions cuda;
   /// The text of the config.json, stored in the artifact.
   std::string configJson;
 };
@@ -34,14 +37,15 @@ struct ArtifactStats {
   int64_t kernels = 0;     ///< distinct kernels compiled
   int64_t launches = 0;    ///< launches over all programs
   int64_t codeBytes = 0;   ///< size of the device code
+  std::string ptx;         ///< the PTX text (CUDA target)
 };
 
-/// Serializes the programs of `module` for the CPU target. `module` is
-/// consumed (kernels are emitted into a separate module).
-FailureOr<std::string> serializeCpuArtifact(ModuleOp module,
-                                            const ModelConfig &config,
-                                            const ArtifactOptions &options,
-                                            ArtifactStats &stats);
+/// Serializes the programs of `module` for `options.target`. The kernels are
+/// emitted into a separate module; `module` is only read.
+FailureOr<std::string> serializeArtifact(ModuleOp module,
+                                         const ModelConfig &config,
+                                         const ArtifactOptions &options,
+                                         ArtifactStats &stats);
 
 } // namespace mlir::compressa
 

@@ -5,6 +5,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -14,8 +15,9 @@
 using namespace mlir;
 using namespace mlir::compressa::cpu;
 
-KernelBuilder::KernelBuilder(OpBuilder &b, Location loc, ModuleOp module)
-    : b(b), loc(loc), module(module) {}
+KernelBuilder::KernelBuilder(OpBuilder &b, Location loc, ModuleOp module,
+                             KernelTarget target)
+    : b(b), loc(loc), module(module), target(target) {}
 
 Type KernelBuilder::ptrType() { return LLVM::LLVMPointerType::get(b.getContext()); }
 
@@ -135,7 +137,23 @@ Value KernelBuilder::loadF(const View &v, Value i) {
 
 void KernelBuilder::storeF(const View &v, Value i, Value x) {
   if (v.elt.isBF16()) {
-    store(arith::TruncFOp::create(b, loc, b.getBF16Type(), x), v.ptr, i);
+    // f32 -> bf16 with round-to-nearest-even, in integer ops: no compiler-rt
+    // helper (__truncsfbf2) is needed on targets without bf16 instructions.
+    Type i32 = b.getI32Type();
+    auto k = [&](int64_t c) {
+      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(c)).getResult();
+    };
+    Value bits = arith::BitcastOp::create(b, loc, i32, x);
+    Value lsb = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, bits, k(16)), k(1));
+    Value rounded = arith::AddIOp::create(
+        b, loc, bits, arith::AddIOp::create(b, loc, lsb, k(0x7FFF)));
+    // NaN stays a (quiet) NaN instead of rounding into infinity.
+    Value isNan = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
+    Value quiet = arith::OrIOp::create(b, loc, bits, k(0x00400000));
+    Value chosen = arith::SelectOp::create(b, loc, isNan, quiet, rounded);
+    Value high = arith::ShRUIOp::create(b, loc, chosen, k(16));
+    store(arith::TruncIOp::create(b, loc, b.getI16Type(), high), v.ptr, i);
     return;
   }
   store(x, v.ptr, i);
@@ -199,14 +217,61 @@ static Value byteIndex(OpBuilder &b, Location loc, Value byte) {
 }
 
 Value KernelBuilder::fp8(Value byte) {
+  if (target == KernelTarget::Cuda) {
+    // cvt.rn.f16x2.e4m3x2 on the byte in both halves; e4m3 is exact in f16.
+    Type i16 = b.getI16Type();
+    Value wide = arith::ExtUIOp::create(b, loc, i16, byte);
+    Value both = arith::OrIOp::create(
+        b, loc, wide,
+        arith::ShLIOp::create(b, loc, wide,
+                              arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(8))));
+    Value pair = LLVM::BitcastOp::create(b, loc, VectorType::get({2}, b.getI8Type()), both);
+    Value halves = NVVM::ConvertF8x2ToF16x2Op::create(
+        b, loc, VectorType::get({2}, b.getF16Type()), pair, /*relu=*/false,
+        Float8E4M3FNType::get(b.getContext()));
+    Value h = LLVM::ExtractElementOp::create(
+        b, loc, halves, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0)));
+    return arith::ExtFOp::create(b, loc, f32(), h);
+  }
   static const SmallVector<float> table = fp8Table();
   return load(f32(), lut("__compressa_lut_e4m3", table), byteIndex(b, loc, byte));
 }
 Value KernelBuilder::e8m0(Value byte) {
+  if (target == KernelTarget::Cuda) {
+    // 2^(s-127) is the f32 with exponent field s; s = 0 is the subnormal
+    // 2^-127 (0x00400000); s = 255 is NaN (exponent 255, non-zero mantissa).
+    Type i32 = b.getI32Type();
+    auto k = [&](int64_t v) {
+      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
+    };
+    Value s = arith::ExtUIOp::create(b, loc, i32, byte);
+    Value bits = arith::ShLIOp::create(b, loc, s, k(23));
+    bits = arith::SelectOp::create(b, loc, eq(s, k(0)), k(0x00400000), bits);
+    bits = arith::SelectOp::create(b, loc, eq(s, k(255)), k(0x7FC00000), bits);
+    return arith::BitcastOp::create(b, loc, f32(), bits);
+  }
   static const SmallVector<float> table = e8m0Table();
   return load(f32(), lut("__compressa_lut_e8m0", table), byteIndex(b, loc, byte));
 }
 Value KernelBuilder::fp4(Value nibble) {
+  if (target == KernelTarget::Cuda) {
+    // e2m1: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa:
+    // e = 0: m * 0.5; else (1 + m/2) * 2^(e-1). Integer ops only.
+    Type i32 = b.getI32Type();
+    auto k = [&](int64_t v) {
+      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
+    };
+    Value n = arith::ExtUIOp::create(b, loc, i32, nibble);
+    Value e = arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, n, k(1)), k(3));
+    Value m = arith::AndIOp::create(b, loc, n, k(1));
+    // Value in halves: e = 0 -> m; e >= 1 -> (2 + m) << (e - 1).
+    Value normal = arith::ShLIOp::create(b, loc, arith::AddIOp::create(b, loc, m, k(2)),
+                                         arith::SubIOp::create(b, loc, e, k(1)));
+    Value halves = arith::SelectOp::create(b, loc, eq(e, k(0)), m, normal);
+    Value mag = mul(toF32(halves), cf(0.5));
+    Value negative = eq(arith::AndIOp::create(b, loc, n, k(8)), k(8));
+    return select(negative, neg(mag), mag);
+  }
   static const SmallVector<float> table = fp4Table();
   return load(f32(), lut("__compressa_lut_e2m1", table), byteIndex(b, loc, nibble));
 }

@@ -35,10 +35,17 @@ struct WeightView {
   int64_t rows = 0, cols = 0;
 };
 
+/// The device a kernel is emitted for. The loop nests are the same; weight
+/// decoding differs: lookup tables on the CPU; on NVIDIA GPUs the hardware
+/// e4m3 conversion (cvt.rn.f16x2.e4m3x2, sm_89+) and integer decoding of
+/// e2m1 and UE8M0 (the e2m1 cvt needs sm_100a).
+enum class KernelTarget { Cpu, Cuda };
+
 /// Emits kernel code at the builder's insertion point.
 class KernelBuilder {
 public:
-  KernelBuilder(OpBuilder &b, Location loc, ModuleOp module);
+  KernelBuilder(OpBuilder &b, Location loc, ModuleOp module,
+                KernelTarget target = KernelTarget::Cpu);
 
   OpBuilder &builder() { return b; }
   Location getLoc() { return loc; }
@@ -130,6 +137,7 @@ private:
   OpBuilder &b;
   Location loc;
   ModuleOp module;
+  KernelTarget target;
 };
 
 } // namespace mlir::compressa::cpu

@@ -37,7 +37,6 @@ using ::compressa::cpu_test::OpKernel;
 
 constexpr double kRelTol = 1e-4;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 //===----------------------------------------------------------------------===//
 // Data
@@ -640,19 +639,19 @@ TEST(CpuKernels, RopeMainAndYarnInverse) {
        mainRope(), 16, 3, 40, 4, 5, false, true},
       {"yarn inverse", "tensor<?x3x40xf32>", subst(kYarnRopeAttr, {{"R", "16"}}), yarnRope(),
        16, 3, 40, 5, 126, true, false},
+      {"main at 4096", "tensor<?x3x40xf32>", subst(kMainRopeAttr, {{"R", "16"}}), mainRope(),
+       16, 3, 40, 2, 4096, false, false},
       {"yarn full width", "tensor<?x32xf32>", subst(kYarnRopeAttr, {{"R", "32"}}), yarnRope(),
        32, 1, 32, 3, 126, false, false},
   };
   // The YaRN ramp must actually change some frequencies of this rope.
   {
-    std::vector<double> plain = ref::ropeInverseFrequencies(mainRope(), 16);
     ref::RopeParams p = yarnRope();
     p.yarn = false;
     std::vector<double> base = ref::ropeInverseFrequencies(p, 16);
     std::vector<double> yarn = ref::ropeInverseFrequencies(yarnRope(), 16);
     EXPECT_NE(base.back(), yarn.back());
     EXPECT_EQ(base.front(), yarn.front());
-    (void)plain;
   }
   for (const Variant &v : variants) {
     std::string text = subst(R"(
@@ -681,54 +680,60 @@ TEST(CpuKernels, RopeMainAndYarnInverse) {
 // Decode state: window ring, compressors
 //===----------------------------------------------------------------------===//
 
+/// Writes a chunk of S tokens at `start` into a window_kv<8, 24, elt> ring
+/// prefilled with random data and checks the whole ring: the chunk's slots
+/// (start + s) mod 8, last writer wins, and every other slot unchanged. A copy
+/// (or a round-to-nearest-even to bf16) is exact.
+void checkWindowUpdate(int64_t S, int64_t start, bool bf16, Rng &rng) {
+  const int64_t W = 8, d = 24;
+  std::string elt = bf16 ? "bf16" : "f32";
+  std::string text = subst(R"(
+    func.func @t(%ring: !dsv4.window_kv<8, 24, $E$>, %kv: tensor<?x24xf32>, %pos: index) {
+      %r2 = dsv4.kv.window_update %ring, %kv at %pos : !dsv4.window_kv<8, 24, $E$>, tensor<?x24xf32>
+      return
+    })", {{"E", elt}});
+  OpKernel k;
+  COMPILE(k, text, kNoContext);
+  GuardedBuffer kv = randomFloats(S * d, rng, -1, 1);
+  GuardedBuffer ring(W * d * (bf16 ? 2 : 4));
+  std::vector<double> want(W * d);
+  for (int64_t i = 0; i < W * d; ++i) {
+    float f = static_cast<float>(rng.uniform(-5, 5));
+    if (bf16) {
+      uint16_t bits = toBf16(f);
+      ring.as<uint16_t>()[i] = bits;
+      want[i] = ::compressa::bf16ToFloat(bits);
+    } else {
+      ring.as<float>()[i] = f;
+      want[i] = f;
+    }
+  }
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t i = 0; i < d; ++i) {
+      float f = kv.as<float>()[s * d + i];
+      want[((start + s) % W) * d + i] = bf16 ? ::compressa::bf16ToFloat(toBf16(f)) : double(f);
+    }
+  ASSERT_TRUE(k.run(S, start, {{ring.data()}, {kv.data()}, {}}, {}));
+  for (int64_t i = 0; i < W * d; ++i) {
+    double got = bf16 ? ::compressa::bf16ToFloat(ring.as<uint16_t>()[i]) : ring.as<float>()[i];
+    ASSERT_EQ(got, want[i]) << "ring element " << i << " (slot " << i / d << "), S " << S
+                            << " at " << start << ", " << elt;
+  }
+  expectGuards({&kv, &ring});
+}
+
 TEST(CpuKernels, KvWindowUpdateRingWrap) {
   Rng rng(10);
-  const int64_t W = 8, d = 24;
-  struct Variant {
-    int64_t S, start;
-    bool bf16;
-  };
-  for (Variant v : {Variant{5, 6, false}, Variant{11, 3, false}, Variant{3, 126, false},
-                    Variant{5, 14, true}}) {
-    std::string elt = v.bf16 ? "bf16" : "f32";
-    std::string text = subst(R"(
-      func.func @t(%ring: !dsv4.window_kv<8, 24, $E$>, %kv: tensor<?x24xf32>, %pos: index) {
-        %r2 = dsv4.kv.window_update %ring, %kv at %pos : !dsv4.window_kv<8, 24, $E$>, tensor<?x24xf32>
-        return
-      })", {{"E", elt}});
-    OpKernel k;
-    COMPILE(k, text, kNoContext);
-    GuardedBuffer kv = randomFloats(v.S * d, rng, -1, 1);
-    GuardedBuffer ring(W * d * (v.bf16 ? 2 : 4));
-    std::vector<double> want(W * d);
-    for (int64_t i = 0; i < W * d; ++i) {
-      float f = static_cast<float>(rng.uniform(-5, 5));
-      if (v.bf16) {
-        uint16_t bits = toBf16(f);
-        ring.as<uint16_t>()[i] = bits;
-        want[i] = ::compressa::bf16ToFloat(bits);
-      } else {
-        ring.as<float>()[i] = f;
-        want[i] = f;
-      }
-    }
-    for (int64_t s = 0; s < v.S; ++s)
-      for (int64_t i = 0; i < d; ++i) {
-        float f = kv.as<float>()[s * d + i];
-        want[((v.start + s) % W) * d + i] =
-            v.bf16 ? ::compressa::bf16ToFloat(toBf16(f)) : double(f);
-      }
-    ASSERT_TRUE(k.run(v.S, v.start, {{ring.data()}, {kv.data()}, {}}, {}));
-    std::vector<float> got(W * d);
-    for (int64_t i = 0; i < W * d; ++i)
-      got[i] = v.bf16 ? ::compressa::bf16ToFloat(ring.as<uint16_t>()[i]) : ring.as<float>()[i];
-    // A copy (or a round-to-nearest-even to bf16): exact.
-    for (int64_t i = 0; i < W * d; ++i)
-      ASSERT_EQ(double(got[i]), want[i])
-          << "ring element " << i << " (slot " << i / d << "), S " << v.S << " at "
-          << v.start << " " << elt;
-    expectGuards({&kv, &ring});
-  }
+  checkWindowUpdate(5, 6, false, rng);   // slots 6, 7, 0, 1, 2
+  checkWindowUpdate(11, 3, false, rng);  // longer than the ring: positions 6..13 survive
+  checkWindowUpdate(3, 126, false, rng); // slots 6, 7, 0
+}
+
+TEST(CpuKernels, KvWindowUpdateBf16Ring) {
+  // A bf16 ring (the state type of a bf16-activation build): the kernel
+  // stores f32 -> bf16 (arith.truncf).
+  Rng rng(25);
+  checkWindowUpdate(5, 14, true, rng);
 }
 
 /// Runs a compressor over `chunks` (start, length) of a token sequence
@@ -904,8 +909,9 @@ TEST(CpuKernels, AttnIndexerTopk) {
                         return group[a] >= 0 && group[a] == group[b];
                       });
     }
-    if (expectTieInTop)
+    if (expectTieInTop) {
       EXPECT_TRUE(sawTie) << tag << ": the test data should put an exact tie in the top-k";
+    }
     expectGuards({&qr, &x, &keys, &idx});
   };
   // Fewer candidates than topk (1, 1, 2, 2): -1 padding.

@@ -6,6 +6,8 @@
 //   compressa-compile MODEL --emit=manifest [-o OUT]
 //   compressa-compile MODEL --target=cpu -o MODEL.cpa
 //   compressa-compile MODEL --target=cpu --emit=dispatch [-o OUT]
+//   compressa-compile MODEL --target=cuda:sm_90a -o MODEL.cpa
+//   compressa-compile MODEL --target=cuda:sm_90a --emit=ptx -o MODEL.ptx
 //
 // MODEL is a config.json, a directory holding one, or a model name under
 // the models directory (`deepseek-v4-flash`, `deepseek-v4-pro`, `tiny-a`, ...).
@@ -52,7 +54,7 @@ static cl::opt<bool> summary("summary",
                              cl::desc("Print the model summary as one JSON "
                                       "object and exit"),
                              cl::cat(category));
-enum class Emit { Default, DSV4, Dispatch, Manifest, Artifact };
+enum class Emit { Default, DSV4, Dispatch, Manifest, Artifact, PTX };
 static cl::opt<Emit> emit(
     "emit",
     cl::desc("What to write (default: the artifact with --target, else dsv4)"),
@@ -64,11 +66,18 @@ static cl::opt<Emit> emit(
                clEnumValN(Emit::Manifest, "manifest",
                           "the weight manifest (JSON)"),
                clEnumValN(Emit::Artifact, "artifact",
-                          "the compiled artifact (.cpa); needs --target")),
+                          "the compiled artifact (.cpa); needs --target"),
+               clEnumValN(Emit::PTX, "ptx",
+                          "the PTX of the kernels; needs --target=cuda:...")),
     cl::cat(category));
-static cl::opt<std::string> target("target",
-                                   cl::desc("Target: cpu"),
-                                   cl::cat(category));
+static cl::opt<std::string> target(
+    "target", cl::desc("Target: cpu, or cuda:<chip> (e.g. cuda:sm_90a)"),
+    cl::cat(category));
+static cl::opt<std::string> cudaToolkit(
+    "cuda-toolkit",
+    cl::desc("CUDA toolkit (libdevice, ptxas) for cuda targets (default: "
+             "$CUDA_HOME, else /usr/local/cuda)"),
+    cl::cat(category));
 static cl::opt<int64_t> prefillMaxTokens(
     "prefill-max-tokens", cl::desc("Most tokens one prefill call takes"),
     cl::init(64), cl::cat(category));
@@ -209,13 +218,40 @@ int main(int argc, char **argv) {
     return fail("unknown --weight-format '" + weightFormat +
                 "' (expected config, f32, bf16 or official)");
   }
-  if (!target.empty() && target != "cpu")
-    return fail("unsupported --target '" + target + "' (this build compiles "
-                "for: cpu)");
+  ArtifactOptions aopts;
+  StringRef targetRef = target;
+  if (targetRef.consume_front("cuda:")) {
+    aopts.target = ArtifactOptions::Target::Cuda;
+    aopts.cuda.chip = targetRef.str();
+    int sm = cuda::smVersion(targetRef);
+    if (sm < 80)
+      return fail("unsupported CUDA chip '" + targetRef.str() +
+                  "' in --target (expected sm_80 or newer, e.g. sm_90a)");
+    // The kernels decode FP8 weights with cvt.rn.f16x2.e4m3x2 (sm_89+);
+    // FP4 and UE8M0 are decoded with integer ops on every chip.
+    bool fp8 = config->denseFormat == WeightFormat::FP8E4M3Block128 ||
+               config->expertFormat == WeightFormat::FP8E4M3Block128;
+    if (fp8 && sm < 89)
+      return fail("'" + targetRef.str() + "' cannot decode the model's FP8 "
+                  "e4m3 weights (cvt.e4m3x2 needs sm_89 or newer)");
+    if (sm >= 90) {
+      // PTX 8.0 is the first with sm_90a; newer chips need newer PTX.
+      aopts.cuda.features = sm >= 100 ? "+ptx86" : "+ptx80";
+    }
+    if (!cudaToolkit.empty())
+      aopts.cuda.toolkitPath = cudaToolkit;
+    else if (const char *home = std::getenv("CUDA_HOME"))
+      aopts.cuda.toolkitPath = home;
+  } else if (!target.empty() && target != "cpu") {
+    return fail("unsupported --target '" + target +
+                "' (expected cpu or cuda:<chip>, e.g. cuda:sm_90a)");
+  }
   if (emit == Emit::Default)
     emit = target.empty() ? Emit::DSV4 : Emit::Artifact;
-  if (emit == Emit::Artifact && target.empty())
-    return fail("--emit=artifact needs a --target");
+  if ((emit == Emit::Artifact || emit == Emit::PTX) && target.empty())
+    return fail("--emit=artifact and --emit=ptx need a --target");
+  if (emit == Emit::PTX && aopts.target != ArtifactOptions::Target::Cuda)
+    return fail("--emit=ptx needs --target=cuda:<chip>");
   if (emit == Emit::Artifact && outputFile == "-")
     return fail("an artifact is binary: give its file with -o");
   if (prefillMaxTokens < 1)
@@ -271,7 +307,7 @@ int main(int argc, char **argv) {
                     "' in --programs (expected prefill, decode, mtp)");
     }
   }
-  if (emit == Emit::Dispatch || emit == Emit::Artifact) {
+  if (emit == Emit::Dispatch || emit == Emit::Artifact || emit == Emit::PTX) {
     // Targets run the token programs; the MTP block is not executed yet.
     options.mtp = false;
   }
@@ -279,7 +315,7 @@ int main(int argc, char **argv) {
       buildDSV4Module(context, *config, options);
   if (failed(module))
     return fail("could not build the dsv4 programs of '" + *configPath + "'");
-  if (emit == Emit::Dispatch || emit == Emit::Artifact) {
+  if (emit == Emit::Dispatch || emit == Emit::Artifact || emit == Emit::PTX) {
     PassManager pm(&context);
     if (failed(applyPassManagerCLOptions(pm)))
       return fail("bad pass manager options");
@@ -296,18 +332,23 @@ int main(int argc, char **argv) {
         (*module)->print(os);
     }
   }
-  if (emit == Emit::Artifact) {
-    ArtifactOptions aopts;
+  if (emit == Emit::Artifact || emit == Emit::PTX) {
     aopts.maxContext = maxContext;
     aopts.cpu.cpu = cpuName;
     aopts.cpu.dumpDir = dumpDir;
+    aopts.cuda.dumpDir = dumpDir;
     auto text = llvm::MemoryBuffer::getFile(*configPath);
     if (text)
       aopts.configJson = (*text)->getBuffer().str();
     ArtifactStats stats;
-    FailureOr<std::string> bytes = serializeCpuArtifact(**module, *config, aopts, stats);
+    FailureOr<std::string> bytes = serializeArtifact(**module, *config, aopts, stats);
     if (failed(bytes))
-      return fail("could not compile '" + *configPath + "' for the CPU");
+      return fail("could not compile '" + *configPath + "' for " + target);
+    if (emit == Emit::PTX) {
+      output->os() << stats.ptx;
+      output->keep();
+      return 0;
+    }
     output->os() << *bytes;
     output->keep();
     llvm::errs() << "compressa-compile: wrote " << outputFile << " ("

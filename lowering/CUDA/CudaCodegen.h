@@ -1,0 +1,44 @@
+//===- CudaCodegen.h - Kernel gpu.module -> PTX and cubin --------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0
+//
+//   gpu.module @compressa_kernels { gpu.func @k(%argv: !llvm.ptr) kernel }
+//     ──scf-to-cf, convert-gpu-to-nvvm──▶ NVVM (LLVM dialect)
+//     ──gpu-module-to-binary (NVPTX back end, libdevice)──▶ PTX
+//     ──ptxas (from the CUDA toolkit)──▶ cubin
+//
+// NVIDIA specifics live here and in KernelBuilder's Cuda decoding only.
+//
+//===----------------------------------------------------------------------===//
+#ifndef COMPRESSA_LOWERING_CUDA_CUDACODEGEN_H
+#define COMPRESSA_LOWERING_CUDA_CUDACODEGEN_H
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <string>
+
+namespace mlir::compressa::cuda {
+
+struct CudaCodegenOptions {
+  std::string chip = "sm_90a";
+  std::string features = "+ptx80";
+  /// The CUDA toolkit: libdevice (for __nv_expf & co.) and ptxas.
+  std::string toolkitPath = "/usr/local/cuda";
+  /// Where to write `kernels.ptx` and `kernels.cubin` (empty = nowhere).
+  std::string dumpDir;
+};
+
+struct CudaBinary {
+  std::string ptx;
+  std::string cubin;
+};
+
+/// Parses "sm_90a" / "sm_90" into 90; -1 when malformed.
+int smVersion(llvm::StringRef chip);
+
+/// Lowers the gpu.module(s) of `module` in place and returns PTX and cubin.
+FailureOr<CudaBinary> compileToCuda(ModuleOp module,
+                                    const CudaCodegenOptions &options);
+
+} // namespace mlir::compressa::cuda
+
+#endif // COMPRESSA_LOWERING_CUDA_CUDACODEGEN_H
