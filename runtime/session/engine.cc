@@ -90,6 +90,18 @@ struct Engine::PreparedProgram {
 };
 
 namespace {
+
+/// Checkpoints written by transformers' save_pretrained store the attention's
+/// kv_norm as `layers.N.attn.norm.weight` (spec §2.3); accept that name.
+const TensorView *findAlias(const WeightStore &store, const std::string &name) {
+  static const std::string kvNorm = ".attn.kv_norm.weight";
+  if (name.size() <= kvNorm.size() ||
+      name.compare(name.size() - kvNorm.size(), kvNorm.size(), kvNorm) != 0)
+    return nullptr;
+  return store.find(name.substr(0, name.size() - kvNorm.size()) +
+                    ".attn.norm.weight");
+}
+
 std::string_view view(const flatbuffers::String *str) {
   return str ? std::string_view(str->c_str(), str->size()) : std::string_view();
 }
@@ -154,6 +166,8 @@ Status Engine::bindWeights() {
     std::string name(view(weight.name()));
     std::string shown = printable(name);
     const TensorView *tensor = store->find(name);
+    if (!tensor)
+      tensor = findAlias(*store, name);
     if (!tensor) {
       if (weight.optional())
         continue; // Bound to null; a launch that needs it fails at run time.

@@ -5,6 +5,8 @@
   safetensors_tool.py compare A KEY_A B KEY_B TOL   max |A - B| <= TOL, else exit 1
   safetensors_tool.py ids FILE KEY IDS_TXT          the ids in IDS_TXT equal tensor KEY
   safetensors_tool.py write-ids OUT ID...           writes input_ids (I64 [n]) to OUT
+  safetensors_tool.py rename IN OUT OLD NEW          copies IN, renaming tensors whose
+                                                     names contain OLD (OLD -> NEW)
 """
 import array
 import json
@@ -59,6 +61,17 @@ def main(argv):
         header += b" " * (-len(header) % 8)
         with open(argv[2], "wb") as f:
             f.write(struct.pack("<Q", len(header)) + header + payload)
+        return 0
+    if cmd == "rename":
+        with open(argv[2], "rb") as f:
+            data = f.read()
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n])
+        renamed = {k.replace(argv[4], argv[5]): v for k, v in header.items()}
+        text = json.dumps(renamed).encode()
+        text += b" " * (-len(text) % 8)
+        with open(argv[3], "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
         return 0
     sys.exit(f"unknown command {cmd}")
 
