@@ -55,13 +55,18 @@ public:
     return {ctx.scratch(perTokenElems * 4, elems * 4), kb.f32()};
   }
 
-  /// y[i] = x[i] * rsqrt(mean(x^2) + eps) (* weight[i]) over n elements.
-  void rmsNorm(View x, View y, int64_t n, double eps, const WeightView *weight) {
+  /// rsqrt(mean(x^2) + eps) over the n elements at x.
+  Value inverseRms(View x, int64_t n, double eps) {
     Value ss = kb.reduce1(c(0), c(n), kb.cf(0.0), [&](Value i, Value acc) {
       Value v = kb.loadF(x, i);
       return kb.add(acc, kb.mul(v, v));
     });
-    Value r = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
+    return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
+  }
+
+  /// y[i] = x[i] * rsqrt(mean(x^2) + eps) (* weight[i]) over n elements.
+  void rmsNorm(View x, View y, int64_t n, double eps, const WeightView *weight) {
+    Value r = inverseRms(x, n, eps);
     kb.loop(c(0), c(n), [&](Value i) {
       Value v = kb.mul(kb.loadF(x, i), r);
       if (weight)
@@ -210,11 +215,7 @@ void Emitter::hcPre(HcPreOp op) {
   kb.loop(c(0), S(), [&](Value s) {
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
     // mu = rsqrt(mean(x^2) + eps) * (fn . x) over the flattened streams.
-    Value ss = kb.reduce1(c(0), c(n * d), kb.cf(0.0), [&](Value i, Value acc) {
-      Value v = kb.loadF(xs, i);
-      return kb.add(acc, kb.mul(v, v));
-    });
-    Value rho = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n * d))), kb.cf(normEps)));
+    Value rho = inverseRms(xs, n * d, normEps);
     kb.loop(c(0), c(mix), [&](Value k) {
       kb.storeF(mu, k, kb.mul(rho, kb.dot(xs, fn, k)));
     });
@@ -321,11 +322,7 @@ void Emitter::hcHead(HcHeadOp op) {
   View pre = scratchF32(0, n);
   kb.loop(c(0), S(), [&](Value s) {
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    Value ss = kb.reduce1(c(0), c(n * d), kb.cf(0.0), [&](Value i, Value acc) {
-      Value v = kb.loadF(xs, i);
-      return kb.add(acc, kb.mul(v, v));
-    });
-    Value rho = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n * d))), kb.cf(normEps)));
+    Value rho = inverseRms(xs, n * d, normEps);
     Value s0 = kb.weight(scale, c(0), c(0));
     for (int64_t j = 0; j < n; ++j) {
       Value mu = kb.mul(rho, kb.dot(xs, fn, c(j)));

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The whole GPU check of the CUDA target in one device call.
+#
+#   scripts/gpu-check.sh prepare [DIR]   (here, no GPU needed: build dir ./build)
+#       compiles the CUDA artifacts of the golden tiny models, and copies the
+#       runtime binaries, the golden checkpoints and the comparison tool to
+#       DIR (default .gpu-check, ignored by git; ~40 MB).
+#   scripts/gpu-check.sh run [DIR]       (on the GPU machine, DIR carried there)
+#       runs every golden comparison (logits within 1e-3 at every position,
+#       greedy ids equal; prefill-then-decode and chunked prefill), the GPU
+#       unit tests, and the benchmark; prints a table; exits 1 on any failure.
+#
+# With the device tool: prepare here, then run with carry [".gpu-check"]:
+#   command: bash scripts/gpu-check.sh run .gpu-check
+set -uo pipefail
+mode=${1:-}
+dir=${2:-.gpu-check}
+root=$(cd "$(dirname "$0")/.." && pwd)
+golden=${COMPRESSA_GOLDEN:-$root/../shared/golden}
+chip=${COMPRESSA_CUDA_CHIP:-sm_90a}
+
+prepare() {
+  local bin=$root/build/bin
+  rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/art "$dir"/golden
+  set -e
+  # Artifacts: (case, weights, compile flags)
+  "$bin"/compressa-compile tiny-a --target=cuda:$chip -o "$dir"/art/tiny-a-float.cpa
+  "$bin"/compressa-compile tiny-a --target=cuda:$chip --weight-format=official -o "$dir"/art/tiny-a-quant.cpa
+  "$bin"/compressa-compile tiny-c --target=cuda:$chip --weight-format=f32 -o "$dir"/art/tiny-c-float.cpa
+  "$bin"/compressa-compile tiny-c --target=cuda:$chip -o "$dir"/art/tiny-c-quant.cpa
+  "$bin"/compressa-compile tiny-c --target=cuda:$chip --prefill-max-tokens=1024 -o "$dir"/art/tiny-c-quant-1024.cpa
+  "$bin"/compressa-compile tiny-c --target=cpu --prefill-max-tokens=64 -o "$dir"/art/tiny-c-quant-cpu.cpa
+  cp "$bin"/compressa-run "$bin"/compressa-bench "$dir"/bin/
+  for t in "$root"/build/unittests/runtime_cuda*_test; do
+    [ -e "$t" ] && cp "$t" "$dir"/bin/
+  done
+  cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/ 2>/dev/null || true
+  for case in tiny-a tiny-c; do
+    mkdir -p "$dir"/golden/$case
+    cp -r "$golden"/$case/float "$golden"/$case/quant "$golden"/$case/golden.safetensors \
+          "$golden"/$case/golden.json "$dir"/golden/$case/
+  done
+  cp "$root"/test/e2e/Inputs/safetensors_tool.py "$dir"/
+  set +e
+  du -sh "$dir"
+}
+
+run() {
+  export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local bin=$dir/bin tool="python3 $dir/safetensors_tool.py" failures=0
+  local rows=()
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
+  check() { # name, command...
+    local name=$1; shift
+    local out
+    out=$("$@" 2>&1); local rc=$?
+    local detail
+    detail=$(printf '%s\n' "$out" | grep -E 'max \|diff\||ids equal|generated|error' | tail -1)
+    if [ $rc -eq 0 ]; then rows+=("PASS | $name | $detail"); else rows+=("FAIL | $name | $detail"); failures=$((failures+1)); fi
+  }
+  for spec in "tiny-a float logits_float generated_float 200" "tiny-a quant logits_quant generated_quant 200" \
+              "tiny-c float logits_float generated_float 400" "tiny-c quant logits_quant generated_quant 400"; do
+    set -- $spec
+    local case=$1 w=$2 lk=$3 gk=$4 p=$5 art=$dir/art/$1-$2.cpa g=$dir/golden/$1
+    local n
+    n=$(python3 -c "import json;print(json.load(open('$g/golden.json'))['gen'])")
+    check "$case $w: prefill+decode logits" bash -c "$bin/compressa-run $art --weights $g/$w --input-ids $g/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors $lk 1e-3"
+    check "$case $w: chunked prefill (7) logits" bash -c "$bin/compressa-run $art --weights $g/$w --input-ids $g/golden.safetensors --chunk 7 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors $lk 1e-3"
+    check "$case $w: token-by-token logits" bash -c "$bin/compressa-run $art --weights $g/$w --input-ids $g/golden.safetensors --prefill 0 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors $lk 1e-3"
+    check "$case $w: greedy $n ids" bash -c "$bin/compressa-run $art --weights $g/$w --input-ids $g/golden.safetensors --prompt-len $p -n $n --greedy --print-ids > $dir/ids.txt && $tool ids $g/golden.safetensors $gk $dir/ids.txt"
+  done
+  # Whole prompt in one prefill call, and the same on the CPU target.
+  local g=$dir/golden/tiny-c
+  check "tiny-c quant: one 599-token prefill" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-1024.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors logits_quant 1e-3"
+  check "tiny-c quant: GPU vs CPU target" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-cpu.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/cpu.st && $tool compare $dir/out.st logits $dir/cpu.st logits 1e-3"
+  for t in "$bin"/runtime_cuda*_test; do
+    [ -e "$t" ] || continue
+    check "gtest $(basename "$t")" bash -c "COMPRESSA_REQUIRE_GPU=1 $t 2>&1 | tail -3"
+  done
+  echo
+  echo "status | check | detail"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "benchmark (tiny-c quant, CUDA artifact):"
+  "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 3
+  COMPRESSA_CUDA_GRAPH=0 "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 3 | sed 's/^/[no graph] /'
+  [ $failures -eq 0 ] && echo "all GPU checks passed" || { echo "$failures GPU checks FAILED"; return 1; }
+}
+
+case "$mode" in
+  prepare) prepare ;;
+  run) run ;;
+  *) sed -n '3,18p' "$0"; exit 2 ;;
+esac
