@@ -32,10 +32,13 @@ prepare() {
   "$bin"/compressa-compile tiny-c --target=cuda:$chip --prefill-max-tokens=1024 -o "$dir"/art/tiny-c-quant-1024.cpa
   "$bin"/compressa-compile tiny-c --target=cpu --prefill-max-tokens=64 -o "$dir"/art/tiny-c-quant-cpu.cpa
   cp "$bin"/compressa-run "$bin"/compressa-bench "$dir"/bin/
-  for t in "$root"/build/unittests/runtime_cuda*_test; do
-    [ -e "$t" ] && cp "$t" "$dir"/bin/
+  for t in runtime_cuda_unit_test runtime_cuda_device_test runtime_cuda_engine_test \
+           compressa_run_cuda_test compressa_run_gpu_test; do
+    cp "$root"/build/unittests/$t "$dir"/bin/
   done
-  cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/ 2>/dev/null || true
+  cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/
+  # The runtime's one library dependency beyond libc/libstdc++ (the tokenizer).
+  cp -L "$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')" "$dir"/lib/
   for case in tiny-a tiny-c; do
     mkdir -p "$dir"/golden/$case
     cp -r "$golden"/$case/float "$golden"/$case/quant "$golden"/$case/golden.safetensors \
@@ -57,7 +60,10 @@ run() {
     out=$("$@" 2>&1); local rc=$?
     local detail
     detail=$(printf '%s\n' "$out" | grep -E 'max \|diff\||ids equal|generated|error' | tail -1)
-    if [ $rc -eq 0 ]; then rows+=("PASS | $name | $detail"); else rows+=("FAIL | $name | $detail"); failures=$((failures+1)); fi
+    local row
+    if [ $rc -eq 0 ]; then row="PASS | $name | $detail"; else row="FAIL | $name | $detail"; failures=$((failures+1)); fi
+    rows+=("$row")
+    echo "$row ($SECONDS s)"
   }
   for spec in "tiny-a float logits_float generated_float 200" "tiny-a quant logits_quant generated_quant 200" \
               "tiny-c float logits_float generated_float 400" "tiny-c quant logits_quant generated_quant 400"; do
@@ -74,9 +80,9 @@ run() {
   local g=$dir/golden/tiny-c
   check "tiny-c quant: one 599-token prefill" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-1024.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors logits_quant 1e-3"
   check "tiny-c quant: GPU vs CPU target" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-cpu.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/cpu.st && $tool compare $dir/out.st logits $dir/cpu.st logits 1e-3"
-  for t in "$bin"/runtime_cuda*_test; do
-    [ -e "$t" ] || continue
-    check "gtest $(basename "$t")" bash -c "COMPRESSA_REQUIRE_GPU=1 $t 2>&1 | tail -3"
+  for t in runtime_cuda_unit_test runtime_cuda_device_test runtime_cuda_engine_test \
+           compressa_run_cuda_test compressa_run_gpu_test; do
+    check "gtest $t" bash -c "COMPRESSA_REQUIRE_GPU=1 COMPRESSA_RUN=$bin/compressa-run $bin/$t --gtest_brief=1 2>&1 | tail -3; exit \${PIPESTATUS[0]}"
   done
   echo
   echo "status | check | detail"

@@ -14,6 +14,8 @@ packages=(
   googletest libgtest-dev
   # Build tools: ninja, ccache for rebuilds, lld for fast links of libMLIR users
   cmake ninja-build ccache lld g++ binutils python3
+  # The tokenizer's pre-tokenizer regexes (PCRE2, found with pkg-config)
+  libpcre2-dev pkg-config
 )
 
 missing=()
@@ -22,12 +24,21 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  echo "install-deps: done"
 fi
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-deps: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "install-deps: done"
+# Test-only reference, not a runtime dependency: the Hugging Face `tokenizers`
+# library, against which test/tokenizer/live-reference.test checks the
+# runtime's tokenizer (REQUIRES: hf-tokenizers; skipped without it).
+if ! python3 -c 'import tokenizers' 2>/dev/null; then
+  echo "install-deps: installing the tokenizers Python package (test reference)"
+  python3 -m pip install --quiet 'tokenizers==0.23.3' ||
+    echo "install-deps: WARNING: could not pip-install tokenizers;" \
+         "test/tokenizer/live-reference.test will be UNSUPPORTED" >&2
+fi

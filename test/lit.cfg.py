@@ -23,7 +23,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["compressa-opt", "compressa-compile", "compressa-run",
-     "make-random-model"],
+     "make-random-model", "compressa-tokenize"],
     [config.compressa_tools_dir, config.llvm_tools_dir])
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
@@ -38,3 +38,16 @@ if os.path.isdir(os.path.join(config.compressa_shared_dir, "golden")):
 # The CUDA toolkit (libdevice and ptxas) for the PTX/cubin tests.
 if os.path.exists("/usr/local/cuda/bin/ptxas") or os.environ.get("CUDA_HOME"):
     config.available_features.add("cuda-toolkit")
+
+# The Hugging Face `tokenizers` library, the tokenizer tests' reference
+# (test-only; scripts/install-deps.sh installs it for the python3 on PATH,
+# which need not be the one running lit). Tests that regenerate expectations
+# live say `REQUIRES: hf-tokenizers` and run %hf_python.
+import shutil
+import subprocess
+for _python in (sys.executable, shutil.which("python3")):
+    if _python and subprocess.run([_python, "-c", "import tokenizers"],
+                                  capture_output=True).returncode == 0:
+        config.available_features.add("hf-tokenizers")
+        config.substitutions.append(("%hf_python", _python))
+        break

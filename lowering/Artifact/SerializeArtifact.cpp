@@ -14,6 +14,7 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringMap.h"
 
 using namespace mlir;
@@ -126,6 +127,7 @@ private:
   llvm::StringMap<uint32_t> kernelByCode;
   std::vector<ProgramOut> programs;
   int64_t launches = 0;
+  int64_t totalDispatches = 0;
   /// Buffer index of planned values in the current program.
   llvm::DenseMap<Value, uint32_t> bufferOf;
 };
@@ -418,6 +420,8 @@ LogicalResult Serializer::program(func::FuncOp func) {
       groups[id.getInt()].push_back(&op);
   for (auto &[id, members] : groups) {
     std::vector<LaunchArg> args;
+    if (opts.progress)
+      opts.progress(launches, totalDispatches);
     FailureOr<uint32_t> k = kernel(members, prog, args);
     if (failed(k))
       return failure();
@@ -429,6 +433,16 @@ LogicalResult Serializer::program(func::FuncOp func) {
 }
 
 FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
+  // The dispatches of all programs, for progress reports.
+  for (auto func : module.getOps<func::FuncOp>())
+    if (func.getName() == "prefill" || func.getName() == "decode") {
+      llvm::DenseSet<int64_t> ids;
+      func.walk([&](Operation *op) {
+        if (auto id = op->getAttrOfType<IntegerAttr>(kDispatchAttr))
+          ids.insert(id.getInt());
+      });
+      totalDispatches += ids.size();
+    }
   for (auto func : module.getOps<func::FuncOp>())
     if (func.getName() == "prefill" || func.getName() == "decode")
       if (failed(program(func)))
@@ -437,6 +451,8 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
     return module.emitError() << "no @prefill or @decode program to serialize";
 
   // Device code.
+  if (opts.progress)
+    opts.progress(totalDispatches, totalDispatches);
   bool cuda = opts.target == ArtifactOptions::Target::Cuda;
   std::string triple, so;
   cuda::CudaBinary gpuCode;

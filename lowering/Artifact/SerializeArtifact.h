@@ -18,6 +18,7 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include <functional>
 #include <string>
 
 namespace mlir::compressa {
@@ -30,6 +31,9 @@ struct ArtifactOptions {
   cuda::CudaCodegenOptions cuda;
   /// The text of the config.json, stored in the artifact.
   std::string configJson;
+  /// Called after each dispatch is turned into a kernel (done, total), and
+  /// with done == total when device code generation starts.
+  std::function<void(int64_t done, int64_t total)> progress;
 };
 
 /// Statistics of a serialization, for tools and tests.

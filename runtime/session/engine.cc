@@ -1,92 +1,37 @@
 // SPDX-License-Identifier: Apache-2.0
-// The Engine: weight binding, kernel loading, state and arena allocation, and
-// the launch loop that runs a program (artifact.fbs, "Execution model").
+// The Engine: weight binding, backend setup (kernels, weights, states,
+// arenas), argument resolution, and the calls that run a program
+// (artifact.fbs, "Execution model"). Everything device-specific goes through
+// the Backend (runtime/session/backend.h).
 #include "runtime/session/engine.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
-
-#include <sys/mman.h>
+#include <unordered_map>
 
 namespace compressa {
-
-//===----------------------------------------------------------------------===//
-// AlignedBuffer
-//===----------------------------------------------------------------------===//
-
-AlignedBuffer::~AlignedBuffer() {
-  if (ptr)
-    ::munmap(ptr, mappedBytes(bytes));
-}
-
-AlignedBuffer::AlignedBuffer(AlignedBuffer &&other) noexcept
-    : ptr(other.ptr), bytes(other.bytes) {
-  other.ptr = nullptr;
-  other.bytes = 0;
-}
-
-AlignedBuffer &AlignedBuffer::operator=(AlignedBuffer &&other) noexcept {
-  if (this != &other) {
-    if (ptr)
-      ::munmap(ptr, mappedBytes(bytes));
-    ptr = other.ptr;
-    bytes = other.bytes;
-    other.ptr = nullptr;
-    other.bytes = 0;
-  }
-  return *this;
-}
-
-size_t AlignedBuffer::mappedBytes(uint64_t bytes) {
-  return bytes ? static_cast<size_t>(bytes) : 1;
-}
-
-StatusOr<AlignedBuffer> AlignedBuffer::allocate(uint64_t bytes,
-                                                const std::string &what) {
-  AlignedBuffer buffer;
-  if (bytes > std::numeric_limits<size_t>::max() / 2)
-    return COMPRESSA_ERROR(ResourceExhausted,
-                           "%s: %llu bytes do not fit the address space",
-                           what.c_str(), static_cast<unsigned long long>(bytes));
-  // Anonymous pages: page-aligned, zero-filled, and committed only when
-  // touched, so a large arena costs nothing until a kernel uses it.
-  void *memory = ::mmap(nullptr, mappedBytes(bytes), PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (memory == MAP_FAILED)
-    return COMPRESSA_ERROR(ResourceExhausted,
-                           "%s: cannot allocate %llu bytes: %s", what.c_str(),
-                           static_cast<unsigned long long>(bytes),
-                           std::strerror(errno));
-  buffer.ptr = static_cast<uint8_t *>(memory);
-  buffer.bytes = bytes;
-  return buffer;
-}
 
 //===----------------------------------------------------------------------===//
 // Engine: construction
 //===----------------------------------------------------------------------===//
 
-/// One launch with its argument vector resolved; only the Tokens and
-/// StartPos slots change from call to call.
-struct Engine::PreparedLaunch {
-  CpuModule::KernelFn fn = nullptr;
-  std::vector<void *> argv;
-  std::vector<uint32_t> tokenSlots;
-  std::vector<uint32_t> startSlots;
-};
-
 struct Engine::PreparedProgram {
   std::string name;
   int64_t maxTokens = 0;
-  AlignedBuffer arena;
-  int64_t *inputIds = nullptr;
-  const float *logits = nullptr;
-  std::vector<PreparedLaunch> launches;
+  std::unique_ptr<BackendBuffer> arena;
+  uint64_t inputIdsOffset = 0;
+  uint64_t logitsOffset = 0;
+  /// The launches as the backend prepared them.
+  std::unique_ptr<BackendProgram> launches;
+  int64_t numLaunches = 0;
   /// Why the program cannot run (a missing optional weight); empty if it can.
   std::string unavailable;
+  /// Names of the per-call copies, for messages (built once).
+  std::string idsWhat;
+  std::string logitsWhat;
 };
 
 namespace {
@@ -135,20 +80,28 @@ Engine::create(std::unique_ptr<Artifact> artifact,
                const std::string &weightsDir) {
   if (!artifact)
     return COMPRESSA_ERROR(InvalidArgument, "Engine::create: no artifact");
-  if (artifact->target() != fb::Target::Cpu)
-    return COMPRESSA_ERROR(Unimplemented,
-                           "%s: the artifact targets %s; this runtime runs CPU "
-                           "artifacts only",
-                           artifact->path().c_str(), artifact->targetName());
   std::unique_ptr<Engine> engine(new Engine());
   engine->art = std::move(artifact);
   engine->vocab = engine->art->model().vocab_size();
   engine->contextLimit = engine->art->model().max_context();
+  const char *graphs = std::getenv("COMPRESSA_CUDA_GRAPH");
+  engine->decodeGraph = !(graphs && std::strcmp(graphs, "0") == 0);
+  // Step 1. The device first: a CUDA artifact on a machine without a GPU
+  // fails here, before any file is mapped.
+  COMPRESSA_ASSIGN_OR_RETURN(engine->backend, createBackend(*engine->art));
+  // Step 2. The checkpoint, checked against the manifest.
   COMPRESSA_ASSIGN_OR_RETURN(engine->store, WeightStore::open(weightsDir));
   COMPRESSA_RETURN_IF_ERROR(engine->bindWeights());
+  // Step 3. The kernels, before anything large is allocated or uploaded.
+  COMPRESSA_RETURN_IF_ERROR(engine->backend->loadKernels(*engine->art));
+  // Step 4. Memory: all of it checked at once, then the weights placed.
+  COMPRESSA_RETURN_IF_ERROR(engine->backend->reserve(
+      engine->memoryNeeded(),
+      engine->art->path() + " (weights, states, arenas and scratch)"));
+  COMPRESSA_RETURN_IF_ERROR(engine->placeWeights());
   COMPRESSA_RETURN_IF_ERROR(engine->buildExpertTables());
-  COMPRESSA_RETURN_IF_ERROR(engine->loadKernels());
   COMPRESSA_RETURN_IF_ERROR(engine->allocateStates());
+  // Step 5. The programs: arenas and argument vectors.
   const auto *programs = engine->art->root().programs();
   for (uint32_t i = 0; i < programs->size(); ++i)
     COMPRESSA_RETURN_IF_ERROR(engine->prepareProgram(*programs->Get(i)));
@@ -158,8 +111,8 @@ Engine::create(std::unique_ptr<Artifact> artifact,
 Status Engine::bindWeights() {
   const auto *manifest = art->root().weights();
   uint32_t count = manifest ? manifest->size() : 0;
-  weightData.assign(count, nullptr);
-  scaleData.assign(count, nullptr);
+  weightViews.assign(count, nullptr);
+  scaleViews.assign(count, nullptr);
   const char *dir = store->directory().c_str();
   for (uint32_t i = 0; i < count; ++i) {
     const fb::Weight &weight = *manifest->Get(i);
@@ -191,7 +144,7 @@ Status Engine::bindWeights() {
                              dir, shown.c_str(),
                              formatShape(tensor->shape).c_str(),
                              formatShape(shape).c_str());
-    weightData[i] = tensor->data;
+    weightViews[i] = tensor;
 
     std::string scaleName(view(weight.scale()));
     if (scaleName.empty())
@@ -217,83 +170,28 @@ Status Engine::bindWeights() {
                              dir, scaleShown.c_str(), shown.c_str(),
                              formatShape(scale->shape).c_str(),
                              formatShape(scaleShape).c_str());
-    scaleData[i] = scale->data;
+    scaleViews[i] = scale;
   }
   return okStatus();
 }
 
-Status Engine::buildExpertTables() {
-  const auto *tables = art->root().expert_tables();
-  uint32_t count = tables ? tables->size() : 0;
-  expertTables.resize(count);
-  expertTableMissing.resize(count);
-  for (uint32_t t = 0; t < count; ++t) {
-    const fb::ExpertTable &table = *tables->Get(t);
-    uint32_t experts = table.count();
-    std::vector<void *> &pointers = expertTables[t];
-    pointers.assign(size_t(2) * experts, nullptr);
-    for (uint32_t e = 0; e < experts; ++e) {
-      std::string name =
-          Artifact::expertWeightName(view(table.pattern()), e);
-      int64_t index = art->findWeight(name); // Validated to exist.
-      // Weights are read-only mappings; kernels must not write through them.
-      pointers[e] = const_cast<uint8_t *>(weightData[index]);
-      pointers[experts + e] = const_cast<uint8_t *>(scaleData[index]);
-      if (!weightData[index] && expertTableMissing[t].empty())
-        expertTableMissing[t] = name;
-    }
-  }
-  return okStatus();
+/// `value` rounded up to a multiple of `alignment`.
+static uint64_t alignUp(uint64_t value, uint64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
 }
 
-Status Engine::loadKernels() {
-  const fb::CpuCode &cpu = *art->root().cpu(); // Validated for CPU targets.
-  COMPRESSA_ASSIGN_OR_RETURN(
-      module, CpuModule::load(cpu.shared_object()->data(),
-                              cpu.shared_object()->size(),
-                              art->path() + ": cpu.shared_object"));
-  const auto *list = art->root().kernels();
-  uint32_t count = list ? list->size() : 0;
-  kernels.assign(count, nullptr);
-  for (uint32_t k = 0; k < count; ++k) {
-    const fb::Kernel &kernel = *list->Get(k);
-    StatusOr<CpuModule::KernelFn> fn =
-        module->lookup(std::string(view(kernel.symbol())));
-    if (!fn.ok())
-      return fn.status().withContext(
-          "kernels[%u] ('%s')", k, printable(view(kernel.name())).c_str());
-    kernels[k] = *fn;
-  }
-  return okStatus();
-}
-
-Status Engine::allocateStates() {
-  const auto *list = art->root().states();
-  uint32_t count = list ? list->size() : 0;
-  states.clear();
-  states.reserve(count);
-  for (uint32_t s = 0; s < count; ++s) {
-    const fb::State &state = *list->Get(s);
-    COMPRESSA_ASSIGN_OR_RETURN(
-        AlignedBuffer buffer,
-        AlignedBuffer::allocate(state.bytes(),
-                                art->path() + ": states[" + std::to_string(s) +
-                                    "] ('" + printable(view(state.name())) +
-                                    "')"));
-    states.push_back(std::move(buffer));
-  }
-  reset();
-
-  // One scratch area serves every launch: programs and launches run one at a
-  // time. Its size is the largest any launch with a Scratch argument needs.
+/// The scratch area's size: the largest any launch with a Scratch argument
+/// needs.
+static uint64_t scratchNeeded(const Artifact &artifact) {
   uint64_t scratchSize = 0;
-  const auto *programList = art->root().programs();
+  const auto *programList = artifact.root().programs();
   for (uint32_t p = 0; p < programList->size(); ++p) {
     const fb::Program &program = *programList->Get(p);
     const auto *launches = program.launches();
     for (uint32_t l = 0; launches && l < launches->size(); ++l) {
       const fb::Launch &launch = *launches->Get(l);
-      const fb::Kernel &kernel = *art->root().kernels()->Get(launch.kernel());
+      const fb::Kernel &kernel =
+          *artifact.root().kernels()->Get(launch.kernel());
       const auto *args = launch.args();
       for (uint32_t a = 0; args && a < args->size(); ++a) {
         if (args->Get(a)->kind() != fb::ArgKind::Scratch)
@@ -306,24 +204,145 @@ Status Engine::allocateStates() {
       }
     }
   }
+  return scratchSize;
+}
+
+uint64_t Engine::memoryNeeded() const {
+  // Sizes were checked by the reader and the checkpoint loader; the sum of
+  // a few thousand of them cannot overflow 64 bits in practice, and
+  // saturates if it would.
+  uint64_t total = 0;
+  auto add = [&total](uint64_t bytes) {
+    if (__builtin_add_overflow(total, bytes, &total))
+      total = std::numeric_limits<uint64_t>::max();
+  };
+  for (size_t i = 0; i < weightViews.size(); ++i) {
+    if (weightViews[i])
+      add(alignUp(weightViews[i]->nbytes, 256));
+    if (scaleViews[i])
+      add(alignUp(scaleViews[i]->nbytes, 256));
+  }
+  const auto *tables = art->root().expert_tables();
+  for (uint32_t t = 0; tables && t < tables->size(); ++t)
+    add(uint64_t(16) * tables->Get(t)->count());
+  const auto *stateList = art->root().states();
+  for (uint32_t s = 0; stateList && s < stateList->size(); ++s)
+    add(stateList->Get(s)->bytes());
+  const auto *programList = art->root().programs();
+  for (uint32_t p = 0; p < programList->size(); ++p)
+    add(programList->Get(p)->arena_bytes());
+  add(scratchNeeded(*art));
+  return total;
+}
+
+Status Engine::placeWeights() {
+  // Each checkpoint tensor once, even if two manifest entries bind to it.
+  std::vector<HostTensor> tensors;
+  std::unordered_map<const TensorView *, size_t> slot;
+  auto indexOf = [&](const TensorView *view) -> size_t {
+    auto [it, inserted] = slot.emplace(view, tensors.size());
+    if (inserted)
+      tensors.push_back({view->data, view->nbytes, view->name});
+    return it->second;
+  };
+  size_t count = weightViews.size();
+  std::vector<size_t> weightSlot(count, SIZE_MAX), scaleSlot(count, SIZE_MAX);
+  for (size_t i = 0; i < count; ++i) {
+    if (weightViews[i])
+      weightSlot[i] = indexOf(weightViews[i]);
+    if (scaleViews[i])
+      scaleSlot[i] = indexOf(scaleViews[i]);
+  }
   COMPRESSA_ASSIGN_OR_RETURN(
-      scratch, AlignedBuffer::allocate(scratchSize, art->path() + ": scratch"));
+      std::vector<uint64_t> addresses,
+      backend->placeWeights(tensors, "weights " + store->directory()));
+  weightAddress.assign(count, 0);
+  scaleAddress.assign(count, 0);
+  for (size_t i = 0; i < count; ++i) {
+    if (weightSlot[i] != SIZE_MAX)
+      weightAddress[i] = addresses[weightSlot[i]];
+    if (scaleSlot[i] != SIZE_MAX)
+      scaleAddress[i] = addresses[scaleSlot[i]];
+  }
+  return okStatus();
+}
+
+Status Engine::buildExpertTables() {
+  const auto *tables = art->root().expert_tables();
+  uint32_t count = tables ? tables->size() : 0;
+  expertTables.clear();
+  expertTableMissing.assign(count, std::string());
+  for (uint32_t t = 0; t < count; ++t) {
+    const fb::ExpertTable &table = *tables->Get(t);
+    uint32_t experts = table.count();
+    // The data addresses of experts 0..count-1, then their scale addresses
+    // (0 if unscaled). Weights are read-only; kernels must not write them.
+    std::vector<uint64_t> addresses(size_t(2) * experts, 0);
+    for (uint32_t e = 0; e < experts; ++e) {
+      std::string name =
+          Artifact::expertWeightName(view(table.pattern()), e);
+      int64_t index = art->findWeight(name); // Validated to exist.
+      addresses[e] = weightAddress[index];
+      addresses[experts + e] = scaleAddress[index];
+      if (!weightViews[index] && expertTableMissing[t].empty())
+        expertTableMissing[t] = name;
+    }
+    std::string what = art->path() + ": expert_tables[" + std::to_string(t) +
+                       "] ('" + printable(view(table.pattern())) + "')";
+    uint64_t bytes = uint64_t(addresses.size()) * 8;
+    COMPRESSA_ASSIGN_OR_RETURN(std::unique_ptr<BackendBuffer> buffer,
+                               backend->allocate(bytes, what));
+    COMPRESSA_RETURN_IF_ERROR(
+        backend->write(*buffer, 0, addresses.data(), bytes, what));
+    expertTables.push_back(std::move(buffer));
+  }
+  return okStatus();
+}
+
+Status Engine::allocateStates() {
+  const auto *list = art->root().states();
+  uint32_t count = list ? list->size() : 0;
+  states.clear();
+  states.reserve(count);
+  for (uint32_t s = 0; s < count; ++s) {
+    const fb::State &state = *list->Get(s);
+    COMPRESSA_ASSIGN_OR_RETURN(
+        std::unique_ptr<BackendBuffer> buffer,
+        backend->allocate(state.bytes(),
+                          art->path() + ": states[" + std::to_string(s) +
+                              "] ('" + printable(view(state.name())) + "')"));
+    states.push_back(std::move(buffer));
+  }
+  reset();
+  COMPRESSA_RETURN_IF_ERROR(resetError);
+
+  // One scratch area serves every launch: programs and launches run one at a
+  // time.
+  COMPRESSA_ASSIGN_OR_RETURN(
+      scratch, backend->allocate(scratchNeeded(*art), art->path() + ": scratch"));
   return okStatus();
 }
 
 void Engine::reset() {
   const auto *list = art->root().states();
+  resetError = okStatus();
   for (size_t s = 0; s < states.size(); ++s) {
-    AlignedBuffer &buffer = states[s];
-    std::memset(buffer.data(), 0, static_cast<size_t>(buffer.size()));
-    if (list->Get(s)->init() == fb::StateInit::CompressorState) {
+    BackendBuffer &buffer = *states[s];
+    std::string what = art->path() + ": resetting states[" +
+                       std::to_string(s) + "] ('" +
+                       printable(view(list->Get(s)->name())) + "')";
+    Status status = backend->fill(buffer, 0, buffer.size(), 0, what);
+    if (status.ok() &&
+        list->Get(s)->init() == fb::StateInit::CompressorState) {
       // kv half zero, score half -inf (spec §5.1); the size is a multiple
-      // of 8 (checked by the reader).
-      size_t half = static_cast<size_t>(buffer.size() / 2);
-      float minusInf = -std::numeric_limits<float>::infinity();
-      for (size_t offset = half; offset + 4 <= buffer.size(); offset += 4)
-        std::memcpy(buffer.data() + offset, &minusInf, 4);
+      // of 8 (checked by the reader), so the half is a multiple of 4.
+      uint64_t half = buffer.size() / 2;
+      uint32_t minusInf = 0xFF800000u; // f32 -inf
+      status = backend->fill(buffer, half, buffer.size() - half, minusInf,
+                             what);
     }
+    if (!status.ok() && resetError.ok())
+      resetError = status;
   }
 }
 
@@ -334,26 +353,24 @@ Status Engine::prepareProgram(const fb::Program &def) {
   std::string where = art->path() + ": program '" + printable(program->name) +
                       "'";
   COMPRESSA_ASSIGN_OR_RETURN(program->arena,
-                             AlignedBuffer::allocate(def.arena_bytes(),
-                                                     where + " arena"));
-  uint8_t *arena = program->arena.data();
+                             backend->allocate(def.arena_bytes(),
+                                               where + " arena"));
+  uint64_t arena = program->arena->address();
   const auto *buffers = def.buffers();
-  program->inputIds = reinterpret_cast<int64_t *>(
-      arena + buffers->Get(def.input_ids())->offset());
-  program->logits = reinterpret_cast<const float *>(
-      arena + buffers->Get(def.logits())->offset());
+  program->inputIdsOffset = buffers->Get(def.input_ids())->offset();
+  program->logitsOffset = buffers->Get(def.logits())->offset();
 
   const auto *launches = def.launches();
   uint32_t numLaunches = launches ? launches->size() : 0;
-  program->launches.resize(numLaunches);
+  std::vector<LaunchPlan> plans(numLaunches);
   for (uint32_t l = 0; l < numLaunches; ++l) {
     const fb::Launch &launch = *launches->Get(l);
-    PreparedLaunch &prepared = program->launches[l];
-    prepared.fn = kernels[launch.kernel()];
+    LaunchPlan &plan = plans[l];
+    plan.kernel = launch.kernel();
     const fb::Kernel &kernel = *art->root().kernels()->Get(launch.kernel());
     const auto *args = launch.args();
     uint32_t numArgs = args ? args->size() : 0;
-    prepared.argv.assign(numArgs, nullptr);
+    plan.args.assign(numArgs, LaunchArg());
     auto needsMissing = [&](const std::string &weight) {
       if (program->unavailable.empty())
         program->unavailable =
@@ -365,40 +382,46 @@ Status Engine::prepareProgram(const fb::Program &def) {
     for (uint32_t a = 0; a < numArgs; ++a) {
       const fb::Arg &arg = *args->Get(a);
       uint32_t index = arg.index(); // Range-checked by the reader.
-      void *&slot = prepared.argv[a];
+      LaunchArg &slot = plan.args[a];
       switch (arg.kind()) {
       case fb::ArgKind::Buffer:
-        slot = arena + buffers->Get(index)->offset();
+        slot.address = arena + buffers->Get(index)->offset();
         break;
       case fb::ArgKind::Weight:
       case fb::ArgKind::WeightScale:
-        slot = const_cast<uint8_t *>(arg.kind() == fb::ArgKind::Weight
-                                         ? weightData[index]
-                                         : scaleData[index]);
-        if (!weightData[index])
+        slot.address = arg.kind() == fb::ArgKind::Weight ? weightAddress[index]
+                                                         : scaleAddress[index];
+        if (!weightViews[index])
           needsMissing(std::string(
               view(art->root().weights()->Get(index)->name())));
         break;
       case fb::ArgKind::ExpertTable:
-        slot = expertTables[index].data();
+        slot.address = expertTables[index]->address();
         if (!expertTableMissing[index].empty())
           needsMissing(expertTableMissing[index]);
         break;
       case fb::ArgKind::State:
-        slot = states[index].data();
+        slot.address = states[index]->address();
         break;
       case fb::ArgKind::Tokens:
-        prepared.tokenSlots.push_back(a);
+        slot.kind = LaunchArg::Kind::Tokens;
         break;
       case fb::ArgKind::StartPos:
-        prepared.startSlots.push_back(a);
+        slot.kind = LaunchArg::Kind::StartPos;
         break;
       case fb::ArgKind::Scratch:
-        slot = scratch.data();
+        slot.address = scratch->address();
         break;
       }
     }
   }
+  program->numLaunches = numLaunches;
+  program->idsWhat = where + ": the input ids";
+  program->logitsWhat = where + ": the logits";
+  bool graph = decodeGraph && program->name == "decode";
+  COMPRESSA_ASSIGN_OR_RETURN(
+      program->launches,
+      backend->prepareProgram(program->name, std::move(plans), graph));
   programs.push_back(std::move(program));
   return okStatus();
 }
@@ -419,15 +442,62 @@ int64_t Engine::maxTokens(std::string_view name) const {
 }
 
 const uint8_t *Engine::stateData(size_t index) const {
-  return index < states.size() ? states[index].data() : nullptr;
+  return index < states.size() ? states[index]->hostData() : nullptr;
 }
 
 uint64_t Engine::stateBytes(size_t index) const {
-  return index < states.size() ? states[index].size() : 0;
+  return index < states.size() ? states[index]->size() : 0;
 }
+
+StatusOr<std::vector<uint8_t>> Engine::readState(size_t index) {
+  if (index >= states.size())
+    return COMPRESSA_ERROR(OutOfRange,
+                           "state index %zu is out of range (the artifact has "
+                           "%zu states)",
+                           index, states.size());
+  BackendBuffer &buffer = *states[index];
+  std::vector<uint8_t> bytes(static_cast<size_t>(buffer.size()));
+  COMPRESSA_RETURN_IF_ERROR(backend->read(
+      bytes.data(), buffer, 0, buffer.size(),
+      art->path() + ": reading states[" + std::to_string(index) + "]"));
+  return bytes;
+}
+
+uint64_t Engine::scratchBytes() const { return scratch->size(); }
+
+const char *Engine::backendName() const { return backend->name(); }
+
+std::string Engine::backendDescription() const {
+  return backend->describe();
+}
+
+int64_t Engine::launchesPerDecodeStep() const {
+  const PreparedProgram *program = findPrepared("decode");
+  return program ? backend->launchesPerRun(*program->launches) : 0;
+}
+
+int64_t Engine::decodeKernels() const {
+  const PreparedProgram *program = findPrepared("decode");
+  return program ? program->numLaunches : 0;
+}
+
+bool Engine::decodeUsesGraph() const {
+  const PreparedProgram *program = findPrepared("decode");
+  return program && backend->usesGraph(*program->launches);
+}
+
+LaunchCounters Engine::launchCounters() const { return backend->counters(); }
 
 Engine::PreparedProgram *Engine::findPrepared(std::string_view name) {
   for (auto &program : programs)
+    if (program->name == name)
+      return program.get();
+  return nullptr;
+}
+
+const Engine::PreparedProgram *
+Engine::findPrepared(std::string_view name) const {
+  for (const auto &program : programs)
     if (program->name == name)
       return program.get();
   return nullptr;
@@ -476,20 +546,20 @@ Status Engine::checkInputs(const PreparedProgram &program, const int64_t *ids,
   return checkSequence(ids, count, startPos, vocab, contextLimit);
 }
 
-void Engine::run(PreparedProgram &program, const int64_t *ids, int64_t count,
-                 int64_t startPos, float *logitsOut) {
-  std::memcpy(program.inputIds, ids, static_cast<size_t>(count) * 8);
-  void *tokens = reinterpret_cast<void *>(static_cast<intptr_t>(count));
-  void *start = reinterpret_cast<void *>(static_cast<intptr_t>(startPos));
-  for (PreparedLaunch &launch : program.launches) {
-    for (uint32_t slot : launch.tokenSlots)
-      launch.argv[slot] = tokens;
-    for (uint32_t slot : launch.startSlots)
-      launch.argv[slot] = start;
-    launch.fn(launch.argv.data());
-  }
-  std::memcpy(logitsOut, program.logits,
-              static_cast<size_t>(count) * static_cast<size_t>(vocab) * 4);
+Status Engine::run(PreparedProgram &program, const int64_t *ids,
+                   int64_t count, int64_t startPos, float *logitsOut) {
+  // Queued in order on the backend: ids in, the launches, logits out.
+  uint64_t logitBytes = uint64_t(count) * uint64_t(vocab) * 4;
+  COMPRESSA_RETURN_IF_ERROR(backend->write(*program.arena,
+                                           program.inputIdsOffset, ids,
+                                           uint64_t(count) * 8,
+                                           program.idsWhat));
+  COMPRESSA_RETURN_IF_ERROR(
+      backend->run(*program.launches, count, startPos));
+  COMPRESSA_RETURN_IF_ERROR(backend->read(logitsOut, *program.arena,
+                                          program.logitsOffset, logitBytes,
+                                          program.logitsWhat));
+  return okStatus();
 }
 
 StatusOr<std::vector<float>> Engine::forward(const std::string &name,
@@ -500,9 +570,11 @@ StatusOr<std::vector<float>> Engine::forward(const std::string &name,
     return COMPRESSA_ERROR(NotFound, "%s: no program is named '%s'",
                            art->path().c_str(), printable(name).c_str());
   COMPRESSA_RETURN_IF_ERROR(checkInputs(*program, ids, count, startPos));
+  COMPRESSA_RETURN_IF_ERROR(resetError);
   std::vector<float> logits(static_cast<size_t>(count) *
                             static_cast<size_t>(vocab));
-  run(*program, ids, count, startPos, logits.data());
+  COMPRESSA_RETURN_IF_ERROR(
+      run(*program, ids, count, startPos, logits.data()));
   return logits;
 }
 
@@ -527,12 +599,14 @@ StatusOr<std::vector<float>> Engine::prefill(const int64_t *ids, int64_t count,
   if (!program->unavailable.empty())
     return Status(StatusCode::FailedPrecondition, program->unavailable,
                   __FILE__, __LINE__);
+  COMPRESSA_RETURN_IF_ERROR(resetError);
   std::vector<float> logits(static_cast<size_t>(count) *
                             static_cast<size_t>(vocab));
   for (int64_t done = 0; done < count; done += step) {
     int64_t n = std::min(step, count - done);
-    run(*program, ids + done, n, startPos + done,
-        logits.data() + static_cast<size_t>(done) * static_cast<size_t>(vocab));
+    COMPRESSA_RETURN_IF_ERROR(run(
+        *program, ids + done, n, startPos + done,
+        logits.data() + static_cast<size_t>(done) * static_cast<size_t>(vocab)));
   }
   return logits;
 }

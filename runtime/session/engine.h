@@ -4,6 +4,13 @@
 // program arenas, and runs programs (artifact.fbs, "Execution model"). The
 // Generator on top of it turns a prompt into generated tokens.
 //
+// The same Engine runs CPU and CUDA artifacts: what differs (where memory
+// lives, how a kernel is called) sits behind the Backend interface
+// (runtime/session/backend.h), chosen by the artifact's target. On CUDA the
+// weights are uploaded to the GPU as stored, and the decode program is
+// captured as a CUDA graph on its first call and replayed afterwards
+// (COMPRESSA_CUDA_GRAPH=0 turns that off).
+//
 // One Engine holds the state of one sequence. It is not thread-safe: one call
 // at a time. Positions are the caller's: forward(..., startPos) must continue
 // the sequence the state holds (prefill from 0, then decode at the next
@@ -11,9 +18,10 @@
 #ifndef COMPRESSA_RUNTIME_SESSION_ENGINE_H
 #define COMPRESSA_RUNTIME_SESSION_ENGINE_H
 
+#include "runtime/base/aligned_buffer.h"
 #include "runtime/base/status.h"
-#include "runtime/cpu/cpu_module.h"
 #include "runtime/format/artifact_reader.h"
+#include "runtime/session/backend.h"
 #include "runtime/session/sampler.h"
 #include "runtime/weights/safetensors.h"
 
@@ -26,44 +34,22 @@
 
 namespace compressa {
 
-/// A zero-filled allocation, page-aligned (so 64-byte aligned), that reports
-/// failure instead of aborting. Backed by anonymous pages: memory is only
-/// committed when touched.
-class AlignedBuffer {
-public:
-  AlignedBuffer() = default;
-  ~AlignedBuffer();
-  AlignedBuffer(AlignedBuffer &&other) noexcept;
-  AlignedBuffer &operator=(AlignedBuffer &&other) noexcept;
-  AlignedBuffer(const AlignedBuffer &) = delete;
-  AlignedBuffer &operator=(const AlignedBuffer &) = delete;
-
-  /// `bytes` zeroed bytes (at least one is allocated, so data() is never
-  /// null); ResourceExhausted naming `what` when memory runs out.
-  static StatusOr<AlignedBuffer> allocate(uint64_t bytes,
-                                          const std::string &what);
-
-  uint8_t *data() const { return ptr; }
-  uint64_t size() const { return bytes; }
-
-private:
-  static size_t mappedBytes(uint64_t bytes);
-
-  uint8_t *ptr = nullptr;
-  uint64_t bytes = 0;
-};
-
 class Engine {
 public:
   /// Reads the artifact at `artifactPath` and opens the checkpoint directory
   /// `weightsDir` (model.safetensors, or an index and its shards).
   static StatusOr<std::unique_ptr<Engine>>
   create(const std::string &artifactPath, const std::string &weightsDir);
-  /// The same with an artifact already read. Binds every manifest weight to
-  /// the checkpoint tensor of that name (dtype, shape, and the scale's
-  /// F8_E8M0 dtype and shape must match; a missing optional weight binds to
-  /// null), builds the expert tables, loads the kernels, allocates and
-  /// initializes the states and the program arenas.
+  /// The same with an artifact already read. Opens the backend for the
+  /// artifact's target (a CUDA artifact on a machine without a usable GPU
+  /// fails here, Unavailable, "...: the artifact targets CUDA, but no CUDA
+  /// GPU is available: ..."), binds every manifest weight to the checkpoint
+  /// tensor of that name (dtype, shape, and the scale's F8_E8M0 dtype and
+  /// shape must match; a missing optional weight binds to null), loads the
+  /// kernels, places the weights (on CUDA: checks the free device memory
+  /// against everything the artifact needs, then uploads), builds the
+  /// expert tables, allocates and initializes the states and the program
+  /// arenas.
   static StatusOr<std::unique_ptr<Engine>>
   create(std::unique_ptr<Artifact> artifact, const std::string &weightsDir);
 
@@ -97,50 +83,85 @@ public:
                                        int64_t startPos, int64_t chunk = 0);
   /// Runs one token at position `pos` through program "decode".
   StatusOr<std::vector<float>> decode(int64_t id, int64_t pos);
-  /// Re-initializes every state (a new sequence starts at position 0).
+  /// Re-initializes every state (a new sequence starts at position 0). On
+  /// a GPU the fills are queued on the stream; should queuing fail, the
+  /// next forward/prefill/decode returns that error.
   void reset();
 
   /// Inspection, for tests and tools: state `index` of the artifact.
+  /// stateData is the host copy the kernels use on the CPU, and nullptr on
+  /// a device (use readState).
   const uint8_t *stateData(size_t index) const;
   uint64_t stateBytes(size_t index) const;
+  /// State `index` copied to the host (any backend); OutOfRange for a bad
+  /// index.
+  StatusOr<std::vector<uint8_t>> readState(size_t index);
   /// Bytes of the scratch area shared by all launches.
-  uint64_t scratchBytes() const { return scratch.size(); }
+  uint64_t scratchBytes() const;
+
+  /// The backend: "cpu" or "cuda".
+  const char *backendName() const;
+  /// What runs the kernels: "cpu", or the GPU and how its code was loaded
+  /// ("cuda: NVIDIA H100 80GB HBM3 (device 0, sm_90, ...); code: cubin
+  /// (sm_90a)").
+  std::string backendDescription() const;
+  /// Launch calls per decode step: 1 (a cuGraphLaunch) when the decode
+  /// program runs as a CUDA graph, else the number of its kernel launches.
+  int64_t launchesPerDecodeStep() const;
+  /// Kernel launches of the decode program (with or without a graph).
+  int64_t decodeKernels() const;
+  /// True when the decode program runs as a CUDA graph.
+  bool decodeUsesGraph() const;
+  /// What the backend handed to its device so far.
+  LaunchCounters launchCounters() const;
 
 private:
-  struct PreparedLaunch;
   struct PreparedProgram;
 
   Engine();
   Status bindWeights();
+  Status placeWeights();
   Status buildExpertTables();
-  Status loadKernels();
   Status allocateStates();
   Status prepareProgram(const fb::Program &program);
+  /// Bytes the artifact needs on its device: weights, states, arenas,
+  /// scratch and expert tables.
+  uint64_t memoryNeeded() const;
   /// Checks the inputs of a run of `count` tokens at `startPos` against the
   /// program's limits and the vocabulary.
   Status checkInputs(const PreparedProgram &program, const int64_t *ids,
                      int64_t count, int64_t startPos) const;
   /// Runs a checked call; writes [count, vocab] logits to `logitsOut`.
-  void run(PreparedProgram &program, const int64_t *ids, int64_t count,
-           int64_t startPos, float *logitsOut);
+  Status run(PreparedProgram &program, const int64_t *ids, int64_t count,
+             int64_t startPos, float *logitsOut);
   PreparedProgram *findPrepared(std::string_view name);
+  const PreparedProgram *findPrepared(std::string_view name) const;
 
   std::unique_ptr<Artifact> art;
   std::unique_ptr<WeightStore> store;
-  std::unique_ptr<CpuModule> module;
+  /// Declared before everything it allocated, so destroyed after it.
+  std::unique_ptr<Backend> backend;
   int64_t vocab = 0;
   int64_t contextLimit = 0;
+  /// Whether the decode program may run as a graph (COMPRESSA_CUDA_GRAPH).
+  bool decodeGraph = true;
 
-  /// Bound manifest weights (null: a missing optional weight) and scales.
-  std::vector<const uint8_t *> weightData;
-  std::vector<const uint8_t *> scaleData;
-  /// Per expert table: 2*count pointers, and the first missing expert's name.
-  std::vector<std::vector<void *>> expertTables;
+  /// Bound manifest weights and scales in the checkpoint (null: a missing
+  /// optional weight, or no scale).
+  std::vector<const TensorView *> weightViews;
+  std::vector<const TensorView *> scaleViews;
+  /// Their addresses as the kernels see them (0 for null).
+  std::vector<uint64_t> weightAddress;
+  std::vector<uint64_t> scaleAddress;
+  /// Per expert table: 2*count addresses, and the first missing expert's
+  /// name.
+  std::vector<std::unique_ptr<BackendBuffer>> expertTables;
   std::vector<std::string> expertTableMissing;
-  std::vector<CpuModule::KernelFn> kernels;
-  std::vector<AlignedBuffer> states;
-  AlignedBuffer scratch;
+  std::vector<std::unique_ptr<BackendBuffer>> states;
+  std::unique_ptr<BackendBuffer> scratch;
   std::vector<std::unique_ptr<PreparedProgram>> programs;
+  /// Why the last reset() failed (device only); Ok otherwise.
+  Status resetError;
 };
 
 /// What generate() produced.

@@ -7,6 +7,9 @@
 
 #include "runtime/testing/toy_artifact.h"
 #include "runtime/weights/safetensors_writer.h"
+#if COMPRESSA_HAVE_CUDA
+#include "runtime/cuda/cuda_driver.h"
+#endif
 
 #include <gtest/gtest.h>
 
@@ -475,12 +478,56 @@ INSTANTIATE_TEST_SUITE_P(Weights, EngineBindTest,
                            return std::string(info.param.title);
                          });
 
-TEST_F(EngineTest, RefusesNonCpuArtifacts) {
+TEST_F(EngineTest, CudaArtifactNeedsAGpuAndCudaCode) {
+  // A CUDA artifact without cuda code: refused for want of a GPU here, for
+  // want of code on a GPU machine (runtime_cuda_engine_test runs real ones).
   ArtifactSpec spec = toy::toyArtifactSpec();
   spec.target = fb::Target::Cuda;
   auto engine = makeEngine(spec);
+  ASSERT_FALSE(engine.ok());
+#if COMPRESSA_HAVE_CUDA
+  if (!loadCudaDriver().ok()) {
+    EXPECT_EQ(engine.status().code(), StatusCode::Unavailable);
+    expectError(engine.status(),
+                {"toy.cpa: the artifact targets CUDA, but no CUDA GPU is "
+                 "available: "});
+  } else {
+    EXPECT_EQ(engine.status().code(), StatusCode::DataLoss);
+    expectError(engine.status(),
+                {"toy.cpa: the target is cuda, but the artifact has no "
+                 "cuda.ptx and no cuda.cubin"});
+  }
+#else
   EXPECT_EQ(engine.status().code(), StatusCode::Unimplemented);
-  expectError(engine.status(), {"toy.cpa", "targets cuda", "CPU artifacts"});
+  expectError(engine.status(), {"toy.cpa", "built without CUDA support"});
+#endif
+}
+
+TEST_F(EngineTest, CpuBackendCountsLaunchesAndReadsStates) {
+  auto engine = toyEngine();
+  ASSERT_TRUE(engine);
+  EXPECT_STREQ(engine->backendName(), "cpu");
+  EXPECT_EQ(engine->backendDescription(), "cpu");
+  EXPECT_FALSE(engine->decodeUsesGraph());
+  EXPECT_EQ(engine->decodeKernels(), 2);
+  EXPECT_EQ(engine->launchesPerDecodeStep(), 2);
+  std::vector<int64_t> ids = sampleIds();
+  ASSERT_TRUE(engine->prefill(ids.data(), 5, 0, 2).ok()); // 3 calls
+  ASSERT_TRUE(engine->decode(ids[5], 5).ok());
+  LaunchCounters counters = engine->launchCounters();
+  EXPECT_EQ(counters.kernelLaunches, 4 * 2);
+  EXPECT_EQ(counters.graphLaunches, 0);
+  EXPECT_EQ(counters.capturedLaunches, 0);
+  auto state = engine->readState(0);
+  ASSERT_TRUE(state.ok()) << state.status().toString();
+  ASSERT_EQ(state->size(), 16u);
+  EXPECT_EQ(std::memcmp(state->data(), engine->stateData(0), 16), 0);
+  int64_t count;
+  std::memcpy(&count, state->data() + 8, 8);
+  EXPECT_EQ(count, 6);
+  auto bad = engine->readState(2);
+  EXPECT_EQ(bad.status().code(), StatusCode::OutOfRange);
+  expectError(bad.status(), {"state index 2 is out of range"});
 }
 
 TEST_F(EngineTest, MissingKernelSymbol) {

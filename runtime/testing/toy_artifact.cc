@@ -40,7 +40,8 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
   for (const KernelSpec &kernel : spec.kernels)
     kernels.push_back(fb::CreateKernelDirect(
         fbb, kernel.name.c_str(), kernel.symbol.c_str(),
-        kernel.scratchBytesPerToken, kernel.scratchBytes));
+        kernel.scratchBytesPerToken, kernel.scratchBytes, kernel.grid,
+        kernel.block, kernel.sharedBytes));
   std::vector<flatbuffers::Offset<fb::State>> states;
   for (const StateSpec &state : spec.states)
     states.push_back(
@@ -58,6 +59,10 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
   if (spec.hasCpu)
     cpu = fb::CreateCpuCodeDirect(fbb, spec.triple.c_str(),
                                   &spec.sharedObject);
+  flatbuffers::Offset<fb::CudaCode> cuda = 0;
+  if (spec.hasCuda)
+    cuda = fb::CreateCudaCodeDirect(fbb, spec.cudaChip.c_str(),
+                                    spec.cudaPtx.c_str(), &spec.cudaCubin);
   flatbuffers::Offset<fb::ModelInfo> model = 0;
   if (spec.hasModel)
     model = fb::CreateModelInfoDirect(
@@ -65,7 +70,7 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
         spec.bosTokenId, spec.eosTokenId, spec.maxContext);
   auto root = fb::CreateArtifactDirect(
       fbb, spec.version, model, spec.configJson.c_str(), spec.target,
-      &programs, &kernels, &states, &weights, &tables, cpu);
+      &programs, &kernels, &states, &weights, &tables, cpu, cuda);
   fb::FinishArtifactBuffer(fbb, root);
   return std::vector<uint8_t>(fbb.GetBufferPointer(),
                               fbb.GetBufferPointer() + fbb.GetSize());

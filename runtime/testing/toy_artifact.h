@@ -54,6 +54,10 @@ struct KernelSpec {
   std::string symbol;
   uint64_t scratchBytesPerToken = 0;
   uint64_t scratchBytes = 0;
+  /// CUDA launch geometry.
+  uint32_t grid = 1;
+  uint32_t block = 1;
+  uint32_t sharedBytes = 0;
 };
 struct StateSpec {
   std::string name;
@@ -91,6 +95,11 @@ struct ArtifactSpec {
   bool hasCpu = true;
   std::string triple = "x86_64-unknown-linux-gnu";
   std::vector<uint8_t> sharedObject;
+  /// The CUDA code table (written when hasCuda).
+  bool hasCuda = false;
+  std::string cudaChip;
+  std::string cudaPtx;
+  std::vector<uint8_t> cudaCubin;
 };
 
 /// The FlatBuffer (identifier "CPA1") for `spec`.

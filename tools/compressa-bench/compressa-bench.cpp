@@ -125,9 +125,14 @@ int main(int argc, char **argv) {
     prefillRates.push_back(prompt / std::chrono::duration<double>(t1 - t0).count());
     decodeRates.push_back(gen / std::chrono::duration<double>(t2 - t1).count());
   }
-  std::printf("artifact %s\nprompt %lld tokens, %lld decoded, median of %lld runs\n"
-              "prefill %.1f tokens/s\ndecode  %.1f tokens/s\n",
-              artifact.c_str(), (long long)prompt, (long long)gen,
-              (long long)repeat, median(prefillRates), median(decodeRates));
+  std::printf("artifact %s\nbackend %s\n"
+              "prompt %lld tokens, %lld decoded, median of %lld runs\n"
+              "prefill %.1f tokens/s\ndecode  %.1f tokens/s\n"
+              "decode step: %lld kernels, %lld launches (%s)\n",
+              artifact.c_str(), e.backendDescription().c_str(),
+              (long long)prompt, (long long)gen, (long long)repeat,
+              median(prefillRates), median(decodeRates),
+              (long long)e.decodeKernels(), (long long)e.launchesPerDecodeStep(),
+              e.decodeUsesGraph() ? "one CUDA graph launch" : "one launch per kernel");
   return 0;
 }

@@ -333,6 +333,27 @@ int main(int argc, char **argv) {
     }
   }
   if (emit == Emit::Artifact || emit == Emit::PTX) {
+    // Progress on stderr: a bar on a terminal, a few plain lines otherwise.
+    bool terminal = llvm::errs().is_displayed();
+    aopts.progress = [terminal](int64_t done, int64_t total) {
+      if (done == total) {
+        if (terminal)
+          llvm::errs() << "\r\x1b[K";
+        llvm::errs() << "compressa-compile: " << total
+                     << " dispatches emitted; generating device code\n";
+        return;
+      }
+      if (!terminal) {
+        if (done == 0)
+          llvm::errs() << "compressa-compile: emitting " << total
+                       << " dispatches\n";
+        return;
+      }
+      int width = 30, filled = total ? int(width * done / total) : width;
+      llvm::errs() << "\r[" << std::string(filled, '=')
+                   << std::string(width - filled, ' ') << "] " << done << "/"
+                   << total << " dispatches";
+    };
     aopts.maxContext = maxContext;
     aopts.cpu.cpu = cpuName;
     aopts.cpu.dumpDir = dumpDir;

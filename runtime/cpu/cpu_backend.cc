@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: Apache-2.0
+// CpuBackend: host memory, the kernels' shared object, and the launch loop.
+#include "runtime/cpu/cpu_backend.h"
+
+#include "runtime/base/aligned_buffer.h"
+
+#include <cstring>
+
+namespace compressa {
+
+namespace {
+
+std::string_view view(const flatbuffers::String *str) {
+  return str ? std::string_view(str->c_str(), str->size()) : std::string_view();
+}
+
+/// Host memory: the address kernels see is the pointer itself.
+class CpuBuffer final : public BackendBuffer {
+public:
+  explicit CpuBuffer(AlignedBuffer buffer)
+      : BackendBuffer(reinterpret_cast<uintptr_t>(buffer.data()),
+                      buffer.size()),
+        memory(std::move(buffer)) {}
+  uint8_t *hostData() const override { return memory.data(); }
+
+private:
+  AlignedBuffer memory;
+};
+
+/// One launch with its argument vector resolved; only the Tokens and
+/// StartPos slots change from call to call.
+struct CpuLaunch {
+  CpuModule::KernelFn fn = nullptr;
+  std::vector<void *> argv;
+  std::vector<uint32_t> tokenSlots;
+  std::vector<uint32_t> startSlots;
+};
+
+struct CpuProgram final : public BackendProgram {
+  std::vector<CpuLaunch> launches;
+};
+
+} // namespace
+
+std::string CpuBackend::describe() const { return "cpu"; }
+
+Status CpuBackend::loadKernels(const Artifact &artifact) {
+  const fb::CpuCode &cpu = *artifact.root().cpu(); // Validated for CPU.
+  COMPRESSA_ASSIGN_OR_RETURN(
+      module, CpuModule::load(cpu.shared_object()->data(),
+                              cpu.shared_object()->size(),
+                              artifact.path() + ": cpu.shared_object"));
+  const auto *list = artifact.root().kernels();
+  uint32_t count = list ? list->size() : 0;
+  kernels.assign(count, nullptr);
+  for (uint32_t k = 0; k < count; ++k) {
+    const fb::Kernel &kernel = *list->Get(k);
+    StatusOr<CpuModule::KernelFn> fn =
+        module->lookup(std::string(view(kernel.symbol())));
+    if (!fn.ok())
+      return fn.status().withContext(
+          "kernels[%u] ('%s')", k, printable(view(kernel.name())).c_str());
+    kernels[k] = *fn;
+  }
+  return okStatus();
+}
+
+Status CpuBackend::reserve(uint64_t, const std::string &) {
+  // Host memory is committed page by page as kernels touch it.
+  return okStatus();
+}
+
+StatusOr<std::vector<uint64_t>>
+CpuBackend::placeWeights(const std::vector<HostTensor> &tensors,
+                         const std::string &) {
+  // Kernels read the mapped checkpoint in place (read-only mappings).
+  std::vector<uint64_t> addresses;
+  addresses.reserve(tensors.size());
+  for (const HostTensor &tensor : tensors)
+    addresses.push_back(reinterpret_cast<uintptr_t>(tensor.data));
+  return addresses;
+}
+
+StatusOr<std::unique_ptr<BackendBuffer>>
+CpuBackend::allocate(uint64_t bytes, const std::string &what) {
+  COMPRESSA_ASSIGN_OR_RETURN(AlignedBuffer memory,
+                             AlignedBuffer::allocate(bytes, what));
+  return std::unique_ptr<BackendBuffer>(new CpuBuffer(std::move(memory)));
+}
+
+/// Internal error unless [offset, offset + bytes) lies inside `buffer`.
+static Status checkRange(const BackendBuffer &buffer, uint64_t offset,
+                         uint64_t bytes, const std::string &what) {
+  uint64_t end;
+  if (__builtin_add_overflow(offset, bytes, &end) || end > buffer.size())
+    return COMPRESSA_ERROR(Internal,
+                           "%s: %llu bytes at offset %llu fall outside a "
+                           "buffer of %llu bytes",
+                           what.c_str(), static_cast<unsigned long long>(bytes),
+                           static_cast<unsigned long long>(offset),
+                           static_cast<unsigned long long>(buffer.size()));
+  return okStatus();
+}
+
+Status CpuBackend::write(BackendBuffer &dst, uint64_t offset, const void *src,
+                         uint64_t bytes, const std::string &what) {
+  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  if (bytes)
+    std::memcpy(dst.hostData() + offset, src, static_cast<size_t>(bytes));
+  return okStatus();
+}
+
+Status CpuBackend::read(void *dst, const BackendBuffer &src, uint64_t offset,
+                        uint64_t bytes, const std::string &what) {
+  COMPRESSA_RETURN_IF_ERROR(checkRange(src, offset, bytes, what));
+  if (bytes)
+    std::memcpy(dst, src.hostData() + offset, static_cast<size_t>(bytes));
+  return okStatus();
+}
+
+Status CpuBackend::fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
+                        uint32_t pattern, const std::string &what) {
+  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  uint8_t *data = dst.hostData() + offset;
+  if (pattern == 0) {
+    std::memset(data, 0, static_cast<size_t>(bytes));
+    return okStatus();
+  }
+  for (uint64_t at = 0; at + 4 <= bytes; at += 4)
+    std::memcpy(data + at, &pattern, 4);
+  return okStatus();
+}
+
+StatusOr<std::unique_ptr<BackendProgram>>
+CpuBackend::prepareProgram(const std::string &, std::vector<LaunchPlan> plans,
+                           bool) {
+  auto program = std::make_unique<CpuProgram>();
+  program->launches.resize(plans.size());
+  for (size_t l = 0; l < plans.size(); ++l) {
+    const LaunchPlan &plan = plans[l];
+    CpuLaunch &launch = program->launches[l];
+    launch.fn = kernels.at(plan.kernel); // Range-checked by the reader.
+    launch.argv.assign(plan.args.size(), nullptr);
+    for (size_t a = 0; a < plan.args.size(); ++a) {
+      const LaunchArg &arg = plan.args[a];
+      switch (arg.kind) {
+      case LaunchArg::Kind::Address:
+        launch.argv[a] =
+            reinterpret_cast<void *>(static_cast<uintptr_t>(arg.address));
+        break;
+      case LaunchArg::Kind::Tokens:
+        launch.tokenSlots.push_back(static_cast<uint32_t>(a));
+        break;
+      case LaunchArg::Kind::StartPos:
+        launch.startSlots.push_back(static_cast<uint32_t>(a));
+        break;
+      }
+    }
+  }
+  return std::unique_ptr<BackendProgram>(std::move(program));
+}
+
+Status CpuBackend::run(BackendProgram &base, int64_t tokens,
+                       int64_t startPos) {
+  CpuProgram &program = static_cast<CpuProgram &>(base);
+  // Integer scalars travel in the pointer slot itself (artifact.fbs).
+  void *count = reinterpret_cast<void *>(static_cast<intptr_t>(tokens));
+  void *start = reinterpret_cast<void *>(static_cast<intptr_t>(startPos));
+  for (CpuLaunch &launch : program.launches) {
+    for (uint32_t slot : launch.tokenSlots)
+      launch.argv[slot] = count;
+    for (uint32_t slot : launch.startSlots)
+      launch.argv[slot] = start;
+    launch.fn(launch.argv.data());
+  }
+  launchCounters.kernelLaunches +=
+      static_cast<int64_t>(program.launches.size());
+  return okStatus();
+}
+
+int64_t CpuBackend::launchesPerRun(const BackendProgram &base) const {
+  return static_cast<int64_t>(
+      static_cast<const CpuProgram &>(base).launches.size());
+}
+
+} // namespace compressa

@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: Apache-2.0
+// CudaBackend: device memory, kernels from the artifact's cubin or PTX, the
+// device argument vectors, and the launch loop with optional graph replay.
+#include "runtime/cuda/cuda_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace compressa {
+
+namespace {
+
+std::string_view view(const flatbuffers::String *str) {
+  return str ? std::string_view(str->c_str(), str->size()) : std::string_view();
+}
+
+/// Device memory as a BackendBuffer.
+class CudaBuffer final : public BackendBuffer {
+public:
+  explicit CudaBuffer(CudaMemory allocation)
+      : BackendBuffer(allocation.address(), allocation.size()),
+        memory(std::move(allocation)) {}
+
+private:
+  CudaMemory memory;
+};
+
+/// One launch: the kernel and the device address of its argument vector.
+struct CudaLaunch {
+  uint32_t kernel = 0;
+  CUdeviceptr argv = 0;
+};
+
+struct CudaProgram final : public BackendProgram {
+  std::string name;
+  std::vector<CudaLaunch> launches;
+  /// All argument vectors of the program, one after the other.
+  CudaMemory argvs;
+  /// Run as a graph (captured on the first run).
+  bool graphEnabled = false;
+  CudaGraph graph;
+  /// Names for messages, built once.
+  std::string scalarsWhat;
+  std::string graphWhat;
+};
+
+bool envIsOne(const char *name) {
+  const char *value = std::getenv(name);
+  return value && std::strcmp(value, "1") == 0;
+}
+
+uint64_t alignUp(uint64_t value, uint64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Creation and kernels
+//===----------------------------------------------------------------------===//
+
+StatusOr<std::unique_ptr<CudaBackend>>
+CudaBackend::create(const std::string &artifactPath) {
+  const char *p = artifactPath.c_str();
+  StatusOr<const CudaDriver *> driver = loadCudaDriver();
+  if (!driver.ok())
+    return driver.status().withContext(
+        "%s: the artifact targets CUDA, but no CUDA GPU is available", p);
+  std::unique_ptr<CudaBackend> backend(new CudaBackend());
+  backend->path = artifactPath;
+  StatusOr<std::unique_ptr<CudaDevice>> device = CudaDevice::open();
+  if (!device.ok())
+    return device.status().withContext("%s: cannot open the CUDA device", p);
+  backend->dev = std::move(*device);
+  backend->syncEachLaunch = envIsOne("COMPRESSA_CUDA_SYNC");
+  COMPRESSA_ASSIGN_OR_RETURN(
+      backend->scalars,
+      backend->dev->allocate(16, artifactPath + ": the Tokens/StartPos pair"));
+  COMPRESSA_RETURN_IF_ERROR(backend->dev->fill(
+      backend->scalars.address(), 16, 0, "the Tokens/StartPos pair"));
+  return backend;
+}
+
+CudaBackend::~CudaBackend() {
+  // Let queued work finish before memory and module go away.
+  if (dev)
+    dev->synchronize("shutting down").ignoreError();
+}
+
+std::string CudaBackend::describe() const {
+  std::string text = "cuda: " + dev->describe();
+  if (mod)
+    text += "; code: " + mod->description();
+  return text;
+}
+
+Status CudaBackend::loadKernels(const Artifact &artifact) {
+  const char *p = path.c_str();
+  const fb::CudaCode *code = artifact.root().cuda();
+  const flatbuffers::String *ptx = code ? code->ptx() : nullptr;
+  const flatbuffers::Vector<uint8_t> *cubin = code ? code->cubin() : nullptr;
+  size_t ptxBytes = ptx ? ptx->size() : 0;
+  size_t cubinBytes = cubin ? cubin->size() : 0;
+  if (ptxBytes == 0 && cubinBytes == 0)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: the target is cuda, but the artifact has no "
+                           "cuda.ptx and no cuda.cubin",
+                           p);
+  std::string chip(view(code->chip()));
+  // FlatBuffers strings are NUL-terminated, as cuModuleLoadDataEx needs.
+  COMPRESSA_ASSIGN_OR_RETURN(
+      mod, dev->loadModule(chip, ptx ? ptx->c_str() : nullptr, ptxBytes,
+                           cubin ? cubin->data() : nullptr, cubinBytes,
+                           path + ": cuda code"));
+
+  const CudaDriver &d = dev->driver();
+  const auto *list = artifact.root().kernels();
+  uint32_t count = list ? list->size() : 0;
+  kernels.assign(count, Kernel());
+  for (uint32_t k = 0; k < count; ++k) {
+    const fb::Kernel &def = *list->Get(k);
+    Kernel &kernel = kernels[k];
+    kernel.name = printable(view(def.name()));
+    kernel.symbol = printable(view(def.symbol()));
+    kernel.grid = def.grid();
+    kernel.block = def.block();
+    kernel.sharedBytes = def.shared_bytes();
+    const char *n = kernel.name.c_str();
+    const char *s = kernel.symbol.c_str();
+    if (kernel.grid < 1 || kernel.grid > 0x7fffffffu)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: kernels[%u] ('%s', %s): grid %u is outside "
+                             "1..2147483647",
+                             p, k, n, s, kernel.grid);
+    if (kernel.block < 1 || kernel.block > 1024)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: kernels[%u] ('%s', %s): block %u is outside "
+                             "1..1024",
+                             p, k, n, s, kernel.block);
+    // Its message names the code, the kernel and the symbol.
+    COMPRESSA_ASSIGN_OR_RETURN(
+        kernel.fn, mod->function(std::string(view(def.symbol())), kernel.name));
+
+    int maxThreads = 0, staticShared = 0;
+    COMPRESSA_CUDA_RETURN_IF_ERROR(
+        d.cuFuncGetAttribute(&maxThreads,
+                             CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+                             kernel.fn),
+        "kernel '%s' (%s)", n, s);
+    COMPRESSA_CUDA_RETURN_IF_ERROR(
+        d.cuFuncGetAttribute(&staticShared,
+                             CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, kernel.fn),
+        "kernel '%s' (%s)", n, s);
+    if (kernel.block > static_cast<uint32_t>(maxThreads))
+      return COMPRESSA_ERROR(Unavailable,
+                             "%s: kernels[%u] ('%s', %s): block %u exceeds "
+                             "the %d threads per block this kernel can have "
+                             "on %s",
+                             p, k, n, s, kernel.block, maxThreads,
+                             dev->name().c_str());
+    uint64_t shared = uint64_t(kernel.sharedBytes) + uint64_t(staticShared);
+    if (shared > static_cast<uint64_t>(dev->maxSharedBytesPerBlock()))
+      return COMPRESSA_ERROR(Unavailable,
+                             "%s: kernels[%u] ('%s', %s): %u bytes of dynamic "
+                             "+ %d of static shared memory exceed the %d "
+                             "bytes a block may use on %s",
+                             p, k, n, s, kernel.sharedBytes, staticShared,
+                             dev->maxSharedBytesPerBlock(),
+                             dev->name().c_str());
+    if (kernel.sharedBytes > 0)
+      // Opt in to more than the default 48 KiB where the kernel needs it.
+      COMPRESSA_CUDA_RETURN_IF_ERROR(
+          d.cuFuncSetAttribute(kernel.fn,
+                               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                               static_cast<int>(kernel.sharedBytes)),
+          "kernel '%s' (%s)", n, s);
+  }
+  return okStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// Memory
+//===----------------------------------------------------------------------===//
+
+Status CudaBackend::reserve(uint64_t bytes, const std::string &what) {
+  return dev->checkFree(bytes, what);
+}
+
+StatusOr<std::vector<uint64_t>>
+CudaBackend::placeWeights(const std::vector<HostTensor> &tensors,
+                          const std::string &what) {
+  // Step 1. The layout: one pool, every tensor 256-byte aligned.
+  std::vector<uint64_t> offsets(tensors.size(), 0);
+  uint64_t total = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!tensors[i].data)
+      continue;
+    offsets[i] = total;
+    uint64_t end;
+    if (__builtin_add_overflow(total, tensors[i].bytes, &end) ||
+        end > (uint64_t(1) << 62))
+      return COMPRESSA_ERROR(ResourceExhausted,
+                             "%s: the weights do not fit 64-bit sizes",
+                             what.c_str());
+    total = alignUp(end, kWeightAlignment);
+  }
+  // Step 2. Room for it, then the pool.
+  COMPRESSA_RETURN_IF_ERROR(dev->checkFree(total, "the weights of " + what));
+  COMPRESSA_ASSIGN_OR_RETURN(weightPool,
+                             dev->allocate(total, "the weights of " + what));
+  // Step 3. The bytes, as stored in the checkpoint.
+  std::vector<uint64_t> addresses(tensors.size(), 0);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!tensors[i].data)
+      continue;
+    addresses[i] = weightPool.address() + offsets[i];
+    COMPRESSA_RETURN_IF_ERROR(dev->copyToDevice(
+        addresses[i], tensors[i].data, tensors[i].bytes,
+        "uploading tensor '" + printable(tensors[i].name) + "' of " + what));
+  }
+  COMPRESSA_RETURN_IF_ERROR(
+      dev->synchronize("uploading the weights of " + what));
+  return addresses;
+}
+
+StatusOr<std::unique_ptr<BackendBuffer>>
+CudaBackend::allocate(uint64_t bytes, const std::string &what) {
+  COMPRESSA_ASSIGN_OR_RETURN(CudaMemory memory, dev->allocate(bytes, what));
+  // Zeroed, like the CPU's fresh pages.
+  COMPRESSA_RETURN_IF_ERROR(dev->fill(memory.address(), bytes, 0, what));
+  return std::unique_ptr<BackendBuffer>(new CudaBuffer(std::move(memory)));
+}
+
+/// Internal error unless [offset, offset + bytes) lies inside `buffer`.
+static Status checkRange(const BackendBuffer &buffer, uint64_t offset,
+                         uint64_t bytes, const std::string &what) {
+  uint64_t end;
+  if (__builtin_add_overflow(offset, bytes, &end) || end > buffer.size())
+    return COMPRESSA_ERROR(Internal,
+                           "%s: %llu bytes at offset %llu fall outside a "
+                           "buffer of %llu bytes",
+                           what.c_str(), static_cast<unsigned long long>(bytes),
+                           static_cast<unsigned long long>(offset),
+                           static_cast<unsigned long long>(buffer.size()));
+  return okStatus();
+}
+
+Status CudaBackend::write(BackendBuffer &dst, uint64_t offset, const void *src,
+                          uint64_t bytes, const std::string &what) {
+  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  return dev->copyToDevice(dst.address() + offset, src, bytes, what);
+}
+
+Status CudaBackend::read(void *dst, const BackendBuffer &src, uint64_t offset,
+                         uint64_t bytes, const std::string &what) {
+  COMPRESSA_RETURN_IF_ERROR(checkRange(src, offset, bytes, what));
+  Status status = dev->copyToHost(dst, src.address() + offset, bytes, what);
+  if (status.ok() || syncEachLaunch ||
+      status.code() == StatusCode::ResourceExhausted)
+    return status;
+  // Kernels run asynchronously: a fault in any of them surfaces here.
+  return Status(status.code(),
+                status.message() +
+                    " (a kernel launched before may have failed; run with "
+                    "COMPRESSA_CUDA_SYNC=1 to check after every launch and "
+                    "name the kernel)",
+                status.file(), status.line());
+}
+
+Status CudaBackend::fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
+                         uint32_t pattern, const std::string &what) {
+  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  return dev->fill(dst.address() + offset, bytes, pattern, what);
+}
+
+//===----------------------------------------------------------------------===//
+// Programs
+//===----------------------------------------------------------------------===//
+
+StatusOr<std::unique_ptr<BackendProgram>>
+CudaBackend::prepareProgram(const std::string &name,
+                            std::vector<LaunchPlan> plans, bool graph) {
+  auto program = std::make_unique<CudaProgram>();
+  program->name = name;
+  program->graphEnabled = graph && !syncEachLaunch;
+  program->scalarsWhat = path + ": the Tokens/StartPos pair of program '" +
+                         printable(name) + "'";
+  program->graphWhat =
+      path + ": the CUDA graph of program '" + printable(name) + "'";
+  std::string what =
+      path + ": the argument vectors of program '" + printable(name) + "'";
+
+  // Step 1. Every argument vector, one after the other, in one host array:
+  // device addresses, with Tokens/StartPos pointing into the scalar pair.
+  std::vector<uint64_t> words;
+  std::vector<size_t> firstWord(plans.size(), 0);
+  for (size_t l = 0; l < plans.size(); ++l) {
+    firstWord[l] = words.size();
+    for (const LaunchArg &arg : plans[l].args) {
+      switch (arg.kind) {
+      case LaunchArg::Kind::Address:
+        words.push_back(arg.address);
+        break;
+      case LaunchArg::Kind::Tokens:
+        words.push_back(scalars.address());
+        break;
+      case LaunchArg::Kind::StartPos:
+        words.push_back(scalars.address() + 8);
+        break;
+      }
+    }
+  }
+
+  // Step 2. Upload them once; they never change.
+  uint64_t bytes = uint64_t(words.size()) * 8;
+  COMPRESSA_ASSIGN_OR_RETURN(program->argvs, dev->allocate(bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(
+      dev->copyToDevice(program->argvs.address(), words.data(), bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(dev->synchronize(what));
+
+  program->launches.resize(plans.size());
+  for (size_t l = 0; l < plans.size(); ++l) {
+    if (plans[l].kernel >= kernels.size())
+      return COMPRESSA_ERROR(Internal,
+                             "%s: launch %zu names kernel %u of %zu",
+                             what.c_str(), l, plans[l].kernel, kernels.size());
+    program->launches[l].kernel = plans[l].kernel;
+    program->launches[l].argv =
+        program->argvs.address() + uint64_t(firstWord[l]) * 8;
+  }
+  return std::unique_ptr<BackendProgram>(std::move(program));
+}
+
+Status CudaBackend::run(BackendProgram &base, int64_t tokens,
+                        int64_t startPos) {
+  CudaProgram &program = static_cast<CudaProgram &>(base);
+  COMPRESSA_RETURN_IF_ERROR(dev->makeCurrent());
+  // The scalars, queued before the launches that read them.
+  int64_t pair[2] = {tokens, startPos};
+  COMPRESSA_RETURN_IF_ERROR(dev->copyToDevice(scalars.address(), pair,
+                                              sizeof(pair),
+                                              program.scalarsWhat));
+
+  auto launchAll = [&]() -> Status {
+    for (size_t l = 0; l < program.launches.size(); ++l) {
+      const CudaLaunch &launch = program.launches[l];
+      const Kernel &kernel = kernels[launch.kernel];
+      Status launched =
+          dev->launch(kernel.fn, kernel.grid, kernel.block, kernel.sharedBytes,
+                      launch.argv, kernel.name, kernel.symbol);
+      if (!launched.ok())
+        return launched.withContext("%s: program '%s', launch %zu",
+                                    path.c_str(),
+                                    printable(program.name).c_str(), l);
+      if (syncEachLaunch)
+        COMPRESSA_RETURN_IF_ERROR(dev->synchronize(
+            "kernel '" + kernel.name + "' (" + kernel.symbol +
+            ") of program '" + printable(program.name) + "', launch " +
+            std::to_string(l)));
+    }
+    return okStatus();
+  };
+
+  if (!program.graphEnabled)
+    return launchAll();
+  if (!program.graph.valid()) {
+    // The first run records the launches; every run replays them. The
+    // argument vectors are fixed and the scalars live in device memory, so
+    // the recorded graph stays valid for every call.
+    COMPRESSA_ASSIGN_OR_RETURN(program.graph,
+                               dev->capture(launchAll, program.graphWhat));
+  }
+  return dev->launchGraph(program.graph, program.graphWhat);
+}
+
+int64_t CudaBackend::launchesPerRun(const BackendProgram &base) const {
+  const CudaProgram &program = static_cast<const CudaProgram &>(base);
+  return program.graphEnabled ? 1
+                              : static_cast<int64_t>(program.launches.size());
+}
+
+bool CudaBackend::usesGraph(const BackendProgram &base) const {
+  return static_cast<const CudaProgram &>(base).graphEnabled;
+}
+
+LaunchCounters CudaBackend::counters() const {
+  const CudaLaunchCounters &c = dev->counters();
+  LaunchCounters out;
+  out.kernelLaunches = c.kernelLaunches;
+  out.capturedLaunches = c.capturedLaunches;
+  out.graphLaunches = c.graphLaunches;
+  return out;
+}
+
+} // namespace compressa

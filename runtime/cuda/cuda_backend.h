@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA backend: runs a CUDA artifact on one GPU (CudaDevice). Weights are
+// uploaded as stored (packed FP8/FP4 bytes and their scales, BF16, F32, I64:
+// the kernels decode them) into one device pool, each tensor 256-byte
+// aligned; states, arenas and scratch are device allocations; each launch's
+// argument vector is a device array of device addresses built once, and the
+// Tokens/StartPos entries point to one device int64 pair that run() writes
+// before the launches (artifact.fbs). A program prepared with `graph` is
+// captured as a CUDA graph on its first run and replayed afterwards.
+//
+// Environment: COMPRESSA_CUDA_DEVICE picks the GPU (default 0);
+// COMPRESSA_CUDA_SYNC=1 waits after every launch, so that a kernel fault is
+// reported with the kernel's name (and disables graphs).
+#ifndef COMPRESSA_RUNTIME_CUDA_CUDA_BACKEND_H
+#define COMPRESSA_RUNTIME_CUDA_CUDA_BACKEND_H
+
+#include "runtime/cuda/cuda_device.h"
+#include "runtime/session/backend.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace compressa {
+
+class CudaBackend final : public Backend {
+public:
+  /// Opens the GPU (CudaDevice::open). `artifactPath` starts the messages.
+  /// A driver that cannot be loaded or a machine without a GPU gives
+  /// "<artifactPath>: the artifact targets CUDA, but no CUDA GPU is
+  /// available: <why>".
+  static StatusOr<std::unique_ptr<CudaBackend>>
+  create(const std::string &artifactPath);
+
+  ~CudaBackend() override;
+
+  const char *name() const override { return "cuda"; }
+  std::string describe() const override;
+  Status loadKernels(const Artifact &artifact) override;
+  Status reserve(uint64_t bytes, const std::string &what) override;
+  StatusOr<std::vector<uint64_t>>
+  placeWeights(const std::vector<HostTensor> &tensors,
+               const std::string &what) override;
+  StatusOr<std::unique_ptr<BackendBuffer>>
+  allocate(uint64_t bytes, const std::string &what) override;
+  Status write(BackendBuffer &dst, uint64_t offset, const void *src,
+               uint64_t bytes, const std::string &what) override;
+  Status read(void *dst, const BackendBuffer &src, uint64_t offset,
+              uint64_t bytes, const std::string &what) override;
+  Status fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
+              uint32_t pattern, const std::string &what) override;
+  StatusOr<std::unique_ptr<BackendProgram>>
+  prepareProgram(const std::string &name, std::vector<LaunchPlan> launches,
+                 bool graph) override;
+  Status run(BackendProgram &program, int64_t tokens,
+             int64_t startPos) override;
+  int64_t launchesPerRun(const BackendProgram &program) const override;
+  bool usesGraph(const BackendProgram &program) const override;
+  LaunchCounters counters() const override;
+
+  const CudaDevice &device() const { return *dev; }
+  /// The loaded module; null before loadKernels.
+  const CudaModule *module() const { return mod.get(); }
+
+  /// Alignment of every weight in the device pool.
+  static constexpr uint64_t kWeightAlignment = 256;
+
+private:
+  CudaBackend() = default;
+
+  /// A resolved kernel: its function and the artifact's launch geometry.
+  struct Kernel {
+    CUfunction fn = nullptr;
+    uint32_t grid = 1;
+    uint32_t block = 1;
+    uint32_t sharedBytes = 0;
+    std::string name;
+    std::string symbol;
+  };
+
+  // Declared first, destroyed last: everything below lives on the device.
+  std::unique_ptr<CudaDevice> dev;
+  std::unique_ptr<CudaModule> mod;
+  std::string path;
+  std::vector<Kernel> kernels;
+  CudaMemory weightPool;
+  /// The device int64 pair {tokens, startPos} Tokens/StartPos entries point
+  /// to.
+  CudaMemory scalars;
+  bool syncEachLaunch = false;
+};
+
+} // namespace compressa
+
+#endif // COMPRESSA_RUNTIME_CUDA_CUDA_BACKEND_H

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: Apache-2.0
+// Choosing the backend for an artifact's target.
+#include "runtime/session/backend.h"
+
+#include "runtime/cpu/cpu_backend.h"
+#if COMPRESSA_HAVE_CUDA
+#include "runtime/cuda/cuda_backend.h"
+#endif
+
+namespace compressa {
+
+StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact) {
+  switch (artifact.target()) {
+  case fb::Target::Cpu:
+    return std::unique_ptr<Backend>(new CpuBackend());
+  case fb::Target::Cuda: {
+#if COMPRESSA_HAVE_CUDA
+    COMPRESSA_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend,
+                               CudaBackend::create(artifact.path()));
+    return std::unique_ptr<Backend>(std::move(backend));
+#else
+    return COMPRESSA_ERROR(Unimplemented,
+                           "%s: the artifact targets cuda, but this runtime "
+                           "was built without CUDA support (cuda.h was not "
+                           "found at configure time)",
+                           artifact.path().c_str());
+#endif
+  }
+  }
+  return COMPRESSA_ERROR(Unimplemented, "%s: the artifact targets %s, which "
+                         "this runtime cannot run",
+                         artifact.path().c_str(), artifact.targetName());
+}
+
+} // namespace compressa

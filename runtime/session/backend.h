@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: Apache-2.0
+// The device interface under the Engine, in the spirit of ggml-backend: a
+// handful of calls (place weights, allocate, write, read, fill, prepare and
+// run a program) that the CPU (runtime/cpu/cpu_backend.h) and CUDA
+// (runtime/cuda/cuda_backend.h) implement. The Engine resolves the artifact
+// (weights, expert tables, states, arenas, argument vectors) once, in terms of
+// the addresses a backend hands out; the backend owns the memory and knows
+// how its kernels are called (artifact.fbs, "Execution model").
+#ifndef COMPRESSA_RUNTIME_SESSION_BACKEND_H
+#define COMPRESSA_RUNTIME_SESSION_BACKEND_H
+
+#include "runtime/base/status.h"
+#include "runtime/format/artifact_reader.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace compressa {
+
+/// Memory that a backend's kernels address, freed when destroyed. A buffer
+/// must not outlive the backend that allocated it.
+class BackendBuffer {
+public:
+  virtual ~BackendBuffer() = default;
+  BackendBuffer(const BackendBuffer &) = delete;
+  BackendBuffer &operator=(const BackendBuffer &) = delete;
+
+  /// The address kernels see: a host pointer on the CPU, a device pointer on
+  /// CUDA. Never 0, and at least 64-byte aligned.
+  uint64_t address() const { return addr; }
+  uint64_t size() const { return bytes; }
+  /// The bytes, when the host may read and write them directly (CPU);
+  /// nullptr for device memory.
+  virtual uint8_t *hostData() const { return nullptr; }
+
+protected:
+  BackendBuffer(uint64_t address, uint64_t size)
+      : addr(address), bytes(size) {}
+
+private:
+  uint64_t addr;
+  uint64_t bytes;
+};
+
+/// A tensor of the checkpoint (mapped, read-only host memory) that kernels
+/// read: a weight or a scale, in its stored format.
+struct HostTensor {
+  const uint8_t *data = nullptr;
+  uint64_t bytes = 0;
+  /// The checkpoint name, for messages.
+  std::string name;
+};
+
+/// One argument of a launch, resolved by the Engine.
+struct LaunchArg {
+  enum class Kind {
+    /// A fixed address (a buffer, weight, scale, expert table, state,
+    /// scratch); 0 for a missing optional weight.
+    Address,
+    /// The token count S of the call.
+    Tokens,
+    /// The absolute position of the first token.
+    StartPos,
+  };
+  Kind kind = Kind::Address;
+  uint64_t address = 0;
+};
+
+/// One launch of a program: artifact kernel index and resolved arguments.
+struct LaunchPlan {
+  uint32_t kernel = 0;
+  std::vector<LaunchArg> args;
+};
+
+/// A program as a backend prepared it (argument vectors built, and on CUDA
+/// possibly a graph); opaque to the Engine.
+class BackendProgram {
+public:
+  virtual ~BackendProgram() = default;
+};
+
+/// What a backend handed to its device so far, for tests and reports.
+struct LaunchCounters {
+  /// Kernel launches that ran (CPU calls, cuLaunchKernel outside a capture).
+  int64_t kernelLaunches = 0;
+  /// Launches recorded into CUDA graphs (run later, by graph launches).
+  int64_t capturedLaunches = 0;
+  /// cuGraphLaunch calls.
+  int64_t graphLaunches = 0;
+};
+
+/// A device that runs the programs of one artifact. Calls are ordered: a
+/// write, then run, then read see each other's effects (on CUDA they are
+/// queued on one stream; read waits for it).
+class Backend {
+public:
+  virtual ~Backend() = default;
+
+  /// "cpu" or "cuda".
+  virtual const char *name() const = 0;
+  /// What runs the kernels, for logs: "cpu", or the GPU and how its code was
+  /// loaded.
+  virtual std::string describe() const = 0;
+
+  /// Loads the artifact's device code and resolves every kernel. `artifact`
+  /// must outlive the backend.
+  virtual Status loadKernels(const Artifact &artifact) = 0;
+  /// Fails (ResourceExhausted) if `bytes` of memory, needed for `what`,
+  /// cannot be had; a no-op where memory is not accounted up front (CPU).
+  virtual Status reserve(uint64_t bytes, const std::string &what) = 0;
+  /// Makes `tensors` available to the kernels and returns their addresses,
+  /// in order (0 for a tensor with null data). The CPU uses the mapped bytes
+  /// in place; CUDA uploads them, as stored, into device memory, each
+  /// 256-byte aligned. `what` names the checkpoint in messages.
+  virtual StatusOr<std::vector<uint64_t>>
+  placeWeights(const std::vector<HostTensor> &tensors,
+               const std::string &what) = 0;
+  /// `bytes` of zeroed memory.
+  virtual StatusOr<std::unique_ptr<BackendBuffer>>
+  allocate(uint64_t bytes, const std::string &what) = 0;
+  /// Copies `bytes` host bytes into `dst` at `offset`.
+  virtual Status write(BackendBuffer &dst, uint64_t offset, const void *src,
+                       uint64_t bytes, const std::string &what) = 0;
+  /// Copies `bytes` at `offset` of `src` to the host, after all queued work.
+  virtual Status read(void *dst, const BackendBuffer &src, uint64_t offset,
+                      uint64_t bytes, const std::string &what) = 0;
+  /// Fills `bytes` at `offset` with the 32-bit `pattern` (offset and size
+  /// multiples of 4 unless the pattern is 0).
+  virtual Status fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
+                      uint32_t pattern, const std::string &what) = 0;
+
+  /// Builds program `name` from its launches. With `graph`, a backend that
+  /// can records the launches once (on the first run) and replays them.
+  virtual StatusOr<std::unique_ptr<BackendProgram>>
+  prepareProgram(const std::string &name, std::vector<LaunchPlan> launches,
+                 bool graph) = 0;
+  /// Runs every launch of `program` in order for a call of `tokens` tokens
+  /// starting at `startPos`.
+  virtual Status run(BackendProgram &program, int64_t tokens,
+                     int64_t startPos) = 0;
+  /// The launch calls one run of `program` makes: 1 when it replays a
+  /// graph, else one per launch.
+  virtual int64_t launchesPerRun(const BackendProgram &program) const = 0;
+  /// True when `program` runs as a graph.
+  virtual bool usesGraph(const BackendProgram &program) const = 0;
+  virtual LaunchCounters counters() const = 0;
+};
+
+/// The backend for the artifact's target: the CPU, or the CUDA GPU (a
+/// machine without a usable driver or GPU gets an Unavailable error that
+/// says so: "<artifact>: the artifact targets CUDA, but no CUDA GPU is
+/// available: ...").
+StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact);
+
+} // namespace compressa
+
+#endif // COMPRESSA_RUNTIME_SESSION_BACKEND_H
