@@ -10,7 +10,8 @@
 
 using namespace mlir;
 
-void compressa::buildDispatchPipeline(OpPassManager &pm, int64_t prefillMaxTokens) {
+void compressa::buildDispatchPipeline(OpPassManager &pm, int64_t prefillMaxTokens,
+                                      bool bufferReuse) {
   // Bound each program's token count first: memory planning sizes buffers
   // from the bounds.
   pm.addPass(dsv4::createDSV4SpecializeShapesPass(
@@ -22,7 +23,8 @@ void compressa::buildDispatchPipeline(OpPassManager &pm, int64_t prefillMaxToken
   // places only those that do.
   OpPassManager &fpm = pm.nest<func::FuncOp>();
   fpm.addPass(dsv4::createDSV4FormDispatchesPass());
-  fpm.addPass(dsv4::createDSV4PlanMemoryPass());
+  fpm.addPass(dsv4::createDSV4PlanMemoryPass(
+      dsv4::DSV4PlanMemoryPassOptions{bufferReuse}));
 }
 
 void compressa::registerPipelines() {

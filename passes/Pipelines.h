@@ -25,7 +25,8 @@ struct DispatchPipelineOptions
 
 /// dsv4 programs -> bounded, dispatched, memory-planned programs, ready for
 /// a target's serializer.
-void buildDispatchPipeline(OpPassManager &pm, int64_t prefillMaxTokens);
+void buildDispatchPipeline(OpPassManager &pm, int64_t prefillMaxTokens,
+                           bool bufferReuse = true);
 
 /// Registers `dsv4-dispatch-pipeline`.
 void registerPipelines();

@@ -41,8 +41,13 @@ def DSV4PlanMemoryPass : Pass<"dsv4-plan-memory", "::mlir::func::FuncOp"> {
     Slots are reused once their last reader has run (first fit over a live
     interval scan, 64-byte aligned). Decode state is not placed here: the
     runtime owns it, and state results alias the state they update.
-    The function gets `dsv4.arena_bytes`.
+    The function gets `dsv4.arena_bytes`. With `reuse=false` every value gets
+    its own slot (for debugging: an arena dump then holds every intermediate).
   }];
+  let options = [
+    Option<"reuse", "reuse", "bool", "true",
+           "Reuse a slot once its value is dead">,
+  ];
   let dependentDialects = ["::mlir::dsv4::DSV4Dialect"];
 }
 

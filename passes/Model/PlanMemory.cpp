@@ -78,7 +78,7 @@ struct PlanMemory : dsv4::impl::DSV4PlanMemoryPassBase<PlanMemory> {
       Interval &cur = intervals[i];
       SmallVector<std::pair<int64_t, int64_t>> busy; // [offset, end)
       for (size_t j = 0; j < i; ++j)
-        if (intervals[j].end >= cur.def)
+        if (!reuse || intervals[j].end >= cur.def)
           busy.push_back({intervals[j].offset, intervals[j].offset + intervals[j].bytes});
       llvm::sort(busy);
       int64_t offset = 0;

@@ -559,6 +559,37 @@ Status Engine::run(PreparedProgram &program, const int64_t *ids,
   COMPRESSA_RETURN_IF_ERROR(backend->read(logitsOut, *program.arena,
                                           program.logitsOffset, logitBytes,
                                           program.logitsWhat));
+  if (const char *path = std::getenv("COMPRESSA_DUMP_ARENA"); path && !arenaDumped)
+    COMPRESSA_RETURN_IF_ERROR(dumpArena(program, path));
+  return okStatus();
+}
+
+Status Engine::dumpArena(const PreparedProgram &program, const char *path) {
+  // A debugging aid: the arena after the first call (every buffer that
+  // crosses dispatches), and an index "name offset bytes" per buffer, to
+  // compare targets buffer by buffer.
+  arenaDumped = true;
+  std::vector<uint8_t> bytes(program.arena->size());
+  COMPRESSA_RETURN_IF_ERROR(backend->read(bytes.data(), *program.arena, 0,
+                                          bytes.size(), "the arena dump"));
+  FILE *out = std::fopen(path, "wb");
+  if (!out)
+    return COMPRESSA_ERROR(Unavailable, "cannot write the arena dump %s", path);
+  size_t written = std::fwrite(bytes.data(), 1, bytes.size(), out);
+  std::fclose(out);
+  std::string indexPath = std::string(path) + ".index";
+  FILE *index = std::fopen(indexPath.c_str(), "w");
+  if (!index || written != bytes.size())
+    return COMPRESSA_ERROR(Unavailable, "cannot write the arena dump %s", path);
+  const fb::Program *def = art->findProgram(program.name);
+  for (uint32_t b = 0; def && def->buffers() && b < def->buffers()->size(); ++b) {
+    const fb::Buffer &buffer = *def->buffers()->Get(b);
+    std::fprintf(index, "%s %llu %llu\n",
+                 printable(view(buffer.name())).c_str(),
+                 static_cast<unsigned long long>(buffer.offset()),
+                 static_cast<unsigned long long>(buffer.bytes()));
+  }
+  std::fclose(index);
   return okStatus();
 }
 

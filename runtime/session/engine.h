@@ -162,6 +162,9 @@ private:
   std::vector<std::unique_ptr<PreparedProgram>> programs;
   /// Why the last reset() failed (device only); Ok otherwise.
   Status resetError;
+  /// COMPRESSA_DUMP_ARENA: whether the arena was written already.
+  bool arenaDumped = false;
+  Status dumpArena(const PreparedProgram &program, const char *path);
 };
 
 /// What generate() produced.

@@ -92,6 +92,11 @@ static cl::opt<std::string> weightFormat(
              "the config says), f32 or bf16 (every float tensor in that "
              "dtype), official (FP8 dense, FP4 experts, bf16 rest)"),
     cl::init("config"), cl::cat(category));
+static cl::opt<bool> bufferReuse(
+    "buffer-reuse",
+    cl::desc("Reuse arena slots of dead values (--buffer-reuse=false gives "
+             "every intermediate its own slot, for arena dumps)"),
+    cl::init(true), cl::cat(category));
 static cl::opt<std::string> cpuName(
     "cpu", cl::desc("CPU the host code targets: x86-64 (any) or native"),
     cl::init("x86-64"), cl::cat(category));
@@ -319,7 +324,7 @@ int main(int argc, char **argv) {
     PassManager pm(&context);
     if (failed(applyPassManagerCLOptions(pm)))
       return fail("bad pass manager options");
-    buildDispatchPipeline(pm, prefillMaxTokens);
+    buildDispatchPipeline(pm, prefillMaxTokens, bufferReuse);
     if (failed(pm.run(**module)))
       return fail("the dispatch pipeline failed on '" + *configPath + "'");
     if (!dumpDir.empty()) {
