@@ -97,7 +97,6 @@ private:
   LogicalResult program(func::FuncOp func);
   /// Emits the kernel of one dispatch; returns its index (deduplicated).
   FailureOr<uint32_t> kernel(ArrayRef<Operation *> members,
-                             ProgramOut &prog,
                              std::vector<LaunchArg> &args);
   /// The root state argument a state value aliases.
   BlockArgument stateRoot(Value v);
@@ -200,7 +199,6 @@ FailureOr<uint32_t> Serializer::expertTableOf(ParamOp param) {
 }
 
 FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
-                                       ProgramOut &prog,
                                        std::vector<LaunchArg> &args) {
   using namespace mlir::compressa::cpu;
   Location loc = members.front()->getLoc();
@@ -422,7 +420,7 @@ LogicalResult Serializer::program(func::FuncOp func) {
     std::vector<LaunchArg> args;
     if (opts.progress)
       opts.progress(launches, totalDispatches);
-    FailureOr<uint32_t> k = kernel(members, prog, args);
+    FailureOr<uint32_t> k = kernel(members, args);
     if (failed(k))
       return failure();
     prog.launches.push_back({*k, std::move(args)});

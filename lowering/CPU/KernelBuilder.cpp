@@ -28,6 +28,9 @@ Type KernelBuilder::ptrType() { return LLVM::LLVMPointerType::get(b.getContext()
 Value KernelBuilder::c(int64_t v) {
   return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
 }
+Value KernelBuilder::c32(int64_t v) {
+  return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+}
 Value KernelBuilder::cf(double v) {
   return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
 }
@@ -91,7 +94,6 @@ Value KernelBuilder::eq(Value x, Value y) {
   return isFloat(x) ? Value(arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x, y))
                     : Value(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y));
 }
-Value KernelBuilder::andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
 Value KernelBuilder::select(Value cond, Value x, Value y) {
   return arith::SelectOp::create(b, loc, cond, x, y);
 }
@@ -140,19 +142,16 @@ void KernelBuilder::storeF(const View &v, Value i, Value x) {
     // f32 -> bf16 with round-to-nearest-even, in integer ops: no compiler-rt
     // helper (__truncsfbf2) is needed on targets without bf16 instructions.
     Type i32 = b.getI32Type();
-    auto k = [&](int64_t c) {
-      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(c)).getResult();
-    };
     Value bits = arith::BitcastOp::create(b, loc, i32, x);
     Value lsb = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, bits, k(16)), k(1));
+        b, loc, arith::ShRUIOp::create(b, loc, bits, c32(16)), c32(1));
     Value rounded = arith::AddIOp::create(
-        b, loc, bits, arith::AddIOp::create(b, loc, lsb, k(0x7FFF)));
+        b, loc, bits, arith::AddIOp::create(b, loc, lsb, c32(0x7FFF)));
     // NaN stays a (quiet) NaN instead of rounding into infinity.
     Value isNan = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
-    Value quiet = arith::OrIOp::create(b, loc, bits, k(0x00400000));
+    Value quiet = arith::OrIOp::create(b, loc, bits, c32(0x00400000));
     Value chosen = arith::SelectOp::create(b, loc, isNan, quiet, rounded);
-    Value high = arith::ShRUIOp::create(b, loc, chosen, k(16));
+    Value high = arith::ShRUIOp::create(b, loc, chosen, c32(16));
     store(arith::TruncIOp::create(b, loc, b.getI16Type(), high), v.ptr, i);
     return;
   }
@@ -168,7 +167,6 @@ Value KernelBuilder::loadPtr(Value table, Value i) {
 //===----------------------------------------------------------------------===//
 
 Value KernelBuilder::lut(StringRef name, ArrayRef<float> values) {
-  MLIRContext *ctx = b.getContext();
   auto arrayType = LLVM::LLVMArrayType::get(f32(), values.size());
   if (!module.lookupSymbol(name)) {
     OpBuilder::InsertionGuard guard(b);
@@ -178,7 +176,6 @@ Value KernelBuilder::lut(StringRef name, ArrayRef<float> values) {
                            LLVM::Linkage::Internal, name,
                            DenseElementsAttr::get(tensorType, values));
   }
-  (void)ctx;
   return LLVM::AddressOfOp::create(b, loc, ptrType(), name);
 }
 
@@ -241,13 +238,10 @@ Value KernelBuilder::e8m0(Value byte) {
     // 2^(s-127) is the f32 with exponent field s; s = 0 is the subnormal
     // 2^-127 (0x00400000); s = 255 is NaN (exponent 255, non-zero mantissa).
     Type i32 = b.getI32Type();
-    auto k = [&](int64_t v) {
-      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
-    };
     Value s = arith::ExtUIOp::create(b, loc, i32, byte);
-    Value bits = arith::ShLIOp::create(b, loc, s, k(23));
-    bits = arith::SelectOp::create(b, loc, eq(s, k(0)), k(0x00400000), bits);
-    bits = arith::SelectOp::create(b, loc, eq(s, k(255)), k(0x7FC00000), bits);
+    Value bits = arith::ShLIOp::create(b, loc, s, c32(23));
+    bits = arith::SelectOp::create(b, loc, eq(s, c32(0)), c32(0x00400000), bits);
+    bits = arith::SelectOp::create(b, loc, eq(s, c32(255)), c32(0x7FC00000), bits);
     return arith::BitcastOp::create(b, loc, f32(), bits);
   }
   static const SmallVector<float> table = e8m0Table();
@@ -258,18 +252,15 @@ Value KernelBuilder::fp4(Value nibble) {
     // e2m1: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa:
     // e = 0: m * 0.5; else (1 + m/2) * 2^(e-1). Integer ops only.
     Type i32 = b.getI32Type();
-    auto k = [&](int64_t v) {
-      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
-    };
     Value n = arith::ExtUIOp::create(b, loc, i32, nibble);
-    Value e = arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, n, k(1)), k(3));
-    Value m = arith::AndIOp::create(b, loc, n, k(1));
+    Value e = arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, n, c32(1)), c32(3));
+    Value m = arith::AndIOp::create(b, loc, n, c32(1));
     // Value in halves: e = 0 -> m; e >= 1 -> (2 + m) << (e - 1).
-    Value normal = arith::ShLIOp::create(b, loc, arith::AddIOp::create(b, loc, m, k(2)),
-                                         arith::SubIOp::create(b, loc, e, k(1)));
-    Value halves = arith::SelectOp::create(b, loc, eq(e, k(0)), m, normal);
+    Value normal = arith::ShLIOp::create(b, loc, arith::AddIOp::create(b, loc, m, c32(2)),
+                                         arith::SubIOp::create(b, loc, e, c32(1)));
+    Value halves = arith::SelectOp::create(b, loc, eq(e, c32(0)), m, normal);
     Value mag = mul(toF32(halves), cf(0.5));
-    Value negative = eq(arith::AndIOp::create(b, loc, n, k(8)), k(8));
+    Value negative = eq(arith::AndIOp::create(b, loc, n, c32(8)), c32(8));
     return select(negative, neg(mag), mag);
   }
   static const SmallVector<float> table = fp4Table();

@@ -57,6 +57,7 @@ public:
   // Scalars (i64 for integers, f32 for floats; ops dispatch on the type)
   //===--------------------------------------------------------------------===//
   Value c(int64_t v);
+  Value c32(int64_t v); ///< i32 constant
   Value cf(double v);
   Value add(Value x, Value y);
   Value sub(Value x, Value y);
@@ -79,7 +80,6 @@ public:
   Value le(Value x, Value y);
   Value gt(Value x, Value y);
   Value eq(Value x, Value y);
-  Value andI(Value x, Value y);
   Value select(Value cond, Value x, Value y);
   Value toF32(Value i);  ///< signed i64/i32 -> f32
   Value toI64(Value v);  ///< i32 -> i64 (sign extension)

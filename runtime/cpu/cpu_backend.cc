@@ -88,23 +88,10 @@ CpuBackend::allocate(uint64_t bytes, const std::string &what) {
   return std::unique_ptr<BackendBuffer>(new CpuBuffer(std::move(memory)));
 }
 
-/// Internal error unless [offset, offset + bytes) lies inside `buffer`.
-static Status checkRange(const BackendBuffer &buffer, uint64_t offset,
-                         uint64_t bytes, const std::string &what) {
-  uint64_t end;
-  if (__builtin_add_overflow(offset, bytes, &end) || end > buffer.size())
-    return COMPRESSA_ERROR(Internal,
-                           "%s: %llu bytes at offset %llu fall outside a "
-                           "buffer of %llu bytes",
-                           what.c_str(), static_cast<unsigned long long>(bytes),
-                           static_cast<unsigned long long>(offset),
-                           static_cast<unsigned long long>(buffer.size()));
-  return okStatus();
-}
 
 Status CpuBackend::write(BackendBuffer &dst, uint64_t offset, const void *src,
                          uint64_t bytes, const std::string &what) {
-  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(checkBufferRange(dst, offset, bytes, what));
   if (bytes)
     std::memcpy(dst.hostData() + offset, src, static_cast<size_t>(bytes));
   return okStatus();
@@ -112,7 +99,7 @@ Status CpuBackend::write(BackendBuffer &dst, uint64_t offset, const void *src,
 
 Status CpuBackend::read(void *dst, const BackendBuffer &src, uint64_t offset,
                         uint64_t bytes, const std::string &what) {
-  COMPRESSA_RETURN_IF_ERROR(checkRange(src, offset, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(checkBufferRange(src, offset, bytes, what));
   if (bytes)
     std::memcpy(dst, src.hostData() + offset, static_cast<size_t>(bytes));
   return okStatus();
@@ -120,7 +107,7 @@ Status CpuBackend::read(void *dst, const BackendBuffer &src, uint64_t offset,
 
 Status CpuBackend::fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
                         uint32_t pattern, const std::string &what) {
-  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(checkBufferRange(dst, offset, bytes, what));
   uint8_t *data = dst.hostData() + offset;
   if (pattern == 0) {
     std::memset(data, 0, static_cast<size_t>(bytes));

@@ -231,29 +231,16 @@ CudaBackend::allocate(uint64_t bytes, const std::string &what) {
   return std::unique_ptr<BackendBuffer>(new CudaBuffer(std::move(memory)));
 }
 
-/// Internal error unless [offset, offset + bytes) lies inside `buffer`.
-static Status checkRange(const BackendBuffer &buffer, uint64_t offset,
-                         uint64_t bytes, const std::string &what) {
-  uint64_t end;
-  if (__builtin_add_overflow(offset, bytes, &end) || end > buffer.size())
-    return COMPRESSA_ERROR(Internal,
-                           "%s: %llu bytes at offset %llu fall outside a "
-                           "buffer of %llu bytes",
-                           what.c_str(), static_cast<unsigned long long>(bytes),
-                           static_cast<unsigned long long>(offset),
-                           static_cast<unsigned long long>(buffer.size()));
-  return okStatus();
-}
 
 Status CudaBackend::write(BackendBuffer &dst, uint64_t offset, const void *src,
                           uint64_t bytes, const std::string &what) {
-  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(checkBufferRange(dst, offset, bytes, what));
   return dev->copyToDevice(dst.address() + offset, src, bytes, what);
 }
 
 Status CudaBackend::read(void *dst, const BackendBuffer &src, uint64_t offset,
                          uint64_t bytes, const std::string &what) {
-  COMPRESSA_RETURN_IF_ERROR(checkRange(src, offset, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(checkBufferRange(src, offset, bytes, what));
   Status status = dev->copyToHost(dst, src.address() + offset, bytes, what);
   if (status.ok() || syncEachLaunch ||
       status.code() == StatusCode::ResourceExhausted)
@@ -269,7 +256,7 @@ Status CudaBackend::read(void *dst, const BackendBuffer &src, uint64_t offset,
 
 Status CudaBackend::fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
                          uint32_t pattern, const std::string &what) {
-  COMPRESSA_RETURN_IF_ERROR(checkRange(dst, offset, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(checkBufferRange(dst, offset, bytes, what));
   return dev->fill(dst.address() + offset, bytes, pattern, what);
 }
 

@@ -3,6 +3,7 @@
 // then validate every index, size and offset that the runtime will use.
 #include "runtime/format/artifact_reader.h"
 
+#include "runtime/base/file.h"
 #include "runtime/weights/dtype.h"
 
 #include <cerrno>
@@ -65,22 +66,9 @@ std::string Artifact::expertWeightName(std::string_view pattern,
 StatusOr<std::unique_ptr<Artifact>>
 ArtifactReader::readFile(const std::string &path) {
   const char *p = path.c_str();
-  int fd = ::open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    return Status::errorAt(__FILE__, __LINE__,
-                           err == ENOENT ? StatusCode::NotFound
-                                         : StatusCode::Unavailable,
-                           "%s: cannot open: %s", p, std::strerror(err));
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return COMPRESSA_ERROR(InvalidArgument, "%s: not a regular file", p);
-  }
-  uint64_t size = static_cast<uint64_t>(info.st_size);
+  COMPRESSA_ASSIGN_OR_RETURN(ReadOnlyFile input, ReadOnlyFile::open(path));
+  uint64_t size = input.size();
   if (size > kMaxArtifactBytes) {
-    ::close(fd);
     return COMPRESSA_ERROR(DataLoss,
                            "%s: file is %llu bytes, larger than the %llu-byte "
                            "FlatBuffers limit; not a Compressa artifact",
@@ -92,7 +80,6 @@ ArtifactReader::readFile(const std::string &path) {
   artifact->numBytes = static_cast<size_t>(size);
   artifact->bytes = static_cast<uint8_t *>(std::malloc(size ? size : 1));
   if (!artifact->bytes) {
-    ::close(fd);
     return COMPRESSA_ERROR(ResourceExhausted,
                            "%s: cannot allocate %llu bytes to read the file", p,
                            static_cast<unsigned long long>(size));
@@ -100,20 +87,19 @@ ArtifactReader::readFile(const std::string &path) {
   size_t done = 0;
   while (done < artifact->numBytes) {
     ssize_t got =
-        ::read(fd, artifact->bytes + done, artifact->numBytes - done);
+        ::read(input.fd(), artifact->bytes + done, artifact->numBytes - done);
     if (got < 0 && errno == EINTR)
       continue;
     if (got <= 0) {
       int err = got < 0 ? errno : 0;
-      ::close(fd);
-      return COMPRESSA_ERROR(DataLoss, "%s: read %zu of %zu bytes: %s", p,
+        return COMPRESSA_ERROR(DataLoss, "%s: read %zu of %zu bytes: %s", p,
                              done, artifact->numBytes,
                              err ? std::strerror(err)
                                  : "unexpected end of file");
     }
     done += static_cast<size_t>(got);
   }
-  ::close(fd);
+  input.close();
   return adopt(std::move(artifact));
 }
 

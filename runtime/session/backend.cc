@@ -32,4 +32,18 @@ StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact) {
                          artifact.path().c_str(), artifact.targetName());
 }
 
+// Internal error unless [offset, offset + bytes) lies inside `buffer`.
+Status checkBufferRange(const BackendBuffer &buffer, uint64_t offset,
+                        uint64_t bytes, const std::string &what) {
+  uint64_t end;
+  if (__builtin_add_overflow(offset, bytes, &end) || end > buffer.size())
+    return COMPRESSA_ERROR(Internal,
+                           "%s: %llu bytes at offset %llu fall outside a "
+                           "buffer of %llu bytes",
+                           what.c_str(), static_cast<unsigned long long>(bytes),
+                           static_cast<unsigned long long>(offset),
+                           static_cast<unsigned long long>(buffer.size()));
+  return okStatus();
+}
+
 } // namespace compressa

@@ -154,6 +154,11 @@ public:
 /// available: ...").
 StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact);
 
+/// Internal error unless [offset, offset + bytes) lies inside `buffer`: the
+/// range check every backend applies to its reads, writes and fills.
+Status checkBufferRange(const BackendBuffer &buffer, uint64_t offset,
+                        uint64_t bytes, const std::string &what);
+
 } // namespace compressa
 
 #endif // COMPRESSA_RUNTIME_SESSION_BACKEND_H

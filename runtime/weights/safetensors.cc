@@ -4,6 +4,7 @@
 // and range before use; every error names the file and the tensor.
 #include "runtime/weights/safetensors.h"
 
+#include "runtime/base/file.h"
 #include "runtime/weights/json.h"
 
 #include <algorithm>
@@ -154,29 +155,15 @@ SafetensorsFile::open(std::string path) {
   const char *p = file->filePath.c_str();
 
   // Step 1. Open and size the file.
-  int fd = ::open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    return Status::errorAt(__FILE__, __LINE__,
-                           err == ENOENT ? StatusCode::NotFound
-                                         : StatusCode::Unavailable,
-                           "%s: cannot open: %s", p, std::strerror(err));
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return COMPRESSA_ERROR(InvalidArgument, "%s: not a regular file", p);
-  }
-  uint64_t size = static_cast<uint64_t>(info.st_size);
+  COMPRESSA_ASSIGN_OR_RETURN(ReadOnlyFile opened, ReadOnlyFile::open(file->filePath));
+  uint64_t size = opened.size();
   if (size < 8) {
-    ::close(fd);
     return COMPRESSA_ERROR(DataLoss,
                            "%s: file is %llu bytes, too short for the 8-byte "
                            "header length (truncated?)",
                            p, static_cast<unsigned long long>(size));
   }
   if (size > std::numeric_limits<size_t>::max()) {
-    ::close(fd);
     return COMPRESSA_ERROR(ResourceExhausted,
                            "%s: file of %llu bytes does not fit the address "
                            "space",
@@ -185,9 +172,9 @@ SafetensorsFile::open(std::string path) {
 
   // Step 2. Map it read-only; the descriptor is not needed afterwards.
   void *addr =
-      ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, fd, 0);
+      ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, opened.fd(), 0);
   int mmapErr = errno;
-  ::close(fd);
+  opened.close();
   if (addr == MAP_FAILED)
     return COMPRESSA_ERROR(ResourceExhausted, "%s: mmap of %llu bytes: %s", p,
                            static_cast<unsigned long long>(size),
