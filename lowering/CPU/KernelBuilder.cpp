@@ -65,12 +65,30 @@ Value KernelBuilder::max(Value x, Value y) {
                     : Value(arith::MaxSIOp::create(b, loc, x, y));
 }
 Value KernelBuilder::neg(Value x) { return arith::NegFOp::create(b, loc, x); }
-Value KernelBuilder::exp(Value x) { return math::ExpOp::create(b, loc, x); }
-Value KernelBuilder::log(Value x) { return math::LogOp::create(b, loc, x); }
-Value KernelBuilder::sqrt(Value x) { return math::SqrtOp::create(b, loc, x); }
+// Elementary functions. The CPU target calls the C library's f32 functions,
+// which are correctly rounded in practice. On CUDA the f32 libdevice
+// functions are up to 2 ULP off (__nv_expf is built on ex2.approx) and
+// __nv_sqrtf becomes sqrt.approx, which LLVM then folds with 1/x into
+// rsqrt.approx; V4's mHC mixes amplify such 1-ULP differences past the
+// golden tolerance. So CUDA evaluates exp/log/sin/cos in f64 (libdevice's
+// f64 functions are within 1 ULP of f64, so the rounded f32 result is the
+// correctly rounded one but for double-rounding ties) and sqrt as
+// sqrt.rn.f64 (the f32 rounding of the f64 square root is exact-rounded).
+template <typename MathOp>
+static Value elementary(OpBuilder &b, Location loc, KernelTarget target, Value x) {
+  if (target != KernelTarget::Cuda)
+    return MathOp::create(b, loc, x);
+  Value wide = arith::ExtFOp::create(b, loc, b.getF64Type(), x);
+  Value y = MathOp::create(b, loc, wide);
+  return arith::TruncFOp::create(b, loc, x.getType(), y);
+}
+
+Value KernelBuilder::exp(Value x) { return elementary<math::ExpOp>(b, loc, target, x); }
+Value KernelBuilder::log(Value x) { return elementary<math::LogOp>(b, loc, target, x); }
+Value KernelBuilder::sqrt(Value x) { return elementary<math::SqrtOp>(b, loc, target, x); }
 Value KernelBuilder::rsqrt(Value x) { return div(cf(1.0), sqrt(x)); }
-Value KernelBuilder::cos(Value x) { return math::CosOp::create(b, loc, x); }
-Value KernelBuilder::sin(Value x) { return math::SinOp::create(b, loc, x); }
+Value KernelBuilder::cos(Value x) { return elementary<math::CosOp>(b, loc, target, x); }
+Value KernelBuilder::sin(Value x) { return elementary<math::SinOp>(b, loc, target, x); }
 Value KernelBuilder::sigmoid(Value x) {
   return div(cf(1.0), add(cf(1.0), exp(neg(x))));
 }
@@ -115,14 +133,27 @@ Value KernelBuilder::offset(Type elt, Value ptr, Value i) {
   return LLVM::GEPOp::create(b, loc, ptrType(), elt, ptr, ValueRange{i});
 }
 
-// Checkpoint tensors sit at arbitrary byte offsets in safetensors files, so
-// no access may assume natural alignment (x86 loads unaligned at full speed).
+// On the CPU, checkpoint tensors sit at arbitrary byte offsets of mmap'd
+// safetensors files, so no access may assume natural alignment (x86 loads
+// unaligned at full speed). On CUDA every buffer is aligned (weights 256 B
+// in the device pool, arena buffers 64 B) and accesses are natural: byte-wise
+// accesses would be slow, and ptxas converts (instead of truncating) an f32
+// register stored with st.b8, which corrupted the low byte of every f32.
+unsigned KernelBuilder::alignmentOf(Type elt) {
+  if (target != KernelTarget::Cuda)
+    return 1;
+  if (isa<LLVM::LLVMPointerType>(elt))
+    return 8;
+  return std::max(1u, elt.getIntOrFloatBitWidth() / 8);
+}
+
 Value KernelBuilder::load(Type elt, Value ptr, Value i) {
-  return LLVM::LoadOp::create(b, loc, elt, offset(elt, ptr, i), /*alignment=*/1);
+  return LLVM::LoadOp::create(b, loc, elt, offset(elt, ptr, i), alignmentOf(elt));
 }
 
 void KernelBuilder::store(Value v, Value ptr, Value i) {
-  LLVM::StoreOp::create(b, loc, v, offset(v.getType(), ptr, i), /*alignment=*/1);
+  LLVM::StoreOp::create(b, loc, v, offset(v.getType(), ptr, i),
+                        alignmentOf(v.getType()));
 }
 
 Value KernelBuilder::loadF(const View &v, Value i) {

@@ -138,6 +138,8 @@ private:
   Location loc;
   ModuleOp module;
   KernelTarget target;
+  /// The alignment loads and stores of `elt` may assume on this target.
+  unsigned alignmentOf(Type elt);
 };
 
 } // namespace mlir::compressa::cpu
