@@ -121,6 +121,7 @@ private:
   struct KernelOut {
     std::string name, symbol;
     int64_t scratchPerToken, scratch;
+    int64_t block;
   };
   std::vector<KernelOut> kernelList;
   llvm::StringMap<uint32_t> kernelByCode;
@@ -345,6 +346,10 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
     // Step 3. The op's loop nest.
     if (failed(emitOp(kb, op, ec)))
       return failure();
+    if (kb.storedOutsideRegion())
+      return op->emitOpError()
+             << "internal error: its kernel code stores outside a parallel or "
+                "single region (a race on CUDA)";
   }
   if (cuda)
     gpu::ReturnOp::create(b, loc);
@@ -366,7 +371,8 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
     return it->second;
   }
   uint32_t index = kernelList.size();
-  kernelList.push_back({componentName(members.front()), symbol, scratchPerToken, scratchFixed});
+  kernelList.push_back({componentName(members.front()), symbol, scratchPerToken,
+                        scratchFixed, kb.threads()});
   kernelByCode[code] = index;
   return index;
 }
@@ -484,13 +490,14 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                                             p.logits, &ls));
   }
   std::vector<flatbuffers::Offset<fb::Kernel>> ks;
-  // Launch geometry: one block of one thread. The emitted loop nests are
-  // sequential; a tuned kernel per dispatch replaces this later without
-  // changing the rest (the runtime reads the geometry from here).
+  // Launch geometry: one block of KernelBuilder::threads() threads (1 on
+  // the CPU) sharing the dispatch's loops; a tuned kernel per dispatch
+  // replaces this later without changing the rest (the runtime reads the
+  // geometry from here).
   for (const KernelOut &k : kernelList)
     ks.push_back(fb::CreateKernelDirect(fbb, k.name.c_str(), k.symbol.c_str(),
                                         k.scratchPerToken, k.scratch,
-                                        /*grid=*/1, /*block=*/1,
+                                        /*grid=*/1, k.block,
                                         /*shared_bytes=*/0));
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)

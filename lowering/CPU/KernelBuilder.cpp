@@ -4,6 +4,7 @@
 #include "lowering/CPU/KernelBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -152,6 +153,8 @@ Value KernelBuilder::load(Type elt, Value ptr, Value i) {
 }
 
 void KernelBuilder::store(Value v, Value ptr, Value i) {
+  if (regionDepth == 0)
+    strayStore = true;
   LLVM::StoreOp::create(b, loc, v, offset(v.getType(), ptr, i),
                         alignmentOf(v.getType()));
 }
@@ -429,4 +432,57 @@ KernelBuilder::ifElse(Value cond, TypeRange types,
   fill(ifOp.thenBlock(), then);
   fill(ifOp.elseBlock(), otherwise);
   return SmallVector<Value>(ifOp.getResults());
+}
+
+//===----------------------------------------------------------------------===//
+// Work sharing
+//===----------------------------------------------------------------------===//
+
+// One block per kernel: enough threads to cover a Hopper SM's schedulers
+// several times over for the row-parallel loops of the tiny and mid-sized
+// models, few enough that barriers stay cheap.
+static constexpr int64_t kCudaThreads = 256;
+
+int64_t KernelBuilder::threads() const {
+  return target == KernelTarget::Cuda ? kCudaThreads : 1;
+}
+
+void KernelBuilder::barrier() { gpu::BarrierOp::create(b, loc); }
+
+Value KernelBuilder::threadId() {
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  return arith::IndexCastUIOp::create(b, loc, i64(), tid);
+}
+
+void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> body) {
+  ++regionDepth;
+  if (target != KernelTarget::Cuda || regionDepth > 1) {
+    loop(lb, ub, body);
+    --regionDepth;
+    return;
+  }
+  // Barrier before: every thread is done reading what the loop overwrites.
+  // Barrier after: the loop's stores are visible to every thread.
+  barrier();
+  auto forOp = scf::ForOp::create(b, loc, add(lb, threadId()), ub, c(kCudaThreads));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(forOp.getBody()->getTerminator());
+    body(forOp.getInductionVar());
+  }
+  --regionDepth;
+  barrier();
+}
+
+void KernelBuilder::single(function_ref<void()> body) {
+  ++regionDepth;
+  if (target != KernelTarget::Cuda || regionDepth > 1) {
+    body();
+    --regionDepth;
+    return;
+  }
+  barrier();
+  ifThen(eq(threadId(), c(0)), body);
+  --regionDepth;
+  barrier();
 }

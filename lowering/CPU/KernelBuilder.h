@@ -123,6 +123,24 @@ public:
   Value reduce1(Value lb, Value ub, Value init,
                 function_ref<Value(Value, Value)> body);
   void ifThen(Value cond, function_ref<void()> then);
+
+  //===--------------------------------------------------------------------===//
+  // Work sharing. A CUDA kernel is one block of `threads()` threads that all
+  // run the same (uniform) control flow; every store must sit in a
+  // parallelLoop iteration (owned by one thread) or in a single region, each
+  // fenced by block barriers, so no thread reads what another one is still
+  // writing. On the CPU both are the plain sequential code. Nested inside a
+  // region they are plain sequential code too.
+  //===--------------------------------------------------------------------===//
+  /// Threads per kernel block: 1 on the CPU.
+  int64_t threads() const;
+  /// The iterations of [lb, ub), spread over the block's threads.
+  void parallelLoop(Value lb, Value ub, function_ref<void(Value)> body);
+  /// Code run by thread 0 of the block.
+  void single(function_ref<void()> body);
+  /// Whether a store was emitted outside any parallelLoop/single region
+  /// (a lowering bug on CUDA: checked after each kernel, on both targets).
+  bool storedOutsideRegion() const { return strayStore; }
   /// cond ? then() : otherwise(), each returning values of `types`.
   SmallVector<Value> ifElse(Value cond, TypeRange types,
                             function_ref<SmallVector<Value>()> then,
@@ -138,6 +156,10 @@ private:
   Location loc;
   ModuleOp module;
   KernelTarget target;
+  int regionDepth = 0;
+  bool strayStore = false;
+  void barrier();
+  Value threadId();
   /// The alignment loads and stores of `elt` may assume on this target.
   unsigned alignmentOf(Type elt);
 };

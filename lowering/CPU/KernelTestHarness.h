@@ -257,6 +257,11 @@ inline bool OpKernel::compile(const std::string &mlirText, int64_t maxContext,
     error = "emitOp failed:\n" + diagnostics;
     return false;
   }
+  // The work-sharing discipline CUDA relies on, checked on the CPU too.
+  if (kb.storedOutsideRegion()) {
+    error = "the kernel stores outside a parallel or single region";
+    return false;
+  }
   func::ReturnOp::create(b, loc);
   if (failed(verify(*kernels))) {
     error = "the emitted kernel does not verify:\n" + diagnostics;

@@ -67,7 +67,7 @@ public:
   /// y[i] = x[i] * rsqrt(mean(x^2) + eps) (* weight[i]) over n elements.
   void rmsNorm(View x, View y, int64_t n, double eps, const WeightView *weight) {
     Value r = inverseRms(x, n, eps);
-    kb.loop(c(0), c(n), [&](Value i) {
+    kb.parallelLoop(c(0), c(n), [&](Value i) {
       Value v = kb.mul(kb.loadF(x, i), r);
       if (weight)
         v = kb.mul(v, kb.weight(*weight, c(0), i));
@@ -96,7 +96,7 @@ public:
 
   /// out[i] = dot(x, W row i) for i < rows.
   void linear(View x, const WeightView &wt, View out) {
-    kb.loop(c(0), c(wt.rows), [&](Value i) { kb.storeF(out, i, kb.dot(x, wt, i)); });
+    kb.parallelLoop(c(0), c(wt.rows), [&](Value i) { kb.storeF(out, i, kb.dot(x, wt, i)); });
   }
 
   /// Writes into `ids`/`order` the k largest of `n` scores at `scores`
@@ -171,7 +171,7 @@ void Emitter::embed(EmbedOp op) {
   kb.loop(c(0), S(), [&](Value s) {
     Value id = kb.loadF(ids, s);
     View row = kb.at(out, kb.mul(s, c(d)));
-    kb.loop(c(0), c(d), [&](Value i) { kb.storeF(row, i, kb.weight(table, id, i)); });
+    kb.parallelLoop(c(0), c(d), [&](Value i) { kb.storeF(row, i, kb.weight(table, id, i)); });
   });
 }
 
@@ -183,7 +183,7 @@ void Emitter::hcExpand(HcExpandOp op) {
     kb.loop(c(0), c(n), [&](Value j) {
       View dst = kb.at(out, kb.mul(kb.add(kb.mul(s, c(n)), j), c(d)));
       View src = kb.at(x, kb.mul(s, c(d)));
-      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
+      kb.parallelLoop(c(0), c(d), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
     });
   });
 }
@@ -216,13 +216,16 @@ void Emitter::hcPre(HcPreOp op) {
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
     // mu = rsqrt(mean(x^2) + eps) * (fn . x) over the flattened streams.
     Value rho = inverseRms(xs, n * d, normEps);
-    kb.loop(c(0), c(mix), [&](Value k) {
+    kb.parallelLoop(c(0), c(mix), [&](Value k) {
       kb.storeF(mu, k, kb.mul(rho, kb.dot(xs, fn, k)));
     });
     Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
     Value s2 = kb.weight(scale, c(0), c(2));
     View pre = scratchF32(0, n);
     View postS = kb.at(post, kb.mul(s, c(n)));
+    View cm = kb.at(comb, kb.mul(s, c(n * n)));
+    // The n + n + n*n mixes and the Sinkhorn iterations: one thread.
+    kb.single([&] {
     for (int64_t j = 0; j < n; ++j) {
       Value pj = kb.add(kb.mul(s0, kb.loadF(mu, c(j))), kb.weight(base, c(0), c(j)));
       kb.storeF(pre, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
@@ -232,7 +235,6 @@ void Emitter::hcPre(HcPreOp op) {
     }
     // comb: logits, row softmax + eps, column normalisation, then
     // (iters - 1) x (row, column) normalisations (spec §4.3 step 4).
-    View cm = kb.at(comb, kb.mul(s, c(n * n)));
     for (int64_t i = 0; i < n * n; ++i)
       kb.storeF(cm, c(i), kb.add(kb.mul(s2, kb.loadF(mu, c(2 * n + i))),
                                  kb.weight(base, c(0), c(2 * n + i))));
@@ -275,9 +277,10 @@ void Emitter::hcPre(HcPreOp op) {
       normalizeRows();
       normalizeColumns();
     });
+    });
     // x = sum_j pre_j X_j.
     View xo = kb.at(x, kb.mul(s, c(d)));
-    kb.loop(c(0), c(d), [&](Value i) {
+    kb.parallelLoop(c(0), c(d), [&](Value i) {
       Value acc = kb.cf(0.0);
       for (int64_t j = 0; j < n; ++j)
         acc = kb.add(acc, kb.mul(kb.loadF(pre, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
@@ -302,7 +305,7 @@ void Emitter::hcPost(HcPostOp op) {
       SmallVector<Value> ck;
       for (int64_t j = 0; j < n; ++j)
         ck.push_back(kb.loadF(cs, c(j * n + k)));
-      kb.loop(c(0), c(d), [&](Value i) {
+      kb.parallelLoop(c(0), c(d), [&](Value i) {
         Value acc = kb.mul(pk, kb.loadF(as, i));
         for (int64_t j = 0; j < n; ++j)
           acc = kb.add(acc, kb.mul(ck[j], kb.loadF(xs, kb.add(i, c(j * d)))));
@@ -324,13 +327,13 @@ void Emitter::hcHead(HcHeadOp op) {
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
     Value rho = inverseRms(xs, n * d, normEps);
     Value s0 = kb.weight(scale, c(0), c(0));
-    for (int64_t j = 0; j < n; ++j) {
-      Value mu = kb.mul(rho, kb.dot(xs, fn, c(j)));
-      Value pj = kb.add(kb.mul(s0, mu), kb.weight(base, c(0), c(j)));
-      kb.storeF(pre, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
-    }
+    kb.parallelLoop(c(0), c(n), [&](Value j) {
+      Value mu = kb.mul(rho, kb.dot(xs, fn, j));
+      Value pj = kb.add(kb.mul(s0, mu), kb.weight(base, c(0), j));
+      kb.storeF(pre, j, kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+    });
     View ys = kb.at(out, kb.mul(s, c(d)));
-    kb.loop(c(0), c(d), [&](Value i) {
+    kb.parallelLoop(c(0), c(d), [&](Value i) {
       Value acc = kb.cf(0.0);
       for (int64_t j = 0; j < n; ++j)
         acc = kb.add(acc, kb.mul(kb.loadF(pre, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
@@ -382,7 +385,7 @@ void Emitter::ropeOp(RopeOp op) {
   int64_t per = perToken(op.getX()), rows = per / len;
   kb.loop(c(0), S(), [&](Value s) {
     Value p = pos(s);
-    kb.loop(c(0), c(rows), [&](Value r) {
+    kb.parallelLoop(c(0), c(rows), [&](Value r) {
       Value off = kb.add(kb.mul(s, c(per)), kb.mul(r, c(len)));
       View src = kb.at(x, off), dst = kb.at(y, off);
       if (x.ptr != y.ptr)
@@ -403,7 +406,7 @@ void Emitter::windowUpdate(WindowUpdateOp op) {
     Value slot = kb.rem(pos(s), c(win));
     View to = kb.at(dst, kb.mul(slot, c(d)));
     View from = kb.at(kv, kb.mul(s, c(d)));
-    kb.loop(c(0), c(d), [&](Value i) { kb.storeF(to, i, kb.loadF(from, i)); });
+    kb.parallelLoop(c(0), c(d), [&](Value i) { kb.storeF(to, i, kb.loadF(from, i)); });
   });
 }
 
@@ -435,7 +438,7 @@ void Emitter::compress(CompressOp op) {
     View xs = kb.at(x, kb.mul(s, c(dm)));
     View kvSlot = kb.at(kvState, kb.mul(slot, c(width)));
     View scSlot = kb.at(scoreState, kb.mul(slot, c(width)));
-    kb.loop(c(0), c(width), [&](Value i) {
+    kb.parallelLoop(c(0), c(width), [&](Value i) {
       kb.storeF(kvSlot, i, kb.dot(xs, wkv, i));
       kb.storeF(scSlot, i, kb.add(kb.dot(xs, wgate, i), kb.weight(ape, inWindow, i)));
     });
@@ -443,7 +446,7 @@ void Emitter::compress(CompressOp op) {
       // Per channel softmax over the window's slots. Overlapping: slots
       // 0..m-1 contribute their A half (channel i), m..2m-1 their B half
       // (channel dim + i).
-      kb.loop(c(0), c(dim), [&](Value i) {
+      kb.parallelLoop(c(0), c(dim), [&](Value i) {
         auto channel = [&](int64_t j) {
           return overlap && j >= m ? kb.add(i, c(dim)) : i;
         };
@@ -463,10 +466,10 @@ void Emitter::compress(CompressOp op) {
       Value w = kb.div(p, c(m));
       View entry = kb.at(entries, kb.mul(w, c(dim)));
       rmsNorm(pooled, entry, dim, eps, &norm);
-      rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false);
+      kb.single([&] { rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false); });
       if (overlap) {
         // The closed window becomes the previous window of the next one.
-        kb.loop(c(0), c(m * width), [&](Value i) {
+        kb.parallelLoop(c(0), c(m * width), [&](Value i) {
           kb.storeF(kvState, i, kb.loadF(kvState, kb.add(i, c(m * width))));
           kb.storeF(scoreState, i, kb.loadF(scoreState, kb.add(i, c(m * width))));
         });
@@ -493,14 +496,14 @@ void Emitter::indexer(IndexerTopkOp op) {
     Value avail = kb.div(kb.add(t, c(1)), c(m));
     View qrs = kb.at(qr, kb.mul(s, c(rank)));
     linear(qrs, wqb, q);
-    kb.loop(c(0), c(heads), [&](Value h) {
+    kb.parallelLoop(c(0), c(heads), [&](Value h) {
       rope(kb.at(q, kb.mul(h, c(di))), di, t, op.getRope(), false);
     });
     View xs = kb.at(x, kb.mul(s, c(dm)));
-    kb.loop(c(0), c(heads), [&](Value h) {
+    kb.parallelLoop(c(0), c(heads), [&](Value h) {
       kb.storeF(hw, h, kb.mul(kb.dot(xs, wp, h), kb.cf(headScale)));
     });
-    kb.loop(c(0), avail, [&](Value j) {
+    kb.parallelLoop(c(0), avail, [&](Value j) {
       View key = kb.at(keys, kb.mul(j, c(di)));
       Value score = kb.reduce1(c(0), c(heads), kb.cf(0.0), [&](Value h, Value acc) {
         View qh = kb.at(q, kb.mul(h, c(di)));
@@ -512,10 +515,12 @@ void Emitter::indexer(IndexerTopkOp op) {
       kb.storeF(scores, j, score);
     });
     View row = kb.at(out, kb.mul(s, c(topk)));
-    kb.loop(c(0), c(topk), [&](Value j) { kb.store(kb.truncI32(c(-1)), row.ptr, j); });
+    kb.parallelLoop(c(0), c(topk), [&](Value j) { kb.store(kb.truncI32(c(-1)), row.ptr, j); });
     Value k = kb.min(c(topk), avail);
-    selectTopk(scores, avail, k, [&](Value j, Value idx) {
-      kb.store(kb.truncI32(idx), row.ptr, j);
+    kb.single([&] {
+      selectTopk(scores, avail, k, [&](Value j, Value idx) {
+        kb.store(kb.truncI32(idx), row.ptr, j);
+      });
     });
   });
 }
@@ -541,7 +546,10 @@ void Emitter::attention(SparseAttentionOp op) {
     topk = view(op.getTopk());
     k = op.getTopk().getType().getShape()[1];
   }
-  kb.loop(c(0), S(), [&](Value s) {
+  // One (token, head) pair per iteration: they are independent (keys come
+  // from the chunk's kv or the ring, which attention only reads).
+  kb.parallelLoop(c(0), kb.mul(S(), c(h)), [&](Value sh) {
+    Value s = kb.div(sh, c(h)), hh = kb.rem(sh, c(h));
     Value t = pos(s);
     Value first = kb.max(c(0), kb.sub(t, c(win - 1)));
     // The key vector of window position u: from the chunk or from the ring.
@@ -552,7 +560,7 @@ void Emitter::attention(SparseAttentionOp op) {
       return View{kb.select(inChunk, chunkPtr, ringPtr), kv.elt};
     };
     Value dense = ratio && !k ? kb.div(kb.add(t, c(1)), c(ratio)) : c(0);
-    kb.loop(c(0), c(h), [&](Value hh) {
+    {
       View qh = kb.at(q, kb.add(kb.mul(s, c(h * d)), kb.mul(hh, c(d))));
       View oh = kb.at(out, kb.add(kb.mul(s, c(h * d)), kb.mul(hh, c(d))));
       auto score = [&](View key) {
@@ -596,7 +604,7 @@ void Emitter::attention(SparseAttentionOp op) {
       });
       den = kb.add(den, kb.exp(kb.sub(sinkLogit, mx)));
       kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.div(kb.loadF(oh, i), den)); });
-    });
+    }
   });
 }
 
@@ -608,7 +616,7 @@ void Emitter::outProj(OutProjOp op) {
   View o = view(op.getO()), out = view(op.getResult());
   View z = scratchF32(0, rows);
   kb.loop(c(0), S(), [&](Value s) {
-    kb.loop(c(0), c(rows), [&](Value r) {
+    kb.parallelLoop(c(0), c(rows), [&](Value r) {
       Value grp = kb.div(r, c(per));
       View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
       kb.storeF(z, r, kb.dot(in, woa, r));
@@ -622,7 +630,7 @@ void Emitter::outProj(OutProjOp op) {
 //===----------------------------------------------------------------------===//
 
 void Emitter::routerScores(View x, const WeightView &wt, View sigma) {
-  kb.loop(c(0), c(wt.rows), [&](Value e) {
+  kb.parallelLoop(c(0), c(wt.rows), [&](Value e) {
     kb.storeF(sigma, e, kb.sqrt(kb.softplus(kb.dot(x, wt, e))));
   });
 }
@@ -635,10 +643,12 @@ void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
   Value sum = kb.cf(0.0);
   for (int64_t j = 0; j < k; ++j)
     sum = kb.add(sum, kb.loadF(sigma, idAt(j)));
-  for (int64_t j = 0; j < k; ++j)
-    kb.storeF(weights, c(j),
-              kb.mul(kb.div(kb.loadF(sigma, idAt(j)), kb.add(sum, kb.cf(1e-20))),
+  kb.parallelLoop(c(0), c(k), [&](Value j) {
+    Value id = kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, j));
+    kb.storeF(weights, j,
+              kb.mul(kb.div(kb.loadF(sigma, id), kb.add(sum, kb.cf(1e-20))),
                      kb.cf(scale)));
+  });
 }
 
 void Emitter::gate(MoeGateOp op) {
@@ -649,12 +659,14 @@ void Emitter::gate(MoeGateOp op) {
   double scale = op.getRouteScale().convertToDouble();
   kb.loop(c(0), S(), [&](Value s) {
     routerScores(kb.at(x, kb.mul(s, c(dm))), wt, sigma);
-    kb.loop(c(0), c(e), [&](Value i) {
+    kb.parallelLoop(c(0), c(e), [&](Value i) {
       kb.storeF(sel, i, kb.add(kb.loadF(sigma, i), kb.weight(bias, c(0), i)));
     });
     View idsS = kb.at(ids, kb.mul(s, c(k)));
-    selectTopk(sel, c(e), c(k), [&](Value j, Value idx) {
-      kb.store(kb.truncI32(idx), idsS.ptr, j);
+    kb.single([&] {
+      selectTopk(sel, c(e), c(k), [&](Value j, Value idx) {
+        kb.store(kb.truncI32(idx), idsS.ptr, j);
+      });
     });
     routeWeights(sigma, idsS, kb.at(weights, kb.mul(s, c(k))), k, scale);
   });
@@ -671,8 +683,9 @@ void Emitter::hashGate(MoeHashGateOp op) {
     routerScores(kb.at(x, kb.mul(s, c(dm))), wt, sigma);
     Value tok = kb.loadF(tokens, s);
     View idsS = kb.at(ids, kb.mul(s, c(k)));
-    for (int64_t j = 0; j < k; ++j)
-      kb.store(kb.truncI32(kb.weight(tid2eid, tok, c(j))), idsS.ptr, c(j));
+    kb.parallelLoop(c(0), c(k), [&](Value j) {
+      kb.store(kb.truncI32(kb.weight(tid2eid, tok, j)), idsS.ptr, j);
+    });
     routeWeights(sigma, idsS, kb.at(weights, kb.mul(s, c(k))), k, scale);
   });
 }
@@ -680,12 +693,12 @@ void Emitter::hashGate(MoeHashGateOp op) {
 void Emitter::swiglu(View x, const WeightView &w1, const WeightView &w3,
                      const WeightView &w2, double limit, Value weight, View out,
                      View h) {
-  kb.loop(c(0), c(w1.rows), [&](Value i) {
+  kb.parallelLoop(c(0), c(w1.rows), [&](Value i) {
     Value g = kb.min(kb.dot(x, w1, i), kb.cf(limit));
     Value u = kb.max(kb.min(kb.dot(x, w3, i), kb.cf(limit)), kb.cf(-limit));
     kb.storeF(h, i, kb.mul(kb.silu(g), u));
   });
-  kb.loop(c(0), c(w2.rows), [&](Value o) {
+  kb.parallelLoop(c(0), c(w2.rows), [&](Value o) {
     kb.storeF(out, o, kb.add(kb.loadF(out, o), kb.mul(weight, kb.dot(h, w2, o))));
   });
 }
@@ -700,7 +713,7 @@ void Emitter::experts(MoeExpertsOp op) {
   double limit = op.getSwigluLimit().convertToDouble();
   kb.loop(c(0), S(), [&](Value s) {
     View os = kb.at(out, kb.mul(s, c(dm)));
-    kb.loop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
+    kb.parallelLoop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
     kb.loop(c(0), c(k), [&](Value j) {
       Value idx = kb.add(kb.mul(s, c(k)), j);
       Value e = kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, idx));
@@ -718,7 +731,7 @@ void Emitter::sharedExpert(SharedExpertOp op) {
   double limit = op.getSwigluLimit().convertToDouble();
   kb.loop(c(0), S(), [&](Value s) {
     View os = kb.at(out, kb.mul(s, c(dm)));
-    kb.loop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
+    kb.parallelLoop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
     swiglu(kb.at(x, kb.mul(s, c(dm))), w1, w3, w2, limit, kb.cf(1.0), os, h);
   });
 }
@@ -734,7 +747,7 @@ void Emitter::lmHead(LmHeadOp op) {
 void Emitter::addF(arith::AddFOp op) {
   View a = view(op.getLhs()), b = view(op.getRhs()), out = view(op.getResult());
   int64_t n = perToken(op.getResult());
-  kb.loop(c(0), kb.mul(S(), c(n)), [&](Value i) {
+  kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value i) {
     kb.storeF(out, i, kb.add(kb.loadF(a, i), kb.loadF(b, i)));
   });
 }
