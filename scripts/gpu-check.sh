@@ -89,8 +89,8 @@ run() {
   printf '%s\n' "${rows[@]}"
   echo
   echo "benchmark (tiny-c quant, CUDA artifact):"
-  "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 3
-  COMPRESSA_CUDA_GRAPH=0 "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 3 | sed 's/^/[no graph] /'
+  "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 5 --profile
+  COMPRESSA_CUDA_GRAPH=0 "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 5 | sed 's/^/[no graph] /'
   [ $failures -eq 0 ] && echo "all GPU checks passed" || { echo "$failures GPU checks FAILED"; return 1; }
 }
 

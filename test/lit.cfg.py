@@ -23,7 +23,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["compressa-opt", "compressa-compile", "compressa-run",
-     "make-random-model", "compressa-tokenize"],
+     "make-random-model", "compressa-tokenize", "compressa-bench"],
     [config.compressa_tools_dir, config.llvm_tools_dir])
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))

@@ -234,49 +234,55 @@ void Emitter::hcPre(HcPreOp op) {
       kb.storeF(postS, c(j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
     }
     // comb: logits, row softmax + eps, column normalisation, then
-    // (iters - 1) x (row, column) normalisations (spec §4.3 step 4).
+    // (iters - 1) x (row, column) normalisations (spec §4.3 step 4). The
+    // n x n matrix stays in registers (n is a compile-time constant); only
+    // the result is stored.
+    SmallVector<Value> m(n * n);
     for (int64_t i = 0; i < n * n; ++i)
-      kb.storeF(cm, c(i), kb.add(kb.mul(s2, kb.loadF(mu, c(2 * n + i))),
-                                 kb.weight(base, c(0), c(2 * n + i))));
+      m[i] = kb.add(kb.mul(s2, kb.loadF(mu, c(2 * n + i))),
+                    kb.weight(base, c(0), c(2 * n + i)));
     for (int64_t r = 0; r < n; ++r) {
-      Value m = kb.loadF(cm, c(r * n));
+      Value mx = m[r * n];
       for (int64_t k = 1; k < n; ++k)
-        m = kb.max(m, kb.loadF(cm, c(r * n + k)));
+        mx = kb.max(mx, m[r * n + k]);
       Value sum = kb.cf(0.0);
       for (int64_t k = 0; k < n; ++k) {
-        Value e = kb.exp(kb.sub(kb.loadF(cm, c(r * n + k)), m));
-        kb.storeF(cm, c(r * n + k), e);
-        sum = kb.add(sum, e);
+        m[r * n + k] = kb.exp(kb.sub(m[r * n + k], mx));
+        sum = kb.add(sum, m[r * n + k]);
       }
       for (int64_t k = 0; k < n; ++k)
-        kb.storeF(cm, c(r * n + k),
-                  kb.add(kb.div(kb.loadF(cm, c(r * n + k)), sum), kb.cf(hcEps)));
+        m[r * n + k] = kb.add(kb.div(m[r * n + k], sum), kb.cf(hcEps));
     }
-    auto normalizeColumns = [&] {
+    auto normalizeColumns = [&](SmallVector<Value> &v) {
       for (int64_t k = 0; k < n; ++k) {
         Value sum = kb.cf(0.0);
         for (int64_t r = 0; r < n; ++r)
-          sum = kb.add(sum, kb.loadF(cm, c(r * n + k)));
+          sum = kb.add(sum, v[r * n + k]);
         Value den = kb.add(sum, kb.cf(hcEps));
         for (int64_t r = 0; r < n; ++r)
-          kb.storeF(cm, c(r * n + k), kb.div(kb.loadF(cm, c(r * n + k)), den));
+          v[r * n + k] = kb.div(v[r * n + k], den);
       }
     };
-    auto normalizeRows = [&] {
+    auto normalizeRows = [&](SmallVector<Value> &v) {
       for (int64_t r = 0; r < n; ++r) {
         Value sum = kb.cf(0.0);
         for (int64_t k = 0; k < n; ++k)
-          sum = kb.add(sum, kb.loadF(cm, c(r * n + k)));
+          sum = kb.add(sum, v[r * n + k]);
         Value den = kb.add(sum, kb.cf(hcEps));
         for (int64_t k = 0; k < n; ++k)
-          kb.storeF(cm, c(r * n + k), kb.div(kb.loadF(cm, c(r * n + k)), den));
+          v[r * n + k] = kb.div(v[r * n + k], den);
       }
     };
-    normalizeColumns();
-    kb.loop(c(1), c(iters), [&](Value) {
-      normalizeRows();
-      normalizeColumns();
-    });
+    normalizeColumns(m);
+    m = kb.reduce(c(1), c(iters), m,
+                  [&](Value, ValueRange carried) -> SmallVector<Value> {
+                    SmallVector<Value> v(carried.begin(), carried.end());
+                    normalizeRows(v);
+                    normalizeColumns(v);
+                    return v;
+                  });
+    for (int64_t i = 0; i < n * n; ++i)
+      kb.storeF(cm, c(i), m[i]);
     });
     // x = sum_j pre_j X_j.
     View xo = kb.at(x, kb.mul(s, c(d)));
@@ -546,65 +552,102 @@ void Emitter::attention(SparseAttentionOp op) {
     topk = view(op.getTopk());
     k = op.getTopk().getType().getShape()[1];
   }
-  // One (token, head) pair per iteration: they are independent (keys come
-  // from the chunk's kv or the ring, which attention only reads).
-  kb.parallelLoop(c(0), kb.mul(S(), c(h)), [&](Value sh) {
-    Value s = kb.div(sh, c(h)), hh = kb.rem(sh, c(h));
+  // Keys of a query: the window, then the selected (or all visible)
+  // compressed entries. Per token, three phases over all heads: scores,
+  // then per head the max and the weights p = exp(score - max) with their
+  // sum, then the weighted sum of the keys (which are also the values) per
+  // channel. Every sum runs in key order, as in the spec's definition.
+  int64_t maxKeys = win + (k ? k : (ratio ? ctx.maxContext / ratio : 0));
+  View weights = scratchF32(0, h * maxKeys);
+  View den = scratchF32(0, h);
+  kb.loop(c(0), S(), [&](Value s) {
     Value t = pos(s);
     Value first = kb.max(c(0), kb.sub(t, c(win - 1)));
-    // The key vector of window position u: from the chunk or from the ring.
-    auto windowKey = [&](Value u) -> View {
+    Value inWindow = kb.add(kb.sub(t, first), c(1));
+    Value extra = k ? c(k) : (ratio ? kb.div(kb.add(t, c(1)), c(ratio)) : c(0));
+    Value n = kb.add(inWindow, extra);
+    View ts = k ? kb.at(topk, kb.mul(s, c(k))) : View();
+    // Key j: its vector, and whether it exists (a top-k slot may be -1).
+    auto keyAt = [&](Value j) -> std::pair<View, Value> {
+      Value u = kb.add(first, j);
       Value inChunk = kb.le(ctx.startPos, u);
       Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
       Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
-      return View{kb.select(inChunk, chunkPtr, ringPtr), kv.elt};
+      Value windowPtr = kb.select(inChunk, chunkPtr, ringPtr);
+      if (!ratio)
+        return {View{windowPtr, kv.elt}, kb.eq(c(0), c(0))};
+      Value e = kb.max(kb.sub(j, inWindow), c(0));
+      Value valid = kb.eq(c(0), c(0));
+      if (k) {
+        Value idx = kb.toI64(kb.load(kb.builder().getI32Type(), ts.ptr,
+                                     kb.min(e, c(k - 1))));
+        valid = kb.le(c(0), idx);
+        e = kb.max(idx, c(0));
+      }
+      Value entryPtr = kb.at(entries, kb.mul(e, c(d))).ptr;
+      Value isWindow = kb.lt(j, inWindow);
+      return {View{kb.select(isWindow, windowPtr, entryPtr), kv.elt},
+              arith::OrIOp::create(kb.builder(), kb.getLoc(), isWindow, valid)};
     };
-    Value dense = ratio && !k ? kb.div(kb.add(t, c(1)), c(ratio)) : c(0);
-    {
-      View qh = kb.at(q, kb.add(kb.mul(s, c(h * d)), kb.mul(hh, c(d))));
-      View oh = kb.at(out, kb.add(kb.mul(s, c(h * d)), kb.mul(hh, c(d))));
-      auto score = [&](View key) {
-        Value dotv = kb.reduce1(c(0), c(d), kb.cf(0.0), [&](Value i, Value a) {
-          return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
-        });
-        return kb.mul(dotv, kb.cf(scale));
-      };
-      // Visits every key: window, then the selected or all visible entries.
-      auto forEachKey = [&](Value init, function_ref<Value(View, Value)> f) {
-        Value acc = kb.reduce1(first, kb.add(t, c(1)), init,
-                               [&](Value u, Value a) { return f(windowKey(u), a); });
-        if (k) {
-          View ts = kb.at(topk, kb.mul(s, c(k)));
-          acc = kb.reduce1(c(0), c(k), acc, [&](Value j, Value a) {
-            Value idx = kb.toI64(kb.load(kb.builder().getI32Type(), ts.ptr, j));
-            // -1 = no key: the visit (which may accumulate) must not run.
-            return kb.ifElse(
-                kb.le(c(0), idx), TypeRange{a.getType()},
-                [&]() -> SmallVector<Value> {
-                  return {f(kb.at(entries, kb.mul(idx, c(d))), a)};
-                },
-                [&]() -> SmallVector<Value> { return {a}; })[0];
-          });
-        } else if (ratio) {
-          acc = kb.reduce1(c(0), dense, acc, [&](Value j, Value a) {
-            return f(kb.at(entries, kb.mul(j, c(d))), a);
-          });
-        }
-        return acc;
-      };
+    View qs = kb.at(q, kb.mul(s, c(h * d)));
+    // Phase 1: scores (-inf for a missing key).
+    kb.parallelLoop(c(0), kb.mul(c(h), n), [&](Value hj) {
+      Value hh = kb.div(hj, n), j = kb.rem(hj, n);
+      auto [key, valid] = keyAt(j);
+      View qh = kb.at(qs, kb.mul(hh, c(d)));
+      Value dotv = kb.reduce1(c(0), c(d), kb.cf(0.0), [&](Value i, Value a) {
+        return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
+      });
+      kb.storeF(weights, kb.add(kb.mul(hh, c(maxKeys)), j),
+                kb.select(valid, kb.mul(dotv, kb.cf(scale)), kb.negInf()));
+    });
+    // Phase 2: per head, the max (with the sink), the weights, their sum.
+    kb.parallelLoop(c(0), c(h), [&](Value hh) {
+      View wh = kb.at(weights, kb.mul(hh, c(maxKeys)));
       Value sinkLogit = kb.weight(sink, c(0), hh);
-      Value mx = forEachKey(sinkLogit, [&](View key, Value a) { return kb.max(a, score(key)); });
-      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.cf(0.0)); });
-      Value den = forEachKey(kb.cf(0.0), [&](View key, Value a) {
-        Value p = kb.exp(kb.sub(score(key), mx));
-        kb.loop(c(0), c(d), [&](Value i) {
-          kb.storeF(oh, i, kb.add(kb.loadF(oh, i), kb.mul(p, kb.loadF(key, i))));
-        });
+      Value mx = kb.reduce1(c(0), n, sinkLogit, [&](Value j, Value a) {
+        return kb.max(a, kb.loadF(wh, j));
+      });
+      Value sum = kb.reduce1(c(0), n, kb.cf(0.0), [&](Value j, Value a) {
+        Value p = kb.exp(kb.sub(kb.loadF(wh, j), mx));
+        kb.storeF(wh, j, p);
         return kb.add(a, p);
       });
-      den = kb.add(den, kb.exp(kb.sub(sinkLogit, mx)));
-      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.div(kb.loadF(oh, i), den)); });
+      kb.storeF(den, hh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))));
+    });
+    // Phase 3: out[h, i] = sum_j p_j key_j[i] / den_h. One thread: key by
+    // key into the output row. A block: a channel per thread. The same sums
+    // in the same order either way.
+    View os = kb.at(out, kb.mul(s, c(h * d)));
+    if (kb.threads() == 1) {
+      kb.parallelLoop(c(0), c(h), [&](Value hh) {
+        View wh = kb.at(weights, kb.mul(hh, c(maxKeys)));
+        View oh = kb.at(os, kb.mul(hh, c(d)));
+        kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.cf(0.0)); });
+        kb.loop(c(0), n, [&](Value j) {
+          auto [key, valid] = keyAt(j);
+          kb.ifThen(valid, [&] {
+            Value p = kb.loadF(wh, j);
+            kb.loop(c(0), c(d), [&](Value i) {
+              kb.storeF(oh, i, kb.add(kb.loadF(oh, i), kb.mul(p, kb.loadF(key, i))));
+            });
+          });
+        });
+        Value dh = kb.loadF(den, hh);
+        kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.div(kb.loadF(oh, i), dh)); });
+      });
+      return;
     }
+    kb.parallelLoop(c(0), c(h * d), [&](Value hi) {
+      Value hh = kb.div(hi, c(d)), i = kb.rem(hi, c(d));
+      View wh = kb.at(weights, kb.mul(hh, c(maxKeys)));
+      Value acc = kb.reduce1(c(0), n, kb.cf(0.0), [&](Value j, Value a) {
+        auto [key, valid] = keyAt(j);
+        Value term = kb.mul(kb.loadF(wh, j), kb.loadF(key, i));
+        return kb.add(a, kb.select(valid, term, kb.cf(0.0)));
+      });
+      kb.storeF(os, hi, kb.div(acc, kb.loadF(den, hh)));
+    });
   });
 }
 

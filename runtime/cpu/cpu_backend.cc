@@ -4,6 +4,7 @@
 
 #include "runtime/base/aligned_buffer.h"
 
+#include <chrono>
 #include <cstring>
 
 namespace compressa {
@@ -31,6 +32,7 @@ private:
 /// StartPos slots change from call to call.
 struct CpuLaunch {
   CpuModule::KernelFn fn = nullptr;
+  uint32_t kernel = 0;
   std::vector<void *> argv;
   std::vector<uint32_t> tokenSlots;
   std::vector<uint32_t> startSlots;
@@ -127,6 +129,7 @@ CpuBackend::prepareProgram(const std::string &, std::vector<LaunchPlan> plans,
     const LaunchPlan &plan = plans[l];
     CpuLaunch &launch = program->launches[l];
     launch.fn = kernels.at(plan.kernel); // Range-checked by the reader.
+    launch.kernel = plan.kernel;
     launch.argv.assign(plan.args.size(), nullptr);
     for (size_t a = 0; a < plan.args.size(); ++a) {
       const LaunchArg &arg = plan.args[a];
@@ -158,10 +161,26 @@ Status CpuBackend::run(BackendProgram &base, int64_t tokens,
       launch.argv[slot] = count;
     for (uint32_t slot : launch.startSlots)
       launch.argv[slot] = start;
+    if (!timing) {
+      launch.fn(launch.argv.data());
+      continue;
+    }
+    auto t0 = std::chrono::steady_clock::now();
     launch.fn(launch.argv.data());
+    KernelTime &time = times[launch.kernel];
+    ++time.launches;
+    time.milliseconds += std::chrono::duration<double, std::milli>(
+                             std::chrono::steady_clock::now() - t0)
+                             .count();
   }
   launchCounters.kernelLaunches +=
       static_cast<int64_t>(program.launches.size());
+  return okStatus();
+}
+
+Status CpuBackend::setKernelTiming(bool on) {
+  timing = on;
+  times.assign(kernels.size(), KernelTime());
   return okStatus();
 }
 

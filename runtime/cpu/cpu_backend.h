@@ -41,8 +41,12 @@ public:
   int64_t launchesPerRun(const BackendProgram &program) const override;
   bool usesGraph(const BackendProgram &) const override { return false; }
   LaunchCounters counters() const override { return launchCounters; }
+  Status setKernelTiming(bool on) override;
+  const std::vector<KernelTime> &kernelTimes() const override { return times; }
 
 private:
+  bool timing = false;
+  std::vector<KernelTime> times;
   std::unique_ptr<CpuModule> module;
   std::vector<CpuModule::KernelFn> kernels;
   LaunchCounters launchCounters;

@@ -57,6 +57,11 @@ public:
   int64_t launchesPerRun(const BackendProgram &program) const override;
   bool usesGraph(const BackendProgram &program) const override;
   LaunchCounters counters() const override;
+  Status startTimer() override;
+  StatusOr<double> stopTimer() override;
+  const char *timerName() const override { return "CUDA events"; }
+  Status setKernelTiming(bool on) override;
+  const std::vector<KernelTime> &kernelTimes() const override { return times; }
 
   const CudaDevice &device() const { return *dev; }
   /// The loaded module; null before loadKernels.
@@ -88,6 +93,12 @@ private:
   /// to.
   CudaMemory scalars;
   bool syncEachLaunch = false;
+  /// startTimer/stopTimer's events.
+  CudaEvent timerBegin, timerEnd;
+  /// Kernel timing: one event before each launch of a run and one after.
+  bool timing = false;
+  std::vector<CudaEvent> launchEvents;
+  std::vector<KernelTime> times;
 };
 
 } // namespace compressa

@@ -151,6 +151,38 @@ void CudaGraph::release() {
 }
 
 //===----------------------------------------------------------------------===//
+// CudaEvent
+//===----------------------------------------------------------------------===//
+
+CudaEvent::~CudaEvent() { release(); }
+
+CudaEvent::CudaEvent(CudaEvent &&other) noexcept
+    : device(other.device), event(other.event) {
+  other.device = nullptr;
+  other.event = nullptr;
+}
+
+CudaEvent &CudaEvent::operator=(CudaEvent &&other) noexcept {
+  if (this != &other) {
+    release();
+    device = other.device;
+    event = other.event;
+    other.device = nullptr;
+    other.event = nullptr;
+  }
+  return *this;
+}
+
+void CudaEvent::release() {
+  if (device && event) {
+    device->makeCurrent().ignoreError();
+    (void)device->driver().cuEventDestroy(event);
+  }
+  device = nullptr;
+  event = nullptr;
+}
+
+//===----------------------------------------------------------------------===//
 // CudaDevice
 //===----------------------------------------------------------------------===//
 
@@ -505,6 +537,35 @@ StatusOr<CudaGraph> CudaDevice::capture(const std::function<Status()> &record,
   result.exec = exec;
   result.numLaunches = recordedLaunches;
   return result;
+}
+
+StatusOr<CudaEvent> CudaDevice::createEvent(const std::string &what) const {
+  COMPRESSA_RETURN_IF_ERROR(makeCurrent());
+  CudaEvent event;
+  COMPRESSA_CUDA_RETURN_IF_ERROR(
+      drv->cuEventCreate(&event.event, CU_EVENT_DEFAULT), "%s", what.c_str());
+  event.device = this;
+  return event;
+}
+
+Status CudaDevice::recordEvent(const CudaEvent &event,
+                               const std::string &what) const {
+  if (!event.valid())
+    return COMPRESSA_ERROR(Internal, "%s: the event was never created",
+                           what.c_str());
+  COMPRESSA_CUDA_RETURN_IF_ERROR(drv->cuEventRecord(event.event, cuStream),
+                                 "%s", what.c_str());
+  return okStatus();
+}
+
+StatusOr<double> CudaDevice::elapsedMs(const CudaEvent &start,
+                                       const CudaEvent &end,
+                                       const std::string &what) const {
+  COMPRESSA_RETURN_IF_ERROR(synchronize(what));
+  float ms = 0;
+  COMPRESSA_CUDA_RETURN_IF_ERROR(
+      drv->cuEventElapsedTime(&ms, start.event, end.event), "%s", what.c_str());
+  return double(ms);
 }
 
 Status CudaDevice::launchGraph(const CudaGraph &graph,

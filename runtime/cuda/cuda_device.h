@@ -103,6 +103,25 @@ private:
   int64_t numLaunches = 0;
 };
 
+/// A CUDA event (cuEventCreate), destroyed with it. It must not outlive its
+/// CudaDevice.
+class CudaEvent {
+public:
+  CudaEvent() = default;
+  ~CudaEvent();
+  CudaEvent(CudaEvent &&other) noexcept;
+  CudaEvent &operator=(CudaEvent &&other) noexcept;
+  CudaEvent(const CudaEvent &) = delete;
+  CudaEvent &operator=(const CudaEvent &) = delete;
+  bool valid() const { return event != nullptr; }
+
+private:
+  friend class CudaDevice;
+  void release();
+  const CudaDevice *device = nullptr;
+  CUevent event = nullptr;
+};
+
 /// Counters of what was handed to the stream, for tests and reports.
 struct CudaLaunchCounters {
   /// cuLaunchKernel calls that ran a kernel (not those recorded in a graph).
@@ -203,6 +222,15 @@ public:
   Status launchGraph(const CudaGraph &graph, const std::string &what);
 
   const CudaLaunchCounters &counters() const { return launchCounters; }
+
+  /// A new event; `what` names it in errors.
+  StatusOr<CudaEvent> createEvent(const std::string &what) const;
+  /// Records `event` on the stream (after the work queued so far).
+  Status recordEvent(const CudaEvent &event, const std::string &what) const;
+  /// Waits for the stream, then the milliseconds from `start` to `end`
+  /// (both recorded).
+  StatusOr<double> elapsedMs(const CudaEvent &start, const CudaEvent &end,
+                             const std::string &what) const;
 
 private:
   CudaDevice() = default;

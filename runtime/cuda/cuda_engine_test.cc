@@ -218,6 +218,46 @@ TEST_P(CudaEngineTest, LaunchesPerDecodeStep) {
   }
 }
 
+TEST_P(CudaEngineTest, TimersCountEveryLaunchAndKeepTheResults) {
+  auto engine = toyEngine();
+  ASSERT_TRUE(engine);
+  Backend &backend = engine->backendRef();
+  EXPECT_STREQ(backend.timerName(), "CUDA events");
+  std::vector<int64_t> ids = sampleIds();
+  ASSERT_TRUE(engine->prefill(ids.data(), 4, 0).ok());
+  auto plain = engine->decode(ids[4], 4);
+  ASSERT_TRUE(plain.ok()) << plain.status().toString();
+
+  // The event timer brackets a decode step.
+  ASSERT_TRUE(backend.startTimer().ok());
+  ASSERT_TRUE(engine->decode(ids[5], 5).ok());
+  StatusOr<double> ms = backend.stopTimer();
+  ASSERT_TRUE(ms.ok()) << ms.status().toString();
+  EXPECT_GE(*ms, 0.0);
+
+  // Kernel timing: every launch timed once, no graph replay, same logits.
+  engine->reset();
+  ASSERT_TRUE(engine->prefill(ids.data(), 4, 0).ok());
+  ASSERT_TRUE(backend.setKernelTiming(true).ok());
+  LaunchCounters before = engine->launchCounters();
+  auto timed = engine->decode(ids[4], 4);
+  ASSERT_TRUE(timed.ok()) << timed.status().toString();
+  EXPECT_EQ(*timed, *plain);
+  LaunchCounters after = engine->launchCounters();
+  EXPECT_EQ(after.graphLaunches, before.graphLaunches);
+  int64_t launches = 0;
+  for (const Backend::KernelTime &time : backend.kernelTimes()) {
+    launches += time.launches;
+    EXPECT_GE(time.milliseconds, 0.0);
+  }
+  EXPECT_EQ(launches, engine->decodeKernels());
+  ASSERT_TRUE(backend.setKernelTiming(false).ok());
+  auto again = engine->decode(ids[5], 5);
+  ASSERT_TRUE(again.ok()) << again.status().toString();
+  for (const Backend::KernelTime &time : backend.kernelTimes())
+    EXPECT_EQ(time.launches, 0);
+}
+
 TEST_P(CudaEngineTest, StatesStartAndResetOnTheDevice) {
   auto engine = toyEngine();
   ASSERT_TRUE(engine);

@@ -32,6 +32,17 @@ StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact) {
                          artifact.path().c_str(), artifact.targetName());
 }
 
+Status Backend::startTimer() {
+  timerStart = std::chrono::steady_clock::now();
+  return okStatus();
+}
+
+StatusOr<double> Backend::stopTimer() {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - timerStart)
+      .count();
+}
+
 // Internal error unless [offset, offset + bytes) lies inside `buffer`.
 Status checkBufferRange(const BackendBuffer &buffer, uint64_t offset,
                         uint64_t bytes, const std::string &what) {

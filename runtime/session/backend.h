@@ -12,6 +12,7 @@
 #include "runtime/base/status.h"
 #include "runtime/format/artifact_reader.h"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -146,6 +147,28 @@ public:
   /// True when `program` runs as a graph.
   virtual bool usesGraph(const BackendProgram &program) const = 0;
   virtual LaunchCounters counters() const = 0;
+
+  /// Timing. startTimer() marks the point reached by the queued work;
+  /// stopTimer() waits for everything queued since and returns its time in
+  /// milliseconds: CUDA events on the stream for CUDA, the steady clock for
+  /// the CPU (whose runs are synchronous).
+  virtual Status startTimer();
+  virtual StatusOr<double> stopTimer();
+  /// "CUDA events" or "host steady clock".
+  virtual const char *timerName() const { return "host steady clock"; }
+  /// While on, every launch of run() is timed on its own and accumulated
+  /// per kernel (on CUDA: events around each launch, graphs not used, and
+  /// run() waits for its launches).
+  virtual Status setKernelTiming(bool on) = 0;
+  /// Per kernel index: launches timed and their total milliseconds.
+  struct KernelTime {
+    int64_t launches = 0;
+    double milliseconds = 0;
+  };
+  virtual const std::vector<KernelTime> &kernelTimes() const = 0;
+
+private:
+  std::chrono::steady_clock::time_point timerStart;
 };
 
 /// The backend for the artifact's target: the CPU, or the CUDA GPU (a

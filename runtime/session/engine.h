@@ -114,6 +114,8 @@ public:
   bool decodeUsesGraph() const;
   /// What the backend handed to its device so far.
   LaunchCounters launchCounters() const;
+  /// The backend itself, for its timers (compressa-bench).
+  Backend &backendRef() { return *backend; }
 
 private:
   struct PreparedProgram;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define FAKE_TOTAL_MEMORY (80ull << 30)
 #define FAKE_MAX_SHARED_OPTIN 232448
@@ -58,6 +59,13 @@ typedef struct {
   FakeKernel run;
   uint64_t argv;
 } FakeLaunch;
+
+/* Events keep the host time they were recorded at: fake launches run
+   synchronously, so that is when the queued work before them finished. */
+struct CUevent_st {
+  double ms;
+  int recorded;
+};
 
 struct CUgraph_st {
   FakeLaunch launches[FAKE_MAX_LAUNCHES];
@@ -626,5 +634,46 @@ CUresult CUDAAPI cuGraphDestroy(CUgraph graph) {
 
 CUresult CUDAAPI cuGraphExecDestroy(CUgraphExec exec) {
   free(exec);
+  return CUDA_SUCCESS;
+}
+
+/*===------------------------------------------------------------------===*/
+/* Events                                                                  */
+/*===------------------------------------------------------------------===*/
+
+CUresult CUDAAPI cuEventCreate(CUevent *event, unsigned int flags) {
+  CUresult result = needContext();
+  (void)flags;
+  if (result != CUDA_SUCCESS)
+    return result;
+  *event = (CUevent)calloc(1, sizeof(struct CUevent_st));
+  return *event ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+CUresult CUDAAPI cuEventDestroy(CUevent event) {
+  free(event);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuEventRecord(CUevent event, CUstream stream) {
+  struct timespec now;
+  CUresult result = needNoCapture();
+  (void)stream;
+  if (result != CUDA_SUCCESS)
+    return result;
+  if (!event)
+    return CUDA_ERROR_INVALID_HANDLE;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  event->ms = now.tv_sec * 1e3 + now.tv_nsec / 1e6;
+  event->recorded = 1;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuEventElapsedTime(float *ms, CUevent start, CUevent end) {
+  if (!start || !end)
+    return CUDA_ERROR_INVALID_HANDLE;
+  if (!start->recorded || !end->recorded)
+    return CUDA_ERROR_NOT_READY;
+  *ms = (float)(end->ms - start->ms);
   return CUDA_SUCCESS;
 }
