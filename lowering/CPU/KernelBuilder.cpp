@@ -70,8 +70,8 @@ Value KernelBuilder::neg(Value x) { return arith::NegFOp::create(b, loc, x); }
 // which are correctly rounded in practice. On CUDA the f32 libdevice
 // functions are up to 2 ULP off (__nv_expf is built on ex2.approx) and
 // __nv_sqrtf becomes sqrt.approx, which LLVM then folds with 1/x into
-// rsqrt.approx; V4's mHC mixes amplify such 1-ULP differences past the
-// golden tolerance. So CUDA evaluates exp/log/sin/cos in f64 (libdevice's
+// rsqrt.approx, so the two targets would differ by ULPs that the model's
+// mixes amplify. So CUDA evaluates exp/log/sin/cos in f64 (libdevice's
 // f64 functions are within 1 ULP of f64, so the rounded f32 result is the
 // correctly rounded one but for double-rounding ties) and sqrt as
 // sqrt.rn.f64 (the f32 rounding of the f64 square root is exact-rounded).

@@ -17,6 +17,11 @@
 #include "runtime/weights/dtype.h"
 #include "test/reference/Reference.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -1345,6 +1350,52 @@ TEST(CpuKernels, ArithAddf) {
     want[i] = double(a.as<float>()[i]) + double(b.as<float>()[i]);
   expectClose("arith.addf", c.as<float>(), want);
   expectGuards({&a, &b, &c});
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Work sharing
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+// The store discipline CUDA depends on: a store outside parallelLoop/single
+// is recorded (the serializer then refuses the kernel); stores inside, at
+// any nesting, are not. On CUDA the regions fence with block barriers.
+TEST(KernelBuilderWorkSharing, StoresOutsideARegionAreRecorded) {
+  using namespace mlir;
+  using mlir::compressa::cpu::KernelBuilder;
+  using mlir::compressa::cpu::KernelTarget;
+  MLIRContext ctx;
+  ctx.loadDialect<arith::ArithDialect, scf::SCFDialect, LLVM::LLVMDialect,
+                  func::FuncDialect, gpu::GPUDialect, math::MathDialect>();
+  OpBuilder b(&ctx);
+  Location loc = b.getUnknownLoc();
+  for (KernelTarget target : {KernelTarget::Cpu, KernelTarget::Cuda}) {
+    OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+    b.setInsertionPointToEnd(module->getBody());
+    Type ptr = LLVM::LLVMPointerType::get(&ctx);
+    auto fn = func::FuncOp::create(b, loc, "k", b.getFunctionType({ptr}, {}));
+    b.setInsertionPointToStart(fn.addEntryBlock());
+    KernelBuilder kb(b, loc, *module, target);
+    Value p = fn.getArgument(0);
+    EXPECT_EQ(kb.threads(), target == KernelTarget::Cuda ? 256 : 1);
+    kb.parallelLoop(kb.c(0), kb.c(8), [&](Value i) {
+      kb.store(kb.cf(1.0), p, i);
+      kb.single([&] { kb.store(kb.cf(2.0), p, i); }); // nested: plain code
+    });
+    kb.single([&] {
+      kb.loop(kb.c(0), kb.c(4), [&](Value i) { kb.store(kb.cf(3.0), p, i); });
+    });
+    EXPECT_FALSE(kb.storedOutsideRegion());
+    int barriers = 0;
+    fn.walk([&](gpu::BarrierOp) { ++barriers; });
+    // Two barriers around each top-level region on CUDA, none on the CPU.
+    EXPECT_EQ(barriers, target == KernelTarget::Cuda ? 4 : 0);
+    kb.loop(kb.c(0), kb.c(4), [&](Value i) { kb.store(kb.cf(4.0), p, i); });
+    EXPECT_TRUE(kb.storedOutsideRegion());
+  }
 }
 
 } // namespace
