@@ -94,9 +94,33 @@ public:
     }
   }
 
-  /// out[i] = dot(x, W row i) for i < rows.
-  void linear(View x, const WeightView &wt, View out) {
-    kb.parallelLoop(c(0), c(wt.rows), [&](Value i) { kb.storeF(out, i, kb.dot(x, wt, i)); });
+  /// r[row] = rsqrt(mean(x[row]^2) + eps) for `rows` rows of n elements.
+  void inverseRmsRows(View x, Value rows, int64_t n, double eps, View r) {
+    kb.parallelLoop(c(0), rows, [&](Value row) {
+      kb.storeF(r, row, inverseRms(kb.at(x, kb.mul(row, c(n))), n, eps));
+    });
+  }
+
+  /// rmsNorm over `rows` rows of n elements (x may be y); `r` is scratch of
+  /// `rows` floats for the inverse RMS of each row.
+  void rmsNormRows(View x, View y, Value rows, int64_t n, double eps,
+                   const WeightView *weight, View r) {
+    inverseRmsRows(x, rows, n, eps, r);
+    kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
+      Value v = kb.mul(kb.loadF(x, e), kb.loadF(r, kb.div(e, c(n))));
+      if (weight)
+        v = kb.mul(v, kb.weight(*weight, c(0), kb.rem(e, c(n))));
+      kb.storeF(y, e, v);
+    });
+  }
+
+  /// out[s, i] = dot(x[s], W row i) for every token s of the call and row i;
+  /// token s of x starts at s * xStride.
+  void linearTokens(View x, int64_t xStride, const WeightView &wt, View out) {
+    kb.parallelLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e) {
+      Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
+      kb.storeF(out, e, kb.dot(kb.at(x, kb.mul(s, c(xStride))), wt, i));
+    });
   }
 
   /// Writes into `ids`/`order` the k largest of `n` scores at `scores`
@@ -145,14 +169,13 @@ public:
   void addF(arith::AddFOp op);
 
 private:
-  /// sqrt(softplus(x . w row e)) for all experts into `sigma`.
-  void routerScores(View x, const WeightView &wt, View sigma);
+  /// sigma[s, e] = sqrt(softplus(x[s] . w row e)) for every token and expert.
+  Value routerScore(View x, const WeightView &wt, Value s, Value e);
   /// routing weights: sigma[ids[k]] / sum * scale for the K picks.
   void routeWeights(View sigma, View ids, View weights, int64_t k, double scale);
-  /// The clamped SwiGLU expert on token vector x, accumulated into out.
-  void swiglu(View x, const WeightView &w1, const WeightView &w3,
-              const WeightView &w2, double limit, Value weight, View out,
-              View h);
+  /// The clamped SwiGLU hidden value i of token vector x.
+  Value swigluHidden(View x, const WeightView &w1, const WeightView &w3,
+                     double limit, Value i);
 
   KernelBuilder &kb;
   EmitContext &ctx;
@@ -168,10 +191,9 @@ void Emitter::embed(EmbedOp op) {
   View ids = view(op.getIds()), out = view(op.getResult());
   WeightView table = w(op.getTable());
   int64_t d = table.cols;
-  kb.loop(c(0), S(), [&](Value s) {
-    Value id = kb.loadF(ids, s);
-    View row = kb.at(out, kb.mul(s, c(d)));
-    kb.parallelLoop(c(0), c(d), [&](Value i) { kb.storeF(row, i, kb.weight(table, id, i)); });
+  kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
+    Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
+    kb.storeF(out, e, kb.weight(table, kb.loadF(ids, s), i));
   });
 }
 
@@ -179,12 +201,9 @@ void Emitter::hcExpand(HcExpandOp op) {
   View x = view(op.getX()), out = view(op.getResult());
   auto shape = op.getResult().getType().getShape();
   int64_t n = shape[1], d = shape[2];
-  kb.loop(c(0), S(), [&](Value s) {
-    kb.loop(c(0), c(n), [&](Value j) {
-      View dst = kb.at(out, kb.mul(kb.add(kb.mul(s, c(n)), j), c(d)));
-      View src = kb.at(x, kb.mul(s, c(d)));
-      kb.parallelLoop(c(0), c(d), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
-    });
+  kb.parallelLoop(c(0), kb.mul(S(), c(n * d)), [&](Value e) {
+    Value s = kb.div(e, c(n * d)), i = kb.rem(e, c(d));
+    kb.storeF(out, e, kb.loadF(x, kb.add(kb.mul(s, c(d)), i)));
   });
 }
 
@@ -196,10 +215,8 @@ void Emitter::rmsNormOp(RmsNormOp op) {
   if (op.getWeight())
     weight = w(op.getWeight());
   double eps = op.getEps().convertToDouble();
-  kb.loop(c(0), kb.mul(S(), c(rows)), [&](Value r) {
-    rmsNorm(kb.at(x, kb.mul(r, c(n))), kb.at(y, kb.mul(r, c(n))), n, eps,
-            op.getWeight() ? &weight : nullptr);
-  });
+  rmsNormRows(x, y, kb.mul(S(), c(rows)), n, eps, op.getWeight() ? &weight : nullptr,
+              scratchF32(rows, 0));
 }
 
 void Emitter::hcPre(HcPreOp op) {
@@ -211,25 +228,25 @@ void Emitter::hcPre(HcPreOp op) {
   double hcEps = op.getHcEps().convertToDouble();
   double normEps = op.getNormEps().convertToDouble();
   int64_t iters = op.getSinkhornIters();
-  View mu = scratchF32(0, mix);
-  kb.loop(c(0), S(), [&](Value s) {
+  View rho = scratchF32(1, 0), mu = scratchF32(mix, 0), pre = scratchF32(n, 0);
+  // mu = rsqrt(mean(x^2) + eps) * (fn . x) over each token's flattened streams.
+  inverseRmsRows(streams, S(), n * d, normEps, rho);
+  kb.parallelLoop(c(0), kb.mul(S(), c(mix)), [&](Value e) {
+    Value s = kb.div(e, c(mix)), k = kb.rem(e, c(mix));
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    // mu = rsqrt(mean(x^2) + eps) * (fn . x) over the flattened streams.
-    Value rho = inverseRms(xs, n * d, normEps);
-    kb.parallelLoop(c(0), c(mix), [&](Value k) {
-      kb.storeF(mu, k, kb.mul(rho, kb.dot(xs, fn, k)));
-    });
-    Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
-    Value s2 = kb.weight(scale, c(0), c(2));
-    View pre = scratchF32(0, n);
+    kb.storeF(mu, e, kb.mul(kb.loadF(rho, s), kb.dot(xs, fn, k)));
+  });
+  // The n + n + n*n mixes and the Sinkhorn iterations: a thread per token.
+  kb.parallelLoop(c(0), S(), [&](Value s) {
+    View mus = kb.at(mu, kb.mul(s, c(mix))), pres = kb.at(pre, kb.mul(s, c(n)));
     View postS = kb.at(post, kb.mul(s, c(n)));
     View cm = kb.at(comb, kb.mul(s, c(n * n)));
-    // The n + n + n*n mixes and the Sinkhorn iterations: one thread.
-    kb.single([&] {
+    Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
+    Value s2 = kb.weight(scale, c(0), c(2));
     for (int64_t j = 0; j < n; ++j) {
-      Value pj = kb.add(kb.mul(s0, kb.loadF(mu, c(j))), kb.weight(base, c(0), c(j)));
-      kb.storeF(pre, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
-      Value qj = kb.add(kb.mul(s1, kb.loadF(mu, c(n + j))),
+      Value pj = kb.add(kb.mul(s0, kb.loadF(mus, c(j))), kb.weight(base, c(0), c(j)));
+      kb.storeF(pres, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+      Value qj = kb.add(kb.mul(s1, kb.loadF(mus, c(n + j))),
                         kb.weight(base, c(0), c(n + j)));
       kb.storeF(postS, c(j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
     }
@@ -239,7 +256,7 @@ void Emitter::hcPre(HcPreOp op) {
     // the result is stored.
     SmallVector<Value> m(n * n);
     for (int64_t i = 0; i < n * n; ++i)
-      m[i] = kb.add(kb.mul(s2, kb.loadF(mu, c(2 * n + i))),
+      m[i] = kb.add(kb.mul(s2, kb.loadF(mus, c(2 * n + i))),
                     kb.weight(base, c(0), c(2 * n + i)));
     for (int64_t r = 0; r < n; ++r) {
       Value mx = m[r * n];
@@ -283,15 +300,15 @@ void Emitter::hcPre(HcPreOp op) {
                   });
     for (int64_t i = 0; i < n * n; ++i)
       kb.storeF(cm, c(i), m[i]);
-    });
-    // x = sum_j pre_j X_j.
-    View xo = kb.at(x, kb.mul(s, c(d)));
-    kb.parallelLoop(c(0), c(d), [&](Value i) {
-      Value acc = kb.cf(0.0);
-      for (int64_t j = 0; j < n; ++j)
-        acc = kb.add(acc, kb.mul(kb.loadF(pre, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
-      kb.storeF(xo, i, acc);
-    });
+  });
+  // x = sum_j pre_j X_j.
+  kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
+    Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
+    View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
+    Value acc = kb.cf(0.0);
+    for (int64_t j = 0; j < n; ++j)
+      acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
+    kb.storeF(x, e, acc);
   });
 }
 
@@ -300,24 +317,18 @@ void Emitter::hcPost(HcPostOp op) {
   int64_t n = shape[1], d = shape[2];
   View a = view(op.getA()), streams = view(op.getStreams());
   View post = view(op.getPost()), comb = view(op.getComb()), out = view(op.getResult());
-  kb.loop(c(0), S(), [&](Value s) {
+  // out[s, k, i] = post_k a[s, i] + sum_j comb[j, k] X_j[i].
+  kb.parallelLoop(c(0), kb.mul(S(), c(n * d)), [&](Value e) {
+    Value s = kb.div(e, c(n * d)), r = kb.rem(e, c(n * d));
+    Value k = kb.div(r, c(d)), i = kb.rem(r, c(d));
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    View os = kb.at(out, kb.mul(s, c(n * d)));
-    View as = kb.at(a, kb.mul(s, c(d)));
-    View ps = kb.at(post, kb.mul(s, c(n)));
     View cs = kb.at(comb, kb.mul(s, c(n * n)));
-    for (int64_t k = 0; k < n; ++k) {
-      Value pk = kb.loadF(ps, c(k));
-      SmallVector<Value> ck;
-      for (int64_t j = 0; j < n; ++j)
-        ck.push_back(kb.loadF(cs, c(j * n + k)));
-      kb.parallelLoop(c(0), c(d), [&](Value i) {
-        Value acc = kb.mul(pk, kb.loadF(as, i));
-        for (int64_t j = 0; j < n; ++j)
-          acc = kb.add(acc, kb.mul(ck[j], kb.loadF(xs, kb.add(i, c(j * d)))));
-        kb.storeF(os, kb.add(i, c(k * d)), acc);
-      });
-    }
+    Value pk = kb.loadF(post, kb.add(kb.mul(s, c(n)), k));
+    Value acc = kb.mul(pk, kb.loadF(a, kb.add(kb.mul(s, c(d)), i)));
+    for (int64_t j = 0; j < n; ++j)
+      acc = kb.add(acc, kb.mul(kb.loadF(cs, kb.add(c(j * n), k)),
+                               kb.loadF(xs, kb.add(i, c(j * d)))));
+    kb.storeF(out, e, acc);
   });
 }
 
@@ -328,23 +339,22 @@ void Emitter::hcHead(HcHeadOp op) {
   WeightView fn = w(op.getFn()), base = w(op.getBase()), scale = w(op.getScale());
   double hcEps = op.getHcEps().convertToDouble();
   double normEps = op.getNormEps().convertToDouble();
-  View pre = scratchF32(0, n);
-  kb.loop(c(0), S(), [&](Value s) {
+  View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
+  inverseRmsRows(streams, S(), n * d, normEps, rho);
+  kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value e) {
+    Value s = kb.div(e, c(n)), j = kb.rem(e, c(n));
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    Value rho = inverseRms(xs, n * d, normEps);
-    Value s0 = kb.weight(scale, c(0), c(0));
-    kb.parallelLoop(c(0), c(n), [&](Value j) {
-      Value mu = kb.mul(rho, kb.dot(xs, fn, j));
-      Value pj = kb.add(kb.mul(s0, mu), kb.weight(base, c(0), j));
-      kb.storeF(pre, j, kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
-    });
-    View ys = kb.at(out, kb.mul(s, c(d)));
-    kb.parallelLoop(c(0), c(d), [&](Value i) {
-      Value acc = kb.cf(0.0);
-      for (int64_t j = 0; j < n; ++j)
-        acc = kb.add(acc, kb.mul(kb.loadF(pre, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
-      kb.storeF(ys, i, acc);
-    });
+    Value mu = kb.mul(kb.loadF(rho, s), kb.dot(xs, fn, j));
+    Value pj = kb.add(kb.mul(kb.weight(scale, c(0), c(0)), mu), kb.weight(base, c(0), j));
+    kb.storeF(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+  });
+  kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
+    Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
+    View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
+    Value acc = kb.cf(0.0);
+    for (int64_t j = 0; j < n; ++j)
+      acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
+    kb.storeF(out, e, acc);
   });
 }
 
@@ -359,18 +369,11 @@ void Emitter::qProj(QProjOp op) {
   int64_t rank = wqa.rows, dm = wqa.cols;
   double eps = op.getEps().convertToDouble();
   View x = view(op.getX()), q = view(op.getQ()), qr = view(op.getQr());
-  View t = scratchF32(0, rank);
-  kb.loop(c(0), S(), [&](Value s) {
-    linear(kb.at(x, kb.mul(s, c(dm))), wqa, t);
-    View qrs = kb.at(qr, kb.mul(s, c(rank)));
-    rmsNorm(t, qrs, rank, eps, &qNorm);
-    View qs = kb.at(q, kb.mul(s, c(h * d)));
-    linear(qrs, wqb, qs);
-    kb.loop(c(0), c(h), [&](Value hh) {
-      View head = kb.at(qs, kb.mul(hh, c(d)));
-      rmsNorm(head, head, d, eps, nullptr);
-    });
-  });
+  View t = scratchF32(rank, 0), r = scratchF32(h, 0);
+  linearTokens(x, dm, wqa, t);
+  rmsNormRows(t, qr, S(), rank, eps, &qNorm, r);
+  linearTokens(qr, rank, wqb, q);
+  rmsNormRows(q, q, kb.mul(S(), c(h)), d, eps, nullptr, r);
 }
 
 void Emitter::kvProj(KVProjOp op) {
@@ -378,26 +381,21 @@ void Emitter::kvProj(KVProjOp op) {
   int64_t d = wkv.rows, dm = wkv.cols;
   double eps = op.getEps().convertToDouble();
   View x = view(op.getX()), kv = view(op.getKv());
-  View t = scratchF32(0, d);
-  kb.loop(c(0), S(), [&](Value s) {
-    linear(kb.at(x, kb.mul(s, c(dm))), wkv, t);
-    rmsNorm(t, kb.at(kv, kb.mul(s, c(d))), d, eps, &kvNorm);
-  });
+  View t = scratchF32(d, 0);
+  linearTokens(x, dm, wkv, t);
+  rmsNormRows(t, kv, S(), d, eps, &kvNorm, scratchF32(1, 0));
 }
 
 void Emitter::ropeOp(RopeOp op) {
   View x = view(op.getX()), y = view(op.getResult());
   int64_t len = op.getX().getType().getShape().back();
   int64_t per = perToken(op.getX()), rows = per / len;
-  kb.loop(c(0), S(), [&](Value s) {
-    Value p = pos(s);
-    kb.parallelLoop(c(0), c(rows), [&](Value r) {
-      Value off = kb.add(kb.mul(s, c(per)), kb.mul(r, c(len)));
-      View src = kb.at(x, off), dst = kb.at(y, off);
-      if (x.ptr != y.ptr)
-        kb.loop(c(0), c(len), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
-      rope(dst, len, p, op.getRope(), op.getInverse());
-    });
+  kb.parallelLoop(c(0), kb.mul(S(), c(rows)), [&](Value e) {
+    Value off = kb.mul(e, c(len));
+    View src = kb.at(x, off), dst = kb.at(y, off);
+    if (x.ptr != y.ptr)
+      kb.loop(c(0), c(len), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
+    rope(dst, len, pos(kb.div(e, c(rows))), op.getRope(), op.getInverse());
   });
 }
 
@@ -406,13 +404,12 @@ void Emitter::windowUpdate(WindowUpdateOp op) {
   int64_t win = ring.getWindow(), d = ring.getDim();
   View dst{ctx.states.lookup(op.getRing()), ring.getElementType()};
   View kv = view(op.getKv());
-  // Only the last `window` tokens of the chunk survive.
+  // Only the last `window` tokens of the chunk survive; their slots differ.
   Value first = kb.max(c(0), kb.sub(S(), c(win)));
-  kb.loop(first, S(), [&](Value s) {
+  kb.parallelLoop(c(0), kb.mul(kb.sub(S(), first), c(d)), [&](Value e) {
+    Value s = kb.add(first, kb.div(e, c(d))), i = kb.rem(e, c(d));
     Value slot = kb.rem(pos(s), c(win));
-    View to = kb.at(dst, kb.mul(slot, c(d)));
-    View from = kb.at(kv, kb.mul(s, c(d)));
-    kb.parallelLoop(c(0), c(d), [&](Value i) { kb.storeF(to, i, kb.loadF(from, i)); });
+    kb.storeF(dst, kb.add(kb.mul(slot, c(d)), i), kb.loadF(kv, kb.add(kb.mul(s, c(d)), i)));
   });
 }
 
@@ -435,18 +432,27 @@ void Emitter::compress(CompressOp op) {
   double eps = op.getEps().convertToDouble();
   View x = view(op.getX());
   View pooled = scratchF32(0, dim);
-  // Tokens go through the state one at a time: an entry completes when the
-  // token closing its window has been written (spec §5.2).
+  // Every token's kv and score rows first (independent), ...
+  View kvRows = scratchF32(width, 0), scoreRows = scratchF32(width, 0);
+  kb.parallelLoop(c(0), kb.mul(S(), c(width)), [&](Value e) {
+    Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
+    View xs = kb.at(x, kb.mul(s, c(dm)));
+    kb.storeF(kvRows, e, kb.dot(xs, wkv, i));
+    kb.storeF(scoreRows, e, kb.add(kb.dot(xs, wgate, i),
+                                   kb.weight(ape, kb.rem(pos(s), c(m)), i)));
+  });
+  // ... then tokens go through the state one at a time: an entry completes
+  // when the token closing its window has been written (spec §5.2).
   kb.loop(c(0), S(), [&](Value s) {
     Value p = pos(s);
     Value inWindow = kb.rem(p, c(m));
     Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
-    View xs = kb.at(x, kb.mul(s, c(dm)));
     View kvSlot = kb.at(kvState, kb.mul(slot, c(width)));
     View scSlot = kb.at(scoreState, kb.mul(slot, c(width)));
     kb.parallelLoop(c(0), c(width), [&](Value i) {
-      kb.storeF(kvSlot, i, kb.dot(xs, wkv, i));
-      kb.storeF(scSlot, i, kb.add(kb.dot(xs, wgate, i), kb.weight(ape, inWindow, i)));
+      Value row = kb.add(kb.mul(s, c(width)), i);
+      kb.storeF(kvSlot, i, kb.loadF(kvRows, row));
+      kb.storeF(scSlot, i, kb.loadF(scoreRows, row));
     });
     kb.ifThen(kb.eq(inWindow, c(m - 1)), [&] {
       // Per channel softmax over the window's slots. Overlapping: slots
@@ -493,41 +499,44 @@ void Emitter::indexer(IndexerTopkOp op) {
   View keys{ctx.states.lookup(op.getKeys()), keysType.getElementType()};
   View qr = view(op.getQr()), x = view(op.getX()), out = view(op.getIndices());
   int64_t capacity = ctx.maxContext / m;
-  View q = scratchF32(0, heads * di);
-  View hw = scratchF32(0, heads);
-  View scores = scratchF32(0, capacity);
+  View q = scratchF32(heads * di, 0);
+  View hw = scratchF32(heads, 0);
+  View scores = scratchF32(capacity, 0);
   double headScale = 1.0 / std::sqrt(double(di)) / std::sqrt(double(heads));
-  kb.loop(c(0), S(), [&](Value s) {
-    Value t = pos(s);
-    Value avail = kb.div(kb.add(t, c(1)), c(m));
-    View qrs = kb.at(qr, kb.mul(s, c(rank)));
-    linear(qrs, wqb, q);
-    kb.parallelLoop(c(0), c(heads), [&](Value h) {
-      rope(kb.at(q, kb.mul(h, c(di))), di, t, op.getRope(), false);
-    });
-    View xs = kb.at(x, kb.mul(s, c(dm)));
-    kb.parallelLoop(c(0), c(heads), [&](Value h) {
-      kb.storeF(hw, h, kb.mul(kb.dot(xs, wp, h), kb.cf(headScale)));
-    });
-    kb.parallelLoop(c(0), avail, [&](Value j) {
+  // Entries visible to token s: those completed by position pos(s).
+  auto avail = [&](Value s) { return kb.div(kb.add(pos(s), c(1)), c(m)); };
+  linearTokens(qr, rank, wqb, q);
+  kb.parallelLoop(c(0), kb.mul(S(), c(heads)), [&](Value e) {
+    rope(kb.at(q, kb.mul(e, c(di))), di, pos(kb.div(e, c(heads))), op.getRope(), false);
+  });
+  kb.parallelLoop(c(0), kb.mul(S(), c(heads)), [&](Value e) {
+    Value s = kb.div(e, c(heads)), h = kb.rem(e, c(heads));
+    kb.storeF(hw, e, kb.mul(kb.dot(kb.at(x, kb.mul(s, c(dm))), wp, h), kb.cf(headScale)));
+  });
+  // Scores of every (token, visible entry); the last token sees the most.
+  Value most = avail(kb.sub(S(), c(1)));
+  kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
+    Value s = kb.div(e, most), j = kb.rem(e, most);
+    kb.ifThen(kb.lt(j, avail(s)), [&] {
+      View qs = kb.at(q, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
       View key = kb.at(keys, kb.mul(j, c(di)));
       Value score = kb.reduce1(c(0), c(heads), kb.cf(0.0), [&](Value h, Value acc) {
-        View qh = kb.at(q, kb.mul(h, c(di)));
+        View qh = kb.at(qs, kb.mul(h, c(di)));
         Value dotv = kb.reduce1(c(0), c(di), kb.cf(0.0), [&](Value i, Value a) {
           return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
         });
-        return kb.add(acc, kb.mul(kb.loadF(hw, h), kb.max(dotv, kb.cf(0.0))));
+        return kb.add(acc, kb.mul(kb.loadF(hws, h), kb.max(dotv, kb.cf(0.0))));
       });
-      kb.storeF(scores, j, score);
+      kb.storeF(scores, kb.add(kb.mul(s, c(capacity)), j), score);
     });
+  });
+  // A thread per token picks its top-k (-1 where fewer are visible).
+  kb.parallelLoop(c(0), S(), [&](Value s) {
     View row = kb.at(out, kb.mul(s, c(topk)));
-    kb.parallelLoop(c(0), c(topk), [&](Value j) { kb.store(kb.truncI32(c(-1)), row.ptr, j); });
-    Value k = kb.min(c(topk), avail);
-    kb.single([&] {
-      selectTopk(scores, avail, k, [&](Value j, Value idx) {
-        kb.store(kb.truncI32(idx), row.ptr, j);
-      });
-    });
+    kb.loop(c(0), c(topk), [&](Value j) { kb.store(kb.truncI32(c(-1)), row.ptr, j); });
+    Value n = avail(s);
+    selectTopk(kb.at(scores, kb.mul(s, c(capacity))), n, kb.min(c(topk), n),
+               [&](Value j, Value idx) { kb.store(kb.truncI32(idx), row.ptr, j); });
   });
 }
 
@@ -552,102 +561,109 @@ void Emitter::attention(SparseAttentionOp op) {
     topk = view(op.getTopk());
     k = op.getTopk().getType().getShape()[1];
   }
-  // Keys of a query: the window, then the selected (or all visible)
-  // compressed entries. Per token, three phases over all heads: scores,
-  // then per head the max and the weights p = exp(score - max) with their
-  // sum, then the weighted sum of the keys (which are also the values) per
-  // channel. Every sum runs in key order, as in the spec's definition.
+  // Keys of the query of token s: the window, then the selected (or all
+  // visible) compressed entries. Three phases over every (token, head):
+  // scores; per (token, head) the max and the weights p = exp(score - max)
+  // with their sum; the weighted sum of the keys (which are also the
+  // values) per channel. Every sum runs in key order, as in the spec.
   int64_t maxKeys = win + (k ? k : (ratio ? ctx.maxContext / ratio : 0));
-  View weights = scratchF32(0, h * maxKeys);
-  View den = scratchF32(0, h);
-  kb.loop(c(0), S(), [&](Value s) {
-    Value t = pos(s);
-    Value first = kb.max(c(0), kb.sub(t, c(win - 1)));
-    Value inWindow = kb.add(kb.sub(t, first), c(1));
-    Value extra = k ? c(k) : (ratio ? kb.div(kb.add(t, c(1)), c(ratio)) : c(0));
-    Value n = kb.add(inWindow, extra);
-    View ts = k ? kb.at(topk, kb.mul(s, c(k))) : View();
-    // Key j: its vector, and whether it exists (a top-k slot may be -1).
-    auto keyAt = [&](Value j) -> std::pair<View, Value> {
-      Value u = kb.add(first, j);
-      Value inChunk = kb.le(ctx.startPos, u);
-      Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
-      Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
-      Value windowPtr = kb.select(inChunk, chunkPtr, ringPtr);
-      if (!ratio)
-        return {View{windowPtr, kv.elt}, kb.eq(c(0), c(0))};
-      Value e = kb.max(kb.sub(j, inWindow), c(0));
-      Value valid = kb.eq(c(0), c(0));
-      if (k) {
-        Value idx = kb.toI64(kb.load(kb.builder().getI32Type(), ts.ptr,
-                                     kb.min(e, c(k - 1))));
-        valid = kb.le(c(0), idx);
-        e = kb.max(idx, c(0));
-      }
-      Value entryPtr = kb.at(entries, kb.mul(e, c(d))).ptr;
-      Value isWindow = kb.lt(j, inWindow);
-      return {View{kb.select(isWindow, windowPtr, entryPtr), kv.elt},
-              arith::OrIOp::create(kb.builder(), kb.getLoc(), isWindow, valid)};
-    };
-    View qs = kb.at(q, kb.mul(s, c(h * d)));
-    // Phase 1: scores (-inf for a missing key).
-    kb.parallelLoop(c(0), kb.mul(c(h), n), [&](Value hj) {
-      Value hh = kb.div(hj, n), j = kb.rem(hj, n);
-      auto [key, valid] = keyAt(j);
-      View qh = kb.at(qs, kb.mul(hh, c(d)));
+  View weights = scratchF32(h * maxKeys, 0);
+  View den = scratchF32(h, 0);
+  auto firstOf = [&](Value s) { return kb.max(c(0), kb.sub(pos(s), c(win - 1))); };
+  auto inWindowOf = [&](Value s) { return kb.add(kb.sub(pos(s), firstOf(s)), c(1)); };
+  auto keysOf = [&](Value s) {
+    Value extra = k ? c(k) : (ratio ? kb.div(kb.add(pos(s), c(1)), c(ratio)) : c(0));
+    return kb.add(inWindowOf(s), extra);
+  };
+  // Key j of token s: its vector, and whether it exists (a top-k slot may
+  // be -1).
+  auto keyAt = [&](Value s, Value j) -> std::pair<View, Value> {
+    Value u = kb.add(firstOf(s), j);
+    Value inChunk = kb.le(ctx.startPos, u);
+    Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
+    Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
+    Value windowPtr = kb.select(inChunk, chunkPtr, ringPtr);
+    Value yes = kb.eq(c(0), c(0));
+    if (!ratio)
+      return {View{windowPtr, kv.elt}, yes};
+    Value inWindow = inWindowOf(s);
+    Value e = kb.max(kb.sub(j, inWindow), c(0));
+    Value valid = yes;
+    if (k) {
+      View ts = kb.at(topk, kb.mul(s, c(k)));
+      Value idx = kb.toI64(kb.load(kb.builder().getI32Type(), ts.ptr,
+                                   kb.min(e, c(k - 1))));
+      valid = kb.le(c(0), idx);
+      e = kb.max(idx, c(0));
+    }
+    Value entryPtr = kb.at(entries, kb.mul(e, c(d))).ptr;
+    Value isWindow = kb.lt(j, inWindow);
+    return {View{kb.select(isWindow, windowPtr, entryPtr), kv.elt},
+            arith::OrIOp::create(kb.builder(), kb.getLoc(), isWindow, valid)};
+  };
+  // Phase 1: scores (-inf for a missing key); the last token has the most.
+  Value most = keysOf(kb.sub(S(), c(1)));
+  kb.parallelLoop(c(0), kb.mul(kb.mul(S(), c(h)), most), [&](Value e) {
+    Value sh = kb.div(e, most), j = kb.rem(e, most);
+    Value s = kb.div(sh, c(h));
+    kb.ifThen(kb.lt(j, keysOf(s)), [&] {
+      auto [key, valid] = keyAt(s, j);
+      View qh = kb.at(q, kb.mul(sh, c(d)));
       Value dotv = kb.reduce1(c(0), c(d), kb.cf(0.0), [&](Value i, Value a) {
         return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
       });
-      kb.storeF(weights, kb.add(kb.mul(hh, c(maxKeys)), j),
+      kb.storeF(weights, kb.add(kb.mul(sh, c(maxKeys)), j),
                 kb.select(valid, kb.mul(dotv, kb.cf(scale)), kb.negInf()));
     });
-    // Phase 2: per head, the max (with the sink), the weights, their sum.
-    kb.parallelLoop(c(0), c(h), [&](Value hh) {
-      View wh = kb.at(weights, kb.mul(hh, c(maxKeys)));
-      Value sinkLogit = kb.weight(sink, c(0), hh);
-      Value mx = kb.reduce1(c(0), n, sinkLogit, [&](Value j, Value a) {
-        return kb.max(a, kb.loadF(wh, j));
-      });
-      Value sum = kb.reduce1(c(0), n, kb.cf(0.0), [&](Value j, Value a) {
-        Value p = kb.exp(kb.sub(kb.loadF(wh, j), mx));
-        kb.storeF(wh, j, p);
-        return kb.add(a, p);
-      });
-      kb.storeF(den, hh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))));
+  });
+  // Phase 2: per (token, head), the max (with the sink), weights, their sum.
+  kb.parallelLoop(c(0), kb.mul(S(), c(h)), [&](Value sh) {
+    Value n = keysOf(kb.div(sh, c(h)));
+    View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
+    Value sinkLogit = kb.weight(sink, c(0), kb.rem(sh, c(h)));
+    Value mx = kb.reduce1(c(0), n, sinkLogit, [&](Value j, Value a) {
+      return kb.max(a, kb.loadF(wh, j));
     });
-    // Phase 3: out[h, i] = sum_j p_j key_j[i] / den_h. One thread: key by
-    // key into the output row. A block: a channel per thread. The same sums
-    // in the same order either way.
-    View os = kb.at(out, kb.mul(s, c(h * d)));
-    if (kb.threads() == 1) {
-      kb.parallelLoop(c(0), c(h), [&](Value hh) {
-        View wh = kb.at(weights, kb.mul(hh, c(maxKeys)));
-        View oh = kb.at(os, kb.mul(hh, c(d)));
-        kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.cf(0.0)); });
-        kb.loop(c(0), n, [&](Value j) {
-          auto [key, valid] = keyAt(j);
-          kb.ifThen(valid, [&] {
-            Value p = kb.loadF(wh, j);
-            kb.loop(c(0), c(d), [&](Value i) {
-              kb.storeF(oh, i, kb.add(kb.loadF(oh, i), kb.mul(p, kb.loadF(key, i))));
-            });
+    Value sum = kb.reduce1(c(0), n, kb.cf(0.0), [&](Value j, Value a) {
+      Value p = kb.exp(kb.sub(kb.loadF(wh, j), mx));
+      kb.storeF(wh, j, p);
+      return kb.add(a, p);
+    });
+    kb.storeF(den, sh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))));
+  });
+  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den. One thread: key by
+  // key into the output row. A block: a channel per thread. The same sums
+  // in the same order either way.
+  if (kb.threads() == 1) {
+    kb.parallelLoop(c(0), kb.mul(S(), c(h)), [&](Value sh) {
+      Value s = kb.div(sh, c(h));
+      View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
+      View oh = kb.at(out, kb.mul(sh, c(d)));
+      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.cf(0.0)); });
+      kb.loop(c(0), keysOf(s), [&](Value j) {
+        auto [key, valid] = keyAt(s, j);
+        kb.ifThen(valid, [&] {
+          Value p = kb.loadF(wh, j);
+          kb.loop(c(0), c(d), [&](Value i) {
+            kb.storeF(oh, i, kb.add(kb.loadF(oh, i), kb.mul(p, kb.loadF(key, i))));
           });
         });
-        Value dh = kb.loadF(den, hh);
-        kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.div(kb.loadF(oh, i), dh)); });
       });
-      return;
-    }
-    kb.parallelLoop(c(0), c(h * d), [&](Value hi) {
-      Value hh = kb.div(hi, c(d)), i = kb.rem(hi, c(d));
-      View wh = kb.at(weights, kb.mul(hh, c(maxKeys)));
-      Value acc = kb.reduce1(c(0), n, kb.cf(0.0), [&](Value j, Value a) {
-        auto [key, valid] = keyAt(j);
-        Value term = kb.mul(kb.loadF(wh, j), kb.loadF(key, i));
-        return kb.add(a, kb.select(valid, term, kb.cf(0.0)));
-      });
-      kb.storeF(os, hi, kb.div(acc, kb.loadF(den, hh)));
+      Value dh = kb.loadF(den, sh);
+      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.div(kb.loadF(oh, i), dh)); });
     });
+    return;
+  }
+  kb.parallelLoop(c(0), kb.mul(S(), c(h * d)), [&](Value e) {
+    Value sh = kb.div(e, c(d)), i = kb.rem(e, c(d));
+    Value s = kb.div(sh, c(h));
+    View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
+    Value acc = kb.reduce1(c(0), keysOf(s), kb.cf(0.0), [&](Value j, Value a) {
+      auto [key, valid] = keyAt(s, j);
+      Value term = kb.mul(kb.loadF(wh, j), kb.loadF(key, i));
+      return kb.add(a, kb.select(valid, term, kb.cf(0.0)));
+    });
+    kb.storeF(out, e, kb.div(acc, kb.loadF(den, sh)));
   });
 }
 
@@ -657,25 +673,22 @@ void Emitter::outProj(OutProjOp op) {
   WeightView woa = w(op.getWoA()), wob = w(op.getWoB());
   int64_t rows = woa.rows, per = woa.rows / g, groupIn = (h / g) * d;
   View o = view(op.getO()), out = view(op.getResult());
-  View z = scratchF32(0, rows);
-  kb.loop(c(0), S(), [&](Value s) {
-    kb.parallelLoop(c(0), c(rows), [&](Value r) {
-      Value grp = kb.div(r, c(per));
-      View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
-      kb.storeF(z, r, kb.dot(in, woa, r));
-    });
-    linear(z, wob, kb.at(out, kb.mul(s, c(wob.rows))));
+  View z = scratchF32(rows, 0);
+  kb.parallelLoop(c(0), kb.mul(S(), c(rows)), [&](Value e) {
+    Value s = kb.div(e, c(rows)), r = kb.rem(e, c(rows));
+    Value grp = kb.div(r, c(per));
+    View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
+    kb.storeF(z, e, kb.dot(in, woa, r));
   });
+  linearTokens(z, rows, wob, out);
 }
 
 //===----------------------------------------------------------------------===//
 // MoE
 //===----------------------------------------------------------------------===//
 
-void Emitter::routerScores(View x, const WeightView &wt, View sigma) {
-  kb.parallelLoop(c(0), c(wt.rows), [&](Value e) {
-    kb.storeF(sigma, e, kb.sqrt(kb.softplus(kb.dot(x, wt, e))));
-  });
+Value Emitter::routerScore(View x, const WeightView &wt, Value s, Value e) {
+  return kb.sqrt(kb.softplus(kb.dot(kb.at(x, kb.mul(s, c(wt.cols))), wt, e)));
 }
 
 void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
@@ -696,95 +709,107 @@ void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
 
 void Emitter::gate(MoeGateOp op) {
   WeightView wt = w(op.getW()), bias = w(op.getBias());
-  int64_t e = wt.rows, dm = wt.cols, k = op.getTopk();
+  int64_t e = wt.rows, k = op.getTopk();
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
-  View sigma = scratchF32(0, e), sel = scratchF32(0, e);
+  View sigma = scratchF32(e, 0), sel = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  kb.loop(c(0), S(), [&](Value s) {
-    routerScores(kb.at(x, kb.mul(s, c(dm))), wt, sigma);
-    kb.parallelLoop(c(0), c(e), [&](Value i) {
-      kb.storeF(sel, i, kb.add(kb.loadF(sigma, i), kb.weight(bias, c(0), i)));
-    });
+  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
+    Value sg = routerScore(x, wt, s, i);
+    kb.storeF(sigma, se, sg);
+    kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), i)));
+  });
+  // A thread per token: top-k of the biased scores, then the weights.
+  kb.parallelLoop(c(0), S(), [&](Value s) {
     View idsS = kb.at(ids, kb.mul(s, c(k)));
-    kb.single([&] {
-      selectTopk(sel, c(e), c(k), [&](Value j, Value idx) {
-        kb.store(kb.truncI32(idx), idsS.ptr, j);
-      });
+    selectTopk(kb.at(sel, kb.mul(s, c(e))), c(e), c(k), [&](Value j, Value idx) {
+      kb.store(kb.truncI32(idx), idsS.ptr, j);
     });
-    routeWeights(sigma, idsS, kb.at(weights, kb.mul(s, c(k))), k, scale);
+    routeWeights(kb.at(sigma, kb.mul(s, c(e))), idsS, kb.at(weights, kb.mul(s, c(k))), k,
+                 scale);
   });
 }
 
 void Emitter::hashGate(MoeHashGateOp op) {
   WeightView wt = w(op.getW()), tid2eid = w(op.getTid2eid());
-  int64_t dm = wt.cols, k = tid2eid.cols;
+  int64_t e = wt.rows, k = tid2eid.cols;
   View x = view(op.getX()), tokens = view(op.getTokenIds());
   View weights = view(op.getWeights()), ids = view(op.getIds());
-  View sigma = scratchF32(0, wt.rows);
+  View sigma = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  kb.loop(c(0), S(), [&](Value s) {
-    routerScores(kb.at(x, kb.mul(s, c(dm))), wt, sigma);
+  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+    kb.storeF(sigma, se, routerScore(x, wt, kb.div(se, c(e)), kb.rem(se, c(e))));
+  });
+  // A thread per token: the token id's experts, then the weights.
+  kb.parallelLoop(c(0), S(), [&](Value s) {
     Value tok = kb.loadF(tokens, s);
     View idsS = kb.at(ids, kb.mul(s, c(k)));
-    kb.parallelLoop(c(0), c(k), [&](Value j) {
-      kb.store(kb.truncI32(kb.weight(tid2eid, tok, j)), idsS.ptr, j);
-    });
-    routeWeights(sigma, idsS, kb.at(weights, kb.mul(s, c(k))), k, scale);
+    for (int64_t j = 0; j < k; ++j)
+      kb.store(kb.truncI32(kb.weight(tid2eid, tok, c(j))), idsS.ptr, c(j));
+    routeWeights(kb.at(sigma, kb.mul(s, c(e))), idsS, kb.at(weights, kb.mul(s, c(k))), k,
+                 scale);
   });
 }
 
-void Emitter::swiglu(View x, const WeightView &w1, const WeightView &w3,
-                     const WeightView &w2, double limit, Value weight, View out,
-                     View h) {
-  kb.parallelLoop(c(0), c(w1.rows), [&](Value i) {
-    Value g = kb.min(kb.dot(x, w1, i), kb.cf(limit));
-    Value u = kb.max(kb.min(kb.dot(x, w3, i), kb.cf(limit)), kb.cf(-limit));
-    kb.storeF(h, i, kb.mul(kb.silu(g), u));
-  });
-  kb.parallelLoop(c(0), c(w2.rows), [&](Value o) {
-    kb.storeF(out, o, kb.add(kb.loadF(out, o), kb.mul(weight, kb.dot(h, w2, o))));
-  });
+Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
+                            double limit, Value i) {
+  Value g = kb.min(kb.dot(x, w1, i), kb.cf(limit));
+  Value u = kb.max(kb.min(kb.dot(x, w3, i), kb.cf(limit)), kb.cf(-limit));
+  return kb.mul(kb.silu(g), u);
 }
 
 void Emitter::experts(MoeExpertsOp op) {
   ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
   ExpertView e2 = ctx.experts.lookup(op.getW2());
-  int64_t dm = e1.cols, k = op.getIds().getType().getShape()[1];
+  int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View out = view(op.getResult());
-  View h = scratchF32(0, e1.rows);
+  View h = scratchF32(k * inter, 0);
   double limit = op.getSwigluLimit().convertToDouble();
-  kb.loop(c(0), S(), [&](Value s) {
-    View os = kb.at(out, kb.mul(s, c(dm)));
-    kb.parallelLoop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
-    kb.loop(c(0), c(k), [&](Value j) {
-      Value idx = kb.add(kb.mul(s, c(k)), j);
-      Value e = kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, idx));
-      swiglu(kb.at(x, kb.mul(s, c(dm))), e1.expert(kb, e), e3.expert(kb, e),
-             e2.expert(kb, e), limit, kb.loadF(weights, idx), os, h);
+  auto expertOf = [&](Value slot) {
+    return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
+  };
+  // h[s, j] = SwiGLU hidden of token s through its j-th expert.
+  kb.parallelLoop(c(0), kb.mul(S(), c(k * inter)), [&](Value e) {
+    Value slot = kb.div(e, c(inter)), i = kb.rem(e, c(inter));
+    Value ex = expertOf(slot);
+    View xs = kb.at(x, kb.mul(kb.div(slot, c(k)), c(dm)));
+    kb.storeF(h, e, swigluHidden(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i));
+  });
+  // out[s, o] = sum over the k picks, in order, of weight_j * (W2_j h_j)[o].
+  kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
+    Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
+    Value acc = kb.reduce1(c(0), c(k), kb.cf(0.0), [&](Value j, Value a) {
+      Value slot = kb.add(kb.mul(s, c(k)), j);
+      View hj = kb.at(h, kb.mul(slot, c(inter)));
+      Value y = kb.dot(hj, e2.expert(kb, expertOf(slot)), o);
+      return kb.add(a, kb.mul(kb.loadF(weights, slot), y));
     });
+    kb.storeF(out, e, acc);
   });
 }
 
 void Emitter::sharedExpert(SharedExpertOp op) {
   WeightView w1 = w(op.getW1()), w3 = w(op.getW3()), w2 = w(op.getW2());
-  int64_t dm = w1.cols;
+  int64_t dm = w1.cols, inter = w1.rows;
   View x = view(op.getX()), out = view(op.getResult());
-  View h = scratchF32(0, w1.rows);
+  View h = scratchF32(inter, 0);
   double limit = op.getSwigluLimit().convertToDouble();
-  kb.loop(c(0), S(), [&](Value s) {
-    View os = kb.at(out, kb.mul(s, c(dm)));
-    kb.parallelLoop(c(0), c(dm), [&](Value i) { kb.storeF(os, i, kb.cf(0.0)); });
-    swiglu(kb.at(x, kb.mul(s, c(dm))), w1, w3, w2, limit, kb.cf(1.0), os, h);
+  kb.parallelLoop(c(0), kb.mul(S(), c(inter)), [&](Value e) {
+    View xs = kb.at(x, kb.mul(kb.div(e, c(inter)), c(dm)));
+    kb.storeF(h, e, swigluHidden(xs, w1, w3, limit, kb.rem(e, c(inter))));
+  });
+  kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
+    Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
+    Value y = kb.dot(kb.at(h, kb.mul(s, c(inter))), w2, o);
+    // 0 + 1 * y, the routed experts' accumulation with one weight-1 pick.
+    kb.storeF(out, e, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y)));
   });
 }
 
 void Emitter::lmHead(LmHeadOp op) {
   WeightView head = w(op.getHead());
-  View y = view(op.getY()), out = view(op.getLogits());
-  kb.loop(c(0), S(), [&](Value s) {
-    linear(kb.at(y, kb.mul(s, c(head.cols))), head, kb.at(out, kb.mul(s, c(head.rows))));
-  });
+  linearTokens(view(op.getY()), head.cols, head, view(op.getLogits()));
 }
 
 void Emitter::addF(arith::AddFOp op) {
