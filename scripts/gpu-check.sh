@@ -90,6 +90,8 @@ run() {
   echo
   echo "benchmark (tiny-c quant, CUDA artifact):"
   "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 5 --profile
+  echo "benchmark (tiny-c quant, CUDA artifact with 1024-token prefill chunks):"
+  "$bin"/compressa-bench "$dir"/art/tiny-c-quant-1024.cpa --weights "$g"/quant --prompt 512 --gen 64 --repeat 5 | sed 's/^/[chunk 1024] /'
   COMPRESSA_CUDA_GRAPH=0 "$bin"/compressa-bench "$dir"/art/tiny-c-quant.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 5 | sed 's/^/[no graph] /'
   [ $failures -eq 0 ] && echo "all GPU checks passed" || { echo "$failures GPU checks FAILED"; return 1; }
 }

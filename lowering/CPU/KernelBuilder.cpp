@@ -325,50 +325,6 @@ Value KernelBuilder::weight(const WeightView &w, Value row, Value col) {
   return loadF(View{w.data, w.elt}, add(mul(row, c(w.cols)), col));
 }
 
-Value KernelBuilder::dot(const View &x, const WeightView &w, Value row) {
-  Type i8 = b.getI8Type();
-  if (isa<Float8E4M3FNType>(w.elt)) {
-    // Blocks of 128 along K share one scale: sum q*x per block, then scale.
-    int64_t blocks = (w.cols + 127) / 128;
-    Value rowBase = mul(row, c(w.cols));
-    Value scaleRow = mul(div(row, c(128)), c(blocks));
-    return reduce1(c(0), c(blocks), cf(0.0), [&](Value blk, Value acc) {
-      Value k0 = mul(blk, c(128));
-      Value k1 = min(add(k0, c(128)), c(w.cols));
-      Value part = reduce1(k0, k1, cf(0.0), [&](Value k, Value p) {
-        Value q = load(i8, w.data, add(rowBase, k));
-        return add(p, mul(loadF(x, k), fp8(q)));
-      });
-      Value s = e8m0(load(i8, w.scale, add(scaleRow, blk)));
-      return add(acc, mul(part, s));
-    });
-  }
-  if (isa<Float4E2M1FNType>(w.elt)) {
-    // 1x32 blocks: 16 bytes of two nibbles (low = even column) per scale.
-    int64_t blocks = w.cols / 32;
-    Value rowBytes = mul(row, c(w.cols / 2));
-    Value scaleRow = mul(row, c(blocks));
-    Value mask = arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15));
-    Value four = arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4));
-    return reduce1(c(0), c(blocks), cf(0.0), [&](Value blk, Value acc) {
-      Value part = reduce1(c(0), c(16), cf(0.0), [&](Value j, Value p) {
-        Value byteIdx = add(mul(blk, c(16)), j);
-        Value byte = load(i8, w.data, add(rowBytes, byteIdx));
-        Value lo = fp4(arith::AndIOp::create(b, loc, byte, mask));
-        Value hi = fp4(arith::ShRUIOp::create(b, loc, byte, four));
-        Value k = mul(byteIdx, c(2));
-        return add(p, add(mul(loadF(x, k), lo), mul(loadF(x, add(k, c(1))), hi)));
-      });
-      Value s = e8m0(load(i8, w.scale, add(scaleRow, blk)));
-      return add(acc, mul(part, s));
-    });
-  }
-  View wrow{offset(w.elt, w.data, mul(row, c(w.cols))), w.elt};
-  return reduce1(c(0), c(w.cols), cf(0.0), [&](Value k, Value acc) {
-    return add(acc, mul(loadF(x, k), loadF(wrow, k)));
-  });
-}
-
 //===----------------------------------------------------------------------===//
 // Control flow
 //===----------------------------------------------------------------------===//
@@ -485,4 +441,134 @@ void KernelBuilder::single(function_ref<void()> body) {
   ifThen(eq(threadId(), c(0)), body);
   --regionDepth;
   barrier();
+}
+
+void KernelBuilder::warpLoop(Value lb, Value ub, function_ref<void(Value, Value)> body) {
+  if (target != KernelTarget::Cuda || regionDepth > 0) {
+    parallelLoop(lb, ub, [&](Value i) { body(i, c(0)); });
+    return;
+  }
+  ++regionDepth;
+  barrier();
+  Value tid = threadId();
+  Value warp = div(tid, c(kLanes)), lane = rem(tid, c(kLanes));
+  auto forOp = scf::ForOp::create(b, loc, add(lb, warp), ub, c(kCudaThreads / kLanes));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(forOp.getBody()->getTerminator());
+    body(forOp.getInductionVar(), lane);
+  }
+  --regionDepth;
+  barrier();
+}
+
+void KernelBuilder::storeOnce(const View &v, Value i, Value x, Value lane) {
+  if (target != KernelTarget::Cuda) {
+    storeF(v, i, x);
+    return;
+  }
+  ifThen(eq(lane, c(0)), [&] { storeF(v, i, x); });
+}
+
+Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Value lane) {
+  Type i8 = b.getI8Type();
+  bool isFp8 = isa<Float8E4M3FNType>(w.elt), isFp4 = isa<Float4E2M1FNType>(w.elt);
+  // Chunks of columns: 128 (one FP8 scale block, 4 columns a lane) or 32.
+  int64_t chunk = isFp8 ? 128 : 32;
+  int64_t full = w.cols / chunk, tail = w.cols % chunk;
+  bool cuda = target == KernelTarget::Cuda;
+
+  // Term of column k (unscaled for FP8/FP4).
+  auto term = [&](Value k, int64_t laneParity) -> Value {
+    if (isFp8)
+      return mul(loadF(x, k), fp8(load(i8, w.data, add(mul(row, c(w.cols)), k))));
+    if (isFp4) {
+      Value byte = load(i8, w.data, add(mul(row, c(w.cols / 2)), div(k, c(2))));
+      Value nibble;
+      if (laneParity >= 0) {
+        nibble = laneParity ? Value(arith::ShRUIOp::create(
+                                  b, loc, byte,
+                                  arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4))))
+                            : Value(arith::AndIOp::create(
+                                  b, loc, byte,
+                                  arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15))));
+      } else {
+        Value hi = arith::ShRUIOp::create(
+            b, loc, byte, arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4)));
+        Value lo = arith::AndIOp::create(
+            b, loc, byte, arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15)));
+        nibble = select(eq(rem(k, c(2)), c(1)), hi, lo);
+      }
+      return mul(loadF(x, k), fp4(nibble));
+    }
+    return mul(loadF(x, k), loadF(View{w.data, w.elt}, add(mul(row, c(w.cols)), k)));
+  };
+  auto scaleOf = [&](Value blk) -> Value {
+    if (isFp8)
+      return e8m0(load(i8, w.scale, add(mul(div(row, c(128)), c((w.cols + 127) / 128)), blk)));
+    return e8m0(load(i8, w.scale, add(mul(row, c(w.cols / 32)), blk)));
+  };
+  // `acc` updated with chunk `ck` for lane `l` (a constant `lc` >= 0 on the
+  // CPU, -1 when the lane is only known at run time). `limit` < chunk: the
+  // tail chunk, whose columns at offsets >= limit do not exist.
+  auto step = [&](Value acc, Value ck, Value l, int64_t lc, int64_t limit) -> Value {
+    Value base = mul(ck, c(chunk));
+    // Adds f(offset) for the in-chunk offset l + 32 m if it exists.
+    auto addIf = [&](Value a, int64_t m, function_ref<Value(Value)> f) -> Value {
+      Value off = add(c(m * kLanes), l);
+      if (lc >= 0) // CPU: known lane
+        return m * kLanes + lc < limit ? f(add(base, off)) : a;
+      if ((m + 1) * kLanes <= limit) // every lane has this column
+        return f(add(base, off));
+      if (m * kLanes >= limit)
+        return a;
+      return ifElse(lt(off, c(limit)), TypeRange{f32()},
+                    [&]() -> SmallVector<Value> { return {f(add(base, off))}; },
+                    [&]() -> SmallVector<Value> { return {a}; })[0];
+    };
+    if (isFp8) {
+      Value part = cf(0.0);
+      for (int64_t m = 0; m < chunk / kLanes; ++m)
+        part = addIf(part, m, [&](Value k) { return add(part, term(k, -1)); });
+      return add(acc, mul(part, scaleOf(ck)));
+    }
+    if (isFp4)
+      return addIf(acc, 0, [&](Value k) {
+        return add(acc, mul(term(k, lc >= 0 ? lc % 2 : -1), scaleOf(ck)));
+      });
+    return addIf(acc, 0, [&](Value k) { return add(acc, term(k, -1)); });
+  };
+
+  if (cuda) {
+    Value acc = reduce1(c(0), c(full), cf(0.0), [&](Value ck, Value a) {
+      return step(a, ck, lane, -1, chunk);
+    });
+    if (tail)
+      acc = step(acc, c(full), lane, -1, tail);
+    for (int64_t offset = kLanes / 2; offset >= 1; offset /= 2) {
+      auto shuffle = gpu::ShuffleOp::create(
+          b, loc, acc, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(offset)),
+          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kLanes)),
+          gpu::ShuffleMode::XOR);
+      acc = add(acc, shuffle.getShuffleResult());
+    }
+    return acc;
+  }
+  SmallVector<Value> init(kLanes, cf(0.0));
+  SmallVector<Value> accs = reduce(c(0), c(full), init,
+                                   [&](Value ck, ValueRange a) -> SmallVector<Value> {
+                                     SmallVector<Value> next;
+                                     for (int64_t l = 0; l < kLanes; ++l)
+                                       next.push_back(step(a[l], ck, c(l), l, chunk));
+                                     return next;
+                                   });
+  if (tail)
+    for (int64_t l = 0; l < kLanes; ++l)
+      accs[l] = step(accs[l], c(full), c(l), l, tail);
+  // The butterfly: after offset o, lane l holds a[l] + a[l ^ o] (both lanes
+  // the same sum); lane 0's final value is this tree.
+  for (int64_t offset = kLanes / 2; offset >= 1; offset /= 2)
+    for (int64_t l = 0; l < offset; ++l)
+      accs[l] = add(accs[l], accs[l + offset]);
+  return accs[0];
 }

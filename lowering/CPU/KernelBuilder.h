@@ -108,9 +108,6 @@ public:
   //===--------------------------------------------------------------------===//
   /// W[row, col] as f32.
   Value weight(const WeightView &w, Value row, Value col);
-  /// sum_k x[k] * W[row, k] for k < w.cols, in f32; the block scales of
-  /// quantized formats are applied once per block.
-  Value dot(const View &x, const WeightView &w, Value row);
 
   //===--------------------------------------------------------------------===//
   // Control flow
@@ -134,6 +131,22 @@ public:
   //===--------------------------------------------------------------------===//
   /// Threads per kernel block: 1 on the CPU.
   int64_t threads() const;
+  /// Lanes of a lane-split dot product (a CUDA warp).
+  static constexpr int64_t kLanes = 32;
+  /// The iterations of [lb, ub), one per warp on CUDA (every lane of the
+  /// warp runs body(i, lane)); a plain loop with lane 0 on the CPU.
+  void warpLoop(Value lb, Value ub, function_ref<void(Value, Value)> body);
+  /// sum_k x[k] * W[row, k] split over 32 lanes: lane l sums, in order, the
+  /// columns l, l + 32, ... (FP8: per 128-column block, then times the
+  /// block's scale; FP4: each term times its 32-block's scale); the lane
+  /// sums are then added in the butterfly order of a warp shuffle (offsets
+  /// 16, 8, 4, 2, 1). On CUDA each lane computes its own sum and the warp
+  /// reduces them (call it in a warpLoop body; every lane gets the total);
+  /// on the CPU one thread computes all 32 in the same order. Same bits on
+  /// both targets.
+  Value dotLanes(const View &x, const WeightView &w, Value row, Value lane);
+  /// Stores x at v[i] once per warp (lane 0 on CUDA).
+  void storeOnce(const View &v, Value i, Value x, Value lane);
   /// The iterations of [lb, ub), spread over the block's threads.
   void parallelLoop(Value lb, Value ub, function_ref<void(Value)> body);
   /// Code run by thread 0 of the block.

@@ -117,9 +117,9 @@ public:
   /// out[s, i] = dot(x[s], W row i) for every token s of the call and row i;
   /// token s of x starts at s * xStride.
   void linearTokens(View x, int64_t xStride, const WeightView &wt, View out) {
-    kb.parallelLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e) {
+    kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
-      kb.storeF(out, e, kb.dot(kb.at(x, kb.mul(s, c(xStride))), wt, i));
+      kb.storeOnce(out, e, kb.dotLanes(kb.at(x, kb.mul(s, c(xStride))), wt, i, lane), lane);
     });
   }
 
@@ -170,12 +170,12 @@ public:
 
 private:
   /// sigma[s, e] = sqrt(softplus(x[s] . w row e)) for every token and expert.
-  Value routerScore(View x, const WeightView &wt, Value s, Value e);
+  Value routerScore(View x, const WeightView &wt, Value s, Value e, Value lane);
   /// routing weights: sigma[ids[k]] / sum * scale for the K picks.
   void routeWeights(View sigma, View ids, View weights, int64_t k, double scale);
   /// The clamped SwiGLU hidden value i of token vector x.
   Value swigluHidden(View x, const WeightView &w1, const WeightView &w3,
-                     double limit, Value i);
+                     double limit, Value i, Value lane);
 
   KernelBuilder &kb;
   EmitContext &ctx;
@@ -231,10 +231,10 @@ void Emitter::hcPre(HcPreOp op) {
   View rho = scratchF32(1, 0), mu = scratchF32(mix, 0), pre = scratchF32(n, 0);
   // mu = rsqrt(mean(x^2) + eps) * (fn . x) over each token's flattened streams.
   inverseRmsRows(streams, S(), n * d, normEps, rho);
-  kb.parallelLoop(c(0), kb.mul(S(), c(mix)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(mix)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(mix)), k = kb.rem(e, c(mix));
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    kb.storeF(mu, e, kb.mul(kb.loadF(rho, s), kb.dot(xs, fn, k)));
+    kb.storeOnce(mu, e, kb.mul(kb.loadF(rho, s), kb.dotLanes(xs, fn, k, lane)), lane);
   });
   // The n + n + n*n mixes and the Sinkhorn iterations: a thread per token.
   kb.parallelLoop(c(0), S(), [&](Value s) {
@@ -341,12 +341,12 @@ void Emitter::hcHead(HcHeadOp op) {
   double normEps = op.getNormEps().convertToDouble();
   View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
   inverseRmsRows(streams, S(), n * d, normEps, rho);
-  kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(n)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(n)), j = kb.rem(e, c(n));
     View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    Value mu = kb.mul(kb.loadF(rho, s), kb.dot(xs, fn, j));
+    Value mu = kb.mul(kb.loadF(rho, s), kb.dotLanes(xs, fn, j, lane));
     Value pj = kb.add(kb.mul(kb.weight(scale, c(0), c(0)), mu), kb.weight(base, c(0), j));
-    kb.storeF(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+    kb.storeOnce(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)), lane);
   });
   kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
     Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
@@ -434,12 +434,14 @@ void Emitter::compress(CompressOp op) {
   View pooled = scratchF32(0, dim);
   // Every token's kv and score rows first (independent), ...
   View kvRows = scratchF32(width, 0), scoreRows = scratchF32(width, 0);
-  kb.parallelLoop(c(0), kb.mul(S(), c(width)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
     View xs = kb.at(x, kb.mul(s, c(dm)));
-    kb.storeF(kvRows, e, kb.dot(xs, wkv, i));
-    kb.storeF(scoreRows, e, kb.add(kb.dot(xs, wgate, i),
-                                   kb.weight(ape, kb.rem(pos(s), c(m)), i)));
+    kb.storeOnce(kvRows, e, kb.dotLanes(xs, wkv, i, lane), lane);
+    kb.storeOnce(scoreRows, e,
+                 kb.add(kb.dotLanes(xs, wgate, i, lane),
+                        kb.weight(ape, kb.rem(pos(s), c(m)), i)),
+                 lane);
   });
   // ... then tokens go through the state one at a time: an entry completes
   // when the token closing its window has been written (spec §5.2).
@@ -509,9 +511,10 @@ void Emitter::indexer(IndexerTopkOp op) {
   kb.parallelLoop(c(0), kb.mul(S(), c(heads)), [&](Value e) {
     rope(kb.at(q, kb.mul(e, c(di))), di, pos(kb.div(e, c(heads))), op.getRope(), false);
   });
-  kb.parallelLoop(c(0), kb.mul(S(), c(heads)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(heads)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(heads)), h = kb.rem(e, c(heads));
-    kb.storeF(hw, e, kb.mul(kb.dot(kb.at(x, kb.mul(s, c(dm))), wp, h), kb.cf(headScale)));
+    Value dotv = kb.dotLanes(kb.at(x, kb.mul(s, c(dm))), wp, h, lane);
+    kb.storeOnce(hw, e, kb.mul(dotv, kb.cf(headScale)), lane);
   });
   // Scores of every (token, visible entry); the last token sees the most.
   Value most = avail(kb.sub(S(), c(1)));
@@ -674,11 +677,11 @@ void Emitter::outProj(OutProjOp op) {
   int64_t rows = woa.rows, per = woa.rows / g, groupIn = (h / g) * d;
   View o = view(op.getO()), out = view(op.getResult());
   View z = scratchF32(rows, 0);
-  kb.parallelLoop(c(0), kb.mul(S(), c(rows)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(rows)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(rows)), r = kb.rem(e, c(rows));
     Value grp = kb.div(r, c(per));
     View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
-    kb.storeF(z, e, kb.dot(in, woa, r));
+    kb.storeOnce(z, e, kb.dotLanes(in, woa, r, lane), lane);
   });
   linearTokens(z, rows, wob, out);
 }
@@ -687,8 +690,8 @@ void Emitter::outProj(OutProjOp op) {
 // MoE
 //===----------------------------------------------------------------------===//
 
-Value Emitter::routerScore(View x, const WeightView &wt, Value s, Value e) {
-  return kb.sqrt(kb.softplus(kb.dot(kb.at(x, kb.mul(s, c(wt.cols))), wt, e)));
+Value Emitter::routerScore(View x, const WeightView &wt, Value s, Value e, Value lane) {
+  return kb.sqrt(kb.softplus(kb.dotLanes(kb.at(x, kb.mul(s, c(wt.cols))), wt, e, lane)));
 }
 
 void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
@@ -713,11 +716,11 @@ void Emitter::gate(MoeGateOp op) {
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0), sel = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+  kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
     Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
-    Value sg = routerScore(x, wt, s, i);
-    kb.storeF(sigma, se, sg);
-    kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), i)));
+    Value sg = routerScore(x, wt, s, i, lane);
+    kb.storeOnce(sigma, se, sg, lane);
+    kb.storeOnce(sel, se, kb.add(sg, kb.weight(bias, c(0), i)), lane);
   });
   // A thread per token: top-k of the biased scores, then the weights.
   kb.parallelLoop(c(0), S(), [&](Value s) {
@@ -737,8 +740,9 @@ void Emitter::hashGate(MoeHashGateOp op) {
   View weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
-    kb.storeF(sigma, se, routerScore(x, wt, kb.div(se, c(e)), kb.rem(se, c(e))));
+  kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
+    kb.storeOnce(sigma, se, routerScore(x, wt, kb.div(se, c(e)), kb.rem(se, c(e)), lane),
+                 lane);
   });
   // A thread per token: the token id's experts, then the weights.
   kb.parallelLoop(c(0), S(), [&](Value s) {
@@ -752,9 +756,9 @@ void Emitter::hashGate(MoeHashGateOp op) {
 }
 
 Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
-                            double limit, Value i) {
-  Value g = kb.min(kb.dot(x, w1, i), kb.cf(limit));
-  Value u = kb.max(kb.min(kb.dot(x, w3, i), kb.cf(limit)), kb.cf(-limit));
+                            double limit, Value i, Value lane) {
+  Value g = kb.min(kb.dotLanes(x, w1, i, lane), kb.cf(limit));
+  Value u = kb.max(kb.min(kb.dotLanes(x, w3, i, lane), kb.cf(limit)), kb.cf(-limit));
   return kb.mul(kb.silu(g), u);
 }
 
@@ -770,22 +774,23 @@ void Emitter::experts(MoeExpertsOp op) {
     return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
   };
   // h[s, j] = SwiGLU hidden of token s through its j-th expert.
-  kb.parallelLoop(c(0), kb.mul(S(), c(k * inter)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(k * inter)), [&](Value e, Value lane) {
     Value slot = kb.div(e, c(inter)), i = kb.rem(e, c(inter));
     Value ex = expertOf(slot);
     View xs = kb.at(x, kb.mul(kb.div(slot, c(k)), c(dm)));
-    kb.storeF(h, e, swigluHidden(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i));
+    kb.storeOnce(h, e, swigluHidden(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i, lane),
+                 lane);
   });
   // out[s, o] = sum over the k picks, in order, of weight_j * (W2_j h_j)[o].
-  kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
     Value acc = kb.reduce1(c(0), c(k), kb.cf(0.0), [&](Value j, Value a) {
       Value slot = kb.add(kb.mul(s, c(k)), j);
       View hj = kb.at(h, kb.mul(slot, c(inter)));
-      Value y = kb.dot(hj, e2.expert(kb, expertOf(slot)), o);
+      Value y = kb.dotLanes(hj, e2.expert(kb, expertOf(slot)), o, lane);
       return kb.add(a, kb.mul(kb.loadF(weights, slot), y));
     });
-    kb.storeF(out, e, acc);
+    kb.storeOnce(out, e, acc, lane);
   });
 }
 
@@ -795,15 +800,15 @@ void Emitter::sharedExpert(SharedExpertOp op) {
   View x = view(op.getX()), out = view(op.getResult());
   View h = scratchF32(inter, 0);
   double limit = op.getSwigluLimit().convertToDouble();
-  kb.parallelLoop(c(0), kb.mul(S(), c(inter)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(inter)), [&](Value e, Value lane) {
     View xs = kb.at(x, kb.mul(kb.div(e, c(inter)), c(dm)));
-    kb.storeF(h, e, swigluHidden(xs, w1, w3, limit, kb.rem(e, c(inter))));
+    kb.storeOnce(h, e, swigluHidden(xs, w1, w3, limit, kb.rem(e, c(inter)), lane), lane);
   });
-  kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
-    Value y = kb.dot(kb.at(h, kb.mul(s, c(inter))), w2, o);
+    Value y = kb.dotLanes(kb.at(h, kb.mul(s, c(inter))), w2, o, lane);
     // 0 + 1 * y, the routed experts' accumulation with one weight-1 pick.
-    kb.storeF(out, e, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y)));
+    kb.storeOnce(out, e, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y)), lane);
   });
 }
 
