@@ -476,8 +476,6 @@ Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Val
   // Chunks of columns: 128 (one FP8 scale block, 4 columns a lane) or 32.
   int64_t chunk = isFp8 ? 128 : 32;
   int64_t full = w.cols / chunk, tail = w.cols % chunk;
-  bool cuda = target == KernelTarget::Cuda;
-
   // Term of column k (unscaled for FP8/FP4).
   auto term = [&](Value k, int64_t laneParity) -> Value {
     if (isFp8)
@@ -539,7 +537,12 @@ Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Val
     return addIf(acc, 0, [&](Value k) { return add(acc, term(k, -1)); });
   };
 
-  if (cuda) {
+  return laneSum(full, chunk, tail, lane, step);
+}
+
+Value KernelBuilder::laneSum(int64_t full, int64_t chunk, int64_t tail, Value lane,
+                             function_ref<Value(Value, Value, Value, int64_t, int64_t)> step) {
+  if (target == KernelTarget::Cuda) {
     Value acc = reduce1(c(0), c(full), cf(0.0), [&](Value ck, Value a) {
       return step(a, ck, lane, -1, chunk);
     });
@@ -571,4 +574,22 @@ Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Val
     for (int64_t l = 0; l < offset; ++l)
       accs[l] = add(accs[l], accs[l + offset]);
   return accs[0];
+}
+
+Value KernelBuilder::dotLanes(const View &a, const View &bv, int64_t n, Value lane) {
+  int64_t full = n / kLanes, tail = n % kLanes;
+  auto step = [&](Value acc, Value ck, Value l, int64_t lc, int64_t limit) -> Value {
+    auto add1 = [&]() -> Value {
+      Value k = add(mul(ck, c(kLanes)), l);
+      return add(acc, mul(loadF(a, k), loadF(bv, k)));
+    };
+    if (lc >= 0)
+      return lc < limit ? add1() : acc;
+    if (limit == kLanes)
+      return add1();
+    return ifElse(lt(l, c(limit)), TypeRange{f32()},
+                  [&]() -> SmallVector<Value> { return {add1()}; },
+                  [&]() -> SmallVector<Value> { return {acc}; })[0];
+  };
+  return laneSum(full, kLanes, tail, lane, step);
 }

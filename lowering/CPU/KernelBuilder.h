@@ -145,6 +145,8 @@ public:
   /// on the CPU one thread computes all 32 in the same order. Same bits on
   /// both targets.
   Value dotLanes(const View &x, const WeightView &w, Value row, Value lane);
+  /// sum_k a[k] * b[k] for k < n, lane-split the same way.
+  Value dotLanes(const View &a, const View &b, int64_t n, Value lane);
   /// Stores x at v[i] once per warp (lane 0 on CUDA).
   void storeOnce(const View &v, Value i, Value x, Value lane);
   /// The iterations of [lb, ub), spread over the block's threads.
@@ -173,6 +175,11 @@ private:
   bool strayStore = false;
   void barrier();
   Value threadId();
+  /// The lane-split sum of `full` chunks of `chunk` columns and a tail chunk
+  /// of `tail` columns; step(acc, chunk index, lane, constant lane or -1,
+  /// columns in this chunk) adds one lane's share of a chunk.
+  Value laneSum(int64_t full, int64_t chunk, int64_t tail, Value lane,
+                function_ref<Value(Value, Value, Value, int64_t, int64_t)> step);
   /// The alignment loads and stores of `elt` may assume on this target.
   unsigned alignmentOf(Type elt);
 };

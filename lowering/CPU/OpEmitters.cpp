@@ -55,24 +55,11 @@ public:
     return {ctx.scratch(perTokenElems * 4, elems * 4), kb.f32()};
   }
 
-  /// rsqrt(mean(x^2) + eps) over the n elements at x.
-  Value inverseRms(View x, int64_t n, double eps) {
-    Value ss = kb.reduce1(c(0), c(n), kb.cf(0.0), [&](Value i, Value acc) {
-      Value v = kb.loadF(x, i);
-      return kb.add(acc, kb.mul(v, v));
-    });
+  /// rsqrt(mean(x^2) + eps) over the n elements at x, the squares summed
+  /// lane-split (in a warpLoop body).
+  Value inverseRms(View x, int64_t n, double eps, Value lane) {
+    Value ss = kb.dotLanes(x, x, n, lane);
     return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
-  }
-
-  /// y[i] = x[i] * rsqrt(mean(x^2) + eps) (* weight[i]) over n elements.
-  void rmsNorm(View x, View y, int64_t n, double eps, const WeightView *weight) {
-    Value r = inverseRms(x, n, eps);
-    kb.parallelLoop(c(0), c(n), [&](Value i) {
-      Value v = kb.mul(kb.loadF(x, i), r);
-      if (weight)
-        v = kb.mul(v, kb.weight(*weight, c(0), i));
-      kb.storeF(y, i, v);
-    });
   }
 
   /// Rotates the last rope.dim channels of the `len`-vector at `x` in place.
@@ -96,8 +83,8 @@ public:
 
   /// r[row] = rsqrt(mean(x[row]^2) + eps) for `rows` rows of n elements.
   void inverseRmsRows(View x, Value rows, int64_t n, double eps, View r) {
-    kb.parallelLoop(c(0), rows, [&](Value row) {
-      kb.storeF(r, row, inverseRms(kb.at(x, kb.mul(row, c(n))), n, eps));
+    kb.warpLoop(c(0), rows, [&](Value row, Value lane) {
+      kb.storeOnce(r, row, inverseRms(kb.at(x, kb.mul(row, c(n))), n, eps, lane), lane);
     });
   }
 
@@ -431,7 +418,7 @@ void Emitter::compress(CompressOp op) {
   int64_t dm = wkv.cols;
   double eps = op.getEps().convertToDouble();
   View x = view(op.getX());
-  View pooled = scratchF32(0, dim);
+  View pooled = scratchF32(0, dim), pooledRms = scratchF32(0, 1);
   // Every token's kv and score rows first (independent), ...
   View kvRows = scratchF32(width, 0), scoreRows = scratchF32(width, 0);
   kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
@@ -479,7 +466,7 @@ void Emitter::compress(CompressOp op) {
       });
       Value w = kb.div(p, c(m));
       View entry = kb.at(entries, kb.mul(w, c(dim)));
-      rmsNorm(pooled, entry, dim, eps, &norm);
+      rmsNormRows(pooled, entry, c(1), dim, eps, &norm, pooledRms);
       kb.single([&] { rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false); });
       if (overlap) {
         // The closed window becomes the previous window of the next one.
