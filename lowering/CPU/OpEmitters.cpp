@@ -62,6 +62,18 @@ public:
     return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
   }
 
+  /// out[s, i] = sum_j pre[s, j] X_j[s, i] over the n streams of width d.
+  void mixStreams(View streams, View pre, int64_t n, int64_t d, View out) {
+    kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
+      Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
+      View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
+      Value acc = kb.cf(0.0);
+      for (int64_t j = 0; j < n; ++j)
+        acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
+      kb.storeF(out, e, acc);
+    });
+  }
+
   /// Rotates the last rope.dim channels of the `len`-vector at `x` in place.
   void rope(View x, int64_t len, Value position, RopeAttr rope, bool inverse) {
     int64_t r = rope.getDim(), base = len - r;
@@ -288,15 +300,7 @@ void Emitter::hcPre(HcPreOp op) {
     for (int64_t i = 0; i < n * n; ++i)
       kb.storeF(cm, c(i), m[i]);
   });
-  // x = sum_j pre_j X_j.
-  kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
-    Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
-    View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
-    Value acc = kb.cf(0.0);
-    for (int64_t j = 0; j < n; ++j)
-      acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
-    kb.storeF(x, e, acc);
-  });
+  mixStreams(streams, pre, n, d, x);
 }
 
 void Emitter::hcPost(HcPostOp op) {
@@ -335,14 +339,7 @@ void Emitter::hcHead(HcHeadOp op) {
     Value pj = kb.add(kb.mul(kb.weight(scale, c(0), c(0)), mu), kb.weight(base, c(0), j));
     kb.storeOnce(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)), lane);
   });
-  kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
-    Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
-    View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
-    Value acc = kb.cf(0.0);
-    for (int64_t j = 0; j < n; ++j)
-      acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
-    kb.storeF(out, e, acc);
-  });
+  mixStreams(streams, pre, n, d, out);
 }
 
 //===----------------------------------------------------------------------===//
