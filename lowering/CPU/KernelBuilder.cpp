@@ -301,6 +301,16 @@ Value KernelBuilder::fp4(Value nibble) {
   return load(f32(), lut("__compressa_lut_e2m1", table), byteIndex(b, loc, nibble));
 }
 
+Value KernelBuilder::fp4At(const WeightView &w, Value row, Value col, Value odd) {
+  // Two codes a byte, the even column in the low nibble.
+  Value byte = load(b.getI8Type(), w.data, add(mul(row, c(w.cols / 2)), div(col, c(2))));
+  Value lo = arith::AndIOp::create(b, loc, byte,
+                                   arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15)));
+  Value hi = arith::ShRUIOp::create(b, loc, byte,
+                                    arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4)));
+  return fp4(select(odd, hi, lo));
+}
+
 Value KernelBuilder::weight(const WeightView &w, Value row, Value col) {
   Type i8 = b.getI8Type();
   if (isa<Float8E4M3FNType>(w.elt)) {
@@ -311,14 +321,8 @@ Value KernelBuilder::weight(const WeightView &w, Value row, Value col) {
     return mul(fp8(q), e8m0(s));
   }
   if (isa<Float4E2M1FNType>(w.elt)) {
-    Value byte = load(i8, w.data, add(mul(row, c(w.cols / 2)), div(col, c(2))));
-    Value odd = eq(rem(col, c(2)), c(1));
-    Value lo = arith::AndIOp::create(b, loc, byte,
-                                     arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15)));
-    Value hi = arith::ShRUIOp::create(b, loc, byte,
-                                      arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4)));
     Value s = load(i8, w.scale, add(mul(row, c(w.cols / 32)), div(col, c(32))));
-    return mul(fp4(select(odd, hi, lo)), e8m0(s));
+    return mul(fp4At(w, row, col, eq(rem(col, c(2)), c(1))), e8m0(s));
   }
   if (w.elt.isInteger(64))
     return load(i64(), w.data, add(mul(row, c(w.cols)), col));
@@ -477,28 +481,12 @@ Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Val
   int64_t chunk = isFp8 ? 128 : 32;
   int64_t full = w.cols / chunk, tail = w.cols % chunk;
   // Term of column k (unscaled for FP8/FP4).
-  auto term = [&](Value k, int64_t laneParity) -> Value {
+  // Term of column k (unscaled for FP8/FP4); `odd` says whether k is odd.
+  auto term = [&](Value k, Value odd) -> Value {
     if (isFp8)
       return mul(loadF(x, k), fp8(load(i8, w.data, add(mul(row, c(w.cols)), k))));
-    if (isFp4) {
-      Value byte = load(i8, w.data, add(mul(row, c(w.cols / 2)), div(k, c(2))));
-      Value nibble;
-      if (laneParity >= 0) {
-        nibble = laneParity ? Value(arith::ShRUIOp::create(
-                                  b, loc, byte,
-                                  arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4))))
-                            : Value(arith::AndIOp::create(
-                                  b, loc, byte,
-                                  arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15))));
-      } else {
-        Value hi = arith::ShRUIOp::create(
-            b, loc, byte, arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(4)));
-        Value lo = arith::AndIOp::create(
-            b, loc, byte, arith::ConstantOp::create(b, loc, b.getI8IntegerAttr(15)));
-        nibble = select(eq(rem(k, c(2)), c(1)), hi, lo);
-      }
-      return mul(loadF(x, k), fp4(nibble));
-    }
+    if (isFp4)
+      return mul(loadF(x, k), fp4At(w, row, k, odd));
     return mul(loadF(x, k), loadF(View{w.data, w.elt}, add(mul(row, c(w.cols)), k)));
   };
   auto scaleOf = [&](Value blk) -> Value {
@@ -527,14 +515,17 @@ Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Val
     if (isFp8) {
       Value part = cf(0.0);
       for (int64_t m = 0; m < chunk / kLanes; ++m)
-        part = addIf(part, m, [&](Value k) { return add(part, term(k, -1)); });
+        part = addIf(part, m, [&](Value k) { return add(part, term(k, Value())); });
       return add(acc, mul(part, scaleOf(ck)));
     }
-    if (isFp4)
-      return addIf(acc, 0, [&](Value k) {
-        return add(acc, mul(term(k, lc >= 0 ? lc % 2 : -1), scaleOf(ck)));
-      });
-    return addIf(acc, 0, [&](Value k) { return add(acc, term(k, -1)); });
+    if (isFp4) {
+      // Chunks start at even columns: the parity is the lane's (a constant
+      // on the CPU).
+      Value odd = lc >= 0 ? Value(arith::ConstantOp::create(b, loc, b.getBoolAttr(lc % 2)))
+                          : eq(rem(l, c(2)), c(1));
+      return addIf(acc, 0, [&](Value k) { return add(acc, mul(term(k, odd), scaleOf(ck))); });
+    }
+    return addIf(acc, 0, [&](Value k) { return add(acc, term(k, Value())); });
   };
 
   return laneSum(full, chunk, tail, lane, step);

@@ -166,6 +166,8 @@ private:
   Value fp8(Value byte);  ///< e4m3fn code (i8) -> f32
   Value e8m0(Value byte); ///< UE8M0 code (i8) -> f32
   Value fp4(Value nibble); ///< e2m1 code (i8, low 4 bits) -> f32
+  /// The e2m1 value (unscaled) of FP4 weight [row, col]; `odd`: col is odd.
+  Value fp4At(const WeightView &w, Value row, Value col, Value odd);
 
   OpBuilder &b;
   Location loc;

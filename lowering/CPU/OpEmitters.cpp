@@ -269,26 +269,22 @@ void Emitter::hcPre(HcPreOp op) {
       for (int64_t k = 0; k < n; ++k)
         m[r * n + k] = kb.add(kb.div(m[r * n + k], sum), kb.cf(hcEps));
     }
-    auto normalizeColumns = [&](SmallVector<Value> &v) {
-      for (int64_t k = 0; k < n; ++k) {
+    // Divides each row (or column) by its sum + eps.
+    auto normalize = [&](SmallVector<Value> &v, bool rows) {
+      auto at = [&](int64_t line, int64_t i) -> Value & {
+        return rows ? v[line * n + i] : v[i * n + line];
+      };
+      for (int64_t line = 0; line < n; ++line) {
         Value sum = kb.cf(0.0);
-        for (int64_t r = 0; r < n; ++r)
-          sum = kb.add(sum, v[r * n + k]);
+        for (int64_t i = 0; i < n; ++i)
+          sum = kb.add(sum, at(line, i));
         Value den = kb.add(sum, kb.cf(hcEps));
-        for (int64_t r = 0; r < n; ++r)
-          v[r * n + k] = kb.div(v[r * n + k], den);
+        for (int64_t i = 0; i < n; ++i)
+          at(line, i) = kb.div(at(line, i), den);
       }
     };
-    auto normalizeRows = [&](SmallVector<Value> &v) {
-      for (int64_t r = 0; r < n; ++r) {
-        Value sum = kb.cf(0.0);
-        for (int64_t k = 0; k < n; ++k)
-          sum = kb.add(sum, v[r * n + k]);
-        Value den = kb.add(sum, kb.cf(hcEps));
-        for (int64_t k = 0; k < n; ++k)
-          v[r * n + k] = kb.div(v[r * n + k], den);
-      }
-    };
+    auto normalizeColumns = [&](SmallVector<Value> &v) { normalize(v, false); };
+    auto normalizeRows = [&](SmallVector<Value> &v) { normalize(v, true); };
     normalizeColumns(m);
     m = kb.reduce(c(1), c(iters), m,
                   [&](Value, ValueRange carried) -> SmallVector<Value> {

@@ -362,6 +362,7 @@ Status CudaBackend::run(BackendProgram &base, int64_t tokens,
     // Each launch between its own events; no graph, so each is visible.
     COMPRESSA_RETURN_IF_ERROR(launchAll());
     COMPRESSA_RETURN_IF_ERROR(dev->recordEvent(launchEvents[count], "kernel timing"));
+    COMPRESSA_RETURN_IF_ERROR(dev->synchronize("kernel timing"));
     for (size_t l = 0; l < count; ++l) {
       COMPRESSA_ASSIGN_OR_RETURN(
           double ms, dev->elapsedMs(launchEvents[l], launchEvents[l + 1],
@@ -396,6 +397,7 @@ StatusOr<double> CudaBackend::stopTimer() {
   if (!timerBegin.valid())
     return COMPRESSA_ERROR(Internal, "stopTimer without startTimer");
   COMPRESSA_RETURN_IF_ERROR(dev->recordEvent(timerEnd, "stopping the timer"));
+  COMPRESSA_RETURN_IF_ERROR(dev->synchronize("stopping the timer"));
   return dev->elapsedMs(timerBegin, timerEnd, "reading the timer");
 }
 

@@ -561,7 +561,6 @@ Status CudaDevice::recordEvent(const CudaEvent &event,
 StatusOr<double> CudaDevice::elapsedMs(const CudaEvent &start,
                                        const CudaEvent &end,
                                        const std::string &what) const {
-  COMPRESSA_RETURN_IF_ERROR(synchronize(what));
   float ms = 0;
   COMPRESSA_CUDA_RETURN_IF_ERROR(
       drv->cuEventElapsedTime(&ms, start.event, end.event), "%s", what.c_str());

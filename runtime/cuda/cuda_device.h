@@ -227,8 +227,8 @@ public:
   StatusOr<CudaEvent> createEvent(const std::string &what) const;
   /// Records `event` on the stream (after the work queued so far).
   Status recordEvent(const CudaEvent &event, const std::string &what) const;
-  /// Waits for the stream, then the milliseconds from `start` to `end`
-  /// (both recorded).
+  /// The milliseconds from `start` to `end`; both must have been recorded
+  /// and reached (synchronize() first).
   StatusOr<double> elapsedMs(const CudaEvent &start, const CudaEvent &end,
                              const std::string &what) const;
 
