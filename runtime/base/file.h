@@ -17,8 +17,15 @@ namespace compressa {
 class ReadOnlyFile {
 public:
   /// Opens `path`; errors name the path: NotFound when it does not exist,
-  /// InvalidArgument when it is not a regular file.
+  /// InvalidArgument when it is not a regular file ("<path>: not a regular
+  /// file (a named pipe)"). Never blocks: a named pipe is refused, not waited
+  /// on (it is opened O_NONBLOCK, checked with fstat, then made blocking).
   static StatusOr<ReadOnlyFile> open(const std::string &path);
+  /// The whole of the regular file `path`, read as hostile: refused
+  /// (ResourceExhausted) when larger than `maxBytes`, DataLoss when it
+  /// shrinks while being read.
+  static StatusOr<std::string> readAll(const std::string &path,
+                                       uint64_t maxBytes);
 
   ReadOnlyFile(ReadOnlyFile &&other) noexcept;
   ReadOnlyFile &operator=(ReadOnlyFile &&other) noexcept;

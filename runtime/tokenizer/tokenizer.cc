@@ -21,6 +21,7 @@
 //    "<｜User｜>"), then replaces invalid UTF-8 with U+FFFD.
 #include "runtime/tokenizer/tokenizer.h"
 
+#include "runtime/base/file.h"
 #include "runtime/tokenizer/bpe.h"
 #include "runtime/tokenizer/split_regex.h"
 #include "runtime/tokenizer/utf8.h"
@@ -384,12 +385,12 @@ private:
   Status checkKeys(const JsonValue &object, const std::string &field,
                    std::initializer_list<const char *> allowed) {
     for (size_t i = 0; i < object.size(); ++i) {
-      const std::string &key = object.memberKey(i);
+      std::string_view key = object.memberKey(i);
       bool known = false;
       for (const char *a : allowed)
         known = known || key == a;
       if (!known)
-        return unsupported(join(field, key),
+        return unsupported(join(field, std::string(key)),
                            "unknown field (not supported by this tokenizer)");
     }
     return okStatus();
@@ -545,7 +546,7 @@ Status Loader::loadModel(const JsonValue &model) {
   vocab.reserve(vocabValue->size());
   tok.vocabByString.reserve(vocabValue->size());
   for (size_t i = 0; i < vocabValue->size(); ++i) {
-    const std::string &key = vocabValue->memberKey(i);
+    std::string_view key = vocabValue->memberKey(i);
     int64_t id;
     COMPRESSA_RETURN_IF_ERROR(getId(vocabValue->memberValue(i),
                                     "model.vocab['" + printable(key) + "']", id));
@@ -563,7 +564,7 @@ Status Loader::loadModel(const JsonValue &model) {
     const JsonValue &m = merges->elements()[i];
     std::string field = index("model.merges", i);
     if (m.isString()) {
-      const std::string &s = m.stringValue();
+      std::string_view s = m.stringValue();
       size_t space = s.find(' ');
       if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
         return malformed(field, "'" + printable(s) +
@@ -625,7 +626,7 @@ Status Loader::loadAddedTokens(const JsonValue *list) {
     for (const char *key : {"single_word", "lstrip", "rstrip"}) {
       COMPRESSA_RETURN_IF_ERROR(getBool(t, key, field, flag, false));
       if (flag)
-        return unsupported(join(field, key), "true is not supported");
+        return unsupported(join(field, std::string(key)), "true is not supported");
     }
     COMPRESSA_RETURN_IF_ERROR(
         getBool(t, "normalized", field, token.normalized, !special));
@@ -698,7 +699,8 @@ Status Loader::loadPreTokenizer(const JsonValue &step, const std::string &field)
         (pattern->memberKey(0) != "Regex" && pattern->memberKey(0) != "String"))
       return malformed(field + ".pattern",
                        "expected {\"Regex\": ...} or {\"String\": ...}");
-    std::string patternField = field + ".pattern." + pattern->memberKey(0);
+    std::string patternField =
+        field + ".pattern." + std::string(pattern->memberKey(0));
     COMPRESSA_RETURN_IF_ERROR(
         expectKind(pattern->memberValue(0), Kind::String, patternField));
     const JsonValue *behavior = step.find("behavior");
@@ -839,7 +841,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::fromJson(std::string_view json,
   // A 129280-token vocabulary with ~128k merges is ~520k values; allow
   // vocabularies several times larger.
   limits.maxValues = size_t(1) << 23;
-  auto root = parseJson(json, limits);
+  StatusOr<JsonDocument> root = parseJson(json, limits);
   if (!root.ok())
     return Status(root.status().code(), name + ": " + root.status().message());
   std::unique_ptr<BpeTokenizer> tok(new BpeTokenizer);
@@ -850,27 +852,9 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::fromJson(std::string_view json,
 }
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::fromFile(const std::string &path) {
-  FILE *file = std::fopen(path.c_str(), "rb");
-  if (!file)
-    return Status::errorAt(__FILE__, __LINE__,
-                           errno == ENOENT ? StatusCode::NotFound
-                                           : StatusCode::Unavailable,
-                           "%s: cannot open: %s", path.c_str(), std::strerror(errno));
-  std::string text;
-  char buffer[1 << 16];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) {
-    if (text.size() + n > kMaxFileBytes) {
-      std::fclose(file);
-      return COMPRESSA_ERROR(ResourceExhausted, "%s: larger than %zu bytes",
-                             path.c_str(), kMaxFileBytes);
-    }
-    text.append(buffer, n);
-  }
-  bool failed = std::ferror(file) != 0;
-  std::fclose(file);
-  if (failed)
-    return COMPRESSA_ERROR(Unavailable, "%s: read error", path.c_str());
+  // ReadOnlyFile refuses a named pipe or a directory instead of blocking.
+  COMPRESSA_ASSIGN_OR_RETURN(std::string text,
+                             ReadOnlyFile::readAll(path, kMaxFileBytes));
   return fromJson(text, path);
 }
 

@@ -632,10 +632,10 @@ TEST(LoadErrors, MissingFileIsNotFound) {
 // The checked-in reference data
 //===----------------------------------------------------------------------===//
 
-std::vector<JsonValue> readJsonLines(const std::string &path) {
+std::vector<JsonDocument> readJsonLines(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   EXPECT_TRUE(in.good()) << path;
-  std::vector<JsonValue> out;
+  std::vector<JsonDocument> out;
   std::string line;
   while (std::getline(in, line)) {
     auto value = parseJson(line);
@@ -650,9 +650,9 @@ TEST(Reference, RefAMatchesTheLibraryOnTheHardStrings) {
   std::string inputs = std::string(COMPRESSA_SOURCE_DIR) + "/test/tokenizer/Inputs/";
   auto tok = Tokenizer::fromFile(inputs + "ref-a.json");
   ASSERT_TRUE(tok.ok()) << tok.status().toString();
-  std::vector<JsonValue> strings = readJsonLines(inputs + "hard-strings.jsonl");
-  std::vector<JsonValue> expected = readJsonLines(inputs + "ref-a.encode.jsonl");
-  std::vector<JsonValue> decoded = readJsonLines(inputs + "ref-a.decode.jsonl");
+  std::vector<JsonDocument> strings = readJsonLines(inputs + "hard-strings.jsonl");
+  std::vector<JsonDocument> expected = readJsonLines(inputs + "ref-a.encode.jsonl");
+  std::vector<JsonDocument> decoded = readJsonLines(inputs + "ref-a.decode.jsonl");
   ASSERT_EQ(strings.size(), expected.size());
   ASSERT_EQ(strings.size(), decoded.size());
   ASSERT_GE(strings.size(), 300u);

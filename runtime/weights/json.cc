@@ -2,18 +2,31 @@
 // Recursive-descent implementation of the strict JSON parser in json.h. The
 // grammar is RFC 8259 exactly: no comments, no trailing commas, no NaN, no
 // leading zeros, no raw control characters, valid UTF-8 only.
+//
+// Two passes over the text keep memory a small multiple of the input:
+//  1. validate everything but duplicate keys, and count the values, the
+//     decoded string bytes and the size of every array and object (in the
+//     order they open);
+//  2. allocate exactly that many nodes and bytes, and parse again into them:
+//     an array or object takes its block of children from the node pool when
+//     it opens (its size is known from pass 1), strings are decoded straight
+//     into the byte pool, and each object's keys are checked for duplicates
+//     when it closes.
 #include "runtime/weights/json.h"
 
 #include <charconv>
 #include <cstdio>
-#include <unordered_set>
+#include <algorithm>
+#include <vector>
 
 namespace compressa {
 
 const JsonValue *JsonValue::find(std::string_view key) const {
-  for (size_t i = 0; i < keys.size(); ++i)
-    if (keys[i] == key)
-      return &items[i];
+  if (valueKind != Kind::Object)
+    return nullptr;
+  for (size_t i = 0; i < count; ++i)
+    if (payload.children[i].stringValue() == key)
+      return &payload.children[count + i];
   return nullptr;
 }
 
@@ -41,20 +54,68 @@ public:
   JsonParser(std::string_view text, JsonLimits limits)
       : input(text), limits(limits) {}
 
-  StatusOr<JsonValue> parseDocument() {
-    JsonValue root;
-    skipWhitespace();
-    if (!parseValue(root, 0))
+  StatusOr<JsonDocument> parseDocument() {
+    if (input.size() >= UINT32_MAX)
+      return Status::error(StatusCode::InvalidArgument,
+                           "a JSON document of %zu bytes is too large (at "
+                           "most 4 GiB)",
+                           input.size());
+    // Pass 1: validate and count.
+    JsonDocument document;
+    if (!parseTopLevel(document))
       return error;
-    skipWhitespace();
-    if (pos != input.size()) {
-      fail("end of input after the top-level value");
+    // Pass 2: build into exactly-sized storage.
+    std::vector<uint32_t>(containerSizes).swap(containerSizes);
+    static_cast<JsonValue &>(document) = JsonValue();
+    building = true;
+    if (numNodes > 1)
+      document.nodes.reset(new JsonValue[numNodes - 1]);
+    if (numStringBytes > 0)
+      document.chars.reset(new char[numStringBytes]);
+    nextNode = document.nodes.get();
+    nextChar = document.chars.get();
+    nextContainer = 0;
+    pos = 0;
+    numValues = 0;
+    if (!parseTopLevel(document))
       return error;
-    }
-    return root;
+    return document;
   }
 
 private:
+  bool parseTopLevel(JsonValue &root) {
+    skipWhitespace();
+    if (!parseValue(root, 0))
+      return false;
+    skipWhitespace();
+    if (pos != input.size())
+      return fail("end of input after the top-level value");
+    return true;
+  }
+
+  /// `count` nodes from the pool (pass 2).
+  JsonValue *takeNodes(size_t count) {
+    JsonValue *block = nextNode;
+    nextNode += count;
+    return block;
+  }
+
+  /// Where decoded string bytes go: counted in pass 1, stored in pass 2.
+  struct StringSink {
+    char *out = nullptr;
+    size_t length = 0;
+    void push(char c) {
+      if (out)
+        out[length] = c;
+      ++length;
+    }
+    void append(const char *bytes, size_t n) {
+      if (out)
+        std::copy(bytes, bytes + n, out + length);
+      length += n;
+    }
+  };
+
   /// Records "expected X, found Y" at the current position; returns false.
   bool fail(const std::string &expected) {
     return failAt(pos, "expected " + expected + ", found " + describeAt(pos));
@@ -96,6 +157,7 @@ private:
   }
 
   bool countValue() {
+    ++numNodes;
     if (++numValues > limits.maxValues)
       return failAt(pos, "more than " + std::to_string(limits.maxValues) +
                              " values in one document (limit)");
@@ -113,11 +175,10 @@ private:
     case '[':
       return parseArray(out, depth + 1);
     case '"':
-      out.valueKind = JsonValue::Kind::String;
-      return parseString(out.text);
+      return parseStringValue(out);
     case 't':
       out.valueKind = JsonValue::Kind::Bool;
-      out.boolean = true;
+      out.flags = JsonValue::kTrue;
       return parseLiteral("true");
     case 'f':
       out.valueKind = JsonValue::Kind::Bool;
@@ -184,12 +245,14 @@ private:
                                printable(input.substr(start, pos - start)) +
                                " does not fit in a double");
     out.valueKind = JsonValue::Kind::Number;
-    out.number = value;
+    out.payload.number = value;
     if (integral) {
       int64_t exact = 0;
       auto [intEnd, intEc] = std::from_chars(first, last, exact);
-      out.exactInteger = intEc == std::errc() && intEnd == last;
-      out.integer = out.exactInteger ? exact : 0;
+      if (intEc == std::errc() && intEnd == last) {
+        out.flags = JsonValue::kExactInteger;
+        out.payload.integer = exact;
+      }
     }
     return true;
   }
@@ -214,27 +277,27 @@ private:
     return true;
   }
 
-  static void appendUtf8(std::string &out, uint32_t cp) {
+  static void appendUtf8(StringSink &out, uint32_t cp) {
     if (cp < 0x80) {
-      out += static_cast<char>(cp);
+      out.push(static_cast<char>(cp));
     } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
+      out.push(static_cast<char>(0xC0 | (cp >> 6)));
+      out.push(static_cast<char>(0x80 | (cp & 0x3F)));
     } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
+      out.push(static_cast<char>(0xE0 | (cp >> 12)));
+      out.push(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out.push(static_cast<char>(0x80 | (cp & 0x3F)));
     } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
+      out.push(static_cast<char>(0xF0 | (cp >> 18)));
+      out.push(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out.push(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out.push(static_cast<char>(0x80 | (cp & 0x3F)));
     }
   }
 
   /// Copies one raw UTF-8 sequence starting at `pos` (lead byte >= 0x80),
   /// rejecting overlong forms, surrogates and code points past U+10FFFF.
-  bool copyUtf8Sequence(std::string &out) {
+  bool copyUtf8Sequence(StringSink &out) {
     unsigned char lead = static_cast<unsigned char>(input[pos]);
     size_t length;
     uint32_t cp, minimum;
@@ -262,7 +325,24 @@ private:
     return true;
   }
 
-  bool parseString(std::string &out) {
+  /// A string value: its bytes go to the document's byte pool.
+  bool parseStringValue(JsonValue &out) {
+    StringSink sink;
+    sink.out = building ? nextChar : nullptr;
+    if (!parseString(sink))
+      return false;
+    if (building) {
+      out.valueKind = JsonValue::Kind::String;
+      out.count = static_cast<uint32_t>(sink.length);
+      out.payload.chars = nextChar;
+      nextChar += sink.length;
+    } else {
+      numStringBytes += sink.length;
+    }
+    return true;
+  }
+
+  bool parseString(StringSink &out) {
     ++pos; // opening quote
     while (true) {
       if (pos >= input.size())
@@ -280,7 +360,7 @@ private:
         continue;
       }
       if (c != '\\') {
-        out += static_cast<char>(c);
+        out.push(static_cast<char>(c));
         ++pos;
         continue;
       }
@@ -292,22 +372,22 @@ private:
       case '"':
       case '\\':
       case '/':
-        out += escape;
+        out.push(escape);
         break;
       case 'b':
-        out += '\b';
+        out.push('\b');
         break;
       case 'f':
-        out += '\f';
+        out.push('\f');
         break;
       case 'n':
-        out += '\n';
+        out.push('\n');
         break;
       case 'r':
-        out += '\r';
+        out.push('\r');
         break;
       case 't':
-        out += '\t';
+        out.push('\t');
         break;
       case 'u': {
         uint32_t cp;
@@ -344,21 +424,41 @@ private:
     return true;
   }
 
-  bool parseArray(JsonValue &out, unsigned depth) {
+  /// Pass 1: the index of a new container's size; pass 2: its size.
+  bool openContainer(unsigned depth, size_t &slot, uint32_t &size) {
     if (!enterContainer(depth))
       return false;
+    if (building) {
+      size = containerSizes[nextContainer++];
+    } else {
+      slot = containerSizes.size();
+      containerSizes.push_back(0);
+    }
+    return true;
+  }
+
+  bool parseArray(JsonValue &out, unsigned depth) {
+    size_t slot = 0;
+    uint32_t size = 0;
+    if (!openContainer(depth, slot, size))
+      return false;
     out.valueKind = JsonValue::Kind::Array;
+    JsonValue *children = building ? takeNodes(size) : nullptr;
+    out.count = size;
+    out.payload.children = children;
+    uint32_t index = 0;
     ++pos; // '['
     skipWhitespace();
     if (pos < input.size() && input[pos] == ']') {
       ++pos;
       return true;
     }
+    JsonValue scratch;
     while (true) {
       skipWhitespace();
-      out.items.emplace_back();
-      if (!parseValue(out.items.back(), depth))
+      if (!parseValue(building ? children[index] : scratch, depth))
         return false;
+      ++index;
       skipWhitespace();
       if (pos < input.size() && input[pos] == ',') {
         ++pos;
@@ -366,6 +466,8 @@ private:
       }
       if (pos < input.size() && input[pos] == ']') {
         ++pos;
+        if (!building)
+          containerSizes[slot] = index;
         return true;
       }
       return fail("',' or ']' in an array");
@@ -373,35 +475,47 @@ private:
   }
 
   bool parseObject(JsonValue &out, unsigned depth) {
-    if (!enterContainer(depth))
+    size_t slot = 0;
+    uint32_t size = 0;
+    if (!openContainer(depth, slot, size))
       return false;
     out.valueKind = JsonValue::Kind::Object;
+    // Keys in children[0, size), values in children[size, 2 * size).
+    JsonValue *children = building ? takeNodes(size_t(size) * 2) : nullptr;
+    out.count = size;
+    out.payload.children = children;
+    uint32_t index = 0;
+    // Where each key starts, for a duplicate's message (pass 2).
+    std::vector<uint32_t> keyStarts;
+    if (building)
+      keyStarts.reserve(size);
     ++pos; // '{'
     skipWhitespace();
     if (pos < input.size() && input[pos] == '}') {
       ++pos;
       return true;
     }
-    std::unordered_set<std::string> seen;
+    JsonValue scratch;
     while (true) {
       skipWhitespace();
       if (pos >= input.size() || input[pos] != '"')
         return fail("'\"' to start an object key");
-      size_t keyStart = pos;
-      std::string key;
-      if (!parseString(key))
+      if (building)
+        keyStarts.push_back(static_cast<uint32_t>(pos));
+      // A key is a value too (it takes a node), but not one that counts
+      // against maxValues.
+      if (!parseStringValue(building ? children[index] : scratch))
         return false;
-      if (!seen.insert(key).second)
-        return failAt(keyStart, "duplicate key '" + printable(key) + "'");
+      if (!building)
+        ++numNodes;
       skipWhitespace();
       if (pos >= input.size() || input[pos] != ':')
         return fail("':' after an object key");
       ++pos;
       skipWhitespace();
-      out.keys.push_back(std::move(key));
-      out.items.emplace_back();
-      if (!parseValue(out.items.back(), depth))
+      if (!parseValue(building ? children[size + index] : scratch, depth))
         return false;
+      ++index;
       skipWhitespace();
       if (pos < input.size() && input[pos] == ',') {
         ++pos;
@@ -409,20 +523,63 @@ private:
       }
       if (pos < input.size() && input[pos] == '}') {
         ++pos;
-        return true;
+        if (!building) {
+          containerSizes[slot] = index;
+          return true;
+        }
+        return checkDuplicateKeys(children, size, keyStarts);
       }
       return fail("',' or '}' in an object");
     }
+  }
+
+  /// Fails at the second occurrence of a key that appears twice.
+  bool checkDuplicateKeys(const JsonValue *keys, uint32_t size,
+                          std::vector<uint32_t> &keyStarts) {
+    if (size < 2)
+      return true;
+    // Sort the member indices by key; equal keys end up side by side.
+    std::vector<uint32_t> order(size);
+    for (uint32_t i = 0; i < size; ++i)
+      order[i] = i;
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      std::string_view ka = keys[a].stringValue(), kb = keys[b].stringValue();
+      return ka != kb ? ka < kb : a < b;
+    });
+    size_t first = SIZE_MAX;
+    uint32_t duplicate = 0;
+    for (uint32_t i = 1; i < size; ++i) {
+      if (keys[order[i]].stringValue() == keys[order[i - 1]].stringValue() &&
+          keyStarts[order[i]] < first) {
+        first = keyStarts[order[i]];
+        duplicate = order[i];
+      }
+    }
+    if (first == SIZE_MAX)
+      return true;
+    return failAt(first, "duplicate key '" +
+                             printable(keys[duplicate].stringValue()) + "'");
   }
 
   std::string_view input;
   JsonLimits limits;
   size_t pos = 0;
   size_t numValues = 0;
+  /// Values and object keys: the nodes of the document (pass 1).
+  size_t numNodes = 0;
   Status error;
+  /// False in pass 1 (validate and count), true in pass 2 (build).
+  bool building = false;
+  /// Decoded bytes of all strings (pass 1).
+  size_t numStringBytes = 0;
+  /// Elements or members of every array and object, in opening order.
+  std::vector<uint32_t> containerSizes;
+  size_t nextContainer = 0;
+  JsonValue *nextNode = nullptr;
+  char *nextChar = nullptr;
 };
 
-StatusOr<JsonValue> parseJson(std::string_view text, JsonLimits limits) {
+StatusOr<JsonDocument> parseJson(std::string_view text, JsonLimits limits) {
   return JsonParser(text, limits).parseDocument();
 }
 

@@ -13,7 +13,7 @@ namespace {
 /// Parses `text` and expects failure whose message contains `fragment`.
 void expectRejected(const std::string &text, const std::string &fragment,
                     JsonLimits limits = {}) {
-  StatusOr<JsonValue> result = parseJson(text, limits);
+  StatusOr<JsonDocument> result = parseJson(text, limits);
   ASSERT_FALSE(result.ok()) << "accepted: " << text;
   EXPECT_EQ(result.status().code(), StatusCode::InvalidArgument);
   EXPECT_NE(result.status().message().find(fragment), std::string::npos)
@@ -21,7 +21,7 @@ void expectRejected(const std::string &text, const std::string &fragment,
 }
 
 TEST(JsonTest, ParsesNestedDocument) {
-  StatusOr<JsonValue> result = parseJson(
+  StatusOr<JsonDocument> result = parseJson(
       " {\"a\": [1, -2, 3.5, 1e3, true, false, null], \"b\": {\"c\": \"d\"},"
       " \"e\": []} \n");
   ASSERT_TRUE(result.ok()) << result.status().toString();
@@ -54,24 +54,24 @@ TEST(JsonTest, ParsesNestedDocument) {
 }
 
 TEST(JsonTest, IntegersAreExactTo64Bits) {
-  StatusOr<JsonValue> big = parseJson("9223372036854775807");
+  StatusOr<JsonDocument> big = parseJson("9223372036854775807");
   ASSERT_TRUE(big.ok());
   EXPECT_EQ(big->intValue(), INT64_C(9223372036854775807));
-  StatusOr<JsonValue> tooBig = parseJson("9223372036854775808");
+  StatusOr<JsonDocument> tooBig = parseJson("9223372036854775808");
   ASSERT_TRUE(tooBig.ok());
   EXPECT_FALSE(tooBig->intValue().has_value());
   EXPECT_EQ(tooBig->numberValue(), 9223372036854775808.0);
-  StatusOr<JsonValue> negZero = parseJson("-0");
+  StatusOr<JsonDocument> negZero = parseJson("-0");
   ASSERT_TRUE(negZero.ok());
   EXPECT_EQ(negZero->intValue(), 0);
 }
 
 TEST(JsonTest, StringEscapesAndUtf8) {
-  StatusOr<JsonValue> result =
+  StatusOr<JsonDocument> result =
       parseJson(R"("q\"b\\s\/n\nt\tu\u00e9\ud83d\ude00")");
   ASSERT_TRUE(result.ok()) << result.status().toString();
   EXPECT_EQ(result->stringValue(), "q\"b\\s/n\nt\tu\xC3\xA9\xF0\x9F\x98\x80");
-  StatusOr<JsonValue> raw = parseJson("\"caf\xC3\xA9 \xE2\x82\xAC\"");
+  StatusOr<JsonDocument> raw = parseJson("\"caf\xC3\xA9 \xE2\x82\xAC\"");
   ASSERT_TRUE(raw.ok()) << raw.status().toString();
   EXPECT_EQ(raw->stringValue(), "caf\xC3\xA9 \xE2\x82\xAC");
 }
@@ -110,10 +110,62 @@ TEST(JsonTest, RejectsMalformedInput) {
 
 TEST(JsonTest, RejectsDuplicateKeys) {
   expectRejected("{\"w\": 1, \"w\": 2}", "duplicate key 'w'");
+  // Located at the second occurrence, compared after unescaping, in nested
+  // objects too.
+  StatusOr<JsonDocument> result =
+      parseJson("{\"a\":1,\"b\":{\"x\":1,\"\\u0078\":2},\"c\":3}");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().message(),
+            "line 1, column 19 (byte 18): duplicate key 'x'");
+  StatusOr<JsonDocument> first =
+      parseJson("{\"b\":0,\"a\":1,\"b\":2,\"a\":3}");
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().message(),
+            "line 1, column 14 (byte 13): duplicate key 'b'");
+}
+
+TEST(JsonTest, ObjectMembersInFileOrder) {
+  StatusOr<JsonDocument> result =
+      parseJson("{\"z\": [1, {\"k\": \"v\"}], \"a\": \"s\", \"m\": null}");
+  ASSERT_TRUE(result.ok()) << result.status().toString();
+  const JsonValue &root = *result;
+  ASSERT_EQ(root.size(), 3u);
+  EXPECT_EQ(root.memberKey(0), "z");
+  EXPECT_EQ(root.memberKey(1), "a");
+  EXPECT_EQ(root.memberKey(2), "m");
+  // elements() of an object: the member values, in the same order.
+  ASSERT_EQ(root.elements().size(), 3u);
+  EXPECT_TRUE(root.elements()[0].isArray());
+  EXPECT_EQ(root.elements()[1].stringValue(), "s");
+  EXPECT_TRUE(root.elements()[2].isNull());
+  const JsonValue &inner = root.memberValue(0).elements()[1];
+  EXPECT_EQ(inner.find("k")->stringValue(), "v");
+  // Moving the document keeps every value valid.
+  JsonDocument moved = std::move(result).value();
+  EXPECT_EQ(moved.find("z")->elements()[1].find("k")->stringValue(), "v");
+  EXPECT_EQ(moved.memberValue(1).stringValue(), "s");
+  // A string is not an array, an array has no members.
+  EXPECT_TRUE(moved.memberValue(1).elements().empty());
+  EXPECT_EQ(moved.memberValue(0).find("k"), nullptr);
+  EXPECT_EQ(moved.memberValue(0).stringValue(), "");
+}
+
+TEST(JsonTest, NumbersKeepBothForms) {
+  StatusOr<JsonDocument> result =
+      parseJson("[9007199254740993, -1.25e2, 0.1, 123456789012345678901]");
+  ASSERT_TRUE(result.ok()) << result.status().toString();
+  JsonRange n = result->elements();
+  EXPECT_EQ(n[0].intValue(), INT64_C(9007199254740993));
+  EXPECT_EQ(n[0].numberValue(), 9007199254740992.0); // correctly rounded
+  EXPECT_EQ(n[1].numberValue(), -125.0);
+  EXPECT_FALSE(n[1].intValue().has_value());
+  EXPECT_EQ(n[2].numberValue(), 0.1);
+  EXPECT_FALSE(n[3].intValue().has_value());
+  EXPECT_EQ(n[3].numberValue(), 123456789012345678901.0);
 }
 
 TEST(JsonTest, ReportsLineAndColumn) {
-  StatusOr<JsonValue> result = parseJson("{\n  \"a\": [1,\n  x]}");
+  StatusOr<JsonDocument> result = parseJson("{\n  \"a\": [1,\n  x]}");
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().message(),
             "line 3, column 3 (byte 15): expected a value, found 'x'");

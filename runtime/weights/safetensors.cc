@@ -99,51 +99,6 @@ static Status readNonNegative(const JsonValue &value, const std::string &where,
   return okStatus();
 }
 
-/// The whole of a small file, read as hostile: size-limited, fully read.
-static StatusOr<std::string> readWholeFile(const std::string &path,
-                                           uint64_t maxBytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    return Status::errorAt(
-        __FILE__, __LINE__,
-        err == ENOENT ? StatusCode::NotFound : StatusCode::Unavailable,
-        "%s: cannot open: %s", path.c_str(), std::strerror(err));
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return COMPRESSA_ERROR(InvalidArgument, "%s: not a regular file",
-                           path.c_str());
-  }
-  uint64_t size = static_cast<uint64_t>(info.st_size);
-  if (size > maxBytes) {
-    ::close(fd);
-    return COMPRESSA_ERROR(DataLoss,
-                           "%s: file is %llu bytes, larger than the %llu-byte "
-                           "limit",
-                           path.c_str(), static_cast<unsigned long long>(size),
-                           static_cast<unsigned long long>(maxBytes));
-  }
-  std::string contents(static_cast<size_t>(size), '\0');
-  size_t done = 0;
-  while (done < contents.size()) {
-    ssize_t got = ::read(fd, contents.data() + done, contents.size() - done);
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got <= 0) {
-      int err = got < 0 ? errno : 0;
-      ::close(fd);
-      return COMPRESSA_ERROR(
-          DataLoss, "%s: read %zu of %zu bytes: %s", path.c_str(), done,
-          contents.size(), err ? std::strerror(err) : "unexpected end of file");
-    }
-    done += static_cast<size_t>(got);
-  }
-  ::close(fd);
-  return contents;
-}
-
 //===----------------------------------------------------------------------===//
 // SafetensorsFile
 //===----------------------------------------------------------------------===//
@@ -187,8 +142,8 @@ SafetensorsFile::open(std::string path) {
   if (headerSize > kMaxSafetensorsHeaderBytes)
     return COMPRESSA_ERROR(
         DataLoss,
-        "%s: header length %llu bytes exceeds the limit of "
-        "%llu bytes (100 MiB); not a safetensors file?",
+        "%s: header length %llu bytes exceeds the format's limit of "
+        "%llu bytes (MAX_HEADER_SIZE); not a safetensors file?",
         p, static_cast<unsigned long long>(headerSize),
         static_cast<unsigned long long>(kMaxSafetensorsHeaderBytes));
   if (headerSize > size - 8)
@@ -215,12 +170,39 @@ const TensorView *SafetensorsFile::find(std::string_view name) const {
   return it == byName.end() ? nullptr : &tensorList[it->second];
 }
 
+/// Checks __metadata__: absent, null (the reference reads it as an
+/// Option<HashMap<String, String>>) or an object of string -> string.
+static Status checkMetadata(const JsonValue &metadata, const char *p) {
+  if (metadata.isNull())
+    return okStatus();
+  if (!metadata.isObject())
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: __metadata__ is %s, expected an object of "
+                           "string -> string",
+                           p, describeJson(metadata).c_str());
+  for (size_t i = 0; i < metadata.size(); ++i)
+    if (!metadata.memberValue(i).isString())
+      return COMPRESSA_ERROR(
+          DataLoss,
+          "%s: __metadata__ entry '%s' is %s, expected a string "
+          "(__metadata__ maps strings to strings)",
+          p, printable(metadata.memberKey(i)).c_str(),
+          describeJson(metadata.memberValue(i)).c_str());
+  return okStatus();
+}
+
 Status SafetensorsFile::parseHeader(std::string_view header,
                                     uint64_t dataStart) {
   const char *p = filePath.c_str();
   uint64_t dataSize = mappedSize - dataStart;
 
-  StatusOr<JsonValue> parsed = parseJson(header);
+  // The reference loader's first check (InvalidHeaderStart).
+  if (header.empty() || header[0] != '{')
+    return COMPRESSA_ERROR(
+        DataLoss, "%s: header starts with %s, expected '{' (a JSON object)", p,
+        header.empty() ? "nothing (it is empty)"
+                       : ("'" + printable(header.substr(0, 1)) + "'").c_str());
+  StatusOr<JsonDocument> parsed = parseJson(header);
   if (!parsed.ok())
     return COMPRESSA_ERROR(DataLoss, "%s: header is not valid JSON: %s", p,
                            parsed.status().message().c_str());
@@ -229,15 +211,17 @@ Status SafetensorsFile::parseHeader(std::string_view header,
     return COMPRESSA_ERROR(DataLoss, "%s: header is %s, expected a JSON object",
                            p, describeJson(root).c_str());
 
-  // Byte ranges parallel to tensorList, for the overlap check below.
+  // Byte ranges parallel to tensorList, for the tiling check below.
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   tensorList.reserve(root.size());
   ranges.reserve(root.size());
   for (size_t m = 0; m < root.size(); ++m) {
-    const std::string &name = root.memberKey(m);
+    std::string_view name = root.memberKey(m);
     const JsonValue &entry = root.memberValue(m);
-    if (name == "__metadata__")
+    if (name == "__metadata__") {
+      COMPRESSA_RETURN_IF_ERROR(checkMetadata(entry, p));
       continue;
+    }
     std::string where = std::string(p) + ": tensor '" + printable(name) + "'";
     const char *w = where.c_str();
 
@@ -247,7 +231,7 @@ Status SafetensorsFile::parseHeader(std::string_view header,
                              "shape and data_offsets",
                              w, describeJson(entry).c_str());
     for (size_t f = 0; f < entry.size(); ++f) {
-      const std::string &field = entry.memberKey(f);
+      std::string_view field = entry.memberKey(f);
       if (field != "dtype" && field != "shape" && field != "data_offsets")
         return COMPRESSA_ERROR(DataLoss,
                                "%s: unexpected field '%s', expected only "
@@ -343,31 +327,66 @@ Status SafetensorsFile::parseHeader(std::string_view header,
     ranges.emplace_back(ubegin, uend);
   }
 
-  // No two non-empty tensors may share a byte: sort by begin and compare each
-  // range with the furthest end seen so far.
+  // The tensors must tile the data section, as the reference loader demands
+  // (Metadata::validate, then MetadataIncompleteBuffer): sorted by
+  // data_offsets, the first begins at 0, each begins where the one before it
+  // ends, and the last ends at the end of the data section. No gap, no
+  // overlap (a zero-size tensor inside another's bytes included), no bytes
+  // after the last tensor.
   std::vector<size_t> order(tensorList.size());
   for (size_t i = 0; i < order.size(); ++i)
     order[i] = i;
   std::sort(order.begin(), order.end(),
             [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
   const size_t none = std::numeric_limits<size_t>::max();
-  size_t furthest = none;
+  size_t previous = none;
+  uint64_t expectedBegin = 0;
   for (size_t i : order) {
-    if (ranges[i].first == ranges[i].second)
-      continue;
-    if (furthest != none && ranges[i].first < ranges[furthest].second)
+    uint64_t begin = ranges[i].first;
+    if (begin != expectedBegin) {
+      std::string where =
+          previous == none
+              ? std::string("0, the start of the data section")
+              : std::to_string(expectedBegin) + ", where tensor '" +
+                    printable(tensorList[previous].name) +
+                    "' (data_offsets [" +
+                    std::to_string(ranges[previous].first) + ", " +
+                    std::to_string(ranges[previous].second) + "]) ends";
+      std::string problem =
+          begin > expectedBegin
+              ? "a gap of " + std::to_string(begin - expectedBegin) +
+                    " bytes that no tensor covers"
+              : std::string("the two tensors overlap");
       return COMPRESSA_ERROR(
           DataLoss,
-          "%s: tensors '%s' (data_offsets [%llu, %llu]) and '%s' "
-          "(data_offsets [%llu, %llu]) overlap",
-          p, printable(tensorList[furthest].name).c_str(),
-          static_cast<unsigned long long>(ranges[furthest].first),
-          static_cast<unsigned long long>(ranges[furthest].second),
-          printable(tensorList[i].name).c_str(),
-          static_cast<unsigned long long>(ranges[i].first),
-          static_cast<unsigned long long>(ranges[i].second));
-    if (furthest == none || ranges[i].second > ranges[furthest].second)
-      furthest = i;
+          "%s: tensor '%s' has data_offsets [%llu, %llu], expected it to "
+          "begin at %s: %s (tensors must cover the data section "
+          "contiguously)",
+          p, printable(tensorList[i].name).c_str(),
+          static_cast<unsigned long long>(begin),
+          static_cast<unsigned long long>(ranges[i].second), where.c_str(),
+          problem.c_str());
+    }
+    expectedBegin = ranges[i].second;
+    previous = i;
+  }
+  if (expectedBegin != dataSize) {
+    if (previous == none)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: no tensors, but the data section has %llu "
+                             "bytes, expected 0 (bytes after the last tensor)",
+                             p, static_cast<unsigned long long>(dataSize));
+    return COMPRESSA_ERROR(
+        DataLoss,
+        "%s: the last tensor '%s' (data_offsets [%llu, %llu]) ends at %llu, "
+        "expected the end of the data section at %llu: %llu bytes after the "
+        "last tensor",
+        p, printable(tensorList[previous].name).c_str(),
+        static_cast<unsigned long long>(ranges[previous].first),
+        static_cast<unsigned long long>(ranges[previous].second),
+        static_cast<unsigned long long>(expectedBegin),
+        static_cast<unsigned long long>(dataSize),
+        static_cast<unsigned long long>(dataSize - expectedBegin));
   }
 
   // The JSON parser rejects duplicate keys, so names are unique here.
@@ -381,10 +400,12 @@ Status SafetensorsFile::parseHeader(std::string_view header,
 // WeightStore
 //===----------------------------------------------------------------------===//
 
-/// True when `path` names an existing regular file.
-static bool isRegularFile(const std::string &path) {
+/// True when something exists at `path`. Whether it is a regular file is
+/// for the opener to say (a named pipe gets "not a regular file (a named
+/// pipe)" rather than "no model.safetensors").
+static bool pathExists(const std::string &path) {
   struct stat info;
-  return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+  return ::stat(path.c_str(), &info) == 0;
 }
 
 StatusOr<std::unique_ptr<WeightStore>>
@@ -412,9 +433,9 @@ WeightStore::open(std::string directory) {
   // them too.
   std::string indexPath = joinPath(store->dirPath, kIndexFileName);
   std::string singlePath = joinPath(store->dirPath, kSingleFileName);
-  if (isRegularFile(indexPath)) {
+  if (pathExists(indexPath)) {
     COMPRESSA_RETURN_IF_ERROR(store->openIndexed(indexPath));
-  } else if (isRegularFile(singlePath)) {
+  } else if (pathExists(singlePath)) {
     COMPRESSA_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open(singlePath));
     for (const TensorView &view : file->tensors())
       store->byName.emplace(view.name, &view);
@@ -431,8 +452,8 @@ Status WeightStore::openIndexed(const std::string &indexPath) {
 
   // Step 1. Read and parse the index.
   COMPRESSA_ASSIGN_OR_RETURN(
-      std::string text, readWholeFile(indexPath, kMaxSafetensorsHeaderBytes));
-  StatusOr<JsonValue> parsed = parseJson(text);
+      std::string text, ReadOnlyFile::readAll(indexPath, kMaxSafetensorsHeaderBytes));
+  StatusOr<JsonDocument> parsed = parseJson(text);
   if (!parsed.ok())
     return COMPRESSA_ERROR(DataLoss, "%s: not valid JSON: %s", ip,
                            parsed.status().message().c_str());
@@ -456,7 +477,7 @@ Status WeightStore::openIndexed(const std::string &indexPath) {
   std::unordered_map<std::string, size_t> shardIndex;
   std::vector<size_t> entryShard(weightMap->size());
   for (size_t m = 0; m < weightMap->size(); ++m) {
-    const std::string &tensor = weightMap->memberKey(m);
+    std::string_view tensor = weightMap->memberKey(m);
     const JsonValue &shard = weightMap->memberValue(m);
     if (!shard.isString())
       return COMPRESSA_ERROR(DataLoss,
@@ -464,7 +485,7 @@ Status WeightStore::openIndexed(const std::string &indexPath) {
                              "expected a shard file name",
                              ip, printable(tensor).c_str(),
                              describeJson(shard).c_str());
-    const std::string &shardName = shard.stringValue();
+    std::string_view shardName = shard.stringValue();
     if (shardName.empty() || shardName == "." || shardName == ".." ||
         shardName.find('/') != std::string::npos ||
         shardName.find('\0') != std::string::npos)
@@ -473,9 +494,10 @@ Status WeightStore::openIndexed(const std::string &indexPath) {
                              "expected a plain file name in the same directory",
                              ip, printable(tensor).c_str(),
                              printable(shardName).c_str());
-    auto [it, inserted] = shardIndex.emplace(shardName, shardNames.size());
+    auto [it, inserted] =
+        shardIndex.emplace(std::string(shardName), shardNames.size());
     if (inserted)
-      shardNames.push_back(shardName);
+      shardNames.emplace_back(shardName);
     entryShard[m] = it->second;
   }
 
@@ -509,7 +531,7 @@ Status WeightStore::openIndexed(const std::string &indexPath) {
 
   // Step 5. The index and the shards must agree both ways.
   for (size_t m = 0; m < weightMap->size(); ++m) {
-    const std::string &tensor = weightMap->memberKey(m);
+    std::string_view tensor = weightMap->memberKey(m);
     const SafetensorsFile &shard = *fileList[entryShard[m]];
     if (shard.find(tensor))
       continue;

@@ -10,9 +10,13 @@
 //                         {"dtype": "F32"|"BF16"|"F8_E4M3"|...,
 //                          "shape": [d0, d1, ...],        non-negative ints
 //                          "data_offsets": [begin, end]}  relative to 8+N
-//                       except "__metadata__", a free-form object (skipped).
+//                       except "__metadata__", an object of string -> string.
+//                       N is at most 100,000,000 and the header starts with
+//                       '{'.
 //   bytes [8+N, EOF)    the data section; tensor bytes are row-major, little-
-//                       endian, with no alignment guarantee.
+//                       endian, with no alignment guarantee. Sorted by
+//                       data_offsets, the tensors tile it exactly: no gap
+//                       before, between or after them, no overlap.
 // A sharded checkpoint adds model.safetensors.index.json:
 //   {"metadata": {...}, "weight_map": {"<tensor name>": "<shard file>", ...}}
 #ifndef COMPRESSA_RUNTIME_WEIGHTS_SAFETENSORS_H
@@ -53,16 +57,22 @@ struct TensorView {
 /// "[24, 64]" for messages.
 std::string formatShape(const std::vector<int64_t> &shape);
 
-/// Largest header accepted, in bytes; real checkpoints use a few MiB.
-inline constexpr uint64_t kMaxSafetensorsHeaderBytes = uint64_t(100) << 20;
+/// Largest header accepted, in bytes: the format's own limit (MAX_HEADER_SIZE
+/// of the reference implementation); real checkpoints use a few MiB. Also
+/// the largest model.safetensors.index.json read.
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100000000;
 
 /// A validated, memory-mapped (read-only) .safetensors file.
 class SafetensorsFile {
 public:
-  /// Maps `path` and validates its header and every tensor entry: known dtype,
-  /// non-negative shape without overflow, data_offsets inside the data section
-  /// and matching the shape's byte size, no two tensors overlapping. Errors
-  /// name the path and the tensor, with the expected and the found values.
+  /// Maps `path` and validates its header and every tensor entry as the
+  /// reference loader does: header within the format's limit and starting
+  /// with '{', __metadata__ a string -> string map, known dtype, non-negative
+  /// shape without overflow, data_offsets matching the shape's byte size, the
+  /// tensors tiling the data section exactly (sorted by offsets: each begins
+  /// where the previous ends, the first at 0, the last ending at the end of
+  /// the file). Errors name the path and the tensor, with the expected and
+  /// the found values.
   static StatusOr<std::unique_ptr<SafetensorsFile>> open(std::string path);
 
   ~SafetensorsFile();

@@ -15,6 +15,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/base/file.h"
 #include "runtime/chat/chat_encoding.h"
 #include "runtime/format/artifact_reader.h"
 #include "runtime/session/engine.h"
@@ -669,24 +670,10 @@ std::string jsonNumber(double value) {
   return text;
 }
 
-/// The whole content of `path`.
+/// The whole content of `path`: a regular file (a named pipe is refused,
+/// not waited on) of at most 1 GiB.
 StatusOr<std::string> readTextFile(const std::string &path) {
-  FILE *file = std::fopen(path.c_str(), "rb");
-  if (!file)
-    return COMPRESSA_ERROR(NotFound, "%s: cannot open: %s", path.c_str(),
-                           std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  size_t got;
-  while ((got = std::fread(buffer, 1, sizeof(buffer), file)) > 0)
-    text.append(buffer, got);
-  bool failed = std::ferror(file);
-  int error = errno;
-  std::fclose(file);
-  if (failed)
-    return COMPRESSA_ERROR(Unavailable, "%s: cannot read: %s", path.c_str(),
-                           std::strerror(error));
-  return text;
+  return ReadOnlyFile::readAll(path, uint64_t(1) << 30);
 }
 
 bool fileExists(const std::string &path) {
