@@ -17,7 +17,7 @@ set -uo pipefail
 mode=${1:-}
 dir=${2:-.gpu-check}
 root=$(cd "$(dirname "$0")/.." && pwd)
-golden=${COMPRESSA_GOLDEN:-$root/../shared/golden}
+golden=${COMPRESSA_GOLDEN:-$root/models}
 chip=${COMPRESSA_CUDA_CHIP:-sm_90a}
 
 prepare() {

@@ -7,11 +7,19 @@ import lit.formats
 from lit.llvm import llvm_config
 
 config.name = "COMPRESSA"
-config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+
+
+# A test that cannot run fails instead of being skipped (compressa_lit.py);
+# missing_features maps a feature to what is missing and how to get it.
+sys.path.insert(0, os.path.dirname(__file__))
+from compressa_lit import NoSilentSkips  # noqa: E402
+
+missing_features = {}
 config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.compressa_obj_root, "test")
-config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
+config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py",
+                   "compressa_lit.py", "__pycache__"]
 
 config.environment["FILECHECK_OPTS"] = "--enable-var-scope --dump-input=fail"
 # Model names resolve against the source tree's models/ in tests.
@@ -27,17 +35,19 @@ llvm_config.add_tool_substitutions(
     [config.compressa_tools_dir, config.llvm_tools_dir])
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
-config.substitutions.append(("%golden", os.path.join(config.compressa_shared_dir, "golden")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
 
-# The golden data lives beside the checkout (../shared); tests that read it
-# say `REQUIRES: golden`.
-if os.path.isdir(os.path.join(config.compressa_shared_dir, "golden")):
-    config.available_features.add("golden")
-
-# The CUDA toolkit (libdevice and ptxas) for the PTX/cubin tests.
-if os.path.exists("/usr/local/cuda/bin/ptxas") or os.environ.get("CUDA_HOME"):
+# The CUDA toolkit (libdevice and ptxas) for the PTX/cubin tests; no GPU is
+# needed. The golden models live in the repository (models/tiny-a, tiny-c).
+_cuda = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+if os.path.exists(os.path.join(_cuda, "bin", "ptxas")) and os.path.exists(
+        os.path.join(_cuda, "nvvm", "libdevice", "libdevice.10.bc")):
     config.available_features.add("cuda-toolkit")
+else:
+    missing_features["cuda-toolkit"] = (
+        f"the CUDA 13 toolkit: no {_cuda}/bin/ptxas or "
+        f"{_cuda}/nvvm/libdevice/libdevice.10.bc (install CUDA 13 at "
+        "/usr/local/cuda or set CUDA_HOME)")
 
 # The Hugging Face `tokenizers` library, the tokenizer tests' reference
 # (test-only; scripts/install-deps.sh installs it for the python3 on PATH,
@@ -51,3 +61,11 @@ for _python in (sys.executable, shutil.which("python3")):
         config.available_features.add("hf-tokenizers")
         config.substitutions.append(("%hf_python", _python))
         break
+else:
+    missing_features["hf-tokenizers"] = (
+        "the Hugging Face `tokenizers` Python package, the tokenizer tests' "
+        "reference: no python3 here imports it (scripts/install-deps.sh "
+        "installs it: python3 -m pip install tokenizers==0.23.3)")
+
+config.test_format = NoSilentSkips(not llvm_config.use_lit_shell,
+                                  missing_features)

@@ -378,7 +378,7 @@ class TinyTokenizerTest : public ::testing::Test {
 protected:
   void SetUp() override {
     if (!std::filesystem::exists(COMPRESSA_TINY_TOKENIZER))
-      GTEST_SKIP() << COMPRESSA_TINY_TOKENIZER << " is absent";
+      FAIL() << COMPRESSA_TINY_TOKENIZER << " is missing";
     StatusOr<std::unique_ptr<Tokenizer>> loaded =
         Tokenizer::fromFile(COMPRESSA_TINY_TOKENIZER);
     ASSERT_TRUE(loaded.ok()) << loaded.status().toString();

@@ -262,7 +262,8 @@ TEST_F(CudaDeviceTest, NoUsableCodeIsAnError) {
 TEST_F(CudaDeviceTest, CubinIsUsedWhenTheChipMatches) {
   std::vector<uint8_t> cubin = toy::toyKernelsCubin();
   if (cubin.empty())
-    GTEST_SKIP() << "the build had no ptxas, so there is no test cubin";
+    FAIL() << "the build found no ptxas (CUDA toolkit), so there is no "
+              "test cubin: install CUDA 13 at /usr/local/cuda";
   std::string ptx = toy::toyKernelsPtx();
   auto module = device->loadModule("sm_90", ptx.c_str(), ptx.size(),
                                    cubin.data(), cubin.size(), "toy.cpa");

@@ -322,7 +322,8 @@ TEST_P(CudaEngineTest, MissingOptionalWeightFailsOnlyTheProgramThatNeedsIt) {
 
 TEST_P(CudaEngineTest, CubinVariantGivesTheSameLogits) {
   if (toy::toyKernelsCubin().empty())
-    GTEST_SKIP() << "the build had no ptxas, so there is no test cubin";
+    FAIL() << "the build found no ptxas (CUDA toolkit), so there is no "
+              "test cubin: install CUDA 13 at /usr/local/cuda";
   auto engine = toyEngine(4, /*withCubin=*/true);
   ASSERT_TRUE(engine);
   std::string description = engine->backendDescription();

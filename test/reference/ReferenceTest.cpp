@@ -1,7 +1,7 @@
 //===- ReferenceTest.cpp - The reference vs the golden logits -------------===//
 // SPDX-License-Identifier: Apache-2.0
 //
-// Proves the reference implementation against shared/golden (transformers,
+// Proves the reference implementation against models/tiny-{a,c} (transformers,
 // float64): every position's logits of tiny-a and tiny-c, float and quant
 // weights, token by token; greedy generation; chunked prefill equal to
 // token-by-token. Plus op-level checks of the details the spec pins down.
@@ -238,7 +238,7 @@ protected:
   void SetUp() override {
     const char *name = std::get<0>(GetParam());
     if (!exists(std::string(kGoldenDir) + "/" + name + "/golden.safetensors"))
-      GTEST_SKIP() << "golden data not found under " << kGoldenDir;
+      FAIL() << "golden data missing under " << kGoldenDir;
     static std::map<std::string, std::unique_ptr<Golden>> cache;
     std::string key = label();
     auto it = cache.find(key);

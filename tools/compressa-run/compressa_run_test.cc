@@ -471,7 +471,7 @@ protected:
   void SetUp() override {
     CompressaRunTest::SetUp();
     if (!std::filesystem::exists(COMPRESSA_TINY_TOKENIZER))
-      GTEST_SKIP() << COMPRESSA_TINY_TOKENIZER << " is absent";
+      FAIL() << COMPRESSA_TINY_TOKENIZER << " is missing";
     StatusOr<std::unique_ptr<Tokenizer>> loaded =
         Tokenizer::fromFile(COMPRESSA_TINY_TOKENIZER);
     ASSERT_TRUE(loaded.ok()) << loaded.status().toString();
