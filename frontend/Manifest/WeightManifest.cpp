@@ -12,6 +12,8 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/MathExtras.h"
 
+#include <cassert>
+
 using namespace llvm;
 
 namespace mlir::compressa {
@@ -300,6 +302,80 @@ ParamCounts countParams(const ModelConfig &config) {
                                       ? counts.activePerToken - embedding + row
                                       : counts.activePerToken;
   return counts;
+}
+
+llvm::Error inferWeightFormats(ModelConfig &config, CheckpointDtypeFn dtypeOf,
+                               StringRef checkpoint) {
+  // The official layout names one tensor of each class; which tensor is
+  // which comes from the manifest, not from a list of names here.
+  ModelConfig official = config;
+  official.quantized = true;
+  official.floatFormat = WeightFormat::BF16;
+  official.denseFormat = WeightFormat::FP8E4M3Block128;
+  official.expertFormat = WeightFormat::FP4E2M1Block32;
+  const TensorEntry *floatRep = nullptr, *denseRep = nullptr,
+                    *expertRep = nullptr;
+  std::vector<TensorEntry> entries = buildWeightManifest(official);
+  for (const TensorEntry &e : entries) {
+    if (e.isScale || e.optional)
+      continue;
+    if (!floatRep && e.format == WeightFormat::BF16)
+      floatRep = &e;
+    else if (!denseRep && !e.routedExpert &&
+             e.format == WeightFormat::FP8E4M3Block128)
+      denseRep = &e;
+    else if (!expertRep && e.routedExpert)
+      expertRep = &e;
+  }
+  assert(floatRep && denseRep && expertRep && "every V4 manifest has all three");
+
+  // The format of one representative, from the dtypes its class allows.
+  auto decide = [&](const TensorEntry &rep, StringRef what,
+                    ArrayRef<std::pair<StringRef, WeightFormat>> allowed)
+      -> llvm::Expected<WeightFormat> {
+    std::optional<std::string> dtype = dtypeOf(rep.name);
+    if (!dtype)
+      return llvm::createStringError(
+          "%s: no tensor '%s' (%s), so the checkpoint's weight formats cannot "
+          "be read; is it a checkpoint of config %s?",
+          checkpoint.str().c_str(), rep.name.c_str(), what.str().c_str(),
+          config.sourcePath.c_str());
+    std::string expected;
+    for (const auto &[name, format] : allowed) {
+      if (*dtype == name)
+        return format;
+      expected += (expected.empty() ? "" : ", ") + name.str();
+    }
+    return llvm::createStringError(
+        "%s: tensor '%s' (%s) has dtype %s, expected one of %s",
+        checkpoint.str().c_str(), rep.name.c_str(), what.str().c_str(),
+        dtype->c_str(), expected.c_str());
+  };
+  llvm::Expected<WeightFormat> floatFormat =
+      decide(*floatRep, "a float tensor",
+             {{"BF16", WeightFormat::BF16}, {"F32", WeightFormat::F32}});
+  if (!floatFormat)
+    return floatFormat.takeError();
+  llvm::Expected<WeightFormat> denseFormat =
+      decide(*denseRep, "a dense linear weight",
+             {{"F8_E4M3", WeightFormat::FP8E4M3Block128},
+              {"BF16", WeightFormat::BF16},
+              {"F32", WeightFormat::F32}});
+  if (!denseFormat)
+    return denseFormat.takeError();
+  llvm::Expected<WeightFormat> expertFormat =
+      decide(*expertRep, "a routed expert weight",
+             {{"I8", WeightFormat::FP4E2M1Block32},
+              {"F8_E4M3", WeightFormat::FP8E4M3Block128},
+              {"BF16", WeightFormat::BF16},
+              {"F32", WeightFormat::F32}});
+  if (!expertFormat)
+    return expertFormat.takeError();
+  config.floatFormat = *floatFormat;
+  config.denseFormat = *denseFormat;
+  config.expertFormat = *expertFormat;
+  config.quantized = *denseFormat == WeightFormat::FP8E4M3Block128;
+  return llvm::Error::success();
 }
 
 } // namespace mlir::compressa

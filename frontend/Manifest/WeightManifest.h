@@ -12,9 +12,12 @@
 #include "frontend/Config/ModelConfig.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,6 +104,27 @@ struct ParamCounts {
 
 /// Counts the logical parameters of `config` from its manifest.
 ParamCounts countParams(const ModelConfig &config);
+
+/// The safetensors dtype of the checkpoint tensor `name`, or nullopt when the
+/// checkpoint has no such tensor.
+using CheckpointDtypeFn =
+    llvm::function_ref<std::optional<std::string>(llvm::StringRef name)>;
+
+/// Specialises the weight formats of `config` (quantized, denseFormat,
+/// expertFormat, floatFormat) to the checkpoint whose tensor dtypes
+/// `dtypeOf` reports, whatever the config says. Three tensors decide, the
+/// first of each class in manifest order (`embed.weight`,
+/// `layers.0.attn.wq_a.weight`, `layers.0.ffn.experts.0.w1.weight` for every
+/// V4 config):
+/// - a float tensor: BF16 or F32 -> floatFormat;
+/// - a dense linear weight: F8_E4M3 -> FP8 block-scaled (quantized), BF16 or
+///   F32 -> that plain format;
+/// - a routed expert weight: I8 -> FP4 (packed e2m1), F8_E4M3 -> FP8, BF16
+///   or F32 -> that plain format.
+/// A missing tensor or another dtype is an error naming `checkpoint`, the
+/// tensor, the dtype found and the ones expected.
+llvm::Error inferWeightFormats(ModelConfig &config, CheckpointDtypeFn dtypeOf,
+                               llvm::StringRef checkpoint);
 
 } // namespace mlir::compressa
 

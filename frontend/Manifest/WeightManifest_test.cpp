@@ -158,7 +158,7 @@ TEST(WeightManifestGoldenTest, TinyCQuantCheckpoint) {
   std::string config = goldenPath("tiny-c/config.json");
   std::string file = goldenPath("tiny-c/quant/model.safetensors");
   if (!sys::fs::exists(config) || !sys::fs::exists(file))
-    GTEST_SKIP() << "golden data not present";
+    FAIL() << "golden data missing: " << config << ", " << file;
   ModelConfig c = parseOrFail(config);
   // num_nextn_predict_layers 0: no optional entries at all.
   for (const TensorEntry &entry : buildWeightManifest(c))
@@ -170,7 +170,7 @@ TEST(WeightManifestGoldenTest, TinyAFloatCheckpoint) {
   std::string config = goldenPath("tiny-a/config.json");
   std::string file = goldenPath("tiny-a/float/model.safetensors");
   if (!sys::fs::exists(config) || !sys::fs::exists(file))
-    GTEST_SKIP() << "golden data not present";
+    FAIL() << "golden data missing: " << config << ", " << file;
   ModelConfig c = parseOrFail(config);
   expectManifestMatchesCheckpoint(c, file, 304, /*withOptional=*/false);
 
@@ -201,7 +201,7 @@ TEST(WeightManifestGoldenTest, TinyAQuantCheckpoint) {
   std::string config = goldenPath("tiny-a/config.json");
   std::string file = goldenPath("tiny-a/quant/model.safetensors");
   if (!sys::fs::exists(config) || !sys::fs::exists(file))
-    GTEST_SKIP() << "golden data not present";
+    FAIL() << "golden data missing: " << config << ", " << file;
   ModelConfig c = parseOrFail(config);
   c.quantized = true;
   c.floatFormat = WeightFormat::BF16;
@@ -214,7 +214,7 @@ TEST(WeightManifestGoldenTest, TinyCFloatCheckpoint) {
   std::string config = goldenPath("tiny-c/config.json");
   std::string file = goldenPath("tiny-c/float/model.safetensors");
   if (!sys::fs::exists(config) || !sys::fs::exists(file))
-    GTEST_SKIP() << "golden data not present";
+    FAIL() << "golden data missing: " << config << ", " << file;
   ModelConfig c = parseOrFail(config);
   c.quantized = false;
   c.floatFormat = WeightFormat::F32;
@@ -504,3 +504,101 @@ TEST(WeightManifestTest, DeterministicOrder) {
 }
 
 } // namespace
+
+//===----------------------------------------------------------------------===//
+// inferWeightFormats: the formats of a checkpoint, from its dtypes
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The dtypes of a checkpoint: every tensor of `config`'s manifest in the
+/// given formats, minus `drop`.
+std::map<std::string, std::string>
+checkpointDtypes(ModelConfig config, bool quantized, WeightFormat floatFormat,
+                 WeightFormat denseFormat, WeightFormat expertFormat,
+                 const std::string &drop = "") {
+  config.quantized = quantized;
+  config.floatFormat = floatFormat;
+  config.denseFormat = denseFormat;
+  config.expertFormat = expertFormat;
+  std::map<std::string, std::string> dtypes;
+  for (const TensorEntry &e : buildWeightManifest(config))
+    if (e.name != drop)
+      dtypes[e.name] = e.dtype;
+  return dtypes;
+}
+
+Error infer(ModelConfig &config,
+            const std::map<std::string, std::string> &dtypes) {
+  return inferWeightFormats(
+      config,
+      [&](StringRef name) -> std::optional<std::string> {
+        auto it = dtypes.find(name.str());
+        if (it == dtypes.end())
+          return std::nullopt;
+        return it->second;
+      },
+      "/ckpt");
+}
+
+} // namespace
+
+TEST(InferWeightFormatsTest, OfficialCheckpointUnderAFloatConfig) {
+  ModelConfig c = modelConfig("tiny-a"); // transformers style, float32
+  ASSERT_FALSE(c.quantized);
+  auto dtypes = checkpointDtypes(c, true, WeightFormat::BF16,
+                                 WeightFormat::FP8E4M3Block128,
+                                 WeightFormat::FP4E2M1Block32);
+  ASSERT_FALSE(infer(c, dtypes));
+  EXPECT_TRUE(c.quantized);
+  EXPECT_EQ(c.floatFormat, WeightFormat::BF16);
+  EXPECT_EQ(c.denseFormat, WeightFormat::FP8E4M3Block128);
+  EXPECT_EQ(c.expertFormat, WeightFormat::FP4E2M1Block32);
+  // The specialised manifest is exactly the checkpoint's.
+  for (const TensorEntry &e : buildWeightManifest(c))
+    EXPECT_EQ(e.dtype, dtypes.at(e.name)) << e.name;
+}
+
+TEST(InferWeightFormatsTest, FloatAndMixedCheckpointsUnderAnOfficialConfig) {
+  ModelConfig base = modelConfig("tiny-c"); // official style, FP8/FP4
+  ASSERT_TRUE(base.quantized);
+  ModelConfig c = base;
+  ASSERT_FALSE(infer(c, checkpointDtypes(base, false, WeightFormat::F32,
+                                         WeightFormat::F32, WeightFormat::F32)));
+  EXPECT_FALSE(c.quantized);
+  EXPECT_EQ(c.floatFormat, WeightFormat::F32);
+  EXPECT_EQ(c.denseFormat, WeightFormat::F32);
+  EXPECT_EQ(c.expertFormat, WeightFormat::F32);
+
+  // FP8 dense with FP8 experts (expert_dtype "fp8"), bf16 floats.
+  c = base;
+  ASSERT_FALSE(infer(c, checkpointDtypes(base, true, WeightFormat::BF16,
+                                         WeightFormat::FP8E4M3Block128,
+                                         WeightFormat::FP8E4M3Block128)));
+  EXPECT_TRUE(c.quantized);
+  EXPECT_EQ(c.expertFormat, WeightFormat::FP8E4M3Block128);
+}
+
+TEST(InferWeightFormatsTest, MissingTensorOrUnknownDtypeIsAnError) {
+  ModelConfig c = modelConfig("tiny-c");
+  auto dtypes = checkpointDtypes(c, true, WeightFormat::BF16,
+                                 WeightFormat::FP8E4M3Block128,
+                                 WeightFormat::FP4E2M1Block32,
+                                 "layers.0.ffn.experts.0.w1.weight");
+  std::string message = toString(infer(c, dtypes));
+  EXPECT_NE(message.find("/ckpt: no tensor 'layers.0.ffn.experts.0.w1.weight' "
+                         "(a routed expert weight)"),
+            std::string::npos)
+      << message;
+
+  dtypes = checkpointDtypes(c, true, WeightFormat::BF16,
+                            WeightFormat::FP8E4M3Block128,
+                            WeightFormat::FP4E2M1Block32);
+  dtypes["embed.weight"] = "F16";
+  message = toString(infer(c, dtypes));
+  EXPECT_EQ(message, "/ckpt: tensor 'embed.weight' (a float tensor) has dtype "
+                     "F16, expected one of BF16, F32");
+  // A failed inference leaves the config as it was.
+  EXPECT_TRUE(c.quantized);
+  EXPECT_EQ(c.floatFormat, WeightFormat::BF16);
+}

@@ -8,9 +8,13 @@
 //   compressa-compile MODEL --target=cpu --emit=dispatch [-o OUT]
 //   compressa-compile MODEL --target=cuda:sm_90a -o MODEL.cpa
 //   compressa-compile MODEL --target=cuda:sm_90a --emit=ptx -o MODEL.ptx
+//   compressa-compile MODEL --weights DIR --target=cpu -o MODEL.cpa
 //
 // MODEL is a config.json, a directory holding one, or a model name under
 // the models directory (`deepseek-v4-flash`, `deepseek-v4-pro`, `tiny-a`, ...).
+// The weight formats come from the checkpoint when there is one (--weights,
+// or a MODEL directory that holds safetensors itself), else from the config;
+// --weight-format overrides both.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,6 +24,7 @@
 #include "lowering/Artifact/SerializeArtifact.h"
 #include "passes/Pipelines.h"
 #include "passes/RegisterAll.h"
+#include "runtime/weights/safetensors.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/Diagnostics.h"
@@ -88,10 +93,18 @@ static cl::opt<int64_t> maxContext(
     cl::init(4096), cl::cat(category));
 static cl::opt<std::string> weightFormat(
     "weight-format",
-    cl::desc("Formats of the checkpoint the artifact will load: config (as "
-             "the config says), f32 or bf16 (every float tensor in that "
-             "dtype), official (FP8 dense, FP4 experts, bf16 rest)"),
-    cl::init("config"), cl::cat(category));
+    cl::desc("Formats of the checkpoint the artifact will load: checkpoint "
+             "(read from --weights or MODEL's safetensors; as the config says "
+             "when there are none), config (as the config says), f32 or bf16 "
+             "(every float tensor in that dtype), official (FP8 dense, FP4 "
+             "experts, bf16 rest)"),
+    cl::init("checkpoint"), cl::cat(category));
+static cl::opt<std::string> weightsDir(
+    "weights",
+    cl::desc("Checkpoint directory (model.safetensors or an index with "
+             "shards) whose tensor dtypes decide the weight formats (default: "
+             "MODEL itself when it is a directory holding safetensors)"),
+    cl::value_desc("dir"), cl::cat(category));
 static cl::opt<bool> bufferReuse(
     "buffer-reuse",
     cl::desc("Reuse arena slots of dead values (--buffer-reuse=false gives "
@@ -159,6 +172,44 @@ static llvm::Expected<std::string> resolveModel(StringRef model) {
       model.str().c_str(), dir.c_str(), known.empty() ? " none" : known.c_str());
 }
 
+/// The checkpoint directory whose formats the artifact takes: --weights, else
+/// MODEL when it is a directory holding safetensors; empty when neither.
+static std::string checkpointDir() {
+  if (!weightsDir.empty())
+    return weightsDir;
+  if (!llvm::sys::fs::is_directory(modelArg))
+    return "";
+  for (const char *name : {::compressa::WeightStore::kIndexFileName,
+                           ::compressa::WeightStore::kSingleFileName}) {
+    llvm::SmallString<256> p(modelArg);
+    llvm::sys::path::append(p, name);
+    if (llvm::sys::fs::exists(p))
+      return modelArg;
+  }
+  return "";
+}
+
+/// Specialises `config`'s weight formats to the headers of the checkpoint in
+/// `dir` (no tensor data is read).
+static llvm::Error readCheckpointFormats(ModelConfig &config,
+                                         const std::string &dir) {
+  ::compressa::StatusOr<std::unique_ptr<::compressa::WeightStore>> store =
+      ::compressa::WeightStore::open(dir);
+  if (!store.ok())
+    return llvm::createStringError("--weights: %s",
+                                   store.status().message().c_str());
+  return inferWeightFormats(
+      config,
+      [&](StringRef name) -> std::optional<std::string> {
+        const ::compressa::TensorView *view =
+            (*store)->find(std::string_view(name.data(), name.size()));
+        if (!view)
+          return std::nullopt;
+        return std::string(::compressa::dtypeName(view->dtype));
+      },
+      dir);
+}
+
 static llvm::json::Value summaryJson(const ModelConfig &cfg) {
   std::vector<TensorEntry> manifest = buildWeightManifest(cfg);
   uint64_t bytes = 0;
@@ -219,9 +270,14 @@ int main(int argc, char **argv) {
     config->denseFormat = WeightFormat::FP8E4M3Block128;
     config->expertFormat = WeightFormat::FP4E2M1Block32;
     config->floatFormat = WeightFormat::BF16;
+  } else if (weightFormat == "checkpoint") {
+    std::string dir = checkpointDir();
+    if (!dir.empty())
+      if (llvm::Error err = readCheckpointFormats(*config, dir))
+        return fail(llvm::toString(std::move(err)));
   } else if (weightFormat != "config") {
     return fail("unknown --weight-format '" + weightFormat +
-                "' (expected config, f32, bf16 or official)");
+                "' (expected checkpoint, config, f32, bf16 or official)");
   }
   ArtifactOptions aopts;
   StringRef targetRef = target;
