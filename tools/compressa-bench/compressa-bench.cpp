@@ -99,10 +99,21 @@ int main(int argc, char **argv) {
                  (long long)prompt, (long long)gen, (long long)e.maxContext());
     return 1;
   }
-  // Deterministic ids spread over the vocabulary (past the special ids).
+  // Deterministic ids spread over the vocabulary, past the special ids 0
+  // and 1 when there is anything past them (a vocabulary of 1 or 2 tokens,
+  // which the compiler accepts, uses all of its ids).
+  int64_t vocab = e.vocabSize();
+  if (vocab < 1) {
+    std::fprintf(stderr,
+                 "compressa-bench: error: the artifact's vocabulary has %lld "
+                 "tokens, expected at least 1\n",
+                 (long long)vocab);
+    return 1;
+  }
+  int64_t firstId = vocab > 2 ? 2 : 0;
   std::vector<int64_t> ids(prompt);
   for (int64_t i = 0; i < prompt; ++i)
-    ids[i] = 2 + (i * 7919) % (e.vocabSize() - 2);
+    ids[i] = firstId + (i * 7919) % (vocab - firstId);
 
   Backend &backend = e.backendRef();
   auto fail = [](const Status &status) {
