@@ -16,6 +16,7 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/Support/SHA256.h"
 
 using namespace mlir;
 using namespace mlir::compressa;
@@ -24,12 +25,24 @@ namespace fb = ::compressa::fb;
 
 namespace {
 
-constexpr uint32_t kArtifactVersion = 1;
+/// The artifact version written; the runtime reads exactly this one
+/// (kArtifactVersion in runtime/format/artifact_reader.h).
+constexpr uint32_t kArtifactVersion = 2;
+/// The trailer after the FlatBuffer: its SHA-256, then this tag
+/// (runtime/format/artifact.fbs).
+constexpr char kTrailerTag[9] = "CPASHA2";
 
 /// One launch argument, before serialization.
 struct LaunchArg {
   fb::ArgKind kind;
   uint32_t index;
+};
+
+/// What a kernel's code expects in one argument slot (schema: Param).
+struct ParamOut {
+  fb::ArgKind kind;
+  uint64_t bytesPerToken = 0;
+  uint64_t bytes = 0;
 };
 
 /// Argument slots 0..2 of every kernel hold these.
@@ -92,6 +105,9 @@ private:
     std::string name;
     int64_t bytes;
     fb::StateInit init;
+    /// Geometry: rowBytes * (rows + maxContext / contextRatio) bytes.
+    int64_t rowBytes, rows;
+    uint32_t contextRatio;
   };
 
   LogicalResult program(func::FuncOp func);
@@ -122,6 +138,7 @@ private:
     std::string name, symbol;
     int64_t scratchPerToken, scratch;
     int64_t block;
+    std::vector<ParamOut> params;
   };
   std::vector<KernelOut> kernelList;
   llvm::StringMap<uint32_t> kernelByCode;
@@ -157,26 +174,35 @@ FailureOr<uint32_t> Serializer::stateIndex(func::FuncOp func, BlockArgument arg)
   if (it != stateByName.end())
     return it->second;
   Type t = arg.getType();
-  int64_t bytes = 0;
+  // The geometry the runtime recomputes the size from: fixed rows (a
+  // window, compressor slots) or one row per `ratio` positions.
+  int64_t rowBytes = 0, rows = 0;
+  uint32_t ratio = 0;
   fb::StateInit init = fb::StateInit::Zero;
   auto eltBytes = [](Type e) { return int64_t(e.getIntOrFloatBitWidth() / 8); };
   if (auto w = dyn_cast<WindowKVType>(t)) {
-    bytes = w.getWindow() * w.getDim() * eltBytes(w.getElementType());
+    rowBytes = w.getDim() * eltBytes(w.getElementType());
+    rows = w.getWindow();
   } else if (auto c = dyn_cast<CompressorStateType>(t)) {
-    bytes = 2 * c.getSlots() * c.getWidth() * 4;
+    // kv and score halves of slots x width f32 each.
+    rowBytes = 2 * c.getWidth() * 4;
+    rows = c.getSlots();
     init = fb::StateInit::CompressorState;
   } else if (auto e = dyn_cast<CompressedKVType>(t)) {
-    bytes = opts.maxContext / e.getRatio() * e.getDim() * eltBytes(e.getElementType());
+    rowBytes = e.getDim() * eltBytes(e.getElementType());
+    ratio = e.getRatio();
   } else if (auto k = dyn_cast<IndexerKeysType>(t)) {
-    bytes = opts.maxContext / k.getRatio() * k.getDim() * eltBytes(k.getElementType());
+    rowBytes = k.getDim() * eltBytes(k.getElementType());
+    ratio = k.getRatio();
   } else {
     return func.emitError() << "unsupported decode-state type " << t;
   }
+  int64_t bytes = rowBytes * (rows + (ratio ? opts.maxContext / ratio : 0));
   // Entries of a ratio larger than the context never exist; keep 1 byte so
   // the allocation is valid.
   bytes = std::max<int64_t>(bytes, 1);
   uint32_t index = states.size();
-  states.push_back({name.getValue().str(), bytes, init});
+  states.push_back({name.getValue().str(), bytes, init, rowBytes, rows, ratio});
   stateByName[name.getValue()] = index;
   return index;
 }
@@ -259,11 +285,37 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
   // Slots 0..2 of every launch: tokens, start position, scratch.
   args = {{fb::ArgKind::Tokens, 0}, {fb::ArgKind::StartPos, 0},
           {fb::ArgKind::Scratch, 0}};
-  auto addArg = [&](LaunchArg a) -> Value {
+  // The kernel's signature, slot by slot: what the code indexes in each
+  // argument (the runtime checks every launch against it).
+  std::vector<ParamOut> params = {{fb::ArgKind::Tokens}, {fb::ArgKind::StartPos},
+                                  {fb::ArgKind::Scratch}};
+  auto addArg = [&](LaunchArg a, ParamOut p) -> Value {
     args.push_back(a);
+    params.push_back(p);
     return slotPtr(args.size() - 1);
   };
   auto eltOf = [](Value v) { return cast<RankedTensorType>(v.getType()).getElementType(); };
+  // A buffer of tensor `v`: [max_tokens, ...] is sized per token, anything
+  // else as a whole.
+  int64_t maxTokens = 0;
+  if (auto bound = program->getAttrOfType<IntegerAttr>(kMaxTokensAttr))
+    maxTokens = bound.getInt();
+  auto bufferParam = [&](Value v) -> ParamOut {
+    auto type = cast<RankedTensorType>(v.getType());
+    int64_t elements = type.getNumElements();
+    uint64_t bytes = uint64_t(elements) * type.getElementTypeBitWidth() / 8;
+    if (type.getRank() >= 1 && maxTokens > 0 && type.getDimSize(0) == maxTokens)
+      return {fb::ArgKind::Buffer, bytes / uint64_t(maxTokens), 0};
+    return {fb::ArgKind::Buffer, 0, bytes};
+  };
+  auto weightParam = [&](StringRef name, bool scale) -> ParamOut {
+    const TensorEntry &entry = manifest[manifestIndex.lookup(name)];
+    if (!scale)
+      return {fb::ArgKind::Weight, 0, tensorBytes(entry)};
+    auto it = manifestIndex.find(entry.scaleName);
+    uint64_t bytes = it == manifestIndex.end() ? 0 : tensorBytes(manifest[it->second]);
+    return {fb::ArgKind::WeightScale, 0, bytes};
+  };
 
   // Step 1. Bind the operands that come from outside the dispatch.
   for (Operation *op : members) {
@@ -281,7 +333,8 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
           FailureOr<uint32_t> t = expertTableOf(param);
           if (failed(t))
             return failure();
-          Value table = addArg({fb::ArgKind::ExpertTable, *t});
+          Value table = addArg({fb::ArgKind::ExpertTable, *t},
+                               {fb::ArgKind::ExpertTable, 0, uint64_t(shape[0])});
           ec.experts[operand] = ExpertView{table, shape[0], wt.getElementType(),
                                            shape[1], shape[2]};
           continue;
@@ -290,9 +343,9 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
         if (failed(w))
           return failure();
         WeightView view;
-        view.data = addArg({fb::ArgKind::Weight, *w});
+        view.data = addArg({fb::ArgKind::Weight, *w}, weightParam(param.getName(), false));
         if (wt.isQuantized())
-          view.scale = addArg({fb::ArgKind::WeightScale, *w});
+          view.scale = addArg({fb::ArgKind::WeightScale, *w}, weightParam(param.getName(), true));
         view.elt = wt.getElementType();
         view.rows = wt.getRank() == 2 ? shape[0] : 1;
         view.cols = shape.back();
@@ -306,7 +359,8 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
         if (it == bufferOf.end())
           return op->emitOpError() << "reads a value that has no buffer "
                                       "(run dsv4-plan-memory first)";
-        ec.tensors[operand] = View{addArg({fb::ArgKind::Buffer, it->second}), eltOf(operand)};
+        ec.tensors[operand] =
+            View{addArg({fb::ArgKind::Buffer, it->second}, bufferParam(operand)), eltOf(operand)};
         continue;
       }
       BlockArgument root = stateRoot(operand);
@@ -315,14 +369,15 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
       FailureOr<uint32_t> s = stateIndex(program, root);
       if (failed(s))
         return failure();
-      ec.states[operand] = addArg({fb::ArgKind::State, *s});
+      ec.states[operand] = addArg({fb::ArgKind::State, *s},
+                                  {fb::ArgKind::State, 0, uint64_t(states[*s].bytes)});
     }
     // Step 2. Results: program buffers, aliased state, or scratch.
     for (Value r : op->getResults()) {
       if (isa<RankedTensorType>(r.getType())) {
         auto it = bufferOf.find(r);
         if (it != bufferOf.end()) {
-          ec.tensors[r] = View{addArg({fb::ArgKind::Buffer, it->second}), eltOf(r)};
+          ec.tensors[r] = View{addArg({fb::ArgKind::Buffer, it->second}, bufferParam(r)), eltOf(r)};
         } else {
           auto shape = cast<RankedTensorType>(r.getType()).getShape();
           int64_t per = 1;
@@ -356,7 +411,8 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
   else
     func::ReturnOp::create(b, loc);
 
-  // Deduplicate: identical code (up to the symbol name) is one kernel.
+  // Deduplicate: identical code (up to the symbol name) taking the same
+  // argument kinds is one kernel.
   std::string code;
   {
     llvm::raw_string_ostream os(code);
@@ -364,15 +420,24 @@ FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
     fn->setAttr(nameAttr, b.getStringAttr("k"));
     fn->print(os, OpPrintingFlags().skipRegions(false));
     fn->setAttr(nameAttr, b.getStringAttr(symbol));
+    for (const ParamOut &p : params)
+      os << " " << static_cast<int>(p.kind);
   }
   auto it = kernelByCode.find(code);
   if (it != kernelByCode.end()) {
     fn->erase();
+    // The same code serves launches of another program, whose max_tokens
+    // may differ: keep what every use satisfies.
+    std::vector<ParamOut> &known = kernelList[it->second].params;
+    for (size_t i = 0; i < known.size(); ++i) {
+      known[i].bytesPerToken = std::min(known[i].bytesPerToken, params[i].bytesPerToken);
+      known[i].bytes = std::min(known[i].bytes, params[i].bytes);
+    }
     return it->second;
   }
   uint32_t index = kernelList.size();
   kernelList.push_back({componentName(members.front()), symbol, scratchPerToken,
-                        scratchFixed, kb.threads()});
+                        scratchFixed, kb.threads(), std::move(params)});
   kernelByCode[code] = index;
   return index;
 }
@@ -494,14 +559,19 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   // the CPU) sharing the dispatch's loops; a tuned kernel per dispatch
   // replaces this later without changing the rest (the runtime reads the
   // geometry from here).
-  for (const KernelOut &k : kernelList)
+  for (const KernelOut &k : kernelList) {
+    std::vector<flatbuffers::Offset<fb::Param>> params;
+    for (const ParamOut &p : k.params)
+      params.push_back(fb::CreateParam(fbb, p.kind, p.bytesPerToken, p.bytes));
     ks.push_back(fb::CreateKernelDirect(fbb, k.name.c_str(), k.symbol.c_str(),
                                         k.scratchPerToken, k.scratch,
                                         /*grid=*/1, k.block,
-                                        /*shared_bytes=*/0));
+                                        /*shared_bytes=*/0, &params));
+  }
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)
-    ss.push_back(fb::CreateStateDirect(fbb, s.name.c_str(), s.bytes, s.init));
+    ss.push_back(fb::CreateStateDirect(fbb, s.name.c_str(), s.bytes, s.init, s.rowBytes,
+                                       s.rows, s.contextRatio));
   std::vector<flatbuffers::Offset<fb::Weight>> ws;
   for (const TensorEntry &e : manifest) {
     if (e.isScale)
@@ -512,16 +582,22 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
       if (it != manifestIndex.end())
         scaleShape = manifest[it->second].shape;
     }
+    // tid2eid picks routed experts: the runtime checks every value is in
+    // [0, n_routed_experts) when it binds the checkpoint.
+    uint64_t valuesBelow = 0;
+    if (StringRef(e.name).ends_with(".gate.tid2eid"))
+      valuesBelow = cfg.numRoutedExperts;
     ws.push_back(fb::CreateWeightDirect(fbb, e.name.c_str(), e.dtype.c_str(),
                                         &e.shape, e.scaleName.c_str(),
-                                        &scaleShape, e.optional));
+                                        &scaleShape, e.optional, valuesBelow));
   }
   std::vector<flatbuffers::Offset<fb::ExpertTable>> ets;
   for (auto &[pattern, count] : expertTables)
     ets.push_back(fb::CreateExpertTableDirect(fbb, pattern.c_str(), count));
   auto model = fb::CreateModelInfoDirect(fbb, cfg.name.c_str(), cfg.vocabSize,
                                          cfg.hiddenSize, cfg.bosTokenId,
-                                         cfg.eosTokenId, opts.maxContext);
+                                         cfg.eosTokenId, opts.maxContext,
+                                         cfg.numRoutedExperts);
   flatbuffers::Offset<fb::CpuCode> cpuCode;
   flatbuffers::Offset<fb::CudaCode> cudaCode;
   if (cuda) {
@@ -541,8 +617,13 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   stats.launches = launches;
   stats.codeBytes = cuda ? gpuCode.cubin.size() : so.size();
   stats.ptx = gpuCode.ptx;
-  return std::string(reinterpret_cast<const char *>(fbb.GetBufferPointer()),
-                     fbb.GetSize());
+  // The file: the FlatBuffer, then its SHA-256 and the trailer tag.
+  std::string file(reinterpret_cast<const char *>(fbb.GetBufferPointer()), fbb.GetSize());
+  std::array<uint8_t, 32> digest =
+      llvm::SHA256::hash(llvm::ArrayRef<uint8_t>(fbb.GetBufferPointer(), fbb.GetSize()));
+  file.append(reinterpret_cast<const char *>(digest.data()), digest.size());
+  file.append(kTrailerTag, 8);
+  return file;
 }
 
 FailureOr<std::string>

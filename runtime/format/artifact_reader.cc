@@ -11,13 +11,50 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace compressa {
+
+//===----------------------------------------------------------------------===//
+// Digest
+//===----------------------------------------------------------------------===//
+
+ArtifactDigest sha256(const void *data, size_t size) {
+  ArtifactDigest digest{};
+  unsigned int length = 0;
+  // EVP_Digest is one-shot; SHA-256 is always available in libcrypto. A
+  // failure (out of memory) leaves an all-zero digest, which no file
+  // matches, so the artifact is refused rather than trusted.
+  if (!EVP_Digest(data, size, digest.data(), &length, EVP_sha256(), nullptr) ||
+      length != digest.size())
+    digest.fill(0);
+  return digest;
+}
+
+std::string hexDigest(const ArtifactDigest &digest) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * digest.size());
+  for (uint8_t byte : digest) {
+    out += kHex[byte >> 4];
+    out += kHex[byte & 15];
+  }
+  return out;
+}
+
+std::vector<uint8_t> sealArtifact(const uint8_t *data, size_t size) {
+  std::vector<uint8_t> out(data, data + size);
+  ArtifactDigest digest = sha256(data, size);
+  out.insert(out.end(), digest.begin(), digest.end());
+  out.insert(out.end(), kArtifactTrailerTag, kArtifactTrailerTag + 8);
+  return out;
+}
 
 //===----------------------------------------------------------------------===//
 // Artifact
@@ -57,6 +94,26 @@ std::string Artifact::expertWeightName(std::string_view pattern,
       out += c;
   }
   return out;
+}
+
+bool stateRowsFor(const fb::State &state, uint64_t positions,
+                  uint64_t &rows) {
+  uint64_t ratio = state.context_ratio();
+  return !__builtin_add_overflow(state.rows(),
+                                 ratio ? positions / ratio : 0, &rows);
+}
+
+bool stateBytesFor(const fb::State &state, uint64_t maxContext,
+                   uint64_t &bytes) {
+  uint64_t rows;
+  if (state.row_bytes() == 0 || (state.rows() == 0 && !state.context_ratio()) ||
+      !stateRowsFor(state, maxContext, rows) ||
+      __builtin_mul_overflow(rows, state.row_bytes(), &bytes))
+    return false;
+  // Entries of a ratio larger than the context never exist; the compiler
+  // keeps 1 byte so that the allocation is valid.
+  bytes = bytes ? bytes : 1;
+  return true;
 }
 
 //===----------------------------------------------------------------------===//
@@ -144,29 +201,67 @@ ArtifactReader::adopt(std::unique_ptr<Artifact> artifact) {
             .c_str(),
         fb::ArtifactIdentifier());
 
-  // Step 2. Structural verification: every offset, vector and string lies
-  // inside the buffer. Nothing is read from the tables before this passes.
   flatbuffers::Verifier::Options options;
   options.max_depth = 64;
   options.max_tables = 1u << 26;
-  flatbuffers::Verifier verifier(buf, size, options);
-  if (!fb::VerifyArtifactBuffer(verifier))
+  auto verified = [&](size_t bytes) {
+    flatbuffers::Verifier verifier(buf, bytes, options);
+    return fb::VerifyArtifactBuffer(verifier);
+  };
+  auto versionError = [&](uint32_t version) {
+    return COMPRESSA_ERROR(Unimplemented,
+                           "%s: artifact version %u is not supported; this "
+                           "runtime reads version %u only (recompile the model "
+                           "with a matching compressa-compile)",
+                           p, version, kArtifactVersion);
+  };
+
+  // Step 2. The digest trailer, checked before any byte of the FlatBuffer
+  // is interpreted (nothing is mapped or loaded before this either).
+  bool hasTrailer =
+      size >= 8 + kArtifactTrailerBytes &&
+      std::memcmp(buf + size - 8, kArtifactTrailerTag, 8) == 0;
+  if (!hasTrailer) {
+    // Versions before 2 have no trailer: say which version it is when the
+    // whole file is a FlatBuffer, else that it is corrupt or truncated.
+    if (!verified(size))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: corrupt or truncated artifact (FlatBuffers "
+                             "verification failed)",
+                             p);
+    uint32_t version = fb::GetArtifact(buf)->version();
+    if (version != kArtifactVersion)
+      return versionError(version);
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: corrupt or truncated artifact (the %zu-byte "
+                           "digest trailer ending in '%s' is missing)",
+                           p, kArtifactTrailerBytes, kArtifactTrailerTag);
+  }
+  size_t body = size - kArtifactTrailerBytes;
+  std::memcpy(artifact->fileDigest.data(), buf + body, kArtifactDigestBytes);
+  ArtifactDigest found = sha256(buf, body);
+  if (found != artifact->fileDigest)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: artifact is corrupt or was modified: digest "
+                           "(SHA-256 of bytes 0..%zu) expected %s, found %s",
+                           p, body, hexDigest(artifact->fileDigest).c_str(),
+                           hexDigest(found).c_str());
+
+  // Step 3. Structural verification: every offset, vector and string lies
+  // inside the FlatBuffer. Nothing is read from the tables before this passes.
+  if (!verified(body))
     return COMPRESSA_ERROR(DataLoss,
                            "%s: corrupt or truncated artifact (FlatBuffers "
                            "verification failed)",
                            p);
   artifact->rootTable = fb::GetArtifact(buf);
 
-  // Step 3. The version, before any field whose meaning it governs.
+  // Step 4. The version, before any field whose meaning it governs.
   uint32_t version = artifact->rootTable->version();
   if (version != kArtifactVersion)
-    return COMPRESSA_ERROR(Unimplemented,
-                           "%s: artifact version %u is not supported; this "
-                           "runtime reads version %u only (recompile the model "
-                           "with a matching compressa-compile)",
-                           p, version, kArtifactVersion);
+    return versionError(version);
 
-  // Step 4. Semantic validation.
+  // Step 5. Semantic validation.
   COMPRESSA_RETURN_IF_ERROR(validate(*artifact));
   return artifact;
 }
@@ -212,6 +307,117 @@ const char *argKindName(fb::ArgKind kind) {
   return fb::EnumNameArgKind(kind);
 }
 
+bool isIntegerDType(DType type) {
+  return type == DType::I64 || type == DType::I32 || type == DType::I16 ||
+         type == DType::I8 || type == DType::U8;
+}
+
+/// The on-disk bytes of a tensor of `dtype` and `shape`; false on overflow
+/// or a dtype that is not a safetensors dtype.
+bool tensorBytes(uint64_t elementBytes,
+                 const flatbuffers::Vector<int64_t> *shape, uint64_t &out) {
+  uint64_t bytes = elementBytes;
+  for (uint32_t d = 0; d < sizeOf(shape); ++d)
+    if (shape->Get(d) < 0 ||
+        __builtin_mul_overflow(bytes, uint64_t(shape->Get(d)), &bytes))
+      return false;
+  out = bytes;
+  return true;
+}
+
+bool tensorBytes(const flatbuffers::String *dtype,
+                 const flatbuffers::Vector<int64_t> *shape, uint64_t &out) {
+  std::optional<DType> type = parseDType(view(dtype));
+  return type && tensorBytes(dtypeSize(*type), shape, out);
+}
+
+/// Checks argument `arg` of a launch against parameter `param` of its
+/// kernel's signature; `x` names the argument.
+Status checkArgAgainstParam(const Artifact &artifact,
+                            const fb::Program &program, const fb::Kernel &kernel,
+                            const fb::Arg &arg, const fb::Param &param,
+                            uint32_t slot, const char *x) {
+  const fb::Artifact &root = artifact.root();
+  std::string k = quoted(kernel.name());
+  if (arg.kind() != param.kind())
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: argument kind %s, but kernel %s expects %s in "
+                           "slot %u",
+                           x, argKindName(arg.kind()), k.c_str(),
+                           argKindName(param.kind()), slot);
+  uint32_t index = arg.index();
+  auto mismatch = [&](const char *what, const std::string &name,
+                      unsigned long long found,
+                      unsigned long long expected) -> Status {
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: %s %s has %llu %s, but kernel %s expects %llu "
+                           "in slot %u",
+                           x, argKindName(arg.kind()), name.c_str(), found,
+                           what, k.c_str(), expected, slot);
+  };
+  switch (arg.kind()) {
+  case fb::ArgKind::Buffer: {
+    const fb::Buffer &buffer = *program.buffers()->Get(index);
+    uint64_t need;
+    if (!mulAdd(param.bytes_per_token(), program.max_tokens(), param.bytes(),
+                need))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: kernel %s slot %u needs %llu bytes per token "
+                             "* %u tokens + %llu bytes, which overflows 64 bits",
+                             x, k.c_str(), slot,
+                             static_cast<unsigned long long>(
+                                 param.bytes_per_token()),
+                             program.max_tokens(),
+                             static_cast<unsigned long long>(param.bytes()));
+    if (buffer.bytes() < need)
+      return COMPRESSA_ERROR(
+          DataLoss,
+          "%s: Buffer %u (%s) has %llu bytes, but kernel %s needs %llu in slot "
+          "%u (%llu bytes per token * max_tokens %u + %llu)",
+          x, index, quoted(buffer.name()).c_str(),
+          static_cast<unsigned long long>(buffer.bytes()), k.c_str(),
+          static_cast<unsigned long long>(need), slot,
+          static_cast<unsigned long long>(param.bytes_per_token()),
+          program.max_tokens(), static_cast<unsigned long long>(param.bytes()));
+    return okStatus();
+  }
+  case fb::ArgKind::Weight:
+  case fb::ArgKind::WeightScale: {
+    const fb::Weight &weight = *root.weights()->Get(index);
+    bool scale = arg.kind() == fb::ArgKind::WeightScale;
+    // A scale is F8_E8M0: one byte per element.
+    uint64_t bytes = 0;
+    bool ok = scale ? tensorBytes(1, weight.scale_shape(), bytes)
+                    : tensorBytes(weight.dtype(), weight.shape(), bytes);
+    if (!ok || bytes != param.bytes())
+      return mismatch("bytes", "weights[" + std::to_string(index) + "] (" +
+                                   quoted(weight.name()) + ")",
+                      ok ? bytes : ~0ull, param.bytes());
+    return okStatus();
+  }
+  case fb::ArgKind::ExpertTable: {
+    const fb::ExpertTable &table = *root.expert_tables()->Get(index);
+    if (table.count() != param.bytes())
+      return mismatch("experts",
+                      "expert_tables[" + std::to_string(index) + "] (" +
+                          quoted(table.pattern()) + ")",
+                      table.count(), param.bytes());
+    return okStatus();
+  }
+  case fb::ArgKind::State: {
+    const fb::State &state = *root.states()->Get(index);
+    if (state.bytes() != param.bytes())
+      return mismatch("bytes",
+                      "states[" + std::to_string(index) + "] (" +
+                          quoted(state.name()) + ")",
+                      state.bytes(), param.bytes());
+    return okStatus();
+  }
+  default:
+    return okStatus();
+  }
+}
+
 /// Validates one launch of a program; `where` names it.
 Status validateLaunch(const Artifact &artifact, const fb::Program &program,
                       const fb::Launch &launch, const std::string &where) {
@@ -225,6 +431,13 @@ Status validateLaunch(const Artifact &artifact, const fb::Program &program,
                            w, launch.kernel(), numKernels);
   const fb::Kernel &kernel = *root.kernels()->Get(launch.kernel());
   const flatbuffers::Vector<flatbuffers::Offset<fb::Arg>> *args = launch.args();
+  const auto *params = kernel.params(); // Present: checked before programs.
+  if (sizeOf(args) != sizeOf(params))
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: %u arguments, but kernel %s (kernels[%u]) "
+                           "takes %u",
+                           w, sizeOf(args), quoted(kernel.name()).c_str(),
+                           launch.kernel(), sizeOf(params));
   for (uint32_t a = 0; a < sizeOf(args); ++a) {
     const fb::Arg &arg = *args->Get(a);
     std::string at = where + ".args[" + std::to_string(a) + "]";
@@ -289,6 +502,8 @@ Status validateLaunch(const Artifact &artifact, const fb::Program &program,
       return COMPRESSA_ERROR(DataLoss, "%s: argument kind %u is unknown", x,
                              static_cast<unsigned>(arg.kind()));
     }
+    COMPRESSA_RETURN_IF_ERROR(checkArgAgainstParam(
+        artifact, program, kernel, arg, *params->Get(a), a, x));
   }
   return okStatus();
 }
@@ -400,6 +615,20 @@ Status ArtifactReader::validate(Artifact &artifact) {
     if (view(kernel.symbol()).empty())
       return COMPRESSA_ERROR(DataLoss, "%s: kernels[%u] (%s): symbol is empty",
                              p, k, quoted(kernel.name()).c_str());
+    // The signature every launch is checked against.
+    if (!kernel.params())
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: kernels[%u] (%s): params (the kernel's "
+                             "signature) is missing",
+                             p, k, quoted(kernel.name()).c_str());
+    for (uint32_t a = 0; a < kernel.params()->size(); ++a)
+      if (kernel.params()->Get(a)->kind() > fb::ArgKind::MAX)
+        return COMPRESSA_ERROR(DataLoss,
+                               "%s: kernels[%u] (%s): params[%u] has unknown "
+                               "kind %u",
+                               p, k, quoted(kernel.name()).c_str(), a,
+                               static_cast<unsigned>(
+                                   kernel.params()->Get(a)->kind()));
   }
 
   // Weights: unique names, known dtypes, non-negative dimensions.
@@ -443,6 +672,15 @@ Status ArtifactReader::validate(Artifact &artifact) {
             "%s: weights[%u] (%s): scale_shape[%u] is %lld, expected >= 0", p,
             i, quoted(weight.name()).c_str(), d,
             static_cast<long long>(weight.scale_shape()->Get(d)));
+    if (weight.values_below() > 0 &&
+        !isIntegerDType(*parseDType(view(weight.dtype()))))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: weights[%u] (%s): values_below %llu on a "
+                             "tensor of dtype %s, expected an integer dtype",
+                             p, i, quoted(weight.name()).c_str(),
+                             static_cast<unsigned long long>(
+                                 weight.values_below()),
+                             quoted(weight.dtype()).c_str());
   }
 
   // Expert tables: every expert is a weight of the manifest.
@@ -463,6 +701,13 @@ Status ArtifactReader::validate(Artifact &artifact) {
                              "%u weights of the manifest",
                              p, t, quoted(table.pattern()).c_str(),
                              table.count(), sizeOf(weights));
+    // The routing kernels pick experts in [0, n_routed_experts).
+    if (table.count() != model->n_routed_experts())
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: expert_tables[%u] (%s): count %u, but "
+                             "model.n_routed_experts is %u",
+                             p, t, quoted(table.pattern()).c_str(),
+                             table.count(), model->n_routed_experts());
     for (uint32_t e = 0; e < table.count(); ++e) {
       std::string name = Artifact::expertWeightName(pattern, e);
       if (artifact.findWeight(name) < 0)
@@ -488,6 +733,31 @@ Status ArtifactReader::validate(Artifact &artifact) {
                              "bytes does not split into two f32 halves",
                              p, s, quoted(state.name()).c_str(),
                              static_cast<unsigned long long>(state.bytes()));
+    // The size the kernels index, recomputed from the geometry and the
+    // model's max_context: a state sized for a shorter context than the
+    // artifact claims would be written past its end.
+    uint64_t expected;
+    if (!stateBytesFor(state, model->max_context(), expected))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: states[%u] (%s): geometry row_bytes %llu, "
+                             "rows %llu, context_ratio %u is empty or "
+                             "overflows 64 bits (expected row_bytes > 0 and "
+                             "rows > 0 or context_ratio > 0)",
+                             p, s, quoted(state.name()).c_str(),
+                             static_cast<unsigned long long>(state.row_bytes()),
+                             static_cast<unsigned long long>(state.rows()),
+                             state.context_ratio());
+    if (state.bytes() != expected)
+      return COMPRESSA_ERROR(
+          DataLoss,
+          "%s: states[%u] (%s) has %llu bytes, expected %llu (row_bytes %llu * "
+          "(rows %llu + max_context %u / context_ratio %u))",
+          p, s, quoted(state.name()).c_str(),
+          static_cast<unsigned long long>(state.bytes()),
+          static_cast<unsigned long long>(expected),
+          static_cast<unsigned long long>(state.row_bytes()),
+          static_cast<unsigned long long>(state.rows()), model->max_context(),
+          state.context_ratio());
   }
 
   // Programs.

@@ -118,9 +118,9 @@ TEST_F(ArtifactFileTest, DirectoryIsNotAnArtifact) {
 }
 
 TEST_F(ArtifactFileTest, TruncatedFile) {
-  // (Cutting only the final alignment padding cannot be detected, and is
-  // harmless: nothing refers to those bytes.)
-  for (size_t keep : {bytes.size() / 2, bytes.size() - 8, size_t(64)}) {
+  // Any cut loses the trailer: a FlatBuffer that no longer verifies, or
+  // (the trailer alone cut) one without its digest.
+  for (size_t keep : {bytes.size() / 2, size_t(64)}) {
     std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + keep);
     std::string path = write("cut.cpa", cut);
     auto artifact = ArtifactReader::readFile(path);
@@ -128,6 +128,52 @@ TEST_F(ArtifactFileTest, TruncatedFile) {
                 {path, "corrupt or truncated artifact (FlatBuffers "
                        "verification failed)"});
   }
+  for (size_t cutBytes : {size_t(8), kArtifactTrailerBytes}) {
+    std::vector<uint8_t> cut(bytes.begin(), bytes.end() - cutBytes);
+    std::string path = write("cut.cpa", cut);
+    expectError(ArtifactReader::readFile(path).status(),
+                {path, "corrupt or truncated artifact (the 40-byte digest "
+                       "trailer ending in 'CPASHA2' is missing)"});
+  }
+}
+
+TEST_F(ArtifactFileTest, DigestMismatchIsRefusedBeforeAnythingIsUsed) {
+  // One bit flipped inside the embedded shared object: the FlatBuffer still
+  // verifies and validates, so only the digest can tell; the file is
+  // refused before its code is ever mapped or loaded.
+  auto artifact = ArtifactReader::readBuffer(bytes.data(), bytes.size(), kName);
+  ASSERT_TRUE(artifact.ok()) << artifact.status().toString();
+  const auto *so = (*artifact)->root().cpu()->shared_object();
+  size_t at = so->data() - (*artifact)->data() + so->size() / 2;
+  std::string recorded = hexDigest((*artifact)->digest());
+  EXPECT_EQ(recorded, hexDigest(sha256(bytes.data(),
+                                       bytes.size() - kArtifactTrailerBytes)));
+  std::vector<uint8_t> bad = bytes;
+  bad[at] ^= 0x10;
+  std::string path = write("flipped.cpa", bad);
+  expectError(ArtifactReader::readFile(path).status(),
+              {path + ": artifact is corrupt or was modified: digest "
+                      "(SHA-256 of bytes 0..",
+               "expected " + recorded,
+               "found " + hexDigest(sha256(bad.data(), bad.size() -
+                                                           kArtifactTrailerBytes))});
+  // The digest itself edited: the same error.
+  bad = bytes;
+  bad[bytes.size() - kArtifactTrailerBytes] ^= 1;
+  expectError(ArtifactReader::readBuffer(bad.data(), bad.size(), kName).status(),
+              {"artifact is corrupt or was modified"});
+  // Re-sealed, the flipped shared object passes the reader (the digest is
+  // not a signature: see docs/artifact.md, "Trust model").
+  bad = bytes;
+  bad[at] ^= 0x10;
+  toy::reseal(bad);
+  EXPECT_TRUE(ArtifactReader::readBuffer(bad.data(), bad.size(), kName).ok());
+}
+
+TEST_F(ArtifactFileTest, Sha256KnownAnswer) {
+  // FIPS 180-2 test vector "abc".
+  EXPECT_EQ(hexDigest(sha256("abc", 3)),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST_F(ArtifactFileTest, TooShortForAHeader) {
@@ -156,6 +202,7 @@ TEST_F(ArtifactFileTest, CorruptRootOffset) {
   std::vector<uint8_t> bad = bytes;
   uint32_t offset = 0xFFFFFF00u;
   std::memcpy(bad.data(), &offset, 4);
+  toy::reseal(bad);
   auto artifact = ArtifactReader::readBuffer(bad.data(), bad.size(), kName);
   expectError(artifact.status(),
               {kName, "corrupt or truncated artifact (FlatBuffers "
@@ -163,8 +210,10 @@ TEST_F(ArtifactFileTest, CorruptRootOffset) {
 }
 
 TEST_F(ArtifactFileTest, CorruptBytesNeverCrash) {
-  // Every single-byte corruption of the table region either still verifies
-  // and validates, or fails with the file name; none may crash.
+  // Every single-byte corruption of the table region, re-sealed (so that
+  // the structural and semantic checks see it), either still verifies and
+  // validates, or fails with the file name; none may crash. Unsealed, every
+  // one fails the digest.
   size_t soStart = 0, soSize = 0;
   {
     auto artifact = ArtifactReader::readBuffer(bytes.data(), bytes.size(), kName);
@@ -180,6 +229,10 @@ TEST_F(ArtifactFileTest, CorruptBytesNeverCrash) {
     std::vector<uint8_t> bad = bytes;
     bad[i] ^= 0xA5;
     auto artifact = ArtifactReader::readBuffer(bad.data(), bad.size(), kName);
+    if (i < bytes.size() - 8) // (The tag itself: a missing trailer.)
+      EXPECT_FALSE(artifact.ok()) << "byte " << i;
+    toy::reseal(bad);
+    artifact = ArtifactReader::readBuffer(bad.data(), bad.size(), kName);
     if (!artifact.ok()) {
       ++failures;
       EXPECT_EQ(artifact.status().message().rfind(kName, 0), 0u)
@@ -198,6 +251,7 @@ TEST_F(ArtifactFileTest, VerifiedButGarbageVectorLength) {
   std::vector<uint8_t> bad = bytes;
   uint32_t huge = 0x7FFFFFF0u;
   std::memcpy(bad.data() + lengthAt, &huge, 4);
+  toy::reseal(bad);
   expectError(ArtifactReader::readBuffer(bad.data(), bad.size(), kName).status(),
               {kName, "verification failed"});
 }
@@ -225,8 +279,17 @@ std::vector<Case> cases() {
     return spec.programs[decodeIndex(spec)];
   };
   return {
-      {"OtherVersion", [](ArtifactSpec &s) { s.version = 2; },
-       {"artifact version 2 is not supported", "reads version 1"}},
+      {"OtherVersion", [](ArtifactSpec &s) { s.version = 3; },
+       {"artifact version 3 is not supported", "reads version 2 only"}},
+      {"VersionOneHasNoTrailer",
+       [](ArtifactSpec &s) {
+         s.version = 1;
+         s.seal = false;
+       },
+       {"artifact version 1 is not supported", "reads version 2 only",
+        "recompile the model"}},
+      {"UnsealedVersionTwo", [](ArtifactSpec &s) { s.seal = false; },
+       {"corrupt or truncated artifact (the 40-byte digest trailer"}},
       {"VersionZero", [](ArtifactSpec &s) { s.version = 0; },
        {"artifact version 0"}},
       {"NoModel", [](ArtifactSpec &s) { s.hasModel = false; },
@@ -339,12 +402,84 @@ std::vector<Case> cases() {
        [](ArtifactSpec &s) { s.expertTables[0].count = 4000000000u; },
        {"expert_tables[0]", "count 4000000000 exceeds the 5 weights"}},
       {"ExpertNotInManifest",
-       [](ArtifactSpec &s) { s.expertTables[0].count = 3; },
+       [](ArtifactSpec &s) {
+         s.expertTables[0].count = 3;
+         s.nRoutedExperts = 3;
+       },
        {"expert_tables[0] ('toy.experts.*.weight'): expert 2, weight "
         "'toy.experts.2.weight', is not in the weights manifest"}},
       {"CompressorStateOddSize",
        [](ArtifactSpec &s) { s.states[1].bytes = 60; },
        {"states[1] ('toy.compressor.state')", "60 bytes"}},
+      // Cross-field invariants the kernels rely on.
+      {"ExpertCountBelowConfig",
+       [](ArtifactSpec &s) { s.expertTables[0].count = 1; },
+       {"expert_tables[0] ('toy.experts.*.weight'): count 1, but "
+        "model.n_routed_experts is 2"}},
+      {"LaunchMissingArgument",
+       [decode](ArtifactSpec &s) { decode(s).launches[1].args.pop_back(); },
+       {"programs[1] ('decode').launches[1]: 7 arguments, but kernel "
+        "'toy.head' (kernels[1]) takes 8"}},
+      {"LaunchExtraArgument",
+       [decode](ArtifactSpec &s) {
+         decode(s).launches[0].args.push_back({K::Tokens, 0});
+       },
+       {"launches[0]: 6 arguments, but kernel 'toy.embed' (kernels[0]) "
+        "takes 5"}},
+      {"ArgumentKindVsSignature",
+       [decode](ArtifactSpec &s) {
+         decode(s).launches[0].args[1] = {K::StartPos, 0};
+       },
+       {"launches[0].args[1]: argument kind StartPos, but kernel "
+        "'toy.embed' expects Tokens in slot 1"}},
+      {"BufferSmallerThanSignature",
+       [](ArtifactSpec &s) { s.kernels[0].params[4].bytesPerToken = 64; },
+       {"programs[0] ('prefill').launches[0].args[4]: Buffer 1 ('hidden') "
+        "has 512 bytes, but kernel 'toy.embed' needs 1024 in slot 4"}},
+      {"WeightVsSignature",
+       [decode](ArtifactSpec &s) { decode(s).launches[1].args[2].index = 1; },
+       {"launches[1].args[2]: Weight weights[1] ('toy.proj.weight') has 8 "
+        "bytes, but kernel 'toy.head' expects 3072 in slot 2"}},
+      {"WeightScaleVsSignature",
+       [](ArtifactSpec &s) { s.kernels[1].params[4].bytes = 4; },
+       {"args[4]: WeightScale weights[1] ('toy.proj.weight') has 1 bytes, "
+        "but kernel 'toy.head' expects 4 in slot 4"}},
+      {"ExpertTableVsSignature",
+       [](ArtifactSpec &s) { s.kernels[1].params[5].bytes = 4; },
+       {"args[5]: ExpertTable expert_tables[0] ('toy.experts.*.weight') has "
+        "2 experts, but kernel 'toy.head' expects 4 in slot 5"}},
+      {"StateVsSignature",
+       [](ArtifactSpec &s) { s.kernels[0].params[3].bytes = 32; },
+       {"args[3]: State states[0] ('toy.state') has 16 bytes, but kernel "
+        "'toy.embed' expects 32 in slot 3"}},
+      {"KernelWithoutSignature",
+       [](ArtifactSpec &s) { s.kernels[1].hasParams = false; },
+       {"kernels[1] ('toy.head'): params (the kernel's signature) is "
+        "missing"}},
+      {"UnknownParamKind",
+       [](ArtifactSpec &s) {
+         s.kernels[0].params[0].kind = static_cast<K>(42);
+       },
+       {"kernels[0] ('toy.embed'): params[0] has unknown kind 42"}},
+      {"StateOfZeroBytes",
+       [](ArtifactSpec &s) { s.states[0].bytes = 0; },
+       {"states[0] ('toy.state') has 0 bytes, expected 16 (row_bytes 16 * "
+        "(rows 1 + max_context 64 / context_ratio 0))"}},
+      {"StateGeometryEmpty",
+       [](ArtifactSpec &s) { s.states[0].rowBytes = 0; },
+       {"states[0] ('toy.state'): geometry row_bytes 0, rows 1, "
+        "context_ratio 0 is empty"}},
+      {"MaxContextRaisedPastTheState",
+       [](ArtifactSpec &s) {
+         s.states.push_back({"toy.entries", 128, fb::StateInit::Zero, 8, 0, 4});
+         s.maxContext = 4096;
+       },
+       {"states[2] ('toy.entries') has 128 bytes, expected 8192 (row_bytes 8 "
+        "* (rows 0 + max_context 4096 / context_ratio 4))"}},
+      {"ValuesBelowOnAFloatTensor",
+       [](ArtifactSpec &s) { s.weights[0].valuesBelow = 5; },
+       {"weights[0] ('toy.bias'): values_below 5 on a tensor of dtype 'F32', "
+        "expected an integer dtype"}},
       {"UnknownStateInit",
        [](ArtifactSpec &s) {
          s.states[0].init = static_cast<fb::StateInit>(5);
@@ -358,6 +493,22 @@ INSTANTIATE_TEST_SUITE_P(Semantic, ArtifactValidationTest,
                          [](const ::testing::TestParamInfo<Case> &info) {
                            return std::string(info.param.title);
                          });
+
+TEST(ArtifactReaderTest, StatesSizedForTheContext) {
+  // A state that grows with the context is accepted at exactly the size
+  // max_context needs; a ratio past the context keeps 1 byte.
+  ArtifactSpec spec = toy::toyArtifactSpec();
+  spec.states.push_back({"toy.entries", 128, fb::StateInit::Zero, 8, 0, 4});
+  spec.states.push_back({"toy.far", 1, fb::StateInit::Zero, 8, 0, 128});
+  auto artifact = readSpec(spec);
+  ASSERT_TRUE(artifact.ok()) << artifact.status().toString();
+  uint64_t bytes = 0, rows = 0;
+  const fb::State &entries = *(*artifact)->root().states()->Get(2);
+  ASSERT_TRUE(stateBytesFor(entries, 64, bytes));
+  EXPECT_EQ(bytes, 128u);
+  ASSERT_TRUE(stateRowsFor(entries, 10, rows));
+  EXPECT_EQ(rows, 2u);
+}
 
 TEST(ArtifactReaderTest, CudaArtifactNeedsNoCpuCode) {
   ArtifactSpec spec = toy::toyArtifactSpec();

@@ -58,6 +58,85 @@ std::vector<int64_t> shapeOf(const flatbuffers::Vector<int64_t> *shape) {
   return out;
 }
 
+/// How to compile an artifact that matches the checkpoint `store`, whose
+/// tensor `found` has another dtype than the artifact expects: the
+/// --weight-format of compressa-compile that fits (official when the
+/// checkpoint holds FP8 tensors, else the found tensor's float type), and
+/// --weights, which reads the formats from the checkpoint itself.
+std::string recompileHint(const WeightStore &store, const TensorView &found) {
+  const char *format = nullptr;
+  for (const auto &file : store.files())
+    for (const TensorView &tensor : file->tensors())
+      if (tensor.dtype == DType::F8E4M3)
+        format = "official";
+  if (!format && found.dtype == DType::BF16)
+    format = "bf16";
+  if (!format && found.dtype == DType::F32)
+    format = "f32";
+  std::string hint = "recompile with `compressa-compile MODEL --weights " +
+                     store.directory() +
+                     "` (reads the formats from the checkpoint)";
+  if (format)
+    hint += std::string(" or with `compressa-compile MODEL --weight-format=") +
+            format + "`";
+  return hint;
+}
+
+/// Element `i` of the integer tensor `tensor` (I64, I32, I16, I8 or U8).
+int64_t integerAt(const TensorView &tensor, size_t i) {
+  const uint8_t *at = tensor.data + i * dtypeSize(tensor.dtype);
+  switch (tensor.dtype) {
+  case DType::I64: {
+    int64_t v;
+    std::memcpy(&v, at, 8);
+    return v;
+  }
+  case DType::I32: {
+    int32_t v;
+    std::memcpy(&v, at, 4);
+    return v;
+  }
+  case DType::I16: {
+    int16_t v;
+    std::memcpy(&v, at, 2);
+    return v;
+  }
+  case DType::I8:
+    return static_cast<int8_t>(*at);
+  default:
+    return *at;
+  }
+}
+
+/// Every element of the integer tensor `tensor` lies in [0, limit): the
+/// kernels index with these values (tid2eid picks experts), so one out of
+/// range would read or write outside a table. The first bad element is
+/// named with its index (row-major) and value.
+Status checkValueRange(const TensorView &tensor, uint64_t limit,
+                       const char *dir) {
+  size_t count = tensor.nbytes / dtypeSize(tensor.dtype);
+  for (size_t i = 0; i < count; ++i) {
+    int64_t value = integerAt(tensor, i);
+    if (value >= 0 && static_cast<uint64_t>(value) < limit)
+      continue;
+    std::string index;
+    size_t rest = i;
+    for (size_t d = tensor.shape.size(); d-- > 0;) {
+      size_t dim = static_cast<size_t>(tensor.shape[d]);
+      index = "[" + std::to_string(rest % dim) + "]" + index;
+      rest /= dim;
+    }
+    return COMPRESSA_ERROR(DataLoss,
+                           "weights %s: tensor '%s'%s is %lld, outside the "
+                           "allowed range [0, %llu) (element %zu of %zu; the "
+                           "kernels index with these values)",
+                           dir, printable(tensor.name).c_str(), index.c_str(),
+                           static_cast<long long>(value),
+                           static_cast<unsigned long long>(limit), i, count);
+  }
+  return okStatus();
+}
+
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                        start)
@@ -133,9 +212,11 @@ Status Engine::bindWeights() {
     if (tensor->dtype != expected)
       return COMPRESSA_ERROR(DataLoss,
                              "weights %s: tensor '%s' has dtype %s, the "
-                             "artifact expects %s",
+                             "artifact expects %s; the artifact was compiled "
+                             "for other weight formats: %s",
                              dir, shown.c_str(), dtypeName(tensor->dtype),
-                             dtypeName(expected));
+                             dtypeName(expected),
+                             recompileHint(*store, *tensor).c_str());
     std::vector<int64_t> shape = shapeOf(weight.shape());
     if (tensor->shape != shape)
       return COMPRESSA_ERROR(DataLoss,
@@ -144,6 +225,9 @@ Status Engine::bindWeights() {
                              dir, shown.c_str(),
                              formatShape(tensor->shape).c_str(),
                              formatShape(shape).c_str());
+    if (weight.values_below() > 0)
+      COMPRESSA_RETURN_IF_ERROR(
+          checkValueRange(*tensor, weight.values_below(), dir));
     weightViews[i] = tensor;
 
     std::string scaleName(view(weight.scale()));
@@ -326,24 +410,48 @@ Status Engine::allocateStates() {
 void Engine::reset() {
   const auto *list = art->root().states();
   resetError = okStatus();
+  lastResetBytes = 0;
   for (size_t s = 0; s < states.size(); ++s) {
     BackendBuffer &buffer = *states[s];
+    const fb::State &state = *list->Get(s);
     std::string what = art->path() + ": resetting states[" +
                        std::to_string(s) + "] ('" +
-                       printable(view(list->Get(s)->name())) + "')";
-    Status status = backend->fill(buffer, 0, buffer.size(), 0, what);
-    if (status.ok() &&
-        list->Get(s)->init() == fb::StateInit::CompressorState) {
+                       printable(view(state.name())) + "')";
+    // Only what the positions since the last reset can have written: a
+    // state that grows with the context (compressed entries, indexer keys:
+    // one row per context_ratio positions, possibly GiBs) is cleared up to
+    // the row of the highest position used; a fixed-size one (a window,
+    // compressor slots) whole. Kernels write the row of position p at
+    // p / context_ratio and read only completed rows, so rows past the
+    // high-water mark still hold their initial value.
+    uint64_t bytes = buffer.size();
+    if (state.context_ratio() > 0 &&
+        state.init() == fb::StateInit::Zero) {
+      uint64_t ratio = state.context_ratio();
+      uint64_t used = static_cast<uint64_t>(positionsUsed);
+      uint64_t rows = state.rows() + (used + ratio - 1) / ratio;
+      uint64_t prefix;
+      if (!__builtin_mul_overflow(rows, state.row_bytes(), &prefix))
+        bytes = std::min(bytes, prefix);
+    }
+    Status status = okStatus();
+    if (state.init() == fb::StateInit::CompressorState) {
       // kv half zero, score half -inf (spec §5.1); the size is a multiple
       // of 8 (checked by the reader), so the half is a multiple of 4.
       uint64_t half = buffer.size() / 2;
       uint32_t minusInf = 0xFF800000u; // f32 -inf
-      status = backend->fill(buffer, half, buffer.size() - half, minusInf,
-                             what);
+      status = backend->fill(buffer, 0, half, 0, what);
+      if (status.ok())
+        status = backend->fill(buffer, half, buffer.size() - half, minusInf,
+                               what);
+    } else if (bytes > 0) {
+      status = backend->fill(buffer, 0, bytes, 0, what);
     }
+    lastResetBytes += bytes;
     if (!status.ok() && resetError.ok())
       resetError = status;
   }
+  positionsUsed = 0;
 }
 
 Status Engine::prepareProgram(const fb::Program &def) {
@@ -548,6 +656,9 @@ Status Engine::checkInputs(const PreparedProgram &program, const int64_t *ids,
 
 Status Engine::run(PreparedProgram &program, const int64_t *ids,
                    int64_t count, int64_t startPos, float *logitsOut) {
+  // The launches may write the state of every position of this call; the
+  // next reset clears up to there.
+  positionsUsed = std::max(positionsUsed, startPos + count);
   // Queued in order on the backend: ids in, the launches, logits out.
   uint64_t logitBytes = uint64_t(count) * uint64_t(vocab) * 4;
   COMPRESSA_RETURN_IF_ERROR(backend->write(*program.arena,

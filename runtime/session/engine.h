@@ -85,8 +85,13 @@ public:
   StatusOr<std::vector<float>> decode(int64_t id, int64_t pos);
   /// Re-initializes every state (a new sequence starts at position 0). On
   /// a GPU the fills are queued on the stream; should queuing fail, the
-  /// next forward/prefill/decode returns that error.
+  /// next forward/prefill/decode returns that error. Only what the calls
+  /// since the last reset can have written is cleared: a state that grows
+  /// with the context (context_ratio > 0) up to the row of the highest
+  /// position used, fixed-size states whole.
   void reset();
+  /// Bytes the last reset() (or create's initialization) filled.
+  uint64_t bytesClearedByLastReset() const { return lastResetBytes; }
 
   /// Inspection, for tests and tools: state `index` of the artifact.
   /// stateData is the host copy the kernels use on the CPU, and nullptr on
@@ -164,6 +169,10 @@ private:
   std::vector<std::unique_ptr<PreparedProgram>> programs;
   /// Why the last reset() failed (device only); Ok otherwise.
   Status resetError;
+  /// One past the highest position a call ran since the last reset (new
+  /// states are zeroed by allocate, so 0 at first).
+  int64_t positionsUsed = 0;
+  uint64_t lastResetBytes = 0;
   /// COMPRESSA_DUMP_ARENA: whether the arena was written already.
   bool arenaDumped = false;
   Status dumpArena(const PreparedProgram &program, const char *path);

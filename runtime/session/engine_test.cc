@@ -478,6 +478,97 @@ INSTANTIATE_TEST_SUITE_P(Weights, EngineBindTest,
                            return std::string(info.param.title);
                          });
 
+TEST_F(EngineTest, ResetClearsWhatWasUsedNotTheCapacity) {
+  // A state that grows with the context (one 8-byte row per 4 positions:
+  // 128 bytes for the 64-token context) is cleared up to the row of the
+  // highest position used; fixed-size states (16 + 64 bytes) whole.
+  ArtifactSpec spec = toy::toyArtifactSpec();
+  spec.states.push_back({"toy.entries", 128, fb::StateInit::Zero, 8, 0, 4});
+  auto engine = makeEngine(spec);
+  ASSERT_TRUE(engine.ok()) << engine.status().toString();
+  Engine &e = **engine;
+  const uint64_t fixed = 16 + 64;
+  // Creation: the allocation is zeroed; nothing was used yet.
+  EXPECT_EQ(e.bytesClearedByLastReset(), fixed);
+  std::vector<int64_t> ids = sampleIds();
+  ASSERT_TRUE(e.prefill(ids.data(), 10, 0).ok());
+  // What a kernel would have written for positions 0..9: rows 0..2.
+  uint8_t *entries = const_cast<uint8_t *>(e.stateData(2));
+  std::memset(entries, 0x5A, 24);
+  e.reset();
+  EXPECT_EQ(e.bytesClearedByLastReset(), fixed + 24); // ceil(10 / 4) rows
+  for (int i = 0; i < 128; ++i)
+    ASSERT_EQ(entries[i], 0) << i;
+  e.reset();
+  EXPECT_EQ(e.bytesClearedByLastReset(), fixed);
+  for (int64_t pos = 0; pos <= 40; ++pos)
+    ASSERT_TRUE(e.decode(ids[pos % ids.size()], pos).ok()) << pos;
+  e.reset();
+  EXPECT_EQ(e.bytesClearedByLastReset(), fixed + 11 * 8); // ceil(41 / 4)
+  // The whole context used: the whole state.
+  ASSERT_TRUE(e.decode(ids[0], toy::kMaxContext - 1).ok());
+  e.reset();
+  EXPECT_EQ(e.bytesClearedByLastReset(), fixed + 128);
+}
+
+TEST_F(EngineTest, IndexTensorOutOfRangeIsRefusedAtBind) {
+  // tid2eid picks routed experts: a value outside [0, n_routed_experts)
+  // would index past the expert tables. The first bad element is named.
+  ArtifactSpec spec = toy::toyArtifactSpec();
+  spec.weights.push_back(
+      {"toy.gate.tid2eid", "I64", {4, 2}, "", {}, false, 2});
+  std::vector<int64_t> table = {0, 1, 1, 0, 0, 1, 1, 0};
+  auto withTable = [&](const std::string &name) {
+    return writeWeights(name, [&](std::vector<TensorToWrite> &t) {
+      t.push_back({"toy.gate.tid2eid", DType::I64, {4, 2}, table.data()});
+    });
+  };
+  std::string path = writeArtifact(spec);
+  auto good = Engine::create(path, withTable("good"));
+  ASSERT_TRUE(good.ok()) << good.status().toString();
+
+  table[5] = 2; // [2][1]
+  std::string bad = withTable("bad");
+  expectError(Engine::create(path, bad).status(),
+              {"weights " + bad + ": tensor 'toy.gate.tid2eid'[2][1] is 2, "
+                                  "outside the allowed range [0, 2) "
+                                  "(element 5 of 8"});
+  table[5] = 1;
+  table[1] = -1; // [0][1]
+  std::string negative = withTable("negative");
+  expectError(Engine::create(path, negative).status(),
+              {"tensor 'toy.gate.tid2eid'[0][1] is -1, outside the allowed "
+               "range [0, 2)"});
+}
+
+TEST_F(EngineTest, FormatMismatchSaysHowToRecompile) {
+  // A checkpoint in other dtypes than the artifact was compiled for: the
+  // message names the compile flags that fix it. The toy checkpoint holds
+  // FP8 tensors, so its format is `official`.
+  static std::vector<uint8_t> zeros(4096, 0);
+  std::string weights = writeWeights("bf16", [](auto &t) {
+    auto it = findTensor(t, "toy.bias");
+    it->dtype = DType::BF16;
+    it->data = zeros.data();
+  });
+  auto engine = Engine::create(writeArtifact(toy::toyArtifactSpec()), weights);
+  expectError(engine.status(),
+              {"tensor 'toy.bias' has dtype BF16, the artifact expects F32; "
+               "the artifact was compiled for other weight formats: "
+               "recompile with `compressa-compile MODEL --weights " +
+                   weights + "` (reads the formats from the checkpoint) or "
+                             "with `compressa-compile MODEL "
+                             "--weight-format=official`"});
+  // Without FP8 tensors, the found float type.
+  std::string plain = writeWeights("plain", [](auto &t) {
+    t.erase(t.begin() + 1, t.end());
+    t[0].dtype = DType::BF16;
+    t[0].data = zeros.data();
+  });
+  engine = Engine::create(writeArtifact(toy::toyArtifactSpec()), plain);
+  expectError(engine.status(), {"--weight-format=bf16`"});
+}
+
 TEST_F(EngineTest, CudaArtifactNeedsAGpuAndCudaCode) {
   // A CUDA artifact without cuda code: refused for want of a GPU here, for
   // want of code on a GPU machine (runtime_cuda_engine_test runs real ones).

@@ -37,20 +37,28 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
         &buffers, program.inputIds, program.logits, &launches));
   }
   std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
-  for (const KernelSpec &kernel : spec.kernels)
+  for (const KernelSpec &kernel : spec.kernels) {
+    std::vector<flatbuffers::Offset<fb::Param>> params;
+    for (const ParamSpec &param : kernel.params)
+      params.push_back(fb::CreateParam(fbb, param.kind, param.bytesPerToken,
+                                       param.bytes));
     kernels.push_back(fb::CreateKernelDirect(
         fbb, kernel.name.c_str(), kernel.symbol.c_str(),
         kernel.scratchBytesPerToken, kernel.scratchBytes, kernel.grid,
-        kernel.block, kernel.sharedBytes));
+        kernel.block, kernel.sharedBytes,
+        kernel.hasParams ? &params : nullptr));
+  }
   std::vector<flatbuffers::Offset<fb::State>> states;
   for (const StateSpec &state : spec.states)
-    states.push_back(
-        fb::CreateStateDirect(fbb, state.name.c_str(), state.bytes, state.init));
+    states.push_back(fb::CreateStateDirect(
+        fbb, state.name.c_str(), state.bytes, state.init, state.rowBytes,
+        state.rows, state.contextRatio));
   std::vector<flatbuffers::Offset<fb::Weight>> weights;
   for (const WeightSpec &weight : spec.weights)
     weights.push_back(fb::CreateWeightDirect(
         fbb, weight.name.c_str(), weight.dtype.c_str(), &weight.shape,
-        weight.scale.c_str(), &weight.scaleShape, weight.optional));
+        weight.scale.c_str(), &weight.scaleShape, weight.optional,
+        weight.valuesBelow));
   std::vector<flatbuffers::Offset<fb::ExpertTable>> tables;
   for (const ExpertTableSpec &table : spec.expertTables)
     tables.push_back(
@@ -67,13 +75,24 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
   if (spec.hasModel)
     model = fb::CreateModelInfoDirect(
         fbb, spec.modelName.c_str(), spec.vocabSize, spec.hiddenSize,
-        spec.bosTokenId, spec.eosTokenId, spec.maxContext);
+        spec.bosTokenId, spec.eosTokenId, spec.maxContext,
+        spec.nRoutedExperts);
   auto root = fb::CreateArtifactDirect(
       fbb, spec.version, model, spec.configJson.c_str(), spec.target,
       &programs, &kernels, &states, &weights, &tables, cpu, cuda);
   fb::FinishArtifactBuffer(fbb, root);
+  if (spec.seal)
+    return sealArtifact(fbb.GetBufferPointer(), fbb.GetSize());
   return std::vector<uint8_t>(fbb.GetBufferPointer(),
                               fbb.GetBufferPointer() + fbb.GetSize());
+}
+
+void reseal(std::vector<uint8_t> &bytes) {
+  if (bytes.size() < kArtifactTrailerBytes)
+    return;
+  size_t body = bytes.size() - kArtifactTrailerBytes;
+  ArtifactDigest digest = sha256(bytes.data(), body);
+  std::copy(digest.begin(), digest.end(), bytes.begin() + body);
 }
 
 std::vector<uint8_t> testKernelsBytes() {
@@ -132,11 +151,25 @@ ArtifactSpec toyArtifactSpec(uint32_t prefillMaxTokens) {
     spec.programs.push_back(toyProgram("prefill", prefillMaxTokens));
   spec.programs.push_back(toyProgram("decode", 1));
   spec.programs.push_back(toyProgram("mtp", 1, kMtpBiasWeight));
+  spec.nRoutedExperts = 2;
+  using K = fb::ArgKind;
   spec.kernels = {{"toy.embed", "toy_embed", 0, 0},
                   {"toy.head", "toy_head", kScratchPerToken, kScratchFixed}};
-  spec.states = {{"toy.state", 16, fb::StateInit::Zero},
-                 {"toy.compressor.state", 64,
-                  fb::StateInit::CompressorState}};
+  // The signatures: ids (8 bytes per token), hidden (4 int64 per token),
+  // logits (kVocab f32 per token), the bias (kVocab f32), the 2x4 FP8 proj
+  // and its one scale, the 2 experts.
+  spec.kernels[0].params = {{K::Buffer, 8, 0},
+                            {K::Tokens, 0, 0},
+                            {K::StartPos, 0, 0},
+                            {K::State, 0, 16},
+                            {K::Buffer, 32, 0}};
+  spec.kernels[1].params = {{K::Buffer, 32, 0},     {K::Tokens, 0, 0},
+                            {K::Weight, 0, kVocab * 4}, {K::Weight, 0, 8},
+                            {K::WeightScale, 0, 1}, {K::ExpertTable, 0, 2},
+                            {K::Scratch, 0, 0},     {K::Buffer, kVocab * 4, 0}};
+  spec.states = {{"toy.state", 16, fb::StateInit::Zero, 16, 1, 0},
+                 {"toy.compressor.state", 64, fb::StateInit::CompressorState,
+                  16, 4, 0}};
   spec.weights = {
       {"toy.bias", "F32", {kVocab}, "", {}, false},
       {"toy.proj.weight", "F8_E4M3", {2, 4}, "toy.proj.scale", {1, 1}, false},

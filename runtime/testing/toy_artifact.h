@@ -16,7 +16,7 @@
 #define COMPRESSA_RUNTIME_TESTING_TOY_ARTIFACT_H
 
 #include "runtime/base/status.h"
-#include "runtime/format/artifact_generated.h"
+#include "runtime/format/artifact_reader.h"
 #include "runtime/weights/safetensors_writer.h"
 
 #include <cstdint>
@@ -49,6 +49,12 @@ struct ProgramSpec {
   uint32_t logits = 0;
   std::vector<LaunchSpec> launches;
 };
+/// One entry of a kernel's signature (schema: Param).
+struct ParamSpec {
+  fb::ArgKind kind = fb::ArgKind::Buffer;
+  uint64_t bytesPerToken = 0;
+  uint64_t bytes = 0;
+};
 struct KernelSpec {
   std::string name;
   std::string symbol;
@@ -58,11 +64,19 @@ struct KernelSpec {
   uint32_t grid = 1;
   uint32_t block = 1;
   uint32_t sharedBytes = 0;
+  std::vector<ParamSpec> params;
+  /// False: leave `params` out of the FlatBuffer.
+  bool hasParams = true;
 };
 struct StateSpec {
   std::string name;
   uint64_t bytes = 0;
   fb::StateInit init = fb::StateInit::Zero;
+  /// Geometry: bytes == max(1, rowBytes * (rows + max_context /
+  /// contextRatio)).
+  uint64_t rowBytes = 0;
+  uint64_t rows = 0;
+  uint32_t contextRatio = 0;
 };
 struct WeightSpec {
   std::string name;
@@ -71,13 +85,17 @@ struct WeightSpec {
   std::string scale;
   std::vector<int64_t> scaleShape;
   bool optional = false;
+  uint64_t valuesBelow = 0;
 };
 struct ExpertTableSpec {
   std::string pattern;
   uint32_t count = 0;
 };
 struct ArtifactSpec {
-  uint32_t version = 1;
+  uint32_t version = kArtifactVersion;
+  /// Append the digest trailer (sealArtifact); false writes the bare
+  /// FlatBuffer, as versions before 2 did.
+  bool seal = true;
   bool hasModel = true;
   std::string modelName = "toy";
   uint32_t vocabSize = 0;
@@ -85,6 +103,7 @@ struct ArtifactSpec {
   int64_t bosTokenId = 0;
   int64_t eosTokenId = 1;
   uint32_t maxContext = 0;
+  uint32_t nRoutedExperts = 0;
   std::string configJson;
   fb::Target target = fb::Target::Cpu;
   std::vector<ProgramSpec> programs;
@@ -102,7 +121,8 @@ struct ArtifactSpec {
   std::vector<uint8_t> cudaCubin;
 };
 
-/// The FlatBuffer (identifier "CPA1") for `spec`.
+/// The artifact file for `spec`: the FlatBuffer (identifier "CPA1"), then
+/// the digest trailer when spec.seal.
 std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec);
 
 inline constexpr uint32_t kVocab = 768;
@@ -129,7 +149,8 @@ ProgramSpec toyProgram(const std::string &name, uint32_t maxTokens,
 /// The toy artifact: programs "prefill" (prefillMaxTokens per call; left
 /// out when 0), "decode" (1) and "mtp" (1, reading the optional weight
 /// "mtp.toy.bias" that toy checkpoints lack); states "toy.state" (Zero, 16
-/// bytes) and "toy.compressor.state" (CompressorState, 64 bytes).
+/// bytes: 1 row of 16) and "toy.compressor.state" (CompressorState, 64
+/// bytes: 4 rows of 16); 2 routed experts; each kernel with its signature.
 ArtifactSpec toyArtifactSpec(uint32_t prefillMaxTokens = 16);
 
 /// The toy checkpoint: its tensors, whose data pointers point into `storage`.
@@ -140,6 +161,10 @@ struct ToyWeights {
 };
 ToyWeights toyWeights();
 std::vector<TensorToWrite> toyWeightTensors(const ToyWeights &weights);
+
+/// Recomputes the digest trailer of the artifact file `bytes` in place, as
+/// an editor who re-seals an edited artifact would.
+void reseal(std::vector<uint8_t> &bytes);
 
 /// Writes `directory`/model.safetensors with the toy checkpoint.
 Status writeToyWeights(const std::string &directory);
