@@ -154,6 +154,62 @@ constexpr int64_t kMaxExperts = 2048;
 constexpr int64_t kMaxMtpLayers = 8;
 constexpr int64_t kMaxCompressRatio = 65536;
 
+/// Deepest nesting of arrays and objects accepted in a config.json. The
+/// official configs nest 3 deep (rope_parameters.compress.factor);
+/// llvm::json::parse recurses once per level, so without a bound a hostile
+/// file nested 50,000 deep overflows the stack.
+constexpr int64_t kMaxJsonDepth = 64;
+
+/// Checks, without recursion, that `text` nests arrays and objects at most
+/// kMaxJsonDepth deep; strings (with their escapes) are skipped, so brackets
+/// inside them do not count. Anything else is left to json::parse, which
+/// runs only when this passes.
+Error checkJsonDepth(StringRef text, StringRef path) {
+  int64_t depth = 0;
+  int64_t line = 1;
+  size_t lineStart = 0;
+  bool inString = false;
+  for (size_t i = 0, e = text.size(); i < e; ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+      lineStart = i + 1;
+    }
+    if (inString) {
+      if (c == '\\')
+        ++i; // the escaped character cannot end the string
+      else if (c == '"')
+        inString = false;
+      continue;
+    }
+    switch (c) {
+    case '"':
+      inString = true;
+      break;
+    case '[':
+    case '{':
+      if (++depth > kMaxJsonDepth)
+        return createStringError(
+            inconvertibleErrorCode(),
+            Twine(path) + ": not valid JSON: line " + Twine(line) +
+                ", column " + Twine(i - lineStart + 1) +
+                ": arrays and objects nested " + Twine(depth) +
+                " deep, expected at most " + Twine(kMaxJsonDepth) +
+                " (the depth limit of a config.json)");
+      break;
+    case ']':
+    case '}':
+      // An unbalanced closer is json::parse's to report.
+      if (depth > 0)
+        --depth;
+      break;
+    default:
+      break;
+    }
+  }
+  return Error::success();
+}
+
 /// "a string", "an array", ... for messages about a value of the wrong type.
 std::string describeKind(const json::Value &value) {
   switch (value.kind()) {
@@ -1032,6 +1088,8 @@ Expected<ModelConfig> ConfigParser::parse() {
 //===----------------------------------------------------------------------===//
 
 Expected<ModelConfig> parseModelConfigText(StringRef text, StringRef path) {
+  if (Error error = checkJsonDepth(text, path))
+    return std::move(error);
   Expected<json::Value> parsed = json::parse(text);
   if (!parsed)
     return createStringError(

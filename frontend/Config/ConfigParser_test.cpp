@@ -583,4 +583,39 @@ TEST(ConfigParserTest, TextErrorsNameThePathGiven) {
   EXPECT_EQ(message.rfind("x/config.json: not valid JSON: ", 0), 0u) << message;
 }
 
+/// Finding 3: a config nested 50,000 deep overflowed the stack in the
+/// recursive json::parse. The depth is bounded before parsing, and the
+/// message names the file, the limit and the line and column.
+TEST(ConfigParserTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  std::string deep = "{\"vocab_size\":\n" + std::string(50000, '[') +
+                     std::string(50000, ']') + "}";
+  EXPECT_EQ(errorOfText(deep, "deep/config.json"),
+            "deep/config.json: not valid JSON: line 2, column 64: arrays and "
+            "objects nested 65 deep, expected at most 64 (the depth limit of "
+            "a config.json)");
+  // Unbalanced, as a truncated file would be.
+  std::string open = std::string(50000, '{');
+  EXPECT_NE(errorOfText(open, "o.json").find("o.json: not valid JSON: line 1, "
+                                             "column 65: arrays and objects "
+                                             "nested 65 deep"),
+            std::string::npos);
+}
+
+TEST(ConfigParserTest, DepthLimitCountsOnlyBracketsOutsideStrings) {
+  // 64 levels are accepted by the scan (the message comes from the config
+  // checks, not from the depth limit).
+  std::string atLimit = "{\"vocab_size\":" + std::string(63, '[') +
+                        std::string(63, ']') + "}";
+  std::string message = errorOfText(atLimit, "l.json");
+  EXPECT_EQ(message.rfind("l.json: 'vocab_size' ", 0), 0u) << message;
+  // Brackets inside strings, also after escaped quotes and backslashes, are
+  // text: the Flash config with such a string still parses.
+  json::Object object = flashObject();
+  object["note"] = std::string(200, '[') + "\"\\\"" + std::string(200, '{');
+  Expected<ModelConfig> config =
+      parseModelConfigText(print(std::move(object)), "s.json");
+  EXPECT_TRUE(static_cast<bool>(config))
+      << (config ? "" : toString(config.takeError()));
+}
+
 } // namespace
