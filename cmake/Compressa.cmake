@@ -2,6 +2,35 @@
 # The ways Compressa declares targets. Runtime targets must never link MLIR or
 # LLVM (ARCHITECTURE.md decision 1): compressa_runtime_library refuses it.
 
+# Sanitizers and libFuzzer instrumentation for every target (the options are
+# declared in the top-level CMakeLists.txt; scripts/ci-sanitize.sh uses them).
+if(COMPRESSA_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "COMPRESSA_FUZZ needs clang for libFuzzer, found "
+      "${CMAKE_CXX_COMPILER_ID} (${CMAKE_CXX_COMPILER}); configure with "
+      "-DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22")
+  endif()
+  if(NOT COMPRESSA_SANITIZE MATCHES "address")
+    message(FATAL_ERROR "COMPRESSA_FUZZ needs COMPRESSA_SANITIZE to include "
+      "address (e.g. address,undefined), found '${COMPRESSA_SANITIZE}'")
+  endif()
+endif()
+if(COMPRESSA_SANITIZE)
+  add_compile_options(-fsanitize=${COMPRESSA_SANITIZE} -fno-omit-frame-pointer
+                      -fno-sanitize-recover=all -g)
+  add_link_options(-fsanitize=${COMPRESSA_SANITIZE})
+  # Sanitized shared libraries leave the sanitizer runtime's symbols to the
+  # executable; HandleLLVMOptions' -z defs would refuse them.
+  string(REPLACE "-Wl,-z,defs" "" CMAKE_SHARED_LINKER_FLAGS
+         "${CMAKE_SHARED_LINKER_FLAGS}")
+  message(STATUS "Sanitizers: ${COMPRESSA_SANITIZE}")
+endif()
+if(COMPRESSA_FUZZ)
+  # Coverage for libFuzzer in every library; the fuzz targets themselves add
+  # -fsanitize=fuzzer (compressa_fuzz_target in test/fuzz).
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
+
 set(COMPRESSA_MODELS_DIR "${PROJECT_SOURCE_DIR}/models" CACHE PATH
     "Directory that compressa-compile searches for model names")
 
@@ -82,4 +111,20 @@ function(compressa_flatbuffer name schema)
   add_dependencies(${name} ${name}_gen)
   target_include_directories(${name} INTERFACE "${PROJECT_BINARY_DIR}")
   target_link_libraries(${name} INTERFACE flatbuffers::flatbuffers)
+endfunction()
+
+# compressa_fuzz_target(NAME SRCS ... DEPS ...)
+# A libFuzzer target (COMPRESSA_FUZZ): SRCS define LLVMFuzzerTestOneInput;
+# compiled and linked with -fsanitize=fuzzer on top of the sanitizers, into
+# build/fuzz/. Its name is recorded in the global property
+# COMPRESSA_FUZZ_TARGETS.
+function(compressa_fuzz_target name)
+  cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SRCS})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  set_target_properties(${name} PROPERTIES
+    RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
+  set_property(GLOBAL APPEND PROPERTY COMPRESSA_FUZZ_TARGETS ${name})
 endfunction()

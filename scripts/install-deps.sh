@@ -16,6 +16,8 @@ packages=(
   cmake ninja-build ccache lld g++ binutils python3
   # The tokenizer's pre-tokenizer regexes (PCRE2, found with pkg-config)
   libpcre2-dev pkg-config
+  # scripts/ci-sanitize.sh: clang with the ASan/UBSan and libFuzzer runtimes
+  clang-22 libclang-rt-22-dev
   # The artifact digest (SHA-256 through OpenSSL's libcrypto)
   libssl-dev
 )
