@@ -155,23 +155,100 @@ struct EncodeState {
   std::vector<int32_t> ids;
 };
 
+/// Strings -> ids in three flat arrays: the keys' bytes in one pool, one
+/// 12-byte entry per key and an open-addressing table of entry numbers. The
+/// vocabulary is the tokenizer's largest table; an unordered_map of
+/// std::string keys cost ~70 bytes per token besides the bytes themselves.
+class StringIdMap {
+public:
+  /// Room for `count` keys holding `bytes` bytes in all.
+  void reserve(size_t count, size_t bytes) {
+    entries.reserve(count);
+    pool.reserve(bytes);
+    size_t capacity = 16;
+    while (capacity < count + count / 2)
+      capacity *= 2;
+    if (capacity > slots.size())
+      rehash(capacity);
+  }
+  /// Adds `key` unless present; false when it was.
+  bool insert(std::string_view key, int32_t id) {
+    if ((entries.size() + 1) * 3 > slots.size() * 2)
+      rehash(std::max<size_t>(16, slots.size() * 2));
+    size_t slot = findSlot(key);
+    if (slots[slot] != 0)
+      return false;
+    entries.push_back({uint32_t(pool.size()), uint32_t(key.size()), id});
+    pool.append(key.data(), key.size());
+    slots[slot] = uint32_t(entries.size());
+    return true;
+  }
+  /// The id of `key`, or -1.
+  int32_t find(std::string_view key) const {
+    if (slots.empty())
+      return -1;
+    uint32_t entry = slots[findSlot(key)];
+    return entry == 0 ? -1 : entries[entry - 1].id;
+  }
+  size_t size() const { return entries.size(); }
+
+private:
+  struct Entry {
+    uint32_t offset;
+    uint32_t length;
+    int32_t id;
+  };
+  std::string_view keyOf(const Entry &e) const {
+    return std::string_view(pool.data() + e.offset, e.length);
+  }
+  size_t findSlot(std::string_view key) const {
+    size_t mask = slots.size() - 1;
+    size_t slot = std::hash<std::string_view>()(key) & mask;
+    while (slots[slot] != 0 && keyOf(entries[slots[slot] - 1]) != key)
+      slot = (slot + 1) & mask;
+    return slot;
+  }
+  void rehash(size_t capacity) {
+    slots.assign(capacity, 0);
+    for (size_t i = 0; i < entries.size(); ++i)
+      slots[findSlot(keyOf(entries[i]))] = uint32_t(i + 1);
+  }
+
+  std::string pool;
+  std::vector<Entry> entries;
+  /// 0: empty; otherwise 1 + the entry's index.
+  std::vector<uint32_t> slots;
+};
+
 class BpeTokenizer final : public Tokenizer {
 public:
   StatusOr<std::vector<int64_t>> encode(std::string_view text) const override;
   StatusOr<std::string> decode(const int64_t *ids, size_t count) const override;
   StatusOr<std::string> tokenBytes(int64_t id) const override;
   std::optional<int64_t> tokenId(std::string_view content) const override;
-  int64_t vocabSize() const override { return int64_t(idBytes.size()); }
+  int64_t vocabSize() const override { return int64_t(idKnown.size()); }
   StatusOr<std::vector<std::string>> preTokenize(std::string_view text) const override;
 
   std::string name;
   BpeModel model;
   std::vector<std::unique_ptr<SplitRegex>> splits;
-  /// What each id decodes to; idKnown tells which ids exist.
-  std::vector<std::string> idBytes;
+  /// What id i decodes to: idBytesPool[idPieces[i].offset, + .length);
+  /// idKnown tells which ids exist (kVocabId, kAddedId; 0 for a hole).
+  std::string idBytesPool;
+  struct Piece {
+    uint32_t offset = 0;
+    uint32_t length = 0;
+  };
+  std::vector<Piece> idPieces;
   std::vector<uint8_t> idKnown;
-  std::unordered_map<std::string, int32_t> vocabByString;
-  std::unordered_map<std::string, int32_t> addedByContent;
+  static constexpr uint8_t kVocabId = 1;
+  static constexpr uint8_t kAddedId = 2;
+  std::string_view bytesOf(size_t id) const {
+    return std::string_view(idBytesPool.data() + idPieces[id].offset,
+                            idPieces[id].length);
+  }
+  StringIdMap vocabByString;
+  StringIdMap addedByContent;
   ByteTrie rawAdded;        // "normalized": false
   ByteTrie normalizedAdded; // "normalized": true
 
@@ -312,16 +389,16 @@ StatusOr<std::string> BpeTokenizer::decode(const int64_t *ids, size_t count) con
   std::string bytes;
   for (size_t i = 0; i < count; ++i) {
     int64_t id = ids[i];
-    if (id < 0 || id >= int64_t(idBytes.size()) || !idKnown[size_t(id)])
+    if (id < 0 || id >= int64_t(idKnown.size()) || !idKnown[size_t(id)])
       return COMPRESSA_ERROR(OutOfRange,
                              "id %lld at position %zu is not in the vocabulary "
                              "(%s knows ids below %lld%s)",
                              static_cast<long long>(id), i, name.c_str(),
-                             static_cast<long long>(idBytes.size()),
-                             id >= 0 && id < int64_t(idBytes.size())
+                             static_cast<long long>(idKnown.size()),
+                             id >= 0 && id < int64_t(idKnown.size())
                                  ? ", but not this one"
                                  : "");
-    bytes += idBytes[size_t(id)];
+    bytes += bytesOf(size_t(id));
   }
   std::string text;
   text.reserve(bytes.size());
@@ -330,20 +407,19 @@ StatusOr<std::string> BpeTokenizer::decode(const int64_t *ids, size_t count) con
 }
 
 StatusOr<std::string> BpeTokenizer::tokenBytes(int64_t id) const {
-  if (id < 0 || id >= int64_t(idBytes.size()) || !idKnown[size_t(id)])
+  if (id < 0 || id >= int64_t(idKnown.size()) || !idKnown[size_t(id)])
     return COMPRESSA_ERROR(OutOfRange, "id %lld is not in the vocabulary of %s",
                            static_cast<long long>(id), name.c_str());
-  return idBytes[size_t(id)];
+  return std::string(bytesOf(size_t(id)));
 }
 
 std::optional<int64_t> BpeTokenizer::tokenId(std::string_view content) const {
-  std::string key(content);
-  auto added = addedByContent.find(key);
-  if (added != addedByContent.end())
-    return added->second;
-  auto it = vocabByString.find(key);
-  if (it != vocabByString.end())
-    return it->second;
+  int32_t added = addedByContent.find(content);
+  if (added >= 0)
+    return added;
+  int32_t id = vocabByString.find(content);
+  if (id >= 0)
+    return id;
   return std::nullopt;
 }
 
@@ -452,9 +528,11 @@ private:
   Status finish();
 
   BpeTokenizer &tok;
-  /// model.vocab in file order.
-  std::vector<std::pair<std::string, int64_t>> vocab;
+  /// model.vocab (its ids checked by loadModel), read again by finish().
+  const JsonValue *vocab = nullptr;
   std::vector<AddedToken> added;
+  /// added_tokens by content: their index in `added`.
+  StringIdMap addedIndex;
   bool unkToken = false;
   bool byteLevelSeen = false;
 };
@@ -543,16 +621,31 @@ Status Loader::loadModel(const JsonValue &model) {
   if (!vocabValue)
     return malformed("model.vocab", "missing");
   COMPRESSA_RETURN_IF_ERROR(expectKind(*vocabValue, Kind::Object, "model.vocab"));
-  vocab.reserve(vocabValue->size());
-  tok.vocabByString.reserve(vocabValue->size());
-  for (size_t i = 0; i < vocabValue->size(); ++i) {
+  // Ids index tables (what each id decodes to), so an id far beyond the
+  // number of entries would make a small file cost big memory (one id of
+  // 2^24 - 1 cost 676 MB): ids may leave holes, but stay below twice the
+  // entries plus 256.
+  size_t entries = vocabValue->size();
+  int64_t idLimit = int64_t(2 * entries + 256);
+  size_t keyBytes = 0;
+  for (size_t i = 0; i < entries; ++i)
+    keyBytes += vocabValue->memberKey(i).size();
+  tok.vocabByString.reserve(entries, keyBytes);
+  for (size_t i = 0; i < entries; ++i) {
     std::string_view key = vocabValue->memberKey(i);
+    std::string field = "model.vocab['" + printable(key) + "']";
     int64_t id;
-    COMPRESSA_RETURN_IF_ERROR(getId(vocabValue->memberValue(i),
-                                    "model.vocab['" + printable(key) + "']", id));
-    vocab.emplace_back(key, id);
-    tok.vocabByString.emplace(key, int32_t(id));
+    COMPRESSA_RETURN_IF_ERROR(getId(vocabValue->memberValue(i), field, id));
+    if (id >= idLimit)
+      return malformed(field, "id " + std::to_string(id) +
+                                  " is far beyond the vocabulary of " +
+                                  std::to_string(entries) +
+                                  " entries (ids must be below " +
+                                  std::to_string(idLimit) +
+                                  ", twice the entries plus 256)");
+    tok.vocabByString.insert(key, int32_t(id));
   }
+  vocab = vocabValue;
 
   const JsonValue *merges = model.find("merges");
   if (!merges)
@@ -578,18 +671,17 @@ Status Loader::loadModel(const JsonValue &model) {
     } else {
       return malformed(field, "expected \"a b\" or [\"a\", \"b\"]");
     }
-    auto l = tok.vocabByString.find(left);
-    auto r = tok.vocabByString.find(right);
-    auto merged = tok.vocabByString.find(left + right);
-    if (l == tok.vocabByString.end())
+    int32_t l = tok.vocabByString.find(left);
+    int32_t r = tok.vocabByString.find(right);
+    int32_t merged = tok.vocabByString.find(left + right);
+    if (l < 0)
       return malformed(field, "'" + printable(left) + "' is not in model.vocab");
-    if (r == tok.vocabByString.end())
+    if (r < 0)
       return malformed(field, "'" + printable(right) + "' is not in model.vocab");
-    if (merged == tok.vocabByString.end())
+    if (merged < 0)
       return malformed(field, "the merged token '" + printable(left + right) +
                                   "' is not in model.vocab");
-    tok.model.merges.insert(l->second, r->second,
-                            MergeTable::Entry{uint32_t(i), merged->second});
+    tok.model.merges.insert(l, r, MergeTable::Entry{uint32_t(i), merged});
   }
   return okStatus();
 }
@@ -600,7 +692,7 @@ Status Loader::loadAddedTokens(const JsonValue *list) {
   COMPRESSA_RETURN_IF_ERROR(expectKind(*list, Kind::Array, "added_tokens"));
   // The reference re-derives added tokens' ids on load and ignores the file's
   // when they disagree; such a file is refused here instead.
-  int64_t modelVocabSize = int64_t(vocab.size());
+  int64_t modelVocabSize = int64_t(vocab->size());
   int64_t maxAssigned = -1;
   for (size_t i = 0; i < list->size(); ++i) {
     const JsonValue &t = list->elements()[i];
@@ -630,15 +722,16 @@ Status Loader::loadAddedTokens(const JsonValue *list) {
     }
     COMPRESSA_RETURN_IF_ERROR(
         getBool(t, "normalized", field, token.normalized, !special));
-    for (size_t j = 0; j < added.size(); ++j)
-      if (added[j].content == token.content)
-        return malformed(field + ".content",
-                         "'" + printable(token.content) + "' repeats " +
-                             index("added_tokens", j));
+    int32_t earlier = addedIndex.find(token.content);
+    if (earlier >= 0)
+      return malformed(field + ".content",
+                       "'" + printable(token.content) + "' repeats " +
+                           index("added_tokens", size_t(earlier)));
+    addedIndex.insert(token.content, int32_t(added.size()));
     int64_t expected;
-    auto inVocab = tok.vocabByString.find(token.content);
-    if (inVocab != tok.vocabByString.end())
-      expected = inVocab->second;
+    int32_t inVocab = tok.vocabByString.find(token.content);
+    if (inVocab >= 0)
+      expected = inVocab;
     else if (maxAssigned < 0)
       expected = modelVocabSize;
     else if (maxAssigned >= modelVocabSize || modelVocabSize == 0)
@@ -778,43 +871,68 @@ Status Loader::loadDecoder(const JsonValue *decoder) {
 }
 
 Status Loader::finish() {
+  const JsonValue &entries = *vocab;
   int64_t size = 0;
-  for (const auto &entry : vocab)
-    size = std::max(size, entry.second + 1);
+  for (size_t i = 0; i < entries.size(); ++i)
+    size = std::max(size, *entries.memberValue(i).intValue() + 1);
   for (const AddedToken &t : added)
     size = std::max(size, t.id + 1);
-  tok.idBytes.assign(size_t(size), std::string());
+  tok.idPieces.assign(size_t(size), BpeTokenizer::Piece());
   tok.idKnown.assign(size_t(size), 0);
-  std::vector<const std::string *> owner(size_t(size), nullptr);
+  /// The model.vocab entry with id `id` (for messages).
+  auto vocabEntryOf = [&](size_t id) -> std::string {
+    for (size_t i = 0; i < entries.size(); ++i)
+      if (*entries.memberValue(i).intValue() == int64_t(id))
+        return std::string(entries.memberKey(i));
+    return std::string();
+  };
+  auto store = [&](size_t id, std::string_view text) {
+    tok.idPieces[id] = {uint32_t(tok.idBytesPool.size()), uint32_t(text.size())};
+    tok.idBytesPool.append(text.data(), text.size());
+  };
+  size_t poolBytes = 0;
+  for (size_t i = 0; i < entries.size(); ++i)
+    poolBytes += entries.memberKey(i).size();
+  for (const AddedToken &t : added)
+    poolBytes += t.content.size();
+  tok.idBytesPool.reserve(poolBytes);
   std::string bytes;
-  for (const auto &entry : vocab) {
-    size_t id = size_t(entry.second);
-    if (owner[id])
-      return malformed("model.vocab['" + printable(entry.first) + "']",
+  for (size_t i = 0; i < entries.size(); ++i) {
+    std::string_view token = entries.memberKey(i);
+    size_t id = size_t(*entries.memberValue(i).intValue());
+    if (tok.idKnown[id])
+      return malformed("model.vocab['" + printable(token) + "']",
                        "id " + std::to_string(id) + " is also the id of '" +
-                           printable(*owner[id]) + "'");
-    owner[id] = &entry.first;
-    tok.idKnown[id] = 1;
-    if (byteLevelToBytes(entry.first, bytes)) {
-      tok.idBytes[id] = bytes;
+                           printable(vocabEntryOf(id)) + "'");
+    tok.idKnown[id] = BpeTokenizer::kVocabId;
+    if (byteLevelToBytes(token, bytes)) {
+      store(id, bytes);
       if (tok.model.ignoreMerges)
         tok.model.idsByBytes.emplace(bytes, int32_t(id));
     } else {
-      tok.idBytes[id] = entry.first;
+      store(id, token);
     }
   }
   for (size_t i = 0; i < added.size(); ++i) {
     const AddedToken &t = added[i];
     size_t id = size_t(t.id);
-    if (owner[id] && *owner[id] != t.content)
+    bool sameAsVocab = tok.idKnown[id] == BpeTokenizer::kVocabId &&
+                       tok.vocabByString.find(t.content) == int32_t(id);
+    if (tok.idKnown[id] == BpeTokenizer::kVocabId && !sameAsVocab)
       return malformed(index("added_tokens", i) + ".id",
                        "id " + std::to_string(id) + " of '" + printable(t.content) +
                            "' is also the id of model.vocab entry '" +
-                           printable(*owner[id]) + "'");
-    owner[id] = &t.content;
-    tok.idKnown[id] = 1;
-    tok.idBytes[id] = byteLevelToBytes(t.content, bytes) ? bytes : t.content;
-    tok.addedByContent.emplace(t.content, int32_t(id));
+                           printable(vocabEntryOf(id)) + "'");
+    if (tok.idKnown[id] == BpeTokenizer::kAddedId)
+      return malformed(index("added_tokens", i) + ".id",
+                       "id " + std::to_string(id) + " of '" + printable(t.content) +
+                           "' is also the id of an earlier added token");
+    if (!sameAsVocab) {
+      tok.idKnown[id] = BpeTokenizer::kAddedId;
+      store(id, byteLevelToBytes(t.content, bytes) ? std::string_view(bytes)
+                                                   : std::string_view(t.content));
+    }
+    tok.addedByContent.insert(t.content, int32_t(id));
     (t.normalized ? tok.normalizedAdded : tok.rawAdded).insert(t.content, int32_t(id));
   }
   bool allBytes = true;
@@ -822,9 +940,9 @@ Status Loader::finish() {
   for (int b = 0; b < 256; ++b) {
     symbol.clear();
     utf8::appendCodePoint(byteToCodePoint(uint8_t(b)), symbol);
-    auto it = tok.vocabByString.find(symbol);
-    tok.model.byteIds[b] = it == tok.vocabByString.end() ? -1 : it->second;
-    allBytes = allBytes && it != tok.vocabByString.end();
+    int32_t id = tok.vocabByString.find(symbol);
+    tok.model.byteIds[b] = id;
+    allBytes = allBytes && id >= 0;
   }
   if (unkToken && !allBytes)
     return unsupported("model.unk_token",
