@@ -128,7 +128,7 @@ void expectCompressYarn(const ModelConfig &config) {
 TEST(ConfigParserTest, GoldenTinyATransformersStyle) {
   std::string path = goldenConfig("tiny-a");
   if (!sys::fs::exists(path))
-    GTEST_SKIP() << "golden data not present: " << path;
+    FAIL() << "golden data missing: " << path;
   ModelConfig c = parseOrFail(path);
   EXPECT_FALSE(c.officialStyle);
   EXPECT_EQ(c.name, "tiny-a");
@@ -182,7 +182,7 @@ TEST(ConfigParserTest, GoldenTinyATransformersStyle) {
 TEST(ConfigParserTest, GoldenTinyCOfficialStyle) {
   std::string path = goldenConfig("tiny-c");
   if (!sys::fs::exists(path))
-    GTEST_SKIP() << "golden data not present: " << path;
+    FAIL() << "golden data missing: " << path;
   ModelConfig c = parseOrFail(path);
   EXPECT_TRUE(c.officialStyle);
   EXPECT_EQ(c.name, "tiny-c");
