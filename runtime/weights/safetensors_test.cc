@@ -13,6 +13,10 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 namespace compressa {
 namespace {
 
@@ -280,8 +284,15 @@ TEST_F(SafetensorsTest, HeaderLengthLargerThanFile) {
 
 TEST_F(SafetensorsTest, AbsurdHeaderLength) {
   expectOpenError(lengthPrefix(uint64_t(1) << 40) + "{}",
-                  {"header length 1099511627776", "100 MiB"});
-  expectOpenError(lengthPrefix(~uint64_t(0)) + "{}", {"exceeds the limit"});
+                  {"header length 1099511627776",
+                   "exceeds the format's limit of 100000000 bytes"});
+  expectOpenError(lengthPrefix(~uint64_t(0)) + "{}",
+                  {"exceeds the format's limit"});
+  // The limit is the reference's MAX_HEADER_SIZE, 100,000,000 bytes (not
+  // 100 MiB): one byte more is refused before the file size is looked at.
+  expectOpenError(lengthPrefix(100000001) + "{}",
+                  {"header length 100000001 bytes exceeds the format's "
+                   "limit of 100000000 bytes"});
 }
 
 TEST_F(SafetensorsTest, InvalidJson) {
@@ -292,7 +303,16 @@ TEST_F(SafetensorsTest, InvalidJson) {
 
 TEST_F(SafetensorsTest, HeaderNotAnObject) {
   expectOpenError(fileBytes("[1, 2]", ""),
-                  {"header is an array of 2 elements, expected a JSON object"});
+                  {"header starts with '[', expected '{' (a JSON object)"});
+}
+
+TEST_F(SafetensorsTest, HeaderMustStartWithBrace) {
+  // Trailing spaces are padding; leading ones are refused, as the reference
+  // loader refuses them (InvalidHeaderStart).
+  expectOpenError(fileBytes(" {}", ""),
+                  {"header starts with ' ', expected '{'"});
+  expectOpenError(fileBytes("", ""),
+                  {"header starts with nothing (it is empty), expected '{'"});
 }
 
 TEST_F(SafetensorsTest, UnknownDtype) {
@@ -369,8 +389,9 @@ TEST_F(SafetensorsTest, OverlappingTensors) {
                             R"("two":{"dtype":"U8","shape":[8],)"
                             R"("data_offsets":[4,12]}})",
                             std::string(12, 'z')),
-                  {"tensors 'one' (data_offsets [0, 8]) and 'two' "
-                   "(data_offsets [4, 12]) overlap"});
+                  {"tensor 'two' has data_offsets [4, 12], expected it to "
+                   "begin at 8, where tensor 'one' (data_offsets [0, 8]) "
+                   "ends: the two tensors overlap"});
   // Containment is caught even when a smaller tensor sits in between.
   expectOpenError(fileBytes(R"({"big":{"dtype":"U8","shape":[10],)"
                             R"("data_offsets":[0,10]},)"
@@ -380,6 +401,116 @@ TEST_F(SafetensorsTest, OverlappingTensors) {
                             R"("data_offsets":[5,7]}})",
                             std::string(11, 'z')),
                   {"'big'", "'in'", "overlap"});
+}
+
+// The reference loader (Metadata::validate, MetadataIncompleteBuffer) wants
+// the tensors, sorted by offsets, to tile the data section exactly.
+TEST_F(SafetensorsTest, GapBeforeFirstTensor) {
+  expectOpenError(fileBytes(R"({"late":{"dtype":"U8","shape":[2],)"
+                            R"("data_offsets":[3,5]}})",
+                            "xxx12"),
+                  {"tensor 'late' has data_offsets [3, 5], expected it to "
+                   "begin at 0, the start of the data section: a gap of 3 "
+                   "bytes that no tensor covers"});
+}
+
+TEST_F(SafetensorsTest, GapBetweenTensors) {
+  expectOpenError(fileBytes(R"({"b":{"dtype":"U8","shape":[2],)"
+                            R"("data_offsets":[4,6]},)"
+                            R"("a":{"dtype":"U8","shape":[2],)"
+                            R"("data_offsets":[0,2]}})",
+                            "12xx34"),
+                  {"tensor 'b' has data_offsets [4, 6], expected it to begin "
+                   "at 2, where tensor 'a' (data_offsets [0, 2]) ends: a gap "
+                   "of 2 bytes"});
+}
+
+TEST_F(SafetensorsTest, BytesAfterLastTensor) {
+  expectOpenError(fileBytes(R"({"t":{"dtype":"U8","shape":[2],)"
+                            R"("data_offsets":[0,2]}})",
+                            "12trailing"),
+                  {"the last tensor 't' (data_offsets [0, 2]) ends at 2, "
+                   "expected the end of the data section at 10: 8 bytes "
+                   "after the last tensor"});
+  expectOpenError(fileBytes("{}", "junk"),
+                  {"no tensors, but the data section has 4 bytes"});
+}
+
+TEST_F(SafetensorsTest, ZeroSizeTensorInsideAnother) {
+  expectOpenError(fileBytes(R"({"big":{"dtype":"U8","shape":[4],)"
+                            R"("data_offsets":[0,4]},)"
+                            R"("empty":{"dtype":"U8","shape":[0],)"
+                            R"("data_offsets":[2,2]}})",
+                            "1234"),
+                  {"tensor 'empty' has data_offsets [2, 2], expected it to "
+                   "begin at 4, where tensor 'big' (data_offsets [0, 4]) "
+                   "ends: the two tensors overlap"});
+  // At a boundary a zero-size tensor takes no byte of anyone's: accepted,
+  // before, between and after the others.
+  std::string header =
+      R"({"z0":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)"
+      R"("a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+      R"("z1":{"dtype":"F32","shape":[0,3],"data_offsets":[2,2]},)"
+      R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]},)"
+      R"("z2":{"dtype":"U8","shape":[0],"data_offsets":[3,3]}})";
+  auto result =
+      SafetensorsFile::open(write("zeros.safetensors", fileBytes(header, "123")));
+  ASSERT_TRUE(result.ok()) << result.status().toString();
+  EXPECT_EQ((*result)->numTensors(), 5u);
+}
+
+TEST_F(SafetensorsTest, MetadataMustMapStringsToStrings) {
+  std::string tensor = R"("t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]})";
+  expectOpenError(fileBytes(R"({"__metadata__":{"format":"pt","epochs":3},)" +
+                                tensor + "}",
+                            "1"),
+                  {"__metadata__ entry 'epochs' is 3, expected a string"});
+  expectOpenError(
+      fileBytes(R"({"__metadata__":{"nested":{"a":"b"}},)" + tensor + "}", "1"),
+      {"__metadata__ entry 'nested' is an object, expected a string"});
+  expectOpenError(fileBytes(R"({"__metadata__":["pt"],)" + tensor + "}", "1"),
+                  {"__metadata__ is an array of 1 elements, expected an "
+                   "object of string -> string"});
+  expectOpenError(fileBytes(R"({"__metadata__":"pt",)" + tensor + "}", "1"),
+                  {"__metadata__ is the string \"pt\", expected an object"});
+  // null reads as "no metadata" in the reference (an Option), and so here.
+  auto result = SafetensorsFile::open(write(
+      "null.safetensors",
+      fileBytes(R"({"__metadata__":null,)" + tensor + "}", "1")));
+  ASSERT_TRUE(result.ok()) << result.status().toString();
+  EXPECT_EQ((*result)->numTensors(), 1u);
+}
+
+TEST_F(SafetensorsTest, NamedPipeIsRefusedWithoutBlocking) {
+  std::string fifo = dir + "/pipe.safetensors";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // A writer end held open here keeps a regression from hanging the test:
+  // opening for reading would then succeed at once instead of waiting.
+  int writer = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+  ASSERT_GE(writer, 0);
+  auto result = SafetensorsFile::open(fifo);
+  ::close(writer);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::InvalidArgument);
+  EXPECT_NE(result.status().message().find(fifo +
+                                           ": not a regular file (a named "
+                                           "pipe)"),
+            std::string::npos)
+      << result.status().message();
+  // The same for a checkpoint directory whose model.safetensors is a pipe.
+  std::filesystem::create_directories(dir + "/piped");
+  std::string shard = dir + "/piped/model.safetensors";
+  ASSERT_EQ(::mkfifo(shard.c_str(), 0600), 0);
+  writer = ::open(shard.c_str(), O_RDWR | O_NONBLOCK);
+  ASSERT_GE(writer, 0);
+  auto store = WeightStore::open(dir + "/piped");
+  ::close(writer);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.status().message().find(shard +
+                                          ": not a regular file (a named "
+                                          "pipe)"),
+            std::string::npos)
+      << store.status().message();
 }
 
 TEST_F(SafetensorsTest, MalformedEntries) {
