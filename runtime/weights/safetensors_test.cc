@@ -624,16 +624,16 @@ TEST_F(SafetensorsTest, BadIndexFiles) {
 }
 
 //===----------------------------------------------------------------------===//
-// Golden checkpoints (shared/golden)
+// Golden checkpoints (models/tiny-a, models/tiny-c)
 //===----------------------------------------------------------------------===//
 
-/// Opens `relative` under the golden directory, or skips the test when the
-/// golden data is not there.
-#define OPEN_GOLDEN_OR_SKIP(store, relative)                                   \
+/// Opens `relative` under the golden directory (models/ of the repository);
+/// fails the test when the data is missing.
+#define OPEN_GOLDEN(store, relative)                                   \
   std::string goldenPath_ =                                                    \
       std::string(COMPRESSA_GOLDEN_DIR) + "/" + relative;                      \
   if (!std::filesystem::is_directory(goldenPath_))                             \
-    GTEST_SKIP() << "golden checkpoint " << goldenPath_ << " not found";       \
+    FAIL() << "golden checkpoint " << goldenPath_ << " not found";            \
   auto store##Result_ = WeightStore::open(goldenPath_);                        \
   ASSERT_TRUE(store##Result_.ok()) << store##Result_.status().toString();      \
   const WeightStore &store = **store##Result_
@@ -650,7 +650,7 @@ void expectTensor(const WeightStore &store, const std::string &name,
 }
 
 TEST(GoldenCheckpointTest, TinyAQuant) {
-  OPEN_GOLDEN_OR_SKIP(store, "tiny-a/quant");
+  OPEN_GOLDEN(store, "tiny-a/quant");
   EXPECT_EQ(store.numTensors(), 498u);
   expectTensor(store, "layers.1.attn.wq_a.weight", DType::F8E4M3, {24, 64});
   expectTensor(store, "layers.1.attn.wq_a.scale", DType::F8E8M0, {1, 1});
@@ -666,14 +666,14 @@ TEST(GoldenCheckpointTest, TinyAQuant) {
 }
 
 TEST(GoldenCheckpointTest, TinyCQuant) {
-  OPEN_GOLDEN_OR_SKIP(store, "tiny-c/quant");
+  OPEN_GOLDEN(store, "tiny-c/quant");
   EXPECT_EQ(store.numTensors(), 361u);
   expectTensor(store, "layers.1.attn.wq_a.weight", DType::F8E4M3, {48, 128});
   expectTensor(store, "layers.1.ffn.experts.0.w1.weight", DType::I8, {64, 64});
 }
 
 TEST(GoldenCheckpointTest, TinyAFloat) {
-  OPEN_GOLDEN_OR_SKIP(store, "tiny-a/float");
+  OPEN_GOLDEN(store, "tiny-a/float");
   EXPECT_EQ(store.numTensors(), 304u);
   expectTensor(store, "layers.1.attn.wq_a.weight", DType::F32, {24, 64});
   expectTensor(store, "layers.1.ffn.experts.0.w1.weight", DType::F32, {32, 64});
