@@ -16,13 +16,6 @@ namespace mlir::dsv4 {
 #define GEN_PASS_REGISTRATION
 #include "passes/Model/Passes.h.inc"
 
-/// Attribute names the passes write and the serializer reads.
-inline constexpr llvm::StringLiteral kDispatchAttr = "dsv4.dispatch";
-inline constexpr llvm::StringLiteral kMaxTokensAttr = "dsv4.max_tokens";
-inline constexpr llvm::StringLiteral kBuffersAttr = "dsv4.buffers";
-inline constexpr llvm::StringLiteral kBufferAttr = "dsv4.buffer";
-inline constexpr llvm::StringLiteral kArenaBytesAttr = "dsv4.arena_bytes";
-
 /// Whether `op` computes (runs in a dispatch), as opposed to naming a weight
 /// or terminating the program.
 bool isComputeOp(Operation *op);

@@ -35,6 +35,13 @@ def DSV4_Dialect : Dialect {
   }];
   let useDefaultTypePrinterParser = 1;
   let useDefaultAttributePrinterParser = 1;
+  // The dispatch and memory contracts between the passes and the lowering
+  // (`dsv4.dispatch`, `dsv4.buffers`, `dsv4.buffer`, `dsv4.max_tokens`,
+  // `dsv4.arena_bytes`, `dsv4.state`, `dsv4.input`, `dsv4.model`,
+  // `dsv4.kernel`) are discardable attributes verified by the dialect
+  // (DSV4Dialect.cpp, "Contract attributes").
+  let hasOperationAttrVerify = 1;
+  let hasRegionArgAttrVerify = 1;
 }
 
 class DSV4_Op<string mnemonic, list<Trait> traits = []>

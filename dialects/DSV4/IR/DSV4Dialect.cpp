@@ -284,3 +284,188 @@ void CompressorStateType::print(AsmPrinter &printer) const {
     printer << ", overlap";
   printer << ">";
 }
+
+//===----------------------------------------------------------------------===//
+// Contract attributes (DSV4Dialect.h lists them)
+//===----------------------------------------------------------------------===//
+
+/// A [offset, bytes] slot: offset >= 0 and bytes >= 0, or [-1, 0] where
+/// `allowNone` (a value that never leaves its dispatch).
+static LogicalResult verifySlot(Operation *op, Attribute attr, StringRef what,
+                                bool allowNone) {
+  auto slot = dyn_cast<DenseI64ArrayAttr>(attr);
+  if (!slot || slot.size() != 2)
+    return op->emitOpError() << what << " must be array<i64: offset, bytes>, got "
+                             << attr;
+  int64_t offset = slot[0], bytes = slot[1];
+  if (allowNone && offset == -1 && bytes == 0)
+    return success();
+  if (offset < 0 || bytes < 0)
+    return op->emitOpError() << what << " [" << offset << ", " << bytes
+                             << "] must have offset >= 0 and bytes >= 0"
+                             << (allowNone ? " (or be [-1, 0])" : "");
+  if (offset % 64 != 0)
+    return op->emitOpError() << what << " offset " << offset
+                             << " is not 64-byte aligned";
+  return success();
+}
+
+/// The bytes a tensor needs when its dynamic dimensions (the token count)
+/// are `maxTokens`; -1 when that is not known.
+static int64_t tensorBytes(RankedTensorType type, int64_t maxTokens) {
+  int64_t elements = 1;
+  for (int64_t d : type.getShape()) {
+    if (ShapedType::isDynamic(d)) {
+      if (maxTokens <= 0)
+        return -1;
+      d = maxTokens;
+    }
+    elements *= d;
+  }
+  return elements * std::max<int64_t>(1, type.getElementTypeBitWidth() / 8);
+}
+
+/// The dsv4.max_tokens of the program around `op`, or 0.
+static int64_t maxTokensAround(Operation *op) {
+  for (Operation *p = op; p; p = p->getParentOp())
+    if (auto bound = p->getAttrOfType<IntegerAttr>(kMaxTokensAttr))
+      return bound.getInt();
+  return 0;
+}
+
+/// Checks that every slot of program `func` lies inside its arena.
+static LogicalResult verifyArena(Operation *func, int64_t arena) {
+  auto check = [&](Operation *at, ArrayRef<int64_t> slot,
+                   const Twine &what) -> LogicalResult {
+    if (slot[0] >= 0 && slot[0] + slot[1] > arena)
+      return at->emitOpError() << what << " [" << slot[0] << ", " << slot[1]
+                               << "] ends past dsv4.arena_bytes = " << arena;
+    return success();
+  };
+  if (func->getNumRegions() == 1 && !func->getRegion(0).empty()) {
+    Block &entry = func->getRegion(0).front();
+    if (auto argAttrs = func->getAttrOfType<ArrayAttr>("arg_attrs"))
+      for (auto [i, a] : llvm::enumerate(argAttrs))
+        if (auto dict = dyn_cast<DictionaryAttr>(a))
+          if (auto slot = dict.getAs<DenseI64ArrayAttr>(kBufferAttr))
+            if (slot.size() == 2 &&
+                failed(check(func, slot.asArrayRef(),
+                             "dsv4.buffer of argument #" + Twine(i))))
+              return failure();
+    (void)entry;
+  }
+  WalkResult result = func->walk([&](Operation *op) {
+    auto slots = op->getAttrOfType<ArrayAttr>(kBuffersAttr);
+    if (!slots)
+      return WalkResult::advance();
+    for (auto [i, s] : llvm::enumerate(slots))
+      if (auto slot = dyn_cast<DenseI64ArrayAttr>(s))
+        if (slot.size() == 2 &&
+            failed(check(op, slot.asArrayRef(),
+                         "dsv4.buffers entry #" + Twine(i))))
+          return WalkResult::interrupt();
+    return WalkResult::advance();
+  });
+  return failure(result.wasInterrupted());
+}
+
+LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
+                                                    NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  Attribute value = attr.getValue();
+  auto positiveI64 = [&](int64_t min) -> FailureOr<int64_t> {
+    auto i = dyn_cast<IntegerAttr>(value);
+    if (!i || !i.getType().isInteger(64) || i.getInt() < min)
+      return op->emitOpError() << name << " must be an i64 >= " << min
+                               << ", got " << value;
+    return i.getInt();
+  };
+  if (name == kDispatchAttr)
+    return positiveI64(0);
+  if (name == kMaxTokensAttr)
+    return positiveI64(1);
+  if (name == kArenaBytesAttr) {
+    FailureOr<int64_t> arena = positiveI64(0);
+    if (failed(arena))
+      return failure();
+    return verifyArena(op, *arena);
+  }
+  if (name == kBuffersAttr) {
+    auto slots = dyn_cast<ArrayAttr>(value);
+    if (!slots || slots.size() != op->getNumResults())
+      return op->emitOpError()
+             << name << " must hold one slot per result (" << op->getNumResults()
+             << "), got " << value;
+    int64_t maxTokens = maxTokensAround(op);
+    for (auto [i, s] : llvm::enumerate(slots)) {
+      if (failed(verifySlot(op, s, name.str() + " entry #" + std::to_string(i),
+                            /*allowNone=*/true)))
+        return failure();
+      auto slot = cast<DenseI64ArrayAttr>(s);
+      if (slot[0] < 0)
+        continue;
+      auto type = dyn_cast<RankedTensorType>(op->getResult(i).getType());
+      if (!type)
+        return op->emitOpError() << name << " entry #" << i
+                                 << " places result #" << i
+                                 << ", which is not a tensor but "
+                                 << op->getResult(i).getType();
+      int64_t needed = tensorBytes(type, maxTokens);
+      if (needed > slot[1])
+        return op->emitOpError()
+               << name << " entry #" << i << " has " << slot[1]
+               << " bytes, but result #" << i << " (" << type << ") needs "
+               << needed << " at dsv4.max_tokens = " << maxTokens;
+    }
+    return success();
+  }
+  if (name == kModelAttr) {
+    if (!isa<StringAttr>(value))
+      return op->emitOpError() << name << " must be a string, got " << value;
+    return success();
+  }
+  return op->emitOpError() << "unknown dsv4 attribute '" << name << "'";
+}
+
+LogicalResult DSV4Dialect::verifyRegionArgAttribute(Operation *op,
+                                                    unsigned regionIndex,
+                                                    unsigned argIndex,
+                                                    NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  Attribute value = attr.getValue();
+  Region &region = op->getRegion(regionIndex);
+  if (region.empty() || argIndex >= region.getNumArguments())
+    return success(); // A declaration: nothing to check the type against.
+  Type type = region.getArgument(argIndex).getType();
+  std::string what = name.str() + " of argument #" + std::to_string(argIndex);
+  if (name == kBufferAttr) {
+    if (failed(verifySlot(op, value, what, /*allowNone=*/false)))
+      return failure();
+    auto tensor = dyn_cast<RankedTensorType>(type);
+    if (!tensor)
+      return op->emitOpError() << what << " places a " << type
+                               << ", expected a tensor";
+    int64_t needed = tensorBytes(tensor, maxTokensAround(op));
+    if (needed > cast<DenseI64ArrayAttr>(value)[1])
+      return op->emitOpError() << what << " has " << cast<DenseI64ArrayAttr>(value)[1]
+                               << " bytes, but " << type << " needs " << needed;
+    return success();
+  }
+  if (name == kStateAttr) {
+    auto s = dyn_cast<StringAttr>(value);
+    if (!s || s.getValue().empty())
+      return op->emitOpError() << what << " must be a non-empty string, got "
+                               << value;
+    if (!isa<WindowKVType, CompressedKVType, IndexerKeysType,
+             CompressorStateType>(type))
+      return op->emitOpError() << what << " names decode state, but the "
+                               << "argument is a " << type;
+    return success();
+  }
+  if (name == kInputAttr) {
+    if (!isa<StringAttr>(value))
+      return op->emitOpError() << what << " must be a string, got " << value;
+    return success();
+  }
+  return op->emitOpError() << "unknown dsv4 argument attribute '" << name << "'";
+}

@@ -15,4 +15,34 @@
 #define GET_TYPEDEF_CLASSES
 #include "dialects/DSV4/IR/DSV4Types.h.inc"
 
+namespace mlir::dsv4 {
+
+/// The contract attributes, written by the passes and read by the lowering;
+/// the dialect verifies each (DSV4Dialect.cpp, "Contract attributes").
+///
+/// On ops:
+///   dsv4.dispatch = N : i64      the op runs in dispatch N (one kernel launch)
+///   dsv4.buffers = [array<i64: offset, bytes>, ...]
+///                                one arena slot per result; offset -1 (bytes
+///                                0): the value never leaves its dispatch
+/// On a program (func.func):
+///   dsv4.max_tokens = N : i64    1 <= tokens of one call <= N
+///   dsv4.arena_bytes = B : i64   every slot of the program lies in [0, B)
+/// On a program argument:
+///   dsv4.buffer = array<i64: offset, bytes>   the arena slot of input_ids
+///   dsv4.state = "name"          a decode-state argument and its name
+///   dsv4.input = "name"          a runtime input (input_ids, start_pos, ...)
+/// On the module:
+///   dsv4.model = "name"          the model the programs compute
+inline constexpr llvm::StringLiteral kDispatchAttr = "dsv4.dispatch";
+inline constexpr llvm::StringLiteral kMaxTokensAttr = "dsv4.max_tokens";
+inline constexpr llvm::StringLiteral kBuffersAttr = "dsv4.buffers";
+inline constexpr llvm::StringLiteral kBufferAttr = "dsv4.buffer";
+inline constexpr llvm::StringLiteral kArenaBytesAttr = "dsv4.arena_bytes";
+inline constexpr llvm::StringLiteral kStateAttr = "dsv4.state";
+inline constexpr llvm::StringLiteral kInputAttr = "dsv4.input";
+inline constexpr llvm::StringLiteral kModelAttr = "dsv4.model";
+
+} // namespace mlir::dsv4
+
 #endif // COMPRESSA_DIALECTS_DSV4_IR_DSV4DIALECT_H
