@@ -21,7 +21,7 @@
 #include "frontend/Builder/ProgramBuilder.h"
 #include "frontend/Config/ModelConfig.h"
 #include "frontend/Manifest/WeightManifest.h"
-#include "lowering/Artifact/SerializeArtifact.h"
+#include "lowering/KernelsToArtifact/SerializeArtifact.h"
 #include "passes/Pipelines.h"
 #include "passes/RegisterAll.h"
 #include "runtime/weights/safetensors.h"

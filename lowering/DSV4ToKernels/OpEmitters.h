@@ -10,7 +10,7 @@
 #ifndef COMPRESSA_LOWERING_CPU_OPEMITTERS_H
 #define COMPRESSA_LOWERING_CPU_OPEMITTERS_H
 
-#include "lowering/CPU/KernelBuilder.h"
+#include "lowering/DSV4ToKernels/KernelBuilder.h"
 
 #include "llvm/ADT/DenseMap.h"
 

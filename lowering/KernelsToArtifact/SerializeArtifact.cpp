@@ -1,11 +1,11 @@
 //===- SerializeArtifact.cpp - dsv4 programs -> .cpa artifact -----------===//
 // SPDX-License-Identifier: Apache-2.0
 
-#include "lowering/Artifact/SerializeArtifact.h"
+#include "lowering/KernelsToArtifact/SerializeArtifact.h"
 #include "dialects/DSV4/IR/DSV4Ops.h"
 #include "frontend/Manifest/WeightManifest.h"
-#include "lowering/CPU/KernelBuilder.h"
-#include "lowering/CPU/OpEmitters.h"
+#include "lowering/DSV4ToKernels/KernelBuilder.h"
+#include "lowering/DSV4ToKernels/OpEmitters.h"
 #include "passes/Model/Passes.h"
 #include "runtime/format/artifact_generated.h"
 

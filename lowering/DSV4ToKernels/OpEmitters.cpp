@@ -7,7 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lowering/CPU/OpEmitters.h"
+#include "lowering/DSV4ToKernels/OpEmitters.h"
 #include "dialects/DSV4/IR/DSV4Ops.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"

@@ -1,7 +1,7 @@
 //===- KernelBuilder.cpp - Scalar loop code on raw pointers -------------===//
 // SPDX-License-Identifier: Apache-2.0
 
-#include "lowering/CPU/KernelBuilder.h"
+#include "lowering/DSV4ToKernels/KernelBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"

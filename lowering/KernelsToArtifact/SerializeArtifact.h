@@ -13,8 +13,8 @@
 #define COMPRESSA_LOWERING_ARTIFACT_SERIALIZEARTIFACT_H
 
 #include "frontend/Config/ModelConfig.h"
-#include "lowering/CPU/CpuCodegen.h"
-#include "lowering/CUDA/CudaCodegen.h"
+#include "lowering/Target/CPU/CpuCodegen.h"
+#include "lowering/Target/CUDA/CudaCodegen.h"
 
 #include "mlir/IR/BuiltinOps.h"
 

@@ -16,9 +16,9 @@
 #define COMPRESSA_LOWERING_CPU_KERNELTESTHARNESS_H
 
 #include "dialects/DSV4/IR/DSV4Ops.h"
-#include "lowering/CPU/CpuCodegen.h"
-#include "lowering/CPU/KernelBuilder.h"
-#include "lowering/CPU/OpEmitters.h"
+#include "lowering/Target/CPU/CpuCodegen.h"
+#include "lowering/DSV4ToKernels/KernelBuilder.h"
+#include "lowering/DSV4ToKernels/OpEmitters.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"

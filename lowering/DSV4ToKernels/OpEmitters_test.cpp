@@ -12,7 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "lowering/CPU/KernelTestHarness.h"
+#include "lowering/DSV4ToKernels/KernelTestHarness.h"
 
 #include "runtime/weights/dtype.h"
 #include "test/reference/Reference.h"

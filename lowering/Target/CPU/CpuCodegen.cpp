@@ -1,7 +1,7 @@
 //===- CpuCodegen.cpp - Kernel module -> host shared object --------------===//
 // SPDX-License-Identifier: Apache-2.0
 
-#include "lowering/CPU/CpuCodegen.h"
+#include "lowering/Target/CPU/CpuCodegen.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"

@@ -1,7 +1,7 @@
 //===- CudaCodegen.cpp - Kernel gpu.module -> PTX and cubin --------------===//
 // SPDX-License-Identifier: Apache-2.0
 
-#include "lowering/CUDA/CudaCodegen.h"
+#include "lowering/Target/CUDA/CudaCodegen.h"
 
 #include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
