@@ -394,7 +394,8 @@ LogicalResult ProgramBuilder::buildMain(ModuleOp module, StringRef name,
   SmallVector<std::string> names;
   for (auto [i, layer] : llvm::enumerate(cfg.layers)) {
     stateTypes(layer, states);
-    stateNames(("layers." + Twine(i)).str(), layer, names);
+    stateNames(("layers." + Twine(cfg.firstLayer + int64_t(i))).str(), layer,
+               names);
   }
   llvm::append_range(args, states);
   for (const std::string &nm : names)
@@ -420,7 +421,8 @@ LogicalResult ProgramBuilder::buildMain(ModuleOp module, StringRef name,
   unsigned next = 2;
   SmallVector<Value> newStates;
   for (auto [i, layer] : llvm::enumerate(cfg.layers)) {
-    std::string prefix = ("layers." + Twine(i)).str();
+    std::string prefix =
+        ("layers." + Twine(cfg.firstLayer + int64_t(i))).str();
     LayerState st = bindState(layer, body->getArguments(), next);
     streams = block(prefix, layer, streams, ids, pos, st, s);
     appendState(st, newStates);

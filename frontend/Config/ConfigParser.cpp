@@ -1106,6 +1106,42 @@ Expected<ModelConfig> parseModelConfigText(StringRef text, StringRef path) {
   return parser.parse();
 }
 
+Error sliceLayers(ModelConfig &config, StringRef spec) {
+  auto error = [&](const Twine &why) {
+    return createStringError(inconvertibleErrorCode(),
+                             Twine(config.sourcePath) + ": --layers '" + spec +
+                                 "': " + why);
+  };
+  auto [first, last] = spec.split(':');
+  int64_t begin = 0, end = 0;
+  if (!spec.contains(':') || first.getAsInteger(10, begin) ||
+      last.getAsInteger(10, end))
+    return error("expected A:B, two layer indices (layers A..B-1 are kept)");
+  if (begin < 0 || begin >= end || end > config.numLayers)
+    return error("expected 0 <= A < B <= num_hidden_layers = " +
+                 Twine(config.numLayers) + ", found A = " + Twine(begin) +
+                 ", B = " + Twine(end));
+  std::vector<LayerSpec> kept(config.layers.begin() + begin,
+                              config.layers.begin() + end);
+  // Hash routing is a prefix of the stack, so of any contiguous slice; the
+  // builder relies on it (checked rather than assumed).
+  bool score = false;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    if (kept[i].moe == MoeKind::Score)
+      score = true;
+    else if (score)
+      return error("layer " + Twine(begin + int64_t(i)) +
+                   " has hash routing after a layer with score routing; "
+                   "hash layers must be a prefix of the kept layers");
+  }
+  config.layers = std::move(kept);
+  config.firstLayer += begin;
+  config.numLayers = end - begin;
+  config.mtpLayers.clear();
+  config.numMtpLayers = 0;
+  return Error::success();
+}
+
 Expected<ModelConfig> parseModelConfig(StringRef path) {
   ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
       MemoryBuffer::getFile(path, /*IsText=*/true);

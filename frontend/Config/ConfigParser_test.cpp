@@ -267,6 +267,42 @@ TEST(ConfigParserTest, Flash) {
   EXPECT_EQ(c.floatFormat, WeightFormat::BF16);
 }
 
+// --layers A:B keeps layers A..B-1 with their kinds and names, drops MTP.
+TEST(ConfigParserTest, SliceLayersOfFlash) {
+  ModelConfig c = parseOrFail(modelConfig("deepseek-v4-flash"));
+  ASSERT_FALSE(static_cast<bool>(sliceLayers(c, "2:6")));
+  EXPECT_EQ(c.numLayers, 4);
+  EXPECT_EQ(c.firstLayer, 2);
+  EXPECT_EQ(kinds(c.layers), "CHCH");
+  EXPECT_EQ(routing(c.layers), "hsss");
+  EXPECT_EQ(c.numHashLayers(), 1);
+  EXPECT_EQ(c.numMtpLayers, 0);
+  EXPECT_TRUE(c.mtpLayers.empty());
+  // A slice of a slice counts from the original stack.
+  ASSERT_FALSE(static_cast<bool>(sliceLayers(c, "1:3")));
+  EXPECT_EQ(c.firstLayer, 3);
+  EXPECT_EQ(kinds(c.layers), "HC");
+}
+
+TEST(ConfigParserTest, SliceLayersRejectsBadRanges) {
+  for (const char *spec : {"6:2", "3:3", "0:44", "-1:2", "2", "a:b", "2:6:7"}) {
+    ModelConfig c = parseOrFail(modelConfig("deepseek-v4-flash"));
+    Error err = sliceLayers(c, spec);
+    ASSERT_TRUE(static_cast<bool>(err)) << spec;
+    std::string message = toString(std::move(err));
+    EXPECT_NE(message.find("config.json: --layers '" + std::string(spec) + "'"),
+              std::string::npos)
+        << message;
+    EXPECT_EQ(c.numLayers, 43) << "a rejected slice changed the config";
+  }
+  ModelConfig c = parseOrFail(modelConfig("deepseek-v4-flash"));
+  std::string message = toString(sliceLayers(c, "0:44"));
+  EXPECT_NE(message.find("expected 0 <= A < B <= num_hidden_layers = 43, "
+                         "found A = 0, B = 44"),
+            std::string::npos)
+      << message;
+}
+
 TEST(ConfigParserTest, Pro) {
   ModelConfig c = parseOrFail(modelConfig("deepseek-v4-pro"));
   EXPECT_EQ(c.name, "deepseek-v4-pro");

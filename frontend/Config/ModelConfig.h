@@ -72,6 +72,10 @@ struct ModelConfig {
   int64_t vocabSize = 0;
   int64_t hiddenSize = 0;        ///< D
   int64_t numLayers = 0;         ///< L (main stack, without MTP)
+  /// The original index of layers[0]: 0, or A for a slice `--layers A:B`
+  /// (sliceLayers). Layer i's checkpoint tensors are named
+  /// `layers.<firstLayer + i>.*`, so a slice binds a full checkpoint.
+  int64_t firstLayer = 0;
   int64_t numHeads = 0;          ///< H
   int64_t headDim = 0;           ///< d
   int64_t ropeHeadDim = 0;       ///< r (last r channels of each head)
@@ -123,6 +127,14 @@ struct ModelConfig {
   /// The number of main-stack layers with the given attention kind.
   int64_t countAttention(AttentionKind kind) const;
 };
+
+/// Keeps layers [begin, end) of the main stack (`compressa-compile --layers
+/// A:B`): each keeps its attention and routing kind, embedding, final norm,
+/// mHC head and LM head stay, the MTP layers are dropped, and the kept
+/// layers keep their checkpoint names (firstLayer). `spec` is "A:B" with
+/// 0 <= A < B <= num_hidden_layers; anything else is an error naming the
+/// config file, the value and the allowed range.
+llvm::Error sliceLayers(ModelConfig &config, llvm::StringRef spec);
 
 /// Parses and validates a config.json file. Every inconsistency is an error
 /// whose message names the file and the key, e.g.

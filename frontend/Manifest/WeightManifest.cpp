@@ -224,7 +224,8 @@ std::vector<TensorEntry> ManifestBuilder::build() {
 
   // Step 2. The main stack.
   for (size_t i = 0; i < c.layers.size(); ++i)
-    block("layers." + std::to_string(i) + ".", c.layers[i]);
+    block("layers." + std::to_string(c.firstLayer + int64_t(i)) + ".",
+          c.layers[i]);
 
   // Step 3. The MTP blocks: a sliding block plus the embedding/hidden
   // projections and their own norms and mHC head (spec §2.2, §4.8).

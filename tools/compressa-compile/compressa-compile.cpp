@@ -9,6 +9,7 @@
 //   compressa-compile MODEL --target=cuda:sm_90a -o MODEL.cpa
 //   compressa-compile MODEL --target=cuda:sm_90a --emit=ptx -o MODEL.ptx
 //   compressa-compile MODEL --weights DIR --target=cpu -o MODEL.cpa
+//   compressa-compile MODEL --layers A:B ... (layers A..B-1 only)
 //
 // MODEL is a config.json, a directory holding one, or a model name under
 // the models directory (`deepseek-v4-flash`, `deepseek-v4-pro`, `tiny-a`, ...).
@@ -125,6 +126,12 @@ static cl::opt<std::string> modelsDir(
 static cl::opt<std::string> actType("act-type",
                                     cl::desc("Activation type: f32 or bf16"),
                                     cl::init("f32"), cl::cat(category));
+static cl::opt<std::string> layerRange(
+    "layers",
+    cl::desc("Keep only layers A..B-1 of the main stack (each with its "
+             "attention and routing kind; embedding, final norm and head "
+             "kept, MTP dropped; checkpoint names unchanged)"),
+    cl::value_desc("A:B"), cl::cat(category));
 static cl::list<std::string>
     programs("programs", cl::desc("Programs to build (default: all): prefill, "
                                   "decode, mtp"),
@@ -222,6 +229,7 @@ static llvm::json::Value summaryJson(const ModelConfig &cfg) {
       {"config", cfg.sourcePath},
       {"config_style", cfg.officialStyle ? "official" : "transformers"},
       {"layers", cfg.numLayers},
+      {"first_layer", cfg.firstLayer},
       {"attention",
        llvm::json::Object{
            {"sliding", cfg.countAttention(AttentionKind::Sliding)},
@@ -279,6 +287,9 @@ int main(int argc, char **argv) {
     return fail("unknown --weight-format '" + weightFormat +
                 "' (expected checkpoint, config, f32, bf16 or official)");
   }
+  if (!layerRange.empty())
+    if (llvm::Error err = sliceLayers(*config, layerRange))
+      return fail(llvm::toString(std::move(err)));
   ArtifactOptions aopts;
   StringRef targetRef = target;
   if (targetRef.consume_front("cuda:")) {
