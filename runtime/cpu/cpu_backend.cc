@@ -4,6 +4,7 @@
 
 #include "runtime/base/aligned_buffer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -118,6 +119,42 @@ Status CpuBackend::fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
   for (uint64_t at = 0; at + 4 <= bytes; at += 4)
     std::memcpy(data + at, &pattern, 4);
   return okStatus();
+}
+
+Status CpuBackend::generate(BackendBuffer &dst, uint64_t offset,
+                            RandomSpec spec, const std::string &what) {
+  uint64_t size = randomElementBytes(spec.kind);
+  COMPRESSA_RETURN_IF_ERROR(
+      checkBufferRange(dst, offset, spec.count * size, what));
+  uint8_t *data = dst.hostData() + offset;
+  spec.dst = reinterpret_cast<uintptr_t>(data);
+  for (uint64_t i = 0; i < spec.count; ++i)
+    randomElement(spec, spec.first + i, data + i * size);
+  return okStatus();
+}
+
+StatusOr<double> CpuBackend::measureCopyBandwidth(uint64_t bytes,
+                                                  int repeats) {
+  COMPRESSA_ASSIGN_OR_RETURN(AlignedBuffer src,
+                             AlignedBuffer::allocate(bytes, "copy source"));
+  COMPRESSA_ASSIGN_OR_RETURN(AlignedBuffer dst,
+                             AlignedBuffer::allocate(bytes, "copy target"));
+  std::memset(src.data(), 1, static_cast<size_t>(bytes));
+  std::memcpy(dst.data(), src.data(), static_cast<size_t>(bytes)); // warm-up
+  double best = 0;
+  for (int r = 0; r < std::max(repeats, 1); ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::memcpy(dst.data(), src.data(), static_cast<size_t>(bytes));
+    double seconds = std::chrono::duration<double>(
+                         std::chrono::steady_clock::now() - t0)
+                         .count();
+    if (seconds > 0)
+      best = std::max(best, 2.0 * double(bytes) / seconds / 1e9);
+  }
+  // The copies are observed, so none can be elided.
+  volatile uint8_t last = dst.data()[bytes ? bytes - 1 : 0];
+  (void)last;
+  return best;
 }
 
 StatusOr<std::unique_ptr<BackendProgram>>

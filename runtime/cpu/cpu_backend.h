@@ -33,6 +33,9 @@ public:
               uint64_t bytes, const std::string &what) override;
   Status fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
               uint32_t pattern, const std::string &what) override;
+  Status generate(BackendBuffer &dst, uint64_t offset, RandomSpec spec,
+                  const std::string &what) override;
+  StatusOr<double> measureCopyBandwidth(uint64_t bytes, int repeats) override;
   StatusOr<std::unique_ptr<BackendProgram>>
   prepareProgram(const std::string &name, std::vector<LaunchPlan> launches,
                  bool graph) override;

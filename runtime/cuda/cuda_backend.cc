@@ -3,6 +3,11 @@
 // device argument vectors, and the launch loop with optional graph replay.
 #include "runtime/cuda/cuda_backend.h"
 
+#if COMPRESSA_HAVE_RUNTIME_PTX
+#include "runtime/cuda/runtime_kernels_embedded.h"
+#endif
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -383,6 +388,96 @@ Status CudaBackend::run(BackendProgram &base, int64_t tokens,
                                dev->capture(launchAll, program.graphWhat));
   }
   return dev->launchGraph(program.graph, program.graphWhat);
+}
+
+//===----------------------------------------------------------------------===//
+// The runtime's own kernels: random weights, the copy
+//===----------------------------------------------------------------------===//
+
+bool CudaBackend::hasRuntimeKernels() { return COMPRESSA_HAVE_RUNTIME_PTX; }
+
+Status CudaBackend::loadRuntimeKernels() {
+  if (runtimeMod)
+    return okStatus();
+#if COMPRESSA_HAVE_RUNTIME_PTX
+  const char *ptx = reinterpret_cast<const char *>(embedded::kRuntimePtx);
+  std::string what = path + ": the runtime's kernels (random_weights.cu)";
+  COMPRESSA_RETURN_IF_ERROR(dev->makeCurrent());
+  COMPRESSA_ASSIGN_OR_RETURN(
+      runtimeMod,
+      dev->loadModule("sm_90", ptx, std::strlen(ptx), nullptr, 0, what));
+  COMPRESSA_ASSIGN_OR_RETURN(
+      randomFillFn,
+      runtimeMod->function("compressa_random_fill", "the weight generator"));
+  COMPRESSA_ASSIGN_OR_RETURN(
+      copyFn, runtimeMod->function("compressa_copy", "the copy"));
+  COMPRESSA_ASSIGN_OR_RETURN(runtimeArgs,
+                             dev->allocate(sizeof(RandomSpec), what));
+  return okStatus();
+#else
+  return COMPRESSA_ERROR(FailedPrecondition,
+                         "%s: generating weights and timing the device copy "
+                         "need the runtime's own CUDA kernels "
+                         "(runtime/cuda/random_weights.cu), which this build "
+                         "lacks: nvcc was not found when the runtime was "
+                         "built (install the CUDA toolkit's nvcc and rebuild)",
+                         path.c_str());
+#endif
+}
+
+Status CudaBackend::generate(BackendBuffer &dst, uint64_t offset,
+                             RandomSpec spec, const std::string &what) {
+  uint64_t bytes = spec.count * randomElementBytes(spec.kind);
+  COMPRESSA_RETURN_IF_ERROR(checkBufferRange(dst, offset, bytes, what));
+  if (spec.count == 0)
+    return okStatus();
+  COMPRESSA_RETURN_IF_ERROR(loadRuntimeKernels());
+  spec.dst = dst.address() + offset;
+  // Stream-ordered: the previous generate's kernel has read the block
+  // before this copy overwrites it.
+  COMPRESSA_RETURN_IF_ERROR(dev->copyToDevice(runtimeArgs.address(), &spec,
+                                              sizeof(spec), what));
+  uint64_t blocks = (spec.count + 255) / 256;
+  uint32_t grid = static_cast<uint32_t>(std::min<uint64_t>(
+      blocks, uint64_t(std::max(dev->multiprocessors(), 1)) * 32));
+  COMPRESSA_RETURN_IF_ERROR(dev->launch(randomFillFn, grid, 256, 0,
+                                        runtimeArgs.address(), what,
+                                        "compressa_random_fill"));
+  if (syncEachLaunch)
+    COMPRESSA_RETURN_IF_ERROR(dev->synchronize(what));
+  return okStatus();
+}
+
+StatusOr<double> CudaBackend::measureCopyBandwidth(uint64_t bytes,
+                                                   int repeats) {
+  COMPRESSA_RETURN_IF_ERROR(loadRuntimeKernels());
+  bytes = std::max<uint64_t>(bytes / 16 * 16, 16);
+  std::string what = "the device copy (" + std::to_string(bytes) + " bytes)";
+  COMPRESSA_ASSIGN_OR_RETURN(CudaMemory src, dev->allocate(bytes, what));
+  COMPRESSA_ASSIGN_OR_RETURN(CudaMemory dst, dev->allocate(bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(dev->fill(src.address(), bytes, 0x3f803f80u, what));
+  struct {
+    uint64_t dst, src, words;
+  } args = {dst.address(), src.address(), bytes / 16};
+  COMPRESSA_ASSIGN_OR_RETURN(CudaMemory argv, dev->allocate(sizeof(args), what));
+  COMPRESSA_RETURN_IF_ERROR(
+      dev->copyToDevice(argv.address(), &args, sizeof(args), what));
+  COMPRESSA_ASSIGN_OR_RETURN(CudaEvent begin, dev->createEvent(what));
+  COMPRESSA_ASSIGN_OR_RETURN(CudaEvent end, dev->createEvent(what));
+  uint32_t grid = static_cast<uint32_t>(std::max(dev->multiprocessors(), 1)) * 8;
+  double best = 0;
+  for (int r = 0; r <= std::max(repeats, 1); ++r) { // r == 0: warm-up
+    COMPRESSA_RETURN_IF_ERROR(dev->recordEvent(begin, what));
+    COMPRESSA_RETURN_IF_ERROR(dev->launch(copyFn, grid, 512, 0,
+                                          argv.address(), what,
+                                          "compressa_copy"));
+    COMPRESSA_RETURN_IF_ERROR(dev->recordEvent(end, what));
+    COMPRESSA_RETURN_IF_ERROR(dev->synchronize(what));
+    COMPRESSA_ASSIGN_OR_RETURN(double ms, dev->elapsedMs(begin, end, what));
+    if (r > 0 && ms > 0)
+      best = std::max(best, 2.0 * double(bytes) / (ms * 1e6));
+  }
+  return best;
 }
 
 Status CudaBackend::startTimer() {

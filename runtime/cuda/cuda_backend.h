@@ -49,6 +49,15 @@ public:
               uint64_t bytes, const std::string &what) override;
   Status fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
               uint32_t pattern, const std::string &what) override;
+  /// Runs the runtime's generator kernel (runtime/cuda/random_weights.cu,
+  /// PTX embedded at build time, JIT-compiled on first use).
+  Status generate(BackendBuffer &dst, uint64_t offset, RandomSpec spec,
+                  const std::string &what) override;
+  /// A device-to-device copy kernel (16-byte loads and stores over every
+  /// SM) between two allocations of `bytes`, timed with CUDA events.
+  StatusOr<double> measureCopyBandwidth(uint64_t bytes, int repeats) override;
+  /// Whether the runtime was built with its own device code (nvcc found).
+  static bool hasRuntimeKernels();
   StatusOr<std::unique_ptr<BackendProgram>>
   prepareProgram(const std::string &name, std::vector<LaunchPlan> launches,
                  bool graph) override;
@@ -72,6 +81,8 @@ public:
 
 private:
   CudaBackend() = default;
+  /// Loads the runtime's own kernels once (generate, the copy).
+  Status loadRuntimeKernels();
 
   /// A resolved kernel: its function and the artifact's launch geometry.
   struct Kernel {
@@ -99,6 +110,11 @@ private:
   bool timing = false;
   std::vector<CudaEvent> launchEvents;
   std::vector<KernelTime> times;
+  /// The runtime's own kernels and their argument block (64 bytes).
+  std::unique_ptr<CudaModule> runtimeMod;
+  CUfunction randomFillFn = nullptr;
+  CUfunction copyFn = nullptr;
+  CudaMemory runtimeArgs;
 };
 
 } // namespace compressa

@@ -10,6 +10,7 @@
 #define COMPRESSA_RUNTIME_SESSION_BACKEND_H
 
 #include "runtime/base/status.h"
+#include "runtime/cuda/random_weights.h"
 #include "runtime/format/artifact_reader.h"
 
 #include <chrono>
@@ -131,6 +132,19 @@ public:
   /// multiples of 4 unless the pattern is 0).
   virtual Status fill(BackendBuffer &dst, uint64_t offset, uint64_t bytes,
                       uint32_t pattern, const std::string &what) = 0;
+
+  /// Writes `spec.count` generated elements (runtime/cuda/random_weights.h)
+  /// at `offset` of `dst`; the backend sets spec.dst. The CPU computes them
+  /// on the host; CUDA runs the runtime's generator kernel on the stream
+  /// (FailedPrecondition when the runtime was built without nvcc).
+  virtual Status generate(BackendBuffer &dst, uint64_t offset, RandomSpec spec,
+                          const std::string &what) = 0;
+  /// The bandwidth of a copy of `bytes` between two buffers of this
+  /// backend's memory, in GB/s (1e9 bytes per second, bytes read plus bytes
+  /// written), best of `repeats` after a warm-up: memcpy on the CPU, a
+  /// device-to-device copy kernel timed with CUDA events on a GPU.
+  virtual StatusOr<double> measureCopyBandwidth(uint64_t bytes,
+                                                int repeats) = 0;
 
   /// Builds program `name` from its launches. With `graph`, a backend that
   /// can records the launches once (on the first run) and replays them.

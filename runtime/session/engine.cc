@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -170,7 +171,42 @@ Engine::create(std::unique_ptr<Artifact> artifact,
   COMPRESSA_ASSIGN_OR_RETURN(engine->backend, createBackend(*engine->art));
   // Step 2. The checkpoint, checked against the manifest.
   COMPRESSA_ASSIGN_OR_RETURN(engine->store, WeightStore::open(weightsDir));
+  engine->weightsWhat = "weights " + engine->store->directory();
   COMPRESSA_RETURN_IF_ERROR(engine->bindWeights());
+  return finishCreate(std::move(engine));
+}
+
+StatusOr<std::unique_ptr<Engine>>
+Engine::createWithRandomWeights(const std::string &artifactPath,
+                                uint64_t seed) {
+  COMPRESSA_ASSIGN_OR_RETURN(std::unique_ptr<Artifact> artifact,
+                             ArtifactReader::readFile(artifactPath));
+  return createWithRandomWeights(std::move(artifact), seed);
+}
+
+StatusOr<std::unique_ptr<Engine>>
+Engine::createWithRandomWeights(std::unique_ptr<Artifact> artifact,
+                                uint64_t seed) {
+  if (!artifact)
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "Engine::createWithRandomWeights: no artifact");
+  std::unique_ptr<Engine> engine(new Engine());
+  engine->art = std::move(artifact);
+  engine->vocab = engine->art->model().vocab_size();
+  engine->contextLimit = engine->art->model().max_context();
+  const char *graphs = std::getenv("COMPRESSA_CUDA_GRAPH");
+  engine->decodeGraph = !(graphs && std::strcmp(graphs, "0") == 0);
+  COMPRESSA_ASSIGN_OR_RETURN(engine->backend, createBackend(*engine->art));
+  engine->randomWeights = true;
+  engine->randomSeed = seed;
+  engine->weightsWhat =
+      "random weights (seed " + std::to_string(seed) + ")";
+  COMPRESSA_RETURN_IF_ERROR(engine->planRandomWeights());
+  return finishCreate(std::move(engine));
+}
+
+StatusOr<std::unique_ptr<Engine>>
+Engine::finishCreate(std::unique_ptr<Engine> engine) {
   // Step 3. The kernels, before anything large is allocated or uploaded.
   COMPRESSA_RETURN_IF_ERROR(engine->backend->loadKernels(*engine->art));
   // Step 4. Memory: all of it checked at once, then the weights placed.
@@ -192,6 +228,8 @@ Status Engine::bindWeights() {
   uint32_t count = manifest ? manifest->size() : 0;
   weightViews.assign(count, nullptr);
   scaleViews.assign(count, nullptr);
+  weightBytes.assign(count, 0);
+  scaleBytes.assign(count, 0);
   const char *dir = store->directory().c_str();
   for (uint32_t i = 0; i < count; ++i) {
     const fb::Weight &weight = *manifest->Get(i);
@@ -229,6 +267,7 @@ Status Engine::bindWeights() {
       COMPRESSA_RETURN_IF_ERROR(
           checkValueRange(*tensor, weight.values_below(), dir));
     weightViews[i] = tensor;
+    weightBytes[i] = tensor->nbytes;
 
     std::string scaleName(view(weight.scale()));
     if (scaleName.empty())
@@ -255,6 +294,121 @@ Status Engine::bindWeights() {
                              formatShape(scale->shape).c_str(),
                              formatShape(scaleShape).c_str());
     scaleViews[i] = scale;
+    scaleBytes[i] = scale->nbytes;
+  }
+  return okStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// Random weights
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+bool endsWith(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// The UE8M0 byte of the power of two nearest to `value` (> 0), clamped to
+/// the finite range.
+uint32_t ue8m0Near(double value) {
+  long exponent = std::lround(std::log2(value));
+  return static_cast<uint32_t>(std::clamp<long>(127 + exponent, 1, 254));
+}
+
+uint64_t elementCount(const std::vector<int64_t> &shape) {
+  uint64_t count = 1;
+  for (int64_t d : shape)
+    count *= static_cast<uint64_t>(d);
+  return count;
+}
+
+} // namespace
+
+StatusOr<RandomWeightSpecs> randomWeightSpecs(const fb::Weight &weight,
+                                              uint32_t index, uint64_t seed) {
+  std::string name(view(weight.name()));
+  std::string dtypeText(view(weight.dtype()));
+  std::vector<int64_t> shape = shapeOf(weight.shape());
+  bool scaled = !view(weight.scale()).empty();
+  RandomWeightSpecs out;
+  RandomSpec &spec = out.weight;
+  spec.key = randomStreamKey(seed, uint64_t(2) * index);
+  spec.count = elementCount(shape);
+  auto unsupported = [&]() {
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "random weights: tensor '%s' has dtype %s%s, which "
+                           "the generator does not make (expected F32, BF16, "
+                           "F8_E4M3 or I8 with a scale, or I64 with "
+                           "values_below)",
+                           printable(name).c_str(), dtypeText.c_str(),
+                           scaled ? " with a scale" : "");
+  };
+  // fan_in: the last logical dimension (an FP4 I8 [out, in/2] holds in).
+  double fanIn = shape.empty() ? 1.0 : double(shape.back());
+  if (dtypeText == "I8" && scaled)
+    fanIn *= 2;
+  bool matrix = shape.size() >= 2;
+  double amplitude = matrix ? std::sqrt(3.0 / std::max(fanIn, 1.0)) : 0.1;
+  if (name.find("hc_") != std::string::npos)
+    amplitude = matrix ? amplitude / 10 : 0.1;
+  double center = 0;
+  if (endsWith(name, "norm.weight")) {
+    center = 1;
+    amplitude = 0.05;
+  } else if (name == "embed.weight") {
+    amplitude = 1;
+  }
+  uint32_t scaleByte = 127;
+  if (dtypeText == "F32" || dtypeText == "BF16") {
+    if (scaled)
+      return unsupported();
+    spec.kind = dtypeText == "F32" ? kRandomF32 : kRandomBF16;
+    spec.center = static_cast<float>(center);
+    spec.amplitude = static_cast<float>(amplitude);
+  } else if (dtypeText == "F8_E4M3" && scaled) {
+    spec.kind = kRandomE4M3;
+    scaleByte = ue8m0Near(amplitude / 448.0);
+  } else if (dtypeText == "I8" && scaled) {
+    spec.kind = kRandomE2M1;
+    scaleByte = ue8m0Near(amplitude / std::sqrt(3.0) / 2.926);
+  } else if (dtypeText == "I64" && !scaled && weight.values_below() > 0 &&
+             !shape.empty() && shape.back() > 0) {
+    spec.kind = kRandomI64Index;
+    spec.below = weight.values_below();
+    spec.rowLength = static_cast<uint32_t>(shape.back());
+  } else {
+    return unsupported();
+  }
+  out.weightBytes = spec.count * randomElementBytes(spec.kind);
+  if (scaled) {
+    out.hasScale = true;
+    out.scale.kind = kRandomConst8;
+    out.scale.key = randomStreamKey(seed, uint64_t(2) * index + 1);
+    out.scale.count = elementCount(shapeOf(weight.scale_shape()));
+    out.scale.byteValue = scaleByte;
+    out.scaleBytes = out.scale.count;
+  }
+  return out;
+}
+
+Status Engine::planRandomWeights() {
+  const auto *manifest = art->root().weights();
+  uint32_t count = manifest ? manifest->size() : 0;
+  weightViews.assign(count, nullptr);
+  scaleViews.assign(count, nullptr);
+  weightBytes.assign(count, 0);
+  scaleBytes.assign(count, 0);
+  randomSpecs.clear();
+  randomSpecs.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    COMPRESSA_ASSIGN_OR_RETURN(
+        RandomWeightSpecs specs,
+        randomWeightSpecs(*manifest->Get(i), i, randomSeed));
+    weightBytes[i] = specs.weightBytes;
+    scaleBytes[i] = specs.hasScale ? specs.scaleBytes : 0;
+    randomSpecs.push_back(specs);
   }
   return okStatus();
 }
@@ -300,11 +454,11 @@ uint64_t Engine::memoryNeeded() const {
     if (__builtin_add_overflow(total, bytes, &total))
       total = std::numeric_limits<uint64_t>::max();
   };
-  for (size_t i = 0; i < weightViews.size(); ++i) {
-    if (weightViews[i])
-      add(alignUp(weightViews[i]->nbytes, 256));
-    if (scaleViews[i])
-      add(alignUp(scaleViews[i]->nbytes, 256));
+  for (size_t i = 0; i < weightBytes.size(); ++i) {
+    if (weightBytes[i])
+      add(alignUp(weightBytes[i], 256));
+    if (scaleBytes[i])
+      add(alignUp(scaleBytes[i], 256));
   }
   const auto *tables = art->root().expert_tables();
   for (uint32_t t = 0; tables && t < tables->size(); ++t)
@@ -319,7 +473,43 @@ uint64_t Engine::memoryNeeded() const {
   return total;
 }
 
+Status Engine::generateWeights() {
+  // One buffer, each tensor 256-byte aligned, filled where it lives.
+  size_t count = randomSpecs.size();
+  std::vector<uint64_t> weightOffset(count), scaleOffset(count);
+  uint64_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    weightOffset[i] = total;
+    total += alignUp(std::max<uint64_t>(weightBytes[i], 1), 256);
+    if (randomSpecs[i].hasScale) {
+      scaleOffset[i] = total;
+      total += alignUp(std::max<uint64_t>(scaleBytes[i], 1), 256);
+    }
+  }
+  COMPRESSA_ASSIGN_OR_RETURN(generatedWeights,
+                             backend->allocate(total, weightsWhat));
+  const auto *manifest = art->root().weights();
+  weightAddress.assign(count, 0);
+  scaleAddress.assign(count, 0);
+  for (size_t i = 0; i < count; ++i) {
+    std::string what = weightsWhat + ": tensor '" +
+                       printable(view(manifest->Get(i)->name())) + "'";
+    COMPRESSA_RETURN_IF_ERROR(backend->generate(
+        *generatedWeights, weightOffset[i], randomSpecs[i].weight, what));
+    weightAddress[i] = generatedWeights->address() + weightOffset[i];
+    if (!randomSpecs[i].hasScale)
+      continue;
+    COMPRESSA_RETURN_IF_ERROR(backend->generate(
+        *generatedWeights, scaleOffset[i], randomSpecs[i].scale,
+        what + " (its scale)"));
+    scaleAddress[i] = generatedWeights->address() + scaleOffset[i];
+  }
+  return okStatus();
+}
+
 Status Engine::placeWeights() {
+  if (randomWeights)
+    return generateWeights();
   // Each checkpoint tensor once, even if two manifest entries bind to it.
   std::vector<HostTensor> tensors;
   std::unordered_map<const TensorView *, size_t> slot;
@@ -368,7 +558,7 @@ Status Engine::buildExpertTables() {
       int64_t index = art->findWeight(name); // Validated to exist.
       addresses[e] = weightAddress[index];
       addresses[experts + e] = scaleAddress[index];
-      if (!weightViews[index] && expertTableMissing[t].empty())
+      if (!weightAddress[index] && expertTableMissing[t].empty())
         expertTableMissing[t] = name;
     }
     std::string what = art->path() + ": expert_tables[" + std::to_string(t) +
@@ -485,7 +675,7 @@ Status Engine::prepareProgram(const fb::Program &def) {
             where + ": launch " + std::to_string(l) + " (kernel '" +
             printable(view(kernel.name())) + "') needs the optional weight '" +
             printable(weight) + "', which the checkpoint " +
-            store->directory() + " lacks";
+            (store ? store->directory() : weightsWhat) + " lacks";
     };
     for (uint32_t a = 0; a < numArgs; ++a) {
       const fb::Arg &arg = *args->Get(a);
@@ -499,7 +689,7 @@ Status Engine::prepareProgram(const fb::Program &def) {
       case fb::ArgKind::WeightScale:
         slot.address = arg.kind() == fb::ArgKind::Weight ? weightAddress[index]
                                                          : scaleAddress[index];
-        if (!weightViews[index])
+        if (!weightAddress[index])
           needsMissing(std::string(
               view(art->root().weights()->Get(index)->name())));
         break;
@@ -555,6 +745,42 @@ const uint8_t *Engine::stateData(size_t index) const {
 
 uint64_t Engine::stateBytes(size_t index) const {
   return index < states.size() ? states[index]->size() : 0;
+}
+
+Status Engine::fillSyntheticContext(int64_t from, int64_t to, uint64_t seed) {
+  if (from < 0 || from > to || to > contextLimit)
+    return COMPRESSA_ERROR(OutOfRange,
+                           "%s: cannot bring the decode state from %lld to "
+                           "%lld positions (expected 0 <= from <= to <= the "
+                           "maximum context %lld)",
+                           art->path().c_str(), static_cast<long long>(from),
+                           static_cast<long long>(to),
+                           static_cast<long long>(contextLimit));
+  COMPRESSA_RETURN_IF_ERROR(resetError);
+  const auto *list = art->root().states();
+  for (size_t s = 0; s < states.size(); ++s) {
+    const fb::State &state = *list->Get(s);
+    uint64_t ratio = state.context_ratio();
+    if (ratio == 0 || state.row_bytes() % 4 != 0)
+      continue;
+    uint64_t firstRow = state.rows() + uint64_t(from) / ratio;
+    uint64_t endRow = state.rows() + uint64_t(to) / ratio;
+    if (endRow <= firstRow)
+      continue;
+    RandomSpec spec;
+    spec.kind = kRandomStatePairs;
+    spec.key = randomStreamKey(seed, uint64_t(1) << 40 | s);
+    uint64_t wordsPerRow = state.row_bytes() / 4;
+    spec.first = firstRow * wordsPerRow;
+    spec.count = (endRow - firstRow) * wordsPerRow;
+    COMPRESSA_RETURN_IF_ERROR(backend->generate(
+        *states[s], firstRow * state.row_bytes(), spec,
+        art->path() + ": filling states[" + std::to_string(s) + "] ('" +
+            printable(view(state.name())) + "') up to position " +
+            std::to_string(to)));
+  }
+  positionsUsed = std::max(positionsUsed, to);
+  return okStatus();
 }
 
 StatusOr<std::vector<uint8_t>> Engine::readState(size_t index) {

@@ -1,22 +1,29 @@
 //===- compressa-bench.cpp - Prefill and decode throughput ---------------===//
 // SPDX-License-Identifier: Apache-2.0
 //
-//   compressa-bench ARTIFACT --weights DIR [--prompt N] [--gen M] [--repeat R]
-//                   [--profile]
+//   compressa-bench ARTIFACT --weights DIR|random [--seed S] [--prompt N]
+//                   [--gen M] [--context C] [--repeat R] [--profile] [--json]
 //
 // Runs a prompt of N synthetic token ids (prefill, in the artifact's chunks),
-// then M decode steps, R times (after one warm-up run), and prints the median
-// prefill and decode throughput, timed by the backend's clock (CUDA events on
-// a GPU) and by the host's wall clock. --profile adds one more run that times
-// every decode launch on its own and prints the time per kernel. Figures for
-// docs/perf.md come from here.
+// brings the decode state to C positions (synthetic rows past N, see
+// Engine::fillSyntheticContext), then M decode steps at positions C..C+M-1,
+// R times (after one warm-up run), and prints the median prefill and decode
+// throughput, timed by the backend's clock (CUDA events on a GPU) and by the
+// host's wall clock, the bytes a decode step reads (from the artifact's
+// plan) and the bandwidth that makes against a device copy measured in the
+// same run. --profile (and --json) add one more run that times every decode
+// launch on its own. `--weights random` generates the weights where the
+// artifact runs (Engine::createWithRandomWeights). Figures for docs/perf.md
+// come from here.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/session/engine.h"
+#include "runtime/weights/json.h"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,13 +36,49 @@ static int usage(const char *error) {
   if (error)
     std::fprintf(stderr, "compressa-bench: error: %s\n", error);
   std::fprintf(error ? stderr : stdout,
-               "USAGE: compressa-bench ARTIFACT --weights DIR [--prompt N] "
-               "[--gen M] [--repeat R] [--profile]\n\n"
-               "  --prompt N   prompt tokens to prefill (default 512)\n"
-               "  --gen M      tokens to decode after the prompt (default 128)\n"
-               "  --repeat R   measured runs after one warm-up (default 5)\n"
-               "  --profile    also time each decode kernel (one extra run)\n"
-               "Prints the median prefill and decode tokens/s.\n");
+               "USAGE: compressa-bench ARTIFACT --weights DIR|random [--seed S] "
+               "[--prompt N] [--gen M] [--context C] [--repeat R] [--profile] "
+               "[--json]\n\n"
+               "  --weights DIR   the checkpoint (model.safetensors or an index)\n"
+               "  --weights random  generate the weights in the artifact's "
+               "formats where it\n"
+               "                  runs (on the GPU for CUDA, in memory for the "
+               "CPU), seeded,\n"
+               "                  at a scale that keeps activations O(1)\n"
+               "  --seed S        the seed of random weights and of synthetic "
+               "context (default 1)\n"
+               "  --prompt N      prompt tokens to prefill (default 512)\n"
+               "  --gen M         tokens to decode after the prompt (default "
+               "128)\n"
+               "  --context C     decode at context C >= N (default N): after "
+               "the prefill of N\n"
+               "                  tokens, the rows of positions N..C-1 of every "
+               "state that grows\n"
+               "                  with the context (compressed entries, indexer "
+               "keys) are filled\n"
+               "                  with generated values (bf16 pairs uniform in "
+               "[-1, 1)); the\n"
+               "                  window and compressor slots keep the prompt's. "
+               "The M steps\n"
+               "                  run at positions C..C+M-1, reading what a "
+               "real context C reads\n"
+               "  --repeat R      measured runs after one warm-up (default 5)\n"
+               "  --profile       also time each decode kernel (one extra run)\n"
+               "  --json          print one JSON object instead of text (with "
+               "the per-kernel\n"
+               "                  figures of --profile)\n"
+               "Prints the median prefill and decode tokens/s, and the decode "
+               "step's bytes\n"
+               "(every weight and scale a decode launch takes, once; K of E "
+               "routed experts;\n"
+               "one row of the embedding and of tid2eid; states at context C: "
+               "the window and\n"
+               "compressor slots whole, compressed entries of a CSA layer "
+               "min(C/4, index_topk)\n"
+               "rows, every other context row, e.g. all C/4 indexer keys) "
+               "against a device\n"
+               "copy timed in the same run (bytes read plus written per "
+               "second).\n");
   return error ? 1 : 0;
 }
 
@@ -53,10 +96,163 @@ static double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+namespace {
+
+std::string_view view(const flatbuffers::String *str) {
+  return str ? std::string_view(str->c_str(), str->size()) : std::string_view();
+}
+
+bool endsWith(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// What one decode step reads, from the artifact's plan (see --help).
+struct StepBytes {
+  uint64_t total = 0;
+  uint64_t weights = 0;
+  uint64_t state = 0;
+  /// Per kernel index: the bytes of its launches' arguments.
+  std::vector<uint64_t> perKernel;
+};
+
+/// The bytes one decode step at context `context` reads.
+StepBytes decodeStepBytes(const Engine &engine, int64_t context) {
+  const Artifact &art = engine.artifact();
+  const fb::Artifact &root = art.root();
+  // K and index_topk from the config the artifact was compiled from.
+  uint64_t experts = 1, topk = 0;
+  if (auto doc = parseJson(view(root.config_json())); doc.ok()) {
+    if (const JsonValue *k = doc->find("num_experts_per_tok"))
+      experts = static_cast<uint64_t>(k->intValue().value_or(1));
+    if (const JsonValue *t = doc->find("index_topk"))
+      topk = static_cast<uint64_t>(t->intValue().value_or(0));
+  }
+  auto weightBytes = [&](uint32_t index, bool scale) -> uint64_t {
+    const fb::Weight &w = *root.weights()->Get(index);
+    uint64_t elements = 1;
+    const auto *shape = scale ? w.scale_shape() : w.shape();
+    for (uint32_t d = 0; shape && d < shape->size(); ++d)
+      elements *= static_cast<uint64_t>(shape->Get(d));
+    std::string dtype = scale ? "F8_E8M0" : std::string(view(w.dtype()));
+    uint64_t size = dtype == "F32" ? 4 : dtype == "BF16" ? 2
+                                     : dtype == "I64"   ? 8
+                                                        : 1;
+    uint64_t bytes = elements * size;
+    // Lookup tables read one row per token.
+    std::string_view name = view(w.name());
+    uint64_t rows = shape && shape->size() > 0 ? shape->Get(0) : 1;
+    if (!scale && (name == "embed.weight" || w.values_below() > 0) && rows)
+      bytes /= rows;
+    return bytes;
+  };
+  std::vector<std::string> stateNames;
+  const auto *states = root.states();
+  for (uint32_t s = 0; states && s < states->size(); ++s)
+    stateNames.emplace_back(view(states->Get(s)->name()));
+  auto hasState = [&](const std::string &name) {
+    return std::find(stateNames.begin(), stateNames.end(), name) !=
+           stateNames.end();
+  };
+  auto stateBytes = [&](uint32_t index) -> uint64_t {
+    const fb::State &st = *states->Get(index);
+    if (st.context_ratio() == 0)
+      return st.bytes();
+    uint64_t rows = uint64_t(context) / st.context_ratio();
+    const std::string &name = stateNames[index];
+    static const std::string entries = ".attn.compressor.entries";
+    if (endsWith(name, entries) && topk > 0 &&
+        hasState(name.substr(0, name.size() - entries.size()) +
+                 ".attn.indexer.keys"))
+      rows = std::min(rows, topk); // CSA: the selected entries only
+    return (st.rows() + rows) * st.row_bytes();
+  };
+  StepBytes out;
+  out.perKernel.assign(root.kernels()->size(), 0);
+  const fb::Program *decode = art.findProgram("decode");
+  std::vector<bool> seenWeight(root.weights() ? root.weights()->size() : 0),
+      seenScale(seenWeight.size()),
+      seenTable(root.expert_tables() ? root.expert_tables()->size() : 0),
+      seenState(stateNames.size());
+  const auto *launches = decode ? decode->launches() : nullptr;
+  for (uint32_t l = 0; launches && l < launches->size(); ++l) {
+    const fb::Launch &launch = *launches->Get(l);
+    const auto *args = launch.args();
+    for (uint32_t a = 0; args && a < args->size(); ++a) {
+      const fb::Arg &arg = *args->Get(a);
+      uint32_t i = arg.index();
+      uint64_t bytes = 0;
+      bool first = false, isState = false;
+      switch (arg.kind()) {
+      case fb::ArgKind::Weight:
+        bytes = weightBytes(i, false);
+        first = !seenWeight[i];
+        seenWeight[i] = true;
+        break;
+      case fb::ArgKind::WeightScale:
+        bytes = weightBytes(i, true);
+        first = !seenScale[i];
+        seenScale[i] = true;
+        break;
+      case fb::ArgKind::ExpertTable: {
+        // K of the table's experts (weights and scales), like expert 0.
+        const fb::ExpertTable &table = *root.expert_tables()->Get(i);
+        int64_t e0 = art.findWeight(
+            Artifact::expertWeightName(view(table.pattern()), 0));
+        if (e0 >= 0) {
+          uint64_t one = weightBytes(uint32_t(e0), false);
+          if (!view(root.weights()->Get(uint32_t(e0))->scale()).empty())
+            one += weightBytes(uint32_t(e0), true);
+          bytes = one * std::min<uint64_t>(experts, table.count());
+        }
+        first = !seenTable[i];
+        seenTable[i] = true;
+        break;
+      }
+      case fb::ArgKind::State:
+        bytes = stateBytes(i);
+        first = !seenState[i];
+        seenState[i] = true;
+        isState = true;
+        break;
+      default:
+        break;
+      }
+      out.perKernel[launch.kernel()] += bytes;
+      if (!first)
+        continue;
+      out.total += bytes;
+      (isState ? out.state : out.weights) += bytes;
+    }
+  }
+  return out;
+}
+
+/// A JSON string literal.
+std::string quote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+} // namespace
+
 int main(int argc, char **argv) {
   std::string artifact, weights;
-  int64_t prompt = 512, gen = 128, repeat = 5;
-  bool profile = false;
+  int64_t prompt = 512, gen = 128, repeat = 5, context = 0;
+  uint64_t seed = 1;
+  bool profile = false, json = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](int64_t &out) {
@@ -66,6 +262,19 @@ int main(int argc, char **argv) {
       return usage(nullptr);
     if (arg == "--profile")
       profile = true;
+    else if (arg == "--json")
+      json = true;
+    else if (arg == "--seed") {
+      char *end = nullptr;
+      const char *text = i + 1 < argc ? argv[++i] : "";
+      unsigned long long v = std::strtoull(text, &end, 10);
+      if (!*text || *end || *text == '-')
+        return usage("--seed takes a non-negative integer");
+      seed = v;
+    } else if (arg == "--context") {
+      if (!value(context))
+        return usage("--context takes a count >= 1");
+    }
     else if (arg == "--weights" && i + 1 < argc)
       weights = argv[++i];
     else if (arg == "--prompt") {
@@ -84,19 +293,31 @@ int main(int argc, char **argv) {
   }
   if (artifact.empty() || weights.empty())
     return usage("an artifact and --weights are required");
+  if (context == 0)
+    context = prompt;
+  if (context < prompt) {
+    std::fprintf(stderr,
+                 "compressa-bench: error: --context %lld is shorter than the "
+                 "prompt of %lld tokens (expected C >= N)\n",
+                 (long long)context, (long long)prompt);
+    return 1;
+  }
 
-  StatusOr<std::unique_ptr<Engine>> engine = Engine::create(artifact, weights);
+  StatusOr<std::unique_ptr<Engine>> engine =
+      weights == "random" ? Engine::createWithRandomWeights(artifact, seed)
+                          : Engine::create(artifact, weights);
   if (!engine.ok()) {
     std::fprintf(stderr, "compressa-bench: error: %s\n",
                  engine.status().message().c_str());
     return 1;
   }
   Engine &e = **engine;
-  if (prompt + gen > e.maxContext()) {
+  if (context + gen > e.maxContext()) {
     std::fprintf(stderr,
-                 "compressa-bench: error: %lld prompt + %lld generated tokens "
-                 "exceed the artifact's maximum context of %lld\n",
-                 (long long)prompt, (long long)gen, (long long)e.maxContext());
+                 "compressa-bench: error: a context of %lld + %lld generated "
+                 "tokens exceeds the artifact's maximum context of %lld "
+                 "(compile with a larger --max-context)\n",
+                 (long long)context, (long long)gen, (long long)e.maxContext());
     return 1;
   }
   // Deterministic ids spread over the vocabulary, past the special ids 0
@@ -130,6 +351,9 @@ int main(int argc, char **argv) {
   auto wallMs = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
+  // The last decode step's logits, to show that activations stay O(1).
+  double logitsRms = 0;
+  bool logitsFinite = true;
   auto sequence = [&](Times &t) -> Status {
     e.reset();
     Clock::time_point t0 = Clock::now();
@@ -137,11 +361,22 @@ int main(int argc, char **argv) {
     COMPRESSA_ASSIGN_OR_RETURN(std::vector<float> logits,
                                e.prefill(ids.data(), prompt, 0));
     COMPRESSA_ASSIGN_OR_RETURN(t.prefillMs, backend.stopTimer());
+    COMPRESSA_RETURN_IF_ERROR(e.fillSyntheticContext(prompt, context, seed));
     Clock::time_point t1 = Clock::now();
     int64_t next = ids.back();
     for (int64_t g = 0; g < gen; ++g) {
       COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
-      COMPRESSA_ASSIGN_OR_RETURN(std::vector<float> step, e.decode(next, prompt + g));
+      COMPRESSA_ASSIGN_OR_RETURN(std::vector<float> step,
+                                 e.decode(next, context + g));
+      if (g + 1 == gen) {
+        double sum = 0;
+        logitsFinite = true;
+        for (float v : step) {
+          logitsFinite = logitsFinite && std::isfinite(v);
+          sum += double(v) * v;
+        }
+        logitsRms = std::sqrt(sum / double(step.size()));
+      }
       COMPRESSA_ASSIGN_OR_RETURN(double ms, backend.stopTimer());
       t.decodeMs += ms;
       next = std::max_element(step.begin(), step.end()) - step.begin();
@@ -164,38 +399,42 @@ int main(int argc, char **argv) {
     prefillWall.push_back(prompt * 1e3 / t.prefillWallMs);
     decodeWall.push_back(gen * 1e3 / t.decodeWallMs);
   }
-  std::printf("artifact %s\nbackend %s\n"
-              "prompt %lld tokens, %lld decoded, median of %lld runs after a "
-              "warm-up; timer: %s\n"
-              "prefill %.1f tokens/s\ndecode  %.1f tokens/s\n"
-              "host wall clock: prefill %.1f tokens/s, decode %.1f tokens/s\n"
-              "decode step: %lld kernels, %lld launches (%s)\n",
-              artifact.c_str(), e.backendDescription().c_str(),
-              (long long)prompt, (long long)gen, (long long)repeat,
-              backend.timerName(), median(prefillRates), median(decodeRates),
-              median(prefillWall), median(decodeWall),
-              (long long)e.decodeKernels(), (long long)e.launchesPerDecodeStep(),
-              e.decodeUsesGraph() ? "one CUDA graph launch" : "one launch per kernel");
-  if (!profile)
-    return 0;
+  // The reference bandwidth, in this run: 1 GiB copied on a GPU, 256 MiB
+  // on the CPU.
+  uint64_t copyBytes = std::string(e.backendName()) == "cuda"
+                           ? uint64_t(1) << 30
+                           : uint64_t(256) << 20;
+  StatusOr<double> copyGBps = backend.measureCopyBandwidth(copyBytes, 5);
+  if (!copyGBps.ok())
+    return fail(copyGBps.status());
+  StepBytes bytes = decodeStepBytes(e, context);
+  double decodeRate = median(decodeRates);
+  double stepMs = 1e3 / decodeRate;
+  double decodeGBps = double(bytes.total) / (stepMs * 1e6);
 
-  // One more sequence with every decode launch timed on its own (on CUDA
-  // without the graph): time per decode step by kernel, largest first.
-  e.reset();
-  if (Status status = e.prefill(ids.data(), prompt, 0).status(); !status.ok())
-    return fail(status);
-  if (Status status = backend.setKernelTiming(true); !status.ok())
-    return fail(status);
-  int64_t next = ids.back();
-  for (int64_t g = 0; g < gen; ++g) {
-    StatusOr<std::vector<float>> step = e.decode(next, prompt + g);
-    if (!step.ok())
-      return fail(step.status());
-    next = std::max_element(step->begin(), step->end()) - step->begin();
+  // Every decode launch timed on its own (on CUDA without the graph), one
+  // more sequence: time per decode step by kernel.
+  std::vector<Backend::KernelTime> times;
+  if (profile || json) {
+    e.reset();
+    if (Status status = e.prefill(ids.data(), prompt, 0).status(); !status.ok())
+      return fail(status);
+    if (Status status = e.fillSyntheticContext(prompt, context, seed);
+        !status.ok())
+      return fail(status);
+    if (Status status = backend.setKernelTiming(true); !status.ok())
+      return fail(status);
+    int64_t next = ids.back();
+    for (int64_t g = 0; g < gen; ++g) {
+      StatusOr<std::vector<float>> step = e.decode(next, context + g);
+      if (!step.ok())
+        return fail(step.status());
+      next = std::max_element(step->begin(), step->end()) - step->begin();
+    }
+    times = backend.kernelTimes();
+    if (Status status = backend.setKernelTiming(false); !status.ok())
+      return fail(status);
   }
-  std::vector<Backend::KernelTime> times = backend.kernelTimes();
-  if (Status status = backend.setKernelTiming(false); !status.ok())
-    return fail(status);
   const auto *kernels = e.artifact().root().kernels();
   std::vector<size_t> order;
   double total = 0;
@@ -208,16 +447,96 @@ int main(int argc, char **argv) {
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return times[a].milliseconds > times[b].milliseconds;
   });
+
+  if (json) {
+    std::string out = "{";
+    auto field = [&](const char *name, const std::string &value) {
+      if (out.size() > 1)
+        out += ", ";
+      out += quote(name) + ": " + value;
+    };
+    auto number = [](double v) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%.6g", std::isfinite(v) ? v : 0.0);
+      return std::string(buf);
+    };
+    field("artifact", quote(artifact));
+    field("backend", quote(e.backendDescription()));
+    field("weights", quote(e.weightsDescription()));
+    field("prompt", std::to_string(prompt));
+    field("context", std::to_string(context));
+    field("gen", std::to_string(gen));
+    field("repeat", std::to_string(repeat));
+    field("timer", quote(backend.timerName()));
+    field("decode_ms_per_step", number(stepMs));
+    field("decode_tokens_per_s", number(decodeRate));
+    field("prefill_tokens_per_s", number(median(prefillRates)));
+    field("decode_bytes_per_step", std::to_string(bytes.total));
+    field("decode_weight_bytes_per_step", std::to_string(bytes.weights));
+    field("decode_state_bytes_per_step", std::to_string(bytes.state));
+    field("decode_GBps", number(decodeGBps));
+    field("device_copy_GBps", number(*copyGBps));
+    field("decode_pct_of_copy", number(100.0 * decodeGBps / *copyGBps));
+    field("decode_kernels", std::to_string(e.decodeKernels()));
+    field("decode_launches_per_step", std::to_string(e.launchesPerDecodeStep()));
+    field("decode_graph", e.decodeUsesGraph() ? "true" : "false");
+    field("decode_logits_rms", number(logitsRms));
+    field("decode_logits_finite", logitsFinite ? "true" : "false");
+    std::string list = "[";
+    for (size_t k : order) {
+      const auto *def = kernels->Get(static_cast<unsigned>(k));
+      double us = times[k].milliseconds * 1e3 / gen;
+      uint64_t kb = bytes.perKernel[k];
+      if (list.size() > 1)
+        list += ", ";
+      list += "{\"name\": " + quote(view(def->name())) +
+              ", \"symbol\": " + quote(view(def->symbol())) +
+              ", \"launches_per_step\": " +
+              number(double(times[k].launches) / gen) +
+              ", \"us_per_step\": " + number(us) +
+              ", \"bytes_per_step\": " + std::to_string(kb) +
+              ", \"GBps\": " + number(us > 0 ? double(kb) / (us * 1e3) : 0) +
+              "}";
+    }
+    field("kernels", list + "]");
+    std::printf("%s}\n", out.c_str());
+    return 0;
+  }
+
+  std::printf("artifact %s\nbackend %s\n"
+              "prompt %lld tokens, %lld decoded, median of %lld runs after a "
+              "warm-up; timer: %s\n"
+              "prefill %.1f tokens/s\ndecode  %.1f tokens/s\n"
+              "host wall clock: prefill %.1f tokens/s, decode %.1f tokens/s\n"
+              "decode step: %lld kernels, %lld launches (%s)\n",
+              artifact.c_str(), e.backendDescription().c_str(),
+              (long long)prompt, (long long)gen, (long long)repeat,
+              backend.timerName(), median(prefillRates), median(decodeRates),
+              median(prefillWall), median(decodeWall),
+              (long long)e.decodeKernels(), (long long)e.launchesPerDecodeStep(),
+              e.decodeUsesGraph() ? "one CUDA graph launch" : "one launch per kernel");
+  std::printf("weights: %s; decode at context %lld\n"
+              "decode step reads %.1f MB (weights %.1f MB, state %.1f MB): "
+              "%.2f GB/s, %.1f%% of the device copy (%.2f GB/s)\n",
+              e.weightsDescription().c_str(), (long long)context,
+              bytes.total / 1e6, bytes.weights / 1e6, bytes.state / 1e6,
+              decodeGBps, 100.0 * decodeGBps / *copyGBps, *copyGBps);
+  if (!profile)
+    return 0;
+
   std::printf("\nprofile: decode kernels, %lld steps, each launch timed (%s)\n"
-              "%8s %7s %10s %6s  %s\n",
+              "%8s %7s %10s %6s %9s %8s  %s\n",
               (long long)gen, backend.timerName(), "us/step", "share",
-              "launches", "block", "kernel (first dispatch using it)");
+              "launches", "block", "MB/step", "GB/s",
+              "kernel (first dispatch using it)");
   for (size_t k : order) {
     const auto *def = kernels->Get(static_cast<unsigned>(k));
-    std::printf("%8.1f %6.1f%% %10.1f %6u  %s (%s)\n",
-                times[k].milliseconds * 1e3 / gen,
+    double us = times[k].milliseconds * 1e3 / gen;
+    std::printf("%8.1f %6.1f%% %10.1f %6u %9.3f %8.2f  %s (%s)\n", us,
                 100.0 * times[k].milliseconds / total,
                 double(times[k].launches) / gen, def->block(),
+                bytes.perKernel[k] / 1e6,
+                us > 0 ? bytes.perKernel[k] / (us * 1e3) : 0.0,
                 def->symbol()->c_str(), def->name()->c_str());
   }
   std::printf("%8.1f us per decode step in kernels\n", total * 1e3 / gen);
