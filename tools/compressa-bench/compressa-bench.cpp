@@ -312,6 +312,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   Engine &e = **engine;
+  if (context == prompt && prompt + gen > e.maxContext()) {
+    std::fprintf(stderr,
+                 "compressa-bench: error: %lld prompt + %lld generated tokens "
+                 "exceed the artifact's maximum context of %lld\n",
+                 (long long)prompt, (long long)gen, (long long)e.maxContext());
+    return 1;
+  }
   if (context + gen > e.maxContext()) {
     std::fprintf(stderr,
                  "compressa-bench: error: a context of %lld + %lld generated "
