@@ -666,7 +666,12 @@ TEST(LoadErrors, ManyAddedTokensLoadInLinearTime) {
   ASSERT_TRUE(tok.ok()) << tok.status().toString();
   EXPECT_EQ((*tok)->vocabSize(), 256 + 200000);
   EXPECT_EQ((*tok)->tokenId("<t99999>"), std::optional<int64_t>(256 + 99999));
+#ifdef __SANITIZE_ADDRESS__
+  // ASan+UBSan (scripts/ci-sanitize.sh) load ~9x slower: 8 s here.
+  EXPECT_LT(seconds, 50.0);
+#else
   EXPECT_LT(seconds, 10.0);
+#endif
   spec.added.push_back(addedToken(256 + 200000, "<t5>"));
   Status repeated = loadError(spec.json());
   EXPECT_NE(repeated.message().find(
