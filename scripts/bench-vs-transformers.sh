@@ -20,17 +20,19 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 case $mode in
 prepare)
   model=${3:-deepseek-v4-flash} layers=${4:-2:6} ctx=${5:-8192}
-  rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/model
+  name=$(basename "${model%/config.json}")
+  rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/"$name"
   "$root"/build/bin/compressa-compile "$model" --layers "$layers" \
     --target=cuda:sm_90a --max-context "$ctx" -o "$dir"/model.cpa
   cp "$root"/build/bin/compressa-bench "$dir"/bin/
   cp "$root"/build/unittests/runtime_random_weights_gpu_test "$dir"/bin/
   cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/
   cp -L "$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')" "$dir"/lib/
-  if [ -d "$model" ]; then cp "$model"/config.json "$dir"/model/
-  elif [ -f "$model" ]; then cp "$model" "$dir"/model/config.json
-  else cp "$root"/models/"$model"/config.json "$dir"/model/; fi
+  if [ -d "$model" ]; then cp "$model"/config.json "$dir"/"$name"/
+  elif [ -f "$model" ]; then cp "$model" "$dir"/"$name"/config.json
+  else cp "$root"/models/"$model"/config.json "$dir"/"$name"/; fi
   echo "$layers" > "$dir"/layers
+  echo "$name" > "$dir"/model-name
   cp "$root"/scripts/bench-vs-transformers.py "$dir"/
   du -sh "$dir"
   ;;
@@ -39,7 +41,7 @@ run)
   export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | sed 's/^/device: /'
   COMPRESSA_REQUIRE_GPU=1 "$dir"/bin/runtime_random_weights_gpu_test --gtest_brief=1
-  python3 "$dir"/bench-vs-transformers.py --model "$dir"/model \
+  python3 "$dir"/bench-vs-transformers.py --model "$dir/$(cat "$dir"/model-name)" \
     --layers "$(cat "$dir"/layers)" --artifact "$dir"/model.cpa \
     --bench "$dir"/bin/compressa-bench "$@"
   ;;
