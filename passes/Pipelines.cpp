@@ -1,37 +1,107 @@
-//===- Pipelines.cpp - The compiler's pass pipelines ---------------------===//
+//===- Pipelines.cpp - The compiler's pass pipeline ----------------------===//
 // SPDX-License-Identifier: Apache-2.0
 
 #include "passes/Pipelines.h"
+#include "lowering/DSV4ToKernels/Passes.h"
+#include "lowering/Target/TargetInfo.h"
 #include "passes/Model/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringSwitch.h"
 
 using namespace mlir;
+using namespace mlir::compressa;
 
-void compressa::buildDispatchPipeline(OpPassManager &pm, int64_t prefillMaxTokens,
-                                      bool bufferReuse) {
-  // Bound each program's token count first: memory planning sizes buffers
-  // from the bounds.
-  pm.addPass(dsv4::createDSV4SpecializeShapesPass(
-      dsv4::DSV4SpecializeShapesPassOptions{prefillMaxTokens}));
-  // Drop what no program uses (e.g. weights of an unused program) before
-  // grouping, so dispatches see only live ops.
-  pm.addPass(createCSEPass());
-  // Fusion decides which values never leave a kernel; memory planning then
+const char *compressa::stageName(Stage stage) {
+  switch (stage) {
+  case Stage::Dispatch:
+    return "dispatch";
+  case Stage::Outline:
+    return "outline";
+  case Stage::Kernels:
+    return "kernels";
+  case Stage::LLVM:
+    return "llvm";
+  }
+  return "?";
+}
+
+LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
+                                                const PipelineOptions &options,
+                                                std::string &error) {
+  auto parseStage = [](StringRef name) {
+    return llvm::StringSwitch<std::optional<int>>(name)
+        .Case("none", -1)
+        .Case("dispatch", int(Stage::Dispatch))
+        .Case("outline", int(Stage::Outline))
+        .Case("kernels", int(Stage::Kernels))
+        .Case("llvm", int(Stage::LLVM))
+        .Default(std::nullopt);
+  };
+  std::optional<int> stop = parseStage(options.stopAfter.getValue());
+  if (!stop || *stop < 0) {
+    error = "unknown stop-after stage '" + options.stopAfter.getValue() +
+            "' (expected dispatch, outline, kernels or llvm)";
+    return failure();
+  }
+  std::optional<int> start = parseStage(options.startAfter.getValue());
+  if (!start || *start >= *stop) {
+    error = "start-after stage '" + options.startAfter.getValue() +
+            "' must be none, dispatch, outline or kernels, before stop-after '" +
+            options.stopAfter.getValue() + "'";
+    return failure();
+  }
+  auto runs = [&](Stage s) { return int(s) > *start && int(s) <= *stop; };
+  if (!createTarget(options.target, error))
+    return failure();
+  if (options.prefillMaxTokens < 1 || options.maxContext < 1) {
+    error = "prefill-max-tokens and max-context must be >= 1";
+    return failure();
+  }
+
+  // dispatch: bound each program's token count first (memory planning sizes
+  // buffers from the bounds); drop what no program uses before grouping;
+  // fusion decides which values never leave a kernel, memory planning then
   // places only those that do.
-  OpPassManager &fpm = pm.nest<func::FuncOp>();
-  fpm.addPass(dsv4::createDSV4FormDispatchesPass());
-  fpm.addPass(dsv4::createDSV4PlanMemoryPass(
-      dsv4::DSV4PlanMemoryPassOptions{bufferReuse}));
+  if (runs(Stage::Dispatch)) {
+    pm.addPass(dsv4::createDSV4SpecializeShapesPass(
+        dsv4::DSV4SpecializeShapesPassOptions{options.prefillMaxTokens,
+                                              options.maxContext}));
+    pm.addPass(createCSEPass());
+    OpPassManager &fpm = pm.nest<func::FuncOp>();
+    fpm.addPass(dsv4::createDSV4FormDispatchesPass());
+    fpm.addPass(dsv4::createDSV4PlanMemoryPass(
+        dsv4::DSV4PlanMemoryPassOptions{options.bufferReuse}));
+  }
+  // outline: each dispatch a kernel function, one per structure.
+  if (runs(Stage::Outline)) {
+    pm.addPass(dsv4::createDSV4OutlineDispatchesPass());
+    pm.addPass(dsv4::createDSV4DeduplicateKernelsPass());
+  }
+  // kernels: the target's kernels, built by the op families' patterns.
+  if (runs(Stage::Kernels))
+    pm.addPass(createConvertDSV4ToKernelsPass(
+        ConvertDSV4ToKernelsPassOptions{options.target}));
+  // llvm: the target's lowering to the LLVM dialect.
+  if (runs(Stage::LLVM))
+    pm.addPass(createLowerKernelsToLLVMPass(
+        LowerKernelsToLLVMPassOptions{options.target}));
+  return success();
 }
 
 void compressa::registerPipelines() {
-  PassPipelineRegistration<DispatchPipelineOptions>(
-      "dsv4-dispatch-pipeline",
-      "Bound token counts, form dispatches and plan memory of dsv4 programs",
-      [](OpPassManager &pm, const DispatchPipelineOptions &options) {
-        buildDispatchPipeline(pm, options.prefillMaxTokens);
+  PassPipelineRegistration<PipelineOptions>(
+      "compressa-pipeline",
+      "The whole compiler up to a stage: dispatch (bound token counts, form "
+      "dispatches, plan memory), outline (kernel functions and launches, "
+      "deduplicated), kernels (the target's kernels), llvm (in the LLVM "
+      "dialect)",
+      [](OpPassManager &pm, const PipelineOptions &options) {
+        std::string error;
+        if (failed(buildCompressaPipeline(pm, options, error)))
+          llvm::report_fatal_error(llvm::Twine("compressa-pipeline: ") + error,
+                                   /*gen_crash_diag=*/false);
       });
 }

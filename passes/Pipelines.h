@@ -1,8 +1,16 @@
-//===- Pipelines.h - The compiler's pass pipelines ---------------*- C++ -*-===//
+//===- Pipelines.h - The compiler's pass pipeline ----------------*- C++ -*-===//
 // SPDX-License-Identifier: Apache-2.0
 //
-// Every pipeline, in one place: compressa-compile builds exactly what
-// compressa-opt runs with `--dsv4-dispatch-pipeline`.
+// The whole pipeline, in one place: compressa-compile builds exactly what
+// compressa-opt runs with `--compressa-pipeline`, stage by stage:
+//
+//   dispatch  dsv4-specialize-shapes, cse, dsv4-form-dispatches,
+//             dsv4-plan-memory
+//   outline   dsv4-outline-dispatches, dsv4-deduplicate-kernels
+//   kernels   convert-dsv4-to-kernels{target}
+//   llvm      lower-kernels-to-llvm{target}
+//
+// then serializeArtifact (lowering/KernelsToArtifact) writes the artifact.
 //
 //===----------------------------------------------------------------------===//
 #ifndef COMPRESSA_PASSES_PIPELINES_H
@@ -11,24 +19,52 @@
 #include "mlir/Pass/PassOptions.h"
 
 #include <cstdint>
+#include <string>
 
 namespace mlir {
 class OpPassManager;
 namespace compressa {
 
-struct DispatchPipelineOptions
-    : public PassPipelineOptions<DispatchPipelineOptions> {
+/// The stages of the pipeline, in order.
+enum class Stage { Dispatch, Outline, Kernels, LLVM };
+
+/// "dispatch", "outline", "kernels" or "llvm".
+const char *stageName(Stage stage);
+
+struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
+  Option<std::string> target{
+      *this, "target",
+      llvm::cl::desc("Target: cpu, or cuda:<chip> (e.g. cuda:sm_90a)"),
+      llvm::cl::init("cpu")};
+  Option<std::string> startAfter{
+      *this, "start-after",
+      llvm::cl::desc("Stage the input has been through already (none, "
+                     "dispatch, outline or kernels): later stages only"),
+      llvm::cl::init("none")};
+  Option<std::string> stopAfter{
+      *this, "stop-after",
+      llvm::cl::desc("Last stage to run: dispatch, outline, kernels or llvm"),
+      llvm::cl::init("llvm")};
   Option<int64_t> prefillMaxTokens{
       *this, "prefill-max-tokens",
       llvm::cl::desc("Most tokens one prefill call takes"), llvm::cl::init(64)};
+  Option<int64_t> maxContext{
+      *this, "max-context",
+      llvm::cl::desc("Longest context (prompt + generation) the decode state "
+                     "holds"),
+      llvm::cl::init(4096)};
+  Option<bool> bufferReuse{
+      *this, "buffer-reuse",
+      llvm::cl::desc("Reuse arena slots of dead values"), llvm::cl::init(true)};
 };
 
-/// dsv4 programs -> bounded, dispatched, memory-planned programs, ready for
-/// a target's serializer.
-void buildDispatchPipeline(OpPassManager &pm, int64_t prefillMaxTokens,
-                           bool bufferReuse = true);
+/// Adds the stages up to and including `stop` to `pm` (anchored on the
+/// module). Fails (with a message in `error`) on a bad option.
+LogicalResult buildCompressaPipeline(OpPassManager &pm,
+                                     const PipelineOptions &options,
+                                     std::string &error);
 
-/// Registers `dsv4-dispatch-pipeline`.
+/// Registers `compressa-pipeline`.
 void registerPipelines();
 
 } // namespace compressa

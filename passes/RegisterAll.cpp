@@ -3,6 +3,7 @@
 
 #include "passes/RegisterAll.h"
 #include "dialects/DSV4/IR/DSV4Dialect.h"
+#include "lowering/DSV4ToKernels/Passes.h"
 #include "passes/Model/Passes.h"
 #include "passes/Pipelines.h"
 
@@ -51,5 +52,6 @@ void compressa::registerAllDSV4Passes() {
   vector::registerVectorPasses();
   // Ours.
   dsv4::registerDSV4ModelPasses();
+  compressa::registerDSV4ToKernelsPasses();
   registerPipelines();
 }

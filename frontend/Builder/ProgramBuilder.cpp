@@ -498,7 +498,21 @@ compressa::buildDSV4Module(MLIRContext &context, const ModelConfig &config,
   Location loc = FileLineColLoc::get(&context, config.sourcePath, 1, 1);
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc, StringRef(config.name));
   OpBuilder b(&context);
-  (*module)->setAttr("dsv4.model", b.getStringAttr(config.name));
+  (*module)->setAttr(dsv4::kModelAttr, b.getStringAttr(config.name));
+  // What the runtime needs of the model, so that the serializer reads it
+  // from the IR (a module printed here compiles without its config).
+  (*module)->setAttr(
+      dsv4::kModelInfoAttr,
+      b.getDictionaryAttr({
+          b.getNamedAttr("vocab_size", b.getI64IntegerAttr(config.vocabSize)),
+          b.getNamedAttr("hidden_size", b.getI64IntegerAttr(config.hiddenSize)),
+          b.getNamedAttr("bos_token_id", b.getI64IntegerAttr(config.bosTokenId)),
+          b.getNamedAttr("eos_token_id", b.getI64IntegerAttr(config.eosTokenId)),
+          b.getNamedAttr("n_routed_experts",
+                         b.getI64IntegerAttr(config.numRoutedExperts)),
+      }));
+  if (!options.configJson.empty())
+    (*module)->setAttr(dsv4::kConfigJsonAttr, b.getStringAttr(options.configJson));
   if (options.prefill &&
       failed(builder.buildMain(*module, "prefill", ShapedType::kDynamic)))
     return failure();

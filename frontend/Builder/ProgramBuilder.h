@@ -25,6 +25,9 @@ struct ProgramOptions {
   bool decode = true;
   /// Builds @mtp when the config has MTP layers.
   bool mtp = true;
+  /// The config.json text, kept on the module (dsv4.config_json) for the
+  /// artifact; empty: none.
+  std::string configJson;
 };
 
 /// Builds and verifies the dsv4 module of `config`. Errors are emitted as

@@ -4,9 +4,7 @@
 #include "lowering/DSV4ToKernels/KernelBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -16,9 +14,9 @@
 using namespace mlir;
 using namespace mlir::compressa::cpu;
 
-KernelBuilder::KernelBuilder(OpBuilder &b, Location loc, ModuleOp module,
-                             KernelTarget target)
-    : b(b), loc(loc), module(module), target(target) {}
+KernelBuilder::KernelBuilder(OpBuilder &b, Location loc, Operation *container,
+                             const TargetInfo &target)
+    : b(b), loc(loc), container(container), target(target) {}
 
 Type KernelBuilder::ptrType() { return LLVM::LLVMPointerType::get(b.getContext()); }
 
@@ -66,30 +64,14 @@ Value KernelBuilder::max(Value x, Value y) {
                     : Value(arith::MaxSIOp::create(b, loc, x, y));
 }
 Value KernelBuilder::neg(Value x) { return arith::NegFOp::create(b, loc, x); }
-// Elementary functions. The CPU target calls the C library's f32 functions,
-// which are correctly rounded in practice. On CUDA the f32 libdevice
-// functions are up to 2 ULP off (__nv_expf is built on ex2.approx) and
-// __nv_sqrtf becomes sqrt.approx, which LLVM then folds with 1/x into
-// rsqrt.approx, so the two targets would differ by ULPs that the model's
-// mixes amplify. So CUDA evaluates exp/log/sin/cos in f64 (libdevice's
-// f64 functions are within 1 ULP of f64, so the rounded f32 result is the
-// correctly rounded one but for double-rounding ties) and sqrt as
-// sqrt.rn.f64 (the f32 rounding of the f64 square root is exact-rounded).
-template <typename MathOp>
-static Value elementary(OpBuilder &b, Location loc, KernelTarget target, Value x) {
-  if (target != KernelTarget::Cuda)
-    return MathOp::create(b, loc, x);
-  Value wide = arith::ExtFOp::create(b, loc, b.getF64Type(), x);
-  Value y = MathOp::create(b, loc, wide);
-  return arith::TruncFOp::create(b, loc, x.getType(), y);
-}
-
-Value KernelBuilder::exp(Value x) { return elementary<math::ExpOp>(b, loc, target, x); }
-Value KernelBuilder::log(Value x) { return elementary<math::LogOp>(b, loc, target, x); }
-Value KernelBuilder::sqrt(Value x) { return elementary<math::SqrtOp>(b, loc, target, x); }
+// Elementary functions: the target's (TargetInfo::math; the CUDA target
+// evaluates them in f64 so both targets round alike).
+Value KernelBuilder::exp(Value x) { return target.math(b, loc, MathFn::Exp, x); }
+Value KernelBuilder::log(Value x) { return target.math(b, loc, MathFn::Log, x); }
+Value KernelBuilder::sqrt(Value x) { return target.math(b, loc, MathFn::Sqrt, x); }
 Value KernelBuilder::rsqrt(Value x) { return div(cf(1.0), sqrt(x)); }
-Value KernelBuilder::cos(Value x) { return elementary<math::CosOp>(b, loc, target, x); }
-Value KernelBuilder::sin(Value x) { return elementary<math::SinOp>(b, loc, target, x); }
+Value KernelBuilder::cos(Value x) { return target.math(b, loc, MathFn::Cos, x); }
+Value KernelBuilder::sin(Value x) { return target.math(b, loc, MathFn::Sin, x); }
 Value KernelBuilder::sigmoid(Value x) {
   return div(cf(1.0), add(cf(1.0), exp(neg(x))));
 }
@@ -134,29 +116,16 @@ Value KernelBuilder::offset(Type elt, Value ptr, Value i) {
   return LLVM::GEPOp::create(b, loc, ptrType(), elt, ptr, ValueRange{i});
 }
 
-// On the CPU, checkpoint tensors sit at arbitrary byte offsets of mmap'd
-// safetensors files, so no access may assume natural alignment (x86 loads
-// unaligned at full speed). On CUDA every buffer is aligned (weights 256 B
-// in the device pool, arena buffers 64 B) and accesses are natural: byte-wise
-// accesses would be slow, and ptxas converts (instead of truncating) an f32
-// register stored with st.b8, which corrupted the low byte of every f32.
-unsigned KernelBuilder::alignmentOf(Type elt) {
-  if (target != KernelTarget::Cuda)
-    return 1;
-  if (isa<LLVM::LLVMPointerType>(elt))
-    return 8;
-  return std::max(1u, elt.getIntOrFloatBitWidth() / 8);
-}
-
 Value KernelBuilder::load(Type elt, Value ptr, Value i) {
-  return LLVM::LoadOp::create(b, loc, elt, offset(elt, ptr, i), alignmentOf(elt));
+  return LLVM::LoadOp::create(b, loc, elt, offset(elt, ptr, i),
+                              target.alignmentOf(elt));
 }
 
 void KernelBuilder::store(Value v, Value ptr, Value i) {
   if (regionDepth == 0)
     strayStore = true;
   LLVM::StoreOp::create(b, loc, v, offset(v.getType(), ptr, i),
-                        alignmentOf(v.getType()));
+                        target.alignmentOf(v.getType()));
 }
 
 Value KernelBuilder::loadF(const View &v, Value i) {
@@ -202,9 +171,9 @@ Value KernelBuilder::loadPtr(Value table, Value i) {
 
 Value KernelBuilder::lut(StringRef name, ArrayRef<float> values) {
   auto arrayType = LLVM::LLVMArrayType::get(f32(), values.size());
-  if (!module.lookupSymbol(name)) {
+  if (!SymbolTable::lookupSymbolIn(container, name)) {
     OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(module.getBody());
+    b.setInsertionPointToStart(&container->getRegion(0).front());
     auto tensorType = RankedTensorType::get({int64_t(values.size())}, f32());
     LLVM::GlobalOp::create(b, loc, arrayType, /*isConstant=*/true,
                            LLVM::Linkage::Internal, name,
@@ -248,55 +217,20 @@ static Value byteIndex(OpBuilder &b, Location loc, Value byte) {
 }
 
 Value KernelBuilder::fp8(Value byte) {
-  if (target == KernelTarget::Cuda) {
-    // cvt.rn.f16x2.e4m3x2 on the byte in both halves; e4m3 is exact in f16.
-    Type i16 = b.getI16Type();
-    Value wide = arith::ExtUIOp::create(b, loc, i16, byte);
-    Value both = arith::OrIOp::create(
-        b, loc, wide,
-        arith::ShLIOp::create(b, loc, wide,
-                              arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(8))));
-    Value pair = LLVM::BitcastOp::create(b, loc, VectorType::get({2}, b.getI8Type()), both);
-    Value halves = NVVM::ConvertF8x2ToF16x2Op::create(
-        b, loc, VectorType::get({2}, b.getF16Type()), pair, /*relu=*/false,
-        Float8E4M3FNType::get(b.getContext()));
-    Value h = LLVM::ExtractElementOp::create(
-        b, loc, halves, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0)));
-    return arith::ExtFOp::create(b, loc, f32(), h);
-  }
+  if (Value v = target.decodeE4M3(b, loc, byte))
+    return v;
   static const SmallVector<float> table = fp8Table();
   return load(f32(), lut("__compressa_lut_e4m3", table), byteIndex(b, loc, byte));
 }
 Value KernelBuilder::e8m0(Value byte) {
-  if (target == KernelTarget::Cuda) {
-    // 2^(s-127) is the f32 with exponent field s; s = 0 is the subnormal
-    // 2^-127 (0x00400000); s = 255 is NaN (exponent 255, non-zero mantissa).
-    Type i32 = b.getI32Type();
-    Value s = arith::ExtUIOp::create(b, loc, i32, byte);
-    Value bits = arith::ShLIOp::create(b, loc, s, c32(23));
-    bits = arith::SelectOp::create(b, loc, eq(s, c32(0)), c32(0x00400000), bits);
-    bits = arith::SelectOp::create(b, loc, eq(s, c32(255)), c32(0x7FC00000), bits);
-    return arith::BitcastOp::create(b, loc, f32(), bits);
-  }
+  if (Value v = target.decodeE8M0(b, loc, byte))
+    return v;
   static const SmallVector<float> table = e8m0Table();
   return load(f32(), lut("__compressa_lut_e8m0", table), byteIndex(b, loc, byte));
 }
 Value KernelBuilder::fp4(Value nibble) {
-  if (target == KernelTarget::Cuda) {
-    // e2m1: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa:
-    // e = 0: m * 0.5; else (1 + m/2) * 2^(e-1). Integer ops only.
-    Type i32 = b.getI32Type();
-    Value n = arith::ExtUIOp::create(b, loc, i32, nibble);
-    Value e = arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, n, c32(1)), c32(3));
-    Value m = arith::AndIOp::create(b, loc, n, c32(1));
-    // Value in halves: e = 0 -> m; e >= 1 -> (2 + m) << (e - 1).
-    Value normal = arith::ShLIOp::create(b, loc, arith::AddIOp::create(b, loc, m, c32(2)),
-                                         arith::SubIOp::create(b, loc, e, c32(1)));
-    Value halves = arith::SelectOp::create(b, loc, eq(e, c32(0)), m, normal);
-    Value mag = mul(toF32(halves), cf(0.5));
-    Value negative = eq(arith::AndIOp::create(b, loc, n, c32(8)), c32(8));
-    return select(negative, neg(mag), mag);
-  }
+  if (Value v = target.decodeE2M1(b, loc, nibble))
+    return v;
   static const SmallVector<float> table = fp4Table();
   return load(f32(), lut("__compressa_lut_e2m1", table), byteIndex(b, loc, nibble));
 }
@@ -398,25 +332,9 @@ KernelBuilder::ifElse(Value cond, TypeRange types,
 // Work sharing
 //===----------------------------------------------------------------------===//
 
-// One block per kernel: enough threads to cover a Hopper SM's schedulers
-// several times over for the row-parallel loops of the tiny and mid-sized
-// models, few enough that barriers stay cheap.
-static constexpr int64_t kCudaThreads = 256;
-
-int64_t KernelBuilder::threads() const {
-  return target == KernelTarget::Cuda ? kCudaThreads : 1;
-}
-
-void KernelBuilder::barrier() { gpu::BarrierOp::create(b, loc); }
-
-Value KernelBuilder::threadId() {
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  return arith::IndexCastUIOp::create(b, loc, i64(), tid);
-}
-
 void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> body) {
   ++regionDepth;
-  if (target != KernelTarget::Cuda || regionDepth > 1) {
+  if (!parallel() || regionDepth > 1) {
     loop(lb, ub, body);
     --regionDepth;
     return;
@@ -424,7 +342,7 @@ void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> b
   // Barrier before: every thread is done reading what the loop overwrites.
   // Barrier after: the loop's stores are visible to every thread.
   barrier();
-  auto forOp = scf::ForOp::create(b, loc, add(lb, threadId()), ub, c(kCudaThreads));
+  auto forOp = scf::ForOp::create(b, loc, add(lb, threadId()), ub, c(threads()));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forOp.getBody()->getTerminator());
@@ -436,7 +354,7 @@ void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> b
 
 void KernelBuilder::single(function_ref<void()> body) {
   ++regionDepth;
-  if (target != KernelTarget::Cuda || regionDepth > 1) {
+  if (!parallel() || regionDepth > 1) {
     body();
     --regionDepth;
     return;
@@ -448,7 +366,7 @@ void KernelBuilder::single(function_ref<void()> body) {
 }
 
 void KernelBuilder::warpLoop(Value lb, Value ub, function_ref<void(Value, Value)> body) {
-  if (target != KernelTarget::Cuda || regionDepth > 0) {
+  if (!parallel() || regionDepth > 0) {
     parallelLoop(lb, ub, [&](Value i) { body(i, c(0)); });
     return;
   }
@@ -456,7 +374,7 @@ void KernelBuilder::warpLoop(Value lb, Value ub, function_ref<void(Value, Value)
   barrier();
   Value tid = threadId();
   Value warp = div(tid, c(kLanes)), lane = rem(tid, c(kLanes));
-  auto forOp = scf::ForOp::create(b, loc, add(lb, warp), ub, c(kCudaThreads / kLanes));
+  auto forOp = scf::ForOp::create(b, loc, add(lb, warp), ub, c(threads() / kLanes));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forOp.getBody()->getTerminator());
@@ -467,7 +385,7 @@ void KernelBuilder::warpLoop(Value lb, Value ub, function_ref<void(Value, Value)
 }
 
 void KernelBuilder::storeOnce(const View &v, Value i, Value x, Value lane) {
-  if (target != KernelTarget::Cuda) {
+  if (!parallel()) {
     storeF(v, i, x);
     return;
   }
@@ -533,19 +451,14 @@ Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Val
 
 Value KernelBuilder::laneSum(int64_t full, int64_t chunk, int64_t tail, Value lane,
                              function_ref<Value(Value, Value, Value, int64_t, int64_t)> step) {
-  if (target == KernelTarget::Cuda) {
+  if (parallel()) {
     Value acc = reduce1(c(0), c(full), cf(0.0), [&](Value ck, Value a) {
       return step(a, ck, lane, -1, chunk);
     });
     if (tail)
       acc = step(acc, c(full), lane, -1, tail);
-    for (int64_t offset = kLanes / 2; offset >= 1; offset /= 2) {
-      auto shuffle = gpu::ShuffleOp::create(
-          b, loc, acc, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(offset)),
-          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kLanes)),
-          gpu::ShuffleMode::XOR);
-      acc = add(acc, shuffle.getShuffleResult());
-    }
+    for (int64_t offset = kLanes / 2; offset >= 1; offset /= 2)
+      acc = add(acc, target.shuffleXor(b, loc, acc, offset, kLanes));
     return acc;
   }
   SmallVector<Value> init(kLanes, cf(0.0));

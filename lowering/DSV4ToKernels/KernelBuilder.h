@@ -14,6 +14,8 @@
 #ifndef COMPRESSA_LOWERING_CPU_KERNELBUILDER_H
 #define COMPRESSA_LOWERING_CPU_KERNELBUILDER_H
 
+#include "lowering/Target/TargetInfo.h"
+
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
@@ -35,17 +37,16 @@ struct WeightView {
   int64_t rows = 0, cols = 0;
 };
 
-/// The device a kernel is emitted for. The loop nests are the same; weight
-/// decoding differs: lookup tables on the CPU; on NVIDIA GPUs the hardware
-/// e4m3 conversion (cvt.rn.f16x2.e4m3x2, sm_89+) and integer decoding of
-/// e2m1 and UE8M0 (the e2m1 cvt needs sm_100a).
-enum class KernelTarget { Cpu, Cuda };
-
-/// Emits kernel code at the builder's insertion point.
+/// Emits kernel code at the builder's insertion point, for the device that
+/// `target` describes (lowering/Target/TargetInfo.h): the loop nests are the
+/// same on every target; threads, barriers, shuffles, alignment, elementary
+/// functions and weight decoding come from the target (lookup tables where
+/// it has no hardware decoding).
 class KernelBuilder {
 public:
-  KernelBuilder(OpBuilder &b, Location loc, ModuleOp module,
-                KernelTarget target = KernelTarget::Cpu);
+  /// `container` holds the kernel (its symbol table receives lookup tables).
+  KernelBuilder(OpBuilder &b, Location loc, Operation *container,
+                const TargetInfo &target);
 
   OpBuilder &builder() { return b; }
   Location getLoc() { return loc; }
@@ -130,7 +131,8 @@ public:
   // region they are plain sequential code too.
   //===--------------------------------------------------------------------===//
   /// Threads per kernel block: 1 on the CPU.
-  int64_t threads() const;
+  int64_t threads() const { return target.blockThreads(); }
+  const TargetInfo &targetInfo() const { return target; }
   /// Lanes of a lane-split dot product (a CUDA warp).
   static constexpr int64_t kLanes = 32;
   /// The iterations of [lb, ub), one per warp on CUDA (every lane of the
@@ -171,19 +173,19 @@ private:
 
   OpBuilder &b;
   Location loc;
-  ModuleOp module;
-  KernelTarget target;
+  Operation *container;
+  const TargetInfo &target;
+  /// Whether the kernel's block has several threads (work is shared).
+  bool parallel() const { return target.blockThreads() > 1; }
   int regionDepth = 0;
   bool strayStore = false;
-  void barrier();
-  Value threadId();
+  void barrier() { target.barrier(b, loc); }
+  Value threadId() { return target.threadId(b, loc); }
   /// The lane-split sum of `full` chunks of `chunk` columns and a tail chunk
   /// of `tail` columns; step(acc, chunk index, lane, constant lane or -1,
   /// columns in this chunk) adds one lane's share of a chunk.
   Value laneSum(int64_t full, int64_t chunk, int64_t tail, Value lane,
                 function_ref<Value(Value, Value, Value, int64_t, int64_t)> step);
-  /// The alignment loads and stores of `elt` may assume on this target.
-  unsigned alignmentOf(Type elt);
 };
 
 } // namespace mlir::compressa::cpu

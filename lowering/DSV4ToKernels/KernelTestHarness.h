@@ -17,6 +17,8 @@
 
 #include "dialects/DSV4/IR/DSV4Ops.h"
 #include "lowering/Target/CPU/CpuCodegen.h"
+#include "lowering/Target/CPU/CpuTarget.h"
+#include "mlir/Pass/PassManager.h"
 #include "lowering/DSV4ToKernels/KernelBuilder.h"
 #include "lowering/DSV4ToKernels/OpEmitters.h"
 
@@ -167,7 +169,8 @@ inline bool OpKernel::compile(const std::string &mlirText, int64_t maxContext,
   auto fn = func::FuncOp::create(b, loc, "k", b.getFunctionType({ptr}, {}));
   Block *block = fn.addEntryBlock();
   b.setInsertionPointToStart(block);
-  KernelBuilder kb(b, loc, *kernels);
+  CpuTarget target;
+  KernelBuilder kb(b, loc, *kernels, target);
   Value argv = block->getArgument(0);
   auto slotPtr = [&](int64_t slot) { return kb.loadPtr(argv, kb.c(slot)); };
 
@@ -270,6 +273,15 @@ inline bool OpKernel::compile(const std::string &mlirText, int64_t maxContext,
 
   CpuCodegenOptions options;
   std::string triple;
+  {
+    // The `llvm` stage of the CPU target, on this one-kernel module.
+    PassManager pm(&ctx);
+    CpuTarget::addLowerToLLVMPasses(pm);
+    if (failed(pm.run(*kernels))) {
+      error = "lowering the kernel to the LLVM dialect failed:\n" + diagnostics;
+      return false;
+    }
+  }
   FailureOr<std::string> so = compileToSharedObject(*kernels, options, triple);
   if (failed(so)) {
     error = "compileToSharedObject failed:\n" + diagnostics;

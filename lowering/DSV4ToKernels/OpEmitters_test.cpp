@@ -13,6 +13,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/DSV4ToKernels/KernelTestHarness.h"
+#include "lowering/Target/CPU/CpuTarget.h"
+#include "lowering/Target/CUDA/CudaTarget.h"
 
 #include "runtime/weights/dtype.h"
 #include "test/reference/Reference.h"
@@ -1366,21 +1368,24 @@ namespace {
 TEST(KernelBuilderWorkSharing, StoresOutsideARegionAreRecorded) {
   using namespace mlir;
   using mlir::compressa::cpu::KernelBuilder;
-  using mlir::compressa::cpu::KernelTarget;
+  using mlir::compressa::TargetInfo;
   MLIRContext ctx;
   ctx.loadDialect<arith::ArithDialect, scf::SCFDialect, LLVM::LLVMDialect,
                   func::FuncDialect, gpu::GPUDialect, math::MathDialect>();
   OpBuilder b(&ctx);
   Location loc = b.getUnknownLoc();
-  for (KernelTarget target : {KernelTarget::Cpu, KernelTarget::Cuda}) {
+  mlir::compressa::cpu::CpuTarget cpuTarget;
+  mlir::compressa::cuda::CudaTarget cudaTarget("sm_90a");
+  for (const TargetInfo *target : {(const TargetInfo *)&cpuTarget,
+                                   (const TargetInfo *)&cudaTarget}) {
     OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
     b.setInsertionPointToEnd(module->getBody());
     Type ptr = LLVM::LLVMPointerType::get(&ctx);
     auto fn = func::FuncOp::create(b, loc, "k", b.getFunctionType({ptr}, {}));
     b.setInsertionPointToStart(fn.addEntryBlock());
-    KernelBuilder kb(b, loc, *module, target);
+    KernelBuilder kb(b, loc, *module, *target);
     Value p = fn.getArgument(0);
-    EXPECT_EQ(kb.threads(), target == KernelTarget::Cuda ? 256 : 1);
+    EXPECT_EQ(kb.threads(), target->isCuda() ? 256 : 1);
     kb.parallelLoop(kb.c(0), kb.c(8), [&](Value i) {
       kb.store(kb.cf(1.0), p, i);
       kb.single([&] { kb.store(kb.cf(2.0), p, i); }); // nested: plain code
@@ -1392,7 +1397,7 @@ TEST(KernelBuilderWorkSharing, StoresOutsideARegionAreRecorded) {
     int barriers = 0;
     fn.walk([&](gpu::BarrierOp) { ++barriers; });
     // Two barriers around each top-level region on CUDA, none on the CPU.
-    EXPECT_EQ(barriers, target == KernelTarget::Cuda ? 4 : 0);
+    EXPECT_EQ(barriers, target->isCuda() ? 4 : 0);
     kb.loop(kb.c(0), kb.c(4), [&](Value i) { kb.store(kb.cf(4.0), p, i); });
     EXPECT_TRUE(kb.storedOutsideRegion());
   }

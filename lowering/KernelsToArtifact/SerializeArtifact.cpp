@@ -1,27 +1,22 @@
-//===- SerializeArtifact.cpp - dsv4 programs -> .cpa artifact -----------===//
+//===- SerializeArtifact.cpp - Programs and kernels -> .cpa artifact -----===//
 // SPDX-License-Identifier: Apache-2.0
 
 #include "lowering/KernelsToArtifact/SerializeArtifact.h"
 #include "dialects/DSV4/IR/DSV4Ops.h"
-#include "frontend/Manifest/WeightManifest.h"
-#include "lowering/DSV4ToKernels/KernelBuilder.h"
-#include "lowering/DSV4ToKernels/OpEmitters.h"
-#include "passes/Model/Passes.h"
+#include "lowering/DSV4ToKernels/KernelABI.h"
+#include "lowering/Target/CPU/CpuCodegen.h"
+#include "lowering/Target/CUDA/CudaCodegen.h"
+#include "lowering/Target/CUDA/CudaTarget.h"
 #include "runtime/format/artifact_generated.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
-#include "mlir/IR/Builders.h"
-#include "llvm/ADT/DenseSet.h"
+#include "mlir/IR/SymbolTable.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/SHA256.h"
 
 using namespace mlir;
 using namespace mlir::compressa;
 using namespace mlir::dsv4;
-namespace fb = ::compressa::fb;
 
 namespace {
 
@@ -32,23 +27,8 @@ constexpr uint32_t kArtifactVersion = 2;
 /// (runtime/format/artifact.fbs).
 constexpr char kTrailerTag[9] = "CPASHA2";
 
-/// One launch argument, before serialization.
-struct LaunchArg {
-  fb::ArgKind kind;
-  uint32_t index;
-};
-
-/// What a kernel's code expects in one argument slot (schema: Param).
-struct ParamOut {
-  fb::ArgKind kind;
-  uint64_t bytesPerToken = 0;
-  uint64_t bytes = 0;
-};
-
-/// Argument slots 0..2 of every kernel hold these.
-enum : int64_t { kTokensSlot = 0, kStartPosSlot = 1, kScratchSlot = 2 };
-
-/// A readable name for the component an op computes.
+/// The checkpoint component a launch computes (the NameLoc the frontend
+/// gave its first op), for buffer names.
 std::string componentName(Operation *op) {
   Location loc = op->getLoc();
   if (auto fused = dyn_cast<FusedLoc>(loc))
@@ -57,39 +37,18 @@ std::string componentName(Operation *op) {
         return name.getName().str();
   if (auto name = dyn_cast<NameLoc>(loc))
     return name.getName().str();
-  return op->getName().getStringRef().str();
+  return "launch";
 }
 
-/// Makes the kernel dialects and their LLVM IR translations available.
-MLIRContext *loadDialects(MLIRContext *ctx) {
-  DialectRegistry registry;
-  cpu::registerCpuCodegenDialects(registry);
-  registry.insert<gpu::GPUDialect, NVVM::NVVMDialect>();
-  ctx->appendDialectRegistry(registry);
-  ctx->loadAllAvailableDialects();
-  return ctx;
-}
+struct LaunchArg {
+  fb::ArgKind kind;
+  uint32_t index;
+};
 
 class Serializer {
 public:
-  Serializer(ModuleOp module, const ModelConfig &cfg, const ArtifactOptions &opts)
-      : module(module), cfg(cfg), opts(opts), ctx(loadDialects(module.getContext())),
-        kernels(ModuleOp::create(UnknownLoc::get(ctx))) {
-    if (opts.target == ArtifactOptions::Target::Cuda) {
-      OpBuilder b(ctx);
-      b.setInsertionPointToEnd(kernels->getBody());
-      (*kernels)->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), b.getUnitAttr());
-      gpuKernels = gpu::GPUModuleOp::create(b, kernels->getLoc(), "compressa_kernels");
-    }
-    // The artifact lists weights without their `.scale` companions (each
-    // weight names its scale); launch arguments index that list.
-    for (TensorEntry &e : buildWeightManifest(cfg)) {
-      manifestIndex[e.name] = manifest.size();
-      if (!e.isScale)
-        weightIndex[e.name] = weightIndex.size();
-      manifest.push_back(std::move(e));
-    }
-  }
+  Serializer(ModuleOp module, const TargetInfo &target, const ArtifactOptions &opts)
+      : module(module), target(target), opts(opts) {}
 
   FailureOr<std::string> run(ArtifactStats &stats);
 
@@ -103,446 +62,312 @@ private:
   };
   struct StateOut {
     std::string name;
-    int64_t bytes;
-    fb::StateInit init;
-    /// Geometry: rowBytes * (rows + maxContext / contextRatio) bytes.
-    int64_t rowBytes, rows;
-    uint32_t contextRatio;
+    StateGeometry geometry;
   };
-
-  LogicalResult program(func::FuncOp func);
-  /// Emits the kernel of one dispatch; returns its index (deduplicated).
-  FailureOr<uint32_t> kernel(ArrayRef<Operation *> members,
-                             std::vector<LaunchArg> &args);
-  /// The root state argument a state value aliases.
-  BlockArgument stateRoot(Value v);
-  FailureOr<uint32_t> stateIndex(func::FuncOp func, BlockArgument arg);
-  FailureOr<uint32_t> weightOf(ParamOp param);
-  FailureOr<uint32_t> expertTableOf(ParamOp param);
-
-  ModuleOp module;
-  const ModelConfig &cfg;
-  const ArtifactOptions &opts;
-  MLIRContext *ctx;
-  OwningOpRef<ModuleOp> kernels;
-  /// CUDA: the gpu.module inside `kernels` that holds the kernels.
-  gpu::GPUModuleOp gpuKernels;
-  std::vector<TensorEntry> manifest;
-  llvm::StringMap<uint32_t> manifestIndex; ///< into `manifest`
-  llvm::StringMap<uint32_t> weightIndex;   ///< into the artifact's weights
-  std::vector<StateOut> states;
-  llvm::StringMap<uint32_t> stateByName;
-  std::vector<std::pair<std::string, uint32_t>> expertTables;
-  llvm::StringMap<uint32_t> expertTableByName;
+  struct WeightOut {
+    std::string name, dtype, scale;
+    SmallVector<int64_t> shape, scaleShape;
+    uint64_t valuesBelow = 0;
+  };
   struct KernelOut {
     std::string name, symbol;
-    int64_t scratchPerToken, scratch;
-    int64_t block;
-    std::vector<ParamOut> params;
+    int64_t scratchPerToken, scratch, block;
+    SmallVector<AbiParam> params;
   };
+
+  LogicalResult kernels();
+  LogicalResult program(func::FuncOp func);
+  /// The state argument a state value is (through launch updates).
+  FailureOr<uint32_t> stateOf(func::FuncOp func, Value v);
+  uint32_t weightOf(ParamOp param);
+  uint32_t expertTableOf(ParamOp param);
+
+  ModuleOp module;
+  const TargetInfo &target;
+  const ArtifactOptions &opts;
+  int64_t maxContext = 0;
+  int64_t routedExperts = 0;
   std::vector<KernelOut> kernelList;
-  llvm::StringMap<uint32_t> kernelByCode;
+  llvm::StringMap<uint32_t> kernelBySymbol;
   std::vector<ProgramOut> programs;
+  std::vector<StateOut> states;
+  llvm::StringMap<uint32_t> stateByName;
+  std::vector<WeightOut> weights;
+  llvm::StringMap<uint32_t> weightByName;
+  std::vector<std::pair<std::string, uint32_t>> expertTables;
+  llvm::StringMap<uint32_t> expertTableByName;
   int64_t launches = 0;
-  int64_t totalDispatches = 0;
-  /// Buffer index of planned values in the current program.
   llvm::DenseMap<Value, uint32_t> bufferOf;
 };
 
 } // namespace
 
-BlockArgument Serializer::stateRoot(Value v) {
-  while (true) {
-    if (auto arg = dyn_cast<BlockArgument>(v))
-      return arg;
-    Operation *def = v.getDefiningOp();
-    if (auto up = dyn_cast<WindowUpdateOp>(def))
-      v = up.getRing();
-    else if (auto cmp = dyn_cast<CompressOp>(def))
-      v = cast<OpResult>(v).getResultNumber() == 0 ? cmp.getState() : cmp.getEntries();
-    else
-      return nullptr;
+LogicalResult Serializer::kernels() {
+  Operation *container = SymbolTable::lookupSymbolIn(module, TargetInfo::kContainer);
+  if (!container)
+    return module.emitError() << "no @" << TargetInfo::kContainer
+                              << " (run convert-dsv4-to-kernels)";
+  for (Operation &op : container->getRegion(0).front()) {
+    auto abi = op.getAttrOfType<DictionaryAttr>(kAbiAttr);
+    if (!abi)
+      continue;
+    KernelOut k;
+    k.symbol = SymbolTable::getSymbolName(&op).str();
+    if (auto name = op.getAttrOfType<StringAttr>(kKernelAttr))
+      k.name = name.str();
+    auto scratch = abi.getAs<DenseI64ArrayAttr>("scratch");
+    k.scratchPerToken = scratch[0];
+    k.scratch = scratch[1];
+    k.block = abi.getAs<IntegerAttr>("block").getInt();
+    ArrayRef<int64_t> params = abi.getAs<DenseI64ArrayAttr>("params").asArrayRef();
+    for (size_t i = 0; i + 2 < params.size(); i += 3)
+      k.params.push_back({static_cast<fb::ArgKind>(params[i]), uint64_t(params[i + 1]),
+                          uint64_t(params[i + 2])});
+    kernelBySymbol[k.symbol] = kernelList.size();
+    kernelList.push_back(std::move(k));
   }
+  if (kernelList.empty())
+    return container->emitError() << "holds no kernel with a " << kAbiAttr;
+  return success();
 }
 
-FailureOr<uint32_t> Serializer::stateIndex(func::FuncOp func, BlockArgument arg) {
-  auto name = func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "dsv4.state");
+FailureOr<uint32_t> Serializer::stateOf(func::FuncOp func, Value v) {
+  // Through launches: result i updates operand updates[i].
+  while (auto launch = v.getDefiningOp<LaunchOp>()) {
+    int64_t u = launch.getUpdates()[cast<OpResult>(v).getResultNumber()];
+    if (u < 0)
+      break;
+    v = launch.getArgs()[u];
+  }
+  auto arg = dyn_cast<BlockArgument>(v);
+  auto name = arg ? func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), kStateAttr)
+                  : nullptr;
   if (!name)
-    return func.emitError() << "state argument #" << arg.getArgNumber()
-                            << " has no dsv4.state name";
+    return func.emitError() << "a launch reads decode state that is not a "
+                               "dsv4.state argument of @"
+                            << func.getName();
   auto it = stateByName.find(name.getValue());
   if (it != stateByName.end())
     return it->second;
-  Type t = arg.getType();
-  // The geometry the runtime recomputes the size from: fixed rows (a
-  // window, compressor slots) or one row per `ratio` positions.
-  int64_t rowBytes = 0, rows = 0;
-  uint32_t ratio = 0;
-  fb::StateInit init = fb::StateInit::Zero;
-  auto eltBytes = [](Type e) { return int64_t(e.getIntOrFloatBitWidth() / 8); };
-  if (auto w = dyn_cast<WindowKVType>(t)) {
-    rowBytes = w.getDim() * eltBytes(w.getElementType());
-    rows = w.getWindow();
-  } else if (auto c = dyn_cast<CompressorStateType>(t)) {
-    // kv and score halves of slots x width f32 each.
-    rowBytes = 2 * c.getWidth() * 4;
-    rows = c.getSlots();
-    init = fb::StateInit::CompressorState;
-  } else if (auto e = dyn_cast<CompressedKVType>(t)) {
-    rowBytes = e.getDim() * eltBytes(e.getElementType());
-    ratio = e.getRatio();
-  } else if (auto k = dyn_cast<IndexerKeysType>(t)) {
-    rowBytes = k.getDim() * eltBytes(k.getElementType());
-    ratio = k.getRatio();
-  } else {
-    return func.emitError() << "unsupported decode-state type " << t;
-  }
-  int64_t bytes = rowBytes * (rows + (ratio ? opts.maxContext / ratio : 0));
-  // Entries of a ratio larger than the context never exist; keep 1 byte so
-  // the allocation is valid.
-  bytes = std::max<int64_t>(bytes, 1);
+  FailureOr<StateGeometry> g = stateGeometry(arg.getType());
+  if (failed(g))
+    return func.emitError() << "unsupported decode-state type " << arg.getType();
   uint32_t index = states.size();
-  states.push_back({name.getValue().str(), bytes, init, rowBytes, rows, ratio});
+  states.push_back({name.str(), *g});
   stateByName[name.getValue()] = index;
   return index;
 }
 
-FailureOr<uint32_t> Serializer::weightOf(ParamOp param) {
-  auto it = weightIndex.find(param.getName());
-  if (it == weightIndex.end())
-    return param.emitOpError() << "names a tensor that is not in the weight manifest";
-  return it->second;
+uint32_t Serializer::weightOf(ParamOp param) {
+  auto it = weightByName.find(param.getName());
+  if (it != weightByName.end())
+    return it->second;
+  WeightType type = param.getType();
+  WeightOut w;
+  w.name = param.getName().str();
+  w.dtype = weightDtype(type);
+  w.shape = weightDiskShape(type);
+  if (type.isQuantized()) {
+    w.scale = scaleName(w.name);
+    w.scaleShape = scaleShape(type);
+  }
+  // tid2eid picks routed experts: the runtime checks every value is in
+  // [0, n_routed_experts) when it binds the checkpoint.
+  if (StringRef(w.name).ends_with(".gate.tid2eid"))
+    w.valuesBelow = routedExperts;
+  uint32_t index = weights.size();
+  weights.push_back(std::move(w));
+  weightByName[param.getName()] = index;
+  return index;
 }
 
-FailureOr<uint32_t> Serializer::expertTableOf(ParamOp param) {
+uint32_t Serializer::expertTableOf(ParamOp param) {
   StringRef pattern = param.getName();
   auto it = expertTableByName.find(pattern);
   if (it != expertTableByName.end())
     return it->second;
+  // Each expert is a weight of its own; the table names them by pattern.
+  WeightType type = param.getType();
+  uint32_t count = type.getShape()[0];
+  for (uint32_t e = 0; e < count; ++e) {
+    std::string name;
+    for (char ch : pattern)
+      name += ch == '*' ? std::to_string(e) : std::string(1, ch);
+    if (weightByName.count(name))
+      continue;
+    WeightOut w;
+    w.name = name;
+    w.dtype = weightDtype(type);
+    w.shape = weightDiskShape(type);
+    if (type.isQuantized()) {
+      w.scale = scaleName(name);
+      w.scaleShape = scaleShape(type);
+    }
+    weightByName[name] = weights.size();
+    weights.push_back(std::move(w));
+  }
   uint32_t index = expertTables.size();
-  expertTables.push_back({pattern.str(), uint32_t(param.getType().getShape()[0])});
+  expertTables.push_back({pattern.str(), count});
   expertTableByName[pattern] = index;
-  return index;
-}
-
-FailureOr<uint32_t> Serializer::kernel(ArrayRef<Operation *> members,
-                                       std::vector<LaunchArg> &args) {
-  using namespace mlir::compressa::cpu;
-  Location loc = members.front()->getLoc();
-  func::FuncOp program = members.front()->getParentOfType<func::FuncOp>();
-  OpBuilder b(ctx);
-  Type ptr = LLVM::LLVMPointerType::get(ctx);
-  std::string symbol = "compressa_kernel_" + std::to_string(kernelList.size());
-  bool cuda = opts.target == ArtifactOptions::Target::Cuda;
-  // CPU: func.func @k(argv) in the kernel module. CUDA: a kernel gpu.func
-  // in gpu.module @compressa_kernels.
-  Operation *fn;
-  Block *entry;
-  if (cuda) {
-    b.setInsertionPointToEnd(gpuKernels.getBody());
-    auto gfn = gpu::GPUFuncOp::create(b, loc, symbol, b.getFunctionType({ptr}, {}));
-    gfn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-    fn = gfn;
-    entry = &gfn.getBody().front();
-  } else {
-    b.setInsertionPointToEnd(kernels->getBody());
-    auto ffn = func::FuncOp::create(b, loc, symbol, b.getFunctionType({ptr}, {}));
-    fn = ffn;
-    entry = ffn.addEntryBlock();
-  }
-  b.setInsertionPointToStart(entry);
-  KernelBuilder kb(b, loc, *kernels, cuda ? KernelTarget::Cuda : KernelTarget::Cpu);
-  Value argv = entry->getArgument(0);
-
-  auto slotPtr = [&](int64_t slot) { return kb.loadPtr(argv, kb.c(slot)); };
-  EmitContext ec;
-  ec.maxContext = opts.maxContext;
-  // Scalars: in the slot itself on the CPU; behind a device pointer on CUDA
-  // (so argument vectors and captured graphs stay valid across calls).
-  auto scalar = [&](int64_t slot) -> Value {
-    if (cuda)
-      return kb.load(kb.i64(), slotPtr(slot), kb.c(0));
-    return LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(slot));
-  };
-  ec.tokens = scalar(kTokensSlot);
-  ec.startPos = scalar(kStartPosSlot);
-  Value scratchBase = slotPtr(kScratchSlot);
-  int64_t scratchPerToken = 0, scratchFixed = 0;
-  ec.scratch = [&](int64_t perToken, int64_t bytes) -> Value {
-    // Offsets: all per-token parts first (scaled by S at run time), then the
-    // fixed parts; every part 64-byte rounded.
-    perToken = llvm::alignTo(perToken, 64);
-    bytes = llvm::alignTo(bytes, 64);
-    Value off = kb.add(kb.mul(kb.c(scratchPerToken), ec.tokens), kb.c(scratchFixed));
-    // Fixed parts sit after the largest possible per-token area: the runtime
-    // gives scratchPerToken * maxTokens + fixed bytes.
-    scratchPerToken += perToken;
-    scratchFixed += bytes;
-    return kb.offset(b.getI8Type(), scratchBase, off);
-  };
-
-  llvm::SmallPtrSet<Operation *, 16> inGroup(members.begin(), members.end());
-  // Slots 0..2 of every launch: tokens, start position, scratch.
-  args = {{fb::ArgKind::Tokens, 0}, {fb::ArgKind::StartPos, 0},
-          {fb::ArgKind::Scratch, 0}};
-  // The kernel's signature, slot by slot: what the code indexes in each
-  // argument (the runtime checks every launch against it).
-  std::vector<ParamOut> params = {{fb::ArgKind::Tokens}, {fb::ArgKind::StartPos},
-                                  {fb::ArgKind::Scratch}};
-  auto addArg = [&](LaunchArg a, ParamOut p) -> Value {
-    args.push_back(a);
-    params.push_back(p);
-    return slotPtr(args.size() - 1);
-  };
-  auto eltOf = [](Value v) { return cast<RankedTensorType>(v.getType()).getElementType(); };
-  // A buffer of tensor `v`: [max_tokens, ...] is sized per token, anything
-  // else as a whole.
-  int64_t maxTokens = 0;
-  if (auto bound = program->getAttrOfType<IntegerAttr>(kMaxTokensAttr))
-    maxTokens = bound.getInt();
-  auto bufferParam = [&](Value v) -> ParamOut {
-    auto type = cast<RankedTensorType>(v.getType());
-    int64_t elements = type.getNumElements();
-    uint64_t bytes = uint64_t(elements) * type.getElementTypeBitWidth() / 8;
-    if (type.getRank() >= 1 && maxTokens > 0 && type.getDimSize(0) == maxTokens)
-      return {fb::ArgKind::Buffer, bytes / uint64_t(maxTokens), 0};
-    return {fb::ArgKind::Buffer, 0, bytes};
-  };
-  auto weightParam = [&](StringRef name, bool scale) -> ParamOut {
-    const TensorEntry &entry = manifest[manifestIndex.lookup(name)];
-    if (!scale)
-      return {fb::ArgKind::Weight, 0, tensorBytes(entry)};
-    auto it = manifestIndex.find(entry.scaleName);
-    uint64_t bytes = it == manifestIndex.end() ? 0 : tensorBytes(manifest[it->second]);
-    return {fb::ArgKind::WeightScale, 0, bytes};
-  };
-
-  // Step 1. Bind the operands that come from outside the dispatch.
-  for (Operation *op : members) {
-    for (Value operand : op->getOperands()) {
-      if (ec.tensors.count(operand) || ec.weights.count(operand) ||
-          ec.experts.count(operand) || ec.states.count(operand))
-        continue;
-      Operation *def = operand.getDefiningOp();
-      if (def && inGroup.contains(def))
-        continue;
-      if (auto param = dyn_cast_or_null<ParamOp>(def)) {
-        WeightType wt = param.getType();
-        ArrayRef<int64_t> shape = wt.getShape();
-        if (wt.getRank() == 3) {
-          FailureOr<uint32_t> t = expertTableOf(param);
-          if (failed(t))
-            return failure();
-          Value table = addArg({fb::ArgKind::ExpertTable, *t},
-                               {fb::ArgKind::ExpertTable, 0, uint64_t(shape[0])});
-          ec.experts[operand] = ExpertView{table, shape[0], wt.getElementType(),
-                                           shape[1], shape[2]};
-          continue;
-        }
-        FailureOr<uint32_t> w = weightOf(param);
-        if (failed(w))
-          return failure();
-        WeightView view;
-        view.data = addArg({fb::ArgKind::Weight, *w}, weightParam(param.getName(), false));
-        if (wt.isQuantized())
-          view.scale = addArg({fb::ArgKind::WeightScale, *w}, weightParam(param.getName(), true));
-        view.elt = wt.getElementType();
-        view.rows = wt.getRank() == 2 ? shape[0] : 1;
-        view.cols = shape.back();
-        ec.weights[operand] = view;
-        continue;
-      }
-      if (isa<IndexType>(operand.getType()))
-        continue; // start_pos: slot 1.
-      if (isa<RankedTensorType>(operand.getType())) {
-        auto it = bufferOf.find(operand);
-        if (it == bufferOf.end())
-          return op->emitOpError() << "reads a value that has no buffer "
-                                      "(run dsv4-plan-memory first)";
-        ec.tensors[operand] =
-            View{addArg({fb::ArgKind::Buffer, it->second}, bufferParam(operand)), eltOf(operand)};
-        continue;
-      }
-      BlockArgument root = stateRoot(operand);
-      if (!root)
-        return op->emitOpError() << "reads decode state that is not a program argument";
-      FailureOr<uint32_t> s = stateIndex(program, root);
-      if (failed(s))
-        return failure();
-      ec.states[operand] = addArg({fb::ArgKind::State, *s},
-                                  {fb::ArgKind::State, 0, uint64_t(states[*s].bytes)});
-    }
-    // Step 2. Results: program buffers, aliased state, or scratch.
-    for (Value r : op->getResults()) {
-      if (isa<RankedTensorType>(r.getType())) {
-        auto it = bufferOf.find(r);
-        if (it != bufferOf.end()) {
-          ec.tensors[r] = View{addArg({fb::ArgKind::Buffer, it->second}, bufferParam(r)), eltOf(r)};
-        } else {
-          auto shape = cast<RankedTensorType>(r.getType()).getShape();
-          int64_t per = 1;
-          for (int64_t d : shape.drop_front())
-            per *= d;
-          int64_t bytes = per * eltOf(r).getIntOrFloatBitWidth() / 8;
-          ec.tensors[r] = View{ec.scratch(bytes, 0), eltOf(r)};
-        }
-        continue;
-      }
-      // New state aliases the state it updates.
-      Value base;
-      if (auto up = dyn_cast<WindowUpdateOp>(op))
-        base = up.getRing();
-      else if (auto cmp = dyn_cast<CompressOp>(op))
-        base = cast<OpResult>(r).getResultNumber() == 0 ? cmp.getState() : cmp.getEntries();
-      if (!base || !ec.states.count(base))
-        return op->emitOpError() << "produces a value the CPU target cannot place";
-      ec.states[r] = ec.states[base];
-    }
-    // Step 3. The op's loop nest.
-    if (failed(emitOp(kb, op, ec)))
-      return failure();
-    if (kb.storedOutsideRegion())
-      return op->emitOpError()
-             << "internal error: its kernel code stores outside a parallel or "
-                "single region (a race on CUDA)";
-  }
-  if (cuda)
-    gpu::ReturnOp::create(b, loc);
-  else
-    func::ReturnOp::create(b, loc);
-
-  // Deduplicate: identical code (up to the symbol name) taking the same
-  // argument kinds is one kernel.
-  std::string code;
-  {
-    llvm::raw_string_ostream os(code);
-    auto nameAttr = SymbolTable::getSymbolAttrName();
-    fn->setAttr(nameAttr, b.getStringAttr("k"));
-    fn->print(os, OpPrintingFlags().skipRegions(false));
-    fn->setAttr(nameAttr, b.getStringAttr(symbol));
-    for (const ParamOut &p : params)
-      os << " " << static_cast<int>(p.kind);
-  }
-  auto it = kernelByCode.find(code);
-  if (it != kernelByCode.end()) {
-    fn->erase();
-    // The same code serves launches of another program, whose max_tokens
-    // may differ: keep what every use satisfies.
-    std::vector<ParamOut> &known = kernelList[it->second].params;
-    for (size_t i = 0; i < known.size(); ++i) {
-      known[i].bytesPerToken = std::min(known[i].bytesPerToken, params[i].bytesPerToken);
-      known[i].bytes = std::min(known[i].bytes, params[i].bytes);
-    }
-    return it->second;
-  }
-  uint32_t index = kernelList.size();
-  kernelList.push_back({componentName(members.front()), symbol, scratchPerToken,
-                        scratchFixed, kb.threads(), std::move(params)});
-  kernelByCode[code] = index;
   return index;
 }
 
 LogicalResult Serializer::program(func::FuncOp func) {
   auto bound = func->getAttrOfType<IntegerAttr>(kMaxTokensAttr);
   auto arena = func->getAttrOfType<IntegerAttr>(kArenaBytesAttr);
-  if (!bound || !arena)
+  if (!arena)
     return func.emitError() << "program @" << func.getName()
-                            << " has no memory plan (run dsv4-specialize-shapes "
-                               "and dsv4-plan-memory)";
+                            << " has no memory plan (run dsv4-plan-memory)";
   ProgramOut prog;
   prog.name = func.getName().str();
   prog.maxTokens = bound.getInt();
   prog.arena = arena.getInt();
   bufferOf.clear();
+  Block &body = func.getBody().front();
   auto addBuffer = [&](Value v, ArrayRef<int64_t> slot, std::string name) {
     bufferOf[v] = prog.buffers.size();
     prog.buffers.emplace_back(std::move(name), slot[0], slot[1]);
   };
-  Block &body = func.getBody().front();
   for (BlockArgument arg : body.getArguments())
     if (auto slot = func.getArgAttrOfType<DenseI64ArrayAttr>(arg.getArgNumber(), kBufferAttr))
       addBuffer(arg, slot.asArrayRef(), "input_ids");
-  for (Operation &op : body)
-    if (auto slots = op.getAttrOfType<ArrayAttr>(kBuffersAttr))
+  if (!bufferOf.count(body.getArgument(0)))
+    return func.emitError() << "input_ids has no buffer";
+
+  for (Operation &op : body) {
+    if (isa<ParamOp, func::ReturnOp>(op))
+      continue;
+    auto launch = dyn_cast<LaunchOp>(op);
+    if (!launch)
+      return op.emitOpError() << "is not a launch: a program must be fully "
+                                 "outlined (run dsv4-outline-dispatches)";
+    auto callee = launch.getKernel();
+    auto kit = kernelBySymbol.find(callee.getLeafReference().getValue());
+    if (callee.getRootReference().getValue() != TargetInfo::kContainer ||
+        kit == kernelBySymbol.end())
+      return launch.emitOpError() << "calls " << callee
+                                  << ", which is no converted kernel (run "
+                                     "convert-dsv4-to-kernels)";
+    std::string component = componentName(launch);
+    auto slots = launch->getAttrOfType<ArrayAttr>(kBuffersAttr);
+    if (slots)
       for (auto [i, s] : llvm::enumerate(slots)) {
         auto slot = cast<DenseI64ArrayAttr>(s).asArrayRef();
         if (slot[0] >= 0)
-          addBuffer(op.getResult(i), slot, componentName(&op) + "#" + std::to_string(i));
+          addBuffer(launch.getResult(i), slot,
+                    component + "#" + std::to_string(i));
       }
-  if (!bufferOf.count(body.getArgument(0)))
-    return func.emitError() << "input_ids has no buffer";
-  prog.inputIds = bufferOf[body.getArgument(0)];
+    // Slots 0..2, then the operands', then the results' (KernelABI.h).
+    std::vector<LaunchArg> args = {{fb::ArgKind::Tokens, 0},
+                                   {fb::ArgKind::StartPos, 0},
+                                   {fb::ArgKind::Scratch, 0}};
+    for (Value v : launch.getArgs()) {
+      Type t = v.getType();
+      if (isa<RankedTensorType>(t)) {
+        auto it = bufferOf.find(v);
+        if (it == bufferOf.end())
+          return launch.emitOpError() << "reads a tensor that has no arena slot";
+        args.push_back({fb::ArgKind::Buffer, it->second});
+      } else if (auto wt = dyn_cast<WeightType>(t)) {
+        auto param = v.getDefiningOp<ParamOp>();
+        if (!param)
+          return launch.emitOpError() << "reads a weight that no dsv4.param names";
+        if (wt.getRank() == 3) {
+          args.push_back({fb::ArgKind::ExpertTable, expertTableOf(param)});
+          continue;
+        }
+        uint32_t w = weightOf(param);
+        args.push_back({fb::ArgKind::Weight, w});
+        if (wt.isQuantized())
+          args.push_back({fb::ArgKind::WeightScale, w});
+      } else if (succeeded(stateGeometry(t))) {
+        FailureOr<uint32_t> s = stateOf(func, v);
+        if (failed(s))
+          return failure();
+        args.push_back({fb::ArgKind::State, *s});
+      }
+    }
+    for (Value r : launch.getResults())
+      if (isa<RankedTensorType>(r.getType())) {
+        auto it = bufferOf.find(r);
+        if (it == bufferOf.end())
+          return launch.emitOpError() << "hands out a tensor without an arena slot";
+        args.push_back({fb::ArgKind::Buffer, it->second});
+      }
+    if (args.size() != kernelList[kit->second].params.size())
+      return launch.emitOpError() << "passes " << args.size() << " arguments, "
+                                  << callee << " takes "
+                                  << kernelList[kit->second].params.size();
+    prog.launches.push_back({kit->second, std::move(args)});
+    ++launches;
+  }
   auto ret = cast<func::ReturnOp>(body.getTerminator());
   if (!bufferOf.count(ret.getOperand(0)))
     return func.emitError() << "the logits have no buffer";
+  prog.inputIds = bufferOf[body.getArgument(0)];
   prog.logits = bufferOf[ret.getOperand(0)];
-  // Results that are state must be the state arguments, updated in place.
   for (Value v : ret.getOperands())
-    if (!isa<RankedTensorType>(v.getType()) && !stateRoot(v))
-      return func.emitError() << "returns decode state that is not an update "
-                                 "of its argument";
-
-  // Dispatches in id order: ids were assigned in program order.
-  std::map<int64_t, SmallVector<Operation *>> groups;
-  for (Operation &op : body)
-    if (auto id = op.getAttrOfType<IntegerAttr>(kDispatchAttr))
-      groups[id.getInt()].push_back(&op);
-  for (auto &[id, members] : groups) {
-    std::vector<LaunchArg> args;
-    if (opts.progress)
-      opts.progress(launches, totalDispatches);
-    FailureOr<uint32_t> k = kernel(members, args);
-    if (failed(k))
+    if (!isa<RankedTensorType>(v.getType()) && failed(stateOf(func, v)))
       return failure();
-    prog.launches.push_back({*k, std::move(args)});
-    ++launches;
-  }
   programs.push_back(std::move(prog));
   return success();
 }
 
 FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
-  // The dispatches of all programs, for progress reports.
+  auto info = module->getAttrOfType<DictionaryAttr>(kModelInfoAttr);
+  auto name = module->getAttrOfType<StringAttr>(kModelAttr);
+  auto context = module->getAttrOfType<IntegerAttr>(kMaxContextAttr);
+  if (!info || !name || !context)
+    return module.emitError() << "the module needs " << kModelAttr << ", "
+                              << kModelInfoAttr << " and " << kMaxContextAttr
+                              << " (set by the frontend and dsv4-specialize-shapes)";
+  auto infoInt = [&](StringRef key) { return info.getAs<IntegerAttr>(key).getInt(); };
+  maxContext = context.getInt();
+  routedExperts = infoInt("n_routed_experts");
+
+  if (failed(kernels()))
+    return failure();
   for (auto func : module.getOps<func::FuncOp>())
-    if (func.getName() == "prefill" || func.getName() == "decode") {
-      llvm::DenseSet<int64_t> ids;
-      func.walk([&](Operation *op) {
-        if (auto id = op->getAttrOfType<IntegerAttr>(kDispatchAttr))
-          ids.insert(id.getInt());
-      });
-      totalDispatches += ids.size();
-    }
-  for (auto func : module.getOps<func::FuncOp>())
-    if (func.getName() == "prefill" || func.getName() == "decode")
+    if (func->hasAttr(kMaxTokensAttr) &&
+        (func.getName() == "prefill" || func.getName() == "decode"))
       if (failed(program(func)))
         return failure();
   if (programs.empty())
     return module.emitError() << "no @prefill or @decode program to serialize";
 
   // Device code.
-  if (opts.progress)
-    opts.progress(totalDispatches, totalDispatches);
-  bool cuda = opts.target == ArtifactOptions::Target::Cuda;
+  Operation *container = SymbolTable::lookupSymbolIn(module, TargetInfo::kContainer);
   std::string triple, so;
   cuda::CudaBinary gpuCode;
-  if (cuda) {
-    FailureOr<cuda::CudaBinary> bin = cuda::compileToCuda(*kernels, opts.cuda);
+  std::string chip;
+  if (auto *cudaTarget = dynamic_cast<const cuda::CudaTarget *>(&target)) {
+    cuda::CudaCodegenOptions copts;
+    copts.chip = chip = cudaTarget->getChip();
+    copts.features = cudaTarget->features();
+    copts.toolkitPath = opts.cudaToolkit;
+    copts.dumpDir = opts.dumpDir;
+    FailureOr<cuda::CudaBinary> bin = cuda::compileToCuda(module, copts);
     if (failed(bin))
       return failure();
     gpuCode = std::move(*bin);
   } else {
-    FailureOr<std::string> lib = cpu::compileToSharedObject(*kernels, opts.cpu, triple);
+    cpu::CpuCodegenOptions copts;
+    copts.cpu = opts.cpu;
+    copts.dumpDir = opts.dumpDir;
+    FailureOr<std::string> lib =
+        cpu::compileToSharedObject(cast<ModuleOp>(container), copts, triple);
     if (failed(lib))
       return failure();
     so = std::move(*lib);
   }
+  bool cuda = target.isCuda();
 
   flatbuffers::FlatBufferBuilder fbb(1 << 20);
   std::vector<flatbuffers::Offset<fb::Program>> progs;
   for (const ProgramOut &p : programs) {
     std::vector<flatbuffers::Offset<fb::Buffer>> bufs;
-    for (auto &[name, offset, bytes] : p.buffers)
-      bufs.push_back(fb::CreateBufferDirect(fbb, name.c_str(), offset, bytes));
+    for (auto &[bufName, offset, bytes] : p.buffers)
+      bufs.push_back(fb::CreateBufferDirect(fbb, bufName.c_str(), offset, bytes));
     std::vector<flatbuffers::Offset<fb::Launch>> ls;
     for (auto &[k, args] : p.launches) {
       std::vector<flatbuffers::Offset<fb::Arg>> as;
@@ -554,14 +379,12 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                                             p.arena, &bufs, p.inputIds,
                                             p.logits, &ls));
   }
+  // Launch geometry: one block of the kernel's threads (1 on the CPU)
+  // sharing the dispatch's loops.
   std::vector<flatbuffers::Offset<fb::Kernel>> ks;
-  // Launch geometry: one block of KernelBuilder::threads() threads (1 on
-  // the CPU) sharing the dispatch's loops; a tuned kernel per dispatch
-  // replaces this later without changing the rest (the runtime reads the
-  // geometry from here).
   for (const KernelOut &k : kernelList) {
     std::vector<flatbuffers::Offset<fb::Param>> params;
-    for (const ParamOut &p : k.params)
+    for (const AbiParam &p : k.params)
       params.push_back(fb::CreateParam(fbb, p.kind, p.bytesPerToken, p.bytes));
     ks.push_back(fb::CreateKernelDirect(fbb, k.name.c_str(), k.symbol.c_str(),
                                         k.scratchPerToken, k.scratch,
@@ -570,46 +393,38 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   }
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)
-    ss.push_back(fb::CreateStateDirect(fbb, s.name.c_str(), s.bytes, s.init, s.rowBytes,
-                                       s.rows, s.contextRatio));
+    ss.push_back(fb::CreateStateDirect(
+        fbb, s.name.c_str(), s.geometry.bytes(maxContext),
+        s.geometry.compressor ? fb::StateInit::CompressorState : fb::StateInit::Zero,
+        s.geometry.rowBytes, s.geometry.rows, s.geometry.ratio));
   std::vector<flatbuffers::Offset<fb::Weight>> ws;
-  for (const TensorEntry &e : manifest) {
-    if (e.isScale)
-      continue; // described by its weight's `scale`
-    std::vector<int64_t> scaleShape;
-    if (!e.scaleName.empty()) {
-      auto it = manifestIndex.find(e.scaleName);
-      if (it != manifestIndex.end())
-        scaleShape = manifest[it->second].shape;
-    }
-    // tid2eid picks routed experts: the runtime checks every value is in
-    // [0, n_routed_experts) when it binds the checkpoint.
-    uint64_t valuesBelow = 0;
-    if (StringRef(e.name).ends_with(".gate.tid2eid"))
-      valuesBelow = cfg.numRoutedExperts;
-    ws.push_back(fb::CreateWeightDirect(fbb, e.name.c_str(), e.dtype.c_str(),
-                                        &e.shape, e.scaleName.c_str(),
-                                        &scaleShape, e.optional, valuesBelow));
+  for (const WeightOut &w : weights) {
+    std::vector<int64_t> shape(w.shape.begin(), w.shape.end());
+    std::vector<int64_t> scaleShapeV(w.scaleShape.begin(), w.scaleShape.end());
+    ws.push_back(fb::CreateWeightDirect(fbb, w.name.c_str(), w.dtype.c_str(),
+                                        &shape, w.scale.c_str(), &scaleShapeV,
+                                        /*optional=*/false, w.valuesBelow));
   }
   std::vector<flatbuffers::Offset<fb::ExpertTable>> ets;
   for (auto &[pattern, count] : expertTables)
     ets.push_back(fb::CreateExpertTableDirect(fbb, pattern.c_str(), count));
-  auto model = fb::CreateModelInfoDirect(fbb, cfg.name.c_str(), cfg.vocabSize,
-                                         cfg.hiddenSize, cfg.bosTokenId,
-                                         cfg.eosTokenId, opts.maxContext,
-                                         cfg.numRoutedExperts);
+  auto model = fb::CreateModelInfoDirect(
+      fbb, name.str().c_str(), infoInt("vocab_size"), infoInt("hidden_size"),
+      infoInt("bos_token_id"), infoInt("eos_token_id"), maxContext, routedExperts);
   flatbuffers::Offset<fb::CpuCode> cpuCode;
   flatbuffers::Offset<fb::CudaCode> cudaCode;
   if (cuda) {
     std::vector<uint8_t> cubin(gpuCode.cubin.begin(), gpuCode.cubin.end());
-    cudaCode = fb::CreateCudaCodeDirect(fbb, opts.cuda.chip.c_str(),
-                                        gpuCode.ptx.c_str(), &cubin);
+    cudaCode = fb::CreateCudaCodeDirect(fbb, chip.c_str(), gpuCode.ptx.c_str(), &cubin);
   } else {
     std::vector<uint8_t> soBytes(so.begin(), so.end());
     cpuCode = fb::CreateCpuCodeDirect(fbb, triple.c_str(), &soBytes);
   }
+  std::string configJson;
+  if (auto text = module->getAttrOfType<StringAttr>(kConfigJsonAttr))
+    configJson = text.str();
   auto root = fb::CreateArtifactDirect(
-      fbb, kArtifactVersion, model, opts.configJson.c_str(),
+      fbb, kArtifactVersion, model, configJson.c_str(),
       cuda ? fb::Target::Cuda : fb::Target::Cpu, &progs, &ks, &ss, &ws, &ets,
       cpuCode, cudaCode);
   fb::FinishArtifactBuffer(fbb, root);
@@ -626,10 +441,10 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   return file;
 }
 
-FailureOr<std::string>
-mlir::compressa::serializeArtifact(ModuleOp module, const ModelConfig &config,
-                                   const ArtifactOptions &options,
-                                   ArtifactStats &stats) {
-  Serializer serializer(module, config, options);
+FailureOr<std::string> mlir::compressa::serializeArtifact(ModuleOp module,
+                                                          const TargetInfo &target,
+                                                          const ArtifactOptions &options,
+                                                          ArtifactStats &stats) {
+  Serializer serializer(module, target, options);
   return serializer.run(stats);
 }

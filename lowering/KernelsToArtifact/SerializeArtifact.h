@@ -1,39 +1,40 @@
-//===- SerializeArtifact.h - dsv4 programs -> .cpa artifact ------*- C++ -*-===//
+//===- SerializeArtifact.h - Programs and kernels -> .cpa artifact -*- C++ -*-===//
 // SPDX-License-Identifier: Apache-2.0
 //
-// After dsv4-specialize-shapes, dsv4-form-dispatches and dsv4-plan-memory:
+// The last step of the pipeline: a module after lower-kernels-to-llvm
+// becomes the FlatBuffer artifact (runtime/format/artifact.fbs). Everything
+// comes from the IR, nothing from a config:
 //
-//   program (func)  ──▶ Program { launches [kernel, args], arena, buffers }
-//   dispatch (ops with one dsv4.dispatch id) ──emitters──▶ kernel function
-//   kernels (deduplicated) ──CpuCodegen──▶ shared object
-//   dsv4.param / state arguments ──▶ weight manifest / decode-state table
+//   module attributes (dsv4.model, dsv4.model_info, dsv4.config_json,
+//     dsv4.max_context)                       ──▶ ModelInfo, config_json
+//   programs (func.func with dsv4.max_tokens)  ──▶ Program { arena, buffers,
+//     dsv4.launch in order                          launches [kernel, args] }
+//   kernels in @compressa_kernels (dsv4.abi)   ──▶ Kernel { symbol, params,
+//                                                   scratch, block }
+//   dsv4.param ops                             ──▶ weights, expert tables
+//   state arguments (dsv4.state)               ──▶ decode-state table
+//   @compressa_kernels ──target code generation──▶ shared object / PTX+cubin
 //
 //===----------------------------------------------------------------------===//
-#ifndef COMPRESSA_LOWERING_ARTIFACT_SERIALIZEARTIFACT_H
-#define COMPRESSA_LOWERING_ARTIFACT_SERIALIZEARTIFACT_H
+#ifndef COMPRESSA_LOWERING_KERNELSTOARTIFACT_SERIALIZEARTIFACT_H
+#define COMPRESSA_LOWERING_KERNELSTOARTIFACT_SERIALIZEARTIFACT_H
 
-#include "frontend/Config/ModelConfig.h"
-#include "lowering/Target/CPU/CpuCodegen.h"
-#include "lowering/Target/CUDA/CudaCodegen.h"
+#include "lowering/Target/TargetInfo.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
-#include <functional>
 #include <string>
 
 namespace mlir::compressa {
 
 struct ArtifactOptions {
-  enum class Target { Cpu, Cuda } target = Target::Cpu;
-  /// Longest context (prompt + generation) the decode state holds.
-  int64_t maxContext = 4096;
-  cpu::CpuCodegenOptions cpu;
-  cuda::CudaCodegenOptions cuda;
-  /// The text of the config.json, stored in the artifact.
-  std::string configJson;
-  /// Called after each dispatch is turned into a kernel (done, total), and
-  /// with done == total when device code generation starts.
-  std::function<void(int64_t done, int64_t total)> progress;
+  /// CPU target: the LLVM CPU name ("x86-64" runs on any x86-64 machine,
+  /// "native" tunes for the compiling host).
+  std::string cpu = "x86-64";
+  /// CUDA target: the toolkit (libdevice, ptxas).
+  std::string cudaToolkit = "/usr/local/cuda";
+  /// Where to write the device code's intermediates (empty = nowhere).
+  std::string dumpDir;
 };
 
 /// Statistics of a serialization, for tools and tests.
@@ -44,13 +45,12 @@ struct ArtifactStats {
   std::string ptx;         ///< the PTX text (CUDA target)
 };
 
-/// Serializes the programs of `module` for `options.target`. The kernels are
-/// emitted into a separate module; `module` is only read.
-FailureOr<std::string> serializeArtifact(ModuleOp module,
-                                         const ModelConfig &config,
+/// The artifact of `module` (after lower-kernels-to-llvm for `target`);
+/// `module` is only read. Errors go to the module's diagnostics.
+FailureOr<std::string> serializeArtifact(ModuleOp module, const TargetInfo &target,
                                          const ArtifactOptions &options,
                                          ArtifactStats &stats);
 
 } // namespace mlir::compressa
 
-#endif // COMPRESSA_LOWERING_ARTIFACT_SERIALIZEARTIFACT_H
+#endif // COMPRESSA_LOWERING_KERNELSTOARTIFACT_SERIALIZEARTIFACT_H

@@ -53,6 +53,8 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
     // Rule order matters little: each merge is checked for legality alone.
     func.walk([&](Operation *op) {
       if (auto norm = dyn_cast<RmsNormOp>(op)) {
+        if (!fuseNorms)
+          return;
         // hc.pre / hc.head + the norm of their output.
         if (Operation *def = norm.getX().getDefiningOp())
           if (isa<HcPreOp, HcHeadOp>(def) && singleUser(norm.getX()) == op)
@@ -93,6 +95,8 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
     // A norm joins its consumers when they all ended up in one dispatch
     // (the final norm and lm_head; ffn_norm and the MoE).
     func.walk([&](RmsNormOp norm) {
+      if (!fuseNorms)
+        return;
       Operation *leader = nullptr;
       bool one = !norm.getResult().use_empty();
       for (Operation *u : norm.getResult().getUsers()) {

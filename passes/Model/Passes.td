@@ -27,7 +27,14 @@ def DSV4FormDispatchesPass : Pass<"dsv4-form-dispatches", "::mlir::func::FuncOp"
 
     Before: `%n = dsv4.rms_norm %x ...` `%q, %qr = dsv4.attn.q_proj %n ...`
     After: both carry `{dsv4.dispatch = 3 : i64}`.
+
+    With `fuse-norms=false` every `rms_norm` stays a dispatch of its own (an
+    experiment: its output then goes through the arena).
   }];
+  let options = [
+    Option<"fuseNorms", "fuse-norms", "bool", "true",
+           "Fuse norms into their producer or consumers">,
+  ];
   let dependentDialects = ["::mlir::dsv4::DSV4Dialect"];
 }
 
@@ -58,11 +65,65 @@ def DSV4SpecializeShapesPass : Pass<"dsv4-specialize-shapes", "::mlir::ModuleOp"
     of 1 to `prefill-max-tokens` tokens (`dsv4.max_tokens = N`). Memory
     planning sizes buffers from these bounds. The token dimension of prefill
     stays dynamic: one kernel serves every chunk length, and the runtime
-    splits longer prompts into chunks.
+    splits longer prompts into chunks. The module gets `dsv4.max_context`,
+    the longest context the decode state is sized for.
   }];
   let options = [
     Option<"prefillMaxTokens", "prefill-max-tokens", "int64_t", "64",
            "Most tokens one prefill call takes">,
+    Option<"maxContext", "max-context", "int64_t", "4096",
+           "Longest context (prompt + generation) the decode state holds">,
+  ];
+}
+
+def DSV4OutlineDispatchesPass : Pass<"dsv4-outline-dispatches", "::mlir::ModuleOp"> {
+  let summary = "Moves each dispatch into a kernel function called by dsv4.launch.";
+  let description = [{
+    The ops of each dispatch of a memory-planned program move into a new
+    `func.func private @dispatch_N` marked `dsv4.kernel = "<component>"`,
+    whose arguments are the values the dispatch reads from outside (in order
+    of first use: activations, weights, decode state, start_pos) and whose
+    results are the values it hands out (activations placed in the arena,
+    updated decode state). The token dimension of every tensor of the kernel
+    is dynamic, so a prefill and a decode dispatch of the same structure can
+    share one kernel. In the program a `dsv4.launch` replaces the dispatch,
+    carrying the arena slots of its results (`dsv4.buffers`) and which
+    operand each state result updates (`updates`).
+
+    Before:
+    ```mlir
+    %7 = dsv4.rms_norm %x weight(%6 : ...) {dsv4.dispatch = 2 : i64, dsv4.buffers = [array<i64: 2624, 512>], eps = ...} : tensor<1x128xf32>
+    ```
+    After:
+    ```mlir
+    %7 = dsv4.launch @dispatch_2(%x, %6) updates [-1] {dsv4.buffers = [array<i64: 2624, 512>]} : (...) -> tensor<1x128xf32>
+    func.func private @dispatch_2(%arg0: tensor<?x128xf32>, %arg1: !dsv4.weight<...>) -> tensor<?x128xf32>
+        attributes {dsv4.kernel = "layers.0.attn_norm"} { ... }
+    ```
+  }];
+  let dependentDialects = ["::mlir::dsv4::DSV4Dialect", "::mlir::func::FuncDialect"];
+}
+
+def DSV4DeduplicateKernelsPass : Pass<"dsv4-deduplicate-kernels", "::mlir::ModuleOp"> {
+  let summary = "Keeps one kernel function of each structure.";
+  let description = [{
+    Two outlined kernels (`dsv4.kernel` functions) whose types and bodies are
+    equivalent (MLIR's OperationEquivalence, locations ignored) compute the
+    same code: every launch of the second calls the first, and the second is
+    erased. The layers of a model share a few kernels this way (19 for every
+    layer of tiny-c's prefill and decode programs), so kernel conversion and
+    code generation see each structure once.
+
+    Before: `dsv4.launch @dispatch_9(...)`, `dsv4.launch @dispatch_25(...)`
+    with equal bodies. After: both `dsv4.launch @dispatch_9(...)`;
+    `@dispatch_25` is gone. Statistics: `kernels` (kept), `duplicates`
+    (removed); Debian's LLVM compiles pass statistics out (NDEBUG, no
+    LLVM_FORCE_ENABLE_STATS), so `report=true` also states both counts as a
+    remark.
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false",
+           "Emit a remark with the counts of kept and removed kernels">,
   ];
 }
 

@@ -25,7 +25,13 @@ struct SpecializeShapes
                          << static_cast<int64_t>(prefillMaxTokens);
       return signalPassFailure();
     }
+    if (maxContext < 1) {
+      module.emitError() << "max-context must be >= 1, got "
+                         << static_cast<int64_t>(maxContext);
+      return signalPassFailure();
+    }
     OpBuilder b(module.getContext());
+    module->setAttr(kMaxContextAttr, b.getI64IntegerAttr(maxContext));
     for (auto func : module.getOps<func::FuncOp>()) {
       int64_t bound;
       if (func.getName() == "decode")

@@ -5,7 +5,8 @@
 //   compressa-compile MODEL --emit=dsv4 [-o OUT]
 //   compressa-compile MODEL --emit=manifest [-o OUT]
 //   compressa-compile MODEL --target=cpu -o MODEL.cpa
-//   compressa-compile MODEL --target=cpu --emit=dispatch [-o OUT]
+//   compressa-compile MODEL --target=cpu --emit=dispatch|kernels|llvm [-o OUT]
+//   compressa-compile FILE.mlir --target=cpu -o MODEL.cpa   (as --emit=dsv4 prints it)
 //   compressa-compile MODEL --target=cuda:sm_90a -o MODEL.cpa
 //   compressa-compile MODEL --target=cuda:sm_90a --emit=ptx -o MODEL.ptx
 //   compressa-compile MODEL --weights DIR --target=cpu -o MODEL.cpa
@@ -22,7 +23,11 @@
 #include "frontend/Builder/ProgramBuilder.h"
 #include "frontend/Config/ModelConfig.h"
 #include "frontend/Manifest/WeightManifest.h"
+#include "dialects/DSV4/IR/DSV4Ops.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "lowering/KernelsToArtifact/SerializeArtifact.h"
+#include "lowering/Target/CUDA/CudaCodegen.h"
+#include "lowering/Target/TargetInfo.h"
 #include "passes/Pipelines.h"
 #include "passes/RegisterAll.h"
 #include "runtime/weights/safetensors.h"
@@ -31,7 +36,9 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Support/Timing.h"
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
@@ -39,9 +46,11 @@
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <cstdlib>
+#include <cstring>
 
 using namespace mlir;
 using namespace mlir::compressa;
@@ -51,7 +60,8 @@ static cl::OptionCategory category("compressa-compile options");
 
 static cl::opt<std::string> modelArg(cl::Positional, cl::Required,
                                      cl::desc("<MODEL: config.json, a directory "
-                                              "holding one, or a model name>"),
+                                              "holding one, a model name, or a "
+                                              "dsv4 module (.mlir)>"),
                                      cl::cat(category));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file ('-' = stdout)"),
                                        cl::value_desc("file"), cl::init("-"),
@@ -60,7 +70,7 @@ static cl::opt<bool> summary("summary",
                              cl::desc("Print the model summary as one JSON "
                                       "object and exit"),
                              cl::cat(category));
-enum class Emit { Default, DSV4, Dispatch, Manifest, Artifact, PTX };
+enum class Emit { Default, DSV4, Dispatch, Kernels, LLVM, Manifest, Artifact, PTX };
 static cl::opt<Emit> emit(
     "emit",
     cl::desc("What to write (default: the artifact with --target, else dsv4)"),
@@ -69,6 +79,13 @@ static cl::opt<Emit> emit(
                clEnumValN(Emit::Dispatch, "dispatch",
                           "the programs after shape specialisation, dispatch "
                           "formation and memory planning (MLIR)"),
+               clEnumValN(Emit::Kernels, "kernels",
+                          "the programs as launches of the target's kernels, "
+                          "after outlining, deduplication and conversion "
+                          "(MLIR); needs --target"),
+               clEnumValN(Emit::LLVM, "llvm",
+                          "the same with the kernels in the LLVM dialect "
+                          "(MLIR); needs --target"),
                clEnumValN(Emit::Manifest, "manifest",
                           "the weight manifest (JSON)"),
                clEnumValN(Emit::Artifact, "artifact",
@@ -254,75 +271,72 @@ static int fail(const Twine &message) {
   return 1;
 }
 
+/// The weight formats the options ask for, applied to `config`.
+static llvm::Error applyWeightFormat(ModelConfig &config) {
+  if (weightFormat == "f32" || weightFormat == "bf16") {
+    WeightFormat f = weightFormat == "f32" ? WeightFormat::F32 : WeightFormat::BF16;
+    config.quantized = false;
+    config.denseFormat = config.expertFormat = config.floatFormat = f;
+  } else if (weightFormat == "official") {
+    config.quantized = true;
+    config.denseFormat = WeightFormat::FP8E4M3Block128;
+    config.expertFormat = WeightFormat::FP4E2M1Block32;
+    config.floatFormat = WeightFormat::BF16;
+  } else if (weightFormat == "checkpoint") {
+    std::string dir = checkpointDir();
+    if (!dir.empty())
+      return readCheckpointFormats(config, dir);
+  } else if (weightFormat != "config") {
+    return llvm::createStringError(
+        "unknown --weight-format '%s' (expected checkpoint, config, f32, bf16 "
+        "or official)",
+        weightFormat.c_str());
+  }
+  return llvm::Error::success();
+}
+
+/// Whether `module` holds FP8 e4m3 weights (cvt.e4m3x2 needs sm_89+).
+static bool hasFp8Weights(ModuleOp module) {
+  bool fp8 = false;
+  module.walk([&](dsv4::ParamOp param) {
+    fp8 |= isa<Float8E4M3FNType>(param.getType().getElementType());
+  });
+  return fp8;
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM initLLVM(argc, argv);
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
   registerPassManagerCLOptions();
+  registerDefaultTimingManagerCLOptions();
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv,
                               "Compressa: compile a DeepSeek-V4 model\n");
 
-  llvm::Expected<std::string> configPath = resolveModel(modelArg);
-  if (!configPath)
-    return fail(llvm::toString(configPath.takeError()));
-  llvm::Expected<ModelConfig> config = parseModelConfig(*configPath);
-  if (!config)
-    return fail(llvm::toString(config.takeError()));
-  if (weightFormat == "f32" || weightFormat == "bf16") {
-    WeightFormat f = weightFormat == "f32" ? WeightFormat::F32 : WeightFormat::BF16;
-    config->quantized = false;
-    config->denseFormat = config->expertFormat = config->floatFormat = f;
-  } else if (weightFormat == "official") {
-    config->quantized = true;
-    config->denseFormat = WeightFormat::FP8E4M3Block128;
-    config->expertFormat = WeightFormat::FP4E2M1Block32;
-    config->floatFormat = WeightFormat::BF16;
-  } else if (weightFormat == "checkpoint") {
-    std::string dir = checkpointDir();
-    if (!dir.empty())
-      if (llvm::Error err = readCheckpointFormats(*config, dir))
-        return fail(llvm::toString(std::move(err)));
-  } else if (weightFormat != "config") {
-    return fail("unknown --weight-format '" + weightFormat +
-                "' (expected checkpoint, config, f32, bf16 or official)");
-  }
-  if (!layerRange.empty())
-    if (llvm::Error err = sliceLayers(*config, layerRange))
-      return fail(llvm::toString(std::move(err)));
-  ArtifactOptions aopts;
-  StringRef targetRef = target;
-  if (targetRef.consume_front("cuda:")) {
-    aopts.target = ArtifactOptions::Target::Cuda;
-    aopts.cuda.chip = targetRef.str();
-    int sm = cuda::smVersion(targetRef);
-    if (sm < 80)
-      return fail("unsupported CUDA chip '" + targetRef.str() +
+  // Step 1. What to produce, for which target.
+  std::unique_ptr<TargetInfo> targetInfo;
+  if (!target.empty()) {
+    StringRef chip = target;
+    if (chip.consume_front("cuda:") && cuda::smVersion(chip) < 80)
+      return fail("unsupported CUDA chip '" + chip.str() +
                   "' in --target (expected sm_80 or newer, e.g. sm_90a)");
-    // The kernels decode FP8 weights with cvt.rn.f16x2.e4m3x2 (sm_89+);
-    // FP4 and UE8M0 are decoded with integer ops on every chip.
-    bool fp8 = config->denseFormat == WeightFormat::FP8E4M3Block128 ||
-               config->expertFormat == WeightFormat::FP8E4M3Block128;
-    if (fp8 && sm < 89)
-      return fail("'" + targetRef.str() + "' cannot decode the model's FP8 "
-                  "e4m3 weights (cvt.e4m3x2 needs sm_89 or newer)");
-    if (sm >= 90) {
-      // PTX 8.0 is the first with sm_90a; newer chips need newer PTX.
-      aopts.cuda.features = sm >= 100 ? "+ptx86" : "+ptx80";
-    }
-    if (!cudaToolkit.empty())
-      aopts.cuda.toolkitPath = cudaToolkit;
-    else if (const char *home = std::getenv("CUDA_HOME"))
-      aopts.cuda.toolkitPath = home;
-  } else if (!target.empty() && target != "cpu") {
-    return fail("unsupported --target '" + target +
-                "' (expected cpu or cuda:<chip>, e.g. cuda:sm_90a)");
+    std::string error;
+    targetInfo = createTarget(target, error);
+    if (!targetInfo)
+      return fail("unsupported --target '" + target +
+                  "' (expected cpu or cuda:<chip>, e.g. cuda:sm_90a)");
   }
   if (emit == Emit::Default)
     emit = target.empty() ? Emit::DSV4 : Emit::Artifact;
-  if ((emit == Emit::Artifact || emit == Emit::PTX) && target.empty())
+  bool device = emit == Emit::Artifact || emit == Emit::PTX;
+  bool lowered = device || emit == Emit::Dispatch || emit == Emit::Kernels ||
+                 emit == Emit::LLVM;
+  if (device && target.empty())
     return fail("--emit=artifact and --emit=ptx need a --target");
-  if (emit == Emit::PTX && aopts.target != ArtifactOptions::Target::Cuda)
+  if ((emit == Emit::Kernels || emit == Emit::LLVM) && target.empty())
+    return fail("--emit=kernels and --emit=llvm need a --target");
+  if (emit == Emit::PTX && !targetInfo->isCuda())
     return fail("--emit=ptx needs --target=cuda:<chip>");
   if (emit == Emit::Artifact && outputFile == "-")
     return fail("an artifact is binary: give its file with -o");
@@ -331,127 +345,189 @@ int main(int argc, char **argv) {
   if (maxContext < 1)
     return fail("--max-context must be >= 1");
 
+  // Step 2. The dsv4 module: built from a config, or read from a .mlir file
+  // as --emit=dsv4 prints it.
+  DialectRegistry registry;
+  registerAllDSV4Dialects(registry);
+  MLIRContext context(registry);
+  OwningOpRef<ModuleOp> module;
+  std::string source = modelArg;
+  bool fromMlir = StringRef(modelArg).ends_with(".mlir");
   std::string error;
   auto output = openOutputFile(outputFile, &error);
   if (!output)
     return fail("cannot open '" + outputFile + "': " + error);
-
-  if (summary) {
-    output->os() << llvm::formatv("{0:2}", summaryJson(*config)) << "\n";
-    output->keep();
-    return 0;
-  }
-  if (emit == Emit::Manifest) {
-    llvm::json::Array entries;
-    for (const TensorEntry &e : buildWeightManifest(*config)) {
-      llvm::json::Object o{{"name", e.name},
-                           {"dtype", e.dtype},
-                           {"shape", llvm::json::Array(e.shape)},
-                           {"bytes", tensorBytes(e)}};
-      if (!e.scaleName.empty())
-        o["scale"] = e.scaleName;
-      if (e.optional)
-        o["optional"] = true;
-      entries.push_back(std::move(o));
-    }
-    output->os() << llvm::formatv("{0:1}", llvm::json::Value(std::move(entries)))
-                 << "\n";
-    output->keep();
-    return 0;
-  }
-
-  DialectRegistry registry;
-  registerAllDSV4Dialects(registry);
-  MLIRContext context(registry);
-  ProgramOptions options;
-  options.activationType = actType;
-  if (!programs.empty()) {
-    options.prefill = options.decode = options.mtp = false;
-    for (const std::string &p : programs) {
-      if (p == "prefill")
-        options.prefill = true;
-      else if (p == "decode")
-        options.decode = true;
-      else if (p == "mtp")
-        options.mtp = true;
-      else
-        return fail("unknown program '" + p +
-                    "' in --programs (expected prefill, decode, mtp)");
-    }
-  }
-  if (emit == Emit::Dispatch || emit == Emit::Artifact || emit == Emit::PTX) {
+  if (fromMlir) {
+    if (summary || emit == Emit::Manifest)
+      return fail("--summary and --emit=manifest read a config.json, not a "
+                  ".mlir file");
+    context.loadAllAvailableDialects();
+    llvm::SourceMgr sourceMgr;
+    SourceMgrDiagnosticHandler handler(sourceMgr, &context);
+    module = parseSourceFile<ModuleOp>(modelArg, sourceMgr, &context);
+    if (!module)
+      return fail("cannot read the dsv4 module '" + modelArg + "'");
     // Targets run the token programs; the MTP block is not executed yet.
-    options.mtp = false;
-  }
-  FailureOr<OwningOpRef<ModuleOp>> module =
-      buildDSV4Module(context, *config, options);
-  if (failed(module))
-    return fail("could not build the dsv4 programs of '" + *configPath + "'");
-  if (emit == Emit::Dispatch || emit == Emit::Artifact || emit == Emit::PTX) {
-    PassManager pm(&context);
-    if (failed(applyPassManagerCLOptions(pm)))
-      return fail("bad pass manager options");
-    buildDispatchPipeline(pm, prefillMaxTokens, bufferReuse);
-    if (failed(pm.run(**module)))
-      return fail("the dispatch pipeline failed on '" + *configPath + "'");
-    if (!dumpDir.empty()) {
-      llvm::sys::fs::create_directories(dumpDir);
-      llvm::SmallString<256> p(dumpDir);
-      llvm::sys::path::append(p, "dispatch.mlir");
-      std::error_code ec;
-      llvm::raw_fd_ostream os(p, ec);
-      if (!ec)
-        (*module)->print(os);
-    }
-  }
-  if (emit == Emit::Artifact || emit == Emit::PTX) {
-    // Progress on stderr: a bar on a terminal, a few plain lines otherwise.
-    bool terminal = llvm::errs().is_displayed();
-    aopts.progress = [terminal](int64_t done, int64_t total) {
-      if (done == total) {
-        if (terminal)
-          llvm::errs() << "\r\x1b[K";
-        llvm::errs() << "compressa-compile: " << total
-                     << " dispatches emitted; generating device code\n";
-        return;
-      }
-      if (!terminal) {
-        if (done == 0)
-          llvm::errs() << "compressa-compile: emitting " << total
-                       << " dispatches\n";
-        return;
-      }
-      int width = 30, filled = total ? int(width * done / total) : width;
-      llvm::errs() << "\r[" << std::string(filled, '=')
-                   << std::string(width - filled, ' ') << "] " << done << "/"
-                   << total << " dispatches";
-    };
-    aopts.maxContext = maxContext;
-    aopts.cpu.cpu = cpuName;
-    aopts.cpu.dumpDir = dumpDir;
-    aopts.cuda.dumpDir = dumpDir;
-    auto text = llvm::MemoryBuffer::getFile(*configPath);
-    if (text)
-      aopts.configJson = (*text)->getBuffer().str();
-    ArtifactStats stats;
-    FailureOr<std::string> bytes = serializeArtifact(**module, *config, aopts, stats);
-    if (failed(bytes))
-      return fail("could not compile '" + *configPath + "' for " + target);
-    if (emit == Emit::PTX) {
-      output->os() << stats.ptx;
+    if (lowered)
+      if (auto mtp = module->lookupSymbol<func::FuncOp>("mtp"))
+        mtp.erase();
+  } else {
+    llvm::Expected<std::string> configPath = resolveModel(modelArg);
+    if (!configPath)
+      return fail(llvm::toString(configPath.takeError()));
+    source = *configPath;
+    llvm::Expected<ModelConfig> config = parseModelConfig(*configPath);
+    if (!config)
+      return fail(llvm::toString(config.takeError()));
+    if (llvm::Error err = applyWeightFormat(*config))
+      return fail(llvm::toString(std::move(err)));
+    if (!layerRange.empty())
+      if (llvm::Error err = sliceLayers(*config, layerRange))
+        return fail(llvm::toString(std::move(err)));
+    if (summary) {
+      output->os() << llvm::formatv("{0:2}", summaryJson(*config)) << "\n";
       output->keep();
       return 0;
     }
-    output->os() << *bytes;
+    if (emit == Emit::Manifest) {
+      llvm::json::Array entries;
+      for (const TensorEntry &e : buildWeightManifest(*config)) {
+        llvm::json::Object o{{"name", e.name},
+                             {"dtype", e.dtype},
+                             {"shape", llvm::json::Array(e.shape)},
+                             {"bytes", tensorBytes(e)}};
+        if (!e.scaleName.empty())
+          o["scale"] = e.scaleName;
+        if (e.optional)
+          o["optional"] = true;
+        entries.push_back(std::move(o));
+      }
+      output->os() << llvm::formatv("{0:1}", llvm::json::Value(std::move(entries)))
+                   << "\n";
+      output->keep();
+      return 0;
+    }
+    ProgramOptions options;
+    options.activationType = actType;
+    if (!programs.empty()) {
+      options.prefill = options.decode = options.mtp = false;
+      for (const std::string &p : programs) {
+        if (p == "prefill")
+          options.prefill = true;
+        else if (p == "decode")
+          options.decode = true;
+        else if (p == "mtp")
+          options.mtp = true;
+        else
+          return fail("unknown program '" + p +
+                      "' in --programs (expected prefill, decode, mtp)");
+      }
+    }
+    // Targets run the token programs; the MTP block is not executed yet.
+    if (lowered)
+      options.mtp = false;
+    if (auto text = llvm::MemoryBuffer::getFile(*configPath))
+      options.configJson = (*text)->getBuffer().str();
+    FailureOr<OwningOpRef<ModuleOp>> built = buildDSV4Module(context, *config, options);
+    if (failed(built))
+      return fail("could not build the dsv4 programs of '" + *configPath + "'");
+    module = std::move(*built);
+  }
+  if (!lowered) {
+    (*module)->print(output->os());
+    output->os() << "\n";
     output->keep();
-    llvm::errs() << "compressa-compile: wrote " << outputFile << " ("
-                 << stats.kernels << " kernels, " << stats.launches
-                 << " launches, " << stats.codeBytes / 1024
-                 << " KiB of code)\n";
     return 0;
   }
-  (*module)->print(output->os());
-  output->os() << "\n";
+  // The kernels decode FP8 weights with cvt.rn.f16x2.e4m3x2 (sm_89+); FP4
+  // and UE8M0 are decoded with integer ops on every chip.
+  if (targetInfo && targetInfo->isCuda()) {
+    StringRef chip = StringRef(target).drop_front(strlen("cuda:"));
+    if (hasFp8Weights(*module) && cuda::smVersion(chip) < 89)
+      return fail("'" + chip.str() + "' cannot decode the model's FP8 "
+                  "e4m3 weights (cvt.e4m3x2 needs sm_89 or newer)");
+  }
+
+  // Step 3. The pipeline (passes/Pipelines.h), up to the stage asked for;
+  // --mlir-timing reports each pass and the device code generation.
+  DefaultTimingManager timing;
+  applyDefaultTimingManagerCLOptions(timing);
+  TimingScope rootTiming = timing.getRootScope();
+  PassManager pm(&context);
+  if (failed(applyPassManagerCLOptions(pm)))
+    return fail("bad pass manager options");
+  pm.enableTiming(rootTiming);
+  PipelineOptions popts;
+  popts.target = target.empty() ? "cpu" : target.getValue();
+  popts.stopAfter = emit == Emit::Dispatch  ? "dispatch"
+                    : emit == Emit::Kernels ? "kernels"
+                                            : "llvm";
+  // A .mlir file may be past a stage already (an edited dispatch plan, for
+  // a fusion experiment): the pipeline continues from there.
+  bool planned = false, outlined = false, converted = false;
+  for (auto func : module->getOps<func::FuncOp>())
+    planned |= func->hasAttr(dsv4::kArenaBytesAttr);
+  module->walk([&](dsv4::LaunchOp) { outlined = true; });
+  converted = outlined && SymbolTable::lookupSymbolIn(*module, TargetInfo::kContainer);
+  popts.startAfter = converted ? "kernels" : outlined ? "outline" : planned ? "dispatch" : "none";
+  popts.prefillMaxTokens = prefillMaxTokens;
+  popts.maxContext = maxContext;
+  popts.bufferReuse = bufferReuse;
+  if (failed(buildCompressaPipeline(pm, popts, error)))
+    return fail(error);
+  if (failed(pm.run(*module)))
+    return fail("the " + std::string(popts.stopAfter) + " pipeline failed on '" +
+                source + "'");
+  if (!dumpDir.empty()) {
+    llvm::sys::fs::create_directories(dumpDir);
+    llvm::SmallString<256> p(dumpDir);
+    llvm::sys::path::append(p, popts.stopAfter.getValue() + ".mlir");
+    std::error_code ec;
+    llvm::raw_fd_ostream os(p, ec);
+    if (!ec)
+      (*module)->print(os);
+  }
+  if (!device) {
+    (*module)->print(output->os());
+    output->os() << "\n";
+    output->keep();
+    return 0;
+  }
+
+  // Step 4. Device code and the artifact.
+  int64_t launches = 0, kernels = 0;
+  (*module)->walk([&](dsv4::LaunchOp) { ++launches; });
+  if (Operation *container =
+          SymbolTable::lookupSymbolIn(*module, TargetInfo::kContainer))
+    for (Operation &op : container->getRegion(0).front())
+      kernels += op.hasAttr(dsv4::kAbiAttr);
+  llvm::errs() << "compressa-compile: " << launches << " launches of " << kernels
+               << " kernels; generating device code\n";
+  ArtifactOptions aopts;
+  aopts.cpu = cpuName;
+  aopts.dumpDir = dumpDir;
+  if (!cudaToolkit.empty())
+    aopts.cudaToolkit = cudaToolkit;
+  else if (const char *home = std::getenv("CUDA_HOME"))
+    aopts.cudaToolkit = home;
+  ArtifactStats stats;
+  FailureOr<std::string> bytes;
+  {
+    TimingScope codegen = rootTiming.nest("device code and artifact");
+    bytes = serializeArtifact(*module, *targetInfo, aopts, stats);
+  }
+  if (failed(bytes))
+    return fail("could not compile '" + source + "' for " + target);
+  if (emit == Emit::PTX) {
+    output->os() << stats.ptx;
+    output->keep();
+    return 0;
+  }
+  output->os() << *bytes;
   output->keep();
+  llvm::errs() << "compressa-compile: wrote " << outputFile << " ("
+               << stats.kernels << " kernels, " << stats.launches
+               << " launches, " << stats.codeBytes / 1024
+               << " KiB of code)\n";
   return 0;
 }

@@ -419,9 +419,42 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
     }
     return success();
   }
-  if (name == kModelAttr) {
+  if (name == kModelAttr || name == kConfigJsonAttr || name == kKernelAttr) {
     if (!isa<StringAttr>(value))
       return op->emitOpError() << name << " must be a string, got " << value;
+    return success();
+  }
+  if (name == kMaxContextAttr)
+    return positiveI64(1);
+  if (name == kModelInfoAttr) {
+    auto dict = dyn_cast<DictionaryAttr>(value);
+    if (!dict)
+      return op->emitOpError() << name << " must be a dictionary, got " << value;
+    for (StringRef key : kModelInfoKeys) {
+      auto v = dict.getAs<IntegerAttr>(key);
+      if (!v || !v.getType().isInteger(64))
+        return op->emitOpError() << name << " needs '" << key
+                                 << "' as an i64, got " << value;
+    }
+    if (dict.size() != std::size(kModelInfoKeys))
+      return op->emitOpError() << name << " has keys beyond "
+                               << "vocab_size, hidden_size, bos_token_id, "
+                                  "eos_token_id, n_routed_experts: "
+                               << value;
+    return success();
+  }
+  if (name == kAbiAttr) {
+    auto dict = dyn_cast<DictionaryAttr>(value);
+    auto params = dict ? dict.getAs<DenseI64ArrayAttr>("params") : nullptr;
+    auto scratch = dict ? dict.getAs<DenseI64ArrayAttr>("scratch") : nullptr;
+    auto block = dict ? dict.getAs<IntegerAttr>("block") : nullptr;
+    if (!params || params.size() % 3 != 0 || !scratch || scratch.size() != 2 ||
+        !block || block.getInt() < 1)
+      return op->emitOpError()
+             << name << " must be {params = array<i64: kind, bytes_per_token, "
+                "bytes, ...>, scratch = array<i64: bytes_per_token, bytes>, "
+                "block = N >= 1}, got "
+             << value;
     return success();
   }
   return op->emitOpError() << "unknown dsv4 attribute '" << name << "'";

@@ -34,6 +34,16 @@ namespace mlir::dsv4 {
 ///   dsv4.input = "name"          a runtime input (input_ids, start_pos, ...)
 /// On the module:
 ///   dsv4.model = "name"          the model the programs compute
+///   dsv4.model_info = {vocab_size, hidden_size, bos_token_id, eos_token_id,
+///                      n_routed_experts : i64}   what the runtime needs of it
+///   dsv4.config_json = "..."     the config.json it was built from
+///   dsv4.max_context = N : i64   longest context the decode state holds
+/// On a kernel (func.func after outlining, the target's kernel after
+/// conversion):
+///   dsv4.kernel = "name"         a kernel and its readable name
+///   dsv4.abi = {params = array<i64: kind, bytes_per_token, bytes, ...>,
+///               scratch = array<i64: bytes_per_token, bytes>, block = N}
+///                                the converted kernel's signature (KernelABI.h)
 inline constexpr llvm::StringLiteral kDispatchAttr = "dsv4.dispatch";
 inline constexpr llvm::StringLiteral kMaxTokensAttr = "dsv4.max_tokens";
 inline constexpr llvm::StringLiteral kBuffersAttr = "dsv4.buffers";
@@ -42,6 +52,15 @@ inline constexpr llvm::StringLiteral kArenaBytesAttr = "dsv4.arena_bytes";
 inline constexpr llvm::StringLiteral kStateAttr = "dsv4.state";
 inline constexpr llvm::StringLiteral kInputAttr = "dsv4.input";
 inline constexpr llvm::StringLiteral kModelAttr = "dsv4.model";
+inline constexpr llvm::StringLiteral kModelInfoAttr = "dsv4.model_info";
+inline constexpr llvm::StringLiteral kConfigJsonAttr = "dsv4.config_json";
+inline constexpr llvm::StringLiteral kMaxContextAttr = "dsv4.max_context";
+inline constexpr llvm::StringLiteral kKernelAttr = "dsv4.kernel";
+inline constexpr llvm::StringLiteral kAbiAttr = "dsv4.abi";
+/// The keys of dsv4.model_info, each an i64.
+inline constexpr llvm::StringLiteral kModelInfoKeys[] = {
+    "vocab_size", "hidden_size", "bos_token_id", "eos_token_id",
+    "n_routed_experts"};
 
 } // namespace mlir::dsv4
 

@@ -471,3 +471,32 @@ LogicalResult MtpProjectOp::verify() {
   return expectShape(*this, "result", getResult(), shapeOf(getStreams()),
                      "the shape of 'streams'");
 }
+
+//===----------------------------------------------------------------------===//
+// LaunchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LaunchOp::verify() {
+  ArrayRef<int64_t> updates = getUpdates();
+  if (updates.size() != getNumResults())
+    return emitOpError() << "has " << updates.size()
+                         << " updates entries, expected one per result ("
+                         << getNumResults() << ")";
+  for (auto [i, u] : llvm::enumerate(updates)) {
+    Type type = getResult(i).getType();
+    if (u == -1) {
+      if (!isa<RankedTensorType>(type))
+        return emitOpError() << "result #" << i << " (" << type
+                             << ") updates no operand, so it must be a tensor";
+      continue;
+    }
+    if (u < 0 || u >= int64_t(getArgs().size()))
+      return emitOpError() << "result #" << i << " updates operand #" << u
+                           << ", which does not exist";
+    if (getArgs()[u].getType() != type)
+      return emitOpError() << "result #" << i << " (" << type
+                           << ") updates operand #" << u << " of another type ("
+                           << getArgs()[u].getType() << ")";
+  }
+  return success();
+}

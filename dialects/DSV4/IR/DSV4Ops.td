@@ -498,4 +498,39 @@ def DSV4_MtpProjectOp : DSV4_PureOp<"mtp.project"> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Kernels
+//===----------------------------------------------------------------------===//
+
+def DSV4_LaunchOp : DSV4_Op<"launch"> {
+  let summary = "Runs one kernel: a dispatch after outlining.";
+  let description = [{
+    Calls kernel `kernel` once for the tokens of the program's call. Before
+    kernel conversion the callee is a `func.func` marked `dsv4.kernel` whose
+    body holds the dispatch's dsv4 ops (token dimensions dynamic, so one
+    kernel serves every program); afterwards it is the target's kernel in
+    `@compressa_kernels`, taking the argument vector that the kernel ABI
+    (lowering/DSV4ToKernels/KernelABI.h) lays out from these operands and
+    results.
+
+    `updates[i]` names, for result `i`, the operand (decode state) that the
+    kernel updates in place, or is -1 for a tensor result, placed in the
+    arena slot `dsv4.buffers[i]`.
+
+    ```mlir
+    %h, %s2 = dsv4.launch @dispatch_7(%x, %w, %s, %pos) updates [-1, 2]
+        {dsv4.buffers = [array<i64: 0, 512>, array<i64: -1, 0>]}
+        : (tensor<1x128xf32>, !dsv4.weight<tensor<64x128xbf16>>, !dsv4.window_kv<128, 64, f32>, index)
+        -> (tensor<1x64xf32>, !dsv4.window_kv<128, 64, f32>)
+    ```
+  }];
+  let arguments = (ins SymbolRefAttr:$kernel, Variadic<AnyType>:$args,
+                       DenseI64ArrayAttr:$updates);
+  let results = (outs Variadic<AnyType>:$results);
+  let assemblyFormat = [{
+    $kernel `(` $args `)` `updates` $updates attr-dict `:` functional-type($args, $results)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // COMPRESSA_DSV4_OPS

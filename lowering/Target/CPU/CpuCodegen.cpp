@@ -3,12 +3,6 @@
 
 #include "lowering/Target/CPU/CpuCodegen.h"
 
-#include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
-#include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
-#include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVMPass.h"
-#include "mlir/Conversion/MathToLLVM/MathToLLVM.h"
-#include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
-#include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -16,8 +10,6 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
-#include "mlir/Pass/Pass.h"
-#include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -51,18 +43,7 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
   MLIRContext *ctx = kernels.getContext();
   Location loc = kernels.getLoc();
 
-  // Step 1. Structured control flow and arithmetic to the LLVM dialect.
-  PassManager pm(ctx);
-  pm.addPass(createSCFToControlFlowPass());
-  pm.addPass(createArithToLLVMConversionPass());
-  pm.addPass(createConvertMathToLLVMPass());
-  pm.addPass(createConvertControlFlowToLLVMPass());
-  pm.addPass(createConvertFuncToLLVMPass());
-  pm.addPass(createReconcileUnrealizedCastsPass());
-  if (failed(pm.run(kernels)))
-    return emitError(loc) << "lowering the CPU kernels to the LLVM dialect failed";
-
-  // Step 2. LLVM IR for the host triple, optimised at O3.
+  // Step 1. LLVM IR for the host triple, optimised at O3.
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
   llvm::LLVMContext llvmCtx;
@@ -91,7 +72,7 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
     return emitError(loc) << "optimising the CPU kernels failed: "
                           << llvm::toString(std::move(err));
 
-  // Step 3. Object code.
+  // Step 2. Object code.
   llvm::SmallVector<char, 0> object;
   {
     llvm::raw_svector_ostream os(object);
@@ -102,7 +83,7 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
     codegen.run(*llvmModule);
   }
 
-  // Step 4. A shared object, linked by ld.lld in a scratch directory.
+  // Step 3. A shared object, linked by ld.lld in a scratch directory.
   llvm::SmallString<128> dir;
   if (std::error_code ec = llvm::sys::fs::createUniqueDirectory("compressa-cpu", dir))
     return emitError(loc) << "cannot create a temporary directory: " << ec.message();

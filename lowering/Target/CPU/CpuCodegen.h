@@ -1,8 +1,8 @@
 //===- CpuCodegen.h - Kernel module -> host shared object --------*- C++ -*-===//
 // SPDX-License-Identifier: Apache-2.0
 //
-//   kernels (func.func @k(!llvm.ptr argv), scf/arith/math/llvm)
-//     ──scf-to-cf, arith/math/cf/func-to-llvm──▶ LLVM dialect
+//   kernels (module @compressa_kernels, lowered to the LLVM dialect by
+//   lower-kernels-to-llvm)
 //     ──translateModuleToLLVMIR, O3──▶ LLVM IR ──TargetMachine──▶ object
 //     ──ld.lld -shared──▶ ELF shared object (bytes, carried in the artifact)
 //
@@ -24,8 +24,8 @@ struct CpuCodegenOptions {
   std::string dumpDir;
 };
 
-/// Lowers `kernels` in place to the LLVM dialect, then to a shared object.
-/// Returns its bytes; diagnostics go to the module's context.
+/// Compiles `kernels` (in the LLVM dialect) to a shared object. Returns its
+/// bytes; diagnostics go to the module's context.
 FailureOr<std::string> compileToSharedObject(ModuleOp kernels,
                                              const CpuCodegenOptions &options,
                                              std::string &triple);

@@ -12,7 +12,10 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Program.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -46,50 +49,61 @@ compressa::cuda::compileToCuda(ModuleOp module, const CudaCodegenOptions &option
   MLIRContext *ctx = module.getContext();
   Location loc = module.getLoc();
 
-  // Step 1. Attach the target: chip, PTX features, -O3.
-  auto target = NVVM::NVVMTargetAttr::get(ctx, /*optLevel=*/3, "nvptx64-nvidia-cuda",
-                                          options.chip, options.features);
-  module.walk([&](gpu::GPUModuleOp gm) {
-    gm.setTargetsAttr(ArrayAttr::get(ctx, {target}));
-  });
-
-  // Step 2. Kernels to NVVM: structured control flow first, then the GPU,
-  // arith, math and LLVM-pointer code through the ConvertToLLVM interfaces.
-  PassManager pm(ctx);
-  OpPassManager &gpm = pm.nest<gpu::GPUModuleOp>();
-  gpm.addPass(createSCFToControlFlowPass());
-  gpm.addPass(createConvertGpuOpsToNVVMOps());
-  gpm.addPass(createCanonicalizerPass());
-  gpm.addPass(createCSEPass());
-  gpm.addPass(createReconcileUnrealizedCastsPass());
-  if (failed(pm.run(module)))
-    return emitError(loc) << "lowering the CUDA kernels to NVVM failed";
-
-  // Step 3. PTX and cubin, each from its own copy of the module.
+  // Step 1. PTX, through the NVPTX back end (gpu-module-to-binary, isa).
   CudaBinary binary;
-  for (StringRef format : {"isa", "bin"}) {
+  {
     OwningOpRef<ModuleOp> copy = module.clone();
     PassManager bpm(ctx);
     GpuModuleToBinaryPassOptions bopts;
     bopts.toolkitPath = options.toolkitPath;
-    bopts.compilationTarget = format.str();
+    bopts.compilationTarget = "isa";
     bpm.addPass(createGpuModuleToBinaryPass(bopts));
     if (failed(bpm.run(*copy)))
-      return emitError(loc) << "gpu-module-to-binary (" << format
-                            << ") failed for " << options.chip
+      return emitError(loc) << "gpu-module-to-binary failed for " << options.chip
                             << "; the toolkit is expected at "
                             << options.toolkitPath;
-    bool found = false;
     copy->walk([&](gpu::BinaryOp bin) {
-      for (Attribute a : bin.getObjectsAttr()) {
-        auto object = cast<gpu::ObjectAttr>(a);
-        (format == "isa" ? binary.ptx : binary.cubin) = object.getObject().getValue().str();
-        found = true;
-      }
+      for (Attribute a : bin.getObjectsAttr())
+        binary.ptx = cast<gpu::ObjectAttr>(a).getObject().getValue().str();
     });
-    if (!found)
-      return emitError(loc) << "gpu-module-to-binary produced no object";
+    if (binary.ptx.empty())
+      return emitError(loc) << "gpu-module-to-binary produced no PTX";
   }
+
+  // Step 2. The cubin: ptxas of the toolkit on that PTX (one trip through
+  // the NVPTX back end instead of two).
+  llvm::SmallString<256> ptxas(options.toolkitPath);
+  llvm::sys::path::append(ptxas, "bin", "ptxas");
+  if (!llvm::sys::fs::can_execute(ptxas))
+    return emitError(loc) << "ptxas not found at " << ptxas
+                          << " (set --cuda-toolkit or CUDA_HOME)";
+  llvm::SmallString<128> dir;
+  if (std::error_code ec = llvm::sys::fs::createUniqueDirectory("compressa-cuda", dir))
+    return emitError(loc) << "cannot create a temporary directory: " << ec.message();
+  auto cleanup = llvm::make_scope_exit([&] { llvm::sys::fs::remove_directories(dir); });
+  llvm::SmallString<128> ptxPath(dir), cubinPath(dir);
+  llvm::sys::path::append(ptxPath, "kernels.ptx");
+  llvm::sys::path::append(cubinPath, "kernels.cubin");
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(ptxPath, ec);
+    if (ec)
+      return emitError(loc) << "cannot write " << ptxPath << ": " << ec.message();
+    os << binary.ptx;
+  }
+  std::string arch = "-arch=" + options.chip;
+  llvm::SmallVector<llvm::StringRef> args = {ptxas, arch, "--opt-level=3",
+                                             ptxPath, "-o", cubinPath};
+  std::string runError;
+  int rc = llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, {}, 0, 0, &runError);
+  if (rc != 0)
+    return emitError(loc) << "ptxas failed (" << ptxas << " " << arch
+                          << " --opt-level=3 " << ptxPath << "): exit " << rc
+                          << " " << runError;
+  auto cubin = llvm::MemoryBuffer::getFile(cubinPath);
+  if (!cubin)
+    return emitError(loc) << "cannot read " << cubinPath;
+  binary.cubin = (*cubin)->getBuffer().str();
   dump(options.dumpDir, "kernels.ptx", binary.ptx);
   dump(options.dumpDir, "kernels.cubin", binary.cubin);
   return binary;

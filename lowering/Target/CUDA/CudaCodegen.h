@@ -1,12 +1,11 @@
 //===- CudaCodegen.h - Kernel gpu.module -> PTX and cubin --------*- C++ -*-===//
 // SPDX-License-Identifier: Apache-2.0
 //
-//   gpu.module @compressa_kernels { gpu.func @k(%argv: !llvm.ptr) kernel }
-//     ──scf-to-cf, convert-gpu-to-nvvm──▶ NVVM (LLVM dialect)
-//     ──gpu-module-to-binary (NVPTX back end, libdevice)──▶ PTX
+//   gpu.module @compressa_kernels (NVVM, after lower-kernels-to-llvm)
+//     ──gpu-module-to-binary isa (NVPTX back end, libdevice)──▶ PTX
 //     ──ptxas (from the CUDA toolkit)──▶ cubin
 //
-// NVIDIA specifics live here and in KernelBuilder's Cuda decoding only.
+// NVIDIA specifics live here and in CudaTarget.
 //
 //===----------------------------------------------------------------------===//
 #ifndef COMPRESSA_LOWERING_CUDA_CUDACODEGEN_H
@@ -35,7 +34,8 @@ struct CudaBinary {
 /// Parses "sm_90a" / "sm_90" into 90; -1 when malformed.
 int smVersion(llvm::StringRef chip);
 
-/// Lowers the gpu.module(s) of `module` in place and returns PTX and cubin.
+/// PTX and cubin of the gpu.module of `module` (in NVVM); `module` is only
+/// read.
 FailureOr<CudaBinary> compileToCuda(ModuleOp module,
                                     const CudaCodegenOptions &options);
 

@@ -1,0 +1,243 @@
+//===- ConvertDSV4ToKernels.cpp - Outlined dispatches -> target kernels --===//
+// SPDX-License-Identifier: Apache-2.0
+
+#include "lowering/DSV4ToKernels/KernelABI.h"
+#include "lowering/DSV4ToKernels/KernelBuilder.h"
+#include "lowering/DSV4ToKernels/Passes.h"
+#include "lowering/DSV4ToKernels/Patterns.h"
+#include "lowering/Target/TargetInfo.h"
+#include "dialects/DSV4/IR/DSV4Ops.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/SmallPtrSet.h"
+#include "llvm/Support/MathExtras.h"
+
+namespace mlir::compressa {
+#define GEN_PASS_DEF_CONVERTDSV4TOKERNELSPASS
+#define GEN_PASS_DEF_LOWERKERNELSTOLLVMPASS
+#include "lowering/DSV4ToKernels/Passes.h.inc"
+} // namespace mlir::compressa
+
+using namespace mlir;
+using namespace mlir::compressa;
+using namespace mlir::compressa::cpu;
+using namespace mlir::dsv4;
+
+namespace {
+
+/// The dsv4 op whose result `v` (decode state) updates, through chains of
+/// updates inside the kernel: the operand it aliases.
+Value updatedState(Value v) {
+  Operation *def = v.getDefiningOp();
+  if (auto up = dyn_cast_or_null<WindowUpdateOp>(def))
+    return up.getRing();
+  if (auto cmp = dyn_cast_or_null<CompressOp>(def))
+    return cast<OpResult>(v).getResultNumber() == 0 ? cmp.getState() : cmp.getEntries();
+  return nullptr;
+}
+
+/// Emits the kernel of one outlined dispatch `func` into `container`.
+LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
+                            Operation *container, const TargetInfo &target,
+                            const KernelPatternSet &patterns, int64_t maxContext) {
+  MLIRContext *ctx = func.getContext();
+  Location loc = func.getLoc();
+  OpBuilder b(ctx);
+  Block *entry = target.createKernel(b, loc, container, symbol);
+  Operation *kernel = entry->getParentOp();
+  b.setInsertionPointToStart(entry);
+  KernelBuilder kb(b, loc, container, target);
+  Value argv = entry->getArgument(0);
+  auto slotPtr = [&](int64_t slot) { return kb.loadPtr(argv, kb.c(slot)); };
+
+  EmitContext ec;
+  ec.maxContext = maxContext;
+  // Scalars: in the slot itself on the CPU; behind a device pointer on CUDA
+  // (so argument vectors and captured graphs stay valid across calls).
+  auto scalar = [&](int64_t slot) -> Value {
+    if (target.isCuda())
+      return kb.load(kb.i64(), slotPtr(slot), kb.c(0));
+    return LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(slot));
+  };
+  ec.tokens = scalar(kTokensSlot);
+  ec.startPos = scalar(kStartPosSlot);
+  Value scratchBase = slotPtr(kScratchSlot);
+  int64_t scratchPerToken = 0, scratchFixed = 0;
+  ec.scratch = [&](int64_t perToken, int64_t bytes) -> Value {
+    // Offsets: all per-token parts first (scaled by S at run time), then the
+    // fixed parts; every part 64-byte rounded. Fixed parts sit after the
+    // largest possible per-token area: the runtime gives
+    // scratchPerToken * maxTokens + fixed bytes.
+    perToken = llvm::alignTo(perToken, 64);
+    bytes = llvm::alignTo(bytes, 64);
+    Value off = kb.add(kb.mul(kb.c(scratchPerToken), ec.tokens), kb.c(scratchFixed));
+    scratchPerToken += perToken;
+    scratchFixed += bytes;
+    return kb.offset(b.getI8Type(), scratchBase, off);
+  };
+
+  // Step 1. The operands, slot by slot (KernelABI.h).
+  Block &body = func.getBody().front();
+  int64_t slot = kScratchSlot + 1;
+  for (BlockArgument arg : body.getArguments()) {
+    Type t = arg.getType();
+    if (auto tensor = dyn_cast<RankedTensorType>(t)) {
+      ec.tensors[arg] = View{slotPtr(slot++), tensor.getElementType()};
+    } else if (auto wt = dyn_cast<WeightType>(t)) {
+      ArrayRef<int64_t> shape = wt.getShape();
+      if (wt.getRank() == 3) {
+        ec.experts[arg] = ExpertView{slotPtr(slot++), shape[0], wt.getElementType(),
+                                     shape[1], shape[2]};
+        continue;
+      }
+      WeightView view;
+      view.data = slotPtr(slot++);
+      if (wt.isQuantized())
+        view.scale = slotPtr(slot++);
+      view.elt = wt.getElementType();
+      view.rows = wt.getRank() == 2 ? shape[0] : 1;
+      view.cols = shape.back();
+      ec.weights[arg] = view;
+    } else if (succeeded(stateGeometry(t))) {
+      ec.states[arg] = slotPtr(slot++);
+    } else if (!isa<IndexType>(t)) {
+      return func.emitError() << "kernel operand #" << arg.getArgNumber()
+                              << " has a type no kernel slot holds: " << t;
+    }
+  }
+  // The results: tensors in their Buffer slots, in order.
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  llvm::DenseMap<Value, int64_t> resultSlot;
+  for (Value r : ret.getOperands())
+    if (isa<RankedTensorType>(r.getType()) && !resultSlot.count(r))
+      resultSlot[r] = slot++;
+
+  // Step 2. The ops, in order.
+  for (Operation &op : body.without_terminator()) {
+    for (Value r : op.getResults()) {
+      if (auto tensor = dyn_cast<RankedTensorType>(r.getType())) {
+        auto it = resultSlot.find(r);
+        if (it != resultSlot.end()) {
+          ec.tensors[r] = View{slotPtr(it->second), tensor.getElementType()};
+          continue;
+        }
+        int64_t per = 1;
+        for (int64_t d : tensor.getShape().drop_front())
+          per *= d;
+        int64_t bytes = per * tensor.getElementTypeBitWidth() / 8;
+        ec.tensors[r] = View{ec.scratch(bytes, 0), tensor.getElementType()};
+        continue;
+      }
+      // New state aliases the state it updates.
+      Value base = updatedState(r);
+      if (!base || !ec.states.count(base))
+        return op.emitOpError() << "produces a value the kernel cannot place";
+      ec.states[r] = ec.states[base];
+    }
+    if (failed(emitOp(kb, &op, ec, patterns)))
+      return failure();
+    if (kb.storedOutsideRegion())
+      return op.emitOpError()
+             << "internal error: its kernel code stores outside a parallel or "
+                "single region (a race on CUDA)";
+  }
+  target.createReturn(b, loc);
+
+  // Step 3. The signature the runtime checks every launch against.
+  SmallVector<int64_t> params;
+  for (const AbiParam &p : kernelAbi(func.getFunctionType(), maxContext))
+    llvm::append_values(params, int64_t(p.kind), int64_t(p.bytesPerToken),
+                        int64_t(p.bytes));
+  if (slot != int64_t(params.size() / 3))
+    return func.emitError() << "internal error: the kernel binds " << slot
+                            << " slots, its ABI lists " << params.size() / 3;
+  kernel->setAttr(kKernelAttr, func->getAttr(kKernelAttr));
+  kernel->setAttr(kAbiAttr,
+                  b.getDictionaryAttr({
+                      b.getNamedAttr("params", b.getDenseI64ArrayAttr(params)),
+                      b.getNamedAttr("scratch", b.getDenseI64ArrayAttr(
+                                                    {scratchPerToken, scratchFixed})),
+                      b.getNamedAttr("block", b.getI64IntegerAttr(kb.threads())),
+                  }));
+  return success();
+}
+
+struct ConvertDSV4ToKernelsPass
+    : public mlir::compressa::impl::ConvertDSV4ToKernelsPassBase<ConvertDSV4ToKernelsPass> {
+  using Base::Base;
+
+  void getDependentDialects(DialectRegistry &registry) const override {
+    std::string error;
+    if (std::unique_ptr<TargetInfo> t = createTarget(target, error))
+      t->registerDialects(registry);
+  }
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    std::string error;
+    std::unique_ptr<TargetInfo> info = createTarget(target, error);
+    if (!info) {
+      module.emitError() << "convert-dsv4-to-kernels: " << error;
+      return signalPassFailure();
+    }
+    auto maxContext = module->getAttrOfType<IntegerAttr>(kMaxContextAttr);
+    if (!maxContext) {
+      module.emitError() << "no " << kMaxContextAttr
+                         << " on the module (run dsv4-specialize-shapes)";
+      return signalPassFailure();
+    }
+    KernelPatternSet patterns;
+    populateAllKernelPatterns(patterns);
+
+    SmallVector<func::FuncOp> dispatches;
+    for (auto func : module.getOps<func::FuncOp>())
+      if (func->hasAttr(kKernelAttr))
+        dispatches.push_back(func);
+    if (dispatches.empty())
+      return;
+    Operation *container = info->getOrCreateContainer(module);
+    StringAttr containerName = SymbolTable::getSymbolName(container);
+    for (auto [i, func] : llvm::enumerate(dispatches)) {
+      std::string symbol = "compressa_kernel_" + std::to_string(i);
+      if (failed(convertKernel(func, symbol, container, *info, patterns,
+                               maxContext.getInt())))
+        return signalPassFailure();
+      auto callee = SymbolRefAttr::get(
+          containerName, {FlatSymbolRefAttr::get(&getContext(), symbol)});
+      module.walk([&](LaunchOp launch) {
+        if (launch.getKernel().getRootReference() == func.getSymNameAttr())
+          launch.setKernelAttr(callee);
+      });
+      func.erase();
+    }
+  }
+};
+
+struct LowerKernelsToLLVMPass
+    : public mlir::compressa::impl::LowerKernelsToLLVMPassBase<LowerKernelsToLLVMPass> {
+  using Base::Base;
+
+  void getDependentDialects(DialectRegistry &registry) const override {
+    std::string error;
+    if (std::unique_ptr<TargetInfo> t = createTarget(target, error))
+      t->registerDialects(registry);
+  }
+
+  void runOnOperation() override {
+    std::string error;
+    std::unique_ptr<TargetInfo> info = createTarget(target, error);
+    if (!info) {
+      getOperation().emitError() << "lower-kernels-to-llvm: " << error;
+      return signalPassFailure();
+    }
+    OpPassManager pm(ModuleOp::getOperationName());
+    info->buildLowerToLLVM(pm);
+    if (failed(runPipeline(pm, getOperation())))
+      return signalPassFailure();
+  }
+};
+
+} // namespace

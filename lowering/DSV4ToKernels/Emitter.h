@@ -1,0 +1,171 @@
+//===- Emitter.h - The loop nests of the dsv4 ops ---------------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// Each dsv4 op's kernel code is the loop nest of its definition in
+// shared/spec/deepseek-v4.md, in f32 with f32 accumulation; token `s` of a
+// call is at absolute position `startPos + s`. The Emitter holds the helpers
+// the ops share; each op family defines its ops' methods in its own file of
+// Patterns/ and registers them in a KernelPatternSet (Patterns.h).
+//
+//===----------------------------------------------------------------------===//
+#ifndef COMPRESSA_LOWERING_DSV4TOKERNELS_EMITTER_H
+#define COMPRESSA_LOWERING_DSV4TOKERNELS_EMITTER_H
+
+#include "dialects/DSV4/IR/DSV4Ops.h"
+#include "lowering/DSV4ToKernels/OpEmitters.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+
+namespace mlir::compressa::cpu {
+
+using namespace ::mlir::dsv4;
+
+/// Elements per token of a tensor value (all dims but the first).
+inline int64_t perToken(Value v) {
+  auto shape = cast<RankedTensorType>(v.getType()).getShape();
+  int64_t n = 1;
+  for (int64_t d : shape.drop_front())
+    n *= d;
+  return n;
+}
+
+class Emitter {
+public:
+  Emitter(KernelBuilder &kb, EmitContext &ctx) : kb(kb), ctx(ctx) {}
+
+  View view(Value v) { return ctx.tensors.lookup(v); }
+  WeightView w(Value v) { return ctx.weights.lookup(v); }
+  Value S() { return ctx.tokens; }
+  Value pos(Value s) { return kb.add(ctx.startPos, s); }
+  Value c(int64_t v) { return kb.c(v); }
+  /// f32 scratch of `perTokenElems * S + elems` floats.
+  View scratchF32(int64_t perTokenElems, int64_t elems) {
+    return {ctx.scratch(perTokenElems * 4, elems * 4), kb.f32()};
+  }
+
+  /// rsqrt(mean(x^2) + eps) over the n elements at x, the squares summed
+  /// lane-split (in a warpLoop body).
+  Value inverseRms(View x, int64_t n, double eps, Value lane) {
+    Value ss = kb.dotLanes(x, x, n, lane);
+    return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
+  }
+
+  /// out[s, i] = sum_j pre[s, j] X_j[s, i] over the n streams of width d.
+  void mixStreams(View streams, View pre, int64_t n, int64_t d, View out) {
+    kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
+      Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
+      View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
+      Value acc = kb.cf(0.0);
+      for (int64_t j = 0; j < n; ++j)
+        acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
+      kb.storeF(out, e, acc);
+    });
+  }
+
+  /// Rotates the last rope.dim channels of the `len`-vector at `x` in place.
+  void rope(View x, int64_t len, Value position, RopeAttr rope, bool inverse) {
+    int64_t r = rope.getDim(), base = len - r;
+    SmallVector<float> freqs;
+    for (int64_t k = 0; k < r / 2; ++k)
+      freqs.push_back(static_cast<float>(rope.frequency(k)));
+    Value p = kb.toF32(position);
+    for (int64_t k = 0; k < r / 2; ++k) {
+      Value phi = kb.mul(p, kb.cf(freqs[k]));
+      Value cs = kb.cos(phi), sn = kb.sin(phi);
+      if (inverse)
+        sn = kb.neg(sn);
+      Value ia = c(base + 2 * k), ib = c(base + 2 * k + 1);
+      Value a = kb.loadF(x, ia), b = kb.loadF(x, ib);
+      kb.storeF(x, ia, kb.sub(kb.mul(a, cs), kb.mul(b, sn)));
+      kb.storeF(x, ib, kb.add(kb.mul(a, sn), kb.mul(b, cs)));
+    }
+  }
+
+  /// r[row] = rsqrt(mean(x[row]^2) + eps) for `rows` rows of n elements.
+  void inverseRmsRows(View x, Value rows, int64_t n, double eps, View r) {
+    kb.warpLoop(c(0), rows, [&](Value row, Value lane) {
+      kb.storeOnce(r, row, inverseRms(kb.at(x, kb.mul(row, c(n))), n, eps, lane), lane);
+    });
+  }
+
+  /// rmsNorm over `rows` rows of n elements (x may be y); `r` is scratch of
+  /// `rows` floats for the inverse RMS of each row.
+  void rmsNormRows(View x, View y, Value rows, int64_t n, double eps,
+                   const WeightView *weight, View r) {
+    inverseRmsRows(x, rows, n, eps, r);
+    kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
+      Value v = kb.mul(kb.loadF(x, e), kb.loadF(r, kb.div(e, c(n))));
+      if (weight)
+        v = kb.mul(v, kb.weight(*weight, c(0), kb.rem(e, c(n))));
+      kb.storeF(y, e, v);
+    });
+  }
+
+  /// out[s, i] = dot(x[s], W row i) for every token s of the call and row i;
+  /// token s of x starts at s * xStride.
+  void linearTokens(View x, int64_t xStride, const WeightView &wt, View out) {
+    kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
+      kb.storeOnce(out, e, kb.dotLanes(kb.at(x, kb.mul(s, c(xStride))), wt, i, lane), lane);
+    });
+  }
+
+  /// Writes into `ids`/`order` the k largest of `n` scores at `scores`
+  /// (descending; ties go to the lower index), marking taken ones -inf.
+  /// `store(k, index)` receives each pick.
+  void selectTopk(View scores, Value n, Value k, function_ref<void(Value, Value)> store) {
+    kb.loop(c(0), k, [&](Value j) {
+      SmallVector<Value> best = kb.reduce(
+          c(0), n, ValueRange{kb.negInf(), c(-1)},
+          [&](Value i, ValueRange acc) -> SmallVector<Value> {
+            Value v = kb.loadF(scores, i);
+            // Strictly greater, so the lowest index wins ties; the first
+            // candidate is taken whatever its score.
+            Value better = kb.lt(acc[0], v);
+            Value first = kb.eq(acc[1], c(-1));
+            Value take = arith::OrIOp::create(kb.builder(), kb.getLoc(), better, first);
+            return {kb.select(take, v, acc[0]), kb.select(take, i, acc[1])};
+          });
+      store(j, best[1]);
+      kb.storeF(scores, best[1], kb.negInf());
+    });
+  }
+
+  // The ops.
+  void embed(EmbedOp op);
+  void hcExpand(HcExpandOp op);
+  void rmsNormOp(RmsNormOp op);
+  void hcPre(HcPreOp op);
+  void hcPost(HcPostOp op);
+  void hcHead(HcHeadOp op);
+  void qProj(QProjOp op);
+  void kvProj(KVProjOp op);
+  void ropeOp(RopeOp op);
+  void windowUpdate(WindowUpdateOp op);
+  void compress(CompressOp op);
+  void indexer(IndexerTopkOp op);
+  void attention(SparseAttentionOp op);
+  void outProj(OutProjOp op);
+  void gate(MoeGateOp op);
+  void hashGate(MoeHashGateOp op);
+  void experts(MoeExpertsOp op);
+  void sharedExpert(SharedExpertOp op);
+  void lmHead(LmHeadOp op);
+  void addF(arith::AddFOp op);
+
+  /// sigma[s, e] = sqrt(softplus(x[s] . w row e)) for every token and expert.
+  Value routerScore(View x, const WeightView &wt, Value s, Value e, Value lane);
+  /// routing weights: sigma[ids[k]] / sum * scale for the K picks.
+  void routeWeights(View sigma, View ids, View weights, int64_t k, double scale);
+  /// The clamped SwiGLU hidden value i of token vector x.
+  Value swigluHidden(View x, const WeightView &w1, const WeightView &w3,
+                     double limit, Value i, Value lane);
+
+  KernelBuilder &kb;
+  EmitContext &ctx;
+};
+
+
+} // namespace mlir::compressa::cpu
+
+#endif // COMPRESSA_LOWERING_DSV4TOKERNELS_EMITTER_H

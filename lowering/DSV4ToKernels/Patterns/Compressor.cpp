@@ -1,0 +1,155 @@
+//===- Compressor.cpp - compressor and indexer kernels -===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// dsv4.kv.compress (CSA/HCA pooling of the compressor state into entries,
+// with norm and RoPE) and dsv4.attn.indexer_topk (the lightning indexer
+// scores and its top-k).
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/DSV4ToKernels/Emitter.h"
+#include "lowering/DSV4ToKernels/Patterns.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::compressa;
+using namespace mlir::compressa::cpu;
+using namespace mlir::dsv4;
+
+void Emitter::compress(CompressOp op) {
+  CompressorStateType st = op.getState().getType();
+  int64_t m = st.getRatio(), dim = st.getDim(), width = st.getWidth();
+  int64_t slots = st.getSlots();
+  bool overlap = st.getOverlap();
+  Type entryElt = isa<CompressedKVType>(op.getEntries().getType())
+                      ? cast<CompressedKVType>(op.getEntries().getType()).getElementType()
+                      : cast<IndexerKeysType>(op.getEntries().getType()).getElementType();
+  // State layout: kv [slots, width] then score [slots, width], f32.
+  Value statePtr = ctx.states.lookup(op.getState());
+  View kvState{statePtr, kb.f32()};
+  View scoreState = kb.at(kvState, c(slots * width));
+  View entries{ctx.states.lookup(op.getEntries()), entryElt};
+  WeightView wkv = w(op.getWkv()), wgate = w(op.getWgate()), ape = w(op.getApe());
+  WeightView norm = w(op.getNorm());
+  int64_t dm = wkv.cols;
+  double eps = op.getEps().convertToDouble();
+  View x = view(op.getX());
+  View pooled = scratchF32(0, dim), pooledRms = scratchF32(0, 1);
+  // Every token's kv and score rows first (independent), ...
+  View kvRows = scratchF32(width, 0), scoreRows = scratchF32(width, 0);
+  kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
+    View xs = kb.at(x, kb.mul(s, c(dm)));
+    kb.storeOnce(kvRows, e, kb.dotLanes(xs, wkv, i, lane), lane);
+    kb.storeOnce(scoreRows, e,
+                 kb.add(kb.dotLanes(xs, wgate, i, lane),
+                        kb.weight(ape, kb.rem(pos(s), c(m)), i)),
+                 lane);
+  });
+  // ... then tokens go through the state one at a time: an entry completes
+  // when the token closing its window has been written (spec §5.2).
+  kb.loop(c(0), S(), [&](Value s) {
+    Value p = pos(s);
+    Value inWindow = kb.rem(p, c(m));
+    Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
+    View kvSlot = kb.at(kvState, kb.mul(slot, c(width)));
+    View scSlot = kb.at(scoreState, kb.mul(slot, c(width)));
+    kb.parallelLoop(c(0), c(width), [&](Value i) {
+      Value row = kb.add(kb.mul(s, c(width)), i);
+      kb.storeF(kvSlot, i, kb.loadF(kvRows, row));
+      kb.storeF(scSlot, i, kb.loadF(scoreRows, row));
+    });
+    kb.ifThen(kb.eq(inWindow, c(m - 1)), [&] {
+      // Per channel softmax over the window's slots. Overlapping: slots
+      // 0..m-1 contribute their A half (channel i), m..2m-1 their B half
+      // (channel dim + i).
+      kb.parallelLoop(c(0), c(dim), [&](Value i) {
+        auto channel = [&](int64_t j) {
+          return overlap && j >= m ? kb.add(i, c(dim)) : i;
+        };
+        Value mx = kb.negInf();
+        for (int64_t j = 0; j < slots; ++j)
+          mx = kb.max(mx, kb.loadF(scoreState, kb.add(c(j * width), channel(j))));
+        Value num = kb.cf(0.0), den = kb.cf(0.0);
+        for (int64_t j = 0; j < slots; ++j) {
+          Value sc = kb.loadF(scoreState, kb.add(c(j * width), channel(j)));
+          // An empty slot (score -inf) weighs exactly 0.
+          Value e = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
+          num = kb.add(num, kb.mul(e, kb.loadF(kvState, kb.add(c(j * width), channel(j)))));
+          den = kb.add(den, e);
+        }
+        kb.storeF(pooled, i, kb.div(num, den));
+      });
+      Value w = kb.div(p, c(m));
+      View entry = kb.at(entries, kb.mul(w, c(dim)));
+      rmsNormRows(pooled, entry, c(1), dim, eps, &norm, pooledRms);
+      kb.single([&] { rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false); });
+      if (overlap) {
+        // The closed window becomes the previous window of the next one.
+        kb.parallelLoop(c(0), c(m * width), [&](Value i) {
+          kb.storeF(kvState, i, kb.loadF(kvState, kb.add(i, c(m * width))));
+          kb.storeF(scoreState, i, kb.loadF(scoreState, kb.add(i, c(m * width))));
+        });
+      }
+    });
+  });
+}
+
+void Emitter::indexer(IndexerTopkOp op) {
+  IndexerKeysType keysType = op.getKeys().getType();
+  int64_t m = keysType.getRatio(), di = keysType.getDim();
+  int64_t heads = op.getHeads(), topk = op.getTopk();
+  WeightView wqb = w(op.getWqB()), wp = w(op.getWeightsProj());
+  int64_t rank = wqb.cols, dm = wp.cols;
+  View keys{ctx.states.lookup(op.getKeys()), keysType.getElementType()};
+  View qr = view(op.getQr()), x = view(op.getX()), out = view(op.getIndices());
+  int64_t capacity = ctx.maxContext / m;
+  View q = scratchF32(heads * di, 0);
+  View hw = scratchF32(heads, 0);
+  View scores = scratchF32(capacity, 0);
+  double headScale = 1.0 / std::sqrt(double(di)) / std::sqrt(double(heads));
+  // Entries visible to token s: those completed by position pos(s).
+  auto avail = [&](Value s) { return kb.div(kb.add(pos(s), c(1)), c(m)); };
+  linearTokens(qr, rank, wqb, q);
+  kb.parallelLoop(c(0), kb.mul(S(), c(heads)), [&](Value e) {
+    rope(kb.at(q, kb.mul(e, c(di))), di, pos(kb.div(e, c(heads))), op.getRope(), false);
+  });
+  kb.warpLoop(c(0), kb.mul(S(), c(heads)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(heads)), h = kb.rem(e, c(heads));
+    Value dotv = kb.dotLanes(kb.at(x, kb.mul(s, c(dm))), wp, h, lane);
+    kb.storeOnce(hw, e, kb.mul(dotv, kb.cf(headScale)), lane);
+  });
+  // Scores of every (token, visible entry); the last token sees the most.
+  Value most = avail(kb.sub(S(), c(1)));
+  kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
+    Value s = kb.div(e, most), j = kb.rem(e, most);
+    kb.ifThen(kb.lt(j, avail(s)), [&] {
+      View qs = kb.at(q, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
+      View key = kb.at(keys, kb.mul(j, c(di)));
+      Value score = kb.reduce1(c(0), c(heads), kb.cf(0.0), [&](Value h, Value acc) {
+        View qh = kb.at(qs, kb.mul(h, c(di)));
+        Value dotv = kb.reduce1(c(0), c(di), kb.cf(0.0), [&](Value i, Value a) {
+          return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
+        });
+        return kb.add(acc, kb.mul(kb.loadF(hws, h), kb.max(dotv, kb.cf(0.0))));
+      });
+      kb.storeF(scores, kb.add(kb.mul(s, c(capacity)), j), score);
+    });
+  });
+  // A thread per token picks its top-k (-1 where fewer are visible).
+  kb.parallelLoop(c(0), S(), [&](Value s) {
+    View row = kb.at(out, kb.mul(s, c(topk)));
+    kb.loop(c(0), c(topk), [&](Value j) { kb.store(kb.truncI32(c(-1)), row.ptr, j); });
+    Value n = avail(s);
+    selectTopk(kb.at(scores, kb.mul(s, c(capacity))), n, kb.min(c(topk), n),
+               [&](Value j, Value idx) { kb.store(kb.truncI32(idx), row.ptr, j); });
+  });
+}
+
+void mlir::compressa::cpu::populateCompressorPatterns(KernelPatternSet &patterns) {
+  patterns.add(&Emitter::compress);
+  patterns.add(&Emitter::indexer);
+}

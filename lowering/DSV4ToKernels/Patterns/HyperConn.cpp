@@ -1,0 +1,155 @@
+//===- HyperConn.cpp - mHC kernels -===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// The manifold-constrained hyper-connections: dsv4.hc.expand, dsv4.hc.pre
+// (the mixes and the Sinkhorn-normalised combination), dsv4.hc.post,
+// dsv4.hc.head.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/DSV4ToKernels/Emitter.h"
+#include "lowering/DSV4ToKernels/Patterns.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::compressa;
+using namespace mlir::compressa::cpu;
+using namespace mlir::dsv4;
+
+void Emitter::hcExpand(HcExpandOp op) {
+  View x = view(op.getX()), out = view(op.getResult());
+  auto shape = op.getResult().getType().getShape();
+  int64_t n = shape[1], d = shape[2];
+  kb.parallelLoop(c(0), kb.mul(S(), c(n * d)), [&](Value e) {
+    Value s = kb.div(e, c(n * d)), i = kb.rem(e, c(d));
+    kb.storeF(out, e, kb.loadF(x, kb.add(kb.mul(s, c(d)), i)));
+  });
+}
+
+void Emitter::hcPre(HcPreOp op) {
+  auto shape = op.getStreams().getType().getShape();
+  int64_t n = shape[1], d = shape[2], mix = (2 + n) * n;
+  View streams = view(op.getStreams()), x = view(op.getX());
+  View post = view(op.getPost()), comb = view(op.getComb());
+  WeightView fn = w(op.getFn()), base = w(op.getBase()), scale = w(op.getScale());
+  double hcEps = op.getHcEps().convertToDouble();
+  double normEps = op.getNormEps().convertToDouble();
+  int64_t iters = op.getSinkhornIters();
+  View rho = scratchF32(1, 0), mu = scratchF32(mix, 0), pre = scratchF32(n, 0);
+  // mu = rsqrt(mean(x^2) + eps) * (fn . x) over each token's flattened streams.
+  inverseRmsRows(streams, S(), n * d, normEps, rho);
+  kb.warpLoop(c(0), kb.mul(S(), c(mix)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(mix)), k = kb.rem(e, c(mix));
+    View xs = kb.at(streams, kb.mul(s, c(n * d)));
+    kb.storeOnce(mu, e, kb.mul(kb.loadF(rho, s), kb.dotLanes(xs, fn, k, lane)), lane);
+  });
+  // The n + n + n*n mixes and the Sinkhorn iterations: a thread per token.
+  kb.parallelLoop(c(0), S(), [&](Value s) {
+    View mus = kb.at(mu, kb.mul(s, c(mix))), pres = kb.at(pre, kb.mul(s, c(n)));
+    View postS = kb.at(post, kb.mul(s, c(n)));
+    View cm = kb.at(comb, kb.mul(s, c(n * n)));
+    Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
+    Value s2 = kb.weight(scale, c(0), c(2));
+    for (int64_t j = 0; j < n; ++j) {
+      Value pj = kb.add(kb.mul(s0, kb.loadF(mus, c(j))), kb.weight(base, c(0), c(j)));
+      kb.storeF(pres, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+      Value qj = kb.add(kb.mul(s1, kb.loadF(mus, c(n + j))),
+                        kb.weight(base, c(0), c(n + j)));
+      kb.storeF(postS, c(j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
+    }
+    // comb: logits, row softmax + eps, column normalisation, then
+    // (iters - 1) x (row, column) normalisations (spec §4.3 step 4). The
+    // n x n matrix stays in registers (n is a compile-time constant); only
+    // the result is stored.
+    SmallVector<Value> m(n * n);
+    for (int64_t i = 0; i < n * n; ++i)
+      m[i] = kb.add(kb.mul(s2, kb.loadF(mus, c(2 * n + i))),
+                    kb.weight(base, c(0), c(2 * n + i)));
+    for (int64_t r = 0; r < n; ++r) {
+      Value mx = m[r * n];
+      for (int64_t k = 1; k < n; ++k)
+        mx = kb.max(mx, m[r * n + k]);
+      Value sum = kb.cf(0.0);
+      for (int64_t k = 0; k < n; ++k) {
+        m[r * n + k] = kb.exp(kb.sub(m[r * n + k], mx));
+        sum = kb.add(sum, m[r * n + k]);
+      }
+      for (int64_t k = 0; k < n; ++k)
+        m[r * n + k] = kb.add(kb.div(m[r * n + k], sum), kb.cf(hcEps));
+    }
+    // Divides each row (or column) by its sum + eps.
+    auto normalize = [&](SmallVector<Value> &v, bool rows) {
+      auto at = [&](int64_t line, int64_t i) -> Value & {
+        return rows ? v[line * n + i] : v[i * n + line];
+      };
+      for (int64_t line = 0; line < n; ++line) {
+        Value sum = kb.cf(0.0);
+        for (int64_t i = 0; i < n; ++i)
+          sum = kb.add(sum, at(line, i));
+        Value den = kb.add(sum, kb.cf(hcEps));
+        for (int64_t i = 0; i < n; ++i)
+          at(line, i) = kb.div(at(line, i), den);
+      }
+    };
+    auto normalizeColumns = [&](SmallVector<Value> &v) { normalize(v, false); };
+    auto normalizeRows = [&](SmallVector<Value> &v) { normalize(v, true); };
+    normalizeColumns(m);
+    m = kb.reduce(c(1), c(iters), m,
+                  [&](Value, ValueRange carried) -> SmallVector<Value> {
+                    SmallVector<Value> v(carried.begin(), carried.end());
+                    normalizeRows(v);
+                    normalizeColumns(v);
+                    return v;
+                  });
+    for (int64_t i = 0; i < n * n; ++i)
+      kb.storeF(cm, c(i), m[i]);
+  });
+  mixStreams(streams, pre, n, d, x);
+}
+
+void Emitter::hcPost(HcPostOp op) {
+  auto shape = op.getStreams().getType().getShape();
+  int64_t n = shape[1], d = shape[2];
+  View a = view(op.getA()), streams = view(op.getStreams());
+  View post = view(op.getPost()), comb = view(op.getComb()), out = view(op.getResult());
+  // out[s, k, i] = post_k a[s, i] + sum_j comb[j, k] X_j[i].
+  kb.parallelLoop(c(0), kb.mul(S(), c(n * d)), [&](Value e) {
+    Value s = kb.div(e, c(n * d)), r = kb.rem(e, c(n * d));
+    Value k = kb.div(r, c(d)), i = kb.rem(r, c(d));
+    View xs = kb.at(streams, kb.mul(s, c(n * d)));
+    View cs = kb.at(comb, kb.mul(s, c(n * n)));
+    Value pk = kb.loadF(post, kb.add(kb.mul(s, c(n)), k));
+    Value acc = kb.mul(pk, kb.loadF(a, kb.add(kb.mul(s, c(d)), i)));
+    for (int64_t j = 0; j < n; ++j)
+      acc = kb.add(acc, kb.mul(kb.loadF(cs, kb.add(c(j * n), k)),
+                               kb.loadF(xs, kb.add(i, c(j * d)))));
+    kb.storeF(out, e, acc);
+  });
+}
+
+void Emitter::hcHead(HcHeadOp op) {
+  auto shape = op.getStreams().getType().getShape();
+  int64_t n = shape[1], d = shape[2];
+  View streams = view(op.getStreams()), out = view(op.getResult());
+  WeightView fn = w(op.getFn()), base = w(op.getBase()), scale = w(op.getScale());
+  double hcEps = op.getHcEps().convertToDouble();
+  double normEps = op.getNormEps().convertToDouble();
+  View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
+  inverseRmsRows(streams, S(), n * d, normEps, rho);
+  kb.warpLoop(c(0), kb.mul(S(), c(n)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(n)), j = kb.rem(e, c(n));
+    View xs = kb.at(streams, kb.mul(s, c(n * d)));
+    Value mu = kb.mul(kb.loadF(rho, s), kb.dotLanes(xs, fn, j, lane));
+    Value pj = kb.add(kb.mul(kb.weight(scale, c(0), c(0)), mu), kb.weight(base, c(0), j));
+    kb.storeOnce(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)), lane);
+  });
+  mixStreams(streams, pre, n, d, out);
+}
+
+void mlir::compressa::cpu::populateHyperConnPatterns(KernelPatternSet &patterns) {
+  patterns.add(&Emitter::hcExpand);
+  patterns.add(&Emitter::hcPre);
+  patterns.add(&Emitter::hcPost);
+  patterns.add(&Emitter::hcHead);
+}

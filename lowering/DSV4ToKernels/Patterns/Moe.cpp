@@ -1,0 +1,155 @@
+//===- Moe.cpp - MoE kernels -===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// Routing (score and hash gates with their top-k), the routed experts with
+// the clamped SwiGLU, the shared expert and their sum.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/DSV4ToKernels/Emitter.h"
+#include "lowering/DSV4ToKernels/Patterns.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::compressa;
+using namespace mlir::compressa::cpu;
+using namespace mlir::dsv4;
+
+Value Emitter::routerScore(View x, const WeightView &wt, Value s, Value e, Value lane) {
+  return kb.sqrt(kb.softplus(kb.dotLanes(kb.at(x, kb.mul(s, c(wt.cols))), wt, e, lane)));
+}
+
+void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
+                           double scale) {
+  auto idAt = [&](int64_t j) {
+    return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, c(j)));
+  };
+  Value sum = kb.cf(0.0);
+  for (int64_t j = 0; j < k; ++j)
+    sum = kb.add(sum, kb.loadF(sigma, idAt(j)));
+  kb.parallelLoop(c(0), c(k), [&](Value j) {
+    Value id = kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, j));
+    kb.storeF(weights, j,
+              kb.mul(kb.div(kb.loadF(sigma, id), kb.add(sum, kb.cf(1e-20))),
+                     kb.cf(scale)));
+  });
+}
+
+void Emitter::gate(MoeGateOp op) {
+  WeightView wt = w(op.getW()), bias = w(op.getBias());
+  int64_t e = wt.rows, k = op.getTopk();
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View sigma = scratchF32(e, 0), sel = scratchF32(e, 0);
+  double scale = op.getRouteScale().convertToDouble();
+  kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
+    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
+    Value sg = routerScore(x, wt, s, i, lane);
+    kb.storeOnce(sigma, se, sg, lane);
+    kb.storeOnce(sel, se, kb.add(sg, kb.weight(bias, c(0), i)), lane);
+  });
+  // A thread per token: top-k of the biased scores, then the weights.
+  kb.parallelLoop(c(0), S(), [&](Value s) {
+    View idsS = kb.at(ids, kb.mul(s, c(k)));
+    selectTopk(kb.at(sel, kb.mul(s, c(e))), c(e), c(k), [&](Value j, Value idx) {
+      kb.store(kb.truncI32(idx), idsS.ptr, j);
+    });
+    routeWeights(kb.at(sigma, kb.mul(s, c(e))), idsS, kb.at(weights, kb.mul(s, c(k))), k,
+                 scale);
+  });
+}
+
+void Emitter::hashGate(MoeHashGateOp op) {
+  WeightView wt = w(op.getW()), tid2eid = w(op.getTid2eid());
+  int64_t e = wt.rows, k = tid2eid.cols;
+  View x = view(op.getX()), tokens = view(op.getTokenIds());
+  View weights = view(op.getWeights()), ids = view(op.getIds());
+  View sigma = scratchF32(e, 0);
+  double scale = op.getRouteScale().convertToDouble();
+  kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
+    kb.storeOnce(sigma, se, routerScore(x, wt, kb.div(se, c(e)), kb.rem(se, c(e)), lane),
+                 lane);
+  });
+  // A thread per token: the token id's experts, then the weights.
+  kb.parallelLoop(c(0), S(), [&](Value s) {
+    Value tok = kb.loadF(tokens, s);
+    View idsS = kb.at(ids, kb.mul(s, c(k)));
+    for (int64_t j = 0; j < k; ++j)
+      kb.store(kb.truncI32(kb.weight(tid2eid, tok, c(j))), idsS.ptr, c(j));
+    routeWeights(kb.at(sigma, kb.mul(s, c(e))), idsS, kb.at(weights, kb.mul(s, c(k))), k,
+                 scale);
+  });
+}
+
+Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
+                            double limit, Value i, Value lane) {
+  Value g = kb.min(kb.dotLanes(x, w1, i, lane), kb.cf(limit));
+  Value u = kb.max(kb.min(kb.dotLanes(x, w3, i, lane), kb.cf(limit)), kb.cf(-limit));
+  return kb.mul(kb.silu(g), u);
+}
+
+void Emitter::experts(MoeExpertsOp op) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View out = view(op.getResult());
+  View h = scratchF32(k * inter, 0);
+  double limit = op.getSwigluLimit().convertToDouble();
+  auto expertOf = [&](Value slot) {
+    return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
+  };
+  // h[s, j] = SwiGLU hidden of token s through its j-th expert.
+  kb.warpLoop(c(0), kb.mul(S(), c(k * inter)), [&](Value e, Value lane) {
+    Value slot = kb.div(e, c(inter)), i = kb.rem(e, c(inter));
+    Value ex = expertOf(slot);
+    View xs = kb.at(x, kb.mul(kb.div(slot, c(k)), c(dm)));
+    kb.storeOnce(h, e, swigluHidden(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i, lane),
+                 lane);
+  });
+  // out[s, o] = sum over the k picks, in order, of weight_j * (W2_j h_j)[o].
+  kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
+    Value acc = kb.reduce1(c(0), c(k), kb.cf(0.0), [&](Value j, Value a) {
+      Value slot = kb.add(kb.mul(s, c(k)), j);
+      View hj = kb.at(h, kb.mul(slot, c(inter)));
+      Value y = kb.dotLanes(hj, e2.expert(kb, expertOf(slot)), o, lane);
+      return kb.add(a, kb.mul(kb.loadF(weights, slot), y));
+    });
+    kb.storeOnce(out, e, acc, lane);
+  });
+}
+
+void Emitter::sharedExpert(SharedExpertOp op) {
+  WeightView w1 = w(op.getW1()), w3 = w(op.getW3()), w2 = w(op.getW2());
+  int64_t dm = w1.cols, inter = w1.rows;
+  View x = view(op.getX()), out = view(op.getResult());
+  View h = scratchF32(inter, 0);
+  double limit = op.getSwigluLimit().convertToDouble();
+  kb.warpLoop(c(0), kb.mul(S(), c(inter)), [&](Value e, Value lane) {
+    View xs = kb.at(x, kb.mul(kb.div(e, c(inter)), c(dm)));
+    kb.storeOnce(h, e, swigluHidden(xs, w1, w3, limit, kb.rem(e, c(inter)), lane), lane);
+  });
+  kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
+    Value y = kb.dotLanes(kb.at(h, kb.mul(s, c(inter))), w2, o, lane);
+    // 0 + 1 * y, the routed experts' accumulation with one weight-1 pick.
+    kb.storeOnce(out, e, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y)), lane);
+  });
+}
+
+void Emitter::addF(arith::AddFOp op) {
+  View a = view(op.getLhs()), b = view(op.getRhs()), out = view(op.getResult());
+  int64_t n = perToken(op.getResult());
+  kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value i) {
+    kb.storeF(out, i, kb.add(kb.loadF(a, i), kb.loadF(b, i)));
+  });
+}
+
+void mlir::compressa::cpu::populateMoePatterns(KernelPatternSet &patterns) {
+  patterns.add(&Emitter::gate);
+  patterns.add(&Emitter::hashGate);
+  patterns.add(&Emitter::experts);
+  patterns.add(&Emitter::sharedExpert);
+  patterns.add(&Emitter::addF);
+}

@@ -1,0 +1,185 @@
+//===- CudaTarget.cpp - The CUDA target of the kernel lowering -----------===//
+// SPDX-License-Identifier: Apache-2.0
+
+#include "lowering/Target/CUDA/CudaTarget.h"
+
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
+#include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
+#include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+using namespace mlir::compressa;
+using namespace mlir::compressa::cuda;
+
+CudaTarget::CudaTarget(std::string chip) : chip(std::move(chip)) {}
+
+std::string CudaTarget::features() const {
+  return smVersion(chip) >= 100 ? "+ptx86" : "+ptx80";
+}
+
+Operation *CudaTarget::getOrCreateContainer(ModuleOp top) const {
+  if (Operation *found = SymbolTable::lookupSymbolIn(top, kContainer))
+    return found;
+  MLIRContext *ctx = top.getContext();
+  OpBuilder b(ctx);
+  top->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), b.getUnitAttr());
+  b.setInsertionPointToEnd(top.getBody());
+  auto target = NVVM::NVVMTargetAttr::get(ctx, /*optLevel=*/3, "nvptx64-nvidia-cuda",
+                                          chip, features());
+  return gpu::GPUModuleOp::create(b, top.getLoc(), kContainer,
+                                  ArrayAttr::get(ctx, {target}));
+}
+
+Block *CudaTarget::createKernel(OpBuilder &b, Location loc, Operation *container,
+                                StringRef symbol) const {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(&container->getRegion(0).front());
+  Type ptr = LLVM::LLVMPointerType::get(b.getContext());
+  auto fn = gpu::GPUFuncOp::create(b, loc, symbol, b.getFunctionType({ptr}, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  return &fn.getBody().front();
+}
+
+void CudaTarget::createReturn(OpBuilder &b, Location loc) const {
+  gpu::ReturnOp::create(b, loc);
+}
+
+Value CudaTarget::threadId(OpBuilder &b, Location loc) const {
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  return arith::IndexCastUIOp::create(b, loc, b.getI64Type(), tid);
+}
+
+void CudaTarget::barrier(OpBuilder &b, Location loc) const {
+  gpu::BarrierOp::create(b, loc);
+}
+
+Value CudaTarget::shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
+                             int64_t width) const {
+  auto shuffle = gpu::ShuffleOp::create(
+      b, loc, v, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(offset)),
+      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(width)),
+      gpu::ShuffleMode::XOR);
+  return shuffle.getShuffleResult();
+}
+
+// Every device buffer is aligned (weights 256 B in the device pool, arena
+// buffers 64 B) and accesses are natural: byte-wise accesses would be slow,
+// and ptxas converts (instead of truncating) an f32 register stored with
+// st.b8, which corrupted the low byte of every f32.
+unsigned CudaTarget::alignmentOf(Type elt) const {
+  if (isa<LLVM::LLVMPointerType>(elt))
+    return 8;
+  return std::max(1u, elt.getIntOrFloatBitWidth() / 8);
+}
+
+// The f32 libdevice functions are up to 2 ULP off (__nv_expf is built on
+// ex2.approx) and __nv_sqrtf becomes sqrt.approx, which LLVM then folds with
+// 1/x into rsqrt.approx, so the two targets would differ by ULPs that the
+// model's mixes amplify. So exp/log/sin/cos are evaluated in f64 (libdevice's
+// f64 functions are within 1 ULP of f64, so the rounded f32 result is the
+// correctly rounded one but for double-rounding ties) and sqrt as
+// sqrt.rn.f64 (the f32 rounding of the f64 square root is exact-rounded).
+Value CudaTarget::math(OpBuilder &b, Location loc, MathFn fn, Value x) const {
+  Value wide = arith::ExtFOp::create(b, loc, b.getF64Type(), x);
+  Value y = createMath(b, loc, fn, wide);
+  return arith::TruncFOp::create(b, loc, x.getType(), y);
+}
+
+static Value c32(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+}
+
+static Value eq32(OpBuilder &b, Location loc, Value x, Value y) {
+  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
+}
+
+Value CudaTarget::decodeE4M3(OpBuilder &b, Location loc, Value byte) const {
+  // cvt.rn.f16x2.e4m3x2 on the byte in both halves; e4m3 is exact in f16.
+  Type i16 = b.getI16Type();
+  Value wide = arith::ExtUIOp::create(b, loc, i16, byte);
+  Value both = arith::OrIOp::create(
+      b, loc, wide,
+      arith::ShLIOp::create(b, loc, wide,
+                            arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(8))));
+  Value pair = LLVM::BitcastOp::create(b, loc, VectorType::get({2}, b.getI8Type()), both);
+  Value halves = NVVM::ConvertF8x2ToF16x2Op::create(
+      b, loc, VectorType::get({2}, b.getF16Type()), pair, /*relu=*/false,
+      Float8E4M3FNType::get(b.getContext()));
+  Value h = LLVM::ExtractElementOp::create(
+      b, loc, halves, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0)));
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), h);
+}
+
+Value CudaTarget::decodeE8M0(OpBuilder &b, Location loc, Value byte) const {
+  // 2^(s-127) is the f32 with exponent field s; s = 0 is the subnormal
+  // 2^-127 (0x00400000); s = 255 is NaN (exponent 255, non-zero mantissa).
+  Type i32 = b.getI32Type();
+  Value s = arith::ExtUIOp::create(b, loc, i32, byte);
+  Value bits = arith::ShLIOp::create(b, loc, s, c32(b, loc, 23));
+  bits = arith::SelectOp::create(b, loc, eq32(b, loc, s, c32(b, loc, 0)),
+                                 c32(b, loc, 0x00400000), bits);
+  bits = arith::SelectOp::create(b, loc, eq32(b, loc, s, c32(b, loc, 255)),
+                                 c32(b, loc, 0x7FC00000), bits);
+  return arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
+}
+
+Value CudaTarget::decodeE2M1(OpBuilder &b, Location loc, Value nibble) const {
+  // e2m1: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa:
+  // e = 0: m * 0.5; else (1 + m/2) * 2^(e-1). Integer ops only (the e2m1
+  // cvt needs sm_100a).
+  Type i32 = b.getI32Type();
+  Value n = arith::ExtUIOp::create(b, loc, i32, nibble);
+  Value e = arith::AndIOp::create(
+      b, loc, arith::ShRUIOp::create(b, loc, n, c32(b, loc, 1)), c32(b, loc, 3));
+  Value m = arith::AndIOp::create(b, loc, n, c32(b, loc, 1));
+  // Value in halves: e = 0 -> m; e >= 1 -> (2 + m) << (e - 1).
+  Value normal = arith::ShLIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, m, c32(b, loc, 2)),
+      arith::SubIOp::create(b, loc, e, c32(b, loc, 1)));
+  Value halves = arith::SelectOp::create(b, loc, eq32(b, loc, e, c32(b, loc, 0)), m, normal);
+  Value asF32 = arith::SIToFPOp::create(b, loc, b.getF32Type(), halves);
+  Value mag = arith::MulFOp::create(
+      b, loc, asF32,
+      arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.5f)));
+  Value negative = eq32(b, loc, arith::AndIOp::create(b, loc, n, c32(b, loc, 8)),
+                        c32(b, loc, 8));
+  return arith::SelectOp::create(b, loc, negative,
+                                 arith::NegFOp::create(b, loc, mag), mag);
+}
+
+void CudaTarget::buildLowerToLLVM(OpPassManager &pm) const {
+  // Kernels to NVVM: structured control flow first, then the GPU, arith,
+  // math and LLVM-pointer code through the ConvertToLLVM interfaces.
+  OpPassManager &gpm = pm.nest<gpu::GPUModuleOp>();
+  gpm.addPass(createSCFToControlFlowPass());
+  gpm.addPass(createConvertGpuOpsToNVVMOps());
+  gpm.addPass(createCanonicalizerPass());
+  gpm.addPass(createCSEPass());
+  gpm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void CudaTarget::registerDialects(DialectRegistry &registry) const {
+  registry.insert<arith::ArithDialect, cf::ControlFlowDialect, gpu::GPUDialect,
+                  LLVM::LLVMDialect, math::MathDialect, NVVM::NVVMDialect,
+                  scf::SCFDialect>();
+  NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+  registerBuiltinDialectTranslation(registry);
+  registerGPUDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  registerNVVMDialectTranslation(registry);
+}

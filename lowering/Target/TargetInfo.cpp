@@ -1,0 +1,42 @@
+//===- TargetInfo.cpp - The target interface's defaults and registry -----===//
+// SPDX-License-Identifier: Apache-2.0
+
+#include "lowering/Target/TargetInfo.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+
+using namespace mlir;
+using namespace mlir::compressa;
+
+// A target with blockThreads() == 1 runs sequential code: KernelBuilder
+// never asks it for thread ids, barriers or shuffles.
+Value TargetInfo::threadId(OpBuilder &, Location) const {
+  llvm_unreachable("threadId on a sequential target");
+}
+void TargetInfo::barrier(OpBuilder &, Location) const {
+  llvm_unreachable("barrier on a sequential target");
+}
+Value TargetInfo::shuffleXor(OpBuilder &, Location, Value, int64_t, int64_t) const {
+  llvm_unreachable("shuffleXor on a sequential target");
+}
+
+Value TargetInfo::math(OpBuilder &b, Location loc, MathFn fn, Value x) const {
+  return createMath(b, loc, fn, x);
+}
+
+Value compressa::createMath(OpBuilder &b, Location loc, MathFn fn, Value x) {
+  switch (fn) {
+  case MathFn::Exp:
+    return math::ExpOp::create(b, loc, x);
+  case MathFn::Log:
+    return math::LogOp::create(b, loc, x);
+  case MathFn::Sqrt:
+    return math::SqrtOp::create(b, loc, x);
+  case MathFn::Cos:
+    return math::CosOp::create(b, loc, x);
+  case MathFn::Sin:
+    return math::SinOp::create(b, loc, x);
+  }
+  llvm_unreachable("unknown MathFn");
+}
+

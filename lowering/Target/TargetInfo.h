@@ -1,0 +1,106 @@
+//===- TargetInfo.h - What kernels need to know of their device -*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// The target interface of the kernel lowering. Emitters and KernelBuilder
+// describe a kernel once; everything that differs between devices sits
+// behind this interface: where kernels live and how they start and end,
+// thread ids, barriers and warp shuffles, the launch geometry, the alignment
+// loads may assume, elementary functions, hardware decoding of FP8/FP4/UE8M0
+// codes, and the passes that take kernels to the LLVM dialect. One
+// implementation per target: lowering/Target/CPU, lowering/Target/CUDA.
+//
+//===----------------------------------------------------------------------===//
+#ifndef COMPRESSA_LOWERING_TARGET_TARGETINFO_H
+#define COMPRESSA_LOWERING_TARGET_TARGETINFO_H
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+
+#include <memory>
+#include <string>
+
+namespace mlir {
+class OpPassManager;
+namespace compressa {
+
+/// Elementary functions of the kernels (f32 in, f32 out).
+enum class MathFn { Exp, Log, Sqrt, Cos, Sin };
+
+class TargetInfo {
+public:
+  virtual ~TargetInfo() = default;
+
+  /// "cpu" or "cuda:<chip>", as `--target` spells it.
+  virtual std::string name() const = 0;
+  virtual bool isCuda() const { return false; }
+
+  //===--------------------------------------------------------------------===//
+  // Kernels in the module
+  //===--------------------------------------------------------------------===//
+  /// The symbol of the op holding the kernels (a nested module on the CPU,
+  /// a gpu.module on CUDA); launches name kernels as @container::@kernel.
+  static constexpr llvm::StringLiteral kContainer = "compressa_kernels";
+  /// The op holding the kernels inside `top`, created on first use.
+  virtual Operation *getOrCreateContainer(ModuleOp top) const = 0;
+  /// Creates kernel `symbol` taking one `!llvm.ptr` (the argument vector)
+  /// at the end of `container`; returns its entry block.
+  virtual Block *createKernel(OpBuilder &b, Location loc, Operation *container,
+                              StringRef symbol) const = 0;
+  /// Ends a kernel body.
+  virtual void createReturn(OpBuilder &b, Location loc) const = 0;
+
+  //===--------------------------------------------------------------------===//
+  // Parallelism and geometry
+  //===--------------------------------------------------------------------===//
+  /// Threads that share one kernel's loops (one block); 1: sequential code,
+  /// and threadId/barrier/shuffleXor are never called.
+  virtual int64_t blockThreads() const { return 1; }
+  virtual Value threadId(OpBuilder &b, Location loc) const;
+  virtual void barrier(OpBuilder &b, Location loc) const;
+  /// `v` of the lane `offset` away in an xor butterfly of `width` lanes.
+  virtual Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
+                           int64_t width) const;
+
+  //===--------------------------------------------------------------------===//
+  // Memory and arithmetic
+  //===--------------------------------------------------------------------===//
+  /// The alignment loads and stores of `elt` may assume.
+  virtual unsigned alignmentOf(Type elt) const { return 1; }
+  /// fn(x) for an f32 x.
+  virtual Value math(OpBuilder &b, Location loc, MathFn fn, Value x) const;
+  /// Hardware decoding of an e4m3 / UE8M0 / e2m1 code (an i8) to f32, or a
+  /// null Value where the target has none (KernelBuilder then uses lookup
+  /// tables).
+  virtual Value decodeE4M3(OpBuilder &b, Location loc, Value byte) const {
+    return {};
+  }
+  virtual Value decodeE8M0(OpBuilder &b, Location loc, Value byte) const {
+    return {};
+  }
+  virtual Value decodeE2M1(OpBuilder &b, Location loc, Value nibble) const {
+    return {};
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Code generation
+  //===--------------------------------------------------------------------===//
+  /// Adds the passes that take the kernel container to the LLVM dialect
+  /// (the `llvm` stage), nested on `pm` anchored on the top module.
+  virtual void buildLowerToLLVM(OpPassManager &pm) const = 0;
+  /// Registers the dialects (and LLVM IR translations) the target's kernels
+  /// and their lowering use.
+  virtual void registerDialects(DialectRegistry &registry) const = 0;
+};
+
+/// f32 fn(x) through the math dialect.
+Value createMath(OpBuilder &b, Location loc, MathFn fn, Value x);
+
+/// The target named `spec` ("cpu", "cuda:sm_90a", ...); null with `error`
+/// set when `spec` names none. `toolkitPath` and `dumpDir` configure CUDA
+/// code generation.
+std::unique_ptr<TargetInfo> createTarget(StringRef spec, std::string &error);
+
+} // namespace compressa
+} // namespace mlir
+
+#endif // COMPRESSA_LOWERING_TARGET_TARGETINFO_H
