@@ -40,7 +40,6 @@ FailureOr<std::string>
 compressa::cpu::compileToSharedObject(ModuleOp kernels,
                                       const CpuCodegenOptions &options,
                                       std::string &triple) {
-  MLIRContext *ctx = kernels.getContext();
   Location loc = kernels.getLoc();
 
   // Step 1. LLVM IR for the host triple, optimised at O3.
