@@ -4,8 +4,9 @@
 #
 #   scripts/gpu-check.sh prepare [DIR]   (here, no GPU needed: build dir ./build)
 #       compiles the CUDA artifacts of the golden tiny models, and copies the
-#       runtime binaries, the golden checkpoints and the comparison tool to
-#       DIR (default .gpu-check, ignored by git; ~40 MB).
+#       runtime binaries and the comparison tool to DIR (default .gpu-check,
+#       ignored by git; ~20 MB). The golden models travel with the working
+#       tree (models/tiny-a, models/tiny-c).
 #   scripts/gpu-check.sh run [DIR]       (on the GPU machine, DIR carried there)
 #       runs every golden comparison (logits within 1e-3 at every position,
 #       greedy ids equal; prefill-then-decode and chunked prefill), the GPU
@@ -22,7 +23,7 @@ chip=${COMPRESSA_CUDA_CHIP:-sm_90a}
 
 prepare() {
   local bin=$root/build/bin
-  rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/art "$dir"/golden
+  rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/art
   set -e
   # Artifacts: (case, weights, compile flags)
   "$bin"/compressa-compile tiny-a --target=cuda:$chip -o "$dir"/art/tiny-a-float.cpa
@@ -39,11 +40,6 @@ prepare() {
   cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/
   # The runtime's one library dependency beyond libc/libstdc++ (the tokenizer).
   cp -L "$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')" "$dir"/lib/
-  for case in tiny-a tiny-c; do
-    mkdir -p "$dir"/golden/$case
-    cp -r "$golden"/$case/float "$golden"/$case/quant "$golden"/$case/golden.safetensors \
-          "$golden"/$case/golden.json "$dir"/golden/$case/
-  done
   cp "$root"/test/e2e/Inputs/safetensors_tool.py "$dir"/
   # Unseen random checkpoints (test/e2e/random-models.test): widths that are
   # not multiples of 32, partial FP8 blocks, hc_mult 2 and 3, FP8 experts.
@@ -85,7 +81,7 @@ run() {
   for spec in "tiny-a float logits_float generated_float 200" "tiny-a quant logits_quant generated_quant 200" \
               "tiny-c float logits_float generated_float 400" "tiny-c quant logits_quant generated_quant 400"; do
     set -- $spec
-    local case=$1 w=$2 lk=$3 gk=$4 p=$5 art=$dir/art/$1-$2.cpa g=$dir/golden/$1
+    local case=$1 w=$2 lk=$3 gk=$4 p=$5 art=$dir/art/$1-$2.cpa g=$golden/$1
     local n
     n=$(python3 -c "import json;print(json.load(open('$g/golden.json'))['gen'])")
     check "$case $w: prefill+decode logits" bash -c "$bin/compressa-run $art --weights $g/$w --input-ids $g/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors $lk 1e-3"
@@ -103,7 +99,7 @@ run() {
   r=$dir/random/off-q
   check "random off-q: chunked prefill (5) logits" bash -c "$bin/compressa-run $r.cpa --weights $r --input-ids $r/inputs.safetensors --chunk 5 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $r/reference.safetensors logits 1e-3"
   # Whole prompt in one prefill call, and the same on the CPU target.
-  local g=$dir/golden/tiny-c
+  local g=$golden/tiny-c
   check "tiny-c quant: one 599-token prefill" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-1024.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors logits_quant 1e-3"
   check "tiny-c quant: GPU vs CPU target" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-cpu.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/cpu.st && $tool compare $dir/out.st logits $dir/cpu.st logits 1e-3"
   for t in runtime_cuda_unit_test runtime_cuda_device_test runtime_cuda_engine_test \
