@@ -55,12 +55,9 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
 
   EmitContext ec;
   ec.maxContext = maxContext;
-  // Scalars: in the slot itself on the CPU; behind a device pointer on CUDA
-  // (so argument vectors and captured graphs stay valid across calls).
+  // Scalars: where the target's ABI keeps them (TargetInfo::loadScalarArg).
   auto scalar = [&](int64_t slot) -> Value {
-    if (target.isCuda())
-      return kb.load(kb.i64(), slotPtr(slot), kb.c(0));
-    return LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(slot));
+    return target.loadScalarArg(b, loc, slotPtr(slot));
   };
   ec.tokens = scalar(kTokensSlot);
   ec.startPos = scalar(kStartPosSlot);

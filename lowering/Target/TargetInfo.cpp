@@ -3,6 +3,7 @@
 
 #include "lowering/Target/TargetInfo.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 
 using namespace mlir;
@@ -18,6 +19,10 @@ void TargetInfo::barrier(OpBuilder &, Location) const {
 }
 Value TargetInfo::shuffleXor(OpBuilder &, Location, Value, int64_t, int64_t) const {
   llvm_unreachable("shuffleXor on a sequential target");
+}
+
+Value TargetInfo::loadScalarArg(OpBuilder &b, Location loc, Value entry) const {
+  return LLVM::PtrToIntOp::create(b, loc, b.getI64Type(), entry);
 }
 
 Value TargetInfo::math(OpBuilder &b, Location loc, MathFn fn, Value x) const {

@@ -64,6 +64,11 @@ public:
   //===--------------------------------------------------------------------===//
   // Memory and arithmetic
   //===--------------------------------------------------------------------===//
+  /// The i64 scalar (token count, start position) of the argument slot whose
+  /// entry is `entry`: the entry itself on the CPU; on CUDA the entry points
+  /// to a device int64 (so argument vectors and captured graphs stay valid
+  /// across calls).
+  virtual Value loadScalarArg(OpBuilder &b, Location loc, Value entry) const;
   /// The alignment loads and stores of `elt` may assume.
   virtual unsigned alignmentOf(Type elt) const { return 1; }
   /// fn(x) for an f32 x.

@@ -87,6 +87,10 @@ unsigned CudaTarget::alignmentOf(Type elt) const {
   return std::max(1u, elt.getIntOrFloatBitWidth() / 8);
 }
 
+Value CudaTarget::loadScalarArg(OpBuilder &b, Location loc, Value entry) const {
+  return LLVM::LoadOp::create(b, loc, b.getI64Type(), entry, /*alignment=*/8);
+}
+
 // The f32 libdevice functions are up to 2 ULP off (__nv_expf is built on
 // ex2.approx) and __nv_sqrtf becomes sqrt.approx, which LLVM then folds with
 // 1/x into rsqrt.approx, so the two targets would differ by ULPs that the

@@ -41,6 +41,7 @@ public:
   Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
                    int64_t width) const override;
   unsigned alignmentOf(Type elt) const override;
+  Value loadScalarArg(OpBuilder &b, Location loc, Value entry) const override;
   Value math(OpBuilder &b, Location loc, MathFn fn, Value x) const override;
   Value decodeE4M3(OpBuilder &b, Location loc, Value byte) const override;
   Value decodeE8M0(OpBuilder &b, Location loc, Value byte) const override;
