@@ -82,8 +82,8 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
   }
   // kernels: the target's kernels, built by the op families' patterns.
   if (runs(Stage::Kernels))
-    pm.addPass(createConvertDSV4ToKernelsPass(
-        ConvertDSV4ToKernelsPassOptions{options.target}));
+    pm.addPass(createConvertDSV4ToKernelsPass(ConvertDSV4ToKernelsPassOptions{
+        options.target, options.gridWeightBytes}));
   // llvm: the target's lowering to the LLVM dialect.
   if (runs(Stage::LLVM))
     pm.addPass(createLowerKernelsToLLVMPass(

@@ -53,6 +53,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("Longest context (prompt + generation) the decode state "
                      "holds"),
       llvm::cl::init(4096)};
+  Option<int64_t> gridWeightBytes{
+      *this, "grid-weight-bytes",
+      llvm::cl::desc("CUDA: kernels reading at least this many bytes of "
+                     "weights and state use every multiprocessor; 0: all"),
+      llvm::cl::init(int64_t(256) << 10)};
   Option<bool> bufferReuse{
       *this, "buffer-reuse",
       llvm::cl::desc("Reuse arena slots of dead values"), llvm::cl::init(true)};

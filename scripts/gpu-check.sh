@@ -32,6 +32,10 @@ prepare() {
   "$bin"/compressa-compile tiny-c --target=cuda:$chip -o "$dir"/art/tiny-c-quant.cpa
   "$bin"/compressa-compile tiny-c --target=cuda:$chip --prefill-max-tokens=1024 -o "$dir"/art/tiny-c-quant-1024.cpa
   "$bin"/compressa-compile tiny-c --target=cpu --prefill-max-tokens=64 -o "$dir"/art/tiny-c-quant-cpu.cpa
+  # Every kernel spread over the whole GPU (grid-wide barriers), which only
+  # the large models' kernels do by default.
+  "$bin"/compressa-compile tiny-a --target=cuda:$chip --grid-weight-bytes=0 -o "$dir"/art/tiny-a-float-grid.cpa
+  "$bin"/compressa-compile tiny-c --target=cuda:$chip --grid-weight-bytes=0 -o "$dir"/art/tiny-c-quant-grid.cpa
   cp "$bin"/compressa-run "$bin"/compressa-bench "$dir"/bin/
   for t in runtime_cuda_unit_test runtime_cuda_device_test runtime_cuda_engine_test \
            compressa_run_cuda_test compressa_run_gpu_test; do
@@ -98,6 +102,13 @@ run() {
   check "random hf-q: token-by-token logits" bash -c "$bin/compressa-run $r.cpa --weights $r --input-ids $r/inputs.safetensors --prefill 0 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $r/reference.safetensors logits 1e-3"
   r=$dir/random/off-q
   check "random off-q: chunked prefill (5) logits" bash -c "$bin/compressa-run $r.cpa --weights $r --input-ids $r/inputs.safetensors --chunk 5 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $r/reference.safetensors logits 1e-3"
+  # The grid-wide kernels: every launch over all multiprocessors.
+  for cw in "tiny-a float logits_float" "tiny-c quant logits_quant"; do
+    set -- $cw
+    local gg=$golden/$1
+    check "$1 $2 grid: prefill+decode logits" bash -c "timeout 120 $bin/compressa-run $dir/art/$1-$2-grid.cpa --weights $gg/$2 --input-ids $gg/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $gg/golden.safetensors $3 1e-3"
+    check "$1 $2 grid: token-by-token logits" bash -c "timeout 120 $bin/compressa-run $dir/art/$1-$2-grid.cpa --weights $gg/$2 --input-ids $gg/golden.safetensors --prefill 0 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $gg/golden.safetensors $3 1e-3"
+  done
   # Whole prompt in one prefill call, and the same on the CPU target.
   local g=$golden/tiny-c
   check "tiny-c quant: one 599-token prefill" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-1024.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors logits_quant 1e-3"

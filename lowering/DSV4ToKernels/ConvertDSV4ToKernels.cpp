@@ -28,6 +28,24 @@ using namespace mlir::dsv4;
 
 namespace {
 
+/// The most blocks a kernel asks for (the runtime launches at most one per
+/// multiprocessor).
+constexpr int64_t kMaxGrid = 1024;
+
+/// The weight and decode-state bytes an outlined dispatch of type `type`
+/// reads at most (every expert of a table counted, state at `maxContext`).
+uint64_t memoryTraffic(FunctionType type, int64_t maxContext) {
+  uint64_t bytes = 0;
+  for (Type t : type.getInputs()) {
+    if (auto w = dyn_cast<WeightType>(t))
+      bytes += (weightBytes(w) + scaleBytes(w)) *
+               uint64_t(w.getRank() == 3 ? w.getShape()[0] : 1);
+    else if (FailureOr<StateGeometry> g = stateGeometry(t); succeeded(g))
+      bytes += uint64_t(g->bytes(maxContext));
+  }
+  return bytes;
+}
+
 /// The dsv4 op whose result `v` (decode state) updates, through chains of
 /// updates inside the kernel: the operand it aliases.
 Value updatedState(Value v) {
@@ -42,7 +60,8 @@ Value updatedState(Value v) {
 /// Emits the kernel of one outlined dispatch `func` into `container`.
 LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
                             Operation *container, const TargetInfo &target,
-                            const KernelPatternSet &patterns, int64_t maxContext) {
+                            const KernelPatternSet &patterns, int64_t maxContext,
+                            int64_t gridWeightBytes) {
   MLIRContext *ctx = func.getContext();
   Location loc = func.getLoc();
   OpBuilder b(ctx);
@@ -62,6 +81,9 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   ec.tokens = scalar(kTokensSlot);
   ec.startPos = scalar(kStartPosSlot);
   Value scratchBase = slotPtr(kScratchSlot);
+  // Grid-wide barriers meet on the word before the scratch area.
+  if (kb.threads() > 1)
+    kb.setSyncWord(kb.offset(b.getI8Type(), scratchBase, kb.c(-kSyncWordOffset)));
   int64_t scratchPerToken = 0, scratchFixed = 0;
   ec.scratch = [&](int64_t perToken, int64_t bytes) -> Value {
     // Offsets: all per-token parts first (scaled by S at run time), then the
@@ -151,9 +173,18 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   if (slot != int64_t(params.size() / 3))
     return func.emitError() << "internal error: the kernel binds " << slot
                             << " slots, its ABI lists " << params.size() / 3;
+  // The blocks of a launch: every multiprocessor for a kernel that reads
+  // enough weights and state to need them, one block for the others (a grid
+  // barrier costs microseconds; one block's barrier does not).
+  int64_t grid = 1;
+  if (kb.threads() > 1 &&
+      memoryTraffic(func.getFunctionType(), maxContext) >=
+          uint64_t(std::max<int64_t>(gridWeightBytes, 0)))
+    grid = kMaxGrid;
   kernel->setAttr(kKernelAttr, func->getAttr(kKernelAttr));
   kernel->setAttr(kAbiAttr,
                   b.getDictionaryAttr({
+                      b.getNamedAttr("grid", b.getI64IntegerAttr(grid)),
                       b.getNamedAttr("params", b.getDenseI64ArrayAttr(params)),
                       b.getNamedAttr("scratch", b.getDenseI64ArrayAttr(
                                                     {scratchPerToken, scratchFixed})),
@@ -200,7 +231,7 @@ struct ConvertDSV4ToKernelsPass
     for (auto [i, func] : llvm::enumerate(dispatches)) {
       std::string symbol = "compressa_kernel_" + std::to_string(i);
       if (failed(convertKernel(func, symbol, container, *info, patterns,
-                               maxContext.getInt())))
+                               maxContext.getInt(), gridWeightBytes)))
         return signalPassFailure();
       auto callee = SymbolRefAttr::get(
           containerName, {FlatSymbolRefAttr::get(&getContext(), symbol)});

@@ -42,6 +42,9 @@ namespace fb = ::compressa::fb;
 inline constexpr int64_t kTokensSlot = 0;
 inline constexpr int64_t kStartPosSlot = 1;
 inline constexpr int64_t kScratchSlot = 2;
+/// Grid-wide barriers meet on the 32-bit word this many bytes before the
+/// scratch area (runtime/format/artifact.fbs, Kernel.grid_sync).
+inline constexpr int64_t kSyncWordOffset = 64;
 
 /// One argument slot: its kind and the size the kernel's code indexes
 /// (schema table Param).

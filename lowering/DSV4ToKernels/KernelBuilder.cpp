@@ -342,7 +342,8 @@ void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> b
   // Barrier before: every thread is done reading what the loop overwrites.
   // Barrier after: the loop's stores are visible to every thread.
   barrier();
-  auto forOp = scf::ForOp::create(b, loc, add(lb, threadId()), ub, c(threads()));
+  auto forOp = scf::ForOp::create(b, loc, add(lb, threadId()), ub,
+                                  target.threadCount(b, loc));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forOp.getBody()->getTerminator());
@@ -374,7 +375,8 @@ void KernelBuilder::warpLoop(Value lb, Value ub, function_ref<void(Value, Value)
   barrier();
   Value tid = threadId();
   Value warp = div(tid, c(kLanes)), lane = rem(tid, c(kLanes));
-  auto forOp = scf::ForOp::create(b, loc, add(lb, warp), ub, c(threads() / kLanes));
+  auto forOp = scf::ForOp::create(b, loc, add(lb, warp), ub,
+                                  div(target.threadCount(b, loc), c(kLanes)));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forOp.getBody()->getTerminator());

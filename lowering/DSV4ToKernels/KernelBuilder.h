@@ -132,6 +132,8 @@ public:
   //===--------------------------------------------------------------------===//
   /// Threads per kernel block: 1 on the CPU.
   int64_t threads() const { return target.blockThreads(); }
+  /// The 32-bit word grid-wide barriers meet on (parallel targets).
+  void setSyncWord(Value word) { syncWord = word; }
   const TargetInfo &targetInfo() const { return target; }
   /// Lanes of a lane-split dot product (a CUDA warp).
   static constexpr int64_t kLanes = 32;
@@ -175,11 +177,12 @@ private:
   Location loc;
   Operation *container;
   const TargetInfo &target;
+  Value syncWord;
   /// Whether the kernel's block has several threads (work is shared).
   bool parallel() const { return target.blockThreads() > 1; }
   int regionDepth = 0;
   bool strayStore = false;
-  void barrier() { target.barrier(b, loc); }
+  void barrier() { target.barrier(b, loc, syncWord); }
   Value threadId() { return target.threadId(b, loc); }
   /// The lane-split sum of `full` chunks of `chunk` columns and a tail chunk
   /// of `tail` columns; step(acc, chunk index, lane, constant lane or -1,

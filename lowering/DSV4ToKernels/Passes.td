@@ -37,6 +37,10 @@ def ConvertDSV4ToKernelsPass : Pass<"convert-dsv4-to-kernels", "::mlir::ModuleOp
   let options = [
     Option<"target", "target", "std::string", "\"cpu\"",
            "The target: cpu, or cuda:<chip> (e.g. cuda:sm_90a)">,
+    Option<"gridWeightBytes", "grid-weight-bytes", "int64_t", "262144",
+           "On a parallel target, a kernel that reads at least this many "
+           "bytes of weights and decode state spreads over every "
+           "multiprocessor (grid-wide barriers); 0: every kernel does">,
   ];
 }
 

@@ -71,7 +71,7 @@ private:
   };
   struct KernelOut {
     std::string name, symbol;
-    int64_t scratchPerToken, scratch, block;
+    int64_t scratchPerToken, scratch, block, grid = 1;
     SmallVector<AbiParam> params;
   };
 
@@ -119,6 +119,8 @@ LogicalResult Serializer::kernels() {
     k.scratchPerToken = scratch[0];
     k.scratch = scratch[1];
     k.block = abi.getAs<IntegerAttr>("block").getInt();
+    if (auto grid = abi.getAs<IntegerAttr>("grid"))
+      k.grid = grid.getInt();
     ArrayRef<int64_t> params = abi.getAs<DenseI64ArrayAttr>("params").asArrayRef();
     for (size_t i = 0; i + 2 < params.size(); i += 3)
       k.params.push_back({static_cast<fb::ArgKind>(params[i]), uint64_t(params[i + 1]),
@@ -379,17 +381,17 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                                             p.arena, &bufs, p.inputIds,
                                             p.logits, &ls));
   }
-  // Launch geometry: one block of the kernel's threads (1 on the CPU)
-  // sharing the dispatch's loops.
+  // Launch geometry: `grid` blocks of the kernel's threads (1 on the CPU)
+  // sharing the dispatch's loops; several blocks meet at grid barriers.
   std::vector<flatbuffers::Offset<fb::Kernel>> ks;
   for (const KernelOut &k : kernelList) {
     std::vector<flatbuffers::Offset<fb::Param>> params;
     for (const AbiParam &p : k.params)
       params.push_back(fb::CreateParam(fbb, p.kind, p.bytesPerToken, p.bytes));
     ks.push_back(fb::CreateKernelDirect(fbb, k.name.c_str(), k.symbol.c_str(),
-                                        k.scratchPerToken, k.scratch,
-                                        /*grid=*/1, k.block,
-                                        /*shared_bytes=*/0, &params));
+                                        k.scratchPerToken, k.scratch, k.grid,
+                                        k.block, /*shared_bytes=*/0, &params,
+                                        /*grid_sync=*/k.grid > 1));
   }
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)

@@ -14,7 +14,10 @@ using namespace mlir::compressa;
 Value TargetInfo::threadId(OpBuilder &, Location) const {
   llvm_unreachable("threadId on a sequential target");
 }
-void TargetInfo::barrier(OpBuilder &, Location) const {
+Value TargetInfo::threadCount(OpBuilder &, Location) const {
+  llvm_unreachable("threadCount on a sequential target");
+}
+void TargetInfo::barrier(OpBuilder &, Location, Value) const {
   llvm_unreachable("barrier on a sequential target");
 }
 Value TargetInfo::shuffleXor(OpBuilder &, Location, Value, int64_t, int64_t) const {

@@ -52,11 +52,16 @@ public:
   //===--------------------------------------------------------------------===//
   // Parallelism and geometry
   //===--------------------------------------------------------------------===//
-  /// Threads that share one kernel's loops (one block); 1: sequential code,
-  /// and threadId/barrier/shuffleXor are never called.
+  /// Threads of one block of a kernel; 1: sequential code, and threadId,
+  /// threadCount, barrier and shuffleXor are never called.
   virtual int64_t blockThreads() const { return 1; }
+  /// This thread's index among all threads of the launch (i64).
   virtual Value threadId(OpBuilder &b, Location loc) const;
-  virtual void barrier(OpBuilder &b, Location loc) const;
+  /// The threads of the launch (i64): the stride of shared loops.
+  virtual Value threadCount(OpBuilder &b, Location loc) const;
+  /// A barrier of every thread of the launch; `syncWord` is the 32-bit word
+  /// grid-wide barriers meet on (KernelABI.h: before the scratch area).
+  virtual void barrier(OpBuilder &b, Location loc, Value syncWord) const;
   /// `v` of the lane `offset` away in an xor butterfly of `width` lanes.
   virtual Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
                            int64_t width) const;

@@ -142,6 +142,11 @@ Status CudaBackend::loadKernels(const Artifact &artifact) {
                              "%s: kernels[%u] ('%s', %s): block %u is outside "
                              "1..1024",
                              p, k, n, s, kernel.block);
+    // Blocks that meet at grid-wide barriers must all be resident: one per
+    // multiprocessor at most (a block of up to 1024 threads always fits one).
+    if (def.grid_sync())
+      kernel.grid = std::min<uint32_t>(
+          kernel.grid, static_cast<uint32_t>(std::max(dev->multiprocessors(), 1)));
     // Its message names the code, the kernel and the symbol.
     COMPRESSA_ASSIGN_OR_RETURN(
         kernel.fn, mod->function(std::string(view(def.symbol())), kernel.name));

@@ -418,6 +418,10 @@ static uint64_t alignUp(uint64_t value, uint64_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
 }
 
+/// The bytes before the Scratch argument's address that hold the grid
+/// barriers' word.
+static constexpr uint64_t kScratchSyncBytes = 64;
+
 /// The scratch area's size: the largest any launch with a Scratch argument
 /// needs.
 static uint64_t scratchNeeded(const Artifact &artifact) {
@@ -469,7 +473,7 @@ uint64_t Engine::memoryNeeded() const {
   const auto *programList = art->root().programs();
   for (uint32_t p = 0; p < programList->size(); ++p)
     add(programList->Get(p)->arena_bytes());
-  add(scratchNeeded(*art));
+  add(kScratchSyncBytes + scratchNeeded(*art));
   return total;
 }
 
@@ -591,9 +595,13 @@ Status Engine::allocateStates() {
   COMPRESSA_RETURN_IF_ERROR(resetError);
 
   // One scratch area serves every launch: programs and launches run one at a
-  // time.
+  // time. Its first 64 bytes, zeroed here, are the grid barriers' word; the
+  // Scratch argument points past them (artifact.fbs, Kernel.grid_sync).
   COMPRESSA_ASSIGN_OR_RETURN(
-      scratch, backend->allocate(scratchNeeded(*art), art->path() + ": scratch"));
+      scratch, backend->allocate(kScratchSyncBytes + scratchNeeded(*art),
+                                 art->path() + ": scratch"));
+  COMPRESSA_RETURN_IF_ERROR(backend->fill(*scratch, 0, kScratchSyncBytes, 0,
+                                          art->path() + ": scratch sync word"));
   return okStatus();
 }
 
@@ -708,7 +716,7 @@ Status Engine::prepareProgram(const fb::Program &def) {
         slot.kind = LaunchArg::Kind::StartPos;
         break;
       case fb::ArgKind::Scratch:
-        slot.address = scratch->address();
+        slot.address = scratch->address() + kScratchSyncBytes;
         break;
       }
     }
@@ -797,7 +805,9 @@ StatusOr<std::vector<uint8_t>> Engine::readState(size_t index) {
   return bytes;
 }
 
-uint64_t Engine::scratchBytes() const { return scratch->size(); }
+uint64_t Engine::scratchBytes() const {
+  return scratch->size() - kScratchSyncBytes;
+}
 
 const char *Engine::backendName() const { return backend->name(); }
 

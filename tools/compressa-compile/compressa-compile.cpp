@@ -123,6 +123,12 @@ static cl::opt<std::string> weightsDir(
              "shards) whose tensor dtypes decide the weight formats (default: "
              "MODEL itself when it is a directory holding safetensors)"),
     cl::value_desc("dir"), cl::cat(category));
+static cl::opt<int64_t> gridWeightBytes(
+    "grid-weight-bytes",
+    cl::desc("CUDA: a kernel reading at least this many bytes of weights "
+             "and decode state per call spreads over every multiprocessor, "
+             "its blocks meeting at grid-wide barriers (0: every kernel)"),
+    cl::init(int64_t(256) << 10), cl::cat(category));
 static cl::opt<bool> bufferReuse(
     "buffer-reuse",
     cl::desc("Reuse arena slots of dead values (--buffer-reuse=false gives "
@@ -473,6 +479,7 @@ int main(int argc, char **argv) {
   popts.prefillMaxTokens = prefillMaxTokens;
   popts.maxContext = maxContext;
   popts.bufferReuse = bufferReuse;
+  popts.gridWeightBytes = gridWeightBytes;
   if (failed(buildCompressaPipeline(pm, popts, error)))
     return fail(error);
   if (failed(pm.run(*module)))

@@ -59,12 +59,90 @@ void CudaTarget::createReturn(OpBuilder &b, Location loc) const {
   gpu::ReturnOp::create(b, loc);
 }
 
-Value CudaTarget::threadId(OpBuilder &b, Location loc) const {
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  return arith::IndexCastUIOp::create(b, loc, b.getI64Type(), tid);
+static Value c32(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
 }
 
-void CudaTarget::barrier(OpBuilder &b, Location loc) const {
+static Value eq32(OpBuilder &b, Location loc, Value x, Value y) {
+  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
+}
+
+static Value toI64(OpBuilder &b, Location loc, Value index) {
+  return arith::IndexCastUIOp::create(b, loc, b.getI64Type(), index);
+}
+
+Value CudaTarget::threadId(OpBuilder &b, Location loc) const {
+  Value tid = toI64(b, loc, gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x));
+  Value block = toI64(b, loc, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x));
+  Value threads = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(kThreads));
+  return arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, block, threads),
+                               tid);
+}
+
+Value CudaTarget::threadCount(OpBuilder &b, Location loc) const {
+  Value grid = toI64(b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::x));
+  Value threads = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(kThreads));
+  return arith::MulIOp::create(b, loc, grid, threads);
+}
+
+// A barrier of the whole grid (the blocks are all resident: the runtime
+// launches at most one per multiprocessor, artifact.fbs). Each block meets
+// at a block barrier; then its thread 0 publishes the block's writes
+// (fence), arrives on the sync word and waits until the word's top bit
+// flips: block 0 adds 2^31 - (blocks - 1), every other block 1, so the bit
+// flips exactly when the last block arrives and the low 31 bits return to
+// 0 (the word starts at 0 and every launch leaves it so). A fence after
+// the wait makes the other blocks' writes visible, and a block barrier
+// holds the block's threads until then. One block: the block barrier only.
+// Without a sync word (a kernel built outside convert-dsv4-to-kernels, which
+// always sets one) the kernel is one block: the block barrier only.
+void CudaTarget::barrier(OpBuilder &b, Location loc, Value syncWord) const {
+  gpu::BarrierOp::create(b, loc);
+  if (!syncWord)
+    return;
+  Type i32 = b.getI32Type();
+  Value blocks = arith::IndexCastUIOp::create(
+      b, loc, i32, gpu::GridDimOp::create(b, loc, gpu::Dimension::x));
+  Value several = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, blocks,
+                                        c32(b, loc, 1));
+  auto grid = scf::IfOp::create(b, loc, several, /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(grid.thenBlock()->getTerminator());
+  Value tid = arith::IndexCastUIOp::create(
+      b, loc, i32, gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x));
+  auto leader = scf::IfOp::create(b, loc, eq32(b, loc, tid, c32(b, loc, 0)),
+                                  /*withElseRegion=*/false);
+  {
+    OpBuilder::InsertionGuard inner(b);
+    b.setInsertionPoint(leader.thenBlock()->getTerminator());
+    LLVM::FenceOp::create(b, loc, LLVM::AtomicOrdering::seq_cst, StringRef());
+    Value block = arith::IndexCastUIOp::create(
+        b, loc, i32, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x));
+    Value master = arith::SubIOp::create(
+        b, loc, c32(b, loc, int64_t(0x80000000u)),
+        arith::SubIOp::create(b, loc, blocks, c32(b, loc, 1)));
+    Value add = arith::SelectOp::create(b, loc, eq32(b, loc, block, c32(b, loc, 0)),
+                                        master, c32(b, loc, 1));
+    Value old = LLVM::AtomicRMWOp::create(b, loc, LLVM::AtomicBinOp::add, syncWord,
+                                          add, LLVM::AtomicOrdering::monotonic);
+    Value topBit = c32(b, loc, int64_t(0x80000000u));
+    auto wait = scf::WhileOp::create(b, loc, TypeRange{}, ValueRange{});
+    {
+      Block *before = b.createBlock(&wait.getBefore());
+      b.setInsertionPointToEnd(before);
+      Value now = LLVM::LoadOp::create(b, loc, i32, syncWord, /*alignment=*/4,
+                                       /*isVolatile=*/true);
+      Value flipped = arith::AndIOp::create(
+          b, loc, arith::XOrIOp::create(b, loc, old, now), topBit);
+      Value waiting = eq32(b, loc, flipped, c32(b, loc, 0));
+      scf::ConditionOp::create(b, loc, waiting, ValueRange{});
+      Block *after = b.createBlock(&wait.getAfter());
+      b.setInsertionPointToEnd(after);
+      scf::YieldOp::create(b, loc, ValueRange{});
+    }
+    b.setInsertionPointAfter(wait);
+    LLVM::FenceOp::create(b, loc, LLVM::AtomicOrdering::seq_cst, StringRef());
+  }
   gpu::BarrierOp::create(b, loc);
 }
 
@@ -102,14 +180,6 @@ Value CudaTarget::math(OpBuilder &b, Location loc, MathFn fn, Value x) const {
   Value wide = arith::ExtFOp::create(b, loc, b.getF64Type(), x);
   Value y = createMath(b, loc, fn, wide);
   return arith::TruncFOp::create(b, loc, x.getType(), y);
-}
-
-static Value c32(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
-}
-
-static Value eq32(OpBuilder &b, Location loc, Value x, Value y) {
-  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
 }
 
 Value CudaTarget::decodeE4M3(OpBuilder &b, Location loc, Value byte) const {

@@ -37,7 +37,8 @@ public:
 
   int64_t blockThreads() const override { return kThreads; }
   Value threadId(OpBuilder &b, Location loc) const override;
-  void barrier(OpBuilder &b, Location loc) const override;
+  Value threadCount(OpBuilder &b, Location loc) const override;
+  void barrier(OpBuilder &b, Location loc, Value syncWord) const override;
   Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
                    int64_t width) const override;
   unsigned alignmentOf(Type elt) const override;

@@ -10,7 +10,7 @@ module attributes {dsv4.max_context = 64 : i64} {
     return %r, %ring2 : tensor<?x8xf32>, !dsv4.window_kv<4, 8, f32>
   }
 }
-// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 4, 0, 128, 0, 32, 0>, scratch = array<i64: 0, 0>}, dsv4.kernel = "layers.0.attn.kv"}
+// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 4, 0, 128, 0, 32, 0>, scratch = array<i64: 0, 0>}, dsv4.kernel = "layers.0.attn.kv"}
 // CHECK: math.cos
 // CHECK: math.sin
 // CHECK: arith.remsi

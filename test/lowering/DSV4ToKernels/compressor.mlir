@@ -13,6 +13,6 @@ module attributes {dsv4.max_context = 64 : i64} {
     return %st2, %keys2 : !dsv4.compressor_state<4, 16, overlap>, !dsv4.indexer_keys<4, 16, f32>
   }
 }
-// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 128, 0, 1, 0, 2048, 1, 0, 2048, 1, 0, 512, 1, 0, 32, 4, 0, 2048, 4, 0, 1024>
+// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 128, 0, 1, 0, 2048, 1, 0, 2048, 1, 0, 512, 1, 0, 32, 4, 0, 2048, 4, 0, 1024>
 // CHECK: math.exp
 // CHECK: math.cos

@@ -11,7 +11,7 @@ module attributes {dsv4.max_context = 64 : i64} {
     return %l : tensor<?x16xf32>
   }
 }
-// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 1, 0, 256, 0, 8, 0, 0, 32, 0>, scratch = array<i64: 0, 0>}, dsv4.kernel = "embed"}
+// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 1, 0, 256, 0, 8, 0, 0, 32, 0>, scratch = array<i64: 0, 0>}, dsv4.kernel = "embed"}
 // CHECK: llvm.load %{{.*}} {alignment = 1 : i64} : !llvm.ptr -> i64
 // CHECK: llvm.load %{{.*}} {alignment = 1 : i64} : !llvm.ptr -> i16
-// CHECK: func.func @compressa_kernel_1(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 1, 0, 256, 0, 64, 0>, scratch = array<i64: 0, 0>}, dsv4.kernel = "head"}
+// CHECK: func.func @compressa_kernel_1(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 1, 0, 256, 0, 64, 0>, scratch = array<i64: 0, 0>}, dsv4.kernel = "head"}

@@ -14,6 +14,6 @@ module attributes {dsv4.max_context = 64 : i64} {
     return %x, %post, %comb : tensor<?x8xf32>, tensor<?x4xf32>, tensor<?x4x4xf32>
   }
 }
-// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 0, 128, 0>
-// CHECK: func.func @compressa_kernel_1(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 128, 0, 1, 0, 3072, 1, 0, 96, 1, 0, 12, 0, 32, 0, 0, 16, 0, 0, 64, 0>
+// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 0, 128, 0>
+// CHECK: func.func @compressa_kernel_1(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 128, 0, 1, 0, 3072, 1, 0, 96, 1, 0, 12, 0, 32, 0, 0, 16, 0, 0, 64, 0>
 // CHECK: math.exp

@@ -13,6 +13,6 @@ module attributes {dsv4.max_context = 64 : i64} {
   }
 }
 // CHECK: llvm.mlir.global internal constant @__compressa_lut_e4m3
-// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 128, 0, 0, 128, 0, 1, 0, 512, 2, 0, 1, 1, 0, 512, 2, 0, 1, 1, 0, 512, 2, 0, 1, 0, 128, 0>
+// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 128, 0, 0, 128, 0, 1, 0, 512, 2, 0, 1, 1, 0, 512, 2, 0, 1, 1, 0, 512, 2, 0, 1, 0, 128, 0>
 // CHECK: math.exp
 // CHECK: llvm.mlir.addressof @__compressa_lut_e4m3

@@ -10,7 +10,7 @@ module attributes {dsv4.max_context = 64 : i64} {
 }
 // CHECK-NOT: func.func private @dispatch_0
 // CHECK: module @compressa_kernels {
-// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 1, 0, 16, 0, 32, 0>, scratch = array<i64: 64, 0>}, dsv4.kernel = "layers.0.attn_norm"}
+// CHECK: func.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {dsv4.abi = {block = 1 : i64, grid = 1 : i64, params = array<i64: 5, 0, 0, 6, 0, 0, 7, 0, 0, 0, 32, 0, 1, 0, 16, 0, 32, 0>, scratch = array<i64: 64, 0>}, dsv4.kernel = "layers.0.attn_norm"}
 // CHECK: scf.for
 // CHECK: math.sqrt
 // CHECK: arith.divf
