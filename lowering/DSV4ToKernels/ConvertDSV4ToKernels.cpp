@@ -46,17 +46,6 @@ uint64_t memoryTraffic(FunctionType type, int64_t maxContext) {
   return bytes;
 }
 
-/// The dsv4 op whose result `v` (decode state) updates, through chains of
-/// updates inside the kernel: the operand it aliases.
-Value updatedState(Value v) {
-  Operation *def = v.getDefiningOp();
-  if (auto up = dyn_cast_or_null<WindowUpdateOp>(def))
-    return up.getRing();
-  if (auto cmp = dyn_cast_or_null<CompressOp>(def))
-    return cast<OpResult>(v).getResultNumber() == 0 ? cmp.getState() : cmp.getEntries();
-  return nullptr;
-}
-
 /// Emits the kernel of one outlined dispatch `func` into `container`.
 LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
                             Operation *container, const TargetInfo &target,
@@ -193,14 +182,20 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   return success();
 }
 
+/// The dialects the kernels of target `spec` use (none for a bad spec: the
+/// pass reports it when it runs).
+void registerTargetDialects(StringRef spec, DialectRegistry &registry) {
+  std::string error;
+  if (std::unique_ptr<TargetInfo> t = createTarget(spec, error))
+    t->registerDialects(registry);
+}
+
 struct ConvertDSV4ToKernelsPass
     : public mlir::compressa::impl::ConvertDSV4ToKernelsPassBase<ConvertDSV4ToKernelsPass> {
   using Base::Base;
 
   void getDependentDialects(DialectRegistry &registry) const override {
-    std::string error;
-    if (std::unique_ptr<TargetInfo> t = createTarget(target, error))
-      t->registerDialects(registry);
+    registerTargetDialects(target, registry);
   }
 
   void runOnOperation() override {
@@ -249,9 +244,7 @@ struct LowerKernelsToLLVMPass
   using Base::Base;
 
   void getDependentDialects(DialectRegistry &registry) const override {
-    std::string error;
-    if (std::unique_ptr<TargetInfo> t = createTarget(target, error))
-      t->registerDialects(registry);
+    registerTargetDialects(target, registry);
   }
 
   void runOnOperation() override {

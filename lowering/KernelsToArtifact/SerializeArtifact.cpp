@@ -27,19 +27,6 @@ constexpr uint32_t kArtifactVersion = 2;
 /// (runtime/format/artifact.fbs).
 constexpr char kTrailerTag[9] = "CPASHA2";
 
-/// The checkpoint component a launch computes (the NameLoc the frontend
-/// gave its first op), for buffer names.
-std::string componentName(Operation *op) {
-  Location loc = op->getLoc();
-  if (auto fused = dyn_cast<FusedLoc>(loc))
-    for (Location l : fused.getLocations())
-      if (auto name = dyn_cast<NameLoc>(l))
-        return name.getName().str();
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return name.getName().str();
-  return "launch";
-}
-
 struct LaunchArg {
   fb::ArgKind kind;
   uint32_t index;

@@ -33,28 +33,6 @@ Type withDynamicTokens(Type type) {
   return RankedTensorType::get(shape, tensor.getElementType());
 }
 
-/// The readable name of the component an op computes (its NameLoc).
-std::string componentName(Operation *op) {
-  Location loc = op->getLoc();
-  if (auto fused = dyn_cast<FusedLoc>(loc))
-    for (Location l : fused.getLocations())
-      if (auto name = dyn_cast<NameLoc>(l))
-        return name.getName().str();
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return name.getName().str();
-  return op->getName().getStringRef().str();
-}
-
-/// The value that state result `v` updates in place, or null.
-Value updatedState(Value v) {
-  Operation *def = v.getDefiningOp();
-  if (auto up = dyn_cast_or_null<WindowUpdateOp>(def))
-    return up.getRing();
-  if (auto cmp = dyn_cast_or_null<CompressOp>(def))
-    return cast<OpResult>(v).getResultNumber() == 0 ? cmp.getState() : cmp.getEntries();
-  return nullptr;
-}
-
 struct OutlineDispatches
     : dsv4::impl::DSV4OutlineDispatchesPassBase<OutlineDispatches> {
   int64_t next = 0;

@@ -500,3 +500,28 @@ LogicalResult LaunchOp::verify() {
   }
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// Helpers
+//===----------------------------------------------------------------------===//
+
+std::string mlir::dsv4::componentName(Operation *op) {
+  Location loc = op->getLoc();
+  if (auto fused = dyn_cast<FusedLoc>(loc))
+    for (Location l : fused.getLocations())
+      if (auto name = dyn_cast<NameLoc>(l))
+        return name.getName().str();
+  if (auto name = dyn_cast<NameLoc>(loc))
+    return name.getName().str();
+  return op->getName().getStringRef().str();
+}
+
+Value mlir::dsv4::updatedState(Value v) {
+  Operation *def = v.getDefiningOp();
+  if (auto up = dyn_cast_or_null<WindowUpdateOp>(def))
+    return up.getRing();
+  if (auto cmp = dyn_cast_or_null<CompressOp>(def))
+    return cast<OpResult>(v).getResultNumber() == 0 ? cmp.getState()
+                                                    : cmp.getEntries();
+  return nullptr;
+}

@@ -13,4 +13,18 @@
 #define GET_OP_CLASSES
 #include "dialects/DSV4/IR/DSV4Ops.h.inc"
 
+#include <string>
+
+namespace mlir::dsv4 {
+
+/// The checkpoint component an op computes ("layers.3.attn"): the NameLoc
+/// the frontend gives it; the op's name when it has none.
+std::string componentName(Operation *op);
+
+/// The decode state that state value `v` updates in place (the ring of a
+/// kv.window_update, the state or entries of a kv.compress), or null.
+Value updatedState(Value v);
+
+} // namespace mlir::dsv4
+
 #endif // COMPRESSA_DIALECTS_DSV4_IR_DSV4OPS_H
