@@ -139,13 +139,33 @@ void Emitter::indexer(IndexerTopkOp op) {
       kb.storeF(scores, kb.add(kb.mul(s, c(capacity)), j), score);
     });
   });
-  // A thread per token picks its top-k (-1 where fewer are visible).
-  kb.parallelLoop(c(0), S(), [&](Value s) {
-    View row = kb.at(out, kb.mul(s, c(topk)));
-    kb.loop(c(0), c(topk), [&](Value j) { kb.store(kb.truncI32(c(-1)), row.ptr, j); });
+  // The top-k of each token, -1 where fewer are visible. Entry i of the n
+  // visible ones has rank #{l : score_l > score_i} + #{l < i : score_l ==
+  // score_i}: the place it takes in the order of descending score, ties to
+  // the lower index (the order of repeated argmax), and it is picked, at
+  // out[rank], when rank < min(topk, n). Every (token, entry) ranks itself
+  // independently, so the selection spreads over all threads.
+  kb.parallelLoop(c(0), kb.mul(S(), c(topk)), [&](Value e) {
+    kb.store(kb.truncI32(c(-1)), out.ptr, e);
+  });
+  kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
+    Value s = kb.div(e, most), i = kb.rem(e, most);
     Value n = avail(s);
-    selectTopk(kb.at(scores, kb.mul(s, c(capacity))), n, kb.min(c(topk), n),
-               [&](Value j, Value idx) { kb.store(kb.truncI32(idx), row.ptr, j); });
+    kb.ifThen(kb.lt(i, n), [&] {
+      View row = kb.at(scores, kb.mul(s, c(capacity)));
+      Value v = kb.loadF(row, i);
+      Value rank = kb.reduce1(c(0), n, c(0), [&](Value l, Value r) {
+        Value u = kb.loadF(row, l);
+        Value before = arith::OrIOp::create(
+            kb.builder(), kb.getLoc(), kb.gt(u, v),
+            arith::AndIOp::create(kb.builder(), kb.getLoc(), kb.eq(u, v),
+                                  kb.lt(l, i)));
+        return kb.add(r, kb.select(before, c(1), c(0)));
+      });
+      kb.ifThen(kb.lt(rank, kb.min(c(topk), n)), [&] {
+        kb.store(kb.truncI32(i), out.ptr, kb.add(kb.mul(s, c(topk)), rank));
+      });
+    });
   });
 }
 
