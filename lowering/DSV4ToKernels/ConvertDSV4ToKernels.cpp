@@ -74,18 +74,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   if (kb.threads() > 1)
     kb.setSyncWord(kb.offset(b.getI8Type(), scratchBase, kb.c(-kSyncWordOffset)));
   int64_t scratchPerToken = 0, scratchFixed = 0;
-  ec.scratch = [&](int64_t perToken, int64_t bytes) -> Value {
-    // Offsets: all per-token parts first (scaled by S at run time), then the
-    // fixed parts; every part 64-byte rounded. Fixed parts sit after the
-    // largest possible per-token area: the runtime gives
-    // scratchPerToken * maxTokens + fixed bytes.
-    perToken = llvm::alignTo(perToken, 64);
-    bytes = llvm::alignTo(bytes, 64);
-    Value off = kb.add(kb.mul(kb.c(scratchPerToken), ec.tokens), kb.c(scratchFixed));
-    scratchPerToken += perToken;
-    scratchFixed += bytes;
-    return kb.offset(b.getI8Type(), scratchBase, off);
-  };
+  useScratchArea(kb, ec, scratchBase, scratchPerToken, scratchFixed);
 
   // Step 1. The operands, slot by slot (KernelABI.h).
   Block &body = func.getBody().front();

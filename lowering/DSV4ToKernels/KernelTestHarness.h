@@ -179,16 +179,7 @@ inline bool OpKernel::compile(const std::string &mlirText, int64_t maxContext,
   ec.tokens = LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(0));
   ec.startPos = LLVM::PtrToIntOp::create(b, loc, kb.i64(), slotPtr(1));
   Value scratchBase = slotPtr(2);
-  scratchPerToken = 0;
-  scratchFixed = 0;
-  ec.scratch = [&](int64_t perToken, int64_t bytes) -> Value {
-    perToken = llvm::alignTo(perToken, 64);
-    bytes = llvm::alignTo(bytes, 64);
-    Value off = kb.add(kb.mul(kb.c(scratchPerToken), ec.tokens), kb.c(scratchFixed));
-    scratchPerToken += perToken;
-    scratchFixed += bytes;
-    return kb.offset(b.getI8Type(), scratchBase, off);
-  };
+  useScratchArea(kb, ec, scratchBase, scratchPerToken, scratchFixed);
 
   numSlots = 3;
   operandSlot.assign(op->getNumOperands(), -1);

@@ -10,6 +10,7 @@
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
 #include "dialects/DSV4/IR/DSV4Ops.h"
+#include "llvm/Support/MathExtras.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -28,6 +29,21 @@ WeightView ExpertView::expert(KernelBuilder &kb, Value e) const {
   w.rows = rows;
   w.cols = cols;
   return w;
+}
+
+void mlir::compressa::cpu::useScratchArea(KernelBuilder &kb, EmitContext &ctx,
+                                          Value base, int64_t &perToken,
+                                          int64_t &fixed) {
+  perToken = fixed = 0;
+  ctx.scratch = [&kb, &ctx, base, &perToken, &fixed](int64_t partPerToken,
+                                                      int64_t partBytes) -> Value {
+    partPerToken = llvm::alignTo(partPerToken, 64);
+    partBytes = llvm::alignTo(partBytes, 64);
+    Value off = kb.add(kb.mul(kb.c(perToken), ctx.tokens), kb.c(fixed));
+    perToken += partPerToken;
+    fixed += partBytes;
+    return kb.offset(kb.builder().getI8Type(), base, off);
+  };
 }
 
 void KernelPatternSet::addPattern(TypeID op, KernelPattern pattern) {

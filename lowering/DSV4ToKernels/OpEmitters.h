@@ -44,6 +44,14 @@ struct EmitContext {
   std::function<Value(int64_t bytesPerToken, int64_t bytes)> scratch;
 };
 
+/// Sets `ctx.scratch` to carve the scratch area at `base` (needs
+/// ctx.tokens): every part 64-byte rounded, each at (per-token bytes so far)
+/// * S + (fixed bytes so far), so the parts never overlap and the area needs
+/// `perToken` * maxTokens + `fixed` bytes; the totals accumulate in
+/// `perToken` and `fixed`, which must outlive the emission.
+void useScratchArea(KernelBuilder &kb, EmitContext &ctx, Value base,
+                    int64_t &perToken, int64_t &fixed);
+
 /// Emits `op`; the context must hold views for its operands and results
 /// (results that are decode state alias the state they update).
 LogicalResult emitOp(KernelBuilder &kb, Operation *op, EmitContext &ctx);

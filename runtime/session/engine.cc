@@ -223,13 +223,19 @@ Engine::finishCreate(std::unique_ptr<Engine> engine) {
   return engine;
 }
 
-Status Engine::bindWeights() {
+uint32_t Engine::clearWeightBindings() {
   const auto *manifest = art->root().weights();
   uint32_t count = manifest ? manifest->size() : 0;
   weightViews.assign(count, nullptr);
   scaleViews.assign(count, nullptr);
   weightBytes.assign(count, 0);
   scaleBytes.assign(count, 0);
+  return count;
+}
+
+Status Engine::bindWeights() {
+  const auto *manifest = art->root().weights();
+  uint32_t count = clearWeightBindings();
   const char *dir = store->directory().c_str();
   for (uint32_t i = 0; i < count; ++i) {
     const fb::Weight &weight = *manifest->Get(i);
@@ -395,11 +401,7 @@ StatusOr<RandomWeightSpecs> randomWeightSpecs(const fb::Weight &weight,
 
 Status Engine::planRandomWeights() {
   const auto *manifest = art->root().weights();
-  uint32_t count = manifest ? manifest->size() : 0;
-  weightViews.assign(count, nullptr);
-  scaleViews.assign(count, nullptr);
-  weightBytes.assign(count, 0);
-  scaleBytes.assign(count, 0);
+  uint32_t count = clearWeightBindings();
   randomSpecs.clear();
   randomSpecs.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {

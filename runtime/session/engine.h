@@ -198,6 +198,9 @@ private:
   /// Steps of create after the weights are bound (or their sizes known).
   static StatusOr<std::unique_ptr<Engine>>
   finishCreate(std::unique_ptr<Engine> engine);
+  /// Empties the weight bindings, sized for the artifact's weights; returns
+  /// their count.
+  uint32_t clearWeightBindings();
   Status bindWeights();
   /// The sizes of the generated weights (createWithRandomWeights).
   Status planRandomWeights();
