@@ -13,6 +13,7 @@
 // reasoning on a non-assistant message; render agrees with encode; the ids
 // start with BOS, lie in the vocabulary and decode to the rendered text;
 // encodeCompletion is BOS + encode.
+#include "test/fuzz/fuzz_tokenizer.h"
 #include "test/fuzz/fuzz_util.h"
 
 #include "runtime/chat/chat_encoding.h"
@@ -22,28 +23,11 @@
 
 using namespace compressa;
 
-namespace {
-
-const Tokenizer &tokenizer() {
-  static const Tokenizer *tok = [] {
-    StatusOr<std::unique_ptr<Tokenizer>> loaded =
-        Tokenizer::fromFile(COMPRESSA_TINY_TOKENIZER);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "fuzz: cannot load the tokenizer: %s\n",
-                   loaded.status().toString().c_str());
-      std::abort();
-    }
-    return std::move(loaded).value().release();
-  }();
-  return *tok;
-}
-
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0)
     return 0;
-  const Tokenizer &tok = tokenizer();
+  const Tokenizer &tok = fuzz::tinyTokenizer();
   static const ChatEncoder *encoder = [&] {
     StatusOr<ChatEncoder> created = ChatEncoder::create(tok);
     if (!created.ok()) {

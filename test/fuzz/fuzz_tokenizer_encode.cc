@@ -7,6 +7,7 @@
 //  * every id is inside the vocabulary;
 //  * the ids give the input back: decode(ids) == input, the concatenated
 //    tokenBytes == input, and Utf8Stream reassembles it from those bytes.
+#include "test/fuzz/fuzz_tokenizer.h"
 #include "test/fuzz/fuzz_util.h"
 
 #include "runtime/chat/chat_encoding.h"
@@ -14,26 +15,9 @@
 
 using namespace compressa;
 
-namespace {
-
-const Tokenizer &tokenizer() {
-  static const Tokenizer *tok = [] {
-    StatusOr<std::unique_ptr<Tokenizer>> loaded =
-        Tokenizer::fromFile(COMPRESSA_TINY_TOKENIZER);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "fuzz: cannot load the tokenizer: %s\n",
-                   loaded.status().toString().c_str());
-      std::abort();
-    }
-    return std::move(loaded).value().release();
-  }();
-  return *tok;
-}
-
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  const Tokenizer &tok = tokenizer();
+  const Tokenizer &tok = fuzz::tinyTokenizer();
   std::string_view text(reinterpret_cast<const char *>(data), size);
   std::optional<size_t> invalid = findInvalidUtf8(text);
   StatusOr<std::vector<int64_t>> ids = tok.encode(text);

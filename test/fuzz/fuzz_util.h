@@ -6,6 +6,7 @@
 #define COMPRESSA_TEST_FUZZ_FUZZ_UTIL_H
 
 #include "runtime/base/status.h"
+#include "test/fuzz/fuzz_check.h"
 
 #include <cerrno>
 #include <cstddef>
@@ -25,19 +26,6 @@
 namespace compressa {
 namespace fuzz {
 
-/// A property that every accepted (or rejected) input must have does not
-/// hold: print why and abort, which libFuzzer reports as a crash and saves
-/// the input.
-#define FUZZ_CHECK(cond, ...)                                                  \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed: ", __FILE__,         \
-                   __LINE__, #cond);                                           \
-      std::fprintf(stderr, __VA_ARGS__);                                       \
-      std::fprintf(stderr, "\n");                                              \
-      std::abort();                                                            \
-    }                                                                          \
-  } while (false)
 
 /// Removes the files of `dir` (it holds no subdirectories) and `dir`.
 inline void removeScratch(const std::string &dir) {
