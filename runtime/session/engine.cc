@@ -156,19 +156,26 @@ Engine::create(const std::string &artifactPath, const std::string &weightsDir) {
 }
 
 StatusOr<std::unique_ptr<Engine>>
-Engine::create(std::unique_ptr<Artifact> artifact,
-               const std::string &weightsDir) {
+Engine::startCreate(std::unique_ptr<Artifact> artifact, const char *who) {
   if (!artifact)
-    return COMPRESSA_ERROR(InvalidArgument, "Engine::create: no artifact");
+    return COMPRESSA_ERROR(InvalidArgument, "%s: no artifact", who);
   std::unique_ptr<Engine> engine(new Engine());
   engine->art = std::move(artifact);
   engine->vocab = engine->art->model().vocab_size();
   engine->contextLimit = engine->art->model().max_context();
   const char *graphs = std::getenv("COMPRESSA_CUDA_GRAPH");
   engine->decodeGraph = !(graphs && std::strcmp(graphs, "0") == 0);
+  COMPRESSA_ASSIGN_OR_RETURN(engine->backend, createBackend(*engine->art));
+  return engine;
+}
+
+StatusOr<std::unique_ptr<Engine>>
+Engine::create(std::unique_ptr<Artifact> artifact,
+               const std::string &weightsDir) {
   // Step 1. The device first: a CUDA artifact on a machine without a GPU
   // fails here, before any file is mapped.
-  COMPRESSA_ASSIGN_OR_RETURN(engine->backend, createBackend(*engine->art));
+  COMPRESSA_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                             startCreate(std::move(artifact), "Engine::create"));
   // Step 2. The checkpoint, checked against the manifest.
   COMPRESSA_ASSIGN_OR_RETURN(engine->store, WeightStore::open(weightsDir));
   engine->weightsWhat = "weights " + engine->store->directory();
@@ -187,16 +194,9 @@ Engine::createWithRandomWeights(const std::string &artifactPath,
 StatusOr<std::unique_ptr<Engine>>
 Engine::createWithRandomWeights(std::unique_ptr<Artifact> artifact,
                                 uint64_t seed) {
-  if (!artifact)
-    return COMPRESSA_ERROR(InvalidArgument,
-                           "Engine::createWithRandomWeights: no artifact");
-  std::unique_ptr<Engine> engine(new Engine());
-  engine->art = std::move(artifact);
-  engine->vocab = engine->art->model().vocab_size();
-  engine->contextLimit = engine->art->model().max_context();
-  const char *graphs = std::getenv("COMPRESSA_CUDA_GRAPH");
-  engine->decodeGraph = !(graphs && std::strcmp(graphs, "0") == 0);
-  COMPRESSA_ASSIGN_OR_RETURN(engine->backend, createBackend(*engine->art));
+  COMPRESSA_ASSIGN_OR_RETURN(
+      std::unique_ptr<Engine> engine,
+      startCreate(std::move(artifact), "Engine::createWithRandomWeights"));
   engine->randomWeights = true;
   engine->randomSeed = seed;
   engine->weightsWhat =

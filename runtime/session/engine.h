@@ -201,6 +201,10 @@ private:
   /// Empties the weight bindings, sized for the artifact's weights; returns
   /// their count.
   uint32_t clearWeightBindings();
+  /// The engine of `artifact` with its backend, before any weights: the
+  /// start both create functions share (`who` names the caller in errors).
+  static StatusOr<std::unique_ptr<Engine>>
+  startCreate(std::unique_ptr<Artifact> artifact, const char *who);
   Status bindWeights();
   /// The sizes of the generated weights (createWithRandomWeights).
   Status planRandomWeights();
