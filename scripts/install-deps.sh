@@ -20,6 +20,9 @@ packages=(
   clang-22 libclang-rt-22-dev
   # The artifact digest (SHA-256 through OpenSSL's libcrypto)
   libssl-dev
+  # compressa-serve: HTTP/SSE (cpp-httplib) and JSON (nlohmann); the runtime
+  # tools' argument parser (CLI11). All header-only.
+  libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
 )
 
 missing=()
@@ -45,4 +48,13 @@ if ! python3 -c 'import tokenizers' 2>/dev/null; then
   python3 -m pip install --quiet 'tokenizers==0.23.3' ||
     echo "install-deps: WARNING: could not pip-install tokenizers;" \
          "test/tokenizer/live-reference.test will be UNSUPPORTED" >&2
+fi
+
+# Test-only client, not a runtime dependency: the `openai` Python package,
+# with which test/serve drives compressa-serve (REQUIRES: openai).
+if ! python3 -c 'import openai' 2>/dev/null; then
+  echo "install-deps: installing the openai Python package (test client)"
+  python3 -m pip install --quiet 'openai==3.57.0' ||
+    echo "install-deps: WARNING: could not pip-install openai;" \
+         "the compressa-serve tests will be UNSUPPORTED" >&2
 fi
