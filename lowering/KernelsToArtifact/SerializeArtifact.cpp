@@ -73,6 +73,7 @@ private:
   const TargetInfo &target;
   const ArtifactOptions &opts;
   int64_t maxContext = 0;
+  int64_t maxBatch = 1;
   int64_t routedExperts = 0;
   std::vector<KernelOut> kernelList;
   llvm::StringMap<uint32_t> kernelBySymbol;
@@ -312,6 +313,9 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                               << " (set by the frontend and dsv4-specialize-shapes)";
   auto infoInt = [&](StringRef key) { return info.getAs<IntegerAttr>(key).getInt(); };
   maxContext = context.getInt();
+  // compressa-compile --max-batch (absent: 1 sequence).
+  if (auto batch = module->getAttrOfType<IntegerAttr>("compressa.max_batch"))
+    maxBatch = batch.getInt();
   routedExperts = infoInt("n_routed_experts");
 
   if (failed(kernels()))
@@ -399,7 +403,8 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
     ets.push_back(fb::CreateExpertTableDirect(fbb, pattern.c_str(), count));
   auto model = fb::CreateModelInfoDirect(
       fbb, name.str().c_str(), infoInt("vocab_size"), infoInt("hidden_size"),
-      infoInt("bos_token_id"), infoInt("eos_token_id"), maxContext, routedExperts);
+      infoInt("bos_token_id"), infoInt("eos_token_id"), maxContext, routedExperts,
+      maxBatch);
   flatbuffers::Offset<fb::CpuCode> cpuCode;
   flatbuffers::Offset<fb::CudaCode> cudaCode;
   if (cuda) {

@@ -594,6 +594,11 @@ Status ArtifactReader::validate(Artifact &artifact) {
     return COMPRESSA_ERROR(DataLoss, "%s: model.vocab_size is 0", p);
   if (model->max_context() == 0)
     return COMPRESSA_ERROR(DataLoss, "%s: model.max_context is 0", p);
+  if (model->max_batch() > kMaxBatchLimit)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: model.max_batch is %u, more than the %u "
+                           "sequences a runtime holds",
+                           p, model->max_batch(), kMaxBatchLimit);
 
   // The target and its code.
   if (root.target() > fb::Target::MAX)

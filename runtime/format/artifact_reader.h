@@ -29,6 +29,8 @@ inline constexpr uint32_t kArtifactVersion = 2;
 /// The trailer that follows the FlatBuffer in a file (version 2): the
 /// SHA-256 of every byte before it, then the tag "CPASHA2\0".
 inline constexpr size_t kArtifactDigestBytes = 32;
+/// The most sequences (ModelInfo.max_batch) an artifact may ask for.
+inline constexpr uint32_t kMaxBatchLimit = 1024;
 inline constexpr size_t kArtifactTrailerBytes = kArtifactDigestBytes + 8;
 inline constexpr char kArtifactTrailerTag[9] = "CPASHA2";
 using ArtifactDigest = std::array<uint8_t, kArtifactDigestBytes>;

@@ -30,6 +30,7 @@
 #include "lowering/Target/TargetInfo.h"
 #include "passes/Pipelines.h"
 #include "passes/RegisterAll.h"
+#include "runtime/format/artifact_reader.h"
 #include "runtime/weights/safetensors.h"
 
 #include "mlir/IR/AsmState.h"
@@ -109,6 +110,12 @@ static cl::opt<int64_t> maxContext(
     cl::desc("Longest context (prompt + generation) the artifact's decode "
              "state holds"),
     cl::init(4096), cl::cat(category));
+static cl::opt<int64_t> maxBatch(
+    "max-batch",
+    cl::desc("Most sequences served at once, each with its own decode state "
+             "slot (stored in the artifact; compressa-serve --max-batch may "
+             "lower it)"),
+    cl::init(8), cl::cat(category));
 static cl::opt<std::string> weightFormat(
     "weight-format",
     cl::desc("Formats of the checkpoint the artifact will load: checkpoint "
@@ -350,6 +357,9 @@ int main(int argc, char **argv) {
     return fail("--prefill-max-tokens must be >= 1");
   if (maxContext < 1)
     return fail("--max-context must be >= 1");
+  if (maxBatch < 1 || maxBatch > ::compressa::kMaxBatchLimit)
+    return fail("--max-batch must be in [1, " +
+                std::to_string(::compressa::kMaxBatchLimit) + "]");
 
   // Step 2. The dsv4 module: built from a config, or read from a .mlir file
   // as --emit=dsv4 prints it.
@@ -477,6 +487,9 @@ int main(int argc, char **argv) {
   converted = outlined && SymbolTable::lookupSymbolIn(*module, TargetInfo::kContainer);
   popts.startAfter = converted ? "kernels" : outlined ? "outline" : planned ? "dispatch" : "none";
   popts.prefillMaxTokens = prefillMaxTokens;
+  // Read by the serializer into ModelInfo.max_batch.
+  (*module)->setAttr("compressa.max_batch",
+                     Builder(&context).getI64IntegerAttr(maxBatch));
   popts.maxContext = maxContext;
   popts.bufferReuse = bufferReuse;
   popts.gridWeightBytes = gridWeightBytes;
