@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+// JSON written as Python's json.dumps(ensure_ascii=False) writes it
+// (json_text.h).
+#include "runtime/chat/json_text.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace compressa {
+
+void appendPythonJsonString(std::string_view text, std::string &out) {
+  out += '"';
+  for (char c : text) {
+    unsigned char byte = static_cast<unsigned char>(c);
+    switch (c) {
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    case '\b':
+      out += "\\b";
+      break;
+    case '\f':
+      out += "\\f";
+      break;
+    default:
+      if (byte < 0x20) {
+        char escape[8];
+        std::snprintf(escape, sizeof(escape), "\\u%04x", byte);
+        out += escape;
+      } else {
+        out += c;
+      }
+    }
+  }
+  out += '"';
+}
+
+namespace {
+
+/// Python's float repr: the shortest digits that round-trip, in exponent
+/// form when the decimal exponent is below -4 or at least 16.
+void appendPythonFloat(double value, std::string &out) {
+  if (std::isnan(value)) {
+    out += "NaN";
+    return;
+  }
+  if (std::isinf(value)) {
+    out += value < 0 ? "-Infinity" : "Infinity";
+    return;
+  }
+  char buffer[64];
+  // Shortest round trip in scientific form: [-]d[.ddd]e[+-]XX.
+  std::to_chars_result result = std::to_chars(
+      buffer, buffer + sizeof(buffer), value, std::chars_format::scientific);
+  std::string sci(buffer, result.ptr);
+  std::string sign;
+  if (!sci.empty() && sci[0] == '-') {
+    sign = "-";
+    sci.erase(0, 1);
+  }
+  size_t e = sci.find('e');
+  std::string mantissa = sci.substr(0, e);
+  int exponent = std::atoi(sci.c_str() + e + 1);
+  std::string digits;
+  for (char c : mantissa)
+    if (c != '.')
+      digits += c;
+  out += sign;
+  if (exponent < -4 || exponent >= 16) {
+    out += digits[0];
+    if (digits.size() > 1) {
+      out += '.';
+      out.append(digits, 1, std::string::npos);
+    }
+    char tail[16];
+    std::snprintf(tail, sizeof(tail), "e%c%02d", exponent < 0 ? '-' : '+',
+                  std::abs(exponent));
+    out += tail;
+    return;
+  }
+  if (exponent < 0) {
+    out += "0.";
+    out.append(static_cast<size_t>(-exponent - 1), '0');
+    out += digits;
+    return;
+  }
+  size_t intDigits = static_cast<size_t>(exponent) + 1;
+  if (digits.size() <= intDigits) {
+    out += digits;
+    out.append(intDigits - digits.size(), '0');
+    out += ".0";
+  } else {
+    out.append(digits, 0, intDigits);
+    out += '.';
+    out.append(digits, intDigits, std::string::npos);
+  }
+}
+
+} // namespace
+
+void appendPythonJson(const nlohmann::ordered_json &value, std::string &out) {
+  using Type = nlohmann::ordered_json::value_t;
+  switch (value.type()) {
+  case Type::null:
+  case Type::discarded:
+    out += "null";
+    return;
+  case Type::boolean:
+    out += value.get<bool>() ? "true" : "false";
+    return;
+  case Type::number_integer:
+    out += std::to_string(value.get<int64_t>());
+    return;
+  case Type::number_unsigned:
+    out += std::to_string(value.get<uint64_t>());
+    return;
+  case Type::number_float:
+    appendPythonFloat(value.get<double>(), out);
+    return;
+  case Type::string:
+    appendPythonJsonString(value.get_ref<const std::string &>(), out);
+    return;
+  case Type::array: {
+    out += '[';
+    bool first = true;
+    for (const auto &element : value) {
+      if (!first)
+        out += ", ";
+      first = false;
+      appendPythonJson(element, out);
+    }
+    out += ']';
+    return;
+  }
+  case Type::object: {
+    out += '{';
+    bool first = true;
+    for (const auto &item : value.items()) {
+      if (!first)
+        out += ", ";
+      first = false;
+      appendPythonJsonString(item.key(), out);
+      out += ": ";
+      appendPythonJson(item.value(), out);
+    }
+    out += '}';
+    return;
+  }
+  case Type::binary:
+    out += "null";
+    return;
+  }
+}
+
+std::string pythonJson(const nlohmann::ordered_json &value) {
+  std::string out;
+  appendPythonJson(value, out);
+  return out;
+}
+
+bool isJsonText(std::string_view text) {
+  return nlohmann::json::accept(text.begin(), text.end());
+}
+
+} // namespace compressa
