@@ -322,7 +322,8 @@ Value ProgramBuilder::moe(StringRef prefix, const LayerSpec &layer, Value x,
   Value w2 = param(p + ".experts.*.w2.weight", e);
   Value routed = MoeExpertsOp::create(b, loc(p + ".experts"), tensor({s, dm}),
                                       x, gate->getResult(0), gate->getResult(1),
-                                      w1, w3, w2, limit);
+                                      w1, w3, w2, limit,
+                                      /*first_expert=*/IntegerAttr());
   std::string sp = p + ".shared_experts";
   Value s1 = param(sp + ".w1.weight");
   Value s3 = param(sp + ".w3.weight");

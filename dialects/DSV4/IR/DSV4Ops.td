@@ -423,6 +423,11 @@ def DSV4_MoeExpertsOp : DSV4_PureOp<"moe.experts"> {
     w2_e^T`; the result is `sum_k weights[k] y_{ids[k]}` (spec §4.6).
     `w1`, `w3` are `[E, I, D]` stacks, `w2` is `[E, D, I]`.
 
+    With `first_expert` (set by `dsv4-shard-experts` on the program of one
+    rank), the stacks hold experts `first_expert .. first_expert + E - 1` of
+    the model and picks of any other expert add nothing: the result is that
+    rank's part of the sum, which a `dsv4.all_reduce` completes.
+
     ```mlir
     %y = dsv4.moe.experts %x, %wts, %ids, %w1, %w3, %w2 {swiglu_limit = 10.0 : f64}
         : (tensor<?x4096xf32>, tensor<?x6xf32>, tensor<?x6xi32>, !dsv4.weight<...>, !dsv4.weight<...>, !dsv4.weight<...>)
@@ -432,10 +437,30 @@ def DSV4_MoeExpertsOp : DSV4_PureOp<"moe.experts"> {
   let arguments = (ins DSV4_Activation:$x, DSV4_Activation:$weights,
                        DSV4_ExpertIds:$ids, DSV4_WeightType:$w1,
                        DSV4_WeightType:$w3, DSV4_WeightType:$w2,
-                       F64Attr:$swiglu_limit);
+                       F64Attr:$swiglu_limit,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$first_expert);
   let results = (outs DSV4_Activation:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+}
+
+def DSV4_AllReduceOp : DSV4_Op<"all_reduce", [AllTypesMatch<["x", "result"]>]> {
+  let summary = "Sum of a tensor over the ranks of a sharded model.";
+  let description = [{
+    Every rank of an artifact compiled with `--ranks N` holds its part of
+    `x` (the routed experts it owns); the result, on every rank, is the
+    element-wise sum of the `ranks` parts. Inserted by `dsv4-shard-experts`;
+    it stays a program step of its own (never inside a kernel) and becomes a
+    call into the runtime's communicator (docs/parallel.md).
+
+    ```mlir
+    %y = dsv4.all_reduce %x {ranks = 2 : i64} : tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins 2DTensorOf<[F32]>:$x,
+                       ConfinedAttr<I64Attr, [IntMinValue<2>]>:$ranks);
+  let results = (outs 2DTensorOf<[F32]>:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
 }
 
 def DSV4_SharedExpertOp : DSV4_PureOp<"moe.shared_expert"> {
