@@ -22,7 +22,8 @@ namespace compressa {
 struct Engine::PreparedProgram {
   std::string name;
   int64_t maxTokens = 0;
-  std::unique_ptr<BackendBuffer> arena;
+  /// Shared by the slots' copies of the program: one program runs at a time.
+  std::shared_ptr<BackendBuffer> arena;
   uint64_t inputIdsOffset = 0;
   uint64_t logitsOffset = 0;
   /// The launches as the backend prepared them.
@@ -219,7 +220,10 @@ Engine::finishCreate(std::unique_ptr<Engine> engine) {
   // Step 5. The programs: arenas and argument vectors.
   const auto *programs = engine->art->root().programs();
   for (uint32_t i = 0; i < programs->size(); ++i)
-    COMPRESSA_RETURN_IF_ERROR(engine->prepareProgram(*programs->Get(i)));
+    COMPRESSA_RETURN_IF_ERROR(
+        engine->prepareProgram(*programs->Get(i), nullptr));
+  engine->slots.resize(1);
+  engine->current = 0;
   return engine;
 }
 
@@ -579,22 +583,29 @@ Status Engine::buildExpertTables() {
   return okStatus();
 }
 
-Status Engine::allocateStates() {
+Status Engine::allocateStateBuffers() {
   const auto *list = art->root().states();
   uint32_t count = list ? list->size() : 0;
   states.clear();
   states.reserve(count);
+  std::string slotWhat =
+      current ? " of slot " + std::to_string(current) : std::string();
   for (uint32_t s = 0; s < count; ++s) {
     const fb::State &state = *list->Get(s);
     COMPRESSA_ASSIGN_OR_RETURN(
         std::unique_ptr<BackendBuffer> buffer,
         backend->allocate(state.bytes(),
                           art->path() + ": states[" + std::to_string(s) +
-                              "] ('" + printable(view(state.name())) + "')"));
+                              "] ('" + printable(view(state.name())) + "')" +
+                              slotWhat));
     states.push_back(std::move(buffer));
   }
   reset();
-  COMPRESSA_RETURN_IF_ERROR(resetError);
+  return resetError;
+}
+
+Status Engine::allocateStates() {
+  COMPRESSA_RETURN_IF_ERROR(allocateStateBuffers());
 
   // One scratch area serves every launch: programs and launches run one at a
   // time. Its first 64 bytes, zeroed here, are the grid barriers' word; the
@@ -654,15 +665,21 @@ void Engine::reset() {
   positionsUsed = 0;
 }
 
-Status Engine::prepareProgram(const fb::Program &def) {
+Status Engine::prepareProgram(const fb::Program &def,
+                              std::shared_ptr<BackendBuffer> sharedArena) {
   auto program = std::make_unique<PreparedProgram>();
   program->name = std::string(view(def.name()));
   program->maxTokens = def.max_tokens();
   std::string where = art->path() + ": program '" + printable(program->name) +
                       "'";
-  COMPRESSA_ASSIGN_OR_RETURN(program->arena,
-                             backend->allocate(def.arena_bytes(),
-                                               where + " arena"));
+  if (sharedArena) {
+    program->arena = std::move(sharedArena);
+  } else {
+    COMPRESSA_ASSIGN_OR_RETURN(std::unique_ptr<BackendBuffer> arena,
+                               backend->allocate(def.arena_bytes(),
+                                                 where + " arena"));
+    program->arena = std::move(arena);
+  }
   uint64_t arena = program->arena->address();
   const auto *buffers = def.buffers();
   program->inputIdsOffset = buffers->Get(def.input_ids())->offset();
@@ -732,6 +749,144 @@ Status Engine::prepareProgram(const fb::Program &def) {
       backend->prepareProgram(program->name, std::move(plans), graph));
   programs.push_back(std::move(program));
   return okStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// Engine: sequence slots
+//===----------------------------------------------------------------------===//
+
+static Status checkSequence(const int64_t *ids, int64_t count,
+                            int64_t startPos, int64_t vocab,
+                            int64_t contextLimit);
+
+int64_t Engine::artifactMaxBatch() const {
+  return std::max<int64_t>(1, art->model().max_batch());
+}
+
+void Engine::swapSlot(size_t index) {
+  Slot &slot = slots[index];
+  std::swap(states, slot.states);
+  std::swap(programs, slot.programs);
+  std::swap(resetError, slot.resetError);
+  std::swap(positionsUsed, slot.positionsUsed);
+  std::swap(lastResetBytes, slot.lastResetBytes);
+}
+
+Status Engine::selectSlot(int64_t slot) {
+  if (slot < 0 || slot >= slotCount())
+    return COMPRESSA_ERROR(OutOfRange,
+                           "%s: slot %lld is out of range (the engine holds "
+                           "%lld slots)",
+                           art->path().c_str(), static_cast<long long>(slot),
+                           static_cast<long long>(slotCount()));
+  if (static_cast<size_t>(slot) == current)
+    return okStatus();
+  swapSlot(current);
+  current = static_cast<size_t>(slot);
+  swapSlot(current);
+  return okStatus();
+}
+
+Status Engine::buildSlot() {
+  // Slot 0's programs (in slots[0] while a new slot is built) lend their
+  // arenas: programs run one at a time, whichever slot they serve.
+  const std::vector<std::unique_ptr<PreparedProgram>> &first =
+      slots[0].programs;
+  COMPRESSA_RETURN_IF_ERROR(allocateStateBuffers());
+  const auto *defs = art->root().programs();
+  programs.clear();
+  for (uint32_t i = 0; i < defs->size(); ++i)
+    COMPRESSA_RETURN_IF_ERROR(prepareProgram(*defs->Get(i), first[i]->arena));
+  return okStatus();
+}
+
+Status Engine::setSlotCount(int64_t count) {
+  if (count < 1 || count > int64_t(kMaxBatchLimit))
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "%s: cannot hold %lld sequences (expected 1 to "
+                           "%u slots)",
+                           art->path().c_str(), static_cast<long long>(count),
+                           kMaxBatchLimit);
+  COMPRESSA_RETURN_IF_ERROR(selectSlot(0));
+  int64_t have = slotCount();
+  if (count <= have) {
+    slots.resize(static_cast<size_t>(count));
+    return okStatus();
+  }
+  // Room for the new slots' states, all checked at once (on a device).
+  uint64_t perSlot = 0;
+  const auto *list = art->root().states();
+  for (uint32_t s = 0; list && s < list->size(); ++s)
+    perSlot += list->Get(s)->bytes();
+  uint64_t needed;
+  if (__builtin_mul_overflow(perSlot, uint64_t(count - have), &needed))
+    needed = std::numeric_limits<uint64_t>::max();
+  COMPRESSA_RETURN_IF_ERROR(backend->reserve(
+      needed, art->path() + " (decode states of " +
+                  std::to_string(count - have) + " more sequence slots)"));
+  // Slot 0 goes to slots[0]; each new slot is built in the members, then
+  // stored in its place.
+  swapSlot(0);
+  Status status = okStatus();
+  for (int64_t k = have; k < count && status.ok(); ++k) {
+    slots.emplace_back();
+    current = static_cast<size_t>(k);
+    status = buildSlot();
+    if (status.ok())
+      swapSlot(current);
+  }
+  if (!status.ok()) {
+    // Drop the slot that failed half-built; the complete ones stay.
+    states.clear();
+    programs.clear();
+    slots.pop_back();
+  }
+  current = 0;
+  swapSlot(0);
+  return status;
+}
+
+StatusOr<std::vector<float>> Engine::decodeStep(const int64_t *slotIds,
+                                                const int64_t *ids,
+                                                const int64_t *positions,
+                                                int64_t count) {
+  if (count < 1)
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "%s: a decode step needs at least one sequence",
+                           art->path().c_str());
+  std::vector<bool> seen(slots.size(), false);
+  for (int64_t i = 0; i < count; ++i) {
+    if (slotIds[i] < 0 || slotIds[i] >= slotCount() || seen[slotIds[i]])
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "%s: decode step entry %lld names slot %lld "
+                             "(expected distinct slots in [0, %lld))",
+                             art->path().c_str(), static_cast<long long>(i),
+                             static_cast<long long>(slotIds[i]),
+                             static_cast<long long>(slotCount()));
+    seen[slotIds[i]] = true;
+    COMPRESSA_RETURN_IF_ERROR(
+        checkSequence(ids + i, 1, positions[i], vocab, contextLimit));
+  }
+  size_t selected = current;
+  std::vector<float> logits(static_cast<size_t>(count) *
+                            static_cast<size_t>(vocab));
+  Status status = okStatus();
+  for (int64_t i = 0; i < count && status.ok(); ++i) {
+    status = selectSlot(slotIds[i]);
+    PreparedProgram *program = status.ok() ? findPrepared("decode") : nullptr;
+    if (status.ok() && !program->unavailable.empty())
+      status = Status(StatusCode::FailedPrecondition, program->unavailable,
+                      __FILE__, __LINE__);
+    if (status.ok())
+      status = resetError;
+    if (status.ok())
+      status = run(*program, ids + i, 1, positions[i],
+                   logits.data() + size_t(i) * size_t(vocab));
+  }
+  Status back = selectSlot(static_cast<int64_t>(selected));
+  COMPRESSA_RETURN_IF_ERROR(status);
+  COMPRESSA_RETURN_IF_ERROR(back);
+  return logits;
 }
 
 //===----------------------------------------------------------------------===//

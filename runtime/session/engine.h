@@ -11,9 +11,16 @@
 // captured as a CUDA graph on its first call and replayed afterwards
 // (COMPRESSA_CUDA_GRAPH=0 turns that off).
 //
-// One Engine holds the state of one sequence. It is not thread-safe: one call
-// at a time. Positions are the caller's: forward(..., startPos) must continue
-// the sequence the state holds (prefill from 0, then decode at the next
+// An Engine holds the state of one or more sequences, each in its own slot
+// (setSlotCount): the weights, kernels, program arenas and scratch exist once,
+// every slot has its own set of decode states (the artifact's state geometry
+// is per sequence) and its own prepared programs, whose arguments point at
+// that slot's states (on CUDA: its own decode graph). One slot is selected at
+// a time (selectSlot, slot 0 at first); forward, prefill, decode, reset,
+// fillSyntheticContext and the state inspection act on it. decodeStep runs
+// one decode step for several slots. It is not thread-safe: one call at a
+// time. Positions are the caller's: forward(..., startPos) must continue the
+// sequence the selected slot holds (prefill from 0, then decode at the next
 // position), and reset() starts a new one.
 #ifndef COMPRESSA_RUNTIME_SESSION_ENGINE_H
 #define COMPRESSA_RUNTIME_SESSION_ENGINE_H
@@ -159,6 +166,32 @@ public:
   /// 0 <= from <= to <= max_context; the next reset() clears up to `to`.
   Status fillSyntheticContext(int64_t from, int64_t to, uint64_t seed);
 
+  /// The sequences the artifact was compiled for (ModelInfo.max_batch; 1 for
+  /// an artifact from before the field).
+  int64_t artifactMaxBatch() const;
+  /// Slots (sequences) the engine holds; 1 after create.
+  int64_t slotCount() const { return static_cast<int64_t>(slots.size()); }
+  /// Grows or shrinks the engine to `count` slots, 1 <= count <=
+  /// kMaxBatchLimit. New slots get their own states (initialized as by
+  /// reset) and programs (on a device: the free memory is checked first);
+  /// dropped slots free theirs. Selects slot 0.
+  Status setSlotCount(int64_t count);
+  /// Makes `slot` the one the sequence calls act on; OutOfRange for a bad
+  /// index.
+  Status selectSlot(int64_t slot);
+  int64_t selectedSlot() const { return current; }
+  /// One decode step of several sequences: token ids[i] at position
+  /// positions[i] of slot slotIds[i] (distinct slots), logits [count,
+  /// vocab] row-major in that order. The decode program is compiled for one
+  /// sequence today, so this runs it once per slot; a batched decode
+  /// program (compressa-compile --max-batch) will run them in one call
+  /// behind the same interface. The selected slot is kept. Inputs are
+  /// checked before anything runs.
+  StatusOr<std::vector<float>> decodeStep(const int64_t *slotIds,
+                                          const int64_t *ids,
+                                          const int64_t *positions,
+                                          int64_t count);
+
   /// Bytes the last reset() (or create's initialization) filled.
   uint64_t bytesClearedByLastReset() const { return lastResetBytes; }
 
@@ -193,6 +226,21 @@ public:
 
 private:
   struct PreparedProgram;
+  /// What each slot owns; the selected slot's lives in the members below
+  /// (states, programs, resetError, positionsUsed, lastResetBytes) and the
+  /// others here, swapped by selectSlot.
+  struct Slot {
+    std::vector<std::unique_ptr<BackendBuffer>> states;
+    std::vector<std::unique_ptr<PreparedProgram>> programs;
+    Status resetError;
+    int64_t positionsUsed = 0;
+    uint64_t lastResetBytes = 0;
+  };
+  /// Swaps the members with slots[index].
+  void swapSlot(size_t index);
+  /// Allocates and prepares the current members as a new slot's (slot 0
+  /// allocates the arenas; the others share them).
+  Status buildSlot();
 
   Engine();
   /// Steps of create after the weights are bound (or their sizes known).
@@ -211,8 +259,13 @@ private:
   Status generateWeights();
   Status placeWeights();
   Status buildExpertTables();
+  /// The selected slot's states, allocated and reset.
+  Status allocateStateBuffers();
+  /// Slot 0's states, then the scratch area.
   Status allocateStates();
-  Status prepareProgram(const fb::Program &program);
+  /// `arena`: the arena to share (another slot's), or null to allocate one.
+  Status prepareProgram(const fb::Program &program,
+                        std::shared_ptr<BackendBuffer> arena);
   /// Bytes the artifact needs on its device: weights, states, arenas,
   /// scratch and expert tables.
   uint64_t memoryNeeded() const;
@@ -259,6 +312,10 @@ private:
   std::vector<std::unique_ptr<BackendBuffer>> states;
   std::unique_ptr<BackendBuffer> scratch;
   std::vector<std::unique_ptr<PreparedProgram>> programs;
+  /// Every slot; slots[current] is empty while its contents are in the
+  /// members.
+  std::vector<Slot> slots;
+  size_t current = 0;
   /// Why the last reset() failed (device only); Ok otherwise.
   Status resetError;
   /// One past the highest position a call ran since the last reset (new
