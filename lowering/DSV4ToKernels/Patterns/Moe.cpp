@@ -10,6 +10,7 @@
 #include "lowering/DSV4ToKernels/Patterns.h"
 
 #include <cmath>
+#include <optional>
 
 using namespace mlir;
 using namespace mlir::compressa;
@@ -99,11 +100,32 @@ void Emitter::experts(MoeExpertsOp op) {
   auto expertOf = [&](Value slot) {
     return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
   };
+  // One rank of an expert-parallel artifact holds experts [first, first +
+  // e1.count) of the model: a pick of another expert adds 0 (a warp-uniform
+  // branch, so its weights are never read); the all-reduce after this op
+  // sums the ranks' parts.
+  std::optional<uint64_t> first = op.getFirstExpert();
+  auto local = [&](Value ex) { return kb.sub(ex, c(int64_t(*first))); };
+  auto isLocal = [&](Value l) {
+    return arith::CmpIOp::create(kb.builder(), kb.getLoc(), arith::CmpIPredicate::ult, l,
+                                 c(e1.count));
+  };
   // h[s, j] = SwiGLU hidden of token s through its j-th expert.
   kb.warpLoop(c(0), kb.mul(S(), c(k * inter)), [&](Value e, Value lane) {
     Value slot = kb.div(e, c(inter)), i = kb.rem(e, c(inter));
     Value ex = expertOf(slot);
     View xs = kb.at(x, kb.mul(kb.div(slot, c(k)), c(dm)));
+    if (first) {
+      Value l = local(ex);
+      Value hv = kb.ifElse(
+          isLocal(l), {kb.f32()},
+          [&]() -> SmallVector<Value> {
+            return {swigluHidden(xs, e1.expert(kb, l), e3.expert(kb, l), limit, i, lane)};
+          },
+          [&]() -> SmallVector<Value> { return {kb.cf(0.0)}; })[0];
+      kb.storeOnce(h, e, hv, lane);
+      return;
+    }
     kb.storeOnce(h, e, swigluHidden(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i, lane),
                  lane);
   });
@@ -113,6 +135,16 @@ void Emitter::experts(MoeExpertsOp op) {
     Value acc = kb.reduce1(c(0), c(k), kb.cf(0.0), [&](Value j, Value a) {
       Value slot = kb.add(kb.mul(s, c(k)), j);
       View hj = kb.at(h, kb.mul(slot, c(inter)));
+      if (first) {
+        Value l = local(expertOf(slot));
+        return kb.add(a, kb.ifElse(
+                             isLocal(l), {kb.f32()},
+                             [&]() -> SmallVector<Value> {
+                               return {kb.mul(kb.loadF(weights, slot),
+                                              kb.dotLanes(hj, e2.expert(kb, l), o, lane))};
+                             },
+                             [&]() -> SmallVector<Value> { return {kb.cf(0.0)}; })[0]);
+      }
       Value y = kb.dotLanes(hj, e2.expert(kb, expertOf(slot)), o, lane);
       return kb.add(a, kb.mul(kb.loadF(weights, slot), y));
     });
