@@ -2,7 +2,23 @@
 // The DeepSeek-V4 conversation format (chat_encoding.h has the rules).
 #include "runtime/chat/chat_encoding.h"
 
+#include "runtime/chat/json_text.h"
+
+#include <algorithm>
+#include <map>
+
 namespace compressa {
+
+// R2: the paragraph that reasoning_effort "max" puts after BOS.
+const std::string_view kReasoningEffortMax =
+    "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
+    "You MUST be very thorough in your thinking and comprehensively "
+    "decompose the problem to resolve the root cause, rigorously "
+    "stress-testing your logic against all potential paths, edge cases, and "
+    "adversarial scenarios.\n"
+    "Explicitly write out your entire deliberation process, documenting "
+    "every intermediate step, considered alternative, and rejected "
+    "hypothesis to ensure absolutely no assumption is left unchecked.\n\n";
 
 const char *chatRoleName(ChatRole role) {
   switch (role) {
@@ -12,6 +28,10 @@ const char *chatRoleName(ChatRole role) {
     return "user";
   case ChatRole::Assistant:
     return "assistant";
+  case ChatRole::Tool:
+    return "tool";
+  case ChatRole::Developer:
+    return "developer";
   }
   return "unknown";
 }
@@ -122,26 +142,108 @@ StatusOr<ChatEncoder> ChatEncoder::create(const Tokenizer &tokenizer) {
   return ChatEncoder(tokenizer, ids);
 }
 
+namespace {
+
+/// R3: the tools section, the text the model was trained on, with the
+/// function definitions as JSON lines.
+std::string toolsSection(const std::vector<std::string> &schemas) {
+  std::string out =
+      "## Tools\n\n"
+      "You have access to a set of tools to help answer the user's question. "
+      "You can invoke tools by writing a \"<｜DSML｜tool_calls>\" block like "
+      "the following:\n\n"
+      "<｜DSML｜tool_calls>\n"
+      "<｜DSML｜invoke name=\"$TOOL_NAME\">\n"
+      "<｜DSML｜parameter name=\"$PARAMETER_NAME\" "
+      "string=\"true|false\">$PARAMETER_VALUE</｜DSML｜parameter>\n"
+      "...\n"
+      "</｜DSML｜invoke>\n"
+      "<｜DSML｜invoke name=\"$TOOL_NAME2\">\n"
+      "...\n"
+      "</｜DSML｜invoke>\n"
+      "</｜DSML｜tool_calls>\n\n"
+      "String parameters should be specified as is and set `string=\"true\"`. "
+      "For all other types (numbers, booleans, arrays, objects), pass the "
+      "value in JSON format and set `string=\"false\"`.\n\n"
+      "If thinking_mode is enabled (triggered by <think>), you MUST output "
+      "your complete reasoning inside <think>...</think> BEFORE any tool "
+      "calls or final response.\n\n"
+      "Otherwise, output directly after </think> with tool calls or final "
+      "response.\n\n"
+      "### Available Tool Schemas\n\n";
+  for (size_t i = 0; i < schemas.size(); ++i) {
+    if (i)
+      out += '\n';
+    out += schemas[i];
+  }
+  out += "\n\nYou MUST strictly follow the above defined tool name and "
+         "parameter schemas to invoke tool calls.\n";
+  return out;
+}
+
+/// R8/R9: the DSML block of an assistant message's tool calls.
+StatusOr<std::string> toolCallsBlock(const std::vector<ChatToolCall> &calls,
+                                     size_t index) {
+  std::string out = "\n\n<｜DSML｜tool_calls>\n";
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const ChatToolCall &call = calls[c];
+    if (c)
+      out += '\n';
+    out += "<｜DSML｜invoke name=\"" + call.name + "\">\n";
+    nlohmann::ordered_json arguments = nlohmann::ordered_json::parse(
+        call.arguments, nullptr, /*allow_exceptions=*/false);
+    if (arguments.is_discarded()) {
+      arguments = nlohmann::ordered_json::object();
+      arguments["arguments"] = call.arguments;
+    } else if (!arguments.is_object()) {
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "message %zu (assistant): tool call %zu ('%s'): "
+                             "the arguments are JSON but not an object",
+                             index, c, printable(call.name, 60).c_str());
+    }
+    bool first = true;
+    for (const auto &item : arguments.items()) {
+      if (!first)
+        out += '\n';
+      first = false;
+      bool isString = item.value().is_string();
+      out += "<｜DSML｜parameter name=\"" + item.key() + "\" string=\"" +
+             (isString ? "true" : "false") + "\">";
+      if (isString)
+        out += item.value().get_ref<const std::string &>();
+      else
+        appendPythonJson(item.value(), out);
+      out += "</｜DSML｜parameter>";
+    }
+    out += "\n</｜DSML｜invoke>";
+  }
+  out += "\n</｜DSML｜tool_calls>";
+  return out;
+}
+
+/// A turn of the merged conversation (R4/R5): a user turn gathers the
+/// consecutive user and tool messages.
+struct Turn {
+  ChatRole role;
+  /// System, developer and assistant turns: the message.
+  const ChatMessage *message = nullptr;
+  /// User turns: the messages of its parts, in order.
+  std::vector<const ChatMessage *> parts;
+  /// The first system turn carries the tools (R3).
+  bool tools = false;
+};
+
+bool isUserTurn(ChatRole role) {
+  return role == ChatRole::User || role == ChatRole::Developer;
+}
+
+} // namespace
+
 StatusOr<std::vector<ChatEncoder::Piece>>
 ChatEncoder::pieces(const std::vector<ChatMessage> &messages,
                     const ChatEncodingOptions &options) const {
   bool thinking = options.mode == ChatMode::Thinking;
-  // The last user message: the reply to it is the one that thinks.
   size_t count = messages.size();
-  std::optional<size_t> lastUser;
-  for (size_t i = 0; i < count; ++i)
-    if (messages[i].role == ChatRole::User)
-      lastUser = i;
-
-  std::vector<Piece> out;
-  auto special = [&](int64_t id, std::string_view content) {
-    out.push_back({id, content});
-  };
-  auto text = [&](std::string_view content) {
-    if (!content.empty())
-      out.push_back({-1, content});
-  };
-  special(ids.bos, kBosToken);
   for (size_t i = 0; i < count; ++i) {
     const ChatMessage &message = messages[i];
     COMPRESSA_RETURN_IF_ERROR(
@@ -151,72 +253,230 @@ ChatEncoder::pieces(const std::vector<ChatMessage> &messages,
                              "message %zu (%s) has reasoning; only assistant "
                              "messages have one",
                              i, chatRoleName(message.role));
-    switch (message.role) {
+    if (message.role != ChatRole::Assistant && !message.toolCalls.empty())
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "message %zu (%s) has tool calls; only assistant "
+                             "messages have them",
+                             i, chatRoleName(message.role));
+    COMPRESSA_RETURN_IF_ERROR(
+        checkUtf8(message.reasoning, "reasoning", i, message.role));
+    COMPRESSA_RETURN_IF_ERROR(
+        checkUtf8(message.toolCallId, "tool_call_id", i, message.role));
+    for (const ChatToolCall &call : message.toolCalls) {
+      COMPRESSA_RETURN_IF_ERROR(
+          checkUtf8(call.name, "tool call name", i, message.role));
+      COMPRESSA_RETURN_IF_ERROR(
+          checkUtf8(call.arguments, "tool call arguments", i, message.role));
+      COMPRESSA_RETURN_IF_ERROR(
+          checkUtf8(call.id, "tool call id", i, message.role));
+    }
+  }
+  std::vector<std::string> schemas;
+  for (size_t t = 0; t < options.tools.size(); ++t) {
+    nlohmann::ordered_json schema = nlohmann::ordered_json::parse(
+        options.tools[t], nullptr, /*allow_exceptions=*/false);
+    if (schema.is_discarded() || !schema.is_object())
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "tool %zu: the function definition is not a "
+                             "JSON object",
+                             t);
+    if (std::optional<size_t> offset = findInvalidUtf8(options.tools[t]))
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "tool %zu: the function definition is not valid "
+                             "UTF-8 (byte offset %zu)",
+                             t, *offset);
+    schemas.push_back(pythonJson(schema));
+  }
+
+  // R4/R5: merge user and tool messages into user turns.
+  std::vector<Turn> turns;
+  for (const ChatMessage &message : messages) {
+    bool part = message.role == ChatRole::User || message.role == ChatRole::Tool;
+    if (part && !turns.empty() && turns.back().role == ChatRole::User) {
+      turns.back().parts.push_back(&message);
+      continue;
+    }
+    Turn turn{part ? ChatRole::User : message.role};
+    if (part)
+      turn.parts.push_back(&message);
+    else
+      turn.message = &message;
+    turns.push_back(std::move(turn));
+  }
+  // R3: the tools go with the first message when it is a system message.
+  static const ChatMessage kEmptySystem{ChatRole::System, "", ""};
+  if (!schemas.empty()) {
+    if (turns.empty() || turns.front().role != ChatRole::System)
+      turns.insert(turns.begin(), Turn{ChatRole::System, &kEmptySystem});
+    turns.front().tools = true;
+  }
+  // R5: tool results in the order of the calls they answer.
+  std::map<std::string, size_t> callOrder;
+  for (Turn &turn : turns) {
+    if (turn.role == ChatRole::Assistant && !turn.message->toolCalls.empty()) {
+      callOrder.clear();
+      for (size_t c = 0; c < turn.message->toolCalls.size(); ++c)
+        if (!turn.message->toolCalls[c].id.empty())
+          callOrder.emplace(turn.message->toolCalls[c].id, c);
+      continue;
+    }
+    if (turn.role != ChatRole::User || callOrder.empty())
+      continue;
+    std::vector<const ChatMessage *> results;
+    for (const ChatMessage *part : turn.parts)
+      if (part->role == ChatRole::Tool)
+        results.push_back(part);
+    auto rank = [&](const ChatMessage *result) {
+      auto it = callOrder.find(result->toolCallId);
+      return it == callOrder.end() ? size_t(0) : it->second;
+    };
+    std::stable_sort(results.begin(), results.end(),
+                     [&](const ChatMessage *a, const ChatMessage *b) {
+                       return rank(a) < rank(b);
+                     });
+    size_t next = 0;
+    for (const ChatMessage *&part : turn.parts)
+      if (part->role == ChatRole::Tool)
+        part = results[next++];
+  }
+  // R10, R11: tools keep all reasoning; dropping removes the developer
+  // messages before the last user turn.
+  bool dropThinking = options.dropThinking && schemas.empty();
+  auto lastUserTurn = [&]() -> std::optional<size_t> {
+    std::optional<size_t> last;
+    for (size_t i = 0; i < turns.size(); ++i)
+      if (isUserTurn(turns[i].role))
+        last = i;
+    return last;
+  };
+  if (thinking && dropThinking) {
+    std::optional<size_t> last = lastUserTurn();
+    std::vector<Turn> kept;
+    for (size_t i = 0; i < turns.size(); ++i)
+      if (turns[i].role != ChatRole::Developer || (last && i >= *last))
+        kept.push_back(std::move(turns[i]));
+    turns = std::move(kept);
+  }
+  std::optional<size_t> lastUser = lastUserTurn();
+
+  std::vector<Piece> out;
+  auto special = [&](int64_t id, std::string_view content) {
+    out.push_back({id, std::string(content)});
+  };
+  // Runs of text between structural tokens are one piece (one encode call),
+  // as the reference tokenizes them together.
+  auto text = [&](std::string_view content) {
+    if (content.empty())
+      return;
+    if (!out.empty() && out.back().special < 0)
+      out.back().content.append(content);
+    else
+      out.push_back({-1, std::string(content)});
+  };
+  special(ids.bos, kBosToken);
+  for (size_t i = 0; i < turns.size(); ++i) {
+    const Turn &turn = turns[i];
+    // R2.
+    if (i == 0 && thinking &&
+        options.reasoningEffort == ReasoningEffort::Max)
+      text(kReasoningEffortMax);
+    switch (turn.role) {
     case ChatRole::System:
-      text(message.content);
+      text(turn.message->content);
+      if (turn.tools) {
+        text("\n\n");
+        text(toolsSection(schemas));
+      }
       break;
-    case ChatRole::User: {
+    case ChatRole::Developer:
       special(ids.user, kUserToken);
-      text(message.content);
-      // <｜Assistant｜> opens the reply: when one follows, or when this
-      // message ends the conversation (the prompt of the next reply).
-      bool replyFollows =
-          i + 1 == count || messages[i + 1].role == ChatRole::Assistant;
-      if (!replyFollows)
-        break;
-      special(ids.assistant, kAssistantToken);
-      bool opensReasoning =
-          thinking && (!options.dropThinking || (lastUser && i >= *lastUser));
-      if (opensReasoning)
-        special(ids.thinkStart, kThinkStartToken);
-      else
-        special(ids.thinkEnd, kThinkEndToken);
+      text(turn.message->content);
+      break;
+    case ChatRole::User:
+    case ChatRole::Tool: {
+      special(ids.user, kUserToken);
+      for (size_t p = 0; p < turn.parts.size(); ++p) {
+        if (p)
+          text("\n\n");
+        const ChatMessage &part = *turn.parts[p];
+        if (part.role == ChatRole::Tool) {
+          text("<tool_result>");
+          text(part.content);
+          text("</tool_result>");
+        } else {
+          text(part.content);
+        }
+      }
       break;
     }
     case ChatRole::Assistant: {
-      COMPRESSA_RETURN_IF_ERROR(
-          checkUtf8(message.reasoning, "reasoning", i, message.role));
-      bool keepsReasoning =
-          thinking && (!options.dropThinking || !lastUser || i > *lastUser);
-      if (keepsReasoning) {
+      const ChatMessage &message = *turn.message;
+      // R7.
+      if (thinking && (!dropThinking || !lastUser || i > *lastUser)) {
         text(message.reasoning);
         special(ids.thinkEnd, kThinkEndToken);
       }
       text(message.content);
+      if (!message.toolCalls.empty()) {
+        size_t index = static_cast<size_t>(&message - messages.data());
+        COMPRESSA_ASSIGN_OR_RETURN(std::string block,
+                                   toolCallsBlock(message.toolCalls, index));
+        text(block);
+      }
       special(ids.eos, kEosToken);
       break;
     }
     }
+    // R6.
+    bool replyFollows =
+        i + 1 == turns.size() || turns[i + 1].role == ChatRole::Assistant;
+    if (!replyFollows || !isUserTurn(turn.role))
+      continue;
+    special(ids.assistant, kAssistantToken);
+    bool opensReasoning =
+        thinking && (!dropThinking || (lastUser && i >= *lastUser));
+    if (opensReasoning)
+      special(ids.thinkStart, kThinkStartToken);
+    else
+      special(ids.thinkEnd, kThinkEndToken);
   }
   return out;
+}
+
+Status ChatEncoder::build(const std::vector<ChatMessage> &messages,
+                          const ChatEncodingOptions &options, std::string *text,
+                          std::vector<int64_t> *out) const {
+  COMPRESSA_ASSIGN_OR_RETURN(std::vector<Piece> parts,
+                             pieces(messages, options));
+  for (const Piece &piece : parts) {
+    if (text)
+      text->append(piece.content);
+    if (!out)
+      continue;
+    if (piece.special >= 0) {
+      out->push_back(piece.special);
+      continue;
+    }
+    COMPRESSA_ASSIGN_OR_RETURN(std::vector<int64_t> body,
+                               tok->encode(piece.content));
+    out->insert(out->end(), body.begin(), body.end());
+  }
+  return okStatus();
 }
 
 StatusOr<std::vector<int64_t>>
 ChatEncoder::encode(const std::vector<ChatMessage> &messages,
                     const ChatEncodingOptions &options) const {
-  COMPRESSA_ASSIGN_OR_RETURN(std::vector<Piece> parts,
-                             pieces(messages, options));
   std::vector<int64_t> out;
-  for (const Piece &piece : parts) {
-    if (piece.special >= 0) {
-      out.push_back(piece.special);
-      continue;
-    }
-    COMPRESSA_ASSIGN_OR_RETURN(std::vector<int64_t> body,
-                               tok->encode(piece.content));
-    out.insert(out.end(), body.begin(), body.end());
-  }
+  COMPRESSA_RETURN_IF_ERROR(build(messages, options, nullptr, &out));
   return out;
 }
 
 StatusOr<std::string>
 ChatEncoder::render(const std::vector<ChatMessage> &messages,
                     const ChatEncodingOptions &options) const {
-  COMPRESSA_ASSIGN_OR_RETURN(std::vector<Piece> parts,
-                             pieces(messages, options));
   std::string out;
-  for (const Piece &piece : parts)
-    out.append(piece.content);
+  COMPRESSA_RETURN_IF_ERROR(build(messages, options, &out, nullptr));
   return out;
 }
 

@@ -1,30 +1,56 @@
 //===- chat_encoding.h - DeepSeek-V4 conversation format ----------*- C++ -*-===//
 // SPDX-License-Identifier: Apache-2.0
 //
-// Turns a conversation into the token ids DeepSeek-V4 expects (spec §6; the
-// reference is encoding/encoding_dsv4.py of the model repository, restricted
-// to system, user and assistant messages: no tools, tasks or reasoning-effort
-// preamble):
+// Turns a conversation into the prompt DeepSeek-V4 expects: spec §6, whose
+// reference is encoding/encoding_dsv4.py of the model repository
+// (encode_messages). The rules, numbered for the tests that check them:
 //
-//   BOS {system} (<｜User｜>{user}<｜Assistant｜>{think}{answer}EOS)*
+// R1  The prompt starts with BOS.
+// R2  reasoning_effort "max" in thinking mode puts a fixed instruction
+//     paragraph (kReasoningEffortMax) right after BOS, before the first
+//     message; "high" (or none) adds nothing, and chat mode ignores it.
+// R3  A system message renders as its content. Tools (OpenAI function
+//     definitions) render after it as "\n\n" + the tools section (the DSML
+//     call syntax and one JSON line per function, R12); they attach to the
+//     first message when it is a system message, else an empty system
+//     message carrying them is put first.
+// R4  A user message renders as <｜User｜>{content}. Consecutive user and
+//     tool messages form ONE user turn whose parts are joined by "\n\n".
+// R5  A tool message is the part <tool_result>{content}</tool_result> of a
+//     user turn. The results in one turn are ordered as the preceding
+//     assistant's tool_calls (by tool_call_id; unknown ids count as the
+//     first call, and the order is otherwise kept).
+// R6  After a user turn that ends the conversation or that an assistant
+//     message follows comes <｜Assistant｜> and then <think> in thinking mode
+//     (for the last user turn, or any with drop-thinking off) or </think>
+//     (chat mode, or an earlier turn with drop-thinking on).
+// R7  An assistant message renders as [{reasoning}</think>]{content}
+//     [{tool calls}]<｜end▁of▁sentence｜>; the reasoning part only in
+//     thinking mode, and with drop-thinking on only after the last user
+//     turn (the reasoning of earlier turns is dropped).
+// R8  Tool calls render as "\n\n<｜DSML｜tool_calls>\n" + the calls joined by
+//     "\n" + "\n</｜DSML｜tool_calls>", one call being
+//     <｜DSML｜invoke name="NAME">\n{parameters joined by "\n"}\n</｜DSML｜invoke>.
+// R9  The arguments (a JSON object text) become one parameter per key, in
+//     order: <｜DSML｜parameter name="KEY" string="true">VALUE</｜DSML｜parameter>
+//     for a string value (written as is), string="false" and the value's
+//     JSON (R12) otherwise. Arguments that are not JSON become the single
+//     string parameter "arguments" holding the text.
+// R10 Tools turn drop-thinking off (all reasoning is kept, every user turn
+//     followed by a reply opens <think> in thinking mode).
+// R11 A developer message renders as <｜User｜>{content}, a turn of its own,
+//     and counts as a user turn for R6/R7; in thinking mode with
+//     drop-thinking on, developer messages before the last user turn are
+//     dropped.
+// R12 JSON is written as Python's json.dumps(ensure_ascii=False) writes it
+//     (json_text.h): ", " and ": " separators, keys in their given order.
 //
-// * After a user message that an assistant reply follows (or that ends the
-//   conversation) comes <｜Assistant｜> and then </think> in chat mode, or
-//   <think> in thinking mode. With drop-thinking (the default) an earlier
-//   user turn of thinking mode also gets </think>: only the last user
-//   message opens a reasoning block.
-// * An assistant message renders as {answer}EOS. In thinking mode it renders
-//   as {reasoning}</think>{answer}EOS when it follows the last user message,
-//   or always when drop-thinking is off; the <think> that opens it is the one
-//   after its user message. The reasoning of the other turns is dropped.
-// * A conversation that ends with a user message is the prompt of the next
-//   reply: it ends with <｜Assistant｜></think> (chat) or <｜Assistant｜><think>
-//   (thinking).
-//
-// Rendering to ids: each text piece is encoded by the tokenizer on its own
-// (special tokens written in the text are matched as such, as the reference
-// tokenizes the whole rendered string), and every structural token is
-// emitted by its id, looked up by content in the tokenizer, never hard-coded.
+// Rendering to ids: each run of text between structural tokens is encoded
+// by the tokenizer as one piece (special tokens written in the text, e.g.
+// ｜DSML｜, are matched as such, as the reference tokenizes the whole
+// rendered string), and every structural token (BOS, EOS, <｜User｜>,
+// <｜Assistant｜>, <think>, </think>) is emitted by its id, looked up by
+// content in the tokenizer, never hard-coded.
 //
 //===----------------------------------------------------------------------===//
 #ifndef COMPRESSA_RUNTIME_CHAT_CHAT_ENCODING_H
@@ -50,18 +76,36 @@ inline constexpr std::string_view kAssistantToken = "<｜Assistant｜>";
 inline constexpr std::string_view kThinkStartToken = "<think>";
 inline constexpr std::string_view kThinkEndToken = "</think>";
 
-enum class ChatRole { System, User, Assistant };
+/// The DSML marker (a special token of the real tokenizer, written as text
+/// in the prompt) and the R2 paragraph.
+inline constexpr std::string_view kDsmlToken = "｜DSML｜";
+extern const std::string_view kReasoningEffortMax;
 
-/// "system", "user" or "assistant".
+enum class ChatRole { System, User, Assistant, Tool, Developer };
+
+/// "system", "user", "assistant", "tool" or "developer".
 const char *chatRoleName(ChatRole role);
+
+/// A tool call of an assistant message (OpenAI's tool_calls[i]).
+struct ChatToolCall {
+  std::string id;
+  std::string name;
+  /// A JSON object as text (R9).
+  std::string arguments;
+};
 
 /// One message of a conversation.
 struct ChatMessage {
   ChatRole role = ChatRole::User;
-  /// The text; for an assistant message, the answer (after </think>).
+  /// The text; for an assistant message, the answer (after </think>); for a
+  /// tool message, the result.
   std::string content;
   /// Assistant messages only: the reasoning, without <think> and </think>.
   std::string reasoning;
+  /// Assistant messages only.
+  std::vector<ChatToolCall> toolCalls;
+  /// Tool messages only: the id of the call this result answers (R5).
+  std::string toolCallId;
 };
 
 enum class ChatMode {
@@ -71,12 +115,19 @@ enum class ChatMode {
   Thinking,
 };
 
+enum class ReasoningEffort { Default, High, Max };
+
 struct ChatEncodingOptions {
   ChatMode mode = ChatMode::Chat;
   /// Thinking mode: drop the reasoning of the turns before the last user
   /// message (the reference's default). Without it every kept reasoning is
-  /// rendered as <think>{reasoning}</think>.
+  /// rendered as <think>{reasoning}</think>. Tools turn it off (R10).
   bool dropThinking = true;
+  ReasoningEffort reasoningEffort = ReasoningEffort::Default;
+  /// The tools, each the JSON text of an OpenAI function definition
+  /// ({"name": ..., "description": ..., "parameters": ...}); re-written as
+  /// R12 says, key order kept.
+  std::vector<std::string> tools;
 };
 
 /// The ids of the special tokens, from the tokenizer.
@@ -110,8 +161,9 @@ public:
   const Tokenizer &tokenizer() const { return *tok; }
 
   /// The token ids of `messages`. Errors name the message (by index and
-  /// role): invalid UTF-8 (with its byte offset), or reasoning on a message
-  /// that is not the assistant's.
+  /// role): invalid UTF-8 (with its byte offset), reasoning or tool calls on
+  /// a message that is not the assistant's, tool-call arguments that are
+  /// JSON but not an object; or the tool (by index) whose JSON is invalid.
   StatusOr<std::vector<int64_t>>
   encode(const std::vector<ChatMessage> &messages,
          const ChatEncodingOptions &options = {}) const;
@@ -119,12 +171,16 @@ public:
   /// (what the reference's encode_messages returns).
   StatusOr<std::string> render(const std::vector<ChatMessage> &messages,
                                const ChatEncodingOptions &options = {}) const;
+  /// Both at once; either pointer may be null.
+  Status build(const std::vector<ChatMessage> &messages,
+               const ChatEncodingOptions &options, std::string *text,
+               std::vector<int64_t> *ids) const;
 
 private:
   /// A piece of the rendered conversation: a special token, or text.
   struct Piece {
     int64_t special = -1;
-    std::string_view content;
+    std::string content;
   };
 
   ChatEncoder(const Tokenizer &tokenizer, const ChatSpecialTokens &ids)

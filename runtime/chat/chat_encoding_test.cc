@@ -254,10 +254,10 @@ TEST_F(ChatEncodingTest, EmptyAnswerAndEmptyUserMessage) {
 }
 
 TEST_F(ChatEncodingTest, ConsecutiveUserMessagesShareOneReply) {
-  // Like the reference: <｜Assistant｜> only after the user message that a
-  // reply follows or that ends the conversation.
+  // R4: consecutive user messages are one user turn, joined by "\n\n"
+  // (the reference's merge_tool_messages), with one <｜Assistant｜>.
   EXPECT_EQ(ids({user("a"), user("c")}, kChat),
-            (std::vector<int64_t>{0, 2, 197, 2, 199, 3, 5}));
+            (std::vector<int64_t>{0, 2, 197, 110, 110, 199, 3, 5}));
 }
 
 TEST_F(ChatEncodingTest, EmptyConversationIsBos) {
@@ -294,6 +294,315 @@ TEST_F(ChatEncodingTest, ReasoningOnlyOnAssistantMessages) {
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().message(),
             "message 0 (user) has reasoning; only assistant messages have one");
+}
+
+//===----------------------------------------------------------------------===//
+// Tools, tool calls, tool results, reasoning effort, developer messages.
+// The expected strings are written out by hand from the rules R1-R12 of
+// chat_encoding.h (the reference's encode_messages); each test names the
+// rule it checks.
+//===----------------------------------------------------------------------===//
+
+const std::string kBosText = "<｜begin▁of▁sentence｜>";
+const std::string kEosText = "<｜end▁of▁sentence｜>";
+
+/// The tools section (R3) around the schema lines.
+const std::string kToolsHead =
+    "## Tools\n"
+    "\n"
+    "You have access to a set of tools to help answer the user's question. "
+    "You can invoke tools by writing a \"<｜DSML｜tool_calls>\" block like the "
+    "following:\n"
+    "\n"
+    "<｜DSML｜tool_calls>\n"
+    "<｜DSML｜invoke name=\"$TOOL_NAME\">\n"
+    "<｜DSML｜parameter name=\"$PARAMETER_NAME\" string=\"true|false\">"
+    "$PARAMETER_VALUE</｜DSML｜parameter>\n"
+    "...\n"
+    "</｜DSML｜invoke>\n"
+    "<｜DSML｜invoke name=\"$TOOL_NAME2\">\n"
+    "...\n"
+    "</｜DSML｜invoke>\n"
+    "</｜DSML｜tool_calls>\n"
+    "\n"
+    "String parameters should be specified as is and set `string=\"true\"`. "
+    "For all other types (numbers, booleans, arrays, objects), pass the value "
+    "in JSON format and set `string=\"false\"`.\n"
+    "\n"
+    "If thinking_mode is enabled (triggered by <think>), you MUST output your "
+    "complete reasoning inside <think>...</think> BEFORE any tool calls or "
+    "final response.\n"
+    "\n"
+    "Otherwise, output directly after </think> with tool calls or final "
+    "response.\n"
+    "\n"
+    "### Available Tool Schemas\n"
+    "\n";
+const std::string kToolsTail =
+    "\n"
+    "\n"
+    "You MUST strictly follow the above defined tool name and parameter "
+    "schemas to invoke tool calls.\n";
+
+/// A function definition as a client writes it (compact, its own key order)
+/// and as the prompt must show it (R12: ", " and ": ", same order).
+const std::string kWeatherTool =
+    R"({"name":"get_weather","description":"Weather of a city","parameters":)"
+    R"({"type":"object","properties":{"city":{"type":"string"}},)"
+    R"("required":["city"]}})";
+const std::string kWeatherSchema =
+    R"({"name": "get_weather", "description": "Weather of a city", )"
+    R"("parameters": {"type": "object", "properties": {"city": {"type": )"
+    R"("string"}}, "required": ["city"]}})";
+
+ChatMessage developer(std::string text) {
+  return {ChatRole::Developer, std::move(text), ""};
+}
+ChatMessage toolResult(std::string id, std::string text) {
+  ChatMessage message{ChatRole::Tool, std::move(text), ""};
+  message.toolCallId = std::move(id);
+  return message;
+}
+ChatMessage calls(std::vector<ChatToolCall> toolCalls,
+                  std::string content = "", std::string reasoning = "") {
+  ChatMessage message{ChatRole::Assistant, std::move(content),
+                      std::move(reasoning)};
+  message.toolCalls = std::move(toolCalls);
+  return message;
+}
+ChatEncodingOptions withTools(ChatEncodingOptions options) {
+  options.tools = {kWeatherTool};
+  return options;
+}
+ChatEncodingOptions withEffort(ChatEncodingOptions options,
+                               ReasoningEffort effort) {
+  options.reasoningEffort = effort;
+  return options;
+}
+
+TEST_F(ChatEncodingTest, R2MaxEffortParagraphFollowsBosInThinkingMode) {
+  std::string paragraph =
+      "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
+      "You MUST be very thorough in your thinking and comprehensively "
+      "decompose the problem to resolve the root cause, rigorously "
+      "stress-testing your logic against all potential paths, edge cases, "
+      "and adversarial scenarios.\n"
+      "Explicitly write out your entire deliberation process, documenting "
+      "every intermediate step, considered alternative, and rejected "
+      "hypothesis to ensure absolutely no assumption is left unchecked.\n\n";
+  EXPECT_EQ(text({system("S"), user("Hi")},
+                 withEffort(kThinking, ReasoningEffort::Max)),
+            kBosText + paragraph + "S<｜User｜>Hi<｜Assistant｜><think>");
+  EXPECT_EQ(text({user("Hi")}, withEffort(kThinking, ReasoningEffort::Max)),
+            kBosText + paragraph + "<｜User｜>Hi<｜Assistant｜><think>");
+  // "high" adds nothing; chat mode ignores the effort.
+  EXPECT_EQ(text({user("Hi")}, withEffort(kThinking, ReasoningEffort::High)),
+            kBosText + "<｜User｜>Hi<｜Assistant｜><think>");
+  EXPECT_EQ(text({user("Hi")}, withEffort(kChat, ReasoningEffort::Max)),
+            kBosText + "<｜User｜>Hi<｜Assistant｜></think>");
+  // The paragraph is text: one run with the system prompt after BOS.
+  EXPECT_EQ(ids({system("S"), user("Hi")},
+                withEffort(kThinking, ReasoningEffort::Max)),
+            cat({{kBos}, bytes(paragraph + "S"), {kUser}, bytes("Hi"),
+                 {kAssistant, kThink}}));
+}
+
+TEST_F(ChatEncodingTest, R3ToolsFollowTheSystemPrompt) {
+  EXPECT_EQ(text({system("S"), user("Hi")}, withTools(kChat)),
+            kBosText + "S\n\n" + kToolsHead + kWeatherSchema + kToolsTail +
+                "<｜User｜>Hi<｜Assistant｜></think>");
+  // Two tools: one JSON line each.
+  ChatEncodingOptions two = kChat;
+  two.tools = {kWeatherTool, R"({"name":"now"})"};
+  EXPECT_EQ(text({system("S"), user("Hi")}, two),
+            kBosText + "S\n\n" + kToolsHead + kWeatherSchema + "\n" +
+                R"({"name": "now"})" + kToolsTail +
+                "<｜User｜>Hi<｜Assistant｜></think>");
+}
+
+TEST_F(ChatEncodingTest, R3ToolsWithoutSystemPromptGetAnEmptyOne) {
+  EXPECT_EQ(text({user("Hi")}, withTools(kChat)),
+            kBosText + "\n\n" + kToolsHead + kWeatherSchema + kToolsTail +
+                "<｜User｜>Hi<｜Assistant｜></think>");
+  // With the max effort paragraph, it comes first (R2 applies to the
+  // inserted system message, the first one).
+  ChatEncodingOptions options =
+      withEffort(withTools(kThinking), ReasoningEffort::Max);
+  StatusOr<std::string> rendered = encoder->render({user("Hi")}, options);
+  ASSERT_TRUE(rendered.ok());
+  std::string expectedStart =
+      kBosText + "Reasoning Effort: Absolute maximum with no shortcuts "
+                 "permitted.\n";
+  EXPECT_EQ(rendered->substr(0, expectedStart.size()), expectedStart);
+  EXPECT_NE(rendered->find("unchecked.\n\n\n\n## Tools\n"), std::string::npos);
+}
+
+TEST_F(ChatEncodingTest, R7R8R9AssistantToolCallsRenderAsDsml) {
+  std::vector<ChatMessage> conversation = {
+      user("Weather?"),
+      calls({{"c1", "get_weather",
+              R"({"city": "Paris", "days": 3, "units": null, )"
+              R"("opts": {"a": [1, 2.5], "ok": true}})"}}),
+      toolResult("c1", "Sunny")};
+  std::string block =
+      "\n\n<｜DSML｜tool_calls>\n"
+      "<｜DSML｜invoke name=\"get_weather\">\n"
+      "<｜DSML｜parameter name=\"city\" string=\"true\">Paris</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"units\" string=\"false\">null</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"opts\" string=\"false\">{\"a\": [1, 2.5], "
+      "\"ok\": true}</｜DSML｜parameter>\n"
+      "</｜DSML｜invoke>\n"
+      "</｜DSML｜tool_calls>";
+  EXPECT_EQ(text(conversation, kChat),
+            kBosText + "<｜User｜>Weather?<｜Assistant｜></think>" + block +
+                kEosText +
+                "<｜User｜><tool_result>Sunny</tool_result>"
+                "<｜Assistant｜></think>");
+  // The block is text after the (empty) content: one run of bytes.
+  EXPECT_EQ(ids(conversation, kChat),
+            cat({{kBos, kUser}, bytes("Weather?"), {kAssistant, kUnthink},
+                 bytes(block), {kEos, kUser},
+                 bytes("<tool_result>Sunny</tool_result>"),
+                 {kAssistant, kUnthink}}));
+}
+
+TEST_F(ChatEncodingTest, R8SeveralCallsAfterContent) {
+  std::vector<ChatMessage> conversation = {
+      user("q"), calls({{"a", "f", "{}"}, {"b", "g", R"({"x": "1"})"}},
+                       "Checking.")};
+  EXPECT_EQ(text(conversation, kChat),
+            kBosText + "<｜User｜>q<｜Assistant｜></think>Checking."
+                       "\n\n<｜DSML｜tool_calls>\n"
+                       "<｜DSML｜invoke name=\"f\">\n\n</｜DSML｜invoke>\n"
+                       "<｜DSML｜invoke name=\"g\">\n"
+                       "<｜DSML｜parameter name=\"x\" string=\"true\">1"
+                       "</｜DSML｜parameter>\n"
+                       "</｜DSML｜invoke>\n"
+                       "</｜DSML｜tool_calls>" +
+                kEosText);
+}
+
+TEST_F(ChatEncodingTest, R9ArgumentsThatAreNotJsonBecomeOneStringParameter) {
+  EXPECT_EQ(text({user("q"), calls({{"a", "f", "not json"}})}, kChat),
+            kBosText + "<｜User｜>q<｜Assistant｜></think>"
+                       "\n\n<｜DSML｜tool_calls>\n"
+                       "<｜DSML｜invoke name=\"f\">\n"
+                       "<｜DSML｜parameter name=\"arguments\" string=\"true\">"
+                       "not json</｜DSML｜parameter>\n"
+                       "</｜DSML｜invoke>\n"
+                       "</｜DSML｜tool_calls>" +
+                kEosText);
+  // JSON that is not an object is refused (the reference fails on it).
+  StatusOr<std::string> out =
+      encoder->render({user("q"), calls({{"a", "f", "[1]"}})}, kChat);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().message(),
+            "message 1 (assistant): tool call 0 ('f'): the arguments are JSON "
+            "but not an object");
+}
+
+TEST_F(ChatEncodingTest, R4R5ToolResultsJoinTheUserTurnInCallOrder) {
+  // Results answered out of order are put in the order of the calls; a
+  // user message after them joins the same turn.
+  std::vector<ChatMessage> conversation = {
+      user("q"),
+      calls({{"c1", "f", "{}"}, {"c2", "g", "{}"}}),
+      toolResult("c2", "two"),
+      toolResult("c1", "one"),
+      user("thanks")};
+  std::string rendered = text(conversation, kChat);
+  std::string tail = kEosText +
+                     "<｜User｜><tool_result>one</tool_result>\n\n"
+                     "<tool_result>two</tool_result>\n\nthanks"
+                     "<｜Assistant｜></think>";
+  ASSERT_GE(rendered.size(), tail.size());
+  EXPECT_EQ(rendered.substr(rendered.size() - tail.size()), tail);
+  // A tool result right after a user message joins that turn too.
+  EXPECT_EQ(text({user("a"), toolResult("x", "r")}, kChat),
+            kBosText + "<｜User｜>a\n\n<tool_result>r</tool_result>"
+                       "<｜Assistant｜></think>");
+}
+
+TEST_F(ChatEncodingTest, R6R7ThinkingAgentLoopWithoutToolsDropsTheCallReasoning) {
+  // Without tools in the request, drop-thinking stays on: the tool-result
+  // turn is the last user turn, so the reasoning of the call before it is
+  // dropped and only the last turn opens <think>.
+  std::vector<ChatMessage> conversation = {
+      user("q"), calls({{"c1", "f", "{}"}}, "", "I should call f."),
+      toolResult("c1", "r")};
+  EXPECT_EQ(text(conversation, kThinking),
+            kBosText + "<｜User｜>q<｜Assistant｜></think>"
+                       "\n\n<｜DSML｜tool_calls>\n"
+                       "<｜DSML｜invoke name=\"f\">\n\n</｜DSML｜invoke>\n"
+                       "</｜DSML｜tool_calls>" +
+                kEosText +
+                "<｜User｜><tool_result>r</tool_result><｜Assistant｜><think>");
+}
+
+TEST_F(ChatEncodingTest, R10ToolsKeepAllReasoning) {
+  std::vector<ChatMessage> conversation = {
+      user("q"), calls({{"c1", "get_weather", R"({"city": "Oslo"})"}}, "",
+                       "I should look it up."),
+      toolResult("c1", "Rain"), assistant("It rains.", "Easy."),
+      user("Thanks!")};
+  EXPECT_EQ(text(conversation, withTools(kThinking)),
+            kBosText + "\n\n" + kToolsHead + kWeatherSchema + kToolsTail +
+                "<｜User｜>q<｜Assistant｜><think>I should look it up.</think>"
+                "\n\n<｜DSML｜tool_calls>\n"
+                "<｜DSML｜invoke name=\"get_weather\">\n"
+                "<｜DSML｜parameter name=\"city\" string=\"true\">Oslo"
+                "</｜DSML｜parameter>\n"
+                "</｜DSML｜invoke>\n"
+                "</｜DSML｜tool_calls>" +
+                kEosText +
+                "<｜User｜><tool_result>Rain</tool_result>"
+                "<｜Assistant｜><think>Easy.</think>It rains." +
+                kEosText + "<｜User｜>Thanks!<｜Assistant｜><think>");
+}
+
+TEST_F(ChatEncodingTest, R11DeveloperMessages) {
+  // A turn of its own, rendered like a user message ...
+  EXPECT_EQ(text({developer("D"), user("u")}, kChat),
+            kBosText + "<｜User｜>D<｜User｜>u<｜Assistant｜></think>");
+  EXPECT_EQ(text({developer("D")}, kThinking),
+            kBosText + "<｜User｜>D<｜Assistant｜><think>");
+  // ... and dropped before the last user turn in thinking mode with
+  // drop-thinking on.
+  EXPECT_EQ(text({developer("D"), user("u")}, kThinking),
+            kBosText + "<｜User｜>u<｜Assistant｜><think>");
+  EXPECT_EQ(text({developer("D"), user("u")}, kThinkingKeep),
+            kBosText + "<｜User｜>D<｜User｜>u<｜Assistant｜><think>");
+}
+
+TEST_F(ChatEncodingTest, R12ToolJsonIsWrittenAsPythonWritesIt) {
+  ChatEncodingOptions options = kChat;
+  options.tools = {
+      R"({"name":"f","description":"Météo \"x\"\n\ttab\u0001","p":[1.0,1e-5,)"
+      R"(1e16,0.0001,-2.5e-7,100,true,null,{}]})"};
+  std::string rendered = text({user("q")}, options);
+  EXPECT_NE(rendered.find(
+                R"({"name": "f", "description": "Météo \"x\"\n\ttab\u0001", )"
+                R"("p": [1.0, 1e-05, 1e+16, 0.0001, -2.5e-07, 100, true, )"
+                R"(null, {}]})"),
+            std::string::npos)
+      << rendered;
+  // A definition that is not a JSON object is refused, naming the tool.
+  options.tools = {kWeatherTool, "[1]"};
+  StatusOr<std::string> out = encoder->render({user("q")}, options);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().message(),
+            "tool 1: the function definition is not a JSON object");
+}
+
+TEST_F(ChatEncodingTest, ToolCallsOnlyOnAssistantMessages) {
+  ChatMessage message = user("q");
+  message.toolCalls = {{"a", "f", "{}"}};
+  StatusOr<std::string> out = encoder->render({message}, kChat);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().message(),
+            "message 0 (user) has tool calls; only assistant messages have "
+            "them");
 }
 
 TEST(ChatEncoderCreate, MissingSpecialTokenIsNamed) {
@@ -392,10 +701,18 @@ TEST_F(TinyTokenizerTest, ChatIdsEqualTheTokensOfTheRenderedText) {
   ASSERT_TRUE(encoder.ok()) << encoder.status().toString();
   EXPECT_EQ(encoder->specialTokens().bos, 0);
   EXPECT_EQ(encoder->specialTokens().eos, 1);
-  std::vector<ChatMessage> conversation = {
+  std::vector<ChatMessage> plain = {
       system("You are terse."), user("Hello, 世界"),
       assistant("Hi there.", "The user greets me."), user("What is 2+2?")};
-  for (const ChatEncodingOptions &options : {kChat, kThinking, kThinkingKeep}) {
+  ChatMessage call{ChatRole::Assistant, "", "Look it up."};
+  call.toolCalls = {{"c1", "get_weather", R"({"city": "東京"})"}};
+  ChatMessage result{ChatRole::Tool, "晴れ", ""};
+  result.toolCallId = "c1";
+  std::vector<ChatMessage> agent = {user("Weather in Tokyo?"), call, result};
+  for (const ChatEncodingOptions &options :
+       {kChat, kThinking, kThinkingKeep, withTools(kThinking),
+        withEffort(kThinking, ReasoningEffort::Max)}) {
+   for (const std::vector<ChatMessage> &conversation : {plain, agent}) {
     StatusOr<std::vector<int64_t>> ids = encoder->encode(conversation, options);
     ASSERT_TRUE(ids.ok()) << ids.status().toString();
     StatusOr<std::string> rendered = encoder->render(conversation, options);
@@ -408,6 +725,7 @@ TEST_F(TinyTokenizerTest, ChatIdsEqualTheTokensOfTheRenderedText) {
     StatusOr<std::string> decoded = tokenizer->decode(ids->data(), ids->size());
     ASSERT_TRUE(decoded.ok()) << decoded.status().toString();
     EXPECT_EQ(*decoded, *rendered);
+   }
   }
   // Hand-checked structure of the chat-mode prompt.
   StatusOr<std::vector<int64_t>> ids =
