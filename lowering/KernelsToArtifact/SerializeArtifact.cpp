@@ -14,6 +14,8 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/SHA256.h"
 
+#include <functional>
+
 using namespace mlir;
 using namespace mlir::compressa;
 using namespace mlir::dsv4;
@@ -60,6 +62,8 @@ private:
     std::string name, symbol;
     int64_t scratchPerToken, scratch, block, grid = 1;
     SmallVector<AbiParam> params;
+    /// A collective of the ranks (no symbol, no code), or None.
+    fb::Collective collective = fb::Collective::None;
   };
 
   LogicalResult kernels();
@@ -68,6 +72,12 @@ private:
   FailureOr<uint32_t> stateOf(func::FuncOp func, Value v);
   uint32_t weightOf(ParamOp param);
   uint32_t expertTableOf(ParamOp param);
+  /// The pseudo-kernel of a dsv4.all_reduce of `bytesPerToken` per token.
+  uint32_t allReduceKernel(int64_t bytesPerToken);
+  /// The launch of a collective (a step of its own, never inside a kernel).
+  LogicalResult collective(AllReduceOp op, ProgramOut &prog,
+                           const std::function<void(Value, ArrayRef<int64_t>,
+                                                    std::string)> &addBuffer);
 
   ModuleOp module;
   const TargetInfo &target;
@@ -83,6 +93,8 @@ private:
   std::vector<WeightOut> weights;
   llvm::StringMap<uint32_t> weightByName;
   std::vector<std::pair<std::string, uint32_t>> expertTables;
+  std::vector<uint32_t> expertFirst;
+  llvm::DenseMap<int64_t, uint32_t> allReduceKernels;
   llvm::StringMap<uint32_t> expertTableByName;
   int64_t launches = 0;
   llvm::DenseMap<Value, uint32_t> bufferOf;
@@ -177,9 +189,12 @@ uint32_t Serializer::expertTableOf(ParamOp param) {
   if (it != expertTableByName.end())
     return it->second;
   // Each expert is a weight of its own; the table names them by pattern.
+  // Rank r of an expert-parallel artifact holds experts r*count.. (the
+  // stacks of dsv4-shard-experts): its manifest names only those.
   WeightType type = param.getType();
   uint32_t count = type.getShape()[0];
-  for (uint32_t e = 0; e < count; ++e) {
+  uint32_t first = uint32_t(opts.rank) * count;
+  for (uint32_t e = first; e < first + count; ++e) {
     std::string name;
     for (char ch : pattern)
       name += ch == '*' ? std::to_string(e) : std::string(1, ch);
@@ -198,8 +213,56 @@ uint32_t Serializer::expertTableOf(ParamOp param) {
   }
   uint32_t index = expertTables.size();
   expertTables.push_back({pattern.str(), count});
+  expertFirst.push_back(first);
   expertTableByName[pattern] = index;
   return index;
+}
+
+uint32_t Serializer::allReduceKernel(int64_t bytesPerToken) {
+  auto it = allReduceKernels.find(bytesPerToken);
+  if (it != allReduceKernels.end())
+    return it->second;
+  KernelOut k;
+  k.name = "all_reduce";
+  k.scratchPerToken = k.scratch = 0;
+  k.block = 1;
+  k.collective = fb::Collective::AllReduceSum;
+  k.params = {{fb::ArgKind::Tokens, 0, 0},
+              {fb::ArgKind::StartPos, 0, 0},
+              {fb::ArgKind::Scratch, 0, 0},
+              {fb::ArgKind::Buffer, uint64_t(bytesPerToken), 0},
+              {fb::ArgKind::Buffer, uint64_t(bytesPerToken), 0}};
+  uint32_t index = kernelList.size();
+  kernelList.push_back(std::move(k));
+  allReduceKernels[bytesPerToken] = index;
+  return index;
+}
+
+LogicalResult Serializer::collective(
+    AllReduceOp op, ProgramOut &prog,
+    const std::function<void(Value, ArrayRef<int64_t>, std::string)> &addBuffer) {
+  if (opts.ranks < 2)
+    return op.emitOpError() << "needs an artifact of several ranks (ranks = "
+                            << opts.ranks << ")";
+  if (op.getRanks() != opts.ranks)
+    return op.emitOpError() << "sums over " << op.getRanks()
+                            << " ranks, but the artifact has " << opts.ranks;
+  auto slots = op->getAttrOfType<ArrayAttr>(kBuffersAttr);
+  auto in = bufferOf.find(op.getX());
+  if (!slots || in == bufferOf.end())
+    return op.emitOpError() << "has no arena slots (run dsv4-plan-memory)";
+  addBuffer(op.getResult(), cast<DenseI64ArrayAttr>(slots[0]).asArrayRef(),
+            componentName(op) + "#all_reduce");
+  auto type = cast<RankedTensorType>(op.getX().getType());
+  int64_t bytesPerToken = type.getShape()[1] * 4;
+  std::vector<LaunchArg> args = {{fb::ArgKind::Tokens, 0},
+                                 {fb::ArgKind::StartPos, 0},
+                                 {fb::ArgKind::Scratch, 0},
+                                 {fb::ArgKind::Buffer, in->second},
+                                 {fb::ArgKind::Buffer, bufferOf[op.getResult()]}};
+  prog.launches.push_back({allReduceKernel(bytesPerToken), std::move(args)});
+  ++launches;
+  return success();
 }
 
 LogicalResult Serializer::program(func::FuncOp func) {
@@ -227,6 +290,11 @@ LogicalResult Serializer::program(func::FuncOp func) {
   for (Operation &op : body) {
     if (isa<ParamOp, func::ReturnOp>(op))
       continue;
+    if (auto sum = dyn_cast<AllReduceOp>(op)) {
+      if (failed(collective(sum, prog, addBuffer)))
+        return failure();
+      continue;
+    }
     auto launch = dyn_cast<LaunchOp>(op);
     if (!launch)
       return op.emitOpError() << "is not a launch: a program must be fully "
@@ -382,7 +450,7 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
     ks.push_back(fb::CreateKernelDirect(fbb, k.name.c_str(), k.symbol.c_str(),
                                         k.scratchPerToken, k.scratch, k.grid,
                                         k.block, /*shared_bytes=*/0, &params,
-                                        /*grid_sync=*/k.grid > 1));
+                                        /*grid_sync=*/k.grid > 1, k.collective));
   }
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)
@@ -399,8 +467,22 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                                         /*optional=*/false, w.valuesBelow));
   }
   std::vector<flatbuffers::Offset<fb::ExpertTable>> ets;
-  for (auto &[pattern, count] : expertTables)
-    ets.push_back(fb::CreateExpertTableDirect(fbb, pattern.c_str(), count));
+  for (auto [i, table] : llvm::enumerate(expertTables))
+    ets.push_back(fb::CreateExpertTableDirect(fbb, table.first.c_str(), table.second,
+                                              expertFirst[i]));
+  if (opts.ranks > 1)
+    for (auto &[pattern, count] : expertTables)
+      if (int64_t(count) * opts.ranks != routedExperts)
+        return module.emitError()
+               << "rank " << opts.rank << " of " << opts.ranks << ": expert table '"
+               << pattern << "' holds " << count << " experts, expected n_routed_experts / ranks = "
+               << routedExperts << " / " << opts.ranks << " (run dsv4-shard-experts)";
+  // Rank 0 carries the other ranks' artifacts (artifact.fbs, RankArtifact).
+  std::vector<flatbuffers::Offset<fb::RankArtifact>> peers;
+  for (auto [i, bytes] : llvm::enumerate(opts.peers)) {
+    std::vector<uint8_t> data(bytes.begin(), bytes.end());
+    peers.push_back(fb::CreateRankArtifactDirect(fbb, uint32_t(i + 1), &data));
+  }
   auto model = fb::CreateModelInfoDirect(
       fbb, name.str().c_str(), infoInt("vocab_size"), infoInt("hidden_size"),
       infoInt("bos_token_id"), infoInt("eos_token_id"), maxContext, routedExperts,
@@ -420,7 +502,8 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   auto root = fb::CreateArtifactDirect(
       fbb, kArtifactVersion, model, configJson.c_str(),
       cuda ? fb::Target::Cuda : fb::Target::Cpu, &progs, &ks, &ss, &ws, &ets,
-      cpuCode, cudaCode);
+      cpuCode, cudaCode, uint32_t(opts.rank), uint32_t(opts.ranks),
+      peers.empty() ? nullptr : &peers);
   fb::FinishArtifactBuffer(fbb, root);
   stats.kernels = kernelList.size();
   stats.launches = launches;

@@ -24,6 +24,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <string>
+#include <vector>
 
 namespace mlir::compressa {
 
@@ -35,6 +36,13 @@ struct ArtifactOptions {
   std::string cudaToolkit = "/usr/local/cuda";
   /// Where to write the device code's intermediates (empty = nowhere).
   std::string dumpDir;
+  /// Expert parallelism (docs/parallel.md): the module holds rank `rank`'s
+  /// programs of `ranks` (after dsv4-shard-experts). Rank 0's artifact
+  /// carries the other ranks' artifacts, `peers` (ranks 1..ranks-1, each a
+  /// complete .cpa file).
+  int64_t rank = 0;
+  int64_t ranks = 1;
+  std::vector<std::string> peers;
 };
 
 /// Statistics of a serialization, for tools and tests.

@@ -80,10 +80,13 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
         // routed + shared experts and their sum.
         Operation *lhs = sum.getLhs().getDefiningOp();
         Operation *rhs = sum.getRhs().getDefiningOp();
-        if (lhs && rhs && isa<MoeExpertsOp>(lhs) && isa<SharedExpertOp>(rhs)) {
+        if (lhs && rhs && isa<MoeExpertsOp, AllReduceOp>(lhs) &&
+            isa<SharedExpertOp>(rhs)) {
           // The shared expert sits between the routed experts and the sum.
           tryMerge(rhs, op);
-          tryMerge(lhs, op);
+          // A collective (dsv4-shard-experts) stays a dispatch of its own.
+          if (!isa<AllReduceOp>(lhs))
+            tryMerge(lhs, op);
         }
       } else if (auto post = dyn_cast<HcPostOp>(op)) {
         // The residual mix as the epilogue of the sub-layer it closes.

@@ -159,9 +159,14 @@ struct OutlineDispatches
       for (Operation &op : program.getBody().front())
         if (auto id = op.getAttrOfType<IntegerAttr>(kDispatchAttr))
           groups[id.getInt()].push_back(&op);
-      for (auto &[id, members] : groups)
+      for (auto &[id, members] : groups) {
+        // A collective stays a step of the program (serialized as a call
+        // into the runtime's communicator), never inside a kernel.
+        if (members.size() == 1 && isa<AllReduceOp>(members.front()))
+          continue;
         if (failed(outline(program, members, module)))
           return signalPassFailure();
+      }
     }
   }
 };

@@ -38,6 +38,29 @@ def DSV4FormDispatchesPass : Pass<"dsv4-form-dispatches", "::mlir::func::FuncOp"
   let dependentDialects = ["::mlir::dsv4::DSV4Dialect"];
 }
 
+def DSV4ShardExpertsPass : Pass<"dsv4-shard-experts", "::mlir::ModuleOp"> {
+  let summary = "Expert parallelism: the programs of one rank of several.";
+  let description = [{
+    For `ranks` > 1, rewrites every program into rank `rank`'s part of an
+    expert-parallel model (docs/parallel.md): each `dsv4.moe.experts` reads
+    only experts `[rank * E / ranks, (rank + 1) * E / ranks)` (its
+    `dsv4.param` stacks shrink to those, the op gets `first_expert`) and a
+    `dsv4.all_reduce` after it sums the ranks' parts; all other ops stay
+    replicated. `ranks` must divide every layer's expert count.
+
+    Before: `%y = dsv4.moe.experts %x, %w, %ids, %w1, %w3, %w2 {swiglu_limit = 10.0 : f64}`
+    with `%w1 : !dsv4.weight<tensor<8x32x64xf32>>`.
+    After (rank 1 of 2): `%w1 : !dsv4.weight<tensor<4x32x64xf32>>`,
+    `%y = dsv4.moe.experts ... {first_expert = 4 : i64, swiglu_limit = 10.0 : f64}`,
+    `%s = dsv4.all_reduce %y {ranks = 2 : i64}` and `%s` replaces `%y`.
+  }];
+  let options = [
+    Option<"rank", "rank", "int64_t", "0", "This rank, in [0, ranks)">,
+    Option<"ranks", "ranks", "int64_t", "1", "Ranks the experts are spread over">,
+  ];
+  let dependentDialects = ["::mlir::dsv4::DSV4Dialect"];
+}
+
 def DSV4PlanMemoryPass : Pass<"dsv4-plan-memory", "::mlir::func::FuncOp"> {
   let summary = "Places the buffers that cross dispatches in one arena.";
   let description = [{

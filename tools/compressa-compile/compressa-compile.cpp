@@ -28,6 +28,7 @@
 #include "lowering/KernelsToArtifact/SerializeArtifact.h"
 #include "lowering/Target/CUDA/CudaCodegen.h"
 #include "lowering/Target/TargetInfo.h"
+#include "passes/Model/Passes.h"
 #include "passes/Pipelines.h"
 #include "passes/RegisterAll.h"
 #include "runtime/format/artifact_reader.h"
@@ -105,6 +106,17 @@ static cl::opt<std::string> cudaToolkit(
 static cl::opt<int64_t> prefillMaxTokens(
     "prefill-max-tokens", cl::desc("Most tokens one prefill call takes"),
     cl::init(64), cl::cat(category));
+static cl::opt<int64_t> ranks(
+    "ranks",
+    cl::desc("Ranks (GPUs) the model is spread over: one artifact holding "
+             "every rank's programs (docs/parallel.md); must divide "
+             "n_routed_experts"),
+    cl::init(1), cl::cat(category));
+static cl::opt<std::string> parallel(
+    "parallel",
+    cl::desc("How --ranks share the model: ep (routed experts spread over "
+             "the ranks, everything else replicated; the only scheme yet)"),
+    cl::init("ep"), cl::cat(category));
 static cl::opt<int64_t> maxContext(
     "max-context",
     cl::desc("Longest context (prompt + generation) the artifact's decode "
@@ -357,6 +369,10 @@ int main(int argc, char **argv) {
     return fail("--prefill-max-tokens must be >= 1");
   if (maxContext < 1)
     return fail("--max-context must be >= 1");
+  if (ranks < 1 || ranks > 64)
+    return fail("--ranks must be in [1, 64], got " + std::to_string(ranks));
+  if (parallel != "ep")
+    return fail("unknown --parallel '" + parallel + "' (expected ep)");
   if (maxBatch < 1 || maxBatch > ::compressa::kMaxBatchLimit)
     return fail("--max-batch must be in [1, " +
                 std::to_string(::compressa::kMaxBatchLimit) + "]");
@@ -397,6 +413,11 @@ int main(int argc, char **argv) {
       return fail(llvm::toString(config.takeError()));
     if (llvm::Error err = applyWeightFormat(*config))
       return fail(llvm::toString(std::move(err)));
+    if (ranks > 1 && config->numRoutedExperts % ranks != 0)
+      return fail("--ranks " + std::to_string(ranks) + " does not divide the " +
+                  std::to_string(config->numRoutedExperts) +
+                  " routed experts of '" + *configPath +
+                  "' (field n_routed_experts): each rank must hold as many");
     if (!layerRange.empty())
       if (llvm::Error err = sliceLayers(*config, layerRange))
         return fail(llvm::toString(std::move(err)));
@@ -493,6 +514,16 @@ int main(int argc, char **argv) {
   popts.maxContext = maxContext;
   popts.bufferReuse = bufferReuse;
   popts.gridWeightBytes = gridWeightBytes;
+  // --ranks N: this module becomes rank 0's programs; the other ranks are
+  // compiled from a copy of it below and travel inside rank 0's artifact.
+  OwningOpRef<ModuleOp> unsharded;
+  if (ranks > 1) {
+    if (popts.startAfter.getValue() != "none")
+      return fail("--ranks needs the dsv4 programs before the dispatch stage "
+                  "(a config, or a module as --emit=dsv4 prints it)");
+    unsharded = module->clone();
+    pm.addPass(dsv4::createDSV4ShardExpertsPass({/*rank=*/0, ranks}));
+  }
   if (failed(buildCompressaPipeline(pm, popts, error)))
     return fail(error);
   if (failed(pm.run(*module)))
@@ -530,6 +561,31 @@ int main(int argc, char **argv) {
     aopts.cudaToolkit = cudaToolkit;
   else if (const char *home = std::getenv("CUDA_HOME"))
     aopts.cudaToolkit = home;
+  if (ranks > 1) {
+    if (emit != Emit::Artifact)
+      return fail("--ranks > 1 writes an artifact; print one rank's IR with "
+                  "compressa-opt --dsv4-shard-experts instead");
+    aopts.ranks = ranks;
+    for (int64_t r = 1; r < ranks; ++r) {
+      OwningOpRef<ModuleOp> copy = unsharded->clone();
+      PassManager rankPm(&context);
+      rankPm.addPass(dsv4::createDSV4ShardExpertsPass({r, ranks}));
+      if (failed(buildCompressaPipeline(rankPm, popts, error)))
+        return fail(error);
+      if (failed(rankPm.run(*copy)))
+        return fail("the pipeline failed on rank " + std::to_string(r) +
+                    " of '" + source + "'");
+      ArtifactOptions rankOpts = aopts;
+      rankOpts.rank = r;
+      ArtifactStats rankStats;
+      FailureOr<std::string> peer =
+          serializeArtifact(*copy, *targetInfo, rankOpts, rankStats);
+      if (failed(peer))
+        return fail("could not compile rank " + std::to_string(r) + " of '" +
+                    source + "' for " + target);
+      aopts.peers.push_back(std::move(*peer));
+    }
+  }
   ArtifactStats stats;
   FailureOr<std::string> bytes;
   {
