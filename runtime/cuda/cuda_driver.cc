@@ -61,6 +61,10 @@ LoadResult load() {
   }
   COMPRESSA_CUDA_DRIVER_FUNCTIONS(COMPRESSA_CUDA_LOOKUP_)
 #undef COMPRESSA_CUDA_LOOKUP_
+  // Optional entry points (cuda_driver.h): null where the driver lacks them.
+  gDriver.cuTensorMapEncodeTiled =
+      reinterpret_cast<decltype(gDriver.cuTensorMapEncodeTiled)>(
+          ::dlsym(handle, COMPRESSA_CUDA_SYMBOL(cuTensorMapEncodeTiled)));
 
   // Step 3. Initialization: this is where a machine without a usable GPU
   // (CUDA_ERROR_NO_DEVICE, CUDA_ERROR_STUB_LIBRARY, an old driver) says so.

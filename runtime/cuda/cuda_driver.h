@@ -66,6 +66,12 @@ struct CudaDriver {
   COMPRESSA_CUDA_DRIVER_FUNCTIONS(COMPRESSA_CUDA_DRIVER_MEMBER_)
 #undef COMPRESSA_CUDA_DRIVER_MEMBER_
 
+  /// Optional entry points: null where the driver lacks them (checked by
+  /// their users, not by loadCudaDriver). cuTensorMapEncodeTiled describes
+  /// a tile of a global tensor for the sm_90 bulk tensor copies (the
+  /// tensor-core GEMM of --numerics=fast, lowering/TensorCore/WgmmaGemm.h).
+  decltype(&::cuTensorMapEncodeTiled) cuTensorMapEncodeTiled = nullptr;
+
   /// The library that was opened ("libcuda.so.1").
   const char *library = nullptr;
   /// cuDriverGetVersion: 1000 * major + 10 * minor (13000 for CUDA 13.0).
