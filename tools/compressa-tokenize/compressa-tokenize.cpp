@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 //   compressa-tokenize TOKENIZER.json [--decode] [--jsonl] [--pretokens]
+//   compressa-tokenize TOKENIZER.json --chat [--ids] < request.json
 //   compressa-tokenize TOKENIZER.json --bench [--repeat N]
 //
 // A runtime tool: it links libcompressa_runtime only. Every failure prints one
@@ -9,9 +10,13 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/chat/chat_encoding.h"
+#include "runtime/chat/chat_request.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "runtime/tokenizer/utf8.h"
 #include "runtime/weights/json.h"
+
+#include <CLI/CLI.hpp>
 
 #include <cerrno>
 #include <chrono>
@@ -27,6 +32,7 @@ using namespace compressa;
 
 static const char kUsage[] =
     R"(USAGE: compressa-tokenize TOKENIZER.json [--decode] [--jsonl] [--pretokens]
+       compressa-tokenize TOKENIZER.json --chat [--ids] < request.json
        compressa-tokenize TOKENIZER.json --bench [--repeat N]
 
 Encodes text to token ids, or decodes ids to text, with a Hugging Face
@@ -48,6 +54,13 @@ Modes:
   --pretokens    Print the pre-tokens (the pieces that BPE merges, added
                  tokens not matched) of the text as a JSON array of strings;
                  with --jsonl, one array per line. A debugging aid.
+  --chat         Read an OpenAI-style chat request body (JSON: messages,
+                 tools, chat_template_kwargs {"thinking": bool,
+                 "reasoning_effort": "high"|"max", "drop_thinking": bool})
+                 and print, byte for byte, the DeepSeek-V4 prompt text that
+                 compressa-serve builds for it, with no newline added.
+  --ids          With --chat: print the prompt's token ids instead, on one
+                 line separated by spaces.
   --bench        Time the encoding of stdin: the first pass on a fresh
                  tokenizer (cold pre-token cache) and --repeat N more passes
                  (default 5; warm cache), and print MB/s (10^6 bytes/s).
@@ -58,7 +71,8 @@ Options:
 Errors (exit status 1, one line on stderr): an unreadable, malformed or
 unsupported tokenizer.json (the message names the field), invalid UTF-8 in
 the text (the byte offset), ids outside the vocabulary (the id and its
-position), malformed --jsonl lines (the line number).
+position), malformed --jsonl lines (the line number), a malformed chat
+request (the field, e.g. messages[1].role).
 )";
 
 namespace {
@@ -69,6 +83,8 @@ struct Options {
   bool jsonl = false;
   bool pretokens = false;
   bool bench = false;
+  bool chat = false;
+  bool ids = false;
   long repeat = 5;
 };
 
@@ -80,41 +96,47 @@ struct Options {
 
 Options parseCommandLine(int argc, char **argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (arg == "--decode") {
-      options.decode = true;
-    } else if (arg == "--jsonl") {
-      options.jsonl = true;
-    } else if (arg == "--pretokens") {
-      options.pretokens = true;
-    } else if (arg == "--bench") {
-      options.bench = true;
-    } else if (arg == "--repeat" || arg.rfind("--repeat=", 0) == 0) {
-      std::string value;
-      if (arg == "--repeat") {
-        if (i + 1 >= argc)
-          die("--repeat needs a value");
-        value = argv[++i];
-      } else {
-        value = arg.substr(9);
-      }
-      char *end = nullptr;
-      errno = 0;
-      options.repeat = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end || errno || options.repeat < 0 ||
-          options.repeat > 100000)
-        die("--repeat: '" + value + "' is not a count in 0..100000");
-    } else if (!arg.empty() && arg[0] == '-') {
+  // CLI11 reads the flags; the messages stay the tool's own (the tests and
+  // the usage text name them), so unknown options and extra arguments are
+  // collected as extras and reported here, and the help is kUsage.
+  CLI::App app("compressa-tokenize");
+  app.set_help_flag();
+  app.allow_extras();
+  bool help = false;
+  std::string repeat;
+  app.add_flag("-h,--help", help);
+  app.add_flag("--decode", options.decode);
+  app.add_flag("--jsonl", options.jsonl);
+  app.add_flag("--pretokens", options.pretokens);
+  app.add_flag("--bench", options.bench);
+  app.add_flag("--chat", options.chat);
+  app.add_flag("--ids", options.ids);
+  CLI::Option *repeatOption = app.add_option("--repeat", repeat);
+  app.add_option("TOKENIZER.json", options.tokenizerPath);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &error) {
+    if (repeatOption->count() == 0 &&
+        std::string(error.what()).find("--repeat") != std::string::npos)
+      die("--repeat needs a value");
+    die(error.what());
+  }
+  if (help) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);
+  }
+  for (const std::string &arg : app.remaining()) {
+    if (!arg.empty() && arg[0] == '-')
       die("unknown option '" + arg + "' (see --help)");
-    } else if (options.tokenizerPath.empty()) {
-      options.tokenizerPath = arg;
-    } else {
-      die("unexpected argument '" + arg + "' (one TOKENIZER.json only)");
-    }
+    die("unexpected argument '" + arg + "' (one TOKENIZER.json only)");
+  }
+  if (repeatOption->count() > 0) {
+    char *end = nullptr;
+    errno = 0;
+    options.repeat = std::strtol(repeat.c_str(), &end, 10);
+    if (repeat.empty() || *end || errno || options.repeat < 0 ||
+        options.repeat > 100000)
+      die("--repeat: '" + repeat + "' is not a count in 0..100000");
   }
   if (options.tokenizerPath.empty())
     die("missing TOKENIZER.json (see --help)");
@@ -122,6 +144,11 @@ Options parseCommandLine(int argc, char **argv) {
     die("--decode and --pretokens exclude each other");
   if (options.bench && (options.decode || options.jsonl || options.pretokens))
     die("--bench takes no other mode");
+  if (options.chat && (options.decode || options.jsonl || options.pretokens ||
+                       options.bench))
+    die("--chat takes no other mode");
+  if (options.ids && !options.chat)
+    die("--ids needs --chat");
   return options;
 }
 
@@ -250,6 +277,31 @@ void runJsonl(const Tokenizer &tok, const Options &options) {
   }
 }
 
+/// --chat: the prompt of the request body on stdin, as compressa-serve
+/// builds it (runtime/chat/chat_request.h).
+void runChat(const Tokenizer &tok, const Options &options) {
+  StatusOr<ChatEncoder> encoder = ChatEncoder::create(tok);
+  if (!encoder.ok())
+    die(options.tokenizerPath + ": " + encoder.status().message());
+  std::string body = readStdin();
+  StatusOr<ChatPrompt> prompt =
+      buildChatPrompt(*encoder, std::string_view(body));
+  if (!prompt.ok())
+    die(prompt.status().message());
+  if (!options.ids) {
+    write(prompt->text);
+    return;
+  }
+  std::string out;
+  for (size_t i = 0; i < prompt->ids.size(); ++i) {
+    if (i)
+      out += ' ';
+    out += std::to_string(prompt->ids[i]);
+  }
+  out += '\n';
+  write(out);
+}
+
 void runBench(const Options &options) {
   std::string text = readStdin();
   if (text.empty())
@@ -290,7 +342,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   std::unique_ptr<Tokenizer> tok = load(options.tokenizerPath);
-  if (options.jsonl) {
+  if (options.chat) {
+    runChat(*tok, options);
+  } else if (options.jsonl) {
     runJsonl(*tok, options);
   } else if (options.decode) {
     std::vector<int64_t> ids = parseIds(readStdin());
