@@ -32,7 +32,9 @@ private:
 /// One launch with its argument vector resolved; only the Tokens and
 /// StartPos slots change from call to call.
 struct CpuLaunch {
+  /// Null for a collective step (argv: Tokens, StartPos, Scratch, in, out).
   CpuModule::KernelFn fn = nullptr;
+  uint64_t floatsPerToken = 0;
   uint32_t kernel = 0;
   std::vector<void *> argv;
   std::vector<uint32_t> tokenSlots;
@@ -56,8 +58,15 @@ Status CpuBackend::loadKernels(const Artifact &artifact) {
   const auto *list = artifact.root().kernels();
   uint32_t count = list ? list->size() : 0;
   kernels.assign(count, nullptr);
+  collectiveFloatsPerToken.assign(count, 0);
+  for (uint32_t k = 0; k < count; ++k)
+    if (list->Get(k)->collective() != fb::Collective::None)
+      collectiveFloatsPerToken[k] =
+          list->Get(k)->params()->Get(3)->bytes_per_token() / 4;
   for (uint32_t k = 0; k < count; ++k) {
     const fb::Kernel &kernel = *list->Get(k);
+    if (kernel.collective() != fb::Collective::None)
+      continue; // Run through the communicator (validated signature).
     StatusOr<CpuModule::KernelFn> fn =
         module->lookup(std::string(view(kernel.symbol())));
     if (!fn.ok())
@@ -167,6 +176,8 @@ CpuBackend::prepareProgram(const std::string &, std::vector<LaunchPlan> plans,
     CpuLaunch &launch = program->launches[l];
     launch.fn = kernels.at(plan.kernel); // Range-checked by the reader.
     launch.kernel = plan.kernel;
+    if (!launch.fn)
+      launch.floatsPerToken = collectiveFloatsPerToken.at(plan.kernel);
     launch.argv.assign(plan.args.size(), nullptr);
     for (size_t a = 0; a < plan.args.size(); ++a) {
       const LaunchArg &arg = plan.args[a];
@@ -198,6 +209,17 @@ Status CpuBackend::run(BackendProgram &base, int64_t tokens,
       launch.argv[slot] = count;
     for (uint32_t slot : launch.startSlots)
       launch.argv[slot] = start;
+    if (!launch.fn) {
+      if (!communicator)
+        return COMPRESSA_ERROR(FailedPrecondition,
+                               "a collective step, but the engine has no "
+                               "communicator");
+      COMPRESSA_RETURN_IF_ERROR(communicator->allReduceSum(
+          reinterpret_cast<uint64_t>(launch.argv[3]),
+          reinterpret_cast<uint64_t>(launch.argv[4]),
+          uint64_t(tokens) * launch.floatsPerToken, nullptr));
+      continue;
+    }
     if (!timing) {
       launch.fn(launch.argv.data());
       continue;

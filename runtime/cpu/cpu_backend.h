@@ -52,6 +52,8 @@ private:
   std::vector<KernelTime> times;
   std::unique_ptr<CpuModule> module;
   std::vector<CpuModule::KernelFn> kernels;
+  /// Per kernel: f32 values per token of a collective step, else 0.
+  std::vector<uint64_t> collectiveFloatsPerToken;
   LaunchCounters launchCounters;
 };
 

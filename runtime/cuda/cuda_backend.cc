@@ -34,10 +34,15 @@ private:
 struct CudaLaunch {
   uint32_t kernel = 0;
   CUdeviceptr argv = 0;
+  /// A collective's input and output (device addresses).
+  CUdeviceptr in = 0, out = 0;
 };
 
 struct CudaProgram final : public BackendProgram {
   std::string name;
+  /// Collective steps: their counts depend on the token count.
+  bool hasCollective = false;
+  int64_t capturedTokens = 0;
   std::vector<CudaLaunch> launches;
   /// All argument vectors of the program, one after the other.
   CudaMemory argvs;
@@ -65,7 +70,7 @@ uint64_t alignUp(uint64_t value, uint64_t alignment) {
 //===----------------------------------------------------------------------===//
 
 StatusOr<std::unique_ptr<CudaBackend>>
-CudaBackend::create(const std::string &artifactPath) {
+CudaBackend::create(const std::string &artifactPath, int device) {
   const char *p = artifactPath.c_str();
   StatusOr<const CudaDriver *> driver = loadCudaDriver();
   if (!driver.ok())
@@ -73,10 +78,10 @@ CudaBackend::create(const std::string &artifactPath) {
         "%s: the artifact targets CUDA, but no CUDA GPU is available", p);
   std::unique_ptr<CudaBackend> backend(new CudaBackend());
   backend->path = artifactPath;
-  StatusOr<std::unique_ptr<CudaDevice>> device = CudaDevice::open();
-  if (!device.ok())
-    return device.status().withContext("%s: cannot open the CUDA device", p);
-  backend->dev = std::move(*device);
+  StatusOr<std::unique_ptr<CudaDevice>> opened = CudaDevice::open(device);
+  if (!opened.ok())
+    return opened.status().withContext("%s: cannot open the CUDA device", p);
+  backend->dev = std::move(*opened);
   backend->syncEachLaunch = envIsOne("COMPRESSA_CUDA_SYNC");
   COMPRESSA_ASSIGN_OR_RETURN(
       backend->scalars,
@@ -130,6 +135,12 @@ Status CudaBackend::loadKernels(const Artifact &artifact) {
     kernel.grid = def.grid();
     kernel.block = def.block();
     kernel.sharedBytes = def.shared_bytes();
+    if (def.collective() != fb::Collective::None) {
+      // Validated: Tokens, StartPos, Scratch, Buffer in, Buffer out.
+      kernel.collective = true;
+      kernel.floatsPerToken = def.params()->Get(3)->bytes_per_token() / 4;
+      continue;
+    }
     const char *n = kernel.name.c_str();
     const char *s = kernel.symbol.c_str();
     if (kernel.grid < 1 || kernel.grid > 0x7fffffffu)
@@ -324,6 +335,11 @@ CudaBackend::prepareProgram(const std::string &name,
     program->launches[l].kernel = plans[l].kernel;
     program->launches[l].argv =
         program->argvs.address() + uint64_t(firstWord[l]) * 8;
+    if (kernels[plans[l].kernel].collective) {
+      program->launches[l].in = plans[l].args.at(3).address;
+      program->launches[l].out = plans[l].args.at(4).address;
+      program->hasCollective = true;
+    }
   }
   return std::unique_ptr<BackendProgram>(std::move(program));
 }
@@ -352,9 +368,21 @@ Status CudaBackend::run(BackendProgram &base, int64_t tokens,
       const Kernel &kernel = kernels[launch.kernel];
       if (timing)
         COMPRESSA_RETURN_IF_ERROR(dev->recordEvent(launchEvents[l], "kernel timing"));
+      // A collective is queued on the stream by the communicator (NCCL),
+      // so it orders with the kernels and a graph captures it.
       Status launched =
-          dev->launch(kernel.fn, kernel.grid, kernel.block, kernel.sharedBytes,
-                      launch.argv, kernel.name, kernel.symbol);
+          kernel.collective
+              ? (communicator
+                     ? communicator->allReduceSum(
+                           launch.in, launch.out,
+                           uint64_t(tokens) * kernel.floatsPerToken,
+                           reinterpret_cast<void *>(dev->stream()))
+                     : COMPRESSA_ERROR(FailedPrecondition,
+                                       "a collective step, but the engine "
+                                       "has no communicator"))
+              : dev->launch(kernel.fn, kernel.grid, kernel.block,
+                            kernel.sharedBytes, launch.argv, kernel.name,
+                            kernel.symbol);
       if (!launched.ok())
         return launched.withContext("%s: program '%s', launch %zu",
                                     path.c_str(),
@@ -385,7 +413,13 @@ Status CudaBackend::run(BackendProgram &base, int64_t tokens,
   }
   if (!program.graphEnabled)
     return launchAll();
+  // A graph records the collectives' element counts: replay it only for
+  // the token count it was captured with.
+  if (program.graph.valid() && program.hasCollective &&
+      tokens != program.capturedTokens)
+    return launchAll();
   if (!program.graph.valid()) {
+    program.capturedTokens = tokens;
     // The first run records the launches; every run replays them. The
     // argument vectors are fixed and the scalars live in device memory, so
     // the recorded graph stays valid for every call.

@@ -29,8 +29,9 @@ public:
   /// A driver that cannot be loaded or a machine without a GPU gives
   /// "<artifactPath>: the artifact targets CUDA, but no CUDA GPU is
   /// available: <why>".
+  /// `device`: the CUDA ordinal (-1: CudaDevice::open's default).
   static StatusOr<std::unique_ptr<CudaBackend>>
-  create(const std::string &artifactPath);
+  create(const std::string &artifactPath, int device = -1);
 
   ~CudaBackend() override;
 
@@ -92,6 +93,9 @@ private:
     uint32_t sharedBytes = 0;
     std::string name;
     std::string symbol;
+    /// A collective step (artifact.fbs): no function; f32 values per token.
+    bool collective = false;
+    uint64_t floatsPerToken = 0;
   };
 
   // Declared first, destroyed last: everything below lives on the device.

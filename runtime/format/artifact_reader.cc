@@ -581,6 +581,72 @@ Status validateProgram(const Artifact &artifact, const fb::Program &program,
 
 } // namespace
 
+/// A collective pseudo-kernel (artifact.fbs, Collective): no symbol, the
+/// signature Tokens, StartPos, Scratch, Buffer in, Buffer out of f32 rows,
+/// only in an artifact of several ranks.
+static Status validateCollective(const fb::Artifact &root,
+                                 const fb::Kernel &kernel, uint32_t k,
+                                 const char *p) {
+  std::string name = quoted(kernel.name());
+  if (root.ranks() < 2)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: kernels[%u] (%s) is a collective, but the "
+                           "artifact has one rank",
+                           p, k, name.c_str());
+  if (!view(kernel.symbol()).empty())
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: kernels[%u] (%s) is a collective, but has "
+                           "symbol %s",
+                           p, k, name.c_str(), quoted(kernel.symbol()).c_str());
+  const auto *params = kernel.params();
+  const fb::ArgKind expected[] = {fb::ArgKind::Tokens, fb::ArgKind::StartPos,
+                                  fb::ArgKind::Scratch, fb::ArgKind::Buffer,
+                                  fb::ArgKind::Buffer};
+  bool ok = params && params->size() == 5;
+  for (uint32_t a = 0; ok && a < 5; ++a)
+    ok = params->Get(a)->kind() == expected[a];
+  if (ok) {
+    uint64_t in = params->Get(3)->bytes_per_token();
+    ok = in > 0 && in % 4 == 0 && params->Get(4)->bytes_per_token() == in &&
+         params->Get(3)->bytes() == 0 && params->Get(4)->bytes() == 0;
+  }
+  if (!ok)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: kernels[%u] (%s): a collective takes Tokens, "
+                           "StartPos, Scratch and two Buffers of the same "
+                           "f32 rows",
+                           p, k, name.c_str());
+  return okStatus();
+}
+
+/// rank < ranks; rank 0 of several carries ranks - 1 peers numbered 1..,
+/// each a non-empty file (verified when it is opened); no other does.
+static Status validateRanks(const fb::Artifact &root, const char *p) {
+  uint32_t ranks = root.ranks();
+  if (ranks > kMaxRanks)
+    return COMPRESSA_ERROR(DataLoss, "%s: ranks is %u, more than %u", p, ranks,
+                           kMaxRanks);
+  if (root.rank() >= std::max<uint32_t>(ranks, 1))
+    return COMPRESSA_ERROR(DataLoss, "%s: rank %u, but ranks is %u", p,
+                           root.rank(), ranks);
+  const auto *peers = root.peers();
+  uint32_t expected = ranks > 1 && root.rank() == 0 ? ranks - 1 : 0;
+  if (sizeOf(peers) != expected)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: rank %u of %u carries %u peer artifacts, "
+                           "expected %u",
+                           p, root.rank(), ranks, sizeOf(peers), expected);
+  for (uint32_t i = 0; i < sizeOf(peers); ++i) {
+    const fb::RankArtifact &peer = *peers->Get(i);
+    if (peer.rank() != i + 1 || sizeOf(peer.artifact()) == 0)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: peers[%u] is rank %u with %u bytes, "
+                             "expected rank %u and an artifact",
+                             p, i, peer.rank(), sizeOf(peer.artifact()), i + 1);
+  }
+  return okStatus();
+}
+
 Status ArtifactReader::validate(Artifact &artifact) {
   const fb::Artifact &root = artifact.root();
   const std::string &path = artifact.path();
@@ -617,6 +683,15 @@ Status ArtifactReader::validate(Artifact &artifact) {
   const auto *kernels = root.kernels();
   for (uint32_t k = 0; k < sizeOf(kernels); ++k) {
     const fb::Kernel &kernel = *kernels->Get(k);
+    if (kernel.collective() > fb::Collective::MAX)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: kernels[%u] (%s): collective %u is unknown",
+                             p, k, quoted(kernel.name()).c_str(),
+                             static_cast<unsigned>(kernel.collective()));
+    if (kernel.collective() != fb::Collective::None) {
+      COMPRESSA_RETURN_IF_ERROR(validateCollective(root, kernel, k, p));
+      continue;
+    }
     if (view(kernel.symbol()).empty())
       return COMPRESSA_ERROR(DataLoss, "%s: kernels[%u] (%s): symbol is empty",
                              p, k, quoted(kernel.name()).c_str());
@@ -688,10 +763,32 @@ Status ArtifactReader::validate(Artifact &artifact) {
                              quoted(weight.dtype()).c_str());
   }
 
+  // Ranks (expert parallelism): rank 0 carries the others' artifacts.
+  COMPRESSA_RETURN_IF_ERROR(validateRanks(root, p));
+  uint32_t ranks = std::max<uint32_t>(root.ranks(), 1);
+
   // Expert tables: every expert is a weight of the manifest.
   const auto *tables = root.expert_tables();
   for (uint32_t t = 0; t < sizeOf(tables); ++t) {
     const fb::ExpertTable &table = *tables->Get(t);
+    // One rank of several holds n_routed_experts / ranks of them, from
+    // rank * that on (the routing kernels still pick among all).
+    if (ranks > 1 &&
+        (uint64_t(table.count()) * ranks != model->n_routed_experts() ||
+         table.first() != root.rank() * table.count()))
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: expert_tables[%u] (%s): experts %u..%u, but "
+                             "rank %u of %u holds n_routed_experts (%u) / "
+                             "ranks from rank * that",
+                             p, t, quoted(table.pattern()).c_str(),
+                             table.first(), table.first() + table.count(),
+                             root.rank(), ranks, model->n_routed_experts());
+    if (ranks == 1 && table.first() != 0)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: expert_tables[%u] (%s): first is %u, but "
+                             "the artifact has one rank",
+                             p, t, quoted(table.pattern()).c_str(),
+                             table.first());
     std::string_view pattern = view(table.pattern());
     if (pattern.find('*') == std::string_view::npos)
       return COMPRESSA_ERROR(DataLoss,
@@ -707,13 +804,13 @@ Status ArtifactReader::validate(Artifact &artifact) {
                              p, t, quoted(table.pattern()).c_str(),
                              table.count(), sizeOf(weights));
     // The routing kernels pick experts in [0, n_routed_experts).
-    if (table.count() != model->n_routed_experts())
+    if (ranks == 1 && table.count() != model->n_routed_experts())
       return COMPRESSA_ERROR(DataLoss,
                              "%s: expert_tables[%u] (%s): count %u, but "
                              "model.n_routed_experts is %u",
                              p, t, quoted(table.pattern()).c_str(),
                              table.count(), model->n_routed_experts());
-    for (uint32_t e = 0; e < table.count(); ++e) {
+    for (uint32_t e = table.first(); e < table.first() + table.count(); ++e) {
       std::string name = Artifact::expertWeightName(pattern, e);
       if (artifact.findWeight(name) < 0)
         return COMPRESSA_ERROR(DataLoss,

@@ -43,6 +43,9 @@ std::string hexDigest(const ArtifactDigest &digest);
 /// trailer with their digest.
 std::vector<uint8_t> sealArtifact(const uint8_t *data, size_t size);
 
+/// The most ranks (Artifact.ranks) an artifact may be spread over.
+inline constexpr uint32_t kMaxRanks = 1024;
+
 /// Largest artifact accepted: the FlatBuffers 2 GiB limit.
 inline constexpr uint64_t kMaxArtifactBytes = FLATBUFFERS_MAX_BUFFER_SIZE - 1;
 

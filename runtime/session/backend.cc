@@ -7,6 +7,8 @@
 #include "runtime/cuda/cuda_backend.h"
 #endif
 
+#include <mutex>
+
 namespace compressa {
 
 StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact) {
@@ -15,8 +17,11 @@ StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact) {
     return std::unique_ptr<Backend>(new CpuBackend());
   case fb::Target::Cuda: {
 #if COMPRESSA_HAVE_CUDA
-    COMPRESSA_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend,
-                               CudaBackend::create(artifact.path()));
+    COMPRESSA_ASSIGN_OR_RETURN(
+        std::unique_ptr<CudaBackend> backend,
+        CudaBackend::create(artifact.path(),
+                            rankDevice(artifact.root().rank(),
+                                       artifact.root().ranks())));
     return std::unique_ptr<Backend>(std::move(backend));
 #else
     return COMPRESSA_ERROR(Unimplemented,
@@ -30,6 +35,24 @@ StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact) {
   return COMPRESSA_ERROR(Unimplemented, "%s: the artifact targets %s, which "
                          "this runtime cannot run",
                          artifact.path().c_str(), artifact.targetName());
+}
+
+namespace {
+std::mutex rankDevicesMutex;
+std::vector<int> rankDevicesList;
+} // namespace
+
+void setRankDevices(std::vector<int> devices) {
+  std::lock_guard<std::mutex> lock(rankDevicesMutex);
+  rankDevicesList = std::move(devices);
+}
+
+int rankDevice(uint32_t rank, uint32_t ranks) {
+  if (ranks < 2)
+    return -1;
+  std::lock_guard<std::mutex> lock(rankDevicesMutex);
+  return rank < rankDevicesList.size() ? rankDevicesList[rank]
+                                       : static_cast<int>(rank);
 }
 
 Status Backend::startTimer() {

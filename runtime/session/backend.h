@@ -10,6 +10,7 @@
 #define COMPRESSA_RUNTIME_SESSION_BACKEND_H
 
 #include "runtime/base/status.h"
+#include "runtime/comm/communicator.h"
 #include "runtime/cuda/random_weights.h"
 #include "runtime/format/artifact_reader.h"
 
@@ -181,9 +182,25 @@ public:
   };
   virtual const std::vector<KernelTime> &kernelTimes() const = 0;
 
+  /// The communicator of this rank, for an artifact of several ranks: the
+  /// backend runs each collective step (artifact.fbs, Collective) through
+  /// it. Must outlive the backend's runs; without one a collective fails.
+  void setCommunicator(Communicator *comm) { communicator = comm; }
+
+protected:
+  Communicator *communicator = nullptr;
+
 private:
   std::chrono::steady_clock::time_point timerStart;
 };
+
+/// The CUDA devices of the ranks of multi-rank artifacts (compressa-run
+/// --devices): rank r opens devices[r]. Unset (empty), rank r of several
+/// opens device r, and a one-rank artifact COMPRESSA_CUDA_DEVICE or 0.
+void setRankDevices(std::vector<int> devices);
+/// The device rank `rank` of an artifact of `ranks` opens: -1 for a
+/// one-rank artifact (CudaDevice::open's default).
+int rankDevice(uint32_t rank, uint32_t ranks);
 
 /// The backend for the artifact's target: the CPU, or the CUDA GPU (a
 /// machine without a usable driver or GPU gets an Unavailable error that

@@ -4,6 +4,7 @@
 // (artifact.fbs, "Execution model"). Everything device-specific goes through
 // the Backend (runtime/session/backend.h).
 #include "runtime/session/engine.h"
+#include "runtime/session/multi_rank.h"
 
 #include <algorithm>
 #include <chrono>
@@ -180,8 +181,11 @@ Engine::create(std::unique_ptr<Artifact> artifact,
   // Step 2. The checkpoint, checked against the manifest.
   COMPRESSA_ASSIGN_OR_RETURN(engine->store, WeightStore::open(weightsDir));
   engine->weightsWhat = "weights " + engine->store->directory();
-  COMPRESSA_RETURN_IF_ERROR(engine->bindWeights());
-  return finishCreate(std::move(engine));
+  COMPRESSA_RETURN_IF_ERROR(withRank(*engine->art, engine->bindWeights()));
+  COMPRESSA_ASSIGN_OR_RETURN(engine, finishCreate(std::move(engine)));
+  // Rank 0 of an expert-parallel artifact: the other ranks join it.
+  COMPRESSA_RETURN_IF_ERROR(RankGroup::join(*engine, weightsDir, false, 0));
+  return engine;
 }
 
 StatusOr<std::unique_ptr<Engine>>
@@ -203,7 +207,9 @@ Engine::createWithRandomWeights(std::unique_ptr<Artifact> artifact,
   engine->weightsWhat =
       "random weights (seed " + std::to_string(seed) + ")";
   COMPRESSA_RETURN_IF_ERROR(engine->planRandomWeights());
-  return finishCreate(std::move(engine));
+  COMPRESSA_ASSIGN_OR_RETURN(engine, finishCreate(std::move(engine)));
+  COMPRESSA_RETURN_IF_ERROR(RankGroup::join(*engine, "", true, seed));
+  return engine;
 }
 
 StatusOr<std::unique_ptr<Engine>>
@@ -564,7 +570,7 @@ Status Engine::buildExpertTables() {
     std::vector<uint64_t> addresses(size_t(2) * experts, 0);
     for (uint32_t e = 0; e < experts; ++e) {
       std::string name =
-          Artifact::expertWeightName(view(table.pattern()), e);
+          Artifact::expertWeightName(view(table.pattern()), table.first() + e);
       int64_t index = art->findWeight(name); // Validated to exist.
       addresses[e] = weightAddress[index];
       addresses[experts + e] = scaleAddress[index];
@@ -619,6 +625,8 @@ Status Engine::allocateStates() {
 }
 
 void Engine::reset() {
+  if (rankGroup)
+    rankGroup->resetPeers();
   const auto *list = art->root().states();
   resetError = okStatus();
   lastResetBytes = 0;
@@ -801,6 +809,10 @@ Status Engine::buildSlot() {
 }
 
 Status Engine::setSlotCount(int64_t count) {
+  if (rankGroup && count != 1)
+    return COMPRESSA_ERROR(Unimplemented,
+                           "%s: an engine of %d ranks holds one sequence",
+                           art->path().c_str(), rankGroup->size());
   if (count < 1 || count > int64_t(kMaxBatchLimit))
     return COMPRESSA_ERROR(InvalidArgument,
                            "%s: cannot hold %lld sequences (expected 1 to "
@@ -893,6 +905,10 @@ StatusOr<std::vector<float>> Engine::decodeStep(const int64_t *slotIds,
 // Engine: running
 //===----------------------------------------------------------------------===//
 
+int64_t Engine::rankCount() const {
+  return rankGroup ? rankGroup->size() : 1;
+}
+
 int64_t Engine::eosTokenId() const { return art->model().eos_token_id(); }
 
 bool Engine::hasProgram(std::string_view name) const {
@@ -922,6 +938,8 @@ Status Engine::fillSyntheticContext(int64_t from, int64_t to, uint64_t seed) {
                            static_cast<long long>(to),
                            static_cast<long long>(contextLimit));
   COMPRESSA_RETURN_IF_ERROR(resetError);
+  if (rankGroup)
+    COMPRESSA_RETURN_IF_ERROR(rankGroup->fillPeers(from, to, seed));
   const auto *list = art->root().states();
   for (size_t s = 0; s < states.size(); ++s) {
     const fb::State &state = *list->Get(s);
@@ -1049,6 +1067,11 @@ Status Engine::checkInputs(const PreparedProgram &program, const int64_t *ids,
 
 Status Engine::run(PreparedProgram &program, const int64_t *ids,
                    int64_t count, int64_t startPos, float *logitsOut) {
+  // Several ranks: each runs its programs at once (collectives join them).
+  if (rankGroup && !rankGroup->inLeaderRun())
+    return rankGroup->runAll(program.name, ids, count, startPos, [&] {
+      return run(program, ids, count, startPos, logitsOut);
+    });
   // The launches may write the state of every position of this call; the
   // next reset clears up to there.
   positionsUsed = std::max(positionsUsed, startPos + count);
