@@ -21,6 +21,8 @@
 #include "runtime/session/engine.h"
 #include "runtime/weights/json.h"
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -252,45 +254,67 @@ int main(int argc, char **argv) {
   std::string artifact, weights;
   int64_t prompt = 512, gen = 128, repeat = 5, context = 0;
   uint64_t seed = 1;
-  bool profile = false, json = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&](int64_t &out) {
-      return i + 1 < argc && parseCount(argv[++i], out);
-    };
-    if (arg == "-h" || arg == "--help")
-      return usage(nullptr);
-    if (arg == "--profile")
-      profile = true;
-    else if (arg == "--json")
-      json = true;
-    else if (arg == "--seed") {
-      char *end = nullptr;
-      const char *text = i + 1 < argc ? argv[++i] : "";
-      unsigned long long v = std::strtoull(text, &end, 10);
-      if (!*text || *end || *text == '-')
-        return usage("--seed takes a non-negative integer");
-      seed = v;
-    } else if (arg == "--context") {
-      if (!value(context))
-        return usage("--context takes a count >= 1");
-    }
-    else if (arg == "--weights" && i + 1 < argc)
-      weights = argv[++i];
-    else if (arg == "--prompt") {
-      if (!value(prompt))
-        return usage("--prompt takes a count >= 1");
-    } else if (arg == "--gen") {
-      if (!value(gen))
-        return usage("--gen takes a count >= 1");
-    } else if (arg == "--repeat") {
-      if (!value(repeat))
-        return usage("--repeat takes a count >= 1");
-    } else if (!arg.empty() && arg[0] != '-' && artifact.empty())
-      artifact = arg;
-    else
-      return usage(("unknown argument '" + arg + "'").c_str());
+  bool profile = false, json = false, help = false;
+  // CLI11 reads the command line; the values are checked here so that the
+  // messages stay the tool's own (the tests name them). Unknown options and
+  // extra arguments are collected as extras and reported below.
+  CLI::App app("compressa-bench");
+  app.set_help_flag();
+  app.allow_extras();
+  std::string seedText, contextText, promptText, genText, repeatText;
+  app.add_flag("-h,--help", help);
+  app.add_flag("--profile", profile);
+  app.add_flag("--json", json);
+  struct Valued {
+    const char *flag;
+    std::string *text;
+    const char *error;
+  } valued[] = {
+      {"--seed", &seedText, "--seed takes a non-negative integer"},
+      {"--context", &contextText, "--context takes a count >= 1"},
+      {"--weights", &weights, "--weights takes a directory or 'random'"},
+      {"--prompt", &promptText, "--prompt takes a count >= 1"},
+      {"--gen", &genText, "--gen takes a count >= 1"},
+      {"--repeat", &repeatText, "--repeat takes a count >= 1"},
+  };
+  for (Valued &option : valued)
+    app.add_option(option.flag, *option.text)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("ARTIFACT", artifact);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &error) {
+    // A value-taking option at the end of the line: its own message.
+    std::string what = error.what();
+    for (const Valued &option : valued)
+      if (what.find(option.flag) != std::string::npos)
+        return usage(option.error);
+    return usage(what.c_str());
   }
+  if (help)
+    return usage(nullptr);
+  for (const std::string &arg : app.remaining())
+    return usage(("unknown argument '" + arg + "'").c_str());
+  if (app.count("--seed")) {
+    char *end = nullptr;
+    const char *text = seedText.c_str();
+    unsigned long long v = std::strtoull(text, &end, 10);
+    if (!*text || *end || *text == '-')
+      return usage("--seed takes a non-negative integer");
+    seed = v;
+  }
+  struct Count {
+    const char *flag;
+    const std::string &text;
+    int64_t &value;
+    const char *error;
+  } counts[] = {{"--context", contextText, context, valued[1].error},
+                {"--prompt", promptText, prompt, valued[3].error},
+                {"--gen", genText, gen, valued[4].error},
+                {"--repeat", repeatText, repeat, valued[5].error}};
+  for (const Count &count : counts)
+    if (app.count(count.flag) && !parseCount(count.text.c_str(), count.value))
+      return usage(count.error);
   if (artifact.empty() || weights.empty())
     return usage("an artifact and --weights are required");
   if (context == 0)
