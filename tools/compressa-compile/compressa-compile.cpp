@@ -577,6 +577,7 @@ int main(int argc, char **argv) {
                     " of '" + source + "'");
       ArtifactOptions rankOpts = aopts;
       rankOpts.rank = r;
+      rankOpts.peers.clear(); // Only rank 0 carries the others.
       ArtifactStats rankStats;
       FailureOr<std::string> peer =
           serializeArtifact(*copy, *targetInfo, rankOpts, rankStats);
