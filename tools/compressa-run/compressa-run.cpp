@@ -24,6 +24,8 @@
 #include "runtime/weights/safetensors.h"
 #include "runtime/weights/safetensors_writer.h"
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -33,8 +35,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <optional>
+#include <iterator>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <sys/mman.h>
@@ -216,15 +221,6 @@ Status parseReal(const std::string &flag, const std::string &text,
   return okStatus();
 }
 
-template <class T>
-Status setOnce(const std::string &flag, std::optional<T> &slot, T value) {
-  if (slot)
-    return COMPRESSA_ERROR(InvalidArgument, "%s is given more than once",
-                           flag.c_str());
-  slot = value;
-  return okStatus();
-}
-
 Status setOnce(const std::string &flag, std::string &slot,
                const std::string &value) {
   if (!slot.empty())
@@ -278,135 +274,149 @@ StatusOr<Options> checkTextModeOptions(const Options &options) {
   return options;
 }
 
-/// Sets a boolean flag that may appear once.
-Status setFlagOnce(const std::string &flag, bool &slot) {
-  if (slot)
-    return COMPRESSA_ERROR(InvalidArgument, "%s is given more than once",
-                           flag.c_str());
-  slot = true;
-  return okStatus();
+/// The options that take a value.
+const char *const kValueOptions[] = {
+    "--weights",     "--input-ids", "--dump-logits", "--prefill", "--chunk",
+    "-n",            "--prompt-len", "--top-k",      "--temperature",
+    "--top-p",       "--seed",      "-p",            "-f",
+    "--tokenizer",   "--system"};
+/// The flags (no value).
+const char *const kFlags[] = {"--greedy", "--print-ids", "--chat", "--think",
+                              "--json"};
+
+bool isValueOption(const std::string &flag) {
+  for (const char *name : kValueOptions)
+    if (flag == name)
+      return true;
+  return false;
 }
 
 StatusOr<Options> parseCommandLine(int argc, char **argv) {
   Options options;
-  bool sawGreedy = false, sawPrintIds = false;
+  // CLI11 reads the command line; the checks and messages below are the
+  // tool's own (the tests and --help name them). Two things are settled
+  // before CLI11 sees the arguments: -h/--help wins over everything, and
+  // "FLAG=VALUE" of a value option becomes "FLAG" "VALUE" (CLI11 would keep
+  // the '=' of a short option's value, e.g. -n=5, and call an empty value
+  // missing).
+  std::vector<std::string> args = {argv[0]};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       options.help = true;
       return options;
     }
-    if (arg.size() < 2 || arg[0] != '-') {
-      if (!options.artifact.empty())
-        return COMPRESSA_ERROR(InvalidArgument,
-                               "unexpected argument '%s': the artifact is "
-                               "already '%s' (see --help)",
-                               printable(arg).c_str(),
-                               printable(options.artifact).c_str());
-      options.artifact = arg;
+    size_t equals = arg.find('=');
+    if (arg.size() > 1 && arg[0] == '-' && equals != std::string::npos &&
+        isValueOption(arg.substr(0, equals))) {
+      args.push_back(arg.substr(0, equals));
+      args.push_back(arg.substr(equals + 1));
       continue;
     }
-    // "--flag=value" or "--flag value".
-    std::string flag = arg;
-    std::optional<std::string> inlineValue;
-    size_t equals = arg.find('=');
-    if (equals != std::string::npos) {
-      flag = arg.substr(0, equals);
-      inlineValue = arg.substr(equals + 1);
-    }
-    auto takeValue = [&](std::string &value) -> Status {
-      if (inlineValue) {
-        value = *inlineValue;
-        return okStatus();
-      }
-      if (i + 1 >= argc)
-        return COMPRESSA_ERROR(InvalidArgument, "%s expects a value",
-                               flag.c_str());
-      value = argv[++i];
-      return okStatus();
-    };
-    auto noValue = [&]() -> Status {
-      if (inlineValue)
-        return COMPRESSA_ERROR(InvalidArgument, "%s takes no value",
-                               flag.c_str());
-      return okStatus();
-    };
-
-    std::string value;
-    if (flag == "--weights") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, options.weights, value));
-    } else if (flag == "--input-ids") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, options.inputIds, value));
-    } else if (flag == "--dump-logits") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, options.dumpLogits, value));
-    } else if (flag == "--prefill" || flag == "--chunk" || flag == "-n" ||
-               flag == "--prompt-len" || flag == "--top-k") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      int64_t number = 0;
-      int64_t minimum = flag == "--chunk" || flag == "--prompt-len" ? 1 : 0;
-      COMPRESSA_RETURN_IF_ERROR(parseInt(flag, value, minimum, number));
-      std::optional<int64_t> &slot =
-          flag == "--prefill"      ? options.prefill
-          : flag == "--chunk"      ? options.chunk
-          : flag == "-n"           ? options.generate
-          : flag == "--prompt-len" ? options.promptLength
-                                   : options.topK;
-      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, slot, number));
-    } else if (flag == "--temperature" || flag == "--top-p") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      double number = 0;
-      COMPRESSA_RETURN_IF_ERROR(parseReal(flag, value, number));
-      COMPRESSA_RETURN_IF_ERROR(setOnce(
-          flag, flag == "--temperature" ? options.temperature : options.topP,
-          number));
-    } else if (flag == "--seed") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      uint64_t number = 0;
-      COMPRESSA_RETURN_IF_ERROR(parseUnsigned(flag, value, number));
-      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, options.seed, number));
-    } else if (flag == "--greedy") {
-      COMPRESSA_RETURN_IF_ERROR(noValue());
-      if (sawGreedy)
-        return COMPRESSA_ERROR(InvalidArgument, "--greedy is given more than "
-                                                "once");
-      sawGreedy = options.greedy = true;
-    } else if (flag == "--print-ids") {
-      COMPRESSA_RETURN_IF_ERROR(noValue());
-      if (sawPrintIds)
-        return COMPRESSA_ERROR(InvalidArgument, "--print-ids is given more "
-                                                "than once");
-      sawPrintIds = options.printIds = true;
-    } else if (flag == "-p") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      if (options.promptText)
-        return COMPRESSA_ERROR(InvalidArgument, "-p is given more than once");
-      options.promptText = value; // Empty: "empty prompt", below.
-    } else if (flag == "-f") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, options.promptFile, value));
-    } else if (flag == "--tokenizer") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, options.tokenizer, value));
-    } else if (flag == "--system") {
-      COMPRESSA_RETURN_IF_ERROR(takeValue(value));
-      if (options.system)
-        return COMPRESSA_ERROR(InvalidArgument,
-                               "--system is given more than once");
-      options.system = value;
-    } else if (flag == "--chat" || flag == "--think" || flag == "--json") {
-      COMPRESSA_RETURN_IF_ERROR(noValue());
-      COMPRESSA_RETURN_IF_ERROR(setFlagOnce(
-          flag, flag == "--chat"    ? options.chat
-                : flag == "--think" ? options.think
-                                    : options.json));
-    } else {
-      return COMPRESSA_ERROR(InvalidArgument, "unknown option '%s' (see --help)",
-                             printable(flag).c_str());
-    }
+    args.push_back(arg);
   }
+  std::vector<char *> pointers;
+  for (std::string &arg : args)
+    pointers.push_back(arg.data());
+
+  CLI::App app("compressa-run");
+  app.set_help_flag();
+  // Unknown options and extra arguments are reported below, as before.
+  app.allow_extras();
+  // Every occurrence is kept: "is given more than once" is an error.
+  std::map<std::string, std::vector<std::string>> values;
+  for (const char *name : kValueOptions)
+    app.add_option(name, values[name])
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->expected(1)
+        ->allow_extra_args(false);
+  bool *flagSlots[] = {&options.greedy, &options.printIds, &options.chat,
+                       &options.think, &options.json};
+  std::vector<CLI::Option *> flags;
+  for (size_t f = 0; f < std::size(kFlags); ++f)
+    flags.push_back(
+        app.add_flag(kFlags[f], *flagSlots[f])->disable_flag_override());
+  app.add_option("ARTIFACT", options.artifact);
+  try {
+    app.parse(static_cast<int>(pointers.size()), pointers.data());
+  } catch (const CLI::ParseError &error) {
+    std::string what = error.what();
+    for (const char *name : kValueOptions)
+      if (what.rfind(std::string(name) + ":", 0) == 0)
+        return COMPRESSA_ERROR(InvalidArgument, "%s expects a value", name);
+    for (const char *name : kFlags)
+      if (what.rfind(std::string(name + 2) + " was given", 0) == 0)
+        return COMPRESSA_ERROR(InvalidArgument, "%s takes no value", name);
+    return COMPRESSA_ERROR(InvalidArgument, "%s (see --help)", what.c_str());
+  }
+  for (const std::string &arg : app.remaining()) {
+    if (arg.size() >= 2 && arg[0] == '-')
+      return COMPRESSA_ERROR(InvalidArgument, "unknown option '%s' (see --help)",
+                             printable(arg.substr(0, arg.find('='))).c_str());
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "unexpected argument '%s': the artifact is "
+                           "already '%s' (see --help)",
+                           printable(arg).c_str(),
+                           printable(options.artifact).c_str());
+  }
+  for (size_t f = 0; f < flags.size(); ++f)
+    if (flags[f]->count() > 1)
+      return COMPRESSA_ERROR(InvalidArgument, "%s is given more than once",
+                             kFlags[f]);
+  // The value of `flag`, if given (once).
+  auto value = [&](const char *flag) -> StatusOr<std::optional<std::string>> {
+    const std::vector<std::string> &given = values[flag];
+    if (given.size() > 1)
+      return COMPRESSA_ERROR(InvalidArgument, "%s is given more than once",
+                             flag);
+    if (given.empty())
+      return std::optional<std::string>();
+    return std::optional<std::string>(given[0]);
+  };
+  for (auto [flag, slot] :
+       {std::pair<const char *, std::string *>{"--weights", &options.weights},
+        {"--input-ids", &options.inputIds},
+        {"--dump-logits", &options.dumpLogits},
+        {"-f", &options.promptFile},
+        {"--tokenizer", &options.tokenizer}}) {
+    COMPRESSA_ASSIGN_OR_RETURN(std::optional<std::string> text, value(flag));
+    if (text)
+      COMPRESSA_RETURN_IF_ERROR(setOnce(flag, *slot, *text));
+  }
+  for (auto [flag, minimum, slot] :
+       {std::tuple<const char *, int64_t, std::optional<int64_t> *>{
+            "--prefill", 0, &options.prefill},
+        {"--chunk", 1, &options.chunk},
+        {"-n", 0, &options.generate},
+        {"--prompt-len", 1, &options.promptLength},
+        {"--top-k", 0, &options.topK}}) {
+    COMPRESSA_ASSIGN_OR_RETURN(std::optional<std::string> text, value(flag));
+    if (!text)
+      continue;
+    int64_t number = 0;
+    COMPRESSA_RETURN_IF_ERROR(parseInt(flag, *text, minimum, number));
+    *slot = number;
+  }
+  for (auto [flag, slot] :
+       {std::pair<const char *, std::optional<double> *>{
+            "--temperature", &options.temperature},
+        {"--top-p", &options.topP}}) {
+    COMPRESSA_ASSIGN_OR_RETURN(std::optional<std::string> text, value(flag));
+    if (!text)
+      continue;
+    double number = 0;
+    COMPRESSA_RETURN_IF_ERROR(parseReal(flag, *text, number));
+    *slot = number;
+  }
+  COMPRESSA_ASSIGN_OR_RETURN(std::optional<std::string> seed, value("--seed"));
+  if (seed) {
+    uint64_t number = 0;
+    COMPRESSA_RETURN_IF_ERROR(parseUnsigned("--seed", *seed, number));
+    options.seed = number;
+  }
+  // -p and --system may be empty (-p "" is "empty prompt", below).
+  COMPRESSA_ASSIGN_OR_RETURN(options.promptText, value("-p"));
+  COMPRESSA_ASSIGN_OR_RETURN(options.system, value("--system"));
 
   // Required inputs and the mode.
   if (options.artifact.empty())
