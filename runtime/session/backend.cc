@@ -48,11 +48,43 @@ void setRankDevices(std::vector<int> devices) {
 }
 
 int rankDevice(uint32_t rank, uint32_t ranks) {
-  if (ranks < 2)
-    return -1;
   std::lock_guard<std::mutex> lock(rankDevicesMutex);
-  return rank < rankDevicesList.size() ? rankDevicesList[rank]
-                                       : static_cast<int>(rank);
+  if (rank < rankDevicesList.size())
+    return rankDevicesList[rank];
+  return ranks < 2 ? -1 : static_cast<int>(rank);
+}
+
+std::vector<int> rankDevices() {
+  std::lock_guard<std::mutex> lock(rankDevicesMutex);
+  return rankDevicesList;
+}
+
+StatusOr<std::vector<int>> parseDeviceList(const std::string &text) {
+  std::vector<int> devices;
+  size_t start = 0;
+  for (;;) {
+    size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos
+                                              ? std::string::npos
+                                              : comma - start);
+    bool digits = !item.empty() && item.size() <= 4 &&
+                  item.find_first_not_of("0123456789") == std::string::npos;
+    int device = digits ? std::stoi(item) : -1;
+    if (!digits || device >= 1024)
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "--devices '%s': '%s' is not a CUDA device "
+                             "ordinal (expected a list like 0,1,2,3)",
+                             text.c_str(), item.c_str());
+    for (int d : devices)
+      if (d == device)
+        return COMPRESSA_ERROR(InvalidArgument,
+                               "--devices '%s' names device %d twice",
+                               text.c_str(), device);
+    devices.push_back(device);
+    if (comma == std::string::npos)
+      return devices;
+    start = comma + 1;
+  }
 }
 
 Status Backend::startTimer() {

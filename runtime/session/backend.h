@@ -198,9 +198,15 @@ private:
 /// --devices): rank r opens devices[r]. Unset (empty), rank r of several
 /// opens device r, and a one-rank artifact COMPRESSA_CUDA_DEVICE or 0.
 void setRankDevices(std::vector<int> devices);
-/// The device rank `rank` of an artifact of `ranks` opens: -1 for a
-/// one-rank artifact (CudaDevice::open's default).
+/// The device rank `rank` of an artifact of `ranks` opens: devices[rank]
+/// when set, else rank for several ranks and -1 (CudaDevice::open's
+/// default) for one.
 int rankDevice(uint32_t rank, uint32_t ranks);
+/// What setRankDevices set (empty: nothing).
+std::vector<int> rankDevices();
+/// Parses a --devices value: comma-separated CUDA ordinals ("0,1,2,3"),
+/// each in [0, 1024), none twice.
+StatusOr<std::vector<int>> parseDeviceList(const std::string &text);
 
 /// The backend for the artifact's target: the CPU, or the CUDA GPU (a
 /// machine without a usable driver or GPU gets an Unavailable error that

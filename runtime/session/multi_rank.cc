@@ -88,6 +88,12 @@ Status RankGroup::join(Engine &leader, const std::string &weightsDir,
   std::unique_ptr<RankGroup> group(new RankGroup());
   // The communicators first: NCCL missing fails before any weight loads.
   if (art.target() == fb::Target::Cuda) {
+    std::vector<int> chosen = rankDevices();
+    if (!chosen.empty() && chosen.size() != ranks)
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "%s has %u ranks, but --devices names %zu "
+                             "devices (one per rank)",
+                             art.path().c_str(), ranks, chosen.size());
     std::vector<int> devices;
     for (uint32_t r = 0; r < ranks; ++r)
       devices.push_back(rankDevice(r, ranks));

@@ -65,6 +65,10 @@ static int usage(const char *error) {
                "                  run at positions C..C+M-1, reading what a "
                "real context C reads\n"
                "  --repeat R      measured runs after one warm-up (default 5)\n"
+               "  --devices LIST  CUDA: the GPU of each rank of an artifact of "
+               "--ranks N\n"
+               "                  (default rank r on GPU r); all ranks run in "
+               "this process\n"
                "  --profile       also time each decode kernel (one extra run)\n"
                "  --json          print one JSON object instead of text (with "
                "the per-kernel\n"
@@ -262,6 +266,7 @@ int main(int argc, char **argv) {
   app.set_help_flag();
   app.allow_extras();
   std::string seedText, contextText, promptText, genText, repeatText;
+  std::string devicesText;
   app.add_flag("-h,--help", help);
   app.add_flag("--profile", profile);
   app.add_flag("--json", json);
@@ -276,6 +281,8 @@ int main(int argc, char **argv) {
       {"--prompt", &promptText, "--prompt takes a count >= 1"},
       {"--gen", &genText, "--gen takes a count >= 1"},
       {"--repeat", &repeatText, "--repeat takes a count >= 1"},
+      {"--devices", &devicesText,
+       "--devices takes CUDA device ordinals, one per rank (0,1,...)"},
   };
   for (Valued &option : valued)
     app.add_option(option.flag, *option.text)
@@ -317,6 +324,12 @@ int main(int argc, char **argv) {
       return usage(count.error);
   if (artifact.empty() || weights.empty())
     return usage("an artifact and --weights are required");
+  if (app.count("--devices")) {
+    StatusOr<std::vector<int>> devices = parseDeviceList(devicesText);
+    if (!devices.ok())
+      return usage(devices.status().message().c_str());
+    setRankDevices(std::move(*devices));
+  }
   if (context == 0)
     context = prompt;
   if (context < prompt) {
@@ -493,6 +506,9 @@ int main(int argc, char **argv) {
     };
     field("artifact", quote(artifact));
     field("backend", quote(e.backendDescription()));
+    // Ranks of the artifact (--ranks N): all run at once; the backend, the
+    // kernels and the bytes per step are rank 0's.
+    field("ranks", std::to_string(e.rankCount()));
     field("weights", quote(e.weightsDescription()));
     field("prompt", std::to_string(prompt));
     field("context", std::to_string(context));
@@ -534,6 +550,10 @@ int main(int argc, char **argv) {
     return 0;
   }
 
+  if (e.rankCount() > 1)
+    std::printf("ranks %lld, run at once; backend, kernels and bytes below "
+                "are rank 0's\n",
+                (long long)e.rankCount());
   std::printf("artifact %s\nbackend %s\n"
               "prompt %lld tokens, %lld decoded, median of %lld runs after a "
               "warm-up; timer: %s\n"
