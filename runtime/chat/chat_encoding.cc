@@ -190,8 +190,14 @@ StatusOr<std::string> toolCallsBlock(const std::vector<ChatToolCall> &calls,
     if (c)
       out += '\n';
     out += "<｜DSML｜invoke name=\"" + call.name + "\">\n";
-    nlohmann::ordered_json arguments = nlohmann::ordered_json::parse(
-        call.arguments, nullptr, /*allow_exceptions=*/false);
+    // Like the reference, arguments that do not parse (or are beyond the
+    // limits, where Python's json.loads would fail on recursion too) are
+    // one string parameter.
+    StatusOr<nlohmann::ordered_json> parsed =
+        parseOrderedJson(call.arguments, "the arguments");
+    nlohmann::ordered_json arguments =
+        parsed.ok() ? std::move(parsed).value()
+                    : nlohmann::ordered_json(nlohmann::ordered_json::value_t::discarded);
     if (arguments.is_discarded()) {
       arguments = nlohmann::ordered_json::object();
       arguments["arguments"] = call.arguments;
@@ -273,9 +279,12 @@ ChatEncoder::pieces(const std::vector<ChatMessage> &messages,
   }
   std::vector<std::string> schemas;
   for (size_t t = 0; t < options.tools.size(); ++t) {
-    nlohmann::ordered_json schema = nlohmann::ordered_json::parse(
-        options.tools[t], nullptr, /*allow_exceptions=*/false);
-    if (schema.is_discarded() || !schema.is_object())
+    StatusOr<nlohmann::ordered_json> parsed =
+        parseOrderedJson(options.tools[t], "the function definition");
+    if (!parsed.ok())
+      return parsed.status().withContext("tool %zu", t);
+    const nlohmann::ordered_json &schema = *parsed;
+    if (!schema.is_object())
       return COMPRESSA_ERROR(InvalidArgument,
                              "tool %zu: the function definition is not a "
                              "JSON object",

@@ -493,6 +493,20 @@ TEST_F(ChatEncodingTest, R9ArgumentsThatAreNotJsonBecomeOneStringParameter) {
                        "</｜DSML｜invoke>\n"
                        "</｜DSML｜tool_calls>" +
                 kEosText);
+  // So do arguments nested deeper than the JSON limits (json_text.h), where
+  // the reference's json.loads fails on recursion.
+  std::string deep = "{\"a\": " + std::string(600, '[') +
+                     std::string(600, ']') + "}";
+  EXPECT_EQ(text({user("q"), calls({{"a", "f", deep}})}, kChat),
+            kBosText + "<｜User｜>q<｜Assistant｜></think>"
+                       "\n\n<｜DSML｜tool_calls>\n"
+                       "<｜DSML｜invoke name=\"f\">\n"
+                       "<｜DSML｜parameter name=\"arguments\" string=\"true\">" +
+                deep +
+                "</｜DSML｜parameter>\n"
+                "</｜DSML｜invoke>\n"
+                "</｜DSML｜tool_calls>" +
+                kEosText);
   // JSON that is not an object is refused (the reference fails on it).
   StatusOr<std::string> out =
       encoder->render({user("q"), calls({{"a", "f", "[1]"}})}, kChat);
@@ -581,15 +595,24 @@ TEST_F(ChatEncodingTest, R12ToolJsonIsWrittenAsPythonWritesIt) {
       R"({"name":"f","description":"Météo \"x\"\n\ttab\u0001","p":[1.0,1e-5,)"
       R"(1e16,0.0001,-2.5e-7,100,true,null,{}]})"};
   std::string rendered = text({user("q")}, options);
+  StatusOr<std::string> out = std::string();
   EXPECT_NE(rendered.find(
                 R"({"name": "f", "description": "Météo \"x\"\n\ttab\u0001", )"
                 R"("p": [1.0, 1e-05, 1e+16, 0.0001, -2.5e-07, 100, true, )"
                 R"(null, {}]})"),
             std::string::npos)
       << rendered;
-  // A definition that is not a JSON object is refused, naming the tool.
+  // A definition that is not JSON, or not an object, is refused, naming the
+  // tool.
+  options.tools = {"{\"name\": "};
+  out = encoder->render({user("q")}, options);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().message().rfind(
+                "tool 0: the function definition is not valid JSON: ", 0),
+            0u)
+      << out.status().message();
   options.tools = {kWeatherTool, "[1]"};
-  StatusOr<std::string> out = encoder->render({user("q")}, options);
+  out = encoder->render({user("q")}, options);
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().message(),
             "tool 1: the function definition is not a JSON object");

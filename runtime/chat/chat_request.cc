@@ -164,21 +164,7 @@ StatusOr<std::vector<ChatToolCall>> toolCallsOf(const Json &message,
 } // namespace
 
 StatusOr<nlohmann::ordered_json> parseRequestJson(std::string_view body) {
-  Json value = Json::parse(body.begin(), body.end(), nullptr,
-                           /*allow_exceptions=*/false);
-  if (!value.is_discarded())
-    return value;
-  // Parse again with exceptions for the position of the error.
-  try {
-    Json again = Json::parse(body.begin(), body.end());
-    (void)again;
-  } catch (const Json::parse_error &error) {
-    return COMPRESSA_ERROR(InvalidArgument,
-                           "the request body is not valid JSON: %s",
-                           error.what());
-  }
-  return COMPRESSA_ERROR(InvalidArgument,
-                         "the request body is not valid JSON");
+  return parseOrderedJson(body, "the request body");
 }
 
 StatusOr<ChatRequest> parseChatRequest(const nlohmann::ordered_json &body) {

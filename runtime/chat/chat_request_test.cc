@@ -171,6 +171,31 @@ TEST(ChatRequest, ErrorsNameTheField) {
     EXPECT_EQ(error(c.body), c.message) << c.body;
 }
 
+// ordered_json (which keeps the order of the tools' keys) compares every new
+// key of an object with the ones before it, and the JSON writers recurse per
+// level: bodies beyond the limits are refused before that, quickly.
+TEST(ChatRequest, HostileJsonShapesAreRefused) {
+  std::string deep = R"({"messages": [{"role": "user", "content": "q"}], "x": )" +
+                     std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_EQ(error(deep), "the request body nests deeper than 512 levels");
+  std::string wide = R"({"messages": [{"role": "user", "content": "q"}], "x": {)";
+  for (int i = 0; i < 200000; ++i)
+    wide += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":0";
+  wide += "}}";
+  EXPECT_EQ(error(wide).rfind("the request body has too many keys in its "
+                              "objects (an object of about 10000 keys",
+                              0),
+            0u)
+      << error(wide);
+  // Within the limits: 500 levels and an object of 5000 keys.
+  std::string fine = R"({"messages": [{"role": "user", "content": "q"}], "x": )" +
+                     std::string(500, '[') + std::string(500, ']') + ", \"y\": {";
+  for (int i = 0; i < 5000; ++i)
+    fine += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":0";
+  fine += "}}";
+  EXPECT_EQ(error(fine), "<no error>");
+}
+
 TEST(ChatRequest, InvalidUtf8InTheBodyIsAJsonError) {
   std::string body = "{\"messages\": [{\"role\": \"user\", \"content\": \"a\xFF\"}]}";
   EXPECT_NE(error(body).find("the request body is not valid JSON"),

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 namespace compressa {
 
@@ -174,6 +175,73 @@ std::string pythonJson(const nlohmann::ordered_json &value) {
 
 bool isJsonText(std::string_view text) {
   return nlohmann::json::accept(text.begin(), text.end());
+}
+
+namespace {
+
+/// A SAX pass (no tree built) that checks the limits of parseOrderedJson
+/// and keeps the parser's message on a syntax error.
+class ShapeCheck : public nlohmann::json::json_sax_t {
+public:
+  std::string problem;
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t &) override { return true; }
+  bool string(string_t &) override { return true; }
+  bool binary(binary_t &) override { return true; }
+  bool start_object(std::size_t) override { return open(); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_array() override { return close(); }
+  bool key(string_t &) override {
+    work += ++keys.back();
+    if (work <= kMaxJsonKeyWork)
+      return true;
+    problem = "has too many keys in its objects (an object of about " +
+              std::to_string(keys.back()) + " keys; the limit is about 10000)";
+    return false;
+  }
+  bool parse_error(std::size_t, const std::string &,
+                   const nlohmann::detail::exception &error) override {
+    problem = std::string("is not valid JSON: ") + error.what();
+    return false;
+  }
+
+private:
+  bool open() {
+    if (keys.size() < kMaxJsonDepth) {
+      keys.push_back(0);
+      return true;
+    }
+    problem = "nests deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    return false;
+  }
+  bool close() {
+    keys.pop_back();
+    return true;
+  }
+
+  std::vector<uint64_t> keys;
+  uint64_t work = 0;
+};
+
+} // namespace
+
+StatusOr<nlohmann::ordered_json> parseOrderedJson(std::string_view text,
+                                                  const char *what) {
+  ShapeCheck check;
+  if (!nlohmann::json::sax_parse(text.begin(), text.end(), &check))
+    return COMPRESSA_ERROR(InvalidArgument, "%s %s", what,
+                           check.problem.empty() ? "is not valid JSON"
+                                                 : check.problem.c_str());
+  nlohmann::ordered_json value = nlohmann::ordered_json::parse(
+      text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded())
+    return COMPRESSA_ERROR(InvalidArgument, "%s is not valid JSON", what);
+  return value;
 }
 
 } // namespace compressa

@@ -14,7 +14,11 @@
 #ifndef COMPRESSA_RUNTIME_CHAT_JSON_TEXT_H
 #define COMPRESSA_RUNTIME_CHAT_JSON_TEXT_H
 
+#include "runtime/base/status.h"
+
 #include <nlohmann/json.hpp>
+
+#include <cstdint>
 
 #include <string>
 #include <string_view>
@@ -32,6 +36,19 @@ std::string pythonJson(const nlohmann::ordered_json &value);
 
 /// True when `text` is one JSON value (surrounding whitespace allowed).
 bool isJsonText(std::string_view text);
+
+/// Limits on JSON read into ordered_json, whose objects are vectors: adding
+/// a key compares it with every key before it, so an object of n keys costs
+/// n^2/2 comparisons, and the writers above recurse once per level. A body
+/// within them parses in well under a second; beyond them it is refused.
+inline constexpr size_t kMaxJsonDepth = 512;
+/// The sum over all objects of n(n+1)/2 (about 10000 keys in one object).
+inline constexpr uint64_t kMaxJsonKeyWork = 50'000'000;
+
+/// Parses `text` (named `what` in errors) keeping the order of keys: an
+/// error names the position of a syntax error, or the limit exceeded.
+StatusOr<nlohmann::ordered_json> parseOrderedJson(std::string_view text,
+                                                  const char *what);
 
 } // namespace compressa
 
