@@ -312,6 +312,11 @@ void Scheduler::accept(int64_t s, const float *logits) {
   Slot &slot = slots[s];
   ServeRequest &request = *slot.request;
   int64_t token = request.sampler->sample(logits, engine.vocabSize());
+  const std::vector<int64_t> &forced = request.params.forcedReply;
+  if (!forced.empty())
+    token = request.generated < static_cast<int64_t>(forced.size())
+                ? forced[static_cast<size_t>(request.generated)]
+                : eos;
   ++request.generated;
   metrics.addGeneratedTokens(1);
   auto now = std::chrono::steady_clock::now();
@@ -330,8 +335,9 @@ void Scheduler::accept(int64_t s, const float *logits) {
     return finish(s, "stop");
   if (request.generated >= request.params.maxTokens)
     return finish(s, "length");
-  // The token runs at position tokens.size(), which must be in the context.
-  if (static_cast<int64_t>(slot.tokens.size()) >= engine.maxContext())
+  // Prompt and reply fit the context: tokens holds all but this token, so
+  // prompt + reply = tokens.size() + 1.
+  if (static_cast<int64_t>(slot.tokens.size()) + 1 >= engine.maxContext())
     return finish(s, "length");
   request.nextToken = token;
 }

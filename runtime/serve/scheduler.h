@@ -49,6 +49,12 @@ struct GenerationParams {
   SamplingOptions sampling;
   /// The reply ends before the first of these texts (not included).
   std::vector<std::string> stop;
+  /// A test hook (compressa-serve with COMPRESSA_SERVE_TEST_HOOKS=1): when
+  /// non-empty, these tokens are generated in turn instead of sampled ones,
+  /// then the end of sentence; the model still runs every step. Lets the
+  /// tests check reply parsing (reasoning, tool calls) on a tiny model
+  /// with random weights, whose own replies are gibberish.
+  std::vector<int64_t> forcedReply;
 };
 
 /// Why a reply ended, as OpenAI names it: "stop" (end of sentence or a

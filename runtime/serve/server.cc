@@ -465,6 +465,23 @@ struct Server::Handlers {
     return std::nullopt;
   }
 
+  /// The test hook's "x_forced_reply" (ignored unless enabled).
+  std::optional<ApiError> readForcedReply(const Json &body,
+                                          Parsed &parsed) const {
+    auto it = body.find("x_forced_reply");
+    if (!server.options.testHooks || it == body.end() || it->is_null())
+      return std::nullopt;
+    if (!it->is_string())
+      return wrongType("x_forced_reply", "a string", *it);
+    StatusOr<std::vector<int64_t>> ids =
+        server.tokenizer.encode(it->get<std::string>());
+    if (!ids.ok())
+      return badRequest("x_forced_reply: " + ids.status().message(),
+                        "x_forced_reply", "invalid_value");
+    parsed.params.forcedReply = std::move(*ids);
+    return std::nullopt;
+  }
+
   int64_t contextLeft(size_t promptTokens) const {
     return std::max<int64_t>(
         1, server.engine.maxContext() - static_cast<int64_t>(promptTokens));
@@ -701,6 +718,8 @@ struct Server::Handlers {
     if (auto error = readCommon(body, server.options.defaults,
                                 contextLeft(prompt->ids.size()), parsed))
       return sendError(res, *error);
+    if (auto error = readForcedReply(body, parsed))
+      return sendError(res, *error);
     generate(res, std::move(prompt->ids), std::move(parsed), true,
              prompt->thinking);
   }
@@ -748,6 +767,8 @@ struct Server::Handlers {
     Parsed parsed;
     if (auto error = readCommon(body, server.options.defaults,
                                 contextLeft(ids.size()), parsed))
+      return sendError(res, *error);
+    if (auto error = readForcedReply(body, parsed))
       return sendError(res, *error);
     generate(res, std::move(ids), std::move(parsed), false, false);
   }

@@ -71,6 +71,9 @@ struct ServerOptions {
   /// The id /v1/models lists and requests name in `model`.
   std::string modelId;
   GenerationDefaults defaults;
+  /// Accept the test-only request field "x_forced_reply" (a text whose
+  /// tokens replace the sampled ones; GenerationParams::forcedReply).
+  bool testHooks = false;
 };
 
 class Server {

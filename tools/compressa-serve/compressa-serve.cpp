@@ -25,6 +25,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -49,6 +50,14 @@ struct Options {
 bool fileExists(const std::string &path) {
   struct stat info;
   return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+}
+
+sigset_t stopSignalSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
 }
 
 int fail(const std::string &message) {
@@ -132,6 +141,9 @@ Status serve(const Options &options) {
   serverOptions.scheduler.maxQueue = options.maxQueue;
   serverOptions.modelId = modelId;
   serverOptions.defaults = defaults;
+  // Tests only: replies forced by the request (runtime/serve/server.h).
+  const char *hooks = std::getenv("COMPRESSA_SERVE_TEST_HOOKS");
+  serverOptions.testHooks = hooks && std::string(hooks) == "1";
   COMPRESSA_ASSIGN_OR_RETURN(std::unique_ptr<Server> server,
                              Server::create(engine, *tokenizer,
                                             std::move(serverOptions)));
@@ -149,12 +161,9 @@ Status serve(const Options &options) {
                static_cast<long long>(options.maxQueue));
 
   // SIGINT and SIGTERM stop the server: waited for by a thread of their
-  // own (blocked everywhere else, including the server's threads).
-  sigset_t stopSignals;
-  sigemptyset(&stopSignals);
-  sigaddset(&stopSignals, SIGINT);
-  sigaddset(&stopSignals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
+  // own (main blocked them before any thread started, so every thread of
+  // the server has them blocked).
+  sigset_t stopSignals = stopSignalSet();
   std::thread waiter([&server, stopSignals] {
     int signal = 0;
     sigwait(&stopSignals, &signal);
@@ -178,6 +187,8 @@ Status serve(const Options &options) {
 int main(int argc, char **argv) {
   // A client that closes its connection must not kill the server.
   std::signal(SIGPIPE, SIG_IGN);
+  sigset_t stopSignals = stopSignalSet();
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   Options options;
   CLI::App app{"compressa-serve: an OpenAI-compatible HTTP server for a "
                "compiled Compressa artifact (.cpa), with continuous batching."};
