@@ -222,15 +222,22 @@ bool ReplyParser::runToolBlock(ReplyDelta &delta) {
          std::string(kBlockClose) + ", found " + quote(rest.substr(0, 40)));
     return false;
   }
-  size_t close = rest.find(kInvokeClose);
-  size_t eos = rest.find(kEosToken);
+  // A long call arrives in many pieces: search only the text that is new
+  // since the last search (and a marker's length before it).
+  size_t from = searchFrom > at ? searchFrom - at : 0;
+  size_t close = rest.find(kInvokeClose, from);
+  size_t eos = rest.find(kEosToken, from);
   if (eos != std::string_view::npos &&
       (close == std::string_view::npos || eos < close)) {
     fail("the reply ended inside a " + std::string(kInvokeOpen) + "> element");
     return false;
   }
-  if (close == std::string_view::npos)
+  if (close == std::string_view::npos) {
+    size_t overlap = std::max(kInvokeClose.size(), kEosToken.size()) - 1;
+    searchFrom = pending.size() > overlap ? pending.size() - overlap : 0;
     return false;
+  }
+  searchFrom = 0;
 
   // One call: <｜DSML｜invoke name="NAME"> (parameters) </｜DSML｜invoke>.
   std::string_view invoke = rest.substr(0, close);

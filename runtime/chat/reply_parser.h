@@ -139,6 +139,8 @@ private:
   std::string pending;
   /// The tool block's opening tag was read.
   bool blockOpened = false;
+  /// Tool block: the end of an element is not in pending before this.
+  size_t searchFrom = 0;
   /// Drop whitespace at the start of the content after a tool-call block.
   bool skipSpace = false;
   std::string allReasoning, allContent;

@@ -173,6 +173,27 @@ TEST(ReplyParser, SeveralCallsAreReturnedOneByOne) {
   EXPECT_EQ(parser.content(), "");
 }
 
+// A call with a long value streamed a few bytes at a time (the parser
+// searches only the new text for the end of the call).
+TEST(ReplyParser, LongCallInSmallPieces) {
+  std::string value(200000, 'x');
+  for (size_t i = 0; i < value.size(); i += 97)
+    value[i] = '\n';
+  std::string text = "<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"write\">\n"
+                     "<｜DSML｜parameter name=\"text\" string=\"true\">" +
+                     value + "</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                             "</｜DSML｜tool_calls>" +
+                     kEos;
+  Collected out = parse(text, false, 3);
+  ASSERT_TRUE(out.error.ok()) << out.error.toString();
+  ASSERT_EQ(out.calls.size(), 1u);
+  std::string expected = "{\"text\": \"";
+  for (char c : value)
+    expected += c == '\n' ? std::string("\\n") : std::string(1, c);
+  expected += "\"}";
+  EXPECT_EQ(out.calls[0].arguments, expected);
+}
+
 TEST(ReplyParser, NonStringValuesKeepTheirJson) {
   std::string text =
       "<｜DSML｜tool_calls>"
