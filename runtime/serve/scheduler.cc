@@ -325,7 +325,7 @@ void Scheduler::accept(int64_t s, const float *logits) {
   else
     metrics.observeInterTokenLatency(secondsBetween(request.lastToken, now));
   request.lastToken = now;
-  if (token == eos)
+  if (token == eos && !request.params.ignoreEos)
     return finish(s, "stop");
   StatusOr<std::string> bytes = tokenizer.tokenBytes(token);
   if (!bytes.ok())

@@ -49,6 +49,9 @@ struct GenerationParams {
   SamplingOptions sampling;
   /// The reply ends before the first of these texts (not included).
   std::vector<std::string> stop;
+  /// Keep generating after the end of sentence (vLLM's ignore_eos; for
+  /// benchmarks and tests that need a reply of a known length).
+  bool ignoreEos = false;
   /// A test hook (compressa-serve with COMPRESSA_SERVE_TEST_HOOKS=1): when
   /// non-empty, these tokens are generated in turn instead of sampled ones,
   /// then the end of sentence; the model still runs every step. Lets the

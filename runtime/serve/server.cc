@@ -156,6 +156,11 @@ std::optional<ApiError> readCommon(const Json &body,
       return wrongType("stream", "a boolean", *it);
     out.stream = it->get<bool>();
   }
+  if (auto it = body.find("ignore_eos"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean())
+      return wrongType("ignore_eos", "a boolean", *it);
+    out.params.ignoreEos = it->get<bool>();
+  }
   if (auto it = body.find("n"); it != body.end() && !it->is_null()) {
     if (!it->is_number_integer())
       return wrongType("n", "an integer", *it);

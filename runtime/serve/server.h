@@ -13,7 +13,8 @@
 //   GET  /metrics              Prometheus text (runtime/serve/metrics.h)
 //
 // Both POST endpoints take max_tokens (max_completion_tokens), temperature,
-// top_p, top_k, seed, stop (a string or up to 4), stream; defaults for the
+// top_p, top_k, seed, stop (a string or up to 4), stream, and vLLM's
+// ignore_eos; defaults for the
 // sampling fields come from the checkpoint's generation_config.json. With
 // "stream": true the reply is a stream of chunks (text/event-stream) ending
 // with one that carries finish_reason and usage, then "data: [DONE]".
