@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <string>
 #include <condition_variable>
 #include <mutex>
 #include <type_traits>
@@ -41,17 +42,36 @@ Nccl nccl;
 Status loadStatus;
 
 Status loadLibrary() {
-  const char *library = std::getenv("COMPRESSA_NCCL_LIBRARY");
-  if (!library || !*library)
-    library = "libnccl.so.2";
-  void *handle = ::dlopen(library, RTLD_NOW | RTLD_LOCAL);
+  // The loader's path first, then the CUDA toolkit's lib64 (where the
+  // toolkit's NCCL lives, often not on the loader's path).
+  const char *chosen = std::getenv("COMPRESSA_NCCL_LIBRARY");
+  std::vector<std::string> candidates;
+  if (chosen && *chosen) {
+    candidates.push_back(chosen);
+  } else {
+    candidates.push_back("libnccl.so.2");
+    if (const char *home = std::getenv("CUDA_HOME"); home && *home)
+      candidates.push_back(std::string(home) + "/lib64/libnccl.so.2");
+    candidates.push_back("/usr/local/cuda/lib64/libnccl.so.2");
+  }
+  const char *library = candidates[0].c_str();
+  void *handle = nullptr;
+  std::string why;
+  for (const std::string &candidate : candidates) {
+    handle = ::dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle) {
+      library = candidate.c_str();
+      break;
+    }
+    const char *error = ::dlerror();
+    why += (why.empty() ? "" : "; ") + std::string(error ? error : candidate);
+  }
   if (!handle) {
-    const char *why = ::dlerror();
     return COMPRESSA_ERROR(Unavailable,
                            "no NCCL: dlopen(%s) failed: %s (an artifact of "
                            "several ranks on CUDA needs NCCL: the CUDA "
                            "toolkit's lib64, or Debian's libnccl2)",
-                           library, why ? why : "unknown error");
+                           library, why.c_str());
   }
   auto bind = [&](auto &fn, const char *symbol) -> Status {
     void *p = ::dlsym(handle, symbol);
