@@ -4,6 +4,7 @@
 #include "passes/Pipelines.h"
 #include "lowering/DSV4ToKernels/Passes.h"
 #include "lowering/Target/TargetInfo.h"
+#include "lowering/TensorCore/Numerics.h"
 #include "passes/Model/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -61,6 +62,13 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
     return failure();
   }
 
+  std::optional<Numerics> numerics = parseNumerics(options.numerics.getValue());
+  if (!numerics) {
+    error = "unknown numerics '" + options.numerics.getValue() +
+            "' (expected exact or fast)";
+    return failure();
+  }
+
   // dispatch: bound each program's token count first (memory planning sizes
   // buffers from the bounds); drop what no program uses before grouping;
   // fusion decides which values never leave a kernel, memory planning then
@@ -70,6 +78,8 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
         dsv4::DSV4SpecializeShapesPassOptions{options.prefillMaxTokens,
                                               options.maxContext}));
     pm.addPass(createCSEPass());
+    // Before grouping: the ops `fast` marks must not merge with decode's.
+    pm.addPass(createSelectNumericsPass(*numerics));
     OpPassManager &fpm = pm.nest<func::FuncOp>();
     fpm.addPass(dsv4::createDSV4FormDispatchesPass());
     fpm.addPass(dsv4::createDSV4PlanMemoryPass(

@@ -4,8 +4,8 @@
 // The whole pipeline, in one place: compressa-compile builds exactly what
 // compressa-opt runs with `--compressa-pipeline`, stage by stage:
 //
-//   dispatch  dsv4-specialize-shapes, cse, dsv4-form-dispatches,
-//             dsv4-plan-memory
+//   dispatch  dsv4-specialize-shapes, cse, dsv4-select-numerics,
+//             dsv4-form-dispatches, dsv4-plan-memory
 //   outline   dsv4-outline-dispatches, dsv4-deduplicate-kernels
 //   kernels   convert-dsv4-to-kernels{target}
 //   llvm      lower-kernels-to-llvm{target}
@@ -58,6 +58,13 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("CUDA: kernels reading at least this many bytes of "
                      "weights and state use every multiprocessor; 0: all"),
       llvm::cl::init(int64_t(256) << 10)};
+  Option<std::string> numerics{
+      *this, "numerics",
+      llvm::cl::desc("exact (f32 activations, the default) or fast (the "
+                     "prefill program's FP8 linear layers quantise "
+                     "activations 1x128 with UE8M0 scales and run FP8 x FP8 "
+                     "block-scaled GEMMs)"),
+      llvm::cl::init("exact")};
   Option<bool> bufferReuse{
       *this, "buffer-reuse",
       llvm::cl::desc("Reuse arena slots of dead values"), llvm::cl::init(true)};

@@ -4,6 +4,7 @@
 #include "passes/RegisterAll.h"
 #include "dialects/DSV4/IR/DSV4Dialect.h"
 #include "lowering/DSV4ToKernels/Passes.h"
+#include "lowering/TensorCore/Numerics.h"
 #include "passes/Model/Passes.h"
 #include "passes/Pipelines.h"
 
@@ -53,5 +54,6 @@ void compressa::registerAllDSV4Passes() {
   // Ours.
   dsv4::registerDSV4ModelPasses();
   compressa::registerDSV4ToKernelsPasses();
+  compressa::registerNumericsPasses();
   registerPipelines();
 }

@@ -31,11 +31,13 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["compressa-opt", "compressa-compile", "compressa-run",
-     "make-random-model", "compressa-tokenize", "compressa-bench"],
+     "make-random-model", "compressa-tokenize", "compressa-bench",
+     "compressa-gemm"],
     [config.compressa_tools_dir, config.llvm_tools_dir])
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
+config.substitutions.append(("%scripts", os.path.join(config.compressa_src_root, "scripts")))
 
 # The CUDA toolkit (libdevice and ptxas) for the PTX/cubin tests; no GPU is
 # needed. The golden models live in the repository (models/tiny-a, tiny-c).
@@ -43,6 +45,7 @@ _cuda = os.environ.get("CUDA_HOME", "/usr/local/cuda")
 if os.path.exists(os.path.join(_cuda, "bin", "ptxas")) and os.path.exists(
         os.path.join(_cuda, "nvvm", "libdevice", "libdevice.10.bc")):
     config.available_features.add("cuda-toolkit")
+    config.substitutions.append(("%ptxas", os.path.join(_cuda, "bin", "ptxas")))
 else:
     missing_features["cuda-toolkit"] = (
         f"the CUDA 13 toolkit: no {_cuda}/bin/ptxas or "

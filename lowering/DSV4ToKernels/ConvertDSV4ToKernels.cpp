@@ -6,6 +6,7 @@
 #include "lowering/DSV4ToKernels/Passes.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
 #include "lowering/Target/TargetInfo.h"
+#include "lowering/TensorCore/Numerics.h"
 #include "dialects/DSV4/IR/DSV4Ops.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -134,6 +135,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
         return op.emitOpError() << "produces a value the kernel cannot place";
       ec.states[r] = ec.states[base];
     }
+    ec.fastLinear = usesFastLinear(&op);
     if (failed(emitOp(kb, &op, ec, patterns)))
       return failure();
     if (kb.storedOutsideRegion())

@@ -104,11 +104,17 @@ public:
   /// out[s, i] = dot(x[s], W row i) for every token s of the call and row i;
   /// token s of x starts at s * xStride.
   void linearTokens(View x, int64_t xStride, const WeightView &wt, View out) {
+    // --numerics=fast: act_quant + FP8 x FP8 GEMM (TensorCoreGemm.h).
+    if (ctx.fastLinear && isa<Float8E4M3FNType>(wt.elt))
+      return fastLinearTokens(x, xStride, wt, out);
     kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
       kb.storeOnce(out, e, kb.dotLanes(kb.at(x, kb.mul(s, c(xStride))), wt, i, lane), lane);
     });
   }
+
+  /// linearTokens of an FP8 weight in --numerics=fast (TensorCoreGemm.cpp).
+  void fastLinearTokens(View x, int64_t xStride, const WeightView &wt, View out);
 
   /// Writes into `ids`/`order` the k largest of `n` scores at `scores`
   /// (descending; ties go to the lower index), marking taken ones -inf.

@@ -40,6 +40,9 @@ struct EmitContext {
   llvm::DenseMap<Value, ExpertView> experts;
   /// Decode state (window ring, compressor state, entries): base pointers.
   llvm::DenseMap<Value, Value> states;
+  /// The op being emitted takes the FP8 path of --numerics=fast
+  /// (dsv4.numerics = "fast" on it; TensorCoreGemm.h).
+  bool fastLinear = false;
   /// Allocates `bytesPerToken * S + bytes` of kernel scratch; returns a pointer.
   std::function<Value(int64_t bytesPerToken, int64_t bytes)> scratch;
 };

@@ -499,11 +499,14 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
   std::string configJson;
   if (auto text = module->getAttrOfType<StringAttr>(kConfigJsonAttr))
     configJson = text.str();
+  // dsv4-select-numerics records `fast` only: absent means exact.
+  auto numericsAttr = module->getAttrOfType<StringAttr>(kNumericsAttr);
+  std::string numerics = numericsAttr ? numericsAttr.str() : "exact";
   auto root = fb::CreateArtifactDirect(
       fbb, kArtifactVersion, model, configJson.c_str(),
       cuda ? fb::Target::Cuda : fb::Target::Cpu, &progs, &ks, &ss, &ws, &ets,
       cpuCode, cudaCode, uint32_t(opts.rank), uint32_t(opts.ranks),
-      peers.empty() ? nullptr : &peers);
+      peers.empty() ? nullptr : &peers, numerics.c_str());
   fb::FinishArtifactBuffer(fbb, root);
   stats.kernels = kernelList.size();
   stats.launches = launches;

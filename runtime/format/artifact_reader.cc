@@ -666,6 +666,12 @@ Status ArtifactReader::validate(Artifact &artifact) {
                            "sequences a runtime holds",
                            p, model->max_batch(), kMaxBatchLimit);
 
+  if (const flatbuffers::String *n = root.numerics())
+    if (n->string_view() != "exact" && n->string_view() != "fast")
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: numerics is '%s', expected exact or fast", p,
+                             n->c_str());
+
   // The target and its code.
   if (root.target() > fb::Target::MAX)
     return COMPRESSA_ERROR(DataLoss, "%s: target %u is unknown", p,

@@ -11,6 +11,7 @@
 //   compressa-compile MODEL --target=cuda:sm_90a --emit=ptx -o MODEL.ptx
 //   compressa-compile MODEL --weights DIR --target=cpu -o MODEL.cpa
 //   compressa-compile MODEL --layers A:B ... (layers A..B-1 only)
+//   compressa-compile MODEL --numerics=exact|fast ... (see --help)
 //
 // MODEL is a config.json, a directory holding one, or a model name under
 // the models directory (`deepseek-v4-flash`, `deepseek-v4-pro`, `tiny-a`, ...).
@@ -28,6 +29,7 @@
 #include "lowering/KernelsToArtifact/SerializeArtifact.h"
 #include "lowering/Target/CUDA/CudaCodegen.h"
 #include "lowering/Target/TargetInfo.h"
+#include "lowering/TensorCore/Numerics.h"
 #include "passes/Model/Passes.h"
 #include "passes/Pipelines.h"
 #include "passes/RegisterAll.h"
@@ -128,6 +130,13 @@ static cl::opt<int64_t> maxBatch(
              "slot (stored in the artifact; compressa-serve --max-batch may "
              "lower it)"),
     cl::init(8), cl::cat(category));
+static cl::opt<std::string> numerics(
+    "numerics",
+    cl::desc("exact (f32 activations; the default) or fast (the prefill "
+             "program's FP8 linear layers quantise activations 1x128 with "
+             "UE8M0 scales and multiply FP8 x FP8 with the weights' block "
+             "scales; decode stays exact)"),
+    cl::init("exact"), cl::cat(category));
 static cl::opt<std::string> weightFormat(
     "weight-format",
     cl::desc("Formats of the checkpoint the artifact will load: checkpoint "
@@ -288,6 +297,8 @@ static llvm::json::Value summaryJson(const ModelConfig &cfg) {
       {"params_active_per_token_incl_embedding", params.activePerToken},
       {"checkpoint_tensors", static_cast<int64_t>(manifest.size())},
       {"checkpoint_bytes", bytes},
+      // What an artifact compiled with these flags computes (--numerics).
+      {"numerics", numerics.getValue()},
   };
 }
 
@@ -373,6 +384,9 @@ int main(int argc, char **argv) {
     return fail("--ranks must be in [1, 64], got " + std::to_string(ranks));
   if (parallel != "ep")
     return fail("unknown --parallel '" + parallel + "' (expected ep)");
+  if (!parseNumerics(numerics))
+    return fail("unknown --numerics '" + numerics +
+                "' (expected exact or fast)");
   if (maxBatch < 1 || maxBatch > ::compressa::kMaxBatchLimit)
     return fail("--max-batch must be in [1, " +
                 std::to_string(::compressa::kMaxBatchLimit) + "]");
@@ -508,6 +522,7 @@ int main(int argc, char **argv) {
   converted = outlined && SymbolTable::lookupSymbolIn(*module, TargetInfo::kContainer);
   popts.startAfter = converted ? "kernels" : outlined ? "outline" : planned ? "dispatch" : "none";
   popts.prefillMaxTokens = prefillMaxTokens;
+  popts.numerics = numerics.getValue();
   // Read by the serializer into ModelInfo.max_batch.
   (*module)->setAttr("compressa.max_batch",
                      Builder(&context).getI64IntegerAttr(maxBatch));

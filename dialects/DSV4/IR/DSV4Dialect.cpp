@@ -426,6 +426,13 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
   }
   if (name == kMaxContextAttr)
     return positiveI64(1);
+  if (name == kNumericsAttr) {
+    auto str = dyn_cast<StringAttr>(value);
+    if (!str || (str.getValue() != "exact" && str.getValue() != "fast"))
+      return op->emitOpError() << name << " must be \"exact\" or \"fast\", got "
+                               << value;
+    return success();
+  }
   if (name == kModelInfoAttr) {
     auto dict = dyn_cast<DictionaryAttr>(value);
     if (!dict)

@@ -38,6 +38,10 @@ namespace mlir::dsv4 {
 ///                      n_routed_experts : i64}   what the runtime needs of it
 ///   dsv4.config_json = "..."     the config.json it was built from
 ///   dsv4.max_context = N : i64   longest context the decode state holds
+///   dsv4.numerics = "exact"|"fast"  compressa-compile --numerics
+/// On a dsv4 op (--numerics=fast, set by dsv4-select-numerics):
+///   dsv4.numerics = "fast"       its FP8 linear layers quantise activations
+///                                (1x128, UE8M0) and run FP8 x FP8 GEMMs
 /// On a kernel (func.func after outlining, the target's kernel after
 /// conversion):
 ///   dsv4.kernel = "name"         a kernel and its readable name
@@ -55,6 +59,7 @@ inline constexpr llvm::StringLiteral kModelAttr = "dsv4.model";
 inline constexpr llvm::StringLiteral kModelInfoAttr = "dsv4.model_info";
 inline constexpr llvm::StringLiteral kConfigJsonAttr = "dsv4.config_json";
 inline constexpr llvm::StringLiteral kMaxContextAttr = "dsv4.max_context";
+inline constexpr llvm::StringLiteral kNumericsAttr = "dsv4.numerics";
 inline constexpr llvm::StringLiteral kKernelAttr = "dsv4.kernel";
 inline constexpr llvm::StringLiteral kAbiAttr = "dsv4.abi";
 /// The keys of dsv4.model_info, each an i64.

@@ -1,0 +1,95 @@
+//===- Numerics.cpp - dsv4-select-numerics -------------------------------===//
+// SPDX-License-Identifier: Apache-2.0
+
+#include "lowering/TensorCore/Numerics.h"
+#include "dialects/DSV4/IR/DSV4Ops.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "llvm/ADT/StringSwitch.h"
+
+using namespace mlir;
+using namespace mlir::compressa;
+
+std::optional<Numerics> compressa::parseNumerics(llvm::StringRef name) {
+  return llvm::StringSwitch<std::optional<Numerics>>(name)
+      .Case("exact", Numerics::Exact)
+      .Case("fast", Numerics::Fast)
+      .Default(std::nullopt);
+}
+
+const char *compressa::numericsName(Numerics numerics) {
+  return numerics == Numerics::Fast ? "fast" : "exact";
+}
+
+bool compressa::usesFastLinear(Operation *op) {
+  auto mark = op->getAttrOfType<StringAttr>(dsv4::kNumericsAttr);
+  return mark && mark.getValue() == "fast";
+}
+
+namespace {
+
+/// The ops whose kernels multiply by FP8 dense weights through
+/// Emitter::linearTokens (wq_a, wq_b, wkv, wo_b, the indexer's wq_b).
+bool hasFp8LinearLayer(Operation *op) {
+  if (!isa<dsv4::QProjOp, dsv4::KVProjOp, dsv4::OutProjOp, dsv4::IndexerTopkOp>(op))
+    return false;
+  return llvm::any_of(op->getOperandTypes(), [](Type t) {
+    auto w = dyn_cast<dsv4::WeightType>(t);
+    return w && w.getRank() == 2 && isa<Float8E4M3FNType>(w.getElementType());
+  });
+}
+
+struct SelectNumericsPass
+    : public PassWrapper<SelectNumericsPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(SelectNumericsPass)
+
+  SelectNumericsPass() = default;
+  SelectNumericsPass(const SelectNumericsPass &other) : PassWrapper(other) {}
+  explicit SelectNumericsPass(Numerics n) { numerics = numericsName(n); }
+
+  StringRef getArgument() const final { return "dsv4-select-numerics"; }
+  StringRef getDescription() const final {
+    return "Records --numerics on the module; for `fast`, marks the prefill "
+           "ops whose FP8 linear layers quantise activations (act_quant "
+           "1x128, UE8M0) and run FP8 x FP8 block-scaled GEMMs";
+  }
+
+  Option<std::string> numerics{*this, "numerics",
+                               llvm::cl::desc("exact or fast"),
+                               llvm::cl::init("exact")};
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    std::optional<Numerics> n = parseNumerics(numerics);
+    if (!n) {
+      module.emitError() << "dsv4-select-numerics: unknown numerics '"
+                         << numerics << "' (expected exact or fast)";
+      return signalPassFailure();
+    }
+    // Absent means exact: the exact pipeline's output is unchanged.
+    if (*n != Numerics::Fast)
+      return;
+    Builder b(module.getContext());
+    module->setAttr(dsv4::kNumericsAttr, b.getStringAttr(numericsName(*n)));
+    for (auto func : module.getOps<func::FuncOp>()) {
+      if (func.getName() != "prefill")
+        continue;
+      func.walk([&](Operation *op) {
+        if (hasFp8LinearLayer(op))
+          op->setAttr(dsv4::kNumericsAttr, b.getStringAttr("fast"));
+      });
+    }
+  }
+};
+
+} // namespace
+
+std::unique_ptr<Pass> compressa::createSelectNumericsPass(Numerics numerics) {
+  return std::make_unique<SelectNumericsPass>(numerics);
+}
+
+void compressa::registerNumericsPasses() {
+  PassRegistration<SelectNumericsPass>();
+}

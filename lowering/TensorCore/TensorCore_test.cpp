@@ -1,0 +1,245 @@
+//===- TensorCore_test.cpp - --numerics=fast kernels vs the spec ----------===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// The act_quant and FP8 linear-layer kernels of --numerics=fast, built and
+// compiled for the CPU target exactly as the artifact's kernels are, against
+// ActQuantReference.h (float64, from the spec): act_quant's bytes must be
+// identical, the GEMM within f32 accumulation of the float64 result. The
+// tensor-core GEMM's PTX must hold the wgmma and TMA instructions.
+
+#include "lowering/TensorCore/ActQuantKernel.h"
+#include "lowering/TensorCore/ActQuantReference.h"
+#include "lowering/TensorCore/WgmmaGemm.h"
+#include "lowering/Target/CPU/CpuCodegen.h"
+#include "lowering/Target/TargetInfo.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using namespace mlir;
+namespace ref = ::compressa::reference;
+
+namespace {
+
+/// A CPU kernel from a module of buildActQuantKernel / buildFastLinearKernel.
+class CpuKernel {
+public:
+  ~CpuKernel() {
+    if (handle)
+      dlclose(handle);
+  }
+  bool load(ModuleOp top, const std::string &symbol, std::string &error) {
+    auto kernels = dyn_cast_or_null<ModuleOp>(
+        SymbolTable::lookupSymbolIn(top, mlir::compressa::TargetInfo::kContainer));
+    if (!kernels) {
+      error = "no kernel container";
+      return false;
+    }
+    mlir::compressa::cpu::CpuCodegenOptions options;
+    std::string triple;
+    FailureOr<std::string> so = mlir::compressa::cpu::compileToSharedObject(kernels, options, triple);
+    if (failed(so)) {
+      error = "compileToSharedObject failed";
+      return false;
+    }
+    llvm::SmallString<128> path;
+    int fd = -1;
+    if (llvm::sys::fs::createTemporaryFile("tensor_core_test", "so", fd, path)) {
+      error = "no temporary file";
+      return false;
+    }
+    {
+      llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+      os.write(so->data(), so->size());
+    }
+    handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    llvm::sys::fs::remove(path);
+    if (!handle) {
+      error = dlerror();
+      return false;
+    }
+    entry = reinterpret_cast<void (*)(void **)>(dlsym(handle, symbol.c_str()));
+    if (!entry)
+      error = "no symbol " + symbol;
+    return entry != nullptr;
+  }
+  void run(std::vector<void *> argv) { entry(argv.data()); }
+
+private:
+  void *handle = nullptr;
+  void (*entry)(void **) = nullptr;
+};
+
+std::unique_ptr<MLIRContext> makeContext() {
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registerAllToLLVMIRTranslations(registry);
+  mlir::compressa::cpu::registerCpuCodegenDialects(registry);
+  return std::make_unique<MLIRContext>(registry);
+}
+
+/// Rows of k floats that exercise act_quant: per 128-block magnitudes over
+/// 2^-30 .. 2^20, blocks of zeros (the 1e-4 floor), blocks of exact ties
+/// between neighbouring e4m3 values, values in e4m3's subnormal range and
+/// below it, negative zeros, amax exactly 448 2^e and just above it.
+std::vector<float> testRows(int64_t rows, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<float> x(size_t(rows) * k);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b * 128 < k; ++b) {
+      int mode = int(rng() % 8);
+      int e = int(rng() % 51) - 30;
+      for (int64_t j = b * 128; j < std::min<int64_t>(k, b * 128 + 128); ++j) {
+        double v = u(rng) * std::ldexp(1.0, e);
+        switch (mode) {
+        case 0: v = 0; break;
+        case 1: { // a tie between codes c and c + 1 at scale 2^e
+          int c = int(rng() % 0x7D);
+          v = (ref::e4m3Value(c) + ref::e4m3Value(c + 1)) / 2 * std::ldexp(1.0, e);
+          if (rng() & 1)
+            v = -v;
+          break;
+        }
+        case 2: v = u(rng) * std::ldexp(1.0, e - 14); break; // subnormal range
+        case 3: v = (j % 3 == 0) ? -0.0 : v; break;
+        default: break;
+        }
+        x[size_t(r) * k + j] = float(v);
+      }
+      // The block's scale: amax = 448 2^e exactly, or one ulp above it.
+      if (mode == 1 || mode == 4) {
+        float top = float(448.0 * std::ldexp(1.0, e));
+        if (mode == 4)
+          top = std::nextafter(top, 1e30f);
+        x[size_t(r) * k + b * 128] = top;
+      }
+    }
+  return x;
+}
+
+class TensorCoreTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(TensorCoreTest, ActQuantBytesEqualTheReference) {
+  const int64_t k = GetParam(), rows = 41, blocks = (k + 127) / 128;
+  auto ctx = makeContext();
+  std::string error;
+  OwningOpRef<ModuleOp> module = mlir::compressa::buildActQuantKernel(*ctx, k, "cpu", error);
+  ASSERT_TRUE(module) << error;
+  CpuKernel kernel;
+  ASSERT_TRUE(kernel.load(*module, "compressa_act_quant_k" + std::to_string(k), error))
+      << error;
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    std::vector<float> x = testRows(rows, k, seed);
+    std::vector<uint8_t> q(size_t(rows) * k, 0xEE), s(size_t(rows) * blocks, 0xEE);
+    kernel.run({reinterpret_cast<void *>(intptr_t(rows)), x.data(), q.data(), s.data()});
+    std::vector<uint8_t> rq(q.size()), rs(s.size());
+    for (int64_t r = 0; r < rows; ++r)
+      ref::actQuantRow(&x[size_t(r) * k], k, &rq[size_t(r) * k], &rs[size_t(r) * blocks]);
+    int64_t differing = 0;
+    for (size_t i = 0; i < q.size(); ++i)
+      if (q[i] != rq[i] && differing++ < 5)
+        ADD_FAILURE() << "code " << i << " (row " << i / k << "): kernel 0x" << std::hex
+                      << int(q[i]) << ", reference 0x" << int(rq[i]) << std::dec
+                      << " for x = " << x[i] << " (scale byte " << int(rs[i / k * blocks + (i % k) / 128]) << ")";
+    for (size_t i = 0; i < s.size(); ++i)
+      if (s[i] != rs[i] && differing++ < 10)
+        ADD_FAILURE() << "scale " << i << ": kernel " << int(s[i]) << ", reference "
+                      << int(rs[i]);
+    EXPECT_EQ(differing, 0) << "seed " << seed;
+  }
+}
+
+TEST_P(TensorCoreTest, FastLinearWithinF32AccumulationOfFloat64) {
+  const int64_t k = GetParam(), n = 256 + 64, rows = 23, blocks = (k + 127) / 128;
+  auto ctx = makeContext();
+  std::string error;
+  OwningOpRef<ModuleOp> module = mlir::compressa::buildFastLinearKernel(*ctx, n, k, "cpu", error);
+  ASSERT_TRUE(module) << error;
+  CpuKernel kernel;
+  ASSERT_TRUE(kernel.load(*module,
+                          "compressa_fast_linear_n" + std::to_string(n) + "_k" +
+                              std::to_string(k),
+                          error))
+      << error;
+  std::mt19937 rng(7);
+  std::vector<float> x = testRows(rows, k, 11);
+  std::vector<uint8_t> w(size_t(n) * k), sw(size_t((n + 127) / 128) * blocks);
+  for (auto &c : w) {
+    c = uint8_t(rng());
+    if ((c & 0x7F) == 0x7F)
+      c ^= 1; // no NaN codes
+  }
+  for (auto &b : sw)
+    b = uint8_t(118 + rng() % 18);
+  std::vector<uint8_t> q(size_t(rows) * k), s(size_t(rows) * blocks);
+  std::vector<float> y(size_t(rows) * n, std::nanf(""));
+  kernel.run({reinterpret_cast<void *>(intptr_t(rows)), x.data(), w.data(), sw.data(),
+              q.data(), s.data(), y.data()});
+  std::vector<uint8_t> rq(k), rs(blocks);
+  double worst = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    ref::actQuantRow(&x[size_t(r) * k], k, rq.data(), rs.data());
+    for (int64_t c = 0; c < n; ++c) {
+      double mag = 0;
+      double want = ref::fp8GemmOutput(rq.data(), rs.data(), &w[size_t(c) * k],
+                                       &sw[size_t(c / 128) * blocks], k, &mag);
+      double got = y[size_t(r) * n + c];
+      ASSERT_TRUE(std::isfinite(got)) << "y[" << r << ", " << c << "] not written";
+      // f32 accumulation: at most (128 + blocks) roundings of 2^-24 of the
+      // magnitudes summed.
+      double bound = (128 + blocks) * std::ldexp(1.0, -24) * mag + 1e-30;
+      double err = std::fabs(got - want);
+      ASSERT_LE(err, bound) << "y[" << r << ", " << c << "] = " << got << ", want " << want;
+      worst = std::max(worst, err / bound);
+    }
+  }
+  RecordProperty("worst_error_over_bound", std::to_string(worst));
+}
+
+INSTANTIATE_TEST_SUITE_P(Widths, TensorCoreTest, ::testing::Values(128, 320, 1024));
+
+TEST(WgmmaGemm, PtxHoldsWgmmaAndBulkTensorCopies) {
+  auto ctx = makeContext();
+  mlir::compressa::WgmmaGemmShape shape;
+  shape.n = 256;
+  shape.k = 1024;
+  std::string error;
+  std::string ptx = mlir::compressa::wgmmaGemmPtx(*ctx, shape, "sm_90a", error);
+  ASSERT_FALSE(ptx.empty()) << error;
+  EXPECT_NE(ptx.find("wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3"),
+            std::string::npos);
+  EXPECT_NE(ptx.find("cp.async.bulk.tensor.2d"), std::string::npos);
+  EXPECT_NE(ptx.find("mbarrier.try_wait.parity"), std::string::npos);
+  EXPECT_NE(ptx.find(".entry compressa_fp8_gemm_n256_k1024"), std::string::npos);
+}
+
+TEST(WgmmaGemm, BadShapesAreRefused) {
+  std::string error;
+  mlir::compressa::WgmmaGemmShape shape;
+  shape.n = 200;
+  shape.k = 1024;
+  EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(shape, "sm_90a", error).empty());
+  EXPECT_NE(error.find("multiples of 128"), std::string::npos) << error;
+  shape.n = 256;
+  EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(shape, "sm_80", error).empty());
+  EXPECT_NE(error.find("sm_90a"), std::string::npos) << error;
+}
+
+} // namespace

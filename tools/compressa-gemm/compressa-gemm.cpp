@@ -1,0 +1,126 @@
+//===- compressa-gemm.cpp - The tensor-core FP8 GEMM of one shape ---------===//
+// SPDX-License-Identifier: Apache-2.0
+//
+//   compressa-gemm --n N --k K [--stages S] [--chip sm_90a] --emit=mlir|ptx [-o OUT]
+//   compressa-gemm --kernel=act-quant --k K [--target cpu|cuda:sm_90a]
+//                  --emit=mlir|ptx [-o OUT]
+//
+// The FP8 x FP8 block-scaled GEMM kernel (nvgpu.warpgroup.mma fed by
+// nvgpu.tma.async.load, lowering/TensorCore/WgmmaGemm.h) that --numerics=fast
+// uses for a weight of shape [N, K]; gemm-bench (tools/compressa-gemm) runs
+// its PTX on a GPU against the CPU reference.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/TensorCore/ActQuantKernel.h"
+#include "lowering/TensorCore/WgmmaGemm.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+#include <cstdlib>
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory category("compressa-gemm options");
+enum class Kernel { Gemm, ActQuant };
+static cl::opt<Kernel> kernel(
+    "kernel", cl::desc("Which kernel"), cl::init(Kernel::Gemm),
+    cl::values(clEnumValN(Kernel::Gemm, "gemm",
+                          "the FP8 block-scaled GEMM (nvgpu.warpgroup.mma, TMA)"),
+               clEnumValN(Kernel::ActQuant, "act-quant",
+                          "act_quant (1x128, UE8M0) of rows of K floats, as "
+                          "the artifact's kernels compute it")),
+    cl::cat(category));
+static cl::opt<int64_t> n("n", cl::desc("Output features N (multiple of 128)"),
+                          cl::init(0), cl::cat(category));
+static cl::opt<int64_t> k("k", cl::desc("Input features K (multiple of 128)"),
+                          cl::Required, cl::cat(category));
+static cl::opt<int64_t> stages("stages",
+                               cl::desc("Shared-memory buffers (1..6)"),
+                               cl::init(4), cl::cat(category));
+static cl::opt<std::string> chip("chip", cl::desc("CUDA chip (sm_90a)"),
+                                 cl::init("sm_90a"), cl::cat(category));
+static cl::opt<std::string> actTarget(
+    "target", cl::desc("act-quant: cpu or cuda:<chip> (--emit=mlir only for cpu)"),
+    cl::init("cuda:sm_90a"), cl::cat(category));
+static cl::opt<std::string> cudaToolkit(
+    "cuda-toolkit", cl::desc("CUDA toolkit (libdevice, ptxas); default "
+                             "$CUDA_HOME, else /usr/local/cuda"),
+    cl::cat(category));
+enum class Emit { MLIR, PTX };
+static cl::opt<Emit> emit(
+    "emit", cl::desc("What to write"), cl::init(Emit::PTX),
+    cl::values(clEnumValN(Emit::MLIR, "mlir", "the kernel in NVGPU/NVVM (MLIR)"),
+               clEnumValN(Emit::PTX, "ptx", "the kernel's PTX")),
+    cl::cat(category));
+static cl::opt<std::string> outputFile("o", cl::desc("Output file ('-' = stdout)"),
+                                       cl::init("-"), cl::cat(category));
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM initLLVM(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "Compressa: the tensor-core FP8 GEMM of one shape\n");
+  compressa::WgmmaGemmShape shape;
+  shape.n = n;
+  shape.k = k;
+  shape.stages = stages;
+  std::string error;
+  std::string out;
+  if (kernel == Kernel::ActQuant) {
+    DialectRegistry registry;
+    registerAllDialects(registry);
+    registerAllExtensions(registry);
+    registerAllGPUToLLVMIRTranslations(registry);
+    MLIRContext context(registry);
+    std::string toolkit = cudaToolkit;
+    if (toolkit.empty())
+      toolkit = std::getenv("CUDA_HOME") ? std::getenv("CUDA_HOME") : "/usr/local/cuda";
+    llvm::StringRef spec = actTarget;
+    if (emit == Emit::MLIR) {
+      OwningOpRef<ModuleOp> module = compressa::buildActQuantKernel(context, k, spec, error);
+      if (module) {
+        llvm::raw_string_ostream os(out);
+        (*module)->print(os);
+      }
+    } else if (!spec.consume_front("cuda:")) {
+      error = "--emit=ptx needs --target=cuda:<chip>";
+    } else {
+      out = compressa::actQuantPtx(context, k, spec, toolkit, error);
+    }
+  } else if (emit == Emit::MLIR) {
+    out = compressa::wgmmaGemmModuleText(shape, chip, error);
+  } else {
+    DialectRegistry registry;
+    // NVGPU/NVVM/GPU and the interfaces and translations the lowering to
+    // PTX goes through.
+    registerAllDialects(registry);
+    registerAllExtensions(registry);
+    registerAllGPUToLLVMIRTranslations(registry);
+    MLIRContext context(registry);
+    context.loadAllAvailableDialects();
+    out = compressa::wgmmaGemmPtx(context, shape, chip, error);
+  }
+  if (out.empty()) {
+    llvm::errs() << "compressa-gemm: error: " << error << "\n";
+    return 1;
+  }
+  auto file = openOutputFile(outputFile, &error);
+  if (!file) {
+    llvm::errs() << "compressa-gemm: error: cannot open '" << outputFile
+                 << "': " << error << "\n";
+    return 1;
+  }
+  file->os() << out;
+  file->keep();
+  return 0;
+}

@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: Apache-2.0
+// gemm-bench: runs the compiler's tensor-core FP8 GEMM (compressa-gemm
+// --emit=ptx) and its act_quant kernel (compressa-gemm --kernel=act-quant) on
+// a GPU, checks them against references written here from the spec
+// (section 3: act_quant with 1x128 blocks and UE8M0 scales; the FP8 GEMM with
+// f32 accumulation per 128-K block), and times the GEMM.
+//
+//   gemm-bench --gemm GEMM.ptx --m M --n N --k K [--act ACT.ptx] [--iters I]
+//
+// Prints one line per run: shape, act_quant bytes that differ from the
+// reference, the GEMM's error against a float64 reference (max |diff| / max
+// |ref| and ||diff|| / ||ref|| over the checked rows), the median time of
+// one launch and TFLOP/s (2 M N K flops). Exits 1 on a mismatch or error.
+// Links the runtime only (no MLIR): the driver through runtime/cuda.
+#include "lowering/TensorCore/ActQuantReference.h"
+#include "runtime/cuda/cuda_driver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+using compressa::CudaDriver;
+
+const CudaDriver *cu = nullptr;
+
+[[noreturn]] void die(const std::string &message) {
+  std::fprintf(stderr, "gemm-bench: error: %s\n", message.c_str());
+  std::exit(1);
+}
+
+void check(CUresult r, const char *what) {
+  if (r != CUDA_SUCCESS)
+    die(std::string(what) + ": " + compressa::cudaErrorText(r));
+}
+
+std::string readFile(const std::string &path) {
+  FILE *f = std::fopen(path.c_str(), "rb");
+  if (!f)
+    die("cannot open " + path);
+  std::string s;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+    s.append(buf, n);
+  std::fclose(f);
+  return s;
+}
+
+/// The kernel of a PTX module (the driver compiles the PTX for the device).
+CUfunction loadKernel(const std::string &ptxPath, const char *name) {
+  std::string ptx = readFile(ptxPath);
+  CUmodule module;
+  check(cu->cuModuleLoadData(&module, ptx.c_str()), "cuModuleLoadData");
+  CUfunction fn;
+  check(cu->cuModuleGetFunction(&fn, module, name), "cuModuleGetFunction");
+  return fn;
+}
+
+/// xorshift: deterministic inputs from a seed.
+struct Rng {
+  uint64_t s;
+  uint32_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return uint32_t(s >> 16);
+  }
+  double uniform() { return (next() & 0xFFFFFF) / double(1 << 24); }
+};
+
+using compressa::reference::actQuantRow;
+using compressa::reference::fp8GemmOutput;
+
+struct Options {
+  std::string gemm, act;
+  int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 96;
+  uint64_t seed = 1;
+};
+
+Options parse(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        die("missing value after " + a);
+      return argv[++i];
+    };
+    if (a == "--gemm") o.gemm = value();
+    else if (a == "--act") o.act = value();
+    else if (a == "--m") o.m = std::atoll(value().c_str());
+    else if (a == "--n") o.n = std::atoll(value().c_str());
+    else if (a == "--k") o.k = std::atoll(value().c_str());
+    else if (a == "--iters") o.iters = std::atoll(value().c_str());
+    else if (a == "--check-rows") o.checkRows = std::atoll(value().c_str());
+    else if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
+    else die("unknown argument " + a + " (usage: gemm-bench --gemm GEMM.ptx "
+             "--m M --n N --k K [--act ACT.ptx] [--iters I] [--check-rows R])");
+  }
+  if (o.gemm.empty() || o.m < 1 || o.n < 128 || o.k < 128 || o.n % 128 || o.k % 128)
+    die("need --gemm PTX, --m >= 1 and --n, --k positive multiples of 128");
+  return o;
+}
+
+CUdeviceptr alloc(size_t bytes) {
+  CUdeviceptr p;
+  check(cu->cuMemAlloc(&p, bytes), "cuMemAlloc");
+  return p;
+}
+
+/// A tensor map of a row-major [rows, cols] byte matrix in 128x128 boxes
+/// with the 128-byte swizzle, rows past the end read as zero.
+CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols) {
+  CUtensorMap map;
+  cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
+  cuuint64_t strides[1] = {cuuint64_t(cols)};
+  cuuint32_t box[2] = {128, 128}, elementStrides[2] = {1, 1};
+  check(cu->cuTensorMapEncodeTiled(
+            &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, reinterpret_cast<void *>(base),
+            dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+        "cuTensorMapEncodeTiled");
+  return map;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o = parse(argc, argv);
+  auto driver = compressa::loadCudaDriver();
+  if (!driver.ok())
+    die(driver.status().message());
+  cu = *driver;
+  if (!cu->cuTensorMapEncodeTiled)
+    die("the driver has no cuTensorMapEncodeTiled (CUDA 12 or newer needed)");
+  CUdevice dev;
+  check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
+  CUcontext ctx;
+  check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  check(cu->cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+  CUstream stream;
+  check(cu->cuStreamCreate(&stream, 0), "cuStreamCreate");
+
+  const int64_t m = o.m, n = o.n, k = o.k, kb = k / 128;
+  Rng rng{o.seed * 0x9E3779B97F4A7C15ull + 1};
+  // Activations: each 128-block at its own magnitude (2^-20 .. 2^12), a few
+  // blocks of zeros (the 1e-4 floor) and values on rounding ties.
+  std::vector<float> x(size_t(m) * k);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t b = 0; b < kb; ++b) {
+      int mode = int(rng.next() % 16);
+      double mag = std::ldexp(1.0, int(rng.next() % 33) - 20);
+      for (int64_t j = 0; j < 128; ++j) {
+        float v = float((rng.uniform() * 2 - 1) * mag);
+        if (mode == 0)
+          v = 0;
+        else if (mode == 1) // a tie between two e4m3 values at scale 1
+          v = float((rng.next() & 1 ? -1 : 1) * std::ldexp(17 + 2 * (rng.next() % 7), -4));
+        x[size_t(r) * k + b * 128 + j] = v;
+      }
+    }
+  // Weights: finite e4m3 codes, UE8M0 block scales around 1.
+  std::vector<uint8_t> w(size_t(n) * k), sw(size_t(n / 128) * kb);
+  for (auto &c : w) {
+    c = uint8_t(rng.next());
+    if ((c & 0x7F) == 0x7F)
+      c ^= 1;
+  }
+  for (auto &s : sw)
+    s = uint8_t(120 + rng.next() % 14);
+  // The reference act_quant.
+  std::vector<uint8_t> q(size_t(m) * k), sa(size_t(m) * kb);
+  for (int64_t r = 0; r < m; ++r)
+    actQuantRow(&x[size_t(r) * k], k, &q[size_t(r) * k], &sa[size_t(r) * kb]);
+
+  CUdeviceptr dq = alloc(q.size()), dsa = alloc(sa.size()), dw = alloc(w.size()),
+              dsw = alloc(sw.size()), dy = alloc(size_t(m) * n * 4),
+              dmaps = alloc(256);
+  check(cu->cuMemcpyHtoDAsync(dw, w.data(), w.size(), stream), "copy w");
+  check(cu->cuMemcpyHtoDAsync(dsw, sw.data(), sw.size(), stream), "copy sw");
+
+  // act_quant on the GPU (the compiler's kernel): bytes against the reference.
+  long long actMismatch = -1;
+  if (!o.act.empty()) {
+    CUfunction act = loadKernel(o.act, ("compressa_act_quant_k" + std::to_string(k)).c_str());
+    CUdeviceptr dx = alloc(x.size() * 4), drows = alloc(8), dargv = alloc(4 * 8);
+    int64_t rows = m;
+    check(cu->cuMemcpyHtoDAsync(dx, x.data(), x.size() * 4, stream), "copy x");
+    check(cu->cuMemcpyHtoDAsync(drows, &rows, 8, stream), "copy rows");
+    check(cu->cuMemsetD8Async(dq, 0xEE, q.size(), stream), "poison q");
+    check(cu->cuMemsetD8Async(dsa, 0xEE, sa.size(), stream), "poison sa");
+    CUdeviceptr argv4[4] = {drows, dx, dq, dsa};
+    check(cu->cuMemcpyHtoDAsync(dargv, argv4, sizeof argv4, stream), "copy argv");
+    void *params[] = {&dargv};
+    int threads = 0;
+    check(cu->cuFuncGetAttribute(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, act),
+          "cuFuncGetAttribute");
+    check(cu->cuLaunchKernel(act, 1, 1, 1, std::min(threads, 256), 1, 1, 0, stream,
+                             params, nullptr),
+          "launch act_quant");
+    check(cu->cuStreamSynchronize(stream), "act_quant");
+    std::vector<uint8_t> gq(q.size()), gsa(sa.size());
+    check(cu->cuMemcpyDtoHAsync(gq.data(), dq, gq.size(), stream), "copy q back");
+    check(cu->cuMemcpyDtoHAsync(gsa.data(), dsa, gsa.size(), stream), "copy sa back");
+    check(cu->cuStreamSynchronize(stream), "copy back");
+    actMismatch = 0;
+    for (size_t i = 0; i < q.size(); ++i)
+      actMismatch += gq[i] != q[i];
+    for (size_t i = 0; i < sa.size(); ++i)
+      actMismatch += gsa[i] != sa[i];
+  }
+  check(cu->cuMemcpyHtoDAsync(dq, q.data(), q.size(), stream), "copy q");
+  check(cu->cuMemcpyHtoDAsync(dsa, sa.data(), sa.size(), stream), "copy sa");
+
+  // The GEMM.
+  CUfunction gemm = loadKernel(o.gemm, ("compressa_fp8_gemm_n" + std::to_string(n) +
+                                        "_k" + std::to_string(k)).c_str());
+  const int stages = 4, shared = stages * 32768 + 1024;
+  check(cu->cuFuncSetAttribute(gemm, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                               shared),
+        "cuFuncSetAttribute(shared)");
+  CUtensorMap maps[2] = {tileMap(dq, m, k), tileMap(dw, n, k)};
+  check(cu->cuMemcpyHtoDAsync(dmaps, maps, sizeof maps, stream), "copy tensor maps");
+  CUdeviceptr amap = dmaps, wmap = dmaps + sizeof(CUtensorMap);
+  int32_t m32 = int32_t(m);
+  void *params[] = {&amap, &wmap, &dsa, &dsw, &dy, &m32};
+  unsigned gx = unsigned(n / 128), gy = unsigned((m + 127) / 128);
+  auto launch = [&] {
+    check(cu->cuLaunchKernel(gemm, gx, gy, 1, 256, 1, 1, shared, stream, params, nullptr),
+          "launch gemm");
+  };
+  check(cu->cuMemsetD8Async(dy, 0xFF, size_t(m) * n * 4, stream), "poison y"); // NaN
+  launch();
+  check(cu->cuStreamSynchronize(stream), "gemm");
+  std::vector<float> y(size_t(m) * n);
+  check(cu->cuMemcpyDtoHAsync(y.data(), dy, y.size() * 4, stream), "copy y");
+  check(cu->cuStreamSynchronize(stream), "copy y");
+
+  // Check rows spread over M (every row when few), all columns.
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < std::min(m, o.checkRows); ++i)
+    rows.push_back(m <= o.checkRows ? i : (i * 7919) % m);
+  rows.push_back(m - 1);
+  double maxDiff = 0, maxRef = 0, sumDiff2 = 0, sumRef2 = 0;
+  bool bad = false;
+  for (int64_t r : rows) {
+    for (int64_t c = 0; c < n; ++c) {
+      double ref = fp8GemmOutput(&q[size_t(r) * k], &sa[size_t(r) * kb], &w[size_t(c) * k],
+                                 &sw[size_t(c / 128) * kb], k);
+      double got = y[size_t(r) * n + c];
+      if (!std::isfinite(got))
+        bad = true;
+      double d = std::fabs(got - ref);
+      maxDiff = std::max(maxDiff, d);
+      maxRef = std::max(maxRef, std::fabs(ref));
+      sumDiff2 += d * d;
+      sumRef2 += ref * ref;
+    }
+  }
+  double relMax = maxDiff / std::max(maxRef, 1e-30);
+  double relNorm = std::sqrt(sumDiff2 / std::max(sumRef2, 1e-300));
+
+  // Timing: launches between events, median of `iters`.
+  CUevent start, stop;
+  check(cu->cuEventCreate(&start, 0), "cuEventCreate");
+  check(cu->cuEventCreate(&stop, 0), "cuEventCreate");
+  for (int i = 0; i < 3; ++i)
+    launch();
+  std::vector<float> ms;
+  for (int64_t i = 0; i < o.iters; ++i) {
+    check(cu->cuEventRecord(start, stream), "cuEventRecord");
+    launch();
+    check(cu->cuEventRecord(stop, stream), "cuEventRecord");
+    check(cu->cuStreamSynchronize(stream), "timing");
+    float t = 0;
+    check(cu->cuEventElapsedTime(&t, start, stop), "cuEventElapsedTime");
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  double median = ms.empty() ? 0 : ms[ms.size() / 2];
+  double tflops = median > 0 ? 2.0 * m * n * k / (median * 1e-3) / 1e12 : 0;
+  // Tolerance: f32 accumulation of 128-term blocks (the tensor cores round
+  // each block's partial sums) against float64.
+  bool ok = !bad && relNorm < 1e-3 && actMismatch <= 0;
+  std::printf("gemm M=%lld N=%lld K=%lld  act_quant bytes differing: %s  "
+              "max|d|/max|ref| %.3g  ||d||/||ref|| %.3g  %s  %.4f ms  %.1f TFLOP/s "
+              "(%.1f%% of 1979)\n",
+              (long long)m, (long long)n, (long long)k,
+              actMismatch < 0 ? "not run" : std::to_string(actMismatch).c_str(),
+              relMax, relNorm, bad ? "NON-FINITE" : (ok ? "ok" : "FAIL"), median,
+              tflops, 100 * tflops / 1979);
+  return ok ? 0 : 1;
+}
