@@ -62,6 +62,11 @@ Inputs:
                         or model.safetensors.index.json and its shards.
   --input-ids FILE      A safetensors file holding the tensor `input_ids`
                         (I64 [T], or [1, T]).
+  --devices LIST        CUDA: the GPU of each rank, e.g. 0,1 (default: rank
+                        r on GPU r; an artifact of one rank on
+                        COMPRESSA_CUDA_DEVICE or 0). An artifact compiled
+                        with --ranks N runs all N ranks in this process
+                        (on the CPU: N threads).
 
 Modes on token ids, with --input-ids (exactly one):
   --dump-logits OUT     Run all T ids: prefill the first P, then decode the
@@ -170,6 +175,7 @@ struct Options {
   bool json = false;
   std::string tokenizer;
   std::optional<std::string> system;
+  std::string devices; // --devices, CUDA ordinals of the ranks
 
   bool textMode() const {
     return promptText.has_value() || !promptFile.empty() || chat;
@@ -279,7 +285,7 @@ const char *const kValueOptions[] = {
     "--weights",     "--input-ids", "--dump-logits", "--prefill", "--chunk",
     "-n",            "--prompt-len", "--top-k",      "--temperature",
     "--top-p",       "--seed",      "-p",            "-f",
-    "--tokenizer",   "--system"};
+    "--tokenizer",   "--system",    "--devices"};
 /// The flags (no value).
 const char *const kFlags[] = {"--greedy", "--print-ids", "--chat", "--think",
                               "--json"};
@@ -378,7 +384,8 @@ StatusOr<Options> parseCommandLine(int argc, char **argv) {
         {"--input-ids", &options.inputIds},
         {"--dump-logits", &options.dumpLogits},
         {"-f", &options.promptFile},
-        {"--tokenizer", &options.tokenizer}}) {
+        {"--tokenizer", &options.tokenizer},
+        {"--devices", &options.devices}}) {
     COMPRESSA_ASSIGN_OR_RETURN(std::optional<std::string> text, value(flag));
     if (text)
       COMPRESSA_RETURN_IF_ERROR(setOnce(flag, *slot, *text));
@@ -1275,6 +1282,12 @@ Status runTool(int argc, char **argv) {
   if (options.help) {
     std::fputs(kUsage, stdout);
     return okStatus();
+  }
+  // The GPUs of the ranks (docs/parallel.md), before any engine exists.
+  if (!options.devices.empty()) {
+    COMPRESSA_ASSIGN_OR_RETURN(std::vector<int> devices,
+                               parseDeviceList(options.devices));
+    setRankDevices(std::move(devices));
   }
   if (options.textMode())
     return runText(options);
