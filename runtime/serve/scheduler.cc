@@ -135,20 +135,22 @@ SchedulerStats Scheduler::stats() const {
   SchedulerStats out;
   out.slots = static_cast<int64_t>(slots.size());
   out.queued = static_cast<int64_t>(queue.size());
-  for (const Slot &slot : slots) {
-    if (slot.request)
-      ++out.active;
-    else if (!slot.tokens.empty())
-      ++out.cachedSlots;
-  }
+  for (const Slot &slot : slots)
+    out.active += slot.request != nullptr;
+  // Slot tokens change on the scheduler's thread without the mutex; it
+  // counts the cached slots for us in updateGauges.
+  out.cachedSlots = cachedSlots;
   return out;
 }
 
 void Scheduler::updateGauges() {
-  int64_t active = 0;
+  int64_t active = 0, cached = 0;
   std::lock_guard<std::mutex> lock(mutex);
-  for (const Slot &slot : slots)
+  for (const Slot &slot : slots) {
     active += slot.request != nullptr;
+    cached += !slot.request && !slot.tokens.empty();
+  }
+  cachedSlots = cached;
   metrics.setGauges(static_cast<int64_t>(queue.size()), active,
                     static_cast<int64_t>(slots.size()));
 }

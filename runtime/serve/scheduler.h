@@ -193,6 +193,8 @@ private:
   std::deque<std::shared_ptr<ServeRequest>> queue;
   std::vector<Slot> slots;
   int64_t inSystem = 0;
+  /// Free slots holding tokens, as of the last updateGauges.
+  int64_t cachedSlots = 0;
   bool stopping = false;
   uint64_t useClock = 0;
   std::thread thread;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -381,6 +382,9 @@ StatusOr<std::unique_ptr<Server>> Server::create(Engine &engine,
                            "--max-batch %lld",
                            static_cast<long long>(engine.slotCount()),
                            static_cast<long long>(options.scheduler.maxBatch));
+  // A write to a client that has gone away must fail with EPIPE, not kill
+  // the process (cpp-httplib sends without MSG_NOSIGNAL).
+  std::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<Server> server(
       new Server(engine, tokenizer, std::move(encoder), std::move(options)));
   server->routes();
@@ -782,10 +786,11 @@ struct Server::Handlers {
 void Server::routes() {
   auto handlers = std::make_shared<Handlers>(Handlers{*this});
   httplib::Server &svr = *http;
-  // Streams hold a thread each: enough for every slot and queued request,
-  // and a few more to answer the rest (429, /health) at once.
+  // Streams hold a thread each, and so does an idle keep-alive connection
+  // (up to its 5 s timeout): enough for every slot and queued request, and
+  // more to answer the rest (429, /health) at once.
   size_t threads = static_cast<size_t>(options.scheduler.maxBatch +
-                                       options.scheduler.maxQueue + 8);
+                                       options.scheduler.maxQueue + 32);
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   svr.set_payload_max_length(options.maxBodyBytes);
   svr.set_keep_alive_max_count(1000);

@@ -80,7 +80,8 @@ struct ServerOptions {
 class Server {
 public:
   /// `engine` must hold options.scheduler.maxBatch slots; engine and
-  /// tokenizer must outlive the server.
+  /// tokenizer must outlive the server. Ignores SIGPIPE process-wide (a
+  /// client that disconnects must not end the server).
   static StatusOr<std::unique_ptr<Server>>
   create(Engine &engine, const Tokenizer &tokenizer, ServerOptions options);
   ~Server();
