@@ -335,18 +335,17 @@ ChatEncoder::pieces(const std::vector<ChatMessage> &messages,
     for (const ChatMessage *part : turn.parts)
       if (part->role == ChatRole::Tool)
         results.push_back(part);
-    auto rank = [&](const ChatMessage *result) {
-      auto it = callOrder.find(result->toolCallId);
-      return it == callOrder.end() ? size_t(0) : it->second;
-    };
-    std::stable_sort(results.begin(), results.end(),
-                     [&](const ChatMessage *a, const ChatMessage *b) {
-                       return rank(a) < rank(b);
-                     });
+    // A stable sort by the call's position: (rank, position) pairs.
+    std::vector<std::pair<size_t, size_t>> order;
+    for (size_t r = 0; r < results.size(); ++r) {
+      auto it = callOrder.find(results[r]->toolCallId);
+      order.push_back({it == callOrder.end() ? size_t(0) : it->second, r});
+    }
+    std::sort(order.begin(), order.end());
     size_t next = 0;
     for (const ChatMessage *&part : turn.parts)
       if (part->role == ChatRole::Tool)
-        part = results[next++];
+        part = results[order[next++].second];
   }
   // R10, R11: tools keep all reasoning; dropping removes the developer
   // messages before the last user turn.

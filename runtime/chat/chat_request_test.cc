@@ -196,6 +196,14 @@ TEST(ChatRequest, HostileJsonShapesAreRefused) {
   EXPECT_EQ(error(fine), "<no error>");
 }
 
+TEST(ChatRequest, NulByteIsAJsonError) {
+  // nlohmann's lexer would end the input at the NUL and accept the body.
+  std::string body = R"({"messages": [{"role": "user", "content": "q"}]})";
+  body += std::string("\0junk", 5);
+  EXPECT_EQ(error(body),
+            "the request body is not valid JSON: a NUL byte at offset 48");
+}
+
 TEST(ChatRequest, InvalidUtf8InTheBodyIsAJsonError) {
   std::string body = "{\"messages\": [{\"role\": \"user\", \"content\": \"a\xFF\"}]}";
   EXPECT_NE(error(body).find("the request body is not valid JSON"),

@@ -173,8 +173,11 @@ std::string pythonJson(const nlohmann::ordered_json &value) {
   return out;
 }
 
+// nlohmann's lexer takes a NUL byte for the end of the input, so "[1]\0x"
+// would pass; a raw NUL is never valid JSON (strings escape it).
 bool isJsonText(std::string_view text) {
-  return nlohmann::json::accept(text.begin(), text.end());
+  return text.find('\0') == std::string_view::npos &&
+         nlohmann::json::accept(text.begin(), text.end());
 }
 
 namespace {
@@ -232,6 +235,11 @@ private:
 
 StatusOr<nlohmann::ordered_json> parseOrderedJson(std::string_view text,
                                                   const char *what) {
+  size_t nul = text.find('\0');
+  if (nul != std::string_view::npos)
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "%s is not valid JSON: a NUL byte at offset %zu",
+                           what, nul);
   ShapeCheck check;
   if (!nlohmann::json::sax_parse(text.begin(), text.end(), &check))
     return COMPRESSA_ERROR(InvalidArgument, "%s %s", what,

@@ -286,6 +286,16 @@ bool ReplyParser::runToolBlock(ReplyDelta &delta) {
            printable(key, 60) + "' is given twice");
       return false;
     }
+    // The call becomes JSON: its text must be UTF-8 (a decoder that
+    // replaces broken bytes never gives anything else).
+    for (std::string_view text : {std::string_view(call.name),
+                                  std::string_view(key), value}) {
+      if (findInvalidUtf8(text)) {
+        fail("tool call '" + printable(call.name, 60) + "': parameter '" +
+             printable(key, 60) + "': invalid UTF-8");
+        return false;
+      }
+    }
     if (isString == "false" && !isJsonText(value)) {
       fail("tool call '" + printable(call.name, 60) + "': parameter '" +
            printable(key, 60) + "' has string=\"false\" but its value " +

@@ -251,8 +251,15 @@ TEST(ReplyParser, MalformedMarkupIsAnError) {
        "name=\"a\" string=\"false\">{oops</｜DSML｜parameter></｜DSML｜invoke>",
        "has string=\"false\" but its value '{oops' is not JSON"},
       {"x<｜DSML｜tool_calls><｜DSML｜invoke name=\"f\"><｜DSML｜parameter "
+       "name=\"a\" string=\"false\">[1]" +
+           std::string(1, '\0') + ",</｜DSML｜parameter></｜DSML｜invoke>",
+       "is not JSON"},
+      {"x<｜DSML｜tool_calls><｜DSML｜invoke name=\"f\"><｜DSML｜parameter "
        "name=\"a\" string=\"true\">1</｜DSML｜invoke>",
        "parameter 'a' has no </｜DSML｜parameter>"},
+      {"x<｜DSML｜tool_calls><｜DSML｜invoke name=\"f\"><｜DSML｜parameter "
+       "name=\"a\" string=\"true\">\xF3</｜DSML｜parameter></｜DSML｜invoke>",
+       "parameter 'a': invalid UTF-8"},
       {"x<｜DSML｜tool_calls><｜DSML｜invoke name=\"f\">" + kEos,
        "the reply ended inside a <｜DSML｜invoke> element"},
       {"x<｜DSML｜tool_calls><｜DSML｜invoke name=\"f\"></｜DSML｜invoke>",

@@ -12,6 +12,8 @@
 //   tokenizer_json    models/tokenizers/*.json, test/tokenizer/Inputs/ref-a.json
 //   tokenizer_encode  the strings of test/tokenizer/Inputs/hard-strings.jsonl
 //   chat              conversations in fuzz_chat.cc's input format
+//   chat_request      test/tokenizer/Inputs/chat/*.json and replies with
+//                     reasoning and tool calls (fuzz_chat_request.cc)
 //   config            models/*/config.json, test/frontend/Inputs/bad-configs
 #include "runtime/testing/toy_artifact.h"
 #include "runtime/weights/safetensors_writer.h"
@@ -294,6 +296,26 @@ void chatSeeds() {
        chat + msg(8 | 1, "why" + reasoned + "answer"));
 }
 
+void chatRequestSeeds() {
+  // Option byte: bits 0-3 the reply piece size - 1, bit 4 thinking.
+  for (const std::string &name : listDir("test/tokenizer/Inputs/chat", ".json"))
+    seed("chat_request", name,
+         std::string(1, 2) + source("test/tokenizer/Inputs/chat/" + name));
+  const std::string call =
+      "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+      "<｜DSML｜parameter name=\"city\" string=\"true\">Paris"
+      "</｜DSML｜parameter>\n<｜DSML｜parameter name=\"days\" "
+      "string=\"false\">[1, {\"a\": 2.5}]</｜DSML｜parameter>\n"
+      "</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>";
+  seed("chat_request", "reply-thinking-call",
+       std::string(1, 16 | 2) + "Let me look.</think>Checking." + call);
+  seed("chat_request", "reply-chat-call", std::string(1, 0) + call);
+  seed("chat_request", "reply-malformed",
+       std::string(1, 4) + "x<｜DSML｜tool_calls><｜DSML｜invoke name=\"f\">"
+                          "<｜DSML｜parameter name=\"a\" string=\"false\">{"
+                          "</｜DSML｜parameter></｜DSML｜invoke>");
+}
+
 void configSeeds() {
   for (const char *model :
        {"tiny-a", "tiny-c", "deepseek-v4-flash", "deepseek-v4-pro"})
@@ -320,6 +342,7 @@ int main(int argc, char **argv) {
   artifactSeeds();
   tokenizerSeeds();
   chatSeeds();
+  chatRequestSeeds();
   configSeeds();
   std::printf("make-fuzz-seeds: %d seeds in %s\n", written, outDir.c_str());
   return 0;
