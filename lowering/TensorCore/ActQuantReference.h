@@ -32,15 +32,24 @@ inline double e4m3Value(int c) {
 }
 
 /// The e4m3fn code nearest to `v` (|v| <= 448), ties to the code with an
-/// even mantissa, found by search over the 127 finite magnitudes; the sign
-/// is kept (a negative value that rounds to zero gives 0x80).
+/// even mantissa, found by search over the 127 finite magnitudes (codes
+/// 0..126 grow with their values); the sign is kept (a negative value that
+/// rounds to zero gives 0x80).
 inline int e4m3Nearest(double v) {
   double a = std::fabs(v);
-  int best = 0;
-  for (int c = 1; c < 0x7F; ++c) {
-    double d = std::fabs(e4m3Value(c) - a), bd = std::fabs(e4m3Value(best) - a);
-    if (d < bd || (d == bd && (c & 1) == 0))
-      best = c;
+  int lo = 0, hi = 0x7E; // the largest code whose value is <= a
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (e4m3Value(mid) <= a)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  int best = lo;
+  if (lo < 0x7E) {
+    double below = a - e4m3Value(lo), above = e4m3Value(lo + 1) - a;
+    if (above < below || (above == below && ((lo + 1) & 1) == 0))
+      best = lo + 1;
   }
   return (std::signbit(v) ? 0x80 : 0) | best;
 }

@@ -110,8 +110,6 @@ void Writer::module() {
                    "#gpu.address_space<workgroup>>>";
   std::string subA = "memref<64x32xf8E4M3FN, strided<[128, 1], offset: ?>, "
                      "#gpu.address_space<workgroup>>";
-  std::string subB = "memref<128x32xf8E4M3FN, strided<[128, 1], offset: ?>, "
-                     "#gpu.address_space<workgroup>>";
   std::string regs;
   for (int j = 0; j < 64; ++j)
     regs += j ? ", f32" : "f32";
@@ -132,7 +130,7 @@ void Writer::module() {
   os << "  gpu.func @" << s.name()
      << "(%ap: !llvm.ptr, %wp: !llvm.ptr, %sa: !llvm.ptr, %sw: !llvm.ptr, "
         "%y: !llvm.ptr, %m32: i32) kernel attributes {known_block_size = "
-        "array<i32: 256, 1, 1>} {\n";
+        "array<i32: 384, 1, 1>} {\n";
   os << "    %amap = builtin.unrealized_conversion_cast %ap : !llvm.ptr to !map\n";
   os << "    %wmap = builtin.unrealized_conversion_cast %wp : !llvm.ptr to !map\n";
   os << "    %c0 = arith.constant 0 : index\n"
@@ -144,6 +142,7 @@ void Writer::module() {
         "    %c32 = arith.constant 32 : index\n"
         "    %c64 = arith.constant 64 : index\n"
         "    %c128 = arith.constant 128 : index\n"
+        "    %c256 = arith.constant 256 : index\n"
         "    %c1024 = arith.constant 1024 : index\n"
         "    %c23i = arith.constant 23 : i32\n"
         "    %cTileBytes = arith.constant 16384 : index\n"
@@ -171,25 +170,48 @@ void Writer::module() {
      << "    %mis = arith.remui %base, %c1024 : index\n"
      << "    %pad0 = arith.subi %c1024, %mis : index\n"
      << "    %pad = arith.remui %pad0, %c1024 : index\n";
+  // full[s]: buffer s holds its K block (the producer's expect_tx and the
+  // copies' bytes complete it); empty[s]: both consumer warpgroups are done
+  // with it (each of their 256 threads arrives).
   os << "    %bar = nvgpu.mbarrier.create -> !bar\n";
+  os << "    %ebar = nvgpu.mbarrier.create -> !bar\n";
   os << "    %is0 = arith.cmpi eq, %tid, %c0 : index\n";
   os << "    scf.if %is0 {\n";
   for (int64_t st = 0; st < s.stages; ++st) {
     std::string c = ci(st);
     os << "    nvgpu.mbarrier.init %bar[" << c << "], %c1 : !bar\n";
+    os << "    nvgpu.mbarrier.init %ebar[" << c << "], %c256 : !bar\n";
   }
   os << "    nvgpu.tma.prefetch.descriptor %amap : !map\n"
         "    nvgpu.tma.prefetch.descriptor %wmap : !map\n"
         "    }\n"
         "    gpu.barrier\n";
-  // Prologue: the first `stages` K blocks in flight.
-  os << "    scf.if %is0 {\n";
-  for (int64_t st = 0; st < std::min(s.stages, kBlocks); ++st) {
-    std::string c = ci(st);
-    loads(c, c);
-  }
-  os << "    }\n";
 
+  // The producer: the first thread of warpgroup 2 streams every K block,
+  // waiting for a buffer's consumers before it refills it.
+  os << "    %isProducer = arith.cmpi eq, %tid, %c256 : index\n";
+  os << "    scf.if %isProducer {\n";
+  os << "    scf.for %pk = %c0 to %cKB step %c1 {\n";
+  {
+    std::string ps = op("arith.remui", "%pk", "%cStages");
+    std::string pround = op("arith.divui", "%pk", "%cStages");
+    std::string again = v();
+    os << "    " << again << " = arith.cmpi uge, %pk, %cStages : index\n";
+    os << "    scf.if " << again << " {\n";
+    std::string prev = op("arith.subi", pround, "%c1");
+    std::string pp = op("arith.remui", prev, "%c2");
+    std::string phase = v();
+    os << "    " << phase << " = arith.cmpi ne, " << pp << ", %c0 : index\n";
+    os << "    nvgpu.mbarrier.try_wait.parity %ebar[" << ps << "], " << phase
+       << ", %ticks : !bar\n";
+    os << "    }\n";
+    loads(ps, "%pk");
+  }
+  os << "    }\n    }\n";
+
+  // The consumers: warpgroups 0 and 1, 64 rows of the tile each.
+  os << "    %isConsumer = arith.cmpi ult, %tid, %c256 : index\n";
+  os << "    scf.if %isConsumer {\n";
   // Rows of this thread's accumulator registers (wgmma's D fragment:
   // register j of lane l in warp w of the warpgroup holds row 16 w + l / 4
   // + 8 ((j / 2) % 2), column 8 (j / 4) + 2 (l % 4) + j % 2).
@@ -206,11 +228,17 @@ void Writer::module() {
   std::string swRow = op("arith.muli", "%bx", "%cKB");
 
   // Main loop over K blocks; 64 f32 accumulators per thread.
-  std::vector<std::string> accNames(64), results(64);
   os << "    %res:64 = scf.for %kb = %c0 to %cKB step %c1 iter_args(";
   for (int j = 0; j < 64; ++j)
     os << (j ? ", " : "") << "%f" << j << " = %zero";
   os << ") -> (" << regs << ") {\n";
+  // The block's scales first: their loads overlap the wait and the MMAs.
+  std::string kbSw = op("arith.addi", swRow, "%kb");
+  std::string scaleW = ue8m0("%sw", kbSw);
+  std::string scaleA0 = ue8m0("%sa", op("arith.addi", saRow0, "%kb"));
+  std::string scaleA1 = ue8m0("%sa", op("arith.addi", saRow1, "%kb"));
+  std::string scale0 = op("arith.mulf", scaleA0, scaleW, "f32");
+  std::string scale1 = op("arith.mulf", scaleA1, scaleW, "f32");
   std::string stage = op("arith.remui", "%kb", "%cStages");
   std::string round = op("arith.divui", "%kb", "%cStages");
   std::string parity = op("arith.remui", round, "%c2");
@@ -225,32 +253,28 @@ void Writer::module() {
     // K-major tiles: the k-th 32 columns of this warpgroup's 64 rows of a,
     // and of the 128 rows of w.
     std::string sa = v(), sb = v(), da = v(), db = v(), next = v();
+    std::string subB = "memref<128x32xf8E4M3FN, strided<[128, 1], offset: " +
+                       std::to_string(32 * k) + ">, #gpu.address_space<workgroup>>";
     os << "    " << sa << " = memref.subview " << a << "[" << wgRow << ", " << 32 * k
        << "] [64, 32] [1, 1] : " << kTile << " to " << subA << "\n";
     os << "    " << sb << " = memref.subview " << w << "[0, " << 32 * k
-       << "] [128, 32] [1, 1] : " << kTile << " to "
-       << "memref<128x32xf8E4M3FN, strided<[128, 1], offset: " << 32 * k
-       << ">, #gpu.address_space<workgroup>>\n";
+       << "] [128, 32] [1, 1] : " << kTile << " to " << subB << "\n";
     os << "    " << da << " = nvgpu.warpgroup.generate.descriptor " << sa
        << ", %amap : " << subA << ", !map -> " << dA << "\n";
     os << "    " << db << " = nvgpu.warpgroup.generate.descriptor " << sb
-       << ", %wmap : memref<128x32xf8E4M3FN, strided<[128, 1], offset: " << 32 * k
-       << ">, #gpu.address_space<workgroup>>, !map -> " << dB << "\n";
+       << ", %wmap : " << subB << ", !map -> " << dB << "\n";
     os << "    " << next << " = nvgpu.warpgroup.mma " << da << ", " << db << ", "
        << accV << " : " << dA << ", " << dB << ", " << acc << " -> " << acc << "\n";
     accV = next;
   }
-  (void)subB;
   os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+  // The tensor cores are done reading the buffer.
+  std::string token = v();
+  os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
+     << "] : !bar -> !nvgpu.mbarrier.token\n";
   std::string regsV = v();
   os << "    " << regsV << " = builtin.unrealized_conversion_cast " << accV << " : "
      << acc << " to " << accStruct << "\n";
-  std::string kbSw = op("arith.addi", swRow, "%kb");
-  std::string scaleW = ue8m0("%sw", kbSw);
-  std::string scaleA0 = ue8m0("%sa", op("arith.addi", saRow0, "%kb"));
-  std::string scaleA1 = ue8m0("%sa", op("arith.addi", saRow1, "%kb"));
-  std::string scale0 = op("arith.mulf", scaleA0, scaleW, "f32");
-  std::string scale1 = op("arith.mulf", scaleA1, scaleW, "f32");
   std::vector<std::string> updated(64);
   for (int j = 0; j < 64; ++j) {
     std::string x = v();
@@ -259,22 +283,14 @@ void Writer::module() {
     std::string scaled = op("arith.mulf", x, (j / 2) % 2 ? scale1 : scale0, "f32");
     updated[j] = op("arith.addf", "%f" + std::to_string(j), scaled, "f32");
   }
-  // Every warpgroup is done with the buffer before it is refilled.
-  os << "    gpu.barrier\n";
-  std::string nextKb = op("arith.addi", "%kb", "%cStages");
-  std::string more = v(), refill = v();
-  os << "    " << more << " = arith.cmpi ult, " << nextKb << ", %cKB : index\n";
-  os << "    " << refill << " = arith.andi %is0, " << more << " : i1\n";
-  os << "    scf.if " << refill << " {\n";
-  loads(stage, nextKb);
-  os << "    }\n";
   os << "    scf.yield ";
   for (int j = 0; j < 64; ++j)
     os << (j ? ", " : "") << updated[j];
   os << " : " << regs << "\n";
   os << "    }\n";
 
-  // Epilogue: each thread stores its registers of the rows below M.
+  // Epilogue: each thread stores its register pairs (two adjacent columns)
+  // of the rows below M.
   std::string colLane = op("arith.muli", op("arith.remui", "%lane", "%c4"), "%c2");
   std::string colBase = op("arith.addi", "%n0", colLane);
   for (int half = 0; half < 2; ++half) {
@@ -284,18 +300,22 @@ void Writer::module() {
     os << "    scf.if " << valid << " {\n";
     std::string rowBase = op("arith.muli", g, "%cN");
     std::string base = op("arith.addi", rowBase, colBase);
-    for (int j = 0; j < 64; ++j) {
+    for (int j = 0; j < 64; j += 2) {
       if ((j / 2) % 2 != half)
         continue;
-      std::string idx = op("arith.addi", base, ci(8 * (j / 4) + j % 2));
+      std::string idx = op("arith.addi", base, ci(8 * (j / 4)));
       std::string i = i64(idx);
-      std::string p = v();
+      std::string p = v(), pair = v();
+      os << "    " << pair << " = vector.from_elements %res#" << j << ", %res#"
+         << j + 1 << " : vector<2xf32>\n";
       os << "    " << p << " = llvm.getelementptr %y[" << i
          << "] : (!llvm.ptr, i64) -> !llvm.ptr, f32\n";
-      os << "    llvm.store %res#" << j << ", " << p << " : f32, !llvm.ptr\n";
+      os << "    llvm.store " << pair << ", " << p
+         << " {alignment = 8 : i64} : vector<2xf32>, !llvm.ptr\n";
     }
     os << "    }\n";
   }
+  os << "    }\n";
   os << "    gpu.return\n  }\n}\n}\n";
 }
 

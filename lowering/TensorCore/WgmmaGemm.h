@@ -12,15 +12,19 @@
 //   weight: K-major, as FP8 wgmma needs both operands); sw [N/128, K/128]
 //   UE8M0 bytes; y [M, N] f32.
 //
-// One block of 2 warpgroups computes a 128x128 tile of y. Thread 0 streams
-// 128x128 tiles of a and w through `stages` shared-memory buffers with
-// nvgpu.tma.async.load (128-byte swizzle, the one the wgmma descriptor
-// generator supports), each buffer's arrival counted by an mbarrier. Per
-// 128-wide K block each warpgroup runs 4 nvgpu.warpgroup.mma (wgmma
-// m64n128k32 e4m3) into a fresh accumulator and then adds it, times the
-// two block scales of its rows, into f32 registers: the block scales are
-// applied per K block in f32 ("promotion", as DeepGEMM does), and the
-// tensor cores' own accumulation never spans more than 128 products.
+// One block of 3 warpgroups computes a 128x128 tile of y. The first thread
+// of warpgroup 2 (the producer) streams 128x128 tiles of a and w through
+// `stages` shared-memory buffers with nvgpu.tma.async.load (128-byte
+// swizzle, the one the wgmma descriptor generator supports): mbarrier
+// full[s] counts a buffer's bytes in, empty[s] counts its 256 consumer
+// threads out before the producer refills it. Warpgroups 0 and 1 (the
+// consumers, 64 rows each) run, per 128-wide K block, 4 nvgpu.warpgroup.mma
+// (wgmma m64n128k32 e4m3) into a fresh accumulator and then add it, times
+// the two block scales of its rows (loaded before the MMAs), into f32
+// registers: the block scales are applied per K block in f32
+// ("promotion", as DeepGEMM does), and the tensor cores' own accumulation
+// never spans more than 128 products. The two consumers never wait for each
+// other, so one's promotion overlaps the other's MMAs.
 //
 // Tensor maps: nvgpu's descriptor type does not convert as a gpu.func
 // argument, so the kernel takes the address of each CUtensorMap (64-byte
@@ -30,8 +34,8 @@
 // address of a tensor map in global memory.
 //
 // Kernel: gpu.func @<name>(%amap, %wmap, %sa, %sw, %y : !llvm.ptr, %m : i32),
-// grid (N/128, ceil(M/128)), 256 threads, sharedBytes() of dynamic shared
-// memory.
+// grid (N/128, ceil(M/128)), kThreads (384) threads, sharedBytes() of
+// dynamic shared memory.
 //
 //===----------------------------------------------------------------------===//
 #ifndef COMPRESSA_LOWERING_TENSORCORE_WGMMAGEMM_H
@@ -52,7 +56,7 @@ struct WgmmaGemmShape {
   std::string name() const;
   /// Dynamic shared memory of one block (the tiles and 1 KiB to align them).
   int64_t sharedBytes() const { return stages * 2 * 128 * 128 + 1024; }
-  static constexpr int64_t kThreads = 256, kTile = 128;
+  static constexpr int64_t kThreads = 384, kTile = 128;
 };
 
 /// The kernel as MLIR text (a module holding gpu.module @compressa_tc for

@@ -80,7 +80,7 @@ using compressa::reference::fp8GemmOutput;
 
 struct Options {
   std::string gemm, act;
-  int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 96;
+  int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 48, stages = 4;
   uint64_t seed = 1;
 };
 
@@ -100,9 +100,10 @@ Options parse(int argc, char **argv) {
     else if (a == "--k") o.k = std::atoll(value().c_str());
     else if (a == "--iters") o.iters = std::atoll(value().c_str());
     else if (a == "--check-rows") o.checkRows = std::atoll(value().c_str());
+    else if (a == "--stages") o.stages = std::atoll(value().c_str());
     else if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
     else die("unknown argument " + a + " (usage: gemm-bench --gemm GEMM.ptx "
-             "--m M --n N --k K [--act ACT.ptx] [--iters I] [--check-rows R])");
+             "--m M --n N --k K [--act ACT.ptx] [--stages S] [--iters I] [--check-rows R])");
   }
   if (o.gemm.empty() || o.m < 1 || o.n < 128 || o.k < 128 || o.n % 128 || o.k % 128)
     die("need --gemm PTX, --m >= 1 and --n, --k positive multiples of 128");
@@ -203,8 +204,11 @@ int main(int argc, char **argv) {
     int threads = 0;
     check(cu->cuFuncGetAttribute(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, act),
           "cuFuncGetAttribute");
-    check(cu->cuLaunchKernel(act, 1, 1, 1, std::min(threads, 256), 1, 1, 0, stream,
-                             params, nullptr),
+    // One parallel loop and no grid-wide barrier: any number of blocks of
+    // the target's 256 threads (CudaTarget) share the rows' blocks.
+    if (threads < 256)
+      die("the act_quant kernel cannot run 256 threads per block");
+    check(cu->cuLaunchKernel(act, 528, 1, 1, 256, 1, 1, 0, stream, params, nullptr),
           "launch act_quant");
     check(cu->cuStreamSynchronize(stream), "act_quant");
     std::vector<uint8_t> gq(q.size()), gsa(sa.size());
@@ -223,7 +227,8 @@ int main(int argc, char **argv) {
   // The GEMM.
   CUfunction gemm = loadKernel(o.gemm, ("compressa_fp8_gemm_n" + std::to_string(n) +
                                         "_k" + std::to_string(k)).c_str());
-  const int stages = 4, shared = stages * 32768 + 1024;
+  // compressa-gemm --stages: the kernel's shared memory (WgmmaGemm.h).
+  const int shared = int(o.stages) * 32768 + 1024;
   check(cu->cuFuncSetAttribute(gemm, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                shared),
         "cuFuncSetAttribute(shared)");
@@ -234,7 +239,8 @@ int main(int argc, char **argv) {
   void *params[] = {&amap, &wmap, &dsa, &dsw, &dy, &m32};
   unsigned gx = unsigned(n / 128), gy = unsigned((m + 127) / 128);
   auto launch = [&] {
-    check(cu->cuLaunchKernel(gemm, gx, gy, 1, 256, 1, 1, shared, stream, params, nullptr),
+    // 3 warpgroups: the TMA producer and 2 consumers (WgmmaGemm.h).
+    check(cu->cuLaunchKernel(gemm, gx, gy, 1, 384, 1, 1, shared, stream, params, nullptr),
           "launch gemm");
   };
   check(cu->cuMemsetD8Async(dy, 0xFF, size_t(m) * n * 4, stream), "poison y"); // NaN

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The GPU check of --numerics=fast (issue 12) in one device call.
+#
+#   scripts/gemm-check.sh prepare [DIR]   (here, no GPU needed: build dir ./build)
+#       generates the tensor-core FP8 GEMM (compressa-gemm, nvgpu.warpgroup.mma
+#       + TMA) for V4-Flash's dense linear shapes and the act_quant kernels,
+#       checks that ptxas assembles them for sm_90a, compiles tiny-c with
+#       --numerics=fast for CUDA (and its CPU logits as the reference), and
+#       copies gemm-bench, compressa-run and the runtime to DIR (default
+#       .gemm-check, ignored by git; a few MB).
+#   scripts/gemm-check.sh run [DIR]       (on the GPU machine, DIR carried there)
+#       per shape, M = 4096 tokens: act_quant's bytes on the GPU against the
+#       reference (must be identical), the GEMM against a float64 reference
+#       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s; a partial M
+#       tile (M = 300); tiny-c --numerics=fast on the GPU against the same
+#       artifact's CPU logits and the golden logits. Exits 1 on any failure.
+#
+# With the device tool: prepare here, then run with carry [".gemm-check"]:
+#   command: bash scripts/gemm-check.sh run .gemm-check
+set -uo pipefail
+mode=${1:-}
+dir=${2:-.gemm-check}
+root=$(cd "$(dirname "$0")/.." && pwd)
+chip=${COMPRESSA_CUDA_CHIP:-sm_90a}
+ptxas=${CUDA_HOME:-/usr/local/cuda}/bin/ptxas
+# V4-Flash's FP8 dense linear layers, N:K (out:in): wq_a, wq_b, wkv, wo_b,
+# the indexer's wq_b, the shared expert's w1/w3 and w2.
+shapes="1024:4096 32768:1024 512:4096 4096:8192 8192:1024 2048:4096 4096:2048"
+
+prepare() {
+  local bin=$root/build/bin
+  rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/ptx "$dir"/art
+  set -e
+  local ks=""
+  for s in $shapes; do
+    local n=${s%:*} k=${s#*:}
+    for st in 3 4; do
+      "$bin"/compressa-gemm --n "$n" --k "$k" --stages $st --chip "$chip" \
+        -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
+      "$ptxas" -arch="$chip" "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" -o /dev/null
+    done
+    case " $ks " in *" $k "*) ;; *) ks="$ks $k" ;; esac
+  done
+  for k in $ks; do
+    "$bin"/compressa-gemm --kernel=act-quant --k "$k" --target "cuda:$chip" \
+      -o "$dir/ptx/act_k$k.ptx"
+    "$ptxas" -arch="$chip" "$dir/ptx/act_k$k.ptx" -o /dev/null
+  done
+  "$bin"/compressa-compile tiny-c --target=cuda:$chip --numerics=fast -o "$dir"/art/tiny-c-fast.cpa
+  "$bin"/compressa-compile tiny-c --target=cpu --numerics=fast -o "$dir"/art/tiny-c-fast-cpu.cpa
+  "$bin"/compressa-run "$dir"/art/tiny-c-fast-cpu.cpa --weights "$root"/models/tiny-c/quant \
+    --input-ids "$root"/models/tiny-c/golden.safetensors \
+    --dump-logits "$dir"/art/tiny-c-fast-cpu.logits > /dev/null
+  rm "$dir"/art/tiny-c-fast-cpu.cpa
+  cp "$bin"/gemm-bench "$bin"/compressa-run "$dir"/bin/
+  cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/
+  cp -L "$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')" "$dir"/lib/
+  set +e
+  du -sh "$dir"
+}
+
+run() {
+  export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local failures=0 rows=()
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
+  for s in $shapes; do
+    local n=${s%:*} k=${s#*:}
+    for st in 4 3; do
+      local out
+      # act_quant's bytes once per shape (with the 4-stage run).
+      local act=()
+      [ $st -eq 4 ] && act=(--act "$dir/ptx/act_k$k.ptx")
+      out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages $st \
+              "${act[@]}" --m 4096 --n "$n" --k "$k" --check-rows 16 2>&1)
+      local rc=$?
+      echo "stages $st: $out"
+      rows+=("stages $st $(printf '%s' "$out" | tail -1)")
+      [ $rc -eq 0 ] || failures=$((failures + 1))
+    done
+  done
+  out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s4.ptx" --act "$dir/ptx/act_k4096.ptx" \
+          --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
+  rc=$?; echo "partial tile: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
+  "$dir"/bin/compressa-run "$dir"/art/tiny-c-fast.cpa --weights models/tiny-c/quant \
+    --input-ids models/tiny-c/golden.safetensors --dump-logits "$dir"/gpu-fast.logits > /dev/null 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "tiny-c fast on the GPU: compressa-run failed ($rc)"; failures=$((failures + 1))
+  else
+    python3 scripts/numerics-check.py "$dir"/gpu-fast.logits logits "$dir"/art/tiny-c-fast-cpu.logits logits \
+      --label "tiny-c fast, GPU vs CPU" --max-abs 0.5 || failures=$((failures + 1))
+    python3 scripts/numerics-check.py "$dir"/gpu-fast.logits logits models/tiny-c/golden.safetensors logits_quant \
+      --label "tiny-c fast, GPU vs golden"
+  fi
+  echo
+  printf '%s\n' "${rows[@]}"
+  echo "failures: $failures"
+  [ $failures -eq 0 ]
+}
+
+case "$mode" in
+  prepare) prepare ;;
+  run) run ;;
+  *) echo "usage: $0 prepare|run [DIR]" >&2; exit 2 ;;
+esac
