@@ -16,6 +16,8 @@
 
 #include "runtime/base/status.h"
 #include "runtime/comm/communicator.h"
+#include "runtime/comm/tcp.h"
+#include "runtime/comm/tcp_communicator.h"
 #include "runtime/format/artifact_reader.h"
 
 #include <atomic>
@@ -31,6 +33,24 @@
 namespace compressa {
 
 class Engine;
+
+/// Several processes, possibly on several hosts (compressa-run --nnodes
+/// --node-rank --master-addr --master-port): the ranks are spread evenly
+/// over the nodes, node k running ranks [k*N/nodes, (k+1)*N/nodes); node 0
+/// (which runs rank 0 and drives the others) listens on masterPort. CPU
+/// artifacts only for now (collectives over TCP, tcp_communicator.h).
+struct NodeOptions {
+  int nodes = 1;
+  int nodeRank = 0;
+  std::string masterAddr = "127.0.0.1";
+  int masterPort = 29500;
+  /// How long node 0 waits for the others to connect (they load their
+  /// weights first), and the others for node 0.
+  int timeoutSeconds = 1800;
+};
+/// Set before Engine::create (tools, from their flags).
+void setNodeOptions(NodeOptions options);
+NodeOptions nodeOptions();
 
 /// `status` with "rank R of N" in front when `artifact` is one rank of
 /// several (bad-input messages then name the rank).
@@ -51,7 +71,7 @@ public:
   RankGroup &operator=(const RankGroup &) = delete;
 
   /// Ranks, rank 0 included.
-  int size() const { return static_cast<int>(peers.size()) + 1; }
+  int size() const { return ranksInAll; }
   /// "in-process" or "nccl".
   const char *communicatorName() const { return comms[0]->name(); }
 
@@ -67,6 +87,14 @@ public:
   /// Engine::fillSyntheticContext on every peer.
   Status fillPeers(int64_t from, int64_t to, uint64_t seed);
 
+  /// Node k > 0 of several (nodeOptions()): loads its ranks of rank 0's
+  /// artifact `artifactPath` (with the checkpoint `weightsDir`, or random
+  /// weights), connects to node 0 and runs what node 0's engine runs until
+  /// node 0 is done (Ok) or something fails.
+  static Status serveNode(const std::string &artifactPath,
+                          const std::string &weightsDir, bool random,
+                          uint64_t seed);
+
 private:
   struct Worker;
   RankGroup() = default;
@@ -74,9 +102,19 @@ private:
   Status onAll(const std::function<Status(size_t, Engine &)> &job,
                const std::function<Status()> &leader);
 
+  /// Node 0 of several: its ranks join the others through a TCP hub, and
+  /// each other node gets its commands through a control connection.
+  Status joinNodes(Engine &leader, const NodeOptions &nodes,
+                   const std::string &weightsDir, bool random, uint64_t seed);
+  /// Collects the other nodes' answers to the command sent last.
+  Status remoteResults(const Status &local);
+
   std::vector<std::unique_ptr<Communicator>> comms;
   std::vector<std::unique_ptr<Engine>> peers;
   std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<TcpHub> hub;
+  std::vector<TcpSocket> remotes; // node 1.. (control)
+  int ranksInAll = 0;
   bool leaderRunning = false;
 };
 

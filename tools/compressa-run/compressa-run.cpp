@@ -19,6 +19,7 @@
 #include "runtime/chat/chat_encoding.h"
 #include "runtime/format/artifact_reader.h"
 #include "runtime/session/engine.h"
+#include "runtime/session/multi_rank.h"
 #include "runtime/session/sampler.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "runtime/weights/safetensors.h"
@@ -62,6 +63,13 @@ Inputs:
                         or model.safetensors.index.json and its shards.
   --input-ids FILE      A safetensors file holding the tensor `input_ids`
                         (I64 [T], or [1, T]).
+  --nnodes M, --node-rank K, --master-addr HOST, --master-port PORT
+                        Several processes or hosts (CPU artifacts for now):
+                        the artifact's ranks are spread evenly over M nodes;
+                        node 0 (default 127.0.0.1:29500) runs the prompt and
+                        drives the others; node K > 0 takes only the
+                        artifact and --weights and serves node 0 until it
+                        is done (docs/parallel.md).
   --devices LIST        CUDA: the GPU of each rank, e.g. 0,1 (default: rank
                         r on GPU r; an artifact of one rank on
                         COMPRESSA_CUDA_DEVICE or 0). An artifact compiled
@@ -176,6 +184,10 @@ struct Options {
   std::string tokenizer;
   std::optional<std::string> system;
   std::string devices; // --devices, CUDA ordinals of the ranks
+  // Several processes (docs/parallel.md): --nnodes, --node-rank,
+  // --master-addr, --master-port.
+  std::optional<int64_t> nodes, nodeRank, masterPort;
+  std::string masterAddr;
 
   bool textMode() const {
     return promptText.has_value() || !promptFile.empty() || chat;
@@ -285,7 +297,8 @@ const char *const kValueOptions[] = {
     "--weights",     "--input-ids", "--dump-logits", "--prefill", "--chunk",
     "-n",            "--prompt-len", "--top-k",      "--temperature",
     "--top-p",       "--seed",      "-p",            "-f",
-    "--tokenizer",   "--system",    "--devices"};
+    "--tokenizer",   "--system",    "--devices",     "--nnodes",
+    "--node-rank",   "--master-addr", "--master-port"};
 /// The flags (no value).
 const char *const kFlags[] = {"--greedy", "--print-ids", "--chat", "--think",
                               "--json"};
@@ -385,7 +398,8 @@ StatusOr<Options> parseCommandLine(int argc, char **argv) {
         {"--dump-logits", &options.dumpLogits},
         {"-f", &options.promptFile},
         {"--tokenizer", &options.tokenizer},
-        {"--devices", &options.devices}}) {
+        {"--devices", &options.devices},
+        {"--master-addr", &options.masterAddr}}) {
     COMPRESSA_ASSIGN_OR_RETURN(std::optional<std::string> text, value(flag));
     if (text)
       COMPRESSA_RETURN_IF_ERROR(setOnce(flag, *slot, *text));
@@ -396,7 +410,10 @@ StatusOr<Options> parseCommandLine(int argc, char **argv) {
         {"--chunk", 1, &options.chunk},
         {"-n", 0, &options.generate},
         {"--prompt-len", 1, &options.promptLength},
-        {"--top-k", 0, &options.topK}}) {
+        {"--top-k", 0, &options.topK},
+        {"--nnodes", 1, &options.nodes},
+        {"--node-rank", 0, &options.nodeRank},
+        {"--master-port", 1, &options.masterPort}}) {
     COMPRESSA_ASSIGN_OR_RETURN(std::optional<std::string> text, value(flag));
     if (!text)
       continue;
@@ -432,6 +449,9 @@ StatusOr<Options> parseCommandLine(int argc, char **argv) {
                            "--weights DIR --input-ids FILE ...; see --help)");
   if (options.weights.empty())
     return COMPRESSA_ERROR(InvalidArgument, "--weights DIR is required");
+  // Node k > 0 of several runs what node 0 tells it: no mode of its own.
+  if (options.nodeRank.value_or(0) > 0)
+    return options;
   if (options.textMode())
     return checkTextModeOptions(options);
   // Options of the text modes are mistakes here, not no-ops.
@@ -1288,6 +1308,37 @@ Status runTool(int argc, char **argv) {
     COMPRESSA_ASSIGN_OR_RETURN(std::vector<int> devices,
                                parseDeviceList(options.devices));
     setRankDevices(std::move(devices));
+  }
+  // Several processes: node 0 is this tool as usual (its engine drives the
+  // other nodes); node k > 0 loads its ranks and serves node 0 until done.
+  if (options.nodes.value_or(1) > 1 || options.nodeRank ||
+      !options.masterAddr.empty() || options.masterPort) {
+    NodeOptions nodes;
+    nodes.nodes = int(options.nodes.value_or(1));
+    nodes.nodeRank = int(options.nodeRank.value_or(0));
+    if (!options.masterAddr.empty())
+      nodes.masterAddr = options.masterAddr;
+    nodes.masterPort = int(options.masterPort.value_or(nodes.masterPort));
+    if (nodes.nodes > 4096 || nodes.nodeRank >= nodes.nodes ||
+        nodes.masterPort > 65535)
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "--node-rank %d is not below --nnodes %d, or "
+                             "--master-port %d is above 65535",
+                             nodes.nodeRank, nodes.nodes, nodes.masterPort);
+    setNodeOptions(nodes);
+    if (nodes.nodeRank > 0) {
+      if (options.artifact.empty() || options.weights.empty())
+        return COMPRESSA_ERROR(InvalidArgument,
+                               "--node-rank %d needs the artifact and "
+                               "--weights",
+                               nodes.nodeRank);
+      std::fprintf(stderr,
+                   "compressa-run: node %d of %d: loading its ranks, then "
+                   "serving node 0 at %s:%d\n",
+                   nodes.nodeRank, nodes.nodes, nodes.masterAddr.c_str(),
+                   nodes.masterPort);
+      return RankGroup::serveNode(options.artifact, options.weights, false, 0);
+    }
   }
   if (options.textMode())
     return runText(options);
