@@ -6,7 +6,9 @@
 // they came, non-ASCII text as is, and only '"', '\\' and control characters
 // escaped (\n \r \t \b \f, others as \u00xx). Floats are written as Python's
 // repr writes them (shortest round trip; exponent form below 1e-4 and from
-// 1e16 on, e.g. 1e-05, 1e+16; otherwise at least one decimal, e.g. 1.0). The
+// 1e16 on, e.g. 1e-05, 1e+16; otherwise at least one decimal, e.g. 1.0);
+// integers beyond 64 bits, which nlohmann reads as doubles, are written as
+// floats (Python would keep their digits). The
 // prompt is only byte-exact when the JSON of tools and tool-call arguments is
 // written the same way, so the encoder uses these functions.
 //
