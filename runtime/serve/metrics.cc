@@ -66,6 +66,17 @@ void Metrics::observeBatch(int64_t sequences) {
   batch.observe(static_cast<double>(sequences));
 }
 
+void Metrics::countStep(const char *kind) {
+  std::lock_guard<std::mutex> lock(mutex);
+  ++stepKinds[kind];
+}
+
+uint64_t Metrics::steps(const std::string &kind) const {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = stepKinds.find(kind);
+  return it == stepKinds.end() ? 0 : it->second;
+}
+
 void Metrics::setGauges(int64_t q, int64_t a, int64_t s) {
   std::lock_guard<std::mutex> lock(mutex);
   queued = q;
@@ -137,6 +148,12 @@ std::string Metrics::render() const {
   for (const auto &[reason, count] : finished)
     out += "compressa_requests_finished_total{reason=\"" + label(reason) +
            "\"} " + std::to_string(count) + "\n";
+  header(out, "compressa_scheduler_steps_total", "counter",
+         "Scheduler steps: a prompt chunk only (prefill), decode steps only "
+         "(decode), or a prompt chunk interleaved with decode steps (mixed).");
+  for (const auto &[kind, count] : stepKinds)
+    out += "compressa_scheduler_steps_total{kind=\"" + label(kind) + "\"} " +
+           std::to_string(count) + "\n";
   header(out, "compressa_prompt_tokens_total", "counter",
          "Prompt tokens of admitted requests.");
   out += "compressa_prompt_tokens_total " + std::to_string(promptTokens) + "\n";

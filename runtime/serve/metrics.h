@@ -28,6 +28,11 @@ public:
   void observeInterTokenLatency(double seconds);
   /// Sequences in one decode step.
   void observeBatch(int64_t sequences);
+  /// A scheduler step: "prefill" (a prompt chunk only), "decode" (decode
+  /// steps only) or "mixed" (a prompt chunk interleaved with decode steps).
+  void countStep(const char *kind);
+  /// Steps counted so far of `kind`.
+  uint64_t steps(const std::string &kind) const;
   void setGauges(int64_t queued, int64_t active, int64_t slots);
 
   /// The exposition text; also reports the process' resident memory.
@@ -49,6 +54,7 @@ private:
   mutable std::mutex mutex;
   std::map<std::pair<std::string, int>, uint64_t> http;
   std::map<std::string, uint64_t> finished;
+  std::map<std::string, uint64_t> stepKinds;
   uint64_t promptTokens = 0, cachedTokens = 0, generatedTokens = 0;
   int64_t queued = 0, active = 0, slots = 0;
   Histogram ttft, itl, batch;

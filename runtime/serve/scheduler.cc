@@ -55,7 +55,14 @@ Scheduler::Scheduler(Engine &engine, const Tokenizer &tokenizer,
               : programChunk;
   slots.resize(static_cast<size_t>(this->options.maxBatch));
   updateGauges();
-  thread = std::thread([this] { loop(); });
+  if (options.startThread)
+    start();
+}
+
+void Scheduler::start() {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!thread.joinable() && !stopping)
+    thread = std::thread([this] { loop(); });
 }
 
 Scheduler::~Scheduler() { stop(); }
@@ -173,8 +180,12 @@ void Scheduler::loop() {
     }
     updateGauges();
     retireCancelled();
-    prefillStep();
-    decodeStep();
+    bool prefilled = prefillStep();
+    bool decoded = decodeStep();
+    if (prefilled || decoded)
+      metrics.countStep(prefilled && decoded ? "mixed"
+                        : prefilled          ? "prefill"
+                                             : "decode");
     updateGauges();
   }
 }
@@ -246,7 +257,7 @@ void Scheduler::retireCancelled() {
   }
 }
 
-void Scheduler::prefillStep() {
+bool Scheduler::prefillStep() {
   int64_t pick = -1;
   for (int64_t s = 0; s < static_cast<int64_t>(slots.size()); ++s) {
     const auto &request = slots[s].request;
@@ -257,20 +268,24 @@ void Scheduler::prefillStep() {
       pick = s;
   }
   if (pick < 0)
-    return;
+    return false;
   Slot &slot = slots[pick];
   ServeRequest &request = *slot.request;
   int64_t total = static_cast<int64_t>(request.prompt.size());
   int64_t n = std::min(chunk, total - request.prefilled);
   Status status = engine.selectSlot(pick);
-  if (!status.ok())
-    return fail(pick, status);
+  if (!status.ok()) {
+    fail(pick, status);
+    return true;
+  }
   if (request.prefilled == 0)
     engine.reset();
   StatusOr<std::vector<float>> logits = engine.prefill(
       request.prompt.data() + request.prefilled, n, request.prefilled, n);
-  if (!logits.ok())
-    return fail(pick, logits.status());
+  if (!logits.ok()) {
+    fail(pick, logits.status());
+    return true;
+  }
   slot.tokens.insert(slot.tokens.end(),
                      request.prompt.begin() + request.prefilled,
                      request.prompt.begin() + request.prefilled + n);
@@ -278,9 +293,10 @@ void Scheduler::prefillStep() {
   if (request.prefilled == total)
     accept(pick, logits->data() + static_cast<size_t>(n - 1) *
                                       static_cast<size_t>(engine.vocabSize()));
+  return true;
 }
 
-void Scheduler::decodeStep() {
+bool Scheduler::decodeStep() {
   std::vector<int64_t> slotIds, ids, positions;
   for (int64_t s = 0; s < static_cast<int64_t>(slots.size()); ++s) {
     const auto &request = slots[s].request;
@@ -291,7 +307,7 @@ void Scheduler::decodeStep() {
     positions.push_back(static_cast<int64_t>(slots[s].tokens.size()));
   }
   if (slotIds.empty())
-    return;
+    return false;
   int64_t count = static_cast<int64_t>(slotIds.size());
   metrics.observeBatch(count);
   StatusOr<std::vector<float>> logits =
@@ -299,7 +315,7 @@ void Scheduler::decodeStep() {
   if (!logits.ok()) {
     for (int64_t s : slotIds)
       fail(s, logits.status());
-    return;
+    return true;
   }
   size_t vocab = static_cast<size_t>(engine.vocabSize());
   for (int64_t i = 0; i < count; ++i) {
@@ -308,6 +324,7 @@ void Scheduler::decodeStep() {
     slot.request->nextToken = -1;
     accept(slotIds[i], logits->data() + static_cast<size_t>(i) * vocab);
   }
+  return true;
 }
 
 void Scheduler::accept(int64_t s, const float *logits) {

@@ -124,6 +124,9 @@ struct SchedulerOptions {
   int64_t maxQueue = 64;
   /// Tokens per prompt chunk (<= 0: the prefill program's max_tokens).
   int64_t prefillChunk = 0;
+  /// Start the scheduler's thread in the constructor; false leaves it to
+  /// start() (tests queue requests first, to fix what one step sees).
+  bool startThread = true;
 };
 
 /// Counts for /health and the tests.
@@ -138,9 +141,12 @@ struct SchedulerStats {
 class Scheduler {
 public:
   /// `engine` must hold options.maxBatch slots; engine, tokenizer and
-  /// metrics must outlive the scheduler. Starts the scheduler's thread.
+  /// metrics must outlive the scheduler. Starts the scheduler's thread
+  /// unless options.startThread is false.
   Scheduler(Engine &engine, const Tokenizer &tokenizer, Metrics &metrics,
             SchedulerOptions options);
+  /// Starts the thread (once; with startThread false).
+  void start();
   ~Scheduler();
   Scheduler(const Scheduler &) = delete;
   Scheduler &operator=(const Scheduler &) = delete;
@@ -169,9 +175,11 @@ private:
   /// A free slot for `prompt` and the count of its tokens to keep.
   int64_t pickSlot(const std::vector<int64_t> &prompt, int64_t &keep);
   void retireCancelled();
-  /// One prompt chunk of the longest-waiting request being prefilled.
-  void prefillStep();
-  void decodeStep();
+  /// One prompt chunk of the longest-waiting request being prefilled;
+  /// false when there was none.
+  bool prefillStep();
+  /// One decode step of every generating request; false when none.
+  bool decodeStep();
   /// Samples from `logits` for the request in `slot`; emits text, finishes.
   void accept(int64_t slot, const float *logits);
   /// Emits what may be sent of the text; true when a stop text was found.

@@ -151,6 +151,36 @@ TEST_F(ServeTest, GreedyRepliesAloneAndAmongOthersMatchTheReference) {
   EXPECT_EQ(stats.slots, 3);
 }
 
+TEST_F(ServeTest, PromptChunksInterleaveWithDecodeSteps) {
+  // Queued before the thread starts, so the first step sees both: A's
+  // 2-token prompt is one chunk, then A decodes while B's 40-token prompt
+  // goes in 1-token chunks, one per step, beside A's decode steps.
+  Metrics metrics;
+  SchedulerOptions options{2, 4, 1};
+  options.startThread = false;
+  Scheduler scheduler(*engine, *tokenizer, metrics, options);
+  GenerationParams longReply = greedy(30);
+  longReply.ignoreEos = true;
+  auto a = scheduler.submit({3, 4}, longReply);
+  std::vector<int64_t> longPrompt(40);
+  for (size_t i = 0; i < longPrompt.size(); ++i)
+    longPrompt[i] = static_cast<int64_t>(100 + i);
+  auto b = scheduler.submit(longPrompt, greedy(3));
+  ASSERT_TRUE(a.ok() && b.ok());
+  scheduler.start();
+  Reply ra = collect(**a), rb = collect(**b);
+  ASSERT_TRUE(ra.done && rb.done);
+  EXPECT_EQ(ra.finish.completionTokens, 30);
+  EXPECT_EQ(rb.text, textOf(toy::toyGreedy(longPrompt, 3, toy::kEos)));
+  // 41 steps ran a prompt chunk (A's one, B's 40); A's 29 decode steps ran
+  // beside the first 29 of them (step 1: A's chunk, then A's first decode).
+  EXPECT_GE(metrics.steps("mixed"), 29u);
+  EXPECT_EQ(metrics.steps("mixed") + metrics.steps("prefill"), 41u);
+  std::string text = metrics.render();
+  EXPECT_NE(text.find("compressa_scheduler_steps_total{kind=\"mixed\"}"),
+            std::string::npos);
+}
+
 TEST_F(ServeTest, PrefixReuseContinuesAFinishedSlot) {
   Metrics metrics;
   Scheduler scheduler(*engine, *tokenizer, metrics, {3, 16, 0});
