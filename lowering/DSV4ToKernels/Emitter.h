@@ -15,6 +15,9 @@
 #include "lowering/DSV4ToKernels/OpEmitters.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "llvm/ADT/Hashing.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/bit.h"
 
 namespace mlir::compressa::cpu {
 
@@ -79,6 +82,33 @@ public:
       kb.storeF(x, ia, kb.sub(kb.mul(a, cs), kb.mul(b, sn)));
       kb.storeF(x, ib, kb.add(kb.mul(a, sn), kb.mul(b, cs)));
     }
+  }
+
+  /// rope() on `rows` rows of `len` elements at x, in place, a thread per
+  /// (row, rotated pair): the same operations per pair as rope().
+  void ropeRows(View x, Value rows, int64_t len, function_ref<Value(Value)> positionOf,
+                RopeAttr rope, bool inverse) {
+    int64_t r = rope.getDim(), base = len - r, pairs = r / 2;
+    SmallVector<float> freqs;
+    for (int64_t k = 0; k < pairs; ++k)
+      freqs.push_back(static_cast<float>(rope.frequency(k)));
+    // One table per frequency set, named by a hash of its values.
+    std::string key = "rope";
+    for (float f : freqs)
+      key += "_" + llvm::utohexstr(llvm::bit_cast<uint32_t>(f));
+    Value table = kb.table("rope_" + llvm::utohexstr(llvm::hash_value(key)), freqs);
+    kb.parallelLoop(c(0), kb.mul(rows, c(pairs)), [&](Value e) {
+      Value row = kb.div(e, c(pairs)), k = kb.rem(e, c(pairs));
+      Value phi = kb.mul(kb.toF32(positionOf(row)), kb.load(kb.f32(), table, k));
+      Value cs = kb.cos(phi), sn = kb.sin(phi);
+      if (inverse)
+        sn = kb.neg(sn);
+      View xr = kb.at(x, kb.mul(row, c(len)));
+      Value ia = kb.add(c(base), kb.mul(k, c(2))), ib = kb.add(ia, c(1));
+      Value a = kb.loadF(xr, ia), b = kb.loadF(xr, ib);
+      kb.storeF(xr, ia, kb.sub(kb.mul(a, cs), kb.mul(b, sn)));
+      kb.storeF(xr, ib, kb.add(kb.mul(a, sn), kb.mul(b, cs)));
+    });
   }
 
   /// r[row] = rsqrt(mean(x[row]^2) + eps) for `rows` rows of n elements.

@@ -8,6 +8,8 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include <cmath>
 
@@ -332,6 +334,31 @@ KernelBuilder::ifElse(Value cond, TypeRange types,
 // Work sharing
 //===----------------------------------------------------------------------===//
 
+void KernelBuilder::barrier() {
+  Block *block = b.getInsertionBlock();
+  if (lastBarrier && lastBarrier->getBlock() == block) {
+    bool onlyPure = true;
+    for (auto it = b.getInsertionPoint(); it != block->begin();) {
+      Operation *op = &*--it;
+      if (op == lastBarrier)
+        break;
+      if (!isMemoryEffectFree(op) || op->getNumRegions()) {
+        onlyPure = false;
+        break;
+      }
+    }
+    if (onlyPure && lastBarrier->getBlock() == block) {
+      // Only when lastBarrier really is before the insertion point.
+      for (auto it = b.getInsertionPoint(); it != block->begin();)
+        if (&*--it == lastBarrier)
+          return;
+    }
+  }
+  target.barrier(b, loc, syncWord);
+  auto ip = b.getInsertionPoint();
+  lastBarrier = ip == b.getInsertionBlock()->begin() ? nullptr : &*std::prev(ip);
+}
+
 void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> body) {
   ++regionDepth;
   if (!parallel() || regionDepth > 1) {
@@ -395,6 +422,239 @@ void KernelBuilder::storeOnce(const View &v, Value i, Value x, Value lane) {
 }
 
 Value KernelBuilder::dotLanes(const View &x, const WeightView &w, Value row, Value lane) {
+  return dotRows(x, {WeightRow{&w, row}}, lane)[0];
+}
+
+/// Bits of one weight of a format dotRows reads by segments; 0 otherwise.
+static int64_t segmentBits(Type t) {
+  if (isa<Float8E4M3FNType>(t))
+    return 8;
+  if (isa<Float4E2M1FNType>(t))
+    return 4;
+  if (t.isBF16())
+    return 16;
+  if (t.isF32())
+    return 32;
+  return 0;
+}
+
+int KernelBuilder::decodeSegment(Type elt, ArrayRef<Value> words,
+                                 SmallVectorImpl<Value> &vals) {
+  Type i8 = b.getI8Type(), i16 = b.getI16Type();
+  auto shr = [&](Value w, int64_t by) -> Value {
+    return by ? Value(arith::ShRUIOp::create(b, loc, w, c32(by))) : w;
+  };
+  int k = 0;
+  for (Value w : words) {
+    if (isa<Float8E4M3FNType>(elt)) {
+      for (int64_t half = 0; half < 2; ++half) {
+        Value pair = arith::TruncIOp::create(b, loc, i16, shr(w, 16 * half));
+        Value two[2];
+        if (!target.decodeE4M3Pair(b, loc, pair, two))
+          for (int64_t i = 0; i < 2; ++i)
+            two[i] = fp8(arith::TruncIOp::create(b, loc, i8, shr(w, 16 * half + 8 * i)));
+        vals.append({two[0], two[1]});
+      }
+    } else if (isa<Float4E2M1FNType>(elt)) {
+      SmallVector<Value> eight;
+      k = target.decodeE2M1Word(b, loc, w, eight);
+      if (k < 0) {
+        k = 0;
+        eight.clear();
+        for (int64_t j = 0; j < 8; ++j)
+          eight.push_back(fp4(arith::TruncIOp::create(
+              b, loc, i8, arith::AndIOp::create(b, loc, shr(w, 4 * j), c32(15)))));
+      }
+      vals.append(eight.begin(), eight.end());
+    } else if (elt.isBF16()) {
+      // The low half is the first value; bf16 is the high half of an f32.
+      vals.push_back(arith::BitcastOp::create(
+          b, loc, f32(), arith::ShLIOp::create(b, loc, w, c32(16))));
+      vals.push_back(arith::BitcastOp::create(
+          b, loc, f32(), arith::AndIOp::create(b, loc, w, c32(int64_t(0xFFFF0000u)))));
+    } else {
+      vals.push_back(arith::BitcastOp::create(b, loc, f32(), w));
+    }
+  }
+  return k;
+}
+
+SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> rows,
+                                          Value lane) {
+  const WeightView &w0 = *rows.front().w;
+  int64_t bits = segmentBits(w0.elt);
+  bool bySegment = bits && (w0.cols * bits) % 128 == 0 && (x.elt.isF32() || x.elt.isBF16());
+  for (const WeightRow &r : rows)
+    bySegment = bySegment && r.w->elt == w0.elt && r.w->cols == w0.cols;
+  if (!bySegment) {
+    SmallVector<Value> out;
+    for (const WeightRow &r : rows)
+      out.push_back(dotLanesByColumn(x, *r.w, r.row, lane));
+    return out;
+  }
+  Type i8 = b.getI8Type(), i32 = b.getI32Type();
+  int64_t cps = 128 / bits, rowBytes = w0.cols * bits / 8;
+  int64_t nseg = rowBytes / 16, rounds = nseg / kLanes, tailSegs = nseg % kLanes;
+  size_t nr = rows.size();
+  bool wide = parallel() && target.wideLoads();
+  SmallVector<Value> bases;
+  for (const WeightRow &r : rows)
+    bases.push_back(offset(i8, r.w->data, mul(r.row, c(rowBytes))));
+
+  // accs[r] + (segment g of row r) . x, for every row.
+  auto segment = [&](ArrayRef<Value> accs, Value g, bool vecX) -> SmallVector<Value> {
+    Value col0 = mul(g, c(cps));
+    SmallVector<Value> xs;
+    if (vecX) {
+      Type v4 = VectorType::get({4}, f32());
+      for (int64_t q = 0; q < cps / 4; ++q) {
+        Value v = LLVM::LoadOp::create(b, loc, v4, offset(f32(), x.ptr, add(col0, c(4 * q))),
+                                       /*alignment=*/16);
+        for (int64_t i = 0; i < 4; ++i)
+          xs.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
+      }
+    } else {
+      for (int64_t i = 0; i < cps; ++i)
+        xs.push_back(loadF(x, add(col0, c(i))));
+    }
+    SmallVector<Value> next;
+    for (size_t r = 0; r < nr; ++r) {
+      const WeightView &w = *rows[r].w;
+      Value ptr = offset(i8, bases[r], mul(g, c(16)));
+      SmallVector<Value> words;
+      if (wide) {
+        Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32), ptr,
+                                       /*alignment=*/16);
+        for (int64_t i = 0; i < 4; ++i)
+          words.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
+      } else {
+        for (int64_t i = 0; i < 4; ++i)
+          words.push_back(load(i32, ptr, c(i)));
+      }
+      SmallVector<Value> vals;
+      int k = decodeSegment(w.elt, words, vals);
+      Value part = mul(xs[0], vals[0]);
+      for (int64_t i = 1; i < cps; ++i)
+        part = add(part, mul(xs[i], vals[i]));
+      Value scale;
+      if (isa<Float8E4M3FNType>(w.elt))
+        scale = e8m0(load(i8, w.scale,
+                          add(mul(div(rows[r].row, c(128)), c((w.cols + 127) / 128)),
+                              div(g, c(128 / cps)))));
+      else if (isa<Float4E2M1FNType>(w.elt))
+        scale = e8m0(load(i8, w.scale, add(mul(rows[r].row, c(w.cols / 32)), g)));
+      if (k)
+        scale = scale ? mul(scale, cf(std::ldexp(1.0, k))) : cf(std::ldexp(1.0, k));
+      next.push_back(add(accs[r], scale ? mul(part, scale) : part));
+    }
+    return next;
+  };
+  SmallVector<Value> zeros(nr, cf(0.0));
+
+  // The sums of lane l.
+  auto laneSums = [&](Value l, bool vecX) -> SmallVector<Value> {
+    if (!parallel()) {
+      SmallVector<Value> accs = reduce(c(0), c(rounds), zeros,
+                                       [&](Value m, ValueRange a) -> SmallVector<Value> {
+                                         return segment(SmallVector<Value>(a),
+                                                        add(mul(m, c(kLanes)), l), false);
+                                       });
+      if (tailSegs)
+        accs = ifElse(lt(l, c(tailSegs)), SmallVector<Type>(nr, f32()),
+                      [&]() { return segment(accs, add(c(rounds * kLanes), l), false); },
+                      [&]() { return accs; });
+      return accs;
+    }
+    // Four rounds per loop iteration so that their loads are in flight
+    // together.
+    int64_t unroll = std::min<int64_t>(rounds, 4);
+    SmallVector<Value> accs = zeros;
+    int64_t done = 0;
+    if (unroll > 0) {
+      int64_t iters = rounds / unroll;
+      done = iters * unroll;
+      accs = reduce(c(0), c(iters), accs, [&](Value it, ValueRange a) -> SmallVector<Value> {
+        SmallVector<Value> acc(a);
+        for (int64_t u = 0; u < unroll; ++u)
+          acc = segment(acc, add(mul(add(mul(it, c(unroll)), c(u)), c(kLanes)), l), vecX);
+        return acc;
+      });
+    }
+    for (int64_t m = done; m < rounds; ++m)
+      accs = segment(accs, add(c(m * kLanes), l), vecX);
+    if (tailSegs)
+      accs = ifElse(lt(l, c(tailSegs)), SmallVector<Type>(nr, f32()),
+                    [&]() { return segment(accs, add(c(rounds * kLanes), l), vecX); },
+                    [&]() { return accs; });
+    return accs;
+  };
+  if (!wide || !x.elt.isF32())
+    return laneTotals(lane, nr, [&](Value l) { return laneSums(l, false); });
+  // x read 16 bytes at a time where it is 16-byte aligned (the same x for
+  // the whole warp, so the branch is uniform).
+  Value addr = LLVM::PtrToIntOp::create(b, loc, i64(), x.ptr);
+  Value aligned = eq(arith::AndIOp::create(b, loc, addr, c(15)), c(0));
+  return ifElse(
+      aligned, SmallVector<Type>(nr, f32()),
+      [&]() { return laneTotals(lane, nr, [&](Value l) { return laneSums(l, true); }); },
+      [&]() { return laneTotals(lane, nr, [&](Value l) { return laneSums(l, false); }); });
+}
+
+SmallVector<Value> KernelBuilder::laneTotals(Value lane, int64_t n,
+                                             function_ref<SmallVector<Value>(Value)> laneValues,
+                                             bool isMax) {
+  auto combine = [&](Value x, Value y) { return isMax ? max(x, y) : add(x, y); };
+  if (parallel()) {
+    SmallVector<Value> v = laneValues(lane);
+    for (Value &acc : v)
+      for (int64_t off = kLanes / 2; off >= 1; off /= 2)
+        acc = combine(acc, target.shuffleXor(b, loc, acc, off, kLanes));
+    return v;
+  }
+  // The 32 lanes in turn, their values kept in a stack array in the
+  // kernel's entry block, then the butterfly over the array.
+  Operation *fn = b.getInsertionBlock()->getParentOp();
+  while (!isa<FunctionOpInterface>(fn))
+    fn = fn->getParentOp();
+  Value arr;
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&fn->getRegion(0).front());
+    arr = LLVM::AllocaOp::create(b, loc, ptrType(), f32(), c(n * kLanes), 16);
+  }
+  loop(c(0), c(kLanes), [&](Value l) {
+    SmallVector<Value> v = laneValues(l);
+    for (int64_t r = 0; r < n; ++r)
+      LLVM::StoreOp::create(b, loc, v[r], offset(f32(), arr, add(c(r * kLanes), l)));
+  });
+  SmallVector<Value> out;
+  for (int64_t r = 0; r < n; ++r) {
+    SmallVector<Value> a;
+    for (int64_t l = 0; l < kLanes; ++l)
+      a.push_back(load(f32(), arr, c(r * kLanes + l)));
+    for (int64_t off = kLanes / 2; off >= 1; off /= 2)
+      for (int64_t l = 0; l < off; ++l)
+        a[l] = combine(a[l], a[l + off]);
+    out.push_back(a[0]);
+  }
+  return out;
+}
+
+Value KernelBuilder::reduceUnrolled(Value lb, Value ub, int64_t unroll, Value init,
+                                    function_ref<Value(Value, Value)> body) {
+  Value trips = div(sub(ub, lb), c(unroll));
+  Value mid = add(lb, mul(trips, c(unroll)));
+  Value acc = reduce1(c(0), trips, init, [&](Value t, Value a) {
+    Value base = add(lb, mul(t, c(unroll)));
+    for (int64_t u = 0; u < unroll; ++u)
+      a = body(add(base, c(u)), a);
+    return a;
+  });
+  return reduce1(mid, ub, acc, body);
+}
+
+Value KernelBuilder::dotLanesByColumn(const View &x, const WeightView &w, Value row,
+                                      Value lane) {
   Type i8 = b.getI8Type();
   bool isFp8 = isa<Float8E4M3FNType>(w.elt), isFp4 = isa<Float4E2M1FNType>(w.elt);
   // Chunks of columns: 128 (one FP8 scale block, 4 columns a lane) or 32.

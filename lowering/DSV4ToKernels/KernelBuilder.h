@@ -140,17 +140,47 @@ public:
   /// The iterations of [lb, ub), one per warp on CUDA (every lane of the
   /// warp runs body(i, lane)); a plain loop with lane 0 on the CPU.
   void warpLoop(Value lb, Value ub, function_ref<void(Value, Value)> body);
-  /// sum_k x[k] * W[row, k] split over 32 lanes: lane l sums, in order, the
-  /// columns l, l + 32, ... (FP8: per 128-column block, then times the
-  /// block's scale; FP4: each term times its 32-block's scale); the lane
-  /// sums are then added in the butterfly order of a warp shuffle (offsets
+  /// sum_k x[k] * W[row, k] split over 32 lanes (dotRows of one row); the
+  /// lane sums are added in the butterfly order of a warp shuffle (offsets
   /// 16, 8, 4, 2, 1). On CUDA each lane computes its own sum and the warp
   /// reduces them (call it in a warpLoop body; every lane gets the total);
   /// on the CPU one thread computes all 32 in the same order. Same bits on
   /// both targets.
   Value dotLanes(const View &x, const WeightView &w, Value row, Value lane);
+  /// One weight row of dotRows.
+  struct WeightRow {
+    const WeightView *w;
+    Value row;
+  };
+  /// dot(x, W_r[row_r]) for a few rows of weights of one format and width,
+  /// sharing the loads of x (call it in a warpLoop body; every lane gets the
+  /// totals). Where a row is a whole number of 16-byte segments (16 FP8, 32
+  /// FP4, 8 bf16 or 4 f32 columns), lane l takes segments l, l + 32, ...:
+  /// one 16-byte load each, decoded in registers, summed in column order,
+  /// times the segment's block scale (FP8 blocks hold 8 segments, FP4 blocks
+  /// one), added to the lane's sum in segment order; the lane sums then meet
+  /// in the butterfly order of a warp shuffle. Other widths take
+  /// dotLanesByColumn. Same order on every target (the CPU computes the 32
+  /// lanes in turn).
+  SmallVector<Value> dotRows(const View &x, ArrayRef<WeightRow> rows, Value lane);
+  /// dotLanes with lane l summing columns l, l + 32, ... (FP8: per
+  /// 128-column block, then times the block's scale; FP4: each term times
+  /// its 32-block's scale).
+  Value dotLanesByColumn(const View &x, const WeightView &w, Value row, Value lane);
   /// sum_k a[k] * b[k] for k < n, lane-split the same way.
   Value dotLanes(const View &a, const View &b, int64_t n, Value lane);
+  /// The totals over the 32 lanes of the values laneValues(lane) returns
+  /// (in a warpLoop body), added in the butterfly order of a warp shuffle;
+  /// `max`: their maximum instead. On CUDA each lane computes its own
+  /// values; on the CPU they are computed for lanes 0..31 in turn (kept in
+  /// a stack array of the kernel's entry block). Every lane gets the totals.
+  SmallVector<Value> laneTotals(Value lane, int64_t n,
+                                function_ref<SmallVector<Value>(Value)> laneValues,
+                                bool max = false);
+  /// reduce1 with `unroll` iterations per trip of its loop (and a loop for
+  /// the rest): the same operations in the same order, more loads in flight.
+  Value reduceUnrolled(Value lb, Value ub, int64_t unroll, Value init,
+                       function_ref<Value(Value, Value)> body);
   /// Stores x at v[i] once per warp (lane 0 on CUDA).
   void storeOnce(const View &v, Value i, Value x, Value lane);
   /// The iterations of [lb, ub), spread over the block's threads.
@@ -165,6 +195,12 @@ public:
                             function_ref<SmallVector<Value>()> then,
                             function_ref<SmallVector<Value>()> otherwise);
 
+  /// The address of a constant f32 table `__compressa_lut_<key>` in the
+  /// kernel container (created on first use).
+  Value table(const std::string &key, ArrayRef<float> values) {
+    return lut("__compressa_lut_" + key, values);
+  }
+
 private:
   Value lut(StringRef name, ArrayRef<float> values);
   Value fp8(Value byte);  ///< e4m3fn code (i8) -> f32
@@ -172,6 +208,9 @@ private:
   Value fp4(Value nibble); ///< e2m1 code (i8, low 4 bits) -> f32
   /// The e2m1 value (unscaled) of FP4 weight [row, col]; `odd`: col is odd.
   Value fp4At(const WeightView &w, Value row, Value col, Value odd);
+  /// The values of the weights in a 16-byte segment held as four i32 words,
+  /// times 2^-k (k returned: a target's exact word-wise decoding may scale).
+  int decodeSegment(Type elt, ArrayRef<Value> words, SmallVectorImpl<Value> &vals);
 
   OpBuilder &b;
   Location loc;
@@ -182,7 +221,12 @@ private:
   bool parallel() const { return target.blockThreads() > 1; }
   int regionDepth = 0;
   bool strayStore = false;
-  void barrier() { target.barrier(b, loc, syncWord); }
+  /// A barrier of the launch, unless the code since the last one has no
+  /// memory effects (then that one already separates what comes before and
+  /// after: the back-to-back barriers of consecutive loops become one).
+  void barrier();
+  /// The last op of the last barrier emitted.
+  Operation *lastBarrier = nullptr;
   Value threadId() { return target.threadId(b, loc); }
   /// The lane-split sum of `full` chunks of `chunk` columns and a tail chunk
   /// of `tail` columns; step(acc, chunk index, lane, constant lane or -1,

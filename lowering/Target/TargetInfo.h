@@ -90,6 +90,22 @@ public:
   virtual Value decodeE2M1(OpBuilder &b, Location loc, Value nibble) const {
     return {};
   }
+  /// The two e4m3 codes of an i16 (low byte first) as f32 values in `out`,
+  /// or false where the target has no paired decoding.
+  virtual bool decodeE4M3Pair(OpBuilder &b, Location loc, Value pair,
+                              Value out[2]) const {
+    return false;
+  }
+  /// The eight e2m1 codes of an i32 (bits 4j..4j+3 are code j) as f32 values
+  /// times 2^-k in `out`; returns k, or -1 where the target has no word-wise
+  /// decoding. A power-of-two factor keeps every product's rounding.
+  virtual int decodeE2M1Word(OpBuilder &b, Location loc, Value word,
+                             SmallVectorImpl<Value> &out) const {
+    return -1;
+  }
+  /// Whether loads of 16 bytes (vector<4xi32>, vector<4xf32>) are issued as
+  /// such (aligned accesses); the CPU target leaves vectorisation to LLVM.
+  virtual bool wideLoads() const { return false; }
 
   //===--------------------------------------------------------------------===//
   // Code generation

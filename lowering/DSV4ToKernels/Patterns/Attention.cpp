@@ -47,13 +47,11 @@ void Emitter::ropeOp(RopeOp op) {
   View x = view(op.getX()), y = view(op.getResult());
   int64_t len = op.getX().getType().getShape().back();
   int64_t per = perToken(op.getX()), rows = per / len;
-  kb.parallelLoop(c(0), kb.mul(S(), c(rows)), [&](Value e) {
-    Value off = kb.mul(e, c(len));
-    View src = kb.at(x, off), dst = kb.at(y, off);
-    if (x.ptr != y.ptr)
-      kb.loop(c(0), c(len), [&](Value i) { kb.storeF(dst, i, kb.loadF(src, i)); });
-    rope(dst, len, pos(kb.div(e, c(rows))), op.getRope(), op.getInverse());
-  });
+  if (x.ptr != y.ptr)
+    kb.parallelLoop(c(0), kb.mul(S(), c(per)),
+                    [&](Value i) { kb.storeF(y, i, kb.loadF(x, i)); });
+  ropeRows(y, kb.mul(S(), c(rows)), len, [&](Value row) { return pos(kb.div(row, c(rows))); },
+           op.getRope(), op.getInverse());
 }
 
 void Emitter::windowUpdate(WindowUpdateOp op) {
@@ -131,64 +129,55 @@ void Emitter::attention(SparseAttentionOp op) {
     return {View{kb.select(isWindow, windowPtr, entryPtr), kv.elt},
             arith::OrIOp::create(kb.builder(), kb.getLoc(), isWindow, valid)};
   };
-  // Phase 1: scores (-inf for a missing key); the last token has the most.
+  // Phase 1: scores (-inf for a missing key), a warp per (token, head, key)
+  // with the lane-split dot; the last token has the most keys.
   Value most = keysOf(kb.sub(S(), c(1)));
-  kb.parallelLoop(c(0), kb.mul(kb.mul(S(), c(h)), most), [&](Value e) {
+  kb.warpLoop(c(0), kb.mul(kb.mul(S(), c(h)), most), [&](Value e, Value lane) {
     Value sh = kb.div(e, most), j = kb.rem(e, most);
     Value s = kb.div(sh, c(h));
     kb.ifThen(kb.lt(j, keysOf(s)), [&] {
       auto [key, valid] = keyAt(s, j);
-      View qh = kb.at(q, kb.mul(sh, c(d)));
-      Value dotv = kb.reduce1(c(0), c(d), kb.cf(0.0), [&](Value i, Value a) {
-        return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
-      });
-      kb.storeF(weights, kb.add(kb.mul(sh, c(maxKeys)), j),
-                kb.select(valid, kb.mul(dotv, kb.cf(scale)), kb.negInf()));
+      Value dotv = kb.dotLanes(kb.at(q, kb.mul(sh, c(d))), key, d, lane);
+      kb.storeOnce(weights, kb.add(kb.mul(sh, c(maxKeys)), j),
+                   kb.select(valid, kb.mul(dotv, kb.cf(scale)), kb.negInf()), lane);
     });
   });
-  // Phase 2: per (token, head), the max (with the sink), weights, their sum.
-  kb.parallelLoop(c(0), kb.mul(S(), c(h)), [&](Value sh) {
+  // Phase 2: per (token, head), a warp: the max (with the sink), the
+  // weights p = exp(score - max) and their sum; lane l takes keys l,
+  // l + 32, ... and the lanes meet in the warp's butterfly.
+  kb.warpLoop(c(0), kb.mul(S(), c(h)), [&](Value sh, Value lane) {
     Value n = keysOf(kb.div(sh, c(h)));
     View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
     Value sinkLogit = kb.weight(sink, c(0), kb.rem(sh, c(h)));
-    Value mx = kb.reduce1(c(0), n, sinkLogit, [&](Value j, Value a) {
-      return kb.max(a, kb.loadF(wh, j));
-    });
-    Value sum = kb.reduce1(c(0), n, kb.cf(0.0), [&](Value j, Value a) {
-      Value p = kb.exp(kb.sub(kb.loadF(wh, j), mx));
-      kb.storeF(wh, j, p);
-      return kb.add(a, p);
-    });
-    kb.storeF(den, sh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))));
-  });
-  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den. One thread: key by
-  // key into the output row. A block: a channel per thread. The same sums
-  // in the same order either way.
-  if (kb.threads() == 1) {
-    kb.parallelLoop(c(0), kb.mul(S(), c(h)), [&](Value sh) {
-      Value s = kb.div(sh, c(h));
-      View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
-      View oh = kb.at(out, kb.mul(sh, c(d)));
-      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.cf(0.0)); });
-      kb.loop(c(0), keysOf(s), [&](Value j) {
-        auto [key, valid] = keyAt(s, j);
-        kb.ifThen(valid, [&] {
-          Value p = kb.loadF(wh, j);
-          kb.loop(c(0), c(d), [&](Value i) {
-            kb.storeF(oh, i, kb.add(kb.loadF(oh, i), kb.mul(p, kb.loadF(key, i))));
-          });
-        });
+    // Keys l, l + 32, ... below n.
+    auto laneKeys = [&](Value l, Value init, function_ref<Value(Value, Value)> body) {
+      Value trips = kb.div(kb.add(kb.sub(n, l), c(KernelBuilder::kLanes - 1)),
+                           c(KernelBuilder::kLanes));
+      return kb.reduce1(c(0), trips, init, [&](Value t, Value a) {
+        return body(kb.add(l, kb.mul(t, c(KernelBuilder::kLanes))), a);
       });
-      Value dh = kb.loadF(den, sh);
-      kb.loop(c(0), c(d), [&](Value i) { kb.storeF(oh, i, kb.div(kb.loadF(oh, i), dh)); });
-    });
-    return;
-  }
+    };
+    Value mx = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
+      return {laneKeys(l, sinkLogit, [&](Value j, Value a) {
+        return kb.max(a, kb.loadF(wh, j));
+      })};
+    }, /*max=*/true)[0];
+    Value sum = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
+      return {laneKeys(l, kb.cf(0.0), [&](Value j, Value a) {
+        Value p = kb.exp(kb.sub(kb.loadF(wh, j), mx));
+        kb.storeF(wh, j, p);
+        return kb.add(a, p);
+      })};
+    })[0];
+    kb.storeOnce(den, sh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))), lane);
+  });
+  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den, a thread per channel,
+  // the keys in order (eight per loop trip, so their loads overlap).
   kb.parallelLoop(c(0), kb.mul(S(), c(h * d)), [&](Value e) {
     Value sh = kb.div(e, c(d)), i = kb.rem(e, c(d));
     Value s = kb.div(sh, c(h));
     View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
-    Value acc = kb.reduce1(c(0), keysOf(s), kb.cf(0.0), [&](Value j, Value a) {
+    Value acc = kb.reduceUnrolled(c(0), keysOf(s), 8, kb.cf(0.0), [&](Value j, Value a) {
       auto [key, valid] = keyAt(s, j);
       Value term = kb.mul(kb.loadF(wh, j), kb.loadF(key, i));
       return kb.add(a, kb.select(valid, term, kb.cf(0.0)));

@@ -114,29 +114,50 @@ void Emitter::indexer(IndexerTopkOp op) {
   // Entries visible to token s: those completed by position pos(s).
   auto avail = [&](Value s) { return kb.div(kb.add(pos(s), c(1)), c(m)); };
   linearTokens(qr, rank, wqb, q);
-  kb.parallelLoop(c(0), kb.mul(S(), c(heads)), [&](Value e) {
-    rope(kb.at(q, kb.mul(e, c(di))), di, pos(kb.div(e, c(heads))), op.getRope(), false);
-  });
+  ropeRows(q, kb.mul(S(), c(heads)), di, [&](Value e) { return pos(kb.div(e, c(heads))); },
+           op.getRope(), false);
   kb.warpLoop(c(0), kb.mul(S(), c(heads)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(heads)), h = kb.rem(e, c(heads));
     Value dotv = kb.dotLanes(kb.at(x, kb.mul(s, c(dm))), wp, h, lane);
     kb.storeOnce(hw, e, kb.mul(dotv, kb.cf(headScale)), lane);
   });
-  // Scores of every (token, visible entry); the last token sees the most.
+  // q transposed per token to [di][heads], so that the lanes of a warp,
+  // one head each, read consecutive floats.
+  View qt = scratchF32(heads * di, 0);
+  kb.parallelLoop(c(0), kb.mul(S(), c(heads * di)), [&](Value e) {
+    Value s = kb.div(e, c(heads * di)), r = kb.rem(e, c(heads * di));
+    Value h = kb.div(r, c(di)), i = kb.rem(r, c(di));
+    kb.storeF(qt, kb.add(kb.mul(s, c(heads * di)), kb.add(kb.mul(i, c(heads)), h)),
+              kb.loadF(q, e));
+  });
+  // Scores of every (token, visible entry), a warp each (the last token
+  // sees the most): lane l takes heads l, l + 32, ..., each a dot over the
+  // di channels in order, weighted by its head weight after the ReLU; the
+  // lanes' sums meet in the warp's butterfly. The entry's key is read once
+  // for all heads.
   Value most = avail(kb.sub(S(), c(1)));
-  kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
+  int64_t perLane = (heads + KernelBuilder::kLanes - 1) / KernelBuilder::kLanes;
+  kb.warpLoop(c(0), kb.mul(S(), most), [&](Value e, Value lane) {
     Value s = kb.div(e, most), j = kb.rem(e, most);
     kb.ifThen(kb.lt(j, avail(s)), [&] {
-      View qs = kb.at(q, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
+      View qs = kb.at(qt, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
       View key = kb.at(keys, kb.mul(j, c(di)));
-      Value score = kb.reduce1(c(0), c(heads), kb.cf(0.0), [&](Value h, Value acc) {
-        View qh = kb.at(qs, kb.mul(h, c(di)));
-        Value dotv = kb.reduce1(c(0), c(di), kb.cf(0.0), [&](Value i, Value a) {
-          return kb.add(a, kb.mul(kb.loadF(qh, i), kb.loadF(key, i)));
-        });
-        return kb.add(acc, kb.mul(kb.loadF(hws, h), kb.max(dotv, kb.cf(0.0))));
-      });
-      kb.storeF(scores, kb.add(kb.mul(s, c(capacity)), j), score);
+      Value score = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
+        Value acc = kb.cf(0.0);
+        for (int64_t t = 0; t < perLane; ++t) {
+          Value h = kb.add(l, c(t * KernelBuilder::kLanes));
+          Value exists = kb.lt(h, c(heads));
+          Value hc = kb.min(h, c(heads - 1));
+          Value dotv = kb.reduceUnrolled(c(0), c(di), 8, kb.cf(0.0), [&](Value i, Value a) {
+            return kb.add(a, kb.mul(kb.loadF(qs, kb.add(kb.mul(i, c(heads)), hc)),
+                                    kb.loadF(key, i)));
+          });
+          Value term = kb.mul(kb.loadF(hws, hc), kb.max(dotv, kb.cf(0.0)));
+          acc = kb.add(acc, kb.select(exists, term, kb.cf(0.0)));
+        }
+        return {acc};
+      })[0];
+      kb.storeOnce(scores, kb.add(kb.mul(s, c(capacity)), j), score, lane);
     });
   });
   // The top-k of each token, -1 where fewer are visible. Entry i of the n

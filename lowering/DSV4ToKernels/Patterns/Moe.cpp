@@ -84,8 +84,9 @@ void Emitter::hashGate(MoeHashGateOp op) {
 
 Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
                             double limit, Value i, Value lane) {
-  Value g = kb.min(kb.dotLanes(x, w1, i, lane), kb.cf(limit));
-  Value u = kb.max(kb.min(kb.dotLanes(x, w3, i, lane), kb.cf(limit)), kb.cf(-limit));
+  SmallVector<Value> gu = kb.dotRows(x, {{&w1, i}, {&w3, i}}, lane);
+  Value g = kb.min(gu[0], kb.cf(limit));
+  Value u = kb.max(kb.min(gu[1], kb.cf(limit)), kb.cf(-limit));
   return kb.mul(kb.silu(g), u);
 }
 

@@ -236,6 +236,55 @@ Value CudaTarget::decodeE2M1(OpBuilder &b, Location loc, Value nibble) const {
                                  arith::NegFOp::create(b, loc, mag), mag);
 }
 
+bool CudaTarget::decodeE4M3Pair(OpBuilder &b, Location loc, Value pair,
+                                Value out[2]) const {
+  // One cvt.rn.f16x2.e4m3x2 for both codes (the low byte to the low half);
+  // e4m3 is exact in f16, and f16 -> f32 is exact.
+  Value bytes = LLVM::BitcastOp::create(b, loc, VectorType::get({2}, b.getI8Type()), pair);
+  Value halves = NVVM::ConvertF8x2ToF16x2Op::create(
+      b, loc, VectorType::get({2}, b.getF16Type()), bytes, /*relu=*/false,
+      Float8E4M3FNType::get(b.getContext()));
+  for (int i = 0; i < 2; ++i)
+    out[i] = arith::ExtFOp::create(
+        b, loc, b.getF32Type(),
+        Value(LLVM::ExtractElementOp::create(b, loc, halves, c32(b, loc, i))));
+  return true;
+}
+
+int CudaTarget::decodeE2M1Word(OpBuilder &b, Location loc, Value word,
+                               SmallVectorImpl<Value> &out) const {
+  // Code c as the f16 with bits (c & 8) << 12 | (c & 7) << 9: the sign, and
+  // the exponent and mantissa bits where f16 keeps its own, so the f16 is
+  // the e2m1 value times 2^-14 for every code (e = 0 lands on f16's
+  // subnormals, 0.5 * 2^-14 = 2^-15 = 1 << 9 subnormal units). Codes j and
+  // j + 4 sit 16 bits apart, so one shift-and-mask builds both halves of an
+  // f16x2; f16 -> f32 is exact.
+  Type i32 = b.getI32Type();
+  auto shift = [&](Value v, int64_t by) -> Value {
+    if (by == 0)
+      return v;
+    if (by > 0)
+      return arith::ShLIOp::create(b, loc, v, c32(b, loc, by));
+    return arith::ShRUIOp::create(b, loc, v, c32(b, loc, -by));
+  };
+  out.assign(8, Value());
+  for (int64_t j = 0; j < 4; ++j) {
+    Value mag = arith::AndIOp::create(b, loc, shift(word, 9 - 4 * j),
+                                      c32(b, loc, 0x0E000E00));
+    Value sign = arith::AndIOp::create(b, loc, shift(word, 12 - 4 * j),
+                                       c32(b, loc, int64_t(0x80008000u)));
+    Value bits = arith::OrIOp::create(b, loc, mag, sign);
+    (void)i32;
+    Value halves =
+        LLVM::BitcastOp::create(b, loc, VectorType::get({2}, b.getF16Type()), bits);
+    for (int i = 0; i < 2; ++i)
+      out[j + 4 * i] = arith::ExtFOp::create(
+          b, loc, b.getF32Type(),
+          Value(LLVM::ExtractElementOp::create(b, loc, halves, c32(b, loc, i))));
+  }
+  return 14;
+}
+
 void CudaTarget::buildLowerToLLVM(OpPassManager &pm) const {
   // Kernels to NVVM: structured control flow first, then the GPU, arith,
   // math and LLVM-pointer code through the ConvertToLLVM interfaces.

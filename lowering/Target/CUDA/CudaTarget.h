@@ -47,6 +47,11 @@ public:
   Value decodeE4M3(OpBuilder &b, Location loc, Value byte) const override;
   Value decodeE8M0(OpBuilder &b, Location loc, Value byte) const override;
   Value decodeE2M1(OpBuilder &b, Location loc, Value nibble) const override;
+  bool decodeE4M3Pair(OpBuilder &b, Location loc, Value pair,
+                      Value out[2]) const override;
+  int decodeE2M1Word(OpBuilder &b, Location loc, Value word,
+                     SmallVectorImpl<Value> &out) const override;
+  bool wideLoads() const override { return true; }
 
   void buildLowerToLLVM(OpPassManager &pm) const override;
   void registerDialects(DialectRegistry &registry) const override;
