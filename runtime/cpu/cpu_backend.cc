@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 namespace compressa {
@@ -77,9 +78,33 @@ Status CpuBackend::loadKernels(const Artifact &artifact) {
   return okStatus();
 }
 
-Status CpuBackend::reserve(uint64_t, const std::string &) {
-  // Host memory is committed page by page as kernels touch it.
-  return okStatus();
+Status CpuBackend::reserve(uint64_t bytes, const std::string &what) {
+  // Host memory is committed page by page as kernels touch it, so an
+  // oversized plan (a long --max-context) would not fail at allocation but
+  // when the kernels reach it: check it against what the host has free
+  // (MemAvailable + SwapFree of /proc/meminfo) before anything is allocated.
+  uint64_t available = 0;
+  bool known = false;
+  if (FILE *f = std::fopen("/proc/meminfo", "r")) {
+    char key[64];
+    unsigned long long kib = 0;
+    while (std::fscanf(f, "%63s %llu kB\n", key, &kib) == 2)
+      if (!std::strcmp(key, "MemAvailable:") || !std::strcmp(key, "SwapFree:")) {
+        available += uint64_t(kib) * 1024;
+        known = true;
+      }
+    std::fclose(f);
+  }
+  if (!known || bytes <= available)
+    return okStatus();
+  return COMPRESSA_ERROR(
+      ResourceExhausted,
+      "%s needs %llu bytes (%.2f GiB) of host memory; the host has %llu bytes "
+      "(%.2f GiB) available (MemAvailable + SwapFree)",
+      what.c_str(), static_cast<unsigned long long>(bytes),
+      double(bytes) / double(uint64_t(1) << 30),
+      static_cast<unsigned long long>(available),
+      double(available) / double(uint64_t(1) << 30));
 }
 
 StatusOr<std::vector<uint64_t>>

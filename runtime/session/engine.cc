@@ -216,10 +216,16 @@ StatusOr<std::unique_ptr<Engine>>
 Engine::finishCreate(std::unique_ptr<Engine> engine) {
   // Step 3. The kernels, before anything large is allocated or uploaded.
   COMPRESSA_RETURN_IF_ERROR(engine->backend->loadKernels(*engine->art));
-  // Step 4. Memory: all of it checked at once, then the weights placed.
+  // Step 4. Memory: all of it checked at once, then the weights placed. The
+  // CPU backend reads a checkpoint where it is mapped: there only what is
+  // allocated counts.
+  bool mapped = !engine->randomWeights &&
+                std::strcmp(engine->backend->name(), "cpu") == 0;
   COMPRESSA_RETURN_IF_ERROR(engine->backend->reserve(
-      engine->memoryNeeded(),
-      engine->art->path() + " (weights, states, arenas and scratch)"));
+      engine->memoryNeeded(/*withWeights=*/!mapped),
+      engine->art->path() +
+          (mapped ? " (states, arenas and scratch)"
+                  : " (weights, states, arenas and scratch)")));
   COMPRESSA_RETURN_IF_ERROR(engine->placeWeights());
   COMPRESSA_RETURN_IF_ERROR(engine->buildExpertTables());
   COMPRESSA_RETURN_IF_ERROR(engine->allocateStates());
@@ -461,7 +467,7 @@ static uint64_t scratchNeeded(const Artifact &artifact) {
   return scratchSize;
 }
 
-uint64_t Engine::memoryNeeded() const {
+uint64_t Engine::memoryNeeded(bool withWeights) const {
   // Sizes were checked by the reader and the checkpoint loader; the sum of
   // a few thousand of them cannot overflow 64 bits in practice, and
   // saturates if it would.
@@ -470,7 +476,7 @@ uint64_t Engine::memoryNeeded() const {
     if (__builtin_add_overflow(total, bytes, &total))
       total = std::numeric_limits<uint64_t>::max();
   };
-  for (size_t i = 0; i < weightBytes.size(); ++i) {
+  for (size_t i = 0; withWeights && i < weightBytes.size(); ++i) {
     if (weightBytes[i])
       add(alignUp(weightBytes[i], 256));
     if (scaleBytes[i])

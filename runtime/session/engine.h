@@ -271,9 +271,10 @@ private:
   /// `arena`: the arena to share (another slot's), or null to allocate one.
   Status prepareProgram(const fb::Program &program,
                         std::shared_ptr<BackendBuffer> arena);
-  /// Bytes the artifact needs on its device: weights, states, arenas,
-  /// scratch and expert tables.
-  uint64_t memoryNeeded() const;
+  /// Bytes the artifact needs on its device: weights (unless
+  /// `withWeights` is false: a backend that reads them where they are
+  /// mapped), states, arenas, scratch and expert tables.
+  uint64_t memoryNeeded(bool withWeights = true) const;
   /// Checks the inputs of a run of `count` tokens at `startPos` against the
   /// program's limits and the vocabulary.
   Status checkInputs(const PreparedProgram &program, const int64_t *ids,
