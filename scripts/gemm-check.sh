@@ -64,6 +64,21 @@ run() {
   export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local failures=0 rows=()
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
+  local out rc
+  out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s4.ptx" --act "$dir/ptx/act_k4096.ptx" \
+          --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
+  rc=$?; echo "partial tile: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
+  "$dir"/bin/compressa-run "$dir"/art/tiny-c-fast.cpa --weights models/tiny-c/quant \
+    --input-ids models/tiny-c/golden.safetensors --dump-logits "$dir"/gpu-fast.logits > /dev/null 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "tiny-c fast on the GPU: compressa-run failed ($rc)"; failures=$((failures + 1))
+  else
+    python3 scripts/numerics-check.py "$dir"/gpu-fast.logits logits "$dir"/art/tiny-c-fast-cpu.logits logits \
+      --label "tiny-c fast, GPU vs CPU" --max-abs 0.5 || failures=$((failures + 1))
+    python3 scripts/numerics-check.py "$dir"/gpu-fast.logits logits models/tiny-c/golden.safetensors logits_quant \
+      --label "tiny-c fast, GPU vs golden"
+  fi
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
     for st in 4 3; do
@@ -79,20 +94,6 @@ run() {
       [ $rc -eq 0 ] || failures=$((failures + 1))
     done
   done
-  out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s4.ptx" --act "$dir/ptx/act_k4096.ptx" \
-          --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
-  rc=$?; echo "partial tile: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
-  "$dir"/bin/compressa-run "$dir"/art/tiny-c-fast.cpa --weights models/tiny-c/quant \
-    --input-ids models/tiny-c/golden.safetensors --dump-logits "$dir"/gpu-fast.logits > /dev/null 2>&1
-  rc=$?
-  if [ $rc -ne 0 ]; then
-    echo "tiny-c fast on the GPU: compressa-run failed ($rc)"; failures=$((failures + 1))
-  else
-    python3 scripts/numerics-check.py "$dir"/gpu-fast.logits logits "$dir"/art/tiny-c-fast-cpu.logits logits \
-      --label "tiny-c fast, GPU vs CPU" --max-abs 0.5 || failures=$((failures + 1))
-    python3 scripts/numerics-check.py "$dir"/gpu-fast.logits logits models/tiny-c/golden.safetensors logits_quant \
-      --label "tiny-c fast, GPU vs golden"
-  fi
   echo
   printf '%s\n' "${rows[@]}"
   echo "failures: $failures"

@@ -24,11 +24,22 @@
 
 namespace compressa::reference {
 
-/// The value of e4m3fn code `c` (0x7F and 0xFF, NaN, are not asked for).
+/// The value of e4m3fn code `c` (0x7F and 0xFF, NaN, are not asked for):
+/// sign, 4 exponent bits (bias 7), 3 mantissa bits; exponent 0 is
+/// subnormal. A table, since references over GEMMs ask billions of times.
 inline double e4m3Value(int c) {
-  int e = (c >> 3) & 15, m = c & 7;
-  double v = e ? std::ldexp(8 + m, e - 10) : std::ldexp(m, -9);
-  return (c & 0x80) ? -v : v;
+  struct Table {
+    double v[256];
+    Table() {
+      for (int i = 0; i < 256; ++i) {
+        int e = (i >> 3) & 15, m = i & 7;
+        double x = e ? std::ldexp(8 + m, e - 10) : std::ldexp(m, -9);
+        v[i] = (i & 0x80) ? -x : x;
+      }
+    }
+  };
+  static const Table table;
+  return table.v[c & 0xFF];
 }
 
 /// The e4m3fn code nearest to `v` (|v| <= 448), ties to the code with an
@@ -55,7 +66,17 @@ inline int e4m3Nearest(double v) {
 }
 
 /// 2^(b - 127) for a UE8M0 byte.
-inline double ue8m0Value(uint8_t b) { return std::ldexp(1.0, int(b) - 127); }
+inline double ue8m0Value(uint8_t b) {
+  struct Table {
+    double v[256];
+    Table() {
+      for (int i = 0; i < 256; ++i)
+        v[i] = std::ldexp(1.0, i - 127);
+    }
+  };
+  static const Table table;
+  return table.v[b];
+}
 
 /// act_quant of one row of `k` floats: `q` [k] codes, `scales` [ceil(k /
 /// 128)] UE8M0 bytes.
