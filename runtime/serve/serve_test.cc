@@ -153,7 +153,7 @@ TEST_F(ServeTest, GreedyRepliesAloneAndAmongOthersMatchTheReference) {
 
 TEST_F(ServeTest, PromptChunksInterleaveWithDecodeSteps) {
   // Queued before the thread starts, so the first step sees both: A's
-  // 2-token prompt is one chunk, then A decodes while B's 40-token prompt
+  // 1-token prompt is one chunk, then A decodes while B's 40-token prompt
   // goes in 1-token chunks, one per step, beside A's decode steps.
   Metrics metrics;
   SchedulerOptions options{2, 4, 1};
@@ -161,7 +161,7 @@ TEST_F(ServeTest, PromptChunksInterleaveWithDecodeSteps) {
   Scheduler scheduler(*engine, *tokenizer, metrics, options);
   GenerationParams longReply = greedy(30);
   longReply.ignoreEos = true;
-  auto a = scheduler.submit({3, 4}, longReply);
+  auto a = scheduler.submit({3}, longReply);
   std::vector<int64_t> longPrompt(40);
   for (size_t i = 0; i < longPrompt.size(); ++i)
     longPrompt[i] = static_cast<int64_t>(100 + i);

@@ -132,6 +132,17 @@ Status serve(const Options &options) {
                            tokenizerPath.c_str(),
                            static_cast<long long>(tokenizer->vocabSize()),
                            static_cast<long long>(engine.vocabSize()));
+  if (engine.rankCount() > 1 && maxBatch > 1) {
+    // An expert-parallel engine runs one sequence (Engine::setSlotCount).
+    if (options.maxBatch)
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "--max-batch %lld: %s runs on %lld ranks, which "
+                             "hold one sequence (--max-batch 1)",
+                             static_cast<long long>(maxBatch),
+                             options.artifact.c_str(),
+                             static_cast<long long>(engine.rankCount()));
+    maxBatch = 1;
+  }
   COMPRESSA_RETURN_IF_ERROR(engine.setSlotCount(maxBatch));
 
   ServerOptions serverOptions;
