@@ -113,6 +113,17 @@ public:
 
   /// r[row] = rsqrt(mean(x[row]^2) + eps) for `rows` rows of n elements.
   void inverseRmsRows(View x, Value rows, int64_t n, double eps, View r) {
+    // A long row (x . x of an mHC's flattened streams) split over warps;
+    // the rows are tokens here (rows == S()).
+    WeightView self{x.ptr, Value(), x.elt, 1, n};
+    if (int64_t parts = splitParts(self, 1, x.elt); parts > 1 && rows == S()) {
+      View ss = splitDots(x, n, self, 1, /*diagonal=*/true, parts);
+      kb.parallelLoop(c(0), rows, [&](Value row) {
+        kb.storeF(r, row, kb.rsqrt(kb.add(kb.div(kb.loadF(ss, row), kb.cf(double(n))),
+                                          kb.cf(eps))));
+      });
+      return;
+    }
     kb.warpLoop(c(0), rows, [&](Value row, Value lane) {
       kb.storeOnce(r, row, inverseRms(kb.at(x, kb.mul(row, c(n))), n, eps, lane), lane);
     });
@@ -131,12 +142,72 @@ public:
     });
   }
 
+  /// How many parts each dot of a `rows`-row weight is split into so that a
+  /// decode step's dots keep about a thousand warps busy: a power of two
+  /// dividing the segments of a row with at least 32 segments (a lane's
+  /// round) per part; 1 where rows are many or not read by segments.
+  static int64_t splitParts(const WeightView &wt, int64_t rows, Type xElt) {
+    int64_t segs = KernelBuilder::segmentsPerRow(wt, xElt), parts = 1;
+    while (rows * parts * 2 <= 1024 && segs % (parts * 2) == 0 &&
+           segs / (parts * 2) >= KernelBuilder::kLanes)
+      parts *= 2;
+    return parts;
+  }
+
+  /// totals[t] = dot(x_t, W row r_t) for `items` dots: item t of token s =
+  /// t / rows and row r = t % rows, x_t = x + s * xStride (`diagonal`: item
+  /// t is token t with row t, as x . x). Each dot is split in `parts` equal
+  /// ranges of segments computed by separate warps, the partial sums then
+  /// added in range order by a thread per dot. Returns the totals (scratch
+  /// of `rows` floats per token, or one with `diagonal`).
+  View splitDots(View x, int64_t xStride, const WeightView &wt, int64_t rows,
+                 bool diagonal, int64_t parts) {
+    int64_t count = KernelBuilder::segmentsPerRow(wt, x.elt) / parts;
+    Value items = diagonal ? S() : kb.mul(S(), c(rows));
+    View partial = scratchF32((diagonal ? 1 : rows) * parts, 0);
+    View totals = scratchF32(diagonal ? 1 : rows, 0);
+    kb.warpLoop(c(0), kb.mul(items, c(parts)), [&](Value e, Value lane) {
+      Value t = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
+      Value s = diagonal ? t : kb.div(t, c(rows)), r = diagonal ? t : kb.rem(t, c(rows));
+      Value v = kb.dotRows(kb.at(x, kb.mul(s, c(xStride))), {{&wt, r}}, lane,
+                           kb.mul(p, c(count)), count)[0];
+      kb.storeOnce(partial, e, v, lane);
+    });
+    kb.parallelLoop(c(0), items, [&](Value t) {
+      View pt = kb.at(partial, kb.mul(t, c(parts)));
+      Value acc = kb.loadF(pt, c(0));
+      for (int64_t p = 1; p < parts; ++p)
+        acc = kb.add(acc, kb.loadF(pt, c(p)));
+      kb.storeF(totals, t, acc);
+    });
+    return totals;
+  }
+
+  /// dots[s, r] = dot(x_s, W row r) for every token s and row r (scratch),
+  /// split over warps where rows are few (splitDots).
+  View rowDots(View x, int64_t xStride, const WeightView &wt) {
+    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0)
+      return splitDots(x, xStride, wt, wt.rows, false, splitParts(wt, wt.rows, x.elt));
+    View dots = scratchF32(wt.rows, 0);
+    kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
+      kb.storeOnce(dots, e, kb.dotLanes(kb.at(x, kb.mul(s, c(xStride))), wt, i, lane), lane);
+    });
+    return dots;
+  }
+
   /// out[s, i] = dot(x[s], W row i) for every token s of the call and row i;
   /// token s of x starts at s * xStride.
   void linearTokens(View x, int64_t xStride, const WeightView &wt, View out) {
     // --numerics=fast: act_quant + FP8 x FP8 GEMM (TensorCoreGemm.h).
     if (ctx.fastLinear && isa<Float8E4M3FNType>(wt.elt))
       return fastLinearTokens(x, xStride, wt, out);
+    if (int64_t parts = splitParts(wt, wt.rows, x.elt); parts > 1) {
+      View totals = splitDots(x, xStride, wt, wt.rows, false, parts);
+      kb.parallelLoop(c(0), kb.mul(S(), c(wt.rows)),
+                      [&](Value e) { kb.storeF(out, e, kb.loadF(totals, e)); });
+      return;
+    }
     kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
       kb.storeOnce(out, e, kb.dotLanes(kb.at(x, kb.mul(s, c(xStride))), wt, i, lane), lane);
@@ -145,27 +216,6 @@ public:
 
   /// linearTokens of an FP8 weight in --numerics=fast (TensorCoreGemm.cpp).
   void fastLinearTokens(View x, int64_t xStride, const WeightView &wt, View out);
-
-  /// Writes into `ids`/`order` the k largest of `n` scores at `scores`
-  /// (descending; ties go to the lower index), marking taken ones -inf.
-  /// `store(k, index)` receives each pick.
-  void selectTopk(View scores, Value n, Value k, function_ref<void(Value, Value)> store) {
-    kb.loop(c(0), k, [&](Value j) {
-      SmallVector<Value> best = kb.reduce(
-          c(0), n, ValueRange{kb.negInf(), c(-1)},
-          [&](Value i, ValueRange acc) -> SmallVector<Value> {
-            Value v = kb.loadF(scores, i);
-            // Strictly greater, so the lowest index wins ties; the first
-            // candidate is taken whatever its score.
-            Value better = kb.lt(acc[0], v);
-            Value first = kb.eq(acc[1], c(-1));
-            Value take = arith::OrIOp::create(kb.builder(), kb.getLoc(), better, first);
-            return {kb.select(take, v, acc[0]), kb.select(take, i, acc[1])};
-          });
-      store(j, best[1]);
-      kb.storeF(scores, best[1], kb.negInf());
-    });
-  }
 
   // The ops.
   void embed(EmbedOp op);
@@ -189,8 +239,6 @@ public:
   void lmHead(LmHeadOp op);
   void addF(arith::AddFOp op);
 
-  /// sigma[s, e] = sqrt(softplus(x[s] . w row e)) for every token and expert.
-  Value routerScore(View x, const WeightView &wt, Value s, Value e, Value lane);
   /// routing weights: sigma[ids[k]] / sum * scale for the K picks.
   void routeWeights(View sigma, View ids, View weights, int64_t k, double scale);
   /// The clamped SwiGLU hidden value i of token vector x.

@@ -479,11 +479,19 @@ int KernelBuilder::decodeSegment(Type elt, ArrayRef<Value> words,
   return k;
 }
 
+int64_t KernelBuilder::segmentsPerRow(const WeightView &w, Type xElt) {
+  int64_t bits = segmentBits(w.elt);
+  if (!bits || (w.cols * bits) % 128 != 0 || !(xElt.isF32() || xElt.isBF16()))
+    return 0;
+  return w.cols * bits / 128;
+}
+
 SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> rows,
-                                          Value lane) {
+                                          Value lane, Value segBegin, int64_t segCount) {
   const WeightView &w0 = *rows.front().w;
   int64_t bits = segmentBits(w0.elt);
-  bool bySegment = bits && (w0.cols * bits) % 128 == 0 && (x.elt.isF32() || x.elt.isBF16());
+  bool bySegment = segmentsPerRow(w0, x.elt) > 0;
+  assert((segCount == 0 || bySegment) && "a split dot needs rows of segments");
   for (const WeightRow &r : rows)
     bySegment = bySegment && r.w->elt == w0.elt && r.w->cols == w0.cols;
   if (!bySegment) {
@@ -494,7 +502,8 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   }
   Type i8 = b.getI8Type(), i32 = b.getI32Type();
   int64_t cps = 128 / bits, rowBytes = w0.cols * bits / 8;
-  int64_t nseg = rowBytes / 16, rounds = nseg / kLanes, tailSegs = nseg % kLanes;
+  int64_t nseg = segCount > 0 ? segCount : rowBytes / 16;
+  int64_t rounds = nseg / kLanes, tailSegs = nseg % kLanes;
   size_t nr = rows.size();
   bool wide = parallel() && target.wideLoads();
   SmallVector<Value> bases;
@@ -503,6 +512,8 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
 
   // accs[r] + (segment g of row r) . x, for every row.
   auto segment = [&](ArrayRef<Value> accs, Value g, bool vecX) -> SmallVector<Value> {
+    if (segCount > 0)
+      g = add(segBegin, g);
     Value col0 = mul(g, c(cps));
     SmallVector<Value> xs;
     if (vecX) {

@@ -162,7 +162,13 @@ public:
   /// in the butterfly order of a warp shuffle. Other widths take
   /// dotLanesByColumn. Same order on every target (the CPU computes the 32
   /// lanes in turn).
-  SmallVector<Value> dotRows(const View &x, ArrayRef<WeightRow> rows, Value lane);
+  /// With `segCount` > 0: only the segments segBegin .. segBegin + segCount
+  /// - 1 of each row (a part of a split dot; rows by segments only).
+  SmallVector<Value> dotRows(const View &x, ArrayRef<WeightRow> rows, Value lane,
+                             Value segBegin = {}, int64_t segCount = 0);
+  /// The 16-byte segments of a row of `w` that dotRows reads by segment with
+  /// an x of element type `xElt`, or 0 where it reads it by column.
+  static int64_t segmentsPerRow(const WeightView &w, Type xElt);
   /// dotLanes with lane l summing columns l, l + 32, ... (FP8: per
   /// 128-column block, then times the block's scale; FP4: each term times
   /// its 32-block's scale).

@@ -43,10 +43,9 @@ void Emitter::compress(CompressOp op) {
   kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
     View xs = kb.at(x, kb.mul(s, c(dm)));
-    kb.storeOnce(kvRows, e, kb.dotLanes(xs, wkv, i, lane), lane);
-    kb.storeOnce(scoreRows, e,
-                 kb.add(kb.dotLanes(xs, wgate, i, lane),
-                        kb.weight(ape, kb.rem(pos(s), c(m)), i)),
+    SmallVector<Value> kvScore = kb.dotRows(xs, {{&wkv, i}, {&wgate, i}}, lane);
+    kb.storeOnce(kvRows, e, kvScore[0], lane);
+    kb.storeOnce(scoreRows, e, kb.add(kvScore[1], kb.weight(ape, kb.rem(pos(s), c(m)), i)),
                  lane);
   });
   // ... then tokens go through the state one at a time: an entry completes

@@ -39,10 +39,9 @@ void Emitter::hcPre(HcPreOp op) {
   View rho = scratchF32(1, 0), mu = scratchF32(mix, 0), pre = scratchF32(n, 0);
   // mu = rsqrt(mean(x^2) + eps) * (fn . x) over each token's flattened streams.
   inverseRmsRows(streams, S(), n * d, normEps, rho);
-  kb.warpLoop(c(0), kb.mul(S(), c(mix)), [&](Value e, Value lane) {
-    Value s = kb.div(e, c(mix)), k = kb.rem(e, c(mix));
-    View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    kb.storeOnce(mu, e, kb.mul(kb.loadF(rho, s), kb.dotLanes(xs, fn, k, lane)), lane);
+  View dots = rowDots(streams, n * d, fn);
+  kb.parallelLoop(c(0), kb.mul(S(), c(mix)), [&](Value e) {
+    kb.storeF(mu, e, kb.mul(kb.loadF(rho, kb.div(e, c(mix))), kb.loadF(dots, e)));
   });
   // The n + n + n*n mixes and the Sinkhorn iterations: a thread per token.
   kb.parallelLoop(c(0), S(), [&](Value s) {
@@ -137,12 +136,12 @@ void Emitter::hcHead(HcHeadOp op) {
   double normEps = op.getNormEps().convertToDouble();
   View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
   inverseRmsRows(streams, S(), n * d, normEps, rho);
-  kb.warpLoop(c(0), kb.mul(S(), c(n)), [&](Value e, Value lane) {
+  View dots = rowDots(streams, n * d, fn);
+  kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value e) {
     Value s = kb.div(e, c(n)), j = kb.rem(e, c(n));
-    View xs = kb.at(streams, kb.mul(s, c(n * d)));
-    Value mu = kb.mul(kb.loadF(rho, s), kb.dotLanes(xs, fn, j, lane));
+    Value mu = kb.mul(kb.loadF(rho, s), kb.loadF(dots, e));
     Value pj = kb.add(kb.mul(kb.weight(scale, c(0), c(0)), mu), kb.weight(base, c(0), j));
-    kb.storeOnce(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)), lane);
+    kb.storeF(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
   });
   mixStreams(streams, pre, n, d, out);
 }

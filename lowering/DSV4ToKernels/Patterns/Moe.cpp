@@ -17,10 +17,6 @@ using namespace mlir::compressa;
 using namespace mlir::compressa::cpu;
 using namespace mlir::dsv4;
 
-Value Emitter::routerScore(View x, const WeightView &wt, Value s, Value e, Value lane) {
-  return kb.sqrt(kb.softplus(kb.dotLanes(kb.at(x, kb.mul(s, c(wt.cols))), wt, e, lane)));
-}
-
 void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
                            double scale) {
   auto idAt = [&](int64_t j) {
@@ -43,18 +39,34 @@ void Emitter::gate(MoeGateOp op) {
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0), sel = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
-    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
-    Value sg = routerScore(x, wt, s, i, lane);
-    kb.storeOnce(sigma, se, sg, lane);
-    kb.storeOnce(sel, se, kb.add(sg, kb.weight(bias, c(0), i)), lane);
+  View dots = rowDots(x, wt.cols, wt);
+  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+    Value sg = kb.sqrt(kb.softplus(kb.loadF(dots, se)));
+    kb.storeF(sigma, se, sg);
+    kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
   });
-  // A thread per token: top-k of the biased scores, then the weights.
+  // The top-k of the biased scores, a thread per (token, expert): expert i
+  // has rank #{l : sel_l > sel_i} + #{l < i : sel_l == sel_i}, its place in
+  // the descending order with ties to the lower index (the order of
+  // repeated argmax), and is picked at ids[rank] when rank < k.
+  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
+    View row = kb.at(sel, kb.mul(s, c(e)));
+    Value v = kb.loadF(row, i);
+    Value rank = kb.reduce1(c(0), c(e), c(0), [&](Value l, Value r) {
+      Value u = kb.loadF(row, l);
+      Value before = arith::OrIOp::create(
+          kb.builder(), kb.getLoc(), kb.gt(u, v),
+          arith::AndIOp::create(kb.builder(), kb.getLoc(), kb.eq(u, v), kb.lt(l, i)));
+      return kb.add(r, kb.select(before, c(1), c(0)));
+    });
+    kb.ifThen(kb.lt(rank, c(k)), [&] {
+      kb.store(kb.truncI32(i), ids.ptr, kb.add(kb.mul(s, c(k)), rank));
+    });
+  });
+  // A thread per token: the weights of its picks.
   kb.parallelLoop(c(0), S(), [&](Value s) {
     View idsS = kb.at(ids, kb.mul(s, c(k)));
-    selectTopk(kb.at(sel, kb.mul(s, c(e))), c(e), c(k), [&](Value j, Value idx) {
-      kb.store(kb.truncI32(idx), idsS.ptr, j);
-    });
     routeWeights(kb.at(sigma, kb.mul(s, c(e))), idsS, kb.at(weights, kb.mul(s, c(k))), k,
                  scale);
   });
@@ -67,9 +79,9 @@ void Emitter::hashGate(MoeHashGateOp op) {
   View weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
-    kb.storeOnce(sigma, se, routerScore(x, wt, kb.div(se, c(e)), kb.rem(se, c(e)), lane),
-                 lane);
+  View dots = rowDots(x, wt.cols, wt);
+  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+    kb.storeF(sigma, se, kb.sqrt(kb.softplus(kb.loadF(dots, se))));
   });
   // A thread per token: the token id's experts, then the weights.
   kb.parallelLoop(c(0), S(), [&](Value s) {
