@@ -224,8 +224,9 @@ Engine::finishCreate(std::unique_ptr<Engine> engine) {
   COMPRESSA_RETURN_IF_ERROR(engine->backend->reserve(
       engine->memoryNeeded(/*withWeights=*/!mapped),
       engine->art->path() +
-          (mapped ? " (states, arenas and scratch)"
-                  : " (weights, states, arenas and scratch)")));
+          (mapped ? " (states, arenas and scratch; the largest: "
+                  : " (weights, states, arenas and scratch; the largest: ") +
+          engine->largestMemoryPart() + ")"));
   COMPRESSA_RETURN_IF_ERROR(engine->placeWeights());
   COMPRESSA_RETURN_IF_ERROR(engine->buildExpertTables());
   COMPRESSA_RETURN_IF_ERROR(engine->allocateStates());
@@ -493,6 +494,27 @@ uint64_t Engine::memoryNeeded(bool withWeights) const {
     add(programList->Get(p)->arena_bytes());
   add(kScratchSyncBytes + scratchNeeded(*art));
   return total;
+}
+
+std::string Engine::largestMemoryPart() const {
+  std::string name = "scratch";
+  uint64_t most = kScratchSyncBytes + scratchNeeded(*art);
+  auto consider = [&](uint64_t bytes, const std::string &what) {
+    if (bytes > most) {
+      most = bytes;
+      name = what;
+    }
+  };
+  const auto *stateList = art->root().states();
+  for (uint32_t s = 0; stateList && s < stateList->size(); ++s)
+    consider(stateList->Get(s)->bytes(),
+             "state '" + printable(view(stateList->Get(s)->name())) + "'");
+  const auto *programList = art->root().programs();
+  for (uint32_t p = 0; p < programList->size(); ++p)
+    consider(programList->Get(p)->arena_bytes(),
+             "program '" + printable(view(programList->Get(p)->name())) +
+                 "' arena");
+  return name + ", " + std::to_string(most) + " bytes";
 }
 
 Status Engine::generateWeights() {

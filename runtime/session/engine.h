@@ -275,6 +275,9 @@ private:
   /// `withWeights` is false: a backend that reads them where they are
   /// mapped), states, arenas, scratch and expert tables.
   uint64_t memoryNeeded(bool withWeights = true) const;
+  /// The largest state, arena or scratch of memoryNeeded, named, with its
+  /// bytes (for the message when the plan does not fit).
+  std::string largestMemoryPart() const;
   /// Checks the inputs of a run of `count` tokens at `startPos` against the
   /// program's limits and the vocabulary.
   Status checkInputs(const PreparedProgram &program, const int64_t *ids,
