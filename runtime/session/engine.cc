@@ -224,9 +224,9 @@ Engine::finishCreate(std::unique_ptr<Engine> engine) {
   COMPRESSA_RETURN_IF_ERROR(engine->backend->reserve(
       engine->memoryNeeded(/*withWeights=*/!mapped),
       engine->art->path() +
-          (mapped ? " (states, arenas and scratch; the largest: "
-                  : " (weights, states, arenas and scratch; the largest: ") +
-          engine->largestMemoryPart() + ")"));
+          (mapped ? " (states, arenas and scratch; the largest: " +
+                        engine->largestMemoryPart() + ")"
+                  : std::string(" (weights, states, arenas and scratch)"))));
   COMPRESSA_RETURN_IF_ERROR(engine->placeWeights());
   COMPRESSA_RETURN_IF_ERROR(engine->buildExpertTables());
   COMPRESSA_RETURN_IF_ERROR(engine->allocateStates());
