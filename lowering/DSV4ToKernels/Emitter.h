@@ -208,9 +208,22 @@ public:
                       [&](Value e) { kb.storeF(out, e, kb.loadF(totals, e)); });
       return;
     }
-    kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
-      Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
-      kb.storeOnce(out, e, kb.dotLanes(kb.at(x, kb.mul(s, c(xStride))), wt, i, lane), lane);
+    // Short rows: a few per warp (sharing the loads of x), so that a warp
+    // has up to four rounds of its lanes' segments in flight.
+    int64_t segs = KernelBuilder::segmentsPerRow(wt, x.elt), group = 1;
+    while (segs > 0 && wt.rows % (group * 2) == 0 &&
+           segs * group * 2 <= 4 * KernelBuilder::kLanes)
+      group *= 2;
+    int64_t groups = wt.rows / group;
+    kb.warpLoop(c(0), kb.mul(S(), c(groups)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(groups)), first = kb.mul(kb.rem(e, c(groups)), c(group));
+      SmallVector<KernelBuilder::WeightRow> rows;
+      for (int64_t j = 0; j < group; ++j)
+        rows.push_back({&wt, kb.add(first, c(j))});
+      SmallVector<Value> dots = kb.dotRows(kb.at(x, kb.mul(s, c(xStride))), rows, lane);
+      Value base = kb.add(kb.mul(s, c(wt.rows)), first);
+      for (int64_t j = 0; j < group; ++j)
+        kb.storeOnce(out, kb.add(base, c(j)), dots[j], lane);
     });
   }
 

@@ -493,11 +493,12 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   bool bySegment = segmentsPerRow(w0, x.elt) > 0;
   assert((segCount == 0 || bySegment) && "a split dot needs rows of segments");
   for (const WeightRow &r : rows)
-    bySegment = bySegment && r.w->elt == w0.elt && r.w->cols == w0.cols;
+    bySegment = bySegment && r.w->elt == w0.elt && r.w->cols == w0.cols &&
+                (!r.x || r.x->elt == x.elt);
   if (!bySegment) {
     SmallVector<Value> out;
     for (const WeightRow &r : rows)
-      out.push_back(dotLanesByColumn(x, *r.w, r.row, lane));
+      out.push_back(dotLanesByColumn(r.x ? *r.x : x, *r.w, r.row, lane));
     return out;
   }
   Type i8 = b.getI8Type(), i32 = b.getI32Type();
@@ -515,22 +516,33 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     if (segCount > 0)
       g = add(segBegin, g);
     Value col0 = mul(g, c(cps));
-    SmallVector<Value> xs;
-    if (vecX) {
-      Type v4 = VectorType::get({4}, f32());
-      for (int64_t q = 0; q < cps / 4; ++q) {
-        Value v = LLVM::LoadOp::create(b, loc, v4, offset(f32(), x.ptr, add(col0, c(4 * q))),
-                                       /*alignment=*/16);
-        for (int64_t i = 0; i < 4; ++i)
-          xs.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
+    auto loadXs = [&](const View &xv) {
+      SmallVector<Value> xs;
+      if (vecX) {
+        Type v4 = VectorType::get({4}, f32());
+        for (int64_t q = 0; q < cps / 4; ++q) {
+          Value v = LLVM::LoadOp::create(b, loc, v4,
+                                         offset(f32(), xv.ptr, add(col0, c(4 * q))),
+                                         /*alignment=*/16);
+          for (int64_t i = 0; i < 4; ++i)
+            xs.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
+        }
+      } else {
+        for (int64_t i = 0; i < cps; ++i)
+          xs.push_back(loadF(xv, add(col0, c(i))));
       }
-    } else {
-      for (int64_t i = 0; i < cps; ++i)
-        xs.push_back(loadF(x, add(col0, c(i))));
-    }
+      return xs;
+    };
+    SmallVector<Value> shared;
+    if (llvm::any_of(rows, [](const WeightRow &r) { return !r.x; }))
+      shared = loadXs(x);
     SmallVector<Value> next;
     for (size_t r = 0; r < nr; ++r) {
       const WeightView &w = *rows[r].w;
+      SmallVector<Value> own;
+      if (rows[r].x)
+        own = loadXs(*rows[r].x);
+      const SmallVector<Value> &xs = rows[r].x ? own : shared;
       Value ptr = offset(i8, bases[r], mul(g, c(16)));
       SmallVector<Value> words;
       if (wide) {
@@ -601,10 +613,19 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   };
   if (!wide || !x.elt.isF32())
     return laneTotals(lane, nr, [&](Value l) { return laneSums(l, false); });
-  // x read 16 bytes at a time where it is 16-byte aligned (the same x for
-  // the whole warp, so the branch is uniform).
-  Value addr = LLVM::PtrToIntOp::create(b, loc, i64(), x.ptr);
-  Value aligned = eq(arith::AndIOp::create(b, loc, addr, c(15)), c(0));
+  // x read 16 bytes at a time where every x is 16-byte aligned (the same
+  // for the whole warp, so the branch is uniform).
+  Value aligned;
+  auto alsoAligned = [&](const View &xv) {
+    Value addr = LLVM::PtrToIntOp::create(b, loc, i64(), xv.ptr);
+    Value ok = eq(arith::AndIOp::create(b, loc, addr, c(15)), c(0));
+    aligned = aligned ? Value(arith::AndIOp::create(b, loc, aligned, ok)) : ok;
+  };
+  if (llvm::any_of(rows, [](const WeightRow &r) { return !r.x; }))
+    alsoAligned(x);
+  for (const WeightRow &r : rows)
+    if (r.x)
+      alsoAligned(*r.x);
   return ifElse(
       aligned, SmallVector<Type>(nr, f32()),
       [&]() { return laneTotals(lane, nr, [&](Value l) { return laneSums(l, true); }); },

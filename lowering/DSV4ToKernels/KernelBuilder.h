@@ -151,6 +151,9 @@ public:
   struct WeightRow {
     const WeightView *w;
     Value row;
+    /// The row's own x (of the same element type as dotRows' x), or null:
+    /// dotRows' x.
+    const View *x = nullptr;
   };
   /// dot(x, W_r[row_r]) for a few rows of weights of one format and width,
   /// sharing the loads of x (call it in a warpLoop body; every lane gets the

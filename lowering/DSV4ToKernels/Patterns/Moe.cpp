@@ -143,6 +143,29 @@ void Emitter::experts(MoeExpertsOp op) {
                  lane);
   });
   // out[s, o] = sum over the k picks, in order, of weight_j * (W2_j h_j)[o].
+  if (!first) {
+    // The k rows of an output element in one dotRows, each with its own
+    // hidden vector, so that all their loads are in flight together.
+    kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
+      SmallVector<WeightView> w2s;
+      SmallVector<View> hs;
+      for (int64_t j = 0; j < k; ++j) {
+        Value slot = kb.add(kb.mul(s, c(k)), c(j));
+        w2s.push_back(e2.expert(kb, expertOf(slot)));
+        hs.push_back(kb.at(h, kb.mul(slot, c(inter))));
+      }
+      SmallVector<KernelBuilder::WeightRow> rows;
+      for (int64_t j = 0; j < k; ++j)
+        rows.push_back({&w2s[j], o, &hs[j]});
+      SmallVector<Value> ys = kb.dotRows(hs[0], rows, lane);
+      Value acc = kb.cf(0.0);
+      for (int64_t j = 0; j < k; ++j)
+        acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[j]));
+      kb.storeOnce(out, e, acc, lane);
+    });
+    return;
+  }
   kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
     Value acc = kb.reduce1(c(0), c(k), kb.cf(0.0), [&](Value j, Value a) {
