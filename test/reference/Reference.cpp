@@ -17,6 +17,10 @@
 #include <limits>
 #include <numeric>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace compressa::reference {
 
 namespace {
@@ -33,6 +37,40 @@ double dot(const double *a, const double *b, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     s += a[i] * b[i];
   return s;
+}
+
+/// Four dots of `x` with the rows r0..r3, each summed exactly as dot() sums
+/// it (its own accumulator, index order): the four independent chains only
+/// hide the adds' latency, the results are dot()'s bit for bit.
+void dot4(const double *x, const double *r0, const double *r1,
+          const double *r2, const double *r3, int64_t n, double *out) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    s0 += x[i] * r0[i];
+    s1 += x[i] * r1[i];
+    s2 += x[i] * r2[i];
+    s3 += x[i] * r3[i];
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+}
+
+/// Below this many multiply-adds a loop runs on the calling thread: forking
+/// costs more than it saves.
+constexpr int64_t kParallelWork = int64_t(1) << 16;
+
+/// The thread count of the parallel loops (setThreads; 0 = OpenMP's default,
+/// the hardware threads).
+int gThreads = 0;
+
+int loopThreads() {
+#ifdef _OPENMP
+  return gThreads > 0 ? gThreads : omp_get_max_threads();
+#else
+  return 1;
+#endif
 }
 
 /// The name of the block-scale tensor of `name` ("x.weight" -> "x.scale").
@@ -221,6 +259,8 @@ StatusOr<Tensor> loadTensor(const WeightStore &store, const std::string &name) {
     return t;
   case DType::BF16:
     t.data.resize(n);
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (n >= kParallelWork)
     for (int64_t i = 0; i < n; ++i)
       t.data[i] = bf16ToFloat(readUnaligned<uint16_t>(bytes + 2 * i));
     return t;
@@ -235,6 +275,8 @@ StatusOr<Tensor> loadTensor(const WeightStore &store, const std::string &name) {
         const TensorView *scale,
         lookupScale(store, name, ceilDiv(rows, 128), scaleCols));
     t.data.resize(n);
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (n >= kParallelWork)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t col = 0; col < cols; ++col) {
         double s =
@@ -255,6 +297,8 @@ StatusOr<Tensor> loadTensor(const WeightStore &store, const std::string &name) {
                                lookupScale(store, name, rows, scaleCols));
     t.shape = {rows, cols};
     t.data.resize(rows * cols);
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (rows * cols >= kParallelWork)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < cols / 2; ++j) {
         float even, odd;
@@ -311,10 +355,23 @@ std::vector<double> rmsNorm(const double *x, int64_t n, const double *weight,
   return y;
 }
 
+void setThreads(int threads) { gThreads = threads < 0 ? 0 : threads; }
+
+int threads() { return loopThreads(); }
+
 std::vector<double> linear(const double *x, const Tensor &w) {
   const int64_t out = w.rows(), in = w.cols();
   std::vector<double> y(out);
-  for (int64_t o = 0; o < out; ++o)
+  // Rows in groups of four; every output is one dot in index order on one
+  // thread, so the result does not depend on the thread count.
+  const int64_t groups = out / 4;
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (out * in >= kParallelWork)
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t o = 4 * g;
+    dot4(x, w.row(o), w.row(o + 1), w.row(o + 2), w.row(o + 3), in, &y[o]);
+  }
+  for (int64_t o = 4 * groups; o < out; ++o)
     y[o] = dot(x, w.row(o), in);
   return y;
 }
@@ -536,6 +593,10 @@ std::vector<double> indexerScores(const double *q,
                                   const std::vector<std::vector<double>> &keys,
                                   int64_t numCandidates, int64_t indexHeadDim) {
   std::vector<double> scores(numCandidates, 0.0);
+  const int64_t work = numCandidates * static_cast<int64_t>(headWeights.size()) *
+                       indexHeadDim;
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (work >= kParallelWork)
   for (int64_t s = 0; s < numCandidates; ++s) {
     double total = 0.0;
     for (size_t h = 0; h < headWeights.size(); ++h)
@@ -561,8 +622,12 @@ std::vector<double> sinkAttention(const double *q, int64_t numHeads,
                                   const std::vector<const double *> &keys,
                                   const double *sinks, double scale) {
   std::vector<double> o(numHeads * headDim, 0.0);
-  std::vector<double> s(keys.size());
+  const int64_t work = numHeads * static_cast<int64_t>(keys.size()) * headDim;
+  // Heads are independent: one thread per head, each in the serial order.
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (work >= kParallelWork)
   for (int64_t h = 0; h < numHeads; ++h) {
+    std::vector<double> s(keys.size());
     const double *qh = q + h * headDim;
     double mx = sinks[h];
     for (size_t j = 0; j < keys.size(); ++j) {
@@ -590,10 +655,10 @@ std::vector<double> attentionOutput(const std::vector<double> &o,
   const int64_t rank = woA.rows() / groups;
   assert(woA.cols() == perGroup && "wo_a width != H*d/G");
   std::vector<double> z(groups * rank);
-  for (int64_t g = 0; g < groups; ++g)
-    for (int64_t r = 0; r < rank; ++r)
-      z[g * rank + r] =
-          dot(o.data() + g * perGroup, woA.row(g * rank + r), perGroup);
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (groups * rank * perGroup >= kParallelWork)
+  for (int64_t gr = 0; gr < groups * rank; ++gr)
+    z[gr] = dot(o.data() + (gr / rank) * perGroup, woA.row(gr), perGroup);
   return linear(z.data(), woB);
 }
 

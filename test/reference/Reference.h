@@ -119,6 +119,14 @@ std::vector<double> rmsNorm(const double *x, int64_t n, const double *weight,
 /// y = x·Wᵀ for W [out, in]: y[o] = Σ_i x[i]·W[o, i].
 std::vector<double> linear(const double *x, const Tensor &w);
 
+/// Threads of the reference's large loops (linear layers, attention heads,
+/// indexer scores); 0 (the default) = the hardware threads. Every output
+/// element is computed by one thread in the serial order, so the results are
+/// the same for any count. A no-op without OpenMP.
+void setThreads(int threads);
+/// The thread count the loops use now.
+int threads();
+
 /// §1.3 inverse frequencies f_i, i < ropeDim/2: base_i = θ^(−2i/r); with
 /// YaRN, c(β) = r·ln(orig/(2πβ)) / (2·ln θ), low = max(floor(c(β_fast)), 0),
 /// high = min(ceil(c(β_slow)), r − 1) (high += 0.001 when equal),

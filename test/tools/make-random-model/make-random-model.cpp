@@ -2,7 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 //   make-random-model CONFIG.json OUTDIR --seed S --tokens T
-//                     [--format quant|float|config]
+//                     [--format quant|float|config] [--threads N]
+//                     [--progress]
 //
 // Writes a self-contained test case for any valid DeepSeek-V4 config:
 //   OUTDIR/config.json            a byte copy of CONFIG.json
@@ -27,6 +28,12 @@
 // T and the format: every tensor draws from its own generator seeded by
 // (seed, name).
 //
+// --threads N: tensors are generated, and the reference's large loops run,
+// on N threads (default: the hardware threads; OpenMP). Every tensor and
+// every reference output is still computed by one thread in the serial
+// order, so the files are the same for any N. --progress prints each
+// phase's wall time (and the reference's progress) to stderr.
+//
 //===----------------------------------------------------------------------===//
 
 #include "frontend/Config/ModelConfig.h"
@@ -43,6 +50,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -59,7 +67,7 @@ namespace {
 
 const char kUsage[] =
     "USAGE: make-random-model CONFIG.json OUTDIR --seed S --tokens T "
-    "[--format quant|float|config]\n";
+    "[--format quant|float|config] [--threads N] [--progress]\n";
 
 [[noreturn]] void die(const std::string &message) {
   std::fprintf(stderr, "make-random-model: error: %s\n", message.c_str());
@@ -389,7 +397,8 @@ bool parseInt(const char *text, int64_t &out) {
 
 int main(int argc, char **argv) {
   std::vector<std::string> positional;
-  int64_t seed = -1, tokens = -1;
+  int64_t seed = -1, tokens = -1, threads = 0;
+  bool progress = false;
   std::string format = "quant";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -409,6 +418,11 @@ int main(int argc, char **argv) {
       if (format != "quant" && format != "float" && format != "config")
         die("unknown --format '" + format + "' (expected quant, float or "
             "config)");
+    } else if (arg == "--threads") {
+      if (!parseInt(value(), threads) || threads < 1 || threads > 4096)
+        die("--threads needs an integer in 1..4096");
+    } else if (arg == "--progress") {
+      progress = true;
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -422,6 +436,18 @@ int main(int argc, char **argv) {
     die(std::string("expected CONFIG.json OUTDIR --seed S --tokens T\n") +
         kUsage);
   const std::string configPath = positional[0], outDir = positional[1];
+  compressa::reference::setThreads(static_cast<int>(threads));
+  const int numThreads = compressa::reference::threads();
+  const auto start = std::chrono::steady_clock::now();
+  auto note = [&](const std::string &what) {
+    if (!progress)
+      return;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                             start)
+                   .count();
+    std::fprintf(stderr, "make-random-model: [%7.1f s] %s\n", s, what.c_str());
+  };
+  note("start, " + std::to_string(numThreads) + " threads");
 
   llvm::Expected<ModelConfig> parsed = parseModelConfig(configPath);
   if (!parsed)
@@ -467,7 +493,8 @@ int main(int argc, char **argv) {
     std::map<std::string, const TensorEntry *> byName;
     for (const TensorEntry &entry : manifest)
       byName[entry.name] = &entry;
-    std::vector<Encoded> encoded;
+    std::vector<const TensorEntry *> weights;
+    std::vector<const TensorEntry *> scales;
     for (const TensorEntry &entry : manifest) {
       if (entry.optional || entry.isScale)
         continue;
@@ -478,12 +505,24 @@ int main(int argc, char **argv) {
           die("manifest lists no '" + entry.scaleName + "'");
         scale = it->second;
       }
-      encodeWeight(entry, scale, config, static_cast<uint64_t>(seed), encoded);
+      weights.push_back(&entry);
+      scales.push_back(scale);
     }
+    // Each tensor on one thread from its own generator; written in manifest
+    // order whatever thread made it.
+    std::vector<std::vector<Encoded>> perTensor(weights.size());
+    const int64_t numWeights = static_cast<int64_t>(weights.size());
+#pragma omp parallel for schedule(dynamic) num_threads(numThreads)
+    for (int64_t i = 0; i < numWeights; ++i)
+      encodeWeight(*weights[i], scales[i], config, static_cast<uint64_t>(seed),
+                   perTensor[i]);
     std::vector<compressa::TensorToWrite> tensors;
-    for (const Encoded &e : encoded)
-      tensors.push_back({e.name, e.dtype, e.shape, e.bytes.data()});
+    for (const std::vector<Encoded> &group : perTensor)
+      for (const Encoded &e : group)
+        tensors.push_back({e.name, e.dtype, e.shape, e.bytes.data()});
+    note("weights generated (" + std::to_string(tensors.size()) + " tensors)");
     writeFile(joinPath(outDir, "model.safetensors"), tensors);
+    note("model.safetensors written");
   }
 
   // inputs.safetensors: T random ids in [2, V).
@@ -504,8 +543,20 @@ int main(int argc, char **argv) {
         compressa::reference::loadModel(config, outDir);
     if (!model.ok())
       die("reference: " + model.status().toString());
+    note("reference model loaded");
     compressa::reference::Session session(*model);
-    std::vector<double> logits = session.forward(ids, 0);
+    // In chunks, only to report progress: the session is token-at-a-time.
+    std::vector<double> logits;
+    logits.reserve(static_cast<size_t>(tokens * config.vocabSize));
+    const int64_t chunk = 256;
+    for (int64_t at = 0; at < tokens; at += chunk) {
+      std::vector<int64_t> part(ids.begin() + at,
+                                ids.begin() + std::min(tokens, at + chunk));
+      std::vector<double> rows = session.forward(part, at);
+      logits.insert(logits.end(), rows.begin(), rows.end());
+      note("reference: " + std::to_string(at + part.size()) + " of " +
+           std::to_string(tokens) + " tokens");
+    }
     writeFile(joinPath(outDir, "reference.safetensors"),
               {{"logits",
                 compressa::DType::F64,
