@@ -376,6 +376,40 @@ std::vector<double> linear(const double *x, const Tensor &w) {
   return y;
 }
 
+std::vector<std::vector<double>>
+linearBatch(const std::vector<const double *> &xs, const Tensor &w) {
+  const int64_t out = w.rows(), in = w.cols();
+  const int64_t T = static_cast<int64_t>(xs.size());
+  std::vector<std::vector<double>> ys(T, std::vector<double>(out));
+  // One weight row at a time for all inputs, four inputs per pass; each
+  // y_t[o] is summed like dot(x_t, W[o]) (x_t[i]·W[o, i], index order).
+  const int64_t groups = T / 4;
+#pragma omp parallel for schedule(static) num_threads(loopThreads())         \
+    if (out * in * T >= kParallelWork)
+  for (int64_t o = 0; o < out; ++o) {
+    const double *row = w.row(o);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t t = 4 * g;
+      const double *x0 = xs[t], *x1 = xs[t + 1], *x2 = xs[t + 2],
+                   *x3 = xs[t + 3];
+      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+      for (int64_t i = 0; i < in; ++i) {
+        s0 += x0[i] * row[i];
+        s1 += x1[i] * row[i];
+        s2 += x2[i] * row[i];
+        s3 += x3[i] * row[i];
+      }
+      ys[t][o] = s0;
+      ys[t + 1][o] = s1;
+      ys[t + 2][o] = s2;
+      ys[t + 3][o] = s3;
+    }
+    for (int64_t t = 4 * groups; t < T; ++t)
+      ys[t][o] = dot(xs[t], row, in);
+  }
+  return ys;
+}
+
 std::vector<double> ropeInverseFrequencies(const RopeParams &params,
                                            int64_t ropeDim) {
   const int64_t half = ropeDim / 2;
@@ -539,11 +573,19 @@ bool compressorStep(CompressorState &st, const double *x,
                     const CompressorWeights &w, int64_t pos,
                     const std::vector<double> &invFreq, int64_t ropeDim,
                     double eps) {
+  std::vector<double> c = linear(x, w.wkv);
+  std::vector<double> z = linear(x, w.wgate);
+  return compressorUpdate(st, c.data(), z.data(), w, pos, invFreq, ropeDim,
+                          eps);
+}
+
+bool compressorUpdate(CompressorState &st, const double *c, const double *z,
+                      const CompressorWeights &w, int64_t pos,
+                      const std::vector<double> &invFreq, int64_t ropeDim,
+                      double eps) {
   const int64_t m = st.ratio, dc = st.headDim, width = st.slotWidth();
   const int64_t j = pos % m;
   const int64_t slot = st.overlap ? m + j : j;
-  std::vector<double> c = linear(x, w.wkv);
-  std::vector<double> z = linear(x, w.wgate);
   for (int64_t i = 0; i < width; ++i) {
     st.kv[slot * width + i] = c[i];
     st.score[slot * width + i] = z[i] + w.ape.row(j)[i];
@@ -581,11 +623,16 @@ std::vector<double> indexerHeadWeights(const double *x,
                                        const Tensor &weightsProj,
                                        int64_t indexHeadDim) {
   std::vector<double> w = linear(x, weightsProj);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(indexHeadDim)) /
-                       std::sqrt(static_cast<double>(weightsProj.rows()));
-  for (double &v : w)
-    v *= scale;
+  scaleIndexerHeadWeights(w, indexHeadDim);
   return w;
+}
+
+void scaleIndexerHeadWeights(std::vector<double> &projected,
+                             int64_t indexHeadDim) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(indexHeadDim)) /
+                       std::sqrt(static_cast<double>(projected.size()));
+  for (double &v : projected)
+    v *= scale;
 }
 
 std::vector<double> indexerScores(const double *q,
@@ -651,15 +698,27 @@ std::vector<double> sinkAttention(const double *q, int64_t numHeads,
 std::vector<double> attentionOutput(const std::vector<double> &o,
                                     const Tensor &woA, const Tensor &woB,
                                     int64_t groups) {
-  const int64_t perGroup = static_cast<int64_t>(o.size()) / groups;
+  return attentionOutputBatch({o}, woA, woB, groups)[0];
+}
+
+std::vector<std::vector<double>>
+attentionOutputBatch(const std::vector<std::vector<double>> &os,
+                     const Tensor &woA, const Tensor &woB, int64_t groups) {
+  const int64_t T = static_cast<int64_t>(os.size());
+  const int64_t perGroup = static_cast<int64_t>(os[0].size()) / groups;
   const int64_t rank = woA.rows() / groups;
   assert(woA.cols() == perGroup && "wo_a width != H*d/G");
-  std::vector<double> z(groups * rank);
+  std::vector<std::vector<double>> z(T, std::vector<double>(groups * rank));
 #pragma omp parallel for schedule(static) num_threads(loopThreads())         \
-    if (groups * rank * perGroup >= kParallelWork)
+    if (T * groups * rank * perGroup >= kParallelWork)
   for (int64_t gr = 0; gr < groups * rank; ++gr)
-    z[gr] = dot(o.data() + (gr / rank) * perGroup, woA.row(gr), perGroup);
-  return linear(z.data(), woB);
+    for (int64_t t = 0; t < T; ++t)
+      z[t][gr] =
+          dot(os[t].data() + (gr / rank) * perGroup, woA.row(gr), perGroup);
+  std::vector<const double *> zp(T);
+  for (int64_t t = 0; t < T; ++t)
+    zp[t] = z[t].data();
+  return linearBatch(zp, woB);
 }
 
 std::vector<double> routerScores(const double *x, const Tensor &gateWeight) {
@@ -704,33 +763,77 @@ Routing hashRouting(const std::vector<double> &scores,
 
 std::vector<double> swigluExpert(const double *x, const ExpertWeights &e,
                                  double limit) {
-  std::vector<double> g = linear(x, e.w1);
-  std::vector<double> u = linear(x, e.w3);
-  std::vector<double> h(g.size());
-  for (size_t i = 0; i < g.size(); ++i) {
-    double gi = std::min(g[i], limit);
-    double ui = std::clamp(u[i], -limit, limit);
-    h[i] = gi / (1.0 + std::exp(-gi)) * ui;
+  return swigluBatch({x}, e, limit)[0];
+}
+
+std::vector<std::vector<double>>
+swigluBatch(const std::vector<const double *> &xs, const ExpertWeights &e,
+            double limit) {
+  std::vector<std::vector<double>> g = linearBatch(xs, e.w1);
+  std::vector<std::vector<double>> u = linearBatch(xs, e.w3);
+  std::vector<std::vector<double>> h(xs.size());
+  std::vector<const double *> hp(xs.size());
+  for (size_t t = 0; t < xs.size(); ++t) {
+    h[t].resize(g[t].size());
+    for (size_t i = 0; i < g[t].size(); ++i) {
+      double gi = std::min(g[t][i], limit);
+      double ui = std::clamp(u[t][i], -limit, limit);
+      h[t][i] = gi / (1.0 + std::exp(-gi)) * ui;
+    }
+    hp[t] = h[t].data();
   }
-  return linear(h.data(), e.w2);
+  return linearBatch(hp, e.w2);
 }
 
 std::vector<double> moe(const double *x, int64_t tokenId,
                         const LayerWeights &layer, const ModelConfig &config) {
+  return moeBatch({x}, {tokenId}, layer, config)[0];
+}
+
+std::vector<std::vector<double>>
+moeBatch(const std::vector<const double *> &xs,
+         const std::vector<int64_t> &tokenIds, const LayerWeights &layer,
+         const ModelConfig &config) {
   const int64_t K = config.numExpertsPerTok;
-  std::vector<double> scores = routerScores(x, layer.gateWeight);
-  Routing routing =
-      layer.spec.moe == MoeKind::Hash
-          ? hashRouting(scores, layer.tid2eid.data() + tokenId * K, K,
-                        config.routedScalingFactor)
-          : scoreRouting(scores, layer.gateBias, K, config.routedScalingFactor);
-  std::vector<double> out = swigluExpert(x, layer.shared, config.swigluLimit);
-  for (size_t k = 0; k < routing.experts.size(); ++k) {
-    std::vector<double> y =
-        swigluExpert(x, layer.experts[routing.experts[k]], config.swigluLimit);
-    for (size_t i = 0; i < out.size(); ++i)
-      out[i] += routing.weights[k] * y[i];
+  const size_t T = xs.size();
+  std::vector<Routing> routing(T);
+  for (size_t t = 0; t < T; ++t) {
+    std::vector<double> scores = routerScores(xs[t], layer.gateWeight);
+    routing[t] =
+        layer.spec.moe == MoeKind::Hash
+            ? hashRouting(scores, layer.tid2eid.data() + tokenIds[t] * K, K,
+                          config.routedScalingFactor)
+            : scoreRouting(scores, layer.gateBias, K,
+                           config.routedScalingFactor);
   }
+  std::vector<std::vector<double>> out =
+      swigluBatch(xs, layer.shared, config.swigluLimit);
+  // Each routed expert once over the tokens that chose it; y[t][k] is the
+  // k-th chosen expert's output for token t.
+  std::vector<std::vector<std::vector<double>>> y(T);
+  for (size_t t = 0; t < T; ++t)
+    y[t].resize(routing[t].experts.size());
+  for (size_t e = 0; e < layer.experts.size(); ++e) {
+    std::vector<std::pair<size_t, size_t>> users;
+    std::vector<const double *> inputs;
+    for (size_t t = 0; t < T; ++t)
+      for (size_t k = 0; k < routing[t].experts.size(); ++k)
+        if (routing[t].experts[k] == static_cast<int64_t>(e)) {
+          users.push_back({t, k});
+          inputs.push_back(xs[t]);
+        }
+    if (users.empty())
+      continue;
+    std::vector<std::vector<double>> ye =
+        swigluBatch(inputs, layer.experts[e], config.swigluLimit);
+    for (size_t u = 0; u < users.size(); ++u)
+      y[users[u].first][users[u].second] = std::move(ye[u]);
+  }
+  // out = shared + Σ_k w_k·y_k, added in the routing order k = 0, 1, ...
+  for (size_t t = 0; t < T; ++t)
+    for (size_t k = 0; k < routing[t].experts.size(); ++k)
+      for (size_t i = 0; i < out[t].size(); ++i)
+        out[t][i] += routing[t].weights[k] * y[t][k][i];
   return out;
 }
 
@@ -778,125 +881,176 @@ std::vector<double> Session::forward(const std::vector<int64_t> &ids,
   }
   std::vector<double> logits;
   logits.reserve(ids.size() * model.config.vocabSize);
-  for (int64_t id : ids) {
-    std::vector<double> row = step(id, nextPos);
-    logits.insert(logits.end(), row.begin(), row.end());
-    ++nextPos;
+  // Batches only share the weight reads of the linear layers; every token's
+  // arithmetic is that of processing it alone (see forward's comment).
+  constexpr size_t kBatch = 64;
+  for (size_t at = 0; at < ids.size(); at += kBatch) {
+    std::vector<int64_t> batch(ids.begin() + at,
+                               ids.begin() + std::min(ids.size(), at + kBatch));
+    std::vector<std::vector<double>> rows = steps(batch, nextPos);
+    for (const std::vector<double> &row : rows)
+      logits.insert(logits.end(), row.begin(), row.end());
+    nextPos += static_cast<int64_t>(batch.size());
   }
   return logits;
 }
 
-std::vector<double>
-Session::attention(size_t layer, const std::vector<double> &x, int64_t pos) {
+std::vector<std::vector<double>>
+Session::attention(size_t layer, const std::vector<std::vector<double>> &xs,
+                   int64_t pos0) {
   const ModelConfig &c = model.config;
   const LayerWeights &L = model.layers[layer];
   LayerState &S = states[layer];
   const int64_t H = c.numHeads, d = c.headDim, r = c.ropeHeadDim,
                 W = c.slidingWindow;
   const double eps = c.rmsNormEps;
+  const size_t T = xs.size();
   // SWA layers use the main rope, CSA/HCA layers the compress (YaRN) rope for
   // everything: q, kv, compressed entries, indexer, output de-rotation.
   const std::vector<double> &freq =
       L.spec.attention == AttentionKind::Sliding ? mainFreq : compressFreq;
+  const bool compressed = L.spec.attention != AttentionKind::Sliding;
+  const bool csa = L.spec.attention == AttentionKind::CSA;
+  std::vector<const double *> xp(T);
+  for (size_t t = 0; t < T; ++t)
+    xp[t] = xs[t].data();
 
-  // Query path: qr = q_norm(wq_a x); q = wq_b qr; per-head unweighted norm;
-  // RoPE at pos.
-  std::vector<double> qa = linear(x.data(), L.wqA);
-  std::vector<double> qr =
-      rmsNorm(qa.data(), c.qLoraRank, L.qNorm.data.data(), eps);
-  std::vector<double> q = linear(qr.data(), L.wqB);
-  for (int64_t h = 0; h < H; ++h) {
-    std::vector<double> qh = rmsNorm(q.data() + h * d, d, nullptr, eps);
-    applyRope(qh.data(), d, r, freq, pos);
-    std::copy(qh.begin(), qh.end(), q.begin() + h * d);
+  // The projections of every token (they need no state).
+  // Query path: qr = q_norm(wq_a x); q = wq_b qr.
+  std::vector<std::vector<double>> qa = linearBatch(xp, L.wqA);
+  std::vector<std::vector<double>> qr(T);
+  std::vector<const double *> qrp(T);
+  for (size_t t = 0; t < T; ++t) {
+    qr[t] = rmsNorm(qa[t].data(), c.qLoraRank, L.qNorm.data.data(), eps);
+    qrp[t] = qr[t].data();
+  }
+  std::vector<std::vector<double>> q = linearBatch(qrp, L.wqB);
+  std::vector<std::vector<double>> kvRaw = linearBatch(xp, L.wkv);
+  std::vector<std::vector<double>> cKv, cGate, iKv, iGate, qI, headWeights;
+  if (compressed) {
+    cKv = linearBatch(xp, L.compressor.wkv);
+    cGate = linearBatch(xp, L.compressor.wgate);
+  }
+  if (csa) {
+    iKv = linearBatch(xp, L.indexerCompressor.wkv);
+    iGate = linearBatch(xp, L.indexerCompressor.wgate);
+    qI = linearBatch(qrp, L.indexerWqB);
+    headWeights = linearBatch(xp, L.indexerWeightsProj);
+    for (std::vector<double> &w : headWeights)
+      scaleIndexerHeadWeights(w, c.indexHeadDim);
   }
 
-  // Shared K=V: kv = kv_norm(wkv x), RoPE at pos, into the window ring.
-  std::vector<double> kvRaw = linear(x.data(), L.wkv);
-  std::vector<double> kv = rmsNorm(kvRaw.data(), d, L.kvNorm.data.data(), eps);
-  applyRope(kv.data(), d, r, freq, pos);
-  S.window[pos % W] = std::move(kv);
+  // Then the tokens in order through the state (spec §5.2).
+  std::vector<std::vector<double>> o(T);
+  for (size_t t = 0; t < T; ++t) {
+    const int64_t pos = pos0 + static_cast<int64_t>(t);
+    // Per-head unweighted norm of q; RoPE at pos.
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<double> qh = rmsNorm(q[t].data() + h * d, d, nullptr, eps);
+      applyRope(qh.data(), d, r, freq, pos);
+      std::copy(qh.begin(), qh.end(), q[t].begin() + h * d);
+    }
 
-  // Compressors run before attention: an entry completed by this token is
-  // visible to it (spec §4.5.4).
-  std::vector<const double *> keys;
-  std::vector<int64_t> picks;
-  if (L.spec.attention != AttentionKind::Sliding) {
-    const int64_t m = L.spec.compressRatio;
-    compressorStep(S.compressor, x.data(), L.compressor, pos, freq, r, eps);
-    const int64_t available = (pos + 1) / m;
-    if (static_cast<int64_t>(S.compressor.entries.size()) != available) {
-      std::fprintf(stderr, "reference: compressor entry count mismatch\n");
-      std::abort();
+    // Shared K=V: kv = kv_norm(wkv x), RoPE at pos, into the window ring.
+    std::vector<double> kv =
+        rmsNorm(kvRaw[t].data(), d, L.kvNorm.data.data(), eps);
+    applyRope(kv.data(), d, r, freq, pos);
+    S.window[pos % W] = std::move(kv);
+
+    // Compressors run before attention: an entry completed by this token is
+    // visible to it (spec §4.5.4).
+    std::vector<const double *> keys;
+    std::vector<int64_t> picks;
+    if (compressed) {
+      const int64_t m = L.spec.compressRatio;
+      compressorUpdate(S.compressor, cKv[t].data(), cGate[t].data(),
+                       L.compressor, pos, freq, r, eps);
+      const int64_t available = (pos + 1) / m;
+      if (static_cast<int64_t>(S.compressor.entries.size()) != available) {
+        std::fprintf(stderr, "reference: compressor entry count mismatch\n");
+        std::abort();
+      }
+      if (!csa) {
+        for (int64_t w = 0; w < available; ++w)
+          picks.push_back(w);
+      } else {
+        const int64_t HI = c.indexNumHeads, dI = c.indexHeadDim;
+        compressorUpdate(S.indexer, iKv[t].data(), iGate[t].data(),
+                         L.indexerCompressor, pos, freq, r, eps);
+        for (int64_t h = 0; h < HI; ++h)
+          applyRope(qI[t].data() + h * dI, dI, r, freq, pos);
+        std::vector<double> scores = indexerScores(
+            qI[t].data(), headWeights[t], S.indexer.entries, available, dI);
+        picks = topKIndices(scores, std::min(c.indexTopk, available));
+      }
     }
-    if (L.spec.attention == AttentionKind::HCA) {
-      for (int64_t w = 0; w < available; ++w)
-        picks.push_back(w);
-    } else {
-      const int64_t HI = c.indexNumHeads, dI = c.indexHeadDim;
-      compressorStep(S.indexer, x.data(), L.indexerCompressor, pos, freq, r,
-                     eps);
-      std::vector<double> qI = linear(qr.data(), L.indexerWqB);
-      for (int64_t h = 0; h < HI; ++h)
-        applyRope(qI.data() + h * dI, dI, r, freq, pos);
-      std::vector<double> weights =
-          indexerHeadWeights(x.data(), L.indexerWeightsProj, dI);
-      std::vector<double> scores =
-          indexerScores(qI.data(), weights, S.indexer.entries, available, dI);
-      picks = topKIndices(scores, std::min(c.indexTopk, available));
-    }
+
+    // Key set: window positions max(0, pos-W+1)..pos, then compressed
+    // entries.
+    for (int64_t p = std::max<int64_t>(0, pos - W + 1); p <= pos; ++p)
+      keys.push_back(S.window[p % W].data());
+    for (int64_t w : picks)
+      keys.push_back(S.compressor.entries[w].data());
+
+    o[t] = sinkAttention(q[t].data(), H, d, keys, L.attnSink.data.data(),
+                         1.0 / std::sqrt(static_cast<double>(d)));
+    // The value carries the key's rope: de-rotate at the query position.
+    for (int64_t h = 0; h < H; ++h)
+      applyRope(o[t].data() + h * d, d, r, freq, pos, /*inverse=*/true);
   }
-
-  // Key set: window positions max(0, pos-W+1)..pos, then compressed entries.
-  for (int64_t p = std::max<int64_t>(0, pos - W + 1); p <= pos; ++p)
-    keys.push_back(S.window[p % W].data());
-  for (int64_t w : picks)
-    keys.push_back(S.compressor.entries[w].data());
-
-  std::vector<double> o =
-      sinkAttention(q.data(), H, d, keys, L.attnSink.data.data(),
-                    1.0 / std::sqrt(static_cast<double>(d)));
-  // The value carries the key's rope: de-rotate at the query position.
-  for (int64_t h = 0; h < H; ++h)
-    applyRope(o.data() + h * d, d, r, freq, pos, /*inverse=*/true);
-  return attentionOutput(o, L.woA, L.woB, c.oGroups);
+  return attentionOutputBatch(o, L.woA, L.woB, c.oGroups);
 }
 
-std::vector<double> Session::step(int64_t tokenId, int64_t pos) {
+std::vector<std::vector<double>>
+Session::steps(const std::vector<int64_t> &tokenIds, int64_t pos0) {
   const ModelConfig &c = model.config;
   const int64_t D = c.hiddenSize, N = c.hcMult;
-  if (tokenId < 0 || tokenId >= c.vocabSize) {
-    std::fprintf(stderr, "reference: token id %lld out of range\n",
-                 static_cast<long long>(tokenId));
-    std::abort();
-  }
+  const size_t T = tokenIds.size();
+  for (int64_t tokenId : tokenIds)
+    if (tokenId < 0 || tokenId >= c.vocabSize) {
+      std::fprintf(stderr, "reference: token id %lld out of range\n",
+                   static_cast<long long>(tokenId));
+      std::abort();
+    }
   // N identical residual streams of the (unscaled) embedding.
-  std::vector<double> X(N * D);
-  for (int64_t j = 0; j < N; ++j)
-    std::copy(model.embed.row(tokenId), model.embed.row(tokenId) + D,
-              X.begin() + j * D);
+  std::vector<std::vector<double>> X(T, std::vector<double>(N * D));
+  for (size_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < N; ++j)
+      std::copy(model.embed.row(tokenIds[t]), model.embed.row(tokenIds[t]) + D,
+                X[t].begin() + j * D);
 
+  std::vector<HcPreResult> mix(T);
+  std::vector<std::vector<double>> xn(T);
+  std::vector<const double *> xp(T);
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const LayerWeights &L = model.layers[l];
-    HcPreResult mix =
-        hcPre(X.data(), N, D, L.hcAttnFn, L.hcAttnBase, L.hcAttnScale,
-              c.hcSinkhornIters, c.hcEps, c.rmsNormEps);
-    std::vector<double> xn =
-        rmsNorm(mix.collapsed.data(), D, L.attnNorm.data.data(), c.rmsNormEps);
-    std::vector<double> a = attention(l, xn, pos);
-    X = hcPost(a.data(), X.data(), mix, N, D);
-
-    mix = hcPre(X.data(), N, D, L.hcFfnFn, L.hcFfnBase, L.hcFfnScale,
-                c.hcSinkhornIters, c.hcEps, c.rmsNormEps);
-    xn = rmsNorm(mix.collapsed.data(), D, L.ffnNorm.data.data(), c.rmsNormEps);
-    std::vector<double> f = moe(xn.data(), tokenId, L, c);
-    X = hcPost(f.data(), X.data(), mix, N, D);
+    for (size_t t = 0; t < T; ++t) {
+      mix[t] = hcPre(X[t].data(), N, D, L.hcAttnFn, L.hcAttnBase,
+                     L.hcAttnScale, c.hcSinkhornIters, c.hcEps, c.rmsNormEps);
+      xn[t] = rmsNorm(mix[t].collapsed.data(), D, L.attnNorm.data.data(),
+                      c.rmsNormEps);
+    }
+    std::vector<std::vector<double>> a = attention(l, xn, pos0);
+    for (size_t t = 0; t < T; ++t) {
+      X[t] = hcPost(a[t].data(), X[t].data(), mix[t], N, D);
+      mix[t] = hcPre(X[t].data(), N, D, L.hcFfnFn, L.hcFfnBase, L.hcFfnScale,
+                     c.hcSinkhornIters, c.hcEps, c.rmsNormEps);
+      xn[t] = rmsNorm(mix[t].collapsed.data(), D, L.ffnNorm.data.data(),
+                      c.rmsNormEps);
+      xp[t] = xn[t].data();
+    }
+    std::vector<std::vector<double>> f = moeBatch(xp, tokenIds, L, c);
+    for (size_t t = 0; t < T; ++t)
+      X[t] = hcPost(f[t].data(), X[t].data(), mix[t], N, D);
   }
-  std::vector<double> y =
-      hcHead(X.data(), N, D, model.hcHeadFn, model.hcHeadBase,
-             model.hcHeadScale, c.hcEps, c.rmsNormEps);
-  y = rmsNorm(y.data(), D, model.norm.data.data(), c.rmsNormEps);
-  return lmHead(y.data(), model.head);
+  std::vector<std::vector<double>> y(T);
+  for (size_t t = 0; t < T; ++t) {
+    y[t] = hcHead(X[t].data(), N, D, model.hcHeadFn, model.hcHeadBase,
+                  model.hcHeadScale, c.hcEps, c.rmsNormEps);
+    y[t] = rmsNorm(y[t].data(), D, model.norm.data.data(), c.rmsNormEps);
+    xp[t] = y[t].data();
+  }
+  return linearBatch(xp, model.head);
 }
 
 } // namespace compressa::reference

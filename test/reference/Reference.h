@@ -119,6 +119,11 @@ std::vector<double> rmsNorm(const double *x, int64_t n, const double *weight,
 /// y = x·Wᵀ for W [out, in]: y[o] = Σ_i x[i]·W[o, i].
 std::vector<double> linear(const double *x, const Tensor &w);
 
+/// linear() of several inputs at once: ys[t][o] is exactly linear(xs[t], w)[o]
+/// (the same dot, in the same order); each weight row is read once for all.
+std::vector<std::vector<double>>
+linearBatch(const std::vector<const double *> &xs, const Tensor &w);
+
 /// Threads of the reference's large loops (linear layers, attention heads,
 /// indexer scores); 0 (the default) = the hardware threads. Every output
 /// element is computed by one thread in the serial order, so the results are
@@ -207,11 +212,19 @@ bool compressorStep(CompressorState &state, const double *x,
                     const CompressorWeights &w, int64_t pos,
                     const std::vector<double> &invFreq, int64_t ropeDim,
                     double eps);
+/// compressorStep with c = Wkv x and z = Wgate x already computed.
+bool compressorUpdate(CompressorState &state, const double *c, const double *z,
+                      const CompressorWeights &w, int64_t pos,
+                      const std::vector<double> &invFreq, int64_t ropeDim,
+                      double eps);
 
 /// §4.5.3 indexer head weights: ω_h = (Wproj x)_h · dI^−0.5 · HI^−0.5.
 std::vector<double> indexerHeadWeights(const double *x,
                                        const Tensor &weightsProj,
                                        int64_t indexHeadDim);
+/// The scaling of indexerHeadWeights on Wproj x (HI = projected.size()).
+void scaleIndexerHeadWeights(std::vector<double> &projected,
+                             int64_t indexHeadDim);
 
 /// §4.5.3 scores I_s = Σ_h ω_h · ReLU(q_h · k_s) for s < numCandidates;
 /// q is [HI, dI] (already RoPE'd), keys are the indexer entries.
@@ -237,6 +250,10 @@ std::vector<double> sinkAttention(const double *q, int64_t numHeads,
 std::vector<double> attentionOutput(const std::vector<double> &o,
                                     const Tensor &woA, const Tensor &woB,
                                     int64_t groups);
+/// attentionOutput of several tokens' o at once (identical results).
+std::vector<std::vector<double>>
+attentionOutputBatch(const std::vector<std::vector<double>> &os,
+                     const Tensor &woA, const Tensor &woB, int64_t groups);
 
 /// Routed experts and their weights for one token (spec §4.6).
 struct Routing {
@@ -260,10 +277,20 @@ Routing hashRouting(const std::vector<double> &scores,
 /// §4.6 expert: g = min(W1 x, L), u = clamp(W3 x, −L, L), y = W2 (silu(g)·u).
 std::vector<double> swigluExpert(const double *x, const ExpertWeights &e,
                                  double limit);
+/// swigluExpert of several inputs at once (identical results).
+std::vector<std::vector<double>>
+swigluBatch(const std::vector<const double *> &xs, const ExpertWeights &e,
+            double limit);
 
 /// §4.6 MoE of one token: Σ_k w_k·expert_{idx_k}(x) + shared(x).
 std::vector<double> moe(const double *x, int64_t tokenId,
                         const LayerWeights &layer, const ModelConfig &config);
+/// moe() of several tokens at once (identical results): each expert runs once
+/// over the tokens that chose it; a token's terms are added in routing order.
+std::vector<std::vector<double>>
+moeBatch(const std::vector<const double *> &xs,
+         const std::vector<int64_t> &tokenIds, const LayerWeights &layer,
+         const ModelConfig &config);
 
 /// §4.7 logits = Head · y (y already final-normed).
 std::vector<double> lmHead(const double *y, const Tensor &head);
@@ -284,8 +311,11 @@ public:
   int64_t position() const { return nextPos; }
 
   /// Processes `ids` at positions startPos, startPos+1, ... and returns the
-  /// logits of every token, [ids.size(), V] row-major. Tokens are processed
-  /// one at a time (spec §5.2), so any chunking gives identical results.
+  /// logits of every token, [ids.size(), V] row-major. Every token is
+  /// computed exactly as if processed alone (spec §5.2), so any chunking
+  /// gives identical results: tokens go through the state in order, and
+  /// only the state-free projections (linear layers, experts) of a batch of
+  /// up to 64 tokens share their weight reads.
   /// Precondition (aborts otherwise): !ids.empty() and startPos ==
   /// position().
   std::vector<double> forward(const std::vector<int64_t> &ids,
@@ -298,9 +328,13 @@ private:
     CompressorState indexer;                 ///< CSA indexer compressor
   };
 
-  std::vector<double> step(int64_t tokenId, int64_t pos);
-  std::vector<double> attention(size_t layer, const std::vector<double> &x,
-                                int64_t pos);
+  /// The logits of `tokenIds` at positions pos0, pos0 + 1, ...
+  std::vector<std::vector<double>> steps(const std::vector<int64_t> &tokenIds,
+                                         int64_t pos0);
+  /// One layer's attention of the tokens at pos0, pos0 + 1, ...
+  std::vector<std::vector<double>>
+  attention(size_t layer, const std::vector<std::vector<double>> &xs,
+            int64_t pos0);
 
   const Model &model;
   std::vector<double> mainFreq, compressFreq;
