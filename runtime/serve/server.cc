@@ -17,6 +17,8 @@
 #include <random>
 #include <sstream>
 
+#include <sys/socket.h>
+
 namespace compressa {
 
 using Json = nlohmann::ordered_json;
@@ -793,6 +795,13 @@ void Server::routes() {
                                        options.scheduler.maxQueue + 32);
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   svr.set_payload_max_length(options.maxBodyBytes);
+  // SO_REUSEADDR (a restart need not wait for TIME_WAIT) but not
+  // cpp-httplib's default SO_REUSEPORT, with which a second server on the
+  // same port would silently share it instead of failing.
+  svr.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   svr.set_keep_alive_max_count(1000);
 
   svr.Post("/v1/chat/completions",
