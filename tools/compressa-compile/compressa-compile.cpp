@@ -523,9 +523,11 @@ int main(int argc, char **argv) {
   popts.startAfter = converted ? "kernels" : outlined ? "outline" : planned ? "dispatch" : "none";
   popts.prefillMaxTokens = prefillMaxTokens;
   popts.numerics = numerics.getValue();
-  // Read by the serializer into ModelInfo.max_batch.
-  (*module)->setAttr("compressa.max_batch",
-                     Builder(&context).getI64IntegerAttr(maxBatch));
+  // Read by the serializer into ModelInfo.max_batch; only for an artifact,
+  // so the IR that --emit prints stays what compressa-opt gives.
+  if (emit == Emit::Artifact)
+    (*module)->setAttr("compressa.max_batch",
+                       Builder(&context).getI64IntegerAttr(maxBatch));
   popts.maxContext = maxContext;
   popts.bufferReuse = bufferReuse;
   popts.gridWeightBytes = gridWeightBytes;
