@@ -34,6 +34,11 @@ struct Nccl {
                             void *);
   ncclResult_t (*allGather)(const void *, void *, size_t, int, ncclComm_t,
                             void *);
+  ncclResult_t (*getUniqueId)(NcclId *);
+  // ncclUniqueId is passed by value: a struct of 128 chars.
+  ncclResult_t (*commInitRank)(ncclComm_t *, int, NcclId, int);
+  ncclResult_t (*groupStart)();
+  ncclResult_t (*groupEnd)();
   std::string version;
 };
 
@@ -88,6 +93,10 @@ Status loadLibrary() {
   COMPRESSA_RETURN_IF_ERROR(bind(nccl.commAbort, "ncclCommAbort"));
   COMPRESSA_RETURN_IF_ERROR(bind(nccl.allReduce, "ncclAllReduce"));
   COMPRESSA_RETURN_IF_ERROR(bind(nccl.allGather, "ncclAllGather"));
+  COMPRESSA_RETURN_IF_ERROR(bind(nccl.getUniqueId, "ncclGetUniqueId"));
+  COMPRESSA_RETURN_IF_ERROR(bind(nccl.commInitRank, "ncclCommInitRank"));
+  COMPRESSA_RETURN_IF_ERROR(bind(nccl.groupStart, "ncclGroupStart"));
+  COMPRESSA_RETURN_IF_ERROR(bind(nccl.groupEnd, "ncclGroupEnd"));
   int v = 0;
   if (nccl.getVersion(&v) != kNcclSuccess)
     return COMPRESSA_ERROR(Unavailable, "%s: ncclGetVersion failed", library);
@@ -218,6 +227,45 @@ createNcclGroup(const std::vector<int> &devices) {
   for (int r = 0; r < n; ++r)
     out.push_back(
         std::make_unique<NcclCommunicator>(comms[r], r, n, barrier));
+  return out;
+}
+
+StatusOr<NcclId> createNcclId() {
+  COMPRESSA_RETURN_IF_ERROR(loadNccl().status());
+  NcclId id{};
+  COMPRESSA_RETURN_IF_ERROR(check(nccl.getUniqueId(&id), "ncclGetUniqueId", 0));
+  return id;
+}
+
+StatusOr<std::vector<std::unique_ptr<Communicator>>>
+createNcclRanks(const NcclId &id, int size, const std::vector<int> &ranks,
+                const std::function<Status(size_t)> &makeCurrent) {
+  COMPRESSA_RETURN_IF_ERROR(loadNccl().status());
+  std::vector<ncclComm_t> comms(ranks.size(), nullptr);
+  // One group: the ranks of this process join together (NCCL needs that
+  // when one thread sets up several devices).
+  COMPRESSA_RETURN_IF_ERROR(check(nccl.groupStart(), "ncclGroupStart", ranks[0]));
+  Status status;
+  for (size_t i = 0; i < ranks.size() && status.ok(); ++i) {
+    status = makeCurrent(i);
+    if (status.ok())
+      status = check(nccl.commInitRank(&comms[i], size, id, ranks[i]),
+                     "ncclCommInitRank", ranks[i]);
+  }
+  Status ended = check(nccl.groupEnd(), "ncclGroupEnd", ranks[0]);
+  if (status.ok())
+    status = ended;
+  if (!status.ok()) {
+    for (ncclComm_t c : comms)
+      if (c)
+        nccl.commAbort(c);
+    return status;
+  }
+  auto barrier = std::make_shared<HostBarrier>(int(ranks.size()));
+  std::vector<std::unique_ptr<Communicator>> out;
+  for (size_t i = 0; i < ranks.size(); ++i)
+    out.push_back(std::make_unique<NcclCommunicator>(comms[i], ranks[i], size,
+                                                     barrier));
   return out;
 }
 

@@ -9,6 +9,8 @@
 
 #include "runtime/comm/communicator.h"
 
+#include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,20 @@ StatusOr<std::string> loadNccl();
 /// meets on the host.
 StatusOr<std::vector<std::unique_ptr<Communicator>>>
 createNcclGroup(const std::vector<int> &devices);
+
+/// NCCL's bootstrap handle (ncclUniqueId, 128 bytes): made by one process,
+/// handed to every other (over the control connection of several nodes).
+using NcclId = std::array<char, 128>;
+StatusOr<NcclId> createNcclId();
+
+/// Communicators for ranks `ranks` of `size` in all, some of which run in
+/// other processes or hosts, joined through `id` (ncclCommInitRank in one
+/// group). Before rank ranks[i] is set up, makeCurrent(i) must make its
+/// device current on the calling thread. barrier() meets on the host, so
+/// it covers this process's ranks only.
+StatusOr<std::vector<std::unique_ptr<Communicator>>>
+createNcclRanks(const NcclId &id, int size, const std::vector<int> &ranks,
+                const std::function<Status(size_t)> &makeCurrent);
 
 } // namespace compressa
 

@@ -344,6 +344,8 @@ CudaBackend::prepareProgram(const std::string &name,
   return std::unique_ptr<BackendProgram>(std::move(program));
 }
 
+Status CudaBackend::makeCurrent() { return dev->makeCurrent(); }
+
 Status CudaBackend::run(BackendProgram &base, int64_t tokens,
                         int64_t startPos) {
   CudaProgram &program = static_cast<CudaProgram &>(base);

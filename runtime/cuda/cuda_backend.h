@@ -67,6 +67,7 @@ public:
   int64_t launchesPerRun(const BackendProgram &program) const override;
   bool usesGraph(const BackendProgram &program) const override;
   LaunchCounters counters() const override;
+  Status makeCurrent() override;
   Status startTimer() override;
   StatusOr<double> stopTimer() override;
   const char *timerName() const override { return "CUDA events"; }

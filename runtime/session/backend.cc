@@ -40,6 +40,7 @@ StatusOr<std::unique_ptr<Backend>> createBackend(const Artifact &artifact) {
 namespace {
 std::mutex rankDevicesMutex;
 std::vector<int> rankDevicesList;
+uint32_t firstLocalRank = 0;
 } // namespace
 
 void setRankDevices(std::vector<int> devices) {
@@ -49,9 +50,15 @@ void setRankDevices(std::vector<int> devices) {
 
 int rankDevice(uint32_t rank, uint32_t ranks) {
   std::lock_guard<std::mutex> lock(rankDevicesMutex);
-  if (rank < rankDevicesList.size())
-    return rankDevicesList[rank];
-  return ranks < 2 ? -1 : static_cast<int>(rank);
+  uint32_t local = rank >= firstLocalRank ? rank - firstLocalRank : rank;
+  if (local < rankDevicesList.size())
+    return rankDevicesList[local];
+  return ranks < 2 ? -1 : static_cast<int>(local);
+}
+
+void setFirstLocalRank(uint32_t rank) {
+  std::lock_guard<std::mutex> lock(rankDevicesMutex);
+  firstLocalRank = rank;
 }
 
 std::vector<int> rankDevices() {

@@ -162,6 +162,10 @@ public:
   /// True when `program` runs as a graph.
   virtual bool usesGraph(const BackendProgram &program) const = 0;
   virtual LaunchCounters counters() const = 0;
+  /// Makes this backend's device current on the calling thread (CUDA: its
+  /// primary context, as NCCL's communicator setup needs); a no-op on the
+  /// CPU.
+  virtual Status makeCurrent() { return okStatus(); }
 
   /// Timing. startTimer() marks the point reached by the queued work;
   /// stopTimer() waits for everything queued since and returns its time in
@@ -202,6 +206,9 @@ void setRankDevices(std::vector<int> devices);
 /// when set, else rank for several ranks and -1 (CudaDevice::open's
 /// default) for one.
 int rankDevice(uint32_t rank, uint32_t ranks);
+/// The first rank this process runs (several nodes: node k runs ranks from
+/// k * N / nodes); rankDevice counts devices from it.
+void setFirstLocalRank(uint32_t rank);
 /// What setRankDevices set (empty: nothing).
 std::vector<int> rankDevices();
 /// Parses a --devices value: comma-separated CUDA ordinals ("0,1,2,3"),

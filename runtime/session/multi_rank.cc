@@ -353,12 +353,7 @@ Status RankGroup::joinNodes(Engine &leader, const NodeOptions &nodes,
   const Artifact &art = leader.artifact();
   uint32_t ranks = art.root().ranks();
   const char *p = art.path().c_str();
-  if (art.target() != fb::Target::Cpu)
-    return COMPRESSA_ERROR(Unimplemented,
-                           "%s: several nodes (--nnodes %d) run CPU artifacts "
-                           "only; CUDA ranks on several hosts need NCCL's "
-                           "bootstrap, not implemented yet (docs/parallel.md)",
-                           p, nodes.nodes);
+  bool cuda = art.target() == fb::Target::Cuda;
   if (nodes.nodeRank != 0 || ranks % uint32_t(nodes.nodes) != 0)
     return COMPRESSA_ERROR(InvalidArgument,
                            "%s: %u ranks cannot be spread evenly over %d "
@@ -366,6 +361,12 @@ Status RankGroup::joinNodes(Engine &leader, const NodeOptions &nodes,
                            "is not node 0",
                            p, ranks, nodes.nodes);
   uint32_t local = ranks / uint32_t(nodes.nodes);
+  std::vector<int> chosen = rankDevices();
+  if (cuda && !chosen.empty() && chosen.size() != local)
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "%s: node 0 runs %u ranks, but --devices names %zu "
+                           "devices (one per rank of this node)",
+                           p, local, chosen.size());
   // This node's other ranks first (the other nodes load theirs meanwhile).
   COMPRESSA_ASSIGN_OR_RETURN(peers,
                              loadRanks(art, 1, local, weightsDir, random, seed));
@@ -383,7 +384,9 @@ Status RankGroup::joinNodes(Engine &leader, const NodeOptions &nodes,
     // Connections in any order; meanwhile each other node reports on its
     // control connection whether it loaded its ranks (a failure there
     // stops everything at once instead of after the timeout).
-    uint32_t expected = ranks + uint32_t(nodes.nodes) - 1, got = 0;
+    // CPU: every rank's hub connection too (CUDA ranks talk through NCCL).
+    uint32_t expected = (cuda ? 0 : ranks) + uint32_t(nodes.nodes) - 1,
+             got = 0;
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(timeoutMs);
     while (got < expected ||
@@ -466,7 +469,7 @@ Status RankGroup::joinNodes(Engine &leader, const NodeOptions &nodes,
   });
   std::vector<TcpSocket> mine;
   Status connected;
-  for (uint32_t r = 0; r < local && connected.ok(); ++r) {
+  for (uint32_t r = 0; r < local && !cuda && connected.ok(); ++r) {
     StatusOr<TcpSocket> s = tcpConnect("127.0.0.1", nodes.masterPort, timeoutMs);
     connected = s.status();
     if (connected.ok())
@@ -479,9 +482,27 @@ Status RankGroup::joinNodes(Engine &leader, const NodeOptions &nodes,
   COMPRESSA_RETURN_IF_ERROR(
       accepted.withContext("node 0 (port %d)", nodes.masterPort));
 
-  hub = std::make_unique<TcpHub>(std::move(data));
-  for (uint32_t r = 0; r < local; ++r)
-    comms.push_back(createTcpCommunicator(std::move(mine[r]), int(r), int(ranks)));
+  if (cuda) {
+    // NCCL's bootstrap: one id from here, handed to every other node; all
+    // ranks of all nodes then join through it.
+    COMPRESSA_ASSIGN_OR_RETURN(NcclId id, createNcclId());
+    for (size_t k = 0; k < remotes.size(); ++k)
+      COMPRESSA_RETURN_IF_ERROR(
+          remotes[k].send(id.data(), id.size(), "a node"));
+    std::vector<int> mineRanks;
+    for (uint32_t r = 0; r < local; ++r)
+      mineRanks.push_back(int(r));
+    COMPRESSA_ASSIGN_OR_RETURN(
+        comms, createNcclRanks(id, int(ranks), mineRanks, [&](size_t i) {
+          return i == 0 ? leader.backend->makeCurrent()
+                        : peers[i - 1]->backend->makeCurrent();
+        }));
+  } else {
+    hub = std::make_unique<TcpHub>(std::move(data));
+    for (uint32_t r = 0; r < local; ++r)
+      comms.push_back(
+          createTcpCommunicator(std::move(mine[r]), int(r), int(ranks)));
+  }
   leader.backend->setCommunicator(comms[0].get());
   for (size_t i = 0; i < peers.size(); ++i) {
     peers[i]->backend->setCommunicator(comms[i + 1].get());
@@ -503,12 +524,7 @@ Status RankGroup::serveNode(const std::string &artifactPath,
                            "%s: --node-rank %d needs rank 0's artifact of "
                            "several ranks (compressa-compile --ranks N)",
                            p, nodes.nodeRank);
-  if (art->target() != fb::Target::Cpu)
-    return COMPRESSA_ERROR(Unimplemented,
-                           "%s: several nodes run CPU artifacts only; CUDA "
-                           "ranks on several hosts need NCCL's bootstrap, not "
-                           "implemented yet (docs/parallel.md)",
-                           p);
+  bool cuda = art->target() == fb::Target::Cuda;
   if (nodes.nodes < 2 || nodes.nodeRank < 1 || nodes.nodeRank >= nodes.nodes ||
       ranks % uint32_t(nodes.nodes) != 0)
     return COMPRESSA_ERROR(InvalidArgument,
@@ -517,6 +533,14 @@ Status RankGroup::serveNode(const std::string &artifactPath,
                            p, nodes.nodeRank, nodes.nodes, ranks);
   uint32_t local = ranks / uint32_t(nodes.nodes);
   uint32_t first = uint32_t(nodes.nodeRank) * local;
+  std::vector<int> chosen = rankDevices();
+  if (cuda && !chosen.empty() && chosen.size() != local)
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "%s: node %d runs %u ranks, but --devices names %zu "
+                           "devices (one per rank of this node)",
+                           p, nodes.nodeRank, local, chosen.size());
+  // This node's ranks count GPUs from 0 (or --devices) on its own host.
+  setFirstLocalRank(first);
   // Node 0 hears of this node first, then whether its ranks loaded.
   int timeoutMs = nodes.timeoutSeconds * 1000;
   COMPRESSA_ASSIGN_OR_RETURN(
@@ -530,7 +554,20 @@ Status RankGroup::serveNode(const std::string &artifactPath,
   COMPRESSA_RETURN_IF_ERROR(loaded.status());
   std::vector<std::unique_ptr<Engine>> engines = std::move(*loaded);
   std::vector<std::unique_ptr<Communicator>> comms;
-  for (uint32_t i = 0; i < local; ++i) {
+  if (cuda) {
+    NcclId id{};
+    COMPRESSA_RETURN_IF_ERROR(control.recv(id.data(), id.size(), "node 0"));
+    std::vector<int> mineRanks;
+    for (uint32_t i = 0; i < local; ++i)
+      mineRanks.push_back(int(first + i));
+    COMPRESSA_ASSIGN_OR_RETURN(
+        comms, createNcclRanks(id, int(ranks), mineRanks, [&](size_t i) {
+          return engines[i]->backend->makeCurrent();
+        }));
+    for (uint32_t i = 0; i < local; ++i)
+      engines[i]->backend->setCommunicator(comms[i].get());
+  }
+  for (uint32_t i = 0; i < local && !cuda; ++i) {
     COMPRESSA_ASSIGN_OR_RETURN(
         TcpSocket s, tcpConnect(nodes.masterAddr, nodes.masterPort, timeoutMs));
     COMPRESSA_RETURN_IF_ERROR(
