@@ -19,6 +19,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/session/engine.h"
+#include "runtime/session/multi_rank.h"
 #include "runtime/weights/json.h"
 
 #include <CLI/CLI.hpp>
@@ -65,6 +66,9 @@ static int usage(const char *error) {
                "                  run at positions C..C+M-1, reading what a "
                "real context C reads\n"
                "  --repeat R      measured runs after one warm-up (default 5)\n"
+               "  --nnodes M --node-rank K --master-addr H --master-port P\n"
+               "                  several processes: node 0 benchmarks, node K > "
+               "0 serves it\n"
                "  --devices LIST  CUDA: the GPU of each rank of an artifact of "
                "--ranks N\n"
                "                  (default rank r on GPU r); all ranks run in "
@@ -266,7 +270,7 @@ int main(int argc, char **argv) {
   app.set_help_flag();
   app.allow_extras();
   std::string seedText, contextText, promptText, genText, repeatText;
-  std::string devicesText;
+  std::string devicesText, nodesText, nodeRankText, masterAddr, masterPortText;
   app.add_flag("-h,--help", help);
   app.add_flag("--profile", profile);
   app.add_flag("--json", json);
@@ -283,6 +287,10 @@ int main(int argc, char **argv) {
       {"--repeat", &repeatText, "--repeat takes a count >= 1"},
       {"--devices", &devicesText,
        "--devices takes CUDA device ordinals, one per rank (0,1,...)"},
+      {"--nnodes", &nodesText, "--nnodes takes a count >= 1"},
+      {"--node-rank", &nodeRankText, "--node-rank takes a node below --nnodes"},
+      {"--master-addr", &masterAddr, "--master-addr takes a host"},
+      {"--master-port", &masterPortText, "--master-port takes a port (1..65535)"},
   };
   for (Valued &option : valued)
     app.add_option(option.flag, *option.text)
@@ -329,6 +337,39 @@ int main(int argc, char **argv) {
     if (!devices.ok())
       return usage(devices.status().message().c_str());
     setRankDevices(std::move(*devices));
+  }
+  // Several processes (docs/parallel.md): node 0 benchmarks, node K > 0
+  // serves it with its ranks (random weights of the same seed).
+  if (app.count("--nnodes") || app.count("--node-rank") ||
+      app.count("--master-addr") || app.count("--master-port")) {
+    NodeOptions nodes;
+    int64_t n = 1, k = 0, port = nodes.masterPort;
+    if (app.count("--nnodes") && !parseCount(nodesText.c_str(), n))
+      return usage("--nnodes takes a count >= 1");
+    if (app.count("--node-rank") &&
+        (nodeRankText == "0" ? false : !parseCount(nodeRankText.c_str(), k)))
+      return usage("--node-rank takes a node below --nnodes");
+    if (app.count("--master-port") &&
+        (!parseCount(masterPortText.c_str(), port) || port > 65535))
+      return usage("--master-port takes a port (1..65535)");
+    if (k >= n || n > 4096)
+      return usage("--node-rank takes a node below --nnodes");
+    nodes.nodes = int(n);
+    nodes.nodeRank = int(k);
+    nodes.masterPort = int(port);
+    if (!masterAddr.empty())
+      nodes.masterAddr = masterAddr;
+    setNodeOptions(nodes);
+    if (k > 0) {
+      Status served = RankGroup::serveNode(artifact, weights == "random" ? "" : weights,
+                                           weights == "random", seed);
+      if (!served.ok()) {
+        std::fprintf(stderr, "compressa-bench: error: %s\n",
+                     served.message().c_str());
+        return 1;
+      }
+      return 0;
+    }
   }
   if (context == 0)
     context = prompt;
