@@ -26,6 +26,28 @@ using K = fb::ArgKind;
 constexpr const char *kName = "toy.cpa";
 
 /// Index of program "decode" in toyArtifactSpec().
+/// A collective pseudo-kernel (artifact.fbs, Collective) of 16-byte rows.
+toy::KernelSpec allReduceKernel() {
+  toy::KernelSpec k;
+  k.name = "all_reduce";
+  k.collective = fb::Collective::AllReduceSum;
+  k.params = {{K::Tokens}, {K::StartPos}, {K::Scratch}, {K::Buffer, 16, 0},
+              {K::Buffer, 16, 0}};
+  return k;
+}
+
+/// `spec` as rank 1 of 2 (the toy's 2 experts: one each).
+void makeRankOneOfTwo(ArtifactSpec &spec) {
+  spec.rank = 1;
+  spec.ranks = 2;
+  spec.expertTables[0].count = 1;
+  spec.expertTables[0].first = 1;
+  for (toy::KernelSpec &k : spec.kernels)
+    for (toy::ParamSpec &p : k.params)
+      if (p.kind == K::ExpertTable)
+        p.bytes = 1; // The kernels index the rank's one expert.
+}
+
 size_t decodeIndex(const ArtifactSpec &spec) {
   for (size_t i = 0; i < spec.programs.size(); ++i)
     if (spec.programs[i].name == "decode")
@@ -296,6 +318,56 @@ std::vector<Case> cases() {
        {"model is missing"}},
       {"ZeroVocab", [](ArtifactSpec &s) { s.vocabSize = 0; },
        {"model.vocab_size is 0"}},
+      {"CollectiveInAOneRankArtifact",
+       [](ArtifactSpec &s) { s.kernels.push_back(allReduceKernel()); },
+       {"('all_reduce') is a collective, but the artifact has one rank"}},
+      {"CollectiveWithASymbol",
+       [](ArtifactSpec &s) {
+         makeRankOneOfTwo(s);
+         s.kernels.push_back(allReduceKernel());
+         s.kernels.back().symbol = "toy_head";
+       },
+       {"('all_reduce') is a collective, but has symbol 'toy_head'"}},
+      {"CollectiveWithAnotherSignature",
+       [](ArtifactSpec &s) {
+         makeRankOneOfTwo(s);
+         s.kernels.push_back(allReduceKernel());
+         s.kernels.back().params[4].bytesPerToken = 8;
+       },
+       {"a collective takes Tokens, StartPos, Scratch and two Buffers of the "
+        "same f32 rows"}},
+      {"RankNotBelowRanks",
+       [](ArtifactSpec &s) {
+         s.rank = 2;
+         s.ranks = 2;
+       },
+       {"rank 2, but ranks is 2"}},
+      {"RankZeroWithoutItsPeers", [](ArtifactSpec &s) { s.ranks = 2; },
+       {"rank 0 of 2 carries 0 peer artifacts, expected 1"}},
+      {"APeerCarryingPeers",
+       [](ArtifactSpec &s) {
+         makeRankOneOfTwo(s);
+         s.peers = {{1, 2, 3}};
+       },
+       {"rank 1 of 2 carries 1 peer artifacts, expected 0"}},
+      {"EmptyPeer",
+       [](ArtifactSpec &s) {
+         s.ranks = 2;
+         s.expertTables[0].count = 1;
+         s.peers = {{}};
+       },
+       {"peers[0] is rank 1 with 0 bytes, expected rank 1 and an artifact"}},
+      {"ExpertOffsetInAOneRankArtifact",
+       [](ArtifactSpec &s) { s.expertTables[0].first = 1; },
+       {"expert_tables[0] ('toy.experts.*.weight'): first is 1, but the "
+        "artifact has one rank"}},
+      {"AnotherRanksExperts",
+       [](ArtifactSpec &s) {
+         makeRankOneOfTwo(s);
+         s.expertTables[0].first = 0;
+       },
+       {"expert_tables[0] ('toy.experts.*.weight'): experts 0..1, but rank 1 "
+        "of 2 holds n_routed_experts (2) / ranks from rank * that"}},
       {"ZeroContext", [](ArtifactSpec &s) { s.maxContext = 0; },
        {"model.max_context is 0"}},
       {"UnknownTarget",
@@ -493,6 +565,20 @@ INSTANTIATE_TEST_SUITE_P(Semantic, ArtifactValidationTest,
                          [](const ::testing::TestParamInfo<Case> &info) {
                            return std::string(info.param.title);
                          });
+
+TEST(ArtifactReaderTest, ReadsOneRankOfSeveral) {
+  ArtifactSpec spec = toy::toyArtifactSpec();
+  makeRankOneOfTwo(spec);
+  spec.kernels.push_back(allReduceKernel());
+  auto artifact = readSpec(spec);
+  ASSERT_TRUE(artifact.ok()) << artifact.status().message();
+  const fb::Artifact &root = (*artifact)->root();
+  EXPECT_EQ(root.rank(), 1u);
+  EXPECT_EQ(root.ranks(), 2u);
+  EXPECT_EQ(root.expert_tables()->Get(0)->first(), 1u);
+  EXPECT_EQ(root.kernels()->Get(root.kernels()->size() - 1)->collective(),
+            fb::Collective::AllReduceSum);
+}
 
 TEST(ArtifactReaderTest, StatesSizedForTheContext) {
   // A state that grows with the context is accepted at exactly the size

@@ -46,7 +46,8 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
         fbb, kernel.name.c_str(), kernel.symbol.c_str(),
         kernel.scratchBytesPerToken, kernel.scratchBytes, kernel.grid,
         kernel.block, kernel.sharedBytes,
-        kernel.hasParams ? &params : nullptr));
+        kernel.hasParams ? &params : nullptr, /*grid_sync=*/false,
+        kernel.collective));
   }
   std::vector<flatbuffers::Offset<fb::State>> states;
   for (const StateSpec &state : spec.states)
@@ -62,7 +63,8 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
   std::vector<flatbuffers::Offset<fb::ExpertTable>> tables;
   for (const ExpertTableSpec &table : spec.expertTables)
     tables.push_back(
-        fb::CreateExpertTableDirect(fbb, table.pattern.c_str(), table.count));
+        fb::CreateExpertTableDirect(fbb, table.pattern.c_str(), table.count,
+                                    table.first));
   flatbuffers::Offset<fb::CpuCode> cpu = 0;
   if (spec.hasCpu)
     cpu = fb::CreateCpuCodeDirect(fbb, spec.triple.c_str(),
@@ -77,9 +79,14 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
         fbb, spec.modelName.c_str(), spec.vocabSize, spec.hiddenSize,
         spec.bosTokenId, spec.eosTokenId, spec.maxContext,
         spec.nRoutedExperts);
+  std::vector<flatbuffers::Offset<fb::RankArtifact>> peers;
+  for (size_t i = 0; i < spec.peers.size(); ++i)
+    peers.push_back(
+        fb::CreateRankArtifactDirect(fbb, uint32_t(i + 1), &spec.peers[i]));
   auto root = fb::CreateArtifactDirect(
       fbb, spec.version, model, spec.configJson.c_str(), spec.target,
-      &programs, &kernels, &states, &weights, &tables, cpu, cuda);
+      &programs, &kernels, &states, &weights, &tables, cpu, cuda, spec.rank,
+      spec.ranks, peers.empty() ? nullptr : &peers);
   fb::FinishArtifactBuffer(fbb, root);
   if (spec.seal)
     return sealArtifact(fbb.GetBufferPointer(), fbb.GetSize());

@@ -67,6 +67,7 @@ struct KernelSpec {
   std::vector<ParamSpec> params;
   /// False: leave `params` out of the FlatBuffer.
   bool hasParams = true;
+  fb::Collective collective = fb::Collective::None;
 };
 struct StateSpec {
   std::string name;
@@ -90,6 +91,7 @@ struct WeightSpec {
 struct ExpertTableSpec {
   std::string pattern;
   uint32_t count = 0;
+  uint32_t first = 0;
 };
 struct ArtifactSpec {
   uint32_t version = kArtifactVersion;
@@ -119,6 +121,11 @@ struct ArtifactSpec {
   std::string cudaChip;
   std::string cudaPtx;
   std::vector<uint8_t> cudaCubin;
+  /// Expert parallelism: this artifact is rank `rank` of `ranks`, and
+  /// carries `peers` (rank i + 1's file each).
+  uint32_t rank = 0;
+  uint32_t ranks = 0;
+  std::vector<std::vector<uint8_t>> peers;
 };
 
 /// The artifact file for `spec`: the FlatBuffer (identifier "CPA1"), then
