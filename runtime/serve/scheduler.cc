@@ -68,6 +68,9 @@ void Scheduler::start() {
 Scheduler::~Scheduler() { stop(); }
 
 void Scheduler::stop() {
+  // Two threads may stop at once (a signal's and the one leaving run()):
+  // the second waits for the first, then finds nothing to do.
+  std::lock_guard<std::mutex> stopLock(stopMutex);
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (stopping && !thread.joinable())

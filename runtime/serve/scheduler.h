@@ -197,6 +197,8 @@ private:
   int64_t chunk;
 
   mutable std::mutex mutex;
+  /// Held by stop() throughout.
+  std::mutex stopMutex;
   std::condition_variable wake;
   std::deque<std::shared_ptr<ServeRequest>> queue;
   std::vector<Slot> slots;

@@ -429,6 +429,7 @@ Status Server::run() {
 }
 
 void Server::stop() {
+  std::lock_guard<std::mutex> lock(stopMutex);
   if (http)
     http->stop();
   if (scheduler)

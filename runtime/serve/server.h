@@ -37,6 +37,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -93,7 +94,9 @@ public:
   int port() const { return boundPort; }
   /// Serves until stop() (blocks).
   Status run();
-  /// Stops listening and the scheduler; run() returns.
+  /// Stops listening and the scheduler; run() returns. Thread-safe; a
+  /// stop() before run() has started listening does not stop it (call
+  /// again until run() returns).
   void stop();
 
   const Metrics &metricsRef() const { return metrics; }
@@ -112,6 +115,8 @@ private:
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<httplib::Server> http;
   int boundPort = -1;
+  /// stop() may be called from several threads.
+  std::mutex stopMutex;
 };
 
 } // namespace compressa

@@ -22,6 +22,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -175,17 +176,23 @@ Status serve(const Options &options) {
   // own (main blocked them before any thread started, so every thread of
   // the server has them blocked).
   sigset_t stopSignals = stopSignalSet();
-  std::thread waiter([&server, stopSignals] {
+  std::atomic<bool> finished{false};
+  std::thread waiter([&server, &finished, stopSignals] {
     int signal = 0;
     sigwait(&stopSignals, &signal);
-    if (signal == SIGINT || signal == SIGTERM)
+    // A signal that comes before run() listens would find nothing to stop:
+    // stop until run() has returned.
+    while (!finished) {
       server->stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   });
 
   std::printf("listening on http://%s:%d\n", options.host.c_str(),
               server->port());
   std::fflush(stdout);
   Status status = server->run();
+  finished = true;
   server->stop();
   // Wake the waiter if the server stopped by itself.
   pthread_kill(waiter.native_handle(), SIGTERM);

@@ -304,6 +304,17 @@ def scenario_basic(server, args):
     ok("metrics: requests, tokens, TTFT, inter-token latency, occupancy")
 
 
+def scenario_smoke(server, args):
+    # One chat and one streamed completion, complete and well formed.
+    r = chat(server, "Hello!", max_tokens=6, temperature=0)
+    check(r.choices[0].finish_reason in ("stop", "length") and
+          r.usage.completion_tokens <= 6, f"{r}")
+    text, finish, usage = stream_completion(server, "Once", max_tokens=6)
+    check(finish in ("stop", "length") and usage.completion_tokens <= 6,
+          "stream")
+    ok("smoke: chat and streamed completion")
+
+
 def scenario_defaults(server, args):
     # generation_config.json says do_sample false: no temperature means
     # greedy, so two unseeded requests agree, and with the greedy request.
