@@ -153,14 +153,28 @@ Status CudaBackend::loadKernels(const Artifact &artifact) {
                              "%s: kernels[%u] ('%s', %s): block %u is outside "
                              "1..1024",
                              p, k, n, s, kernel.block);
-    // Blocks that meet at grid-wide barriers must all be resident: one per
-    // multiprocessor at most (a block of up to 1024 threads always fits one).
-    if (def.grid_sync())
-      kernel.grid = std::min<uint32_t>(
-          kernel.grid, static_cast<uint32_t>(std::max(dev->multiprocessors(), 1)));
     // Its message names the code, the kernel and the symbol.
     COMPRESSA_ASSIGN_OR_RETURN(
         kernel.fn, mod->function(std::string(view(def.symbol())), kernel.name));
+    // Blocks that meet at grid-wide barriers must all be resident: as many
+    // per multiprocessor as the occupancy calculator says fit (registers,
+    // shared memory; at most 4), one where the driver cannot tell (a block
+    // of up to 1024 threads always fits one).
+    if (def.grid_sync()) {
+      int perSM = 1;
+      if (d.cuOccupancyMaxActiveBlocksPerMultiprocessor) {
+        int fit = 0;
+        if (d.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                &fit, kernel.fn, static_cast<int>(kernel.block),
+                kernel.sharedBytes) == CUDA_SUCCESS)
+          perSM = std::clamp(fit, 1, 4);
+      }
+      if (const char *env = std::getenv("COMPRESSA_GRID_BLOCKS_PER_SM"))
+        perSM = std::clamp(std::atoi(env), 1, perSM);
+      kernel.grid = std::min<uint32_t>(
+          kernel.grid,
+          static_cast<uint32_t>(std::max(dev->multiprocessors(), 1) * perSM));
+    }
 
     int maxThreads = 0, staticShared = 0;
     COMPRESSA_CUDA_RETURN_IF_ERROR(

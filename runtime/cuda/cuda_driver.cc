@@ -62,6 +62,9 @@ LoadResult load() {
   COMPRESSA_CUDA_DRIVER_FUNCTIONS(COMPRESSA_CUDA_LOOKUP_)
 #undef COMPRESSA_CUDA_LOOKUP_
   // Optional entry points (cuda_driver.h): null where the driver lacks them.
+  gDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor =
+      reinterpret_cast<decltype(gDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor)>(
+          ::dlsym(handle, COMPRESSA_CUDA_SYMBOL(cuOccupancyMaxActiveBlocksPerMultiprocessor)));
   gDriver.cuTensorMapEncodeTiled =
       reinterpret_cast<decltype(gDriver.cuTensorMapEncodeTiled)>(
           ::dlsym(handle, COMPRESSA_CUDA_SYMBOL(cuTensorMapEncodeTiled)));

@@ -71,6 +71,11 @@ struct CudaDriver {
   /// a tile of a global tensor for the sm_90 bulk tensor copies (the
   /// tensor-core GEMM of --numerics=fast, lowering/TensorCore/WgmmaGemm.h).
   decltype(&::cuTensorMapEncodeTiled) cuTensorMapEncodeTiled = nullptr;
+  /// How many blocks of a kernel fit one multiprocessor at once (kernels
+  /// with grid-wide barriers launch at most that many per multiprocessor;
+  /// one where the driver lacks it).
+  decltype(&::cuOccupancyMaxActiveBlocksPerMultiprocessor)
+      cuOccupancyMaxActiveBlocksPerMultiprocessor = nullptr;
 
   /// The library that was opened ("libcuda.so.1").
   const char *library = nullptr;
