@@ -93,7 +93,7 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
   // kernels: the target's kernels, built by the op families' patterns.
   if (runs(Stage::Kernels))
     pm.addPass(createConvertDSV4ToKernelsPass(ConvertDSV4ToKernelsPassOptions{
-        options.target, options.gridWeightBytes}));
+        options.target, options.gridWeightBytes, options.l2PrefetchBytes}));
   // llvm: the target's lowering to the LLVM dialect.
   if (runs(Stage::LLVM))
     pm.addPass(createLowerKernelsToLLVMPass(

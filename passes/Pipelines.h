@@ -58,6 +58,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("CUDA: kernels reading at least this many bytes of "
                      "weights and state use every multiprocessor; 0: all"),
       llvm::cl::init(int64_t(256) << 10)};
+  Option<int64_t> l2PrefetchBytes{
+      *this, "l2-prefetch-bytes",
+      llvm::cl::desc("CUDA: bytes of weights a grid-wide kernel asks the L2 "
+                     "cache to prefetch when it starts; 0: none"),
+      llvm::cl::init(int64_t(24) << 20)};
   Option<std::string> numerics{
       *this, "numerics",
       llvm::cl::desc("exact (f32 activations, the default) or fast (the "

@@ -51,7 +51,7 @@ uint64_t memoryTraffic(FunctionType type, int64_t maxContext) {
 LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
                             Operation *container, const TargetInfo &target,
                             const KernelPatternSet &patterns, int64_t maxContext,
-                            int64_t gridWeightBytes) {
+                            int64_t gridWeightBytes, int64_t l2PrefetchBytes) {
   MLIRContext *ctx = func.getContext();
   Location loc = func.getLoc();
   OpBuilder b(ctx);
@@ -113,6 +113,31 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
     if (isa<RankedTensorType>(r.getType()) && !resultSlot.count(r))
       resultSlot[r] = slot++;
 
+  // The launch spreads over every multiprocessor when it reads enough.
+  bool gridWide = kb.threads() > 1 &&
+                  memoryTraffic(func.getFunctionType(), maxContext) >=
+                      uint64_t(std::max<int64_t>(gridWeightBytes, 0));
+  // A grid-wide kernel first asks the L2 cache for its weight matrices (in
+  // the order its ops read them, up to the budget): they stream from memory
+  // while the kernel's latency-bound steps (norms, mixes, routing) run.
+  if (gridWide && l2PrefetchBytes > 0) {
+    int64_t budget = l2PrefetchBytes;
+    llvm::DenseSet<Value> seen;
+    for (Operation &op : body.without_terminator())
+      for (Value operand : op.getOperands()) {
+        auto it = ec.weights.find(operand);
+        if (it == ec.weights.end() || !seen.insert(operand).second)
+          continue;
+        const WeightView &w = it->second;
+        int64_t bits = isa<Float4E2M1FNType>(w.elt) ? 4 : w.elt.getIntOrFloatBitWidth();
+        int64_t bytes = w.rows * w.cols * bits / 8;
+        if (bytes < (int64_t(256) << 10) || bytes > budget)
+          continue;
+        kb.prefetchL2(w.data, bytes);
+        budget -= bytes;
+      }
+  }
+
   // Step 2. The ops, in order.
   for (Operation &op : body.without_terminator()) {
     for (Value r : op.getResults()) {
@@ -156,11 +181,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   // The blocks of a launch: every multiprocessor for a kernel that reads
   // enough weights and state to need them, one block for the others (a grid
   // barrier costs microseconds; one block's barrier does not).
-  int64_t grid = 1;
-  if (kb.threads() > 1 &&
-      memoryTraffic(func.getFunctionType(), maxContext) >=
-          uint64_t(std::max<int64_t>(gridWeightBytes, 0)))
-    grid = kMaxGrid;
+  int64_t grid = gridWide ? kMaxGrid : 1;
   kernel->setAttr(kKernelAttr, func->getAttr(kKernelAttr));
   kernel->setAttr(kAbiAttr,
                   b.getDictionaryAttr({
@@ -217,7 +238,7 @@ struct ConvertDSV4ToKernelsPass
     for (auto [i, func] : llvm::enumerate(dispatches)) {
       std::string symbol = "compressa_kernel_" + std::to_string(i);
       if (failed(convertKernel(func, symbol, container, *info, patterns,
-                               maxContext.getInt(), gridWeightBytes)))
+                               maxContext.getInt(), gridWeightBytes, l2PrefetchBytes)))
         return signalPassFailure();
       auto callee = SymbolRefAttr::get(
           containerName, {FlatSymbolRefAttr::get(&getContext(), symbol)});

@@ -672,6 +672,20 @@ SmallVector<Value> KernelBuilder::laneTotals(Value lane, int64_t n,
   return out;
 }
 
+void KernelBuilder::prefetchL2(Value ptr, int64_t bytes) {
+  bytes &= ~int64_t(15);
+  if (!parallel() || bytes <= 0)
+    return;
+  constexpr int64_t kChunk = 64 << 10;
+  int64_t chunks = (bytes + kChunk - 1) / kChunk;
+  auto forOp = scf::ForOp::create(b, loc, threadId(), c(chunks), target.threadCount(b, loc));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(forOp.getBody()->getTerminator());
+  Value first = mul(forOp.getInductionVar(), c(kChunk));
+  Value size = min(c(kChunk), sub(c(bytes), first));
+  target.prefetchL2(b, loc, offset(b.getI8Type(), ptr, first), size);
+}
+
 Value KernelBuilder::reduceUnrolled(Value lb, Value ub, int64_t unroll, Value init,
                                     function_ref<Value(Value, Value)> body) {
   Value trips = div(sub(ub, lb), c(unroll));

@@ -186,6 +186,10 @@ public:
   SmallVector<Value> laneTotals(Value lane, int64_t n,
                                 function_ref<SmallVector<Value>(Value)> laneValues,
                                 bool max = false);
+  /// Hints the target to bring `bytes` at `ptr` into its L2 cache: chunks of
+  /// 64 KiB spread over the launch's threads, no barrier (nothing is
+  /// stored); nothing on the CPU.
+  void prefetchL2(Value ptr, int64_t bytes);
   /// reduce1 with `unroll` iterations per trip of its loop (and a loop for
   /// the rest): the same operations in the same order, more loads in flight.
   Value reduceUnrolled(Value lb, Value ub, int64_t unroll, Value init,

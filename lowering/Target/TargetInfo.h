@@ -103,6 +103,10 @@ public:
                              SmallVectorImpl<Value> &out) const {
     return -1;
   }
+  /// Starts bringing `bytes` (a multiple of 16) at global address `ptr`
+  /// into the L2 cache, without waiting; nothing where the target has no
+  /// such hint.
+  virtual void prefetchL2(OpBuilder &b, Location loc, Value ptr, Value bytes) const {}
   /// Whether loads of 16 bytes (vector<4xi32>, vector<4xf32>) are issued as
   /// such (aligned accesses); the CPU target leaves vectorisation to LLVM.
   virtual bool wideLoads() const { return false; }

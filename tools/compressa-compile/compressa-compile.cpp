@@ -157,6 +157,12 @@ static cl::opt<int64_t> gridWeightBytes(
              "and decode state per call spreads over every multiprocessor, "
              "its blocks meeting at grid-wide barriers (0: every kernel)"),
     cl::init(int64_t(256) << 10), cl::cat(category));
+static cl::opt<int64_t> l2PrefetchBytes(
+    "l2-prefetch-bytes",
+    cl::desc("CUDA: a grid-wide kernel first asks the L2 cache to prefetch "
+             "its weight matrices of 256 KiB or more, in the order its ops "
+             "read them, up to this many bytes (0: none)"),
+    cl::init(int64_t(24) << 20), cl::cat(category));
 static cl::opt<bool> bufferReuse(
     "buffer-reuse",
     cl::desc("Reuse arena slots of dead values (--buffer-reuse=false gives "
@@ -531,6 +537,7 @@ int main(int argc, char **argv) {
   popts.maxContext = maxContext;
   popts.bufferReuse = bufferReuse;
   popts.gridWeightBytes = gridWeightBytes;
+  popts.l2PrefetchBytes = l2PrefetchBytes;
   // --ranks N: this module becomes rank 0's programs; the other ranks are
   // compiled from a copy of it below and travel inside rank 0's artifact.
   OwningOpRef<ModuleOp> unsharded;

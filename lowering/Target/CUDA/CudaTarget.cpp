@@ -285,6 +285,15 @@ int CudaTarget::decodeE2M1Word(OpBuilder &b, Location loc, Value word,
   return 14;
 }
 
+void CudaTarget::prefetchL2(OpBuilder &b, Location loc, Value ptr, Value bytes) const {
+  // cp.async.bulk.prefetch.L2.global: one instruction per chunk, the copy
+  // engine fetches it while the kernel goes on.
+  Value global = LLVM::AddrSpaceCastOp::create(
+      b, loc, LLVM::LLVMPointerType::get(b.getContext(), 1), ptr);
+  Value size = arith::TruncIOp::create(b, loc, b.getI32Type(), bytes);
+  NVVM::CpAsyncBulkPrefetchOp::create(b, loc, global, size, /*l2CacheHint=*/Value());
+}
+
 void CudaTarget::buildLowerToLLVM(OpPassManager &pm) const {
   // Kernels to NVVM: structured control flow first, then the GPU, arith,
   // math and LLVM-pointer code through the ConvertToLLVM interfaces.
