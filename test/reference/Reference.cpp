@@ -381,30 +381,30 @@ linearBatch(const std::vector<const double *> &xs, const Tensor &w) {
   const int64_t out = w.rows(), in = w.cols();
   const int64_t T = static_cast<int64_t>(xs.size());
   std::vector<std::vector<double>> ys(T, std::vector<double>(out));
-  // One weight row at a time for all inputs, four inputs per pass; each
-  // y_t[o] is summed like dot(x_t, W[o]) (x_t[i]·W[o, i], index order).
-  const int64_t groups = T / 4;
+  // Inputs in groups of kLanes, interleaved ([in][kLanes]) so that one weight
+  // row meets kLanes inputs in vector registers; each y_t[o] is still summed
+  // like dot(x_t, W[o]) (x_t[i]·W[o, i] in index order, its own sum).
+  constexpr int64_t kLanes = 8;
+  const int64_t groups = T / kLanes;
+  std::vector<double> interleaved(groups * in * kLanes);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t k = 0; k < kLanes; ++k)
+      for (int64_t i = 0; i < in; ++i)
+        interleaved[(g * in + i) * kLanes + k] = xs[g * kLanes + k][i];
 #pragma omp parallel for schedule(static) num_threads(loopThreads())         \
     if (out * in * T >= kParallelWork)
   for (int64_t o = 0; o < out; ++o) {
     const double *row = w.row(o);
     for (int64_t g = 0; g < groups; ++g) {
-      const int64_t t = 4 * g;
-      const double *x0 = xs[t], *x1 = xs[t + 1], *x2 = xs[t + 2],
-                   *x3 = xs[t + 3];
-      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-      for (int64_t i = 0; i < in; ++i) {
-        s0 += x0[i] * row[i];
-        s1 += x1[i] * row[i];
-        s2 += x2[i] * row[i];
-        s3 += x3[i] * row[i];
-      }
-      ys[t][o] = s0;
-      ys[t + 1][o] = s1;
-      ys[t + 2][o] = s2;
-      ys[t + 3][o] = s3;
+      const double *xg = interleaved.data() + g * in * kLanes;
+      double s[kLanes] = {};
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t k = 0; k < kLanes; ++k)
+          s[k] += xg[i * kLanes + k] * row[i];
+      for (int64_t k = 0; k < kLanes; ++k)
+        ys[g * kLanes + k][o] = s[k];
     }
-    for (int64_t t = 4 * groups; t < T; ++t)
+    for (int64_t t = groups * kLanes; t < T; ++t)
       ys[t][o] = dot(xs[t], row, in);
   }
   return ys;
