@@ -36,6 +36,8 @@ prepare() {
   # the large models' kernels do by default.
   "$bin"/compressa-compile tiny-a --target=cuda:$chip --grid-weight-bytes=0 -o "$dir"/art/tiny-a-float-grid.cpa
   "$bin"/compressa-compile tiny-c --target=cuda:$chip --grid-weight-bytes=0 -o "$dir"/art/tiny-c-quant-grid.cpa
+  # The indexer's radix top-k (more than 4096 visible entries possible).
+  "$bin"/compressa-compile tiny-c --target=cuda:$chip --max-context 20000 -o "$dir"/art/tiny-c-quant-radix.cpa
   cp "$bin"/compressa-run "$bin"/compressa-bench "$dir"/bin/
   for t in runtime_cuda_unit_test runtime_cuda_device_test runtime_cuda_engine_test \
            compressa_run_cuda_test compressa_run_gpu_test; do
@@ -109,6 +111,9 @@ run() {
     check "$1 $2 grid: prefill+decode logits" bash -c "timeout 120 $bin/compressa-run $dir/art/$1-$2-grid.cpa --weights $gg/$2 --input-ids $gg/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $gg/golden.safetensors $3 1e-3"
     check "$1 $2 grid: token-by-token logits" bash -c "timeout 120 $bin/compressa-run $dir/art/$1-$2-grid.cpa --weights $gg/$2 --input-ids $gg/golden.safetensors --prefill 0 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $gg/golden.safetensors $3 1e-3"
   done
+  local gc=$golden/tiny-c
+  check "tiny-c quant radix top-k: prefill+decode logits" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-radix.cpa --weights $gc/quant --input-ids $gc/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $gc/golden.safetensors logits_quant 1e-3"
+  check "tiny-c quant radix top-k: token-by-token logits" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-radix.cpa --weights $gc/quant --input-ids $gc/golden.safetensors --prefill 0 --dump-logits $dir/out.st && $tool compare $dir/out.st logits $gc/golden.safetensors logits_quant 1e-3"
   # Whole prompt in one prefill call, and the same on the CPU target.
   local g=$golden/tiny-c
   check "tiny-c quant: one 599-token prefill" bash -c "$bin/compressa-run $dir/art/tiny-c-quant-1024.cpa --weights $g/quant --input-ids $g/golden.safetensors --dump-logits $dir/out.st && $tool compare $dir/out.st logits $g/golden.safetensors logits_quant 1e-3"

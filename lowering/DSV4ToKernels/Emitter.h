@@ -230,6 +230,18 @@ public:
   /// linearTokens of an FP8 weight in --numerics=fast (TensorCoreGemm.cpp).
   void fastLinearTokens(View x, int64_t xStride, const WeightView &wt, View out);
 
+  /// Indexer top-k by rank (n^2 comparisons, picks in descending score
+  /// order) while the compressed entries a token can see are at most this
+  /// many; radixTopk beyond.
+  static constexpr int64_t kRankTopkMax = 4096;
+  /// The indexer's top-k of each token over its avail(s) scores at
+  /// scores[s * capacity], by a three-digit radix select of the scores'
+  /// order-preserving u32 keys (histograms, then the threshold key), then
+  /// the picks written in index order: the entries of a larger key and, of
+  /// those equal to the threshold, the lowest indices. O(n) per token.
+  void radixTopk(View scores, int64_t capacity, Value most,
+                 function_ref<Value(Value)> avail, int64_t topk, View out);
+
   // The ops.
   void embed(EmbedOp op);
   void hcExpand(HcExpandOp op);

@@ -159,15 +159,17 @@ void Emitter::indexer(IndexerTopkOp op) {
       kb.storeOnce(scores, kb.add(kb.mul(s, c(capacity)), j), score, lane);
     });
   });
-  // The top-k of each token, -1 where fewer are visible. Entry i of the n
-  // visible ones has rank #{l : score_l > score_i} + #{l < i : score_l ==
-  // score_i}: the place it takes in the order of descending score, ties to
-  // the lower index (the order of repeated argmax), and it is picked, at
-  // out[rank], when rank < min(topk, n). Every (token, entry) ranks itself
-  // independently, so the selection spreads over all threads.
+  // The top-k of each token, -1 where fewer are visible.
   kb.parallelLoop(c(0), kb.mul(S(), c(topk)), [&](Value e) {
     kb.store(kb.truncI32(c(-1)), out.ptr, e);
   });
+  if (capacity > kRankTopkMax)
+    return radixTopk(scores, capacity, most, avail, topk, out);
+  // Entry i of the n visible ones has rank #{l : score_l > score_i} + #{l <
+  // i : score_l == score_i}: the place it takes in the order of descending
+  // score, ties to the lower index (the order of repeated argmax), and it is
+  // picked, at out[rank], when rank < min(topk, n). Every (token, entry)
+  // ranks itself independently, so the selection spreads over all threads.
   kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
     Value s = kb.div(e, most), i = kb.rem(e, most);
     Value n = avail(s);
@@ -186,6 +188,145 @@ void Emitter::indexer(IndexerTopkOp op) {
         kb.store(kb.truncI32(i), out.ptr, kb.add(kb.mul(s, c(topk)), rank));
       });
     });
+  });
+}
+
+void Emitter::radixTopk(View scores, int64_t capacity, Value most,
+                        function_ref<Value(Value)> avail, int64_t topk, View out) {
+  OpBuilder &b = kb.builder();
+  Location loc = kb.getLoc();
+  Type i32 = b.getI32Type();
+  auto c32 = [&](int64_t v) { return kb.c32(v); };
+  auto ult = [&](Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, y);
+  };
+  auto ueq = [&](Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
+  };
+  auto shr = [&](Value x, int64_t by) -> Value {
+    return by ? Value(arith::ShRUIOp::create(b, loc, x, c32(by))) : x;
+  };
+  // Score -> a u32 key in the same order: negative floats have all their
+  // bits flipped, others the sign bit set.
+  auto keyAt = [&](Value s, Value i) -> Value {
+    Value f = kb.loadF(kb.at(scores, kb.mul(s, c(capacity))), i);
+    Value bits = arith::BitcastOp::create(b, loc, i32, f);
+    Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, bits, c32(0));
+    Value flipped = arith::XOrIOp::create(b, loc, bits, c32(-1));
+    Value marked = arith::OrIOp::create(b, loc, bits, c32(int64_t(0x80000000u)));
+    return kb.select(negative, flipped, marked);
+  };
+  constexpr int64_t kBins = 2048, kChunk = 256;
+  View hist{scratchF32(kBins, 0).ptr, i32};
+  View prefix{scratchF32(1, 0).ptr, i32}, need{scratchF32(1, 0).ptr, i32};
+  int64_t chunks = (capacity + kChunk - 1) / kChunk;
+  View gtCount{scratchF32(chunks, 0).ptr, i32}, eqCount{scratchF32(chunks, 0).ptr, i32};
+  // need = min(topk, n): the entries still to take at or below the prefix.
+  kb.parallelLoop(c(0), S(), [&](Value s) {
+    kb.store(c32(0), prefix.ptr, s);
+    kb.store(kb.truncI32(kb.min(c(topk), avail(s))), need.ptr, s);
+  });
+  // Three digits of the key (11, 11, 10 bits, most significant first): a
+  // histogram of the entries whose key agrees with the prefix above the
+  // digit, then, a thread per token, the digit where the count from the top
+  // reaches `need`; the entries of larger digits are taken.
+  const int64_t shifts[3] = {21, 10, 0}, widths[3] = {11, 11, 10};
+  for (int pass = 0; pass < 3; ++pass) {
+    int64_t shift = shifts[pass], bins = int64_t(1) << widths[pass];
+    int64_t above = shift + widths[pass];
+    kb.parallelLoop(c(0), kb.mul(S(), c(kBins)),
+                    [&](Value e) { kb.store(c32(0), hist.ptr, e); });
+    kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
+      Value s = kb.div(e, most), i = kb.rem(e, most);
+      kb.ifThen(kb.lt(i, avail(s)), [&] {
+        Value key = keyAt(s, i);
+        Value agrees = above >= 32 ? kb.eq(c(0), c(0))
+                                   : ueq(shr(key, above), shr(kb.load(i32, prefix.ptr, s), above));
+        kb.ifThen(agrees, [&] {
+          Value digit = arith::AndIOp::create(b, loc, shr(key, shift), c32(bins - 1));
+          Value slot = kb.add(kb.mul(s, c(kBins)), kb.toI64(digit));
+          LLVM::AtomicRMWOp::create(b, loc, LLVM::AtomicBinOp::add,
+                                    kb.offset(i32, hist.ptr, slot), c32(1),
+                                    LLVM::AtomicOrdering::monotonic);
+        });
+      });
+    });
+    kb.parallelLoop(c(0), S(), [&](Value s) {
+      Value want = kb.load(i32, need.ptr, s);
+      // Scan from the top digit: (digit found, count above it).
+      SmallVector<Value> found = kb.reduce(
+          c(0), c(bins), ValueRange{c32(-1), c32(0)},
+          [&](Value t, ValueRange acc) -> SmallVector<Value> {
+            Value digit = kb.sub(c(bins - 1), t);
+            Value h = kb.load(i32, hist.ptr, kb.add(kb.mul(s, c(kBins)), digit));
+            Value total = kb.add(acc[1], h);
+            Value open = kb.eq(acc[0], c32(-1));
+            Value hit = arith::AndIOp::create(
+                b, loc, open,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, total, want));
+            Value d32 = kb.truncI32(digit);
+            return {kb.select(hit, d32, acc[0]), kb.select(open, kb.select(hit, acc[1], total),
+                                                           acc[1])};
+          });
+      // want > 0 always finds a digit (the counts add up to the entries
+      // agreeing with the prefix, at least `want`); want == 0: nothing to take.
+      Value digit = kb.max(found[0], c32(0));
+      Value p = arith::OrIOp::create(
+          b, loc, kb.load(i32, prefix.ptr, s),
+          arith::ShLIOp::create(b, loc, digit, c32(shift)));
+      kb.store(p, prefix.ptr, s);
+      kb.store(kb.sub(want, found[1]), need.ptr, s);
+    });
+  }
+  // prefix = the key T of the last entry taken; `need` = how many entries
+  // with key T are taken (the lowest indices). The picks go out in index
+  // order: a chunk of 256 entries counts its keys > T and == T, a thread per
+  // token turns the counts into exclusive prefixes, then each chunk writes
+  // its picks at (greater before) + min(equal before, need).
+  kb.parallelLoop(c(0), kb.mul(S(), c(chunks)), [&](Value e) {
+    Value s = kb.div(e, c(chunks)), ch = kb.rem(e, c(chunks));
+    Value t = kb.load(i32, prefix.ptr, s), n = avail(s);
+    Value lo = kb.mul(ch, c(kChunk)), hi = kb.min(kb.add(lo, c(kChunk)), n);
+    SmallVector<Value> counts = kb.reduce(
+        lo, kb.max(lo, hi), ValueRange{c32(0), c32(0)},
+        [&](Value i, ValueRange acc) -> SmallVector<Value> {
+          Value key = keyAt(s, i);
+          return {kb.add(acc[0], kb.select(ult(t, key), c32(1), c32(0))),
+                  kb.add(acc[1], kb.select(ueq(key, t), c32(1), c32(0)))};
+        });
+    kb.store(counts[0], gtCount.ptr, e);
+    kb.store(counts[1], eqCount.ptr, e);
+  });
+  kb.parallelLoop(c(0), S(), [&](Value s) {
+    kb.reduce(c(0), c(chunks), ValueRange{c32(0), c32(0)},
+              [&](Value ch, ValueRange acc) -> SmallVector<Value> {
+                Value e = kb.add(kb.mul(s, c(chunks)), ch);
+                Value g = kb.load(i32, gtCount.ptr, e), q = kb.load(i32, eqCount.ptr, e);
+                kb.store(acc[0], gtCount.ptr, e);
+                kb.store(acc[1], eqCount.ptr, e);
+                return {kb.add(acc[0], g), kb.add(acc[1], q)};
+              });
+  });
+  kb.parallelLoop(c(0), kb.mul(S(), c(chunks)), [&](Value e) {
+    Value s = kb.div(e, c(chunks)), ch = kb.rem(e, c(chunks));
+    Value t = kb.load(i32, prefix.ptr, s), n = avail(s);
+    Value taken = kb.load(i32, need.ptr, s);
+    Value lo = kb.mul(ch, c(kChunk)), hi = kb.min(kb.add(lo, c(kChunk)), n);
+    kb.reduce(lo, kb.max(lo, hi),
+              ValueRange{kb.load(i32, gtCount.ptr, e), kb.load(i32, eqCount.ptr, e)},
+              [&](Value i, ValueRange acc) -> SmallVector<Value> {
+                Value key = keyAt(s, i);
+                Value gt = ult(t, key), eq = ueq(key, t);
+                Value eqTaken = kb.lt(acc[1], taken);
+                Value pick = arith::OrIOp::create(
+                    b, loc, gt, arith::AndIOp::create(b, loc, eq, eqTaken));
+                kb.ifThen(pick, [&] {
+                  Value at = kb.add(acc[0], kb.min(acc[1], taken));
+                  kb.store(kb.truncI32(i), out.ptr, kb.add(kb.mul(s, c(topk)), kb.toI64(at)));
+                });
+                return {kb.add(acc[0], kb.select(gt, c32(1), c32(0))),
+                        kb.add(acc[1], kb.select(eq, c32(1), c32(0)))};
+              });
   });
 }
 
