@@ -664,7 +664,7 @@ def scenario_load(server, args):
     print(f"load: {warm} + {done} requests by {clients} clients in "
           f"{seconds:.0f} s, resident memory {rss_before} -> "
           f"{idle['resident_memory_bytes']} bytes", file=sys.stderr)
-    check(growth < 2 << 20,
+    check(growth < 4 << 20,
           f"resident memory grew by {growth} bytes over {done} requests")
     m = server.metrics()
     check(m["compressa_active_slots"] == 0 and
@@ -686,6 +686,11 @@ def main():
     if extra and extra[0] == "--":
         extra = extra[1:]
     env = {"COMPRESSA_SERVE_TEST_HOOKS": "1"} if args.hooks else {}
+    if args.scenario == "load":
+        # glibc makes a malloc arena per busy thread, up to 8 per core: how
+        # many depends on the machine's load, not on leaks. Two keep the
+        # resident memory comparable before and after.
+        env["MALLOC_ARENA_MAX"] = "2"
     server = Server(args, extra, env)
     global MODEL
     MODEL = server.client.models.list().data[0].id
