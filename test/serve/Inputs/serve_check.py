@@ -445,8 +445,10 @@ def scenario_queue(server, args):
     check(finish in ("stop", "length"), "the queued request did not finish")
     h = server.wait_idle(30)
     m = server.metrics()
+    finished = {k: v for k, v in m.items()
+                if k.startswith("compressa_requests_finished_total")}
     check(m.get('compressa_requests_finished_total{reason="cancelled"}', 0)
-          == 1, "the disconnect was not counted as cancelled")
+          >= 1, f"the disconnect was not counted as cancelled: {finished}")
     check(m["compressa_generation_tokens_total"] < 60000,
           "the disconnected request generated to its end")
     ok("disconnect mid-stream frees the slot; the queued request ran")
