@@ -62,7 +62,7 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       *this, "l2-prefetch-bytes",
       llvm::cl::desc("CUDA: bytes of weights a grid-wide kernel asks the L2 "
                      "cache to prefetch when it starts; 0: none"),
-      llvm::cl::init(int64_t(24) << 20)};
+      llvm::cl::init(0)};
   Option<std::string> numerics{
       *this, "numerics",
       llvm::cl::desc("exact (f32 activations, the default) or fast (the "

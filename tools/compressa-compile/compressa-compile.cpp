@@ -161,8 +161,9 @@ static cl::opt<int64_t> l2PrefetchBytes(
     "l2-prefetch-bytes",
     cl::desc("CUDA: a grid-wide kernel first asks the L2 cache to prefetch "
              "its weight matrices of 256 KiB or more, in the order its ops "
-             "read them, up to this many bytes (0: none)"),
-    cl::init(int64_t(24) << 20), cl::cat(category));
+             "read them, up to this many bytes (default 0: none; 24 MiB "
+             "made V4-Flash decode slower on an H200)"),
+    cl::init(0), cl::cat(category));
 static cl::opt<bool> bufferReuse(
     "buffer-reuse",
     cl::desc("Reuse arena slots of dead values (--buffer-reuse=false gives "
