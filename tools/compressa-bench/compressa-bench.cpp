@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 //   compressa-bench ARTIFACT --weights DIR|random [--seed S] [--prompt N]
-//                   [--gen M] [--context C] [--repeat R] [--profile] [--json]
+//                   [--gen M] [--context C] [--repeat R] [--batch B] [--profile] [--json]
 //
 // Runs a prompt of N synthetic token ids (prefill, in the artifact's chunks),
 // brings the decode state to C positions (synthetic rows past N, see
@@ -40,8 +40,8 @@ static int usage(const char *error) {
     std::fprintf(stderr, "compressa-bench: error: %s\n", error);
   std::fprintf(error ? stderr : stdout,
                "USAGE: compressa-bench ARTIFACT --weights DIR|random [--seed S] "
-               "[--prompt N] [--gen M] [--context C] [--repeat R] [--profile] "
-               "[--json]\n\n"
+               "[--prompt N] [--gen M] [--context C] [--repeat R] [--batch B] "
+               "[--profile] [--json]\n\n"
                "  --weights DIR   the checkpoint (model.safetensors or an index)\n"
                "  --weights random  generate the weights in the artifact's "
                "formats where it\n"
@@ -66,6 +66,9 @@ static int usage(const char *error) {
                "                  run at positions C..C+M-1, reading what a "
                "real context C reads\n"
                "  --repeat R      measured runs after one warm-up (default 5)\n"
+               "  --batch B       B sequences decoded together (engine slots, one\n"
+               "                  decode step of all B at a time; tokens/s over all;\n"
+               "                  --profile times one sequence)\n"
                "  --nnodes M --node-rank K --master-addr H --master-port P\n"
                "                  several processes: node 0 benchmarks, node K > "
                "0 serves it\n"
@@ -260,7 +263,7 @@ std::string quote(std::string_view text) {
 
 int main(int argc, char **argv) {
   std::string artifact, weights;
-  int64_t prompt = 512, gen = 128, repeat = 5, context = 0;
+  int64_t prompt = 512, gen = 128, repeat = 5, context = 0, batch = 1;
   uint64_t seed = 1;
   bool profile = false, json = false, help = false;
   // CLI11 reads the command line; the values are checked here so that the
@@ -269,7 +272,7 @@ int main(int argc, char **argv) {
   CLI::App app("compressa-bench");
   app.set_help_flag();
   app.allow_extras();
-  std::string seedText, contextText, promptText, genText, repeatText;
+  std::string seedText, contextText, promptText, genText, repeatText, batchText;
   std::string devicesText, nodesText, nodeRankText, masterAddr, masterPortText;
   app.add_flag("-h,--help", help);
   app.add_flag("--profile", profile);
@@ -285,6 +288,7 @@ int main(int argc, char **argv) {
       {"--prompt", &promptText, "--prompt takes a count >= 1"},
       {"--gen", &genText, "--gen takes a count >= 1"},
       {"--repeat", &repeatText, "--repeat takes a count >= 1"},
+      {"--batch", &batchText, "--batch takes a count >= 1"},
       {"--devices", &devicesText,
        "--devices takes CUDA device ordinals, one per rank (0,1,...)"},
       {"--nnodes", &nodesText, "--nnodes takes a count >= 1"},
@@ -326,7 +330,8 @@ int main(int argc, char **argv) {
   } counts[] = {{"--context", contextText, context, valued[1].error},
                 {"--prompt", promptText, prompt, valued[3].error},
                 {"--gen", genText, gen, valued[4].error},
-                {"--repeat", repeatText, repeat, valued[5].error}};
+                {"--repeat", repeatText, repeat, valued[5].error},
+                {"--batch", batchText, batch, valued[6].error}};
   for (const Count &count : counts)
     if (app.count(count.flag) && !parseCount(count.text.c_str(), count.value))
       return usage(count.error);
@@ -390,6 +395,23 @@ int main(int argc, char **argv) {
     return 1;
   }
   Engine &e = **engine;
+  // --batch B: B sequence slots (each its own decode state; the artifact's
+  // --max-batch bounds B).
+  if (batch > 1) {
+    if (batch > e.artifactMaxBatch()) {
+      std::fprintf(stderr,
+                   "compressa-bench: error: --batch %lld exceeds the %lld "
+                   "sequences the artifact was compiled for (compressa-compile "
+                   "--max-batch)\n",
+                   (long long)batch, (long long)e.artifactMaxBatch());
+      return 1;
+    }
+    if (Status status = e.setSlotCount(batch); !status.ok()) {
+      std::fprintf(stderr, "compressa-bench: error: --batch %lld: %s\n", (long long)batch,
+                   status.message().c_str());
+      return 1;
+    }
+  }
   if (context == prompt && prompt + gen > e.maxContext()) {
     std::fprintf(stderr,
                  "compressa-bench: error: %lld prompt + %lld generated tokens "
@@ -439,7 +461,55 @@ int main(int argc, char **argv) {
   // The last decode step's logits, to show that activations stay O(1).
   double logitsRms = 0;
   bool logitsFinite = true;
+  // --batch B: B sequences in B slots of the engine, each prefilled (and
+  // brought to `context`) in turn, then `gen` decode steps of all B at once
+  // (Engine::decodeStep); decodeMs is the time of the steps.
+  auto batched = [&](Times &t) -> Status {
+    Clock::time_point t0 = Clock::now();
+    std::vector<int64_t> slotIds(batch), next(batch, ids.back()), positions(batch);
+    for (int64_t b = 0; b < batch; ++b) {
+      COMPRESSA_RETURN_IF_ERROR(e.selectSlot(b));
+      e.reset();
+      COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
+      COMPRESSA_RETURN_IF_ERROR(e.prefill(ids.data(), prompt, 0).status());
+      COMPRESSA_ASSIGN_OR_RETURN(double ms, backend.stopTimer());
+      t.prefillMs += ms;
+      COMPRESSA_RETURN_IF_ERROR(e.fillSyntheticContext(prompt, context, seed));
+      slotIds[b] = b;
+    }
+    COMPRESSA_RETURN_IF_ERROR(e.selectSlot(0));
+    Clock::time_point t1 = Clock::now();
+    int64_t vocab = e.vocabSize();
+    for (int64_t g = 0; g < gen; ++g) {
+      std::fill(positions.begin(), positions.end(), context + g);
+      COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
+      COMPRESSA_ASSIGN_OR_RETURN(
+          std::vector<float> step,
+          e.decodeStep(slotIds.data(), next.data(), positions.data(), batch));
+      COMPRESSA_ASSIGN_OR_RETURN(double ms, backend.stopTimer());
+      t.decodeMs += ms;
+      for (int64_t b = 0; b < batch; ++b) {
+        const float *row = step.data() + b * vocab;
+        next[b] = std::max_element(row, row + vocab) - row;
+      }
+      if (g + 1 == gen) {
+        double sum = 0;
+        logitsFinite = true;
+        for (int64_t i = 0; i < vocab; ++i) {
+          logitsFinite = logitsFinite && std::isfinite(step[i]);
+          sum += double(step[i]) * step[i];
+        }
+        logitsRms = std::sqrt(sum / double(vocab));
+      }
+    }
+    Clock::time_point t2 = Clock::now();
+    t.prefillWallMs = wallMs(t0, t1);
+    t.decodeWallMs = wallMs(t1, t2);
+    return okStatus();
+  };
   auto sequence = [&](Times &t) -> Status {
+    if (batch > 1)
+      return batched(t);
     e.reset();
     Clock::time_point t0 = Clock::now();
     COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
@@ -479,10 +549,11 @@ int main(int argc, char **argv) {
       return fail(status);
     if (run == 0)
       continue; // warm-up
-    prefillRates.push_back(prompt * 1e3 / t.prefillMs);
-    decodeRates.push_back(gen * 1e3 / t.decodeMs);
-    prefillWall.push_back(prompt * 1e3 / t.prefillWallMs);
-    decodeWall.push_back(gen * 1e3 / t.decodeWallMs);
+    // Tokens per second over all sequences of a batch.
+    prefillRates.push_back(batch * prompt * 1e3 / t.prefillMs);
+    decodeRates.push_back(batch * gen * 1e3 / t.decodeMs);
+    prefillWall.push_back(batch * prompt * 1e3 / t.prefillWallMs);
+    decodeWall.push_back(batch * gen * 1e3 / t.decodeWallMs);
   }
   // The reference bandwidth, in this run: 1 GiB copied on a GPU, 256 MiB
   // on the CPU.
@@ -494,7 +565,7 @@ int main(int argc, char **argv) {
     return fail(copyGBps.status());
   StepBytes bytes = decodeStepBytes(e, context);
   double decodeRate = median(decodeRates);
-  double stepMs = 1e3 / decodeRate;
+  double stepMs = batch * 1e3 / decodeRate;
   double decodeGBps = double(bytes.total) / (stepMs * 1e6);
 
   // Every decode launch timed on its own (on CUDA without the graph), one
@@ -550,6 +621,7 @@ int main(int argc, char **argv) {
     // Ranks of the artifact (--ranks N): all run at once; the backend, the
     // kernels and the bytes per step are rank 0's.
     field("ranks", std::to_string(e.rankCount()));
+    field("batch", std::to_string(batch));
     field("weights", quote(e.weightsDescription()));
     field("prompt", std::to_string(prompt));
     field("context", std::to_string(context));
@@ -613,6 +685,13 @@ int main(int argc, char **argv) {
               e.weightsDescription().c_str(), (long long)context,
               bytes.total / 1e6, bytes.weights / 1e6, bytes.state / 1e6,
               decodeGBps, 100.0 * decodeGBps / *copyGBps, *copyGBps);
+  if (batch > 1)
+    std::printf("batch %lld: a decode step of all %lld sequences takes %.3f ms "
+                "(%.1f tokens/s each); the decode program runs once per "
+                "sequence (Engine::decodeStep), so the bytes above are read "
+                "%lld times per step\n",
+                (long long)batch, (long long)batch, stepMs,
+                median(decodeRates) / double(batch), (long long)batch);
   if (!profile)
     return 0;
 
