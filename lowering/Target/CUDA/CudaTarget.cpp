@@ -29,7 +29,9 @@ using namespace mlir::compressa::cuda;
 CudaTarget::CudaTarget(std::string chip) : chip(std::move(chip)) {}
 
 std::string CudaTarget::features() const {
-  return smVersion(chip) >= 100 ? "+ptx86" : "+ptx80";
+  // sm_89 needs PTX 8.1 for the e4m3x2 conversions (sm_90 has them in 8.0).
+  int sm = smVersion(chip);
+  return sm >= 100 ? "+ptx86" : sm < 90 ? "+ptx81" : "+ptx80";
 }
 
 Operation *CudaTarget::getOrCreateContainer(ModuleOp top) const {
@@ -286,6 +288,8 @@ int CudaTarget::decodeE2M1Word(OpBuilder &b, Location loc, Value word,
 }
 
 void CudaTarget::prefetchL2(OpBuilder &b, Location loc, Value ptr, Value bytes) const {
+  if (smVersion(chip) < 90) // the bulk prefetch is sm_90's
+    return;
   // cp.async.bulk.prefetch.L2.global: one instruction per chunk, the copy
   // engine fetches it while the kernel goes on.
   Value global = LLVM::AddrSpaceCastOp::create(

@@ -26,8 +26,9 @@ public:
   std::string name() const override { return "cuda:" + chip; }
   bool isCuda() const override { return true; }
   const std::string &getChip() const { return chip; }
-  /// PTX features for the chip: +ptx80 (the first PTX with sm_90a) up to
-  /// sm_9x, +ptx86 beyond.
+  /// PTX features for the chip: +ptx81 below sm_90 (sm_89's e4m3x2
+  /// conversions), +ptx80 (the first PTX with sm_90a) up to sm_9x, +ptx86
+  /// beyond.
   std::string features() const;
 
   Operation *getOrCreateContainer(ModuleOp top) const override;
