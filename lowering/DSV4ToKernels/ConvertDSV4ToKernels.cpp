@@ -128,12 +128,10 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
         auto it = ec.weights.find(operand);
         if (it == ec.weights.end() || !seen.insert(operand).second)
           continue;
-        const WeightView &w = it->second;
-        int64_t bits = isa<Float4E2M1FNType>(w.elt) ? 4 : w.elt.getIntOrFloatBitWidth();
-        int64_t bytes = w.rows * w.cols * bits / 8;
+        int64_t bytes = int64_t(weightBytes(cast<WeightType>(operand.getType())));
         if (bytes < (int64_t(256) << 10) || bytes > budget)
           continue;
-        kb.prefetchL2(w.data, bytes);
+        kb.prefetchL2(it->second.data, bytes);
         budget -= bytes;
       }
   }

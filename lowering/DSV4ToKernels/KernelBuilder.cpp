@@ -574,23 +574,10 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   };
   SmallVector<Value> zeros(nr, cf(0.0));
 
-  // The sums of lane l.
+  // The sums of lane l: its rounds in order; on CUDA four per loop trip so
+  // that their loads are in flight together.
   auto laneSums = [&](Value l, bool vecX) -> SmallVector<Value> {
-    if (!parallel()) {
-      SmallVector<Value> accs = reduce(c(0), c(rounds), zeros,
-                                       [&](Value m, ValueRange a) -> SmallVector<Value> {
-                                         return segment(SmallVector<Value>(a),
-                                                        add(mul(m, c(kLanes)), l), false);
-                                       });
-      if (tailSegs)
-        accs = ifElse(lt(l, c(tailSegs)), SmallVector<Type>(nr, f32()),
-                      [&]() { return segment(accs, add(c(rounds * kLanes), l), false); },
-                      [&]() { return accs; });
-      return accs;
-    }
-    // Four rounds per loop iteration so that their loads are in flight
-    // together.
-    int64_t unroll = std::min<int64_t>(rounds, 4);
+    int64_t unroll = std::min<int64_t>(rounds, parallel() ? 4 : 1);
     SmallVector<Value> accs = zeros;
     int64_t done = 0;
     if (unroll > 0) {
@@ -720,16 +707,13 @@ Value KernelBuilder::dotLanesByColumn(const View &x, const WeightView &w, Value 
       return e8m0(load(i8, w.scale, add(mul(div(row, c(128)), c((w.cols + 127) / 128)), blk)));
     return e8m0(load(i8, w.scale, add(mul(row, c(w.cols / 32)), blk)));
   };
-  // `acc` updated with chunk `ck` for lane `l` (a constant `lc` >= 0 on the
-  // CPU, -1 when the lane is only known at run time). `limit` < chunk: the
-  // tail chunk, whose columns at offsets >= limit do not exist.
-  auto step = [&](Value acc, Value ck, Value l, int64_t lc, int64_t limit) -> Value {
+  // `acc` updated with chunk `ck` for lane `l`. `limit` < chunk: the tail
+  // chunk, whose columns at offsets >= limit do not exist.
+  auto step = [&](Value acc, Value ck, Value l, int64_t limit) -> Value {
     Value base = mul(ck, c(chunk));
     // Adds f(offset) for the in-chunk offset l + 32 m if it exists.
     auto addIf = [&](Value a, int64_t m, function_ref<Value(Value)> f) -> Value {
       Value off = add(c(m * kLanes), l);
-      if (lc >= 0) // CPU: known lane
-        return m * kLanes + lc < limit ? f(add(base, off)) : a;
       if ((m + 1) * kLanes <= limit) // every lane has this column
         return f(add(base, off));
       if (m * kLanes >= limit)
@@ -745,10 +729,8 @@ Value KernelBuilder::dotLanesByColumn(const View &x, const WeightView &w, Value 
       return add(acc, mul(part, scaleOf(ck)));
     }
     if (isFp4) {
-      // Chunks start at even columns: the parity is the lane's (a constant
-      // on the CPU).
-      Value odd = lc >= 0 ? Value(arith::ConstantOp::create(b, loc, b.getBoolAttr(lc % 2)))
-                          : eq(rem(l, c(2)), c(1));
+      // Chunks start at even columns: the parity is the lane's.
+      Value odd = eq(rem(l, c(2)), c(1));
       return addIf(acc, 0, [&](Value k) { return add(acc, mul(term(k, odd), scaleOf(ck))); });
     }
     return addIf(acc, 0, [&](Value k) { return add(acc, term(k, Value())); });
@@ -758,45 +740,23 @@ Value KernelBuilder::dotLanesByColumn(const View &x, const WeightView &w, Value 
 }
 
 Value KernelBuilder::laneSum(int64_t full, int64_t chunk, int64_t tail, Value lane,
-                             function_ref<Value(Value, Value, Value, int64_t, int64_t)> step) {
-  if (parallel()) {
-    Value acc = reduce1(c(0), c(full), cf(0.0), [&](Value ck, Value a) {
-      return step(a, ck, lane, -1, chunk);
-    });
+                             function_ref<Value(Value, Value, Value, int64_t)> step) {
+  return laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
+    Value acc = reduce1(c(0), c(full), cf(0.0),
+                        [&](Value ck, Value a) { return step(a, ck, l, chunk); });
     if (tail)
-      acc = step(acc, c(full), lane, -1, tail);
-    for (int64_t offset = kLanes / 2; offset >= 1; offset /= 2)
-      acc = add(acc, target.shuffleXor(b, loc, acc, offset, kLanes));
-    return acc;
-  }
-  SmallVector<Value> init(kLanes, cf(0.0));
-  SmallVector<Value> accs = reduce(c(0), c(full), init,
-                                   [&](Value ck, ValueRange a) -> SmallVector<Value> {
-                                     SmallVector<Value> next;
-                                     for (int64_t l = 0; l < kLanes; ++l)
-                                       next.push_back(step(a[l], ck, c(l), l, chunk));
-                                     return next;
-                                   });
-  if (tail)
-    for (int64_t l = 0; l < kLanes; ++l)
-      accs[l] = step(accs[l], c(full), c(l), l, tail);
-  // The butterfly: after offset o, lane l holds a[l] + a[l ^ o] (both lanes
-  // the same sum); lane 0's final value is this tree.
-  for (int64_t offset = kLanes / 2; offset >= 1; offset /= 2)
-    for (int64_t l = 0; l < offset; ++l)
-      accs[l] = add(accs[l], accs[l + offset]);
-  return accs[0];
+      acc = step(acc, c(full), l, tail);
+    return {acc};
+  })[0];
 }
 
 Value KernelBuilder::dotLanes(const View &a, const View &bv, int64_t n, Value lane) {
   int64_t full = n / kLanes, tail = n % kLanes;
-  auto step = [&](Value acc, Value ck, Value l, int64_t lc, int64_t limit) -> Value {
+  auto step = [&](Value acc, Value ck, Value l, int64_t limit) -> Value {
     auto add1 = [&]() -> Value {
       Value k = add(mul(ck, c(kLanes)), l);
       return add(acc, mul(loadF(a, k), loadF(bv, k)));
     };
-    if (lc >= 0)
-      return lc < limit ? add1() : acc;
     if (limit == kLanes)
       return add1();
     return ifElse(lt(l, c(limit)), TypeRange{f32()},

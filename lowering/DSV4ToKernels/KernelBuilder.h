@@ -242,10 +242,10 @@ private:
   Operation *lastBarrier = nullptr;
   Value threadId() { return target.threadId(b, loc); }
   /// The lane-split sum of `full` chunks of `chunk` columns and a tail chunk
-  /// of `tail` columns; step(acc, chunk index, lane, constant lane or -1,
-  /// columns in this chunk) adds one lane's share of a chunk.
+  /// of `tail` columns (laneTotals of the lanes' sums); step(acc, chunk
+  /// index, lane, columns in this chunk) adds one lane's share of a chunk.
   Value laneSum(int64_t full, int64_t chunk, int64_t tail, Value lane,
-                function_ref<Value(Value, Value, Value, int64_t, int64_t)> step);
+                function_ref<Value(Value, Value, Value, int64_t)> step);
 };
 
 } // namespace mlir::compressa::cpu
