@@ -39,7 +39,29 @@ public:
   View view(Value v) { return ctx.tensors.lookup(v); }
   WeightView w(Value v) { return ctx.weights.lookup(v); }
   Value S() { return ctx.tokens; }
-  Value pos(Value s) { return kb.add(ctx.startPos, s); }
+  /// The absolute position of token s: startPos + s, or in a batched
+  /// kernel the token's own position.
+  Value pos(Value s) {
+    if (ctx.batched)
+      return kb.load(kb.i64(), ctx.positions, s);
+    return kb.add(ctx.startPos, s);
+  }
+  /// The base pointer of decode state `v` that token s reads and writes: the
+  /// one allocation, or in a batched kernel its slot's (a load from the
+  /// state's table of per-slot pointers).
+  Value stateOf(Value v, Value s) {
+    Value base = ctx.states.lookup(v);
+    if (!ctx.batched)
+      return base;
+    return kb.loadPtr(base, kb.load(kb.i64(), ctx.slotIds, s));
+  }
+  /// The largest of keys(s) over the tokens of the call: keys(S - 1) where
+  /// positions grow with s, a loop over the tokens in a batched kernel.
+  Value mostOver(function_ref<Value(Value)> keys) {
+    if (!ctx.batched)
+      return keys(kb.sub(S(), c(1)));
+    return kb.reduce1(c(0), S(), c(0), [&](Value s, Value m) { return kb.max(m, keys(s)); });
+  }
   Value c(int64_t v) { return kb.c(v); }
   /// f32 scratch of `perTokenElems * S + elems` floats.
   View scratchF32(int64_t perTokenElems, int64_t elems) {

@@ -38,8 +38,15 @@ struct EmitContext {
   llvm::DenseMap<Value, View> tensors;
   llvm::DenseMap<Value, WeightView> weights;
   llvm::DenseMap<Value, ExpertView> experts;
-  /// Decode state (window ring, compressor state, entries): base pointers.
+  /// Decode state (window ring, compressor state, entries): base pointers;
+  /// in a batched kernel, tables of per-slot base pointers.
   llvm::DenseMap<Value, Value> states;
+  /// A batched decode kernel (compressa-compile --max-batch): token s is the
+  /// next token of its own sequence, at position positions[s], and reads and
+  /// writes the decode state of slot slotIds[s] (states[v][slotIds[s]]).
+  bool batched = false;
+  Value positions; ///< S i64 (batched only)
+  Value slotIds;   ///< S i64 (batched only)
   /// The op being emitted takes the FP8 path of --numerics=fast
   /// (dsv4.numerics = "fast" on it; TensorCoreGemm.h).
   bool fastLinear = false;
