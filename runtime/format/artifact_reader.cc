@@ -6,6 +6,7 @@
 #include "runtime/base/file.h"
 #include "runtime/weights/dtype.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -404,7 +405,8 @@ Status checkArgAgainstParam(const Artifact &artifact,
                       table.count(), param.bytes());
     return okStatus();
   }
-  case fb::ArgKind::State: {
+  case fb::ArgKind::State:
+  case fb::ArgKind::StateTable: {
     const fb::State &state = *root.states()->Get(index);
     if (state.bytes() != param.bytes())
       return mismatch("bytes",
@@ -478,11 +480,14 @@ Status validateLaunch(const Artifact &artifact, const fb::Program &program,
                   "expert_tables"));
       break;
     case fb::ArgKind::State:
+    case fb::ArgKind::StateTable:
       COMPRESSA_RETURN_IF_ERROR(
           inRange(sizeOf(root.states()), "the artifact", "states"));
       break;
     case fb::ArgKind::Tokens:
     case fb::ArgKind::StartPos:
+    case fb::ArgKind::Positions:
+    case fb::ArgKind::SlotIds:
       break;
     case fb::ArgKind::Scratch: {
       uint64_t bytes;
@@ -886,6 +891,16 @@ Status ArtifactReader::validate(Artifact &artifact) {
   }
   if (!artifact.findProgram("decode"))
     return COMPRESSA_ERROR(DataLoss, "%s: no program is named 'decode'", p);
+  // The batched decode program runs one token of each of up to max_batch
+  // slots per call.
+  if (const fb::Program *batch = artifact.findProgram("decode_batch")) {
+    uint32_t maxBatch = std::max<uint32_t>(1, artifact.model().max_batch());
+    if (batch->max_tokens() > maxBatch)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: program 'decode_batch' runs %u sequences "
+                             "per call, more than the model's max_batch %u",
+                             p, batch->max_tokens(), maxBatch);
+  }
   return okStatus();
 }
 

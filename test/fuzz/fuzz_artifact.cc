@@ -106,11 +106,14 @@ void walk(const Artifact &a) {
           sink = sink + tables->Get(index)->count();
           break;
         case fb::ArgKind::State:
+        case fb::ArgKind::StateTable:
           sink = sink + states->Get(index)->bytes();
           break;
         case fb::ArgKind::Tokens:
         case fb::ArgKind::StartPos:
         case fb::ArgKind::Scratch:
+        case fb::ArgKind::Positions:
+        case fb::ArgKind::SlotIds:
           break;
         default:
           FUZZ_CHECK(false, "programs[%u].launches[%u].args[%u]: kind %u "
