@@ -48,6 +48,13 @@ namespace mlir::dsv4 {
 ///   dsv4.abi = {params = array<i64: kind, bytes_per_token, bytes, ...>,
 ///               scratch = array<i64: bytes_per_token, bytes>, block = N}
 ///                                the converted kernel's signature (KernelABI.h)
+/// On a program and its kernels (compressa-compile --max-batch B > 1):
+///   dsv4.batched = B : i64       @decode_batch: each of its up to B tokens
+///                                is the next token of its own sequence, at
+///                                its own position, in its own state slot;
+///                                its kernels carry the attribute too and
+///                                take Positions, SlotIds and StateTables
+inline constexpr llvm::StringLiteral kBatchedAttr = "dsv4.batched";
 inline constexpr llvm::StringLiteral kDispatchAttr = "dsv4.dispatch";
 inline constexpr llvm::StringLiteral kMaxTokensAttr = "dsv4.max_tokens";
 inline constexpr llvm::StringLiteral kBuffersAttr = "dsv4.buffers";
