@@ -50,6 +50,10 @@ struct EmitContext {
   /// The op being emitted takes the FP8 path of --numerics=fast
   /// (dsv4.numerics = "fast" on it; TensorCoreGemm.h).
   bool fastLinear = false;
+  /// Where FP8 linear layers of the fast path run on tensor cores (sm_90a):
+  /// the kernel's split into parts around them (TensorCoreGemm.h); null
+  /// elsewhere (the loop nests).
+  class TensorCoreSplit *tensorCore = nullptr;
   /// Allocates `bytesPerToken * S + bytes` of kernel scratch; returns a pointer.
   std::function<Value(int64_t bytesPerToken, int64_t bytes)> scratch;
 };
