@@ -426,6 +426,9 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
   }
   if (name == kMaxContextAttr)
     return positiveI64(1);
+  // The batched decode program (its B) or one of its kernels (a unit).
+  if (name == kBatchedAttr)
+    return isa<UnitAttr>(value) ? success() : LogicalResult(positiveI64(1));
   if (name == kNumericsAttr) {
     auto str = dyn_cast<StringAttr>(value);
     if (!str || (str.getValue() != "exact" && str.getValue() != "fast"))
