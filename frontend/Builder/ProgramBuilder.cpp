@@ -519,6 +519,15 @@ compressa::buildDSV4Module(MLIRContext &context, const ModelConfig &config,
     return failure();
   if (options.decode && failed(builder.buildMain(*module, "decode", 1)))
     return failure();
+  // The batched decode program: the same ops as @prefill's (their T-token
+  // forms read each weight once for all tokens); dsv4.batched tells the
+  // kernels that token s has its own position and state slot.
+  if (options.decode && options.maxBatch > 1) {
+    if (failed(builder.buildMain(*module, "decode_batch", ShapedType::kDynamic)))
+      return failure();
+    auto batch = module->lookupSymbol<func::FuncOp>("decode_batch");
+    batch->setAttr(dsv4::kBatchedAttr, b.getI64IntegerAttr(options.maxBatch));
+  }
   if (options.mtp && !config.mtpLayers.empty() &&
       failed(builder.buildMtp(*module)))
     return failure();

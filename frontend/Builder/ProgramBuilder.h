@@ -2,8 +2,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Builds the dsv4 module of a model: a prefill program (any number of tokens),
-// a decode program (one token) and, when the config has MTP layers, the MTP
-// program. Weights are `dsv4.param` ops naming checkpoint tensors, typed from
+// a decode program (one token), with --max-batch B > 1 a batched decode
+// program (one token of each of up to B sequences) and, when the config has
+// MTP layers, the MTP program. Weights are `dsv4.param` ops naming checkpoint tensors, typed from
 // the weight manifest; decode state is passed in and returned.
 //
 //===----------------------------------------------------------------------===//
@@ -25,6 +26,11 @@ struct ProgramOptions {
   bool decode = true;
   /// Builds @mtp when the config has MTP layers.
   bool mtp = true;
+  /// With decode and maxBatch > 1, also @decode_batch (dsv4.batched =
+  /// maxBatch): the decode program with a dynamic token count, each token
+  /// the next one of its own sequence (position and state slot of its own,
+  /// bound by the kernels, not by the IR).
+  int64_t maxBatch = 1;
   /// The config.json text, kept on the module (dsv4.config_json) for the
   /// artifact; empty: none.
   std::string configJson;

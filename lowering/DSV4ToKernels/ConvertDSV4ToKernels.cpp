@@ -70,6 +70,13 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   };
   ec.tokens = scalar(kTokensSlot);
   ec.startPos = scalar(kStartPosSlot);
+  // A batched decode kernel: each token's position and slot (KernelABI.h).
+  bool batched = func->hasAttr(kBatchedAttr);
+  if (batched) {
+    ec.batched = true;
+    ec.positions = slotPtr(kPositionsSlot);
+    ec.slotIds = slotPtr(kSlotIdsSlot);
+  }
   Value scratchBase = slotPtr(kScratchSlot);
   // Grid-wide barriers meet on the word before the scratch area.
   if (kb.threads() > 1)
@@ -79,7 +86,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
 
   // Step 1. The operands, slot by slot (KernelABI.h).
   Block &body = func.getBody().front();
-  int64_t slot = kScratchSlot + 1;
+  int64_t slot = (batched ? kSlotIdsSlot : kScratchSlot) + 1;
   for (BlockArgument arg : body.getArguments()) {
     Type t = arg.getType();
     if (auto tensor = dyn_cast<RankedTensorType>(t)) {
@@ -170,7 +177,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
 
   // Step 3. The signature the runtime checks every launch against.
   SmallVector<int64_t> params;
-  for (const AbiParam &p : kernelAbi(func.getFunctionType(), maxContext))
+  for (const AbiParam &p : kernelAbi(func.getFunctionType(), maxContext, batched))
     llvm::append_values(params, int64_t(p.kind), int64_t(p.bytesPerToken),
                         int64_t(p.bytes));
   if (slot != int64_t(params.size() / 3))

@@ -40,7 +40,7 @@ FailureOr<StateGeometry> stateGeometry(Type type) {
 }
 
 SmallVector<AbiParam, 2> abiParamsOf(Type type, bool isResult,
-                                                int64_t maxContext) {
+                                     int64_t maxContext, bool batched) {
   if (auto tensor = dyn_cast<RankedTensorType>(type)) {
     uint64_t elements = 1;
     bool perToken = false;
@@ -66,19 +66,23 @@ SmallVector<AbiParam, 2> abiParamsOf(Type type, bool isResult,
   if (FailureOr<StateGeometry> g = stateGeometry(type); succeeded(g)) {
     if (isResult)
       return {};
-    return {{fb::ArgKind::State, 0, uint64_t(g->bytes(maxContext))}};
+    return {{batched ? fb::ArgKind::StateTable : fb::ArgKind::State, 0,
+             uint64_t(g->bytes(maxContext))}};
   }
   return {}; // index: start_pos travels in slot 1
 }
 
-SmallVector<AbiParam> kernelAbi(FunctionType type, int64_t maxContext) {
+SmallVector<AbiParam> kernelAbi(FunctionType type, int64_t maxContext,
+                                bool batched) {
   SmallVector<AbiParam> abi = {{fb::ArgKind::Tokens},
                                {fb::ArgKind::StartPos},
                                {fb::ArgKind::Scratch}};
+  if (batched)
+    abi.append({{fb::ArgKind::Positions}, {fb::ArgKind::SlotIds}});
   for (Type t : type.getInputs())
-    llvm::append_range(abi, abiParamsOf(t, /*isResult=*/false, maxContext));
+    llvm::append_range(abi, abiParamsOf(t, /*isResult=*/false, maxContext, batched));
   for (Type t : type.getResults())
-    llvm::append_range(abi, abiParamsOf(t, /*isResult=*/true, maxContext));
+    llvm::append_range(abi, abiParamsOf(t, /*isResult=*/true, maxContext, batched));
   return abi;
 }
 

@@ -8,6 +8,10 @@
 //   slot 0  Tokens     S, the tokens of this call
 //   slot 1  StartPos   the position of the call's first token
 //   slot 2  Scratch    the kernel's scratch area
+//   a batched decode kernel (dsv4.batched, program "decode_batch") then has
+//   slot 3  Positions  the position of each token
+//   slot 4  SlotIds    the sequence slot of each token
+//   and its decode state operands are StateTables (one pointer per slot)
 //   then, for each operand of the outlined dispatch, in order:
 //     tensor                      Buffer       (1 slot)
 //     routed experts (rank 3)     ExpertTable  (1 slot)
@@ -42,6 +46,9 @@ namespace fb = ::compressa::fb;
 inline constexpr int64_t kTokensSlot = 0;
 inline constexpr int64_t kStartPosSlot = 1;
 inline constexpr int64_t kScratchSlot = 2;
+/// Batched decode kernels only.
+inline constexpr int64_t kPositionsSlot = 3;
+inline constexpr int64_t kSlotIdsSlot = 4;
 /// Grid-wide barriers meet on the 32-bit word this many bytes before the
 /// scratch area (runtime/format/artifact.fbs, Kernel.grid_sync).
 inline constexpr int64_t kSyncWordOffset = 64;
@@ -70,13 +77,15 @@ struct StateGeometry {
 /// The geometry of decode-state type `type`; failure for other types.
 FailureOr<StateGeometry> stateGeometry(Type type);
 
-/// The slots of one operand (`isResult` false) or result of a kernel.
+/// The slots of one operand (`isResult` false) or result of a kernel
+/// (`batched`: of a batched decode kernel).
 SmallVector<AbiParam, 2> abiParamsOf(Type type, bool isResult,
-                                     int64_t maxContext);
+                                     int64_t maxContext, bool batched = false);
 
-/// The whole signature of an outlined dispatch of type `type`: the three
-/// fixed slots, then the operands' and the results' slots.
-SmallVector<AbiParam> kernelAbi(FunctionType type, int64_t maxContext);
+/// The whole signature of an outlined dispatch of type `type`: the fixed
+/// slots, then the operands' and the results' slots.
+SmallVector<AbiParam> kernelAbi(FunctionType type, int64_t maxContext,
+                                bool batched = false);
 
 //===----------------------------------------------------------------------===//
 // Weights as the checkpoint stores them (spec §2.1)

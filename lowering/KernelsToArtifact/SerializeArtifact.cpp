@@ -315,10 +315,22 @@ LogicalResult Serializer::program(func::FuncOp func) {
           addBuffer(launch.getResult(i), slot,
                     component + "#" + std::to_string(i));
       }
-    // Slots 0..2, then the operands', then the results' (KernelABI.h).
+    // Slots 0..2 (and a batched kernel's 3..4), then the operands', then
+    // the results' (KernelABI.h).
     std::vector<LaunchArg> args = {{fb::ArgKind::Tokens, 0},
                                    {fb::ArgKind::StartPos, 0},
                                    {fb::ArgKind::Scratch, 0}};
+    const auto &params = kernelList[kit->second].params;
+    bool batched = params.size() > size_t(kSlotIdsSlot) &&
+                   params[kPositionsSlot].kind == fb::ArgKind::Positions;
+    if (batched != func->hasAttr(kBatchedAttr))
+      return launch.emitOpError() << "calls " << callee << ", a "
+                                  << (batched ? "batched" : "one-sequence")
+                                  << " kernel, from program @" << func.getName();
+    if (batched) {
+      args.push_back({fb::ArgKind::Positions, 0});
+      args.push_back({fb::ArgKind::SlotIds, 0});
+    }
     for (Value v : launch.getArgs()) {
       Type t = v.getType();
       if (isa<RankedTensorType>(t)) {
@@ -342,7 +354,7 @@ LogicalResult Serializer::program(func::FuncOp func) {
         FailureOr<uint32_t> s = stateOf(func, v);
         if (failed(s))
           return failure();
-        args.push_back({fb::ArgKind::State, *s});
+        args.push_back({batched ? fb::ArgKind::StateTable : fb::ArgKind::State, *s});
       }
     }
     for (Value r : launch.getResults())
@@ -390,7 +402,8 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
     return failure();
   for (auto func : module.getOps<func::FuncOp>())
     if (func->hasAttr(kMaxTokensAttr) &&
-        (func.getName() == "prefill" || func.getName() == "decode"))
+        (func.getName() == "prefill" || func.getName() == "decode" ||
+         func.getName() == "decode_batch"))
       if (failed(program(func)))
         return failure();
   if (programs.empty())

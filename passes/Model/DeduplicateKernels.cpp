@@ -9,6 +9,7 @@
 #include "mlir/IR/SymbolTable.h"
 
 #include <map>
+#include <tuple>
 
 namespace mlir::dsv4 {
 #define GEN_PASS_DEF_DSV4DEDUPLICATEKERNELSPASS
@@ -29,8 +30,9 @@ struct DeduplicateKernels
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    // Candidates are compared only within a bucket of equal type and size.
-    std::map<std::pair<void *, size_t>, SmallVector<func::FuncOp>> buckets;
+    // Candidates are compared only within a bucket of equal type, size and
+    // batching (a batched decode kernel's code differs from the same ops').
+    std::map<std::tuple<void *, size_t, bool>, SmallVector<func::FuncOp>> buckets;
     SmallVector<func::FuncOp> kernels;
     for (auto func : module.getOps<func::FuncOp>())
       if (func->hasAttr(kKernelAttr) && !func.isExternal())
@@ -38,8 +40,9 @@ struct DeduplicateKernels
     int64_t keptCount = 0, removedCount = 0;
     for (func::FuncOp func : kernels) {
       size_t ops = func.getBody().front().getOperations().size();
-      auto &bucket = buckets[std::make_pair(
-          const_cast<void *>(func.getFunctionType().getAsOpaquePointer()), ops)];
+      auto &bucket = buckets[std::make_tuple(
+          const_cast<void *>(func.getFunctionType().getAsOpaquePointer()), ops,
+          func->hasAttr(kBatchedAttr))];
       func::FuncOp same;
       for (func::FuncOp candidate : bucket)
         if (OperationEquivalence::isRegionEquivalentTo(

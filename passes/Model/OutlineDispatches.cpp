@@ -70,6 +70,10 @@ struct OutlineDispatches
                                        b.getFunctionType(argTypes, resultTypes));
     kernel.setPrivate();
     kernel->setAttr(kKernelAttr, b.getStringAttr(componentName(members.front())));
+    // A batched program's kernels address per-token positions and state
+    // slots (their code and ABI differ from the same ops' elsewhere).
+    if (program->hasAttr(kBatchedAttr))
+      kernel->setAttr(kBatchedAttr, b.getUnitAttr());
     Block *entry = kernel.addEntryBlock();
     IRMapping map;
     for (auto [v, arg] : llvm::zip(operands, entry->getArguments()))

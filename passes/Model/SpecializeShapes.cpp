@@ -34,7 +34,9 @@ struct SpecializeShapes
     module->setAttr(kMaxContextAttr, b.getI64IntegerAttr(maxContext));
     for (auto func : module.getOps<func::FuncOp>()) {
       int64_t bound;
-      if (func.getName() == "decode")
+      if (auto batch = func->getAttrOfType<IntegerAttr>(kBatchedAttr))
+        bound = batch.getInt(); // @decode_batch: one token per sequence
+      else if (func.getName() == "decode")
         bound = 1;
       else if (func.getName() == "prefill" || func.getName() == "mtp")
         bound = prefillMaxTokens;

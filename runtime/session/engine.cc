@@ -16,6 +16,9 @@
 
 namespace compressa {
 
+/// The batched decode program (compressa-compile --max-batch B > 1).
+static constexpr char kBatchedDecode[] = "decode_batch";
+
 //===----------------------------------------------------------------------===//
 // Engine: construction
 //===----------------------------------------------------------------------===//
@@ -32,6 +35,8 @@ struct Engine::PreparedProgram {
   int64_t numLaunches = 0;
   /// Why the program cannot run (a missing optional weight); empty if it can.
   std::string unavailable;
+  /// The batched decode program (its tokens are sequences: runBatched).
+  bool batched = false;
   /// Names of the per-call copies, for messages (built once).
   std::string idsWhat;
   std::string logitsWhat;
@@ -493,6 +498,10 @@ uint64_t Engine::memoryNeeded(bool withWeights) const {
   for (uint32_t p = 0; p < programList->size(); ++p)
     add(programList->Get(p)->arena_bytes());
   add(kScratchSyncBytes + scratchNeeded(*art));
+  if (const fb::Program *batch = art->findProgram(kBatchedDecode)) {
+    add(uint64_t(stateList ? stateList->size() : 0) * kMaxBatchLimit * 8);
+    add(uint64_t(2) * batch->max_tokens() * 8);
+  }
   return total;
 }
 
@@ -649,6 +658,37 @@ Status Engine::allocateStates() {
                                  art->path() + ": scratch"));
   COMPRESSA_RETURN_IF_ERROR(backend->fill(*scratch, 0, kScratchSyncBytes, 0,
                                           art->path() + ": scratch sync word"));
+
+  // The batched decode program's tables of per-slot state addresses (room
+  // for every slot an engine may hold, so that their address, which its
+  // argument vectors and CUDA graph hold, never changes) and its per-token
+  // inputs; slot 0's entries now, the others' as slots are added.
+  if (const fb::Program *batch = art->findProgram(kBatchedDecode)) {
+    batchTokens = batch->max_tokens();
+    uint64_t tableBytes =
+        std::max<uint64_t>(1, uint64_t(states.size()) * kMaxBatchLimit * 8);
+    COMPRESSA_ASSIGN_OR_RETURN(
+        stateTables,
+        backend->allocate(tableBytes, art->path() + ": state tables"));
+    COMPRESSA_ASSIGN_OR_RETURN(
+        batchInputs,
+        backend->allocate(uint64_t(2) * batchTokens * 8,
+                          art->path() + ": batched decode positions and slots"));
+    COMPRESSA_RETURN_IF_ERROR(writeStateTable(0));
+  }
+  return okStatus();
+}
+
+Status Engine::writeStateTable(int64_t slot, bool clear) {
+  if (!stateTables)
+    return okStatus();
+  std::string what = art->path() + ": state tables, slot " + std::to_string(slot);
+  for (size_t s = 0; s < states.size(); ++s) {
+    uint64_t address = clear ? 0 : states[s]->address();
+    COMPRESSA_RETURN_IF_ERROR(backend->write(
+        *stateTables, (uint64_t(s) * kMaxBatchLimit + uint64_t(slot)) * 8,
+        &address, 8, what));
+  }
   return okStatus();
 }
 
@@ -773,13 +813,33 @@ Status Engine::prepareProgram(const fb::Program &def,
       case fb::ArgKind::Scratch:
         slot.address = scratch->address() + kScratchSyncBytes;
         break;
+      case fb::ArgKind::StateTable:
+      case fb::ArgKind::Positions:
+      case fb::ArgKind::SlotIds:
+        if (!stateTables)
+          return COMPRESSA_ERROR(DataLoss,
+                                 "%s: launch %u passes a batched decode "
+                                 "argument (%s), but the artifact has no "
+                                 "program '%s'",
+                                 where.c_str(), l,
+                                 fb::EnumNameArgKind(arg.kind()), kBatchedDecode);
+        if (arg.kind() == fb::ArgKind::StateTable)
+          slot.address = stateTables->address() +
+                         uint64_t(index) * kMaxBatchLimit * 8;
+        else
+          slot.address = batchInputs->address() +
+                         (arg.kind() == fb::ArgKind::SlotIds
+                              ? uint64_t(batchTokens) * 8
+                              : 0);
+        break;
       }
     }
   }
   program->numLaunches = numLaunches;
   program->idsWhat = where + ": the input ids";
   program->logitsWhat = where + ": the logits";
-  bool graph = decodeGraph && program->name == "decode";
+  program->batched = program->name == kBatchedDecode;
+  bool graph = decodeGraph && (program->name == "decode" || program->batched);
   COMPRESSA_ASSIGN_OR_RETURN(
       program->launches,
       backend->prepareProgram(program->name, std::move(plans), graph));
@@ -850,6 +910,9 @@ Status Engine::setSlotCount(int64_t count) {
   COMPRESSA_RETURN_IF_ERROR(selectSlot(0));
   int64_t have = slotCount();
   if (count <= have) {
+    // Dropped slots leave the state tables (their states are freed).
+    for (int64_t k = count; k < have; ++k)
+      COMPRESSA_RETURN_IF_ERROR(writeStateTable(k, /*clear=*/true));
     slots.resize(static_cast<size_t>(count));
     return okStatus();
   }
@@ -872,6 +935,8 @@ Status Engine::setSlotCount(int64_t count) {
     slots.emplace_back();
     current = static_cast<size_t>(k);
     status = buildSlot();
+    if (status.ok())
+      status = writeStateTable(k);
     if (status.ok())
       swapSlot(current);
   }
@@ -907,9 +972,26 @@ StatusOr<std::vector<float>> Engine::decodeStep(const int64_t *slotIds,
     COMPRESSA_RETURN_IF_ERROR(
         checkSequence(ids + i, 1, positions[i], vocab, contextLimit));
   }
-  size_t selected = current;
   std::vector<float> logits(static_cast<size_t>(count) *
                             static_cast<size_t>(vocab));
+  // One call of the batched decode program for all of them.
+  if (int64_t most = batchedDecodeMax(); most > 0) {
+    if (count > most)
+      return COMPRESSA_ERROR(InvalidArgument,
+                             "%s: a decode step of %lld sequences, but the "
+                             "batched decode program runs at most %lld per "
+                             "step (compressa-compile --max-batch)",
+                             art->path().c_str(), static_cast<long long>(count),
+                             static_cast<long long>(most));
+    PreparedProgram *program = findPrepared(kBatchedDecode);
+    if (!program->unavailable.empty())
+      return Status(StatusCode::FailedPrecondition, program->unavailable,
+                    __FILE__, __LINE__);
+    COMPRESSA_RETURN_IF_ERROR(
+        runBatched(*program, slotIds, ids, positions, count, logits.data()));
+    return logits;
+  }
+  size_t selected = current;
   Status status = okStatus();
   for (int64_t i = 0; i < count && status.ok(); ++i) {
     status = selectSlot(slotIds[i]);
@@ -927,6 +1009,43 @@ StatusOr<std::vector<float>> Engine::decodeStep(const int64_t *slotIds,
   COMPRESSA_RETURN_IF_ERROR(status);
   COMPRESSA_RETURN_IF_ERROR(back);
   return logits;
+}
+
+int64_t Engine::batchedDecodeMax() const {
+  // Ranks decode slot by slot (an engine of several holds one sequence).
+  if (rankGroup || !stateTables)
+    return 0;
+  const PreparedProgram *program = findPrepared(kBatchedDecode);
+  return program ? program->maxTokens : 0;
+}
+
+Status Engine::runBatched(PreparedProgram &program, const int64_t *slotIds,
+                          const int64_t *ids, const int64_t *positions,
+                          int64_t count, float *logitsOut) {
+  // Every slot's reset must have been queued; each slot's next reset clears
+  // up to the positions written now.
+  for (int64_t i = 0; i < count; ++i) {
+    size_t k = static_cast<size_t>(slotIds[i]);
+    COMPRESSA_RETURN_IF_ERROR(k == current ? resetError : slots[k].resetError);
+    int64_t &used = k == current ? positionsUsed : slots[k].positionsUsed;
+    used = std::max(used, positions[i] + 1);
+  }
+  // Queued in order: ids, positions and slots in, the launches, logits out.
+  // The kernels read the slots and positions from device memory, so one
+  // captured graph serves every set of slots.
+  uint64_t bytes = uint64_t(count) * 8;
+  std::string what = program.idsWhat + " (positions and slots)";
+  COMPRESSA_RETURN_IF_ERROR(backend->write(*program.arena,
+                                           program.inputIdsOffset, ids, bytes,
+                                           program.idsWhat));
+  COMPRESSA_RETURN_IF_ERROR(
+      backend->write(*batchInputs, 0, positions, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(backend->write(
+      *batchInputs, uint64_t(batchTokens) * 8, slotIds, bytes, what));
+  COMPRESSA_RETURN_IF_ERROR(backend->run(*program.launches, count, 0));
+  return backend->read(logitsOut, *program.arena, program.logitsOffset,
+                       uint64_t(count) * uint64_t(vocab) * 4,
+                       program.logitsWhat);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1018,18 +1137,18 @@ std::string Engine::backendDescription() const {
   return backend->describe();
 }
 
-int64_t Engine::launchesPerDecodeStep() const {
-  const PreparedProgram *program = findPrepared("decode");
+int64_t Engine::launchesPerDecodeStep(bool batched) const {
+  const PreparedProgram *program = findPrepared(batched ? kBatchedDecode : "decode");
   return program ? backend->launchesPerRun(*program->launches) : 0;
 }
 
-int64_t Engine::decodeKernels() const {
-  const PreparedProgram *program = findPrepared("decode");
+int64_t Engine::decodeKernels(bool batched) const {
+  const PreparedProgram *program = findPrepared(batched ? kBatchedDecode : "decode");
   return program ? program->numLaunches : 0;
 }
 
-bool Engine::decodeUsesGraph() const {
-  const PreparedProgram *program = findPrepared("decode");
+bool Engine::decodeUsesGraph(bool batched) const {
+  const PreparedProgram *program = findPrepared(batched ? kBatchedDecode : "decode");
   return program && backend->usesGraph(*program->launches);
 }
 
@@ -1155,6 +1274,11 @@ StatusOr<std::vector<float>> Engine::forward(const std::string &name,
   if (!program)
     return COMPRESSA_ERROR(NotFound, "%s: no program is named '%s'",
                            art->path().c_str(), printable(name).c_str());
+  if (program->batched)
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "%s: program '%s' decodes one token of each of "
+                           "several sequences; it runs through decodeStep",
+                           art->path().c_str(), kBatchedDecode);
   COMPRESSA_RETURN_IF_ERROR(checkInputs(*program, ids, count, startPos));
   COMPRESSA_RETURN_IF_ERROR(resetError);
   std::vector<float> logits(static_cast<size_t>(count) *

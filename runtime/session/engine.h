@@ -18,8 +18,12 @@
 // that slot's states (on CUDA: its own decode graph). One slot is selected at
 // a time (selectSlot, slot 0 at first); forward, prefill, decode, reset,
 // fillSyntheticContext and the state inspection act on it. decodeStep runs
-// one decode step for several slots. It is not thread-safe: one call at a
-// time. Positions are the caller's: forward(..., startPos) must continue the
+// one decode step for several slots: with the artifact's batched decode
+// program ("decode_batch", compressa-compile --max-batch B > 1) in one call
+// (one CUDA graph whatever the slots), whose kernels find each slot's states
+// through a table of per-slot state addresses and read each token's slot and
+// position from a small buffer written before the call. It is not
+// thread-safe: one call at a time. Positions are the caller's: forward(..., startPos) must continue the
 // sequence the selected slot holds (prefill from 0, then decode at the next
 // position), and reset() starts a new one.
 #ifndef COMPRESSA_RUNTIME_SESSION_ENGINE_H
@@ -187,15 +191,20 @@ public:
   int64_t selectedSlot() const { return current; }
   /// One decode step of several sequences: token ids[i] at position
   /// positions[i] of slot slotIds[i] (distinct slots), logits [count,
-  /// vocab] row-major in that order. The decode program is compiled for one
-  /// sequence today, so this runs it once per slot; a batched decode
-  /// program (compressa-compile --max-batch) will run them in one call
-  /// behind the same interface. The selected slot is kept. Inputs are
-  /// checked before anything runs.
+  /// vocab] row-major in that order. With a batched decode program
+  /// (batchedDecodeMax() > 0) all of them in one call of it, count <=
+  /// batchedDecodeMax() (more is InvalidArgument); without one (an artifact
+  /// of --max-batch 1, or from before it) the decode program once per slot.
+  /// The selected slot is kept. Inputs are checked before anything runs.
   StatusOr<std::vector<float>> decodeStep(const int64_t *slotIds,
                                           const int64_t *ids,
                                           const int64_t *positions,
                                           int64_t count);
+
+  /// Sequences the batched decode program decodes per call (its
+  /// max_tokens); 0 without one (or with several ranks, which decode slot
+  /// by slot).
+  int64_t batchedDecodeMax() const;
 
   /// Bytes the last reset() (or create's initialization) filled.
   uint64_t bytesClearedByLastReset() const { return lastResetBytes; }
@@ -218,12 +227,13 @@ public:
   /// (sm_90a)").
   std::string backendDescription() const;
   /// Launch calls per decode step: 1 (a cuGraphLaunch) when the decode
-  /// program runs as a CUDA graph, else the number of its kernel launches.
-  int64_t launchesPerDecodeStep() const;
+  /// program (`batched`: the batched one) runs as a CUDA graph, else the
+  /// number of its kernel launches.
+  int64_t launchesPerDecodeStep(bool batched = false) const;
   /// Kernel launches of the decode program (with or without a graph).
-  int64_t decodeKernels() const;
+  int64_t decodeKernels(bool batched = false) const;
   /// True when the decode program runs as a CUDA graph.
-  bool decodeUsesGraph() const;
+  bool decodeUsesGraph(bool batched = false) const;
   /// What the backend handed to its device so far.
   LaunchCounters launchCounters() const;
   /// The backend itself, for its timers (compressa-bench).
@@ -285,6 +295,13 @@ private:
   /// Runs a checked call; writes [count, vocab] logits to `logitsOut`.
   Status run(PreparedProgram &program, const int64_t *ids, int64_t count,
              int64_t startPos, float *logitsOut);
+  /// Runs a checked step of the batched decode program.
+  Status runBatched(PreparedProgram &program, const int64_t *slotIds,
+                    const int64_t *ids, const int64_t *positions,
+                    int64_t count, float *logitsOut);
+  /// Writes the addresses of the current members' states as slot `slot`'s
+  /// entries of the state tables (`clear`: zeroes, for a dropped slot).
+  Status writeStateTable(int64_t slot, bool clear = false);
   PreparedProgram *findPrepared(std::string_view name);
   const PreparedProgram *findPrepared(std::string_view name) const;
 
@@ -320,6 +337,12 @@ private:
   std::vector<std::string> expertTableMissing;
   std::vector<std::unique_ptr<BackendBuffer>> states;
   std::unique_ptr<BackendBuffer> scratch;
+  /// The batched decode program's: per state, kMaxBatchLimit slot
+  /// addresses (StateTable); the tokens' positions then slot ids
+  /// (Positions, SlotIds), batchTokens each. Null without that program.
+  std::unique_ptr<BackendBuffer> stateTables;
+  std::unique_ptr<BackendBuffer> batchInputs;
+  int64_t batchTokens = 0;
   std::vector<std::unique_ptr<PreparedProgram>> programs;
   /// Every slot; slots[current] is empty while its contents are in the
   /// members.

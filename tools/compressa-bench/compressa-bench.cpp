@@ -622,6 +622,8 @@ int main(int argc, char **argv) {
     // kernels and the bytes per step are rank 0's.
     field("ranks", std::to_string(e.rankCount()));
     field("batch", std::to_string(batch));
+    field("batched_decode_program",
+          batch > 1 && e.batchedDecodeMax() > 0 ? "true" : "false");
     field("weights", quote(e.weightsDescription()));
     field("prompt", std::to_string(prompt));
     field("context", std::to_string(context));
@@ -685,11 +687,22 @@ int main(int argc, char **argv) {
               e.weightsDescription().c_str(), (long long)context,
               bytes.total / 1e6, bytes.weights / 1e6, bytes.state / 1e6,
               decodeGBps, 100.0 * decodeGBps / *copyGBps, *copyGBps);
-  if (batch > 1)
+  if (batch > 1 && e.batchedDecodeMax() > 0)
     std::printf("batch %lld: a decode step of all %lld sequences takes %.3f ms "
-                "(%.1f tokens/s each); the decode program runs once per "
-                "sequence (Engine::decodeStep), so the bytes above are read "
-                "%lld times per step\n",
+                "(%.1f tokens/s each); one call of the batched decode program "
+                "per step (%lld kernels, %s), which reads each weight once for "
+                "all %lld sequences\n",
+                (long long)batch, (long long)batch, stepMs,
+                median(decodeRates) / double(batch),
+                (long long)e.decodeKernels(true),
+                e.decodeUsesGraph(true) ? "one CUDA graph launch"
+                                        : "one launch per kernel",
+                (long long)batch);
+  else if (batch > 1)
+    std::printf("batch %lld: a decode step of all %lld sequences takes %.3f ms "
+                "(%.1f tokens/s each); the artifact has no batched decode "
+                "program, so the decode program runs once per sequence and "
+                "the bytes above are read %lld times per step\n",
                 (long long)batch, (long long)batch, stepMs,
                 median(decodeRates) / double(batch), (long long)batch);
   if (!profile)

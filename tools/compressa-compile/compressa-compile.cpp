@@ -467,6 +467,11 @@ int main(int argc, char **argv) {
     }
     ProgramOptions options;
     options.activationType = actType;
+    // --max-batch B > 1: also the batched decode program @decode_batch. For
+    // an artifact always (the runtime decodes its slots with it), for the IR
+    // that --emit prints only when asked, so it stays what it was.
+    if (emit == Emit::Artifact || maxBatch.getNumOccurrences() > 0)
+      options.maxBatch = maxBatch;
     if (!programs.empty()) {
       options.prefill = options.decode = options.mtp = false;
       for (const std::string &p : programs) {

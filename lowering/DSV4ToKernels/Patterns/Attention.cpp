@@ -57,12 +57,13 @@ void Emitter::ropeOp(RopeOp op) {
 void Emitter::windowUpdate(WindowUpdateOp op) {
   WindowKVType ring = op.getRing().getType();
   int64_t win = ring.getWindow(), d = ring.getDim();
-  View dst{ctx.states.lookup(op.getRing()), ring.getElementType()};
   View kv = view(op.getKv());
-  // Only the last `window` tokens of the chunk survive; their slots differ.
-  Value first = kb.max(c(0), kb.sub(S(), c(win)));
+  // Only the last `window` tokens of a chunk survive; their slots differ. In
+  // a batched kernel every token is its own sequence's, into its own ring.
+  Value first = ctx.batched ? c(0) : kb.max(c(0), kb.sub(S(), c(win)));
   kb.parallelLoop(c(0), kb.mul(kb.sub(S(), first), c(d)), [&](Value e) {
     Value s = kb.add(first, kb.div(e, c(d))), i = kb.rem(e, c(d));
+    View dst{stateOf(op.getRing(), s), ring.getElementType()};
     Value slot = kb.rem(pos(s), c(win));
     kb.storeF(dst, kb.add(kb.mul(slot, c(d)), i), kb.loadF(kv, kb.add(kb.mul(s, c(d)), i)));
   });
@@ -73,16 +74,16 @@ void Emitter::attention(SparseAttentionOp op) {
   int64_t h = qShape[1], d = qShape[2];
   WindowKVType ringType = op.getRing().getType();
   int64_t win = ringType.getWindow();
-  View ring{ctx.states.lookup(op.getRing()), ringType.getElementType()};
+  Type ringElt = ringType.getElementType();
   View q = view(op.getQ()), kv = view(op.getKv()), out = view(op.getResult());
   WeightView sink = w(op.getSink());
   double scale = op.getScale().convertToDouble();
-  View entries;
+  Type entryElt;
   int64_t ratio = 0, k = 0;
   View topk;
   if (op.getEntries()) {
     CompressedKVType et = op.getEntries().getType();
-    entries = View{ctx.states.lookup(op.getEntries()), et.getElementType()};
+    entryElt = et.getElementType();
     ratio = et.getRatio();
   }
   if (op.getTopk()) {
@@ -104,11 +105,16 @@ void Emitter::attention(SparseAttentionOp op) {
     return kb.add(inWindowOf(s), extra);
   };
   // Key j of token s: its vector, and whether it exists (a top-k slot may
-  // be -1).
+  // be -1). Positions from the call's first one come from the chunk; in a
+  // batched kernel only the token's own position (its chunk is itself), the
+  // others from its slot's ring and entries.
   auto keyAt = [&](Value s, Value j) -> std::pair<View, Value> {
     Value u = kb.add(firstOf(s), j);
-    Value inChunk = kb.le(ctx.startPos, u);
-    Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
+    Value chunkStart = ctx.batched ? pos(s) : ctx.startPos;
+    Value inChunk = kb.le(chunkStart, u);
+    Value chunkRow = ctx.batched ? s : kb.sub(u, ctx.startPos);
+    Value chunkPtr = kb.at(kv, kb.mul(chunkRow, c(d))).ptr;
+    View ring{stateOf(op.getRing(), s), ringElt};
     Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
     Value windowPtr = kb.select(inChunk, chunkPtr, ringPtr);
     Value yes = kb.eq(c(0), c(0));
@@ -124,14 +130,16 @@ void Emitter::attention(SparseAttentionOp op) {
       valid = kb.le(c(0), idx);
       e = kb.max(idx, c(0));
     }
+    View entries{stateOf(op.getEntries(), s), entryElt};
     Value entryPtr = kb.at(entries, kb.mul(e, c(d))).ptr;
     Value isWindow = kb.lt(j, inWindow);
     return {View{kb.select(isWindow, windowPtr, entryPtr), kv.elt},
             arith::OrIOp::create(kb.builder(), kb.getLoc(), isWindow, valid)};
   };
   // Phase 1: scores (-inf for a missing key), a warp per (token, head, key)
-  // with the lane-split dot; the last token has the most keys.
-  Value most = keysOf(kb.sub(S(), c(1)));
+  // with the lane-split dot; the last token has the most keys (a batched
+  // kernel: the token with the most).
+  Value most = mostOver(keysOf);
   kb.warpLoop(c(0), kb.mul(kb.mul(S(), c(h)), most), [&](Value e, Value lane) {
     Value sh = kb.div(e, most), j = kb.rem(e, most);
     Value s = kb.div(sh, c(h));

@@ -27,11 +27,6 @@ void Emitter::compress(CompressOp op) {
   Type entryElt = isa<CompressedKVType>(op.getEntries().getType())
                       ? cast<CompressedKVType>(op.getEntries().getType()).getElementType()
                       : cast<IndexerKeysType>(op.getEntries().getType()).getElementType();
-  // State layout: kv [slots, width] then score [slots, width], f32.
-  Value statePtr = ctx.states.lookup(op.getState());
-  View kvState{statePtr, kb.f32()};
-  View scoreState = kb.at(kvState, c(slots * width));
-  View entries{ctx.states.lookup(op.getEntries()), entryElt};
   WeightView wkv = w(op.getWkv()), wgate = w(op.getWgate()), ape = w(op.getApe());
   WeightView norm = w(op.getNorm());
   int64_t dm = wkv.cols;
@@ -49,8 +44,13 @@ void Emitter::compress(CompressOp op) {
                  lane);
   });
   // ... then tokens go through the state one at a time: an entry completes
-  // when the token closing its window has been written (spec §5.2).
+  // when the token closing its window has been written (spec §5.2). In a
+  // batched kernel each token goes through its own slot's state.
   kb.loop(c(0), S(), [&](Value s) {
+    // State layout: kv [slots, width] then score [slots, width], f32.
+    View kvState{stateOf(op.getState(), s), kb.f32()};
+    View scoreState = kb.at(kvState, c(slots * width));
+    View entries{stateOf(op.getEntries(), s), entryElt};
     Value p = pos(s);
     Value inWindow = kb.rem(p, c(m));
     Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
@@ -103,7 +103,6 @@ void Emitter::indexer(IndexerTopkOp op) {
   int64_t heads = op.getHeads(), topk = op.getTopk();
   WeightView wqb = w(op.getWqB()), wp = w(op.getWeightsProj());
   int64_t rank = wqb.cols, dm = wp.cols;
-  View keys{ctx.states.lookup(op.getKeys()), keysType.getElementType()};
   View qr = view(op.getQr()), x = view(op.getX()), out = view(op.getIndices());
   int64_t capacity = ctx.maxContext / m;
   View q = scratchF32(heads * di, 0);
@@ -134,12 +133,13 @@ void Emitter::indexer(IndexerTopkOp op) {
   // di channels in order, weighted by its head weight after the ReLU; the
   // lanes' sums meet in the warp's butterfly. The entry's key is read once
   // for all heads.
-  Value most = avail(kb.sub(S(), c(1)));
+  Value most = mostOver(avail);
   int64_t perLane = (heads + KernelBuilder::kLanes - 1) / KernelBuilder::kLanes;
   kb.warpLoop(c(0), kb.mul(S(), most), [&](Value e, Value lane) {
     Value s = kb.div(e, most), j = kb.rem(e, most);
     kb.ifThen(kb.lt(j, avail(s)), [&] {
       View qs = kb.at(qt, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
+      View keys{stateOf(op.getKeys(), s), keysType.getElementType()};
       View key = kb.at(keys, kb.mul(j, c(di)));
       Value score = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
         Value acc = kb.cf(0.0);
