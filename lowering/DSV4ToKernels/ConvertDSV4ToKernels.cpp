@@ -4,6 +4,7 @@
 #include "lowering/DSV4ToKernels/KernelABI.h"
 #include "lowering/DSV4ToKernels/KernelBuilder.h"
 #include "lowering/DSV4ToKernels/Passes.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
 #include "lowering/Target/TargetInfo.h"
 #include "lowering/TensorCore/Numerics.h"
@@ -84,6 +85,11 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   int64_t scratchPerToken = 0, scratchFixed = 0;
   useScratchArea(kb, ec, scratchBase, scratchPerToken, scratchFixed);
 
+  // --numerics=fast on sm_90a: the FP8 linear layers on tensor cores (its
+  // staging area is the scratch's first part).
+  std::unique_ptr<TensorCoreSplit> tensorCore =
+      TensorCoreSplit::create(func, kb, ec, target, container, symbol);
+  ec.tensorCore = tensorCore.get();
   // Step 1. The operands, slot by slot (KernelABI.h).
   Block &body = func.getBody().front();
   int64_t slot = (batched ? kSlotIdsSlot : kScratchSlot) + 1;
@@ -199,6 +205,8 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   return success();
 }
 
+  if (tensorCore && failed(tensorCore->finish(kernel)))
+    return failure();
 /// The dialects the kernels of target `spec` use (none for a bad spec: the
 /// pass reports it when it runs).
 void registerTargetDialects(StringRef spec, DialectRegistry &registry) {

@@ -27,6 +27,28 @@
 #define COMPRESSA_LOWERING_DSV4TOKERNELS_TENSORCOREGEMM_H
 
 #include "lowering/DSV4ToKernels/KernelBuilder.h"
+#include "lowering/DSV4ToKernels/OpEmitters.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
+#include <memory>
+
+namespace mlir::compressa {
+
+/// The steps of a kernel whose FP8 linear layers run on tensor cores
+/// (TensorCoreSplit): an ArrayAttr of dictionaries on the kernel's first
+/// part, in launch order: {part = "symbol"} launches that part of the
+/// kernel with the kernel's arguments; {gemm_n = N, gemm_k = K, weight_slot
+/// = i} launches the wgmma GEMM (lowering/TensorCore/WgmmaGemm.h, `program`)
+/// on the FP8 weight in the kernel's argument slot i (its Weight; its
+/// WeightScale is slot i + 1).
+inline constexpr llvm::StringLiteral kTensorCoreStepsAttr = "compressa.tc_steps";
+/// Pipeline stages of the GEMM kernels a program launches.
+inline constexpr int64_t kTensorCoreStages = 4;
+/// Bytes before the staging area's codes (the GEMM's output address).
+inline constexpr int64_t kStagingHeader = 64;
+
+} // namespace mlir::compressa
 
 namespace mlir::compressa::cpu {
 
@@ -43,6 +65,52 @@ void emitActQuant(KernelBuilder &kb, const View &x, int64_t xStride, Value rows,
 /// (`q`, `scales` as emitActQuant writes them) and the FP8 weight `w`.
 void emitFp8BlockGemm(KernelBuilder &kb, Value q, Value scales, Value rows,
                       const WeightView &w, const View &out);
+
+/// --numerics=fast on sm_90a: the kernel of a dispatch ends after each FP8
+/// linear layer's act_quant, the tensor-core GEMM runs as a launch of its
+/// own, and the kernel goes on in a new part (a kernel with the same
+/// argument vector). The quantised activations go to a staging area at the
+/// start of the kernel's scratch, at the same address on every call (its
+/// tensor map is built once, when the program is bound): byte 0 holds the
+/// output's address for the GEMM (it may lie in the scratch, at an offset
+/// that depends on the token count), byte 64 on the e4m3 codes [S, K], then
+/// their UE8M0 scales [S, ceil(K/128)]. Values a part uses from an earlier
+/// part (argument pointers, the token count, offsets computed from them)
+/// are computed again at the part's start.
+class TensorCoreSplit {
+public:
+  /// Null where the target has no tensor-core GEMM or no op of `func`
+  /// takes the fast path; otherwise reserves the staging area (call right
+  /// after useScratchArea, before anything else takes scratch).
+  static std::unique_ptr<TensorCoreSplit>
+  create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
+         const TargetInfo &target, Operation *container, StringRef symbol);
+
+  /// Whether this linear layer goes through the tensor-core GEMM.
+  bool handles(const WeightView &w, const View &out) const;
+  /// act_quant of x into the staging area, the output's address, the end
+  /// of the current part, the GEMM step, the start of the next part.
+  void linear(View x, int64_t xStride, const WeightView &w, View out);
+  /// After the emission (the last part returned): the values each part
+  /// takes from earlier parts computed again in it, the first part's
+  /// attributes (kernel name, ABI) on every part, the steps on the first.
+  LogicalResult finish(Operation *firstKernel);
+
+private:
+  TensorCoreSplit(KernelBuilder &kb, EmitContext &ec, const TargetInfo &target,
+                  Operation *container, StringRef symbol)
+      : kb(kb), ec(ec), target(target), container(container), symbol(symbol) {}
+  KernelBuilder &kb;
+  EmitContext &ec;
+  const TargetInfo &target;
+  Operation *container;
+  std::string symbol;
+  Value staging;
+  int64_t maxK = 0;
+  /// The parts after the first.
+  SmallVector<Operation *> parts;
+  SmallVector<Attribute> steps;
+};
 
 } // namespace mlir::compressa::cpu
 

@@ -4,6 +4,8 @@
 #include "lowering/KernelsToArtifact/SerializeArtifact.h"
 #include "dialects/DSV4/IR/DSV4Ops.h"
 #include "lowering/DSV4ToKernels/KernelABI.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+#include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/Target/CPU/CpuCodegen.h"
 #include "lowering/Target/CUDA/CudaCodegen.h"
 #include "lowering/Target/CUDA/CudaTarget.h"
@@ -15,6 +17,7 @@
 #include "llvm/Support/SHA256.h"
 
 #include <functional>
+#include <map>
 
 using namespace mlir;
 using namespace mlir::compressa;
@@ -48,6 +51,8 @@ private:
     std::vector<std::tuple<std::string, int64_t, int64_t>> buffers;
     uint32_t inputIds = 0, logits = 0;
     std::vector<std::pair<uint32_t, std::vector<LaunchArg>>> launches;
+    /// Tensor maps: source kind, index, offset, rows, cols.
+    std::vector<std::tuple<fb::ArgKind, uint32_t, uint64_t, uint64_t, uint64_t>> maps;
   };
   struct StateOut {
     std::string name;
@@ -64,6 +69,11 @@ private:
     SmallVector<AbiParam> params;
     /// A collective of the ranks (no symbol, no code), or None.
     fb::Collective collective = fb::Collective::None;
+    /// Dynamic shared memory; a tensor-core GEMM's blocks never meet.
+    int64_t shared = 0;
+    bool gridSync = true;
+    /// A kernel split around tensor-core GEMMs (TensorCoreGemm.h).
+    ArrayAttr steps;
   };
 
   LogicalResult kernels();
@@ -74,6 +84,12 @@ private:
   uint32_t expertTableOf(ParamOp param);
   /// The pseudo-kernel of a dsv4.all_reduce of `bytesPerToken` per token.
   uint32_t allReduceKernel(int64_t bytesPerToken);
+  /// The tensor-core GEMM kernel of an [n, k] FP8 weight in a program of
+  /// `maxTokens` tokens (WgmmaGemm.h, `program`).
+  uint32_t tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens);
+  /// The launches of a kernel split around tensor-core GEMMs.
+  LogicalResult tensorCoreSteps(LaunchOp launch, const KernelOut &kernel,
+                                const std::vector<LaunchArg> &args, ProgramOut &prog);
   /// The launch of a collective (a step of its own, never inside a kernel).
   LogicalResult collective(AllReduceOp op, ProgramOut &prog,
                            const std::function<void(Value, ArrayRef<int64_t>,
@@ -95,6 +111,7 @@ private:
   std::vector<std::pair<std::string, uint32_t>> expertTables;
   std::vector<uint32_t> expertFirst;
   llvm::DenseMap<int64_t, uint32_t> allReduceKernels;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, uint32_t> tensorCoreGemms;
   llvm::StringMap<uint32_t> expertTableByName;
   int64_t launches = 0;
   llvm::DenseMap<Value, uint32_t> bufferOf;
@@ -121,6 +138,7 @@ LogicalResult Serializer::kernels() {
     k.block = abi.getAs<IntegerAttr>("block").getInt();
     if (auto grid = abi.getAs<IntegerAttr>("grid"))
       k.grid = grid.getInt();
+    k.steps = op.getAttrOfType<ArrayAttr>(kTensorCoreStepsAttr);
     ArrayRef<int64_t> params = abi.getAs<DenseI64ArrayAttr>("params").asArrayRef();
     for (size_t i = 0; i + 2 < params.size(); i += 3)
       k.params.push_back({static_cast<fb::ArgKind>(params[i]), uint64_t(params[i + 1]),
@@ -236,6 +254,85 @@ uint32_t Serializer::allReduceKernel(int64_t bytesPerToken) {
   kernelList.push_back(std::move(k));
   allReduceKernels[bytesPerToken] = index;
   return index;
+}
+
+uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens) {
+  auto key = std::make_tuple(n, k, maxTokens);
+  auto it = tensorCoreGemms.find(key);
+  if (it != tensorCoreGemms.end())
+    return it->second;
+  WgmmaGemmShape shape;
+  shape.n = n;
+  shape.k = k;
+  shape.stages = kTensorCoreStages;
+  shape.program = true;
+  KernelOut out;
+  out.name = "tensor_core_gemm_n" + std::to_string(n) + "_k" + std::to_string(k);
+  out.symbol = shape.name();
+  // The staging area it reads (TensorCoreGemm.h): codes and scales of
+  // max_tokens rows after the 64-byte header.
+  out.scratchPerToken = k + shape.kBlocks();
+  out.scratch = kStagingHeader;
+  out.block = WgmmaGemmShape::kThreads;
+  out.grid = shape.nTiles() * ((maxTokens + WgmmaGemmShape::kTile - 1) /
+                               WgmmaGemmShape::kTile);
+  out.shared = shape.sharedBytes();
+  out.gridSync = false;
+  out.params = {{fb::ArgKind::Tokens, 0, 0},
+                {fb::ArgKind::StartPos, 0, 0},
+                {fb::ArgKind::Scratch, 0, 0},
+                {fb::ArgKind::TensorMap, 0, 0},
+                {fb::ArgKind::TensorMap, 0, 0},
+                {fb::ArgKind::WeightScale, 0, uint64_t(shape.nTiles() * shape.kBlocks())}};
+  uint32_t index = kernelList.size();
+  kernelList.push_back(std::move(out));
+  tensorCoreGemms[key] = index;
+  return index;
+}
+
+LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kernel,
+                                          const std::vector<LaunchArg> &args,
+                                          ProgramOut &prog) {
+  auto mapOf = [&](fb::ArgKind source, uint32_t index, uint64_t offset,
+                   uint64_t rows, uint64_t cols) -> uint32_t {
+    auto map = std::make_tuple(source, index, offset, rows, cols);
+    auto found = llvm::find(prog.maps, map);
+    if (found != prog.maps.end())
+      return uint32_t(found - prog.maps.begin());
+    prog.maps.push_back(map);
+    return uint32_t(prog.maps.size() - 1);
+  };
+  for (Attribute a : kernel.steps) {
+    auto step = cast<DictionaryAttr>(a);
+    if (auto part = step.getAs<StringAttr>("part")) {
+      auto it = kernelBySymbol.find(part.getValue());
+      if (it == kernelBySymbol.end())
+        return launch.emitOpError() << "internal error: no kernel part " << part;
+      prog.launches.push_back({it->second, args});
+      ++launches;
+      continue;
+    }
+    int64_t n = step.getAs<IntegerAttr>("gemm_n").getInt();
+    int64_t k = step.getAs<IntegerAttr>("gemm_k").getInt();
+    size_t slot = step.getAs<IntegerAttr>("weight_slot").getInt();
+    if (slot >= args.size() || args[slot].kind != fb::ArgKind::Weight)
+      return launch.emitOpError() << "internal error: the tensor-core GEMM's "
+                                     "weight slot "
+                                  << slot << " holds no weight";
+    uint32_t w = args[slot].index;
+    uint32_t gemm = tensorCoreGemmKernel(n, k, prog.maxTokens);
+    uint32_t amap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, prog.maxTokens, k);
+    uint32_t wmap = mapOf(fb::ArgKind::Weight, w, 0, n, k);
+    prog.launches.push_back({gemm,
+                             {{fb::ArgKind::Tokens, 0},
+                              {fb::ArgKind::StartPos, 0},
+                              {fb::ArgKind::Scratch, 0},
+                              {fb::ArgKind::TensorMap, amap},
+                              {fb::ArgKind::TensorMap, wmap},
+                              {fb::ArgKind::WeightScale, w}}});
+    ++launches;
+  }
+  return success();
 }
 
 LogicalResult Serializer::collective(
@@ -368,6 +465,11 @@ LogicalResult Serializer::program(func::FuncOp func) {
       return launch.emitOpError() << "passes " << args.size() << " arguments, "
                                   << callee << " takes "
                                   << kernelList[kit->second].params.size();
+    if (kernelList[kit->second].steps) {
+      if (failed(tensorCoreSteps(launch, kernelList[kit->second], args, prog)))
+        return failure();
+      continue;
+    }
     prog.launches.push_back({kit->second, std::move(args)});
     ++launches;
   }
@@ -420,6 +522,25 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
     copts.features = cudaTarget->features();
     copts.toolkitPath = opts.cudaToolkit;
     copts.dumpDir = opts.dumpDir;
+    // The tensor-core GEMMs the programs launch, generated apart.
+    for (auto &[key, index] : tensorCoreGemms) {
+      WgmmaGemmShape shape;
+      shape.n = std::get<0>(key);
+      shape.k = std::get<1>(key);
+      shape.stages = kTensorCoreStages;
+      shape.program = true;
+      if (llvm::any_of(tensorCoreGemms, [&](auto &other) {
+            return other.second < index && std::get<0>(other.first) == shape.n &&
+                   std::get<1>(other.first) == shape.k;
+          }))
+        continue; // The same kernel for another program's max_tokens.
+      std::string error;
+      std::string ptx = wgmmaGemmPtx(shape, chip, error);
+      if (ptx.empty())
+        return module.emitError() << "the tensor-core GEMM " << shape.name() << ": "
+                                  << error;
+      copts.extraPtx.push_back(std::move(ptx));
+    }
     FailureOr<cuda::CudaBinary> bin = cuda::compileToCuda(module, copts);
     if (failed(bin))
       return failure();
@@ -449,9 +570,13 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
         as.push_back(fb::CreateArg(fbb, a.kind, a.index));
       ls.push_back(fb::CreateLaunchDirect(fbb, k, &as));
     }
+    std::vector<flatbuffers::Offset<fb::TensorMap>> maps;
+    for (auto &[source, index, offset, rows, cols] : p.maps)
+      maps.push_back(fb::CreateTensorMap(fbb, source, index, offset, rows, cols));
     progs.push_back(fb::CreateProgramDirect(fbb, p.name.c_str(), p.maxTokens,
                                             p.arena, &bufs, p.inputIds,
-                                            p.logits, &ls));
+                                            p.logits, &ls,
+                                            maps.empty() ? nullptr : &maps));
   }
   // Launch geometry: `grid` blocks of the kernel's threads (1 on the CPU)
   // sharing the dispatch's loops; several blocks meet at grid barriers.
@@ -462,8 +587,9 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
       params.push_back(fb::CreateParam(fbb, p.kind, p.bytesPerToken, p.bytes));
     ks.push_back(fb::CreateKernelDirect(fbb, k.name.c_str(), k.symbol.c_str(),
                                         k.scratchPerToken, k.scratch, k.grid,
-                                        k.block, /*shared_bytes=*/0, &params,
-                                        /*grid_sync=*/k.grid > 1, k.collective));
+                                        k.block, k.shared, &params,
+                                        /*grid_sync=*/k.grid > 1 && k.gridSync,
+                                        k.collective));
   }
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)

@@ -9,6 +9,9 @@
 #include "lowering/TensorCore/WgmmaGemm.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Dialect/GPU/Pipelines/Passes.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
@@ -20,6 +23,8 @@ using namespace mlir;
 using namespace mlir::compressa;
 
 std::string WgmmaGemmShape::name() const {
+  if (program)
+    return llvm::formatv("compressa_tc_gemm_n{0}_k{1}_s{2}", n, k, stages).str();
   return llvm::formatv("compressa_fp8_gemm_n{0}_k{1}", n, k).str();
 }
 
@@ -102,7 +107,7 @@ void Writer::loads(llvm::StringRef stage, llvm::StringRef kb) {
 }
 
 void Writer::module() {
-  int64_t kBlocks = s.k / 128;
+  int64_t kBlocks = s.kBlocks();
   std::string acc = "!nvgpu.warpgroup.accumulator<fragmented = vector<64x128xf32>>";
   std::string dA = "!nvgpu.warpgroup.descriptor<tensor = memref<64x32xf8E4M3FN, "
                    "#gpu.address_space<workgroup>>>";
@@ -127,10 +132,37 @@ void Writer::module() {
   os << "module attributes {gpu.container_module} {\n";
   // The target (chip, +ptx80, O3) is attached by the lowering pipeline.
   os << "gpu.module @compressa_tc {\n";
-  os << "  gpu.func @" << s.name()
-     << "(%ap: !llvm.ptr, %wp: !llvm.ptr, %sa: !llvm.ptr, %sw: !llvm.ptr, "
-        "%y: !llvm.ptr, %m32: i32) kernel attributes {known_block_size = "
-        "array<i32: 384, 1, 1>} {\n";
+  if (s.program) {
+    // The program's argument vector (WgmmaGemm.h): the token count behind
+    // slot 0, the staging area (slot 2) holding the output's address, the
+    // codes and their scales, the maps and the weight's scales.
+    os << "  gpu.func @" << s.name()
+       << "(%argv: !llvm.ptr) kernel attributes {known_block_size = "
+          "array<i32: 384, 1, 1>} {\n";
+    auto slot = [&](int i, llvm::StringRef name) {
+      os << "    %slot" << i << " = llvm.getelementptr %argv[" << i
+         << "] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr\n";
+      os << "    " << name << " = llvm.load %slot" << i
+         << " : !llvm.ptr -> !llvm.ptr\n";
+    };
+    slot(0, "%tokp");
+    slot(2, "%stage");
+    slot(3, "%ap");
+    slot(4, "%wp");
+    slot(5, "%sw");
+    os << "    %m64 = llvm.load %tokp : !llvm.ptr -> i64\n"
+          "    %m32 = arith.trunci %m64 : i64 to i32\n"
+          "    %y = llvm.load %stage : !llvm.ptr -> !llvm.ptr\n"
+          "    %codes = llvm.getelementptr %stage[64] : (!llvm.ptr) -> !llvm.ptr, i8\n"
+       << "    %cK64 = arith.constant " << s.k << " : i64\n"
+       << "    %saOff = arith.muli %m64, %cK64 : i64\n"
+          "    %sa = llvm.getelementptr %codes[%saOff] : (!llvm.ptr, i64) -> !llvm.ptr, i8\n";
+  } else {
+    os << "  gpu.func @" << s.name()
+       << "(%ap: !llvm.ptr, %wp: !llvm.ptr, %sa: !llvm.ptr, %sw: !llvm.ptr, "
+          "%y: !llvm.ptr, %m32: i32) kernel attributes {known_block_size = "
+          "array<i32: 384, 1, 1>} {\n";
+  }
   os << "    %amap = builtin.unrealized_conversion_cast %ap : !llvm.ptr to !map\n";
   os << "    %wmap = builtin.unrealized_conversion_cast %wp : !llvm.ptr to !map\n";
   os << "    %c0 = arith.constant 0 : index\n"
@@ -153,11 +185,21 @@ void Writer::module() {
   os << "    %cKB = arith.constant " << kBlocks << " : index\n";
   os << "    %cStages = arith.constant " << s.stages << " : index\n";
   os << "    %m = arith.index_cast %m32 : i32 to index\n";
-  os << "    %tid = gpu.thread_id x\n"
-        "    %bx = gpu.block_id x\n"
-        "    %by = gpu.block_id y\n"
-        "    %n0 = arith.muli %bx, %c128 : index\n"
+  os << "    %tid = gpu.thread_id x\n";
+  if (s.program) {
+    // A 1-D grid of N tiles x the most M tiles; the tiles past M idle.
+    os << "    %cNT = arith.constant " << s.nTiles() << " : index\n"
+       << "    %bid = gpu.block_id x\n"
+          "    %bx = arith.remui %bid, %cNT : index\n"
+          "    %by = arith.divui %bid, %cNT : index\n";
+  } else {
+    os << "    %bx = gpu.block_id x\n"
+          "    %by = gpu.block_id y\n";
+  }
+  os << "    %n0 = arith.muli %bx, %c128 : index\n"
         "    %m0 = arith.muli %by, %c128 : index\n"
+        "    %active = arith.cmpi ult, %m0, %m : index\n"
+        "    scf.if %active {\n"
         "    %wg = arith.divui %tid, %c128 : index\n"
         "    %t = arith.remui %tid, %c128 : index\n"
         "    %warp = arith.divui %t, %c32 : index\n"
@@ -303,6 +345,15 @@ void Writer::module() {
     for (int j = 0; j < 64; j += 2) {
       if ((j / 2) % 2 != half)
         continue;
+      // Columns past N (a last partial N tile read zero weights): the pair
+      // is wholly in or out, N being even.
+      bool masked = s.n % 128 != 0;
+      if (masked) {
+        std::string col = op("arith.addi", colBase, ci(8 * (j / 4)));
+        std::string in = v();
+        os << "    " << in << " = arith.cmpi ult, " << col << ", %cN : index\n";
+        os << "    scf.if " << in << " {\n";
+      }
       std::string idx = op("arith.addi", base, ci(8 * (j / 4)));
       std::string i = i64(idx);
       std::string p = v(), pair = v();
@@ -312,10 +363,13 @@ void Writer::module() {
          << "] : (!llvm.ptr, i64) -> !llvm.ptr, f32\n";
       os << "    llvm.store " << pair << ", " << p
          << " {alignment = 8 : i64} : vector<2xf32>, !llvm.ptr\n";
+      if (masked)
+        os << "    }\n";
     }
     os << "    }\n";
   }
   os << "    }\n";
+  os << "    }\n"; // %active
   os << "    gpu.return\n  }\n}\n}\n";
 }
 
@@ -323,10 +377,13 @@ void Writer::module() {
 
 std::string compressa::wgmmaGemmModuleText(const WgmmaGemmShape &shape,
                                            llvm::StringRef chip, std::string &error) {
-  if (shape.n <= 0 || shape.k <= 0 || shape.n % 128 || shape.k % 128) {
+  // Partial tiles of N and K read zeros (the maps' out-of-bounds fill);
+  // the bulk copies need rows of whole 16-byte units.
+  int64_t unit = shape.program ? 16 : 128;
+  if (shape.n <= 0 || shape.k <= 0 || shape.n % unit || shape.k % unit) {
     error = llvm::formatv("the FP8 GEMM needs N and K positive multiples of "
-                          "128, got N = {0}, K = {1}",
-                          shape.n, shape.k);
+                          "{2}, got N = {0}, K = {1}",
+                          shape.n, shape.k, unit);
     return "";
   }
   if (shape.stages < 1 || shape.stages > 6) {
@@ -378,4 +435,15 @@ std::string compressa::wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &
   if (ptx.empty())
     error = "gpu-module-to-binary produced no PTX";
   return ptx;
+}
+
+std::string compressa::wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
+                                    std::string &error) {
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registerAllGPUToLLVMIRTranslations(registry);
+  MLIRContext context(registry, MLIRContext::Threading::DISABLED);
+  context.loadAllAvailableDialects();
+  return wgmmaGemmPtx(context, shape, chip, error);
 }

@@ -37,6 +37,18 @@
 // grid (N/128, ceil(M/128)), kThreads (384) threads, sharedBytes() of
 // dynamic shared memory.
 //
+// With `program` (a launch of a prefill program, runtime/format/artifact.fbs)
+// the kernel is @compressa_tc_gemm_n<N>_k<K>_s<stages>(argv) like the
+// program's other kernels: argv[0] -> the token count M (a device int64),
+// argv[2] -> the staging area the kernel before it filled
+// (TensorCoreGemm.h): the address of y at byte 0, the codes a [maxTokens
+// rows, K] at byte 64, their scales [M, ceil(K/128)] right after M rows of
+// codes; argv[3], argv[4] -> the tensor maps of a and w; argv[5] -> sw.
+// The grid is 1-D, nTiles() x ceil(maxTokens/128) blocks, the tiles at or
+// past M idle, so the launch (and a CUDA graph holding it) serves every M.
+// N and K need only be multiples of 16: the maps read the columns past K
+// and the weight rows past N as zeros, and columns past N are not stored.
+//
 //===----------------------------------------------------------------------===//
 #ifndef COMPRESSA_LOWERING_TENSORCORE_WGMMAGEMM_H
 #define COMPRESSA_LOWERING_TENSORCORE_WGMMAGEMM_H
@@ -50,8 +62,13 @@
 namespace mlir::compressa {
 
 struct WgmmaGemmShape {
-  int64_t n = 0, k = 0; ///< multiples of 128
+  int64_t n = 0, k = 0; ///< multiples of 128 (of 16 with `program`)
   int64_t stages = 4;   ///< shared-memory buffers of (a, w) tiles
+  /// The kernel of a program (the prefill's FP8 linear layers): argv ABI,
+  /// 1-D grid, partial N and K tiles (see above).
+  bool program = false;
+  int64_t nTiles() const { return (n + kTile - 1) / kTile; }
+  int64_t kBlocks() const { return (k + kTile - 1) / kTile; }
   /// The kernel's symbol.
   std::string name() const;
   /// Dynamic shared memory of one block (the tiles and 1 KiB to align them).
@@ -68,6 +85,11 @@ std::string wgmmaGemmModuleText(const WgmmaGemmShape &shape, llvm::StringRef chi
 /// (NVGPU -> NVVM -> NVPTX); empty with `error` set on failure.
 std::string wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &shape,
                          llvm::StringRef chip, std::string &error);
+
+/// The same in a context of its own, with every dialect the kernel's text
+/// and its lowering need (the compiler's context holds only its own).
+std::string wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
+                         std::string &error);
 
 } // namespace mlir::compressa
 

@@ -47,6 +47,11 @@ static cl::opt<int64_t> k("k", cl::desc("Input features K (multiple of 128)"),
 static cl::opt<int64_t> stages("stages",
                                cl::desc("Shared-memory buffers (1..6)"),
                                cl::init(4), cl::cat(category));
+static cl::opt<bool> program(
+    "program",
+    cl::desc("The kernel a prefill program launches (argument vector, 1-D "
+             "grid, N and K multiples of 16; WgmmaGemm.h)"),
+    cl::init(false), cl::cat(category));
 static cl::opt<std::string> chip("chip", cl::desc("CUDA chip (sm_90a)"),
                                  cl::init("sm_90a"), cl::cat(category));
 static cl::opt<std::string> actTarget(
@@ -74,6 +79,7 @@ int main(int argc, char **argv) {
   shape.n = n;
   shape.k = k;
   shape.stages = stages;
+  shape.program = program;
   std::string error;
   std::string out;
   if (kernel == Kernel::ActQuant) {

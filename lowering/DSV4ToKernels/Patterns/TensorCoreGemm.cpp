@@ -4,8 +4,15 @@
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 #include "lowering/DSV4ToKernels/Emitter.h"
 
+#include "lowering/TensorCore/Numerics.h"
+#include "dialects/DSV4/IR/DSV4Ops.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 
 using namespace mlir;
 using namespace mlir::compressa::cpu;
@@ -150,8 +157,195 @@ void mlir::compressa::cpu::emitFp8BlockGemm(KernelBuilder &kb, Value q,
   });
 }
 
+//===----------------------------------------------------------------------===//
+// TensorCoreSplit
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The argument slot i when `v` is the load of argv[i] (KernelBuilder's
+/// loadPtr of a constant slot), or -1.
+int64_t argvSlot(Value v, Value argv) {
+  auto load = v.getDefiningOp<LLVM::LoadOp>();
+  auto gep = load ? load.getAddr().getDefiningOp<LLVM::GEPOp>() : nullptr;
+  if (!gep || gep.getBase() != argv || gep.getIndices().size() != 1)
+    return -1;
+  auto index = gep.getIndices()[0];
+  if (auto attr = llvm::dyn_cast_if_present<IntegerAttr>(index))
+    return attr.getInt();
+  Value dyn = llvm::dyn_cast_if_present<Value>(index);
+  APInt c;
+  if (dyn && matchPattern(dyn, m_ConstantInt(&c)))
+    return c.getSExtValue();
+  return -1;
+}
+
+/// Whether `load` reads the argument vector itself (a slot's pointer) or a
+/// scalar behind a slot (the token count, the start position): memory no
+/// kernel writes, so reading it again in a later part gives the same value.
+bool readsArguments(LLVM::LoadOp load, ArrayRef<Block *> entries) {
+  auto isArgv = [&](Value v) {
+    auto arg = dyn_cast<BlockArgument>(v);
+    return arg && arg.getArgNumber() == 0 && llvm::is_contained(entries, arg.getOwner());
+  };
+  auto slotAddress = [&](Value addr) {
+    auto gep = addr.getDefiningOp<LLVM::GEPOp>();
+    return isArgv(addr) || (gep && isArgv(gep.getBase()));
+  };
+  Value addr = load.getAddr();
+  if (slotAddress(addr))
+    return true;
+  auto inner = addr.getDefiningOp<LLVM::LoadOp>();
+  return inner && slotAddress(inner.getAddr());
+}
+
+} // namespace
+
+std::unique_ptr<TensorCoreSplit>
+TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
+                        const TargetInfo &target, Operation *container,
+                        StringRef symbol) {
+  // wgmma and the bulk tensor copies: sm_90a only.
+  if (!StringRef(target.name()).starts_with("cuda:sm_90a"))
+    return nullptr;
+  int64_t maxK = 0;
+  func.walk([&](Operation *op) {
+    if (!usesFastLinear(op))
+      return;
+    for (Type t : op->getOperandTypes()) {
+      auto w = dyn_cast<dsv4::WeightType>(t);
+      if (w && w.getRank() == 2 && isa<Float8E4M3FNType>(w.getElementType()) &&
+          w.getShape()[0] % 16 == 0 && w.getShape()[1] % 16 == 0)
+        maxK = std::max(maxK, w.getShape()[1]);
+    }
+  });
+  if (maxK == 0)
+    return nullptr;
+  std::unique_ptr<TensorCoreSplit> split(
+      new TensorCoreSplit(kb, ec, target, container, symbol));
+  split->maxK = maxK;
+  // The first part of the scratch: at offset 0 whatever S is.
+  split->staging = ec.scratch(maxK + (maxK + kQuantBlock - 1) / kQuantBlock,
+                              kStagingHeader);
+  return split;
+}
+
+bool TensorCoreSplit::handles(const WeightView &w, const View &out) const {
+  return isa<Float8E4M3FNType>(w.elt) && w.scale && w.rows % 16 == 0 &&
+         w.cols % 16 == 0 && w.cols <= maxK && out.elt.isF32() &&
+         argvSlot(w.data, Value(w.data).getParentBlock()->getArgument(0)) >= 0;
+}
+
+void TensorCoreSplit::linear(View x, int64_t xStride, const WeightView &w, View out) {
+  OpBuilder &b = kb.builder();
+  Location loc = kb.getLoc();
+  Type i8 = b.getI8Type();
+  int64_t k = w.cols;
+  Value codes = kb.offset(i8, staging, kb.c(kStagingHeader));
+  Value scales = kb.offset(i8, codes, kb.mul(ec.tokens, kb.c(k)));
+  emitActQuant(kb, x, xStride, ec.tokens, k, codes, scales);
+  // The GEMM's output address (a view in the scratch moves with S).
+  kb.single([&] { kb.store(out.ptr, staging, kb.c(0)); });
+  int64_t slot = argvSlot(w.data, Value(w.data).getParentBlock()->getArgument(0));
+  target.createReturn(b, loc);
+
+  std::string next = symbol + "_p" + std::to_string(parts.size() + 1);
+  steps.push_back(b.getDictionaryAttr(
+      {b.getNamedAttr("gemm_n", b.getI64IntegerAttr(w.rows)),
+       b.getNamedAttr("gemm_k", b.getI64IntegerAttr(k)),
+       b.getNamedAttr("weight_slot", b.getI64IntegerAttr(slot))}));
+  steps.push_back(b.getDictionaryAttr({b.getNamedAttr("part", b.getStringAttr(next))}));
+  Block *entry = target.createKernel(b, loc, container, next);
+  parts.push_back(entry->getParentOp());
+  b.setInsertionPointToStart(entry);
+}
+
+LogicalResult TensorCoreSplit::finish(Operation *firstKernel) {
+  if (parts.empty())
+    return success();
+  MLIRContext *ctx = firstKernel->getContext();
+  SmallVector<Block *> entries = {&firstKernel->getRegion(0).front()};
+  for (Operation *part : parts)
+    entries.push_back(&part->getRegion(0).front());
+
+  for (auto [i, part] : llvm::enumerate(parts)) {
+    Block &entry = part->getRegion(0).front();
+    Value argv = entry.getArgument(0);
+    IRMapping map;
+    OpBuilder b(ctx);
+    b.setInsertionPointToStart(&entry);
+    Operation *failedAt = nullptr;
+    std::function<Value(Value)> local = [&](Value v) -> Value {
+      if (Value m = map.lookupOrNull(v))
+        return m;
+      if (auto arg = dyn_cast<BlockArgument>(v)) {
+        if (arg.getArgNumber() != 0 || !llvm::is_contained(entries, arg.getOwner()))
+          return nullptr;
+        map.map(v, argv);
+        return argv;
+      }
+      Operation *def = v.getDefiningOp();
+      auto load = dyn_cast<LLVM::LoadOp>(def);
+      bool again = load ? readsArguments(load, entries)
+                        : isMemoryEffectFree(def) && def->getNumRegions() == 0;
+      if (!again || !llvm::is_contained(entries, def->getBlock())) {
+        failedAt = def;
+        return nullptr;
+      }
+      for (Value operand : def->getOperands())
+        if (!local(operand))
+          return nullptr;
+      Operation *copy = b.clone(*def, map);
+      b.setInsertionPointAfter(copy);
+      return map.lookup(v);
+    };
+    SmallVector<OpOperand *> outside;
+    part->walk([&](Operation *op) {
+      for (OpOperand &use : op->getOpOperands())
+        if (!part->isAncestor(use.get().getParentRegion()->getParentOp()))
+          outside.push_back(&use);
+    });
+    for (OpOperand *use : outside) {
+      Value v = local(use->get());
+      if (!v) {
+        InFlightDiagnostic diag =
+            firstKernel->emitError()
+            << "internal error: part " << i + 1
+            << " of the kernel (after a tensor-core GEMM) uses a value of an "
+               "earlier part that cannot be computed again";
+        if (failedAt)
+          diag.attachNote(failedAt->getLoc()) << "computed by " << *failedAt;
+        return diag;
+      }
+      use->set(v);
+    }
+  }
+
+  // Every part is a kernel like the first: its name, ABI and attributes.
+  auto name = firstKernel->getAttrOfType<StringAttr>(kKernelAttr);
+  for (auto [i, part] : llvm::enumerate(parts)) {
+    // The dialect attributes (dsv4.kernel, dsv4.abi, nvvm.maxnreg, ...),
+    // not the function's own (its symbol, type, block size).
+    for (NamedAttribute a : firstKernel->getAttrs())
+      if (a.getName().getValue().contains('.') &&
+          a.getName().getValue() != "gpu.kernel")
+        part->setAttr(a.getName(), a.getValue());
+    if (name)
+      part->setAttr(kKernelAttr, StringAttr::get(ctx, name.str() + "#" +
+                                                         std::to_string(i + 1)));
+  }
+  SmallVector<Attribute> all = {DictionaryAttr::get(
+      ctx, {NamedAttribute(StringAttr::get(ctx, "part"),
+                           SymbolTable::getSymbolName(firstKernel))})};
+  llvm::append_range(all, steps);
+  firstKernel->setAttr(kTensorCoreStepsAttr, ArrayAttr::get(ctx, all));
+  return success();
+}
+
 void Emitter::fastLinearTokens(View x, int64_t xStride, const WeightView &wt,
                                View out) {
+  if (ctx.tensorCore && ctx.tensorCore->handles(wt, out))
+    return ctx.tensorCore->linear(x, xStride, wt, out);
   int64_t k = wt.cols, blocks = (k + kQuantBlock - 1) / kQuantBlock;
   Value q = ctx.scratch(k, 0), scales = ctx.scratch(blocks, 0);
   emitActQuant(kb, x, xStride, S(), k, q, scales);

@@ -69,6 +69,12 @@ compressa::cuda::compileToCuda(ModuleOp module, const CudaCodegenOptions &option
     if (binary.ptx.empty())
       return emitError(loc) << "gpu-module-to-binary produced no PTX";
   }
+  for (const std::string &extra : options.extraPtx) {
+    // Everything after the module header.
+    size_t at = extra.find(".address_size");
+    at = at == std::string::npos ? 0 : extra.find('\n', at);
+    binary.ptx += "\n" + extra.substr(at == std::string::npos ? 0 : at);
+  }
 
   // Step 2. The cubin: ptxas of the toolkit on that PTX (one trip through
   // the NVPTX back end instead of two).

@@ -14,6 +14,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <string>
+#include <vector>
 
 namespace mlir::compressa::cuda {
 
@@ -24,6 +25,10 @@ struct CudaCodegenOptions {
   std::string toolkitPath = "/usr/local/cuda";
   /// Where to write `kernels.ptx` and `kernels.cubin` (empty = nowhere).
   std::string dumpDir;
+  /// Kernels generated apart (the tensor-core GEMMs, lowering/TensorCore):
+  /// PTX modules for the same chip whose entries are appended to the
+  /// kernels' PTX (their .version/.target/.address_size lines dropped).
+  std::vector<std::string> extraPtx;
 };
 
 struct CudaBinary {
