@@ -217,6 +217,10 @@ CpuBackend::prepareProgram(const std::string &, std::vector<LaunchPlan> plans,
       case LaunchArg::Kind::StartPos:
         launch.startSlots.push_back(static_cast<uint32_t>(a));
         break;
+      case LaunchArg::Kind::TensorMap:
+        // The reader refuses them outside CUDA artifacts.
+        return COMPRESSA_ERROR(Internal,
+                               "launch %zu: a tensor map on the CPU", l);
       }
     }
   }

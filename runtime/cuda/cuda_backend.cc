@@ -46,6 +46,8 @@ struct CudaProgram final : public BackendProgram {
   std::vector<CudaLaunch> launches;
   /// All argument vectors of the program, one after the other.
   CudaMemory argvs;
+  /// The CUtensorMaps of its TensorMap arguments (64-byte aligned each).
+  CudaMemory tensorMaps;
   /// Run as a graph (captured on the first run).
   bool graphEnabled = false;
   CudaGraph graph;
@@ -316,10 +318,45 @@ CudaBackend::prepareProgram(const std::string &name,
   // device addresses, with Tokens/StartPos pointing into the scalar pair.
   std::vector<uint64_t> words;
   std::vector<size_t> firstWord(plans.size(), 0);
+  // Tensor maps: encoded here, once (the weights and the scratch area stay
+  // where they are), uploaded below; mapWords[i] is the argv word of maps[i].
+  std::vector<CUtensorMap> maps;
+  std::vector<size_t> mapWords;
   for (size_t l = 0; l < plans.size(); ++l) {
     firstWord[l] = words.size();
     for (const LaunchArg &arg : plans[l].args) {
       switch (arg.kind) {
+      case LaunchArg::Kind::TensorMap: {
+        const CudaDriver &d = dev->driver();
+        if (!d.cuTensorMapEncodeTiled)
+          return COMPRESSA_ERROR(Unavailable,
+                                 "%s: launch %zu needs a tensor map, but the "
+                                 "CUDA driver has no cuTensorMapEncodeTiled "
+                                 "(CUDA 12 or newer)",
+                                 what.c_str(), l);
+        // e4m3 bytes [rows, cols] in 128 x 128 boxes, 128-byte swizzle,
+        // out-of-bounds elements read as zero (artifact.fbs, TensorMap).
+        CUtensorMap map;
+        cuuint64_t dims[2] = {cuuint64_t(arg.cols), cuuint64_t(arg.rows)};
+        cuuint64_t strides[1] = {cuuint64_t(arg.cols)};
+        cuuint32_t box[2] = {128, 128}, elementStrides[2] = {1, 1};
+        COMPRESSA_CUDA_RETURN_IF_ERROR(
+            d.cuTensorMapEncodeTiled(
+                &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2,
+                reinterpret_cast<void *>(static_cast<uintptr_t>(arg.address)),
+                dims, strides, box, elementStrides,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+            "%s: the tensor map of launch %zu (%llu x %llu bytes at 0x%llx)",
+            what.c_str(), l, static_cast<unsigned long long>(arg.rows),
+            static_cast<unsigned long long>(arg.cols),
+            static_cast<unsigned long long>(arg.address));
+        mapWords.push_back(words.size());
+        maps.push_back(map);
+        words.push_back(0);
+        break;
+      }
       case LaunchArg::Kind::Address:
         words.push_back(arg.address);
         break;
@@ -331,6 +368,19 @@ CudaBackend::prepareProgram(const std::string &name,
         break;
       }
     }
+  }
+
+  if (!maps.empty()) {
+    uint64_t mapBytes = uint64_t(maps.size()) * sizeof(CUtensorMap);
+    std::string mapsWhat =
+        path + ": the tensor maps of program '" + printable(name) + "'";
+    COMPRESSA_ASSIGN_OR_RETURN(program->tensorMaps,
+                               dev->allocate(mapBytes, mapsWhat));
+    COMPRESSA_RETURN_IF_ERROR(dev->copyToDevice(
+        program->tensorMaps.address(), maps.data(), mapBytes, mapsWhat));
+    for (size_t i = 0; i < maps.size(); ++i)
+      words[mapWords[i]] =
+          program->tensorMaps.address() + uint64_t(i) * sizeof(CUtensorMap);
   }
 
   // Step 2. Upload them once; they never change.

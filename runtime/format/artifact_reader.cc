@@ -420,6 +420,78 @@ Status checkArgAgainstParam(const Artifact &artifact,
   }
 }
 
+/// A TensorMap argument needs the CUDA target (the maps are CUtensorMaps).
+Status validateTensorMap(const Artifact &artifact, const fb::Program &,
+                         const fb::Kernel &kernel, const char *x) {
+  if (artifact.root().target() != fb::Target::Cuda)
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: a TensorMap argument (kernel %s), but the "
+                           "artifact's target is not cuda",
+                           x, quoted(kernel.name()).c_str());
+  return okStatus();
+}
+
+/// program.tensor_maps[index] as a TensorMap argument of `kernel` uses it:
+/// an e4m3 matrix inside the weight or inside the kernel's scratch area.
+Status validateTensorMapEntry(const Artifact &artifact,
+                              const fb::Program &program,
+                              const fb::Kernel &kernel, const fb::TensorMap &map,
+                              uint32_t index, const char *x) {
+  const fb::Artifact &root = artifact.root();
+  std::string at = std::string(x) + ": tensor_maps[" + std::to_string(index) + "]";
+  const char *w = at.c_str();
+  uint64_t bytes;
+  if (map.rows() < 1 || map.cols() < 16 || map.cols() % 16 != 0 ||
+      __builtin_mul_overflow(map.rows(), map.cols(), &bytes))
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: %llu rows x %llu columns, expected rows >= 1 "
+                           "and columns a positive multiple of 16",
+                           w, static_cast<unsigned long long>(map.rows()),
+                           static_cast<unsigned long long>(map.cols()));
+  switch (map.source()) {
+  case fb::ArgKind::Weight: {
+    if (map.index() >= sizeOf(root.weights()))
+      return COMPRESSA_ERROR(OutOfRange,
+                             "%s: weight index %u is out of range (the "
+                             "artifact has %u weights)",
+                             w, map.index(), sizeOf(root.weights()));
+    const fb::Weight &weight = *root.weights()->Get(map.index());
+    uint64_t weightBytes = 0;
+    bool ok = tensorBytes(weight.dtype(), weight.shape(), weightBytes);
+    if (view(weight.dtype()) != "F8_E4M3" || !ok || map.offset() != 0 ||
+        bytes != weightBytes)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: %llu x %llu e4m3 bytes at offset %llu of "
+                             "weights[%u] (%s, %s), expected the whole F8_E4M3 "
+                             "weight",
+                             w, static_cast<unsigned long long>(map.rows()),
+                             static_cast<unsigned long long>(map.cols()),
+                             static_cast<unsigned long long>(map.offset()),
+                             map.index(), quoted(weight.name()).c_str(),
+                             std::string(view(weight.dtype())).c_str());
+    return okStatus();
+  }
+  case fb::ArgKind::Scratch: {
+    uint64_t area = 0, end;
+    if (!mulAdd(kernel.scratch_bytes_per_token(), program.max_tokens(),
+                kernel.scratch_bytes(), area) ||
+        __builtin_add_overflow(map.offset(), bytes, &end) || end > area)
+      return COMPRESSA_ERROR(DataLoss,
+                             "%s: %llu bytes at offset %llu exceed the scratch "
+                             "area of kernel %s (%llu bytes)",
+                             w, static_cast<unsigned long long>(bytes),
+                             static_cast<unsigned long long>(map.offset()),
+                             quoted(kernel.name()).c_str(),
+                             static_cast<unsigned long long>(area));
+    return okStatus();
+  }
+  default:
+    return COMPRESSA_ERROR(DataLoss,
+                           "%s: source %s, expected Weight or Scratch", w,
+                           argKindName(map.source()));
+  }
+}
+
 /// Validates one launch of a program; `where` names it.
 Status validateLaunch(const Artifact &artifact, const fb::Program &program,
                       const fb::Launch &launch, const std::string &where) {
@@ -503,6 +575,13 @@ Status validateLaunch(const Artifact &artifact, const fb::Program &program,
             static_cast<unsigned long long>(kernel.scratch_bytes()));
       break;
     }
+    case fb::ArgKind::TensorMap:
+      COMPRESSA_RETURN_IF_ERROR(validateTensorMap(artifact, program, kernel, x));
+      COMPRESSA_RETURN_IF_ERROR(
+          inRange(sizeOf(program.tensor_maps()), "the program", "tensor_maps"));
+      COMPRESSA_RETURN_IF_ERROR(validateTensorMapEntry(
+          artifact, program, kernel, *program.tensor_maps()->Get(index), index, x));
+      break;
     default:
       return COMPRESSA_ERROR(DataLoss, "%s: argument kind %u is unknown", x,
                              static_cast<unsigned>(arg.kind()));

@@ -66,9 +66,13 @@ struct LaunchArg {
     Tokens,
     /// The absolute position of the first token.
     StartPos,
+    /// (CUDA) a tensor map the backend encodes: the e4m3 matrix [rows,
+    /// cols] at `address` (artifact.fbs, TensorMap).
+    TensorMap,
   };
   Kind kind = Kind::Address;
   uint64_t address = 0;
+  uint64_t rows = 0, cols = 0;
 };
 
 /// One launch of a program: artifact kernel index and resolved arguments.

@@ -832,6 +832,22 @@ Status Engine::prepareProgram(const fb::Program &def,
                               ? uint64_t(batchTokens) * 8
                               : 0);
         break;
+      case fb::ArgKind::TensorMap: {
+        // Validated by the reader: a whole F8_E4M3 weight or a part of the
+        // scratch area.
+        const fb::TensorMap &map = *def.tensor_maps()->Get(index);
+        slot.kind = LaunchArg::Kind::TensorMap;
+        slot.address = map.source() == fb::ArgKind::Weight
+                           ? weightAddress[map.index()]
+                           : scratch->address() + kScratchSyncBytes;
+        if (!slot.address)
+          needsMissing(std::string(
+              view(art->root().weights()->Get(map.index())->name())));
+        slot.address += map.offset();
+        slot.rows = map.rows();
+        slot.cols = map.cols();
+        break;
+      }
       }
     }
   }
