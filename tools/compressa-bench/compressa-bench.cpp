@@ -76,7 +76,7 @@ static int usage(const char *error) {
                "--ranks N\n"
                "                  (default rank r on GPU r); all ranks run in "
                "this process\n"
-               "  --profile       also time each decode kernel (one extra run)\n"
+               "  --profile       also time each prefill and decode kernel (one extra run)\n"
                "  --json          print one JSON object instead of text (with "
                "the per-kernel\n"
                "                  figures of --profile)\n"
@@ -570,11 +570,24 @@ int main(int argc, char **argv) {
 
   // Every decode launch timed on its own (on CUDA without the graph), one
   // more sequence: time per decode step by kernel.
-  std::vector<Backend::KernelTime> times;
+  std::vector<Backend::KernelTime> times, prefillTimes;
+  double prefillKernelMs = 0;
   if (profile || json) {
     e.reset();
+    // The prefill's launches timed too (where prefill time goes).
+    if (profile) {
+      if (Status status = backend.setKernelTiming(true); !status.ok())
+        return fail(status);
+    }
     if (Status status = e.prefill(ids.data(), prompt, 0).status(); !status.ok())
       return fail(status);
+    if (profile) {
+      prefillTimes = backend.kernelTimes();
+      for (const Backend::KernelTime &t : prefillTimes)
+        prefillKernelMs += t.milliseconds;
+      if (Status status = backend.setKernelTiming(false); !status.ok())
+        return fail(status);
+    }
     if (Status status = e.fillSyntheticContext(prompt, context, seed);
         !status.ok())
       return fail(status);
@@ -707,6 +720,31 @@ int main(int argc, char **argv) {
                 median(decodeRates) / double(batch), (long long)batch);
   if (!profile)
     return 0;
+
+  {
+    std::vector<size_t> byTime;
+    for (size_t k = 0; k < prefillTimes.size(); ++k)
+      if (prefillTimes[k].launches)
+        byTime.push_back(k);
+    std::sort(byTime.begin(), byTime.end(), [&](size_t a, size_t b) {
+      return prefillTimes[a].milliseconds > prefillTimes[b].milliseconds;
+    });
+    std::printf("\nprofile: prefill kernels, %lld tokens, each launch timed "
+                "(%s)\n%10s %7s %9s %6s  %s\n",
+                (long long)prompt, backend.timerName(), "ms", "share",
+                "launches", "block", "kernel (first dispatch using it)");
+    for (size_t k : byTime) {
+      const auto *def = kernels->Get(static_cast<unsigned>(k));
+      std::printf("%10.3f %6.1f%% %9lld %6u  %s (%s)\n",
+                  prefillTimes[k].milliseconds,
+                  100.0 * prefillTimes[k].milliseconds / prefillKernelMs,
+                  (long long)prefillTimes[k].launches, def->block(),
+                  def->symbol()->c_str(), def->name()->c_str());
+    }
+    std::printf("%10.3f ms of prefill in kernels (%.1f tokens/s)\n",
+                prefillKernelMs,
+                prefillKernelMs > 0 ? prompt * 1e3 / prefillKernelMs : 0.0);
+  }
 
   std::printf("\nprofile: decode kernels, %lld steps, each launch timed (%s)\n"
               "%8s %7s %10s %6s %9s %8s  %s\n",
