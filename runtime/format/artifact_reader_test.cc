@@ -55,6 +55,26 @@ size_t decodeIndex(const ArtifactSpec &spec) {
   return 0;
 }
 
+/// A CUDA launch of a kernel taking a TensorMap (the tensor-core GEMM's
+/// kind of argument) in the decode program, reading `map`; a 16 x 16 e4m3
+/// weight (weights[5]) to map.
+void addTensorMapLaunch(ArtifactSpec &spec, toy::TensorMapSpec map) {
+  spec.target = fb::Target::Cuda;
+  spec.weights.push_back({"toy.tc.weight", "F8_E4M3", {16, 16}, "", {}, false});
+  toy::KernelSpec k;
+  k.name = "toy_gemm";
+  k.symbol = "toy_gemm";
+  k.scratchBytesPerToken = 16;
+  k.scratchBytes = 64;
+  k.params = {{K::Tokens}, {K::StartPos}, {K::Scratch}, {K::TensorMap}};
+  spec.kernels.push_back(k);
+  toy::ProgramSpec &decode = spec.programs[decodeIndex(spec)];
+  decode.tensorMaps.push_back(map);
+  decode.launches.push_back({uint32_t(spec.kernels.size() - 1),
+                             {{K::Tokens, 0}, {K::StartPos, 0}, {K::Scratch, 0},
+                              {K::TensorMap, 0}}});
+}
+
 StatusOr<std::unique_ptr<Artifact>> readSpec(const ArtifactSpec &spec) {
   std::vector<uint8_t> bytes = toy::buildArtifact(spec);
   return ArtifactReader::readBuffer(bytes.data(), bytes.size(), kName);
@@ -557,7 +577,52 @@ std::vector<Case> cases() {
          s.states[0].init = static_cast<fb::StateInit>(5);
        },
        {"states[0] ('toy.state'): init 5 is unknown"}},
+      {"TensorMapOnTheCpu",
+       [](ArtifactSpec &s) {
+         addTensorMapLaunch(s, {K::Weight, 5, 0, 16, 16});
+         s.target = fb::Target::Cpu;
+       },
+       {"a TensorMap argument (kernel 'toy_gemm'), but the artifact's target "
+        "is not cuda"}},
+      {"TensorMapIndexOutOfRange",
+       [](ArtifactSpec &s) {
+         addTensorMapLaunch(s, {K::Weight, 5, 0, 16, 16});
+         s.programs[decodeIndex(s)].launches.back().args[3].index = 1;
+       },
+       {"TensorMap index 1 is out of range (the program has 1 tensor_maps)"}},
+      {"TensorMapOfAFloatWeight",
+       [](ArtifactSpec &s) { addTensorMapLaunch(s, {K::Weight, 0, 0, 1, 16}); },
+       {"tensor_maps[0]: 1 x 16 e4m3 bytes at offset 0 of weights[0] "
+        "('toy.bias', F32), expected the whole F8_E4M3 weight"}},
+      {"TensorMapOfPartOfAWeight",
+       [](ArtifactSpec &s) { addTensorMapLaunch(s, {K::Weight, 5, 0, 8, 16}); },
+       {"tensor_maps[0]: 8 x 16 e4m3 bytes", "expected the whole F8_E4M3 weight"}},
+      {"TensorMapPastTheScratch",
+       [](ArtifactSpec &s) {
+         addTensorMapLaunch(s, {K::Scratch, 0, 64, 1, 32});
+       },
+       {"tensor_maps[0]: 32 bytes at offset 64 exceed the scratch area of "
+        "kernel 'toy_gemm' (80 bytes)"}},
+      {"TensorMapColumns",
+       [](ArtifactSpec &s) { addTensorMapLaunch(s, {K::Scratch, 0, 0, 1, 24}); },
+       {"tensor_maps[0]: 1 rows x 24 columns, expected rows >= 1 and columns "
+        "a positive multiple of 16"}},
+      {"TensorMapOfAState",
+       [](ArtifactSpec &s) { addTensorMapLaunch(s, {K::State, 0, 0, 1, 16}); },
+       {"tensor_maps[0]: source State, expected Weight or Scratch"}},
   };
+}
+
+TEST(ArtifactReaderTest, ReadsTensorMaps) {
+  ArtifactSpec spec = toy::toyArtifactSpec();
+  addTensorMapLaunch(spec, {K::Weight, 5, 0, 16, 16});
+  spec.programs[decodeIndex(spec)].tensorMaps.push_back({K::Scratch, 0, 64, 1, 16});
+  auto artifact = readSpec(spec);
+  ASSERT_TRUE(artifact.ok()) << artifact.status().message();
+  const fb::Program *decode = (*artifact)->findProgram("decode");
+  ASSERT_NE(decode, nullptr);
+  ASSERT_NE(decode->tensor_maps(), nullptr);
+  EXPECT_EQ(decode->tensor_maps()->size(), 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Semantic, ArtifactValidationTest,

@@ -32,9 +32,14 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
         args.push_back(fb::CreateArg(fbb, arg.kind, arg.index));
       launches.push_back(fb::CreateLaunchDirect(fbb, launch.kernel, &args));
     }
+    std::vector<flatbuffers::Offset<fb::TensorMap>> maps;
+    for (const TensorMapSpec &m : program.tensorMaps)
+      maps.push_back(fb::CreateTensorMap(fbb, m.source, m.index, m.offset,
+                                         m.rows, m.cols));
     programs.push_back(fb::CreateProgramDirect(
         fbb, program.name.c_str(), program.maxTokens, program.arenaBytes,
-        &buffers, program.inputIds, program.logits, &launches));
+        &buffers, program.inputIds, program.logits, &launches,
+        maps.empty() ? nullptr : &maps));
   }
   std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
   for (const KernelSpec &kernel : spec.kernels) {

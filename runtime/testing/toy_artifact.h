@@ -40,6 +40,12 @@ struct BufferSpec {
   uint64_t offset = 0;
   uint64_t bytes = 0;
 };
+/// One tile description of a CUDA program (schema: TensorMap).
+struct TensorMapSpec {
+  fb::ArgKind source = fb::ArgKind::Weight;
+  uint32_t index = 0;
+  uint64_t offset = 0, rows = 0, cols = 0;
+};
 struct ProgramSpec {
   std::string name;
   uint32_t maxTokens = 1;
@@ -48,6 +54,7 @@ struct ProgramSpec {
   uint32_t inputIds = 0;
   uint32_t logits = 0;
   std::vector<LaunchSpec> launches;
+  std::vector<TensorMapSpec> tensorMaps;
 };
 /// One entry of a kernel's signature (schema: Param).
 struct ParamSpec {
