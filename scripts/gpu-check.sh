@@ -12,6 +12,12 @@
 #       greedy ids equal; prefill-then-decode and chunked prefill), the GPU
 #       unit tests, and the benchmark; prints a table; exits 1 on any failure.
 #
+#   scripts/gpu-check.sh prepare-batched|run-batched [DIR]
+#       only the batched decode check (part of prepare and run): tiny-a and
+#       tiny-c slots at different positions through the batched decode
+#       program against the one-sequence program and golden, and
+#       compressa-bench --batch 1, 8, 32 on tiny-c.
+#
 # With the device tool: prepare here, then run with carry [".gpu-check"]:
 #   command: bash scripts/gpu-check.sh run .gpu-check
 set -uo pipefail
@@ -65,7 +71,52 @@ hf-q unseen-hf.json 3 150 quant --weight-format=official
 f8 unseen-fp8-experts.json 5 100 config
 LIST
   set +e
+  prepare_batched
   du -sh "$dir"
+}
+
+# The batched decode program (compressa-compile --max-batch B > 1).
+prepare_batched() {
+  local bin=$root/build/bin
+  mkdir -p "$dir"/bin "$dir"/lib "$dir"/art/batched
+  set -e
+  for mb in "tiny-c 4" "tiny-c 1" "tiny-a 3" "tiny-a 1"; do
+    set -- $mb
+    "$bin"/compressa-compile $1 --target=cuda:$chip --weight-format=official --max-batch $2 \
+      -o "$dir"/art/batched/$1-$2.cpa 2> /dev/null
+  done
+  "$bin"/compressa-compile tiny-c --target=cuda:$chip --max-batch 32 -o "$dir"/art/tiny-c-quant-b32.cpa 2> /dev/null
+  cp "$root"/build/unittests/batched_decode_test "$bin"/compressa-bench "$dir"/bin/
+  cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/
+  cp -L "$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')" "$dir"/lib/
+  set +e
+}
+
+run_batched() {
+  local bin=$dir/bin g=$golden/tiny-c
+  # Kernels of a grid may sum in another order than the one-sequence
+  # program's on a GPU: 1e-5 there (0 on the CPU).
+  local env="COMPRESSA_BATCHED_ARTIFACTS=$dir/art/batched COMPRESSA_BATCHED_MODELS=$golden COMPRESSA_BATCHED_TOLERANCE=1e-5"
+  for f in tiny_c tiny_a BatchedDecodeErrors; do
+    check "batched decode $f: slots vs one-sequence program and golden" bash -c "$env $bin/batched_decode_test --gtest_filter='*$f*' 2>&1 | grep -E 'rows of|FAILED|Failure|tests? ran|expected|Which is'; exit \${PIPESTATUS[0]}"
+  done
+  for b in 1 8 32; do
+    echo "benchmark (tiny-c quant, CUDA, --max-batch 32 artifact, --batch $b):"
+    "$bin"/compressa-bench "$dir"/art/tiny-c-quant-b32.cpa --weights "$g"/quant --prompt 256 --gen 64 --repeat 3 --batch $b | grep -E '^decode |batch|decode step' | sed "s/^/[batch $b] /"
+  done
+}
+
+# One check: a row of the table (uses the caller's rows and failures).
+check() { # name, command...
+  local name=$1; shift
+  local out
+  out=$("$@" 2>&1); local rc=$?
+  local detail
+  detail=$(printf '%s\n' "$out" | grep -E 'max \|diff\||ids equal|generated|error' | tail -1)
+  local row
+  if [ $rc -eq 0 ]; then row="PASS | $name | $detail"; else row="FAIL | $name | $detail"; failures=$((failures+1)); fi
+  rows+=("$row")
+  echo "$row ($SECONDS s)"
 }
 
 run() {
@@ -73,17 +124,6 @@ run() {
   local bin=$dir/bin tool="python3 $dir/safetensors_tool.py" failures=0
   local rows=()
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
-  check() { # name, command...
-    local name=$1; shift
-    local out
-    out=$("$@" 2>&1); local rc=$?
-    local detail
-    detail=$(printf '%s\n' "$out" | grep -E 'max \|diff\||ids equal|generated|error' | tail -1)
-    local row
-    if [ $rc -eq 0 ]; then row="PASS | $name | $detail"; else row="FAIL | $name | $detail"; failures=$((failures+1)); fi
-    rows+=("$row")
-    echo "$row ($SECONDS s)"
-  }
   for spec in "tiny-a float logits_float generated_float 200" "tiny-a quant logits_quant generated_quant 200" \
               "tiny-c float logits_float generated_float 400" "tiny-c quant logits_quant generated_quant 400"; do
     set -- $spec
@@ -122,6 +162,7 @@ run() {
            compressa_run_cuda_test compressa_run_gpu_test; do
     check "gtest $t" bash -c "COMPRESSA_REQUIRE_GPU=1 COMPRESSA_RUN=$bin/compressa-run $bin/$t --gtest_brief=1 2>&1 | tail -3; exit \${PIPESTATUS[0]}"
   done
+  run_batched
   echo
   echo "status | check | detail"
   printf '%s\n' "${rows[@]}"
@@ -134,8 +175,19 @@ run() {
   [ $failures -eq 0 ] && echo "all GPU checks passed" || { echo "$failures GPU checks FAILED"; return 1; }
 }
 
+run_batched_only() {
+  export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local failures=0 rows=()
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
+  run_batched
+  printf '%s\n' "${rows[@]}"
+  [ $failures -eq 0 ]
+}
+
 case "$mode" in
   prepare) prepare ;;
   run) run ;;
-  *) sed -n '3,18p' "$0"; exit 2 ;;
+  prepare-batched) rm -rf "$dir"; prepare_batched; du -sh "$dir" ;;
+  run-batched) run_batched_only ;;
+  *) sed -n '3,24p' "$0"; exit 2 ;;
 esac
