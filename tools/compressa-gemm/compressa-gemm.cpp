@@ -1,7 +1,8 @@
 //===- compressa-gemm.cpp - The tensor-core FP8 GEMM of one shape ---------===//
 // SPDX-License-Identifier: Apache-2.0
 //
-//   compressa-gemm --n N --k K [--stages S] [--chip sm_90a] --emit=mlir|ptx [-o OUT]
+//   compressa-gemm --n N --k K [--stages S] [--program] [--chip sm_90a]
+//                  --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=act-quant --k K [--target cpu|cuda:sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
 //
