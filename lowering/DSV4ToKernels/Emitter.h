@@ -276,6 +276,9 @@ public:
   void ropeOp(RopeOp op);
   void windowUpdate(WindowUpdateOp op);
   void compress(CompressOp op);
+  /// compress() of a batched kernel after the kv and score rows: every
+  /// token through its own slot's state at once.
+  void compressBatched(CompressOp op, View kvRows, View scoreRows);
   void indexer(IndexerTopkOp op);
   void attention(SparseAttentionOp op);
   void outProj(OutProjOp op);
