@@ -43,9 +43,10 @@ void Emitter::compress(CompressOp op) {
     kb.storeOnce(scoreRows, e, kb.add(kvScore[1], kb.weight(ape, kb.rem(pos(s), c(m)), i)),
                  lane);
   });
+  if (ctx.batched)
+    return compressBatched(op, kvRows, scoreRows);
   // ... then tokens go through the state one at a time: an entry completes
-  // when the token closing its window has been written (spec §5.2). In a
-  // batched kernel each token goes through its own slot's state.
+  // when the token closing its window has been written (spec §5.2).
   kb.loop(c(0), S(), [&](Value s) {
     // State layout: kv [slots, width] then score [slots, width], f32.
     View kvState{stateOf(op.getState(), s), kb.f32()};
@@ -95,6 +96,108 @@ void Emitter::compress(CompressOp op) {
       }
     });
   });
+}
+
+void Emitter::compressBatched(CompressOp op, View kvRows, View scoreRows) {
+  // The tokens of a batched kernel are of distinct sequences, each with its
+  // own state: every phase of the loop above runs for all tokens at once,
+  // those that close a window taking the steps of an entry, with the same
+  // operations per element as there.
+  CompressorStateType st = op.getState().getType();
+  int64_t m = st.getRatio(), dim = st.getDim(), width = st.getWidth();
+  int64_t slots = st.getSlots();
+  bool overlap = st.getOverlap();
+  Type entryElt = isa<CompressedKVType>(op.getEntries().getType())
+                      ? cast<CompressedKVType>(op.getEntries().getType()).getElementType()
+                      : cast<IndexerKeysType>(op.getEntries().getType()).getElementType();
+  WeightView norm = w(op.getNorm());
+  double eps = op.getEps().convertToDouble();
+  // State layout: kv [slots, width] then score [slots, width], f32.
+  auto kvStateOf = [&](Value s) { return View{stateOf(op.getState(), s), kb.f32()}; };
+  auto closes = [&](Value s) { return kb.eq(kb.rem(pos(s), c(m)), c(m - 1)); };
+  kb.parallelLoop(c(0), kb.mul(S(), c(width)), [&](Value e) {
+    Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
+    View kvState = kvStateOf(s);
+    View scoreState = kb.at(kvState, c(slots * width));
+    Value inWindow = kb.rem(pos(s), c(m));
+    Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
+    Value at = kb.add(kb.mul(slot, c(width)), i);
+    kb.storeF(kvState, at, kb.loadF(kvRows, e));
+    kb.storeF(scoreState, at, kb.loadF(scoreRows, e));
+  });
+  // Per channel softmax over the window's slots (as in compress()).
+  View pooled = scratchF32(dim, 0), rms = scratchF32(1, 0);
+  kb.parallelLoop(c(0), kb.mul(S(), c(dim)), [&](Value e) {
+    Value s = kb.div(e, c(dim)), i = kb.rem(e, c(dim));
+    kb.ifThen(closes(s), [&] {
+      View kvState = kvStateOf(s);
+      View scoreState = kb.at(kvState, c(slots * width));
+      auto channel = [&](int64_t j) { return overlap && j >= m ? kb.add(i, c(dim)) : i; };
+      Value mx = kb.negInf();
+      for (int64_t j = 0; j < slots; ++j)
+        mx = kb.max(mx, kb.loadF(scoreState, kb.add(c(j * width), channel(j))));
+      Value num = kb.cf(0.0), den = kb.cf(0.0);
+      for (int64_t j = 0; j < slots; ++j) {
+        Value sc = kb.loadF(scoreState, kb.add(c(j * width), channel(j)));
+        Value ex = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
+        num = kb.add(num, kb.mul(ex, kb.loadF(kvState, kb.add(c(j * width), channel(j)))));
+        den = kb.add(den, ex);
+      }
+      kb.storeF(pooled, e, kb.div(num, den));
+    });
+  });
+  // The entry: RMS norm (a warp per token, as rmsNormRows of one row), ...
+  kb.warpLoop(c(0), S(), [&](Value s, Value lane) {
+    kb.ifThen(closes(s), [&] {
+      kb.storeOnce(rms, s, inverseRms(kb.at(pooled, kb.mul(s, c(dim))), dim, eps, lane),
+                   lane);
+    });
+  });
+  auto entryOf = [&](Value s) {
+    View entries{stateOf(op.getEntries(), s), entryElt};
+    return kb.at(entries, kb.mul(kb.div(pos(s), c(m)), c(dim)));
+  };
+  kb.parallelLoop(c(0), kb.mul(S(), c(dim)), [&](Value e) {
+    Value s = kb.div(e, c(dim)), i = kb.rem(e, c(dim));
+    kb.ifThen(closes(s), [&] {
+      Value v = kb.mul(kb.loadF(pooled, e), kb.loadF(rms, s));
+      kb.storeF(entryOf(s), i, kb.mul(v, kb.weight(norm, c(0), i)));
+    });
+  });
+  // ... RoPE at the window's first position (the pairs of rope()), ...
+  RopeAttr ropeAttr = op.getRope();
+  int64_t r = ropeAttr.getDim(), base = dim - r, pairs = r / 2;
+  SmallVector<float> freqs;
+  for (int64_t k = 0; k < pairs; ++k)
+    freqs.push_back(static_cast<float>(ropeAttr.frequency(k)));
+  std::string key = "rope";
+  for (float f : freqs)
+    key += "_" + llvm::utohexstr(llvm::bit_cast<uint32_t>(f));
+  Value table = kb.table("rope_" + llvm::utohexstr(llvm::hash_value(key)), freqs);
+  kb.parallelLoop(c(0), kb.mul(S(), c(pairs)), [&](Value e) {
+    Value s = kb.div(e, c(pairs)), k = kb.rem(e, c(pairs));
+    kb.ifThen(closes(s), [&] {
+      Value first = kb.mul(kb.div(pos(s), c(m)), c(m));
+      Value phi = kb.mul(kb.toF32(first), kb.load(kb.f32(), table, k));
+      Value cs = kb.cos(phi), sn = kb.sin(phi);
+      View entry = entryOf(s);
+      Value ia = kb.add(c(base), kb.mul(k, c(2))), ib = kb.add(ia, c(1));
+      Value a = kb.loadF(entry, ia), b = kb.loadF(entry, ib);
+      kb.storeF(entry, ia, kb.sub(kb.mul(a, cs), kb.mul(b, sn)));
+      kb.storeF(entry, ib, kb.add(kb.mul(a, sn), kb.mul(b, cs)));
+    });
+  });
+  // ... and the closed window becomes the previous window of the next one.
+  if (overlap)
+    kb.parallelLoop(c(0), kb.mul(S(), c(m * width)), [&](Value e) {
+      Value s = kb.div(e, c(m * width)), i = kb.rem(e, c(m * width));
+      kb.ifThen(closes(s), [&] {
+        View kvState = kvStateOf(s);
+        View scoreState = kb.at(kvState, c(slots * width));
+        kb.storeF(kvState, i, kb.loadF(kvState, kb.add(i, c(m * width))));
+        kb.storeF(scoreState, i, kb.loadF(scoreState, kb.add(i, c(m * width))));
+      });
+    });
 }
 
 void Emitter::indexer(IndexerTopkOp op) {
