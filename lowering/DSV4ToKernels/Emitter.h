@@ -191,9 +191,20 @@ public:
     kb.warpLoop(c(0), kb.mul(items, c(parts)), [&](Value e, Value lane) {
       Value t = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
       Value s = diagonal ? t : kb.div(t, c(rows)), r = diagonal ? t : kb.rem(t, c(rows));
+      Value at = e;
+      if (ctx.batched && !diagonal) {
+        // A batched decode: the tokens' warps of one part of a row are
+        // neighbours, so the part streams from memory once for all of them
+        // (the same dots, stored where token-major order puts them).
+        Value rp = kb.div(e, S());
+        s = kb.rem(e, S());
+        r = kb.div(rp, c(parts));
+        p = kb.rem(rp, c(parts));
+        at = kb.add(kb.mul(kb.add(kb.mul(s, c(rows)), r), c(parts)), p);
+      }
       Value v = kb.dotRows(kb.at(x, kb.mul(s, c(xStride))), {{&wt, r}}, lane,
                            kb.mul(p, c(count)), count)[0];
-      kb.storeOnce(partial, e, v, lane);
+      kb.storeOnce(partial, at, v, lane);
     });
     kb.parallelLoop(c(0), items, [&](Value t) {
       View pt = kb.at(partial, kb.mul(t, c(parts)));
@@ -239,6 +250,10 @@ public:
     int64_t groups = wt.rows / group;
     kb.warpLoop(c(0), kb.mul(S(), c(groups)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(groups)), first = kb.mul(kb.rem(e, c(groups)), c(group));
+      if (ctx.batched) { // The tokens of a row group are neighbours (splitDots).
+        s = kb.rem(e, S());
+        first = kb.mul(kb.div(e, S()), c(group));
+      }
       SmallVector<KernelBuilder::WeightRow> rows;
       for (int64_t j = 0; j < group; ++j)
         rows.push_back({&wt, kb.add(first, c(j))});
