@@ -84,7 +84,6 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
     kb.setSyncWord(kb.offset(b.getI8Type(), scratchBase, kb.c(-kSyncWordOffset)));
   int64_t scratchPerToken = 0, scratchFixed = 0;
   useScratchArea(kb, ec, scratchBase, scratchPerToken, scratchFixed);
-
   // --numerics=fast on sm_90a: the FP8 linear layers on tensor cores (its
   // staging area is the scratch's first part).
   std::unique_ptr<TensorCoreSplit> tensorCore =
@@ -202,11 +201,11 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
                                                     {scratchPerToken, scratchFixed})),
                       b.getNamedAttr("block", b.getI64IntegerAttr(kb.threads())),
                   }));
+  if (tensorCore && failed(tensorCore->finish(kernel)))
+    return failure();
   return success();
 }
 
-  if (tensorCore && failed(tensorCore->finish(kernel)))
-    return failure();
 /// The dialects the kernels of target `spec` use (none for a bad spec: the
 /// pass reports it when it runs).
 void registerTargetDialects(StringRef spec, DialectRegistry &registry) {
