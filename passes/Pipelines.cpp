@@ -93,7 +93,8 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
   // kernels: the target's kernels, built by the op families' patterns.
   if (runs(Stage::Kernels))
     pm.addPass(createConvertDSV4ToKernelsPass(ConvertDSV4ToKernelsPassOptions{
-        options.target, options.gridWeightBytes, options.l2PrefetchBytes}));
+        options.target, options.gridWeightBytes, options.l2PrefetchBytes,
+        options.maxRegisters}));
   // llvm: the target's lowering to the LLVM dialect.
   if (runs(Stage::LLVM))
     pm.addPass(createLowerKernelsToLLVMPass(

@@ -63,6 +63,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("CUDA: bytes of weights a grid-wide kernel asks the L2 "
                      "cache to prefetch when it starts; 0: none"),
       llvm::cl::init(0)};
+  Option<int64_t> maxRegisters{
+      *this, "max-registers",
+      llvm::cl::desc("CUDA: the most registers per thread of a grid-wide "
+                     "kernel (PTX .maxnreg); 0: ptxas chooses"),
+      llvm::cl::init(128)};
   Option<std::string> numerics{
       *this, "numerics",
       llvm::cl::desc("exact (f32 activations, the default) or fast (the "

@@ -52,7 +52,8 @@ uint64_t memoryTraffic(FunctionType type, int64_t maxContext) {
 LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
                             Operation *container, const TargetInfo &target,
                             const KernelPatternSet &patterns, int64_t maxContext,
-                            int64_t gridWeightBytes, int64_t l2PrefetchBytes) {
+                            int64_t gridWeightBytes, int64_t l2PrefetchBytes,
+                            int64_t maxRegisters) {
   MLIRContext *ctx = func.getContext();
   Location loc = func.getLoc();
   OpBuilder b(ctx);
@@ -192,6 +193,8 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   // enough weights and state to need them, one block for the others (a grid
   // barrier costs microseconds; one block's barrier does not).
   int64_t grid = gridWide ? kMaxGrid : 1;
+  if (gridWide && maxRegisters > 0)
+    target.limitRegisters(kernel, maxRegisters);
   kernel->setAttr(kKernelAttr, func->getAttr(kKernelAttr));
   kernel->setAttr(kAbiAttr,
                   b.getDictionaryAttr({
@@ -250,7 +253,8 @@ struct ConvertDSV4ToKernelsPass
     for (auto [i, func] : llvm::enumerate(dispatches)) {
       std::string symbol = "compressa_kernel_" + std::to_string(i);
       if (failed(convertKernel(func, symbol, container, *info, patterns,
-                               maxContext.getInt(), gridWeightBytes, l2PrefetchBytes)))
+                               maxContext.getInt(), gridWeightBytes, l2PrefetchBytes,
+                               maxRegisters)))
         return signalPassFailure();
       auto callee = SymbolRefAttr::get(
           containerName, {FlatSymbolRefAttr::get(&getContext(), symbol)});

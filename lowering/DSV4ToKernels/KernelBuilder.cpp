@@ -479,11 +479,15 @@ int KernelBuilder::decodeSegment(Type elt, ArrayRef<Value> words,
   return k;
 }
 
+int64_t KernelBuilder::segmentBytes(Type elt) {
+  return isa<Float8E4M3FNType, Float4E2M1FNType>(elt) ? 4 : 16;
+}
+
 int64_t KernelBuilder::segmentsPerRow(const WeightView &w, Type xElt) {
-  int64_t bits = segmentBits(w.elt);
-  if (!bits || (w.cols * bits) % 128 != 0 || !(xElt.isF32() || xElt.isBF16()))
+  int64_t bits = segmentBits(w.elt), segBits = 8 * segmentBytes(w.elt);
+  if (!bits || (w.cols * bits) % segBits != 0 || !(xElt.isF32() || xElt.isBF16()))
     return 0;
-  return w.cols * bits / 128;
+  return w.cols * bits / segBits;
 }
 
 SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> rows,
@@ -502,8 +506,9 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     return out;
   }
   Type i8 = b.getI8Type(), i32 = b.getI32Type();
-  int64_t cps = 128 / bits, rowBytes = w0.cols * bits / 8;
-  int64_t nseg = segCount > 0 ? segCount : rowBytes / 16;
+  int64_t segBytes = segmentBytes(w0.elt);
+  int64_t cps = segBytes * 8 / bits, rowBytes = w0.cols * bits / 8;
+  int64_t nseg = segCount > 0 ? segCount : rowBytes / segBytes;
   int64_t rounds = nseg / kLanes, tailSegs = nseg % kLanes;
   size_t nr = rows.size();
   bool wide = parallel() && target.wideLoads();
@@ -519,13 +524,10 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     auto loadXs = [&](const View &xv) {
       SmallVector<Value> xs;
       if (vecX) {
-        Type v4 = VectorType::get({4}, f32());
         for (int64_t q = 0; q < cps / 4; ++q) {
-          Value v = LLVM::LoadOp::create(b, loc, v4,
-                                         offset(f32(), xv.ptr, add(col0, c(4 * q))),
-                                         /*alignment=*/16);
-          for (int64_t i = 0; i < 4; ++i)
-            xs.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
+          Value four[4];
+          target.loadF32x4(b, loc, offset(f32(), xv.ptr, add(col0, c(4 * q))), four);
+          xs.append(std::begin(four), std::end(four));
         }
       } else {
         for (int64_t i = 0; i < cps; ++i)
@@ -543,9 +545,11 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
       if (rows[r].x)
         own = loadXs(*rows[r].x);
       const SmallVector<Value> &xs = rows[r].x ? own : shared;
-      Value ptr = offset(i8, bases[r], mul(g, c(16)));
+      Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
       SmallVector<Value> words;
-      if (wide) {
+      if (segBytes == 4) {
+        words.push_back(load(i32, ptr, c(0)));
+      } else if (wide) {
         Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32), ptr,
                                        /*alignment=*/16);
         for (int64_t i = 0; i < 4; ++i)
@@ -565,7 +569,8 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
                           add(mul(div(rows[r].row, c(128)), c((w.cols + 127) / 128)),
                               div(g, c(128 / cps)))));
       else if (isa<Float4E2M1FNType>(w.elt))
-        scale = e8m0(load(i8, w.scale, add(mul(rows[r].row, c(w.cols / 32)), g)));
+        scale = e8m0(load(i8, w.scale, add(mul(rows[r].row, c(w.cols / 32)),
+                                           div(g, c(32 / cps)))));
       if (k)
         scale = scale ? mul(scale, cf(std::ldexp(1.0, k))) : cf(std::ldexp(1.0, k));
       next.push_back(add(accs[r], scale ? mul(part, scale) : part));
@@ -574,10 +579,16 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   };
   SmallVector<Value> zeros(nr, cf(0.0));
 
-  // The sums of lane l: its rounds in order; on CUDA four per loop trip so
-  // that their loads are in flight together.
+  // The sums of lane l: its rounds in order; on CUDA several per loop trip
+  // so that their loads are in flight together: about 64 bytes of each row
+  // and at most 128 bytes in all per lane (four rounds of 16-byte segments,
+  // sixteen of 4-byte ones for one or two rows).
   auto laneSums = [&](Value l, bool vecX) -> SmallVector<Value> {
-    int64_t unroll = std::min<int64_t>(rounds, parallel() ? 4 : 1);
+    int64_t inFlight = std::max<int64_t>(
+        1, std::min<int64_t>(64 / segBytes, 128 / (segBytes * int64_t(nr))));
+    if (segBytes == 16)
+      inFlight = 4;
+    int64_t unroll = std::min<int64_t>(rounds, parallel() ? inFlight : 1);
     SmallVector<Value> accs = zeros;
     int64_t done = 0;
     if (unroll > 0) {

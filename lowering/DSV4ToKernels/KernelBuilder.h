@@ -157,11 +157,13 @@ public:
   };
   /// dot(x, W_r[row_r]) for a few rows of weights of one format and width,
   /// sharing the loads of x (call it in a warpLoop body; every lane gets the
-  /// totals). Where a row is a whole number of 16-byte segments (16 FP8, 32
-  /// FP4, 8 bf16 or 4 f32 columns), lane l takes segments l, l + 32, ...:
-  /// one 16-byte load each, decoded in registers, summed in column order,
-  /// times the segment's block scale (FP8 blocks hold 8 segments, FP4 blocks
-  /// one), added to the lane's sum in segment order; the lane sums then meet
+  /// totals). Where a row is a whole number of segments (segmentBytes: 4
+  /// FP8 or 8 FP4 columns in 4 bytes, 8 bf16 or 4 f32 columns in 16), lane l
+  /// takes segments l, l + 32, ...: one load each, decoded in registers,
+  /// summed in column order, times the segment's block scale (FP8 blocks
+  /// hold 32 segments, FP4 blocks 4), added to the lane's sum in segment
+  /// order (the x of a segment: 16-byte loads where x is aligned; a warp's
+  /// lanes read x at 16 or 32 bytes apart); the lane sums then meet
   /// in the butterfly order of a warp shuffle. Other widths take
   /// dotLanesByColumn. Same order on every target (the CPU computes the 32
   /// lanes in turn).
@@ -169,8 +171,13 @@ public:
   /// - 1 of each row (a part of a split dot; rows by segments only).
   SmallVector<Value> dotRows(const View &x, ArrayRef<WeightRow> rows, Value lane,
                              Value segBegin = {}, int64_t segCount = 0);
-  /// The 16-byte segments of a row of `w` that dotRows reads by segment with
-  /// an x of element type `xElt`, or 0 where it reads it by column.
+  /// The bytes of a segment of weights of element type `elt`: 4 for FP8 and
+  /// FP4 (a warp's lanes then read x 16 or 32 bytes apart, which the L1
+  /// cache serves in few wavefronts; 16-byte segments of FP4 put them 128
+  /// bytes apart), 16 for bf16 and f32.
+  static int64_t segmentBytes(Type elt);
+  /// The segments of a row of `w` that dotRows reads by segment with an x
+  /// of element type `xElt`, or 0 where it reads it by column.
   static int64_t segmentsPerRow(const WeightView &w, Type xElt);
   /// dotLanes with lane l summing columns l, l + 32, ... (FP8: per
   /// 128-column block, then times the block's scale; FP4: each term times

@@ -24,6 +24,14 @@ Value TargetInfo::shuffleXor(OpBuilder &, Location, Value, int64_t, int64_t) con
   llvm_unreachable("shuffleXor on a sequential target");
 }
 
+void TargetInfo::loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const {
+  Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, b.getF32Type()), ptr,
+                                 /*alignment=*/16);
+  for (int i = 0; i < 4; ++i)
+    out[i] = LLVM::ExtractElementOp::create(
+        b, loc, v, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(i)));
+}
+
 Value TargetInfo::loadScalarArg(OpBuilder &b, Location loc, Value entry) const {
   return LLVM::PtrToIntOp::create(b, loc, b.getI64Type(), entry);
 }

@@ -110,6 +110,13 @@ public:
   /// Whether loads of 16 bytes (vector<4xi32>, vector<4xf32>) are issued as
   /// such (aligned accesses); the CPU target leaves vectorisation to LLVM.
   virtual bool wideLoads() const { return false; }
+  /// out[0..3] = the four f32 at `ptr` (16-byte aligned), loaded as one
+  /// 16-byte access where the target has them (CUDA: as inline PTX, so that
+  /// LLVM cannot split it into four loads); a vector load by default.
+  virtual void loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const;
+  /// Limits `kernel` to `count` registers per thread, so that more blocks
+  /// share a multiprocessor; nothing where the target has no such limit.
+  virtual void limitRegisters(Operation *kernel, int64_t count) const {}
 
   //===--------------------------------------------------------------------===//
   // Code generation

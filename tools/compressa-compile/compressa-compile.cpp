@@ -164,6 +164,13 @@ static cl::opt<int64_t> l2PrefetchBytes(
              "read them, up to this many bytes (default 0: none; 24 MiB "
              "made V4-Flash decode slower on an H200)"),
     cl::init(0), cl::cat(category));
+static cl::opt<int64_t> maxRegisters(
+    "max-registers",
+    cl::desc("CUDA: the most registers per thread of a grid-wide kernel "
+             "(PTX .maxnreg; fewer registers let more blocks share a "
+             "multiprocessor; default 128: two blocks of 256 threads; 0: "
+             "ptxas chooses)"),
+    cl::init(128), cl::cat(category));
 static cl::opt<bool> bufferReuse(
     "buffer-reuse",
     cl::desc("Reuse arena slots of dead values (--buffer-reuse=false gives "
@@ -544,6 +551,7 @@ int main(int argc, char **argv) {
   popts.bufferReuse = bufferReuse;
   popts.gridWeightBytes = gridWeightBytes;
   popts.l2PrefetchBytes = l2PrefetchBytes;
+  popts.maxRegisters = maxRegisters;
   // --ranks N: this module becomes rank 0's programs; the other ranks are
   // compiled from a copy of it below and travel inside rank 0's artifact.
   OwningOpRef<ModuleOp> unsharded;

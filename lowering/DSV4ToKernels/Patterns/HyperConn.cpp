@@ -36,24 +36,24 @@ void Emitter::hcPre(HcPreOp op) {
   double hcEps = op.getHcEps().convertToDouble();
   double normEps = op.getNormEps().convertToDouble();
   int64_t iters = op.getSinkhornIters();
-  View rho = scratchF32(1, 0), mu = scratchF32(mix, 0), pre = scratchF32(n, 0);
-  // mu = rsqrt(mean(x^2) + eps) * (fn . x) over each token's flattened streams.
+  View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
   inverseRmsRows(streams, S(), n * d, normEps, rho);
   View dots = rowDots(streams, n * d, fn);
-  kb.parallelLoop(c(0), kb.mul(S(), c(mix)), [&](Value e) {
-    kb.storeF(mu, e, kb.mul(kb.loadF(rho, kb.div(e, c(mix))), kb.loadF(dots, e)));
-  });
-  // The n + n + n*n mixes and the Sinkhorn iterations: a thread per token.
+  // The n + n + n*n mixes and the Sinkhorn iterations: a thread per token,
+  // with mu = rsqrt(mean(x^2) + eps) * (fn . x) over the token's flattened
+  // streams computed where it is used (no grid-wide step of its own).
   kb.parallelLoop(c(0), S(), [&](Value s) {
-    View mus = kb.at(mu, kb.mul(s, c(mix))), pres = kb.at(pre, kb.mul(s, c(n)));
+    View dotsS = kb.at(dots, kb.mul(s, c(mix))), pres = kb.at(pre, kb.mul(s, c(n)));
+    Value rhoS = kb.loadF(rho, s);
+    auto muAt = [&](int64_t j) { return kb.mul(rhoS, kb.loadF(dotsS, c(j))); };
     View postS = kb.at(post, kb.mul(s, c(n)));
     View cm = kb.at(comb, kb.mul(s, c(n * n)));
     Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
     Value s2 = kb.weight(scale, c(0), c(2));
     for (int64_t j = 0; j < n; ++j) {
-      Value pj = kb.add(kb.mul(s0, kb.loadF(mus, c(j))), kb.weight(base, c(0), c(j)));
+      Value pj = kb.add(kb.mul(s0, muAt(j)), kb.weight(base, c(0), c(j)));
       kb.storeF(pres, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
-      Value qj = kb.add(kb.mul(s1, kb.loadF(mus, c(n + j))),
+      Value qj = kb.add(kb.mul(s1, muAt(n + j)),
                         kb.weight(base, c(0), c(n + j)));
       kb.storeF(postS, c(j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
     }
@@ -63,7 +63,7 @@ void Emitter::hcPre(HcPreOp op) {
     // the result is stored.
     SmallVector<Value> m(n * n);
     for (int64_t i = 0; i < n * n; ++i)
-      m[i] = kb.add(kb.mul(s2, kb.loadF(mus, c(2 * n + i))),
+      m[i] = kb.add(kb.mul(s2, muAt(2 * n + i)),
                     kb.weight(base, c(0), c(2 * n + i)));
     for (int64_t r = 0; r < n; ++r) {
       Value mx = m[r * n];

@@ -87,6 +87,17 @@ Value CudaTarget::threadCount(OpBuilder &b, Location loc) const {
   return arith::MulIOp::create(b, loc, grid, threads);
 }
 
+// PTX .maxnreg: ptxas keeps the kernel within `count` registers (spilling
+// if it must), so that the runtime's occupancy query grants more blocks per
+// multiprocessor (65536 registers: 2 blocks of 256 threads at 128, 4 at 64).
+// Kernels that need fewer keep what they need (unlike launch bounds, which
+// let ptxas take up to the bound).
+void CudaTarget::limitRegisters(Operation *kernel, int64_t count) const {
+  Builder b(kernel->getContext());
+  kernel->setAttr(NVVM::NVVMDialect::getMaxnregAttrName(),
+                  b.getI32IntegerAttr(int32_t(count)));
+}
+
 // A barrier of the whole grid (the blocks are all resident: the runtime
 // launches at most one per multiprocessor, artifact.fbs). Each block meets
 // at a block barrier; then its thread 0 publishes the block's writes
@@ -95,7 +106,12 @@ Value CudaTarget::threadCount(OpBuilder &b, Location loc) const {
 // flips exactly when the last block arrives and the low 31 bits return to
 // 0 (the word starts at 0 and every launch leaves it so). A fence after
 // the wait makes the other blocks' writes visible, and a block barrier
-// holds the block's threads until then. One block: the block barrier only.
+// holds the block's threads until then. The fences are acq_rel at GPU scope
+// (fence.acq_rel.gpu): with the relaxed atomic and the volatile load they
+// form PTX's release and acquire patterns among the blocks of one device;
+// the system-scope sequentially consistent fence they replace
+// (fence.sc.sys) also ordered against the host and peers, which no barrier
+// needs, at a higher cost. One block: the block barrier only.
 // Without a sync word (a kernel built outside convert-dsv4-to-kernels, which
 // always sets one) the kernel is one block: the block barrier only.
 void CudaTarget::barrier(OpBuilder &b, Location loc, Value syncWord) const {
@@ -117,7 +133,7 @@ void CudaTarget::barrier(OpBuilder &b, Location loc, Value syncWord) const {
   {
     OpBuilder::InsertionGuard inner(b);
     b.setInsertionPoint(leader.thenBlock()->getTerminator());
-    LLVM::FenceOp::create(b, loc, LLVM::AtomicOrdering::seq_cst, StringRef());
+    LLVM::FenceOp::create(b, loc, LLVM::AtomicOrdering::acq_rel, "device");
     Value block = arith::IndexCastUIOp::create(
         b, loc, i32, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x));
     Value master = arith::SubIOp::create(
@@ -143,7 +159,7 @@ void CudaTarget::barrier(OpBuilder &b, Location loc, Value syncWord) const {
       scf::YieldOp::create(b, loc, ValueRange{});
     }
     b.setInsertionPointAfter(wait);
-    LLVM::FenceOp::create(b, loc, LLVM::AtomicOrdering::seq_cst, StringRef());
+    LLVM::FenceOp::create(b, loc, LLVM::AtomicOrdering::acq_rel, "device");
   }
   gpu::BarrierOp::create(b, loc);
 }
@@ -236,6 +252,25 @@ Value CudaTarget::decodeE2M1(OpBuilder &b, Location loc, Value nibble) const {
                         c32(b, loc, 8));
   return arith::SelectOp::create(b, loc, negative,
                                  arith::NegFOp::create(b, loc, mag), mag);
+}
+
+// One ld.v4.f32 of PTX. A vector load in LLVM IR whose only users are its
+// element extracts is split into scalar loads by LLVM's optimiser (which
+// made a warp's x reads in dotRows 32 separate 4-byte accesses per segment,
+// the L1 cache's wavefronts the bound of the FFN kernels); inline PTX keeps
+// it whole. Not volatile, no side effects: it may be moved or dropped like
+// any load.
+void CudaTarget::loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const {
+  MLIRContext *ctx = b.getContext();
+  Type f32 = b.getF32Type();
+  auto four = LLVM::LLVMStructType::getLiteral(ctx, {f32, f32, f32, f32});
+  auto asmOp = LLVM::InlineAsmOp::create(
+      b, loc, four, ValueRange{ptr}, b.getStringAttr("ld.v4.f32 {$0, $1, $2, $3}, [$4];"),
+      b.getStringAttr("=f,=f,=f,=f,l"), /*has_side_effects=*/UnitAttr(),
+      /*is_align_stack=*/UnitAttr(), LLVM::TailCallKindAttr::get(ctx, LLVM::tailcallkind::TailCallKind::None),
+      /*asm_dialect=*/LLVM::AsmDialectAttr(), /*operand_attrs=*/ArrayAttr());
+  for (int64_t i = 0; i < 4; ++i)
+    out[i] = LLVM::ExtractValueOp::create(b, loc, asmOp.getResult(0), i);
 }
 
 bool CudaTarget::decodeE4M3Pair(OpBuilder &b, Location loc, Value pair,

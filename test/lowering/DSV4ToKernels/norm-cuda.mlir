@@ -29,9 +29,9 @@ module attributes {dsv4.max_context = 64 : i64} {
 // GRID: gpu.block_id x
 // GRID: gpu.grid_dim x
 // GRID: gpu.barrier
-// GRID: llvm.fence seq_cst
+// GRID: llvm.fence syncscope("device") acq_rel
 // GRID: llvm.atomicrmw add %[[SYNC]]
 // GRID: scf.while
 // GRID: llvm.load volatile %[[SYNC]]
-// GRID: llvm.fence seq_cst
+// GRID: llvm.fence syncscope("device") acq_rel
 // GRID: gpu.barrier
