@@ -225,14 +225,19 @@ int64_t Scheduler::pickSlot(const std::vector<int64_t> &prompt,
 }
 
 void Scheduler::admit() {
-  while (!queue.empty()) {
-    std::shared_ptr<ServeRequest> request = queue.front();
-    if (request->isCancelled()) {
-      queue.pop_front();
-      --inSystem;
-      metrics.countFinished("cancelled");
+  // Cancelled requests leave the queue wherever they wait, so that they
+  // neither hold a queue place (429s) nor count as queued.
+  for (auto it = queue.begin(); it != queue.end();) {
+    if (!(*it)->isCancelled()) {
+      ++it;
       continue;
     }
+    it = queue.erase(it);
+    --inSystem;
+    metrics.countFinished("cancelled");
+  }
+  while (!queue.empty()) {
+    std::shared_ptr<ServeRequest> request = queue.front();
     int64_t keep = 0;
     int64_t s = pickSlot(request->prompt, keep);
     if (s < 0)

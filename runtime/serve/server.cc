@@ -17,7 +17,15 @@
 #include <random>
 #include <sstream>
 
+#include <dirent.h>
+#include <netdb.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 namespace compressa {
 
@@ -305,6 +313,93 @@ Json toolCallJson(const ToolCall &call, bool withIndex) {
   return out;
 }
 
+//===----------------------------------------------------------------------===//
+// The client's connection
+//===----------------------------------------------------------------------===//
+
+/// The numeric address and port of a socket's own end or its peer's, the
+/// way cpp-httplib fills Request::local_addr/remote_addr (getnameinfo,
+/// NI_NUMERICHOST).
+bool socketAddress(int fd, bool peer, std::string &host, int &port) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr *>(&address),
+                                &length)
+                : ::getsockname(fd, reinterpret_cast<sockaddr *>(&address),
+                                &length);
+  if (rc != 0)
+    return false;
+  if (address.ss_family == AF_INET)
+    port = ntohs(reinterpret_cast<sockaddr_in *>(&address)->sin_port);
+  else if (address.ss_family == AF_INET6)
+    port = ntohs(reinterpret_cast<sockaddr_in6 *>(&address)->sin6_port);
+  else
+    return false;
+  char text[NI_MAXHOST];
+  if (::getnameinfo(reinterpret_cast<sockaddr *>(&address), length, text,
+                    sizeof text, nullptr, 0, NI_NUMERICHOST) != 0)
+    return false;
+  host = text;
+  return true;
+}
+
+/// The socket `req` came in on, or -1 when none is found. cpp-httplib 0.11
+/// (Debian 12's) gives a handler neither its socket nor a way to ask
+/// whether the client is still there (later versions' Request::
+/// is_connection_closed), but the request names both ends of its TCP connection, and those
+/// four values name one socket of this process. The socket stays open (and
+/// its number this connection's) until the handler has returned.
+int connectionSocket(const httplib::Request &req) {
+  if (req.remote_port <= 0 || req.local_port <= 0)
+    return -1;
+  DIR *dir = ::opendir("/proc/self/fd");
+  if (!dir)
+    return -1;
+  int found = -1;
+  while (dirent *entry = ::readdir(dir)) {
+    char *end = nullptr;
+    long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == ::dirfd(dir))
+      continue;
+    struct stat info;
+    if (::fstat(static_cast<int>(fd), &info) != 0 || !S_ISSOCK(info.st_mode))
+      continue;
+    std::string host;
+    int port = -1;
+    if (!socketAddress(static_cast<int>(fd), true, host, port) ||
+        port != req.remote_port || host != req.remote_addr)
+      continue;
+    if (!socketAddress(static_cast<int>(fd), false, host, port) ||
+        port != req.local_port || host != req.local_addr)
+      continue;
+    found = static_cast<int>(fd);
+    break;
+  }
+  ::closedir(dir);
+  return found;
+}
+
+/// Whether the client has closed its end of `fd` (or the connection
+/// failed): the end of its data (a read would return 0, as nginx counts a
+/// client abort) or an error. Data the client sent ahead (a pipelined
+/// request) is not an end. Never blocks.
+bool peerClosed(int fd) {
+  pollfd poller{};
+  poller.fd = fd;
+  poller.events = POLLIN | POLLRDHUP;
+  if (::poll(&poller, 1, 0) <= 0)
+    return false;
+  if (poller.revents & (POLLERR | POLLHUP | POLLNVAL | POLLRDHUP))
+    return true;
+  if (poller.revents & POLLIN) {
+    char byte;
+    ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                      errno != EINTR);
+  }
+  return false;
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -528,8 +623,9 @@ struct Server::Handlers {
   /// Submits and answers: the whole body, or a stream of chunks.
   /// `chat`: the chat protocol (ReplyParser, message/delta); else
   /// text_completion.
-  void generate(httplib::Response &res, std::vector<int64_t> prompt,
-                Parsed parsed, bool chat, bool thinking) const {
+  void generate(const httplib::Request &req, httplib::Response &res,
+                std::vector<int64_t> prompt, Parsed parsed, bool chat,
+                bool thinking) const {
     StatusOr<std::shared_ptr<ServeRequest>> submitted =
         server.scheduler->submit(std::move(prompt), parsed.params);
     if (!submitted.ok())
@@ -543,11 +639,29 @@ struct Server::Handlers {
                                          "_"});
 
     if (!parsed.stream) {
+      // Nothing is written until the reply is whole, so a client that goes
+      // away is noticed on its socket: every 200 ms the handler looks
+      // whether it was closed, and if so cancels the request, which frees
+      // its slot (or its queue place) at the scheduler's next step.
+      int socket = connectionSocket(req);
+      auto checked = std::chrono::steady_clock::now();
+      const auto every = std::chrono::milliseconds(200);
       std::string text;
       FinishInfo finish;
       for (;;) {
         RequestEvent event;
-        if (!request->next(event, std::chrono::milliseconds(1000)))
+        bool got = request->next(event, every);
+        if (socket >= 0 && std::chrono::steady_clock::now() - checked >= every) {
+          checked = std::chrono::steady_clock::now();
+          if (peerClosed(socket)) {
+            request->cancel();
+            // nginx's "client closed request", for the logger's metrics;
+            // nothing reaches the client.
+            res.status = 499;
+            return;
+          }
+        }
+        if (!got)
           continue;
         if (event.kind == RequestEvent::Kind::Text) {
           text += event.text;
@@ -732,7 +846,7 @@ struct Server::Handlers {
       return sendError(res, *error);
     if (auto error = readForcedReply(body, parsed))
       return sendError(res, *error);
-    generate(res, std::move(prompt->ids), std::move(parsed), true,
+    generate(req, res, std::move(prompt->ids), std::move(parsed), true,
              prompt->thinking);
   }
 
@@ -782,7 +896,7 @@ struct Server::Handlers {
       return sendError(res, *error);
     if (auto error = readForcedReply(body, parsed))
       return sendError(res, *error);
-    generate(res, std::move(ids), std::move(parsed), false, false);
+    generate(req, res, std::move(ids), std::move(parsed), false, false);
   }
 };
 
@@ -837,6 +951,10 @@ void Server::routes() {
     case 404:
       error.message = "no endpoint " + req.method + " " + req.path;
       error.code = "not_found";
+      break;
+    case 499:
+      error.message = "the client closed the connection";
+      error.code = "client_closed_request";
       break;
     case 413:
       error.message = "the request body is larger than the limit of " +

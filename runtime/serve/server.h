@@ -23,8 +23,10 @@
 // "param", "code"}}: 400 for malformed JSON, wrong types or values and
 // prompts longer than the context, 404 for an unknown model or path, 413
 // for a body over the limit, 429 when the queue is full. A client that
-// disconnects while its reply streams is noticed at the next write and its
-// slot is freed.
+// disconnects is noticed and its request cancelled, which frees its slot or
+// queue place: while its reply streams at the next write (an SSE comment
+// when there is nothing to send), while it waits for a whole body by
+// looking at its socket every 200 ms.
 #ifndef COMPRESSA_RUNTIME_SERVE_SERVER_H
 #define COMPRESSA_RUNTIME_SERVE_SERVER_H
 

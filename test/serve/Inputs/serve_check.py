@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -96,6 +97,26 @@ class Server:
                 name, value = line.rsplit(" ", 1)
                 values[name] = float(value)
         return values
+
+    def open_post(self, path, body):
+        """Sends a POST with a JSON body on a socket of its own and returns
+        the socket, unread (close() is the client going away)."""
+        data = json.dumps(body).encode()
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        return sock
+
+    def wait_for(self, condition, what, seconds=30):
+        """The first /health answer that meets `condition`."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            h = self.health()
+            if condition(h):
+                return h
+            time.sleep(0.02)
+        fail(f"{what}: not within {seconds} s: {self.health()}")
 
     def wait_idle(self, seconds=30):
         deadline = time.time() + seconds
@@ -452,6 +473,52 @@ def scenario_queue(server, args):
     check(m["compressa_generation_tokens_total"] < 60000,
           "the disconnected request generated to its end")
     ok("disconnect mid-stream frees the slot; the queued request ran")
+
+    # A client that waits for a whole (non-streaming) reply and goes away:
+    # nothing is written to it before the reply is whole, so the server has
+    # to notice the closed socket. A long request holds the slot, a second
+    # waits in the queue; closing the second frees its queue place while
+    # the first still runs, closing the first frees the slot.
+    def cancelled(m):
+        return m.get('compressa_requests_finished_total{reason="cancelled"}',
+                     0)
+
+    before = server.metrics()
+    long_body = {"model": MODEL, "max_tokens": 60000, "temperature": 0.8,
+                 "ignore_eos": True,
+                 "messages": [{"role": "user", "content": "E"}]}
+    holder = server.open_post("/v1/chat/completions", long_body)
+    h = server.wait_for(lambda h: h["active"] == 1 and h["queued"] == 0,
+                        "the long request in the slot")
+    waiter = server.open_post("/v1/completions",
+                              {"model": MODEL, "prompt": "F", "max_tokens": 4})
+    server.wait_for(lambda h: h["active"] == 1 and h["queued"] == 1,
+                    "the second request in the queue")
+    waiter.close()
+    server.wait_for(lambda h: h["active"] == 1 and h["queued"] == 0,
+                    "the queue place freed, the long request still running")
+    m = server.metrics()
+    check(cancelled(m) == cancelled(before) + 1,
+          f"cancelled {cancelled(before)} -> {cancelled(m)}, expected +1")
+    holder.close()
+    h = server.wait_idle(10)
+    after = server.metrics()
+    check(cancelled(after) == cancelled(before) + 2,
+          f"cancelled {cancelled(before)} -> {cancelled(after)}, expected +2")
+    generated = (after["compressa_generation_tokens_total"] -
+                 before["compressa_generation_tokens_total"])
+    check(0 < generated < 60000,
+          f"the closed request generated {generated} tokens")
+    time.sleep(0.5)
+    check(server.metrics()["compressa_generation_tokens_total"] ==
+          after["compressa_generation_tokens_total"],
+          "tokens are still being generated after the client went away")
+    check(h["active"] == 0 and h["queued"] == 0 and
+          after["compressa_active_slots"] == 0 and
+          after["compressa_queue_requests"] == 0, f"after: {h}")
+    ok(f"disconnect while waiting for a whole reply frees the slot and the "
+       f"queue place (slots busy 1 -> 0, queued 1 -> 0, "
+       f"{int(cancelled(after) - cancelled(before))} cancelled)")
 
     # And the server keeps serving.
     r = chat(server, "D", max_tokens=3)
