@@ -859,7 +859,10 @@ Status Engine::prepareProgram(const fb::Program &def,
   COMPRESSA_ASSIGN_OR_RETURN(
       program->launches,
       backend->prepareProgram(program->name, std::move(plans), graph));
-  programs.push_back(std::move(program));
+  if (program->batched)
+    batchProgram = std::move(program);
+  else
+    programs.push_back(std::move(program));
   return okStatus();
 }
 
@@ -907,8 +910,13 @@ Status Engine::buildSlot() {
   COMPRESSA_RETURN_IF_ERROR(allocateStateBuffers());
   const auto *defs = art->root().programs();
   programs.clear();
+  // The batched decode program exists once (batchProgram): it reaches every
+  // slot's states through the state tables.
+  size_t lent = 0;
   for (uint32_t i = 0; i < defs->size(); ++i)
-    COMPRESSA_RETURN_IF_ERROR(prepareProgram(*defs->Get(i), first[i]->arena));
+    if (view(defs->Get(i)->name()) != kBatchedDecode)
+      COMPRESSA_RETURN_IF_ERROR(
+          prepareProgram(*defs->Get(i), first[lent++]->arena));
   return okStatus();
 }
 
@@ -1174,6 +1182,8 @@ Engine::PreparedProgram *Engine::findPrepared(std::string_view name) {
   for (auto &program : programs)
     if (program->name == name)
       return program.get();
+  if (batchProgram && batchProgram->name == name)
+    return batchProgram.get();
   return nullptr;
 }
 
@@ -1182,6 +1192,8 @@ Engine::findPrepared(std::string_view name) const {
   for (const auto &program : programs)
     if (program->name == name)
       return program.get();
+  if (batchProgram && batchProgram->name == name)
+    return batchProgram.get();
   return nullptr;
 }
 

@@ -344,6 +344,9 @@ private:
   std::unique_ptr<BackendBuffer> batchInputs;
   int64_t batchTokens = 0;
   std::vector<std::unique_ptr<PreparedProgram>> programs;
+  /// The batched decode program, one for all slots (not in `programs`, so
+  /// one argument vector set and one CUDA graph whatever the slots).
+  std::unique_ptr<PreparedProgram> batchProgram;
   /// Every slot; slots[current] is empty while its contents are in the
   /// members.
   std::vector<Slot> slots;

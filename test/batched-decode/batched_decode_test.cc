@@ -170,10 +170,14 @@ TEST_P(BatchedDecodeTest, SlotsMatchTheOneSequenceProgramAndGolden) {
       ids.push_back(golden.ids[next[k]]);
       positions.push_back(next[k]);
     }
+    // Whichever slot is selected, the one batched program runs (and keeps
+    // the selection).
+    ASSERT_TRUE(engine.selectSlot(step % slots).ok());
     auto logits = engine.decodeStep(slotIds.data(), ids.data(),
                                     positions.data(),
                                     static_cast<int64_t>(slotIds.size()));
     ASSERT_TRUE(logits.ok()) << logits.status().toString();
+    EXPECT_EQ(engine.selectedSlot(), step % slots);
     for (size_t i = 0; i < slotIds.size(); ++i) {
       int64_t k = slotIds[i];
       got[k].emplace_back(next[k],
