@@ -263,6 +263,14 @@ def scenario_basic(server, args):
     check(s1.choices[0].message.content == s2.choices[0].message.content,
           "the same seed gave different texts")
     ok("seeded sampling is reproducible")
+    # Without a seed each request draws a random one: the same sampled
+    # request three times gives more than one text.
+    texts = {chat(server, "Tell me", max_tokens=16, temperature=1.0)
+             .choices[0].message.content for _ in range(3)}
+    check(len(texts) > 1,
+          f"three unseeded sampled replies are all {texts.pop()!r}")
+    ok(f"unseeded sampling draws a random seed ({len(texts)} different "
+       f"texts of 3)")
     full = c.choices[0].text
     if len(full) >= 4:
         stop = full[2:4]
