@@ -733,6 +733,11 @@ struct Server::Handlers {
     };
     auto started = std::make_shared<bool>(false);
     auto done = std::make_shared<bool>(false);
+    // When the stream last wrote to the client: a client that went away is
+    // only noticed by a write, so at most every 250 ms there is one.
+    using Clock = std::chrono::steady_clock;
+    auto written = std::make_shared<Clock::time_point>(Clock::now());
+    const auto every = std::chrono::milliseconds(250);
     bool isChat = chat;
     bool reasoning = thinking;
     res.status = 200;
@@ -740,9 +745,19 @@ struct Server::Handlers {
     res.set_chunked_content_provider(
         "text/event-stream",
         [=](size_t, httplib::DataSink &sink) -> bool {
-          auto write = [&sink](const Json &body) {
+          auto write = [&sink, written](const Json &body) {
             std::string line = "data: " + body.dump() + "\n\n";
+            *written = Clock::now();
             return sink.write(line.data(), line.size());
+          };
+          // An SSE comment, which clients skip: it checks that the client is
+          // still there while nothing else is written (the request waits in
+          // the queue, or the reply parser holds text back, e.g. a tool
+          // call being generated).
+          auto ping = [&sink, written] {
+            static const char text[] = ": ping\n\n";
+            *written = Clock::now();
+            return sink.is_writable() && sink.write(text, sizeof text - 1);
           };
           if (*done) {
             sink.done();
@@ -759,11 +774,8 @@ struct Server::Handlers {
             }
           }
           RequestEvent event;
-          if (!request->next(event, std::chrono::milliseconds(250))) {
-            // Nothing new: an SSE comment checks that the client is still
-            // there, so a client that went away is noticed while queued.
-            static const char ping[] = ": ping\n\n";
-            if (!sink.is_writable() || !sink.write(ping, sizeof ping - 1)) {
+          if (!request->next(event, every)) {
+            if (!ping()) {
               request->cancel();
               return false;
             }
@@ -815,6 +827,10 @@ struct Server::Handlers {
               request->cancel();
               return false;
             }
+          if (out.empty() && Clock::now() - *written >= every && !ping()) {
+            request->cancel();
+            return false;
+          }
           if (*done) {
             static const char end[] = "data: [DONE]\n\n";
             if (!sink.write(end, sizeof end - 1))

@@ -444,10 +444,12 @@ def scenario_errors(server, args):
 def scenario_queue(server, args):
     # --max-batch 1 --max-queue 1: one generating, one waiting, the third
     # refused.
-    a = server.client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "A"}],
-        max_tokens=60000, stream=True, temperature=0.8,
-        extra_body={"ignore_eos": True})
+    # A completion, whose text streams as it comes (a chat reply's random
+    # text may look like the start of a tool call, which the reply parser
+    # holds back).
+    a = server.client.completions.create(
+        model=MODEL, prompt="A", max_tokens=60000, stream=True,
+        temperature=0.8, extra_body={"ignore_eos": True})
     it = iter(a)
     next(it)
     next(it)
