@@ -22,6 +22,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -163,13 +164,17 @@ Status serve(const Options &options) {
   double seconds = std::chrono::duration<double>(
                        std::chrono::steady_clock::now() - start)
                        .count();
+  int64_t batched = std::min(engine.batchedDecodeMax(), maxBatch);
+  std::string decode =
+      batched > 1 ? "a decode step runs up to " + std::to_string(batched) +
+                        " sequences in one call"
+                  : std::string("decode runs one sequence per call");
   std::fprintf(stderr,
                "compressa-serve: %s (%s, %s) ready in %.2f s: %lld sequence "
-               "slots (decode runs one sequence per kernel call), queue of "
-               "%lld\n",
+               "slots (%s), queue of %lld\n",
                modelId.c_str(), engine.backendDescription().c_str(),
                engine.weightsDescription().c_str(), seconds,
-               static_cast<long long>(maxBatch),
+               static_cast<long long>(maxBatch), decode.c_str(),
                static_cast<long long>(options.maxQueue));
 
   // SIGINT and SIGTERM stop the server: waited for by a thread of their
