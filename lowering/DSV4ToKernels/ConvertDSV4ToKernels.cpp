@@ -149,9 +149,12 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       }
   }
 
-  // Step 2. The ops, in order.
-  for (Operation &op : body.without_terminator()) {
+  // Step 2. The ops, in order. Results go to their Buffer slots or to
+  // scratch (placed once: a fused op's are placed with the op it joins).
+  auto place = [&](Operation &op) -> LogicalResult {
     for (Value r : op.getResults()) {
+      if (ec.tensors.count(r) || ec.states.count(r))
+        continue;
       if (auto tensor = dyn_cast<RankedTensorType>(r.getType())) {
         auto it = resultSlot.find(r);
         if (it != resultSlot.end()) {
@@ -170,6 +173,22 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       if (!base || !ec.states.count(base))
         return op.emitOpError() << "produces a value the kernel cannot place";
       ec.states[r] = ec.states[base];
+    }
+    return success();
+  };
+  for (Operation &op : body.without_terminator()) {
+    if (failed(place(op)))
+      return failure();
+    // The shared expert right after the routed experts on the same x runs
+    // in their two steps (Emitter::experts): its results are placed now.
+    if (auto routed = dyn_cast<MoeExpertsOp>(op); routed && !routed.getFirstExpert()) {
+      auto shared = dyn_cast_or_null<SharedExpertOp>(op.getNextNode());
+      if (shared && shared.getX() == routed.getX() && !usesFastLinear(&op) &&
+          !usesFastLinear(shared)) {
+        if (failed(place(*shared)))
+          return failure();
+        ec.fusedShared = shared;
+      }
     }
     ec.fastLinear = usesFastLinear(&op);
     if (failed(emitOp(kb, &op, ec, patterns)))

@@ -301,6 +301,7 @@ public:
   void hashGate(MoeHashGateOp op);
   void experts(MoeExpertsOp op);
   void sharedExpert(SharedExpertOp op);
+  void expertsWithShared(MoeExpertsOp op, SharedExpertOp shared);
   void lmHead(LmHeadOp op);
   void addF(arith::AddFOp op);
 

@@ -54,6 +54,10 @@ struct EmitContext {
   /// the kernel's split into parts around them (TensorCoreGemm.h); null
   /// elsewhere (the loop nests).
   class TensorCoreSplit *tensorCore = nullptr;
+  /// The shared expert that the routed experts' op being emitted computes
+  /// in its own steps (the op right after it, on the same x), and that is
+  /// then not emitted again; null otherwise.
+  Operation *fusedShared = nullptr;
   /// Allocates `bytesPerToken * S + bytes` of kernel scratch; returns a pointer.
   std::function<Value(int64_t bytesPerToken, int64_t bytes)> scratch;
 };

@@ -44,17 +44,24 @@ void Emitter::hcPre(HcPreOp op) {
   // streams computed where it is used (no grid-wide step of its own).
   kb.parallelLoop(c(0), S(), [&](Value s) {
     View dotsS = kb.at(dots, kb.mul(s, c(mix))), pres = kb.at(pre, kb.mul(s, c(n)));
+    // Every input first: the thread's stores below could alias later loads
+    // for all LLVM knows, so loads interleaved with them would each wait
+    // for memory in turn (24 round trips for n = 4, most of this step).
     Value rhoS = kb.loadF(rho, s);
-    auto muAt = [&](int64_t j) { return kb.mul(rhoS, kb.loadF(dotsS, c(j))); };
+    SmallVector<Value> dotv, basev;
+    for (int64_t j = 0; j < mix; ++j) {
+      dotv.push_back(kb.loadF(dotsS, c(j)));
+      basev.push_back(kb.weight(base, c(0), c(j)));
+    }
+    auto muAt = [&](int64_t j) { return kb.mul(rhoS, dotv[j]); };
     View postS = kb.at(post, kb.mul(s, c(n)));
     View cm = kb.at(comb, kb.mul(s, c(n * n)));
     Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
     Value s2 = kb.weight(scale, c(0), c(2));
     for (int64_t j = 0; j < n; ++j) {
-      Value pj = kb.add(kb.mul(s0, muAt(j)), kb.weight(base, c(0), c(j)));
+      Value pj = kb.add(kb.mul(s0, muAt(j)), basev[j]);
       kb.storeF(pres, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
-      Value qj = kb.add(kb.mul(s1, muAt(n + j)),
-                        kb.weight(base, c(0), c(n + j)));
+      Value qj = kb.add(kb.mul(s1, muAt(n + j)), basev[n + j]);
       kb.storeF(postS, c(j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
     }
     // comb: logits, row softmax + eps, column normalisation, then
@@ -63,8 +70,7 @@ void Emitter::hcPre(HcPreOp op) {
     // the result is stored.
     SmallVector<Value> m(n * n);
     for (int64_t i = 0; i < n * n; ++i)
-      m[i] = kb.add(kb.mul(s2, muAt(2 * n + i)),
-                    kb.weight(base, c(0), c(2 * n + i)));
+      m[i] = kb.add(kb.mul(s2, muAt(2 * n + i)), basev[2 * n + i]);
     for (int64_t r = 0; r < n; ++r) {
       Value mx = m[r * n];
       for (int64_t k = 1; k < n; ++k)

@@ -123,6 +123,8 @@ void Emitter::experts(MoeExpertsOp op) {
     return arith::CmpIOp::create(kb.builder(), kb.getLoc(), arith::CmpIPredicate::ult, l,
                                  c(e1.count));
   };
+  if (!first && ctx.fusedShared)
+    return expertsWithShared(op, cast<SharedExpertOp>(ctx.fusedShared));
   // h[s, j] = SwiGLU hidden of token s through its j-th expert.
   kb.warpLoop(c(0), kb.mul(S(), c(k * inter)), [&](Value e, Value lane) {
     Value slot = kb.div(e, c(inter)), i = kb.rem(e, c(inter));
@@ -188,7 +190,69 @@ void Emitter::experts(MoeExpertsOp op) {
   });
 }
 
+// The routed experts and the shared expert on the same x in two grid-wide
+// steps instead of four: the SwiGLU hiddens of every (token, pick) and of
+// the shared expert in one warp loop, then per output element the k routed
+// rows and the shared row. Every value is computed by the same operations
+// in the same order as by experts() and sharedExpert() apart.
+void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  WeightView s1 = w(shared.getW1()), s3 = w(shared.getW3()), s2 = w(shared.getW2());
+  int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
+  int64_t sInter = s1.rows;
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View out = view(op.getResult()), sharedOut = view(shared.getResult());
+  View h = scratchF32(k * inter, 0), hs = scratchF32(sInter, 0);
+  double limit = op.getSwigluLimit().convertToDouble();
+  double sLimit = shared.getSwigluLimit().convertToDouble();
+  auto expertOf = [&](Value slot) {
+    return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
+  };
+  Value routedItems = kb.mul(S(), c(k * inter));
+  kb.warpLoop(c(0), kb.add(routedItems, kb.mul(S(), c(sInter))), [&](Value e, Value lane) {
+    Value isRouted = kb.lt(e, routedItems);
+    kb.ifThen(isRouted, [&] {
+      Value slot = kb.div(e, c(inter)), i = kb.rem(e, c(inter));
+      Value ex = expertOf(slot);
+      View xs = kb.at(x, kb.mul(kb.div(slot, c(k)), c(dm)));
+      kb.storeOnce(h, e,
+                   swigluHidden(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i, lane), lane);
+    });
+    kb.ifThen(kb.eq(isRouted, kb.eq(c(0), c(1))), [&] {
+      Value f = kb.sub(e, routedItems);
+      View xs = kb.at(x, kb.mul(kb.div(f, c(sInter)), c(dm)));
+      kb.storeOnce(hs, f, swigluHidden(xs, s1, s3, sLimit, kb.rem(f, c(sInter)), lane), lane);
+    });
+  });
+  kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
+    SmallVector<WeightView> w2s;
+    SmallVector<View> hsel;
+    for (int64_t j = 0; j < k; ++j) {
+      Value slot = kb.add(kb.mul(s, c(k)), c(j));
+      w2s.push_back(e2.expert(kb, expertOf(slot)));
+      hsel.push_back(kb.at(h, kb.mul(slot, c(inter))));
+    }
+    SmallVector<KernelBuilder::WeightRow> rows;
+    for (int64_t j = 0; j < k; ++j)
+      rows.push_back({&w2s[j], o, &hsel[j]});
+    SmallVector<Value> ys = kb.dotRows(hsel[0], rows, lane);
+    Value y = kb.dotLanes(kb.at(hs, kb.mul(s, c(sInter))), s2, o, lane);
+    Value acc = kb.cf(0.0);
+    for (int64_t j = 0; j < k; ++j)
+      acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[j]));
+    kb.storeOnce(out, e, acc, lane);
+    kb.storeOnce(sharedOut, e, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y)), lane);
+  });
+}
+
 void Emitter::sharedExpert(SharedExpertOp op) {
+  // Computed with the routed experts before it (expertsWithShared).
+  if (ctx.fusedShared == op.getOperation()) {
+    ctx.fusedShared = nullptr;
+    return;
+  }
   WeightView w1 = w(op.getW1()), w3 = w(op.getW3()), w2 = w(op.getW2());
   int64_t dm = w1.cols, inter = w1.rows;
   View x = view(op.getX()), out = view(op.getResult());
