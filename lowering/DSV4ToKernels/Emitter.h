@@ -302,6 +302,10 @@ public:
   void experts(MoeExpertsOp op);
   void sharedExpert(SharedExpertOp op);
   void expertsWithShared(MoeExpertsOp op, SharedExpertOp shared);
+  Value poolChannel(View kvState, View scoreState, Value i, int64_t slots, int64_t width,
+                    bool overlap, int64_t m, int64_t dim);
+  Value routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k, Value s,
+                   Value o, Value lane);
   void lmHead(LmHeadOp op);
   void addF(arith::AddFOp op);
 

@@ -19,6 +19,28 @@ using namespace mlir::compressa;
 using namespace mlir::compressa::cpu;
 using namespace mlir::dsv4;
 
+// Channel i of a compressed entry: the softmax over the window's slots of
+// their scores, weighting their kv values. Overlapping: slots 0..m-1
+// contribute their A half (channel i), m..2m-1 their B half (channel
+// dim + i). An empty slot (score -inf) weighs exactly 0.
+Value Emitter::poolChannel(View kvState, View scoreState, Value i, int64_t slots,
+                           int64_t width, bool overlap, int64_t m, int64_t dim) {
+  auto at = [&](int64_t j) {
+    return kb.add(c(j * width), overlap && j >= m ? kb.add(i, c(dim)) : i);
+  };
+  Value mx = kb.negInf();
+  for (int64_t j = 0; j < slots; ++j)
+    mx = kb.max(mx, kb.loadF(scoreState, at(j)));
+  Value num = kb.cf(0.0), den = kb.cf(0.0);
+  for (int64_t j = 0; j < slots; ++j) {
+    Value sc = kb.loadF(scoreState, at(j));
+    Value e = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
+    num = kb.add(num, kb.mul(e, kb.loadF(kvState, at(j))));
+    den = kb.add(den, e);
+  }
+  return kb.div(num, den);
+}
+
 void Emitter::compress(CompressOp op) {
   CompressorStateType st = op.getState().getType();
   int64_t m = st.getRatio(), dim = st.getDim(), width = st.getWidth();
@@ -67,21 +89,7 @@ void Emitter::compress(CompressOp op) {
       // 0..m-1 contribute their A half (channel i), m..2m-1 their B half
       // (channel dim + i).
       kb.parallelLoop(c(0), c(dim), [&](Value i) {
-        auto channel = [&](int64_t j) {
-          return overlap && j >= m ? kb.add(i, c(dim)) : i;
-        };
-        Value mx = kb.negInf();
-        for (int64_t j = 0; j < slots; ++j)
-          mx = kb.max(mx, kb.loadF(scoreState, kb.add(c(j * width), channel(j))));
-        Value num = kb.cf(0.0), den = kb.cf(0.0);
-        for (int64_t j = 0; j < slots; ++j) {
-          Value sc = kb.loadF(scoreState, kb.add(c(j * width), channel(j)));
-          // An empty slot (score -inf) weighs exactly 0.
-          Value e = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
-          num = kb.add(num, kb.mul(e, kb.loadF(kvState, kb.add(c(j * width), channel(j)))));
-          den = kb.add(den, e);
-        }
-        kb.storeF(pooled, i, kb.div(num, den));
+        kb.storeF(pooled, i, poolChannel(kvState, scoreState, i, slots, width, overlap, m, dim));
       });
       Value w = kb.div(p, c(m));
       View entry = kb.at(entries, kb.mul(w, c(dim)));
@@ -132,18 +140,7 @@ void Emitter::compressBatched(CompressOp op, View kvRows, View scoreRows) {
     kb.ifThen(closes(s), [&] {
       View kvState = kvStateOf(s);
       View scoreState = kb.at(kvState, c(slots * width));
-      auto channel = [&](int64_t j) { return overlap && j >= m ? kb.add(i, c(dim)) : i; };
-      Value mx = kb.negInf();
-      for (int64_t j = 0; j < slots; ++j)
-        mx = kb.max(mx, kb.loadF(scoreState, kb.add(c(j * width), channel(j))));
-      Value num = kb.cf(0.0), den = kb.cf(0.0);
-      for (int64_t j = 0; j < slots; ++j) {
-        Value sc = kb.loadF(scoreState, kb.add(c(j * width), channel(j)));
-        Value ex = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
-        num = kb.add(num, kb.mul(ex, kb.loadF(kvState, kb.add(c(j * width), channel(j)))));
-        den = kb.add(den, ex);
-      }
-      kb.storeF(pooled, e, kb.div(num, den));
+      kb.storeF(pooled, e, poolChannel(kvState, scoreState, i, slots, width, overlap, m, dim));
     });
   });
   // The entry: RMS norm (a warp per token, as rmsNormRows of one row), ...

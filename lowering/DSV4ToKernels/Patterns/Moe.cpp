@@ -102,6 +102,30 @@ Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
   return kb.mul(kb.silu(g), u);
 }
 
+// sum over token s's k picks, in order, of weight_j * (W2_j h_j)[o]: the k
+// rows in one dotRows, each with its own hidden vector (h_j at h + (s * k +
+// j) * inter), so that all their loads are in flight together.
+Value Emitter::routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k,
+                          Value s, Value o, Value lane) {
+  int64_t inter = e2.cols;
+  SmallVector<WeightView> w2s;
+  SmallVector<View> hs;
+  for (int64_t j = 0; j < k; ++j) {
+    Value slot = kb.add(kb.mul(s, c(k)), c(j));
+    Value ex = kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
+    w2s.push_back(e2.expert(kb, ex));
+    hs.push_back(kb.at(h, kb.mul(slot, c(inter))));
+  }
+  SmallVector<KernelBuilder::WeightRow> rows;
+  for (int64_t j = 0; j < k; ++j)
+    rows.push_back({&w2s[j], o, &hs[j]});
+  SmallVector<Value> ys = kb.dotRows(hs[0], rows, lane);
+  Value acc = kb.cf(0.0);
+  for (int64_t j = 0; j < k; ++j)
+    acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[j]));
+  return acc;
+}
+
 void Emitter::experts(MoeExpertsOp op) {
   ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
   ExpertView e2 = ctx.experts.lookup(op.getW2());
@@ -150,21 +174,7 @@ void Emitter::experts(MoeExpertsOp op) {
     // hidden vector, so that all their loads are in flight together.
     kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
-      SmallVector<WeightView> w2s;
-      SmallVector<View> hs;
-      for (int64_t j = 0; j < k; ++j) {
-        Value slot = kb.add(kb.mul(s, c(k)), c(j));
-        w2s.push_back(e2.expert(kb, expertOf(slot)));
-        hs.push_back(kb.at(h, kb.mul(slot, c(inter))));
-      }
-      SmallVector<KernelBuilder::WeightRow> rows;
-      for (int64_t j = 0; j < k; ++j)
-        rows.push_back({&w2s[j], o, &hs[j]});
-      SmallVector<Value> ys = kb.dotRows(hs[0], rows, lane);
-      Value acc = kb.cf(0.0);
-      for (int64_t j = 0; j < k; ++j)
-        acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[j]));
-      kb.storeOnce(out, e, acc, lane);
+      kb.storeOnce(out, e, routedDown(e2, h, weights, ids, k, s, o, lane), lane);
     });
     return;
   }
@@ -227,21 +237,8 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
   });
   kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
-    SmallVector<WeightView> w2s;
-    SmallVector<View> hsel;
-    for (int64_t j = 0; j < k; ++j) {
-      Value slot = kb.add(kb.mul(s, c(k)), c(j));
-      w2s.push_back(e2.expert(kb, expertOf(slot)));
-      hsel.push_back(kb.at(h, kb.mul(slot, c(inter))));
-    }
-    SmallVector<KernelBuilder::WeightRow> rows;
-    for (int64_t j = 0; j < k; ++j)
-      rows.push_back({&w2s[j], o, &hsel[j]});
-    SmallVector<Value> ys = kb.dotRows(hsel[0], rows, lane);
+    Value acc = routedDown(e2, h, weights, ids, k, s, o, lane);
     Value y = kb.dotLanes(kb.at(hs, kb.mul(s, c(sInter))), s2, o, lane);
-    Value acc = kb.cf(0.0);
-    for (int64_t j = 0; j < k; ++j)
-      acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[j]));
     kb.storeOnce(out, e, acc, lane);
     kb.storeOnce(sharedOut, e, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y)), lane);
   });
