@@ -48,6 +48,53 @@ uint64_t memoryTraffic(FunctionType type, int64_t maxContext) {
   return bytes;
 }
 
+/// The hc.head of a one-sequence kernel that computes only the logit rows
+/// the caller asks for (KernelABI.h, LogitRows): the model's head followed
+/// in the kernel by nothing but the final norm and lm_head, each reading
+/// only values computed from hc.head on, with lm_head's logits the only
+/// value from hc.head on that leaves the kernel. Null for any other kernel
+/// (it computes every row, as before).
+HcHeadOp logitRowsHead(func::FuncOp func) {
+  Block &body = func.getBody().front();
+  HcHeadOp head;
+  llvm::SmallPtrSet<Operation *, 4> fromHead;
+  Operation *last = nullptr;
+  for (Operation &op : body.without_terminator()) {
+    if (auto h = dyn_cast<HcHeadOp>(op)) {
+      if (head)
+        return nullptr;
+      head = h;
+      fromHead.insert(&op);
+      continue;
+    }
+    if (!head)
+      continue;
+    if (!isa<RmsNormOp, LmHeadOp>(op))
+      return nullptr;
+    for (Value operand : op.getOperands())
+      if (isa<RankedTensorType>(operand.getType()) &&
+          !fromHead.contains(operand.getDefiningOp()))
+        return nullptr;
+    fromHead.insert(&op);
+    last = &op;
+  }
+  if (!head || !last || !isa<LmHeadOp>(last))
+    return nullptr;
+  for (Value r : body.getTerminator()->getOperands())
+    if (fromHead.contains(r.getDefiningOp()) && r.getDefiningOp() != last)
+      return nullptr;
+  return head;
+}
+
+/// The elements of one token's row of `type` (every dimension but the
+/// first).
+int64_t perTokenElements(RankedTensorType type) {
+  int64_t per = 1;
+  for (int64_t d : type.getShape().drop_front())
+    per *= d;
+  return per;
+}
+
 /// Emits the kernel of one outlined dispatch `func` into `container`.
 LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
                             Operation *container, const TargetInfo &target,
@@ -85,6 +132,21 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
     kb.setSyncWord(kb.offset(b.getI8Type(), scratchBase, kb.c(-kSyncWordOffset)));
   int64_t scratchPerToken = 0, scratchFixed = 0;
   useScratchArea(kb, ec, scratchBase, scratchPerToken, scratchFixed);
+  // The head's kernel works on the call's last L tokens from hc.head on
+  // (ec.tokens = L there); its scratch is still carved with S as the bound,
+  // so a part carved after the switch never overlaps one carved before.
+  HcHeadOp head = batched ? nullptr : logitRowsHead(func);
+  Value callTokens = ec.tokens;
+  if (head) {
+    auto carve = ec.scratch;
+    ec.scratch = [&ec, callTokens, carve](int64_t perToken, int64_t bytes) {
+      Value tokens = ec.tokens;
+      ec.tokens = callTokens;
+      Value part = carve(perToken, bytes);
+      ec.tokens = tokens;
+      return part;
+    };
+  }
   // --numerics=fast on sm_90a: the FP8 linear layers on tensor cores (its
   // staging area is the scratch's first part).
   std::unique_ptr<TensorCoreSplit> tensorCore =
@@ -125,6 +187,8 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   for (Value r : ret.getOperands())
     if (isa<RankedTensorType>(r.getType()) && !resultSlot.count(r))
       resultSlot[r] = slot++;
+  // Then the head's LogitRows.
+  int64_t logitRowsSlot = head ? slot++ : -1;
 
   // The launch spreads over every multiprocessor when it reads enough.
   bool gridWide = kb.threads() > 1 &&
@@ -179,6 +243,18 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   for (Operation &op : body.without_terminator()) {
     if (failed(place(op)))
       return failure();
+    // From hc.head on, the last L of the call's S tokens: hc.head reads
+    // the streams of token S - L on, and writes (as the norm and lm_head
+    // after it do) rows 0..L-1.
+    if (head && &op == head.getOperation()) {
+      Value rows = scalar(logitRowsSlot);
+      Value streams = head.getStreams();
+      int64_t per = perTokenElements(cast<RankedTensorType>(streams.getType()));
+      ec.tensors[streams] =
+          kb.at(ec.tensors.lookup(streams),
+                kb.mul(kb.sub(callTokens, rows), kb.c(per)));
+      ec.tokens = rows;
+    }
     // The shared expert right after the routed experts on the same x runs
     // in their two steps (Emitter::experts): its results are placed now.
     if (auto routed = dyn_cast<MoeExpertsOp>(op); routed && !routed.getFirstExpert()) {
@@ -202,7 +278,8 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
 
   // Step 3. The signature the runtime checks every launch against.
   SmallVector<int64_t> params;
-  for (const AbiParam &p : kernelAbi(func.getFunctionType(), maxContext, batched))
+  for (const AbiParam &p :
+       kernelAbi(func.getFunctionType(), maxContext, batched, bool(head)))
     llvm::append_values(params, int64_t(p.kind), int64_t(p.bytesPerToken),
                         int64_t(p.bytes));
   if (slot != int64_t(params.size() / 3))

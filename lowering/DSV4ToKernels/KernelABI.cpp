@@ -73,7 +73,7 @@ SmallVector<AbiParam, 2> abiParamsOf(Type type, bool isResult,
 }
 
 SmallVector<AbiParam> kernelAbi(FunctionType type, int64_t maxContext,
-                                bool batched) {
+                                bool batched, bool logitRows) {
   SmallVector<AbiParam> abi = {{fb::ArgKind::Tokens},
                                {fb::ArgKind::StartPos},
                                {fb::ArgKind::Scratch}};
@@ -83,6 +83,8 @@ SmallVector<AbiParam> kernelAbi(FunctionType type, int64_t maxContext,
     llvm::append_range(abi, abiParamsOf(t, /*isResult=*/false, maxContext, batched));
   for (Type t : type.getResults())
     llvm::append_range(abi, abiParamsOf(t, /*isResult=*/true, maxContext, batched));
+  if (logitRows)
+    abi.push_back({fb::ArgKind::LogitRows});
   return abi;
 }
 

@@ -20,7 +20,13 @@
 //     decode state                State        (1 slot)
 //     index (start_pos)           -            (slot 1)
 //   then, for each result: a tensor gets a Buffer slot; updated decode
-//   state aliases the operand it updates and gets none.
+//   state aliases the operand it updates and gets none;
+//   then, last, in the one-sequence kernel that holds the model's head
+//   (hc.head followed by nothing but rms_norm and lm_head):
+//     LogitRows L (0 <= L <= S)   the head computes the logits of the
+//                                 call's last L tokens into rows 0..L-1
+//   (last rather than a fixed slot 3, so that no operand slot moves: a
+//   kernel's operand slots are the same with or without it).
 //
 // The conversion to kernels binds values to these slots, the serializer
 // resolves each launch's slots from the same list, and the runtime checks
@@ -83,9 +89,10 @@ SmallVector<AbiParam, 2> abiParamsOf(Type type, bool isResult,
                                      int64_t maxContext, bool batched = false);
 
 /// The whole signature of an outlined dispatch of type `type`: the fixed
-/// slots, then the operands' and the results' slots.
+/// slots, then the operands' and the results' slots, then (`logitRows`: a
+/// kernel holding the head) the LogitRows slot.
 SmallVector<AbiParam> kernelAbi(FunctionType type, int64_t maxContext,
-                                bool batched = false);
+                                bool batched = false, bool logitRows = false);
 
 //===----------------------------------------------------------------------===//
 // Weights as the checkpoint stores them (spec §2.1)

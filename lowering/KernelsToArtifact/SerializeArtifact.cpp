@@ -461,6 +461,9 @@ LogicalResult Serializer::program(func::FuncOp func) {
           return launch.emitOpError() << "hands out a tensor without an arena slot";
         args.push_back({fb::ArgKind::Buffer, it->second});
       }
+    // The head's kernel: the call's logit rows, last (KernelABI.h).
+    if (!params.empty() && params.back().kind == fb::ArgKind::LogitRows)
+      args.push_back({fb::ArgKind::LogitRows, 0});
     if (args.size() != kernelList[kit->second].params.size())
       return launch.emitOpError() << "passes " << args.size() << " arguments, "
                                   << callee << " takes "
