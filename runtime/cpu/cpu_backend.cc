@@ -30,8 +30,8 @@ private:
   AlignedBuffer memory;
 };
 
-/// One launch with its argument vector resolved; only the Tokens and
-/// StartPos slots change from call to call.
+/// One launch with its argument vector resolved; only the Tokens, StartPos
+/// and LogitRows slots change from call to call.
 struct CpuLaunch {
   /// Null for a collective step (argv: Tokens, StartPos, Scratch, in, out).
   CpuModule::KernelFn fn = nullptr;
@@ -40,6 +40,7 @@ struct CpuLaunch {
   std::vector<void *> argv;
   std::vector<uint32_t> tokenSlots;
   std::vector<uint32_t> startSlots;
+  std::vector<uint32_t> rowSlots;
 };
 
 struct CpuProgram final : public BackendProgram {
@@ -217,6 +218,9 @@ CpuBackend::prepareProgram(const std::string &, std::vector<LaunchPlan> plans,
       case LaunchArg::Kind::StartPos:
         launch.startSlots.push_back(static_cast<uint32_t>(a));
         break;
+      case LaunchArg::Kind::LogitRows:
+        launch.rowSlots.push_back(static_cast<uint32_t>(a));
+        break;
       case LaunchArg::Kind::TensorMap:
         // The reader refuses them outside CUDA artifacts.
         return COMPRESSA_ERROR(Internal,
@@ -228,16 +232,19 @@ CpuBackend::prepareProgram(const std::string &, std::vector<LaunchPlan> plans,
 }
 
 Status CpuBackend::run(BackendProgram &base, int64_t tokens,
-                       int64_t startPos) {
+                       int64_t startPos, int64_t logitRows) {
   CpuProgram &program = static_cast<CpuProgram &>(base);
   // Integer scalars travel in the pointer slot itself (artifact.fbs).
   void *count = reinterpret_cast<void *>(static_cast<intptr_t>(tokens));
   void *start = reinterpret_cast<void *>(static_cast<intptr_t>(startPos));
+  void *rows = reinterpret_cast<void *>(static_cast<intptr_t>(logitRows));
   for (CpuLaunch &launch : program.launches) {
     for (uint32_t slot : launch.tokenSlots)
       launch.argv[slot] = count;
     for (uint32_t slot : launch.startSlots)
       launch.argv[slot] = start;
+    for (uint32_t slot : launch.rowSlots)
+      launch.argv[slot] = rows;
     if (!launch.fn) {
       if (!communicator)
         return COMPRESSA_ERROR(FailedPrecondition,

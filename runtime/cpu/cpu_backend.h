@@ -39,8 +39,8 @@ public:
   StatusOr<std::unique_ptr<BackendProgram>>
   prepareProgram(const std::string &name, std::vector<LaunchPlan> launches,
                  bool graph) override;
-  Status run(BackendProgram &program, int64_t tokens,
-             int64_t startPos) override;
+  Status run(BackendProgram &program, int64_t tokens, int64_t startPos,
+             int64_t logitRows) override;
   int64_t launchesPerRun(const BackendProgram &program) const override;
   bool usesGraph(const BackendProgram &) const override { return false; }
   LaunchCounters counters() const override { return launchCounters; }

@@ -87,9 +87,10 @@ CudaBackend::create(const std::string &artifactPath, int device) {
   backend->syncEachLaunch = envIsOne("COMPRESSA_CUDA_SYNC");
   COMPRESSA_ASSIGN_OR_RETURN(
       backend->scalars,
-      backend->dev->allocate(16, artifactPath + ": the Tokens/StartPos pair"));
+      backend->dev->allocate(24, artifactPath +
+                                     ": the Tokens/StartPos/LogitRows triple"));
   COMPRESSA_RETURN_IF_ERROR(backend->dev->fill(
-      backend->scalars.address(), 16, 0, "the Tokens/StartPos pair"));
+      backend->scalars.address(), 24, 0, "the Tokens/StartPos/LogitRows triple"));
   return backend;
 }
 
@@ -307,7 +308,7 @@ CudaBackend::prepareProgram(const std::string &name,
   auto program = std::make_unique<CudaProgram>();
   program->name = name;
   program->graphEnabled = graph && !syncEachLaunch;
-  program->scalarsWhat = path + ": the Tokens/StartPos pair of program '" +
+  program->scalarsWhat = path + ": the Tokens/StartPos/LogitRows triple of program '" +
                          printable(name) + "'";
   program->graphWhat =
       path + ": the CUDA graph of program '" + printable(name) + "'";
@@ -315,7 +316,8 @@ CudaBackend::prepareProgram(const std::string &name,
       path + ": the argument vectors of program '" + printable(name) + "'";
 
   // Step 1. Every argument vector, one after the other, in one host array:
-  // device addresses, with Tokens/StartPos pointing into the scalar pair.
+  // device addresses, with Tokens/StartPos/LogitRows pointing into the
+  // scalar triple.
   std::vector<uint64_t> words;
   std::vector<size_t> firstWord(plans.size(), 0);
   // Tensor maps: encoded here, once (the weights and the scratch area stay
@@ -366,6 +368,9 @@ CudaBackend::prepareProgram(const std::string &name,
       case LaunchArg::Kind::StartPos:
         words.push_back(scalars.address() + 8);
         break;
+      case LaunchArg::Kind::LogitRows:
+        words.push_back(scalars.address() + 16);
+        break;
       }
     }
   }
@@ -411,13 +416,13 @@ CudaBackend::prepareProgram(const std::string &name,
 Status CudaBackend::makeCurrent() { return dev->makeCurrent(); }
 
 Status CudaBackend::run(BackendProgram &base, int64_t tokens,
-                        int64_t startPos) {
+                        int64_t startPos, int64_t logitRows) {
   CudaProgram &program = static_cast<CudaProgram &>(base);
   COMPRESSA_RETURN_IF_ERROR(dev->makeCurrent());
   // The scalars, queued before the launches that read them.
-  int64_t pair[2] = {tokens, startPos};
-  COMPRESSA_RETURN_IF_ERROR(dev->copyToDevice(scalars.address(), pair,
-                                              sizeof(pair),
+  int64_t triple[3] = {tokens, startPos, logitRows};
+  COMPRESSA_RETURN_IF_ERROR(dev->copyToDevice(scalars.address(), triple,
+                                              sizeof(triple),
                                               program.scalarsWhat));
 
   size_t count = program.launches.size();

@@ -4,8 +4,8 @@
 // the kernels decode them) into one device pool, each tensor 256-byte
 // aligned; states, arenas and scratch are device allocations; each launch's
 // argument vector is a device array of device addresses built once, and the
-// Tokens/StartPos entries point to one device int64 pair that run() writes
-// before the launches (artifact.fbs). A program prepared with `graph` is
+// Tokens/StartPos/LogitRows entries point to one device int64 triple that
+// run() writes before the launches (artifact.fbs). A program prepared with `graph` is
 // captured as a CUDA graph on its first run and replayed afterwards.
 //
 // Environment: COMPRESSA_CUDA_DEVICE picks the GPU (default 0);
@@ -62,8 +62,8 @@ public:
   StatusOr<std::unique_ptr<BackendProgram>>
   prepareProgram(const std::string &name, std::vector<LaunchPlan> launches,
                  bool graph) override;
-  Status run(BackendProgram &program, int64_t tokens,
-             int64_t startPos) override;
+  Status run(BackendProgram &program, int64_t tokens, int64_t startPos,
+             int64_t logitRows) override;
   int64_t launchesPerRun(const BackendProgram &program) const override;
   bool usesGraph(const BackendProgram &program) const override;
   LaunchCounters counters() const override;
@@ -105,8 +105,8 @@ private:
   std::string path;
   std::vector<Kernel> kernels;
   CudaMemory weightPool;
-  /// The device int64 pair {tokens, startPos} Tokens/StartPos entries point
-  /// to.
+  /// The device int64 triple {tokens, startPos, logitRows} that Tokens,
+  /// StartPos and LogitRows entries point to.
   CudaMemory scalars;
   bool syncEachLaunch = false;
   /// startTimer/stopTimer's events.

@@ -561,6 +561,16 @@ Status validateLaunch(const Artifact &artifact, const fb::Program &program,
     case fb::ArgKind::Positions:
     case fb::ArgKind::SlotIds:
       break;
+    case fb::ArgKind::LogitRows:
+      // The batched decode program computes every row (its tokens are
+      // sequences, each needs its logits).
+      if (view(program.name()) == "decode_batch")
+        return COMPRESSA_ERROR(DataLoss,
+                               "%s: a LogitRows argument (kernel %s) in the "
+                               "batched decode program, which computes every "
+                               "row",
+                               x, quoted(kernel.name()).c_str());
+      break;
     case fb::ArgKind::Scratch: {
       uint64_t bytes;
       if (!mulAdd(kernel.scratch_bytes_per_token(), program.max_tokens(),

@@ -66,6 +66,8 @@ struct LaunchArg {
     Tokens,
     /// The absolute position of the first token.
     StartPos,
+    /// The logit rows L of the call (artifact.fbs, LogitRows).
+    LogitRows,
     /// (CUDA) a tensor map the backend encodes: the e4m3 matrix [rows,
     /// cols] at `address` (artifact.fbs, TensorMap).
     TensorMap,
@@ -157,9 +159,10 @@ public:
   prepareProgram(const std::string &name, std::vector<LaunchPlan> launches,
                  bool graph) = 0;
   /// Runs every launch of `program` in order for a call of `tokens` tokens
-  /// starting at `startPos`.
+  /// starting at `startPos` whose head computes `logitRows` rows of logits
+  /// (0 <= logitRows <= tokens, checked by the Engine).
   virtual Status run(BackendProgram &program, int64_t tokens,
-                     int64_t startPos) = 0;
+                     int64_t startPos, int64_t logitRows) = 0;
   /// The launch calls one run of `program` makes: 1 when it replays a
   /// graph, else one per launch.
   virtual int64_t launchesPerRun(const BackendProgram &program) const = 0;

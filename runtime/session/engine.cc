@@ -37,6 +37,9 @@ struct Engine::PreparedProgram {
   std::string unavailable;
   /// The batched decode program (its tokens are sequences: runBatched).
   bool batched = false;
+  /// Its head computes only the logit rows a call asks for, into rows
+  /// 0..L-1 (a LogitRows argument; artifact.fbs); without one, every row.
+  bool logitRows = false;
   /// Names of the per-call copies, for messages (built once).
   std::string idsWhat;
   std::string logitsWhat;
@@ -810,6 +813,10 @@ Status Engine::prepareProgram(const fb::Program &def,
       case fb::ArgKind::StartPos:
         slot.kind = LaunchArg::Kind::StartPos;
         break;
+      case fb::ArgKind::LogitRows:
+        slot.kind = LaunchArg::Kind::LogitRows;
+        program->logitRows = true;
+        break;
       case fb::ArgKind::Scratch:
         slot.address = scratch->address() + kScratchSyncBytes;
         break;
@@ -1026,7 +1033,7 @@ StatusOr<std::vector<float>> Engine::decodeStep(const int64_t *slotIds,
     if (status.ok())
       status = resetError;
     if (status.ok())
-      status = run(*program, ids + i, 1, positions[i],
+      status = run(*program, ids + i, 1, positions[i], 1,
                    logits.data() + size_t(i) * size_t(vocab));
   }
   Status back = selectSlot(static_cast<int64_t>(selected));
@@ -1066,7 +1073,7 @@ Status Engine::runBatched(PreparedProgram &program, const int64_t *slotIds,
       backend->write(*batchInputs, 0, positions, bytes, what));
   COMPRESSA_RETURN_IF_ERROR(backend->write(
       *batchInputs, uint64_t(batchTokens) * 8, slotIds, bytes, what));
-  COMPRESSA_RETURN_IF_ERROR(backend->run(*program.launches, count, 0));
+  COMPRESSA_RETURN_IF_ERROR(backend->run(*program.launches, count, 0, count));
   return backend->read(logitsOut, *program.arena, program.logitsOffset,
                        uint64_t(count) * uint64_t(vocab) * 4,
                        program.logitsWhat);
@@ -1241,26 +1248,32 @@ Status Engine::checkInputs(const PreparedProgram &program, const int64_t *ids,
 }
 
 Status Engine::run(PreparedProgram &program, const int64_t *ids,
-                   int64_t count, int64_t startPos, float *logitsOut) {
-  // Several ranks: each runs its programs at once (collectives join them).
+                   int64_t count, int64_t startPos, int64_t logitRows,
+                   float *logitsOut) {
+  // Several ranks: each runs its programs at once (collectives join them);
+  // the other ranks compute every row (their logits are not read).
   if (rankGroup && !rankGroup->inLeaderRun())
     return rankGroup->runAll(program.name, ids, count, startPos, [&] {
-      return run(program, ids, count, startPos, logitsOut);
+      return run(program, ids, count, startPos, logitRows, logitsOut);
     });
   // The launches may write the state of every position of this call; the
   // next reset clears up to there.
   positionsUsed = std::max(positionsUsed, startPos + count);
-  // Queued in order on the backend: ids in, the launches, logits out.
-  uint64_t logitBytes = uint64_t(count) * uint64_t(vocab) * 4;
+  // Queued in order on the backend: ids in, the launches, logits out. A
+  // head that computes the asked rows writes them to rows 0..L-1; one
+  // from before LogitRows computes all, and the last L are copied.
+  uint64_t rowBytes = uint64_t(vocab) * 4;
+  uint64_t firstRow = program.logitRows ? 0 : uint64_t(count - logitRows);
   COMPRESSA_RETURN_IF_ERROR(backend->write(*program.arena,
                                            program.inputIdsOffset, ids,
                                            uint64_t(count) * 8,
                                            program.idsWhat));
-  COMPRESSA_RETURN_IF_ERROR(
-      backend->run(*program.launches, count, startPos));
-  COMPRESSA_RETURN_IF_ERROR(backend->read(logitsOut, *program.arena,
-                                          program.logitsOffset, logitBytes,
-                                          program.logitsWhat));
+  COMPRESSA_RETURN_IF_ERROR(backend->run(
+      *program.launches, count, startPos, program.logitRows ? logitRows : count));
+  if (logitRows > 0)
+    COMPRESSA_RETURN_IF_ERROR(backend->read(
+        logitsOut, *program.arena, program.logitsOffset + firstRow * rowBytes,
+        uint64_t(logitRows) * rowBytes, program.logitsWhat));
   if (const char *path = std::getenv("COMPRESSA_DUMP_ARENA"); path && !arenaDumped)
     COMPRESSA_RETURN_IF_ERROR(dumpArena(program, path));
   return okStatus();
@@ -1298,6 +1311,13 @@ Status Engine::dumpArena(const PreparedProgram &program, const char *path) {
 StatusOr<std::vector<float>> Engine::forward(const std::string &name,
                                              const int64_t *ids, int64_t count,
                                              int64_t startPos) {
+  return forward(name, ids, count, startPos, count);
+}
+
+StatusOr<std::vector<float>> Engine::forward(const std::string &name,
+                                             const int64_t *ids, int64_t count,
+                                             int64_t startPos,
+                                             int64_t logitRows) {
   PreparedProgram *program = findPrepared(name);
   if (!program)
     return COMPRESSA_ERROR(NotFound, "%s: no program is named '%s'",
@@ -1308,12 +1328,30 @@ StatusOr<std::vector<float>> Engine::forward(const std::string &name,
                            "several sequences; it runs through decodeStep",
                            art->path().c_str(), kBatchedDecode);
   COMPRESSA_RETURN_IF_ERROR(checkInputs(*program, ids, count, startPos));
+  COMPRESSA_RETURN_IF_ERROR(checkLogitRows(*program, count, logitRows));
   COMPRESSA_RETURN_IF_ERROR(resetError);
-  std::vector<float> logits(static_cast<size_t>(count) *
+  std::vector<float> logits(static_cast<size_t>(logitRows) *
                             static_cast<size_t>(vocab));
   COMPRESSA_RETURN_IF_ERROR(
-      run(*program, ids, count, startPos, logits.data()));
+      run(*program, ids, count, startPos, logitRows, logits.data()));
   return logits;
+}
+
+Status Engine::checkLogitRows(const PreparedProgram &program, int64_t count,
+                              int64_t logitRows) const {
+  if (logitRows >= 0 && logitRows <= count)
+    return okStatus();
+  return COMPRESSA_ERROR(InvalidArgument,
+                         "%s: program '%s': %lld logit rows asked of a call of "
+                         "%lld tokens (expected 0 <= rows <= tokens)",
+                         art->path().c_str(), printable(program.name).c_str(),
+                         static_cast<long long>(logitRows),
+                         static_cast<long long>(count));
+}
+
+bool Engine::computesLogitRows(std::string_view name) const {
+  const PreparedProgram *program = findPrepared(name);
+  return program && program->logitRows;
 }
 
 StatusOr<std::vector<float>> Engine::prefill(const int64_t *ids, int64_t count,
@@ -1343,8 +1381,43 @@ StatusOr<std::vector<float>> Engine::prefill(const int64_t *ids, int64_t count,
   for (int64_t done = 0; done < count; done += step) {
     int64_t n = std::min(step, count - done);
     COMPRESSA_RETURN_IF_ERROR(run(
-        *program, ids + done, n, startPos + done,
+        *program, ids + done, n, startPos + done, n,
         logits.data() + static_cast<size_t>(done) * static_cast<size_t>(vocab)));
+  }
+  return logits;
+}
+
+StatusOr<std::vector<float>> Engine::prefillLast(const int64_t *ids,
+                                                 int64_t count,
+                                                 int64_t startPos,
+                                                 int64_t chunk) {
+  if (count < 1)
+    return COMPRESSA_ERROR(InvalidArgument,
+                           "%s: prefillLast needs at least one token, not %lld",
+                           art->path().c_str(), static_cast<long long>(count));
+  COMPRESSA_RETURN_IF_ERROR(
+      checkSequence(ids, count, startPos, vocab, contextLimit));
+  PreparedProgram *program = findPrepared("prefill");
+  int64_t step = 1;
+  if (program) {
+    step = program->maxTokens;
+    if (chunk > 0)
+      step = std::min(step, chunk);
+  } else {
+    program = findPrepared("decode");
+  }
+  if (!program->unavailable.empty())
+    return Status(StatusCode::FailedPrecondition, program->unavailable,
+                  __FILE__, __LINE__);
+  COMPRESSA_RETURN_IF_ERROR(resetError);
+  // Chunks before the last compute no logits; the last one the row of its
+  // last token.
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  for (int64_t done = 0; done < count; done += step) {
+    int64_t n = std::min(step, count - done);
+    bool last = done + n == count;
+    COMPRESSA_RETURN_IF_ERROR(run(*program, ids + done, n, startPos + done,
+                                  last ? 1 : 0, logits.data()));
   }
   return logits;
 }
@@ -1379,11 +1452,11 @@ StatusOr<GenerationResult> Generator::generate(const int64_t *prompt,
   int64_t vocab = engine.vocabSize();
   engine.reset();
   auto start = std::chrono::steady_clock::now();
+  // Sampling needs the last position's logits only.
   COMPRESSA_ASSIGN_OR_RETURN(std::vector<float> logits,
-                             engine.prefill(prompt, promptLength, 0, chunk));
+                             engine.prefillLast(prompt, promptLength, 0, chunk));
   result.prefillSeconds = secondsSince(start);
-  const float *row =
-      logits.data() + static_cast<size_t>(promptLength - 1) * vocab;
+  const float *row = logits.data();
 
   start = std::chrono::steady_clock::now();
   int64_t pos = promptLength;

@@ -148,6 +148,16 @@ public:
   StatusOr<std::vector<float>> forward(const std::string &program,
                                        const int64_t *ids, int64_t count,
                                        int64_t startPos);
+  /// The same, computing only the logits of the call's last `logitRows`
+  /// tokens (0 <= logitRows <= count, else InvalidArgument): returns
+  /// [logitRows, vocab], the logits of tokens count - logitRows .. count - 1,
+  /// equal to those rows of the call above. The program's head computes
+  /// only those rows (artifact.fbs, LogitRows; an artifact from before it
+  /// computes every row and the last ones are copied). logitRows = 0 only
+  /// advances the decode state.
+  StatusOr<std::vector<float>> forward(const std::string &program,
+                                       const int64_t *ids, int64_t count,
+                                       int64_t startPos, int64_t logitRows);
   /// Runs `count` tokens through program "prefill" in chunks of
   /// min(chunk, prefill max_tokens) (chunk <= 0: max_tokens); without a
   /// "prefill" program, through "decode" one token at a time. Returns the
@@ -155,6 +165,18 @@ public:
   /// anything runs.
   StatusOr<std::vector<float>> prefill(const int64_t *ids, int64_t count,
                                        int64_t startPos, int64_t chunk = 0);
+  /// The same prefill (count >= 1), returning only the last token's logits
+  /// [vocab] (what generation samples from): chunks before the last compute
+  /// no logits (LogitRows 0), the last one computes its last row (1), and
+  /// only that row is copied back. Equal to the last row of prefill().
+  StatusOr<std::vector<float>> prefillLast(const int64_t *ids, int64_t count,
+                                           int64_t startPos,
+                                           int64_t chunk = 0);
+  /// Whether program `name`'s head computes only the logit rows a call asks
+  /// for (an artifact with LogitRows arguments); false for an artifact from
+  /// before them (every row is computed, the asked ones copied) and for
+  /// the batched decode program.
+  bool computesLogitRows(std::string_view name) const;
   /// Runs one token at position `pos` through program "decode".
   StatusOr<std::vector<float>> decode(int64_t id, int64_t pos);
   /// Re-initializes every state (a new sequence starts at position 0). On
@@ -292,9 +314,13 @@ private:
   /// program's limits and the vocabulary.
   Status checkInputs(const PreparedProgram &program, const int64_t *ids,
                      int64_t count, int64_t startPos) const;
-  /// Runs a checked call; writes [count, vocab] logits to `logitsOut`.
+  /// Runs a checked call; writes the logits of its last `logitRows` tokens,
+  /// [logitRows, vocab], to `logitsOut`.
   Status run(PreparedProgram &program, const int64_t *ids, int64_t count,
-             int64_t startPos, float *logitsOut);
+             int64_t startPos, int64_t logitRows, float *logitsOut);
+  /// InvalidArgument unless 0 <= logitRows <= count.
+  Status checkLogitRows(const PreparedProgram &program, int64_t count,
+                        int64_t logitRows) const;
   /// Runs a checked step of the batched decode program.
   Status runBatched(PreparedProgram &program, const int64_t *slotIds,
                     const int64_t *ids, const int64_t *positions,
