@@ -12,6 +12,7 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
+#include <algorithm>
 #include <cmath>
 
 using namespace mlir;
@@ -94,7 +95,10 @@ void Emitter::attention(SparseAttentionOp op) {
   // visible) compressed entries. Three phases over every (token, head):
   // scores; per (token, head) the max and the weights p = exp(score - max)
   // with their sum; the weighted sum of the keys (which are also the
-  // values) per channel. Every sum runs in key order, as in the spec.
+  // values) per channel. The sums' orders are fixed per token (not by the
+  // spec's key order: lane-split dots, parts of the key range) and do not
+  // depend on the call's token count: a token's row is the same in a
+  // one-token decode, a batched decode and a prefill chunk.
   int64_t maxKeys = win + (k ? k : (ratio ? ctx.maxContext / ratio : 0));
   View weights = scratchF32(h * maxKeys, 0);
   View den = scratchF32(h, 0);
@@ -136,23 +140,42 @@ void Emitter::attention(SparseAttentionOp op) {
     return {View{kb.select(isWindow, windowPtr, entryPtr), kv.elt},
             arith::OrIOp::create(kb.builder(), kb.getLoc(), isWindow, valid)};
   };
-  // Phase 1: scores (-inf for a missing key), a warp per (token, head, key)
-  // with the lane-split dot; the last token has the most keys (a batched
-  // kernel: the token with the most).
+  // The largest power of two up to `limit` that divides the heads.
+  auto headGroup = [&](int64_t limit) {
+    int64_t g = 1;
+    while (g * 2 <= limit && h % (g * 2) == 0)
+      g *= 2;
+    return g;
+  };
+  // Phase 1: scores (-inf for a missing key), a warp per (token, key, group
+  // of g1 heads): the key's segments are loaded once for the group's query
+  // rows (dotRows with the query rows as f32 rows and the key as their x;
+  // one butterfly for the g1 dots). The last token has the most keys (a
+  // batched kernel: the token with the most). Warps of neighbouring head
+  // groups read the same key.
+  int64_t g1 = headGroup(4), groups1 = h / g1;
   Value most = mostOver(keysOf);
-  kb.warpLoop(c(0), kb.mul(kb.mul(S(), c(h)), most), [&](Value e, Value lane) {
-    Value sh = kb.div(e, most), j = kb.rem(e, most);
-    Value s = kb.div(sh, c(h));
+  kb.warpLoop(c(0), kb.mul(kb.mul(S(), most), c(groups1)), [&](Value e, Value lane) {
+    Value hg = kb.rem(e, c(groups1)), sj = kb.div(e, c(groups1));
+    Value s = kb.div(sj, most), j = kb.rem(sj, most);
     kb.ifThen(kb.lt(j, keysOf(s)), [&] {
       auto [key, valid] = keyAt(s, j);
-      Value dotv = kb.dotLanes(kb.at(q, kb.mul(sh, c(d))), key, d, lane);
-      kb.storeOnce(weights, kb.add(kb.mul(sh, c(maxKeys)), j),
-                   kb.select(valid, kb.mul(dotv, kb.cf(scale)), kb.negInf()), lane);
+      WeightView qs{kb.at(q, kb.mul(s, c(h * d))).ptr, Value(), q.elt, h, d};
+      SmallVector<KernelBuilder::WeightRow> rows;
+      for (int64_t g = 0; g < g1; ++g)
+        rows.push_back({&qs, kb.add(kb.mul(hg, c(g1)), c(g))});
+      SmallVector<Value> dots = kb.dotRows(key, rows, lane);
+      for (int64_t g = 0; g < g1; ++g) {
+        Value sh = kb.add(kb.mul(s, c(h)), rows[g].row);
+        kb.storeOnce(weights, kb.add(kb.mul(sh, c(maxKeys)), j),
+                     kb.select(valid, kb.mul(dots[g], kb.cf(scale)), kb.negInf()), lane);
+      }
     });
   });
   // Phase 2: per (token, head), a warp: the max (with the sink), the
   // weights p = exp(score - max) and their sum; lane l takes keys l,
-  // l + 32, ... and the lanes meet in the warp's butterfly.
+  // l + 32, ... (four per loop trip, so their loads overlap) and the lanes
+  // meet in the warp's butterfly.
   kb.warpLoop(c(0), kb.mul(S(), c(h)), [&](Value sh, Value lane) {
     Value n = keysOf(kb.div(sh, c(h)));
     View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
@@ -161,7 +184,7 @@ void Emitter::attention(SparseAttentionOp op) {
     auto laneKeys = [&](Value l, Value init, function_ref<Value(Value, Value)> body) {
       Value trips = kb.div(kb.add(kb.sub(n, l), c(KernelBuilder::kLanes - 1)),
                            c(KernelBuilder::kLanes));
-      return kb.reduce1(c(0), trips, init, [&](Value t, Value a) {
+      return kb.reduceUnrolled(c(0), trips, 4, init, [&](Value t, Value a) {
         return body(kb.add(l, kb.mul(t, c(KernelBuilder::kLanes))), a);
       });
     };
@@ -179,17 +202,147 @@ void Emitter::attention(SparseAttentionOp op) {
     })[0];
     kb.storeOnce(den, sh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))), lane);
   });
-  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den, a thread per channel,
-  // the keys in order (eight per loop trip, so their loads overlap).
-  kb.parallelLoop(c(0), kb.mul(S(), c(h * d)), [&](Value e) {
+  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den. The keys of a token
+  // are cut into kParts parts of ceil(n / kParts) consecutive keys; each
+  // part's sum runs in key order from 0, and the parts' sums are added in
+  // part order (from -0, which adds exactly). A thread takes g3 heads and
+  // cpt channels (each key value loaded once for g3 heads; a warp's lanes
+  // read consecutive channels of the key). With few tokens each part is a
+  // thread of its own (then a thread per channel adds the parts' sums from
+  // scratch), so a decode step has enough threads and short chains; with
+  // many tokens a thread computes the parts in turn. Same operations in the
+  // same order either way: a token's row does not depend on how many
+  // tokens the call has.
+  constexpr int64_t kParts = 16;
+  int64_t cpt = d % 4 == 0 ? 4 : 1;
+  int64_t g3 = headGroup(4), groups3 = h / g3, chans = d / cpt;
+  // Tokens of a call that split the parts over threads: scratch of at most
+  // 16 MiB for the parts' sums (8 tokens at V4's 64 heads x 512).
+  int64_t splitTokens =
+      std::clamp<int64_t>((int64_t(16) << 20) / (h * kParts * d * 4), 1, 64);
+  View partial = scratchF32(0, splitTokens * kParts * h * d);
+  // accs + p_j * key_j[c0 + i] for the group's heads, channels c0 + i.
+  auto addKey = [&](Value s, View wq, Value c0, Value j, bool vec,
+                    ArrayRef<Value> accs) -> SmallVector<Value> {
+    auto [key, valid] = keyAt(s, j);
+    Value kvals[4];
+    if (vec)
+      kb.targetInfo().loadF32x4(kb.builder(), kb.getLoc(), kb.at(key, c0).ptr, kvals);
+    else
+      for (int64_t i = 0; i < cpt; ++i)
+        kvals[i] = kb.loadF(key, kb.add(c0, c(i)));
+    SmallVector<Value> next(accs.begin(), accs.end());
+    for (int64_t g = 0; g < g3; ++g) {
+      Value pj = kb.loadF(wq, kb.add(c(g * maxKeys), j));
+      for (int64_t i = 0; i < cpt; ++i)
+        next[g * cpt + i] = kb.add(accs[g * cpt + i],
+                                   kb.select(valid, kb.mul(pj, kvals[i]), kb.cf(0.0)));
+    }
+    return next;
+  };
+  // Keys [lo, hi), two per loop trip (their loads overlap), in order.
+  auto sumKeys = [&](Value s, View wq, Value c0, Value lo, Value hi, bool vec) {
+    SmallVector<Value> zeros(g3 * cpt, kb.cf(0.0));
+    Value pairs = kb.div(kb.sub(hi, lo), c(2));
+    SmallVector<Value> accs =
+        kb.reduce(c(0), pairs, zeros, [&](Value t, ValueRange a) {
+          Value j = kb.add(lo, kb.mul(t, c(2)));
+          SmallVector<Value> v = addKey(s, wq, c0, j, vec, SmallVector<Value>(a.begin(), a.end()));
+          return addKey(s, wq, c0, kb.add(j, c(1)), vec, v);
+        });
+    return kb.reduce(kb.add(lo, kb.mul(pairs, c(2))), hi, accs,
+                     [&](Value j, ValueRange a) {
+                       return addKey(s, wq, c0, j, vec, SmallVector<Value>(a.begin(), a.end()));
+                     });
+  };
+  // On targets with 16-byte loads: the four channels of a key as one load
+  // where every key of the token is 16-byte aligned (the same for a whole
+  // token, so the branch is uniform in practice).
+  bool vecKeys = kb.targetInfo().wideLoads() && kv.elt.isF32() && cpt == 4;
+  auto keysAligned = [&](Value s) {
+    auto ok = [&](Value ptr) {
+      Value addr = LLVM::PtrToIntOp::create(kb.builder(), kb.getLoc(), kb.i64(), ptr);
+      return kb.eq(arith::AndIOp::create(kb.builder(), kb.getLoc(), addr, c(15)), c(0));
+    };
+    Value all = arith::AndIOp::create(kb.builder(), kb.getLoc(), ok(kv.ptr),
+                                      ok(stateOf(op.getRing(), s)));
+    if (ratio)
+      all = arith::AndIOp::create(kb.builder(), kb.getLoc(), all,
+                                  ok(stateOf(op.getEntries(), s)));
+    return all;
+  };
+  // The sums of part p of token s, heads hg * g3 ..., channels c0 ...
+  auto partSums = [&](Value s, Value hg, Value c0, Value p) -> SmallVector<Value> {
+    Value n = keysOf(s);
+    Value len = kb.div(kb.add(n, c(kParts - 1)), c(kParts));
+    Value lo = kb.min(kb.mul(p, len), n), hi = kb.min(kb.add(lo, len), n);
+    View wq = kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), kb.mul(hg, c(g3))), c(maxKeys)));
+    SmallVector<Type> types(g3 * cpt, kb.f32());
+    if (!vecKeys)
+      return sumKeys(s, wq, c0, lo, hi, false);
+    return kb.ifElse(
+        keysAligned(s), types, [&] { return sumKeys(s, wq, c0, lo, hi, true); },
+        [&] { return sumKeys(s, wq, c0, lo, hi, false); });
+  };
+  // Head hg * g3 + g of token s, channel c0 + i: element of out.
+  auto outIndex = [&](Value s, Value hg, Value c0, int64_t g, int64_t i) {
+    Value head = kb.add(kb.mul(hg, c(g3)), c(g));
+    return std::make_pair(kb.add(kb.mul(kb.add(kb.mul(s, c(h)), head), c(d)),
+                                 kb.add(c0, c(i))),
+                          kb.add(kb.mul(s, c(h)), head));
+  };
+  Value split = kb.le(S(), c(splitTokens));
+  Value perToken = c(groups3 * chans);
+  kb.parallelLoop(c(0), kb.mul(kb.mul(S(), perToken), kb.select(split, c(kParts), c(1))),
+                  [&](Value e) {
+    Value c0 = kb.mul(kb.rem(e, c(chans)), c(cpt));
+    Value hg = kb.rem(kb.div(e, c(chans)), c(groups3));
+    Value rest = kb.div(e, perToken);
+    kb.ifElse(
+        split, TypeRange{},
+        [&]() -> SmallVector<Value> {
+          // Thread (s, p, hg, c0): part p's sums to partial[s, p, head, c].
+          Value s = kb.div(rest, c(kParts)), p = kb.rem(rest, c(kParts));
+          SmallVector<Value> sums = partSums(s, hg, c0, p);
+          Value row = kb.mul(kb.add(kb.mul(s, c(kParts)), p), c(h * d));
+          for (int64_t g = 0; g < g3; ++g)
+            for (int64_t i = 0; i < cpt; ++i) {
+              Value head = kb.add(kb.mul(hg, c(g3)), c(g));
+              kb.storeF(partial, kb.add(row, kb.add(kb.mul(head, c(d)), kb.add(c0, c(i)))),
+                        sums[g * cpt + i]);
+            }
+          return {};
+        },
+        [&]() -> SmallVector<Value> {
+          // Thread (s, hg, c0): every part in turn.
+          Value s = rest;
+          SmallVector<Value> init(g3 * cpt, kb.cf(-0.0));
+          SmallVector<Value> totals =
+              kb.reduce(c(0), c(kParts), init, [&](Value p, ValueRange a) {
+                SmallVector<Value> sums = partSums(s, hg, c0, p);
+                SmallVector<Value> next;
+                for (int64_t v = 0; v < g3 * cpt; ++v)
+                  next.push_back(kb.add(a[v], sums[v]));
+                return next;
+              });
+          for (int64_t g = 0; g < g3; ++g)
+            for (int64_t i = 0; i < cpt; ++i) {
+              auto [at, sh] = outIndex(s, hg, c0, g, i);
+              kb.storeF(out, at, kb.div(totals[g * cpt + i], kb.loadF(den, sh)));
+            }
+          return {};
+        });
+  });
+  // With few tokens: a thread per (token, head, channel) adds the parts'
+  // sums in part order.
+  kb.parallelLoop(c(0), kb.select(split, kb.mul(S(), c(h * d)), c(0)), [&](Value e) {
     Value sh = kb.div(e, c(d)), i = kb.rem(e, c(d));
-    Value s = kb.div(sh, c(h));
-    View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
-    Value acc = kb.reduceUnrolled(c(0), keysOf(s), 8, kb.cf(0.0), [&](Value j, Value a) {
-      auto [key, valid] = keyAt(s, j);
-      Value term = kb.mul(kb.loadF(wh, j), kb.loadF(key, i));
-      return kb.add(a, kb.select(valid, term, kb.cf(0.0)));
-    });
+    Value s = kb.div(sh, c(h)), head = kb.rem(sh, c(h));
+    Value acc = kb.cf(-0.0);
+    for (int64_t p = 0; p < kParts; ++p)
+      acc = kb.add(acc, kb.loadF(partial, kb.add(kb.mul(kb.add(kb.mul(s, c(kParts)), c(p)),
+                                                        c(h * d)),
+                                                 kb.add(kb.mul(head, c(d)), i))));
     kb.storeF(out, e, kb.div(acc, kb.loadF(den, sh)));
   });
 }
