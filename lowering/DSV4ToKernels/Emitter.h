@@ -235,6 +235,16 @@ public:
     // --numerics=fast: act_quant + FP8 x FP8 GEMM (TensorCoreGemm.h).
     if (ctx.fastLinear && isa<Float8E4M3FNType>(wt.elt))
       return fastLinearTokens(x, xStride, wt, out);
+    if (!ctx.batched && KernelBuilder::segmentsPerRow(wt, x.elt) > 0) {
+      branch(
+          manyTokens(2 * kTileTokens), [&] { linearTokenTiles(x, xStride, wt, out); },
+          [&] { linearTokensByToken(x, xStride, wt, out); });
+      return;
+    }
+    linearTokensByToken(x, xStride, wt, out);
+  }
+
+  void linearTokensByToken(View x, int64_t xStride, const WeightView &wt, View out) {
     if (int64_t parts = splitParts(wt, wt.rows, x.elt); parts > 1) {
       View totals = splitDots(x, xStride, wt, wt.rows, false, parts);
       kb.parallelLoop(c(0), kb.mul(S(), c(wt.rows)),
@@ -263,6 +273,67 @@ public:
         kb.storeOnce(out, kb.add(base, c(j)), dots[j], lane);
     });
   }
+
+  //===--------------------------------------------------------------------===//
+  // Token tiles (TokenTiles.cpp): where a call has many tokens, a warp
+  // computes a few weight rows against up to kTileTokens tokens, reading
+  // and decoding each row segment once for all of them; the same
+  // operations per dot as the per-token code, chosen by a uniform branch
+  // on the call's token count.
+  //===--------------------------------------------------------------------===//
+  static constexpr int64_t kTileTokens = 8;
+  /// A tile: its weights (one or two matrices read at the same rows), up to
+  /// kTileTokens x vectors, how many of them are real (`count`; the others
+  /// repeat the last), their token (or slot) indices, and, where tiles are
+  /// counted at run time, whether the tile exists.
+  struct TokenTile {
+    SmallVector<WeightView, 2> weights;
+    SmallVector<View, 8> xs;
+    SmallVector<Value, 8> tokens;
+    Value count, valid;
+  };
+  /// The slots (token s, pick j) = s k + j of the routed experts sorted by
+  /// expert (scratch, i64): `order` the slots, tile t holds `count[t]`
+  /// slots of expert `expert[t]` from order[first[t]]; tileStart[e] is
+  /// expert e's first tile and tileStart[experts] the number of tiles (at
+  /// most `most`).
+  struct ExpertTiles {
+    Value order, expert, first, count, tileStart, most;
+    int64_t experts = 0;
+  };
+  /// then() where cond holds, otherwise() where not (a uniform branch).
+  void branch(Value cond, function_ref<void()> then, function_ref<void()> otherwise);
+  /// Whether the call has at least `tokens` tokens.
+  Value manyTokens(int64_t tokens);
+  /// The clamped SwiGLU of the gate and up values.
+  Value swiglu(Value gate, Value up, double limit);
+  /// Rows of a warp in tileDots: 4, 2 or 1, dividing `rows`.
+  static int64_t rowsPerWarp(int64_t rows);
+  /// A warp per (tile, group of `rowsPerWarp` rows, part of `parts`): the
+  /// dots of the tile's weights at those rows (the segments of part p)
+  /// with its x vectors; store(tile, t, row, dots of each weight, p, lane)
+  /// for each real token t.
+  void tileDots(Value tiles, int64_t rows, int64_t rowsPerWarp, int64_t parts,
+                function_ref<TokenTile(Value)> tileOf,
+                function_ref<void(const TokenTile &, int64_t, Value, ArrayRef<Value>,
+                                  Value, Value)>
+                    store);
+  /// Tiles of kTileTokens consecutive tokens of x (rows xStride apart).
+  Value denseTiles();
+  TokenTile denseTile(Value tile, View x, int64_t xStride, ArrayRef<WeightView> weights);
+  /// linearTokens in token tiles (with splitDots' parts where rows are few).
+  void linearTokenTiles(View x, int64_t xStride, const WeightView &wt, View out);
+  ExpertTiles expertTiles(View ids, int64_t k, int64_t experts);
+  /// Tile `tile` of `et`: x rows of its slots' tokens (`byToken`) or of the
+  /// slots themselves, with the tile expert's matrices of `tables`.
+  TokenTile expertTile(const ExpertTiles &et, Value tile, View x, int64_t xStride, int64_t k,
+                       bool byToken, ArrayRef<const ExpertView *> tables);
+  /// The routed experts (then `shared`, when fused) in expert tiles.
+  void expertsTiled(MoeExpertsOp op, SharedExpertOp shared);
+  void sharedExpertTiled(SharedExpertOp op);
+  /// experts() with a warp per (slot, hidden row): the decode path.
+  void expertsByToken(MoeExpertsOp op);
+  void sharedExpertByToken(SharedExpertOp op);
 
   /// linearTokens of an FP8 weight in --numerics=fast (TensorCoreGemm.cpp).
   void fastLinearTokens(View x, int64_t xStride, const WeightView &wt, View out);

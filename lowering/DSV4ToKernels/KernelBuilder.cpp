@@ -538,13 +538,28 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     SmallVector<Value> shared;
     if (llvm::any_of(rows, [](const WeightRow &r) { return !r.x; }))
       shared = loadXs(x);
+    // A weight row that several entries share (token tiles: the same row
+    // against several tokens' x) is loaded and decoded once per segment, an
+    // x that several entries share is loaded once; every entry's sum takes
+    // the same operations as alone.
+    llvm::DenseMap<Value, SmallVector<Value>> ownXs;
+    llvm::DenseMap<std::pair<const WeightView *, Value>, std::pair<SmallVector<Value>, Value>>
+        decoded;
     SmallVector<Value> next;
     for (size_t r = 0; r < nr; ++r) {
       const WeightView &w = *rows[r].w;
-      SmallVector<Value> own;
-      if (rows[r].x)
-        own = loadXs(*rows[r].x);
-      const SmallVector<Value> &xs = rows[r].x ? own : shared;
+      if (rows[r].x && !ownXs.count(rows[r].x->ptr))
+        ownXs[rows[r].x->ptr] = loadXs(*rows[r].x);
+      const SmallVector<Value> &xs = rows[r].x ? ownXs[rows[r].x->ptr] : shared;
+      auto known = decoded.find({rows[r].w, rows[r].row});
+      if (known != decoded.end()) {
+        const auto &[vals, scale] = known->second;
+        Value part = mul(xs[0], vals[0]);
+        for (int64_t i = 1; i < cps; ++i)
+          part = add(part, mul(xs[i], vals[i]));
+        next.push_back(add(accs[r], scale ? mul(part, scale) : part));
+        continue;
+      }
       Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
       SmallVector<Value> words;
       if (segBytes == 4) {
@@ -573,6 +588,7 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
                                            div(g, c(32 / cps)))));
       if (k)
         scale = scale ? mul(scale, cf(std::ldexp(1.0, k))) : cf(std::ldexp(1.0, k));
+      decoded[{rows[r].w, rows[r].row}] = {vals, scale};
       next.push_back(add(accs[r], scale ? mul(part, scale) : part));
     }
     return next;

@@ -97,9 +97,7 @@ void Emitter::hashGate(MoeHashGateOp op) {
 Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
                             double limit, Value i, Value lane) {
   SmallVector<Value> gu = kb.dotRows(x, {{&w1, i}, {&w3, i}}, lane);
-  Value g = kb.min(gu[0], kb.cf(limit));
-  Value u = kb.max(kb.min(gu[1], kb.cf(limit)), kb.cf(-limit));
-  return kb.mul(kb.silu(g), u);
+  return swiglu(gu[0], gu[1], limit);
 }
 
 // sum over token s's k picks, in order, of weight_j * (W2_j h_j)[o]: the k
@@ -127,6 +125,26 @@ Value Emitter::routedDown(const ExpertView &e2, View h, View weights, View ids, 
 }
 
 void Emitter::experts(MoeExpertsOp op) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1());
+  int64_t k = op.getIds().getType().getShape()[1];
+  // Prefill chunks: expert tiles once the slots are at least two per expert
+  // on average (fewer repeat a tile's weight rows for too few slots).
+  if (!op.getFirstExpert() && !ctx.batched) {
+    auto shared = cast_or_null<SharedExpertOp>(ctx.fusedShared);
+    branch(
+        manyTokens((2 * e1.count + k - 1) / k), [&] { expertsTiled(op, shared); },
+        [&] {
+          if (shared)
+            expertsWithShared(op, shared);
+          else
+            expertsByToken(op);
+        });
+    return;
+  }
+  expertsByToken(op);
+}
+
+void Emitter::expertsByToken(MoeExpertsOp op) {
   ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
   ExpertView e2 = ctx.experts.lookup(op.getW2());
   int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
@@ -250,6 +268,16 @@ void Emitter::sharedExpert(SharedExpertOp op) {
     ctx.fusedShared = nullptr;
     return;
   }
+  if (!ctx.batched) {
+    branch(
+        manyTokens(2 * kTileTokens), [&] { sharedExpertTiled(op); },
+        [&] { sharedExpertByToken(op); });
+    return;
+  }
+  sharedExpertByToken(op);
+}
+
+void Emitter::sharedExpertByToken(SharedExpertOp op) {
   WeightView w1 = w(op.getW1()), w3 = w(op.getW3()), w2 = w(op.getW2());
   int64_t dm = w1.cols, inter = w1.rows;
   View x = view(op.getX()), out = view(op.getResult());
