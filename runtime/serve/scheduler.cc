@@ -288,8 +288,11 @@ bool Scheduler::prefillStep() {
   }
   if (request.prefilled == 0)
     engine.reset();
-  StatusOr<std::vector<float>> logits = engine.prefill(
-      request.prompt.data() + request.prefilled, n, request.prefilled, n);
+  // Only the prompt's last token's logits are sampled from: a chunk before
+  // the last computes none, the last one its last row (LogitRows).
+  bool last = request.prefilled + n == total;
+  StatusOr<std::vector<float>> logits = engine.prefillLast(
+      request.prompt.data() + request.prefilled, n, request.prefilled, n, last);
   if (!logits.ok()) {
     fail(pick, logits.status());
     return true;
@@ -298,9 +301,8 @@ bool Scheduler::prefillStep() {
                      request.prompt.begin() + request.prefilled,
                      request.prompt.begin() + request.prefilled + n);
   request.prefilled += n;
-  if (request.prefilled == total)
-    accept(pick, logits->data() + static_cast<size_t>(n - 1) *
-                                      static_cast<size_t>(engine.vocabSize()));
+  if (last)
+    accept(pick, logits->data());
   return true;
 }
 

@@ -1390,7 +1390,7 @@ StatusOr<std::vector<float>> Engine::prefill(const int64_t *ids, int64_t count,
 StatusOr<std::vector<float>> Engine::prefillLast(const int64_t *ids,
                                                  int64_t count,
                                                  int64_t startPos,
-                                                 int64_t chunk) {
+                                                 int64_t chunk, bool lastRow) {
   if (count < 1)
     return COMPRESSA_ERROR(InvalidArgument,
                            "%s: prefillLast needs at least one token, not %lld",
@@ -1412,10 +1412,10 @@ StatusOr<std::vector<float>> Engine::prefillLast(const int64_t *ids,
   COMPRESSA_RETURN_IF_ERROR(resetError);
   // Chunks before the last compute no logits; the last one the row of its
   // last token.
-  std::vector<float> logits(static_cast<size_t>(vocab));
+  std::vector<float> logits(lastRow ? static_cast<size_t>(vocab) : 0);
   for (int64_t done = 0; done < count; done += step) {
     int64_t n = std::min(step, count - done);
-    bool last = done + n == count;
+    bool last = lastRow && done + n == count;
     COMPRESSA_RETURN_IF_ERROR(run(*program, ids + done, n, startPos + done,
                                   last ? 1 : 0, logits.data()));
   }

@@ -169,9 +169,12 @@ public:
   /// [vocab] (what generation samples from): chunks before the last compute
   /// no logits (LogitRows 0), the last one computes its last row (1), and
   /// only that row is copied back. Equal to the last row of prefill().
+  /// With `lastRow` false no call computes logits and the result is empty
+  /// (a part of a prompt whose rest follows in later calls).
   StatusOr<std::vector<float>> prefillLast(const int64_t *ids, int64_t count,
                                            int64_t startPos,
-                                           int64_t chunk = 0);
+                                           int64_t chunk = 0,
+                                           bool lastRow = true);
   /// Whether program `name`'s head computes only the logit rows a call asks
   /// for (an artifact with LogitRows arguments); false for an artifact from
   /// before them (every row is computed, the asked ones copied) and for
