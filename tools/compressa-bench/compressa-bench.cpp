@@ -12,7 +12,9 @@
 // host's wall clock, the bytes a decode step reads (from the artifact's
 // plan) and the bandwidth that makes against a device copy measured in the
 // same run. --profile (and --json) add one more run that times every decode
-// launch on its own. `--weights random` generates the weights where the
+// launch on its own. The prefill computes the logits of the prompt's last
+// token only (Engine::prefillLast), as generation does, so its figure is
+// what generation's prefill costs. `--weights random` generates the weights where the
 // artifact runs (Engine::createWithRandomWeights). Figures for docs/perf.md
 // come from here.
 //
@@ -471,7 +473,7 @@ int main(int argc, char **argv) {
       COMPRESSA_RETURN_IF_ERROR(e.selectSlot(b));
       e.reset();
       COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
-      COMPRESSA_RETURN_IF_ERROR(e.prefill(ids.data(), prompt, 0).status());
+      COMPRESSA_RETURN_IF_ERROR(e.prefillLast(ids.data(), prompt, 0).status());
       COMPRESSA_ASSIGN_OR_RETURN(double ms, backend.stopTimer());
       t.prefillMs += ms;
       COMPRESSA_RETURN_IF_ERROR(e.fillSyntheticContext(prompt, context, seed));
@@ -514,7 +516,7 @@ int main(int argc, char **argv) {
     Clock::time_point t0 = Clock::now();
     COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
     COMPRESSA_ASSIGN_OR_RETURN(std::vector<float> logits,
-                               e.prefill(ids.data(), prompt, 0));
+                               e.prefillLast(ids.data(), prompt, 0));
     COMPRESSA_ASSIGN_OR_RETURN(t.prefillMs, backend.stopTimer());
     COMPRESSA_RETURN_IF_ERROR(e.fillSyntheticContext(prompt, context, seed));
     Clock::time_point t1 = Clock::now();
@@ -542,6 +544,12 @@ int main(int argc, char **argv) {
     return okStatus();
   };
 
+  // What the prefill figure includes of the head (LogitRows).
+  std::string prefillLogits =
+      e.computesLogitRows(e.hasProgram("prefill") ? "prefill" : "decode")
+          ? "last token only (as generation computes them)"
+          : "every token (the artifact predates LogitRows; generation's "
+            "prefill computes them too)";
   std::vector<double> prefillRates, decodeRates, prefillWall, decodeWall;
   for (int64_t run = 0; run <= repeat; ++run) {
     Times t;
@@ -579,7 +587,7 @@ int main(int argc, char **argv) {
       if (Status status = backend.setKernelTiming(true); !status.ok())
         return fail(status);
     }
-    if (Status status = e.prefill(ids.data(), prompt, 0).status(); !status.ok())
+    if (Status status = e.prefillLast(ids.data(), prompt, 0).status(); !status.ok())
       return fail(status);
     if (profile) {
       prefillTimes = backend.kernelTimes();
@@ -646,6 +654,7 @@ int main(int argc, char **argv) {
     field("decode_ms_per_step", number(stepMs));
     field("decode_tokens_per_s", number(decodeRate));
     field("prefill_tokens_per_s", number(median(prefillRates)));
+    field("prefill_logits", quote(prefillLogits));
     field("decode_bytes_per_step", std::to_string(bytes.total));
     field("decode_weight_bytes_per_step", std::to_string(bytes.weights));
     field("decode_state_bytes_per_step", std::to_string(bytes.state));
@@ -694,6 +703,7 @@ int main(int argc, char **argv) {
               median(prefillWall), median(decodeWall),
               (long long)e.decodeKernels(), (long long)e.launchesPerDecodeStep(),
               e.decodeUsesGraph() ? "one CUDA graph launch" : "one launch per kernel");
+  std::printf("prefill logits: %s\n", prefillLogits.c_str());
   std::printf("weights: %s; decode at context %lld\n"
               "decode step reads %.1f MB (weights %.1f MB, state %.1f MB): "
               "%.2f GB/s, %.1f%% of the device copy (%.2f GB/s)\n",

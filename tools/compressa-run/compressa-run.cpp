@@ -875,10 +875,11 @@ Status generateStreaming(Engine &engine, Sampler &sampler,
   int64_t vocab = engine.vocabSize();
   engine.reset();
   auto start = Clock::now();
+  // Sampling needs the last position's logits only (LogitRows).
   COMPRESSA_ASSIGN_OR_RETURN(std::vector<float> logits,
-                             engine.prefill(prompt.data(), count, 0, chunk));
+                             engine.prefillLast(prompt.data(), count, 0, chunk));
   stats.prefillSeconds = secondsSince(start);
-  const float *row = logits.data() + static_cast<size_t>(count - 1) * vocab;
+  const float *row = logits.data();
   Clock::time_point firstToken;
   int64_t pos = count;
   for (;;) {
