@@ -186,12 +186,27 @@ protected:
   int64_t vocab = 0;
 };
 
-TEST_P(LogitRowsTest, HeadComputesOnlyTheAskedRows) {
+// The CUDA twin's tests have names of their own (both binaries register
+// with ctest).
+#if COMPRESSA_LOGIT_ROWS_GPU
+class LogitRowsGpuTest : public LogitRowsTest {};
+#define LOGIT_ROWS_TEST(name) TEST_P(LogitRowsGpuTest, name)
+#define LOGIT_ROWS_INSTANTIATE(...)                                            \
+  INSTANTIATE_TEST_SUITE_P(Gpu, LogitRowsGpuTest, __VA_ARGS__)
+#define LOGIT_ROWS_BATCHED(name) TEST(LogitRowsGpuBatched, name)
+#else
+#define LOGIT_ROWS_TEST(name) TEST_P(LogitRowsTest, name)
+#define LOGIT_ROWS_INSTANTIATE(...)                                            \
+  INSTANTIATE_TEST_SUITE_P(Golden, LogitRowsTest, __VA_ARGS__)
+#define LOGIT_ROWS_BATCHED(name) TEST(LogitRowsBatched, name)
+#endif
+
+LOGIT_ROWS_TEST(HeadComputesOnlyTheAskedRows) {
   EXPECT_TRUE(engine->computesLogitRows("prefill"));
   EXPECT_TRUE(engine->computesLogitRows("decode"));
 }
 
-TEST_P(LogitRowsTest, PrefillLastEqualsTheLastRowOfPrefill) {
+LOGIT_ROWS_TEST(PrefillLastEqualsTheLastRowOfPrefill) {
   const Case &c = GetParam();
   const int64_t *ids = golden.ids.data();
   for (int64_t chunk : {int64_t(1), int64_t(7), int64_t(64), c.prompt}) {
@@ -220,7 +235,7 @@ TEST_P(LogitRowsTest, PrefillLastEqualsTheLastRowOfPrefill) {
   }
 }
 
-TEST_P(LogitRowsTest, ForwardReturnsTheLastRows) {
+LOGIT_ROWS_TEST(ForwardReturnsTheLastRows) {
   const Case &c = GetParam();
   const int64_t *ids = golden.ids.data();
   int64_t s = std::min<int64_t>(c.prompt, 40);
@@ -247,7 +262,7 @@ TEST_P(LogitRowsTest, ForwardReturnsTheLastRows) {
   EXPECT_TRUE(none->empty());
 }
 
-TEST_P(LogitRowsTest, NoRowsLeavesTheDecodeStateAsAllRows) {
+LOGIT_ROWS_TEST(NoRowsLeavesTheDecodeStateAsAllRows) {
   const Case &c = GetParam();
   const int64_t *ids = golden.ids.data();
   // Two chunks, then a decode: once with every row, once with none.
@@ -276,7 +291,7 @@ TEST_P(LogitRowsTest, NoRowsLeavesTheDecodeStateAsAllRows) {
   EXPECT_TRUE(sameRows(decodeNone.data(), decodeAll.data(), vocab));
 }
 
-TEST_P(LogitRowsTest, BadRowCountsAreErrors) {
+LOGIT_ROWS_TEST(BadRowCountsAreErrors) {
   const int64_t *ids = golden.ids.data();
   for (int64_t rows : {int64_t(-1), int64_t(6)}) {
     auto bad = engine->forward("prefill", ids, 5, 0, rows);
@@ -296,17 +311,16 @@ TEST_P(LogitRowsTest, BadRowCountsAreErrors) {
       << empty.status().message();
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, LogitRowsTest,
-                         ::testing::Values(Case{"tiny-a", 288 - 1},
-                                           Case{"tiny-c", 599}),
-                         [](const auto &info) {
-                           std::string name = info.param.model;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+LOGIT_ROWS_INSTANTIATE(::testing::Values(Case{"tiny-a", 288 - 1},
+                                         Case{"tiny-c", 599}),
+                       [](const auto &info) {
+                         std::string name = info.param.model;
+                         std::replace(name.begin(), name.end(), '-', '_');
+                         return name;
+                       });
 
 /// The batched decode program keeps every row (its tokens are sequences).
-TEST(LogitRowsBatched, BatchedDecodeComputesEveryRow) {
+LOGIT_ROWS_BATCHED(BatchedDecodeComputesEveryRow) {
 #if COMPRESSA_LOGIT_ROWS_GPU
   COMPRESSA_SKIP_WITHOUT_GPU();
 #endif
