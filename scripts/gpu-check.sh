@@ -46,7 +46,7 @@ prepare() {
   "$bin"/compressa-compile tiny-c --target=cuda:$chip --max-context 20000 -o "$dir"/art/tiny-c-quant-radix.cpa
   cp "$bin"/compressa-run "$bin"/compressa-bench "$dir"/bin/
   for t in runtime_cuda_unit_test runtime_cuda_device_test runtime_cuda_engine_test \
-           compressa_run_cuda_test compressa_run_gpu_test; do
+           compressa_run_cuda_test compressa_run_gpu_test logit_rows_gpu_test; do
     cp "$root"/build/unittests/$t "$dir"/bin/
   done
   cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/
@@ -162,6 +162,14 @@ run() {
            compressa_run_cuda_test compressa_run_gpu_test; do
     check "gtest $t" bash -c "COMPRESSA_REQUIRE_GPU=1 COMPRESSA_RUN=$bin/compressa-run $bin/$t --gtest_brief=1 2>&1 | tail -3; exit \${PIPESTATUS[0]}"
   done
+  # LogitRows (test/logit-rows): prefillLast and forward(..., L) against the
+  # every-row calls, on artifacts compiled above (named as the test expects).
+  local art; art=$(cd "$dir"/art && pwd)
+  mkdir -p "$dir"/logit-rows
+  ln -sf "$art"/tiny-a-quant.cpa "$dir"/logit-rows/tiny-a.cpa
+  ln -sf "$art"/tiny-c-quant-1024.cpa "$dir"/logit-rows/tiny-c.cpa
+  ln -sf "$art"/batched/tiny-c-4.cpa "$dir"/logit-rows/tiny-c-b2.cpa
+  check "gtest logit_rows_gpu_test (prefillLast = last row of prefill)" bash -c "COMPRESSA_REQUIRE_GPU=1 COMPRESSA_LOGIT_ROWS_ARTIFACTS=$dir/logit-rows COMPRESSA_LOGIT_ROWS_MODELS=$golden $bin/logit_rows_gpu_test --gtest_brief=1 2>&1 | grep -E 'max \\|diff|FAILED|Failure|tests? ran|expected|Which is|PASSED'; exit \${PIPESTATUS[0]}"
   run_batched
   echo
   echo "status | check | detail"
