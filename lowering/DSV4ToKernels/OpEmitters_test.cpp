@@ -950,18 +950,16 @@ std::vector<double> attentionRef(const float *q, int64_t H, int64_t d, int64_t t
 
 enum class EntryMode { None, Dense, Topk };
 
-void checkSparseAttention(EntryMode mode, uint32_t seed) {
-  Rng rng(seed);
-  const int64_t H = 2, d = 32, W = 8, m = 4, K = 4, capacity = 64;
-  const double scale = 1.0 / std::sqrt(32.0);
-  Weight sink = f32Weight({H}, rng, -1, 1);
+/// The test module of a dsv4.attn.sparse over 2 heads of 32 channels, a
+/// window of 8 and (mode) compressed entries of ratio 4 with top-4 picks.
+std::string sparseAttentionText(EntryMode mode, const Weight &sink, double scale) {
   std::string entries = mode == EntryMode::None ? "" : " entries(%e)";
   std::string topk = mode == EntryMode::Topk ? " topk(%idx)" : "";
   std::string extraArgs = std::string(mode == EntryMode::None ? "" : ", %e: !dsv4.compressed_kv<4, 32, f32>") +
                           (mode == EntryMode::Topk ? ", %idx: tensor<?x4xi32>" : "");
   std::string extraTypes = std::string(mode == EntryMode::None ? "" : ", !dsv4.compressed_kv<4, 32, f32>") +
                            (mode == EntryMode::Topk ? ", tensor<?x4xi32>" : "");
-  std::string text = subst(R"(
+  return subst(R"(
     func.func @t(%q: tensor<?x2x32xf32>, %kv: tensor<?x32xf32>, %ring: !dsv4.window_kv<8, 32, f32>, %pos: index$EA$) {
       %sink = dsv4.param "attn.attn_sink" : $SINK$
       %o = dsv4.attn.sparse %q, %kv, %ring at %pos sink(%sink)$EN$$TK$ {scale = $SC$ : f64}
@@ -969,6 +967,14 @@ void checkSparseAttention(EntryMode mode, uint32_t seed) {
       return
     })", {{"EA", extraArgs}, {"SINK", sink.type}, {"EN", entries}, {"TK", topk},
           {"SC", f64(scale)}, {"ET", extraTypes}});
+}
+
+void checkSparseAttention(EntryMode mode, uint32_t seed) {
+  Rng rng(seed);
+  const int64_t H = 2, d = 32, W = 8, m = 4, K = 4, capacity = 64;
+  const double scale = 1.0 / std::sqrt(32.0);
+  Weight sink = f32Weight({H}, rng, -1, 1);
+  std::string text = sparseAttentionText(mode, sink, scale);
   OpKernel k;
   COMPILE(k, text, 256);
   std::vector<double> sinks = sink.deq.data;
@@ -1045,6 +1051,86 @@ void checkSparseAttention(EntryMode mode, uint32_t seed) {
 TEST(CpuKernels, AttnSparseWindowOnly) { checkSparseAttention(EntryMode::None, 14); }
 TEST(CpuKernels, AttnSparseWindowAndDenseHcaEntries) { checkSparseAttention(EntryMode::Dense, 15); }
 TEST(CpuKernels, AttnSparseWindowAndCsaTopkEntries) { checkSparseAttention(EntryMode::Topk, 16); }
+
+/// A chunk of 80 tokens (more than the kernel splits over threads: each
+/// thread then sums the key ranges in turn) gives every token the same row,
+/// bit for bit, as a one-token call at its position (the ranges summed by
+/// separate threads, then added), and both match the reference.
+void checkSparseAttentionRowsAcrossCallSizes(EntryMode mode, uint32_t seed) {
+  Rng rng(seed);
+  const int64_t H = 2, d = 32, W = 8, m = 4, K = 4, capacity = 64;
+  const int64_t S = 80, start = 100;
+  const double scale = 1.0 / std::sqrt(32.0);
+  Weight sink = f32Weight({H}, rng, -1, 1);
+  OpKernel k;
+  COMPILE(k, sparseAttentionText(mode, sink, scale), 256);
+  // The keys of positions 0 .. start + S - 1, the entries (all complete),
+  // the queries and each position's picks (some -1).
+  GuardedBuffer keys = randomFloats((start + S) * d, rng, -1, 1);
+  GuardedBuffer e = randomFloats(capacity * d, rng, -1.5, 1.5);
+  GuardedBuffer q = randomFloats(S * H * d, rng, -1, 1);
+  GuardedBuffer idx(S * K * 4);
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t avail = (start + s + 1) / m;
+    for (int64_t j = 0; j < K; ++j)
+      idx.as<int32_t>()[s * K + j] =
+          s % 3 == 1 && j == K - 1 ? -1 : static_cast<int32_t>((s * 7 + j * 5) % avail);
+  }
+  // The ring before a call at `at`: positions at - W .. at - 1.
+  auto ringBefore = [&](int64_t at) {
+    GuardedBuffer ring = floatBuffer(W * d, kNaN);
+    for (int64_t u = std::max<int64_t>(0, at - W); u < at; ++u)
+      std::copy_n(keys.as<float>() + u * d, d, ring.as<float>() + (u % W) * d);
+    return ring;
+  };
+  auto argsOf = [&](void *qp, void *kvp, void *ringp, void *idxp) {
+    std::vector<Arg> args = {{qp}, {kvp}, {ringp}, {}, sink.arg()};
+    if (mode != EntryMode::None)
+      args.push_back({e.data()});
+    if (mode == EntryMode::Topk)
+      args.push_back({idxp});
+    return args;
+  };
+  GuardedBuffer ring = ringBefore(start);
+  GuardedBuffer chunk = floatBuffer(S * H * d, kNaN);
+  ASSERT_TRUE(k.run(S, start,
+                    argsOf(q.data(), keys.as<float>() + start * d, ring.data(), idx.data()),
+                    {chunk.data()}));
+  std::vector<double> want;
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t t = start + s;
+    GuardedBuffer ringT = ringBefore(t), one = floatBuffer(H * d, kNaN);
+    ASSERT_TRUE(k.run(1, t,
+                      argsOf(q.as<float>() + s * H * d, keys.as<float>() + t * d, ringT.data(),
+                             idx.as<int32_t>() + s * K),
+                      {one.data()}));
+    ASSERT_EQ(0, std::memcmp(one.data(), chunk.as<float>() + s * H * d, H * d * 4))
+        << "position " << t << ": the chunk's row differs from the one-token call's";
+    std::vector<const float *> entryKeys;
+    if (mode == EntryMode::Dense)
+      for (int64_t w = 0; w < (t + 1) / m; ++w)
+        entryKeys.push_back(e.as<float>() + w * d);
+    if (mode == EntryMode::Topk)
+      for (int64_t j = 0; j < K; ++j)
+        if (int32_t w = idx.as<int32_t>()[s * K + j]; w >= 0)
+          entryKeys.push_back(e.as<float>() + w * d);
+    std::vector<double> r = attentionRef(q.as<float>() + s * H * d, H, d, t, t, W,
+                                         ringT.as<float>(), keys.as<float>() + t * d,
+                                         entryKeys, sink.deq.data, scale);
+    want.insert(want.end(), r.begin(), r.end());
+  }
+  expectClose("attn.sparse 80-token chunk", chunk.as<float>(), want);
+}
+
+TEST(CpuKernels, AttnSparseChunkRowsEqualOneTokenCallsWindowOnly) {
+  checkSparseAttentionRowsAcrossCallSizes(EntryMode::None, 17);
+}
+TEST(CpuKernels, AttnSparseChunkRowsEqualOneTokenCallsHcaEntries) {
+  checkSparseAttentionRowsAcrossCallSizes(EntryMode::Dense, 18);
+}
+TEST(CpuKernels, AttnSparseChunkRowsEqualOneTokenCallsCsaTopk) {
+  checkSparseAttentionRowsAcrossCallSizes(EntryMode::Topk, 19);
+}
 
 TEST(CpuKernels, AttnOutProjGroups2) {
   Rng rng(17);
