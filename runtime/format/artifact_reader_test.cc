@@ -518,6 +518,21 @@ std::vector<Case> cases() {
        },
        {"launches[0]: 6 arguments, but kernel 'toy.embed' (kernels[0]) "
         "takes 5"}},
+      {"LogitRowsVsSignature",
+       [decode](ArtifactSpec &s) {
+         decode(s).launches[0].args[1] = {K::LogitRows, 0};
+       },
+       {"launches[0].args[1]: argument kind LogitRows, but kernel "
+        "'toy.embed' expects Tokens in slot 1"}},
+      {"LogitRowsInTheBatchedDecodeProgram",
+       [decode](ArtifactSpec &s) {
+         s.programs.push_back(decode(s));
+         s.programs.back().name = "decode_batch";
+         s.programs.back().launches[1].args[0] = {K::LogitRows, 0};
+       },
+       {"programs[3] ('decode_batch').launches[1].args[0]: a LogitRows "
+        "argument (kernel 'toy.head') in the batched decode program, which "
+        "computes every row"}},
       {"ArgumentKindVsSignature",
        [decode](ArtifactSpec &s) {
          decode(s).launches[0].args[1] = {K::StartPos, 0};
