@@ -14,7 +14,9 @@
 // same run. --profile (and --json) add one more run that times every decode
 // launch on its own. The prefill computes the logits of the prompt's last
 // token only (Engine::prefillLast), as generation does, so its figure is
-// what generation's prefill costs. `--weights random` generates the weights where the
+// what generation's prefill costs; --prefill-logits all computes every
+// token's (Engine::prefill, as compressa-run --dump-logits), to see what the
+// head costs. `--weights random` generates the weights where the
 // artifact runs (Engine::createWithRandomWeights). Figures for docs/perf.md
 // come from here.
 //
@@ -43,7 +45,7 @@ static int usage(const char *error) {
   std::fprintf(error ? stderr : stdout,
                "USAGE: compressa-bench ARTIFACT --weights DIR|random [--seed S] "
                "[--prompt N] [--gen M] [--context C] [--repeat R] [--batch B] "
-               "[--profile] [--json]\n\n"
+               "[--prefill-logits last|all] [--profile] [--json]\n\n"
                "  --weights DIR   the checkpoint (model.safetensors or an index)\n"
                "  --weights random  generate the weights in the artifact's "
                "formats where it\n"
@@ -78,6 +80,11 @@ static int usage(const char *error) {
                "--ranks N\n"
                "                  (default rank r on GPU r); all ranks run in "
                "this process\n"
+               "  --prefill-logits last|all  the prefill computes the logits of the "
+               "prompt's\n"
+               "                  last token only, as generation does (default), or "
+               "of every\n"
+               "                  token (as compressa-run --dump-logits)\n"
                "  --profile       also time each prefill and decode kernel (one extra run)\n"
                "  --json          print one JSON object instead of text (with "
                "the per-kernel\n"
@@ -276,6 +283,7 @@ int main(int argc, char **argv) {
   app.allow_extras();
   std::string seedText, contextText, promptText, genText, repeatText, batchText;
   std::string devicesText, nodesText, nodeRankText, masterAddr, masterPortText;
+  std::string prefillLogitsText = "last";
   app.add_flag("-h,--help", help);
   app.add_flag("--profile", profile);
   app.add_flag("--json", json);
@@ -297,6 +305,8 @@ int main(int argc, char **argv) {
       {"--node-rank", &nodeRankText, "--node-rank takes a node below --nnodes"},
       {"--master-addr", &masterAddr, "--master-addr takes a host"},
       {"--master-port", &masterPortText, "--master-port takes a port (1..65535)"},
+      {"--prefill-logits", &prefillLogitsText,
+       "--prefill-logits takes 'last' or 'all'"},
   };
   for (Valued &option : valued)
     app.add_option(option.flag, *option.text)
@@ -337,6 +347,11 @@ int main(int argc, char **argv) {
   for (const Count &count : counts)
     if (app.count(count.flag) && !parseCount(count.text.c_str(), count.value))
       return usage(count.error);
+  if (prefillLogitsText != "last" && prefillLogitsText != "all")
+    return usage(("--prefill-logits takes 'last' or 'all', not '" +
+                  prefillLogitsText + "'")
+                     .c_str());
+  bool allLogits = prefillLogitsText == "all";
   if (artifact.empty() || weights.empty())
     return usage("an artifact and --weights are required");
   if (app.count("--devices")) {
@@ -460,6 +475,11 @@ int main(int argc, char **argv) {
   auto wallMs = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
+  // The prefill: the last token's logits (generation's) or every token's.
+  auto runPrefill = [&]() -> Status {
+    return allLogits ? e.prefill(ids.data(), prompt, 0).status()
+                     : e.prefillLast(ids.data(), prompt, 0).status();
+  };
   // The last decode step's logits, to show that activations stay O(1).
   double logitsRms = 0;
   bool logitsFinite = true;
@@ -473,7 +493,7 @@ int main(int argc, char **argv) {
       COMPRESSA_RETURN_IF_ERROR(e.selectSlot(b));
       e.reset();
       COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
-      COMPRESSA_RETURN_IF_ERROR(e.prefillLast(ids.data(), prompt, 0).status());
+      COMPRESSA_RETURN_IF_ERROR(runPrefill());
       COMPRESSA_ASSIGN_OR_RETURN(double ms, backend.stopTimer());
       t.prefillMs += ms;
       COMPRESSA_RETURN_IF_ERROR(e.fillSyntheticContext(prompt, context, seed));
@@ -515,8 +535,7 @@ int main(int argc, char **argv) {
     e.reset();
     Clock::time_point t0 = Clock::now();
     COMPRESSA_RETURN_IF_ERROR(backend.startTimer());
-    COMPRESSA_ASSIGN_OR_RETURN(std::vector<float> logits,
-                               e.prefillLast(ids.data(), prompt, 0));
+    COMPRESSA_RETURN_IF_ERROR(runPrefill());
     COMPRESSA_ASSIGN_OR_RETURN(t.prefillMs, backend.stopTimer());
     COMPRESSA_RETURN_IF_ERROR(e.fillSyntheticContext(prompt, context, seed));
     Clock::time_point t1 = Clock::now();
@@ -546,7 +565,8 @@ int main(int argc, char **argv) {
 
   // What the prefill figure includes of the head (LogitRows).
   std::string prefillLogits =
-      e.computesLogitRows(e.hasProgram("prefill") ? "prefill" : "decode")
+      allLogits ? "every token (--prefill-logits all)"
+      : e.computesLogitRows(e.hasProgram("prefill") ? "prefill" : "decode")
           ? "last token only (as generation computes them)"
           : "every token (the artifact predates LogitRows; generation's "
             "prefill computes them too)";
@@ -587,7 +607,7 @@ int main(int argc, char **argv) {
       if (Status status = backend.setKernelTiming(true); !status.ok())
         return fail(status);
     }
-    if (Status status = e.prefillLast(ids.data(), prompt, 0).status(); !status.ok())
+    if (Status status = runPrefill(); !status.ok())
       return fail(status);
     if (profile) {
       prefillTimes = backend.kernelTimes();
