@@ -19,26 +19,147 @@ using namespace mlir::compressa;
 using namespace mlir::compressa::cpu;
 using namespace mlir::dsv4;
 
-// Channel i of a compressed entry: the softmax over the window's slots of
-// their scores, weighting their kv values. Overlapping: slots 0..m-1
-// contribute their A half (channel i), m..2m-1 their B half (channel
-// dim + i). An empty slot (score -inf) weighs exactly 0.
+// The softmax over a window's slots of their scores (score(j), -inf for an
+// empty slot, which weighs exactly 0), weighting their kv values (kv(j)):
+// one channel of a compressed entry.
+static Value poolSlots(KernelBuilder &kb, int64_t slots, function_ref<Value(int64_t)> score,
+                       function_ref<Value(int64_t)> kv) {
+  Value mx = kb.negInf();
+  for (int64_t j = 0; j < slots; ++j)
+    mx = kb.max(mx, score(j));
+  Value num = kb.cf(0.0), den = kb.cf(0.0);
+  for (int64_t j = 0; j < slots; ++j) {
+    Value sc = score(j);
+    Value e = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
+    num = kb.add(num, kb.mul(e, kv(j)));
+    den = kb.add(den, e);
+  }
+  return kb.div(num, den);
+}
+
+// Channel i of a compressed entry: poolSlots over the state's slots.
+// Overlapping: slots 0..m-1 contribute their A half (channel i), m..2m-1
+// their B half (channel dim + i).
 Value Emitter::poolChannel(View kvState, View scoreState, Value i, int64_t slots,
                            int64_t width, bool overlap, int64_t m, int64_t dim) {
   auto at = [&](int64_t j) {
     return kb.add(c(j * width), overlap && j >= m ? kb.add(i, c(dim)) : i);
   };
-  Value mx = kb.negInf();
-  for (int64_t j = 0; j < slots; ++j)
-    mx = kb.max(mx, kb.loadF(scoreState, at(j)));
-  Value num = kb.cf(0.0), den = kb.cf(0.0);
-  for (int64_t j = 0; j < slots; ++j) {
-    Value sc = kb.loadF(scoreState, at(j));
-    Value e = kb.select(kb.eq(sc, kb.negInf()), kb.cf(0.0), kb.exp(kb.sub(sc, mx)));
-    num = kb.add(num, kb.mul(e, kb.loadF(kvState, at(j))));
-    den = kb.add(den, e);
-  }
-  return kb.div(num, den);
+  return poolSlots(
+      kb, slots, [&](int64_t j) { return kb.loadF(scoreState, at(j)); },
+      [&](int64_t j) { return kb.loadF(kvState, at(j)); });
+}
+
+// Calls of at least this many tokens (non-batched) take compressChunk; a
+// decode step (S = 1) the token loop.
+static constexpr int64_t kChunkTokens = 2;
+
+// The compressor of a prefill chunk (a non-batched call of S >= 2 tokens at
+// positions startPos .. startPos + S - 1) in a few parallel steps instead of
+// compress()'s token loop, with the same operations per element: the state
+// and the entries end as that loop leaves them.
+//
+// The slots an entry pools hold, when the loop pools it, the rows of its
+// window's positions (overlapping: slots 0..m-1 those of the previous
+// window); the row of position q is the chunk's row q - startPos where q >=
+// startPos, and otherwise still in the state as the call found it: in the
+// current window's slot q mod m (+ m overlapping) while q's window is still
+// open at startPos, and (overlapping) in the previous window's slot q mod m
+// when it closed before (with q < 0: the reset values there, as the loop
+// reads them).
+static void compressChunk(Emitter &em, CompressOp op, View kvRows, View scoreRows) {
+  KernelBuilder &kb = em.kb;
+  auto c = [&](int64_t v) { return kb.c(v); };
+  CompressorStateType st = op.getState().getType();
+  int64_t m = st.getRatio(), dim = st.getDim(), width = st.getWidth();
+  int64_t slots = st.getSlots();
+  bool overlap = st.getOverlap();
+  Type entryElt = isa<CompressedKVType>(op.getEntries().getType())
+                      ? cast<CompressedKVType>(op.getEntries().getType()).getElementType()
+                      : cast<IndexerKeysType>(op.getEntries().getType()).getElementType();
+  WeightView norm = em.w(op.getNorm());
+  double eps = op.getEps().convertToDouble();
+  Value start = em.ctx.startPos, S = em.S();
+  // State layout: kv [slots, width] then score [slots, width], f32.
+  View kvState{em.stateOf(op.getState(), c(0)), kb.f32()};
+  View scoreState = kb.at(kvState, c(slots * width));
+  View entries{em.stateOf(op.getEntries(), c(0)), entryElt};
+  int64_t cur = overlap ? m : 0; // the current window's first slot
+  // The kv and score rows of position q, in the chunk where q >= startPos,
+  // else the state's `stateSlot`.
+  auto rowOf = [&](Value q, Value stateSlot) -> std::pair<View, View> {
+    Value inChunk = kb.le(start, q);
+    Value s = kb.max(kb.sub(q, start), c(0));
+    auto pick = [&](const View &rows, const View &state) {
+      Value chunkRow = kb.at(rows, kb.mul(s, c(width))).ptr;
+      Value stateRow = kb.at(state, kb.mul(stateSlot, c(width))).ptr;
+      return View{LLVM::SelectOp::create(kb.builder(), kb.getLoc(), inChunk, chunkRow, stateRow),
+                  kb.f32()};
+    };
+    return {pick(kvRows, kvState), pick(scoreRows, scoreState)};
+  };
+  // The windows that close in the chunk: w0 .. w0 + n - 1 (n <= S).
+  Value w0 = kb.div(start, c(m));
+  Value n = kb.sub(kb.div(kb.add(start, S), c(m)), w0);
+  View pooled = em.scratchF32(dim, 0), rms = em.scratchF32(1, 0);
+  kb.parallelLoop(c(0), kb.mul(n, c(dim)), [&](Value e) {
+    Value w = kb.add(w0, kb.div(e, c(dim))), i = kb.rem(e, c(dim));
+    SmallVector<View> kvs, scores;
+    SmallVector<Value> channels;
+    for (int64_t j = 0; j < slots; ++j) {
+      std::pair<View, View> row;
+      if (overlap && j < m) {
+        // The previous window's position: still in the current window's
+        // slots where that window was open at startPos (w m > startPos).
+        Value q = kb.add(kb.mul(kb.sub(w, c(1)), c(m)), c(j));
+        row = rowOf(q, kb.select(kb.lt(start, kb.mul(w, c(m))), c(m + j), c(j)));
+        channels.push_back(i);
+      } else {
+        row = rowOf(kb.add(kb.mul(w, c(m)), c(j - cur)), c(j));
+        channels.push_back(overlap ? kb.add(i, c(dim)) : i);
+      }
+      kvs.push_back(row.first);
+      scores.push_back(row.second);
+    }
+    kb.storeF(pooled, e,
+              poolSlots(
+                  kb, slots, [&](int64_t j) { return kb.loadF(scores[j], channels[j]); },
+                  [&](int64_t j) { return kb.loadF(kvs[j], channels[j]); }));
+  });
+  // The entries: RMS norm (rmsNormRows, a warp per row as for one), then
+  // RoPE at each window's first position.
+  View first = kb.at(entries, kb.mul(w0, c(dim)));
+  em.rmsNormRows(pooled, first, n, dim, eps, &norm, rms);
+  em.ropeRows(
+      first, n, dim, [&](Value row) { return kb.mul(kb.add(w0, row), c(m)); }, op.getRope(),
+      false);
+  // The state after the chunk. Overlapping, where a window closed in the
+  // chunk: the previous window's slots hold the last one's rows (read from
+  // the chunk or the current window's slots, written before those change).
+  if (overlap)
+    kb.parallelLoop(c(0), c(m * width), [&](Value e) {
+      Value j = kb.div(e, c(width)), i = kb.rem(e, c(width));
+      kb.ifThen(kb.lt(c(0), n), [&] {
+        Value last = kb.sub(kb.add(w0, n), c(1));
+        std::pair<View, View> row = rowOf(kb.add(kb.mul(last, c(m)), j), kb.add(j, c(m)));
+        Value at = kb.add(kb.mul(j, c(width)), i);
+        kb.storeF(kvState, at, kb.loadF(row.first, i));
+        kb.storeF(scoreState, at, kb.loadF(row.second, i));
+      });
+    });
+  // The current window's slot j: the row of the chunk's last position q = j
+  // mod m, where there is one.
+  kb.parallelLoop(c(0), c(m * width), [&](Value e) {
+    Value j = kb.div(e, c(width)), i = kb.rem(e, c(width));
+    Value end = kb.sub(kb.add(start, S), c(1));
+    Value q = kb.sub(end, kb.rem(kb.add(kb.sub(end, j), c(m)), c(m)));
+    kb.ifThen(kb.le(start, q), [&] {
+      Value from = kb.add(kb.mul(kb.sub(q, start), c(width)), i);
+      Value at = kb.add(kb.mul(kb.add(j, c(cur)), c(width)), i);
+      kb.storeF(kvState, at, kb.loadF(kvRows, from));
+      kb.storeF(scoreState, at, kb.loadF(scoreRows, from));
+    });
+  });
 }
 
 void Emitter::compress(CompressOp op) {
@@ -54,56 +175,79 @@ void Emitter::compress(CompressOp op) {
   int64_t dm = wkv.cols;
   double eps = op.getEps().convertToDouble();
   View x = view(op.getX());
-  View pooled = scratchF32(0, dim), pooledRms = scratchF32(0, 1);
   // Every token's kv and score rows first (independent), ...
   View kvRows = scratchF32(width, 0), scoreRows = scratchF32(width, 0);
-  kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
-    Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
-    View xs = kb.at(x, kb.mul(s, c(dm)));
-    SmallVector<Value> kvScore = kb.dotRows(xs, {{&wkv, i}, {&wgate, i}}, lane);
-    kb.storeOnce(kvRows, e, kvScore[0], lane);
-    kb.storeOnce(scoreRows, e, kb.add(kvScore[1], kb.weight(ape, kb.rem(pos(s), c(m)), i)),
-                 lane);
-  });
+  auto storeRows = [&](Value s, Value i, Value kv, Value score, Value lane) {
+    Value e = kb.add(kb.mul(s, c(width)), i);
+    kb.storeOnce(kvRows, e, kv, lane);
+    kb.storeOnce(scoreRows, e, kb.add(score, kb.weight(ape, kb.rem(pos(s), c(m)), i)), lane);
+  };
+  auto rowsByToken = [&] {
+    kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
+      View xs = kb.at(x, kb.mul(s, c(dm)));
+      SmallVector<Value> kvScore = kb.dotRows(xs, {{&wkv, i}, {&wgate, i}}, lane);
+      storeRows(s, i, kvScore[0], kvScore[1], lane);
+    });
+  };
+  if (ctx.batched)
+    rowsByToken();
+  else
+    // Prefill chunks: in token tiles (wkv and wgate rows read once per tile;
+    // the same dots).
+    branch(
+        manyTokens(16),
+        [&] {
+          tileDots(
+              denseTiles(), width, rowsPerWarp(width), 1,
+              [&](Value tile) { return denseTile(tile, x, dm, {wkv, wgate}); },
+              [&](const TokenTile &tt, int64_t t, Value i, ArrayRef<Value> dots, Value,
+                  Value lane) { storeRows(tt.tokens[t], i, dots[0], dots[1], lane); });
+        },
+        rowsByToken);
   if (ctx.batched)
     return compressBatched(op, kvRows, scoreRows);
-  // ... then tokens go through the state one at a time: an entry completes
-  // when the token closing its window has been written (spec §5.2).
-  kb.loop(c(0), S(), [&](Value s) {
-    // State layout: kv [slots, width] then score [slots, width], f32.
-    View kvState{stateOf(op.getState(), s), kb.f32()};
-    View scoreState = kb.at(kvState, c(slots * width));
-    View entries{stateOf(op.getEntries(), s), entryElt};
-    Value p = pos(s);
-    Value inWindow = kb.rem(p, c(m));
-    Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
-    View kvSlot = kb.at(kvState, kb.mul(slot, c(width)));
-    View scSlot = kb.at(scoreState, kb.mul(slot, c(width)));
-    kb.parallelLoop(c(0), c(width), [&](Value i) {
-      Value row = kb.add(kb.mul(s, c(width)), i);
-      kb.storeF(kvSlot, i, kb.loadF(kvRows, row));
-      kb.storeF(scSlot, i, kb.loadF(scoreRows, row));
-    });
-    kb.ifThen(kb.eq(inWindow, c(m - 1)), [&] {
-      // Per channel softmax over the window's slots. Overlapping: slots
-      // 0..m-1 contribute their A half (channel i), m..2m-1 their B half
-      // (channel dim + i).
-      kb.parallelLoop(c(0), c(dim), [&](Value i) {
-        kb.storeF(pooled, i, poolChannel(kvState, scoreState, i, slots, width, overlap, m, dim));
+  // ... then a prefill chunk's windows all at once (compressChunk), or (a
+  // decode step) the tokens through the state one at a time: an entry
+  // completes when the token closing its window has been written (spec
+  // §5.2).
+  auto byToken = [&] {
+    View pooled = scratchF32(0, dim), pooledRms = scratchF32(0, 1);
+    kb.loop(c(0), S(), [&](Value s) {
+      // State layout: kv [slots, width] then score [slots, width], f32.
+      View kvState{stateOf(op.getState(), s), kb.f32()};
+      View scoreState = kb.at(kvState, c(slots * width));
+      View entries{stateOf(op.getEntries(), s), entryElt};
+      Value p = pos(s);
+      Value inWindow = kb.rem(p, c(m));
+      Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
+      View kvSlot = kb.at(kvState, kb.mul(slot, c(width)));
+      View scSlot = kb.at(scoreState, kb.mul(slot, c(width)));
+      kb.parallelLoop(c(0), c(width), [&](Value i) {
+        Value row = kb.add(kb.mul(s, c(width)), i);
+        kb.storeF(kvSlot, i, kb.loadF(kvRows, row));
+        kb.storeF(scSlot, i, kb.loadF(scoreRows, row));
       });
-      Value w = kb.div(p, c(m));
-      View entry = kb.at(entries, kb.mul(w, c(dim)));
-      rmsNormRows(pooled, entry, c(1), dim, eps, &norm, pooledRms);
-      kb.single([&] { rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false); });
-      if (overlap) {
-        // The closed window becomes the previous window of the next one.
-        kb.parallelLoop(c(0), c(m * width), [&](Value i) {
-          kb.storeF(kvState, i, kb.loadF(kvState, kb.add(i, c(m * width))));
-          kb.storeF(scoreState, i, kb.loadF(scoreState, kb.add(i, c(m * width))));
+      kb.ifThen(kb.eq(inWindow, c(m - 1)), [&] {
+        kb.parallelLoop(c(0), c(dim), [&](Value i) {
+          kb.storeF(pooled, i, poolChannel(kvState, scoreState, i, slots, width, overlap, m, dim));
         });
-      }
+        Value w = kb.div(p, c(m));
+        View entry = kb.at(entries, kb.mul(w, c(dim)));
+        rmsNormRows(pooled, entry, c(1), dim, eps, &norm, pooledRms);
+        kb.single([&] { rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false); });
+        if (overlap) {
+          // The closed window becomes the previous window of the next one.
+          kb.parallelLoop(c(0), c(m * width), [&](Value i) {
+            kb.storeF(kvState, i, kb.loadF(kvState, kb.add(i, c(m * width))));
+            kb.storeF(scoreState, i, kb.loadF(scoreState, kb.add(i, c(m * width))));
+          });
+        }
+      });
     });
-  });
+  };
+  branch(manyTokens(kChunkTokens), [&] { compressChunk(*this, op, kvRows, scoreRows); },
+         byToken);
 }
 
 void Emitter::compressBatched(CompressOp op, View kvRows, View scoreRows) {
