@@ -48,9 +48,44 @@ void Emitter::ropeOp(RopeOp op) {
   View x = view(op.getX()), y = view(op.getResult());
   int64_t len = op.getX().getType().getShape().back();
   int64_t per = perToken(op.getX()), rows = per / len;
-  if (x.ptr != y.ptr)
-    kb.parallelLoop(c(0), kb.mul(S(), c(per)),
-                    [&](Value i) { kb.storeF(y, i, kb.loadF(x, i)); });
+  if (x.ptr != y.ptr) {
+    // Out of place: one grid step, a thread per unrotated channel (copied)
+    // or rotated pair (from x into y, ropeRows' operations).
+    RopeAttr rope = op.getRope();
+    int64_t r = rope.getDim(), base = len - r, pairs = r / 2, items = base + pairs;
+    SmallVector<float> freqs;
+    for (int64_t k = 0; k < pairs; ++k)
+      freqs.push_back(static_cast<float>(rope.frequency(k)));
+    // ropeRows' table (the same name for the same frequencies).
+    std::string key = "rope";
+    for (float f : freqs)
+      key += "_" + llvm::utohexstr(llvm::bit_cast<uint32_t>(f));
+    Value table = kb.table("rope_" + llvm::utohexstr(llvm::hash_value(key)), freqs);
+    kb.parallelLoop(c(0), kb.mul(S(), c(rows * items)), [&](Value e) {
+      Value row = kb.div(e, c(items)), k = kb.rem(e, c(items));
+      View xr = kb.at(x, kb.mul(row, c(len))), yr = kb.at(y, kb.mul(row, c(len)));
+      kb.ifElse(
+          kb.lt(k, c(base)), TypeRange{},
+          [&]() -> SmallVector<Value> {
+            kb.storeF(yr, k, kb.loadF(xr, k));
+            return {};
+          },
+          [&]() -> SmallVector<Value> {
+            Value pk = kb.sub(k, c(base));
+            Value phi = kb.mul(kb.toF32(pos(kb.div(row, c(rows)))),
+                               kb.load(kb.f32(), table, pk));
+            Value cs = kb.cos(phi), sn = kb.sin(phi);
+            if (op.getInverse())
+              sn = kb.neg(sn);
+            Value ia = kb.add(c(base), kb.mul(pk, c(2))), ib = kb.add(ia, c(1));
+            Value a = kb.loadF(xr, ia), b = kb.loadF(xr, ib);
+            kb.storeF(yr, ia, kb.sub(kb.mul(a, cs), kb.mul(b, sn)));
+            kb.storeF(yr, ib, kb.add(kb.mul(a, sn), kb.mul(b, cs)));
+            return {};
+          });
+    });
+    return;
+  }
   ropeRows(y, kb.mul(S(), c(rows)), len, [&](Value row) { return pos(kb.div(row, c(rows))); },
            op.getRope(), op.getInverse());
 }
@@ -202,25 +237,28 @@ void Emitter::attention(SparseAttentionOp op) {
     })[0];
     kb.storeOnce(den, sh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))), lane);
   });
-  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den. The keys of a token
-  // are cut into kParts parts of ceil(n / kParts) consecutive keys; each
-  // part's sum runs in key order from 0, and the parts' sums are added in
-  // part order (from -0, which adds exactly). A thread takes g3 heads and
-  // cpt channels (each key value loaded once for g3 heads; a warp's lanes
-  // read consecutive channels of the key). With few tokens each part is a
-  // thread of its own (then a thread per channel adds the parts' sums from
-  // scratch), so a decode step has enough threads and short chains; with
-  // many tokens a thread computes the parts in turn. Same operations in the
-  // same order either way: a token's row does not depend on how many
-  // tokens the call has.
-  constexpr int64_t kParts = 16;
+  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den. The n keys of a
+  // token are cut into `parts` ranges of ceil(n / parts) consecutive keys;
+  // each range's sum runs in key order from 0, and the ranges' sums are
+  // added in range order (from -0, which adds exactly). A thread takes g3
+  // heads and cpt channels (each key value loaded once for g3 heads; a
+  // warp's lanes read consecutive channels of the key). With few tokens
+  // each range is a thread of its own (then a thread per channel adds the
+  // ranges' sums from scratch), so a decode step has enough threads and
+  // short chains; with many tokens a thread computes the ranges in turn.
+  // Same operations in the same order either way: a token's row does not
+  // depend on how many tokens the call has. About 40 keys a range at the
+  // most keys, 16 to 64 ranges (V4's CSA: 640 keys, 16 ranges; HCA at 1M
+  // context: 8320 keys, 64 ranges).
+  const int64_t parts = std::clamp<int64_t>((maxKeys + 39) / 40, 16, 64);
   int64_t cpt = d % 4 == 0 ? 4 : 1;
   int64_t g3 = headGroup(4), groups3 = h / g3, chans = d / cpt;
   // Tokens of a call that split the parts over threads: scratch of at most
-  // 16 MiB for the parts' sums (8 tokens at V4's 64 heads x 512).
+  // 64 MiB for the parts' sums (32 tokens at V4's 64 heads x 512 and 16
+  // parts), at least one token.
   int64_t splitTokens =
-      std::clamp<int64_t>((int64_t(16) << 20) / (h * kParts * d * 4), 1, 64);
-  View partial = scratchF32(0, splitTokens * kParts * h * d);
+      std::clamp<int64_t>((int64_t(64) << 20) / (h * parts * d * 4), 1, 64);
+  View partial = scratchF32(0, splitTokens * parts * h * d);
   // accs + p_j * key_j[c0 + i] for the group's heads, channels c0 + i.
   auto addKey = [&](Value s, View wq, Value c0, Value j, bool vec,
                     ArrayRef<Value> accs) -> SmallVector<Value> {
@@ -240,17 +278,20 @@ void Emitter::attention(SparseAttentionOp op) {
     }
     return next;
   };
-  // Keys [lo, hi), two per loop trip (their loads overlap), in order.
+  // Keys [lo, hi), four per loop trip (their loads overlap), in order.
   auto sumKeys = [&](Value s, View wq, Value c0, Value lo, Value hi, bool vec) {
+    constexpr int64_t kUnroll = 4;
     SmallVector<Value> zeros(g3 * cpt, kb.cf(0.0));
-    Value pairs = kb.div(kb.sub(hi, lo), c(2));
+    Value trips = kb.div(kb.sub(hi, lo), c(kUnroll));
     SmallVector<Value> accs =
-        kb.reduce(c(0), pairs, zeros, [&](Value t, ValueRange a) {
-          Value j = kb.add(lo, kb.mul(t, c(2)));
-          SmallVector<Value> v = addKey(s, wq, c0, j, vec, SmallVector<Value>(a.begin(), a.end()));
-          return addKey(s, wq, c0, kb.add(j, c(1)), vec, v);
+        kb.reduce(c(0), trips, zeros, [&](Value t, ValueRange a) {
+          Value j = kb.add(lo, kb.mul(t, c(kUnroll)));
+          SmallVector<Value> v(a.begin(), a.end());
+          for (int64_t u = 0; u < kUnroll; ++u)
+            v = addKey(s, wq, c0, kb.add(j, c(u)), vec, v);
+          return v;
         });
-    return kb.reduce(kb.add(lo, kb.mul(pairs, c(2))), hi, accs,
+    return kb.reduce(kb.add(lo, kb.mul(trips, c(kUnroll))), hi, accs,
                      [&](Value j, ValueRange a) {
                        return addKey(s, wq, c0, j, vec, SmallVector<Value>(a.begin(), a.end()));
                      });
@@ -274,7 +315,7 @@ void Emitter::attention(SparseAttentionOp op) {
   // The sums of part p of token s, heads hg * g3 ..., channels c0 ...
   auto partSums = [&](Value s, Value hg, Value c0, Value p) -> SmallVector<Value> {
     Value n = keysOf(s);
-    Value len = kb.div(kb.add(n, c(kParts - 1)), c(kParts));
+    Value len = kb.div(kb.add(n, c(parts - 1)), c(parts));
     Value lo = kb.min(kb.mul(p, len), n), hi = kb.min(kb.add(lo, len), n);
     View wq = kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), kb.mul(hg, c(g3))), c(maxKeys)));
     SmallVector<Type> types(g3 * cpt, kb.f32());
@@ -293,7 +334,7 @@ void Emitter::attention(SparseAttentionOp op) {
   };
   Value split = kb.le(S(), c(splitTokens));
   Value perToken = c(groups3 * chans);
-  kb.parallelLoop(c(0), kb.mul(kb.mul(S(), perToken), kb.select(split, c(kParts), c(1))),
+  kb.parallelLoop(c(0), kb.mul(kb.mul(S(), perToken), kb.select(split, c(parts), c(1))),
                   [&](Value e) {
     Value c0 = kb.mul(kb.rem(e, c(chans)), c(cpt));
     Value hg = kb.rem(kb.div(e, c(chans)), c(groups3));
@@ -302,9 +343,9 @@ void Emitter::attention(SparseAttentionOp op) {
         split, TypeRange{},
         [&]() -> SmallVector<Value> {
           // Thread (s, p, hg, c0): part p's sums to partial[s, p, head, c].
-          Value s = kb.div(rest, c(kParts)), p = kb.rem(rest, c(kParts));
+          Value s = kb.div(rest, c(parts)), p = kb.rem(rest, c(parts));
           SmallVector<Value> sums = partSums(s, hg, c0, p);
-          Value row = kb.mul(kb.add(kb.mul(s, c(kParts)), p), c(h * d));
+          Value row = kb.mul(kb.add(kb.mul(s, c(parts)), p), c(h * d));
           for (int64_t g = 0; g < g3; ++g)
             for (int64_t i = 0; i < cpt; ++i) {
               Value head = kb.add(kb.mul(hg, c(g3)), c(g));
@@ -318,7 +359,7 @@ void Emitter::attention(SparseAttentionOp op) {
           Value s = rest;
           SmallVector<Value> init(g3 * cpt, kb.cf(-0.0));
           SmallVector<Value> totals =
-              kb.reduce(c(0), c(kParts), init, [&](Value p, ValueRange a) {
+              kb.reduce(c(0), c(parts), init, [&](Value p, ValueRange a) {
                 SmallVector<Value> sums = partSums(s, hg, c0, p);
                 SmallVector<Value> next;
                 for (int64_t v = 0; v < g3 * cpt; ++v)
@@ -339,8 +380,8 @@ void Emitter::attention(SparseAttentionOp op) {
     Value sh = kb.div(e, c(d)), i = kb.rem(e, c(d));
     Value s = kb.div(sh, c(h)), head = kb.rem(sh, c(h));
     Value acc = kb.cf(-0.0);
-    for (int64_t p = 0; p < kParts; ++p)
-      acc = kb.add(acc, kb.loadF(partial, kb.add(kb.mul(kb.add(kb.mul(s, c(kParts)), c(p)),
+    for (int64_t p = 0; p < parts; ++p)
+      acc = kb.add(acc, kb.loadF(partial, kb.add(kb.mul(kb.add(kb.mul(s, c(parts)), c(p)),
                                                         c(h * d)),
                                                  kb.add(kb.mul(head, c(d)), i))));
     kb.storeF(out, e, kb.div(acc, kb.loadF(den, sh)));
