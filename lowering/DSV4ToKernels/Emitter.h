@@ -19,6 +19,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/bit.h"
 
+#include <functional>
+
 namespace mlir::compressa::cpu {
 
 using namespace ::mlir::dsv4;
@@ -323,7 +325,43 @@ public:
   TokenTile denseTile(Value tile, View x, int64_t xStride, ArrayRef<WeightView> weights);
   /// linearTokens in token tiles (with splitDots' parts where rows are few).
   void linearTokenTiles(View x, int64_t xStride, const WeightView &wt, View out);
-  ExpertTiles expertTiles(View ids, int64_t k, int64_t experts);
+  /// The expert tiles of `T` slots each.
+  ExpertTiles expertTiles(View ids, int64_t k, int64_t experts, int64_t T);
+  /// out[s, o] = sum over the k picks, in order, of weight_j ys[s k + j, o].
+  void combinePicks(View ys, View weights, int64_t k, int64_t dm, View out);
+
+  // Warp matrix tiles (--numerics=fast): 16 tokens (or slots) against 8
+  // rows per MMA, x rounded to bf16, weights decoded to bf16 exactly (FP4
+  // and FP8 times their power-of-two scales), f32 accumulation: mma.sync on
+  // CUDA, the same products summed in k order by one thread on the CPU.
+  static constexpr int64_t kMmaTokens = 16;
+  /// Row r of a tile: its x, where its results go (a token or a slot), and
+  /// whether it is real (a partial tile repeats its last row).
+  struct MmaRow {
+    View x;
+    Value index, real;
+  };
+  struct MmaTile {
+    SmallVector<WeightView, 2> weights;
+    Value valid;
+    std::function<MmaRow(Value)> row;
+  };
+  /// A warp per (tile, group of 8 nTiles rows): the dots of the group's rows
+  /// of each of the tile's weights with the tile's rows; store(tile, row,
+  /// weight row, the dot of each weight) for each real row.
+  void mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
+                   function_ref<MmaTile(Value)> tileOf,
+                   function_ref<void(const MmaTile &, const MmaRow &, Value, ArrayRef<Value>)>
+                       store);
+  MmaTile mmaExpertTile(const ExpertTiles &et, Value tile, View x, int64_t xStride, int64_t k,
+                        bool byToken, ArrayRef<const ExpertView *> tables);
+  MmaTile mmaDenseTile(Value tile, View x, int64_t xStride, ArrayRef<WeightView> weights);
+  /// Whether a weight of `rows` rows can go through mmaTileDots.
+  static bool mmaFits(const WeightView &w, int64_t rows);
+  /// 8-row MMA tiles per warp: 4, 2 or 1, dividing rows / 8.
+  static int64_t mmaTilesPerWarp(int64_t rows);
+  void expertsMma(MoeExpertsOp op, SharedExpertOp shared);
+  void sharedExpertMma(SharedExpertOp op);
   /// Tile `tile` of `et`: x rows of its slots' tokens (`byToken`) or of the
   /// slots themselves, with the tile expert's matrices of `tables`.
   TokenTile expertTile(const ExpertTiles &et, Value tile, View x, int64_t xStride, int64_t k,

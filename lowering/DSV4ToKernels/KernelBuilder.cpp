@@ -438,6 +438,67 @@ static int64_t segmentBits(Type t) {
   return 0;
 }
 
+SmallVector<Value> KernelBuilder::weights8(const WeightView &w, Value row, Value col0) {
+  Type i8 = b.getI8Type(), i32 = b.getI32Type();
+  SmallVector<Value> vals;
+  Value scale;
+  int k = 0;
+  if (isa<Float4E2M1FNType>(w.elt)) {
+    Value ptr = offset(i8, w.data, add(mul(row, c(w.cols / 2)), div(col0, c(2))));
+    k = decodeSegment(w.elt, {load(i32, ptr, c(0))}, vals);
+    scale = e8m0(load(i8, w.scale, add(mul(row, c(w.cols / 32)), div(col0, c(32)))));
+  } else if (isa<Float8E4M3FNType>(w.elt)) {
+    Value ptr = offset(i8, w.data, add(mul(row, c(w.cols)), col0));
+    k = decodeSegment(w.elt, {load(i32, ptr, c(0)), load(i32, ptr, c(1))}, vals);
+    scale = e8m0(load(i8, w.scale, add(mul(div(row, c(128)), c((w.cols + 127) / 128)),
+                                       div(col0, c(128)))));
+  } else {
+    for (int64_t i = 0; i < 8; ++i)
+      vals.push_back(weight(w, row, add(col0, c(i))));
+    return vals;
+  }
+  if (k)
+    scale = mul(scale, cf(std::ldexp(1.0, k)));
+  for (Value &v : vals)
+    v = mul(v, scale);
+  return vals;
+}
+
+/// The bf16 bits of f32 x (round to nearest, ties to even) in the low half
+/// of an i32: CUDA's cvt.rn.bf16.f32, elsewhere the same rounding on the
+/// bits (CPU code has no bf16 conversion without compiler-rt; NaN stays a
+/// NaN, quietened).
+static Value bf16Bits(OpBuilder &b, Location loc, const mlir::compressa::TargetInfo &target,
+                      Value x) {
+  Type i16 = b.getI16Type(), i32 = b.getI32Type();
+  auto k = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(int32_t(v)));
+  };
+  if (target.isCuda()) {
+    Value h = arith::TruncFOp::create(b, loc, b.getBF16Type(), x);
+    return arith::ExtUIOp::create(b, loc, i32, arith::BitcastOp::create(b, loc, i16, h));
+  }
+  Value u = arith::BitcastOp::create(b, loc, i32, x);
+  Value odd = arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, u, k(16)), k(1));
+  Value rounded = arith::AddIOp::create(b, loc, u, arith::AddIOp::create(b, loc, odd, k(0x7FFF)));
+  Value nan = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
+  Value quiet = arith::OrIOp::create(b, loc, u, k(0x00400000));
+  Value v = arith::SelectOp::create(b, loc, nan, quiet, rounded);
+  return arith::ShRUIOp::create(b, loc, v, k(16));
+}
+
+Value KernelBuilder::roundBf16(Value x) {
+  Value bits = bf16Bits(b, loc, target, x);
+  return arith::BitcastOp::create(b, loc, f32(),
+                                  arith::ShLIOp::create(b, loc, bits, c32(16)));
+}
+
+Value KernelBuilder::packBf16x2(Value lo, Value hi) {
+  return arith::OrIOp::create(b, loc, bf16Bits(b, loc, target, lo),
+                              arith::ShLIOp::create(b, loc, bf16Bits(b, loc, target, hi),
+                                                    c32(16)));
+}
+
 int KernelBuilder::decodeSegment(Type elt, ArrayRef<Value> words,
                                  SmallVectorImpl<Value> &vals) {
   Type i8 = b.getI8Type(), i16 = b.getI16Type();

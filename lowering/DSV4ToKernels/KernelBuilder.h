@@ -109,6 +109,14 @@ public:
   //===--------------------------------------------------------------------===//
   /// W[row, col] as f32.
   Value weight(const WeightView &w, Value row, Value col);
+  /// W[row, col0 .. col0 + 7] as f32 times their block scale (exact), for
+  /// col0 a multiple of 8: one word of FP4, two of FP8, decoded in registers.
+  SmallVector<Value> weights8(const WeightView &w, Value row, Value col0);
+  /// x rounded to bf16 (nearest even), as f32.
+  Value roundBf16(Value x);
+  /// lo and hi rounded to bf16 (nearest even), packed in an i32 (lo in the
+  /// low half): a register of a bf16 matrix fragment.
+  Value packBf16x2(Value lo, Value hi);
 
   //===--------------------------------------------------------------------===//
   // Control flow

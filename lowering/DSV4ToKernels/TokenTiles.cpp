@@ -125,8 +125,7 @@ void Emitter::linearTokenTiles(View x, int64_t xStride, const WeightView &wt, Vi
   });
 }
 
-Emitter::ExpertTiles Emitter::expertTiles(View ids, int64_t k, int64_t experts) {
-  int64_t T = kTileTokens;
+Emitter::ExpertTiles Emitter::expertTiles(View ids, int64_t k, int64_t experts, int64_t T) {
   Type i64 = kb.i64(), i32 = kb.builder().getI32Type();
   auto ints = [&](int64_t perToken, int64_t fixed) {
     return ctx.scratch(perToken * 8, fixed * 8);
@@ -212,7 +211,7 @@ void Emitter::expertsTiled(MoeExpertsOp op, SharedExpertOp shared) {
   View out = view(op.getResult());
   double limit = op.getSwigluLimit().convertToDouble();
   View h = scratchF32(k * inter, 0), ys = scratchF32(k * dm, 0);
-  ExpertTiles et = expertTiles(ids, k, e1.count);
+  ExpertTiles et = expertTiles(ids, k, e1.count, kTileTokens);
   // h[slot] = SwiGLU hiddens of the slot's token through the slot's expert.
   tileDots(et.most, inter, std::max<int64_t>(1, rowsPerWarp(inter) / 2), 1,
            [&](Value tile) { return expertTile(et, tile, x, dm, k, true, {&e1, &e3}); },
@@ -228,6 +227,12 @@ void Emitter::expertsTiled(MoeExpertsOp op, SharedExpertOp shared) {
                Value lane) {
              kb.storeOnce(ys, kb.add(kb.mul(tt.tokens[t], c(dm)), o), y[0], lane);
            });
+  combinePicks(ys, weights, k, dm, out);
+  if (shared)
+    sharedExpertTiled(shared);
+}
+
+void Emitter::combinePicks(View ys, View weights, int64_t k, int64_t dm, View out) {
   // out[s, o] = sum over the k picks, in order, of weight_j * ys[s k + j, o]
   // (routedDown's sum).
   kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
@@ -240,8 +245,6 @@ void Emitter::expertsTiled(MoeExpertsOp op, SharedExpertOp shared) {
     }
     kb.storeF(out, e, acc);
   });
-  if (shared)
-    sharedExpertTiled(shared);
 }
 
 void Emitter::sharedExpertTiled(SharedExpertOp op) {
@@ -266,4 +269,206 @@ void Emitter::sharedExpertTiled(SharedExpertOp op) {
              kb.storeOnce(out, kb.add(kb.mul(tt.tokens[t], c(dm)), o),
                           kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y[0])), lane);
            });
+}
+
+//===----------------------------------------------------------------------===//
+// Warp matrix tiles (--numerics=fast): bf16 tensor-core MMAs on CUDA, the
+// same products on the CPU
+//===----------------------------------------------------------------------===//
+
+void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
+                          function_ref<MmaTile(Value)> tileOf,
+                          function_ref<void(const MmaTile &, const MmaRow &, Value,
+                                            ArrayRef<Value>)>
+                              store) {
+  int64_t groupRows = 8 * nTiles, groups = rows / groupRows;
+  const TargetInfo &target = kb.targetInfo();
+  bool mma = target.hasWarpMmaBf16();
+  kb.warpLoop(c(0), kb.mul(tiles, c(groups)), [&](Value e, Value lane) {
+    Value tile = kb.div(e, c(groups));
+    Value first = kb.mul(kb.rem(e, c(groups)), c(groupRows));
+    MmaTile mt = tileOf(tile);
+    int64_t nw = mt.weights.size(), K = mt.weights.front().cols;
+    auto body = [&] {
+      if (!mma) {
+        // One thread: every row of the tile and every column of the group,
+        // sum over k in order of bf16(x[k]) * w[k] (exact products, f32 sums).
+        kb.loop(c(0), c(kMmaTokens), [&](Value r) {
+          MmaRow row = mt.row(r);
+          kb.ifThen(row.real, [&] {
+            kb.loop(c(0), c(groupRows), [&](Value j) {
+              Value col = kb.add(first, j);
+              SmallVector<Value> sums;
+              for (const WeightView &w : mt.weights)
+                sums.push_back(kb.reduce1(c(0), c(K / 8), kb.cf(0.0), [&](Value ks, Value acc) {
+                  Value k0 = kb.mul(ks, c(8));
+                  SmallVector<Value> v = kb.weights8(w, col, k0);
+                  for (int64_t i = 0; i < 8; ++i)
+                    acc = kb.add(acc, kb.mul(kb.roundBf16(kb.loadF(row.x, kb.add(k0, c(i)))),
+                                             v[i]));
+                  return acc;
+                }));
+              store(mt, row, col, sums);
+            });
+          });
+        });
+        return;
+      }
+      // Lane (g, q) = (lane / 4, lane % 4) holds A rows g and g + 8 and B
+      // column g of each 8-row tile; the MMAs' k index 2q + {0, 1} and
+      // 2q + 8 + {0, 1} are columns 8q + {0, 1} and 8q + {2, 3} of a 32-wide
+      // step (then 8q + 4 .. 8q + 7 for the second MMA), the same for A and
+      // B, so every lane reads 8 consecutive columns of x and one word (FP4)
+      // or two (FP8) of each weight row.
+      Value g = kb.div(lane, c(4)), q = kb.rem(lane, c(4));
+      MmaRow r0 = mt.row(g), r1 = mt.row(kb.add(g, c(8)));
+      SmallVector<Value> zeros(nw * nTiles * 4, kb.cf(0.0));
+      SmallVector<Value> accs = kb.reduce(
+          c(0), c(K / 32), zeros, [&](Value ks, ValueRange in) -> SmallVector<Value> {
+            Value k0 = kb.add(kb.mul(ks, c(32)), kb.mul(q, c(8)));
+            auto eight = [&](const View &x) {
+              SmallVector<Value> xs;
+              for (int64_t h = 0; h < 2; ++h) {
+                Value four[4];
+                target.loadF32x4(kb.builder(), kb.getLoc(),
+                                 kb.offset(kb.f32(), x.ptr, kb.add(k0, c(4 * h))), four);
+                xs.append(std::begin(four), std::end(four));
+              }
+              return xs;
+            };
+            SmallVector<Value> x0 = eight(r0.x), x1 = eight(r1.x);
+            Value a[2][4];
+            for (int64_t h = 0; h < 2; ++h) {
+              a[h][0] = kb.packBf16x2(x0[4 * h], x0[4 * h + 1]);
+              a[h][1] = kb.packBf16x2(x1[4 * h], x1[4 * h + 1]);
+              a[h][2] = kb.packBf16x2(x0[4 * h + 2], x0[4 * h + 3]);
+              a[h][3] = kb.packBf16x2(x1[4 * h + 2], x1[4 * h + 3]);
+            }
+            SmallVector<Value> out(in);
+            for (int64_t wi = 0; wi < nw; ++wi)
+              for (int64_t nt = 0; nt < nTiles; ++nt) {
+                Value row = kb.add(kb.add(first, c(nt * 8)), g);
+                SmallVector<Value> v = kb.weights8(mt.weights[wi], row, k0);
+                size_t at = (wi * nTiles + nt) * 4;
+                Value d[4] = {out[at], out[at + 1], out[at + 2], out[at + 3]};
+                for (int64_t h = 0; h < 2; ++h) {
+                  Value bf[2] = {kb.packBf16x2(v[4 * h], v[4 * h + 1]),
+                                 kb.packBf16x2(v[4 * h + 2], v[4 * h + 3])};
+                  Value cIn[4] = {d[0], d[1], d[2], d[3]};
+                  target.mmaBf16(kb.builder(), kb.getLoc(), a[h], bf, cIn, d);
+                }
+                for (int64_t j = 0; j < 4; ++j)
+                  out[at + j] = d[j];
+              }
+            return out;
+          });
+      // d[j] is row g (j < 2) or g + 8, column 2q + j % 2 of the 8-row tile.
+      for (int64_t nt = 0; nt < nTiles; ++nt)
+        for (int64_t j = 0; j < 4; ++j) {
+          const MmaRow &row = j < 2 ? r0 : r1;
+          Value col = kb.add(kb.add(first, c(nt * 8)), kb.add(kb.mul(q, c(2)), c(j % 2)));
+          SmallVector<Value> vals;
+          for (int64_t wi = 0; wi < nw; ++wi)
+            vals.push_back(accs[(wi * nTiles + nt) * 4 + j]);
+          kb.ifThen(row.real, [&] { store(mt, row, col, vals); });
+        }
+    };
+    if (mt.valid)
+      kb.ifThen(mt.valid, body);
+    else
+      body();
+  });
+}
+
+Emitter::MmaTile Emitter::mmaExpertTile(const ExpertTiles &et, Value tile, View x,
+                                        int64_t xStride, int64_t k, bool byToken,
+                                        ArrayRef<const ExpertView *> tables) {
+  Type i64 = kb.i64();
+  MmaTile mt;
+  mt.valid = kb.lt(tile, kb.load(i64, et.tileStart, c(et.experts)));
+  Value at = kb.select(mt.valid, tile, c(0));
+  Value ex = kb.load(i64, et.expert, at), first = kb.load(i64, et.first, at);
+  Value count = kb.load(i64, et.count, at);
+  for (const ExpertView *table : tables)
+    mt.weights.push_back(table->expert(kb, ex));
+  mt.row = [this, &et, first, count, x, xStride, k, byToken](Value r) {
+    Value slot = kb.load(kb.i64(), et.order, kb.add(first, kb.min(r, kb.sub(count, c(1)))));
+    Value xRow = byToken ? kb.div(slot, c(k)) : slot;
+    return MmaRow{kb.at(x, kb.mul(xRow, c(xStride))), slot, kb.lt(r, count)};
+  };
+  return mt;
+}
+
+Emitter::MmaTile Emitter::mmaDenseTile(Value tile, View x, int64_t xStride,
+                                       ArrayRef<WeightView> weights) {
+  MmaTile mt;
+  mt.weights.assign(weights.begin(), weights.end());
+  Value s0 = kb.mul(tile, c(kMmaTokens));
+  mt.row = [this, s0, x, xStride](Value r) {
+    Value s = kb.add(s0, r);
+    Value clamped = kb.min(s, kb.sub(S(), c(1)));
+    return MmaRow{kb.at(x, kb.mul(clamped, c(xStride))), s, kb.lt(s, S())};
+  };
+  return mt;
+}
+
+bool Emitter::mmaFits(const WeightView &w, int64_t rows) {
+  return (isa<Float4E2M1FNType, Float8E4M3FNType>(w.elt)) && w.cols % 32 == 0 &&
+         rows % 8 == 0;
+}
+
+int64_t Emitter::mmaTilesPerWarp(int64_t rows) {
+  for (int64_t n : {4, 2})
+    if (rows % (8 * n) == 0)
+      return n;
+  return 1;
+}
+
+void Emitter::expertsMma(MoeExpertsOp op, SharedExpertOp shared) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View out = view(op.getResult());
+  double limit = op.getSwigluLimit().convertToDouble();
+  View h = scratchF32(k * inter, 0), ys = scratchF32(k * dm, 0);
+  ExpertTiles et = expertTiles(ids, k, e1.count, kMmaTokens);
+  // h[slot] = SwiGLU of the slot's token through the slot's expert; w1 and
+  // w3 at the same rows in one warp, so both values of a hidden unit are in
+  // the same lane.
+  mmaTileDots(et.most, inter, std::max<int64_t>(1, mmaTilesPerWarp(inter) / 2),
+              [&](Value tile) { return mmaExpertTile(et, tile, x, dm, k, true, {&e1, &e3}); },
+              [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
+                kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
+                          swiglu(gu[0], gu[1], limit));
+              });
+  mmaTileDots(et.most, dm, mmaTilesPerWarp(dm),
+              [&](Value tile) { return mmaExpertTile(et, tile, h, inter, k, false, {&e2}); },
+              [&](const MmaTile &, const MmaRow &row, Value o, ArrayRef<Value> y) {
+                kb.storeF(ys, kb.add(kb.mul(row.index, c(dm)), o), y[0]);
+              });
+  combinePicks(ys, weights, k, dm, out);
+  if (shared)
+    sharedExpertMma(shared);
+}
+
+void Emitter::sharedExpertMma(SharedExpertOp op) {
+  WeightView w1 = w(op.getW1()), w3 = w(op.getW3()), w2 = w(op.getW2());
+  int64_t dm = w1.cols, inter = w1.rows;
+  View x = view(op.getX()), out = view(op.getResult());
+  View h = scratchF32(inter, 0);
+  double limit = op.getSwigluLimit().convertToDouble();
+  Value tiles = kb.div(kb.add(S(), c(kMmaTokens - 1)), c(kMmaTokens));
+  mmaTileDots(tiles, inter, std::max<int64_t>(1, mmaTilesPerWarp(inter) / 2),
+              [&](Value tile) { return mmaDenseTile(tile, x, dm, {w1, w3}); },
+              [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
+                kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
+                          swiglu(gu[0], gu[1], limit));
+              });
+  mmaTileDots(tiles, dm, mmaTilesPerWarp(dm),
+              [&](Value tile) { return mmaDenseTile(tile, h, inter, {w2}); },
+              [&](const MmaTile &, const MmaRow &row, Value o, ArrayRef<Value> y) {
+                kb.storeF(out, kb.add(kb.mul(row.index, c(dm)), o),
+                          kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y[0])));
+              });
 }

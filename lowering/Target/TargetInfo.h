@@ -117,6 +117,14 @@ public:
   /// Limits `kernel` to `count` registers per thread, so that more blocks
   /// share a multiprocessor; nothing where the target has no such limit.
   virtual void limitRegisters(Operation *kernel, int64_t count) const {}
+  /// Whether the target has the warp-wide bf16 matrix multiply of mmaBf16.
+  virtual bool hasWarpMmaBf16() const { return false; }
+  /// d = A B + c over a warp (PTX mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32):
+  /// A 16 x 16 and B 16 x 8 of bf16 in PTX's fragment layout (four and two
+  /// i32 of two bf16 each per lane), c and d four f32 per lane. Only where
+  /// hasWarpMmaBf16().
+  virtual void mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
+                       ArrayRef<Value> c, Value d[4]) const {}
 
   //===--------------------------------------------------------------------===//
   // Code generation

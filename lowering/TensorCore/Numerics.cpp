@@ -77,7 +77,9 @@ struct SelectNumericsPass
       if (func.getName() != "prefill")
         continue;
       func.walk([&](Operation *op) {
-        if (hasFp8LinearLayer(op))
+        // The routed and shared experts: bf16 warp matrix tiles
+        // (Emitter::expertsMma).
+        if (hasFp8LinearLayer(op) || isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp>(op))
           op->setAttr(dsv4::kNumericsAttr, b.getStringAttr("fast"));
       });
     }

@@ -129,6 +129,14 @@ void Emitter::experts(MoeExpertsOp op) {
   int64_t k = op.getIds().getType().getShape()[1];
   // Prefill chunks: expert tiles once the slots are at least two per expert
   // on average (fewer repeat a tile's weight rows for too few slots).
+  // --numerics=fast (prefill): the experts on warp matrix tiles.
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  auto shape = [](const ExpertView &e) {
+    return WeightView{Value(), Value(), e.elt, e.rows, e.cols};
+  };
+  if (ctx.fastLinear && !op.getFirstExpert() && !ctx.batched &&
+      mmaFits(shape(e1), e1.rows) && mmaFits(shape(e2), e2.rows))
+    return expertsMma(op, cast_or_null<SharedExpertOp>(ctx.fusedShared));
   if (!op.getFirstExpert() && !ctx.batched) {
     auto shared = cast_or_null<SharedExpertOp>(ctx.fusedShared);
     branch(
@@ -268,6 +276,9 @@ void Emitter::sharedExpert(SharedExpertOp op) {
     ctx.fusedShared = nullptr;
     return;
   }
+  if (ctx.fastLinear && !ctx.batched && mmaFits(w(op.getW1()), w(op.getW1()).rows) &&
+      mmaFits(w(op.getW2()), w(op.getW2()).rows))
+    return sharedExpertMma(op);
   if (!ctx.batched) {
     branch(
         manyTokens(2 * kTileTokens), [&] { sharedExpertTiled(op); },

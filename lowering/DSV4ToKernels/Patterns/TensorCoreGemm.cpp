@@ -210,7 +210,8 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
     return nullptr;
   int64_t maxK = 0;
   func.walk([&](Operation *op) {
-    if (!usesFastLinear(op))
+    // The experts' fast path is the warp MMA tiles, not this GEMM.
+    if (!usesFastLinear(op) || isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp>(op))
       return;
     for (Type t : op->getOperandTypes()) {
       auto w = dyn_cast<dsv4::WeightType>(t);

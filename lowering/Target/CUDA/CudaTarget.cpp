@@ -273,6 +273,19 @@ void CudaTarget::loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) 
     out[i] = LLVM::ExtractValueOp::create(b, loc, asmOp.getResult(0), i);
 }
 
+void CudaTarget::mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
+                         ArrayRef<Value> c, Value d[4]) const {
+  Type f32 = b.getF32Type();
+  auto four = LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+  auto mma = NVVM::MmaOp::create(
+      b, loc, four, a, bFrag, c, /*shape=*/{16, 8, 16}, /*b1Op=*/std::nullopt,
+      /*intOverflow=*/std::nullopt,
+      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16, NVVM::MMATypes::bf16},
+      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
+  for (int64_t i = 0; i < 4; ++i)
+    d[i] = LLVM::ExtractValueOp::create(b, loc, mma.getResult(), i);
+}
+
 bool CudaTarget::decodeE4M3Pair(OpBuilder &b, Location loc, Value pair,
                                 Value out[2]) const {
   // One cvt.rn.f16x2.e4m3x2 for both codes (the low byte to the low half);

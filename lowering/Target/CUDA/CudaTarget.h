@@ -39,6 +39,9 @@ public:
   int64_t blockThreads() const override { return kThreads; }
   void limitRegisters(Operation *kernel, int64_t count) const override;
   void loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const override;
+  bool hasWarpMmaBf16() const override { return true; }
+  void mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
+               ArrayRef<Value> c, Value d[4]) const override;
   Value threadId(OpBuilder &b, Location loc) const override;
   Value threadCount(OpBuilder &b, Location loc) const override;
   void barrier(OpBuilder &b, Location loc, Value syncWord) const override;
