@@ -95,6 +95,25 @@ int64_t perTokenElements(RankedTensorType type) {
   return per;
 }
 
+/// Tensor bytes per token of a kernel's operands and results from which it
+/// spreads over the grid whatever weights it reads.
+constexpr uint64_t kGridTensorBytesPerToken = 16 << 10;
+
+/// The bytes per token of the tensors an outlined dispatch of type `type`
+/// reads and writes.
+uint64_t tensorBytesPerToken(FunctionType type) {
+  uint64_t bytes = 0;
+  for (TypeRange types : {TypeRange(type.getInputs()), TypeRange(type.getResults())})
+    for (Type t : types)
+      if (auto tensor = dyn_cast<RankedTensorType>(t)) {
+        uint64_t n = tensor.getElementTypeBitWidth() / 8;
+        for (int64_t d : tensor.getShape().drop_front())
+          n *= uint64_t(d);
+        bytes += n;
+      }
+  return bytes;
+}
+
 /// Emits the kernel of one outlined dispatch `func` into `container`.
 LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
                             Operation *container, const TargetInfo &target,
@@ -190,10 +209,13 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   // Then the head's LogitRows.
   int64_t logitRowsSlot = head ? slot++ : -1;
 
-  // The launch spreads over every multiprocessor when it reads enough.
+  // The launch spreads over every multiprocessor when it reads enough
+  // weights and state, or when its tensors are large per token (work that
+  // grows with a prefill chunk: hc.expand writes 64 KiB per V4 token).
   bool gridWide = kb.threads() > 1 &&
-                  memoryTraffic(func.getFunctionType(), maxContext) >=
-                      uint64_t(std::max<int64_t>(gridWeightBytes, 0));
+                  (memoryTraffic(func.getFunctionType(), maxContext) >=
+                       uint64_t(std::max<int64_t>(gridWeightBytes, 0)) ||
+                   tensorBytesPerToken(func.getFunctionType()) >= kGridTensorBytesPerToken);
   // A grid-wide kernel first asks the L2 cache for its weight matrices (in
   // the order its ops read them, up to the budget): they stream from memory
   // while the kernel's latency-bound steps (norms, mixes, routing) run.

@@ -313,10 +313,10 @@ public:
   static int64_t rowsPerWarp(int64_t rows);
   /// A warp per (tile, group of `rowsPerWarp` rows, part of `parts`): the
   /// dots of the tile's weights at those rows (the segments of part p)
-  /// with its x vectors; store(tile, t, row, dots of each weight, p, lane)
+  /// with its x vectors (tileOf(tile, the group's first row)); store(tile, t, row, dots of each weight, p, lane)
   /// for each real token t.
   void tileDots(Value tiles, int64_t rows, int64_t rowsPerWarp, int64_t parts,
-                function_ref<TokenTile(Value)> tileOf,
+                function_ref<TokenTile(Value tile, Value firstRow)> tileOf,
                 function_ref<void(const TokenTile &, int64_t, Value, ArrayRef<Value>,
                                   Value, Value)>
                     store);
@@ -350,7 +350,7 @@ public:
   /// of each of the tile's weights with the tile's rows; store(tile, row,
   /// weight row, the dot of each weight) for each real row.
   void mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
-                   function_ref<MmaTile(Value)> tileOf,
+                   function_ref<MmaTile(Value tile, Value firstRow)> tileOf,
                    function_ref<void(const MmaTile &, const MmaRow &, Value, ArrayRef<Value>)>
                        store);
   MmaTile mmaExpertTile(const ExpertTiles &et, Value tile, View x, int64_t xStride, int64_t k,

@@ -37,7 +37,7 @@ Value Emitter::swiglu(Value gate, Value up, double limit) {
 }
 
 void Emitter::tileDots(Value tiles, int64_t rows, int64_t rowsPerWarp, int64_t parts,
-                       function_ref<TokenTile(Value)> tileOf,
+                       function_ref<TokenTile(Value, Value)> tileOf,
                        function_ref<void(const TokenTile &, int64_t, Value,
                                          ArrayRef<Value>, Value, Value)>
                            store) {
@@ -46,7 +46,7 @@ void Emitter::tileDots(Value tiles, int64_t rows, int64_t rowsPerWarp, int64_t p
     Value p = kb.rem(e, c(parts)), tg = kb.div(e, c(parts));
     Value tile = kb.div(tg, c(groups));
     Value first = kb.mul(kb.rem(tg, c(groups)), c(rowsPerWarp));
-    TokenTile tt = tileOf(tile);
+    TokenTile tt = tileOf(tile, first);
     auto body = [&] {
       const WeightView &w0 = tt.weights.front();
       int64_t count = KernelBuilder::segmentsPerRow(w0, tt.xs.front().elt) / parts;
@@ -105,7 +105,7 @@ void Emitter::linearTokenTiles(View x, int64_t xStride, const WeightView &wt, Vi
   int64_t parts = splitParts(wt, wt.rows, x.elt), rows = wt.rows;
   View partial = parts > 1 ? scratchF32(rows * parts, 0) : out;
   tileDots(denseTiles(), rows, rowsPerWarp(rows), parts,
-           [&](Value tile) { return denseTile(tile, x, xStride, {wt}); },
+           [&](Value tile, Value) { return denseTile(tile, x, xStride, {wt}); },
            [&](const TokenTile &tt, int64_t t, Value row, ArrayRef<Value> dots, Value p,
                Value lane) {
              Value at = kb.add(kb.mul(tt.tokens[t], c(rows)), row);
@@ -214,7 +214,7 @@ void Emitter::expertsTiled(MoeExpertsOp op, SharedExpertOp shared) {
   ExpertTiles et = expertTiles(ids, k, e1.count, kTileTokens);
   // h[slot] = SwiGLU hiddens of the slot's token through the slot's expert.
   tileDots(et.most, inter, std::max<int64_t>(1, rowsPerWarp(inter) / 2), 1,
-           [&](Value tile) { return expertTile(et, tile, x, dm, k, true, {&e1, &e3}); },
+           [&](Value tile, Value) { return expertTile(et, tile, x, dm, k, true, {&e1, &e3}); },
            [&](const TokenTile &tt, int64_t t, Value i, ArrayRef<Value> gu, Value,
                Value lane) {
              kb.storeOnce(h, kb.add(kb.mul(tt.tokens[t], c(inter)), i),
@@ -222,7 +222,7 @@ void Emitter::expertsTiled(MoeExpertsOp op, SharedExpertOp shared) {
            });
   // ys[slot] = W2 of the slot's expert times h[slot].
   tileDots(et.most, dm, rowsPerWarp(dm), 1,
-           [&](Value tile) { return expertTile(et, tile, h, inter, k, false, {&e2}); },
+           [&](Value tile, Value) { return expertTile(et, tile, h, inter, k, false, {&e2}); },
            [&](const TokenTile &tt, int64_t t, Value o, ArrayRef<Value> y, Value,
                Value lane) {
              kb.storeOnce(ys, kb.add(kb.mul(tt.tokens[t], c(dm)), o), y[0], lane);
@@ -255,14 +255,14 @@ void Emitter::sharedExpertTiled(SharedExpertOp op) {
   double limit = op.getSwigluLimit().convertToDouble();
   int64_t units = std::max<int64_t>(1, rowsPerWarp(inter) / 2);
   tileDots(denseTiles(), inter, units, 1,
-           [&](Value tile) { return denseTile(tile, x, dm, {w1, w3}); },
+           [&](Value tile, Value) { return denseTile(tile, x, dm, {w1, w3}); },
            [&](const TokenTile &tt, int64_t t, Value i, ArrayRef<Value> gu, Value,
                Value lane) {
              kb.storeOnce(h, kb.add(kb.mul(tt.tokens[t], c(inter)), i),
                           swiglu(gu[0], gu[1], limit), lane);
            });
   tileDots(denseTiles(), dm, rowsPerWarp(dm), 1,
-           [&](Value tile) { return denseTile(tile, h, inter, {w2}); },
+           [&](Value tile, Value) { return denseTile(tile, h, inter, {w2}); },
            [&](const TokenTile &tt, int64_t t, Value o, ArrayRef<Value> y, Value,
                Value lane) {
              // 0 + 1 * y, the routed experts' accumulation with one pick.
@@ -277,7 +277,7 @@ void Emitter::sharedExpertTiled(SharedExpertOp op) {
 //===----------------------------------------------------------------------===//
 
 void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
-                          function_ref<MmaTile(Value)> tileOf,
+                          function_ref<MmaTile(Value, Value)> tileOf,
                           function_ref<void(const MmaTile &, const MmaRow &, Value,
                                             ArrayRef<Value>)>
                               store) {
@@ -287,7 +287,7 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
   kb.warpLoop(c(0), kb.mul(tiles, c(groups)), [&](Value e, Value lane) {
     Value tile = kb.div(e, c(groups));
     Value first = kb.mul(kb.rem(e, c(groups)), c(groupRows));
-    MmaTile mt = tileOf(tile);
+    MmaTile mt = tileOf(tile, first);
     int64_t nw = mt.weights.size(), K = mt.weights.front().cols;
     auto body = [&] {
       if (!mma) {
@@ -437,13 +437,13 @@ void Emitter::expertsMma(MoeExpertsOp op, SharedExpertOp shared) {
   // w3 at the same rows in one warp, so both values of a hidden unit are in
   // the same lane.
   mmaTileDots(et.most, inter, std::max<int64_t>(1, mmaTilesPerWarp(inter) / 2),
-              [&](Value tile) { return mmaExpertTile(et, tile, x, dm, k, true, {&e1, &e3}); },
+              [&](Value tile, Value) { return mmaExpertTile(et, tile, x, dm, k, true, {&e1, &e3}); },
               [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
                 kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
                           swiglu(gu[0], gu[1], limit));
               });
   mmaTileDots(et.most, dm, mmaTilesPerWarp(dm),
-              [&](Value tile) { return mmaExpertTile(et, tile, h, inter, k, false, {&e2}); },
+              [&](Value tile, Value) { return mmaExpertTile(et, tile, h, inter, k, false, {&e2}); },
               [&](const MmaTile &, const MmaRow &row, Value o, ArrayRef<Value> y) {
                 kb.storeF(ys, kb.add(kb.mul(row.index, c(dm)), o), y[0]);
               });
@@ -460,13 +460,13 @@ void Emitter::sharedExpertMma(SharedExpertOp op) {
   double limit = op.getSwigluLimit().convertToDouble();
   Value tiles = kb.div(kb.add(S(), c(kMmaTokens - 1)), c(kMmaTokens));
   mmaTileDots(tiles, inter, std::max<int64_t>(1, mmaTilesPerWarp(inter) / 2),
-              [&](Value tile) { return mmaDenseTile(tile, x, dm, {w1, w3}); },
+              [&](Value tile, Value) { return mmaDenseTile(tile, x, dm, {w1, w3}); },
               [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
                 kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
                           swiglu(gu[0], gu[1], limit));
               });
   mmaTileDots(tiles, dm, mmaTilesPerWarp(dm),
-              [&](Value tile) { return mmaDenseTile(tile, h, inter, {w2}); },
+              [&](Value tile, Value) { return mmaDenseTile(tile, h, inter, {w2}); },
               [&](const MmaTile &, const MmaRow &row, Value o, ArrayRef<Value> y) {
                 kb.storeF(out, kb.add(kb.mul(row.index, c(dm)), o),
                           kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y[0])));

@@ -395,12 +395,49 @@ void Emitter::outProj(OutProjOp op) {
   int64_t rows = woa.rows, per = woa.rows / g, groupIn = (h / g) * d;
   View o = view(op.getO()), out = view(op.getResult());
   View z = scratchF32(rows, 0);
-  kb.warpLoop(c(0), kb.mul(S(), c(rows)), [&](Value e, Value lane) {
-    Value s = kb.div(e, c(rows)), r = kb.rem(e, c(rows));
-    Value grp = kb.div(r, c(per));
-    View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
-    kb.storeOnce(z, e, kb.dotLanes(in, woa, r, lane), lane);
-  });
+  auto byToken = [&] {
+    kb.warpLoop(c(0), kb.mul(S(), c(rows)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(rows)), r = kb.rem(e, c(rows));
+      Value grp = kb.div(r, c(per));
+      View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
+      kb.storeOnce(z, e, kb.dotLanes(in, woa, r, lane), lane);
+    });
+  };
+  // The group's input of the tile's tokens (a warp's rows lie in one group).
+  auto groupInput = [&](Value firstRow) {
+    return kb.at(o, kb.mul(kb.div(firstRow, c(per)), c(groupIn)));
+  };
+  if (ctx.fastLinear && !ctx.batched && mmaFits(woa, per) &&
+      per % (8 * mmaTilesPerWarp(per)) == 0) {
+    // --numerics=fast: warp tensor-core tiles (TokenTiles.cpp).
+    Value tiles = kb.div(kb.add(S(), c(kMmaTokens - 1)), c(kMmaTokens));
+    mmaTileDots(
+        tiles, rows, mmaTilesPerWarp(per),
+        [&](Value tile, Value first) {
+          return mmaDenseTile(tile, groupInput(first), h * d, {woa});
+        },
+        [&](const MmaTile &, const MmaRow &row, Value r, ArrayRef<Value> y) {
+          kb.storeF(z, kb.add(kb.mul(row.index, c(rows)), r), y[0]);
+        });
+  } else if (!ctx.batched && KernelBuilder::segmentsPerRow(woa, o.elt) > 0 &&
+             per % rowsPerWarp(per) == 0) {
+    // Prefill chunks: token tiles, the same dots as byToken's.
+    branch(
+        manyTokens(2 * kTileTokens),
+        [&] {
+          tileDots(denseTiles(), rows, rowsPerWarp(per), 1,
+                   [&](Value tile, Value first) {
+                     return denseTile(tile, groupInput(first), h * d, {woa});
+                   },
+                   [&](const TokenTile &tt, int64_t t, Value r, ArrayRef<Value> dots, Value,
+                       Value lane) {
+                     kb.storeOnce(z, kb.add(kb.mul(tt.tokens[t], c(rows)), r), dots[0], lane);
+                   });
+        },
+        byToken);
+  } else {
+    byToken();
+  }
   linearTokens(z, rows, wob, out);
 }
 
