@@ -200,7 +200,7 @@ void Emitter::compress(CompressOp op) {
         [&] {
           tileDots(
               denseTiles(), width, rowsPerWarp(width), 1,
-              [&](Value tile) { return denseTile(tile, x, dm, {wkv, wgate}); },
+              [&](Value tile, Value) { return denseTile(tile, x, dm, {wkv, wgate}); },
               [&](const TokenTile &tt, int64_t t, Value i, ArrayRef<Value> dots, Value,
                   Value lane) { storeRows(tt.tokens[t], i, dots[0], dots[1], lane); });
         },
