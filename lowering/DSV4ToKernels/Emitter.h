@@ -237,7 +237,7 @@ public:
     // --numerics=fast: act_quant + FP8 x FP8 GEMM (TensorCoreGemm.h).
     if (ctx.fastLinear && isa<Float8E4M3FNType>(wt.elt))
       return fastLinearTokens(x, xStride, wt, out);
-    if (!ctx.batched && KernelBuilder::segmentsPerRow(wt, x.elt) > 0) {
+    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0) {
       branch(
           manyTokens(2 * kTileTokens), [&] { linearTokenTiles(x, xStride, wt, out); },
           [&] { linearTokensByToken(x, xStride, wt, out); });

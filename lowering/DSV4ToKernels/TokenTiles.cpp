@@ -1,8 +1,9 @@
 //===- TokenTiles.cpp - Weight rows read once for several tokens ---------===//
 // SPDX-License-Identifier: Apache-2.0
 //
-// Where a call has many tokens (prefill chunks), a warp computes the dots of
-// a few weight rows against a tile of up to kTileTokens tokens: each row
+// Where a call has many tokens (prefill chunks, a batched decode step of
+// several sequences), a warp computes the dots of a few weight rows against
+// a tile of up to kTileTokens tokens: each row
 // segment is loaded and decoded once for the tile (KernelBuilder::dotRows
 // shares a repeated row), instead of once per token. The routed experts
 // first sort their (token, pick) slots by expert, so that a tile holds

@@ -419,7 +419,7 @@ void Emitter::outProj(OutProjOp op) {
         [&](const MmaTile &, const MmaRow &row, Value r, ArrayRef<Value> y) {
           kb.storeF(z, kb.add(kb.mul(row.index, c(rows)), r), y[0]);
         });
-  } else if (!ctx.batched && KernelBuilder::segmentsPerRow(woa, o.elt) > 0 &&
+  } else if (KernelBuilder::segmentsPerRow(woa, o.elt) > 0 &&
              per % rowsPerWarp(per) == 0) {
     // Prefill chunks: token tiles, the same dots as byToken's.
     branch(

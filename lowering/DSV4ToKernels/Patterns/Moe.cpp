@@ -127,8 +127,6 @@ Value Emitter::routedDown(const ExpertView &e2, View h, View weights, View ids, 
 void Emitter::experts(MoeExpertsOp op) {
   ExpertView e1 = ctx.experts.lookup(op.getW1());
   int64_t k = op.getIds().getType().getShape()[1];
-  // Prefill chunks: expert tiles once the slots are at least two per expert
-  // on average (fewer repeat a tile's weight rows for too few slots).
   // --numerics=fast (prefill): the experts on warp matrix tiles.
   ExpertView e2 = ctx.experts.lookup(op.getW2());
   auto shape = [](const ExpertView &e) {
@@ -137,10 +135,15 @@ void Emitter::experts(MoeExpertsOp op) {
   if (ctx.fastLinear && !op.getFirstExpert() && !ctx.batched &&
       mmaFits(shape(e1), e1.rows) && mmaFits(shape(e2), e2.rows))
     return expertsMma(op, cast_or_null<SharedExpertOp>(ctx.fusedShared));
-  if (!op.getFirstExpert() && !ctx.batched) {
+  // Expert tiles once the slots are at least two per expert on average in a
+  // prefill chunk (fewer repeat a tile's weight rows for too few slots), one
+  // in a batched decode step (whose steps read weights from memory: an
+  // expert's rows read once for its sequences).
+  if (!op.getFirstExpert()) {
     auto shared = cast_or_null<SharedExpertOp>(ctx.fusedShared);
+    int64_t perExpert = ctx.batched ? 1 : 2;
     branch(
-        manyTokens((2 * e1.count + k - 1) / k), [&] { expertsTiled(op, shared); },
+        manyTokens((perExpert * e1.count + k - 1) / k), [&] { expertsTiled(op, shared); },
         [&] {
           if (shared)
             expertsWithShared(op, shared);
@@ -279,13 +282,9 @@ void Emitter::sharedExpert(SharedExpertOp op) {
   if (ctx.fastLinear && !ctx.batched && mmaFits(w(op.getW1()), w(op.getW1()).rows) &&
       mmaFits(w(op.getW2()), w(op.getW2()).rows))
     return sharedExpertMma(op);
-  if (!ctx.batched) {
-    branch(
-        manyTokens(2 * kTileTokens), [&] { sharedExpertTiled(op); },
-        [&] { sharedExpertByToken(op); });
-    return;
-  }
-  sharedExpertByToken(op);
+  branch(
+      manyTokens(2 * kTileTokens), [&] { sharedExpertTiled(op); },
+      [&] { sharedExpertByToken(op); });
 }
 
 void Emitter::sharedExpertByToken(SharedExpertOp op) {
