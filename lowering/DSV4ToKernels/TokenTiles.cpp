@@ -324,8 +324,10 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
       Value g = kb.div(lane, c(4)), q = kb.rem(lane, c(4));
       MmaRow r0 = mt.row(g), r1 = mt.row(kb.add(g, c(8)));
       SmallVector<Value> zeros(nw * nTiles * 4, kb.cf(0.0));
-      SmallVector<Value> accs = kb.reduce(
-          c(0), c(K / 32), zeros, [&](Value ks, ValueRange in) -> SmallVector<Value> {
+      // Two 32-wide steps a loop trip where K allows (the second step's
+      // loads in flight with the first's MMAs).
+      int64_t unroll = K % 64 == 0 ? 2 : 1;
+      auto step = [&](Value ks, ArrayRef<Value> in) -> SmallVector<Value> {
             Value k0 = kb.add(kb.mul(ks, c(32)), kb.mul(q, c(8)));
             auto eight = [&](const View &x) {
               SmallVector<Value> xs;
@@ -362,6 +364,13 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
                   out[at + j] = d[j];
               }
             return out;
+      };
+      SmallVector<Value> accs = kb.reduce(
+          c(0), c(K / (32 * unroll)), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+            SmallVector<Value> acc(in);
+            for (int64_t u = 0; u < unroll; ++u)
+              acc = step(kb.add(kb.mul(it, c(unroll)), c(u)), acc);
+            return acc;
           });
       // d[j] is row g (j < 2) or g + 8, column 2q + j % 2 of the 8-row tile.
       for (int64_t nt = 0; nt < nTiles; ++nt)
