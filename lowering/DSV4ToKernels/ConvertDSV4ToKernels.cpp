@@ -128,7 +128,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   b.setInsertionPointToStart(entry);
   KernelBuilder kb(b, loc, container, target);
   Value argv = entry->getArgument(0);
-  auto slotPtr = [&](int64_t slot) { return kb.loadPtr(argv, kb.c(slot)); };
+  auto slotPtr = [&](int64_t slot) { return kb.loadArgPtr(argv, slot); };
 
   EmitContext ec;
   ec.maxContext = maxContext;

@@ -167,6 +167,13 @@ Value KernelBuilder::loadPtr(Value table, Value i) {
   return load(ptrType(), table, i);
 }
 
+Value KernelBuilder::loadArgPtr(Value argv, int64_t slot) {
+  auto op = LLVM::LoadOp::create(b, loc, ptrType(), offset(ptrType(), argv, c(slot)),
+                                 target.alignmentOf(ptrType()));
+  op.setInvariant(true);
+  return op;
+}
+
 //===----------------------------------------------------------------------===//
 // Weights
 //===----------------------------------------------------------------------===//
@@ -342,6 +349,10 @@ void KernelBuilder::barrier() {
       Operation *op = &*--it;
       if (op == lastBarrier)
         break;
+      // A load of the argument vector reads what no thread writes.
+      auto load = dyn_cast<LLVM::LoadOp>(op);
+      if (load && load.getInvariant())
+        continue;
       if (!isMemoryEffectFree(op) || op->getNumRegions()) {
         onlyPure = false;
         break;

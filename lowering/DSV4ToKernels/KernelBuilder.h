@@ -103,6 +103,10 @@ public:
   View at(const View &v, Value i) { return {offset(v.elt, v.ptr, i), v.elt}; }
   /// Entry `i` of a table of pointers.
   Value loadPtr(Value table, Value i);
+  /// The pointer in slot `slot` of the kernel's argument vector (an
+  /// invariant load: no thread of the kernel writes the vector, so it never
+  /// needs a barrier of its own).
+  Value loadArgPtr(Value argv, int64_t slot);
 
   //===--------------------------------------------------------------------===//
   // Weights
