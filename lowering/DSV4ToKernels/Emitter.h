@@ -327,6 +327,13 @@ public:
   void linearTokenTiles(View x, int64_t xStride, const WeightView &wt, View out);
   /// The expert tiles of `T` slots each.
   ExpertTiles expertTiles(View ids, int64_t k, int64_t experts, int64_t T);
+  /// Tile `tile` of `et`: whether it exists, its expert, its first entry of
+  /// `order` and its slot count (0 past the last tile, whose loads read
+  /// tile 0's entries).
+  struct ExpertTileHead {
+    Value valid, expert, first, count;
+  };
+  ExpertTileHead expertTileHead(const ExpertTiles &et, Value tile);
   /// out[s, o] = sum over the k picks, in order, of weight_j ys[s k + j, o].
   void combinePicks(View ys, View weights, int64_t k, int64_t dm, View out);
 

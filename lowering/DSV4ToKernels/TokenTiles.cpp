@@ -181,26 +181,35 @@ Emitter::ExpertTiles Emitter::expertTiles(View ids, int64_t k, int64_t experts, 
   return et;
 }
 
+Emitter::ExpertTileHead Emitter::expertTileHead(const ExpertTiles &et, Value tile) {
+  Type i64 = kb.i64();
+  ExpertTileHead head;
+  head.valid = kb.lt(tile, kb.load(i64, et.tileStart, c(et.experts)));
+  // Past the last tile: read tile 0's entries (always there when a tile
+  // is; the warp then stores nothing).
+  Value at = kb.select(head.valid, tile, c(0));
+  head.expert = kb.load(i64, et.expert, at);
+  head.first = kb.load(i64, et.first, at);
+  head.count = kb.select(head.valid, kb.load(i64, et.count, at), c(0));
+  return head;
+}
+
 Emitter::TokenTile Emitter::expertTile(const ExpertTiles &et, Value tile, View x,
                                        int64_t xStride, int64_t k, bool byToken,
                                        ArrayRef<const ExpertView *> tables) {
-  Type i64 = kb.i64();
+  ExpertTileHead head = expertTileHead(et, tile);
   TokenTile tt;
-  tt.valid = kb.lt(tile, kb.load(i64, et.tileStart, c(et.experts)));
-  // Past the last tile: read tile 0's entries (always there when a tile
-  // is; the warp then stores nothing).
-  Value at = kb.select(tt.valid, tile, c(0));
-  Value ex = kb.load(i64, et.expert, at), first = kb.load(i64, et.first, at);
-  tt.count = kb.select(tt.valid, kb.load(i64, et.count, at), c(0));
+  tt.valid = head.valid;
+  tt.count = head.count;
   Value last = kb.sub(kb.max(tt.count, c(1)), c(1));
   for (int64_t t = 0; t < kTileTokens; ++t) {
-    Value slot = kb.load(i64, et.order, kb.add(first, kb.min(c(t), last)));
+    Value slot = kb.load(kb.i64(), et.order, kb.add(head.first, kb.min(c(t), last)));
     tt.tokens.push_back(slot);
     Value row = byToken ? kb.div(slot, c(k)) : slot;
     tt.xs.push_back(kb.at(x, kb.mul(row, c(xStride))));
   }
   for (const ExpertView *table : tables)
-    tt.weights.push_back(table->expert(kb, ex));
+    tt.weights.push_back(table->expert(kb, head.expert));
   return tt;
 }
 
@@ -393,16 +402,15 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
 Emitter::MmaTile Emitter::mmaExpertTile(const ExpertTiles &et, Value tile, View x,
                                         int64_t xStride, int64_t k, bool byToken,
                                         ArrayRef<const ExpertView *> tables) {
-  Type i64 = kb.i64();
+  ExpertTileHead head = expertTileHead(et, tile);
   MmaTile mt;
-  mt.valid = kb.lt(tile, kb.load(i64, et.tileStart, c(et.experts)));
-  Value at = kb.select(mt.valid, tile, c(0));
-  Value ex = kb.load(i64, et.expert, at), first = kb.load(i64, et.first, at);
-  Value count = kb.load(i64, et.count, at);
+  mt.valid = head.valid;
   for (const ExpertView *table : tables)
-    mt.weights.push_back(table->expert(kb, ex));
+    mt.weights.push_back(table->expert(kb, head.expert));
+  Value first = head.first, count = head.count;
   mt.row = [this, &et, first, count, x, xStride, k, byToken](Value r) {
-    Value slot = kb.load(kb.i64(), et.order, kb.add(first, kb.min(r, kb.sub(count, c(1)))));
+    Value last = kb.sub(kb.max(count, c(1)), c(1));
+    Value slot = kb.load(kb.i64(), et.order, kb.add(first, kb.min(r, last)));
     Value xRow = byToken ? kb.div(slot, c(k)) : slot;
     return MmaRow{kb.at(x, kb.mul(xRow, c(xStride))), slot, kb.lt(r, count)};
   };
