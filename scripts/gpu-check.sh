@@ -5,10 +5,13 @@
 #   scripts/gpu-check.sh prepare [DIR]   (here, no GPU needed: build dir ./build)
 #       compiles the CUDA artifacts of the golden tiny models, and copies the
 #       runtime binaries and the comparison tool to DIR (default .gpu-check,
-#       ignored by git; ~20 MB). The golden models travel with the working
-#       tree (models/tiny-a, models/tiny-c).
+#       ignored by git), packed as DIR/pack.txz (~20 MB: xz's large window
+#       stores the near-identical artifacts once; unpacked ~170 MB, and
+#       gzip leaves ~50 MB, too much to carry with the working tree). The
+#       golden models travel with the working tree (models/tiny-a,
+#       models/tiny-c).
 #   scripts/gpu-check.sh run [DIR]       (on the GPU machine, DIR carried there)
-#       runs every golden comparison (logits within 1e-3 at every position,
+#       unpacks DIR/pack.txz if it is there, then runs every golden comparison (logits within 1e-3 at every position,
 #       greedy ids equal; prefill-then-decode and chunked prefill), the GPU
 #       unit tests, and the benchmark; prints a table; exits 1 on any failure.
 #
@@ -75,7 +78,24 @@ f8 unseen-fp8-experts.json 5 100 config
 LIST
   set +e
   prepare_batched
-  du -sh "$dir"
+  pack_dir
+}
+
+# DIR's contents into DIR/pack.txz (xz -9: a 64 MiB window spans whole
+# artifacts, so the near-identical ones are stored about once).
+pack_dir() {
+  (cd "$dir" && tar cf - --exclude=./pack.txz --exclude=./pack.txz.tmp . | xz -9 -T0 > pack.txz.tmp &&
+    mv pack.txz.tmp pack.txz &&
+    find . -mindepth 1 -maxdepth 1 ! -name pack.txz -exec rm -rf {} +) || exit 1
+  du -sh "$dir"/pack.txz
+}
+
+# DIR/pack.txz unpacked in place (Python's lzma: the GPU machine may have no
+# xz binary).
+unpack_dir() {
+  [ -f "$dir"/pack.txz ] || return 0
+  python3 -c "import sys, tarfile; tarfile.open(sys.argv[1] + '/pack.txz', 'r:xz').extractall(sys.argv[1])" "$dir" ||
+    { echo "cannot unpack $dir/pack.txz"; exit 1; }
 }
 
 # The batched decode program (compressa-compile --max-batch B > 1).
@@ -123,6 +143,7 @@ check() { # name, command...
 }
 
 run() {
+  unpack_dir
   export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local bin=$dir/bin tool="python3 $dir/safetensors_tool.py" failures=0
   local rows=()
@@ -187,6 +208,7 @@ run() {
 }
 
 run_batched_only() {
+  unpack_dir
   export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local failures=0 rows=()
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
@@ -198,7 +220,7 @@ run_batched_only() {
 case "$mode" in
   prepare) prepare ;;
   run) run ;;
-  prepare-batched) rm -rf "$dir"; prepare_batched; du -sh "$dir" ;;
+  prepare-batched) rm -rf "$dir"; prepare_batched; pack_dir ;;
   run-batched) run_batched_only ;;
-  *) sed -n '3,24p' "$0"; exit 2 ;;
+  *) sed -n '3,25p' "$0"; exit 2 ;;
 esac
