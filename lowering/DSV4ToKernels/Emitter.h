@@ -110,17 +110,22 @@ public:
 
   /// rope() on `rows` rows of `len` elements at x, in place, a thread per
   /// (row, rotated pair): the same operations per pair as rope().
-  void ropeRows(View x, Value rows, int64_t len, function_ref<Value(Value)> positionOf,
-                RopeAttr rope, bool inverse) {
-    int64_t r = rope.getDim(), base = len - r, pairs = r / 2;
+  /// The f32 table of rope's rope.dim / 2 frequencies: one table per
+  /// frequency set, named by a hash of its values.
+  Value ropeTable(RopeAttr rope) {
     SmallVector<float> freqs;
-    for (int64_t k = 0; k < pairs; ++k)
+    for (int64_t k = 0; k < rope.getDim() / 2; ++k)
       freqs.push_back(static_cast<float>(rope.frequency(k)));
-    // One table per frequency set, named by a hash of its values.
     std::string key = "rope";
     for (float f : freqs)
       key += "_" + llvm::utohexstr(llvm::bit_cast<uint32_t>(f));
-    Value table = kb.table("rope_" + llvm::utohexstr(llvm::hash_value(key)), freqs);
+    return kb.table("rope_" + llvm::utohexstr(llvm::hash_value(key)), freqs);
+  }
+
+  void ropeRows(View x, Value rows, int64_t len, function_ref<Value(Value)> positionOf,
+                RopeAttr rope, bool inverse) {
+    int64_t r = rope.getDim(), base = len - r, pairs = r / 2;
+    Value table = ropeTable(rope);
     kb.parallelLoop(c(0), kb.mul(rows, c(pairs)), [&](Value e) {
       Value row = kb.div(e, c(pairs)), k = kb.rem(e, c(pairs));
       Value phi = kb.mul(kb.toF32(positionOf(row)), kb.load(kb.f32(), table, k));

@@ -53,14 +53,7 @@ void Emitter::ropeOp(RopeOp op) {
     // or rotated pair (from x into y, ropeRows' operations).
     RopeAttr rope = op.getRope();
     int64_t r = rope.getDim(), base = len - r, pairs = r / 2, items = base + pairs;
-    SmallVector<float> freqs;
-    for (int64_t k = 0; k < pairs; ++k)
-      freqs.push_back(static_cast<float>(rope.frequency(k)));
-    // ropeRows' table (the same name for the same frequencies).
-    std::string key = "rope";
-    for (float f : freqs)
-      key += "_" + llvm::utohexstr(llvm::bit_cast<uint32_t>(f));
-    Value table = kb.table("rope_" + llvm::utohexstr(llvm::hash_value(key)), freqs);
+    Value table = ropeTable(rope);
     kb.parallelLoop(c(0), kb.mul(S(), c(rows * items)), [&](Value e) {
       Value row = kb.div(e, c(items)), k = kb.rem(e, c(items));
       View xr = kb.at(x, kb.mul(row, c(len))), yr = kb.at(y, kb.mul(row, c(len)));
