@@ -78,8 +78,10 @@ struct SelectNumericsPass
         continue;
       func.walk([&](Operation *op) {
         // The routed and shared experts: bf16 warp matrix tiles
-        // (Emitter::expertsMma).
-        if (hasFp8LinearLayer(op) || isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp>(op))
+        // (Emitter::expertsMma); the sparse attention: scores and weighted
+        // sums on them (Emitter::attention).
+        if (hasFp8LinearLayer(op) ||
+            isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp, dsv4::SparseAttentionOp>(op))
           op->setAttr(dsv4::kNumericsAttr, b.getStringAttr("fast"));
       });
     }
