@@ -21,6 +21,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "lowering/DSV4ToKernels/KernelBuilder.h"
 #include "lowering/DSV4ToKernels/OpEmitters.h"
+#include "lowering/TensorCore/Numerics.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -247,6 +248,8 @@ inline bool OpKernel::compile(const std::string &mlirText, int64_t maxContext,
     }
     ec.states[r] = ec.states[base];
   }
+  // dsv4.numerics = "fast" on the op: its --numerics=fast code.
+  ec.fastLinear = mlir::compressa::usesFastLinear(op);
   if (failed(emitOp(kb, op, ec))) {
     error = "emitOp failed:\n" + diagnostics;
     return false;
