@@ -128,7 +128,11 @@ void Emitter::attention(SparseAttentionOp op) {
   // depend on the call's token count: a token's row is the same in a
   // one-token decode, a batched decode and a prefill chunk.
   int64_t maxKeys = win + (k ? k : (ratio ? ctx.maxContext / ratio : 0));
-  View weights = scratchF32(h * maxKeys, 0);
+  // The rows of `weights` (a (token, head)'s scores, then weights) hold a
+  // multiple of 16 keys: the fast path reads whole 16-key steps (16-byte
+  // aligned) and masks the keys past the token's last.
+  int64_t ldw = (maxKeys + 15) / 16 * 16;
+  View weights = scratchF32(h * ldw, 0);
   View den = scratchF32(h, 0);
   auto firstOf = [&](Value s) { return kb.max(c(0), kb.sub(pos(s), c(win - 1))); };
   auto inWindowOf = [&](Value s) { return kb.add(kb.sub(pos(s), firstOf(s)), c(1)); };
@@ -175,6 +179,169 @@ void Emitter::attention(SparseAttentionOp op) {
       g *= 2;
     return g;
   };
+  // --numerics=fast (the prefill program): scores and weighted sums on warp
+  // tensor cores, mma.sync m16n8k16 bf16 with f32 accumulation. A tile's 16
+  // rows are 16 heads of one token (a partial tile repeats its last head),
+  // so its rows share the token's keys: scores = Q K^T with the channels as
+  // the MMA's k and 8 keys an n-tile; the weighted sum P V with 16 keys as
+  // k and 8 channels an n-tile. q, the keys and the weights p are rounded
+  // to bf16 (nearest even); the scores times the scale, the softmax (max,
+  // exp, the denominator with the sink) stay f32 as in the exact path. The
+  // CPU (no MMA) sums the same exact products in k order (channels, keys).
+  const TargetInfo &target = kb.targetInfo();
+  bool mma = target.hasWarpMmaBf16();
+  bool fast = ctx.fastLinear && !ctx.batched && d % 32 == 0;
+  int64_t hTiles = (h + 15) / 16;
+  // Head r of head tile ht, clamped to the last head, and whether it is real.
+  auto tileHead = [&](Value ht, Value r) {
+    Value head = kb.add(kb.mul(ht, c(16)), r);
+    return std::make_pair(kb.min(head, c(h - 1)), kb.lt(head, c(h)));
+  };
+  // Whether q and every key of token s are 16-byte aligned (f32 views):
+  // then 16-byte loads.
+  auto alignedFast = [&](Value s) {
+    auto ok = [&](Value ptr) {
+      Value addr = LLVM::PtrToIntOp::create(kb.builder(), kb.getLoc(), kb.i64(), ptr);
+      return kb.eq(arith::AndIOp::create(kb.builder(), kb.getLoc(), addr, c(15)), c(0));
+    };
+    Value all = arith::AndIOp::create(kb.builder(), kb.getLoc(), ok(kv.ptr),
+                                      ok(stateOf(op.getRing(), s)));
+    all = arith::AndIOp::create(kb.builder(), kb.getLoc(), all, ok(q.ptr));
+    if (ratio)
+      all = arith::AndIOp::create(kb.builder(), kb.getLoc(), all,
+                                  ok(stateOf(op.getEntries(), s)));
+    return all;
+  };
+  bool vecPossible = target.wideLoads() && q.elt.isF32() && kv.elt.isF32();
+  // n consecutive values of v from element i0 (n a multiple of 4): 16-byte
+  // loads where `vec`.
+  auto loadRun = [&](const View &v, Value i0, int64_t n, bool vec) {
+    SmallVector<Value> xs;
+    for (int64_t i = 0; i < n; i += 4) {
+      if (vec) {
+        Value four[4];
+        target.loadF32x4(kb.builder(), kb.getLoc(),
+                         kb.offset(kb.f32(), v.ptr, kb.add(i0, c(i))), four);
+        xs.append(std::begin(four), std::end(four));
+      } else {
+        for (int64_t u = 0; u < 4; ++u)
+          xs.push_back(kb.loadF(v, kb.add(i0, c(i + u))));
+      }
+    }
+    return xs;
+  };
+  // body(vec) under a uniform branch on the alignment of token s's data.
+  auto byAlignment = [&](Value s, function_ref<void(bool)> body) {
+    if (!vecPossible)
+      return body(false);
+    kb.ifElse(
+        alignedFast(s), TypeRange{},
+        [&]() -> SmallVector<Value> {
+          body(true);
+          return {};
+        },
+        [&]() -> SmallVector<Value> {
+          body(false);
+          return {};
+        });
+  };
+  // Scores: a warp per (token, head tile, block of kScoreTiles x 8 keys).
+  // Lane (g, t) = (lane / 4, lane % 4) holds A rows g and g + 8 and B
+  // column g of each n-tile; the MMA's k index 2t + {0, 1} and 2t + 8 +
+  // {0, 1} are channels 8t + {0, 1} and 8t + {2, 3} of a 32-channel step
+  // (8t + 4 .. 8t + 7 for its second MMA), the same for A and B
+  // (Emitter::mmaTileDots' layout): a lane reads 8 consecutive channels of
+  // its two query rows and of its key in each n-tile.
+  constexpr int64_t kScoreTiles = 4, kBlockKeys = 8 * kScoreTiles;
+  auto scoresMma = [&](Value most) {
+    Value blocks = kb.div(kb.add(most, c(kBlockKeys - 1)), c(kBlockKeys));
+    Value perToken = kb.mul(c(hTiles), blocks);
+    kb.warpLoop(c(0), kb.mul(S(), perToken), [&](Value e, Value lane) {
+      Value s = kb.div(e, perToken), rest = kb.rem(e, perToken);
+      Value ht = kb.div(rest, blocks), j0 = kb.mul(kb.rem(rest, blocks), c(kBlockKeys));
+      Value n = keysOf(s);
+      View qs = kb.at(q, kb.mul(s, c(h * d)));
+      // The score of key j (< n) for the tile's head (real).
+      auto store = [&](Value head, Value j, Value dot) {
+        Value valid = keyAt(s, j).second;
+        kb.storeF(weights, kb.add(kb.mul(kb.add(kb.mul(s, c(h)), head), c(ldw)), j),
+                  kb.select(valid, kb.mul(dot, kb.cf(scale)), kb.negInf()));
+      };
+      kb.ifThen(kb.lt(j0, n), [&] {
+        if (!mma) {
+          kb.loop(c(0), c(16), [&](Value r) {
+            auto [head, real] = tileHead(ht, r);
+            kb.ifThen(real, [&] {
+              View qh = kb.at(qs, kb.mul(head, c(d)));
+              kb.loop(j0, kb.min(kb.add(j0, c(kBlockKeys)), n), [&](Value j) {
+                View key = keyAt(s, j).first;
+                Value dot = kb.reduce1(c(0), c(d), kb.cf(0.0), [&](Value i, Value acc) {
+                  return kb.add(acc, kb.mul(kb.roundBf16(kb.loadF(qh, i)),
+                                            kb.roundBf16(kb.loadF(key, i))));
+                });
+                store(head, j, dot);
+              });
+            });
+          });
+          return;
+        }
+        Value g = kb.div(lane, c(4)), t = kb.rem(lane, c(4));
+        auto [head0, real0] = tileHead(ht, g);
+        auto [head1, real1] = tileHead(ht, kb.add(g, c(8)));
+        View q0 = kb.at(qs, kb.mul(head0, c(d))), q1 = kb.at(qs, kb.mul(head1, c(d)));
+        // The lane's key of each n-tile (a key past the last: the last).
+        SmallVector<View> keys;
+        for (int64_t nt = 0; nt < kScoreTiles; ++nt)
+          keys.push_back(
+              keyAt(s, kb.min(kb.add(kb.add(j0, c(nt * 8)), g), kb.sub(n, c(1)))).first);
+        byAlignment(s, [&](bool vec) {
+          int64_t unroll = d % 64 == 0 ? 2 : 1;
+          auto step = [&](Value ks, ArrayRef<Value> in) -> SmallVector<Value> {
+            Value k0 = kb.add(kb.mul(ks, c(32)), kb.mul(t, c(8)));
+            SmallVector<Value> x0 = loadRun(q0, k0, 8, vec), x1 = loadRun(q1, k0, 8, vec);
+            Value a[2][4];
+            for (int64_t hh = 0; hh < 2; ++hh) {
+              a[hh][0] = kb.packBf16x2(x0[4 * hh], x0[4 * hh + 1]);
+              a[hh][1] = kb.packBf16x2(x1[4 * hh], x1[4 * hh + 1]);
+              a[hh][2] = kb.packBf16x2(x0[4 * hh + 2], x0[4 * hh + 3]);
+              a[hh][3] = kb.packBf16x2(x1[4 * hh + 2], x1[4 * hh + 3]);
+            }
+            SmallVector<Value> out(in);
+            for (int64_t nt = 0; nt < kScoreTiles; ++nt) {
+              SmallVector<Value> v = loadRun(keys[nt], k0, 8, vec);
+              Value dd[4] = {out[nt * 4], out[nt * 4 + 1], out[nt * 4 + 2], out[nt * 4 + 3]};
+              for (int64_t hh = 0; hh < 2; ++hh) {
+                Value bf[2] = {kb.packBf16x2(v[4 * hh], v[4 * hh + 1]),
+                               kb.packBf16x2(v[4 * hh + 2], v[4 * hh + 3])};
+                Value cIn[4] = {dd[0], dd[1], dd[2], dd[3]};
+                target.mmaBf16(kb.builder(), kb.getLoc(), a[hh], bf, cIn, dd);
+              }
+              for (int64_t u = 0; u < 4; ++u)
+                out[nt * 4 + u] = dd[u];
+            }
+            return out;
+          };
+          SmallVector<Value> zeros(kScoreTiles * 4, kb.cf(0.0));
+          SmallVector<Value> accs = kb.reduce(
+              c(0), c(d / (32 * unroll)), zeros,
+              [&](Value it, ValueRange in) -> SmallVector<Value> {
+                SmallVector<Value> acc(in);
+                for (int64_t u = 0; u < unroll; ++u)
+                  acc = step(kb.add(kb.mul(it, c(unroll)), c(u)), acc);
+                return acc;
+              });
+          // d[u] is row g (u < 2) or g + 8, column 2t + u % 2 of the n-tile.
+          for (int64_t nt = 0; nt < kScoreTiles; ++nt)
+            for (int64_t u = 0; u < 4; ++u) {
+              Value j = kb.add(kb.add(j0, c(nt * 8)), kb.add(kb.mul(t, c(2)), c(u % 2)));
+              Value head = u < 2 ? head0 : head1, real = u < 2 ? real0 : real1;
+              kb.ifThen(arith::AndIOp::create(kb.builder(), kb.getLoc(), real, kb.lt(j, n)),
+                        [&] { store(head, j, accs[nt * 4 + u]); });
+            }
+        });
+      });
+    });
+  };
   // Phase 1: scores (-inf for a missing key), a warp per (token, key, group
   // of g1 heads): the key's segments are loaded once for the group's query
   // rows (dotRows with the query rows as f32 rows and the key as their x;
@@ -183,30 +350,34 @@ void Emitter::attention(SparseAttentionOp op) {
   // groups read the same key.
   int64_t g1 = headGroup(4), groups1 = h / g1;
   Value most = mostOver(keysOf);
-  kb.warpLoop(c(0), kb.mul(kb.mul(S(), most), c(groups1)), [&](Value e, Value lane) {
-    Value hg = kb.rem(e, c(groups1)), sj = kb.div(e, c(groups1));
-    Value s = kb.div(sj, most), j = kb.rem(sj, most);
-    kb.ifThen(kb.lt(j, keysOf(s)), [&] {
-      auto [key, valid] = keyAt(s, j);
-      WeightView qs{kb.at(q, kb.mul(s, c(h * d))).ptr, Value(), q.elt, h, d};
-      SmallVector<KernelBuilder::WeightRow> rows;
-      for (int64_t g = 0; g < g1; ++g)
-        rows.push_back({&qs, kb.add(kb.mul(hg, c(g1)), c(g))});
-      SmallVector<Value> dots = kb.dotRows(key, rows, lane);
-      for (int64_t g = 0; g < g1; ++g) {
-        Value sh = kb.add(kb.mul(s, c(h)), rows[g].row);
-        kb.storeOnce(weights, kb.add(kb.mul(sh, c(maxKeys)), j),
-                     kb.select(valid, kb.mul(dots[g], kb.cf(scale)), kb.negInf()), lane);
-      }
+  if (fast) {
+    scoresMma(most);
+  } else {
+    kb.warpLoop(c(0), kb.mul(kb.mul(S(), most), c(groups1)), [&](Value e, Value lane) {
+      Value hg = kb.rem(e, c(groups1)), sj = kb.div(e, c(groups1));
+      Value s = kb.div(sj, most), j = kb.rem(sj, most);
+      kb.ifThen(kb.lt(j, keysOf(s)), [&] {
+        auto [key, valid] = keyAt(s, j);
+        WeightView qs{kb.at(q, kb.mul(s, c(h * d))).ptr, Value(), q.elt, h, d};
+        SmallVector<KernelBuilder::WeightRow> rows;
+        for (int64_t g = 0; g < g1; ++g)
+          rows.push_back({&qs, kb.add(kb.mul(hg, c(g1)), c(g))});
+        SmallVector<Value> dots = kb.dotRows(key, rows, lane);
+        for (int64_t g = 0; g < g1; ++g) {
+          Value sh = kb.add(kb.mul(s, c(h)), rows[g].row);
+          kb.storeOnce(weights, kb.add(kb.mul(sh, c(ldw)), j),
+                       kb.select(valid, kb.mul(dots[g], kb.cf(scale)), kb.negInf()), lane);
+        }
+      });
     });
-  });
+  }
   // Phase 2: per (token, head), a warp: the max (with the sink), the
   // weights p = exp(score - max) and their sum; lane l takes keys l,
   // l + 32, ... (four per loop trip, so their loads overlap) and the lanes
   // meet in the warp's butterfly.
   kb.warpLoop(c(0), kb.mul(S(), c(h)), [&](Value sh, Value lane) {
     Value n = keysOf(kb.div(sh, c(h)));
-    View wh = kb.at(weights, kb.mul(sh, c(maxKeys)));
+    View wh = kb.at(weights, kb.mul(sh, c(ldw)));
     Value sinkLogit = kb.weight(sink, c(0), kb.rem(sh, c(h)));
     // Keys l, l + 32, ... below n.
     auto laneKeys = [&](Value l, Value init, function_ref<Value(Value, Value)> body) {
@@ -230,6 +401,112 @@ void Emitter::attention(SparseAttentionOp op) {
     })[0];
     kb.storeOnce(den, sh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))), lane);
   });
+  // Weighted sums: out[s, head, ch] = sum_j bf16(p_j) bf16(key_j[ch]) / den,
+  // a warp per (token, head tile, block of 8 kSumTiles channels), 16 keys a
+  // loop trip. Lane (g, t) holds A's weights of keys 4t .. 4t + 3 of the
+  // step (the MMA's k index 2t + {0, 1}, 2t + 8 + {0, 1}) for heads g and
+  // g + 8, and B's values of those keys at the channel of column g of each
+  // n-tile; column g of n-tile nt is channel c0 + g kSumTiles + nt, so a
+  // lane reads kSumTiles consecutive channels of each of its four keys.
+  // The accumulators (4 per n-tile) stay in registers. Keys past the
+  // token's last, and missing ones (a top-k slot of -1), weigh 0 and their
+  // values are taken as 0 (an unwritten entry may hold anything).
+  const int64_t kSumTiles = d % 64 == 0 ? 8 : 4, blockChans = 8 * kSumTiles;
+  auto sumsMma = [&] {
+    int64_t chanBlocks = d / blockChans, perToken = hTiles * chanBlocks;
+    kb.warpLoop(c(0), kb.mul(S(), c(perToken)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(perToken)), rest = kb.rem(e, c(perToken));
+      Value ht = kb.div(rest, c(chanBlocks));
+      Value c0 = kb.mul(kb.rem(rest, c(chanBlocks)), c(blockChans));
+      Value n = keysOf(s), last = kb.sub(n, c(1));
+      auto weightsOf = [&](Value head) {
+        return kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), head), c(ldw)));
+      };
+      auto store = [&](Value head, Value ch, Value sum) {
+        Value sh = kb.add(kb.mul(s, c(h)), head);
+        kb.storeF(out, kb.add(kb.mul(sh, c(d)), ch), kb.div(sum, kb.loadF(den, sh)));
+      };
+      if (!mma) {
+        kb.loop(c(0), c(16), [&](Value r) {
+          auto [head, real] = tileHead(ht, r);
+          kb.ifThen(real, [&] {
+            View wh = weightsOf(head);
+            SmallVector<Value> zeros(blockChans, kb.cf(0.0));
+            SmallVector<Value> sums = kb.reduce(
+                c(0), n, zeros, [&](Value j, ValueRange in) -> SmallVector<Value> {
+                  auto [key, valid] = keyAt(s, j);
+                  Value p = kb.roundBf16(kb.loadF(wh, j));
+                  SmallVector<Value> next;
+                  for (int64_t i = 0; i < blockChans; ++i) {
+                    Value v = kb.roundBf16(kb.loadF(key, kb.add(c0, c(i))));
+                    next.push_back(
+                        kb.add(in[i], kb.select(valid, kb.mul(p, v), kb.cf(0.0))));
+                  }
+                  return next;
+                });
+            for (int64_t i = 0; i < blockChans; ++i)
+              store(head, kb.add(c0, c(i)), sums[i]);
+          });
+        });
+        return;
+      }
+      Value g = kb.div(lane, c(4)), t = kb.rem(lane, c(4));
+      auto [head0, real0] = tileHead(ht, g);
+      auto [head1, real1] = tileHead(ht, kb.add(g, c(8)));
+      View w0 = weightsOf(head0), w1 = weightsOf(head1);
+      Value chan = kb.add(c0, kb.mul(g, c(kSumTiles)));
+      byAlignment(s, [&](bool vec) {
+        Value trips = kb.div(kb.add(n, c(15)), c(16));
+        SmallVector<Value> zeros(kSumTiles * 4, kb.cf(0.0));
+        SmallVector<Value> accs = kb.reduce(
+            c(0), trips, zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+              Value jb = kb.add(kb.mul(it, c(16)), kb.mul(t, c(4)));
+              // The weights (16-byte loads: ldw is a multiple of 16, the
+              // scratch 64-byte aligned), 0 past the last key.
+              SmallVector<Value> p0 = loadRun(w0, jb, 4, target.wideLoads());
+              SmallVector<Value> p1 = loadRun(w1, jb, 4, target.wideLoads());
+              SmallVector<Value> vals[4];
+              for (int64_t u = 0; u < 4; ++u) {
+                Value j = kb.add(jb, c(u)), inRange = kb.lt(j, n);
+                p0[u] = kb.select(inRange, p0[u], kb.cf(0.0));
+                p1[u] = kb.select(inRange, p1[u], kb.cf(0.0));
+                auto [key, valid] = keyAt(s, kb.min(j, last));
+                Value use = arith::AndIOp::create(kb.builder(), kb.getLoc(), inRange, valid);
+                vals[u] = loadRun(key, chan, kSumTiles, vec);
+                for (Value &v : vals[u])
+                  v = kb.select(use, v, kb.cf(0.0));
+              }
+              Value a[4] = {kb.packBf16x2(p0[0], p0[1]), kb.packBf16x2(p1[0], p1[1]),
+                            kb.packBf16x2(p0[2], p0[3]), kb.packBf16x2(p1[2], p1[3])};
+              SmallVector<Value> next(in.begin(), in.end());
+              for (int64_t nt = 0; nt < kSumTiles; ++nt) {
+                Value bf[2] = {kb.packBf16x2(vals[0][nt], vals[1][nt]),
+                               kb.packBf16x2(vals[2][nt], vals[3][nt])};
+                Value cIn[4] = {next[nt * 4], next[nt * 4 + 1], next[nt * 4 + 2],
+                                next[nt * 4 + 3]};
+                Value dd[4];
+                target.mmaBf16(kb.builder(), kb.getLoc(), a, bf, cIn, dd);
+                for (int64_t u = 0; u < 4; ++u)
+                  next[nt * 4 + u] = dd[u];
+              }
+              return next;
+            });
+        // d[u] is head g (u < 2) or g + 8, column 2t + u % 2 of n-tile nt:
+        // channel c0 + (2t + u % 2) kSumTiles + nt.
+        for (int64_t nt = 0; nt < kSumTiles; ++nt)
+          for (int64_t u = 0; u < 4; ++u) {
+            Value col = kb.add(kb.mul(t, c(2)), c(u % 2));
+            Value ch = kb.add(c0, kb.add(kb.mul(col, c(kSumTiles)), c(nt)));
+            Value head = u < 2 ? head0 : head1, real = u < 2 ? real0 : real1;
+            kb.ifThen(real, [&] { store(head, ch, accs[nt * 4 + u]); });
+          }
+      });
+    });
+  };
+  if (fast) {
+    sumsMma();
+    return;
+  }
   // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den. The n keys of a
   // token are cut into `parts` ranges of ceil(n / parts) consecutive keys;
   // each range's sum runs in key order from 0, and the ranges' sums are
@@ -264,7 +541,7 @@ void Emitter::attention(SparseAttentionOp op) {
         kvals[i] = kb.loadF(key, kb.add(c0, c(i)));
     SmallVector<Value> next(accs.begin(), accs.end());
     for (int64_t g = 0; g < g3; ++g) {
-      Value pj = kb.loadF(wq, kb.add(c(g * maxKeys), j));
+      Value pj = kb.loadF(wq, kb.add(c(g * ldw), j));
       for (int64_t i = 0; i < cpt; ++i)
         next[g * cpt + i] = kb.add(accs[g * cpt + i],
                                    kb.select(valid, kb.mul(pj, kvals[i]), kb.cf(0.0)));
@@ -310,7 +587,7 @@ void Emitter::attention(SparseAttentionOp op) {
     Value n = keysOf(s);
     Value len = kb.div(kb.add(n, c(parts - 1)), c(parts));
     Value lo = kb.min(kb.mul(p, len), n), hi = kb.min(kb.add(lo, len), n);
-    View wq = kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), kb.mul(hg, c(g3))), c(maxKeys)));
+    View wq = kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), kb.mul(hg, c(g3))), c(ldw)));
     SmallVector<Type> types(g3 * cpt, kb.f32());
     if (!vecKeys)
       return sumKeys(s, wq, c0, lo, hi, false);
