@@ -341,6 +341,167 @@ void Emitter::compressBatched(CompressOp op, View kvRows, View scoreRows) {
     });
 }
 
+// The indexer's scores of --numerics=fast: score(s, j) = sum over heads h
+// of hw[s, h] * relu(sum over d of bf16(q[s, h, d]) * bf16(key[j, d])), the
+// products exact and summed in f32.
+//
+// CUDA (mma.sync m16n8k16 bf16 -> f32): q is rounded to bf16 once, [s][h][d]
+// in pairs, so that a lane's B fragment (8 dims of one head) is one 16-byte
+// load. A warp holds kKeys keys as A fragments (keys x di dims, 16 keys per
+// MMA row tile) for the whole item and walks up to kTokens tokens of the
+// chunk that can see the first of them; per token it runs di/16 k steps x
+// heads/8 head tiles of MMAs, takes relu(dot) * hw[s, head] of its four
+// outputs, sums them over the head tiles and then over the quad's lanes
+// (the head columns), and lane 0 of the quad stores the keys' scores. The
+// items are (token block, key tile) with the key tile fastest, so the warps
+// of a block walk the same tokens (their q stays in L1). The MMA's k index
+// is permuted as in mmaTileDots (a lane's 8 consecutive dims of a 32-wide
+// step), the same for A and B.
+//
+// CPU (and targets without the MMA): one thread per (token, key), the dims
+// summed in order, the heads in order: the same products, other f32 sums.
+static void indexerScoresFast(Emitter &em, View keys, View q, View hw, int64_t heads,
+                              int64_t di, int64_t m, int64_t capacity, Value most,
+                              function_ref<Value(Value)> avail, View scores) {
+  KernelBuilder &kb = em.kb;
+  auto c = [&](int64_t v) { return kb.c(v); };
+  Value S = em.S();
+  const TargetInfo &target = kb.targetInfo();
+  if (!target.hasWarpMmaBf16()) {
+    kb.warpLoop(c(0), kb.mul(S, most), [&](Value e, Value lane) {
+      Value s = kb.div(e, most), j = kb.rem(e, most);
+      kb.ifThen(kb.lt(j, avail(s)), [&] {
+        View qs = kb.at(q, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
+        View key = kb.at(keys, kb.mul(j, c(di)));
+        Value score = kb.reduce1(c(0), c(heads), kb.cf(0.0), [&](Value h, Value acc) {
+          View qh = kb.at(qs, kb.mul(h, c(di)));
+          Value dotv = kb.reduce1(c(0), c(di), kb.cf(0.0), [&](Value i, Value a) {
+            return kb.add(a, kb.mul(kb.roundBf16(kb.loadF(qh, i)),
+                                    kb.roundBf16(kb.loadF(key, i))));
+          });
+          return kb.add(acc, kb.mul(kb.loadF(hws, h), kb.max(dotv, kb.cf(0.0))));
+        });
+        kb.storeOnce(scores, kb.add(kb.mul(s, c(capacity)), j), score, lane);
+      });
+    });
+    return;
+  }
+  OpBuilder &b = kb.builder();
+  Location loc = kb.getLoc();
+  Type i32 = b.getI32Type();
+  constexpr int64_t kRowTiles = 2, kKeys = 16 * kRowTiles, kTokens = 32;
+  int64_t words = heads * di / 2, steps = di / 32, headTiles = heads / 8;
+  View qb{em.scratchF32(words, 0).ptr, i32};
+  kb.parallelLoop(c(0), kb.mul(S, c(words)), [&](Value e) {
+    Value k = kb.mul(e, c(2));
+    kb.store(kb.packBf16x2(kb.loadF(q, k), kb.loadF(q, kb.add(k, c(1)))), qb.ptr, e);
+  });
+  auto load4 = [&](Type elt, Value ptr, SmallVectorImpl<Value> &out) {
+    Value four[4];
+    target.loadF32x4(b, loc, ptr, four);
+    for (Value v : four)
+      out.push_back(elt == i32 ? Value(arith::BitcastOp::create(b, loc, i32, v)) : v);
+  };
+  Value keyTiles = kb.div(kb.add(most, c(kKeys - 1)), c(kKeys));
+  Value tokenBlocks = kb.div(kb.add(S, c(kTokens - 1)), c(kTokens));
+  // Token s sees key j when pos(s) + 1 >= (j + 1) m: from s = (j + 1) m -
+  // startPos - 1 on.
+  kb.warpLoop(c(0), kb.mul(keyTiles, tokenBlocks), [&](Value e, Value lane) {
+    Value kt = kb.rem(e, keyTiles), tb = kb.div(e, keyTiles);
+    Value j0 = kb.mul(kt, c(kKeys));
+    Value sBegin = kb.mul(tb, c(kTokens));
+    Value sFirst = kb.sub(kb.mul(kb.add(j0, c(1)), c(m)), kb.add(em.ctx.startPos, c(1)));
+    Value sLo = kb.max(sBegin, sFirst), sHi = kb.min(S, kb.add(sBegin, c(kTokens)));
+    kb.ifThen(kb.lt(sLo, sHi), [&] {
+      Value g = kb.div(lane, c(4)), qd = kb.rem(lane, c(4));
+      // A fragments: [row tile][step][half][4]; lane (g, qd) holds keys
+      // g and g + 8 of each row tile, dims 32 step + 8 qd .. + 7.
+      SmallVector<Value> a;
+      for (int64_t rt = 0; rt < kRowTiles; ++rt) {
+        Value rows[2];
+        for (int64_t r = 0; r < 2; ++r) {
+          // Keys past the visible ones are never stored; clamped to the
+          // entries' capacity so that their loads stay in bounds.
+          Value j = kb.min(kb.add(j0, kb.add(c(16 * rt + 8 * r), g)), c(capacity - 1));
+          rows[r] = kb.mul(j, c(di));
+        }
+        for (int64_t st = 0; st < steps; ++st) {
+          Value d0 = kb.add(c(32 * st), kb.mul(qd, c(8)));
+          SmallVector<Value> x[2];
+          for (int64_t r = 0; r < 2; ++r) {
+            Value at = kb.add(rows[r], d0);
+            if (keys.elt.isF32()) {
+              load4(kb.f32(), kb.offset(kb.f32(), keys.ptr, at), x[r]);
+              load4(kb.f32(), kb.offset(kb.f32(), keys.ptr, kb.add(at, c(4))), x[r]);
+            } else {
+              for (int64_t i = 0; i < 8; ++i)
+                x[r].push_back(kb.loadF(keys, kb.add(at, c(i))));
+            }
+          }
+          for (int64_t h = 0; h < 2; ++h) {
+            a.push_back(kb.packBf16x2(x[0][4 * h], x[0][4 * h + 1]));
+            a.push_back(kb.packBf16x2(x[1][4 * h], x[1][4 * h + 1]));
+            a.push_back(kb.packBf16x2(x[0][4 * h + 2], x[0][4 * h + 3]));
+            a.push_back(kb.packBf16x2(x[1][4 * h + 2], x[1][4 * h + 3]));
+          }
+        }
+      }
+      kb.loop(sLo, sHi, [&](Value s) {
+        View hws = kb.at(hw, kb.mul(s, c(heads)));
+        Value qs = kb.offset(i32, qb.ptr, kb.mul(s, c(words)));
+        // sums[2 rt + r]: key 16 rt + 8 r + g, over this lane's two head
+        // columns of every head tile. A loop over the head tiles, not
+        // unrolled: the A fragments take half of the 128 registers a
+        // grid-wide kernel gets.
+        SmallVector<Value> sums = kb.reduce(
+            c(0), c(headTiles), SmallVector<Value>(2 * kRowTiles, kb.cf(0.0)),
+            [&](Value ht, ValueRange in) -> SmallVector<Value> {
+              Value first = kb.mul(ht, c(8));
+              Value qh = kb.offset(
+                  i32, qs, kb.add(kb.mul(kb.add(first, g), c(di / 2)), kb.mul(qd, c(4))));
+              SmallVector<Value> d(4 * kRowTiles, kb.cf(0.0));
+              for (int64_t st = 0; st < steps; ++st) {
+                SmallVector<Value> bw;
+                load4(i32, kb.offset(i32, qh, c(16 * st)), bw);
+                for (int64_t h = 0; h < 2; ++h) {
+                  Value bf[2] = {bw[2 * h], bw[2 * h + 1]};
+                  for (int64_t rt = 0; rt < kRowTiles; ++rt) {
+                    size_t at = ((rt * steps + st) * 2 + h) * 4;
+                    Value cIn[4] = {d[4 * rt], d[4 * rt + 1], d[4 * rt + 2], d[4 * rt + 3]};
+                    Value dOut[4];
+                    target.mmaBf16(b, loc, ArrayRef<Value>(a).slice(at, 4), bf, cIn, dOut);
+                    for (int64_t i = 0; i < 4; ++i)
+                      d[4 * rt + i] = dOut[i];
+                  }
+                }
+              }
+              // d[4 rt + i]: key 16 rt + g (i < 2) or + 8, head first + 2 qd
+              // + i % 2.
+              Value h0 = kb.add(first, kb.mul(qd, c(2)));
+              Value w0 = kb.loadF(hws, h0), w1 = kb.loadF(hws, kb.add(h0, c(1)));
+              SmallVector<Value> out(in);
+              for (int64_t rt = 0; rt < kRowTiles; ++rt)
+                for (int64_t r = 0; r < 2; ++r) {
+                  Value t0 = kb.mul(w0, kb.max(d[4 * rt + 2 * r], kb.cf(0.0)));
+                  Value t1 = kb.mul(w1, kb.max(d[4 * rt + 2 * r + 1], kb.cf(0.0)));
+                  out[2 * rt + r] = kb.add(out[2 * rt + r], kb.add(t0, t1));
+                }
+              return out;
+            });
+        Value n = avail(s);
+        for (int64_t i = 0; i < 2 * kRowTiles; ++i) {
+          Value v = sums[i];
+          v = kb.add(v, target.shuffleXor(b, loc, v, 1, KernelBuilder::kLanes));
+          v = kb.add(v, target.shuffleXor(b, loc, v, 2, KernelBuilder::kLanes));
+          Value j = kb.add(j0, kb.add(c(8 * i), g));
+          kb.ifThen(arith::AndIOp::create(b, loc, kb.eq(qd, c(0)), kb.lt(j, n)),
+                    [&] { kb.storeF(scores, kb.add(kb.mul(s, c(capacity)), j), v); });
+        }
+      });
+    });
+  });
+}
+
 void Emitter::indexer(IndexerTopkOp op) {
   IndexerKeysType keysType = op.getKeys().getType();
   int64_t m = keysType.getRatio(), di = keysType.getDim();
@@ -363,46 +524,53 @@ void Emitter::indexer(IndexerTopkOp op) {
     Value dotv = kb.dotLanes(kb.at(x, kb.mul(s, c(dm))), wp, h, lane);
     kb.storeOnce(hw, e, kb.mul(dotv, kb.cf(headScale)), lane);
   });
-  // q transposed per token to [di][heads], so that the lanes of a warp,
-  // one head each, read consecutive floats.
-  View qt = scratchF32(heads * di, 0);
-  kb.parallelLoop(c(0), kb.mul(S(), c(heads * di)), [&](Value e) {
-    Value s = kb.div(e, c(heads * di)), r = kb.rem(e, c(heads * di));
-    Value h = kb.div(r, c(di)), i = kb.rem(r, c(di));
-    kb.storeF(qt, kb.add(kb.mul(s, c(heads * di)), kb.add(kb.mul(i, c(heads)), h)),
-              kb.loadF(q, e));
-  });
-  // Scores of every (token, visible entry), a warp each (the last token
-  // sees the most): lane l takes heads l, l + 32, ..., each a dot over the
-  // di channels in order, weighted by its head weight after the ReLU; the
-  // lanes' sums meet in the warp's butterfly. The entry's key is read once
-  // for all heads.
   Value most = mostOver(avail);
-  int64_t perLane = (heads + KernelBuilder::kLanes - 1) / KernelBuilder::kLanes;
-  kb.warpLoop(c(0), kb.mul(S(), most), [&](Value e, Value lane) {
-    Value s = kb.div(e, most), j = kb.rem(e, most);
-    kb.ifThen(kb.lt(j, avail(s)), [&] {
-      View qs = kb.at(qt, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
-      View keys{stateOf(op.getKeys(), s), keysType.getElementType()};
-      View key = kb.at(keys, kb.mul(j, c(di)));
-      Value score = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
-        Value acc = kb.cf(0.0);
-        for (int64_t t = 0; t < perLane; ++t) {
-          Value h = kb.add(l, c(t * KernelBuilder::kLanes));
-          Value exists = kb.lt(h, c(heads));
-          Value hc = kb.min(h, c(heads - 1));
-          Value dotv = kb.reduceUnrolled(c(0), c(di), 8, kb.cf(0.0), [&](Value i, Value a) {
-            return kb.add(a, kb.mul(kb.loadF(qs, kb.add(kb.mul(i, c(heads)), hc)),
-                                    kb.loadF(key, i)));
-          });
-          Value term = kb.mul(kb.loadF(hws, hc), kb.max(dotv, kb.cf(0.0)));
-          acc = kb.add(acc, kb.select(exists, term, kb.cf(0.0)));
-        }
-        return {acc};
-      })[0];
-      kb.storeOnce(scores, kb.add(kb.mul(s, c(capacity)), j), score, lane);
+  if (ctx.fastLinear && !ctx.batched && heads % 8 == 0 && di % 32 == 0) {
+    // --numerics=fast prefill: products of bf16-rounded q and keys summed
+    // in f32 (tensor cores on CUDA).
+    indexerScoresFast(*this, View{stateOf(op.getKeys(), c(0)), keysType.getElementType()}, q,
+                      hw, heads, di, m, capacity, most, avail, scores);
+  } else {
+    // q transposed per token to [di][heads], so that the lanes of a warp,
+    // one head each, read consecutive floats.
+    View qt = scratchF32(heads * di, 0);
+    kb.parallelLoop(c(0), kb.mul(S(), c(heads * di)), [&](Value e) {
+      Value s = kb.div(e, c(heads * di)), r = kb.rem(e, c(heads * di));
+      Value h = kb.div(r, c(di)), i = kb.rem(r, c(di));
+      kb.storeF(qt, kb.add(kb.mul(s, c(heads * di)), kb.add(kb.mul(i, c(heads)), h)),
+                kb.loadF(q, e));
     });
-  });
+    // Scores of every (token, visible entry), a warp each (the last token
+    // sees the most): lane l takes heads l, l + 32, ..., each a dot over the
+    // di channels in order, weighted by its head weight after the ReLU; the
+    // lanes' sums meet in the warp's butterfly. The entry's key is read once
+    // for all heads.
+    int64_t perLane = (heads + KernelBuilder::kLanes - 1) / KernelBuilder::kLanes;
+    kb.warpLoop(c(0), kb.mul(S(), most), [&](Value e, Value lane) {
+      Value s = kb.div(e, most), j = kb.rem(e, most);
+      kb.ifThen(kb.lt(j, avail(s)), [&] {
+        View qs = kb.at(qt, kb.mul(s, c(heads * di))), hws = kb.at(hw, kb.mul(s, c(heads)));
+        View keys{stateOf(op.getKeys(), s), keysType.getElementType()};
+        View key = kb.at(keys, kb.mul(j, c(di)));
+        Value score = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
+          Value acc = kb.cf(0.0);
+          for (int64_t t = 0; t < perLane; ++t) {
+            Value h = kb.add(l, c(t * KernelBuilder::kLanes));
+            Value exists = kb.lt(h, c(heads));
+            Value hc = kb.min(h, c(heads - 1));
+            Value dotv = kb.reduceUnrolled(c(0), c(di), 8, kb.cf(0.0), [&](Value i, Value a) {
+              return kb.add(a, kb.mul(kb.loadF(qs, kb.add(kb.mul(i, c(heads)), hc)),
+                                      kb.loadF(key, i)));
+            });
+            Value term = kb.mul(kb.loadF(hws, hc), kb.max(dotv, kb.cf(0.0)));
+            acc = kb.add(acc, kb.select(exists, term, kb.cf(0.0)));
+          }
+          return {acc};
+        })[0];
+        kb.storeOnce(scores, kb.add(kb.mul(s, c(capacity)), j), score, lane);
+      });
+    });
+  }
   // The top-k of each token, -1 where fewer are visible.
   kb.parallelLoop(c(0), kb.mul(S(), c(topk)), [&](Value e) {
     kb.store(kb.truncI32(c(-1)), out.ptr, e);
