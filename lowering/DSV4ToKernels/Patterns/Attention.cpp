@@ -126,7 +126,8 @@ void Emitter::attention(SparseAttentionOp op) {
   // values) per channel. The sums' orders are fixed per token (not by the
   // spec's key order: lane-split dots, parts of the key range) and do not
   // depend on the call's token count: a token's row is the same in a
-  // one-token decode, a batched decode and a prefill chunk.
+  // one-token decode, a batched decode and a prefill chunk. The prefill of
+  // --numerics=fast computes phases 1 and 3 on warp tensor cores (below).
   int64_t maxKeys = win + (k ? k : (ratio ? ctx.maxContext / ratio : 0));
   // The rows of `weights` (a (token, head)'s scores, then weights) hold a
   // multiple of 16 keys: the fast path reads whole 16-key steps (16-byte
