@@ -144,6 +144,14 @@ public:
   //===--------------------------------------------------------------------===//
   /// Threads per kernel block: 1 on the CPU.
   int64_t threads() const { return target.blockThreads(); }
+  /// Whether the lanes of a warp run at once (warpLoop bodies run for every
+  /// lane, shuffleXor exists); on the CPU a warpLoop body runs for lane 0.
+  bool lanesParallel() const { return parallel(); }
+  /// v of lane (lane ^ offset), in a warpLoop body where lanesParallel().
+  Value shuffleXor(Value v, int64_t offset) {
+    assert(parallel() && "lane shuffles need a parallel target");
+    return target.shuffleXor(b, loc, v, offset, kLanes);
+  }
   /// The 32-bit word grid-wide barriers meet on (parallel targets).
   void setSyncWord(Value word) { syncWord = word; }
   const TargetInfo &targetInfo() const { return target; }
