@@ -57,6 +57,13 @@ public:
   /// A device-to-device copy kernel (16-byte loads and stores over every
   /// SM) between two allocations of `bytes`, timed with CUDA events.
   StatusOr<double> measureCopyBandwidth(uint64_t bytes, int repeats) override;
+  Status memoryInUse(uint64_t &used, uint64_t &total) const override {
+    uint64_t freeBytes = 0;
+    if (Status status = dev->memoryInfo(freeBytes, total); !status.ok())
+      return status;
+    used = total - freeBytes;
+    return okStatus();
+  }
   /// Whether the runtime was built with its own device code (nvcc found).
   static bool hasRuntimeKernels();
   StatusOr<std::unique_ptr<BackendProgram>>

@@ -152,6 +152,14 @@ public:
   /// device-to-device copy kernel timed with CUDA events on a GPU.
   virtual StatusOr<double> measureCopyBandwidth(uint64_t bytes,
                                                 int repeats) = 0;
+  /// Device memory in use now and the device's total, in bytes (CUDA: total
+  /// minus free, cuMemGetInfo, whatever holds it); Unimplemented where the
+  /// backend's memory is the host's (CPU).
+  virtual Status memoryInUse(uint64_t &used, uint64_t &total) const {
+    (void)used;
+    (void)total;
+    return Status(StatusCode::Unimplemented, "no device memory to report");
+  }
 
   /// Builds program `name` from its launches. With `graph`, a backend that
   /// can records the launches once (on the first run) and replays them.

@@ -592,6 +592,11 @@ int main(int argc, char **argv) {
   if (!copyGBps.ok())
     return fail(copyGBps.status());
   StepBytes bytes = decodeStepBytes(e, context);
+  // Device memory in use after the runs: the engine allocates its weights,
+  // states, arenas and scratch up front, so this is the run's peak (plus
+  // the CUDA context); absent on the CPU.
+  uint64_t memUsed = 0, memTotal = 0;
+  bool haveMem = backend.memoryInUse(memUsed, memTotal).ok();
   double decodeRate = median(decodeRates);
   double stepMs = batch * 1e3 / decodeRate;
   double decodeGBps = double(bytes.total) / (stepMs * 1e6);
@@ -680,6 +685,10 @@ int main(int argc, char **argv) {
     field("decode_state_bytes_per_step", std::to_string(bytes.state));
     field("decode_GBps", number(decodeGBps));
     field("device_copy_GBps", number(*copyGBps));
+    if (haveMem) {
+      field("device_memory_used_bytes", std::to_string(memUsed));
+      field("device_memory_total_bytes", std::to_string(memTotal));
+    }
     field("decode_pct_of_copy", number(100.0 * decodeGBps / *copyGBps));
     field("decode_kernels", std::to_string(e.decodeKernels()));
     field("decode_launches_per_step", std::to_string(e.launchesPerDecodeStep()));
@@ -724,6 +733,10 @@ int main(int argc, char **argv) {
               (long long)e.decodeKernels(), (long long)e.launchesPerDecodeStep(),
               e.decodeUsesGraph() ? "one CUDA graph launch" : "one launch per kernel");
   std::printf("prefill logits: %s\n", prefillLogits.c_str());
+  if (haveMem)
+    std::printf("device memory in use: %.2f GiB of %.2f GiB (allocated up front: "
+                "the run's peak)\n",
+                memUsed / double(1ull << 30), memTotal / double(1ull << 30));
   std::printf("weights: %s; decode at context %lld\n"
               "decode step reads %.1f MB (weights %.1f MB, state %.1f MB): "
               "%.2f GB/s, %.1f%% of the device copy (%.2f GB/s)\n",
