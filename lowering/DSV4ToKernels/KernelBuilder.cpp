@@ -3,7 +3,6 @@
 
 #include "lowering/DSV4ToKernels/KernelBuilder.h"
 
-#include "llvm/ADT/DenseSet.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -13,7 +12,6 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include <cmath>
-#include <cstdlib>
 
 using namespace mlir;
 using namespace mlir::compressa::cpu;
@@ -699,34 +697,6 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
                     [&]() { return accs; });
     return accs;
   };
-  // Experiment (COMPRESSA_ROW_PREFETCH=1 at compile time): lane 0 asks the
-  // L2 cache for the part of each row beyond the first trip's loads, so
-  // that the later trips of a long row wait for L2 rather than DRAM.
-  static const bool rowPrefetch = [] {
-    const char *v = std::getenv("COMPRESSA_ROW_PREFETCH");
-    return v && *v == '1';
-  }();
-  if (rowPrefetch && parallel()) {
-    int64_t inFlight = std::max<int64_t>(
-        1, std::min<int64_t>(64 / segBytes, 128 / (segBytes * int64_t(nr))));
-    if (segBytes == 16)
-      inFlight = 4;
-    int64_t first = std::min<int64_t>(rounds, inFlight) * kLanes * segBytes;
-    int64_t rest = nseg * segBytes - first;
-    if (rest >= 1024) {
-      ifThen(eq(lane, c(0)), [&] {
-        llvm::DenseSet<std::pair<const WeightView *, Value>> seen;
-        for (size_t r = 0; r < nr; ++r) {
-          if (!seen.insert({rows[r].w, rows[r].row}).second)
-            continue;
-          Value start = bases[r];
-          if (segCount > 0)
-            start = offset(i8, start, mul(segBegin, c(segBytes)));
-          target.prefetchL2(b, loc, offset(i8, start, c(first)), c(rest));
-        }
-      });
-    }
-  }
   if (!wide || !x.elt.isF32())
     return laneTotals(lane, nr, [&](Value l) { return laneSums(l, false); });
   // x read 16 bytes at a time where every x is 16-byte aligned (the same
