@@ -11,7 +11,8 @@
 #       V4-Flash slice --layers 2:6 with fast and with exact
 #       (PREFILL_CHECK_MAX_TOKENS, default 4096 tokens per prefill call), the
 #       partial-M-tile GEMM of scripts/gemm-check.sh, and the binaries; packs
-#       everything into DIR/pack.tgz (default .prefill-check, ignored by git).
+#       everything into DIR/pack.txz (default .prefill-check, ignored by git; xz -9:
+#       the near-identical artifacts are stored about once).
 #   scripts/prefill-check.sh run [DIR]       (on the GPU machine, DIR carried there)
 #       1. the GEMM on a partial M tile (M = 300) against a float64 reference;
 #       2. tiny-c fast on the GPU against the CPU target's fast logits (they
@@ -73,15 +74,18 @@ prepare() {
   cp "$bin"/gemm-bench "$bin"/compressa-run "$bin"/compressa-bench "$s"/bin/
   cp -L "$root"/build/runtime/libcompressa_runtime.so* "$s"/lib/
   cp -L "$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')" "$s"/lib/
-  tar czf "$dir"/pack.tgz -C "$s" .
+  tar cf - -C "$s" . | xz -9 -T0 > "$dir"/pack.txz
   rm -rf "$s"
   set +e
-  du -sh "$dir"/pack.tgz
+  du -sh "$dir"/pack.txz
 }
 
 run() {
   local w=/tmp/prefill-check failures=0
-  rm -rf "$w" && mkdir -p "$w" && tar xzf "$dir"/pack.tgz -C "$w" || exit 1
+  # Python's lzma: the GPU machine may have no xz binary.
+  rm -rf "$w" && mkdir -p "$w" &&
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1], 'r:xz').extractall(sys.argv[2])" \
+      "$dir"/pack.txz "$w" || exit 1
   export LD_LIBRARY_PATH="$w/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local g=$root/models/tiny-c out rc
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null |

@@ -45,7 +45,7 @@ static int usage(const char *error) {
   std::fprintf(error ? stderr : stdout,
                "USAGE: compressa-bench ARTIFACT --weights DIR|random [--seed S] "
                "[--prompt N] [--gen M] [--context C] [--repeat R] [--batch B] "
-               "[--prefill-logits last|all] [--profile] [--json]\n\n"
+               "[--prefill-logits last|all] [--no-warmup] [--profile] [--json]\n\n"
                "  --weights DIR   the checkpoint (model.safetensors or an index)\n"
                "  --weights random  generate the weights in the artifact's "
                "formats where it\n"
@@ -70,6 +70,8 @@ static int usage(const char *error) {
                "                  run at positions C..C+M-1, reading what a "
                "real context C reads\n"
                "  --repeat R      measured runs after one warm-up (default 5)\n"
+               "  --no-warmup     no warm-up run (a long prompt: the first run is\n"
+               "                  measured; --profile still adds its timed run)\n"
                "  --batch B       B sequences decoded together (engine slots, one\n"
                "                  decode step of all B at a time; tokens/s over all;\n"
                "                  --profile times one sequence)\n"
@@ -274,7 +276,7 @@ int main(int argc, char **argv) {
   std::string artifact, weights;
   int64_t prompt = 512, gen = 128, repeat = 5, context = 0, batch = 1;
   uint64_t seed = 1;
-  bool profile = false, json = false, help = false;
+  bool profile = false, json = false, help = false, noWarmup = false;
   // CLI11 reads the command line; the values are checked here so that the
   // messages stay the tool's own (the tests name them). Unknown options and
   // extra arguments are collected as extras and reported below.
@@ -287,6 +289,7 @@ int main(int argc, char **argv) {
   app.add_flag("-h,--help", help);
   app.add_flag("--profile", profile);
   app.add_flag("--json", json);
+  app.add_flag("--no-warmup", noWarmup);
   struct Valued {
     const char *flag;
     std::string *text;
@@ -571,7 +574,7 @@ int main(int argc, char **argv) {
           : "every token (the artifact predates LogitRows; generation's "
             "prefill computes them too)";
   std::vector<double> prefillRates, decodeRates, prefillWall, decodeWall;
-  for (int64_t run = 0; run <= repeat; ++run) {
+  for (int64_t run = noWarmup ? 1 : 0; run <= repeat; ++run) {
     Times t;
     if (Status status = sequence(t); !status.ok())
       return fail(status);
@@ -675,6 +678,7 @@ int main(int argc, char **argv) {
     field("context", std::to_string(context));
     field("gen", std::to_string(gen));
     field("repeat", std::to_string(repeat));
+    field("warmup", noWarmup ? "false" : "true");
     field("timer", quote(backend.timerName()));
     field("decode_ms_per_step", number(stepMs));
     field("decode_tokens_per_s", number(decodeRate));
@@ -721,13 +725,14 @@ int main(int argc, char **argv) {
                 "are rank 0's\n",
                 (long long)e.rankCount());
   std::printf("artifact %s\nbackend %s\n"
-              "prompt %lld tokens, %lld decoded, median of %lld runs after a "
-              "warm-up; timer: %s\n"
+              "prompt %lld tokens, %lld decoded, median of %lld runs %s; "
+              "timer: %s\n"
               "prefill %.1f tokens/s\ndecode  %.1f tokens/s\n"
               "host wall clock: prefill %.1f tokens/s, decode %.1f tokens/s\n"
               "decode step: %lld kernels, %lld launches (%s)\n",
               artifact.c_str(), e.backendDescription().c_str(),
               (long long)prompt, (long long)gen, (long long)repeat,
+              noWarmup ? "without a warm-up" : "after a warm-up",
               backend.timerName(), median(prefillRates), median(decodeRates),
               median(prefillWall), median(decodeWall),
               (long long)e.decodeKernels(), (long long)e.launchesPerDecodeStep(),
