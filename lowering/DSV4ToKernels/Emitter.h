@@ -361,14 +361,18 @@ public:
   };
   /// A warp per (tile, group of 8 nTiles rows): the dots of the group's rows
   /// of each of the tile's weights with the tile's rows; store(tile, row,
-  /// weight row, the dot of each weight) for each real row.
+  /// weight row, the dot of each weight) for each real row. A tile has
+  /// kMmaTokens * mTiles rows: each weight fragment, decoded once, feeds
+  /// mTiles MMAs (the same MMAs per row as tiles of kMmaTokens).
   void mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
                    function_ref<MmaTile(Value tile, Value firstRow)> tileOf,
                    function_ref<void(const MmaTile &, const MmaRow &, Value, ArrayRef<Value>)>
-                       store);
+                       store,
+                   int64_t mTiles = 1);
   MmaTile mmaExpertTile(const ExpertTiles &et, Value tile, View x, int64_t xStride, int64_t k,
                         bool byToken, ArrayRef<const ExpertView *> tables);
-  MmaTile mmaDenseTile(Value tile, View x, int64_t xStride, ArrayRef<WeightView> weights);
+  MmaTile mmaDenseTile(Value tile, View x, int64_t xStride, ArrayRef<WeightView> weights,
+                       int64_t tokens = kMmaTokens);
   /// Whether a weight of `rows` rows can go through mmaTileDots.
   static bool mmaFits(const WeightView &w, int64_t rows);
   /// 8-row MMA tiles per warp: 4, 2 or 1, dividing rows / 8.

@@ -16,6 +16,8 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 
+#include <array>
+
 using namespace mlir;
 using namespace mlir::compressa;
 using namespace mlir::compressa::cpu;
@@ -290,7 +292,8 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
                           function_ref<MmaTile(Value, Value)> tileOf,
                           function_ref<void(const MmaTile &, const MmaRow &, Value,
                                             ArrayRef<Value>)>
-                              store) {
+                              store,
+                          int64_t mTiles) {
   int64_t groupRows = 8 * nTiles, groups = rows / groupRows;
   const TargetInfo &target = kb.targetInfo();
   bool mma = target.hasWarpMmaBf16();
@@ -303,7 +306,7 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
       if (!mma) {
         // One thread: every row of the tile and every column of the group,
         // sum over k in order of bf16(x[k]) * w[k] (exact products, f32 sums).
-        kb.loop(c(0), c(kMmaTokens), [&](Value r) {
+        kb.loop(c(0), c(kMmaTokens * mTiles), [&](Value r) {
           MmaRow row = mt.row(r);
           kb.ifThen(row.real, [&] {
             kb.loop(c(0), c(groupRows), [&](Value j) {
@@ -331,11 +334,18 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
       // B, so every lane reads 8 consecutive columns of x and one word (FP4)
       // or two (FP8) of each weight row.
       Value g = kb.div(lane, c(4)), q = kb.rem(lane, c(4));
-      MmaRow r0 = mt.row(g), r1 = mt.row(kb.add(g, c(8)));
-      SmallVector<Value> zeros(nw * nTiles * 4, kb.cf(0.0));
+      // Rows g and g + 8 of each 16-row m-tile.
+      SmallVector<MmaRow> r0s, r1s;
+      for (int64_t mi = 0; mi < mTiles; ++mi) {
+        r0s.push_back(mt.row(kb.add(g, c(16 * mi))));
+        r1s.push_back(mt.row(kb.add(g, c(16 * mi + 8))));
+      }
+      int64_t perM = nw * nTiles * 4;
+      SmallVector<Value> zeros(perM * mTiles, kb.cf(0.0));
       // Two 32-wide steps a loop trip where K allows (the second step's
-      // loads in flight with the first's MMAs).
-      int64_t unroll = K % 64 == 0 ? 2 : 1;
+      // loads in flight with the first's MMAs); one with several m-tiles
+      // (their loads are already several, and two steps spilled).
+      int64_t unroll = mTiles == 1 && K % 64 == 0 ? 2 : 1;
       auto step = [&](Value ks, ArrayRef<Value> in) -> SmallVector<Value> {
             Value k0 = kb.add(kb.mul(ks, c(32)), kb.mul(q, c(8)));
             auto eight = [&](const View &x) {
@@ -348,29 +358,36 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
               }
               return xs;
             };
-            SmallVector<Value> x0 = eight(r0.x), x1 = eight(r1.x);
-            Value a[2][4];
-            for (int64_t h = 0; h < 2; ++h) {
-              a[h][0] = kb.packBf16x2(x0[4 * h], x0[4 * h + 1]);
-              a[h][1] = kb.packBf16x2(x1[4 * h], x1[4 * h + 1]);
-              a[h][2] = kb.packBf16x2(x0[4 * h + 2], x0[4 * h + 3]);
-              a[h][3] = kb.packBf16x2(x1[4 * h + 2], x1[4 * h + 3]);
+            SmallVector<std::array<std::array<Value, 4>, 2>> as(mTiles);
+            for (int64_t mi = 0; mi < mTiles; ++mi) {
+              SmallVector<Value> x0 = eight(r0s[mi].x), x1 = eight(r1s[mi].x);
+              for (int64_t h = 0; h < 2; ++h) {
+                as[mi][h][0] = kb.packBf16x2(x0[4 * h], x0[4 * h + 1]);
+                as[mi][h][1] = kb.packBf16x2(x1[4 * h], x1[4 * h + 1]);
+                as[mi][h][2] = kb.packBf16x2(x0[4 * h + 2], x0[4 * h + 3]);
+                as[mi][h][3] = kb.packBf16x2(x1[4 * h + 2], x1[4 * h + 3]);
+              }
             }
             SmallVector<Value> out(in);
             for (int64_t wi = 0; wi < nw; ++wi)
               for (int64_t nt = 0; nt < nTiles; ++nt) {
                 Value row = kb.add(kb.add(first, c(nt * 8)), g);
                 SmallVector<Value> v = kb.weights8(mt.weights[wi], row, k0);
-                size_t at = (wi * nTiles + nt) * 4;
-                Value d[4] = {out[at], out[at + 1], out[at + 2], out[at + 3]};
+                Value bf[2][2];
                 for (int64_t h = 0; h < 2; ++h) {
-                  Value bf[2] = {kb.packBf16x2(v[4 * h], v[4 * h + 1]),
-                                 kb.packBf16x2(v[4 * h + 2], v[4 * h + 3])};
-                  Value cIn[4] = {d[0], d[1], d[2], d[3]};
-                  target.mmaBf16(kb.builder(), kb.getLoc(), a[h], bf, cIn, d);
+                  bf[h][0] = kb.packBf16x2(v[4 * h], v[4 * h + 1]);
+                  bf[h][1] = kb.packBf16x2(v[4 * h + 2], v[4 * h + 3]);
                 }
-                for (int64_t j = 0; j < 4; ++j)
-                  out[at + j] = d[j];
+                for (int64_t mi = 0; mi < mTiles; ++mi) {
+                  size_t at = mi * perM + (wi * nTiles + nt) * 4;
+                  Value d[4] = {out[at], out[at + 1], out[at + 2], out[at + 3]};
+                  for (int64_t h = 0; h < 2; ++h) {
+                    Value cIn[4] = {d[0], d[1], d[2], d[3]};
+                    target.mmaBf16(kb.builder(), kb.getLoc(), as[mi][h], bf[h], cIn, d);
+                  }
+                  for (int64_t j = 0; j < 4; ++j)
+                    out[at + j] = d[j];
+                }
               }
             return out;
       };
@@ -381,16 +398,18 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
               acc = step(kb.add(kb.mul(it, c(unroll)), c(u)), acc);
             return acc;
           });
-      // d[j] is row g (j < 2) or g + 8, column 2q + j % 2 of the 8-row tile.
-      for (int64_t nt = 0; nt < nTiles; ++nt)
-        for (int64_t j = 0; j < 4; ++j) {
-          const MmaRow &row = j < 2 ? r0 : r1;
-          Value col = kb.add(kb.add(first, c(nt * 8)), kb.add(kb.mul(q, c(2)), c(j % 2)));
-          SmallVector<Value> vals;
-          for (int64_t wi = 0; wi < nw; ++wi)
-            vals.push_back(accs[(wi * nTiles + nt) * 4 + j]);
-          kb.ifThen(row.real, [&] { store(mt, row, col, vals); });
-        }
+      // d[j] is row g (j < 2) or g + 8 of the m-tile, column 2q + j % 2 of
+      // the 8-row tile.
+      for (int64_t mi = 0; mi < mTiles; ++mi)
+        for (int64_t nt = 0; nt < nTiles; ++nt)
+          for (int64_t j = 0; j < 4; ++j) {
+            const MmaRow &row = j < 2 ? r0s[mi] : r1s[mi];
+            Value col = kb.add(kb.add(first, c(nt * 8)), kb.add(kb.mul(q, c(2)), c(j % 2)));
+            SmallVector<Value> vals;
+            for (int64_t wi = 0; wi < nw; ++wi)
+              vals.push_back(accs[mi * perM + (wi * nTiles + nt) * 4 + j]);
+            kb.ifThen(row.real, [&] { store(mt, row, col, vals); });
+          }
     };
     if (mt.valid)
       kb.ifThen(mt.valid, body);
@@ -418,10 +437,10 @@ Emitter::MmaTile Emitter::mmaExpertTile(const ExpertTiles &et, Value tile, View 
 }
 
 Emitter::MmaTile Emitter::mmaDenseTile(Value tile, View x, int64_t xStride,
-                                       ArrayRef<WeightView> weights) {
+                                       ArrayRef<WeightView> weights, int64_t tokens) {
   MmaTile mt;
   mt.weights.assign(weights.begin(), weights.end());
-  Value s0 = kb.mul(tile, c(kMmaTokens));
+  Value s0 = kb.mul(tile, c(tokens));
   mt.row = [this, s0, x, xStride](Value r) {
     Value s = kb.add(s0, r);
     Value clamped = kb.min(s, kb.sub(S(), c(1)));
@@ -450,7 +469,10 @@ void Emitter::expertsMma(MoeExpertsOp op, SharedExpertOp shared) {
   View out = view(op.getResult());
   double limit = op.getSwigluLimit().convertToDouble();
   View h = scratchF32(k * inter, 0), ys = scratchF32(k * dm, 0);
-  ExpertTiles et = expertTiles(ids, k, e1.count, kMmaTokens);
+  // Tiles of two 16-slot m-tiles: each weight fragment decoded once for
+  // both (the decoding, not the MMAs, bounds these warps).
+  constexpr int64_t mTiles = 2;
+  ExpertTiles et = expertTiles(ids, k, e1.count, kMmaTokens * mTiles);
   // h[slot] = SwiGLU of the slot's token through the slot's expert; w1 and
   // w3 at the same rows in one warp, so both values of a hidden unit are in
   // the same lane.
@@ -459,12 +481,14 @@ void Emitter::expertsMma(MoeExpertsOp op, SharedExpertOp shared) {
               [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
                 kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
                           swiglu(gu[0], gu[1], limit));
-              });
+              },
+              mTiles);
   mmaTileDots(et.most, dm, mmaTilesPerWarp(dm),
               [&](Value tile, Value) { return mmaExpertTile(et, tile, h, inter, k, false, {&e2}); },
               [&](const MmaTile &, const MmaRow &row, Value o, ArrayRef<Value> y) {
                 kb.storeF(ys, kb.add(kb.mul(row.index, c(dm)), o), y[0]);
-              });
+              },
+              mTiles);
   combinePicks(ys, weights, k, dm, out);
   if (shared)
     sharedExpertMma(shared);
@@ -476,17 +500,20 @@ void Emitter::sharedExpertMma(SharedExpertOp op) {
   View x = view(op.getX()), out = view(op.getResult());
   View h = scratchF32(inter, 0);
   double limit = op.getSwigluLimit().convertToDouble();
-  Value tiles = kb.div(kb.add(S(), c(kMmaTokens - 1)), c(kMmaTokens));
+  constexpr int64_t mTiles = 2, tokens = kMmaTokens * mTiles;
+  Value tiles = kb.div(kb.add(S(), c(tokens - 1)), c(tokens));
   mmaTileDots(tiles, inter, std::max<int64_t>(1, mmaTilesPerWarp(inter) / 2),
-              [&](Value tile, Value) { return mmaDenseTile(tile, x, dm, {w1, w3}); },
+              [&](Value tile, Value) { return mmaDenseTile(tile, x, dm, {w1, w3}, tokens); },
               [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
                 kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
                           swiglu(gu[0], gu[1], limit));
-              });
+              },
+              mTiles);
   mmaTileDots(tiles, dm, mmaTilesPerWarp(dm),
-              [&](Value tile, Value) { return mmaDenseTile(tile, h, inter, {w2}); },
+              [&](Value tile, Value) { return mmaDenseTile(tile, h, inter, {w2}, tokens); },
               [&](const MmaTile &, const MmaRow &row, Value o, ArrayRef<Value> y) {
                 kb.storeF(out, kb.add(kb.mul(row.index, c(dm)), o),
                           kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y[0])));
-              });
+              },
+              mTiles);
 }
