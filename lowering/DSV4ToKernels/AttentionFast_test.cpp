@@ -35,29 +35,6 @@ using namespace ::compressa::cpu_test;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-class Rng {
-public:
-  explicit Rng(uint32_t seed) : gen(seed) {}
-  double uniform(double lo, double hi) {
-    return std::uniform_real_distribution<double>(lo, hi)(gen);
-  }
-  int64_t integer(int64_t lo, int64_t hi) { // inclusive
-    return std::uniform_int_distribution<int64_t>(lo, hi)(gen);
-  }
-
-private:
-  std::mt19937 gen;
-};
-
-/// f rounded to bf16 (nearest even), as a float.
-float bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);
-  u &= 0xFFFF0000u;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 GuardedBuffer floats(int64_t n, float fill) {
   GuardedBuffer b(n * 4);
@@ -124,7 +101,7 @@ void reference(const float *q, int64_t H, int64_t d, const std::vector<const flo
       if (rounded) {
         float acc = 0.0f;
         for (int64_t i = 0; i < d; ++i)
-          acc += bf16(qh[i]) * bf16(keys[j][i]);
+          acc += roundToBf16(qh[i]) * roundToBf16(keys[j][i]);
         score[j] = acc * fscale;
       } else {
         double acc = 0.0;
@@ -146,7 +123,7 @@ void reference(const float *q, int64_t H, int64_t d, const std::vector<const flo
       for (int64_t j = 0; j < n; ++j) {
         if (!keys[j])
           continue;
-        float term = bf16(float(p[j])) * bf16(keys[j][i]);
+        float term = roundToBf16(float(p[j])) * roundToBf16(keys[j][i]);
         accF += term;
         acc += p[j] * keys[j][i];
         big = std::max(big, std::fabs(double(term)));

@@ -30,17 +30,7 @@ namespace {
 using ::compressa::cpu_test::Arg;
 using ::compressa::cpu_test::GuardedBuffer;
 using ::compressa::cpu_test::OpKernel;
-
-/// Replaces every `$KEY$` of `text`.
-std::string subst(std::string text,
-                  std::initializer_list<std::pair<std::string, std::string>> vars) {
-  for (const auto &[key, value] : vars) {
-    std::string k = "$" + key + "$";
-    for (size_t p = text.find(k); p != std::string::npos; p = text.find(k, p + value.size()))
-      text.replace(p, k.size(), value);
-  }
-  return text;
-}
+using ::compressa::cpu_test::subst;
 
 /// An f32 or bf16 [rows, cols] (or [cols] with rows = 0) weight of random
 /// values in [lo, hi).

@@ -35,27 +35,10 @@ namespace ref = ::compressa::reference;
 using ::compressa::cpu_test::Arg;
 using ::compressa::cpu_test::GuardedBuffer;
 using ::compressa::cpu_test::OpKernel;
+using ::compressa::cpu_test::roundToBf16;
+using ::compressa::cpu_test::subst;
 
 constexpr double kRelTol = 1e-4;
-
-/// Replaces every `$KEY$` of `text`.
-std::string subst(std::string text,
-                  std::initializer_list<std::pair<std::string, std::string>> vars) {
-  for (const auto &[key, value] : vars) {
-    std::string k = "$" + key + "$";
-    for (size_t p = text.find(k); p != std::string::npos; p = text.find(k, p + value.size()))
-      text.replace(p, k.size(), value);
-  }
-  return text;
-}
-
-/// Round-to-nearest-even bf16 of a finite float, as a float.
-float bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);
-  return ::compressa::bf16ToFloat(static_cast<uint16_t>(u >> 16));
-}
 
 /// A bf16 [rows, cols] weight of random values and its values.
 struct Weight {
@@ -71,7 +54,7 @@ Weight bf16Weight(int64_t rows, int64_t cols, std::mt19937 &gen, double lo, doub
   w.deq.shape = {rows, cols};
   std::uniform_real_distribution<double> dist(lo, hi);
   for (int64_t i = 0; i < rows * cols; ++i) {
-    float v = bf16(static_cast<float>(dist(gen)));
+    float v = roundToBf16(static_cast<float>(dist(gen)));
     uint32_t u;
     std::memcpy(&u, &v, 4);
     w.data.push_back(static_cast<uint16_t>(u >> 16));
@@ -143,7 +126,7 @@ void runCase(const Case &tc, std::mt19937 &gen) {
   int64_t groups = 0;
   for (int64_t e = 3; e + 1 < valid; e += 11) {
     for (int64_t d = 0; d < kDim; ++d) {
-      float v = bf16(static_cast<float>(2.0 * unit(gen)));
+      float v = roundToBf16(static_cast<float>(2.0 * unit(gen)));
       kv[e * kDim + d] = v;
       kv[(e + 1) * kDim + d] = v * (1.0f + 1.0f / 2048.0f);
     }
@@ -174,7 +157,7 @@ void runCase(const Case &tc, std::mt19937 &gen) {
       for (int64_t h = 0; h < kHeads; ++h) {
         double df = 0, de = 0;
         for (int64_t d = 0; d < kDim; ++d) {
-          df += double(bf16(float(q[h * kDim + d]))) * double(bf16(kv[j * kDim + d]));
+          df += double(roundToBf16(float(q[h * kDim + d]))) * double(roundToBf16(kv[j * kDim + d]));
           de += q[h * kDim + d] * double(kv[j * kDim + d]);
         }
         f += w[h] * std::max(df, 0.0);

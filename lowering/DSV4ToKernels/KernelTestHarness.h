@@ -39,11 +39,55 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
+#include <random>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace compressa::cpu_test {
+
+/// Replaces every `$KEY$` of `text` (the kernel tests' MLIR templates).
+inline std::string subst(std::string text,
+                         std::initializer_list<std::pair<std::string, std::string>> vars) {
+  for (const auto &[key, value] : vars) {
+    std::string k = "$" + key + "$";
+    for (size_t p = text.find(k); p != std::string::npos; p = text.find(k, p + value.size()))
+      text.replace(p, k.size(), value);
+  }
+  return text;
+}
+
+/// Round-to-nearest-even bf16 bits of a (finite) float.
+inline uint16_t toBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFF + ((u >> 16) & 1);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+/// f rounded to bf16 (nearest even), as a float.
+inline float roundToBf16(float f) {
+  uint32_t u = uint32_t(toBf16(f)) << 16;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/// Seeded random test data.
+class Rng {
+public:
+  explicit Rng(uint32_t seed) : gen(seed) {}
+  double uniform(double lo, double hi) {
+    return std::uniform_real_distribution<double>(lo, hi)(gen);
+  }
+  int64_t integer(int64_t lo, int64_t hi) { // inclusive
+    return std::uniform_int_distribution<int64_t>(lo, hi)(gen);
+  }
+
+private:
+  std::mt19937 gen;
+};
 
 /// Bytes of guard before and after every GuardedBuffer.
 constexpr size_t kGuardBytes = 64;

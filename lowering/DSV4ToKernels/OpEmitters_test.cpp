@@ -41,6 +41,9 @@ namespace ref = ::compressa::reference;
 using ::compressa::cpu_test::Arg;
 using ::compressa::cpu_test::GuardedBuffer;
 using ::compressa::cpu_test::OpKernel;
+using ::compressa::cpu_test::Rng;
+using ::compressa::cpu_test::subst;
+using ::compressa::cpu_test::toBf16;
 
 constexpr double kRelTol = 1e-4;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -48,20 +51,6 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 //===----------------------------------------------------------------------===//
 // Data
 //===----------------------------------------------------------------------===//
-
-class Rng {
-public:
-  explicit Rng(uint32_t seed) : gen(seed) {}
-  double uniform(double lo, double hi) {
-    return std::uniform_real_distribution<double>(lo, hi)(gen);
-  }
-  int64_t integer(int64_t lo, int64_t hi) { // inclusive
-    return std::uniform_int_distribution<int64_t>(lo, hi)(gen);
-  }
-
-private:
-  std::mt19937 gen;
-};
 
 int64_t product(const std::vector<int64_t> &shape) {
   int64_t n = 1;
@@ -82,25 +71,6 @@ std::string f64(double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.17e", v);
   return buf;
-}
-
-/// Replaces every `$KEY$` of `text`.
-std::string subst(std::string text,
-                  std::initializer_list<std::pair<std::string, std::string>> vars) {
-  for (const auto &[key, value] : vars) {
-    std::string k = "$" + key + "$";
-    for (size_t p = text.find(k); p != std::string::npos; p = text.find(k, p + value.size()))
-      text.replace(p, k.size(), value);
-  }
-  return text;
-}
-
-/// Round-to-nearest-even bf16 bits of a (finite) float.
-uint16_t toBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
 }
 
 /// A weight in its storage format, its MLIR type and its exact dequantized
