@@ -108,8 +108,6 @@ public:
     }
   }
 
-  /// rope() on `rows` rows of `len` elements at x, in place, a thread per
-  /// (row, rotated pair): the same operations per pair as rope().
   /// The f32 table of rope's rope.dim / 2 frequencies: one table per
   /// frequency set, named by a hash of its values.
   Value ropeTable(RopeAttr rope) {
@@ -122,6 +120,8 @@ public:
     return kb.table("rope_" + llvm::utohexstr(llvm::hash_value(key)), freqs);
   }
 
+  /// rope() on `rows` rows of `len` elements at x, in place, a thread per
+  /// (row, rotated pair): the same operations per pair as rope().
   void ropeRows(View x, Value rows, int64_t len, function_ref<Value(Value)> positionOf,
                 RopeAttr rope, bool inverse) {
     int64_t r = rope.getDim(), base = len - r, pairs = r / 2;
