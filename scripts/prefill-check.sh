@@ -25,6 +25,8 @@
 #       Exits 1 when a check fails. PREFILL_CHECK_BENCH="" skips step 4
 #       ("fast" runs only that one).
 #
+# COMPRESSA_BIN: the folder of the binaries prepare uses (default ./build/bin).
+#
 # With the device tool: prepare here, then run with carry [".prefill-check"]:
 #   command: bash scripts/prefill-check.sh run .prefill-check
 set -uo pipefail
@@ -43,7 +45,7 @@ fastBounds=(--max-abs 4 --median-abs 0.05 --top1 0.85)
 kvBound=1e-3
 
 prepare() {
-  local bin=$root/build/bin s=$dir/stage
+  local bin=${COMPRESSA_BIN:-$root/build/bin} s=$dir/stage
   rm -rf "$dir" && mkdir -p "$s"/bin "$s"/lib "$s"/ptx "$s"/art
   set -e
   local cc=("$bin"/compressa-compile --max-batch 1)

@@ -510,6 +510,24 @@ Value KernelBuilder::packBf16x2(Value lo, Value hi) {
                                                     c32(16)));
 }
 
+std::array<Value, 4> KernelBuilder::weightsBf16x2(const WeightView &w, Value row, Value col0) {
+  std::array<Value, 4> regs;
+  if (w.elt.isBF16() && target.hasWarpMmaBf16() && w.cols % 8 == 0) {
+    // bf16: the eight values are the fragment's four registers as stored
+    // (one 16-byte load; rows of a multiple of 8 columns keep it aligned).
+    Type i32 = b.getI32Type();
+    Value ptr = offset(b.getBF16Type(), w.data, add(mul(row, c(w.cols)), col0));
+    Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32), ptr, /*alignment=*/16);
+    for (int i = 0; i < 4; ++i)
+      regs[i] = LLVM::ExtractElementOp::create(b, loc, v, c32(i));
+    return regs;
+  }
+  SmallVector<Value> v = weights8(w, row, col0);
+  for (int i = 0; i < 4; ++i)
+    regs[i] = packBf16x2(v[2 * i], v[2 * i + 1]);
+  return regs;
+}
+
 int KernelBuilder::decodeSegment(Type elt, ArrayRef<Value> words,
                                  SmallVectorImpl<Value> &vals) {
   Type i8 = b.getI8Type(), i16 = b.getI16Type();

@@ -20,6 +20,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
 
+#include <array>
+
 namespace mlir::compressa::cpu {
 
 /// A tensor as a kernel sees it: a pointer to its first element and the
@@ -121,6 +123,11 @@ public:
   /// lo and hi rounded to bf16 (nearest even), packed in an i32 (lo in the
   /// low half): a register of a bf16 matrix fragment.
   Value packBf16x2(Value lo, Value hi);
+  /// W[row, col0 .. col0 + 7] times their block scale as the four bf16x2
+  /// registers of a tensor-core fragment (register i: columns 2i, 2i + 1),
+  /// packBf16x2 over weights8 (exact); bf16 weights with rows of a multiple
+  /// of 8 columns: one 16-byte load where the target has the warp MMA.
+  std::array<Value, 4> weightsBf16x2(const WeightView &w, Value row, Value col0);
 
   //===--------------------------------------------------------------------===//
   // Control flow

@@ -331,8 +331,8 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
       // column g of each 8-row tile; the MMAs' k index 2q + {0, 1} and
       // 2q + 8 + {0, 1} are columns 8q + {0, 1} and 8q + {2, 3} of a 32-wide
       // step (then 8q + 4 .. 8q + 7 for the second MMA), the same for A and
-      // B, so every lane reads 8 consecutive columns of x and one word (FP4)
-      // or two (FP8) of each weight row.
+      // B, so every lane reads 8 consecutive columns of x and one word (FP4),
+      // two (FP8) or 16 bytes (bf16) of each weight row.
       Value g = kb.div(lane, c(4)), q = kb.rem(lane, c(4));
       // Rows g and g + 8 of each 16-row m-tile.
       SmallVector<MmaRow> r0s, r1s;
@@ -372,11 +372,11 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
             for (int64_t wi = 0; wi < nw; ++wi)
               for (int64_t nt = 0; nt < nTiles; ++nt) {
                 Value row = kb.add(kb.add(first, c(nt * 8)), g);
-                SmallVector<Value> v = kb.weights8(mt.weights[wi], row, k0);
+                std::array<Value, 4> wf = kb.weightsBf16x2(mt.weights[wi], row, k0);
                 Value bf[2][2];
                 for (int64_t h = 0; h < 2; ++h) {
-                  bf[h][0] = kb.packBf16x2(v[4 * h], v[4 * h + 1]);
-                  bf[h][1] = kb.packBf16x2(v[4 * h + 2], v[4 * h + 3]);
+                  bf[h][0] = wf[2 * h];
+                  bf[h][1] = wf[2 * h + 1];
                 }
                 for (int64_t mi = 0; mi < mTiles; ++mi) {
                   size_t at = mi * perM + (wi * nTiles + nt) * 4;
@@ -450,8 +450,8 @@ Emitter::MmaTile Emitter::mmaDenseTile(Value tile, View x, int64_t xStride,
 }
 
 bool Emitter::mmaFits(const WeightView &w, int64_t rows) {
-  return (isa<Float4E2M1FNType, Float8E4M3FNType>(w.elt)) && w.cols % 32 == 0 &&
-         rows % 8 == 0;
+  return (isa<Float4E2M1FNType, Float8E4M3FNType>(w.elt) || w.elt.isBF16()) &&
+         w.cols % 32 == 0 && rows % 8 == 0;
 }
 
 int64_t Emitter::mmaTilesPerWarp(int64_t rows) {
