@@ -296,6 +296,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
              << "internal error: its kernel code stores outside a parallel or "
                 "single region (a race on CUDA)";
   }
+  kb.endLaunch();
   target.createReturn(b, loc);
 
   // Step 3. The signature the runtime checks every launch against.

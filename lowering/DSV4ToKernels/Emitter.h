@@ -140,16 +140,20 @@ public:
     });
   }
 
+  /// The parts inverseRmsRows splits the sum of squares of a row into: a
+  /// long row (x . x of an mHC's flattened streams) is split over warps
+  /// (splitDots) where the rows are tokens (rows == S()); 1: a warp a row.
+  int64_t rmsParts(View x, Value rows, int64_t n) {
+    WeightView self{x.ptr, Value(), x.elt, 1, n};
+    return rows == S() ? splitParts(self, 1, x.elt) : 1;
+  }
+
   /// r[row] = rsqrt(mean(x[row]^2) + eps) for `rows` rows of n elements.
   void inverseRmsRows(View x, Value rows, int64_t n, double eps, View r) {
-    // A long row (x . x of an mHC's flattened streams) split over warps;
-    // the rows are tokens here (rows == S()).
-    WeightView self{x.ptr, Value(), x.elt, 1, n};
-    if (int64_t parts = splitParts(self, 1, x.elt); parts > 1 && rows == S()) {
-      View ss = splitDots(x, n, self, 1, /*diagonal=*/true, parts);
-      kb.parallelLoop(c(0), rows, [&](Value row) {
-        kb.storeF(r, row, kb.rsqrt(kb.add(kb.div(kb.loadF(ss, row), kb.cf(double(n))),
-                                          kb.cf(eps))));
+    if (int64_t parts = rmsParts(x, rows, n); parts > 1) {
+      WeightView self{x.ptr, Value(), x.elt, 1, n};
+      splitDots(x, n, self, 1, /*diagonal=*/true, parts, r, [&](Value ss) {
+        return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
       });
       return;
     }
@@ -162,14 +166,37 @@ public:
   /// `rows` floats for the inverse RMS of each row.
   void rmsNormRows(View x, View y, Value rows, int64_t n, double eps,
                    const WeightView *weight, View r) {
+    auto normed = [&](Value v, Value inv, Value col) {
+      v = kb.mul(v, inv);
+      return weight ? kb.mul(v, kb.weight(*weight, c(0), col)) : v;
+    };
+    if (rmsParts(x, rows, n) == 1 && n % KernelBuilder::kLanes == 0 && n <= kWarpRowMax) {
+      // A warp per row: it has the inverse RMS in every lane and scales the
+      // row itself, lane l the elements l, l + 32, ... (every one on the
+      // CPU, whose warpLoop body runs for lane 0): no barrier between. In
+      // place too: a lane writes after the shuffles of the sum, which every
+      // lane reaches after its loads of x.
+      int64_t step = kb.lanesParallel() ? KernelBuilder::kLanes : 1;
+      kb.warpLoop(c(0), rows, [&](Value row, Value lane) {
+        View xr = kb.at(x, kb.mul(row, c(n))), yr = kb.at(y, kb.mul(row, c(n)));
+        Value inv = inverseRms(xr, n, eps, lane);
+        kb.loop(c(0), c(n / step), [&](Value j) {
+          Value i = kb.add(lane, kb.mul(j, c(step)));
+          kb.storeF(yr, i, normed(kb.loadF(xr, i), inv, i));
+        });
+      });
+      return;
+    }
     inverseRmsRows(x, rows, n, eps, r);
     kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
-      Value v = kb.mul(kb.loadF(x, e), kb.loadF(r, kb.div(e, c(n))));
-      if (weight)
-        v = kb.mul(v, kb.weight(*weight, c(0), kb.rem(e, c(n))));
-      kb.storeF(y, e, v);
+      kb.storeF(y, e, normed(kb.loadF(x, e), kb.loadF(r, kb.div(e, c(n))), kb.rem(e, c(n))));
     });
   }
+
+  /// The longest rows rmsNormRows scales by the warp that sums them (at
+  /// most 16 elements a lane); longer ones are scaled by every thread of
+  /// the launch after a barrier.
+  static constexpr int64_t kWarpRowMax = 512;
 
   /// How many parts each dot of a `rows`-row weight is split into so that a
   /// decode step's dots keep about a thousand warps busy: a power of two
@@ -187,14 +214,17 @@ public:
   /// t / rows and row r = t % rows, x_t = x + s * xStride (`diagonal`: item
   /// t is token t with row t, as x . x). Each dot is split in `parts` equal
   /// ranges of segments computed by separate warps, the partial sums then
-  /// added in range order by a thread per dot. Returns the totals (scratch
-  /// of `rows` floats per token, or one with `diagonal`).
+  /// added in range order by a thread per dot, which stores finish(total)
+  /// (the total without `finish`) in `totals` (scratch of `rows` floats per
+  /// token, or one with `diagonal`, where it is null). Returns the totals.
   View splitDots(View x, int64_t xStride, const WeightView &wt, int64_t rows,
-                 bool diagonal, int64_t parts) {
+                 bool diagonal, int64_t parts, View totals = {},
+                 function_ref<Value(Value)> finish = nullptr) {
     int64_t count = KernelBuilder::segmentsPerRow(wt, x.elt) / parts;
     Value items = diagonal ? S() : kb.mul(S(), c(rows));
     View partial = scratchF32((diagonal ? 1 : rows) * parts, 0);
-    View totals = scratchF32(diagonal ? 1 : rows, 0);
+    if (!totals.ptr)
+      totals = scratchF32(diagonal ? 1 : rows, 0);
     kb.warpLoop(c(0), kb.mul(items, c(parts)), [&](Value e, Value lane) {
       Value t = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
       Value s = diagonal ? t : kb.div(t, c(rows)), r = diagonal ? t : kb.rem(t, c(rows));
@@ -218,7 +248,7 @@ public:
       Value acc = kb.loadF(pt, c(0));
       for (int64_t p = 1; p < parts; ++p)
         acc = kb.add(acc, kb.loadF(pt, c(p)));
-      kb.storeF(totals, t, acc);
+      kb.storeF(totals, t, finish ? finish(acc) : acc);
     });
     return totals;
   }
@@ -253,9 +283,7 @@ public:
 
   void linearTokensByToken(View x, int64_t xStride, const WeightView &wt, View out) {
     if (int64_t parts = splitParts(wt, wt.rows, x.elt); parts > 1) {
-      View totals = splitDots(x, xStride, wt, wt.rows, false, parts);
-      kb.parallelLoop(c(0), kb.mul(S(), c(wt.rows)),
-                      [&](Value e) { kb.storeF(out, e, kb.loadF(totals, e)); });
+      splitDots(x, xStride, wt, wt.rows, false, parts, out);
       return;
     }
     // Short rows: a few per warp (sharing the loads of x), so that a warp

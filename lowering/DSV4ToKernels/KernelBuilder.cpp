@@ -341,33 +341,79 @@ KernelBuilder::ifElse(Value cond, TypeRange types,
 // Work sharing
 //===----------------------------------------------------------------------===//
 
-void KernelBuilder::barrier() {
-  Block *block = b.getInsertionBlock();
-  if (lastBarrier && lastBarrier->getBlock() == block) {
-    bool onlyPure = true;
-    for (auto it = b.getInsertionPoint(); it != block->begin();) {
-      Operation *op = &*--it;
-      if (op == lastBarrier)
-        break;
-      // A load of the argument vector reads what no thread writes.
-      auto load = dyn_cast<LLVM::LoadOp>(op);
-      if (load && load.getInvariant())
-        continue;
-      if (!isMemoryEffectFree(op) || op->getNumRegions()) {
-        onlyPure = false;
-        break;
-      }
+/// Whether `op` neither reads nor writes memory that a thread of the launch
+/// may write (a load of the argument vector or of a scalar argument reads
+/// what none writes).
+static bool touchesNoSharedMemory(Operation *op) {
+  auto load = dyn_cast<LLVM::LoadOp>(op);
+  return (load && load.getInvariant()) || isMemoryEffectFree(op);
+}
+
+bool KernelBuilder::separated(Block *block, Block::iterator it) {
+  while (it != block->begin()) {
+    Operation *op = &*--it;
+    if (llvm::any_of(barriers, [&](auto &range) { return range.second == op; }))
+      return true;
+    // Both ways through an scf.if (its then region, its else region or
+    // none): the two ways of Emitter::branch each end at a barrier.
+    if (auto ifOp = dyn_cast<scf::IfOp>(op)) {
+      Block *then = ifOp.thenBlock(), *other = ifOp.elseBlock();
+      return separated(then, then->getTerminator()->getIterator()) &&
+             (other ? separated(other, other->getTerminator()->getIterator())
+                    : separated(block, it));
     }
-    if (onlyPure && lastBarrier->getBlock() == block) {
-      // Only when lastBarrier really is before the insertion point.
-      for (auto it = b.getInsertionPoint(); it != block->begin();)
-        if (&*--it == lastBarrier)
-          return;
+    if (op->getNumRegions() || !touchesNoSharedMemory(op))
+      return false;
+  }
+  // The launch's start: the launches of a stream run one after the other.
+  Operation *parent = block->getParentOp();
+  if (isa<FunctionOpInterface>(parent))
+    return true;
+  return isa<scf::IfOp>(parent) && separated(parent->getBlock(), parent->getIterator());
+}
+
+void KernelBuilder::barrier() {
+  if (separated(b.getInsertionBlock(), b.getInsertionPoint()))
+    return;
+  auto ip = b.getInsertionPoint();
+  Operation *before = ip == b.getInsertionBlock()->begin() ? nullptr : &*std::prev(ip);
+  target.barrier(b, loc, syncWord);
+  Operation *last = &*std::prev(b.getInsertionPoint());
+  barriers.push_back({before ? before->getNextNode() : &b.getInsertionBlock()->front(), last});
+}
+
+void KernelBuilder::endLaunch() {
+  // From the last barrier back: one followed by nothing that touches
+  // memory up to the end of the launch separates nothing (the next launch
+  // starts after every thread of this one is done).
+  for (auto [first, last] : llvm::reverse(barriers)) {
+    Operation *op = last->getNextNode();
+    Block *block = last->getBlock();
+    bool ends = false;
+    while (true) {
+      if (!op || op->hasTrait<OpTrait::IsTerminator>()) {
+        Operation *parent = block->getParentOp();
+        if (isa<FunctionOpInterface>(parent))
+          ends = true;
+        if (!isa<scf::IfOp>(parent))
+          break;
+        op = parent->getNextNode();
+        block = parent->getBlock();
+        continue;
+      }
+      if (!touchesNoSharedMemory(op))
+        break;
+      op = op->getNextNode();
+    }
+    if (!ends)
+      break;
+    for (Operation *o = last, *stop = first->getPrevNode(); o != stop;) {
+      Operation *prev = o->getPrevNode();
+      o->erase();
+      o = prev;
     }
   }
-  target.barrier(b, loc, syncWord);
-  auto ip = b.getInsertionPoint();
-  lastBarrier = ip == b.getInsertionBlock()->begin() ? nullptr : &*std::prev(ip);
+  barriers.clear();
 }
 
 void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> body) {

@@ -234,6 +234,9 @@ public:
   void parallelLoop(Value lb, Value ub, function_ref<void(Value)> body);
   /// Code run by thread 0 of the block.
   void single(function_ref<void()> body);
+  /// Drops the barriers that end the launch (nothing that touches memory
+  /// follows them); call it before the kernel's return.
+  void endLaunch();
   /// Whether a store was emitted outside any parallelLoop/single region
   /// (a lowering bug on CUDA: checked after each kernel, on both targets).
   bool storedOutsideRegion() const { return strayStore; }
@@ -268,12 +271,17 @@ private:
   bool parallel() const { return target.blockThreads() > 1; }
   int regionDepth = 0;
   bool strayStore = false;
-  /// A barrier of the launch, unless the code since the last one has no
-  /// memory effects (then that one already separates what comes before and
-  /// after: the back-to-back barriers of consecutive loops become one).
+  /// A barrier of the launch, unless every way to the insertion point from
+  /// a barrier or from the start of the launch touches no memory (then
+  /// that one already separates what comes before and after: the
+  /// back-to-back barriers of consecutive loops become one, a launch's
+  /// first loop needs none).
   void barrier();
-  /// The last op of the last barrier emitted.
-  Operation *lastBarrier = nullptr;
+  /// Whether every way to `it` in `block`, back to a barrier or the start
+  /// of the launch, touches no memory that a thread may write.
+  bool separated(Block *block, Block::iterator it);
+  /// The first and last ops of each barrier emitted, in order.
+  SmallVector<std::pair<Operation *, Operation *>> barriers;
   Value threadId() { return target.threadId(b, loc); }
   /// The lane-split sum of `full` chunks of `chunk` columns and a tail chunk
   /// of `tail` columns (laneTotals of the lanes' sums); step(acc, chunk

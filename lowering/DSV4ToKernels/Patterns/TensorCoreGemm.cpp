@@ -248,6 +248,7 @@ void TensorCoreSplit::linear(View x, int64_t xStride, const WeightView &w, View 
   // The GEMM's output address (a view in the scratch moves with S).
   kb.single([&] { kb.store(out.ptr, staging, kb.c(0)); });
   int64_t slot = argvSlot(w.data, Value(w.data).getParentBlock()->getArgument(0));
+  kb.endLaunch();
   target.createReturn(b, loc);
 
   std::string next = symbol + "_p" + std::to_string(parts.size() + 1);

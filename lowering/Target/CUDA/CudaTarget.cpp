@@ -104,7 +104,9 @@ void CudaTarget::limitRegisters(Operation *kernel, int64_t count) const {
 // (fence), arrives on the sync word and waits until the word's top bit
 // flips: block 0 adds 2^31 - (blocks - 1), every other block 1, so the bit
 // flips exactly when the last block arrives and the low 31 bits return to
-// 0 (the word starts at 0 and every launch leaves it so). A fence after
+// 0 (the word starts at 0; a launch may leave the top bit either way, as
+// its number of barriers is odd or even, which the next one's barriers
+// read from their own arrival). A fence after
 // the wait makes the other blocks' writes visible, and a block barrier
 // holds the block's threads until then. The fences are acq_rel at GPU scope
 // (fence.acq_rel.gpu): with the relaxed atomic and the volatile load they
@@ -183,8 +185,12 @@ unsigned CudaTarget::alignmentOf(Type elt) const {
   return std::max(1u, elt.getIntOrFloatBitWidth() / 8);
 }
 
+// An invariant load: the host writes the scalar between launches, no thread
+// of a launch does (KernelBuilder's barriers rely on it).
 Value CudaTarget::loadScalarArg(OpBuilder &b, Location loc, Value entry) const {
-  return LLVM::LoadOp::create(b, loc, b.getI64Type(), entry, /*alignment=*/8);
+  auto load = LLVM::LoadOp::create(b, loc, b.getI64Type(), entry, /*alignment=*/8);
+  load.setInvariant(true);
+  return load;
 }
 
 // The f32 libdevice functions are up to 2 ULP off (__nv_expf is built on
