@@ -79,9 +79,11 @@ struct SelectNumericsPass
       func.walk([&](Operation *op) {
         // The routed and shared experts: bf16 warp matrix tiles
         // (Emitter::expertsMma); the sparse attention: scores and weighted
-        // sums on them (Emitter::attention).
+        // sums on them (Emitter::attention); the compressors: their bf16
+        // wkv and wgate projections on them (Emitter::compress).
         if (hasFp8LinearLayer(op) ||
-            isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp, dsv4::SparseAttentionOp>(op))
+            isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp, dsv4::SparseAttentionOp,
+                dsv4::CompressOp>(op))
           op->setAttr(dsv4::kNumericsAttr, b.getStringAttr("fast"));
       });
     }

@@ -177,10 +177,17 @@ void Emitter::compress(CompressOp op) {
   View x = view(op.getX());
   // Every token's kv and score rows first (independent), ...
   View kvRows = scratchF32(width, 0), scoreRows = scratchF32(width, 0);
+  // By the warp's lane 0 (`lane`), or by the calling thread without one.
   auto storeRows = [&](Value s, Value i, Value kv, Value score, Value lane) {
     Value e = kb.add(kb.mul(s, c(width)), i);
-    kb.storeOnce(kvRows, e, kv, lane);
-    kb.storeOnce(scoreRows, e, kb.add(score, kb.weight(ape, kb.rem(pos(s), c(m)), i)), lane);
+    score = kb.add(score, kb.weight(ape, kb.rem(pos(s), c(m)), i));
+    if (lane) {
+      kb.storeOnce(kvRows, e, kv, lane);
+      kb.storeOnce(scoreRows, e, score, lane);
+    } else {
+      kb.storeF(kvRows, e, kv);
+      kb.storeF(scoreRows, e, score);
+    }
   };
   auto rowsByToken = [&] {
     kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
@@ -190,9 +197,24 @@ void Emitter::compress(CompressOp op) {
       storeRows(s, i, kvScore[0], kvScore[1], lane);
     });
   };
-  if (ctx.batched)
+  if (ctx.batched) {
     rowsByToken();
-  else
+  } else if (ctx.fastLinear && mmaFits(wkv, width) && mmaFits(wgate, width)) {
+    // --numerics=fast (prefill): warp tensor-core tiles (TokenTiles.cpp),
+    // wkv and wgate at the same rows in one warp, so that both dots of a row
+    // are in the same lane. Two m-tiles and half the 8-row tiles a warp
+    // could take, as the shared expert's two weights: within the registers
+    // (V4-Flash's CSA compressor kernel does not spill).
+    constexpr int64_t mTiles = 2, tokens = kMmaTokens * mTiles;
+    Value tiles = kb.div(kb.add(S(), c(tokens - 1)), c(tokens));
+    mmaTileDots(
+        tiles, width, std::max<int64_t>(1, mmaTilesPerWarp(width) / 2),
+        [&](Value tile, Value) { return mmaDenseTile(tile, x, dm, {wkv, wgate}, tokens); },
+        [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> dots) {
+          storeRows(row.index, i, dots[0], dots[1], Value());
+        },
+        mTiles);
+  } else {
     // Prefill chunks: in token tiles (wkv and wgate rows read once per tile;
     // the same dots).
     branch(
@@ -205,6 +227,7 @@ void Emitter::compress(CompressOp op) {
                   Value lane) { storeRows(tt.tokens[t], i, dots[0], dots[1], lane); });
         },
         rowsByToken);
+  }
   if (ctx.batched)
     return compressBatched(op, kvRows, scoreRows);
   // ... then a prefill chunk's windows all at once (compressChunk), or (a
