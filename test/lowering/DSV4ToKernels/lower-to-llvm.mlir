@@ -21,5 +21,5 @@ module attributes {dsv4.max_context = 64 : i64} {
 // CHECK: llvm.intr.sqrt
 // NVVM: gpu.module @compressa_kernels
 // NVVM: llvm.func @compressa_kernel_0(%arg0: !llvm.ptr) attributes {{{.*}}gpu.kernel
-// NVVM: nvvm.barrier0
 // NVVM: nvvm.shfl.sync bfly
+// NVVM: nvvm.barrier0

@@ -2,7 +2,7 @@
 // RUN: compressa-opt %s --convert-dsv4-to-kernels="target=cuda:sm_90a grid-weight-bytes=0" | FileCheck %s --check-prefix=GRID
 // The same norm for CUDA: a gpu.func kernel of 256 threads in a gpu.module
 // for sm_90a; a warp per row (thread ids, shuffles), barriers between
-// phases, sqrt in f64 (the target interface, CudaTarget.cpp). A small
+// phases (none before the first or after the last), sqrt in f64 (the target interface, CudaTarget.cpp). A small
 // kernel is one block; with grid-weight-bytes=0 it asks for every
 // multiprocessor, and its barriers are grid-wide: threads are numbered
 // across blocks, and thread 0 of each block arrives on the sync word 64
@@ -16,10 +16,10 @@ module attributes {dsv4.max_context = 64 : i64} {
 // CHECK: module attributes {dsv4.max_context = 64 : i64, gpu.container_module}
 // CHECK: gpu.module @compressa_kernels [#nvvm.target<O = 3, chip = "sm_90a", features = "+ptx80">]
 // CHECK: gpu.func @compressa_kernel_0(%arg0: !llvm.ptr) kernel attributes {dsv4.abi = {block = 256 : i64, grid = 1 : i64
-// CHECK: gpu.barrier
 // CHECK: gpu.thread_id x
 // CHECK: gpu.shuffle xor
 // CHECK: math.sqrt %{{.*}} : f64
+// CHECK: gpu.barrier
 // CHECK: gpu.return
 
 // GRID: gpu.func @compressa_kernel_0(%arg0: !llvm.ptr) kernel attributes {dsv4.abi = {block = 256 : i64, grid = 1024 : i64
