@@ -11,6 +11,13 @@
 // window closes, close none or several windows, and include tile-sized
 // chunks (16, 17, 33 tokens) and the whole sequence.
 //
+// Marked dsv4.numerics = "fast" (the prefill program of --numerics=fast),
+// the kv and score rows are warp matrix tiles' products of bf16-rounded x
+// and the bf16 weights summed in f32 (mma.sync on CUDA; the CPU target sums
+// the same products in k order, per row whatever the tile): the chunkings
+// still equal the token loop, and the rows in the state match a reference of
+// those semantics (and, unmarked, one of the f32 x).
+//
 //===----------------------------------------------------------------------===//
 
 #include "lowering/DSV4ToKernels/KernelTestHarness.h"
@@ -18,6 +25,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -30,13 +38,15 @@ namespace {
 using ::compressa::cpu_test::Arg;
 using ::compressa::cpu_test::GuardedBuffer;
 using ::compressa::cpu_test::OpKernel;
+using ::compressa::cpu_test::roundToBf16;
 using ::compressa::cpu_test::subst;
 
 /// An f32 or bf16 [rows, cols] (or [cols] with rows = 0) weight of random
-/// values in [lo, hi).
+/// values in [lo, hi), and its values as floats.
 struct Weight {
   std::string type;
   std::vector<uint8_t> data;
+  std::vector<float> values;
   Arg arg() { return Arg{data.data(), nullptr}; }
 };
 
@@ -55,9 +65,12 @@ Weight randomWeight(int64_t rows, int64_t cols, bool bf16, std::mt19937 &gen, do
       std::memcpy(&u, &v, 4);
       auto bits = static_cast<uint16_t>(u >> 16); // truncated: any bf16 value will do
       std::memcpy(&w.data[2 * i], &bits, 2);
+      u = uint32_t(bits) << 16;
+      std::memcpy(&v, &u, 4);
     } else {
       std::memcpy(&w.data[4 * i], &v, 4);
     }
+    w.values.push_back(v);
   }
   return w;
 }
@@ -66,81 +79,112 @@ struct Case {
   const char *name;
   int64_t m, dim, D;
   bool overlap, indexerKeys, bf16Entries;
+  /// dsv4.numerics = "fast" on the op.
+  bool fast = false;
 };
 
-/// Runs `chunks` (lengths, consecutive from position 0) of one random
-/// sequence through a fresh state and compares the state and the entries
-/// after each chunk with those after the same positions one token at a time.
-void checkChunkings(const Case &cs, const std::vector<std::vector<int64_t>> &chunkings) {
-  const int64_t m = cs.m, dim = cs.dim, D = cs.D, maxContext = 128, ropeDim = 8;
-  const int64_t slots = cs.overlap ? 2 * m : m, width = cs.overlap ? 2 * dim : dim;
-  const int64_t capacity = maxContext / m, entryBytes = cs.bf16Entries ? 2 : 4;
-  const int64_t T = 75;
-  std::mt19937 gen(1234 + m + dim);
-  Weight wkv = randomWeight(width, D, true, gen, -0.3f, 0.3f);
-  Weight wgate = randomWeight(width, D, !cs.overlap, gen, -0.3f, 0.3f);
-  Weight ape = randomWeight(m, width, false, gen, -1.0f, 1.0f);
-  Weight norm = randomWeight(0, dim, true, gen, 0.5f, 1.5f);
-  std::string stateType = "!dsv4.compressor_state<" + std::to_string(m) + ", " +
-                          std::to_string(dim) + (cs.overlap ? ", overlap>" : ">");
-  std::string entriesType =
-      std::string(cs.indexerKeys ? "!dsv4.indexer_keys<" : "!dsv4.compressed_kv<") +
-      std::to_string(m) + ", " + std::to_string(dim) + (cs.bf16Entries ? ", bf16>" : ", f32>");
-  std::string text = subst(R"(
+/// The kernel of `cs`'s compress op with random weights: wgate f32 for an
+/// exact CSA case (the token tiles' other weight type), bf16 otherwise (as
+/// the fast MMA tiles need).
+struct Compressor {
+  Compressor(const Case &cs, int64_t maxContext, std::mt19937 &gen)
+      : cs(cs), slots(cs.overlap ? 2 * cs.m : cs.m), width(cs.overlap ? 2 * cs.dim : cs.dim),
+        entryBytes(cs.bf16Entries ? 2 : 4), stateBytes(2 * slots * width * 4),
+        entriesBytes(maxContext / cs.m * cs.dim * entryBytes),
+        wkv(randomWeight(width, cs.D, true, gen, -0.3f, 0.3f)),
+        wgate(randomWeight(width, cs.D, !cs.overlap || cs.fast, gen, -0.3f, 0.3f)),
+        ape(randomWeight(cs.m, width, false, gen, -1.0f, 1.0f)),
+        norm(randomWeight(0, cs.dim, true, gen, 0.5f, 1.5f)) {
+    const int64_t ropeDim = 8;
+    std::string stateType = "!dsv4.compressor_state<" + std::to_string(cs.m) + ", " +
+                            std::to_string(cs.dim) + (cs.overlap ? ", overlap>" : ">");
+    std::string entriesType =
+        std::string(cs.indexerKeys ? "!dsv4.indexer_keys<" : "!dsv4.compressed_kv<") +
+        std::to_string(cs.m) + ", " + std::to_string(cs.dim) +
+        (cs.bf16Entries ? ", bf16>" : ", f32>");
+    std::string text = subst(R"(
     func.func @t(%x: tensor<?x$D$xf32>, %st: $ST$, %e: $ET$, %pos: index) {
       %wkv = dsv4.param "attn.compressor.wkv.weight" : $WKV$
       %wg = dsv4.param "attn.compressor.wgate.weight" : $WG$
       %ape = dsv4.param "attn.compressor.ape" : $APE$
       %n = dsv4.param "attn.compressor.norm.weight" : $N$
       %st2, %e2 = dsv4.kv.compress %x, %wkv, %wg, %ape, %n, %st, %e, %pos
-          {eps = 1.0e-06 : f64, rope = $ROPE$}
+          {$FAST$eps = 1.0e-06 : f64, rope = $ROPE$}
           : (tensor<?x$D$xf32>, $WKV$, $WG$, $APE$, $N$, $ST$, $ET$, index) -> ($ST$, $ET$)
       return
     })",
-                           {{"D", std::to_string(D)},
-                            {"ST", stateType},
-                            {"ET", entriesType},
-                            {"WKV", wkv.type},
-                            {"WG", wgate.type},
-                            {"APE", ape.type},
-                            {"N", norm.type},
-                            {"ROPE", "#dsv4.rope<dim = " + std::to_string(ropeDim) +
-                                         ", theta = 160000.0, yarn = [16.0, 65536, 32.0, 1.0]>"}});
-  OpKernel k;
-  std::string error;
-  ASSERT_TRUE(k.compile(text, maxContext, error)) << error << "\n" << text;
+                             {{"D", std::to_string(cs.D)},
+                              {"ST", stateType},
+                              {"ET", entriesType},
+                              {"WKV", wkv.type},
+                              {"WG", wgate.type},
+                              {"APE", ape.type},
+                              {"N", norm.type},
+                              {"FAST", cs.fast ? "dsv4.numerics = \"fast\", " : ""},
+                              {"ROPE", "#dsv4.rope<dim = " + std::to_string(ropeDim) +
+                                           ", theta = 160000.0, yarn = [16.0, 65536, 32.0, "
+                                           "1.0]>"}});
+    std::string error;
+    compiled = k.compile(text, maxContext, error);
+    EXPECT_TRUE(compiled) << error << "\n" << text;
+  }
 
-  std::vector<float> x(T * D);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  for (float &v : x)
-    v = dist(gen);
-  const size_t stateBytes = 2 * slots * width * 4, entriesBytes = capacity * dim * entryBytes;
-  // A fresh state as the runtime resets it (kv 0, score -inf); entries 0.
-  auto fresh = [&](GuardedBuffer &state, GuardedBuffer &entries) {
+  /// A fresh state as the runtime resets it (kv 0, score -inf); entries 0.
+  void fresh(GuardedBuffer &state, GuardedBuffer &entries) {
     state.resize(stateBytes);
     entries.resize(entriesBytes);
     float *f = state.as<float>();
     std::fill(f, f + slots * width, 0.0f);
     std::fill(f + slots * width, f + 2 * slots * width,
               -std::numeric_limits<float>::infinity());
-  };
-  auto run = [&](GuardedBuffer &state, GuardedBuffer &entries, int64_t start, int64_t len) {
-    GuardedBuffer xs(len * D * 4);
-    std::memcpy(xs.data(), x.data() + start * D, len * D * 4);
+  }
+
+  /// The call of tokens start .. start + len - 1 of x ([T, D]).
+  void run(GuardedBuffer &state, GuardedBuffer &entries, const std::vector<float> &x,
+           int64_t start, int64_t len) {
+    GuardedBuffer xs(len * cs.D * 4);
+    std::memcpy(xs.data(), x.data() + start * cs.D, len * cs.D * 4);
     ASSERT_TRUE(k.run(len, start,
                       {{xs.data()}, wkv.arg(), wgate.arg(), ape.arg(), norm.arg(),
                        {state.data()}, {entries.data()}, {}},
                       {}));
     ASSERT_TRUE(xs.guardsIntact() && state.guardsIntact() && entries.guardsIntact());
-  };
+  }
+
+  const Case &cs;
+  const int64_t slots, width, entryBytes;
+  const size_t stateBytes, entriesBytes;
+  Weight wkv, wgate, ape, norm;
+  OpKernel k;
+  bool compiled = false;
+};
+
+std::vector<float> randomX(int64_t T, int64_t D, std::mt19937 &gen) {
+  std::vector<float> x(T * D);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (float &v : x)
+    v = dist(gen);
+  return x;
+}
+
+/// Runs `chunks` (lengths, consecutive from position 0) of one random
+/// sequence through a fresh state and compares the state and the entries
+/// after each chunk with those after the same positions one token at a time.
+void checkChunkings(const Case &cs, const std::vector<std::vector<int64_t>> &chunkings) {
+  const int64_t m = cs.m, dim = cs.dim, maxContext = 128, T = 75;
+  std::mt19937 gen(1234 + m + dim);
+  Compressor cp(cs, maxContext, gen);
+  ASSERT_TRUE(cp.compiled);
+  std::vector<float> x = randomX(T, cs.D, gen);
+  const size_t stateBytes = cp.stateBytes, entriesBytes = cp.entriesBytes;
 
   // The token loop: the state and the entries after each position.
   std::vector<std::vector<uint8_t>> wantState(T + 1), wantEntries(T + 1);
   {
     GuardedBuffer state, entries;
-    fresh(state, entries);
+    cp.fresh(state, entries);
     for (int64_t p = 0; p < T; ++p) {
-      run(state, entries, p, 1);
+      cp.run(state, entries, x, p, 1);
       auto *s = state.as<uint8_t>(), *e = entries.as<uint8_t>();
       wantState[p + 1].assign(s, s + stateBytes);
       wantEntries[p + 1].assign(e, e + entriesBytes);
@@ -148,13 +192,13 @@ void checkChunkings(const Case &cs, const std::vector<std::vector<int64_t>> &chu
   }
   // The token loop wrote every complete window's entry (not all zero).
   for (int64_t w = 0; w < T / m; ++w) {
-    const uint8_t *row = wantEntries[T].data() + w * dim * entryBytes;
-    ASSERT_TRUE(std::any_of(row, row + dim * entryBytes, [](uint8_t b) { return b != 0; }))
+    const uint8_t *row = wantEntries[T].data() + w * dim * cp.entryBytes;
+    ASSERT_TRUE(std::any_of(row, row + dim * cp.entryBytes, [](uint8_t b) { return b != 0; }))
         << cs.name << ": entry " << w << " was not written";
   }
   for (const std::vector<int64_t> &chunks : chunkings) {
     GuardedBuffer state, entries;
-    fresh(state, entries);
+    cp.fresh(state, entries);
     int64_t start = 0;
     std::string seen;
     for (int64_t len : chunks) {
@@ -162,7 +206,7 @@ void checkChunkings(const Case &cs, const std::vector<std::vector<int64_t>> &chu
         len = T - start;
       if (len <= 0)
         break;
-      run(state, entries, start, len);
+      cp.run(state, entries, x, start, len);
       start += len;
       seen += (seen.empty() ? "" : " ") + std::to_string(len);
       std::string where = std::string(cs.name) + ", chunks " + seen + ": after position " +
@@ -194,6 +238,67 @@ std::vector<std::vector<int64_t>> chunkings() {
   return all;
 }
 
+/// The kv and score rows in the state after a chunk of T tokens from
+/// position 0 (the current window's slot j: the row of the last position q
+/// = j mod m), marked fast and not (the same x): fast, sums of
+/// bf16(x) * w; exact, of x * w (both + ape for the score), each within f32
+/// accumulation tolerance of a double reference; and most fast rows beyond
+/// that tolerance of the exact reference (the test sees the fast code).
+void checkRows(Case cs) {
+  const int64_t maxContext = 128, T = 40, m = cs.m;
+  int64_t offExact = 0, rows = 0;
+  for (bool fast : {false, true}) {
+    cs.fast = fast;
+    std::mt19937 gen(4321);
+    Compressor cp(cs, maxContext, gen);
+    ASSERT_TRUE(cp.compiled);
+    std::vector<float> x = randomX(T, cs.D, gen);
+    GuardedBuffer state, entries;
+    cp.fresh(state, entries);
+    cp.run(state, entries, x, 0, T);
+    const float *kvState = state.as<float>(), *scoreState = kvState + cp.slots * cp.width;
+    const int64_t cur = cs.overlap ? m : 0;
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t q = j + (T - 1 - j) / m * m;
+      for (int64_t i = 0; i < cp.width; ++i) {
+        // w's dot with token q's x rounded to bf16 (fast) or not, and the
+        // sum of the products' magnitudes.
+        auto dot = [&](const Weight &w, bool bf16, double &mag) {
+          double sum = 0;
+          mag = 0;
+          for (int64_t k = 0; k < cs.D; ++k) {
+            float xk = x[q * cs.D + k];
+            double p = double(bf16 ? roundToBf16(xk) : xk) * w.values[i * cs.D + k];
+            sum += p;
+            mag += std::fabs(p);
+          }
+          return sum;
+        };
+        const double ape = cp.ape.values[(q % m) * cp.width + i];
+        double kvMag, scoreMag, exactKvMag, exactScoreMag;
+        const double kv = dot(cp.wkv, fast, kvMag), score = dot(cp.wgate, fast, scoreMag) + ape;
+        const double exactKv = dot(cp.wkv, false, exactKvMag);
+        const double exactScore = dot(cp.wgate, false, exactScoreMag) + ape;
+        const double kvTol = 1e-5 * kvMag, scoreTol = 1e-5 * (scoreMag + std::fabs(ape));
+        const int64_t at = (cur + j) * cp.width + i;
+        std::string where = std::string(cs.name) + (fast ? " fast" : " exact") +
+                            ": position " + std::to_string(q) + ", row " + std::to_string(i);
+        EXPECT_NEAR(kvState[at], kv, kvTol) << where << ": kv";
+        EXPECT_NEAR(scoreState[at], score, scoreTol) << where << ": score";
+        if (fast) {
+          offExact += std::fabs(kvState[at] - exactKv) > 1e-5 * exactKvMag;
+          offExact += std::fabs(scoreState[at] - exactScore) >
+                      1e-5 * (exactScoreMag + std::fabs(ape));
+          rows += 2;
+        }
+        if (::testing::Test::HasFailure())
+          return;
+      }
+    }
+  }
+  EXPECT_GT(2 * offExact, rows) << cs.name << ": the fast rows are near the exact ones";
+}
+
 TEST(CompressorChunks, HcaEqualsTheTokenLoop) {
   checkChunkings({"HCA m=4", 4, 32, 64, false, false, false}, chunkings());
   checkChunkings({"HCA m=16, bf16 entries", 16, 32, 64, false, false, true}, chunkings());
@@ -203,6 +308,17 @@ TEST(CompressorChunks, CsaEqualsTheTokenLoop) {
   checkChunkings({"CSA m=4", 4, 32, 64, true, false, false}, chunkings());
   checkChunkings({"CSA m=4, bf16 entries", 4, 16, 64, true, false, true}, chunkings());
   checkChunkings({"CSA indexer keys m=4", 4, 16, 64, true, true, false}, chunkings());
+}
+
+TEST(CompressorChunks, FastEqualsTheTokenLoop) {
+  checkChunkings({"fast HCA m=4", 4, 32, 64, false, false, false, true}, chunkings());
+  checkChunkings({"fast CSA m=4, bf16 entries", 4, 16, 64, true, false, true, true},
+                 chunkings());
+}
+
+TEST(CompressorChunks, FastRowsAreBf16Products) {
+  checkRows({"HCA m=32", 32, 32, 64, false, false, false});
+  checkRows({"CSA m=4", 4, 32, 64, true, false, false});
 }
 
 } // namespace
