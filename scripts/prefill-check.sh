@@ -37,11 +37,15 @@ chip=${COMPRESSA_CUDA_CHIP:-sm_90a}
 ptxas=${CUDA_HOME:-/usr/local/cuda}/bin/ptxas
 maxTokens=${PREFILL_CHECK_MAX_TOKENS:-4096}
 # GPU fast vs CPU fast end to end (H200, 2026-12-02: max 2.74, median 0.020,
-# top-1 91.5 %): FP8 tensor cores accumulate with fewer bits than f32, so
-# act_quant codes downstream flip and the indexer's picks change; a guard
-# against regressions, not a precision claim. The precision check is the
-# first buffer behind one GEMM (kv of layer 0: 2.5e-4 relative) in 2b.
-fastBounds=(--max-abs 4 --median-abs 0.05 --top1 0.85)
+# top-1 91.5 %; 2.773 / 0.0351 / 84.8 % once the attention, the indexer and
+# the compressors' projections also ran on tensor cores, whose sums of the
+# same bf16 products come in another order than the CPU's, while each stayed
+# as far from golden as before: GPU 72.5 %, CPU 72.8 % top-1): FP8 tensor
+# cores accumulate with fewer bits than f32, so act_quant codes downstream
+# flip and the indexer's picks change; a guard against regressions, not a
+# precision claim. The precision checks are the first buffer behind one GEMM
+# (kv of layer 0: 2.5e-4 relative) in 2b and the op-level tests.
+fastBounds=(--max-abs 4 --median-abs 0.05 --top1 0.80)
 kvBound=1e-3
 
 prepare() {
