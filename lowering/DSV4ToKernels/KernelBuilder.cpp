@@ -551,6 +551,8 @@ Value KernelBuilder::roundBf16(Value x) {
 }
 
 Value KernelBuilder::packBf16x2(Value lo, Value hi) {
+  if (Value v = target.packBf16x2(b, loc, lo, hi))
+    return v;
   return arith::OrIOp::create(b, loc, bf16Bits(b, loc, target, lo),
                               arith::ShLIOp::create(b, loc, bf16Bits(b, loc, target, hi),
                                                     c32(16)));

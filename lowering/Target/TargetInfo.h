@@ -117,6 +117,12 @@ public:
   /// Limits `kernel` to `count` registers per thread, so that more blocks
   /// share a multiprocessor; nothing where the target has no such limit.
   virtual void limitRegisters(Operation *kernel, int64_t count) const {}
+  /// The bf16 bits of lo (low half) and hi (high half), each rounded to
+  /// nearest even, as one i32 where the target converts both in one
+  /// instruction (CUDA: cvt.rn.bf16x2.f32); null otherwise.
+  virtual Value packBf16x2(OpBuilder &b, Location loc, Value lo, Value hi) const {
+    return {};
+  }
   /// Whether the target has the warp-wide bf16 matrix multiply of mmaBf16.
   virtual bool hasWarpMmaBf16() const { return false; }
   /// d = A B + c over a warp (PTX mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32):

@@ -39,6 +39,7 @@ public:
   int64_t blockThreads() const override { return kThreads; }
   void limitRegisters(Operation *kernel, int64_t count) const override;
   void loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const override;
+  Value packBf16x2(OpBuilder &b, Location loc, Value lo, Value hi) const override;
   bool hasWarpMmaBf16() const override { return true; }
   void mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
                ArrayRef<Value> c, Value d[4]) const override;
