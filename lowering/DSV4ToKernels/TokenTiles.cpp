@@ -16,7 +16,10 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+
 #include <array>
+#include <cassert>
 
 using namespace mlir;
 using namespace mlir::compressa;
@@ -316,9 +319,13 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
                 sums.push_back(kb.reduce1(c(0), c(K / 8), kb.cf(0.0), [&](Value ks, Value acc) {
                   Value k0 = kb.mul(ks, c(8));
                   SmallVector<Value> v = kb.weights8(w, col, k0);
-                  for (int64_t i = 0; i < 8; ++i)
-                    acc = kb.add(acc, kb.mul(kb.roundBf16(kb.loadF(row.x, kb.add(k0, c(i)))),
-                                             v[i]));
+                  for (int64_t i = 0; i < 8; ++i) {
+                    // A bf16 x is already rounded (roundBf16 would be the identity).
+                    Value xi = kb.loadF(row.x, kb.add(k0, c(i)));
+                    if (!row.x.elt.isBF16())
+                      xi = kb.roundBf16(xi);
+                    acc = kb.add(acc, kb.mul(xi, v[i]));
+                  }
                   return acc;
                 }));
               store(mt, row, col, sums);
@@ -340,6 +347,13 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
         r0s.push_back(mt.row(kb.add(g, c(16 * mi))));
         r1s.push_back(mt.row(kb.add(g, c(16 * mi + 8))));
       }
+      // x in bf16 (every row of a tile is a row of one View): a lane's 8
+      // columns are one 16-byte load, the fragment's words as stored; the
+      // rows must be 16-byte aligned (rows of a multiple of 8 bf16 columns
+      // from an aligned base: the callers' scratch).
+      bool xBf16 = r0s.front().x.elt.isBF16();
+      assert((xBf16 || r0s.front().x.elt.isF32()) && "mmaTileDots reads f32 or bf16 x");
+      assert(K % 32 == 0 && "a lane's 8 columns stay 16-byte aligned");
       int64_t perM = nw * nTiles * 4;
       SmallVector<Value> zeros(perM * mTiles, kb.cf(0.0));
       // Two 32-wide steps a loop trip where K allows (the second step's
@@ -358,8 +372,32 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
               }
               return xs;
             };
+            // Words (0, 1), (2, 3), (4, 5), (6, 7) of the 8 bf16 columns
+            // k0 .. k0 + 7 (the lower column in the low half): what
+            // packBf16x2 makes of the f32 columns.
+            auto eightBf16 = [&](const View &x) {
+              OpBuilder &bld = kb.builder();
+              Type i32 = bld.getI32Type();
+              Value ptr = kb.offset(bld.getBF16Type(), x.ptr, k0);
+              Value v = LLVM::LoadOp::create(bld, kb.getLoc(), VectorType::get({4}, i32), ptr,
+                                             /*alignment=*/16);
+              std::array<Value, 4> words;
+              for (int i = 0; i < 4; ++i)
+                words[i] = LLVM::ExtractElementOp::create(bld, kb.getLoc(), v, kb.c32(i));
+              return words;
+            };
             SmallVector<std::array<std::array<Value, 4>, 2>> as(mTiles);
             for (int64_t mi = 0; mi < mTiles; ++mi) {
+              if (xBf16) {
+                std::array<Value, 4> w0 = eightBf16(r0s[mi].x), w1 = eightBf16(r1s[mi].x);
+                for (int64_t h = 0; h < 2; ++h) {
+                  as[mi][h][0] = w0[2 * h];
+                  as[mi][h][1] = w1[2 * h];
+                  as[mi][h][2] = w0[2 * h + 1];
+                  as[mi][h][3] = w1[2 * h + 1];
+                }
+                continue;
+              }
               SmallVector<Value> x0 = eight(r0s[mi].x), x1 = eight(r1s[mi].x);
               for (int64_t h = 0; h < 2; ++h) {
                 as[mi][h][0] = kb.packBf16x2(x0[4 * h], x0[4 * h + 1]);
@@ -418,6 +456,26 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
   });
 }
 
+/// xb[i] = bf16(x[i]) for i < n (n even), two values a word through
+/// packBf16x2: the very words mmaTileDots' f32-x path packs for its A
+/// fragments, so MMAs that read xb instead see the same bits.
+static void storeBf16Pairs(KernelBuilder &kb, View x, View xb, Value n) {
+  kb.parallelLoop(kb.c(0), kb.div(n, kb.c(2)), [&](Value e) {
+    Value i = kb.mul(e, kb.c(2));
+    Value word = kb.packBf16x2(kb.loadF(x, i), kb.loadF(x, kb.add(i, kb.c(1))));
+    kb.store(word, xb.ptr, e);
+  });
+}
+
+/// v[i] = bf16(x) as roundBf16 rounds it (what packBf16x2 does to a value
+/// of the A fragments).
+static void storeRoundedBf16(KernelBuilder &kb, View v, Value i, Value x) {
+  OpBuilder &b = kb.builder();
+  Value bits = arith::BitcastOp::create(b, kb.getLoc(), b.getI32Type(), kb.roundBf16(x));
+  Value high = arith::ShRUIOp::create(b, kb.getLoc(), bits, kb.c32(16));
+  kb.store(arith::TruncIOp::create(b, kb.getLoc(), b.getI16Type(), high), v.ptr, i);
+}
+
 Emitter::MmaTile Emitter::mmaExpertTile(const ExpertTiles &et, Value tile, View x,
                                         int64_t xStride, int64_t k, bool byToken,
                                         ArrayRef<const ExpertView *> tables) {
@@ -468,19 +526,27 @@ void Emitter::expertsMma(MoeExpertsOp op, SharedExpertOp shared) {
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View out = view(op.getResult());
   double limit = op.getSwigluLimit().convertToDouble();
-  View h = scratchF32(k * inter, 0), ys = scratchF32(k * dm, 0);
+  // The MMAs read x and h in bf16: x rounded once here (not once per
+  // weight-row group), h stored rounded (only the w2 tiles read it, and
+  // they round it anyway). Rows of dm and inter bf16 keep mmaTileDots'
+  // 16-byte loads aligned.
+  assert(dm % 8 == 0 && inter % 8 == 0 && x.elt.isF32());
+  Type bf16 = kb.builder().getBF16Type();
+  View xb{ctx.scratch(dm * 2, 0), bf16};
+  View h{ctx.scratch(k * inter * 2, 0), bf16}, ys = scratchF32(k * dm, 0);
   // Tiles of two 16-slot m-tiles: each weight fragment decoded once for
   // both (the decoding, not the MMAs, bounds these warps).
   constexpr int64_t mTiles = 2;
   ExpertTiles et = expertTiles(ids, k, e1.count, kMmaTokens * mTiles);
+  storeBf16Pairs(kb, x, xb, kb.mul(S(), c(dm)));
   // h[slot] = SwiGLU of the slot's token through the slot's expert; w1 and
   // w3 at the same rows in one warp, so both values of a hidden unit are in
   // the same lane.
   mmaTileDots(et.most, inter, std::max<int64_t>(1, mmaTilesPerWarp(inter) / 2),
-              [&](Value tile, Value) { return mmaExpertTile(et, tile, x, dm, k, true, {&e1, &e3}); },
+              [&](Value tile, Value) { return mmaExpertTile(et, tile, xb, dm, k, true, {&e1, &e3}); },
               [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
-                kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
-                          swiglu(gu[0], gu[1], limit));
+                storeRoundedBf16(kb, h, kb.add(kb.mul(row.index, c(inter)), i),
+                                 swiglu(gu[0], gu[1], limit));
               },
               mTiles);
   mmaTileDots(et.most, dm, mmaTilesPerWarp(dm),
@@ -498,15 +564,19 @@ void Emitter::sharedExpertMma(SharedExpertOp op) {
   WeightView w1 = w(op.getW1()), w3 = w(op.getW3()), w2 = w(op.getW2());
   int64_t dm = w1.cols, inter = w1.rows;
   View x = view(op.getX()), out = view(op.getResult());
-  View h = scratchF32(inter, 0);
+  // x and h in bf16, as in expertsMma.
+  assert(dm % 8 == 0 && inter % 8 == 0 && x.elt.isF32());
+  Type bf16 = kb.builder().getBF16Type();
+  View xb{ctx.scratch(dm * 2, 0), bf16}, h{ctx.scratch(inter * 2, 0), bf16};
   double limit = op.getSwigluLimit().convertToDouble();
   constexpr int64_t mTiles = 2, tokens = kMmaTokens * mTiles;
   Value tiles = kb.div(kb.add(S(), c(tokens - 1)), c(tokens));
+  storeBf16Pairs(kb, x, xb, kb.mul(S(), c(dm)));
   mmaTileDots(tiles, inter, std::max<int64_t>(1, mmaTilesPerWarp(inter) / 2),
-              [&](Value tile, Value) { return mmaDenseTile(tile, x, dm, {w1, w3}, tokens); },
+              [&](Value tile, Value) { return mmaDenseTile(tile, xb, dm, {w1, w3}, tokens); },
               [&](const MmaTile &, const MmaRow &row, Value i, ArrayRef<Value> gu) {
-                kb.storeF(h, kb.add(kb.mul(row.index, c(inter)), i),
-                          swiglu(gu[0], gu[1], limit));
+                storeRoundedBf16(kb, h, kb.add(kb.mul(row.index, c(inter)), i),
+                                 swiglu(gu[0], gu[1], limit));
               },
               mTiles);
   mmaTileDots(tiles, dm, mmaTilesPerWarp(dm),
