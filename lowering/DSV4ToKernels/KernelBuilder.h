@@ -159,6 +159,12 @@ public:
     assert(parallel() && "lane shuffles need a parallel target");
     return target.shuffleXor(b, loc, v, offset, kLanes);
   }
+  /// v of lane `srcLane` (a constant), in a warpLoop body where
+  /// lanesParallel().
+  Value shuffleIdx(Value v, int64_t srcLane) {
+    assert(parallel() && "lane shuffles need a parallel target");
+    return target.shuffleIdx(b, loc, v, c32(srcLane), kLanes);
+  }
   /// The 32-bit word grid-wide barriers meet on (parallel targets).
   void setSyncWord(Value word) { syncWord = word; }
   const TargetInfo &targetInfo() const { return target; }

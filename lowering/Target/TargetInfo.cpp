@@ -23,6 +23,9 @@ void TargetInfo::barrier(OpBuilder &, Location, Value) const {
 Value TargetInfo::shuffleXor(OpBuilder &, Location, Value, int64_t, int64_t) const {
   llvm_unreachable("shuffleXor on a sequential target");
 }
+Value TargetInfo::shuffleIdx(OpBuilder &, Location, Value, Value, int64_t) const {
+  llvm_unreachable("shuffleIdx on a sequential target");
+}
 
 void TargetInfo::loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const {
   Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, b.getF32Type()), ptr,

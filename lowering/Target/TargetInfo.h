@@ -65,6 +65,10 @@ public:
   /// `v` of the lane `offset` away in an xor butterfly of `width` lanes.
   virtual Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
                            int64_t width) const;
+  /// `v` of lane `srcLane` (an i32) of `width` lanes; only where
+  /// shuffleXor exists.
+  virtual Value shuffleIdx(OpBuilder &b, Location loc, Value v, Value srcLane,
+                           int64_t width) const;
 
   //===--------------------------------------------------------------------===//
   // Memory and arithmetic

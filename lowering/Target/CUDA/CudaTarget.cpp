@@ -175,6 +175,14 @@ Value CudaTarget::shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset
   return shuffle.getShuffleResult();
 }
 
+Value CudaTarget::shuffleIdx(OpBuilder &b, Location loc, Value v, Value srcLane,
+                             int64_t width) const {
+  auto shuffle = gpu::ShuffleOp::create(
+      b, loc, v, srcLane, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(width)),
+      gpu::ShuffleMode::IDX);
+  return shuffle.getShuffleResult();
+}
+
 // Every device buffer is aligned (weights 256 B in the device pool, arena
 // buffers 64 B) and accesses are natural: byte-wise accesses would be slow,
 // and ptxas converts (instead of truncating) an f32 register stored with

@@ -48,6 +48,8 @@ public:
   void barrier(OpBuilder &b, Location loc, Value syncWord) const override;
   Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
                    int64_t width) const override;
+  Value shuffleIdx(OpBuilder &b, Location loc, Value v, Value srcLane,
+                   int64_t width) const override;
   unsigned alignmentOf(Type elt) const override;
   Value loadScalarArg(OpBuilder &b, Location loc, Value entry) const override;
   Value math(OpBuilder &b, Location loc, MathFn fn, Value x) const override;
