@@ -135,6 +135,18 @@ public:
   /// hasWarpMmaBf16().
   virtual void mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
                        ArrayRef<Value> c, Value d[4]) const {}
+  /// The e4m3 codes of words w0 (bytes 0..3) and w1 (bytes 4..7) as four
+  /// f16x2 words, word i holding bytes i (low half) and i + 4, exactly;
+  /// false where the target has no such conversion.
+  virtual bool decodeE4M3x8F16x2(OpBuilder &b, Location loc, Value w0, Value w1,
+                                 Value out[4]) const {
+    return false;
+  }
+  /// The same with f16 A and B (mma.sync.m16n8k16.row.col.f32.f16.f16.f32):
+  /// four and two i32 of two f16 each per lane (the lower index in the low
+  /// half). Only where hasWarpMmaBf16().
+  virtual void mmaF16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
+                      ArrayRef<Value> c, Value d[4]) const {}
 
   //===--------------------------------------------------------------------===//
   // Code generation

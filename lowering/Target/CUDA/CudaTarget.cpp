@@ -315,6 +315,56 @@ void CudaTarget::mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef
     d[i] = LLVM::ExtractValueOp::create(b, loc, mma.getResult(), i);
 }
 
+void CudaTarget::mmaF16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
+                        ArrayRef<Value> c, Value d[4]) const {
+  // The f16 operands are vector<2xf16> registers: the i32 words as they are.
+  Type f32 = b.getF32Type(), h2 = VectorType::get({2}, b.getF16Type());
+  auto halves = [&](ArrayRef<Value> words) {
+    SmallVector<Value> v;
+    for (Value w : words)
+      v.push_back(LLVM::BitcastOp::create(b, loc, h2, w));
+    return v;
+  };
+  auto four = LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+  auto mma = NVVM::MmaOp::create(
+      b, loc, four, halves(a), halves(bFrag), c, /*shape=*/{16, 8, 16}, /*b1Op=*/std::nullopt,
+      /*intOverflow=*/std::nullopt,
+      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::f16, NVVM::MMATypes::f16},
+      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
+  for (int64_t i = 0; i < 4; ++i)
+    d[i] = LLVM::ExtractValueOp::create(b, loc, mma.getResult(), i);
+}
+
+// Two prmt.b32 pick bytes (i, i + 4) of the eight into 16-bit pairs, and
+// one cvt.rn.f16x2.e4m3x2 a pair converts them (e4m3 is exact in f16).
+bool CudaTarget::decodeE4M3x8F16x2(OpBuilder &b, Location loc, Value w0, Value w1,
+                                   Value out[4]) const {
+  MLIRContext *ctx = b.getContext();
+  Type i32 = b.getI32Type();
+  auto four = LLVM::LLVMStructType::getLiteral(ctx, {i32, i32, i32, i32});
+  auto asmOp = LLVM::InlineAsmOp::create(
+      b, loc, four, ValueRange{w0, w1},
+      b.getStringAttr("{\n"
+                      ".reg .b32 t;\n"
+                      ".reg .b16 lo, hi;\n"
+                      "prmt.b32 t, $4, $5, 0x5140;\n"
+                      "mov.b32 {lo, hi}, t;\n"
+                      "cvt.rn.f16x2.e4m3x2 $0, lo;\n"
+                      "cvt.rn.f16x2.e4m3x2 $1, hi;\n"
+                      "prmt.b32 t, $4, $5, 0x7362;\n"
+                      "mov.b32 {lo, hi}, t;\n"
+                      "cvt.rn.f16x2.e4m3x2 $2, lo;\n"
+                      "cvt.rn.f16x2.e4m3x2 $3, hi;\n"
+                      "}"),
+      b.getStringAttr("=r,=r,=r,=r,r,r"), /*has_side_effects=*/UnitAttr(),
+      /*is_align_stack=*/UnitAttr(),
+      LLVM::TailCallKindAttr::get(ctx, LLVM::tailcallkind::TailCallKind::None),
+      /*asm_dialect=*/LLVM::AsmDialectAttr(), /*operand_attrs=*/ArrayAttr());
+  for (int64_t i = 0; i < 4; ++i)
+    out[i] = LLVM::ExtractValueOp::create(b, loc, asmOp.getResult(0), i);
+  return true;
+}
+
 bool CudaTarget::decodeE4M3Pair(OpBuilder &b, Location loc, Value pair,
                                 Value out[2]) const {
   // One cvt.rn.f16x2.e4m3x2 for both codes (the low byte to the low half);

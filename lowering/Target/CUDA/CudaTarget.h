@@ -43,6 +43,10 @@ public:
   bool hasWarpMmaBf16() const override { return true; }
   void mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
                ArrayRef<Value> c, Value d[4]) const override;
+  bool decodeE4M3x8F16x2(OpBuilder &b, Location loc, Value w0, Value w1,
+                         Value out[4]) const override;
+  void mmaF16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
+               ArrayRef<Value> c, Value d[4]) const override;
   Value threadId(OpBuilder &b, Location loc) const override;
   Value threadCount(OpBuilder &b, Location loc) const override;
   void barrier(OpBuilder &b, Location loc, Value syncWord) const override;
