@@ -17,6 +17,9 @@
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/Support/MathExtras.h"
 
+#include <cstdlib>
+#include <string>
+
 namespace mlir::compressa {
 #define GEN_PASS_DEF_CONVERTDSV4TOKERNELSPASS
 #define GEN_PASS_DEF_LOWERKERNELSTOLLVMPASS
@@ -289,6 +292,15 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       }
     }
     ec.fastLinear = usesFastLinear(&op);
+    // The exact experts' tensor-core program where the target has warp
+    // MMAs. COMPRESSA_EXACT_MMA at compile time overrides: 0 keeps f32 dots
+    // (to measure one against the other), 1 takes the program's CPU twin on
+    // the CPU target too (to test it end to end).
+    static const int exactMmaEnv = [] {
+      const char *v = std::getenv("COMPRESSA_EXACT_MMA");
+      return !v ? -1 : std::string(v) == "0" ? 0 : std::string(v) == "1" ? 1 : -1;
+    }();
+    ec.exactMma = exactMmaEnv < 0 ? target.hasWarpMmaBf16() : exactMmaEnv == 1;
     if (failed(emitOp(kb, &op, ec, patterns)))
       return failure();
     if (kb.storedOutsideRegion())

@@ -457,6 +457,34 @@ public:
   void experts(MoeExpertsOp op);
   void sharedExpert(SharedExpertOp op);
   void expertsWithShared(MoeExpertsOp op, SharedExpertOp shared);
+
+  // Exact dots of FP4 weights on tensor cores (ExactMma.cpp). Each 32-column
+  // block of an f32 row is scaled by a power of two 2^P (its largest
+  // magnitude to [2^14, 2^15)) and split into three parts that are
+  // multiples of 2^4, 2^-7 and 2^-18: each exact in f16, their sum the
+  // scaled value to within 2^-19 (2^-33 of the block's largest). The FP4
+  // codes go into f16 bits as the value times 2^-14, so every product is
+  // exact; an MMA sums a block's 32 columns for three part columns at once,
+  // and the block's sum is scaled by 2^(14 - P) times the weight row's
+  // UE8M0 scale into an f32 accumulator per part. The CPU twin computes the
+  // same products and sums them in column order.
+  struct ExactParts {
+    View parts;   ///< f16 on CUDA (in MMA fragment order), f32 on the CPU
+    View factors; ///< 2^(14 - P) per (row, block)
+    int64_t blocks = 0;
+  };
+  /// The parts of `rows` (at most maxRows) rows of `cols` f32 at v.
+  ExactParts exactParts(View v, Value rows, int64_t cols, int64_t maxRows);
+  /// The dots of rows row0 .. row0 + 15 of each FP4 weight of `ws` with row
+  /// xRow of `xp`: store(row offset, a value per weight) once per row.
+  void exactMmaTile(ArrayRef<WeightView> ws, Value row0, const ExactParts &xp, Value xRow,
+                    Value lane, function_ref<void(Value, ArrayRef<Value>)> store);
+  static bool exactMmaFits(const ExpertView &e);
+  static bool exactMmaFits(const WeightView &w);
+  /// expertsWithShared / expertsByToken (without expert parallelism) with
+  /// the routed experts' dots through exactMmaTile; the shared expert's as
+  /// there. For calls of at most maxTokens tokens.
+  void expertsExactMma(MoeExpertsOp op, SharedExpertOp shared, int64_t maxTokens);
   Value poolChannel(View kvState, View scoreState, Value i, int64_t slots, int64_t width,
                     bool overlap, int64_t m, int64_t dim);
   Value routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k, Value s,

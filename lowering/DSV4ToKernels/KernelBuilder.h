@@ -257,13 +257,14 @@ public:
     return lut("__compressa_lut_" + key, values);
   }
 
+  Value e8m0(Value byte); ///< UE8M0 code (i8) -> f32
+  /// The e2m1 value (unscaled) of FP4 weight [row, col]; `odd`: col is odd.
+  Value fp4At(const WeightView &w, Value row, Value col, Value odd);
+
 private:
   Value lut(StringRef name, ArrayRef<float> values);
   Value fp8(Value byte);  ///< e4m3fn code (i8) -> f32
-  Value e8m0(Value byte); ///< UE8M0 code (i8) -> f32
   Value fp4(Value nibble); ///< e2m1 code (i8, low 4 bits) -> f32
-  /// The e2m1 value (unscaled) of FP4 weight [row, col]; `odd`: col is odd.
-  Value fp4At(const WeightView &w, Value row, Value col, Value odd);
   /// The values of the weights in a 16-byte segment held as four i32 words,
   /// times 2^-k (k returned: a target's exact word-wise decoding may scale).
   int decodeSegment(Type elt, ArrayRef<Value> words, SmallVectorImpl<Value> &vals);

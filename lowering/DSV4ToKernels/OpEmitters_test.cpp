@@ -1260,7 +1260,11 @@ void expectClampFires(const std::vector<double> &g, const std::vector<double> &u
   EXPECT_GT(inside, int64_t(u.size() / 2)) << "the clamp fires almost everywhere";
 }
 
-void checkExperts(bool fp4, uint32_t seed) {
+/// exactMma: the op marked dsv4.exact_mma, i.e. the CPU twin of the exact
+/// tensor-core experts (Emitter::expertsExactMma: x split into three f16
+/// parts per 32-column block, exact products, f32 sums), held to the same
+/// tolerance as the f32 loops.
+void checkExperts(bool fp4, uint32_t seed, bool exactMma = false) {
   Rng rng(seed);
   const int64_t S = 4, D = 64, I = 32, E = 4, K = 2;
   std::vector<Weight> w1s, w3s, w2s;
@@ -1298,14 +1302,18 @@ void checkExperts(bool fp4, uint32_t seed) {
       %w1 = dsv4.param "ffn.experts.*.w1.weight" : $W1$
       %w3 = dsv4.param "ffn.experts.*.w3.weight" : $W3$
       %w2 = dsv4.param "ffn.experts.*.w2.weight" : $W2$
-      %y = dsv4.moe.experts %x, %wts, %ids, %w1, %w3, %w2 {swiglu_limit = $L$ : f64}
+      %y = dsv4.moe.experts %x, %wts, %ids, %w1, %w3, %w2 {swiglu_limit = $L$ : f64$M$}
           : (tensor<?x64xf32>, tensor<?x2xf32>, tensor<?x2xi32>, $W1$, $W3$, $W2$) -> tensor<?x64xf32>
       return
-    })", {{"W1", w1.type}, {"W3", w3.type}, {"W2", w2.type}, {"L", f64(limit)}});
+    })", {{"W1", w1.type}, {"W3", w3.type}, {"W2", w2.type}, {"L", f64(limit)},
+          {"M", exactMma ? ", dsv4.exact_mma" : ""}});
   OpKernel k;
   COMPILE(k, text, kNoContext);
+  // 4 tokens take the expert tiles (two slots an expert); the twin runs
+  // below that, so its kernel gets the first 3.
+  const int64_t runS = exactMma ? 3 : S;
   GuardedBuffer y = floatBuffer(S * D, kNaN);
-  ASSERT_TRUE(k.run(S, 0, {{x.data()}, {wts.data()}, {ids.data()}, w1.arg(), w3.arg(), w2.arg()},
+  ASSERT_TRUE(k.run(runS, 0, {{x.data()}, {wts.data()}, {ids.data()}, w1.arg(), w3.arg(), w2.arg()},
                     {y.data()}));
   std::vector<double> want(S * D, 0.0);
   for (int64_t s = 0; s < S; ++s)
@@ -1315,12 +1323,15 @@ void checkExperts(bool fp4, uint32_t seed) {
       for (int64_t i = 0; i < D; ++i)
         want[s * D + i] += double(wts.as<float>()[s * K + j]) * ys[i];
     }
-  expectClose(std::string("moe.experts ") + (fp4 ? "fp4" : "bf16"), y.as<float>(), want);
+  want.resize(runS * D);
+  expectClose(std::string("moe.experts ") + (fp4 ? "fp4" : "bf16") + (exactMma ? " exact_mma" : ""),
+              y.as<float>(), want);
   expectGuards({&x, &wts, &ids, &y});
 }
 
 TEST(CpuKernels, MoeExpertsFp4Stack) { checkExperts(true, 20); }
 TEST(CpuKernels, MoeExpertsBf16Stack) { checkExperts(false, 21); }
+TEST(CpuKernels, MoeExpertsFp4ExactMmaTwin) { checkExperts(true, 20, true); }
 
 TEST(CpuKernels, MoeSharedExpertFp8) {
   Rng rng(22);

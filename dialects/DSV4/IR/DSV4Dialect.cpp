@@ -436,6 +436,12 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
                                << value;
     return success();
   }
+  if (name == kExactMmaAttr) {
+    if (!isa<UnitAttr>(value) || !isa<MoeExpertsOp>(op))
+      return op->emitOpError() << name << " must be a unit on a dsv4.moe.experts, got "
+                               << value;
+    return success();
+  }
   if (name == kModelInfoAttr) {
     auto dict = dyn_cast<DictionaryAttr>(value);
     if (!dict)

@@ -67,6 +67,10 @@ inline constexpr llvm::StringLiteral kModelInfoAttr = "dsv4.model_info";
 inline constexpr llvm::StringLiteral kConfigJsonAttr = "dsv4.config_json";
 inline constexpr llvm::StringLiteral kMaxContextAttr = "dsv4.max_context";
 inline constexpr llvm::StringLiteral kNumericsAttr = "dsv4.numerics";
+/// A unit on a dsv4.moe.experts: its exact kernel takes the tensor-core
+/// program (ExactMma.cpp; on the CPU its twin). The CUDA lowering chooses it
+/// by itself; unit tests mark ops with it to run the twin.
+inline constexpr llvm::StringLiteral kExactMmaAttr = "dsv4.exact_mma";
 inline constexpr llvm::StringLiteral kKernelAttr = "dsv4.kernel";
 inline constexpr llvm::StringLiteral kAbiAttr = "dsv4.abi";
 /// The keys of dsv4.model_info, each an i64.

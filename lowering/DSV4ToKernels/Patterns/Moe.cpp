@@ -9,6 +9,7 @@
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -144,10 +145,14 @@ void Emitter::experts(MoeExpertsOp op) {
   if (!op.getFirstExpert()) {
     auto shared = cast_or_null<SharedExpertOp>(ctx.fusedShared);
     int64_t perExpert = ctx.batched ? 1 : 2;
+    int64_t tiledFrom = (perExpert * e1.count + k - 1) / k;
     branch(
-        manyTokens((perExpert * e1.count + k - 1) / k), [&] { expertsTiled(op, shared); },
+        manyTokens(tiledFrom), [&] { expertsTiled(op, shared); },
         [&] {
-          if (shared)
+          if (ctx.exactMma && !ctx.batched && exactMmaFits(e1) &&
+              exactMmaFits(ctx.experts.lookup(op.getW3())) && exactMmaFits(e2))
+            expertsExactMma(op, shared, std::max<int64_t>(1, tiledFrom - 1));
+          else if (shared)
             expertsWithShared(op, shared);
           else
             expertsByToken(op);
