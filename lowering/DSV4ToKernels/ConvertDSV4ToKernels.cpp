@@ -292,15 +292,16 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       }
     }
     ec.fastLinear = usesFastLinear(&op);
-    // The exact experts' tensor-core program where the target has warp
-    // MMAs. COMPRESSA_EXACT_MMA at compile time overrides: 0 keeps f32 dots
-    // (to measure one against the other), 1 takes the program's CPU twin on
-    // the CPU target too (to test it end to end).
-    static const int exactMmaEnv = [] {
+    // The exact experts' tensor-core program (ExactMma.cpp) only where
+    // COMPRESSA_EXACT_MMA=1 at compile time: on CUDA its mma.sync kernels, on
+    // the CPU its twin. Off by default: on an H200 a V4-Flash decode step's
+    // experts took 439 us with it against 402 us with the f32 dots (see
+    // docs/perf.md, eighth session).
+    static const bool exactMmaOn = [] {
       const char *v = std::getenv("COMPRESSA_EXACT_MMA");
-      return !v ? -1 : std::string(v) == "0" ? 0 : std::string(v) == "1" ? 1 : -1;
+      return v && std::string(v) == "1";
     }();
-    ec.exactMma = exactMmaEnv < 0 ? target.hasWarpMmaBf16() : exactMmaEnv == 1;
+    ec.exactMma = exactMmaOn;
     if (failed(emitOp(kb, &op, ec, patterns)))
       return failure();
     if (kb.storedOutsideRegion())

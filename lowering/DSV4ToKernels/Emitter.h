@@ -473,12 +473,22 @@ public:
     View factors; ///< 2^(14 - P) per (row, block)
     int64_t blocks = 0;
   };
+  /// Scratch for the parts of at most maxRows rows of `cols` values.
+  ExactParts allocParts(int64_t cols, int64_t maxRows);
+  /// Block `blk` (row * blocks + block) of the rows at v into xp: in a warp
+  /// loop (a lane a value where lanes run in parallel).
+  void splitBlock(const ExactParts &xp, View v, Value blk, Value lane);
+  /// The same with the block's value j (0..31) from valueAt(j).
+  void splitBlock(const ExactParts &xp, function_ref<Value(Value)> valueAt, Value blk,
+                  Value lane);
   /// The parts of `rows` (at most maxRows) rows of `cols` f32 at v.
   ExactParts exactParts(View v, Value rows, int64_t cols, int64_t maxRows);
-  /// The dots of rows row0 .. row0 + 15 of each FP4 weight of `ws` with row
-  /// xRow of `xp`: store(row offset, a value per weight) once per row.
+  /// The dots of rows row0 .. row0 + 15 of each FP4/FP8 weight of `ws` with
+  /// row xRow of `xp` (over blocks blk0 .. blk0 + nblk - 1 of 32 columns;
+  /// all without blk0): store(row offset, a value per weight) once per row.
   void exactMmaTile(ArrayRef<WeightView> ws, Value row0, const ExactParts &xp, Value xRow,
-                    Value lane, function_ref<void(Value, ArrayRef<Value>)> store);
+                    Value lane, function_ref<void(Value, ArrayRef<Value>)> store,
+                    Value blk0 = {}, int64_t nblk = 0);
   static bool exactMmaFits(const ExpertView &e);
   static bool exactMmaFits(const WeightView &w);
   /// expertsWithShared / expertsByToken (without expert parallelism) with

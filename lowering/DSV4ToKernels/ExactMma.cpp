@@ -1,17 +1,23 @@
-//===- ExactMma.cpp - Exact dots of FP4 weights on tensor cores -----------===//
+//===- ExactMma.cpp - Exact dots of FP4/FP8 weights on tensor cores -------===//
 // SPDX-License-Identifier: Apache-2.0
 //
-// The routed experts of an exact single-sequence program (f32 activations)
-// on mma.sync. A decode step's experts, as f32 dots, took about 7 warp
-// instructions a weight (decode, convert, multiply, add) and ran at a
-// fifth of the copy bandwidth; here a lane decodes 16 FP4 codes into f16
-// bits (four instructions a pair) and two MMAs take 256 products each.
+// The routed and shared experts of an exact single-sequence program (f32
+// activations) on mma.sync, opt-in (COMPRESSA_EXACT_MMA=1 at compile time).
+// As f32 dots a decode step's experts take about 7 warp instructions a
+// weight (decode, convert, multiply, add); here a lane decodes 16 FP4 codes
+// into f16 bits (four instructions a pair; FP8: prmt and cvt) and two MMAs
+// take 256 products each.
 //
 // Exactness (Emitter.h, ExactParts): x is split per 32-column block into
 // three f16 parts whose sum is x to 2^-33 of the block's largest value, the
-// FP4 codes are exact in f16, so every product is exact and only the sums
-// round (in f32, in the MMA's order on CUDA and in column order on the CPU
-// twin). The results differ from the f32 loop's in the last bits only.
+// FP4 and FP8 codes are exact in f16, so every product is exact and only
+// the sums round (in f32, in the MMA's order on CUDA and in column order on
+// the CPU twin). The results differ from the f32 loop's in the last bits.
+//
+// Measured on an H200 (docs/perf.md, eighth session): V4-Flash's decode
+// experts take 439 us a step this way against 402 us as f32 dots. Each warp
+// walks a 16-row tile's blocks in a serial chain of loads, and the kernel's
+// 128-register cap limits how many are in flight; hence off by default.
 //
 //===----------------------------------------------------------------------===//
 
@@ -83,32 +89,52 @@ bool Emitter::exactMmaFits(const WeightView &w) {
          w.rows % kTileRows == 0;
 }
 
-Emitter::ExactParts Emitter::exactParts(View v, Value rows, int64_t cols, int64_t maxRows) {
+Emitter::ExactParts Emitter::allocParts(int64_t cols, int64_t maxRows) {
   assert(cols % kBlock == 0);
-  OpBuilder &b = kb.builder();
   bool mma = kb.targetInfo().hasWarpMmaBf16();
   int64_t blocks = cols / kBlock, perRow = blocks * kParts * kBlock;
   ExactParts xp;
   xp.blocks = blocks;
   xp.parts = View{ctx.scratch(0, maxRows * perRow * (mma ? 2 : 4)),
-                  mma ? Type(b.getF16Type()) : kb.f32()};
+                  mma ? Type(kb.builder().getF16Type()) : kb.f32()};
   xp.factors = scratchF32(0, maxRows * blocks);
-  // A thread per value; each finds its block's largest magnitude itself.
-  kb.parallelLoop(c(0), kb.mul(rows, c(cols)), [&](Value e) {
-    Value j = kb.rem(e, c(kBlock)), blk = kb.div(e, c(kBlock)); // blk: row * blocks + block
-    View block = kb.at(v, kb.sub(e, j));
-    Value most = kb.cf(0.0);
+  return xp;
+}
+
+void Emitter::splitBlock(const ExactParts &xp, View v, Value blk, Value lane) {
+  // blk = row * blocks + block: its 32 values start at blk * 32 of v.
+  View block = kb.at(v, kb.mul(blk, c(kBlock)));
+  splitBlock(xp, [&](Value j) { return kb.loadF(block, j); }, blk, lane);
+}
+
+void Emitter::splitBlock(const ExactParts &xp, function_ref<Value(Value)> valueAt, Value blk,
+                         Value lane) {
+  OpBuilder &b = kb.builder();
+  bool mma = kb.targetInfo().hasWarpMmaBf16();
+  // The largest magnitude: over the lanes (a value each) where lanes run in
+  // parallel, else in a loop.
+  Value most;
+  if (kb.lanesParallel()) {
+    Value x = valueAt(lane);
+    most = kb.max(x, kb.neg(x));
+    for (int64_t off = kBlock / 2; off >= 1; off /= 2)
+      most = kb.max(most, kb.shuffleXor(most, off));
+  } else {
+    most = kb.cf(0.0);
     for (int64_t i = 0; i < kBlock; ++i) {
-      Value x = kb.loadF(block, c(i));
+      Value x = valueAt(c(i));
       most = kb.max(most, kb.max(x, kb.neg(x)));
     }
-    // P = 14 - floor(log2(most)), at most 127 (a block of zeros, or of
-    // values below 2^-113, keeps P = 127).
-    Value bits = arith::BitcastOp::create(b, kb.getLoc(), b.getI32Type(), most);
-    Value field = kb.toI64(arith::AndIOp::create(
-        b, kb.getLoc(), arith::ShRUIOp::create(b, kb.getLoc(), bits, kb.c32(23)), kb.c32(255)));
-    Value p = kb.min(kb.sub(c(14 + 127), field), c(127));
-    Value x = kb.mul(kb.loadF(v, e), pow2(kb, p));
+  }
+  // P = 14 - floor(log2(most)), at most 127 (a block of zeros, or of values
+  // below 2^-113, keeps P = 127).
+  Value bits = arith::BitcastOp::create(b, kb.getLoc(), b.getI32Type(), most);
+  Value field = kb.toI64(arith::AndIOp::create(
+      b, kb.getLoc(), arith::ShRUIOp::create(b, kb.getLoc(), bits, kb.c32(23)), kb.c32(255)));
+  Value p = kb.min(kb.sub(c(14 + 127), field), c(127));
+  Value up = pow2(kb, p);
+  auto split = [&](Value j, Value value) {
+    Value x = kb.mul(value, up);
     Value p0 = roundToMultiple(kb, x, 4), r1 = kb.sub(x, p0);
     Value p1 = roundToMultiple(kb, r1, -7), r2 = kb.sub(r1, p1);
     Value p2 = roundToMultiple(kb, r2, -18);
@@ -130,18 +156,35 @@ Emitter::ExactParts Emitter::exactParts(View v, Value rows, int64_t cols, int64_
         part = arith::TruncFOp::create(b, kb.getLoc(), b.getF16Type(), part);
       kb.store(part, xp.parts.ptr, kb.add(at, c(n * kBlock)));
     }
-    kb.ifThen(kb.eq(j, c(0)), [&] { kb.storeF(xp.factors, blk, pow2(kb, kb.sub(c(14), p))); });
-  });
+  };
+  if (kb.lanesParallel())
+    split(lane, valueAt(lane));
+  else
+    kb.loop(c(0), c(kBlock), [&](Value j) { split(j, valueAt(j)); });
+  kb.ifThen(kb.eq(lane, c(0)), [&] { kb.storeF(xp.factors, blk, pow2(kb, kb.sub(c(14), p))); });
+}
+
+Emitter::ExactParts Emitter::exactParts(View v, Value rows, int64_t cols, int64_t maxRows) {
+  ExactParts xp = allocParts(cols, maxRows);
+  // A warp per block of 32 values (a lane each).
+  kb.warpLoop(c(0), kb.mul(rows, c(xp.blocks)),
+              [&](Value blk, Value lane) { splitBlock(xp, v, blk, lane); });
   return xp;
 }
 
 void Emitter::exactMmaTile(ArrayRef<WeightView> ws, Value row0, const ExactParts &xp, Value xRow,
-                           Value lane, function_ref<void(Value, ArrayRef<Value>)> store) {
+                           Value lane, function_ref<void(Value, ArrayRef<Value>)> store,
+                           Value blk0, int64_t nblk) {
   OpBuilder &b = kb.builder();
   Location loc = kb.getLoc();
   const TargetInfo &target = kb.targetInfo();
   int64_t nw = ws.size(), K = ws.front().cols, blocks = K / kBlock;
   assert(blocks == xp.blocks && "x and the weights have the same columns");
+  if (!blk0) {
+    blk0 = c(0);
+    nblk = blocks;
+  }
+  assert(nblk > 0 && blocks % nblk == 0);
   Type i8 = b.getI8Type(), i32 = b.getI32Type();
   Value xBlock0 = kb.mul(xRow, c(blocks));
   auto factorAt = [&](Value blk) { return kb.loadF(xp.factors, kb.add(xBlock0, blk)); };
@@ -162,7 +205,8 @@ void Emitter::exactMmaTile(ArrayRef<WeightView> ws, Value row0, const ExactParts
       for (const WeightView &w : ws) {
         SmallVector<Value> zeros(kParts, kb.cf(0.0));
         SmallVector<Value> acc = kb.reduce(
-            c(0), c(blocks), zeros, [&](Value blk, ValueRange in) -> SmallVector<Value> {
+            blk0, kb.add(blk0, c(nblk)), zeros,
+            [&](Value blk, ValueRange in) -> SmallVector<Value> {
               Value f = isa<Float4E2M1FNType>(w.elt)
                             ? kb.mul(scaleAt(w, row, blk), factorAt(blk))
                             : kb.mul(factorAt(blk), kb.cf(std::ldexp(1.0, -14)));
@@ -198,7 +242,7 @@ void Emitter::exactMmaTile(ArrayRef<WeightView> ws, Value row0, const ExactParts
   Value r0 = kb.add(row0, g), r1 = kb.add(r0, c(8));
   int64_t unroll = 1;
   for (int64_t u : {nw == 1 ? 8 : 4, 4, 2})
-    if (blocks % u == 0) {
+    if (nblk % u == 0) {
       unroll = u;
       break;
     }
@@ -255,10 +299,10 @@ void Emitter::exactMmaTile(ArrayRef<WeightView> ws, Value row0, const ExactParts
   };
   SmallVector<Value> zeros(4 * nw, kb.cf(0.0));
   SmallVector<Value> acc = kb.reduce(
-      c(0), c(blocks / unroll), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+      c(0), c(nblk / unroll), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
         SmallVector<Value> a(in);
         for (int64_t u = 0; u < unroll; ++u)
-          a = step(kb.add(kb.mul(it, c(unroll)), c(u)), a);
+          a = step(kb.add(blk0, kb.add(kb.mul(it, c(unroll)), c(u))), a);
         return a;
       });
   // d[0], d[1]: row g, parts 2q and 2q + 1; d[2], d[3]: row g + 8. Lane q = 0
@@ -286,7 +330,7 @@ void Emitter::expertsExactMma(MoeExpertsOp op, SharedExpertOp shared, int64_t ma
     return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
   };
   // Scratch for at most maxTokens tokens (the tiles take larger calls).
-  View h = scratchF32(0, maxTokens * k * inter), ys = scratchF32(0, maxTokens * k * dm);
+  View ys = scratchF32(0, maxTokens * k * dm);
   // The shared expert (fused): on the MMAs too where its weights fit (FP8
   // of the V4 checkpoints), else its dots as in expertsWithShared.
   WeightView s1, s3, s2;
@@ -297,50 +341,101 @@ void Emitter::expertsExactMma(MoeExpertsOp op, SharedExpertOp shared, int64_t ma
   if (shared) {
     s1 = w(shared.getW1()), s3 = w(shared.getW3()), s2 = w(shared.getW2());
     sInter = s1.rows;
-    hs = scratchF32(0, maxTokens * sInter);
     sharedOut = view(shared.getResult());
     sLimit = shared.getSwigluLimit().convertToDouble();
     sharedMma = exactMmaFits(s1) && exactMmaFits(s3) && exactMmaFits(s2);
+    if (!sharedMma)
+      hs = scratchF32(0, maxTokens * sInter);
   }
   ExactParts xp = exactParts(x, S(), dm, maxTokens);
   auto notBelow = [&](Value e, Value n) { return kb.eq(kb.lt(e, n), kb.eq(c(0), c(1))); };
-  // h[slot] = SwiGLU of the slot's token through its expert, 16 hidden rows
-  // (of w1 and w3) a warp; then the shared expert's hidden rows.
+  // The gate and up dots of 16 hidden rows (of w1 and w3) a warp, over one
+  // of kSplit runs of x's blocks: a tile's loads are a serial chain per
+  // warp, and one run a warp halves it (on an H200, 896 warps each taking
+  // all 128 blocks of a V4-Flash decode step left half the warps idle and
+  // the rest waiting on memory 32 times in a row). The partial sums meet
+  // in the parts step below, in run order.
+  int64_t kSplit = xp.blocks % 2 == 0 ? 2 : 1, runBlocks = xp.blocks / kSplit;
+  View gp = scratchF32(0, maxTokens * k * kSplit * inter);
+  View upv = scratchF32(0, maxTokens * k * kSplit * inter);
+  View sgp, sup;
+  if (sharedMma) {
+    sgp = scratchF32(0, maxTokens * kSplit * sInter);
+    sup = scratchF32(0, maxTokens * kSplit * sInter);
+  }
   int64_t upTiles = inter / kTileRows, sUpTiles = sInter / kTileRows;
-  Value routedUp = kb.mul(S(), c(k * upTiles));
+  Value routedUp = kb.mul(S(), c(k * upTiles * kSplit));
   Value upItems = routedUp;
   if (shared)
-    upItems = kb.add(routedUp, kb.mul(S(), c(sharedMma ? sUpTiles : sInter)));
+    upItems = kb.add(routedUp, kb.mul(S(), c(sharedMma ? sUpTiles * kSplit : sInter)));
   kb.warpLoop(c(0), upItems, [&](Value e, Value lane) {
     kb.ifThen(kb.lt(e, routedUp), [&] {
-      Value slot = kb.div(e, c(upTiles)), row0 = kb.mul(kb.rem(e, c(upTiles)), c(kTileRows));
+      Value tile = kb.div(e, c(kSplit)), run = kb.rem(e, c(kSplit));
+      Value slot = kb.div(tile, c(upTiles)), row0 = kb.mul(kb.rem(tile, c(upTiles)), c(kTileRows));
       Value ex = expertOf(slot);
-      exactMmaTile({e1.expert(kb, ex), e3.expert(kb, ex)}, row0, xp, kb.div(slot, c(k)), lane,
-                   [&](Value r, ArrayRef<Value> gu) {
-                     kb.storeF(h, kb.add(kb.mul(slot, c(inter)), kb.add(row0, r)),
-                               swiglu(gu[0], gu[1], limit));
-                   });
+      Value at = kb.add(kb.mul(kb.add(kb.mul(slot, c(kSplit)), run), c(inter)), row0);
+      exactMmaTile(
+          {e1.expert(kb, ex), e3.expert(kb, ex)}, row0, xp, kb.div(slot, c(k)), lane,
+          [&](Value r, ArrayRef<Value> gu) {
+            kb.storeF(gp, kb.add(at, r), gu[0]);
+            kb.storeF(upv, kb.add(at, r), gu[1]);
+          },
+          kb.mul(run, c(runBlocks)), runBlocks);
     });
     if (!shared)
       return;
     kb.ifThen(notBelow(e, routedUp), [&] {
       Value f = kb.sub(e, routedUp);
       if (sharedMma) {
-        Value s = kb.div(f, c(sUpTiles)), row0 = kb.mul(kb.rem(f, c(sUpTiles)), c(kTileRows));
-        exactMmaTile({s1, s3}, row0, xp, s, lane, [&](Value r, ArrayRef<Value> gu) {
-          kb.storeF(hs, kb.add(kb.mul(s, c(sInter)), kb.add(row0, r)),
-                    swiglu(gu[0], gu[1], sLimit));
-        });
+        Value tile = kb.div(f, c(kSplit)), run = kb.rem(f, c(kSplit));
+        Value s = kb.div(tile, c(sUpTiles)), row0 = kb.mul(kb.rem(tile, c(sUpTiles)), c(kTileRows));
+        Value at = kb.add(kb.mul(kb.add(kb.mul(s, c(kSplit)), run), c(sInter)), row0);
+        exactMmaTile(
+            {s1, s3}, row0, xp, s, lane,
+            [&](Value r, ArrayRef<Value> gu) {
+              kb.storeF(sgp, kb.add(at, r), gu[0]);
+              kb.storeF(sup, kb.add(at, r), gu[1]);
+            },
+            kb.mul(run, c(runBlocks)), runBlocks);
         return;
       }
       View xs = kb.at(x, kb.mul(kb.div(f, c(sInter)), c(dm)));
       kb.storeOnce(hs, f, swigluHidden(xs, s1, s3, sLimit, kb.rem(f, c(sInter)), lane), lane);
     });
   });
-  ExactParts hp = exactParts(h, kb.mul(S(), c(k)), inter, maxTokens * k);
-  ExactParts hsp;
-  if (sharedMma)
-    hsp = exactParts(hs, S(), sInter, maxTokens);
+  // The hiddens (the runs' sums in order, then the SwiGLU) straight into
+  // their parts (routed, then shared), in one step.
+  auto hidden = [&](View g, View u, int64_t n, int64_t blocks, double lim, Value blk, Value j) {
+    Value row = kb.div(blk, c(blocks));
+    Value i = kb.add(kb.mul(kb.rem(blk, c(blocks)), c(kBlock)), j);
+    Value at = kb.add(kb.mul(row, c(kSplit * n)), i);
+    Value gs = kb.loadF(g, at), us = kb.loadF(u, at);
+    for (int64_t r = 1; r < kSplit; ++r) {
+      gs = kb.add(gs, kb.loadF(g, kb.add(at, c(r * n))));
+      us = kb.add(us, kb.loadF(u, kb.add(at, c(r * n))));
+    }
+    return swiglu(gs, us, lim);
+  };
+  ExactParts hp = allocParts(inter, maxTokens * k), hsp;
+  Value hBlocks = kb.mul(S(), c(k * hp.blocks)), hsBlocks = c(0);
+  if (sharedMma) {
+    hsp = allocParts(sInter, maxTokens);
+    hsBlocks = kb.mul(S(), c(hsp.blocks));
+  }
+  kb.warpLoop(c(0), kb.add(hBlocks, hsBlocks), [&](Value blk, Value lane) {
+    kb.ifThen(kb.lt(blk, hBlocks), [&] {
+      splitBlock(
+          hp, [&](Value j) { return hidden(gp, upv, inter, hp.blocks, limit, blk, j); }, blk,
+          lane);
+    });
+    if (sharedMma)
+      kb.ifThen(notBelow(blk, hBlocks), [&] {
+        Value b = kb.sub(blk, hBlocks);
+        splitBlock(
+            hsp, [&](Value j) { return hidden(sgp, sup, sInter, hsp.blocks, sLimit, b, j); }, b,
+            lane);
+      });
+  });
   // ys[slot, o] = (W2 h_slot)[o], 16 rows a warp; then the shared expert's
   // outputs; then the picks' weighted sum (routedDown's order).
   int64_t downTiles = dm / kTileRows;

@@ -50,9 +50,9 @@ struct EmitContext {
   /// The op being emitted takes the FP8 path of --numerics=fast
   /// (dsv4.numerics = "fast" on it; TensorCoreGemm.h).
   bool fastLinear = false;
-  /// The exact single-sequence experts take f32 dots of FP4 weights on
-  /// tensor cores (Emitter::expertsExactMma): CUDA targets with warp MMAs,
-  /// and unit tests of the CPU twin.
+  /// The exact single-sequence experts take f32 dots of FP4/FP8 weights on
+  /// tensor cores (Emitter::expertsExactMma; on the CPU its twin): opt-in,
+  /// COMPRESSA_EXACT_MMA=1 at compile time or dsv4.exact_mma on the op.
   bool exactMma = false;
   /// Where FP8 linear layers of the fast path run on tensor cores (sm_90a):
   /// the kernel's split into parts around them (TensorCoreGemm.h); null

@@ -68,8 +68,8 @@ inline constexpr llvm::StringLiteral kConfigJsonAttr = "dsv4.config_json";
 inline constexpr llvm::StringLiteral kMaxContextAttr = "dsv4.max_context";
 inline constexpr llvm::StringLiteral kNumericsAttr = "dsv4.numerics";
 /// A unit on a dsv4.moe.experts: its exact kernel takes the tensor-core
-/// program (ExactMma.cpp; on the CPU its twin). The CUDA lowering chooses it
-/// by itself; unit tests mark ops with it to run the twin.
+/// program (ExactMma.cpp; on the CPU its twin), as COMPRESSA_EXACT_MMA=1 at
+/// compile time does for every such op; unit tests mark ops with it.
 inline constexpr llvm::StringLiteral kExactMmaAttr = "dsv4.exact_mma";
 inline constexpr llvm::StringLiteral kKernelAttr = "dsv4.kernel";
 inline constexpr llvm::StringLiteral kAbiAttr = "dsv4.abi";
