@@ -458,16 +458,17 @@ public:
   void sharedExpert(SharedExpertOp op);
   void expertsWithShared(MoeExpertsOp op, SharedExpertOp shared);
 
-  // Exact dots of FP4 weights on tensor cores (ExactMma.cpp). Each 32-column
-  // block of an f32 row is scaled by a power of two 2^P (its largest
-  // magnitude to [2^14, 2^15)) and split into three parts that are
-  // multiples of 2^4, 2^-7 and 2^-18: each exact in f16, their sum the
-  // scaled value to within 2^-19 (2^-33 of the block's largest). The FP4
-  // codes go into f16 bits as the value times 2^-14, so every product is
-  // exact; an MMA sums a block's 32 columns for three part columns at once,
-  // and the block's sum is scaled by 2^(14 - P) times the weight row's
-  // UE8M0 scale into an f32 accumulator per part. The CPU twin computes the
-  // same products and sums them in column order.
+  // Exact dots of FP4/FP8 weights on tensor cores (ExactMma.cpp; opt-in,
+  // EmitContext::exactMma). Each 32-column block of an f32 row is scaled by
+  // a power of two 2^P (its largest magnitude to [2^14, 2^15)) and split
+  // into three parts that are multiples of 2^4, 2^-7 and 2^-18: each exact
+  // in f16, their sum the scaled value to within 2^-19 (2^-33 of the block's
+  // largest). FP4 codes go into f16 bits as the value times 2^-14, FP8
+  // codes as they are, so every product is exact; an MMA sums a block's 32
+  // columns for three part columns at once, and the block's sum is scaled
+  // by 2^(14 - P) times the weight's UE8M0 scale (times 2^-14 for FP8) into
+  // an f32 accumulator per part. The CPU twin computes the same products
+  // and sums them in column order.
   struct ExactParts {
     View parts;   ///< f16 on CUDA (in MMA fragment order), f32 on the CPU
     View factors; ///< 2^(14 - P) per (row, block)
