@@ -406,6 +406,9 @@ public:
   /// 8-row MMA tiles per warp: 4, 2 or 1, dividing rows / 8.
   static int64_t mmaTilesPerWarp(int64_t rows);
   void expertsMma(MoeExpertsOp op, SharedExpertOp shared);
+  /// The same on sm_90a as the grouped GEMMs of
+  /// lowering/TensorCore/WgmmaExperts.h (TensorCoreSplit::experts).
+  void expertsGrouped(MoeExpertsOp op, SharedExpertOp shared);
   void sharedExpertMma(SharedExpertOp op);
   /// Tile `tile` of `et`: x rows of its slots' tokens (`byToken`) or of the
   /// slots themselves, with the tile expert's matrices of `tables`.

@@ -91,6 +91,20 @@ public:
   /// act_quant of x into the staging area, the output's address, the end
   /// of the current part, the GEMM step, the start of the next part.
   void linear(View x, int64_t xStride, const WeightView &w, View out);
+
+  /// Whether these routed experts (FP4, --numerics=fast) run as the grouped
+  /// GEMMs of lowering/TensorCore/WgmmaExperts.h.
+  bool handlesExperts(const ExpertView &w1, const ExpertView &w3,
+                      const ExpertView &w2) const;
+  /// The addresses the grouped GEMMs read (WgmmaExperts.h's header).
+  struct ExpertsOperands {
+    Value x, h, ys, order, expert, first, count;
+  };
+  /// Writes the header, ends the current part, launches the gate/up and the
+  /// down GEMMs (steps {experts = "gate_up" | "down", ...}) and starts the
+  /// next part.
+  void experts(const ExpertsOperands &in, const ExpertView &w1, const ExpertView &w3,
+               const ExpertView &w2, int64_t topk, double limit);
   /// After the emission (the last part returned): the values each part
   /// takes from earlier parts computed again in it, the first part's
   /// attributes (kernel name, ABI) on every part, the steps on the first.
@@ -107,6 +121,10 @@ private:
   std::string symbol;
   Value staging;
   int64_t maxK = 0;
+  /// The routed experts take the grouped GEMMs (handlesExperts).
+  bool groupedExperts = false;
+  /// Ends the current part with `launched` steps and starts the next.
+  void nextPart(ArrayRef<Attribute> launched);
   /// The parts after the first.
   SmallVector<Operation *> parts;
   SmallVector<Attribute> steps;

@@ -15,6 +15,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/DSV4ToKernels/Emitter.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+#include "lowering/TensorCore/WgmmaExperts.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
@@ -522,6 +524,8 @@ int64_t Emitter::mmaTilesPerWarp(int64_t rows) {
 void Emitter::expertsMma(MoeExpertsOp op, SharedExpertOp shared) {
   ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
   ExpertView e2 = ctx.experts.lookup(op.getW2());
+  if (ctx.tensorCore && ctx.tensorCore->handlesExperts(e1, e3, e2))
+    return expertsGrouped(op, shared);
   int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View out = view(op.getResult());
@@ -555,6 +559,31 @@ void Emitter::expertsMma(MoeExpertsOp op, SharedExpertOp shared) {
                 kb.storeF(ys, kb.add(kb.mul(row.index, c(dm)), o), y[0]);
               },
               mTiles);
+  combinePicks(ys, weights, k, dm, out);
+  if (shared)
+    sharedExpertMma(shared);
+}
+
+void Emitter::expertsGrouped(MoeExpertsOp op, SharedExpertOp shared) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View out = view(op.getResult());
+  // The same operands as expertsMma's tiles (x and h in bf16, h rounded
+  // once), in slot tiles of 128 for the grouped GEMMs' blocks.
+  assert(x.elt.isF32());
+  Type bf16 = kb.builder().getBF16Type();
+  View xb{ctx.scratch(dm * 2, 0), bf16};
+  View h{ctx.scratch(k * inter * 2, 0), bf16}, ys = scratchF32(k * dm, 0);
+  ExpertTiles et = expertTiles(ids, k, e1.count, WgmmaExpertsShape::kSlotTile);
+  storeBf16Pairs(kb, x, xb, kb.mul(S(), c(dm)));
+  // The GEMMs' blocks past the call's last tile (up to et.most) find no
+  // slots.
+  Value total = kb.load(kb.i64(), et.tileStart, c(e1.count));
+  kb.parallelLoop(total, et.most, [&](Value t) { kb.store(c(0), et.count, t); });
+  ctx.tensorCore->experts({xb.ptr, h.ptr, ys.ptr, et.order, et.expert, et.first, et.count},
+                          e1, e3, e2, k, op.getSwigluLimit().convertToDouble());
   combinePicks(ys, weights, k, dm, out);
   if (shared)
     sharedExpertMma(shared);

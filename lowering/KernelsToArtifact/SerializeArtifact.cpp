@@ -5,6 +5,7 @@
 #include "dialects/DSV4/IR/DSV4Ops.h"
 #include "lowering/DSV4ToKernels/KernelABI.h"
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+#include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/Target/CPU/CpuCodegen.h"
 #include "lowering/Target/CUDA/CudaCodegen.h"
@@ -87,6 +88,9 @@ private:
   /// The tensor-core GEMM kernel of an [n, k] FP8 weight in a program of
   /// `maxTokens` tokens (WgmmaGemm.h, `program`).
   uint32_t tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens);
+  /// The grouped experts GEMM launched between two parts of `part`.
+  uint32_t expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
+                         int64_t maxTokens);
   /// The launches of a kernel split around tensor-core GEMMs.
   LogicalResult tensorCoreSteps(LaunchOp launch, const KernelOut &kernel,
                                 const std::vector<LaunchArg> &args, ProgramOut &prog);
@@ -112,6 +116,10 @@ private:
   std::vector<uint32_t> expertFirst;
   llvm::DenseMap<int64_t, uint32_t> allReduceKernels;
   std::map<std::tuple<int64_t, int64_t, int64_t>, uint32_t> tensorCoreGemms;
+  /// The routed experts' grouped GEMMs (WgmmaExperts.h): kernels by
+  /// (symbol, max tokens), and each symbol's shape once for its code.
+  std::map<std::pair<std::string, int64_t>, uint32_t> expertsGemms;
+  std::vector<WgmmaExpertsShape> expertsShapes;
   llvm::StringMap<uint32_t> expertTableByName;
   int64_t launches = 0;
   llvm::DenseMap<Value, uint32_t> bufferOf;
@@ -290,6 +298,34 @@ uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxToken
   return index;
 }
 
+uint32_t Serializer::expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
+                                   int64_t maxTokens) {
+  std::string symbol = shape.name();
+  auto key = std::make_pair(symbol, maxTokens);
+  auto it = expertsGemms.find(key);
+  if (it != expertsGemms.end())
+    return it->second;
+  KernelOut out;
+  out.name = "tensor_core_" + std::string(shape.gateUp ? "experts_gate_up" : "experts_down") +
+             "_n" + std::to_string(shape.n) + "_k" + std::to_string(shape.k);
+  out.symbol = symbol;
+  // The part's arguments and scratch (its staging header and tiles).
+  out.scratchPerToken = part.scratchPerToken;
+  out.scratch = part.scratch;
+  out.params = part.params;
+  out.block = WgmmaExpertsShape::kThreads;
+  out.grid = shape.nTiles() * shape.maxSlotTiles(maxTokens);
+  out.shared = shape.sharedBytes();
+  out.gridSync = false;
+  uint32_t index = kernelList.size();
+  kernelList.push_back(std::move(out));
+  expertsGemms[key] = index;
+  if (!llvm::any_of(expertsShapes,
+                    [&](const WgmmaExpertsShape &s) { return s.name() == symbol; }))
+    expertsShapes.push_back(shape);
+  return index;
+}
+
 LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kernel,
                                           const std::vector<LaunchArg> &args,
                                           ProgramOut &prog) {
@@ -309,6 +345,28 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
       if (it == kernelBySymbol.end())
         return launch.emitOpError() << "internal error: no kernel part " << part;
       prog.launches.push_back({it->second, args});
+      ++launches;
+      continue;
+    }
+    if (auto which = step.getAs<StringAttr>("experts")) {
+      // The routed experts' grouped GEMMs read the part's argument vector.
+      WgmmaExpertsShape shape;
+      shape.gateUp = which.getValue() == "gate_up";
+      shape.n = step.getAs<IntegerAttr>("n").getInt();
+      shape.k = step.getAs<IntegerAttr>("k").getInt();
+      shape.topk = step.getAs<IntegerAttr>("topk").getInt();
+      shape.experts = step.getAs<IntegerAttr>("count").getInt();
+      shape.tableSlot = step.getAs<IntegerAttr>("table").getInt();
+      shape.tableSlot3 = step.getAs<IntegerAttr>("table3").getInt();
+      shape.limit = step.getAs<FloatAttr>("limit").getValueAsDouble();
+      shape.stages = kTensorCoreStages;
+      for (int64_t slot : {shape.tableSlot, shape.tableSlot3})
+        if (slot >= int64_t(args.size()) ||
+            (slot >= 0 && args[slot].kind != fb::ArgKind::ExpertTable))
+          return launch.emitOpError() << "internal error: the grouped experts "
+                                         "GEMM's table slot "
+                                      << slot << " holds no expert table";
+      prog.launches.push_back({expertsKernel(shape, kernel, prog.maxTokens), args});
       ++launches;
       continue;
     }
@@ -469,7 +527,9 @@ LogicalResult Serializer::program(func::FuncOp func) {
                                   << callee << " takes "
                                   << kernelList[kit->second].params.size();
     if (kernelList[kit->second].steps) {
-      if (failed(tensorCoreSteps(launch, kernelList[kit->second], args, prog)))
+      // A copy: the steps add kernels to kernelList.
+      KernelOut part = kernelList[kit->second];
+      if (failed(tensorCoreSteps(launch, part, args, prog)))
         return failure();
       continue;
     }
@@ -541,6 +601,14 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
       std::string ptx = wgmmaGemmPtx(shape, chip, error);
       if (ptx.empty())
         return module.emitError() << "the tensor-core GEMM " << shape.name() << ": "
+                                  << error;
+      copts.extraPtx.push_back(std::move(ptx));
+    }
+    for (const WgmmaExpertsShape &shape : expertsShapes) {
+      std::string error;
+      std::string ptx = wgmmaExpertsPtx(shape, chip, error);
+      if (ptx.empty())
+        return module.emitError() << "the grouped experts GEMM " << shape.name() << ": "
                                   << error;
       copts.extraPtx.push_back(std::move(ptx));
     }

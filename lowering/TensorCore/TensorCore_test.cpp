@@ -9,6 +9,7 @@
 
 #include "lowering/TensorCore/ActQuantKernel.h"
 #include "lowering/TensorCore/ActQuantReference.h"
+#include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/Target/CPU/CpuCodegen.h"
 #include "lowering/Target/TargetInfo.h"
@@ -240,6 +241,57 @@ TEST(WgmmaGemm, BadShapesAreRefused) {
   shape.n = 256;
   EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(shape, "sm_80", error).empty());
   EXPECT_NE(error.find("sm_90a"), std::string::npos) << error;
+}
+
+/// The routed experts' grouped GEMMs (WgmmaExperts.h) at tiny-c's and
+/// V4-Flash's widths: bf16 wgmma fed by the producer's stores, the FP4
+/// block scale as one bf16x2 multiply per pair, the proxy fence before the
+/// arrive, and the SwiGLU epilogue's packed bf16 stores (gate/up only).
+TEST(WgmmaExperts, PtxHoldsBf16WgmmaAndTheProducersSteps) {
+  for (auto [dm, inter] : {std::pair<int64_t, int64_t>{128, 64}, {4096, 2048}}) {
+    for (bool gateUp : {true, false}) {
+      mlir::compressa::WgmmaExpertsShape shape;
+      shape.gateUp = gateUp;
+      shape.n = gateUp ? inter : dm;
+      shape.k = gateUp ? dm : inter;
+      shape.topk = 6;
+      shape.experts = 256;
+      shape.tableSlot = 9;
+      shape.tableSlot3 = gateUp ? 10 : -1;
+      shape.limit = 10.0;
+      std::string error;
+      std::string ptx = mlir::compressa::wgmmaExpertsPtx(shape, "sm_90a", error);
+      ASSERT_FALSE(ptx.empty()) << error;
+      EXPECT_NE(ptx.find("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16"),
+                std::string::npos);
+      EXPECT_NE(ptx.find("mul.rn.bf16x2"), std::string::npos);
+      EXPECT_NE(ptx.find("fence.proxy.async.shared::cta"), std::string::npos);
+      EXPECT_NE(ptx.find("mbarrier.try_wait.parity"), std::string::npos);
+      EXPECT_NE(ptx.find(".entry " + shape.name()), std::string::npos);
+      EXPECT_EQ(ptx.find("cvt.rn.bf16x2.f32") != std::string::npos, gateUp);
+      EXPECT_EQ(ptx.find("cp.async.bulk"), std::string::npos);
+    }
+  }
+}
+
+TEST(WgmmaExperts, BadShapesAreRefused) {
+  std::string error;
+  mlir::compressa::WgmmaExpertsShape shape;
+  shape.n = 96; // inter not a multiple of 64
+  shape.k = 4096;
+  shape.topk = 6;
+  shape.experts = 256;
+  shape.tableSlot = 9;
+  shape.tableSlot3 = 10;
+  shape.limit = 10.0;
+  EXPECT_TRUE(mlir::compressa::wgmmaExpertsModuleText(shape, "sm_90a", error).empty());
+  EXPECT_NE(error.find("multiple of 64"), std::string::npos) << error;
+  shape.n = 2048;
+  EXPECT_TRUE(mlir::compressa::wgmmaExpertsModuleText(shape, "sm_80", error).empty());
+  EXPECT_NE(error.find("sm_90a"), std::string::npos) << error;
+  shape.limit = 0;
+  EXPECT_TRUE(mlir::compressa::wgmmaExpertsModuleText(shape, "sm_90a", error).empty());
+  EXPECT_NE(error.find("SwiGLU limit"), std::string::npos) << error;
 }
 
 } // namespace

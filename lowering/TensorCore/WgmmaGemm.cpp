@@ -401,11 +401,8 @@ std::string compressa::wgmmaGemmModuleText(const WgmmaGemmShape &shape,
   return text;
 }
 
-std::string compressa::wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &shape,
-                                    llvm::StringRef chip, std::string &error) {
-  std::string text = wgmmaGemmModuleText(shape, chip, error);
-  if (text.empty())
-    return "";
+std::string compressa::wgmmaModulePtx(MLIRContext &context, llvm::StringRef text,
+                                     llvm::StringRef chip, std::string &error) {
   std::string diagnostics;
   llvm::raw_string_ostream diag(diagnostics);
   llvm::SourceMgr sourceMgr;
@@ -413,7 +410,7 @@ std::string compressa::wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &
   OwningOpRef<ModuleOp> module =
       parseSourceString<ModuleOp>(text, ParserConfig(&context));
   if (!module) {
-    error = "the generated GEMM does not parse: " + diagnostics;
+    error = "the generated kernel does not parse: " + diagnostics;
     return "";
   }
   PassManager pm(&context);
@@ -424,7 +421,7 @@ std::string compressa::wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &
   options.optLevel = 3;
   gpu::buildLowerToNVVMPassPipeline(pm, options);
   if (failed(pm.run(*module))) {
-    error = "lowering the GEMM to PTX failed: " + diagnostics;
+    error = "lowering the kernel to PTX failed: " + diagnostics;
     return "";
   }
   std::string ptx;
@@ -437,13 +434,29 @@ std::string compressa::wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &
   return ptx;
 }
 
-std::string compressa::wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
-                                    std::string &error) {
+std::string compressa::wgmmaModulePtx(llvm::StringRef text, llvm::StringRef chip,
+                                     std::string &error) {
   DialectRegistry registry;
   registerAllDialects(registry);
   registerAllExtensions(registry);
   registerAllGPUToLLVMIRTranslations(registry);
   MLIRContext context(registry, MLIRContext::Threading::DISABLED);
   context.loadAllAvailableDialects();
-  return wgmmaGemmPtx(context, shape, chip, error);
+  return wgmmaModulePtx(context, text, chip, error);
+}
+
+std::string compressa::wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &shape,
+                                    llvm::StringRef chip, std::string &error) {
+  std::string text = wgmmaGemmModuleText(shape, chip, error);
+  if (text.empty())
+    return "";
+  return wgmmaModulePtx(context, text, chip, error);
+}
+
+std::string compressa::wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
+                                    std::string &error) {
+  std::string text = wgmmaGemmModuleText(shape, chip, error);
+  if (text.empty())
+    return "";
+  return wgmmaModulePtx(text, chip, error);
 }

@@ -91,6 +91,15 @@ std::string wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &shape,
 std::string wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
                          std::string &error);
 
+/// The PTX of a module of tensor-core kernels as MLIR text (a gpu.module
+/// @compressa_tc) through gpu-lower-to-nvvm-pipeline; empty with `error`
+/// set on failure. Without a context: in one of its own, with every dialect
+/// the text and its lowering need.
+std::string wgmmaModulePtx(MLIRContext &context, llvm::StringRef text,
+                           llvm::StringRef chip, std::string &error);
+std::string wgmmaModulePtx(llvm::StringRef text, llvm::StringRef chip,
+                           std::string &error);
+
 } // namespace mlir::compressa
 
 #endif // COMPRESSA_LOWERING_TENSORCORE_WGMMAGEMM_H

@@ -5,6 +5,13 @@
 //                  --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=act-quant --k K [--target cpu|cuda:sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
+//   compressa-gemm --kernel=experts-gate-up|experts-down --n N --k K
+//                  --topk T --experts E [--limit L] --emit=mlir|ptx [-o OUT]
+//
+// The routed experts' grouped GEMMs (lowering/TensorCore/WgmmaExperts.h):
+// gate-up takes N = the expert width and K = the hidden size, down the
+// reverse; the expert tables sit in argv slots 9 and 10 here (a program's
+// kernel names its own).
 //
 // The FP8 x FP8 block-scaled GEMM kernel (nvgpu.warpgroup.mma fed by
 // nvgpu.tma.async.load, lowering/TensorCore/WgmmaGemm.h) that --numerics=fast
@@ -14,6 +21,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/TensorCore/ActQuantKernel.h"
+#include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -32,14 +40,19 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 static cl::OptionCategory category("compressa-gemm options");
-enum class Kernel { Gemm, ActQuant };
+enum class Kernel { Gemm, ActQuant, ExpertsGateUp, ExpertsDown };
 static cl::opt<Kernel> kernel(
     "kernel", cl::desc("Which kernel"), cl::init(Kernel::Gemm),
     cl::values(clEnumValN(Kernel::Gemm, "gemm",
                           "the FP8 block-scaled GEMM (nvgpu.warpgroup.mma, TMA)"),
                clEnumValN(Kernel::ActQuant, "act-quant",
                           "act_quant (1x128, UE8M0) of rows of K floats, as "
-                          "the artifact's kernels compute it")),
+                          "the artifact's kernels compute it"),
+               clEnumValN(Kernel::ExpertsGateUp, "experts-gate-up",
+                          "the routed experts' w1/w3 grouped GEMM and SwiGLU "
+                          "(bf16 wgmma, FP4 decoded in shared memory)"),
+               clEnumValN(Kernel::ExpertsDown, "experts-down",
+                          "the routed experts' w2 grouped GEMM")),
     cl::cat(category));
 static cl::opt<int64_t> n("n", cl::desc("Output features N (multiple of 128)"),
                           cl::init(0), cl::cat(category));
@@ -53,6 +66,12 @@ static cl::opt<bool> program(
     cl::desc("The kernel a prefill program launches (argument vector, 1-D "
              "grid, N and K multiples of 16; WgmmaGemm.h)"),
     cl::init(false), cl::cat(category));
+static cl::opt<int64_t> topk("topk", cl::desc("experts: routed experts per token"),
+                             cl::init(6), cl::cat(category));
+static cl::opt<int64_t> experts("experts", cl::desc("experts: routed experts"),
+                                cl::init(256), cl::cat(category));
+static cl::opt<double> limit("limit", cl::desc("experts-gate-up: the SwiGLU clamp"),
+                             cl::init(10.0), cl::cat(category));
 static cl::opt<std::string> chip("chip", cl::desc("CUDA chip (sm_90a)"),
                                  cl::init("sm_90a"), cl::cat(category));
 static cl::opt<std::string> actTarget(
@@ -104,6 +123,19 @@ int main(int argc, char **argv) {
     } else {
       out = compressa::actQuantPtx(context, k, spec, toolkit, error);
     }
+  } else if (kernel == Kernel::ExpertsGateUp || kernel == Kernel::ExpertsDown) {
+    compressa::WgmmaExpertsShape e;
+    e.gateUp = kernel == Kernel::ExpertsGateUp;
+    e.n = n;
+    e.k = k;
+    e.topk = topk;
+    e.experts = experts;
+    e.tableSlot = 9;
+    e.tableSlot3 = e.gateUp ? 10 : -1;
+    e.limit = limit;
+    e.stages = stages;
+    out = emit == Emit::MLIR ? compressa::wgmmaExpertsModuleText(e, chip, error)
+                             : compressa::wgmmaExpertsPtx(e, chip, error);
   } else if (emit == Emit::MLIR) {
     out = compressa::wgmmaGemmModuleText(shape, chip, error);
   } else {

@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+#include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/DSV4ToKernels/Emitter.h"
 
 #include "lowering/TensorCore/Numerics.h"
@@ -209,8 +210,24 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   if (!StringRef(target.name()).starts_with("cuda:sm_90a"))
     return nullptr;
   int64_t maxK = 0;
+  // The routed experts' grouped GEMMs (WgmmaExperts.h): FP4 experts of a
+  // single-sequence program on the fast path, of widths the kernel tiles;
+  // COMPRESSA_EXPERTS_WGMMA=0 at compile time keeps the warp MMA tiles
+  // (Emitter::expertsMma), the CPU's twin of both.
+  static const bool groupedOff = [] {
+    const char *v = std::getenv("COMPRESSA_EXPERTS_WGMMA");
+    return v && std::string(v) == "0";
+  }();
+  bool grouped = false;
+  func.walk([&](dsv4::MoeExpertsOp op) {
+    auto w1 = cast<dsv4::WeightType>(op.getW1().getType());
+    grouped |= !groupedOff && !ec.batched && usesFastLinear(op) && !op.getFirstExpert() &&
+               isa<Float4E2M1FNType>(w1.getElementType()) &&
+               WgmmaExpertsShape::fits(w1.getShape()[2], w1.getShape()[1]);
+  });
   func.walk([&](Operation *op) {
-    // The experts' fast path is the warp MMA tiles, not this GEMM.
+    // The experts' fast path is the warp MMA tiles or the grouped GEMMs,
+    // not this GEMM.
     if (!usesFastLinear(op) || isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp>(op))
       return;
     for (Type t : op->getOperandTypes()) {
@@ -220,11 +237,12 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
         maxK = std::max(maxK, w.getShape()[1]);
     }
   });
-  if (maxK == 0)
+  if (maxK == 0 && !grouped)
     return nullptr;
   std::unique_ptr<TensorCoreSplit> split(
       new TensorCoreSplit(kb, ec, target, container, symbol));
   split->maxK = maxK;
+  split->groupedExperts = grouped;
   // The first part of the scratch: at offset 0 whatever S is.
   split->staging = ec.scratch(maxK + (maxK + kQuantBlock - 1) / kQuantBlock,
                               kStagingHeader);
@@ -239,7 +257,6 @@ bool TensorCoreSplit::handles(const WeightView &w, const View &out) const {
 
 void TensorCoreSplit::linear(View x, int64_t xStride, const WeightView &w, View out) {
   OpBuilder &b = kb.builder();
-  Location loc = kb.getLoc();
   Type i8 = b.getI8Type();
   int64_t k = w.cols;
   Value codes = kb.offset(i8, staging, kb.c(kStagingHeader));
@@ -248,18 +265,67 @@ void TensorCoreSplit::linear(View x, int64_t xStride, const WeightView &w, View 
   // The GEMM's output address (a view in the scratch moves with S).
   kb.single([&] { kb.store(out.ptr, staging, kb.c(0)); });
   int64_t slot = argvSlot(w.data, Value(w.data).getParentBlock()->getArgument(0));
+  nextPart({b.getDictionaryAttr({b.getNamedAttr("gemm_n", b.getI64IntegerAttr(w.rows)),
+                                 b.getNamedAttr("gemm_k", b.getI64IntegerAttr(k)),
+                                 b.getNamedAttr("weight_slot", b.getI64IntegerAttr(slot))})});
+}
+
+void TensorCoreSplit::nextPart(ArrayRef<Attribute> launched) {
+  OpBuilder &b = kb.builder();
+  Location loc = kb.getLoc();
   kb.endLaunch();
   target.createReturn(b, loc);
-
   std::string next = symbol + "_p" + std::to_string(parts.size() + 1);
-  steps.push_back(b.getDictionaryAttr(
-      {b.getNamedAttr("gemm_n", b.getI64IntegerAttr(w.rows)),
-       b.getNamedAttr("gemm_k", b.getI64IntegerAttr(k)),
-       b.getNamedAttr("weight_slot", b.getI64IntegerAttr(slot))}));
+  llvm::append_range(steps, launched);
   steps.push_back(b.getDictionaryAttr({b.getNamedAttr("part", b.getStringAttr(next))}));
   Block *entry = target.createKernel(b, loc, container, next);
   parts.push_back(entry->getParentOp());
   b.setInsertionPointToStart(entry);
+}
+
+bool TensorCoreSplit::handlesExperts(const ExpertView &w1, const ExpertView &w3,
+                                     const ExpertView &w2) const {
+  auto fp4 = [](const ExpertView &e) { return isa<Float4E2M1FNType>(e.elt); };
+  auto slotOf = [](const ExpertView &e) {
+    return argvSlot(e.table, Value(e.table).getParentBlock()->getArgument(0));
+  };
+  return groupedExperts && fp4(w1) && fp4(w3) && fp4(w2) && w1.rows == w3.rows &&
+         w1.cols == w3.cols && w2.rows == w1.cols && w2.cols == w1.rows &&
+         w1.count == w2.count && w3.count == w1.count &&
+         WgmmaExpertsShape::fits(w1.cols, w1.rows) && slotOf(w1) >= 0 &&
+         slotOf(w3) >= 0 && slotOf(w2) >= 0;
+}
+
+void TensorCoreSplit::experts(const ExpertsOperands &in, const ExpertView &w1,
+                              const ExpertView &w3, const ExpertView &w2, int64_t topk,
+                              double limit) {
+  OpBuilder &b = kb.builder();
+  kb.single([&] {
+    // Pointers: element i of the staging area is its byte 8 i.
+    kb.store(in.x, staging, kb.c(kExpertsHeaderX / 8));
+    kb.store(in.h, staging, kb.c(kExpertsHeaderH / 8));
+    kb.store(in.ys, staging, kb.c(kExpertsHeaderYs / 8));
+    kb.store(in.order, staging, kb.c(kExpertsHeaderOrder / 8));
+    kb.store(in.expert, staging, kb.c(kExpertsHeaderExpert / 8));
+    kb.store(in.first, staging, kb.c(kExpertsHeaderFirst / 8));
+    kb.store(in.count, staging, kb.c(kExpertsHeaderCount / 8));
+  });
+  auto slotOf = [](const ExpertView &e) {
+    return argvSlot(e.table, Value(e.table).getParentBlock()->getArgument(0));
+  };
+  auto step = [&](StringRef which, const ExpertView &w, int64_t table3) {
+    SmallVector<NamedAttribute> a = {
+        b.getNamedAttr("experts", b.getStringAttr(which)),
+        b.getNamedAttr("n", b.getI64IntegerAttr(w.rows)),
+        b.getNamedAttr("k", b.getI64IntegerAttr(w.cols)),
+        b.getNamedAttr("topk", b.getI64IntegerAttr(topk)),
+        b.getNamedAttr("count", b.getI64IntegerAttr(w.count)),
+        b.getNamedAttr("table", b.getI64IntegerAttr(slotOf(w))),
+        b.getNamedAttr("table3", b.getI64IntegerAttr(table3)),
+        b.getNamedAttr("limit", b.getF64FloatAttr(limit))};
+    return b.getDictionaryAttr(a);
+  };
+  nextPart({step("gate_up", w1, slotOf(w3)), step("down", w2, -1)});
 }
 
 LogicalResult TensorCoreSplit::finish(Operation *firstKernel) {

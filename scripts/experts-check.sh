@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The routed experts' grouped GEMMs (lowering/TensorCore/WgmmaExperts.h,
+# issue 12) at V4-Flash dimensions, in one device call: the real-dims case
+# of scripts/real-dims-check.sh (every V4-Flash dimension, 16 routed
+# experts, 2 layers, 2200 random ids, random official-format weights)
+# compiled with --numerics=fast twice -- the experts as grouped wgmma GEMMs
+# (the default on sm_90a) and as warp MMA tiles (COMPRESSA_EXPERTS_WGMMA=0 at
+# compile time) -- both run on the GPU over the same prompt. The two compute
+# the same products (x and h in bf16, FP4 weights exact in bf16, f32 sums);
+# only the order of the sums (and SiLU's exponential) differs, so their
+# logits must agree closely; each one's distance from the float64 reference
+# is printed beside.
+#
+#   scripts/experts-check.sh prepare [DIR]   (here; default .experts-check)
+#   scripts/experts-check.sh run [DIR]       (on the GPU machine, DIR carried)
+#       Prints max / median |diff| and top-1 agreement of grouped vs warp,
+#       grouped vs reference and warp vs reference, and each run's time;
+#       exits 1 when grouped vs warp is past EXPERTS_CHECK_BOUNDS (default:
+#       max 0.5, median 0.01, top-1 0.97).
+#
+# With the device tool: prepare here, then run with carry [".experts-check"]:
+#   command: bash scripts/experts-check.sh run .experts-check
+set -uo pipefail
+mode=${1:-}
+dir=${2:-.experts-check}
+root=$(cd "$(dirname "$0")/.." && pwd)
+flags="--numerics=fast --max-batch 1 --prefill-max-tokens=4096"
+
+prepare() {
+  set -e
+  REAL_DIMS_COMPILE_FLAGS="$flags" bash "$root"/scripts/real-dims-check.sh prepare "$dir"
+  mv "$dir"/model.cpa "$dir"/grouped.cpa
+  COMPRESSA_EXPERTS_WGMMA=0 "$root"/build/bin/compressa-compile "$dir"/config.json \
+    --target=cuda:sm_90a --weight-format=official --max-context=4096 $flags \
+    -o "$dir"/warp.cpa 2> /dev/null
+  # Only the grouped artifact launches the grouped GEMMs.
+  [ "$(strings "$dir"/grouped.cpa | grep -c compressa_tc_experts_gu)" -gt 0 ]
+  [ "$(strings "$dir"/warp.cpa | grep -c compressa_tc_experts_gu)" -eq 0 ]
+  xz -9 -T0 "$dir"/grouped.cpa "$dir"/warp.cpa
+  set +e
+  du -sh "$dir"
+}
+
+run() {
+  # shellcheck disable=SC1091
+  . "$dir"/case.env
+  export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local work=$dir/work
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
+  rm -rf "$work" && mkdir -p "$work"
+  python3 -c "import lzma, shutil, sys
+for n in ('grouped', 'warp'):
+    with lzma.open(sys.argv[1] + '/' + n + '.cpa.xz') as f, open(sys.argv[1] + '/' + n + '.cpa', 'wb') as o:
+        shutil.copyfileobj(f, o)" "$dir" || return 1
+  "$dir"/bin/make-random-model "$dir"/config.json "$work"/model --seed "$seed" \
+    --tokens "$tokens" --format quant --threads "$(nproc)" || { echo "FAIL: make-random-model"; return 1; }
+  for n in grouped warp; do
+    local t0=$SECONDS
+    "$dir"/bin/compressa-run "$dir"/$n.cpa --weights "$work"/model \
+      --input-ids "$work"/model/inputs.safetensors --dump-logits "$work"/$n.safetensors \
+      > "$work"/$n.out 2>&1 || { echo "FAIL: compressa-run $n"; tail -5 "$work"/$n.out; return 1; }
+    echo "$n: compressa-run (load, prefill $((tokens - 1)), decode 1) $((SECONDS - t0)) s"
+  done
+  python3 - "$work" ${EXPERTS_CHECK_BOUNDS:-0.5 0.01 0.97} <<'EOF'
+import json, struct, sys
+import numpy as np
+work, bounds = sys.argv[1], [float(b) for b in sys.argv[2:5]]
+def read(path, key):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        t = head[key]
+        f.seek(8 + n + t["data_offsets"][0])
+        raw = f.read(t["data_offsets"][1] - t["data_offsets"][0])
+    dt = {"F32": np.float32, "F64": np.float64, "BF16": None}[t["dtype"]]
+    return np.frombuffer(raw, dtype=dt).reshape(t["shape"]).astype(np.float64)
+g = read(f"{work}/grouped.safetensors", "logits")
+w = read(f"{work}/warp.safetensors", "logits")
+r = read(f"{work}/model/reference.safetensors", "logits")
+def line(label, a, b):
+    d = np.abs(a - b)
+    top = float(np.mean(a.argmax(-1) == b.argmax(-1)))
+    print(f"{label}: max |diff| {d.max():.4g}, median {np.median(d):.4g}, top-1 {100 * top:.1f} % "
+          f"of {a.shape[0]} positions (logits' std {b.std():.3g})")
+    return d.max(), float(np.median(d)), top
+m, med, top = line("grouped wgmma vs warp MMA", g, w)
+line("grouped wgmma vs float64 reference", g, r)
+line("warp MMA vs float64 reference", w, r)
+ok = m <= bounds[0] and med <= bounds[1] and top >= bounds[2]
+print("experts check", "PASSED" if ok else f"FAILED (bounds {bounds})")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+case "$mode" in
+  prepare) prepare ;;
+  run) run ;;
+  *) sed -n '3,24p' "$0"; exit 2 ;;
+esac
