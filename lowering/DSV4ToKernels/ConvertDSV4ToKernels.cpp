@@ -301,7 +301,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       const char *v = std::getenv("COMPRESSA_EXACT_MMA");
       return v && std::string(v) == "1";
     }();
-    ec.exactMma = exactMmaOn;
+    ec.exactMma = exactMmaOn || op.hasAttr(dsv4::kExactMmaAttr);
     if (failed(emitOp(kb, &op, ec, patterns)))
       return failure();
     if (kb.storedOutsideRegion())

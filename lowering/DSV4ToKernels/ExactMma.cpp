@@ -81,7 +81,9 @@ std::array<Value, 4> e2m1F16x2(KernelBuilder &kb, Value word) {
 } // namespace
 
 bool Emitter::exactMmaFits(const ExpertView &e) {
-  return isa<Float4E2M1FNType>(e.elt) && e.cols % kBlock == 0 && e.rows % kTileRows == 0;
+  // Routed experts: FP4 only (the V4 checkpoints'), in the same tiles.
+  return isa<Float4E2M1FNType>(e.elt) &&
+         exactMmaFits(WeightView{Value(), Value(), e.elt, e.rows, e.cols});
 }
 
 bool Emitter::exactMmaFits(const WeightView &w) {
