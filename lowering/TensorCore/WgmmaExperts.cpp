@@ -104,7 +104,7 @@ private:
   void producer();
   void consumers();
   /// The bf16x2 word of the two e2m1 codes in byte `j` of `word`, times
-  /// `scale` (a bf16x2 of 2^(s - 1), both halves).
+  /// `scale` (a bf16x2, both halves the same power of two).
   std::string fp4Pair(llvm::StringRef word, int j, llvm::StringRef scale);
 };
 
@@ -116,8 +116,7 @@ std::string Writer::fp4Pair(llvm::StringRef word, int j, llvm::StringRef scale) 
   // t = byte j; v = its low code at bits 0..3 and its high code at 16..19;
   // each code's sign to bit 15 of its half and its 3 magnitude bits to
   // bits 6..8: the bf16 of the e2m1 value times 2^-126 (exponent 0 is the
-  // subnormal 0.5 * 2^-126); times 2^(s - 1) that is the value times 2^(s -
-  // 127), exactly.
+  // subnormal 0.5 * 2^-126), multiplied by `scale`.
   std::string t = word.str();
   if (j)
     t = op("arith.shrui", t, c32(8 * j), "i32");
@@ -210,29 +209,74 @@ void Writer::producer() {
        << zeros << " : vector<4xi32>\n";
     store16(aRowS, c, val);
   }
+  // The placed codes are the values times 2^-126: block scale 2^(s - 127)
+  // is one multiply by 2^(s - 1) (the bf16 of exponent field s + 126) for
+  // s <= 128; above (a scale of 4 or more, which no V4 checkpoint holds),
+  // a multiply by 2^126 and then one by 2^(s - 127), so every scale byte
+  // gives the exact product.
   std::string sc32 = cast("arith.extui", sc, "i16", "i32");
-  std::string scale[2];
+  auto bf16x2 = [&](const std::string &field) {
+    std::string half = op("arith.shli", field, "%c7i", "i32");
+    return op("arith.ori", half, op("arith.shli", half, "%c16i", "i32"), "i32");
+  };
+  std::string first[2], second[2], big[2];
   for (int blk = 0; blk < 2; ++blk) {
-    std::string e = blk ? op("arith.shrui", sc32, "%c8i", "i32")
-                        : op("arith.andi", sc32, "%c255i", "i32");
-    if (blk)
-      e = op("arith.andi", e, "%c255i", "i32");
-    std::string half =
-        op("arith.shli", op("arith.subi", e, "%c1i", "i32"), "%c7i", "i32");
-    scale[blk] = op("arith.ori", half, op("arith.shli", half, "%c16i", "i32"), "i32");
+    std::string e = blk ? op("arith.shrui", sc32, "%c8i", "i32") : sc32;
+    e = op("arith.andi", e, "%c255i", "i32");
+    big[blk] = op("arith.cmpi ugt,", e, c32(128), "i32");
+    std::string small = op("arith.addi", e, c32(126), "i32");
+    std::string c253 = c32(253), one = c32(127);
+    std::string f1 = v(), f2 = v();
+    os << "    " << f1 << " = arith.select " << big[blk] << ", " << c253 << ", " << small
+       << " : i32\n";
+    os << "    " << f2 << " = arith.select " << big[blk] << ", " << e << ", " << one
+       << " : i32\n";
+    first[blk] = bf16x2(f1);
+    second[blk] = bf16x2(f2);
   }
+  std::vector<std::string> chunks;
   for (int q = 0; q < 8; ++q) {
     std::string word = v();
     os << "    " << word << " = vector.extract " << (q < 4 ? b0 : b1) << "[" << q % 4
        << "] : i32 from vector<4xi32>\n";
     std::string out[4];
     for (int j = 0; j < 4; ++j)
-      out[j] = fp4Pair(word, j, scale[q / 4]);
+      out[j] = fp4Pair(word, j, first[q / 4]);
     std::string vec = v();
     os << "    " << vec << " = vector.from_elements " << out[0] << ", " << out[1] << ", "
        << out[2] << ", " << out[3] << " : vector<4xi32>\n";
-    store16(bRowS, q, vec);
+    chunks.push_back(vec);
   }
+  std::string anyBig = op("arith.ori", big[0], big[1], "i1");
+  std::string types;
+  for (int q = 0; q < 8; ++q)
+    types += q ? ", vector<4xi32>" : "vector<4xi32>";
+  std::string res = v();
+  os << "    " << res << ":8 = scf.if " << anyBig << " -> (" << types << ") {\n";
+  std::vector<std::string> scaled;
+  for (int q = 0; q < 8; ++q) {
+    std::string w[4];
+    for (int j = 0; j < 4; ++j) {
+      std::string x = v();
+      os << "    " << x << " = vector.extract " << chunks[q] << "[" << j
+         << "] : i32 from vector<4xi32>\n";
+      w[j] = asm1("mul.rn.bf16x2 $0, $1, $2;", "=r,r,r", {x, second[q / 4]}, "i32, i32",
+                  "i32");
+    }
+    std::string vec = v();
+    os << "    " << vec << " = vector.from_elements " << w[0] << ", " << w[1] << ", " << w[2]
+       << ", " << w[3] << " : vector<4xi32>\n";
+    scaled.push_back(vec);
+  }
+  os << "    scf.yield ";
+  for (int q = 0; q < 8; ++q)
+    os << (q ? ", " : "") << scaled[q];
+  os << " : " << types << "\n    } else {\n    scf.yield ";
+  for (int q = 0; q < 8; ++q)
+    os << (q ? ", " : "") << chunks[q];
+  os << " : " << types << "\n    }\n";
+  for (int q = 0; q < 8; ++q)
+    store16(bRowS, q, res + "#" + std::to_string(q));
   // The stores are the generic proxy's; the tensor cores read through the
   // async proxy.
   os << "    llvm.inline_asm has_side_effects \"fence.proxy.async.shared::cta;\", \"\"  : () -> ()\n";
