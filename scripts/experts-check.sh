@@ -17,7 +17,11 @@
 #       Prints max / median |diff| and top-1 agreement of grouped vs warp,
 #       grouped vs reference and warp vs reference, and each run's time;
 #       exits 1 when grouped vs warp is past EXPERTS_CHECK_BOUNDS (default:
-#       max 0.5, median 0.01, top-1 0.97).
+#       max 1.0, median 0.01, top-1 0.97) or when grouped is further from
+#       the reference than warp by more than 10 % in median or 1 point of
+#       top-1 (H200, 2026-12-03: grouped vs warp 0.5315 / 0.001193 / 99.5 %;
+#       both vs the reference 0.928 / 0.0079 / 96.2 %; the max moves with
+#       act_quant codes that flip downstream).
 #
 # With the device tool: prepare here, then run with carry [".experts-check"]:
 #   command: bash scripts/experts-check.sh run .experts-check
@@ -62,7 +66,7 @@ for n in ('grouped', 'warp'):
       > "$work"/$n.out 2>&1 || { echo "FAIL: compressa-run $n"; tail -5 "$work"/$n.out; return 1; }
     echo "$n: compressa-run (load, prefill $((tokens - 1)), decode 1) $((SECONDS - t0)) s"
   done
-  python3 - "$work" ${EXPERTS_CHECK_BOUNDS:-0.5 0.01 0.97} <<'EOF'
+  python3 - "$work" ${EXPERTS_CHECK_BOUNDS:-1.0 0.01 0.97} <<'EOF'
 import json, struct, sys
 import numpy as np
 work, bounds = sys.argv[1], [float(b) for b in sys.argv[2:5]]
@@ -85,9 +89,10 @@ def line(label, a, b):
           f"of {a.shape[0]} positions (logits' std {b.std():.3g})")
     return d.max(), float(np.median(d)), top
 m, med, top = line("grouped wgmma vs warp MMA", g, w)
-line("grouped wgmma vs float64 reference", g, r)
-line("warp MMA vs float64 reference", w, r)
+_, gmed, gtop = line("grouped wgmma vs float64 reference", g, r)
+_, wmed, wtop = line("warp MMA vs float64 reference", w, r)
 ok = m <= bounds[0] and med <= bounds[1] and top >= bounds[2]
+ok = ok and gmed <= 1.1 * wmed and gtop >= wtop - 0.01
 print("experts check", "PASSED" if ok else f"FAILED (bounds {bounds})")
 sys.exit(0 if ok else 1)
 EOF

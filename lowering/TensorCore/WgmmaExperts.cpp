@@ -132,14 +132,18 @@ std::string Writer::fp4Pair(llvm::StringRef word, int j, llvm::StringRef scale) 
 }
 
 void Writer::producer() {
-  // Thread p of warpgroup 2: slot row p of the tile and weight row p.
+  // Threads p = 2 r + half of warpgroups 2 and 3: half `half` (32 columns
+  // of the step) of slot row r of the tile and of weight row r.
   os << "    %p = arith.subi %tid, %c256 : index\n";
   os << "    %p64 = arith.index_cast %p : index to i64\n";
-  std::string rowValid = op("arith.cmpi ult,", "%p64", "%cnt", "i64");
-  // The slot of row p (the tile's last for rows past it: loads stay in
+  std::string oneBit = c64(1);
+  os << "    %prow = arith.shrui %p64, " << oneBit << " : i64\n";
+  std::string half = op("arith.andi", "%p64", c64(1), "i64");
+  std::string rowValid = op("arith.cmpi ult,", "%prow", "%cnt", "i64");
+  // The slot of row r (the tile's last for rows past it: loads stay in
   // bounds, their values are replaced by zeros).
   std::string last = op("arith.subi", "%cnt", c64(1), "i64");
-  std::string r = op("arith.minui", "%p64", last, "i64");
+  std::string r = op("arith.minui", "%prow", last, "i64");
   std::string slotPtr = gep("%order", op("arith.addi", "%first", r, "i64"), "i64");
   std::string slotIdx = load(slotPtr, "i64", 8);
   std::string aRow;
@@ -149,24 +153,26 @@ void Writer::producer() {
   } else {
     aRow = gep("%h", op("arith.muli", slotIdx, c64(s.k * 2), "i64"), "i8");
   }
-  // Weight row p of the block: w1 (then w3 from p = 64 on) or w2.
+  // Weight row r of the block: w1 (then w3 from r = 64 on) or w2.
   std::string codes = "%codes", scales = "%scales", wRow;
   if (s.gateUp) {
-    std::string second = op("arith.cmpi uge,", "%p64", c64(64), "i64");
+    std::string second = op("arith.cmpi uge,", "%prow", c64(64), "i64");
     codes = v();
     os << "    " << codes << " = arith.select " << second << ", %codes3, %codes : !llvm.ptr\n";
     scales = v();
     os << "    " << scales << " = arith.select " << second
        << ", %scales3, %scales : !llvm.ptr\n";
-    std::string within = op("arith.remui", "%p64", c64(64), "i64");
+    std::string within = op("arith.remui", "%prow", c64(64), "i64");
     wRow = op("arith.addi", "%n0", within, "i64");
   } else {
-    wRow = op("arith.addi", "%n0", "%p64", "i64");
+    wRow = op("arith.addi", "%n0", "%prow", "i64");
   }
   std::string bRow = gep(codes, op("arith.muli", wRow, c64(s.k / 2), "i64"), "i8");
   std::string sRow = gep(scales, op("arith.muli", wRow, c64(s.k / 32), "i64"), "i8");
-  std::string swz = op("arith.remui", "%p64", c64(8), "i64");
-  std::string rowOff = op("arith.muli", "%p64", c64(128), "i64");
+  std::string swz = op("arith.remui", "%prow", c64(8), "i64");
+  std::string rowOff = op("arith.muli", "%prow", c64(128), "i64");
+  // This thread's 16-byte chunks of the row: 4 half .. 4 half + 3.
+  std::string chunk0 = op("arith.muli", half, c64(4), "i64");
   std::string zeros = v();
   os << "    " << zeros << " = arith.constant dense<0> : vector<4xi32>\n";
 
@@ -186,24 +192,29 @@ void Writer::producer() {
   std::string bTile = op("arith.addi", aTile, c64(16384), "i64");
   std::string aRowS = op("arith.addi", aTile, rowOff, "i64");
   std::string bRowS = op("arith.addi", bTile, rowOff, "i64");
-  auto store16 = [&](llvm::StringRef rowBase, int chunk, llvm::StringRef value) {
-    std::string c = op("arith.xori", c64(chunk), swz, "i64");
+  // Chunk c of a row sits at chunk c ^ (r % 8): the 128-byte swizzle.
+  auto store16 = [&](llvm::StringRef rowBase, int i, llvm::StringRef value) {
+    std::string c = op("arith.xori", op("arith.addi", chunk0, c64(i), "i64"), swz, "i64");
     std::string addr = op("arith.addi", rowBase, op("arith.muli", c, c64(16), "i64"), "i64");
     std::string ptr = cast("llvm.inttoptr", addr, "i64", "!llvm.ptr<3>");
     os << "    llvm.store " << value << ", " << ptr
        << " {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<3>\n";
   };
-  // The activations: 8 chunks of 16 bytes (64 bf16) of row p.
-  std::string aStep = gep(aRow, op("arith.muli", pk, c64(128), "i64"), "i8");
+  // The activations: 4 chunks of 16 bytes (32 bf16) of row r.
+  std::string aStep = gep(aRow,
+                          op("arith.addi", op("arith.muli", pk, c64(128), "i64"),
+                             op("arith.muli", half, c64(64), "i64"), "i64"),
+                          "i8");
   std::vector<std::string> aVals;
-  for (int c = 0; c < 8; ++c)
+  for (int c = 0; c < 4; ++c)
     aVals.push_back(load(gep(aStep, c64(16 * c), "i8"), "vector<4xi32>", 16));
-  // The weights: 32 bytes of FP4 codes (64 values) and their 2 scale bytes.
-  std::string bStep = gep(bRow, op("arith.muli", pk, c64(32), "i64"), "i8");
+  // The weights: 16 bytes of FP4 codes (32 values, one scale block) and
+  // the block's scale byte.
+  std::string blockIdx = op("arith.addi", op("arith.muli", pk, c64(2), "i64"), half, "i64");
+  std::string bStep = gep(bRow, op("arith.muli", blockIdx, c64(16), "i64"), "i8");
   std::string b0 = load(bStep, "vector<4xi32>", 16);
-  std::string b1 = load(gep(bStep, c64(16), "i8"), "vector<4xi32>", 16);
-  std::string sc = load(gep(sRow, op("arith.muli", pk, c64(2), "i64"), "i8"), "i16", 2);
-  for (int c = 0; c < 8; ++c) {
+  std::string sc = load(gep(sRow, blockIdx, "i8"), "i8", 1);
+  for (int c = 0; c < 4; ++c) {
     std::string val = v();
     os << "    " << val << " = arith.select " << rowValid << ", " << aVals[c] << ", "
        << zeros << " : vector<4xi32>\n";
@@ -214,68 +225,54 @@ void Writer::producer() {
   // s <= 128; above (a scale of 4 or more, which no V4 checkpoint holds),
   // a multiply by 2^126 and then one by 2^(s - 127), so every scale byte
   // gives the exact product.
-  std::string sc32 = cast("arith.extui", sc, "i16", "i32");
+  std::string e = cast("arith.extui", sc, "i8", "i32");
   auto bf16x2 = [&](const std::string &field) {
-    std::string half = op("arith.shli", field, "%c7i", "i32");
-    return op("arith.ori", half, op("arith.shli", half, "%c16i", "i32"), "i32");
+    std::string h = op("arith.shli", field, "%c7i", "i32");
+    return op("arith.ori", h, op("arith.shli", h, "%c16i", "i32"), "i32");
   };
-  std::string first[2], second[2], big[2];
-  for (int blk = 0; blk < 2; ++blk) {
-    std::string e = blk ? op("arith.shrui", sc32, "%c8i", "i32") : sc32;
-    e = op("arith.andi", e, "%c255i", "i32");
-    big[blk] = op("arith.cmpi ugt,", e, c32(128), "i32");
-    std::string small = op("arith.addi", e, c32(126), "i32");
-    std::string c253 = c32(253), one = c32(127);
-    std::string f1 = v(), f2 = v();
-    os << "    " << f1 << " = arith.select " << big[blk] << ", " << c253 << ", " << small
-       << " : i32\n";
-    os << "    " << f2 << " = arith.select " << big[blk] << ", " << e << ", " << one
-       << " : i32\n";
-    first[blk] = bf16x2(f1);
-    second[blk] = bf16x2(f2);
-  }
+  std::string big = op("arith.cmpi ugt,", e, c32(128), "i32");
+  std::string small = op("arith.addi", e, c32(126), "i32");
+  std::string c253 = c32(253), one = c32(127);
+  std::string f1 = v(), f2 = v();
+  os << "    " << f1 << " = arith.select " << big << ", " << c253 << ", " << small
+     << " : i32\n";
+  os << "    " << f2 << " = arith.select " << big << ", " << e << ", " << one << " : i32\n";
+  std::string first = bf16x2(f1), second = bf16x2(f2);
   std::vector<std::string> chunks;
-  for (int q = 0; q < 8; ++q) {
+  for (int q = 0; q < 4; ++q) {
     std::string word = v();
-    os << "    " << word << " = vector.extract " << (q < 4 ? b0 : b1) << "[" << q % 4
+    os << "    " << word << " = vector.extract " << b0 << "[" << q
        << "] : i32 from vector<4xi32>\n";
     std::string out[4];
     for (int j = 0; j < 4; ++j)
-      out[j] = fp4Pair(word, j, first[q / 4]);
+      out[j] = fp4Pair(word, j, first);
     std::string vec = v();
     os << "    " << vec << " = vector.from_elements " << out[0] << ", " << out[1] << ", "
        << out[2] << ", " << out[3] << " : vector<4xi32>\n";
     chunks.push_back(vec);
   }
-  std::string anyBig = op("arith.ori", big[0], big[1], "i1");
-  std::string types;
-  for (int q = 0; q < 8; ++q)
-    types += q ? ", vector<4xi32>" : "vector<4xi32>";
+  std::string types = "vector<4xi32>, vector<4xi32>, vector<4xi32>, vector<4xi32>";
   std::string res = v();
-  os << "    " << res << ":8 = scf.if " << anyBig << " -> (" << types << ") {\n";
+  os << "    " << res << ":4 = scf.if " << big << " -> (" << types << ") {\n";
   std::vector<std::string> scaled;
-  for (int q = 0; q < 8; ++q) {
+  for (int q = 0; q < 4; ++q) {
     std::string w[4];
     for (int j = 0; j < 4; ++j) {
       std::string x = v();
       os << "    " << x << " = vector.extract " << chunks[q] << "[" << j
          << "] : i32 from vector<4xi32>\n";
-      w[j] = asm1("mul.rn.bf16x2 $0, $1, $2;", "=r,r,r", {x, second[q / 4]}, "i32, i32",
-                  "i32");
+      w[j] = asm1("mul.rn.bf16x2 $0, $1, $2;", "=r,r,r", {x, second}, "i32, i32", "i32");
     }
     std::string vec = v();
     os << "    " << vec << " = vector.from_elements " << w[0] << ", " << w[1] << ", " << w[2]
        << ", " << w[3] << " : vector<4xi32>\n";
     scaled.push_back(vec);
   }
-  os << "    scf.yield ";
-  for (int q = 0; q < 8; ++q)
-    os << (q ? ", " : "") << scaled[q];
-  os << " : " << types << "\n    } else {\n    scf.yield ";
-  for (int q = 0; q < 8; ++q)
-    os << (q ? ", " : "") << chunks[q];
-  os << " : " << types << "\n    }\n";
-  for (int q = 0; q < 8; ++q)
+  os << "    scf.yield " << scaled[0] << ", " << scaled[1] << ", " << scaled[2] << ", "
+     << scaled[3] << " : " << types << "\n    } else {\n    scf.yield " << chunks[0] << ", "
+     << chunks[1] << ", " << chunks[2] << ", " << chunks[3] << " : " << types
+     << "\n    }\n";
+  for (int q = 0; q < 4; ++q)
     store16(bRowS, q, res + "#" + std::to_string(q));
   // The stores are the generic proxy's; the tensor cores read through the
   // async proxy.
@@ -418,7 +415,7 @@ void Writer::module() {
   os << "gpu.module @compressa_tc {\n";
   os << "  gpu.func @" << s.name()
      << "(%argv: !llvm.ptr) kernel attributes {known_block_size = "
-        "array<i32: 384, 1, 1>} {\n";
+        "array<i32: 512, 1, 1>} {\n";
   os << "    %c0 = arith.constant 0 : index\n"
         "    %c1 = arith.constant 1 : index\n"
         "    %c2 = arith.constant 2 : index\n"
@@ -509,7 +506,7 @@ void Writer::module() {
      << "    %pad = arith.remui %pad0, %c1024 : index\n"
      << "    %tileBase = arith.addi %base, %pad : index\n"
      << "    %sbase = arith.index_cast %tileBase : index to i64\n";
-  // full[s]: the producer's 128 threads have filled buffer s; empty[s]: its
+  // full[s]: the producers' 256 threads have filled buffer s; empty[s]: its
   // consumers (256 threads, or 128 when the second warpgroup idles) are done.
   std::string two = op("arith.cmpi sgt,", "%cnt", c64(64), "i64");
   os << "    %consumers = arith.select " << two << ", %c256, %c128 : index\n";
@@ -519,7 +516,7 @@ void Writer::module() {
   os << "    scf.if %is0 {\n";
   for (int64_t st = 0; st < s.stages; ++st) {
     std::string c = ci(st);
-    os << "    nvgpu.mbarrier.init %bar[" << c << "], %c128 : !bar\n";
+    os << "    nvgpu.mbarrier.init %bar[" << c << "], %c256 : !bar\n";
     os << "    nvgpu.mbarrier.init %ebar[" << c << "], %consumers : !bar\n";
   }
   os << "    }\n    gpu.barrier\n";

@@ -14,16 +14,17 @@
 // exactly (each e2m1 code times its 32-column block's UE8M0 scale is a bf16
 // value), sums in f32. Only the order of the f32 sums differs.
 //
-// One block of 3 warpgroups takes one tile of up to 128 slots of one expert
+// One block of 4 warpgroups takes one tile of up to 128 slots of one expert
 // (the slot tiles of Emitter::expertTiles) and 128 weight rows: 64 rows of
 // w1 and the same 64 rows of w3 for gate_up (both values of a hidden unit
 // land in one thread's accumulators), 128 rows of w2 for down.
-// - Warpgroup 2 (the producer, 128 threads) fills `stages` shared-memory
-//   buffers, each a 64-column step of K: thread p gathers slot row p of the
-//   activations (16-byte loads; zeros past the tile's slots) and decodes
-//   weight row p from FP4 to bf16 (bit placement and one bf16x2 multiply by
-//   the block scale per pair), both stored in the 128-byte swizzle the wgmma
-//   descriptors read; then fence.proxy.async and an arrive on full[s].
+// - Warpgroups 2 and 3 (the producers, 256 threads) fill `stages`
+//   shared-memory buffers, each a 64-column step of K: thread 2 r + h
+//   gathers half h of slot row r of the activations (16-byte loads; zeros
+//   past the tile's slots) and decodes half h of weight row r from FP4 to
+//   bf16 (bit placement and one bf16x2 multiply by the block scale per
+//   pair), both stored in the 128-byte swizzle the wgmma descriptors read;
+//   then fence.proxy.async and an arrive on full[s].
 // - Warpgroups 0 and 1 (the consumers, 64 slot rows each; the second idles
 //   when the tile has at most 64 slots) wait on full[s], run 4 wgmma
 //   m64n128k16 (bf16, f32 accumulators carried over the whole K), wait for
@@ -85,7 +86,7 @@ struct WgmmaExpertsShape {
   static bool fits(int64_t dm, int64_t inter) {
     return dm > 0 && inter > 0 && inter % 64 == 0 && dm % 128 == 0;
   }
-  static constexpr int64_t kThreads = 384, kSlotTile = 128, kKStep = 64;
+  static constexpr int64_t kThreads = 512, kSlotTile = 128, kKStep = 64;
 };
 
 /// The kernel as MLIR text (a module holding gpu.module @compressa_tc);
