@@ -176,7 +176,36 @@ void Writer::producer() {
   std::string zeros = v();
   os << "    " << zeros << " = arith.constant dense<0> : vector<4xi32>\n";
 
-  os << "    scf.for %pk = %c0 to %cKS step %c1 {\n";
+  // A step's global loads: 4 chunks of 16 bytes (32 bf16) of slot row r,
+  // 16 bytes of FP4 codes of weight row r (32 values, one scale block) and
+  // the block's scale byte. The loads of step k + 1 are issued before step
+  // k is decoded and stored, so they are in flight meanwhile.
+  auto loadStep = [&](const std::string &step) {
+    std::vector<std::string> vals;
+    std::string aStep = gep(aRow,
+                            op("arith.addi", op("arith.muli", step, c64(128), "i64"),
+                               op("arith.muli", half, c64(64), "i64"), "i64"),
+                            "i8");
+    for (int c = 0; c < 4; ++c)
+      vals.push_back(load(gep(aStep, c64(16 * c), "i8"), "vector<4xi32>", 16));
+    std::string blockIdx =
+        op("arith.addi", op("arith.muli", step, c64(2), "i64"), half, "i64");
+    vals.push_back(load(gep(bRow, op("arith.muli", blockIdx, c64(16), "i64"), "i8"),
+                        "vector<4xi32>", 16));
+    vals.push_back(load(gep(sRow, blockIdx, "i8"), "i8", 1));
+    return vals;
+  };
+  std::vector<std::string> first0 = loadStep(c64(0));
+  std::string carried = "vector<4xi32>, vector<4xi32>, vector<4xi32>, vector<4xi32>, "
+                        "vector<4xi32>, i8";
+  os << "    %pl:6 = scf.for %pk = %c0 to %cKS step %c1 iter_args(%la0 = " << first0[0]
+     << ", %la1 = " << first0[1] << ", %la2 = " << first0[2] << ", %la3 = " << first0[3]
+     << ", %lb = " << first0[4] << ", %lsc = " << first0[5] << ") -> (" << carried
+     << ") {\n";
+  std::string pk = i64("%pk");
+  std::string lastStep = c64(s.kSteps() - 1);
+  std::vector<std::string> next =
+      loadStep(op("arith.minui", op("arith.addi", pk, c64(1), "i64"), lastStep, "i64"));
   std::string st = op("arith.remui", "%pk", "%cStages");
   std::string round = op("arith.divui", "%pk", "%cStages");
   std::string again = op("arith.cmpi uge,", "%pk", "%cStages");
@@ -186,7 +215,6 @@ void Writer::producer() {
   os << "    nvgpu.mbarrier.try_wait.parity %ebar[" << st << "], " << phase
      << ", %ticks : !bar\n";
   os << "    }\n";
-  std::string pk = i64("%pk");
   std::string stageOff = op("arith.muli", i64(st), c64(32768), "i64");
   std::string aTile = op("arith.addi", "%sbase", stageOff, "i64");
   std::string bTile = op("arith.addi", aTile, c64(16384), "i64");
@@ -200,20 +228,8 @@ void Writer::producer() {
     os << "    llvm.store " << value << ", " << ptr
        << " {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<3>\n";
   };
-  // The activations: 4 chunks of 16 bytes (32 bf16) of row r.
-  std::string aStep = gep(aRow,
-                          op("arith.addi", op("arith.muli", pk, c64(128), "i64"),
-                             op("arith.muli", half, c64(64), "i64"), "i64"),
-                          "i8");
-  std::vector<std::string> aVals;
-  for (int c = 0; c < 4; ++c)
-    aVals.push_back(load(gep(aStep, c64(16 * c), "i8"), "vector<4xi32>", 16));
-  // The weights: 16 bytes of FP4 codes (32 values, one scale block) and
-  // the block's scale byte.
-  std::string blockIdx = op("arith.addi", op("arith.muli", pk, c64(2), "i64"), half, "i64");
-  std::string bStep = gep(bRow, op("arith.muli", blockIdx, c64(16), "i64"), "i8");
-  std::string b0 = load(bStep, "vector<4xi32>", 16);
-  std::string sc = load(gep(sRow, blockIdx, "i8"), "i8", 1);
+  std::vector<std::string> aVals = {"%la0", "%la1", "%la2", "%la3"};
+  std::string b0 = "%lb", sc = "%lsc";
   for (int c = 0; c < 4; ++c) {
     std::string val = v();
     os << "    " << val << " = arith.select " << rowValid << ", " << aVals[c] << ", "
@@ -280,6 +296,8 @@ void Writer::producer() {
   std::string token = v();
   os << "    " << token << " = nvgpu.mbarrier.arrive %bar[" << st
      << "] : !bar -> !nvgpu.mbarrier.token\n";
+  os << "    scf.yield " << next[0] << ", " << next[1] << ", " << next[2] << ", " << next[3]
+     << ", " << next[4] << ", " << next[5] << " : " << carried << "\n";
   os << "    }\n";
 }
 
