@@ -1,7 +1,7 @@
 //===- WgmmaExperts.cpp - Routed experts as grouped GEMMs on wgmma --------===//
 // SPDX-License-Identifier: Apache-2.0
 //
-// The kernel is MLIR text specialised for one shape (the producer's 16 loads
+// The kernel is MLIR text specialised for one shape (the producers' loads
 // and stores of a step, the 4 wgmma of a step and the epilogue's registers
 // unrolled here), lowered by MLIR's gpu-lower-to-nvvm-pipeline like the FP8
 // GEMM (WgmmaGemm.cpp). Three instructions MLIR's dialects do not spell
