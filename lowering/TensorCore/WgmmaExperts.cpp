@@ -11,6 +11,7 @@
 
 #include "lowering/TensorCore/WgmmaExperts.h"
 
+#include "lowering/TensorCore/MlirText.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 
 #include "llvm/ADT/bit.h"
@@ -36,39 +37,27 @@ std::string WgmmaExpertsShape::name() const {
 
 namespace {
 
-class Writer {
+class Writer : MlirTextWriter {
 public:
-  Writer(const WgmmaExpertsShape &shape, llvm::raw_ostream &os) : s(shape), os(os) {}
+  Writer(const WgmmaExpertsShape &shape, llvm::raw_ostream &os)
+      : MlirTextWriter(os), s(shape) {}
   void module();
 
 private:
   const WgmmaExpertsShape &s;
-  llvm::raw_ostream &os;
-  int next = 0;
 
-  std::string v() { return "%v" + std::to_string(next++); }
   std::string cst(int64_t x, llvm::StringRef type) {
     std::string n = v();
     os << "    " << n << " = arith.constant " << x << " : " << type << "\n";
     return n;
   }
-  std::string ci(int64_t x) { return cst(x, "index"); }
   std::string c64(int64_t x) { return cst(x, "i64"); }
   std::string c32(int64_t x) { return cst(x, "i32"); }
-  std::string op(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b,
-                 llvm::StringRef type = "index") {
-    std::string n = v();
-    os << "    " << n << " = " << name << " " << a << ", " << b << " : " << type << "\n";
-    return n;
-  }
   std::string cast(llvm::StringRef name, llvm::StringRef x, llvm::StringRef from,
                    llvm::StringRef to) {
     std::string n = v();
     os << "    " << n << " = " << name << " " << x << " : " << from << " to " << to << "\n";
     return n;
-  }
-  std::string i64(llvm::StringRef index) {
-    return cast("arith.index_cast", index, "index", "i64");
   }
   /// &ptr[index] in units of `elt` (an i64 index).
   std::string gep(llvm::StringRef ptr, llvm::StringRef index, llvm::StringRef elt,
@@ -302,13 +291,7 @@ void Writer::producer() {
 }
 
 void Writer::consumers() {
-  std::string acc = "!nvgpu.warpgroup.accumulator<fragmented = vector<64x128xf32>>";
-  std::string dA = "!nvgpu.warpgroup.descriptor<tensor = memref<64x16xbf16, "
-                   "#gpu.address_space<workgroup>>>";
-  std::string dB = "!nvgpu.warpgroup.descriptor<tensor = memref<16x128xbf16, "
-                   "#gpu.address_space<workgroup>>>";
-  std::string subA = "memref<64x16xbf16, strided<[64, 1], offset: ?>, "
-                     "#gpu.address_space<workgroup>>";
+  std::string acc = kAccumulator.str();
   std::string regs;
   for (int j = 0; j < 64; ++j)
     regs += j ? ", f32" : "f32";
@@ -332,23 +315,8 @@ void Writer::consumers() {
      << "\n";
   os << "    " << w << " = memref.view %smem[" << offW << "][] : " << kSmem << " to "
      << kTile << "\n";
-  std::string accV = "%acc";
-  for (int k = 0; k < 4; ++k) {
-    std::string sa = v(), sb = v(), da = v(), db = v(), nx = v();
-    std::string subB = "memref<128x16xbf16, strided<[64, 1], offset: " +
-                       std::to_string(16 * k) + ">, #gpu.address_space<workgroup>>";
-    os << "    " << sa << " = memref.subview " << a << "[" << wgRow << ", " << 16 * k
-       << "] [64, 16] [1, 1] : " << kTile << " to " << subA << "\n";
-    os << "    " << sb << " = memref.subview " << w << "[0, " << 16 * k
-       << "] [128, 16] [1, 1] : " << kTile << " to " << subB << "\n";
-    os << "    " << da << " = nvgpu.warpgroup.generate.descriptor " << sa
-       << ", %dmap : " << subA << ", !map -> " << dA << "\n";
-    os << "    " << db << " = nvgpu.warpgroup.generate.descriptor " << sb
-       << ", %dmap : " << subB << ", !map -> " << dB << "\n";
-    os << "    " << nx << " = nvgpu.warpgroup.mma " << da << ", " << db << ", " << accV
-       << " : " << dA << ", " << dB << ", " << acc << " -> " << acc << "\n";
-    accV = nx;
-  }
+  std::string accV =
+      wgmmaSteps(a, w, wgRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", "%acc");
   os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
   std::string token = v();
   os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << st

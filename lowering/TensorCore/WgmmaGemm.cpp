@@ -8,6 +8,8 @@
 
 #include "lowering/TensorCore/WgmmaGemm.h"
 
+#include "lowering/TensorCore/MlirText.h"
+
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
@@ -31,35 +33,16 @@ std::string WgmmaGemmShape::name() const {
 namespace {
 
 /// Writes the kernel body; SSA names are numbered by `v()`.
-class Writer {
+class Writer : MlirTextWriter {
 public:
-  Writer(const WgmmaGemmShape &shape, llvm::raw_ostream &os) : s(shape), os(os) {}
+  Writer(const WgmmaGemmShape &shape, llvm::raw_ostream &os)
+      : MlirTextWriter(os), s(shape) {}
 
   void module();
 
 private:
   const WgmmaGemmShape &s;
-  llvm::raw_ostream &os;
-  int next = 0;
 
-  std::string v() { return "%v" + std::to_string(next++); }
-  /// An index constant.
-  std::string ci(int64_t x) {
-    std::string n = v();
-    os << "    " << n << " = arith.constant " << x << " : index\n";
-    return n;
-  }
-  std::string op(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b,
-                 llvm::StringRef type = "index") {
-    std::string n = v();
-    os << "    " << n << " = " << name << " " << a << ", " << b << " : " << type << "\n";
-    return n;
-  }
-  std::string i64(llvm::StringRef index) {
-    std::string n = v();
-    os << "    " << n << " = arith.index_cast " << index << " : index to i64\n";
-    return n;
-  }
   /// The byte at `ptr[index]` as the f32 2^(byte - 127) (bytes 1..254).
   std::string ue8m0(llvm::StringRef ptr, llvm::StringRef index) {
     std::string i = i64(index);
@@ -108,13 +91,7 @@ void Writer::loads(llvm::StringRef stage, llvm::StringRef kb) {
 
 void Writer::module() {
   int64_t kBlocks = s.kBlocks();
-  std::string acc = "!nvgpu.warpgroup.accumulator<fragmented = vector<64x128xf32>>";
-  std::string dA = "!nvgpu.warpgroup.descriptor<tensor = memref<64x32xf8E4M3FN, "
-                   "#gpu.address_space<workgroup>>>";
-  std::string dB = "!nvgpu.warpgroup.descriptor<tensor = memref<32x128xf8E4M3FN, "
-                   "#gpu.address_space<workgroup>>>";
-  std::string subA = "memref<64x32xf8E4M3FN, strided<[128, 1], offset: ?>, "
-                     "#gpu.address_space<workgroup>>";
+  std::string acc = kAccumulator.str();
   std::string regs;
   for (int j = 0; j < 64; ++j)
     regs += j ? ", f32" : "f32";
@@ -291,24 +268,9 @@ void Writer::module() {
   auto [a, w] = tiles(stage);
   std::string accV = v();
   os << "    " << accV << " = nvgpu.warpgroup.mma.init.accumulator -> " << acc << "\n";
-  for (int k = 0; k < 4; ++k) {
-    // K-major tiles: the k-th 32 columns of this warpgroup's 64 rows of a,
-    // and of the 128 rows of w.
-    std::string sa = v(), sb = v(), da = v(), db = v(), next = v();
-    std::string subB = "memref<128x32xf8E4M3FN, strided<[128, 1], offset: " +
-                       std::to_string(32 * k) + ">, #gpu.address_space<workgroup>>";
-    os << "    " << sa << " = memref.subview " << a << "[" << wgRow << ", " << 32 * k
-       << "] [64, 32] [1, 1] : " << kTile << " to " << subA << "\n";
-    os << "    " << sb << " = memref.subview " << w << "[0, " << 32 * k
-       << "] [128, 32] [1, 1] : " << kTile << " to " << subB << "\n";
-    os << "    " << da << " = nvgpu.warpgroup.generate.descriptor " << sa
-       << ", %amap : " << subA << ", !map -> " << dA << "\n";
-    os << "    " << db << " = nvgpu.warpgroup.generate.descriptor " << sb
-       << ", %wmap : " << subB << ", !map -> " << dB << "\n";
-    os << "    " << next << " = nvgpu.warpgroup.mma " << da << ", " << db << ", "
-       << accV << " : " << dA << ", " << dB << ", " << acc << " -> " << acc << "\n";
-    accV = next;
-  }
+  // K-major tiles: the k-th 32 columns of this warpgroup's 64 rows of a,
+  // and of the 128 rows of w.
+  accV = wgmmaSteps(a, w, wgRow, kTile, "f8E4M3FN", 128, 32, 4, "%amap", "%wmap", accV);
   os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
   // The tensor cores are done reading the buffer.
   std::string token = v();
