@@ -283,17 +283,19 @@ void TensorCoreSplit::nextPart(ArrayRef<Attribute> launched) {
   b.setInsertionPointToStart(entry);
 }
 
+/// The argument slot of an expert table, or -1.
+static int64_t tableSlot(const ExpertView &e) {
+  return argvSlot(e.table, Value(e.table).getParentBlock()->getArgument(0));
+}
+
 bool TensorCoreSplit::handlesExperts(const ExpertView &w1, const ExpertView &w3,
                                      const ExpertView &w2) const {
   auto fp4 = [](const ExpertView &e) { return isa<Float4E2M1FNType>(e.elt); };
-  auto slotOf = [](const ExpertView &e) {
-    return argvSlot(e.table, Value(e.table).getParentBlock()->getArgument(0));
-  };
   return groupedExperts && fp4(w1) && fp4(w3) && fp4(w2) && w1.rows == w3.rows &&
          w1.cols == w3.cols && w2.rows == w1.cols && w2.cols == w1.rows &&
          w1.count == w2.count && w3.count == w1.count &&
-         WgmmaExpertsShape::fits(w1.cols, w1.rows) && slotOf(w1) >= 0 &&
-         slotOf(w3) >= 0 && slotOf(w2) >= 0;
+         WgmmaExpertsShape::fits(w1.cols, w1.rows) && tableSlot(w1) >= 0 &&
+         tableSlot(w3) >= 0 && tableSlot(w2) >= 0;
 }
 
 void TensorCoreSplit::experts(const ExpertsOperands &in, const ExpertView &w1,
@@ -310,9 +312,6 @@ void TensorCoreSplit::experts(const ExpertsOperands &in, const ExpertView &w1,
     kb.store(in.first, staging, kb.c(kExpertsHeaderFirst / 8));
     kb.store(in.count, staging, kb.c(kExpertsHeaderCount / 8));
   });
-  auto slotOf = [](const ExpertView &e) {
-    return argvSlot(e.table, Value(e.table).getParentBlock()->getArgument(0));
-  };
   auto step = [&](StringRef which, const ExpertView &w, int64_t table3) {
     SmallVector<NamedAttribute> a = {
         b.getNamedAttr("experts", b.getStringAttr(which)),
@@ -320,12 +319,12 @@ void TensorCoreSplit::experts(const ExpertsOperands &in, const ExpertView &w1,
         b.getNamedAttr("k", b.getI64IntegerAttr(w.cols)),
         b.getNamedAttr("topk", b.getI64IntegerAttr(topk)),
         b.getNamedAttr("count", b.getI64IntegerAttr(w.count)),
-        b.getNamedAttr("table", b.getI64IntegerAttr(slotOf(w))),
+        b.getNamedAttr("table", b.getI64IntegerAttr(tableSlot(w))),
         b.getNamedAttr("table3", b.getI64IntegerAttr(table3)),
         b.getNamedAttr("limit", b.getF64FloatAttr(limit))};
     return b.getDictionaryAttr(a);
   };
-  nextPart({step("gate_up", w1, slotOf(w3)), step("down", w2, -1)});
+  nextPart({step("gate_up", w1, tableSlot(w3)), step("down", w2, -1)});
 }
 
 LogicalResult TensorCoreSplit::finish(Operation *firstKernel) {
