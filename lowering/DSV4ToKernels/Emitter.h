@@ -255,9 +255,21 @@ public:
 
   /// dots[s, r] = dot(x_s, W row r) for every token s and row r (scratch),
   /// split over warps where rows are few (splitDots).
+  /// Where a call has many tokens (a prefill chunk), warps take token tiles
+  /// (linearTokenTiles: the same dots, bits and split parts, each weight
+  /// segment read once for a tile instead of once per token: the mHC
+  /// mixes' and the router's dots of a 4096-token chunk read tens of GB
+  /// from L2 one token at a time).
   View rowDots(View x, int64_t xStride, const WeightView &wt) {
-    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0)
-      return splitDots(x, xStride, wt, wt.rows, false, splitParts(wt, wt.rows, x.elt));
+    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0) {
+      View dots = scratchF32(wt.rows, 0);
+      branch(
+          manyTokens(2 * kTileTokens), [&] { linearTokenTiles(x, xStride, wt, dots); },
+          [&] {
+            splitDots(x, xStride, wt, wt.rows, false, splitParts(wt, wt.rows, x.elt), dots);
+          });
+      return dots;
+    }
     View dots = scratchF32(wt.rows, 0);
     kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
