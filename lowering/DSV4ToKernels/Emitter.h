@@ -421,6 +421,11 @@ public:
   /// The same on sm_90a as the grouped GEMMs of
   /// lowering/TensorCore/WgmmaExperts.h (TensorCoreSplit::experts).
   void expertsGrouped(MoeExpertsOp op, SharedExpertOp shared);
+  /// The shared expert of the fast path: its FP8 linear layers as the dense
+  /// ones (act_quant + the FP8 GEMM) where all three are FP8 with block
+  /// scales (sharedExpertFp8), else bf16 MMA tiles (sharedExpertMma).
+  void sharedExpertFast(SharedExpertOp op);
+  bool sharedExpertFp8(SharedExpertOp op);
   void sharedExpertMma(SharedExpertOp op);
   /// Tile `tile` of `et`: x rows of its slots' tokens (`byToken`) or of the
   /// slots themselves, with the tile expert's matrices of `tables`.

@@ -286,9 +286,10 @@ void Emitter::sharedExpert(SharedExpertOp op) {
     ctx.fusedShared = nullptr;
     return;
   }
-  if (ctx.fastLinear && !ctx.batched && mmaFits(w(op.getW1()), w(op.getW1()).rows) &&
-      mmaFits(w(op.getW2()), w(op.getW2()).rows))
-    return sharedExpertMma(op);
+  if (ctx.fastLinear && !ctx.batched &&
+      (sharedExpertFp8(op) || (mmaFits(w(op.getW1()), w(op.getW1()).rows) &&
+                               mmaFits(w(op.getW2()), w(op.getW2()).rows))))
+    return sharedExpertFast(op);
   branch(
       manyTokens(2 * kTileTokens), [&] { sharedExpertTiled(op); },
       [&] { sharedExpertByToken(op); });

@@ -226,9 +226,9 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
                WgmmaExpertsShape::fits(w1.getShape()[2], w1.getShape()[1]);
   });
   func.walk([&](Operation *op) {
-    // The experts' fast path is the warp MMA tiles or the grouped GEMMs,
-    // not this GEMM.
-    if (!usesFastLinear(op) || isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp>(op))
+    // The routed experts' fast path is the warp MMA tiles or the grouped
+    // GEMMs, not this GEMM (the shared expert's FP8 layers take it).
+    if (!usesFastLinear(op) || isa<dsv4::MoeExpertsOp>(op))
       return;
     for (Type t : op->getOperandTypes()) {
       auto w = dyn_cast<dsv4::WeightType>(t);
