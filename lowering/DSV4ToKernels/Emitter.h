@@ -34,6 +34,11 @@ inline int64_t perToken(Value v) {
   return n;
 }
 
+/// xb[i] = bf16(x[i]) for i < n (n even), two values a word through
+/// packBf16x2: the very words mmaTileDots' f32-x path packs for its A
+/// fragments, so MMAs that read xb instead see the same bits.
+void storeBf16Pairs(KernelBuilder &kb, View x, View xb, Value n);
+
 class Emitter {
 public:
   Emitter(KernelBuilder &kb, EmitContext &ctx) : kb(kb), ctx(ctx) {}

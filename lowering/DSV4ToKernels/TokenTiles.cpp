@@ -491,10 +491,7 @@ void Emitter::mmaTileDots(Value tiles, int64_t rows, int64_t nTiles,
   });
 }
 
-/// xb[i] = bf16(x[i]) for i < n (n even), two values a word through
-/// packBf16x2: the very words mmaTileDots' f32-x path packs for its A
-/// fragments, so MMAs that read xb instead see the same bits.
-static void storeBf16Pairs(KernelBuilder &kb, View x, View xb, Value n) {
+void mlir::compressa::cpu::storeBf16Pairs(KernelBuilder &kb, View x, View xb, Value n) {
   kb.parallelLoop(kb.c(0), kb.div(n, kb.c(2)), [&](Value e) {
     Value i = kb.mul(e, kb.c(2));
     Value word = kb.packBf16x2(kb.loadF(x, i), kb.loadF(x, kb.add(i, kb.c(1))));

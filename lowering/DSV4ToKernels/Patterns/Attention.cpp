@@ -680,16 +680,25 @@ void Emitter::outProj(OutProjOp op) {
   };
   if (ctx.fastLinear && !ctx.batched && mmaFits(woa, per) &&
       per % (8 * mmaTilesPerWarp(per)) == 0) {
-    // --numerics=fast: warp tensor-core tiles (TokenTiles.cpp).
-    Value tiles = kb.div(kb.add(S(), c(kMmaTokens - 1)), c(kMmaTokens));
+    // --numerics=fast: warp tensor-core tiles (TokenTiles.cpp) of two
+    // 16-token m-tiles (each weight fragment decoded once for both), on o
+    // rounded to bf16 once here instead of once per weight-row group: the
+    // same MMAs, the same bits.
+    Type bf16 = kb.builder().getBF16Type();
+    View ob{ctx.scratch(h * d * 2, 0), bf16};
+    storeBf16Pairs(kb, o, ob, kb.mul(S(), c(h * d)));
+    constexpr int64_t mTiles = 2, tokens = kMmaTokens * mTiles;
+    Value tiles = kb.div(kb.add(S(), c(tokens - 1)), c(tokens));
     mmaTileDots(
         tiles, rows, mmaTilesPerWarp(per),
         [&](Value tile, Value first) {
-          return mmaDenseTile(tile, groupInput(first), h * d, {woa});
+          return mmaDenseTile(tile, kb.at(ob, kb.mul(kb.div(first, c(per)), c(groupIn))),
+                              h * d, {woa}, tokens);
         },
         [&](const MmaTile &, const MmaRow &row, Value r, ArrayRef<Value> y) {
           kb.storeF(z, kb.add(kb.mul(row.index, c(rows)), r), y[0]);
-        });
+        },
+        mTiles);
   } else if (KernelBuilder::segmentsPerRow(woa, o.elt) > 0 &&
              per % rowsPerWarp(per) == 0) {
     // Prefill chunks: token tiles, the same dots as byToken's.
