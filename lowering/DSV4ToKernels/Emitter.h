@@ -260,13 +260,16 @@ public:
 
   /// dots[s, r] = dot(x_s, W row r) for every token s and row r (scratch),
   /// split over warps where rows are few (splitDots).
-  /// Where a call has many tokens (a prefill chunk), warps take token tiles
-  /// (linearTokenTiles: the same dots, bits and split parts, each weight
-  /// segment read once for a tile instead of once per token: the mHC
-  /// mixes' and the router's dots of a 4096-token chunk read tens of GB
-  /// from L2 one token at a time).
+  /// In the prefill kernels of --numerics=fast (ops marked by
+  /// dsv4-select-numerics), where a call has many tokens warps take token
+  /// tiles (linearTokenTiles: the same dots, bits and split parts, each
+  /// weight segment read once for a tile instead of once per token: the
+  /// mHC mixes' and the router's dots of a 4096-token chunk read tens of GB
+  /// from L2 one token at a time). Elsewhere (decode's kernels) without the
+  /// branch (with it, the decode kernels holding hc.pre ran 4-6 us longer
+  /// a launch on an H200).
   View rowDots(View x, int64_t xStride, const WeightView &wt) {
-    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0) {
+    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0 && ctx.fastLinear) {
       View dots = scratchF32(wt.rows, 0);
       branch(
           manyTokens(2 * kTileTokens), [&] { linearTokenTiles(x, xStride, wt, dots); },
@@ -275,6 +278,8 @@ public:
           });
       return dots;
     }
+    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0)
+      return splitDots(x, xStride, wt, wt.rows, false, splitParts(wt, wt.rows, x.elt));
     View dots = scratchF32(wt.rows, 0);
     kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));

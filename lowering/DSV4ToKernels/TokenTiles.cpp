@@ -151,19 +151,63 @@ Emitter::ExpertTiles Emitter::expertTiles(View ids, int64_t k, int64_t experts, 
   Value slots = kb.mul(S(), c(k));
   auto expertOf = [&](Value slot) { return kb.toI64(kb.load(i32, ids.ptr, slot)); };
   auto isOf = [&](Value slot, Value e) { return kb.eq(expertOf(slot), e); };
-  // The slots in chunks of kChunk, a thread per (chunk, expert) scanning its
-  // chunk (a thread per expert scanning every slot made 2 S k dependent
-  // trips, 49152 for a 4096-token chunk of V4-Flash): the counts, then a thread per
-  // expert adds its chunks' counts in chunk order (each chunk's start among
-  // the expert's slots), then the same threads per (chunk, expert) write
-  // the slots in order. The order is the same as one scan: by expert, then
-  // by slot.
+  // Where each expert's slots and tiles start, from the counts.
+  auto starts = [&] {
+    kb.single([&] {
+      SmallVector<Value> totals = kb.reduce(
+          c(0), c(experts), {c(0), c(0)}, [&](Value e, ValueRange acc) -> SmallVector<Value> {
+            Value n = kb.load(i64, counts, e);
+            kb.store(acc[0], slotStart, e);
+            kb.store(acc[1], et.tileStart, e);
+            return {kb.add(acc[0], n), kb.add(acc[1], kb.div(kb.add(n, c(T - 1)), c(T)))};
+          });
+      kb.store(totals[1], et.tileStart, c(experts));
+    });
+  };
+  // Expert e's tiles, its n slots from `base` on.
+  auto tilesOf = [&](Value e, Value base, Value n) {
+    Value t0 = kb.load(i64, et.tileStart, e);
+    kb.loop(c(0), kb.div(kb.add(n, c(T - 1)), c(T)), [&](Value i) {
+      Value t = kb.add(t0, i);
+      kb.store(e, et.expert, t);
+      kb.store(kb.add(base, kb.mul(i, c(T))), et.first, t);
+      kb.store(kb.min(c(T), kb.sub(n, kb.mul(i, c(T)))), et.count, t);
+    });
+  };
+  if (!ctx.fastLinear) {
+    // A thread per expert: its slots.
+    kb.parallelLoop(c(0), c(experts), [&](Value e) {
+      Value n = kb.reduce1(c(0), slots, c(0), [&](Value slot, Value acc) {
+        return kb.add(acc, kb.select(isOf(slot, e), c(1), c(0)));
+      });
+      kb.store(n, counts, e);
+    });
+    starts();
+    // A thread per expert: its slots in order, and its tiles.
+    kb.parallelLoop(c(0), c(experts), [&](Value e) {
+      Value base = kb.load(i64, slotStart, e);
+      Value n = kb.reduce1(c(0), slots, c(0), [&](Value slot, Value acc) {
+        Value mine = isOf(slot, e);
+        kb.ifThen(mine, [&] { kb.store(slot, et.order, kb.add(base, acc)); });
+        return kb.add(acc, kb.select(mine, c(1), c(0)));
+      });
+      tilesOf(e, base, n);
+    });
+    return et;
+  }
+  // The prefill kernels of --numerics=fast: the slots in chunks of kChunk,
+  // a thread per (chunk, expert) scanning its chunk (a thread per expert
+  // scanning every slot made 2 S k dependent trips, 49152 for a 4096-token
+  // chunk of V4-Flash): the counts, then a thread per expert adds its
+  // chunks' counts in chunk order (each chunk's start among the expert's
+  // slots), then the same threads per (chunk, expert) write the slots in
+  // order. The order is the same as one scan: by expert, then by slot.
+  // Decode's kernels keep the scan (their code stays as it was).
   constexpr int64_t kChunk = 256;
   Value chunks = kb.div(kb.add(slots, c(kChunk - 1)), c(kChunk));
   // chunks * experts counts: at most S * k * experts / kChunk + experts.
   Value chunkCounts = ctx.scratch((k * experts * 8 + kChunk - 1) / kChunk, experts * 8);
-  auto inChunk = [&](Value ce, function_ref<void(Value e, Value lb, Value ub)>
-                                   body) {
+  auto inChunk = [&](Value ce, function_ref<void(Value e, Value lb, Value ub)> body) {
     Value chunk = kb.div(ce, c(experts)), e = kb.rem(ce, c(experts));
     Value lb = kb.mul(chunk, c(kChunk));
     body(e, lb, kb.min(slots, kb.add(lb, c(kChunk))));
@@ -185,17 +229,7 @@ Emitter::ExpertTiles Emitter::expertTiles(View ids, int64_t k, int64_t experts, 
     });
     kb.store(n, counts, e);
   });
-  // Where each expert's slots and tiles start.
-  kb.single([&] {
-    SmallVector<Value> totals = kb.reduce(
-        c(0), c(experts), {c(0), c(0)}, [&](Value e, ValueRange acc) -> SmallVector<Value> {
-          Value n = kb.load(i64, counts, e);
-          kb.store(acc[0], slotStart, e);
-          kb.store(acc[1], et.tileStart, e);
-          return {kb.add(acc[0], n), kb.add(acc[1], kb.div(kb.add(n, c(T - 1)), c(T)))};
-        });
-    kb.store(totals[1], et.tileStart, c(experts));
-  });
+  starts();
   // A thread per (chunk, expert): the chunk's slots of the expert, in order.
   kb.parallelLoop(c(0), kb.mul(chunks, c(experts)), [&](Value ce) {
     inChunk(ce, [&](Value e, Value lb, Value ub) {
@@ -209,14 +243,7 @@ Emitter::ExpertTiles Emitter::expertTiles(View ids, int64_t k, int64_t experts, 
   });
   // A thread per expert: its tiles.
   kb.parallelLoop(c(0), c(experts), [&](Value e) {
-    Value base = kb.load(i64, slotStart, e), n = kb.load(i64, counts, e);
-    Value t0 = kb.load(i64, et.tileStart, e);
-    kb.loop(c(0), kb.div(kb.add(n, c(T - 1)), c(T)), [&](Value i) {
-      Value t = kb.add(t0, i);
-      kb.store(e, et.expert, t);
-      kb.store(kb.add(base, kb.mul(i, c(T))), et.first, t);
-      kb.store(kb.min(c(T), kb.sub(n, kb.mul(i, c(T)))), et.count, t);
-    });
+    tilesOf(e, kb.load(i64, slotStart, e), kb.load(i64, counts, e));
   });
   return et;
 }

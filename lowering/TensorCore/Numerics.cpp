@@ -80,10 +80,13 @@ struct SelectNumericsPass
         // The routed and shared experts: bf16 warp matrix tiles
         // (Emitter::expertsMma); the sparse attention: scores and weighted
         // sums on them (Emitter::attention); the compressors: their bf16
-        // wkv and wgate projections on them (Emitter::compress).
+        // wkv and wgate projections on them (Emitter::compress). The mHC
+        // mixes and the routers: their dots in token tiles (the same bits
+        // as one token at a time; Emitter::rowDots), in kernels apart from
+        // decode's, whose code stays as it was.
         if (hasFp8LinearLayer(op) ||
             isa<dsv4::MoeExpertsOp, dsv4::SharedExpertOp, dsv4::SparseAttentionOp,
-                dsv4::CompressOp>(op))
+                dsv4::CompressOp, dsv4::HcPreOp, dsv4::MoeGateOp, dsv4::MoeHashGateOp>(op))
           op->setAttr(dsv4::kNumericsAttr, b.getStringAttr("fast"));
       });
     }

@@ -105,6 +105,61 @@ void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
   Bits i{kb};
   int64_t blocks = (k + kQuantBlock - 1) / kQuantBlock;
   Type i8 = kb.builder().getI8Type();
+  // The scale byte of block e (stored) and 1/s, from the block's amax.
+  auto scaleOf = [&](Value amax, Value e, Value lane) {
+    // log2(s) = ceil(log2(amax / 448)) from amax = m 2^e (module comment).
+    Value bits = i.fromF32(amax);
+    Value exp = i.sub(i.shr(bits, 23), i.c(127));
+    Value up = i.zext(i.ugt(i.band(bits, 0x7FFFFF), 0x600000));
+    Value log2s = i.add(i.sub(exp, i.c(8)), up);
+    kb.ifThen(kb.eq(lane, kb.c(0)),
+              [&] { kb.store(i.toByte(i.add(log2s, i.c(127))), scales, e); });
+    return i.toF32(i.shl(i.sub(i.c(127), log2s), i.c(23)));
+  };
+  auto code = [&](Value v, Value inv) {
+    v = kb.mul(v, inv);
+    return encodeE4M3(kb, kb.max(kb.min(v, kb.cf(448.0)), kb.cf(-448.0)));
+  };
+  if (k % kQuantBlock == 0) {
+    // Whole blocks: a warp per (row, block), lane l reading elements 4l ..
+    // 4l + 3 (a warp's loads cover the block's 512 bytes at once), the
+    // block's amax by a butterfly of maxima (exact, so the same as a scan),
+    // and the lane's four codes stored as one word. On the CPU (a warpLoop
+    // body runs once) the 32 lanes in turn.
+    constexpr int64_t per = kQuantBlock / KernelBuilder::kLanes;
+    static_assert(per == 4, "four codes a word");
+    kb.warpLoop(kb.c(0), kb.mul(rows, kb.c(blocks)), [&](Value e, Value lane) {
+      Value r = kb.div(e, kb.c(blocks)), blk = kb.rem(e, kb.c(blocks));
+      Value first = kb.mul(blk, kb.c(kQuantBlock));
+      View row = kb.at(x, kb.add(kb.mul(r, kb.c(xStride)), first));
+      Value amax = kb.laneTotals(
+          lane, 1,
+          [&](Value l) -> SmallVector<Value> {
+            Value m = kb.cf(1e-4);
+            for (int64_t u = 0; u < per; ++u)
+              m = kb.max(m, math::AbsFOp::create(kb.builder(), kb.getLoc(),
+                                                 kb.loadF(row, kb.add(kb.mul(l, kb.c(per)),
+                                                                      kb.c(u)))));
+            return {m};
+          },
+          /*max=*/true)[0];
+      Value inv = scaleOf(amax, e, lane);
+      Value out = kb.offset(i8, q, kb.add(kb.mul(r, kb.c(k)), first));
+      auto storeLane = [&](Value l) {
+        Value word = i.c(0);
+        for (int64_t u = 0; u < per; ++u) {
+          Value v = kb.loadF(row, kb.add(kb.mul(l, kb.c(per)), kb.c(u)));
+          word = i.bor(word, i.shl(i.fromByte(code(v, inv)), i.c(8 * u)));
+        }
+        kb.store(word, out, l);
+      };
+      if (kb.lanesParallel())
+        storeLane(lane);
+      else
+        kb.loop(kb.c(0), kb.c(KernelBuilder::kLanes), storeLane);
+    });
+    return;
+  }
   kb.parallelLoop(kb.c(0), kb.mul(rows, kb.c(blocks)), [&](Value e) {
     Value r = kb.div(e, kb.c(blocks)), blk = kb.rem(e, kb.c(blocks));
     Value first = kb.mul(blk, kb.c(kQuantBlock));
@@ -114,19 +169,9 @@ void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
       Value v = kb.loadF(row, j);
       return kb.max(acc, math::AbsFOp::create(kb.builder(), kb.getLoc(), v));
     });
-    // log2(s) = ceil(log2(amax / 448)) from amax = m 2^e (module comment).
-    Value bits = i.fromF32(amax);
-    Value exp = i.sub(i.shr(bits, 23), i.c(127));
-    Value up = i.zext(i.ugt(i.band(bits, 0x7FFFFF), 0x600000));
-    Value log2s = i.add(i.sub(exp, i.c(8)), up);
-    kb.store(i.toByte(i.add(log2s, i.c(127))), scales, e);
-    Value inv = i.toF32(i.shl(i.sub(i.c(127), log2s), i.c(23)));
+    Value inv = scaleOf(amax, e, kb.c(0));
     Value out = kb.offset(i8, q, kb.add(kb.mul(r, kb.c(k)), first));
-    kb.loop(kb.c(0), len, [&](Value j) {
-      Value v = kb.mul(kb.loadF(row, j), inv);
-      v = kb.max(kb.min(v, kb.cf(448.0)), kb.cf(-448.0));
-      kb.store(encodeE4M3(kb, v), out, j);
-    });
+    kb.loop(kb.c(0), len, [&](Value j) { kb.store(code(kb.loadF(row, j), inv), out, j); });
   });
 }
 
