@@ -17,11 +17,14 @@
 #       Prints max / median |diff| and top-1 agreement of grouped vs warp,
 #       grouped vs reference and warp vs reference, and each run's time;
 #       exits 1 when grouped vs warp is past EXPERTS_CHECK_BOUNDS (default:
-#       max 1.0, median 0.01, top-1 0.97) or when grouped is further from
+#       max 1.0, median 0.01, top-1 0.95) or when grouped is further from
 #       the reference than warp by more than 10 % in median or 1 point of
 #       top-1 (H200, 2026-12-03: grouped vs warp 0.5315 / 0.001193 / 99.5 %;
 #       both vs the reference 0.928 / 0.0079 / 96.2 %; the max moves with
-#       act_quant codes that flip downstream).
+#       act_quant codes that flip downstream. Since the shared expert's
+#       layers take the FP8 GEMM, act_quant of its inputs in both runs,
+#       more codes flip: 0.5728 / 0.006184 / 97.0 %, both vs the reference
+#       0.96 / 0.0204 / 91.4 %; the reference keeps f32 activations).
 #
 # With the device tool: prepare here, then run with carry [".experts-check"]:
 #   command: bash scripts/experts-check.sh run .experts-check
@@ -66,7 +69,7 @@ for n in ('grouped', 'warp'):
       > "$work"/$n.out 2>&1 || { echo "FAIL: compressa-run $n"; tail -5 "$work"/$n.out; return 1; }
     echo "$n: compressa-run (load, prefill $((tokens - 1)), decode 1) $((SECONDS - t0)) s"
   done
-  python3 - "$work" ${EXPERTS_CHECK_BOUNDS:-1.0 0.01 0.97} <<'EOF'
+  python3 - "$work" ${EXPERTS_CHECK_BOUNDS:-1.0 0.01 0.95} <<'EOF'
 import json, struct, sys
 import numpy as np
 work, bounds = sys.argv[1], [float(b) for b in sys.argv[2:5]]

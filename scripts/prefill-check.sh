@@ -44,8 +44,12 @@ maxTokens=${PREFILL_CHECK_MAX_TOKENS:-4096}
 # cores accumulate with fewer bits than f32, so act_quant codes downstream
 # flip and the indexer's picks change; a guard against regressions, not a
 # precision claim. The precision checks are the first buffer behind one GEMM
-# (kv of layer 0: 2.5e-4 relative) in 2b and the op-level tests.
-fastBounds=(--max-abs 4 --median-abs 0.05 --top1 0.80)
+# (kv of layer 0: 2.5e-4 relative) in 2b and the op-level tests. With the
+# shared expert's three layers on the FP8 GEMM too (act_quant of x and of
+# the SwiGLU hiddens, as DeepSeek's demo quantises every FP8 GEMM input),
+# more codes flip: 3.158 / 0.0691 / 78.2 % (H200, 2026-12-03), GPU and CPU
+# both 70.5 % top-1 against golden.
+fastBounds=(--max-abs 4 --median-abs 0.1 --top1 0.72)
 kvBound=1e-3
 
 prepare() {
