@@ -25,6 +25,11 @@ protected:
 
   /// A fresh SSA name.
   std::string v() { return "%v" + std::to_string(next++); }
+  /// The index constants both kernels name: %c0, %c1, %c2, ... %c256, %c1024.
+  void indexConstants() {
+    for (int x : {0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024})
+      os << "    %c" << x << " = arith.constant " << x << " : index\n";
+  }
   /// An index constant.
   std::string ci(int64_t x) {
     std::string n = v();

@@ -402,18 +402,8 @@ void Writer::module() {
   os << "  gpu.func @" << s.name()
      << "(%argv: !llvm.ptr) kernel attributes {known_block_size = "
         "array<i32: 512, 1, 1>} {\n";
-  os << "    %c0 = arith.constant 0 : index\n"
-        "    %c1 = arith.constant 1 : index\n"
-        "    %c2 = arith.constant 2 : index\n"
-        "    %c4 = arith.constant 4 : index\n"
-        "    %c8 = arith.constant 8 : index\n"
-        "    %c16 = arith.constant 16 : index\n"
-        "    %c32 = arith.constant 32 : index\n"
-        "    %c64 = arith.constant 64 : index\n"
-        "    %c128 = arith.constant 128 : index\n"
-        "    %c256 = arith.constant 256 : index\n"
-        "    %c1024 = arith.constant 1024 : index\n"
-        "    %c1i = arith.constant 1 : i32\n"
+  indexConstants();
+  os << "    %c1i = arith.constant 1 : i32\n"
         "    %c6i = arith.constant 6 : i32\n"
         "    %c7i = arith.constant 7 : i32\n"
         "    %c8i = arith.constant 8 : i32\n"

@@ -142,18 +142,8 @@ void Writer::module() {
   }
   os << "    %amap = builtin.unrealized_conversion_cast %ap : !llvm.ptr to !map\n";
   os << "    %wmap = builtin.unrealized_conversion_cast %wp : !llvm.ptr to !map\n";
-  os << "    %c0 = arith.constant 0 : index\n"
-        "    %c1 = arith.constant 1 : index\n"
-        "    %c2 = arith.constant 2 : index\n"
-        "    %c4 = arith.constant 4 : index\n"
-        "    %c8 = arith.constant 8 : index\n"
-        "    %c16 = arith.constant 16 : index\n"
-        "    %c32 = arith.constant 32 : index\n"
-        "    %c64 = arith.constant 64 : index\n"
-        "    %c128 = arith.constant 128 : index\n"
-        "    %c256 = arith.constant 256 : index\n"
-        "    %c1024 = arith.constant 1024 : index\n"
-        "    %c23i = arith.constant 23 : i32\n"
+  indexConstants();
+  os << "    %c23i = arith.constant 23 : i32\n"
         "    %cTileBytes = arith.constant 16384 : index\n"
         "    %cStageBytes = arith.constant 32768 : index\n"
         "    %ticks = arith.constant 10000000 : index\n"
