@@ -269,17 +269,16 @@ public:
   /// branch (with it, the decode kernels holding hc.pre ran 4-6 us longer
   /// a launch on an H200).
   View rowDots(View x, int64_t xStride, const WeightView &wt) {
-    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0 && ctx.fastLinear) {
+    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0) {
+      int64_t parts = splitParts(wt, wt.rows, x.elt);
+      if (!ctx.fastLinear)
+        return splitDots(x, xStride, wt, wt.rows, false, parts);
       View dots = scratchF32(wt.rows, 0);
       branch(
           manyTokens(2 * kTileTokens), [&] { linearTokenTiles(x, xStride, wt, dots); },
-          [&] {
-            splitDots(x, xStride, wt, wt.rows, false, splitParts(wt, wt.rows, x.elt), dots);
-          });
+          [&] { splitDots(x, xStride, wt, wt.rows, false, parts, dots); });
       return dots;
     }
-    if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0)
-      return splitDots(x, xStride, wt, wt.rows, false, splitParts(wt, wt.rows, x.elt));
     View dots = scratchF32(wt.rows, 0);
     kb.warpLoop(c(0), kb.mul(S(), c(wt.rows)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(wt.rows)), i = kb.rem(e, c(wt.rows));
