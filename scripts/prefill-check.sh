@@ -18,7 +18,8 @@
 #       2. tiny-c fast on the GPU against the CPU target's fast logits (they
 #          differ only in the GEMM's accumulation order) and the golden ones,
 #          and the first prefill chunk's buffers against the CPU's
-#          (scripts/compare-arena.py: where the differences start);
+#          (scripts/compare-arena.py: where the differences start), and
+#          decode token by token after an 8-token prefill against the CPU's;
 #       3. tiny-c exact on the GPU against the golden logits (1e-3);
 #       4. compressa-bench of the slice, fast and exact: --prompt 4096
 #          --context 4096 --gen 4 --profile (prefill kernels by time).
@@ -50,6 +51,10 @@ maxTokens=${PREFILL_CHECK_MAX_TOKENS:-4096}
 # more codes flip: 3.158 / 0.0691 / 78.2 % (H200, 2026-12-03), GPU and CPU
 # both 70.5 % top-1 against golden.
 fastBounds=(--max-abs 4 --median-abs 0.1 --top1 0.72)
+# Decode token by token after an 8-token fast prefill (H200, 2026-12-03,
+# with decode's routed experts on the grouped GEMMs, since reverted: GPU vs
+# CPU 1.221 / 0.00347 / 97.8 %; CPU vs golden 2.391 / 0.0109 / 92.3 %).
+decodeBounds=(--max-abs 4 --median-abs 0.05 --top1 0.85)
 kvBound=1e-3
 
 prepare() {
@@ -65,6 +70,11 @@ prepare() {
   "$bin"/compressa-run "$dir"/tiny-c-fast-cpu.cpa --weights "$root"/models/tiny-c/quant \
     --input-ids "$root"/models/tiny-c/golden.safetensors \
     --dump-logits "$s"/art/tiny-c-fast-cpu.logits > /dev/null
+  # Decode token by token after an 8-token prefill (decode's own program:
+  # exact apart from what the fast prefill left in the caches).
+  "$bin"/compressa-run "$dir"/tiny-c-fast-cpu.cpa --weights "$root"/models/tiny-c/quant \
+    --input-ids "$root"/models/tiny-c/golden.safetensors --prefill 8 \
+    --dump-logits "$s"/art/tiny-c-fast-cpu-decode.logits > /dev/null
   rm "$dir"/tiny-c-fast-cpu.cpa
   # The first prefill chunk's buffers (every intermediate in its own slot).
   "${cc[@]}" tiny-c --target=cuda:$chip --numerics=fast --buffer-reuse=false \
@@ -120,6 +130,17 @@ run() {
     python3 "$root"/scripts/numerics-check.py "$w"/$a.logits logits \
       "$g"/golden.safetensors logits_quant --label "$a GPU vs golden"
   done
+
+  echo "== 2c. tiny-c fast, decode token by token after 8 prompt tokens, GPU vs CPU"
+  timeout 60 "$w"/bin/compressa-run "$w"/art/tiny-c-fast.cpa --weights "$g"/quant \
+    --input-ids "$g"/golden.safetensors --prefill 8 --dump-logits "$w"/decode.logits \
+    > "$w"/decode.out 2>&1 &&
+    python3 "$root"/scripts/numerics-check.py "$w"/decode.logits logits \
+      "$w"/art/tiny-c-fast-cpu-decode.logits logits --label "decode GPU vs CPU fast" \
+      "${decodeBounds[@]}" &&
+    python3 "$root"/scripts/numerics-check.py "$w"/decode.logits logits \
+      "$g"/golden.safetensors logits_quant --label "decode GPU vs golden"
+  [ $? -eq 0 ] || { tail -5 "$w"/decode.out; failures=$((failures + 1)); }
 
   echo "== 2b. tiny-c fast, the first prefill chunk's buffers, GPU vs CPU (first 24)"
   COMPRESSA_DUMP_ARENA="$w"/gpu.arena timeout 60 "$w"/bin/compressa-run \

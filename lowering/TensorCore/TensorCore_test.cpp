@@ -274,6 +274,20 @@ TEST(WgmmaExperts, PtxHoldsBf16WgmmaAndTheProducersSteps) {
   }
 }
 
+/// The grid's slot tiles: every tile holds a slot, so a call of S tokens
+/// has at most S topk of them (a decode step of V4-Flash: 6, not 257), and
+/// at most ceil(S topk / 128) + experts (an expert's tiles are full but its
+/// last).
+TEST(WgmmaExperts, SlotTilesOfACall) {
+  mlir::compressa::WgmmaExpertsShape shape;
+  shape.topk = 6;
+  shape.experts = 256;
+  EXPECT_EQ(shape.maxSlotTiles(1), 6);
+  EXPECT_EQ(shape.maxSlotTiles(16), 96);
+  EXPECT_EQ(shape.maxSlotTiles(64), 3 + 256);
+  EXPECT_EQ(shape.maxSlotTiles(4096), 192 + 256);
+}
+
 TEST(WgmmaExperts, BadShapesAreRefused) {
   std::string error;
   mlir::compressa::WgmmaExpertsShape shape;

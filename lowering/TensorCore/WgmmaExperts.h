@@ -47,6 +47,7 @@
 
 #include "mlir/IR/MLIRContext.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -74,9 +75,12 @@ struct WgmmaExpertsShape {
   int64_t rowsPerBlock() const { return gateUp ? 64 : 128; }
   int64_t nTiles() const { return n / rowsPerBlock(); }
   int64_t kSteps() const { return k / kKStep; }
-  /// Slot tiles of a call of `maxTokens` tokens, at most.
+  /// Slot tiles of a call of `maxTokens` tokens, at most: each tile holds
+  /// at least one slot, and an expert's slots fill all its tiles but the
+  /// last (Emitter::expertTiles). A decode step of V4-Flash: 6 tiles.
   int64_t maxSlotTiles(int64_t maxTokens) const {
-    return (maxTokens * topk + kSlotTile - 1) / kSlotTile + experts;
+    return std::min(maxTokens * topk,
+                    (maxTokens * topk + kSlotTile - 1) / kSlotTile + experts);
   }
   std::string name() const;
   int64_t sharedBytes() const { return stages * 2 * kSlotTile * kKStep * 2 + 1024; }
