@@ -192,9 +192,29 @@ public:
       });
       return;
     }
-    inverseRmsRows(x, rows, n, eps, r);
-    kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
-      kb.storeF(y, e, normed(kb.loadF(x, e), kb.loadF(r, kb.div(e, c(n))), kb.rem(e, c(n))));
+    auto inverseThenScale = [&] {
+      inverseRmsRows(x, rows, n, eps, r);
+      kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
+        kb.storeF(y, e, normed(kb.loadF(x, e), kb.loadF(r, kb.div(e, c(n))), kb.rem(e, c(n))));
+      });
+    };
+    int64_t parts = rmsParts(x, rows, n);
+    if (parts == 1 || !kb.lanesParallel())
+      return inverseThenScale();
+    // Calls of few tokens (decode): the sums of squares in parts, then every
+    // element's thread adds its row's parts itself (the same order, so the
+    // same bits as inverseRmsRows' total): one grid barrier instead of two.
+    branch(manyTokens(kTileTokens), inverseThenScale, [&] {
+      WeightView self{x.ptr, Value(), x.elt, 1, n};
+      View partial = scratchF32(parts, 0);
+      kb.warpLoop(c(0), kb.mul(rows, c(parts)), [&](Value e, Value lane) {
+        splitDotPart(x, n, self, 1, /*diagonal=*/true, parts, partial, e, lane);
+      });
+      kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
+        Value ss = sumParts(partial, kb.div(e, c(n)), parts);
+        Value inv = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
+        kb.storeF(y, e, normed(kb.loadF(x, e), inv, kb.rem(e, c(n))));
+      });
     });
   }
 
@@ -225,37 +245,50 @@ public:
   View splitDots(View x, int64_t xStride, const WeightView &wt, int64_t rows,
                  bool diagonal, int64_t parts, View totals = {},
                  function_ref<Value(Value)> finish = nullptr) {
-    int64_t count = KernelBuilder::segmentsPerRow(wt, x.elt) / parts;
     Value items = diagonal ? S() : kb.mul(S(), c(rows));
     View partial = scratchF32((diagonal ? 1 : rows) * parts, 0);
     if (!totals.ptr)
       totals = scratchF32(diagonal ? 1 : rows, 0);
     kb.warpLoop(c(0), kb.mul(items, c(parts)), [&](Value e, Value lane) {
-      Value t = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
-      Value s = diagonal ? t : kb.div(t, c(rows)), r = diagonal ? t : kb.rem(t, c(rows));
-      Value at = e;
-      if (ctx.batched && !diagonal) {
-        // A batched decode: the tokens' warps of one part of a row are
-        // neighbours, so the part streams from memory once for all of them
-        // (the same dots, stored where token-major order puts them).
-        Value rp = kb.div(e, S());
-        s = kb.rem(e, S());
-        r = kb.div(rp, c(parts));
-        p = kb.rem(rp, c(parts));
-        at = kb.add(kb.mul(kb.add(kb.mul(s, c(rows)), r), c(parts)), p);
-      }
-      Value v = kb.dotRows(kb.at(x, kb.mul(s, c(xStride))), {{&wt, r}}, lane,
-                           kb.mul(p, c(count)), count)[0];
-      kb.storeOnce(partial, at, v, lane);
+      splitDotPart(x, xStride, wt, rows, diagonal, parts, partial, e, lane);
     });
     kb.parallelLoop(c(0), items, [&](Value t) {
-      View pt = kb.at(partial, kb.mul(t, c(parts)));
-      Value acc = kb.loadF(pt, c(0));
-      for (int64_t p = 1; p < parts; ++p)
-        acc = kb.add(acc, kb.loadF(pt, c(p)));
+      Value acc = sumParts(partial, t, parts);
       kb.storeF(totals, t, finish ? finish(acc) : acc);
     });
     return totals;
+  }
+
+  /// The warp of splitDots' item e (dot e / parts, part e % parts): the
+  /// part's sum stored in `partial`.
+  void splitDotPart(View x, int64_t xStride, const WeightView &wt, int64_t rows,
+                    bool diagonal, int64_t parts, View partial, Value e, Value lane) {
+    int64_t count = KernelBuilder::segmentsPerRow(wt, x.elt) / parts;
+    Value t = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
+    Value s = diagonal ? t : kb.div(t, c(rows)), r = diagonal ? t : kb.rem(t, c(rows));
+    Value at = e;
+    if (ctx.batched && !diagonal) {
+      // A batched decode: the tokens' warps of one part of a row are
+      // neighbours, so the part streams from memory once for all of them
+      // (the same dots, stored where token-major order puts them).
+      Value rp = kb.div(e, S());
+      s = kb.rem(e, S());
+      r = kb.div(rp, c(parts));
+      p = kb.rem(rp, c(parts));
+      at = kb.add(kb.mul(kb.add(kb.mul(s, c(rows)), r), c(parts)), p);
+    }
+    Value v = kb.dotRows(kb.at(x, kb.mul(s, c(xStride))), {{&wt, r}}, lane,
+                         kb.mul(p, c(count)), count)[0];
+    kb.storeOnce(partial, at, v, lane);
+  }
+
+  /// Dot t's partial sums added in part order (splitDots' total).
+  Value sumParts(View partial, Value t, int64_t parts) {
+    View pt = kb.at(partial, kb.mul(t, c(parts)));
+    Value acc = kb.loadF(pt, c(0));
+    for (int64_t p = 1; p < parts; ++p)
+      acc = kb.add(acc, kb.loadF(pt, c(p)));
+    return acc;
   }
 
   /// dots[s, r] = dot(x_s, W row r) for every token s and row r (scratch),
@@ -467,7 +500,10 @@ public:
   void hcExpand(HcExpandOp op);
   void rmsNormOp(RmsNormOp op);
   void hcPre(HcPreOp op);
-  void sinkhornLanes(HcPreOp op, View dots, View rho, View pre, int64_t n);
+  /// The mixes and the Sinkhorn iterations of hc.pre, a warp per token:
+  /// rhoAt(s) = token s's inverse RMS, dotAt(s, j) = its dot with fn row j.
+  void sinkhornLanes(HcPreOp op, function_ref<Value(Value)> rhoAt,
+                     function_ref<Value(Value, Value)> dotAt, View pre, int64_t n);
   void hcPost(HcPostOp op);
   void hcHead(HcHeadOp op);
   void qProj(QProjOp op);

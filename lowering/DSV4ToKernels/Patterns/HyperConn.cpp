@@ -36,11 +36,54 @@ void Emitter::hcPre(HcPreOp op) {
   double hcEps = op.getHcEps().convertToDouble();
   double normEps = op.getNormEps().convertToDouble();
   int64_t iters = op.getSinkhornIters();
+  bool lanes = kb.lanesParallel() && n * n <= KernelBuilder::kLanes && (n & (n - 1)) == 0;
+  int64_t rmsSplit = rmsParts(streams, S(), n * d);
+  int64_t dotSplit = KernelBuilder::segmentsPerRow(fn, streams.elt) > 0
+                         ? splitParts(fn, fn.rows, streams.elt)
+                         : 1;
+  if (lanes && !ctx.fastLinear && !ctx.batched && rmsSplit > 1 && dotSplit > 1) {
+    // Both split sums (each token's sum of squares, and its mix rows' dots)
+    // in one grid-wide step, and their parts added by the Sinkhorn warp in
+    // part order: the same bits as inverseRmsRows and rowDots apart, three
+    // grid barriers fewer (in an H200 decode step the parts' totals were
+    // two steps of a few threads each, every other block waiting).
+    WeightView self{streams.ptr, Value(), streams.elt, 1, n * d};
+    View rmsPartial = scratchF32(rmsSplit, 0), dotPartial = scratchF32(mix * dotSplit, 0);
+    Value rmsItems = kb.mul(S(), c(rmsSplit));
+    kb.warpLoop(c(0), kb.add(rmsItems, kb.mul(S(), c(mix * dotSplit))),
+                [&](Value e, Value lane) {
+                  Value isRms = kb.lt(e, rmsItems);
+                  kb.ifThen(isRms, [&] {
+                    splitDotPart(streams, n * d, self, 1, /*diagonal=*/true, rmsSplit,
+                                 rmsPartial, e, lane);
+                  });
+                  kb.ifThen(kb.eq(isRms, kb.eq(c(0), c(1))), [&] {
+                    splitDotPart(streams, n * d, fn, mix, /*diagonal=*/false, dotSplit,
+                                 dotPartial, kb.sub(e, rmsItems), lane);
+                  });
+                });
+    View pre = scratchF32(n, 0);
+    sinkhornLanes(
+        op,
+        [&](Value s) {
+          Value ss = sumParts(rmsPartial, s, rmsSplit);
+          return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n * d))), kb.cf(normEps)));
+        },
+        [&](Value s, Value j) {
+          return sumParts(dotPartial, kb.add(kb.mul(s, c(mix)), j), dotSplit);
+        },
+        pre, n);
+    mixStreams(streams, pre, n, d, x);
+    return;
+  }
   View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
   inverseRmsRows(streams, S(), n * d, normEps, rho);
   View dots = rowDots(streams, n * d, fn);
-  if (kb.lanesParallel() && n * n <= KernelBuilder::kLanes && (n & (n - 1)) == 0) {
-    sinkhornLanes(op, dots, rho, pre, n);
+  if (lanes) {
+    sinkhornLanes(
+        op, [&](Value s) { return kb.loadF(rho, s); },
+        [&](Value s, Value j) { return kb.loadF(kb.at(dots, kb.mul(s, c(mix))), j); }, pre,
+        n);
     mixStreams(streams, pre, n, d, x);
     return;
   }
@@ -126,15 +169,15 @@ void Emitter::hcPre(HcPreOp op) {
 // the same bits, but the divisions of an iteration run side by side instead
 // of one after another (one thread ran ~9K dependent instructions: 27 us of
 // an H200 decode step per hc.pre, every other warp of the grid waiting).
-void Emitter::sinkhornLanes(HcPreOp op, View dots, View rho, View pre, int64_t n) {
-  int64_t mix = (2 + n) * n, iters = op.getSinkhornIters();
+void Emitter::sinkhornLanes(HcPreOp op, function_ref<Value(Value)> rhoAt,
+                            function_ref<Value(Value, Value)> dotAt, View pre, int64_t n) {
+  int64_t iters = op.getSinkhornIters();
   View post = view(op.getPost()), comb = view(op.getComb());
   WeightView base = w(op.getBase()), scale = w(op.getScale());
   double hcEps = op.getHcEps().convertToDouble();
   kb.warpLoop(c(0), S(), [&](Value s, Value lane) {
-    View dotsS = kb.at(dots, kb.mul(s, c(mix)));
-    Value rhoS = kb.loadF(rho, s);
-    auto muAt = [&](Value j) { return kb.mul(rhoS, kb.loadF(dotsS, j)); };
+    Value rhoS = rhoAt(s);
+    auto muAt = [&](Value j) { return kb.mul(rhoS, dotAt(s, j)); };
     Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
     Value s2 = kb.weight(scale, c(0), c(2));
     // pre and post: lane j < n.
