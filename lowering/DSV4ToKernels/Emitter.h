@@ -78,7 +78,12 @@ public:
   /// rsqrt(mean(x^2) + eps) over the n elements at x, the squares summed
   /// lane-split (in a warpLoop body).
   Value inverseRms(View x, int64_t n, double eps, Value lane) {
-    Value ss = kb.dotLanes(x, x, n, lane);
+    return inverseRmsOf(kb.dotLanes(x, x, n, lane), n, eps);
+  }
+
+  /// rsqrt(ss / n + eps): the inverse RMS of n elements whose squares sum
+  /// to ss, written once so that every path computes the same bits.
+  Value inverseRmsOf(Value ss, int64_t n, double eps) {
     return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
   }
 
@@ -157,9 +162,8 @@ public:
   void inverseRmsRows(View x, Value rows, int64_t n, double eps, View r) {
     if (int64_t parts = rmsParts(x, rows, n); parts > 1) {
       WeightView self{x.ptr, Value(), x.elt, 1, n};
-      splitDots(x, n, self, 1, /*diagonal=*/true, parts, r, [&](Value ss) {
-        return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
-      });
+      splitDots(x, n, self, 1, /*diagonal=*/true, parts, r,
+                [&](Value ss) { return inverseRmsOf(ss, n, eps); });
       return;
     }
     kb.warpLoop(c(0), rows, [&](Value row, Value lane) {
@@ -212,7 +216,7 @@ public:
       });
       kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
         Value ss = sumParts(partial, kb.div(e, c(n)), parts);
-        Value inv = kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n))), kb.cf(eps)));
+        Value inv = inverseRmsOf(ss, n, eps);
         kb.storeF(y, e, normed(kb.loadF(x, e), inv, kb.rem(e, c(n))));
       });
     });

@@ -52,22 +52,22 @@ void Emitter::hcPre(HcPreOp op) {
     Value rmsItems = kb.mul(S(), c(rmsSplit));
     kb.warpLoop(c(0), kb.add(rmsItems, kb.mul(S(), c(mix * dotSplit))),
                 [&](Value e, Value lane) {
-                  Value isRms = kb.lt(e, rmsItems);
-                  kb.ifThen(isRms, [&] {
-                    splitDotPart(streams, n * d, self, 1, /*diagonal=*/true, rmsSplit,
-                                 rmsPartial, e, lane);
-                  });
-                  kb.ifThen(kb.eq(isRms, kb.eq(c(0), c(1))), [&] {
-                    splitDotPart(streams, n * d, fn, mix, /*diagonal=*/false, dotSplit,
-                                 dotPartial, kb.sub(e, rmsItems), lane);
-                  });
+                  branch(
+                      kb.lt(e, rmsItems),
+                      [&] {
+                        splitDotPart(streams, n * d, self, 1, /*diagonal=*/true, rmsSplit,
+                                     rmsPartial, e, lane);
+                      },
+                      [&] {
+                        splitDotPart(streams, n * d, fn, mix, /*diagonal=*/false, dotSplit,
+                                     dotPartial, kb.sub(e, rmsItems), lane);
+                      });
                 });
     View pre = scratchF32(n, 0);
     sinkhornLanes(
         op,
         [&](Value s) {
-          Value ss = sumParts(rmsPartial, s, rmsSplit);
-          return kb.rsqrt(kb.add(kb.div(ss, kb.cf(double(n * d))), kb.cf(normEps)));
+          return inverseRmsOf(sumParts(rmsPartial, s, rmsSplit), n * d, normEps);
         },
         [&](Value s, Value j) {
           return sumParts(dotPartial, kb.add(kb.mul(s, c(mix)), j), dotSplit);
