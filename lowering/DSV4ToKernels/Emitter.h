@@ -569,6 +569,10 @@ public:
                     bool overlap, int64_t m, int64_t dim);
   Value routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k, Value s,
                    Value o, Value lane);
+  /// routedDown for the n outputs o0 .. o0 + n - 1 in one dotRows (each
+  /// pick's rows sharing its h loads).
+  SmallVector<Value> routedDowns(const ExpertView &e2, View h, View weights, View ids,
+                                 int64_t k, Value s, Value o0, int64_t n, Value lane);
   void lmHead(LmHeadOp op);
   void addF(arith::AddFOp op);
 
@@ -577,6 +581,10 @@ public:
   /// The clamped SwiGLU hidden value i of token vector x.
   Value swigluHidden(View x, const WeightView &w1, const WeightView &w3,
                      double limit, Value i, Value lane);
+  /// swigluHidden for the n hidden values i0 .. i0 + n - 1 in one dotRows
+  /// (the 2n rows sharing the loads of x).
+  SmallVector<Value> swigluHiddens(View x, const WeightView &w1, const WeightView &w3,
+                                   double limit, Value i0, int64_t n, Value lane);
 
   KernelBuilder &kb;
   EmitContext &ctx;

@@ -99,8 +99,21 @@ void Emitter::hashGate(MoeHashGateOp op) {
 
 Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
                             double limit, Value i, Value lane) {
-  SmallVector<Value> gu = kb.dotRows(x, {{&w1, i}, {&w3, i}}, lane);
-  return swiglu(gu[0], gu[1], limit);
+  return swigluHiddens(x, w1, w3, limit, i, 1, lane)[0];
+}
+
+SmallVector<Value> Emitter::swigluHiddens(View x, const WeightView &w1, const WeightView &w3,
+                                          double limit, Value i0, int64_t n, Value lane) {
+  SmallVector<KernelBuilder::WeightRow> rows;
+  for (int64_t r = 0; r < n; ++r) {
+    Value i = r == 0 ? i0 : kb.add(i0, c(r));
+    rows.push_back({&w1, i});
+    rows.push_back({&w3, i});
+  }
+  SmallVector<Value> gu = kb.dotRows(x, rows, lane), hs;
+  for (int64_t r = 0; r < n; ++r)
+    hs.push_back(swiglu(gu[2 * r], gu[2 * r + 1], limit));
+  return hs;
 }
 
 // sum over token s's k picks, in order, of weight_j * (W2_j h_j)[o]: the k
@@ -108,6 +121,11 @@ Value Emitter::swigluHidden(View x, const WeightView &w1, const WeightView &w3,
 // j) * inter), so that all their loads are in flight together.
 Value Emitter::routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k,
                           Value s, Value o, Value lane) {
+  return routedDowns(e2, h, weights, ids, k, s, o, 1, lane)[0];
+}
+
+SmallVector<Value> Emitter::routedDowns(const ExpertView &e2, View h, View weights, View ids,
+                                        int64_t k, Value s, Value o0, int64_t n, Value lane) {
   int64_t inter = e2.cols;
   SmallVector<WeightView> w2s;
   SmallVector<View> hs;
@@ -117,14 +135,19 @@ Value Emitter::routedDown(const ExpertView &e2, View h, View weights, View ids, 
     w2s.push_back(e2.expert(kb, ex));
     hs.push_back(kb.at(h, kb.mul(slot, c(inter))));
   }
+  // Rows (o0 + r, pick j) at r * k + j: the n rows of a pick share its h.
   SmallVector<KernelBuilder::WeightRow> rows;
-  for (int64_t j = 0; j < k; ++j)
-    rows.push_back({&w2s[j], o, &hs[j]});
-  SmallVector<Value> ys = kb.dotRows(hs[0], rows, lane);
-  Value acc = kb.cf(0.0);
-  for (int64_t j = 0; j < k; ++j)
-    acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[j]));
-  return acc;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < k; ++j)
+      rows.push_back({&w2s[j], r == 0 ? o0 : kb.add(o0, c(r)), &hs[j]});
+  SmallVector<Value> ys = kb.dotRows(hs[0], rows, lane), outs;
+  for (int64_t r = 0; r < n; ++r) {
+    Value acc = kb.cf(0.0);
+    for (int64_t j = 0; j < k; ++j)
+      acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[r * k + j]));
+    outs.push_back(acc);
+  }
+  return outs;
 }
 
 void Emitter::experts(MoeExpertsOp op) {
@@ -255,28 +278,53 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
   auto expertOf = [&](Value slot) {
     return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
   };
-  Value routedItems = kb.mul(S(), c(k * inter));
-  kb.warpLoop(c(0), kb.add(routedItems, kb.mul(S(), c(sInter))), [&](Value e, Value lane) {
-    Value isRouted = kb.lt(e, routedItems);
-    kb.ifThen(isRouted, [&] {
-      Value slot = kb.div(e, c(inter)), i = kb.rem(e, c(inter));
-      Value ex = expertOf(slot);
-      View xs = kb.at(x, kb.mul(kb.div(slot, c(k)), c(dm)));
-      kb.storeOnce(h, e,
-                   swigluHidden(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i, lane), lane);
-    });
-    kb.ifThen(kb.eq(isRouted, kb.eq(c(0), c(1))), [&] {
-      Value f = kb.sub(e, routedItems);
-      View xs = kb.at(x, kb.mul(kb.div(f, c(sInter)), c(dm)));
-      kb.storeOnce(hs, f, swigluHidden(xs, s1, s3, sLimit, kb.rem(f, c(sInter)), lane), lane);
-    });
+  // On CUDA a warp takes four hidden units (w1 and w3 rows i .. i + 3:
+  // eight rows sharing each load of x) and two output elements (each pick's
+  // rows o, o + 1 sharing its h). Every row's dot takes the same operations
+  // as alone, so the same bits; the CPU (lanes in turn) keeps one unit a
+  // warp. On an H200 (V4-Flash 2:6) the 16-token prefill's hc_ffn took 7 %
+  // less time, the decode step's the same (docs/perf.md, twelfth session);
+  // four outputs a warp made decode 6 % slower.
+  int64_t pair = kb.lanesParallel() && inter % 4 == 0 && sInter % 4 == 0 ? 4 : 1;
+  int64_t outPair = kb.lanesParallel() && dm % 2 == 0 ? 2 : 1;
+  int64_t units = inter / pair, sUnits = sInter / pair, outs = dm / outPair;
+  Value routedItems = kb.mul(S(), c(k * units));
+  kb.warpLoop(c(0), kb.add(routedItems, kb.mul(S(), c(sUnits))), [&](Value e, Value lane) {
+    branch(
+        kb.lt(e, routedItems),
+        [&] {
+          Value slot = kb.div(e, c(units)), i0 = kb.mul(kb.rem(e, c(units)), c(pair));
+          Value ex = expertOf(slot);
+          View xs = kb.at(x, kb.mul(kb.div(slot, c(k)), c(dm)));
+          SmallVector<Value> hv =
+              swigluHiddens(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i0, pair, lane);
+          Value at = kb.add(kb.mul(slot, c(inter)), i0);
+          for (int64_t r = 0; r < pair; ++r)
+            kb.storeOnce(h, r == 0 ? at : kb.add(at, c(r)), hv[r], lane);
+        },
+        [&] {
+          Value f = kb.sub(e, routedItems);
+          Value s = kb.div(f, c(sUnits)), i0 = kb.mul(kb.rem(f, c(sUnits)), c(pair));
+          View xs = kb.at(x, kb.mul(s, c(dm)));
+          SmallVector<Value> hv = swigluHiddens(xs, s1, s3, sLimit, i0, pair, lane);
+          Value at = kb.add(kb.mul(s, c(sInter)), i0);
+          for (int64_t r = 0; r < pair; ++r)
+            kb.storeOnce(hs, r == 0 ? at : kb.add(at, c(r)), hv[r], lane);
+        });
   });
-  kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
-    Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
-    Value acc = routedDown(e2, h, weights, ids, k, s, o, lane);
-    Value y = kb.dotLanes(kb.at(hs, kb.mul(s, c(sInter))), s2, o, lane);
-    kb.storeOnce(out, e, acc, lane);
-    kb.storeOnce(sharedOut, e, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y)), lane);
+  kb.warpLoop(c(0), kb.mul(S(), c(outs)), [&](Value e, Value lane) {
+    Value s = kb.div(e, c(outs)), o0 = kb.mul(kb.rem(e, c(outs)), c(outPair));
+    SmallVector<Value> acc = routedDowns(e2, h, weights, ids, k, s, o0, outPair, lane);
+    SmallVector<KernelBuilder::WeightRow> rows;
+    for (int64_t r = 0; r < outPair; ++r)
+      rows.push_back({&s2, r == 0 ? o0 : kb.add(o0, c(r))});
+    SmallVector<Value> y = kb.dotRows(kb.at(hs, kb.mul(s, c(sInter))), rows, lane);
+    Value at = kb.add(kb.mul(s, c(dm)), o0);
+    for (int64_t r = 0; r < outPair; ++r) {
+      Value i = r == 0 ? at : kb.add(at, c(r));
+      kb.storeOnce(out, i, acc[r], lane);
+      kb.storeOnce(sharedOut, i, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y[r])), lane);
+    }
   });
 }
 
