@@ -70,6 +70,8 @@ public:
     return kb.reduce1(c(0), S(), c(0), [&](Value s, Value m) { return kb.max(m, keys(s)); });
   }
   Value c(int64_t v) { return kb.c(v); }
+  /// v + r, or v itself for r == 0 (no add emitted).
+  Value plus(Value v, int64_t r) { return r ? kb.add(v, c(r)) : v; }
   /// f32 scratch of `perTokenElems * S + elems` floats.
   View scratchF32(int64_t perTokenElems, int64_t elems) {
     return {ctx.scratch(perTokenElems * 4, elems * 4), kb.f32()};

@@ -106,7 +106,7 @@ SmallVector<Value> Emitter::swigluHiddens(View x, const WeightView &w1, const We
                                           double limit, Value i0, int64_t n, Value lane) {
   SmallVector<KernelBuilder::WeightRow> rows;
   for (int64_t r = 0; r < n; ++r) {
-    Value i = r == 0 ? i0 : kb.add(i0, c(r));
+    Value i = plus(i0, r);
     rows.push_back({&w1, i});
     rows.push_back({&w3, i});
   }
@@ -139,7 +139,7 @@ SmallVector<Value> Emitter::routedDowns(const ExpertView &e2, View h, View weigh
   SmallVector<KernelBuilder::WeightRow> rows;
   for (int64_t r = 0; r < n; ++r)
     for (int64_t j = 0; j < k; ++j)
-      rows.push_back({&w2s[j], r == 0 ? o0 : kb.add(o0, c(r)), &hs[j]});
+      rows.push_back({&w2s[j], plus(o0, r), &hs[j]});
   SmallVector<Value> ys = kb.dotRows(hs[0], rows, lane), outs;
   for (int64_t r = 0; r < n; ++r) {
     Value acc = kb.cf(0.0);
@@ -282,9 +282,9 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
   // eight rows sharing each load of x) and two output elements (each pick's
   // rows o, o + 1 sharing its h). Every row's dot takes the same operations
   // as alone, so the same bits; the CPU (lanes in turn) keeps one unit a
-  // warp. On an H200 (V4-Flash 2:6) the 16-token prefill's hc_ffn took 7 %
-  // less time, the decode step's the same (docs/perf.md, twelfth session);
-  // four outputs a warp made decode 6 % slower.
+  // warp. On an H200 (V4-Flash 2:6) a 16-token exact prefill's hc_ffn took
+  // 16 % less time, the 4K decode step 0.9 % less (docs/perf.md, twelfth
+  // session); four outputs a warp made decode 6 % slower.
   int64_t pair = kb.lanesParallel() && inter % 4 == 0 && sInter % 4 == 0 ? 4 : 1;
   int64_t outPair = kb.lanesParallel() && dm % 2 == 0 ? 2 : 1;
   int64_t units = inter / pair, sUnits = sInter / pair, outs = dm / outPair;
@@ -300,7 +300,7 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
               swigluHiddens(xs, e1.expert(kb, ex), e3.expert(kb, ex), limit, i0, pair, lane);
           Value at = kb.add(kb.mul(slot, c(inter)), i0);
           for (int64_t r = 0; r < pair; ++r)
-            kb.storeOnce(h, r == 0 ? at : kb.add(at, c(r)), hv[r], lane);
+            kb.storeOnce(h, plus(at, r), hv[r], lane);
         },
         [&] {
           Value f = kb.sub(e, routedItems);
@@ -309,7 +309,7 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
           SmallVector<Value> hv = swigluHiddens(xs, s1, s3, sLimit, i0, pair, lane);
           Value at = kb.add(kb.mul(s, c(sInter)), i0);
           for (int64_t r = 0; r < pair; ++r)
-            kb.storeOnce(hs, r == 0 ? at : kb.add(at, c(r)), hv[r], lane);
+            kb.storeOnce(hs, plus(at, r), hv[r], lane);
         });
   });
   kb.warpLoop(c(0), kb.mul(S(), c(outs)), [&](Value e, Value lane) {
@@ -317,11 +317,11 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
     SmallVector<Value> acc = routedDowns(e2, h, weights, ids, k, s, o0, outPair, lane);
     SmallVector<KernelBuilder::WeightRow> rows;
     for (int64_t r = 0; r < outPair; ++r)
-      rows.push_back({&s2, r == 0 ? o0 : kb.add(o0, c(r))});
+      rows.push_back({&s2, plus(o0, r)});
     SmallVector<Value> y = kb.dotRows(kb.at(hs, kb.mul(s, c(sInter))), rows, lane);
     Value at = kb.add(kb.mul(s, c(dm)), o0);
     for (int64_t r = 0; r < outPair; ++r) {
-      Value i = r == 0 ? at : kb.add(at, c(r));
+      Value i = plus(at, r);
       kb.storeOnce(out, i, acc[r], lane);
       kb.storeOnce(sharedOut, i, kb.add(kb.cf(0.0), kb.mul(kb.cf(1.0), y[r])), lane);
     }
