@@ -65,7 +65,7 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
   std::optional<Numerics> numerics = parseNumerics(options.numerics.getValue());
   if (!numerics) {
     error = "unknown numerics '" + options.numerics.getValue() +
-            "' (expected exact or fast)";
+            "' (expected exact, fast or fast-decode)";
     return failure();
   }
 

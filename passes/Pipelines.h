@@ -73,7 +73,8 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("exact (f32 activations, the default) or fast (the "
                      "prefill program's FP8 linear layers quantise "
                      "activations 1x128 with UE8M0 scales and run FP8 x FP8 "
-                     "block-scaled GEMMs)"),
+                     "block-scaled GEMMs) or fast-decode (fast, and the "
+                     "decode programs' experts on e4m3 tensor cores)"),
       llvm::cl::init("exact")};
   Option<bool> bufferReuse{
       *this, "buffer-reuse",

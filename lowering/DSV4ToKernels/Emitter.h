@@ -39,6 +39,12 @@ inline int64_t perToken(Value v) {
 /// fragments, so MMAs that read xb instead see the same bits.
 void storeBf16Pairs(KernelBuilder &kb, View x, View xb, Value n);
 
+/// The eight e2m1 codes of `word` (code j at bits 4j) as four f16x2 words:
+/// word i holds codes i (low half) and i + 4, each as the f16 with bits
+/// (c & 8) << 12 | (c & 7) << 9, the code's value times 2^-14 (codes with
+/// exponent 0 land on f16's subnormals).
+std::array<Value, 4> e2m1F16x2(KernelBuilder &kb, Value word);
+
 class Emitter {
 public:
   Emitter(KernelBuilder &kb, EmitContext &ctx) : kb(kb), ctx(ctx) {}
@@ -567,6 +573,33 @@ public:
   /// the routed experts' dots through exactMmaTile; the shared expert's as
   /// there. For calls of at most maxTokens tokens.
   void expertsExactMma(MoeExpertsOp op, SharedExpertOp shared, int64_t maxTokens);
+  // The decode experts of --numerics=fast-decode on e4m3 tensor cores
+  // (DecodeExpertsFp8.cpp).
+  /// B of fp8TileDots: act_quant'ed rows (e4m3 codes `codes` [rows,
+  /// stride], UE8M0 scales `scales` [rows, ceil(stride / 128)]); B column n
+  /// (0..7) is row rowOf(n), used where valid(n) (rowOf stays a row in range
+  /// everywhere).
+  struct Fp8Operand {
+    Value codes, scales;
+    int64_t stride = 0;
+    std::function<Value(Value)> rowOf, valid;
+  };
+  /// The dots of rows row0 .. row0 + 16 mTiles - 1 of each FP4/FP8 weight
+  /// of `ws` (of one K) with B's columns over the 128-column blocks kb0 ..
+  /// kb0 + nkb - 1, then the partial block of tailSubs 32-column blocks at
+  /// K's end: store(row, column, a value per weight) for each valid column.
+  void fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles, const Fp8Operand &xo,
+                   Value kb0, int64_t nkb, int64_t tailSubs, Value lane,
+                   function_ref<void(Value, Value, ArrayRef<Value>)> store);
+  /// Whether the routed experts and their fused shared expert fit
+  /// expertsFp8Decode (FP4/FP8 weights, widths of whole 32-column blocks,
+  /// a target with e4m3 MMAs or the CPU).
+  bool fp8ExpertsFit(MoeExpertsOp op, SharedExpertOp shared);
+  /// The most tokens of a call expertsFp8Decode takes (an MMA's B columns).
+  static constexpr int64_t kFp8ExpertsMaxTokens = 8;
+  /// The routed experts and the shared expert of a call of at most
+  /// kFp8ExpertsMaxTokens tokens.
+  void expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared);
   Value poolChannel(View kvState, View scoreState, Value i, int64_t slots, int64_t width,
                     bool overlap, int64_t m, int64_t dim);
   Value routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k, Value s,

@@ -54,6 +54,10 @@ struct EmitContext {
   /// tensor cores (Emitter::expertsExactMma; on the CPU its twin): opt-in,
   /// COMPRESSA_EXACT_MMA=1 at compile time or dsv4.exact_mma on the op.
   bool exactMma = false;
+  /// The decode experts take the e4m3 tensor-core program of
+  /// --numerics=fast-decode (dsv4.numerics = "fp8" on the op;
+  /// Emitter::expertsFp8Decode).
+  bool fp8Experts = false;
   /// Where FP8 linear layers of the fast path run on tensor cores (sm_90a):
   /// the kernel's split into parts around them (TensorCoreGemm.h); null
   /// elsewhere (the loop nests).

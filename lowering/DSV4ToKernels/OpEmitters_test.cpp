@@ -15,6 +15,7 @@
 #include "lowering/DSV4ToKernels/KernelTestHarness.h"
 #include "lowering/Target/CPU/CpuTarget.h"
 #include "lowering/Target/CUDA/CudaTarget.h"
+#include "lowering/TensorCore/ActQuantReference.h"
 
 #include "runtime/weights/dtype.h"
 #include "test/reference/Reference.h"
@@ -1328,6 +1329,115 @@ void checkExperts(bool fp4, uint32_t seed, bool exactMma = false) {
               y.as<float>(), want);
   expectGuards({&x, &wts, &ids, &y});
 }
+
+/// --numerics=fast-decode: routed experts marked dsv4.numerics = "fp8" in a
+/// call of at most 8 tokens (Emitter::expertsFp8Decode; on the CPU the twin
+/// of its e4m3 tensor-core code) against the spec's FP4 / FP8 GEMM in
+/// float64 (ActQuantReference.h): act_quant of x and of the SwiGLU hiddens
+/// (these rounded to f32 first, as the kernel stores them), each 128-column
+/// block's products exact, the blocks' sums times their scales. D = 256
+/// splits the gate/up dots in two parts of K; I = 96 is a partial 128-block
+/// (three 32-column blocks) for the down dots.
+void checkExpertsFp8(bool fp4, uint32_t seed, int64_t S) {
+  namespace aq = ::compressa::reference;
+  Rng rng(seed);
+  const int64_t D = 256, I = 96, E = 4, K = 2;
+  auto weight = [&](int64_t rows, int64_t cols) {
+    return fp4 ? fp4Weight(rows, cols, rng) : fp8Weight(rows, cols, rng, false);
+  };
+  std::vector<Weight> w1s, w3s, w2s;
+  for (int64_t e = 0; e < E; ++e) {
+    w1s.push_back(weight(I, D));
+    w3s.push_back(weight(I, D));
+    w2s.push_back(weight(D, I));
+  }
+  ExpertStack w1 = makeStack(std::move(w1s)), w3 = makeStack(std::move(w3s)),
+              w2 = makeStack(std::move(w2s));
+  GuardedBuffer x = randomFloats(S * D, rng, -1, 1);
+  GuardedBuffer wts = randomFloats(S * K, rng, 0.2, 1.2), ids(S * K * 4);
+  std::vector<int32_t> idList(S * K);
+  for (int64_t i = 0; i < S * K; ++i)
+    idList[i] = int32_t(rng.integer(0, E - 1));
+  std::copy(idList.begin(), idList.end(), ids.as<int32_t>());
+
+  // y = sum over 128-blocks of the block's scale times its exact products.
+  auto gemm = [](const std::vector<uint8_t> &q, const std::vector<uint8_t> &sa,
+                 const ref::Tensor &w, int64_t row) {
+    int64_t k = w.shape[1];
+    double y = 0;
+    for (int64_t b = 0; b * 128 < k; ++b) {
+      double sum = 0;
+      for (int64_t c = b * 128; c < std::min<int64_t>(k, b * 128 + 128); ++c)
+        sum += aq::e4m3Value(q[c]) * w.data[row * k + c];
+      y += sum * aq::ue8m0Value(sa[b]);
+    }
+    return y;
+  };
+  auto quant = [](const float *v, int64_t n, std::vector<uint8_t> &q, std::vector<uint8_t> &sa) {
+    q.assign(n, 0);
+    sa.assign((n + 127) / 128, 0);
+    aq::actQuantRow(v, n, q.data(), sa.data());
+  };
+  std::vector<std::vector<double>> gs, us;
+  std::vector<double> all;
+  for (int64_t s = 0; s < S; ++s) {
+    std::vector<uint8_t> q, sa;
+    quant(x.as<float>() + s * D, D, q, sa);
+    for (int64_t j = 0; j < K; ++j) {
+      int32_t e = idList[s * K + j];
+      std::vector<double> g(I), u(I);
+      for (int64_t i = 0; i < I; ++i) {
+        g[i] = gemm(q, sa, w1.experts[e].deq, i);
+        u[i] = gemm(q, sa, w3.experts[e].deq, i);
+      }
+      all.insert(all.end(), g.begin(), g.end());
+      all.insert(all.end(), u.begin(), u.end());
+      gs.push_back(std::move(g));
+      us.push_back(std::move(u));
+    }
+  }
+  const double limit = swigluLimitFor(all);
+  std::vector<double> want(S * D, 0.0);
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t j = 0; j < K; ++j) {
+      const std::vector<double> &g = gs[s * K + j], &u = us[s * K + j];
+      std::vector<float> h(I);
+      for (int64_t i = 0; i < I; ++i) {
+        double gi = std::min(g[i], limit), ui = std::max(-limit, std::min(u[i], limit));
+        h[i] = float(gi / (1.0 + std::exp(-gi)) * ui);
+      }
+      std::vector<uint8_t> q, sa;
+      quant(h.data(), I, q, sa);
+      for (int64_t o = 0; o < D; ++o)
+        want[s * D + o] += double(wts.as<float>()[s * K + j]) *
+                           gemm(q, sa, w2.experts[idList[s * K + j]].deq, o);
+    }
+
+  std::string text = subst(R"(
+    func.func @t(%x: tensor<?x256xf32>, %wts: tensor<?x2xf32>, %ids: tensor<?x2xi32>) {
+      %w1 = dsv4.param "ffn.experts.*.w1.weight" : $W1$
+      %w3 = dsv4.param "ffn.experts.*.w3.weight" : $W3$
+      %w2 = dsv4.param "ffn.experts.*.w2.weight" : $W2$
+      %y = dsv4.moe.experts %x, %wts, %ids, %w1, %w3, %w2 {swiglu_limit = $L$ : f64, dsv4.numerics = "fp8"}
+          : (tensor<?x256xf32>, tensor<?x2xf32>, tensor<?x2xi32>, $W1$, $W3$, $W2$) -> tensor<?x256xf32>
+      return
+    })", {{"W1", w1.type}, {"W3", w3.type}, {"W2", w2.type}, {"L", f64(limit)}});
+  OpKernel k;
+  COMPILE(k, text, kNoContext);
+  GuardedBuffer y = floatBuffer(S * D, kNaN);
+  ASSERT_TRUE(k.run(S, 0, {{x.data()}, {wts.data()}, {ids.data()}, w1.arg(), w3.arg(), w2.arg()},
+                    {y.data()}));
+  expectClose(std::string("moe.experts fp8 ") + (fp4 ? "fp4" : "fp8") + " S=" +
+                  std::to_string(S),
+              y.as<float>(), want);
+  expectGuards({&x, &wts, &ids, &y});
+}
+
+TEST(CpuKernels, MoeExpertsFp8DecodeFp4) {
+  checkExpertsFp8(true, 23, 1);
+  checkExpertsFp8(true, 24, 8);
+}
+TEST(CpuKernels, MoeExpertsFp8DecodeFp8) { checkExpertsFp8(false, 25, 3); }
 
 TEST(CpuKernels, MoeExpertsFp4Stack) { checkExperts(true, 20); }
 TEST(CpuKernels, MoeExpertsBf16Stack) { checkExperts(false, 21); }

@@ -60,6 +60,16 @@ inline constexpr int64_t kQuantBlock = 128;
 /// `scales` [rows, ceil(k / 128)].
 void emitActQuant(KernelBuilder &kb, const View &x, int64_t xStride, Value rows,
                   int64_t k, Value q, Value scales);
+/// The value of row r, column first + j of what emitActQuantOf quantises.
+using ActQuantValues = function_ref<Value(Value r, Value first, Value j)>;
+/// emitActQuant of values computed where they are used (a lane's values
+/// are asked for twice: for the block's amax, then for its codes).
+void emitActQuantOf(KernelBuilder &kb, ActQuantValues valueAt, Value rows, int64_t k,
+                    Value q, Value scales);
+
+/// The f32 value of the e4m3fn code `byte` (an i8), by integer arithmetic
+/// (the same on every target).
+Value decodeE4M3Code(KernelBuilder &kb, Value byte);
 
 /// out[r, n] for r < rows and n < w.rows: the FP8 GEMM of the quantised rows
 /// (`q`, `scales` as emitActQuant writes them) and the FP8 weight `w`.

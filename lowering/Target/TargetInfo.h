@@ -147,6 +147,13 @@ public:
   /// half). Only where hasWarpMmaBf16().
   virtual void mmaF16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
                       ArrayRef<Value> c, Value d[4]) const {}
+  /// The i32 whose byte i is byte ((selector >> 4i) & 7) of the eight bytes
+  /// lo (0..3), hi (4..7) (PTX prmt.b32 in its default mode), or null where
+  /// the target has no byte permutation.
+  virtual Value selectBytes(OpBuilder &b, Location loc, Value lo, Value hi,
+                            uint32_t selector) const {
+    return {};
+  }
 
   //===--------------------------------------------------------------------===//
   // Code generation

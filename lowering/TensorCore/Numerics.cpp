@@ -16,16 +16,30 @@ std::optional<Numerics> compressa::parseNumerics(llvm::StringRef name) {
   return llvm::StringSwitch<std::optional<Numerics>>(name)
       .Case("exact", Numerics::Exact)
       .Case("fast", Numerics::Fast)
+      .Case("fast-decode", Numerics::FastDecode)
       .Default(std::nullopt);
 }
 
 const char *compressa::numericsName(Numerics numerics) {
-  return numerics == Numerics::Fast ? "fast" : "exact";
+  switch (numerics) {
+  case Numerics::Fast:
+    return "fast";
+  case Numerics::FastDecode:
+    return "fast-decode";
+  case Numerics::Exact:
+    break;
+  }
+  return "exact";
 }
 
 bool compressa::usesFastLinear(Operation *op) {
   auto mark = op->getAttrOfType<StringAttr>(dsv4::kNumericsAttr);
   return mark && mark.getValue() == "fast";
+}
+
+bool compressa::usesFp8Experts(Operation *op) {
+  auto mark = op->getAttrOfType<StringAttr>(dsv4::kNumericsAttr);
+  return mark && mark.getValue() == "fp8";
 }
 
 namespace {
@@ -57,7 +71,7 @@ struct SelectNumericsPass
   }
 
   Option<std::string> numerics{*this, "numerics",
-                               llvm::cl::desc("exact or fast"),
+                               llvm::cl::desc("exact, fast or fast-decode"),
                                llvm::cl::init("exact")};
 
   void runOnOperation() override {
@@ -65,17 +79,25 @@ struct SelectNumericsPass
     std::optional<Numerics> n = parseNumerics(numerics);
     if (!n) {
       module.emitError() << "dsv4-select-numerics: unknown numerics '"
-                         << numerics << "' (expected exact or fast)";
+                         << numerics << "' (expected exact, fast or fast-decode)";
       return signalPassFailure();
     }
     // Absent means exact: the exact pipeline's output is unchanged.
-    if (*n != Numerics::Fast)
+    if (*n == Numerics::Exact)
       return;
     Builder b(module.getContext());
     module->setAttr(dsv4::kNumericsAttr, b.getStringAttr(numericsName(*n)));
     for (auto func : module.getOps<func::FuncOp>()) {
-      if (func.getName() != "prefill")
+      if (func.getName() != "prefill") {
+        // fast-decode: the other programs' (decode, batched decode) routed
+        // experts, with the shared expert they fuse, on e4m3 tensor cores.
+        if (*n == Numerics::FastDecode)
+          func.walk([&](dsv4::MoeExpertsOp op) {
+            if (!op.getFirstExpert())
+              op->setAttr(dsv4::kNumericsAttr, b.getStringAttr("fp8"));
+          });
         continue;
+      }
       func.walk([&](Operation *op) {
         // The routed and shared experts: bf16 warp matrix tiles
         // (Emitter::expertsMma); the sparse attention: scores and weighted

@@ -761,9 +761,10 @@ Status ArtifactReader::validate(Artifact &artifact) {
                            p, model->max_batch(), kMaxBatchLimit);
 
   if (const flatbuffers::String *n = root.numerics())
-    if (n->string_view() != "exact" && n->string_view() != "fast")
+    if (n->string_view() != "exact" && n->string_view() != "fast" &&
+        n->string_view() != "fast-decode")
       return COMPRESSA_ERROR(DataLoss,
-                             "%s: numerics is '%s', expected exact or fast", p,
+                             "%s: numerics is '%s', expected exact, fast or fast-decode", p,
                              n->c_str());
 
   // The target and its code.

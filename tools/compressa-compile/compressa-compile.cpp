@@ -11,7 +11,7 @@
 //   compressa-compile MODEL --target=cuda:sm_90a --emit=ptx -o MODEL.ptx
 //   compressa-compile MODEL --weights DIR --target=cpu -o MODEL.cpa
 //   compressa-compile MODEL --layers A:B ... (layers A..B-1 only)
-//   compressa-compile MODEL --numerics=exact|fast ... (see --help)
+//   compressa-compile MODEL --numerics=exact|fast|fast-decode ... (see --help)
 //
 // MODEL is a config.json, a directory holding one, or a model name under
 // the models directory (`deepseek-v4-flash`, `deepseek-v4-pro`, `tiny-a`, ...).
@@ -135,7 +135,9 @@ static cl::opt<std::string> numerics(
     cl::desc("exact (f32 activations; the default) or fast (the prefill "
              "program's FP8 linear layers quantise activations 1x128 with "
              "UE8M0 scales and multiply FP8 x FP8 with the weights' block "
-             "scales; decode stays exact)"),
+             "scales; decode stays exact) or fast-decode (fast, and the decode "
+             "programs' routed and shared experts on e4m3 tensor cores: "
+             "act_quant of x and of the hiddens, FP4 weights cast to e4m3)"),
     cl::init("exact"), cl::cat(category));
 static cl::opt<std::string> weightFormat(
     "weight-format",
@@ -400,7 +402,7 @@ int main(int argc, char **argv) {
     return fail("unknown --parallel '" + parallel + "' (expected ep)");
   if (!parseNumerics(numerics))
     return fail("unknown --numerics '" + numerics +
-                "' (expected exact or fast)");
+                "' (expected exact, fast or fast-decode)");
   if (maxBatch < 1 || maxBatch > ::compressa::kMaxBatchLimit)
     return fail("--max-batch must be in [1, " +
                 std::to_string(::compressa::kMaxBatchLimit) + "]");

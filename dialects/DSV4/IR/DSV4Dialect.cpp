@@ -10,6 +10,7 @@
 #include "dialects/DSV4/IR/DSV4Ops.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
 
@@ -431,9 +432,16 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
     return isa<UnitAttr>(value) ? success() : LogicalResult(positiveI64(1));
   if (name == kNumericsAttr) {
     auto str = dyn_cast<StringAttr>(value);
-    if (!str || (str.getValue() != "exact" && str.getValue() != "fast"))
-      return op->emitOpError() << name << " must be \"exact\" or \"fast\", got "
-                               << value;
+    bool onModule = isa<mlir::ModuleOp>(op);
+    if (str && str.getValue() == "fp8" && isa<MoeExpertsOp>(op))
+      return success();
+    if (!str || (str.getValue() != "exact" && str.getValue() != "fast" &&
+                 !(onModule && str.getValue() == "fast-decode")))
+      return op->emitOpError()
+             << name
+             << " must be \"exact\" or \"fast\" (also \"fast-decode\" on a module, "
+                "\"fp8\" on a dsv4.moe.experts), got "
+             << value;
     return success();
   }
   if (name == kExactMmaAttr) {

@@ -38,10 +38,12 @@ namespace mlir::dsv4 {
 ///                      n_routed_experts : i64}   what the runtime needs of it
 ///   dsv4.config_json = "..."     the config.json it was built from
 ///   dsv4.max_context = N : i64   longest context the decode state holds
-///   dsv4.numerics = "exact"|"fast"  compressa-compile --numerics
+///   dsv4.numerics = "exact"|"fast"|"fast-decode"  compressa-compile --numerics
 /// On a dsv4 op (--numerics=fast, set by dsv4-select-numerics):
 ///   dsv4.numerics = "fast"       its FP8 linear layers quantise activations
 ///                                (1x128, UE8M0) and run FP8 x FP8 GEMMs
+///   dsv4.numerics = "fp8"        (a decode moe.experts, --numerics=fast-decode)
+///                                the experts on e4m3 tensor cores
 /// On a kernel (func.func after outlining, the target's kernel after
 /// conversion):
 ///   dsv4.kernel = "name"         a kernel and its readable name

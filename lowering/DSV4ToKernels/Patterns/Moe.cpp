@@ -167,6 +167,15 @@ void Emitter::experts(MoeExpertsOp op) {
   // expert's rows read once for its sequences).
   if (!op.getFirstExpert()) {
     auto shared = cast_or_null<SharedExpertOp>(ctx.fusedShared);
+    // --numerics=fast-decode: calls of at most 8 tokens in the FP8 GEMM
+    // semantics on tensor cores (DecodeExpertsFp8.cpp), larger ones as below.
+    if (ctx.fp8Experts && fp8ExpertsFit(op, shared)) {
+      ctx.fp8Experts = false;
+      branch(
+          kb.le(S(), c(kFp8ExpertsMaxTokens)), [&] { expertsFp8Decode(op, shared); },
+          [&] { experts(op); });
+      return;
+    }
     int64_t perExpert = ctx.batched ? 1 : 2;
     int64_t tiledFrom = (perExpert * e1.count + k - 1) / k;
     branch(

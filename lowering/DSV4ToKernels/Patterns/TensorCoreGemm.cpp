@@ -99,9 +99,23 @@ Value decodeUE8M0(KernelBuilder &kb, Value byte) {
 
 } // namespace
 
+Value mlir::compressa::cpu::decodeE4M3Code(KernelBuilder &kb, Value byte) {
+  return decodeE4M3(kb, byte);
+}
+
 void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
                                         int64_t xStride, Value rows, int64_t k,
                                         Value q, Value scales) {
+  emitActQuantOf(
+      kb,
+      [&](Value r, Value first, Value j) {
+        return kb.loadF(kb.at(x, kb.add(kb.mul(r, kb.c(xStride)), first)), j);
+      },
+      rows, k, q, scales);
+}
+
+void mlir::compressa::cpu::emitActQuantOf(KernelBuilder &kb, ActQuantValues valueAt,
+                                          Value rows, int64_t k, Value q, Value scales) {
   Bits i{kb};
   int64_t blocks = (k + kQuantBlock - 1) / kQuantBlock;
   Type i8 = kb.builder().getI8Type();
@@ -131,15 +145,14 @@ void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
     kb.warpLoop(kb.c(0), kb.mul(rows, kb.c(blocks)), [&](Value e, Value lane) {
       Value r = kb.div(e, kb.c(blocks)), blk = kb.rem(e, kb.c(blocks));
       Value first = kb.mul(blk, kb.c(kQuantBlock));
-      View row = kb.at(x, kb.add(kb.mul(r, kb.c(xStride)), first));
+      auto row = [&](Value j) { return valueAt(r, first, j); };
       Value amax = kb.laneTotals(
           lane, 1,
           [&](Value l) -> SmallVector<Value> {
             Value m = kb.cf(1e-4);
             for (int64_t u = 0; u < per; ++u)
               m = kb.max(m, math::AbsFOp::create(kb.builder(), kb.getLoc(),
-                                                 kb.loadF(row, kb.add(kb.mul(l, kb.c(per)),
-                                                                      kb.c(u)))));
+                                                 row(kb.add(kb.mul(l, kb.c(per)), kb.c(u)))));
             return {m};
           },
           /*max=*/true)[0];
@@ -148,7 +161,7 @@ void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
       auto storeLane = [&](Value l) {
         Value word = i.c(0);
         for (int64_t u = 0; u < per; ++u) {
-          Value v = kb.loadF(row, kb.add(kb.mul(l, kb.c(per)), kb.c(u)));
+          Value v = row(kb.add(kb.mul(l, kb.c(per)), kb.c(u)));
           word = i.bor(word, i.shl(i.fromByte(code(v, inv)), i.c(8 * u)));
         }
         kb.store(word, out, l);
@@ -164,14 +177,13 @@ void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
     Value r = kb.div(e, kb.c(blocks)), blk = kb.rem(e, kb.c(blocks));
     Value first = kb.mul(blk, kb.c(kQuantBlock));
     Value len = kb.min(kb.c(kQuantBlock), kb.sub(kb.c(k), first));
-    View row = kb.at(x, kb.add(kb.mul(r, kb.c(xStride)), first));
     Value amax = kb.reduce1(kb.c(0), len, kb.cf(1e-4), [&](Value j, Value acc) {
-      Value v = kb.loadF(row, j);
+      Value v = valueAt(r, first, j);
       return kb.max(acc, math::AbsFOp::create(kb.builder(), kb.getLoc(), v));
     });
     Value inv = scaleOf(amax, e, kb.c(0));
     Value out = kb.offset(i8, q, kb.add(kb.mul(r, kb.c(k)), first));
-    kb.loop(kb.c(0), len, [&](Value j) { kb.store(code(kb.loadF(row, j), inv), out, j); });
+    kb.loop(kb.c(0), len, [&](Value j) { kb.store(code(valueAt(r, first, j), inv), out, j); });
   });
 }
 

@@ -335,6 +335,19 @@ void CudaTarget::mmaF16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<
     d[i] = LLVM::ExtractValueOp::create(b, loc, mma.getResult(), i);
 }
 
+Value CudaTarget::selectBytes(OpBuilder &b, Location loc, Value lo, Value hi,
+                              uint32_t selector) const {
+  MLIRContext *ctx = b.getContext();
+  std::string text = "prmt.b32 $0, $1, $2, " + std::to_string(selector & 0x7777) + ";";
+  auto asmOp = LLVM::InlineAsmOp::create(
+      b, loc, b.getI32Type(), ValueRange{lo, hi}, b.getStringAttr(text),
+      b.getStringAttr("=r,r,r"), /*has_side_effects=*/UnitAttr(),
+      /*is_align_stack=*/UnitAttr(),
+      LLVM::TailCallKindAttr::get(ctx, LLVM::tailcallkind::TailCallKind::None),
+      /*asm_dialect=*/LLVM::AsmDialectAttr(), /*operand_attrs=*/ArrayAttr());
+  return asmOp.getResult(0);
+}
+
 // Two prmt.b32 pick bytes (i, i + 4) of the eight into 16-bit pairs, and
 // one cvt.rn.f16x2.e4m3x2 a pair converts them (e4m3 is exact in f16).
 bool CudaTarget::decodeE4M3x8F16x2(OpBuilder &b, Location loc, Value w0, Value w1,

@@ -43,6 +43,8 @@ public:
   bool hasWarpMmaBf16() const override { return true; }
   void mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
                ArrayRef<Value> c, Value d[4]) const override;
+  Value selectBytes(OpBuilder &b, Location loc, Value lo, Value hi,
+                    uint32_t selector) const override;
   bool decodeE4M3x8F16x2(OpBuilder &b, Location loc, Value w0, Value w1,
                          Value out[4]) const override;
   void mmaF16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,

@@ -1,0 +1,565 @@
+//===- DecodeExpertsFp8.cpp - Decode experts on e4m3 tensor cores ---------===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// --numerics=fast-decode (lowering/TensorCore/Numerics.h): a decode call's
+// routed experts and the shared expert they fuse, in the semantics of the
+// spec's FP4 / FP8 GEMMs (section 3):
+//
+//   x and the SwiGLU hiddens h through act_quant (1x128, UE8M0 scales);
+//   y[n] = sum_kb s_a[kb] * sum_{j in kb} s_w[j] * (sum_{k in j} q_a[k] w[n, k])
+//   with j the 32-column blocks (an FP4 weight's scale blocks; an FP8
+//   weight's scale is per 128 x 128 block), each block's 32 products summed
+//   exactly enough by the tensor cores (CPU twin: in column order in f32),
+//   f32 accumulation of the scaled block sums.
+//
+// The program, for calls of at most 8 tokens (Emitter::experts takes it
+// there; larger calls keep the exact code):
+//   1. act_quant of x (one warp a 128-column block);
+//   2. the w1 and w3 rows of every (token, pick) and of the shared expert in
+//      tiles of 16 rows, K split in parts (so every warp has work), the
+//      parts' sums to scratch;
+//   3. the parts added in order, the clamped SwiGLU, act_quant of h;
+//   4. the w2 rows the same way (tiles of 32 rows);
+//   5. per output, the parts added, then the picks' weighted sum in pick
+//      order; the shared expert's output apart (the op after adds them).
+//
+// On CUDA the weights are the MMAs' A operand ("swap AB": a tile's 16 rows
+// against 8 columns, x of the call's tokens, or for a routed pick its own
+// token in column 0). sm_90 has no mma.sync on e4m3 operands (ptxas
+// emulates it, unpacking both operands for every MMA), so the codes go to
+// f16, where e4m3 and e2m1 values are exact, and a 32-column block takes
+// two mma.sync m16n8k16 (f16, f32 accumulation): x's codes once per B
+// fragment (cvt.rn.f16x2.e4m3x2), FP4 codes by bit placement as the value
+// times 2^-14 (bit placement, then one prmt a word of two), FP8
+// weight codes by the same conversion as x's. Lane (g, t) reads a row's 8
+// columns 8t .. 8t + 7 of a block (one word of FP4 codes, 8 bytes of FP8)
+// and x's same 8 columns; both sides pair columns (i, i + 4) in a word, so
+// the MMAs' k order is the same permutation of the block on both sides.
+// Each block's f32 sum is then scaled and accumulated as above.
+//
+//===----------------------------------------------------------------------===//
+
+#include "lowering/DSV4ToKernels/Emitter.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+
+#include <cstdlib>
+#include <string>
+
+using namespace mlir;
+using namespace mlir::compressa;
+using namespace mlir::compressa::cpu;
+
+namespace {
+
+constexpr int64_t kSub = 32;       ///< columns of an MMA (an FP4 scale block)
+constexpr int64_t kSubs = kQuantBlock / kSub; ///< MMAs of an activation block
+constexpr int64_t kTileRows = 16;  ///< weight rows of an m-tile
+constexpr int64_t kCols = 8;       ///< B columns of an MMA
+/// The most tokens a call of this program has (B's columns).
+constexpr int64_t kMaxTokens = Emitter::kFp8ExpertsMaxTokens;
+static_assert(kMaxTokens == kCols, "a call's tokens are one MMA's B columns");
+
+bool fp8Format(const WeightView &w) {
+  return (isa<Float4E2M1FNType>(w.elt) || isa<Float8E4M3FNType>(w.elt)) && w.scale;
+}
+
+/// K split in `want` parts of whole 128-column blocks (one part where K has
+/// a partial block: it goes last, in the one part).
+struct KParts {
+  int64_t parts = 1, perPart = 0, full = 0, tailSubs = 0;
+};
+
+KParts kParts(int64_t K, int64_t want) {
+  KParts p;
+  p.full = K / kQuantBlock;
+  p.tailSubs = (K % kQuantBlock) / kSub;
+  int64_t n = p.tailSubs || p.full == 0 ? 1 : std::max<int64_t>(1, std::min(want, p.full));
+  while (p.full % n)
+    --n;
+  p.parts = n;
+  p.perPart = p.full / n;
+  return p;
+}
+
+/// The parts of K of the gate/up and down steps: COMPRESSA_FP8_EXPERTS_SPLIT
+/// = "A,C" at compile time (experiments), else 2 and 2 (on an H200 with
+/// V4-Flash 2:6, 2 and 2 or 4 and 2 took the least time of (2..8, 2..8):
+/// docs/perf.md, thirteenth session).
+std::pair<int64_t, int64_t> wantedParts() {
+  int64_t a = 2, cParts = 2;
+  if (const char *v = std::getenv("COMPRESSA_FP8_EXPERTS_SPLIT")) {
+    char *end = nullptr;
+    long x = std::strtol(v, &end, 10);
+    if (end && *end == ',' && x > 0) {
+      long y = std::strtol(end + 1, nullptr, 10);
+      if (y > 0) {
+        a = x;
+        cParts = y;
+      }
+    }
+  }
+  return {a, cParts};
+}
+
+} // namespace
+
+bool Emitter::fp8ExpertsFit(MoeExpertsOp op, SharedExpertOp shared) {
+  if (op.getFirstExpert())
+    return false;
+  // On a parallel target: its warp MMAs (mmaF16) and byte permutation.
+  if (kb.lanesParallel() && !kb.targetInfo().hasWarpMmaBf16())
+    return false;
+  ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  // Experts in FP4 or FP8 always come with their scale tensors.
+  for (const ExpertView *e : {&e1, &e3, &e2})
+    if (!isa<Float4E2M1FNType, Float8E4M3FNType>(e->elt))
+      return false;
+  int64_t dm = e1.cols, inter = e1.rows;
+  if (dm % kSub || inter % kSub || e3.rows != inter || e3.cols != dm || e2.rows != dm ||
+      e2.cols != inter)
+    return false;
+  if (!shared)
+    return true;
+  WeightView s1 = w(shared.getW1()), s3 = w(shared.getW3()), s2 = w(shared.getW2());
+  for (const WeightView *m : {&s1, &s3, &s2})
+    if (!fp8Format(*m))
+      return false;
+  return s1.cols == dm && s3.cols == dm && s1.rows == s3.rows && s2.rows == dm &&
+         s2.cols == s1.rows && s1.rows % kSub == 0;
+}
+
+void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
+                          const Fp8Operand &xo, Value kb0, int64_t nkb, int64_t tailSubs,
+                          Value lane,
+                          function_ref<void(Value, Value, ArrayRef<Value>)> store) {
+  OpBuilder &b = kb.builder();
+  Location loc = kb.getLoc();
+  const TargetInfo &target = kb.targetInfo();
+  Type i8 = b.getI8Type(), i32 = b.getI32Type();
+  int64_t K = ws.front().cols, nw = ws.size();
+  assert(K <= xo.stride && K % kSub == 0);
+  int64_t xBlocks = (K + kQuantBlock - 1) / kQuantBlock;
+  int64_t rowBlocks = (xo.stride + kQuantBlock - 1) / kQuantBlock;
+  auto isFp4 = [](const WeightView &w) { return isa<Float4E2M1FNType>(w.elt); };
+  // x's scale of B column n, block blk.
+  auto xScale = [&](Value n, Value blk) {
+    Value at = kb.add(kb.mul(xo.rowOf(n), c(rowBlocks)), blk);
+    return kb.e8m0(kb.load(i8, xo.scales, at));
+  };
+  // An FP8 weight's scale of row `row`, 128-column block blk.
+  auto blockScale = [&](const WeightView &w, Value row, Value blk) {
+    Value at = kb.add(kb.mul(kb.div(row, c(kQuantBlock)), c(xBlocks)), blk);
+    return kb.e8m0(kb.load(i8, w.scale, at));
+  };
+  // An FP4 weight's scale of row `row`, 32-column block sb.
+  auto subScale = [&](const WeightView &w, Value row, Value sb) {
+    return kb.e8m0(kb.load(i8, w.scale, kb.add(kb.mul(row, c(K / kSub)), sb)));
+  };
+
+  if (!kb.lanesParallel()) {
+    // The CPU twin: per row, B column and weight, each 32-column block's
+    // products of the decoded codes in column order, then its scales.
+    kb.loop(c(0), c(kTileRows * mTiles), [&](Value r) {
+      Value row = kb.add(row0, r);
+      kb.loop(c(0), c(kCols), [&](Value n) {
+        kb.ifThen(xo.valid(n), [&] {
+          Value xrow = kb.mul(xo.rowOf(n), c(xo.stride));
+          SmallVector<Value> ys;
+          for (const WeightView &w : ws) {
+            auto block = [&](Value blk, int64_t subs, Value acc) {
+              Value acc128 = kb.cf(0.0);
+              for (int64_t j = 0; j < subs; ++j) {
+                Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
+                Value d = kb.reduce1(c(0), c(kSub), kb.cf(0.0), [&](Value i, Value s) {
+                  Value col = kb.add(kb.mul(sb, c(kSub)), i);
+                  Value xv = decodeE4M3Code(kb, kb.load(i8, xo.codes, kb.add(xrow, col)));
+                  // FP8: the scaled weight (its 128 x 128 scale included).
+                  Value wv = isFp4(w) ? kb.fp4At(w, row, col, kb.eq(kb.rem(i, c(2)), c(1)))
+                                      : kb.weight(w, row, col);
+                  return kb.add(s, kb.mul(xv, wv));
+                });
+                acc128 = isFp4(w) ? kb.add(acc128, kb.mul(d, subScale(w, row, sb)))
+                                  : kb.add(acc128, d);
+              }
+              return kb.add(acc, kb.mul(acc128, xScale(n, blk)));
+            };
+            Value acc = kb.reduce1(kb0, kb.add(kb0, c(nkb)), kb.cf(0.0),
+                                   [&](Value blk, Value a) { return block(blk, kSubs, a); });
+            if (tailSubs)
+              acc = block(c(K / kQuantBlock), tailSubs, acc);
+            ys.push_back(acc);
+          }
+          store(row, n, ys);
+        });
+      });
+    });
+    return;
+  }
+
+  Value g = kb.div(lane, c(4)), t = kb.rem(lane, c(4));
+  Value zero32 = kb.c32(0);
+  Value xRowG = kb.mul(xo.rowOf(g), c(xo.stride));
+  Value col0 = kb.mul(t, c(2)), col1 = kb.add(col0, c(1));
+  Value valid0 = xo.valid(col0), valid1 = xo.valid(col1);
+  // Eight bytes at byte offset `at` of `ptr` as two words.
+  auto load8 = [&](Value ptr, Value at, Value out[2]) {
+    Value v = LLVM::LoadOp::create(b, loc, VectorType::get({2}, i32), kb.offset(i8, ptr, at),
+                                   /*alignment=*/8);
+    out[0] = LLVM::ExtractElementOp::create(b, loc, v, kb.c32(0));
+    out[1] = LLVM::ExtractElementOp::create(b, loc, v, kb.c32(1));
+  };
+  // Eight e4m3 codes as f16x2 words (bytes i and i + 4: e2m1F16x2's order).
+  auto e4m3F16x2 = [&](Value two[2]) {
+    std::array<Value, 4> w;
+    bool ok = target.decodeE4M3x8F16x2(b, loc, two[0], two[1], w.data());
+    assert(ok && "an MMA target decodes e4m3 into f16");
+    (void)ok;
+    return w;
+  };
+  auto shift = [&](Value v, int64_t by) -> Value {
+    if (by == 0)
+      return v;
+    if (by > 0)
+      return arith::ShLIOp::create(b, loc, v, kb.c32(by));
+    return arith::ShRUIOp::create(b, loc, v, kb.c32(-by));
+  };
+  auto band = [&](Value v, uint32_t m) -> Value {
+    return arith::AndIOp::create(b, loc, v, kb.c32(int64_t(int32_t(m))));
+  };
+  auto bor = [&](Value x, Value y) -> Value { return arith::OrIOp::create(b, loc, x, y); };
+  // UE8M0 byte j of word w as f32: the byte in the exponent field (2^(s -
+  // 127); bytes 0 and 255, 2^-127 and NaN for e8m0(), give 0 and +inf:
+  // no checkpoint scale is either).
+  auto scaleOfWord = [&](Value wd, int64_t j) {
+    Value bits = band(shift(wd, 23 - 8 * j), 0x7F800000u);
+    return arith::BitcastOp::create(b, loc, kb.f32(), bits).getResult();
+  };
+  // The eight FP4 codes of word w (code j at bits 4j: columns 8t + j) as
+  // f16x2 words in e2m1F16x2's order and values (word i: codes i and i + 4,
+  // each the f16 of its value times 2^-14). Such an f16 has a zero low byte
+  // and the high byte (c & 8) << 4 | (c & 7) << 1: those bytes of the even
+  // codes (the low nibbles) and of the odd ones in one word each, then one
+  // prmt a result word places two of them over zero bytes.
+  auto fp4F16x2 = [&](Value wd) {
+    Value even = bor(band(shift(wd, 4), 0x80808080u), band(shift(wd, 1), 0x0E0E0E0Eu));
+    Value odd = bor(band(wd, 0x80808080u), band(shift(wd, -3), 0x0E0E0E0Eu));
+    // Codes (0, 4), (2, 6) are bytes (0, 2), (1, 3) of `even`; (1, 5),
+    // (3, 7) the same bytes of `odd`.
+    std::array<Value, 4> w = {target.selectBytes(b, loc, zero32, even, 0x6040),
+                              target.selectBytes(b, loc, zero32, odd, 0x6040),
+                              target.selectBytes(b, loc, zero32, even, 0x7050),
+                              target.selectBytes(b, loc, zero32, odd, 0x7050)};
+    return w;
+  };
+
+  auto block = [&](Value blk, int64_t subs, ArrayRef<Value> in) -> SmallVector<Value> {
+    // B fragments of the block's 32-column blocks: x's 8 codes of the
+    // lane's column as f16 (exact), two MMAs (k16) a block; x's scales of
+    // the lane's D columns.
+    SmallVector<std::array<Value, 4>> bf(subs);
+    for (int64_t j = 0; j < subs; ++j) {
+      Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
+      Value two[2];
+      load8(xo.codes, kb.add(xRowG, kb.add(kb.mul(sb, c(kSub)), kb.mul(t, c(8)))), two);
+      // A column that is not used reads a row in range; its D column is
+      // dropped (an MMA's columns do not mix).
+      bf[j] = e4m3F16x2(two);
+    }
+    Value xs0 = xScale(col0, blk), xs1 = xScale(col1, blk);
+    SmallVector<Value> out(in);
+    for (int64_t wi = 0; wi < nw; ++wi) {
+      const WeightView &w = ws[wi];
+      for (int64_t mt = 0; mt < mTiles; ++mt) {
+        Value r0 = kb.add(row0, kb.add(g, c(kTileRows * mt))), r1 = kb.add(r0, c(8));
+        size_t at = (wi * mTiles + mt) * 4;
+        Value zeros[4] = {kb.cf(0.0), kb.cf(0.0), kb.cf(0.0), kb.cf(0.0)};
+        // MMA h of a 32-column block: A words 2h, 2h + 1 of both rows, B's
+        // words 2h, 2h + 1 (the same column order on both sides).
+        auto mmas = [&](const std::array<Value, 4> &a0, const std::array<Value, 4> &a1,
+                        const std::array<Value, 4> &bw, Value d[4]) {
+          for (int64_t h = 0; h < 2; ++h) {
+            Value cIn[4] = {d[0], d[1], d[2], d[3]};
+            Value aFrag[4] = {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]};
+            Value bFrag[2] = {bw[2 * h], bw[2 * h + 1]};
+            target.mmaF16(b, loc, aFrag, bFrag, cIn, d);
+          }
+        };
+        if (isFp4(w)) {
+          // A row's scales of the 128-column block in one word where the
+          // block is whole and the row's scales start 4-byte aligned.
+          bool wordScales = subs == kSubs && (K / kSub) % 4 == 0;
+          Value sw0, sw1;
+          if (wordScales) {
+            auto scaleWord = [&](Value row) {
+              Value at = kb.add(kb.mul(row, c(K / kSub)), kb.mul(blk, c(kSubs)));
+              return kb.load(i32, kb.offset(i8, w.scale, at), c(0));
+            };
+            sw0 = scaleWord(r0);
+            sw1 = scaleWord(r1);
+          }
+          Value acc[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
+          for (int64_t j = 0; j < subs; ++j) {
+            Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
+            auto word = [&](Value row) {
+              Value byte = kb.add(kb.add(kb.mul(row, c(K / 2)), kb.mul(sb, c(kSub / 2))),
+                                  kb.mul(t, c(4)));
+              return kb.load(i32, kb.offset(i8, w.data, byte), c(0));
+            };
+            std::array<Value, 4> a0 = fp4F16x2(word(r0)), a1 = fp4F16x2(word(r1));
+            Value d[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
+            mmas(a0, a1, bf[j], d);
+            Value s0 = wordScales ? scaleOfWord(sw0, j) : subScale(w, r0, sb);
+            Value s1 = wordScales ? scaleOfWord(sw1, j) : subScale(w, r1, sb);
+            Value ss[4] = {s0, s0, s1, s1};
+            for (int64_t i = 0; i < 4; ++i)
+              acc[i] = kb.add(acc[i], kb.mul(d[i], ss[i]));
+          }
+          // The f16 codes were the values times 2^-14.
+          Value f0 = kb.mul(xs0, kb.cf(16384.0)), f1 = kb.mul(xs1, kb.cf(16384.0));
+          Value fs[4] = {f0, f1, f0, f1};
+          for (int64_t i = 0; i < 4; ++i)
+            out[at + i] = kb.add(out[at + i], kb.mul(acc[i], fs[i]));
+        } else {
+          Value d[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
+          for (int64_t j = 0; j < subs; ++j) {
+            Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
+            auto rowCodes = [&](Value row) {
+              Value two[2];
+              load8(w.data,
+                    kb.add(kb.add(kb.mul(row, c(K)), kb.mul(sb, c(kSub))), kb.mul(t, c(8))),
+                    two);
+              return e4m3F16x2(two);
+            };
+            mmas(rowCodes(r0), rowCodes(r1), bf[j], d);
+          }
+          // Rows g and g + 8 of a 16-row tile share their 128-row block.
+          Value ws0 = blockScale(w, r0, blk);
+          Value f0 = kb.mul(xs0, ws0), f1 = kb.mul(xs1, ws0);
+          Value fs[4] = {f0, f1, f0, f1};
+          for (int64_t i = 0; i < 4; ++i)
+            out[at + i] = kb.add(out[at + i], kb.mul(d[i], fs[i]));
+        }
+      }
+    }
+    return out;
+  };
+  // One 128-column block a loop trip (COMPRESSA_FP8_EXPERTS_UNROLL=2 at
+  // compile time: two where they divide the part, an experiment; on an H200
+  // with V4-Flash 2:6 one took hc_ffn x3 354 us against 366 us with two:
+  // docs/perf.md, thirteenth session).
+  static const int64_t most = [] {
+    const char *v = std::getenv("COMPRESSA_FP8_EXPERTS_UNROLL");
+    return v && std::string(v) == "2" ? 2 : 1;
+  }();
+  int64_t unroll = nkb % 2 == 0 && nkb > 1 ? most : 1;
+  SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
+  SmallVector<Value> acc = kb.reduce(
+      c(0), c(nkb / unroll), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+        SmallVector<Value> a(in);
+        for (int64_t u = 0; u < unroll; ++u)
+          a = block(kb.add(kb0, kb.add(kb.mul(it, c(unroll)), c(u))), kSubs, a);
+        return a;
+      });
+  if (tailSubs)
+    acc = block(c(K / kQuantBlock), tailSubs, acc);
+  // d[i]: row g (i < 2) or g + 8, column 2t + i % 2.
+  for (int64_t mt = 0; mt < mTiles; ++mt)
+    for (int64_t i = 0; i < 4; ++i) {
+      Value row = kb.add(row0, kb.add(g, c(kTileRows * mt + (i < 2 ? 0 : 8))));
+      Value n = i % 2 ? col1 : col0;
+      SmallVector<Value> vals;
+      for (int64_t wi = 0; wi < nw; ++wi)
+        vals.push_back(acc[(wi * mTiles + mt) * 4 + i]);
+      kb.ifThen(i % 2 ? valid1 : valid0, [&] { store(row, n, vals); });
+    }
+}
+
+void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
+  ExpertView e2 = ctx.experts.lookup(op.getW2());
+  // Without a fused shared expert (unit tests, a model without one): its
+  // steps are left out.
+  WeightView s1, s3, s2;
+  View sharedOut;
+  double limit = op.getSwigluLimit().convertToDouble(), sLimit = limit;
+  if (shared) {
+    s1 = w(shared.getW1());
+    s3 = w(shared.getW3());
+    s2 = w(shared.getW2());
+    sharedOut = view(shared.getResult());
+    sLimit = shared.getSwigluLimit().convertToDouble();
+  }
+  int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
+  int64_t sInter = shared ? s1.rows : 0, hasShared = shared ? 1 : 0;
+  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View out = view(op.getResult());
+  auto [wantA, wantC] = wantedParts();
+  // The shared expert's w1/w3 have the routed ones' K (dm): the same parts.
+  KParts pa = kParts(dm, wantA), pc = kParts(inter, wantC);
+  KParts ps = shared ? kParts(sInter, wantC) : KParts{};
+  // The shared expert's w2 runs in the routed w2's parts (its K may
+  // differ): each its own split, the larger count sizing the scratch.
+  int64_t partsC = std::max(pc.parts, ps.parts);
+  auto blocksOf = [](int64_t K) { return (K + kQuantBlock - 1) / kQuantBlock; };
+  // Rows of h: the (token, pick) slots, then the shared expert's tokens.
+  Value slots = kb.mul(S(), c(k)), hRows = kb.mul(S(), c(k + hasShared));
+  int64_t hWidth = std::max(inter, sInter);
+  // Scratch for kMaxTokens tokens (the program runs for no more).
+  constexpr int64_t T = kMaxTokens;
+  Value xq = ctx.scratch(0, T * dm), xsc = ctx.scratch(0, T * blocksOf(dm));
+  int64_t perToken = k + hasShared;
+  View gu = scratchF32(0, pa.parts * 2 * T * perToken * hWidth);
+  Value hq = ctx.scratch(0, T * perToken * hWidth);
+  Value hsc = ctx.scratch(0, T * perToken * blocksOf(hWidth));
+  View yp = scratchF32(0, partsC * T * perToken * dm);
+  auto expertOf = [&](Value slot) {
+    return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
+  };
+  auto tokenColumns = [&](Value codes, Value scales, int64_t stride, Value first) {
+    // B column n: token n's row (first + n) where n < S.
+    Fp8Operand o{codes, scales, stride, {}, {}};
+    o.rowOf = [this, first](Value n) { return kb.add(first, kb.min(n, kb.sub(S(), c(1)))); };
+    o.valid = [this](Value n) { return kb.lt(n, S()); };
+    return o;
+  };
+  auto oneColumn = [&](Value codes, Value scales, int64_t stride, Value row) {
+    Fp8Operand o{codes, scales, stride, {}, {}};
+    o.rowOf = [row](Value) { return row; };
+    o.valid = [this](Value n) { return kb.eq(n, c(0)); };
+    return o;
+  };
+
+  // A warp item of the routed experts or (where fused) of the shared one.
+  auto routedOrShared = [&](Value isRouted, function_ref<void()> routed,
+                            function_ref<void()> sharedItem) {
+    if (shared)
+      branch(isRouted, routed, sharedItem);
+    else
+      routed();
+  };
+
+  // 1. act_quant of x.
+  emitActQuant(kb, x, dm, S(), dm, xq, xsc);
+
+  // 2. gate and up partial sums: gu[p][m][hr][i].
+  auto guAt = [&](int64_t m, Value p, Value hr, Value i) {
+    return kb.add(kb.mul(kb.add(kb.mul(kb.add(kb.mul(p, c(2)), c(m)), hRows), hr), c(hWidth)), i);
+  };
+  {
+    int64_t tiles = inter / kTileRows, sTiles = sInter / kTileRows;
+    const KParts &sa = pa;
+    Value routedItems = kb.mul(slots, c(tiles * pa.parts));
+    Value items = kb.add(routedItems, c(hasShared * sTiles * sa.parts));
+    kb.warpLoop(c(0), items, [&](Value e, Value lane) {
+      routedOrShared(
+          kb.lt(e, routedItems),
+          [&] {
+            Value slot = kb.div(e, c(tiles * pa.parts));
+            Value rest = kb.rem(e, c(tiles * pa.parts));
+            Value u = kb.div(rest, c(pa.parts)), p = kb.rem(rest, c(pa.parts));
+            Value ex = expertOf(slot);
+            WeightView w1 = e1.expert(kb, ex), w3 = e3.expert(kb, ex);
+            Fp8Operand xo = oneColumn(xq, xsc, dm, kb.div(slot, c(k)));
+            fp8TileDots({w1, w3}, kb.mul(u, c(kTileRows)), 1, xo, kb.mul(p, c(pa.perPart)),
+                        pa.perPart, pa.tailSubs, lane,
+                        [&](Value row, Value, ArrayRef<Value> v) {
+                          kb.storeF(gu, guAt(0, p, slot, row), v[0]);
+                          kb.storeF(gu, guAt(1, p, slot, row), v[1]);
+                        });
+          },
+          [&] {
+            Value f = kb.sub(e, routedItems);
+            Value u = kb.div(f, c(sa.parts)), p = kb.rem(f, c(sa.parts));
+            Fp8Operand xo = tokenColumns(xq, xsc, dm, c(0));
+            fp8TileDots({s1, s3}, kb.mul(u, c(kTileRows)), 1, xo, kb.mul(p, c(sa.perPart)),
+                        sa.perPart, sa.tailSubs, lane,
+                        [&](Value row, Value n, ArrayRef<Value> v) {
+                          Value hr = kb.add(slots, n);
+                          kb.storeF(gu, guAt(0, p, hr, row), v[0]);
+                          kb.storeF(gu, guAt(1, p, hr, row), v[1]);
+                        });
+          });
+    });
+  }
+
+  // 3. h = SwiGLU of the parts' sums (in part order) and its act_quant in
+  // one step (rows of hWidth; a shared expert narrower than the routed ones
+  // leaves its tail columns 0).
+  auto hValue = [&](Value hr, Value first, Value j) {
+    Value i = kb.add(first, j);
+    Value routed = kb.lt(hr, slots);
+    Value used = kb.lt(i, kb.select(routed, c(inter), c(sInter)));
+    auto sum = [&](int64_t m) {
+      Value a = kb.cf(0.0);
+      for (int64_t p = 0; p < pa.parts; ++p)
+        a = kb.add(a, kb.loadF(gu, guAt(m, c(p), hr, i)));
+      return a;
+    };
+    Value gate = sum(0), up = sum(1);
+    Value hv = swiglu(gate, up, limit);
+    if (sLimit != limit)
+      hv = kb.select(routed, hv, swiglu(gate, up, sLimit));
+    return kb.select(used, hv, kb.cf(0.0));
+  };
+  emitActQuantOf(kb, hValue, hRows, hWidth, hq, hsc);
+
+  // 4. down partial sums: yp[p][hr][o].
+  auto ypAt = [&](Value p, Value hr, Value o) {
+    return kb.add(kb.mul(kb.add(kb.mul(p, hRows), hr), c(dm)), o);
+  };
+  int64_t mTiles = dm % (2 * kTileRows) == 0 ? 2 : 1, rowsPer = kTileRows * mTiles;
+  {
+    int64_t tiles = dm / rowsPer;
+    Value routedItems = kb.mul(slots, c(tiles * pc.parts));
+    Value items = kb.add(routedItems, c(hasShared * tiles * ps.parts));
+    kb.warpLoop(c(0), items, [&](Value e, Value lane) {
+      routedOrShared(
+          kb.lt(e, routedItems),
+          [&] {
+            Value slot = kb.div(e, c(tiles * pc.parts));
+            Value rest = kb.rem(e, c(tiles * pc.parts));
+            Value u = kb.div(rest, c(pc.parts)), p = kb.rem(rest, c(pc.parts));
+            WeightView w2 = e2.expert(kb, expertOf(slot));
+            Fp8Operand ho = oneColumn(hq, hsc, hWidth, slot);
+            fp8TileDots({w2}, kb.mul(u, c(rowsPer)), mTiles, ho, kb.mul(p, c(pc.perPart)),
+                        pc.perPart, pc.tailSubs, lane,
+                        [&](Value row, Value, ArrayRef<Value> v) {
+                          kb.storeF(yp, ypAt(p, slot, row), v[0]);
+                        });
+          },
+          [&] {
+            Value f = kb.sub(e, routedItems);
+            Value u = kb.div(f, c(ps.parts)), p = kb.rem(f, c(ps.parts));
+            Fp8Operand ho = tokenColumns(hq, hsc, hWidth, slots);
+            fp8TileDots({s2}, kb.mul(u, c(rowsPer)), mTiles, ho, kb.mul(p, c(ps.perPart)),
+                        ps.perPart, ps.tailSubs, lane,
+                        [&](Value row, Value n, ArrayRef<Value> v) {
+                          kb.storeF(yp, ypAt(p, kb.add(slots, n), row), v[0]);
+                        });
+          });
+    });
+  }
+
+  // 5. out[s, o] = sum over the picks in order of weight_j * y_j[o], each
+  // y_j its parts' sum in part order; the shared expert's output apart.
+  kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
+    Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
+    auto parts = [&](Value hr, int64_t n) {
+      Value y = kb.cf(0.0);
+      for (int64_t p = 0; p < n; ++p)
+        y = kb.add(y, kb.loadF(yp, ypAt(c(p), hr, o)));
+      return y;
+    };
+    Value acc = kb.cf(0.0);
+    for (int64_t j = 0; j < k; ++j) {
+      Value slot = kb.add(kb.mul(s, c(k)), c(j));
+      acc = kb.add(acc, kb.mul(kb.loadF(weights, slot), parts(slot, pc.parts)));
+    }
+    kb.storeF(out, e, acc);
+    if (shared)
+      kb.storeF(sharedOut, e, parts(kb.add(slots, s), ps.parts));
+  });
+}
