@@ -1,4 +1,4 @@
-//===- DecodeExpertsFp8.cpp - Decode experts on e4m3 tensor cores ---------===//
+//===- DecodeExpertsFp8.cpp - Decode experts, FP8 GEMM semantics, MMAs ----===//
 // SPDX-License-Identifier: Apache-2.0
 //
 // --numerics=fast-decode (lowering/TensorCore/Numerics.h): a decode call's
@@ -29,9 +29,9 @@
 // emulates it, unpacking both operands for every MMA), so the codes go to
 // f16, where e4m3 and e2m1 values are exact, and a 32-column block takes
 // two mma.sync m16n8k16 (f16, f32 accumulation): x's codes once per B
-// fragment (cvt.rn.f16x2.e4m3x2), FP4 codes by bit placement as the value
-// times 2^-14 (bit placement, then one prmt a word of two), FP8
-// weight codes by the same conversion as x's. Lane (g, t) reads a row's 8
+// fragment (cvt.rn.f16x2.e4m3x2), FP4 codes as the value times 2^-14 (bit
+// placement, then one prmt a word of two), FP8 weight codes by the same
+// conversion as x's. Lane (g, t) reads a row's 8
 // columns 8t .. 8t + 7 of a block (one word of FP4 codes, 8 bytes of FP8)
 // and x's same 8 columns; both sides pair columns (i, i + 4) in a word, so
 // the MMAs' k order is the same permutation of the block on both sides.
@@ -53,8 +53,8 @@ using namespace mlir::compressa::cpu;
 
 namespace {
 
-constexpr int64_t kSub = 32;       ///< columns of an MMA (an FP4 scale block)
-constexpr int64_t kSubs = kQuantBlock / kSub; ///< MMAs of an activation block
+constexpr int64_t kSub = 32;       ///< columns of two f16 MMAs (an FP4 scale block)
+constexpr int64_t kSubs = kQuantBlock / kSub; ///< 32-column blocks of an act_quant block
 constexpr int64_t kTileRows = 16;  ///< weight rows of an m-tile
 constexpr int64_t kCols = 8;       ///< B columns of an MMA
 /// The most tokens a call of this program has (B's columns).
