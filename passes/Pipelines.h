@@ -74,7 +74,8 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
                      "prefill program's FP8 linear layers quantise "
                      "activations 1x128 with UE8M0 scales and run FP8 x FP8 "
                      "block-scaled GEMMs) or fast-decode (fast, and the "
-                     "decode programs' experts on e4m3 tensor cores)"),
+                     "decode programs' experts in FP8 GEMM semantics on tensor "
+                     "cores)"),
       llvm::cl::init("exact")};
   Option<bool> bufferReuse{
       *this, "buffer-reuse",

@@ -573,7 +573,7 @@ public:
   /// the routed experts' dots through exactMmaTile; the shared expert's as
   /// there. For calls of at most maxTokens tokens.
   void expertsExactMma(MoeExpertsOp op, SharedExpertOp shared, int64_t maxTokens);
-  // The decode experts of --numerics=fast-decode on e4m3 tensor cores
+  // The decode experts of --numerics=fast-decode on tensor cores
   // (DecodeExpertsFp8.cpp).
   /// B of fp8TileDots: act_quant'ed rows (e4m3 codes `codes` [rows,
   /// stride], UE8M0 scales `scales` [rows, ceil(stride / 128)]); B column n

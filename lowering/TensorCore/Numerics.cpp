@@ -90,7 +90,7 @@ struct SelectNumericsPass
     for (auto func : module.getOps<func::FuncOp>()) {
       if (func.getName() != "prefill") {
         // fast-decode: the other programs' (decode, batched decode) routed
-        // experts, with the shared expert they fuse, on e4m3 tensor cores.
+        // experts, with the shared expert they fuse, in FP8 GEMM semantics.
         if (*n == Numerics::FastDecode)
           func.walk([&](dsv4::MoeExpertsOp op) {
             if (!op.getFirstExpert())

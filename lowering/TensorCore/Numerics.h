@@ -12,7 +12,7 @@
 //          128x128 UE8M0 block scales, f32 accumulation per 128-K block
 //          (TensorCoreGemm.h). The decode program stays exact.
 //   fast-decode  fast, and the decode programs' routed and shared experts
-//          (calls of at most 8 tokens) on e4m3 tensor cores too: act_quant
+//          (calls of at most 8 tokens) on tensor cores too: act_quant
 //          of x and of the SwiGLU hiddens (1x128, UE8M0), FP4 weights cast
 //          to e4m3 (exact), each 32-column block's products summed on the
 //          tensor cores, then times its scales, f32 accumulation (spec

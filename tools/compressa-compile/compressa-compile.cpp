@@ -136,7 +136,8 @@ static cl::opt<std::string> numerics(
              "program's FP8 linear layers quantise activations 1x128 with "
              "UE8M0 scales and multiply FP8 x FP8 with the weights' block "
              "scales; decode stays exact) or fast-decode (fast, and the decode "
-             "programs' routed and shared experts on e4m3 tensor cores: "
+             "programs' routed and shared experts on tensor cores in the FP8 "
+             "GEMM semantics: "
              "act_quant of x and of the hiddens, FP4 weights cast to e4m3)"),
     cl::init("exact"), cl::cat(category));
 static cl::opt<std::string> weightFormat(

@@ -43,7 +43,8 @@ namespace mlir::dsv4 {
 ///   dsv4.numerics = "fast"       its FP8 linear layers quantise activations
 ///                                (1x128, UE8M0) and run FP8 x FP8 GEMMs
 ///   dsv4.numerics = "fp8"        (a decode moe.experts, --numerics=fast-decode)
-///                                the experts on e4m3 tensor cores
+///                                the experts in FP8 GEMM semantics (e4m3
+///                                activations) on tensor cores
 /// On a kernel (func.func after outlining, the target's kernel after
 /// conversion):
 ///   dsv4.kernel = "name"         a kernel and its readable name
