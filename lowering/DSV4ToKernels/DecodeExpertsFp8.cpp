@@ -211,7 +211,7 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     out[0] = LLVM::ExtractElementOp::create(b, loc, v, kb.c32(0));
     out[1] = LLVM::ExtractElementOp::create(b, loc, v, kb.c32(1));
   };
-  // Eight e4m3 codes as f16x2 words (bytes i and i + 4: e2m1F16x2's order).
+  // Eight e4m3 codes as f16x2 words (bytes i and i + 4: the order of ExactMma.cpp's e2m1F16x2).
   auto e4m3F16x2 = [&](Value two[2]) {
     std::array<Value, 4> w;
     bool ok = target.decodeE4M3x8F16x2(b, loc, two[0], two[1], w.data());
@@ -238,7 +238,7 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     return arith::BitcastOp::create(b, loc, kb.f32(), bits).getResult();
   };
   // The eight FP4 codes of word w (code j at bits 4j: columns 8t + j) as
-  // f16x2 words in e2m1F16x2's order and values (word i: codes i and i + 4,
+  // f16x2 words in ExactMma.cpp's e2m1F16x2 order and values (word i: codes i and i + 4,
   // each the f16 of its value times 2^-14). Such an f16 has a zero low byte
   // and the high byte (c & 8) << 4 | (c & 7) << 1: those bytes of the even
   // codes (the low nibbles) and of the odd ones in one word each, then one
@@ -450,9 +450,8 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared) {
   };
   {
     int64_t tiles = inter / kTileRows, sTiles = sInter / kTileRows;
-    const KParts &sa = pa;
     Value routedItems = kb.mul(slots, c(tiles * pa.parts));
-    Value items = kb.add(routedItems, c(hasShared * sTiles * sa.parts));
+    Value items = kb.add(routedItems, c(hasShared * sTiles * pa.parts));
     kb.warpLoop(c(0), items, [&](Value e, Value lane) {
       routedOrShared(
           kb.lt(e, routedItems),
@@ -472,10 +471,10 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared) {
           },
           [&] {
             Value f = kb.sub(e, routedItems);
-            Value u = kb.div(f, c(sa.parts)), p = kb.rem(f, c(sa.parts));
+            Value u = kb.div(f, c(pa.parts)), p = kb.rem(f, c(pa.parts));
             Fp8Operand xo = tokenColumns(xq, xsc, dm, c(0));
-            fp8TileDots({s1, s3}, kb.mul(u, c(kTileRows)), 1, xo, kb.mul(p, c(sa.perPart)),
-                        sa.perPart, sa.tailSubs, lane,
+            fp8TileDots({s1, s3}, kb.mul(u, c(kTileRows)), 1, xo, kb.mul(p, c(pa.perPart)),
+                        pa.perPart, pa.tailSubs, lane,
                         [&](Value row, Value n, ArrayRef<Value> v) {
                           Value hr = kb.add(slots, n);
                           kb.storeF(gu, guAt(0, p, hr, row), v[0]);

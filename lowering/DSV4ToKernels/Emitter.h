@@ -39,12 +39,6 @@ inline int64_t perToken(Value v) {
 /// fragments, so MMAs that read xb instead see the same bits.
 void storeBf16Pairs(KernelBuilder &kb, View x, View xb, Value n);
 
-/// The eight e2m1 codes of `word` (code j at bits 4j) as four f16x2 words:
-/// word i holds codes i (low half) and i + 4, each as the f16 with bits
-/// (c & 8) << 12 | (c & 7) << 9, the code's value times 2^-14 (codes with
-/// exponent 0 land on f16's subnormals).
-std::array<Value, 4> e2m1F16x2(KernelBuilder &kb, Value word);
-
 class Emitter {
 public:
   Emitter(KernelBuilder &kb, EmitContext &ctx) : kb(kb), ctx(ctx) {}

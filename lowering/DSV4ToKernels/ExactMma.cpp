@@ -54,10 +54,11 @@ Value pow2(KernelBuilder &kb, Value e) {
   return arith::BitcastOp::create(b, kb.getLoc(), kb.f32(), bits);
 }
 
-} // namespace
-
-// Emitter.h.
-std::array<Value, 4> mlir::compressa::cpu::e2m1F16x2(KernelBuilder &kb, Value word) {
+/// The eight e2m1 codes of `word` (code i in bits 4i .. 4i + 3) as four
+/// f16x2 words: word i holds codes i (low half) and i + 4, each as the f16
+/// with bits (c & 8) << 12 | (c & 7) << 9, the code's value times 2^-14
+/// (codes with exponent 0 land on f16's subnormals).
+std::array<Value, 4> e2m1F16x2(KernelBuilder &kb, Value word) {
   OpBuilder &b = kb.builder();
   Location loc = kb.getLoc();
   auto shift = [&](Value v, int64_t by) -> Value {
@@ -76,6 +77,8 @@ std::array<Value, 4> mlir::compressa::cpu::e2m1F16x2(KernelBuilder &kb, Value wo
   }
   return out;
 }
+
+} // namespace
 
 bool Emitter::exactMmaFits(const ExpertView &e) {
   // Routed experts: FP4 only (the V4 checkpoints'), in the same tiles.
