@@ -103,6 +103,26 @@ std::pair<int64_t, int64_t> wantedParts() {
   return {a, cParts};
 }
 
+/// The parts of K of a call's steps: gate/up (K = dm), the routed and the
+/// shared w2; the larger w2 count sizes the partial sums [partsC, rows, dm].
+struct Fp8Split {
+  KParts pa, pc, ps;
+  int64_t partsC = 1;
+};
+
+Fp8Split fp8Split(int64_t dm, int64_t inter, int64_t sInter) {
+  auto [wantA, wantC] = wantedParts();
+  Fp8Split f;
+  // The shared expert's w1/w3 have the routed ones' K (dm): the same parts.
+  f.pa = kParts(dm, wantA);
+  f.pc = kParts(inter, wantC);
+  // The shared expert's w2 runs in the routed w2's parts (its K may
+  // differ): each its own split, the larger count sizing the scratch.
+  f.ps = sInter ? kParts(sInter, wantC) : KParts{};
+  f.partsC = std::max(f.pc.parts, f.ps.parts);
+  return f;
+}
+
 } // namespace
 
 bool Emitter::fp8ExpertsFit(MoeExpertsOp op, SharedExpertOp shared) {
@@ -377,7 +397,71 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     }
 }
 
-void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared) {
+void Emitter::expertsFp8(MoeExpertsOp op, SharedExpertOp shared) {
+  Value routedOut = op.getResult(), sharedOut = shared ? shared.getResult() : Value();
+  bool lazy = mayStayLazy(routedOut) && (!shared || mayStayLazy(sharedOut));
+  if (!lazy) {
+    branch(
+        kb.le(S(), c(kFp8ExpertsMaxTokens)), [&] { expertsFp8Decode(op, shared); },
+        [&] { experts(op); });
+    return;
+  }
+  ExpertView e1 = ctx.experts.lookup(op.getW1());
+  int64_t dm = e1.cols, k = op.getIds().getType().getShape()[1];
+  int64_t sInter = shared ? w(shared.getW1()).rows : 0, hasShared = shared ? 1 : 0;
+  Fp8Split f = fp8Split(dm, e1.rows, sInter);
+  // Before the branch, so that the readers' code (after it) sees it.
+  View yp = scratchF32(0, f.partsC * kMaxTokens * (k + hasShared) * dm);
+  branch(
+      kb.le(S(), c(kFp8ExpertsMaxTokens)), [&] { expertsFp8Decode(op, shared, yp); },
+      [&] { experts(op); });
+  // Element (s, o): in calls of at most kMaxTokens tokens, the sums of the
+  // last step of expertsFp8Decode (the same operations, in the same order:
+  // per pick its parts in part order, the picks weighted in pick order, the
+  // shared expert's parts apart); in larger calls, what experts() stored.
+  KernelBuilder &kr = kb;
+  View weights = view(op.getWeights()), routedView = view(routedOut);
+  View sharedView = shared ? view(sharedOut) : View{};
+  int64_t partsR = f.pc.parts, partsS = f.ps.parts;
+  Value tokens = S();
+  auto fromParts = [&kr, yp, k, hasShared, dm, tokens](Value hr, Value o, int64_t n) {
+    Value hRows = kr.mul(tokens, kr.c(k + hasShared));
+    Value y = kr.cf(0.0);
+    for (int64_t p = 0; p < n; ++p)
+      y = kr.add(y, kr.loadF(yp, kr.add(kr.mul(kr.add(kr.mul(kr.c(p), hRows), hr), kr.c(dm)), o)));
+    return y;
+  };
+  auto orStored = [&kr, tokens, dm](function_ref<Value()> fp8, View stored, Value s, Value o) {
+    return kr.ifElse(
+        kr.le(tokens, kr.c(kFp8ExpertsMaxTokens)), TypeRange{kr.f32()},
+        [&]() -> SmallVector<Value> { return {fp8()}; },
+        [&]() -> SmallVector<Value> {
+          return {kr.loadF(stored, kr.add(kr.mul(s, kr.c(dm)), o))};
+        })[0];
+  };
+  ctx.lazy[routedOut] = [&kr, fromParts, orStored, weights, routedView, k, partsR,
+                         tokens](Value s, Value o) {
+    return orStored(
+        [&]() {
+          Value acc = kr.cf(0.0);
+          for (int64_t j = 0; j < k; ++j) {
+            Value slot = kr.add(kr.mul(s, kr.c(k)), kr.c(j));
+            acc = kr.add(acc, kr.mul(kr.loadF(weights, slot), fromParts(slot, o, partsR)));
+          }
+          return acc;
+        },
+        routedView, s, o);
+  };
+  if (shared)
+    ctx.lazy[sharedOut] = [fromParts, orStored, sharedView, k, partsS, tokens,
+                           &kr](Value s, Value o) {
+      return orStored(
+          [&]() { return fromParts(kr.add(kr.mul(tokens, kr.c(k)), s), o, partsS); },
+          sharedView, s, o);
+    };
+}
+
+void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View partials) {
   ExpertView e1 = ctx.experts.lookup(op.getW1()), e3 = ctx.experts.lookup(op.getW3());
   ExpertView e2 = ctx.experts.lookup(op.getW2());
   // Without a fused shared expert (unit tests, a model without one): its
@@ -396,25 +480,26 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared) {
   int64_t sInter = shared ? s1.rows : 0, hasShared = shared ? 1 : 0;
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View out = view(op.getResult());
-  auto [wantA, wantC] = wantedParts();
-  // The shared expert's w1/w3 have the routed ones' K (dm): the same parts.
-  KParts pa = kParts(dm, wantA), pc = kParts(inter, wantC);
-  KParts ps = shared ? kParts(sInter, wantC) : KParts{};
-  // The shared expert's w2 runs in the routed w2's parts (its K may
-  // differ): each its own split, the larger count sizing the scratch.
-  int64_t partsC = std::max(pc.parts, ps.parts);
+  Fp8Split split = fp8Split(dm, inter, sInter);
+  KParts pa = split.pa, pc = split.pc, ps = split.ps;
+  int64_t partsC = split.partsC;
   auto blocksOf = [](int64_t K) { return (K + kQuantBlock - 1) / kQuantBlock; };
   // Rows of h: the (token, pick) slots, then the shared expert's tokens.
   Value slots = kb.mul(S(), c(k)), hRows = kb.mul(S(), c(k + hasShared));
   int64_t hWidth = std::max(inter, sInter);
   // Scratch for kMaxTokens tokens (the program runs for no more).
   constexpr int64_t T = kMaxTokens;
-  Value xq = ctx.scratch(0, T * dm), xsc = ctx.scratch(0, T * blocksOf(dm));
+  // x's act_quant: made by the rms_norm before (EmitContext::quantized),
+  // else step 1 below.
+  auto made = ctx.quantized.find(op.getX());
+  bool xMade = made != ctx.quantized.end();
+  Value xq = xMade ? made->second.codes : ctx.scratch(0, T * dm);
+  Value xsc = xMade ? made->second.scales : ctx.scratch(0, T * blocksOf(dm));
   int64_t perToken = k + hasShared;
   View gu = scratchF32(0, pa.parts * 2 * T * perToken * hWidth);
   Value hq = ctx.scratch(0, T * perToken * hWidth);
   Value hsc = ctx.scratch(0, T * perToken * blocksOf(hWidth));
-  View yp = scratchF32(0, partsC * T * perToken * dm);
+  View yp = partials.ptr ? partials : scratchF32(0, partsC * T * perToken * dm);
   auto expertOf = [&](Value slot) {
     return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, slot));
   };
@@ -442,7 +527,8 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared) {
   };
 
   // 1. act_quant of x.
-  emitActQuant(kb, x, dm, S(), dm, xq, xsc);
+  if (!xMade)
+    emitActQuant(kb, x, dm, S(), dm, xq, xsc);
 
   // 2. gate and up partial sums: gu[p][m][hr][i].
   auto guAt = [&](int64_t m, Value p, Value hr, Value i) {
@@ -544,6 +630,9 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared) {
 
   // 5. out[s, o] = sum over the picks in order of weight_j * y_j[o], each
   // y_j its parts' sum in part order; the shared expert's output apart.
+  // (With `partials`: taken where the outputs are read, expertsFp8.)
+  if (partials.ptr)
+    return;
   kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
     Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
     auto parts = [&](Value hr, int64_t n) {

@@ -44,6 +44,33 @@ public:
   Emitter(KernelBuilder &kb, EmitContext &ctx) : kb(kb), ctx(ctx) {}
 
   View view(Value v) { return ctx.tensors.lookup(v); }
+  /// Element i of token s of tensor v: loaded, or computed where v is lazy
+  /// (EmitContext::lazy).
+  Value element(Value v, Value s, Value i) { return elementOf(kb, ctx, v, s, i); }
+  static Value elementOf(KernelBuilder &kb, EmitContext &ctx, Value v, Value s, Value i) {
+    if (auto it = ctx.lazy.find(v); it != ctx.lazy.end())
+      return it->second(s, i);
+    return kb.loadF(ctx.tensors.lookup(v), kb.add(kb.mul(s, kb.c(perToken(v))), i));
+  }
+  /// Whether tensor v may be left lazy: it is read, and only by addf ops
+  /// whose results may be left lazy and as the `a` operand (alone) of
+  /// hc.post ops of the same kernel (nothing stores it for a later one).
+  static bool mayStayLazy(Value v) {
+    if (v.use_empty())
+      return false;
+    for (OpOperand &use : v.getUses()) {
+      Operation *user = use.getOwner();
+      if (auto add = dyn_cast<arith::AddFOp>(user)) {
+        if (!mayStayLazy(add.getResult()))
+          return false;
+        continue;
+      }
+      auto post = dyn_cast<HcPostOp>(user);
+      if (!post || post.getA() != v || post.getStreams() == v)
+        return false;
+    }
+    return true;
+  }
   WeightView w(Value v) { return ctx.weights.lookup(v); }
   Value S() { return ctx.tokens; }
   /// The absolute position of token s: startPos + s, or in a batched
@@ -174,12 +201,38 @@ public:
   }
 
   /// rmsNorm over `rows` rows of n elements (x may be y); `r` is scratch of
-  /// `rows` floats for the inverse RMS of each row.
+  /// `rows` floats for the inverse RMS of each row. With `quant`: also
+  /// act_quant of y into its codes and scales (TensorCoreGemm.h), in the
+  /// step that scales the rows where n is a multiple of 128.
   void rmsNormRows(View x, View y, Value rows, int64_t n, double eps,
-                   const WeightView *weight, View r) {
+                   const WeightView *weight, View r,
+                   const EmitContext::Quantized *quant = nullptr) {
     auto normed = [&](Value v, Value inv, Value col) {
       v = kb.mul(v, inv);
       return weight ? kb.mul(v, kb.weight(*weight, c(0), col)) : v;
+    };
+    // The step that scales the rows (a thread an element; with `quant`, a
+    // warp a 128-column block that quantises what it stores), the inverse
+    // RMS of a row from invOf(row).
+    auto scaleRows = [&](function_ref<Value(Value)> invOf, bool invFirst) {
+      if (quant && n % kQuantBlockOfNorm == 0) {
+        emitQuantKeeping(
+            invOf, [&](Value row, Value inv, Value col) {
+              return normed(kb.loadF(x, kb.add(kb.mul(row, c(n)), col)), inv, col);
+            },
+            y, rows, n, *quant);
+        return;
+      }
+      kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
+        if (invFirst) {
+          Value inv = invOf(kb.div(e, c(n)));
+          kb.storeF(y, e, normed(kb.loadF(x, e), inv, kb.rem(e, c(n))));
+        } else {
+          kb.storeF(y, e, normed(kb.loadF(x, e), invOf(kb.div(e, c(n))), kb.rem(e, c(n))));
+        }
+      });
+      if (quant)
+        emitQuantOf(y, rows, n, *quant);
     };
     if (rmsParts(x, rows, n) == 1 && n % KernelBuilder::kLanes == 0 && n <= kWarpRowMax) {
       // A warp per row: it has the inverse RMS in every lane and scales the
@@ -196,13 +249,13 @@ public:
           kb.storeF(yr, i, normed(kb.loadF(xr, i), inv, i));
         });
       });
+      if (quant)
+        emitQuantOf(y, rows, n, *quant);
       return;
     }
     auto inverseThenScale = [&] {
       inverseRmsRows(x, rows, n, eps, r);
-      kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
-        kb.storeF(y, e, normed(kb.loadF(x, e), kb.loadF(r, kb.div(e, c(n))), kb.rem(e, c(n))));
-      });
+      scaleRows([&](Value row) { return kb.loadF(r, row); }, false);
     };
     int64_t parts = rmsParts(x, rows, n);
     if (parts == 1 || !kb.lanesParallel())
@@ -216,13 +269,17 @@ public:
       kb.warpLoop(c(0), kb.mul(rows, c(parts)), [&](Value e, Value lane) {
         splitDotPart(x, n, self, 1, /*diagonal=*/true, parts, partial, e, lane);
       });
-      kb.parallelLoop(c(0), kb.mul(rows, c(n)), [&](Value e) {
-        Value ss = sumParts(partial, kb.div(e, c(n)), parts);
-        Value inv = inverseRmsOf(ss, n, eps);
-        kb.storeF(y, e, normed(kb.loadF(x, e), inv, kb.rem(e, c(n))));
-      });
+      scaleRows([&](Value row) { return inverseRmsOf(sumParts(partial, row, parts), n, eps); },
+                true);
     });
   }
+  /// emitActQuantKeeping and emitActQuant into `quant` (Norm.cpp: the
+  /// headers of TensorCoreGemm.h stay out of this one).
+  static constexpr int64_t kQuantBlockOfNorm = 128;
+  void emitQuantKeeping(function_ref<Value(Value)> rowInit,
+                        function_ref<Value(Value, Value, Value)> valueAt, View y, Value rows,
+                        int64_t n, const EmitContext::Quantized &quant);
+  void emitQuantOf(View y, Value rows, int64_t n, const EmitContext::Quantized &quant);
 
   /// The longest rows rmsNormRows scales by the warp that sums them (at
   /// most 16 elements a lane); longer ones are scaled by every thread of
@@ -591,9 +648,16 @@ public:
   bool fp8ExpertsFit(MoeExpertsOp op, SharedExpertOp shared);
   /// The most tokens of a call expertsFp8Decode takes (an MMA's B columns).
   static constexpr int64_t kFp8ExpertsMaxTokens = 8;
+  /// expertsFp8Decode for calls of at most kFp8ExpertsMaxTokens tokens, the
+  /// code of experts() for larger ones; where only hc.post reads the
+  /// outputs (mayStayLazy), they are left lazy: their sums over the picks
+  /// and parts are taken where hc.post reads them.
+  void expertsFp8(MoeExpertsOp op, SharedExpertOp shared);
   /// The routed experts and the shared expert of a call of at most
-  /// kFp8ExpertsMaxTokens tokens.
-  void expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared);
+  /// kFp8ExpertsMaxTokens tokens. With `partials` (allocated by
+  /// expertsFp8): the down step's partial sums go there and the last step
+  /// (the sums over the parts and picks) is left to the readers.
+  void expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View partials = {});
   Value poolChannel(View kvState, View scoreState, Value i, int64_t slots, int64_t width,
                     bool overlap, int64_t m, int64_t dim);
   Value routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k, Value s,

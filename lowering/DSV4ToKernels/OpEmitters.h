@@ -66,6 +66,19 @@ struct EmitContext {
   /// in its own steps (the op right after it, on the same x), and that is
   /// then not emitted again; null otherwise.
   Operation *fusedShared = nullptr;
+  /// Values that are never stored: element i of token s is computed where
+  /// it is read (Emitter::element), from what the producer left in scratch.
+  /// The experts' outputs and their sum where only the hc.post after them
+  /// reads them (Emitter::mayStayLazy): their sums move into hc.post's step,
+  /// one grid-wide step fewer each.
+  llvm::DenseMap<Value, std::function<Value(Value s, Value i)>> lazy;
+  /// act_quant of an rms_norm output that FP8 decode experts read, made in
+  /// the norm's last step (Emitter::rmsNormOp): e4m3 codes [S, n] and UE8M0
+  /// scales [S, n / 128].
+  struct Quantized {
+    Value codes, scales;
+  };
+  llvm::DenseMap<Value, Quantized> quantized;
   /// Allocates `bytesPerToken * S + bytes` of kernel scratch; returns a pointer.
   std::function<Value(int64_t bytesPerToken, int64_t bytes)> scratch;
 };

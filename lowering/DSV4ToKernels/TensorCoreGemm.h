@@ -66,6 +66,13 @@ using ActQuantValues = function_ref<Value(Value r, Value first, Value j)>;
 /// are asked for twice: for the block's amax, then for its codes).
 void emitActQuantOf(KernelBuilder &kb, ActQuantValues valueAt, Value rows, int64_t k,
                     Value q, Value scales);
+/// y[r, col] = valueAt(r, rowInit(r), col) for `rows` rows of k values (k
+/// a multiple of 128; each value computed once, rowInit once per 128-column
+/// block), and act_quant of y in the same step: the codes of the values as
+/// stored, the same bytes as emitActQuant of y after it.
+void emitActQuantKeeping(KernelBuilder &kb, function_ref<Value(Value r)> rowInit,
+                         function_ref<Value(Value r, Value init, Value col)> valueAt,
+                         const View &y, Value rows, int64_t k, Value q, Value scales);
 
 /// The f32 value of the e4m3fn code `byte` (an i8), by integer arithmetic
 /// (the same on every target).

@@ -74,6 +74,29 @@ OwningOpRef<ModuleOp> compressa::buildActQuantKernel(MLIRContext &context, int64
       error);
 }
 
+OwningOpRef<ModuleOp> compressa::buildActQuantKeepingKernel(MLIRContext &context, int64_t k,
+                                                            llvm::StringRef targetSpec,
+                                                            std::string &error) {
+  if (k < 1 || k % cpu::kQuantBlock) {
+    error = "act_quant keeping its values needs K a positive multiple of 128";
+    return nullptr;
+  }
+  return buildKernel(
+      context, targetSpec, "compressa_act_quant_keeping_k" + std::to_string(k),
+      [&](cpu::KernelBuilder &kb, const TargetInfo &target, Value argv) {
+        auto slot = [&](int64_t i) { return kb.loadPtr(argv, kb.c(i)); };
+        Value rows = target.loadScalarArg(kb.builder(), kb.getLoc(), slot(0));
+        cpu::View x{slot(1), kb.f32()}, f{slot(2), kb.f32()}, y{slot(3), kb.f32()};
+        cpu::emitActQuantKeeping(
+            kb, [&](Value r) { return kb.loadF(f, r); },
+            [&](Value r, Value fr, Value col) {
+              return kb.mul(kb.loadF(x, kb.add(kb.mul(r, kb.c(k)), col)), fr);
+            },
+            y, rows, k, slot(4), slot(5));
+      },
+      error);
+}
+
 OwningOpRef<ModuleOp> compressa::buildFastLinearKernel(MLIRContext &context, int64_t n,
                                                        int64_t k,
                                                        llvm::StringRef targetSpec,

@@ -29,6 +29,15 @@ OwningOpRef<ModuleOp> buildActQuantKernel(MLIRContext &context, int64_t k,
                                           llvm::StringRef target,
                                           std::string &error);
 
+/// emitActQuantKeeping (the rms_norm of --numerics=fast-decode's decode
+/// experts) as kernel @compressa_act_quant_keeping_k<K>(argv), K a multiple
+/// of 128: argv[0] rows (as above), [1] x f32 [rows, K], [2] a factor f32 per
+/// row, [3] y f32 [rows, K] (may be x) = x times its row's factor, [4] codes
+/// of y [rows, K], [5] its UE8M0 scales [rows, K/128].
+OwningOpRef<ModuleOp> buildActQuantKeepingKernel(MLIRContext &context, int64_t k,
+                                                 llvm::StringRef target,
+                                                 std::string &error);
+
 /// The whole FP8 linear layer of --numerics=fast (act_quant, then the FP8
 /// GEMM with the loop-nest code of TensorCoreGemm.h) as kernel
 /// @compressa_fast_linear_n<N>_k<K>(argv): argv[0] rows (as above), [1] x

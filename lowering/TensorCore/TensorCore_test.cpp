@@ -167,6 +167,52 @@ TEST_P(TensorCoreTest, ActQuantBytesEqualTheReference) {
   }
 }
 
+// emitActQuantKeeping (the decode rms_norm that quantises for the FP8
+// experts): y = x times a per-row factor stored once, and act_quant of y as
+// stored, the reference's bytes; also in place (y at x).
+TEST(TensorCoreKeeping, ActQuantKeepingStoresAndQuantisesTheValues) {
+  for (int64_t k : {128, 512, 4096}) {
+    const int64_t rows = 7, blocks = k / 128;
+    auto ctx = makeContext();
+    std::string error;
+    OwningOpRef<ModuleOp> module =
+        mlir::compressa::buildActQuantKeepingKernel(*ctx, k, "cpu", error);
+    ASSERT_TRUE(module) << error;
+    CpuKernel kernel;
+    ASSERT_TRUE(kernel.load(*module, "compressa_act_quant_keeping_k" + std::to_string(k), error))
+        << error;
+    for (bool inPlace : {false, true}) {
+      std::vector<float> x = testRows(rows, k, uint32_t(k) + inPlace), x0 = x;
+      std::vector<float> f = {1.0f, 0.75f, -3.0f, 1e-3f, 2.5f, 1.0f / 3.0f, 65536.0f};
+      std::vector<float> yOwn(size_t(rows) * k, std::nanf(""));
+      float *y = inPlace ? x.data() : yOwn.data();
+      std::vector<uint8_t> q(size_t(rows) * k, 0xEE), s(size_t(rows) * blocks, 0xEE);
+      kernel.run({reinterpret_cast<void *>(intptr_t(rows)), x.data(), f.data(), y, q.data(),
+                  s.data()});
+      std::vector<uint8_t> rq(q.size()), rs(s.size());
+      int64_t differing = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < k; ++c) {
+          float want = x0[size_t(r) * k + c] * f[r];
+          if (std::memcmp(&want, &y[size_t(r) * k + c], 4) != 0 && differing++ < 5)
+            ADD_FAILURE() << "y[" << r << ", " << c << "] = " << y[size_t(r) * k + c]
+                          << ", want " << want;
+        }
+        ref::actQuantRow(&y[size_t(r) * k], k, &rq[size_t(r) * k], &rs[size_t(r) * blocks]);
+      }
+      for (size_t i = 0; i < q.size(); ++i)
+        if (q[i] != rq[i] && differing++ < 10)
+          ADD_FAILURE() << "code " << i << ": kernel 0x" << std::hex << int(q[i])
+                        << ", reference 0x" << int(rq[i]) << std::dec;
+      for (size_t i = 0; i < s.size(); ++i)
+        if (s[i] != rs[i] && differing++ < 15)
+          ADD_FAILURE() << "scale " << i << ": kernel " << int(s[i]) << ", reference "
+                        << int(rs[i]);
+      EXPECT_EQ(differing, 0) << "K = " << k << (inPlace ? ", in place" : "");
+    }
+  }
+}
+
 TEST_P(TensorCoreTest, FastLinearWithinF32AccumulationOfFloat64) {
   const int64_t k = GetParam(), n = 256 + 64, rows = 23, blocks = (k + 127) / 128;
   auto ctx = makeContext();

@@ -240,6 +240,25 @@ void Emitter::hcPost(HcPostOp op) {
   View a = view(op.getA()), streams = view(op.getStreams());
   View post = view(op.getPost()), comb = view(op.getComb()), out = view(op.getResult());
   // out[s, k, i] = post_k a[s, i] + sum_j comb[j, k] X_j[i].
+  if (ctx.lazy.count(op.getA())) {
+    // `a` computed here (the experts' sums, EmitContext::lazy): a thread per
+    // (s, i) takes it once for its n outputs, each with the operations below.
+    kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
+      Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
+      View xs = kb.at(streams, kb.mul(s, c(n * d)));
+      View cs = kb.at(comb, kb.mul(s, c(n * n)));
+      Value av = element(op.getA(), s, i);
+      View outS = kb.at(out, kb.mul(s, c(n * d)));
+      for (int64_t k = 0; k < n; ++k) {
+        Value acc = kb.mul(kb.loadF(post, kb.add(kb.mul(s, c(n)), c(k))), av);
+        for (int64_t j = 0; j < n; ++j)
+          acc = kb.add(acc, kb.mul(kb.loadF(cs, c(j * n + k)),
+                                   kb.loadF(xs, kb.add(i, c(j * d)))));
+        kb.storeF(outS, kb.add(i, c(k * d)), acc);
+      }
+    });
+    return;
+  }
   kb.parallelLoop(c(0), kb.mul(S(), c(n * d)), [&](Value e) {
     Value s = kb.div(e, c(n * d)), r = kb.rem(e, c(n * d));
     Value k = kb.div(r, c(d)), i = kb.rem(r, c(d));

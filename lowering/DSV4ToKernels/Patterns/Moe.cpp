@@ -171,10 +171,7 @@ void Emitter::experts(MoeExpertsOp op) {
     // semantics on tensor cores (DecodeExpertsFp8.cpp), larger ones as below.
     if (ctx.fp8Experts && fp8ExpertsFit(op, shared)) {
       ctx.fp8Experts = false;
-      branch(
-          kb.le(S(), c(kFp8ExpertsMaxTokens)), [&] { expertsFp8Decode(op, shared); },
-          [&] { experts(op); });
-      return;
+      return expertsFp8(op, shared);
     }
     int64_t perExpert = ctx.batched ? 1 : 2;
     int64_t tiledFrom = (perExpert * e1.count + k - 1) / k;
@@ -371,8 +368,26 @@ void Emitter::sharedExpertByToken(SharedExpertOp op) {
 }
 
 void Emitter::addF(arith::AddFOp op) {
-  View a = view(op.getLhs()), b = view(op.getRhs()), out = view(op.getResult());
+  Value lhs = op.getLhs(), rhs = op.getRhs();
+  if (mayStayLazy(op.getResult())) {
+    // Read only by the hc.post after it: the sum is taken there (no step).
+    KernelBuilder &k = kb;
+    EmitContext &cx = ctx;
+    ctx.lazy[op.getResult()] = [&k, &cx, lhs, rhs](Value s, Value i) {
+      return k.add(elementOf(k, cx, lhs, s, i), elementOf(k, cx, rhs, s, i));
+    };
+    return;
+  }
+  View out = view(op.getResult());
   int64_t n = perToken(op.getResult());
+  if (ctx.lazy.count(lhs) || ctx.lazy.count(rhs)) {
+    kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value e) {
+      Value s = kb.div(e, c(n)), i = kb.rem(e, c(n));
+      kb.storeF(out, e, kb.add(element(lhs, s, i), element(rhs, s, i)));
+    });
+    return;
+  }
+  View a = view(lhs), b = view(rhs);
   kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value i) {
     kb.storeF(out, i, kb.add(kb.loadF(a, i), kb.loadF(b, i)));
   });

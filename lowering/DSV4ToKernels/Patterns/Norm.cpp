@@ -8,6 +8,8 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+#include "lowering/TensorCore/Numerics.h"
 
 #include <cmath>
 
@@ -24,8 +26,33 @@ void Emitter::rmsNormOp(RmsNormOp op) {
   if (op.getWeight())
     weight = w(op.getWeight());
   double eps = op.getEps().convertToDouble();
+  // Read by decode experts of --numerics=fast-decode (a row a token): their
+  // act_quant of x is made here, in the step that scales the row
+  // (Emitter::expertsFp8Decode uses it instead of a step of its own).
+  bool quantize = rows == 1 && n % kQuantBlock == 0 &&
+                  llvm::any_of(op.getResult().getUsers(), [&](Operation *user) {
+                    auto experts = dyn_cast<MoeExpertsOp>(user);
+                    return experts && experts.getX() == op.getResult() &&
+                           !experts.getFirstExpert() && usesFp8Experts(experts);
+                  });
+  EmitContext::Quantized quant;
+  if (quantize) {
+    quant = {ctx.scratch(n, 0), ctx.scratch(n / kQuantBlock, 0)};
+    ctx.quantized[op.getResult()] = quant;
+  }
   rmsNormRows(x, y, kb.mul(S(), c(rows)), n, eps, op.getWeight() ? &weight : nullptr,
-              scratchF32(rows, 0));
+              scratchF32(rows, 0), quantize ? &quant : nullptr);
+}
+
+void Emitter::emitQuantKeeping(function_ref<Value(Value)> rowInit,
+                               function_ref<Value(Value, Value, Value)> valueAt, View y,
+                               Value rows, int64_t n, const EmitContext::Quantized &quant) {
+  static_assert(kQuantBlockOfNorm == kQuantBlock, "act_quant's block");
+  emitActQuantKeeping(kb, rowInit, valueAt, y, rows, n, quant.codes, quant.scales);
+}
+
+void Emitter::emitQuantOf(View y, Value rows, int64_t n, const EmitContext::Quantized &quant) {
+  emitActQuant(kb, y, n, rows, n, quant.codes, quant.scales);
 }
 
 void mlir::compressa::cpu::populateNormPatterns(KernelPatternSet &patterns) {

@@ -114,63 +114,87 @@ void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
       rows, k, q, scales);
 }
 
+namespace {
+
+/// The UE8M0 byte of a block of amax `amax` stored at scales[e] (by lane 0),
+/// and 1/s: log2(s) = ceil(log2(amax / 448)) from amax = m 2^e (module
+/// comment).
+Value actQuantScale(KernelBuilder &kb, Value amax, Value scales, Value e, Value lane) {
+  Bits i{kb};
+  Value bits = i.fromF32(amax);
+  Value exp = i.sub(i.shr(bits, 23), i.c(127));
+  Value up = i.zext(i.ugt(i.band(bits, 0x7FFFFF), 0x600000));
+  Value log2s = i.add(i.sub(exp, i.c(8)), up);
+  kb.ifThen(kb.eq(lane, kb.c(0)),
+            [&] { kb.store(i.toByte(i.add(log2s, i.c(127))), scales, e); });
+  return i.toF32(i.shl(i.sub(i.c(127), log2s), i.c(23)));
+}
+
+/// The e4m3fn code of v times 1/s.
+Value actQuantCode(KernelBuilder &kb, Value v, Value inv) {
+  v = kb.mul(v, inv);
+  return encodeE4M3(kb, kb.max(kb.min(v, kb.cf(448.0)), kb.cf(-448.0)));
+}
+
+/// act_quant of rows of k values, k a multiple of 128: a warp per (row,
+/// block), lane l taking elements 4l .. 4l + 3 (a warp's loads cover the
+/// block's 512 bytes at once), the block's amax by a butterfly of maxima
+/// (exact, so the same as a scan), and the lane's four codes stored as one
+/// word. On the CPU (a warpLoop body runs once) the 32 lanes in turn.
+/// rowInit(r) (optional) is computed once a warp; amaxValue(r, init, first,
+/// j) gives the values for the amax (once each), codeValue the same values
+/// for the codes.
+void actQuantWholeBlocks(
+    KernelBuilder &kb, Value rows, int64_t k, Value q, Value scales,
+    function_ref<Value(Value)> rowInit,
+    function_ref<Value(Value r, Value init, Value first, Value j)> amaxValue,
+    function_ref<Value(Value r, Value init, Value first, Value j)> codeValue) {
+  Bits i{kb};
+  int64_t blocks = k / kQuantBlock;
+  Type i8 = kb.builder().getI8Type();
+  constexpr int64_t per = kQuantBlock / KernelBuilder::kLanes;
+  static_assert(per == 4, "four codes a word");
+  kb.warpLoop(kb.c(0), kb.mul(rows, kb.c(blocks)), [&](Value e, Value lane) {
+    Value r = kb.div(e, kb.c(blocks)), blk = kb.rem(e, kb.c(blocks));
+    Value first = kb.mul(blk, kb.c(kQuantBlock));
+    Value init = rowInit ? rowInit(r) : Value();
+    Value amax = kb.laneTotals(
+        lane, 1,
+        [&](Value l) -> SmallVector<Value> {
+          Value m = kb.cf(1e-4);
+          for (int64_t u = 0; u < per; ++u)
+            m = kb.max(m, math::AbsFOp::create(
+                              kb.builder(), kb.getLoc(),
+                              amaxValue(r, init, first, kb.add(kb.mul(l, kb.c(per)), kb.c(u)))));
+          return {m};
+        },
+        /*max=*/true)[0];
+    Value inv = actQuantScale(kb, amax, scales, e, lane);
+    Value out = kb.offset(i8, q, kb.add(kb.mul(r, kb.c(k)), first));
+    auto storeLane = [&](Value l) {
+      Value word = i.c(0);
+      for (int64_t u = 0; u < per; ++u) {
+        Value v = codeValue(r, init, first, kb.add(kb.mul(l, kb.c(per)), kb.c(u)));
+        word = i.bor(word, i.shl(i.fromByte(actQuantCode(kb, v, inv)), i.c(8 * u)));
+      }
+      kb.store(word, out, l);
+    };
+    if (kb.lanesParallel())
+      storeLane(lane);
+    else
+      kb.loop(kb.c(0), kb.c(KernelBuilder::kLanes), storeLane);
+  });
+}
+
+} // namespace
+
 void mlir::compressa::cpu::emitActQuantOf(KernelBuilder &kb, ActQuantValues valueAt,
                                           Value rows, int64_t k, Value q, Value scales) {
-  Bits i{kb};
   int64_t blocks = (k + kQuantBlock - 1) / kQuantBlock;
   Type i8 = kb.builder().getI8Type();
-  // The scale byte of block e (stored) and 1/s, from the block's amax.
-  auto scaleOf = [&](Value amax, Value e, Value lane) {
-    // log2(s) = ceil(log2(amax / 448)) from amax = m 2^e (module comment).
-    Value bits = i.fromF32(amax);
-    Value exp = i.sub(i.shr(bits, 23), i.c(127));
-    Value up = i.zext(i.ugt(i.band(bits, 0x7FFFFF), 0x600000));
-    Value log2s = i.add(i.sub(exp, i.c(8)), up);
-    kb.ifThen(kb.eq(lane, kb.c(0)),
-              [&] { kb.store(i.toByte(i.add(log2s, i.c(127))), scales, e); });
-    return i.toF32(i.shl(i.sub(i.c(127), log2s), i.c(23)));
-  };
-  auto code = [&](Value v, Value inv) {
-    v = kb.mul(v, inv);
-    return encodeE4M3(kb, kb.max(kb.min(v, kb.cf(448.0)), kb.cf(-448.0)));
-  };
   if (k % kQuantBlock == 0) {
-    // Whole blocks: a warp per (row, block), lane l reading elements 4l ..
-    // 4l + 3 (a warp's loads cover the block's 512 bytes at once), the
-    // block's amax by a butterfly of maxima (exact, so the same as a scan),
-    // and the lane's four codes stored as one word. On the CPU (a warpLoop
-    // body runs once) the 32 lanes in turn.
-    constexpr int64_t per = kQuantBlock / KernelBuilder::kLanes;
-    static_assert(per == 4, "four codes a word");
-    kb.warpLoop(kb.c(0), kb.mul(rows, kb.c(blocks)), [&](Value e, Value lane) {
-      Value r = kb.div(e, kb.c(blocks)), blk = kb.rem(e, kb.c(blocks));
-      Value first = kb.mul(blk, kb.c(kQuantBlock));
-      auto row = [&](Value j) { return valueAt(r, first, j); };
-      Value amax = kb.laneTotals(
-          lane, 1,
-          [&](Value l) -> SmallVector<Value> {
-            Value m = kb.cf(1e-4);
-            for (int64_t u = 0; u < per; ++u)
-              m = kb.max(m, math::AbsFOp::create(kb.builder(), kb.getLoc(),
-                                                 row(kb.add(kb.mul(l, kb.c(per)), kb.c(u)))));
-            return {m};
-          },
-          /*max=*/true)[0];
-      Value inv = scaleOf(amax, e, lane);
-      Value out = kb.offset(i8, q, kb.add(kb.mul(r, kb.c(k)), first));
-      auto storeLane = [&](Value l) {
-        Value word = i.c(0);
-        for (int64_t u = 0; u < per; ++u) {
-          Value v = row(kb.add(kb.mul(l, kb.c(per)), kb.c(u)));
-          word = i.bor(word, i.shl(i.fromByte(code(v, inv)), i.c(8 * u)));
-        }
-        kb.store(word, out, l);
-      };
-      if (kb.lanesParallel())
-        storeLane(lane);
-      else
-        kb.loop(kb.c(0), kb.c(KernelBuilder::kLanes), storeLane);
-    });
+    auto value = [&](Value r, Value, Value first, Value j) { return valueAt(r, first, j); };
+    actQuantWholeBlocks(kb, rows, k, q, scales, nullptr, value, value);
     return;
   }
   kb.parallelLoop(kb.c(0), kb.mul(rows, kb.c(blocks)), [&](Value e) {
@@ -181,10 +205,30 @@ void mlir::compressa::cpu::emitActQuantOf(KernelBuilder &kb, ActQuantValues valu
       Value v = valueAt(r, first, j);
       return kb.max(acc, math::AbsFOp::create(kb.builder(), kb.getLoc(), v));
     });
-    Value inv = scaleOf(amax, e, kb.c(0));
+    Value inv = actQuantScale(kb, amax, scales, e, kb.c(0));
     Value out = kb.offset(i8, q, kb.add(kb.mul(r, kb.c(k)), first));
-    kb.loop(kb.c(0), len, [&](Value j) { kb.store(code(valueAt(r, first, j), inv), out, j); });
+    kb.loop(kb.c(0), len, [&](Value j) { kb.store(actQuantCode(kb, valueAt(r, first, j), inv), out, j); });
   });
+}
+
+void mlir::compressa::cpu::emitActQuantKeeping(KernelBuilder &kb,
+                                               function_ref<Value(Value)> rowInit,
+                                               function_ref<Value(Value, Value, Value)> valueAt,
+                                               const View &y, Value rows, int64_t k, Value q,
+                                               Value scales) {
+  assert(k % kQuantBlock == 0 && "whole 128-column blocks");
+  auto at = [&](Value r, Value first, Value j) {
+    return kb.add(kb.add(kb.mul(r, kb.c(k)), first), j);
+  };
+  actQuantWholeBlocks(
+      kb, rows, k, q, scales, rowInit,
+      [&](Value r, Value init, Value first, Value j) {
+        Value v = valueAt(r, init, kb.add(first, j));
+        kb.storeF(y, at(r, first, j), v);
+        return v;
+      },
+      // The value as stored (read back by the lane that stored it).
+      [&](Value r, Value, Value first, Value j) { return kb.loadF(y, at(r, first, j)); });
 }
 
 void mlir::compressa::cpu::emitFp8BlockGemm(KernelBuilder &kb, Value q,
