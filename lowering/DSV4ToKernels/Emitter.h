@@ -120,12 +120,58 @@ public:
   void mixStreams(View streams, View pre, int64_t n, int64_t d, View out) {
     kb.parallelLoop(c(0), kb.mul(S(), c(d)), [&](Value e) {
       Value s = kb.div(e, c(d)), i = kb.rem(e, c(d));
-      View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
-      Value acc = kb.cf(0.0);
-      for (int64_t j = 0; j < n; ++j)
-        acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
-      kb.storeF(out, e, acc);
+      kb.storeF(out, e, mixElement(streams, pre, n, d, s, i));
     });
+  }
+  Value mixElement(View streams, View pre, int64_t n, int64_t d, Value s, Value i) {
+    View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
+    Value acc = kb.cf(0.0);
+    for (int64_t j = 0; j < n; ++j)
+      acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
+    return acc;
+  }
+  /// mixStreams into `out`, the view of value x (hc.pre's or hc.head's
+  /// output). Where x's one reader is an rms_norm whose sums of squares are
+  /// split in parts (rmsParts), the same step also takes those parts: a
+  /// warp per (token, part) mixes the part's elements, each lane the
+  /// segments it then reads in splitDotPart (lane l: l, l + 32, ..., as
+  /// dotRows), and stores its sum as the norm's own step would; the norm
+  /// takes the sums from EmitContext::normPartials. One grid-wide step
+  /// fewer, the same bits.
+  void mixStreamsInto(Value x, View streams, View pre, int64_t n, int64_t d, View out) {
+    auto norm = x.hasOneUse() ? dyn_cast<RmsNormOp>(*x.getUsers().begin()) : RmsNormOp();
+    int64_t parts = rmsParts(out, S(), d);
+    WeightView self{out.ptr, Value(), out.elt, 1, d};
+    int64_t segs = KernelBuilder::segmentsPerRow(self, out.elt);
+    if (!norm || norm.getX() != x || perToken(x) != d || parts <= 1 || segs * 4 != d) {
+      mixStreams(streams, pre, n, d, out);
+      return;
+    }
+    int64_t count = segs / parts; // segments of 4 elements in a part
+    View partial = scratchF32(parts, 0);
+    kb.warpLoop(c(0), kb.mul(S(), c(parts)), [&](Value e, Value lane) {
+      Value s = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
+      auto mixSegment = [&](Value g) {
+        Value first = kb.mul(kb.add(kb.mul(p, c(count)), g), c(4));
+        for (int64_t u = 0; u < 4; ++u) {
+          Value i = kb.add(first, c(u));
+          kb.storeF(out, kb.add(kb.mul(s, c(d)), i), mixElement(streams, pre, n, d, s, i));
+        }
+      };
+      if (kb.lanesParallel()) {
+        for (int64_t m = 0; m * KernelBuilder::kLanes < count; ++m) {
+          Value g = kb.add(lane, c(m * KernelBuilder::kLanes));
+          if ((m + 1) * KernelBuilder::kLanes <= count)
+            mixSegment(g);
+          else
+            kb.ifThen(kb.lt(g, c(count)), [&] { mixSegment(g); });
+        }
+      } else {
+        kb.loop(c(0), c(count), mixSegment);
+      }
+      splitDotPart(out, d, self, 1, /*diagonal=*/true, parts, partial, e, lane);
+    });
+    ctx.normPartials[x] = {partial, parts};
   }
 
   /// Rotates the last rope.dim channels of the `len`-vector at `x` in place.
@@ -206,7 +252,8 @@ public:
   /// step that scales the rows where n is a multiple of 128.
   void rmsNormRows(View x, View y, Value rows, int64_t n, double eps,
                    const WeightView *weight, View r,
-                   const EmitContext::Quantized *quant = nullptr) {
+                   const EmitContext::Quantized *quant = nullptr,
+                   const EmitContext::NormPartials *given = nullptr) {
     auto normed = [&](Value v, Value inv, Value col) {
       v = kb.mul(v, inv);
       return weight ? kb.mul(v, kb.weight(*weight, c(0), col)) : v;
@@ -234,6 +281,22 @@ public:
       if (quant)
         emitQuantOf(y, rows, n, *quant);
     };
+    if (given) {
+      // The sums of squares in parts, from the step that wrote x
+      // (mixStreamsInto), added in part order as splitDots does: once a row
+      // where rows are many, else by every element's thread (as below).
+      auto inverse = [&](Value row) {
+        return inverseRmsOf(sumParts(given->partial, row, given->parts), n, eps);
+      };
+      branch(
+          manyTokens(kTileTokens),
+          [&] {
+            kb.parallelLoop(c(0), rows, [&](Value row) { kb.storeF(r, row, inverse(row)); });
+            scaleRows([&](Value row) { return kb.loadF(r, row); }, false);
+          },
+          [&] { scaleRows(inverse, true); });
+      return;
+    }
     if (rmsParts(x, rows, n) == 1 && n % KernelBuilder::kLanes == 0 && n <= kWarpRowMax) {
       // A warp per row: it has the inverse RMS in every lane and scales the
       // row itself, lane l the elements l, l + 32, ... (every one on the

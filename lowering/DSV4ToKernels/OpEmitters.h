@@ -79,6 +79,14 @@ struct EmitContext {
     Value codes, scales;
   };
   llvm::DenseMap<Value, Quantized> quantized;
+  /// An rms_norm input's sums of squares in parts (Emitter::rmsParts),
+  /// taken by the step that wrote it (Emitter::mixStreamsInto): partial
+  /// [S, parts] f32.
+  struct NormPartials {
+    View partial;
+    int64_t parts = 1;
+  };
+  llvm::DenseMap<Value, NormPartials> normPartials;
   /// Allocates `bytesPerToken * S + bytes` of kernel scratch; returns a pointer.
   std::function<Value(int64_t bytesPerToken, int64_t bytes)> scratch;
 };

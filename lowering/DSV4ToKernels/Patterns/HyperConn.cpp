@@ -73,7 +73,7 @@ void Emitter::hcPre(HcPreOp op) {
           return sumParts(dotPartial, kb.add(kb.mul(s, c(mix)), j), dotSplit);
         },
         pre, n);
-    mixStreams(streams, pre, n, d, x);
+    mixStreamsInto(op.getX(), streams, pre, n, d, x);
     return;
   }
   View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
@@ -84,7 +84,7 @@ void Emitter::hcPre(HcPreOp op) {
         op, [&](Value s) { return kb.loadF(rho, s); },
         [&](Value s, Value j) { return kb.loadF(kb.at(dots, kb.mul(s, c(mix))), j); }, pre,
         n);
-    mixStreams(streams, pre, n, d, x);
+    mixStreamsInto(op.getX(), streams, pre, n, d, x);
     return;
   }
   // The n + n + n*n mixes and the Sinkhorn iterations: a thread per token,
@@ -158,7 +158,7 @@ void Emitter::hcPre(HcPreOp op) {
     for (int64_t i = 0; i < n * n; ++i)
       kb.storeF(cm, c(i), m[i]);
   });
-  mixStreams(streams, pre, n, d, x);
+  mixStreamsInto(op.getX(), streams, pre, n, d, x);
 }
 
 // hcPre's mixes and Sinkhorn iterations with a warp per token, lane l
@@ -289,7 +289,7 @@ void Emitter::hcHead(HcHeadOp op) {
     Value pj = kb.add(kb.mul(kb.weight(scale, c(0), c(0)), mu), kb.weight(base, c(0), j));
     kb.storeF(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
   });
-  mixStreams(streams, pre, n, d, out);
+  mixStreamsInto(op.getResult(), streams, pre, n, d, out);
 }
 
 void mlir::compressa::cpu::populateHyperConnPatterns(KernelPatternSet &patterns) {

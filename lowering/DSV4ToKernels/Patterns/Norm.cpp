@@ -40,8 +40,10 @@ void Emitter::rmsNormOp(RmsNormOp op) {
     quant = {ctx.scratch(n, 0), ctx.scratch(n / kQuantBlock, 0)};
     ctx.quantized[op.getResult()] = quant;
   }
+  auto given = ctx.normPartials.find(op.getX());
   rmsNormRows(x, y, kb.mul(S(), c(rows)), n, eps, op.getWeight() ? &weight : nullptr,
-              scratchF32(rows, 0), quantize ? &quant : nullptr);
+              scratchF32(rows, 0), quantize ? &quant : nullptr,
+              given == ctx.normPartials.end() ? nullptr : &given->second);
 }
 
 void Emitter::emitQuantKeeping(function_ref<Value(Value)> rowInit,
