@@ -130,32 +130,46 @@ public:
       acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
     return acc;
   }
-  /// mixStreams into `out`, the view of value x (hc.pre's or hc.head's
-  /// output). Where x's one reader is an rms_norm whose sums of squares are
-  /// split in parts (rmsParts), the same step also takes those parts: a
-  /// warp per (token, part) mixes the part's elements, each lane the
-  /// segments it then reads in splitDotPart (lane l: l, l + 32, ..., as
-  /// dotRows), and stores its sum as the norm's own step would; the norm
-  /// takes the sums from EmitContext::normPartials. One grid-wide step
-  /// fewer, the same bits.
-  void mixStreamsInto(Value x, View streams, View pre, int64_t n, int64_t d, View out) {
+  /// mixElement with token s's pre values given.
+  Value mixElementOf(View streams, ArrayRef<Value> pre, int64_t d, Value s, Value i) {
+    int64_t n = pre.size();
+    View xs = kb.at(streams, kb.mul(s, c(n * d)));
+    Value acc = kb.cf(0.0);
+    for (int64_t j = 0; j < n; ++j)
+      acc = kb.add(acc, kb.mul(pre[j], kb.loadF(xs, kb.add(i, c(j * d)))));
+    return acc;
+  }
+  /// Token s's n pre values (each computed as where they are stored).
+  using PreValues = function_ref<SmallVector<Value>(Value s)>;
+  /// The mix of the streams into `out`, the view of value x (hc.pre's or
+  /// hc.head's output), where x's one reader is an rms_norm whose sums of
+  /// squares are split in parts (rmsParts): the same step also takes those
+  /// parts. A warp per (token, part) takes token s's pre values from
+  /// preValues(s), mixes the part's elements, each lane the segments it then
+  /// reads in splitDotPart (lane l: l, l + 32, ..., as dotRows), and stores
+  /// the part's sum as the norm's own step would; the norm takes the sums
+  /// from EmitContext::normPartials. With `extra`: one more warp per token
+  /// runs extra(s, lane) in the same step (hc.pre's Sinkhorn iterations).
+  /// Returns false, emitting nothing, where x is not read that way.
+  bool mixStreamsAndNorm(Value x, View streams, PreValues preValues, int64_t n, int64_t d,
+                         View out, function_ref<void(Value, Value)> extra = nullptr) {
     auto norm = x.hasOneUse() ? dyn_cast<RmsNormOp>(*x.getUsers().begin()) : RmsNormOp();
     int64_t parts = rmsParts(out, S(), d);
     WeightView self{out.ptr, Value(), out.elt, 1, d};
     int64_t segs = KernelBuilder::segmentsPerRow(self, out.elt);
-    if (!norm || norm.getX() != x || perToken(x) != d || parts <= 1 || segs * 4 != d) {
-      mixStreams(streams, pre, n, d, out);
-      return;
-    }
+    if (!norm || norm.getX() != x || perToken(x) != d || parts <= 1 || segs * 4 != d)
+      return false;
     int64_t count = segs / parts; // segments of 4 elements in a part
     View partial = scratchF32(parts, 0);
-    kb.warpLoop(c(0), kb.mul(S(), c(parts)), [&](Value e, Value lane) {
+    Value mixItems = kb.mul(S(), c(parts));
+    auto mixItem = [&](Value e, Value lane) {
       Value s = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
+      SmallVector<Value> pre = preValues(s);
       auto mixSegment = [&](Value g) {
         Value first = kb.mul(kb.add(kb.mul(p, c(count)), g), c(4));
         for (int64_t u = 0; u < 4; ++u) {
           Value i = kb.add(first, c(u));
-          kb.storeF(out, kb.add(kb.mul(s, c(d)), i), mixElement(streams, pre, n, d, s, i));
+          kb.storeF(out, kb.add(kb.mul(s, c(d)), i), mixElementOf(streams, pre, d, s, i));
         }
       };
       if (kb.lanesParallel()) {
@@ -170,8 +184,28 @@ public:
         kb.loop(c(0), c(count), mixSegment);
       }
       splitDotPart(out, d, self, 1, /*diagonal=*/true, parts, partial, e, lane);
+    };
+    Value items = extra ? kb.add(mixItems, S()) : mixItems;
+    kb.warpLoop(c(0), items, [&](Value e, Value lane) {
+      if (!extra)
+        return mixItem(e, lane);
+      branch(
+          kb.lt(e, mixItems), [&] { mixItem(e, lane); },
+          [&] { extra(kb.sub(e, mixItems), lane); });
     });
     ctx.normPartials[x] = {partial, parts};
+    return true;
+  }
+  /// mixStreamsAndNorm with the pre values stored at `pre`, else mixStreams.
+  void mixStreamsInto(Value x, View streams, View pre, int64_t n, int64_t d, View out) {
+    auto loaded = [&](Value s) {
+      SmallVector<Value> v;
+      for (int64_t j = 0; j < n; ++j)
+        v.push_back(kb.loadF(pre, kb.add(kb.mul(s, c(n)), c(j))));
+      return v;
+    };
+    if (!mixStreamsAndNorm(x, streams, loaded, n, d, out))
+      mixStreams(streams, pre, n, d, out);
   }
 
   /// Rotates the last rope.dim channels of the `len`-vector at `x` in place.
@@ -630,6 +664,15 @@ public:
   /// rhoAt(s) = token s's inverse RMS, dotAt(s, j) = its dot with fn row j.
   void sinkhornLanes(HcPreOp op, function_ref<Value(Value)> rhoAt,
                      function_ref<Value(Value, Value)> dotAt, View pre, int64_t n);
+  /// sinkhornLanes' warp of token s (in a warpLoop body; pre not stored
+  /// where its view is null).
+  void sinkhornWarp(HcPreOp op, function_ref<Value(Value)> rhoAt,
+                    function_ref<Value(Value, Value)> dotAt, View pre, int64_t n, Value s,
+                    Value lane);
+  /// hc.pre's n pre values of a token from its inverse RMS rhoS and its mix
+  /// dots dotAt(j): sigmoid(scale_0 rhoS dot_j + base_j) + hc_eps, the
+  /// operations of the Sinkhorn code that stores them.
+  SmallVector<Value> preValues(HcPreOp op, Value rhoS, function_ref<Value(Value)> dotAt);
   void hcPost(HcPostOp op);
   void hcHead(HcHeadOp op);
   void qProj(QProjOp op);
@@ -732,6 +775,10 @@ public:
   void lmHead(LmHeadOp op);
   void addF(arith::AddFOp op);
 
+  /// score(s * e + i, dot(x_s, router row i)) for every token s and router
+  /// row i, a thread each (the dots in splitDots' parts where it splits
+  /// them, added by that thread).
+  void routerScores(View x, const WeightView &wt, function_ref<void(Value, Value)> score);
   /// routing weights: sigma[ids[k]] / sum * scale for the K picks.
   void routeWeights(View sigma, View ids, View weights, int64_t k, double scale);
   /// The clamped SwiGLU hidden value i of token vector x.

@@ -63,17 +63,25 @@ void Emitter::hcPre(HcPreOp op) {
                                      dotPartial, kb.sub(e, rmsItems), lane);
                       });
                 });
+    auto rhoAt = [&](Value s) {
+      return inverseRmsOf(sumParts(rmsPartial, s, rmsSplit), n * d, normEps);
+    };
+    auto dotAt = [&](Value s, Value j) {
+      return sumParts(dotPartial, kb.add(kb.mul(s, c(mix)), j), dotSplit);
+    };
+    // Where the rms_norm after takes its sums in the mix's step, the mix's
+    // warps take the pre values themselves (the same operations as the
+    // Sinkhorn warp's), and the Sinkhorn warps run in that step too (their
+    // post and comb are read by hc.post, at the kernel's end).
+    if (mixStreamsAndNorm(
+            op.getX(), streams,
+            [&](Value s) { return preValues(op, rhoAt(s), [&](Value j) { return dotAt(s, j); }); },
+            n, d, x,
+            [&](Value s, Value lane) { sinkhornWarp(op, rhoAt, dotAt, View{}, n, s, lane); }))
+      return;
     View pre = scratchF32(n, 0);
-    sinkhornLanes(
-        op,
-        [&](Value s) {
-          return inverseRmsOf(sumParts(rmsPartial, s, rmsSplit), n * d, normEps);
-        },
-        [&](Value s, Value j) {
-          return sumParts(dotPartial, kb.add(kb.mul(s, c(mix)), j), dotSplit);
-        },
-        pre, n);
-    mixStreamsInto(op.getX(), streams, pre, n, d, x);
+    sinkhornLanes(op, rhoAt, dotAt, pre, n);
+    mixStreams(streams, pre, n, d, x);
     return;
   }
   View rho = scratchF32(1, 0), pre = scratchF32(n, 0);
@@ -158,7 +166,30 @@ void Emitter::hcPre(HcPreOp op) {
     for (int64_t i = 0; i < n * n; ++i)
       kb.storeF(cm, c(i), m[i]);
   });
-  mixStreamsInto(op.getX(), streams, pre, n, d, x);
+  // The mix takes the pre values where it is read by a split rms_norm
+  // (the same values as stored above).
+  if (!mixStreamsAndNorm(
+          op.getX(), streams,
+          [&](Value s) {
+            View dotsS = kb.at(dots, kb.mul(s, c(mix)));
+            return preValues(op, kb.loadF(rho, s),
+                             [&](Value j) { return kb.loadF(dotsS, j); });
+          },
+          n, d, x))
+    mixStreams(streams, pre, n, d, x);
+}
+
+SmallVector<Value> Emitter::preValues(HcPreOp op, Value rhoS, function_ref<Value(Value)> dotAt) {
+  int64_t n = op.getStreams().getType().getShape()[1];
+  WeightView base = w(op.getBase()), scale = w(op.getScale());
+  double hcEps = op.getHcEps().convertToDouble();
+  Value s0 = kb.weight(scale, c(0), c(0));
+  SmallVector<Value> pre;
+  for (int64_t j = 0; j < n; ++j) {
+    Value pj = kb.add(kb.mul(s0, kb.mul(rhoS, dotAt(c(j)))), kb.weight(base, c(0), c(j)));
+    pre.push_back(kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+  }
+  return pre;
 }
 
 // hcPre's mixes and Sinkhorn iterations with a warp per token, lane l
@@ -171,11 +202,19 @@ void Emitter::hcPre(HcPreOp op) {
 // an H200 decode step per hc.pre, every other warp of the grid waiting).
 void Emitter::sinkhornLanes(HcPreOp op, function_ref<Value(Value)> rhoAt,
                             function_ref<Value(Value, Value)> dotAt, View pre, int64_t n) {
+  kb.warpLoop(c(0), S(), [&](Value s, Value lane) {
+    sinkhornWarp(op, rhoAt, dotAt, pre, n, s, lane);
+  });
+}
+
+void Emitter::sinkhornWarp(HcPreOp op, function_ref<Value(Value)> rhoAt,
+                           function_ref<Value(Value, Value)> dotAt, View pre, int64_t n,
+                           Value s, Value lane) {
   int64_t iters = op.getSinkhornIters();
   View post = view(op.getPost()), comb = view(op.getComb());
   WeightView base = w(op.getBase()), scale = w(op.getScale());
   double hcEps = op.getHcEps().convertToDouble();
-  kb.warpLoop(c(0), S(), [&](Value s, Value lane) {
+  {
     Value rhoS = rhoAt(s);
     auto muAt = [&](Value j) { return kb.mul(rhoS, dotAt(s, j)); };
     Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
@@ -185,7 +224,8 @@ void Emitter::sinkhornLanes(HcPreOp op, function_ref<Value(Value)> rhoAt,
     Value pj = kb.add(kb.mul(s0, muAt(j)), kb.weight(base, c(0), j));
     Value qj = kb.add(kb.mul(s1, muAt(kb.add(j, c(n)))), kb.weight(base, c(0), kb.add(j, c(n))));
     kb.ifThen(kb.lt(lane, c(n)), [&] {
-      kb.storeF(pre, kb.add(kb.mul(s, c(n)), j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+      if (pre.ptr)
+        kb.storeF(pre, kb.add(kb.mul(s, c(n)), j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
       kb.storeF(post, kb.add(kb.mul(s, c(n)), j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
     });
     Value l = kb.min(lane, c(n * n - 1));
@@ -231,7 +271,7 @@ void Emitter::sinkhornLanes(HcPreOp op, function_ref<Value(Value)> rhoAt,
                   })[0];
     kb.ifThen(kb.lt(lane, c(n * n)),
               [&] { kb.storeF(comb, kb.add(kb.mul(s, c(n * n)), l), v); });
-  });
+  }
 }
 
 void Emitter::hcPost(HcPostOp op) {

@@ -34,15 +34,35 @@ void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
   });
 }
 
+void Emitter::routerScores(View x, const WeightView &wt,
+                           function_ref<void(Value, Value)> score) {
+  int64_t e = wt.rows;
+  int64_t parts = KernelBuilder::segmentsPerRow(wt, x.elt) > 0
+                      ? splitParts(wt, wt.rows, x.elt)
+                      : 1;
+  if (parts > 1 && !ctx.fastLinear) {
+    // The dots split in parts (splitDots), their parts added in part order
+    // by the thread that scores the dot: one grid-wide step fewer.
+    View partial = scratchF32(e * parts, 0);
+    kb.warpLoop(c(0), kb.mul(kb.mul(S(), c(e)), c(parts)), [&](Value i, Value lane) {
+      splitDotPart(x, wt.cols, wt, e, /*diagonal=*/false, parts, partial, i, lane);
+    });
+    kb.parallelLoop(c(0), kb.mul(S(), c(e)),
+                    [&](Value se) { score(se, sumParts(partial, se, parts)); });
+    return;
+  }
+  View dots = rowDots(x, wt.cols, wt);
+  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) { score(se, kb.loadF(dots, se)); });
+}
+
 void Emitter::gate(MoeGateOp op) {
   WeightView wt = w(op.getW()), bias = w(op.getBias());
   int64_t e = wt.rows, k = op.getTopk();
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0), sel = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  View dots = rowDots(x, wt.cols, wt);
-  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
-    Value sg = kb.sqrt(kb.softplus(kb.loadF(dots, se)));
+  routerScores(x, wt, [&](Value se, Value dot) {
+    Value sg = kb.sqrt(kb.softplus(dot));
     kb.storeF(sigma, se, sg);
     kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
   });
@@ -82,9 +102,8 @@ void Emitter::hashGate(MoeHashGateOp op) {
   View weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  View dots = rowDots(x, wt.cols, wt);
-  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
-    kb.storeF(sigma, se, kb.sqrt(kb.softplus(kb.loadF(dots, se))));
+  routerScores(x, wt, [&](Value se, Value dot) {
+    kb.storeF(sigma, se, kb.sqrt(kb.softplus(dot)));
   });
   // A thread per token: the token id's experts, then the weights.
   kb.parallelLoop(c(0), S(), [&](Value s) {
