@@ -540,15 +540,27 @@ void Emitter::indexer(IndexerTopkOp op) {
   // Entries visible to token s: those completed by position pos(s).
   auto avail = [&](Value s) { return kb.div(kb.add(pos(s), c(1)), c(m)); };
   linearTokens(qr, rank, wqb, q);
-  ropeRows(q, kb.mul(S(), c(heads)), di, [&](Value e) { return pos(kb.div(e, c(heads))); },
-           op.getRope(), false);
+  bool fastScores = ctx.fastLinear && !ctx.batched && heads % 8 == 0 && di % 32 == 0;
+  // The fast scores read q roped in place; the others read it transposed,
+  // the rope applied where the transpose reads it (below).
+  if (fastScores)
+    ropeRows(q, kb.mul(S(), c(heads)), di, [&](Value e) { return pos(kb.div(e, c(heads))); },
+             op.getRope(), false);
   kb.warpLoop(c(0), kb.mul(S(), c(heads)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(heads)), h = kb.rem(e, c(heads));
     Value dotv = kb.dotLanes(kb.at(x, kb.mul(s, c(dm))), wp, h, lane);
     kb.storeOnce(hw, e, kb.mul(dotv, kb.cf(headScale)), lane);
   });
   Value most = mostOver(avail);
-  if (ctx.fastLinear && !ctx.batched && heads % 8 == 0 && di % 32 == 0) {
+  // The top-k of each token, -1 where fewer are visible (stored where the
+  // transpose runs: at least one step before the selection's stores).
+  auto clearPicks = [&] {
+    kb.parallelLoop(c(0), kb.mul(S(), c(topk)), [&](Value e) {
+      kb.store(kb.truncI32(c(-1)), out.ptr, e);
+    });
+  };
+  if (fastScores) {
+    clearPicks();
     // --numerics=fast prefill: products of bf16-rounded q and keys summed
     // in f32 (tensor cores on CUDA).
     indexerScoresFast(*this, View{stateOf(op.getKeys(), c(0)), keysType.getElementType()}, q,
@@ -556,12 +568,38 @@ void Emitter::indexer(IndexerTopkOp op) {
   } else {
     // q transposed per token to [di][heads], so that the lanes of a warp,
     // one head each, read consecutive floats.
+    // The rope of ropeRows (the same operations per pair) taken here: a
+    // thread per channel, the rotated pair's two values computed by both of
+    // its threads. The picks cleared in the same step.
     View qt = scratchF32(heads * di, 0);
-    kb.parallelLoop(c(0), kb.mul(S(), c(heads * di)), [&](Value e) {
-      Value s = kb.div(e, c(heads * di)), r = kb.rem(e, c(heads * di));
-      Value h = kb.div(r, c(di)), i = kb.rem(r, c(di));
-      kb.storeF(qt, kb.add(kb.mul(s, c(heads * di)), kb.add(kb.mul(i, c(heads)), h)),
-                kb.loadF(q, e));
+    RopeAttr rope = op.getRope();
+    int64_t rdim = rope.getDim(), rbase = di - rdim;
+    Value table = ropeTable(rope);
+    Value clears = kb.mul(S(), c(topk)), transposes = kb.mul(S(), c(heads * di));
+    kb.parallelLoop(c(0), kb.max(transposes, clears), [&](Value e) {
+      kb.ifThen(kb.lt(e, clears), [&] { kb.store(kb.truncI32(c(-1)), out.ptr, e); });
+      kb.ifThen(kb.lt(e, transposes), [&] {
+        Value s = kb.div(e, c(heads * di)), r = kb.rem(e, c(heads * di));
+        Value h = kb.div(r, c(di)), i = kb.rem(r, c(di));
+        Value v = kb.loadF(q, e);
+        Value rotated = kb.ifElse(
+            kb.le(c(rbase), i), TypeRange{kb.f32()},
+            [&]() -> SmallVector<Value> {
+              Value k = kb.div(kb.sub(i, c(rbase)), c(2));
+              Value second = kb.eq(kb.rem(kb.sub(i, c(rbase)), c(2)), c(1));
+              View row = kb.at(q, kb.sub(e, i));
+              Value ia = kb.add(c(rbase), kb.mul(k, c(2)));
+              Value phi = kb.mul(kb.toF32(pos(s)), kb.load(kb.f32(), table, k));
+              Value cs = kb.cos(phi), sn = kb.sin(phi);
+              Value a = kb.loadF(row, ia), b = kb.loadF(row, kb.add(ia, c(1)));
+              Value first = kb.sub(kb.mul(a, cs), kb.mul(b, sn));
+              Value other = kb.add(kb.mul(a, sn), kb.mul(b, cs));
+              return {kb.select(second, other, first)};
+            },
+            [&]() -> SmallVector<Value> { return {v}; })[0];
+        kb.storeF(qt, kb.add(kb.mul(s, c(heads * di)), kb.add(kb.mul(i, c(heads)), h)),
+                  rotated);
+      });
     });
     // Scores of every (token, visible entry), a warp each (the last token
     // sees the most): lane l takes heads l, l + 32, ..., each a dot over the
@@ -619,10 +657,6 @@ void Emitter::indexer(IndexerTopkOp op) {
       });
     });
   }
-  // The top-k of each token, -1 where fewer are visible.
-  kb.parallelLoop(c(0), kb.mul(S(), c(topk)), [&](Value e) {
-    kb.store(kb.truncI32(c(-1)), out.ptr, e);
-  });
   if (capacity > kRankTopkMax)
     return radixTopk(scores, capacity, most, avail, topk, out);
   // Entry i of the n visible ones has rank #{l : score_l > score_i} + #{l <
