@@ -420,7 +420,9 @@ void Emitter::expertsFp8(MoeExpertsOp op, SharedExpertOp shared) {
   // per pick its parts in part order, the picks weighted in pick order, the
   // shared expert's parts apart); in larger calls, what experts() stored.
   KernelBuilder &kr = kb;
-  View weights = view(op.getWeights()), routedView = view(routedOut);
+  Value weights = op.getWeights();
+  EmitContext &cx = ctx;
+  View routedView = view(routedOut);
   View sharedView = shared ? view(sharedOut) : View{};
   int64_t partsR = f.pc.parts, partsS = f.ps.parts;
   Value tokens = S();
@@ -439,14 +441,15 @@ void Emitter::expertsFp8(MoeExpertsOp op, SharedExpertOp shared) {
           return {kr.loadF(stored, kr.add(kr.mul(s, kr.c(dm)), o))};
         })[0];
   };
-  ctx.lazy[routedOut] = [&kr, fromParts, orStored, weights, routedView, k, partsR,
+  ctx.lazy[routedOut] = [&kr, &cx, fromParts, orStored, weights, routedView, k, partsR,
                          tokens](Value s, Value o) {
     return orStored(
         [&]() {
           Value acc = kr.cf(0.0);
           for (int64_t j = 0; j < k; ++j) {
             Value slot = kr.add(kr.mul(s, kr.c(k)), kr.c(j));
-            acc = kr.add(acc, kr.mul(kr.loadF(weights, slot), fromParts(slot, o, partsR)));
+            Value wj = elementOf(kr, cx, weights, s, kr.c(j));
+            acc = kr.add(acc, kr.mul(wj, fromParts(slot, o, partsR)));
           }
           return acc;
         },
@@ -478,7 +481,7 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
   }
   int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
   int64_t sInter = shared ? s1.rows : 0, hasShared = shared ? 1 : 0;
-  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View x = view(op.getX()), ids = view(op.getIds());
   View out = view(op.getResult());
   Fp8Split split = fp8Split(dm, inter, sInter);
   KParts pa = split.pa, pc = split.pc, ps = split.ps;
@@ -644,7 +647,7 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
     Value acc = kb.cf(0.0);
     for (int64_t j = 0; j < k; ++j) {
       Value slot = kb.add(kb.mul(s, c(k)), c(j));
-      acc = kb.add(acc, kb.mul(kb.loadF(weights, slot), parts(slot, pc.parts)));
+      acc = kb.add(acc, kb.mul(element(op.getWeights(), s, c(j)), parts(slot, pc.parts)));
     }
     kb.storeF(out, e, acc);
     if (shared)

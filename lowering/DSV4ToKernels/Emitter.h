@@ -52,6 +52,9 @@ public:
       return it->second(s, i);
     return kb.loadF(ctx.tensors.lookup(v), kb.add(kb.mul(s, kb.c(perToken(v))), i));
   }
+  /// Stores lazy tensor v (EmitContext::lazy) in its view, a thread an
+  /// element; nothing where v is not lazy.
+  void materialize(Value v);
   /// Whether tensor v may be left lazy: it is read, and only by addf ops
   /// whose results may be left lazy and as the `a` operand (alone) of
   /// hc.post ops of the same kernel (nothing stores it for a later one).

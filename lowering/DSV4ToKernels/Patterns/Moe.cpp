@@ -8,6 +8,7 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
+#include "lowering/TensorCore/Numerics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -87,11 +88,44 @@ void Emitter::gate(MoeGateOp op) {
       kb.store(kb.truncI32(i), ids.ptr, kb.add(kb.mul(s, c(k)), rank));
     });
   });
+  // Read only by FP8 decode experts, which take them where they use them
+  // (their sums over the picks, in hc.post): the weights are not stored,
+  // one grid-wide step fewer (elsewhere Emitter::materialize stores them).
+  Value wv = op.getWeights();
+  if (!wv.use_empty() && llvm::all_of(wv.getUsers(), [&](Operation *user) {
+        auto experts = dyn_cast<MoeExpertsOp>(user);
+        return experts && experts.getWeights() == wv && !experts.getFirstExpert() &&
+               usesFp8Experts(experts);
+      })) {
+    KernelBuilder &kr = kb;
+    ctx.lazy[wv] = [&kr, sigma, ids, k, e, scale](Value s, Value j) {
+      // routeWeights' operations for pick j of token s.
+      View sig = kr.at(sigma, kr.mul(s, kr.c(e)));
+      Value idsS = kr.offset(kr.builder().getI32Type(), ids.ptr, kr.mul(s, kr.c(k)));
+      auto idAt = [&](Value i) { return kr.toI64(kr.load(kr.builder().getI32Type(), idsS, i)); };
+      Value sum = kr.cf(0.0);
+      for (int64_t i = 0; i < k; ++i)
+        sum = kr.add(sum, kr.loadF(sig, idAt(kr.c(i))));
+      return kr.mul(kr.div(kr.loadF(sig, idAt(j)), kr.add(sum, kr.cf(1e-20))), kr.cf(scale));
+    };
+    return;
+  }
   // A thread per token: the weights of its picks.
   kb.parallelLoop(c(0), S(), [&](Value s) {
     View idsS = kb.at(ids, kb.mul(s, c(k)));
     routeWeights(kb.at(sigma, kb.mul(s, c(e))), idsS, kb.at(weights, kb.mul(s, c(k))), k,
                  scale);
+  });
+}
+
+void Emitter::materialize(Value v) {
+  auto it = ctx.lazy.find(v);
+  if (it == ctx.lazy.end())
+    return;
+  View out = view(v);
+  int64_t n = perToken(v);
+  kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value e) {
+    kb.storeF(out, e, it->second(kb.div(e, c(n)), kb.rem(e, c(n))));
   });
 }
 
@@ -192,6 +226,8 @@ void Emitter::experts(MoeExpertsOp op) {
       ctx.fp8Experts = false;
       return expertsFp8(op, shared);
     }
+    // Routing weights the gate left lazy (for the FP8 path) stored first.
+    materialize(op.getWeights());
     int64_t perExpert = ctx.batched ? 1 : 2;
     int64_t tiledFrom = (perExpert * e1.count + k - 1) / k;
     branch(
