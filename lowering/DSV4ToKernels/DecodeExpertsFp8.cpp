@@ -397,6 +397,35 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     }
 }
 
+// The partial outputs of expertsFp8Decode: yp[p, hr, o] (hRows hidden rows
+// a part: the slots' S k routed rows, then S shared ones).
+struct Fp8Sums {
+  View yp;
+  Value hRows, slots;
+  int64_t k, dm;
+};
+// Row hr's output element o: its parts summed in part order.
+static Value fp8PartsSum(KernelBuilder &kb, const Fp8Sums &f, Value hr, Value o, int64_t parts) {
+  Value y = kb.cf(0.0);
+  for (int64_t p = 0; p < parts; ++p)
+    y = kb.add(y, kb.loadF(f.yp, kb.add(kb.mul(kb.add(kb.mul(kb.c(p), f.hRows), hr),
+                                               kb.c(f.dm)),
+                                        o)));
+  return y;
+}
+// Token s's routed output element o: its picks' rows (fp8PartsSum) weighted
+// by `weights` (an element each, Emitter::elementOf), summed in pick order.
+static Value fp8RoutedSum(KernelBuilder &kb, EmitContext &ctx, const Fp8Sums &f, Value weights,
+                          int64_t parts, Value s, Value o) {
+  Value acc = kb.cf(0.0);
+  for (int64_t j = 0; j < f.k; ++j) {
+    Value slot = kb.add(kb.mul(s, kb.c(f.k)), kb.c(j));
+    acc = kb.add(acc, kb.mul(Emitter::elementOf(kb, ctx, weights, s, kb.c(j)),
+                             fp8PartsSum(kb, f, slot, o, parts)));
+  }
+  return acc;
+}
+
 void Emitter::expertsFp8(MoeExpertsOp op, SharedExpertOp shared) {
   Value routedOut = op.getResult(), sharedOut = shared ? shared.getResult() : Value();
   bool lazy = mayStayLazy(routedOut) && (!shared || mayStayLazy(sharedOut));
@@ -416,23 +445,16 @@ void Emitter::expertsFp8(MoeExpertsOp op, SharedExpertOp shared) {
       kb.le(S(), c(kFp8ExpertsMaxTokens)), [&] { expertsFp8Decode(op, shared, yp); },
       [&] { experts(op); });
   // Element (s, o): in calls of at most kMaxTokens tokens, the sums of the
-  // last step of expertsFp8Decode (the same operations, in the same order:
-  // per pick its parts in part order, the picks weighted in pick order, the
-  // shared expert's parts apart); in larger calls, what experts() stored.
+  // last step of expertsFp8Decode (fp8RoutedSum, fp8PartsSum); in larger
+  // calls, what experts() stored.
   KernelBuilder &kr = kb;
   Value weights = op.getWeights();
   EmitContext &cx = ctx;
   View routedView = view(routedOut);
   View sharedView = shared ? view(sharedOut) : View{};
+  Fp8Sums sums{yp, kb.mul(S(), c(k + hasShared)), kb.mul(S(), c(k)), k, dm};
   int64_t partsR = f.pc.parts, partsS = f.ps.parts;
   Value tokens = S();
-  auto fromParts = [&kr, yp, k, hasShared, dm, tokens](Value hr, Value o, int64_t n) {
-    Value hRows = kr.mul(tokens, kr.c(k + hasShared));
-    Value y = kr.cf(0.0);
-    for (int64_t p = 0; p < n; ++p)
-      y = kr.add(y, kr.loadF(yp, kr.add(kr.mul(kr.add(kr.mul(kr.c(p), hRows), hr), kr.c(dm)), o)));
-    return y;
-  };
   auto orStored = [&kr, tokens, dm](function_ref<Value()> fp8, View stored, Value s, Value o) {
     return kr.ifElse(
         kr.le(tokens, kr.c(kFp8ExpertsMaxTokens)), TypeRange{kr.f32()},
@@ -441,25 +463,15 @@ void Emitter::expertsFp8(MoeExpertsOp op, SharedExpertOp shared) {
           return {kr.loadF(stored, kr.add(kr.mul(s, kr.c(dm)), o))};
         })[0];
   };
-  ctx.lazy[routedOut] = [&kr, &cx, fromParts, orStored, weights, routedView, k, partsR,
-                         tokens](Value s, Value o) {
-    return orStored(
-        [&]() {
-          Value acc = kr.cf(0.0);
-          for (int64_t j = 0; j < k; ++j) {
-            Value slot = kr.add(kr.mul(s, kr.c(k)), kr.c(j));
-            Value wj = elementOf(kr, cx, weights, s, kr.c(j));
-            acc = kr.add(acc, kr.mul(wj, fromParts(slot, o, partsR)));
-          }
-          return acc;
-        },
-        routedView, s, o);
+  ctx.lazy[routedOut] = [&kr, &cx, sums, orStored, weights, routedView, partsR](Value s,
+                                                                               Value o) {
+    return orStored([&]() { return fp8RoutedSum(kr, cx, sums, weights, partsR, s, o); },
+                    routedView, s, o);
   };
   if (shared)
-    ctx.lazy[sharedOut] = [fromParts, orStored, sharedView, k, partsS, tokens,
-                           &kr](Value s, Value o) {
+    ctx.lazy[sharedOut] = [&kr, sums, orStored, sharedView, partsS](Value s, Value o) {
       return orStored(
-          [&]() { return fromParts(kr.add(kr.mul(tokens, kr.c(k)), s), o, partsS); },
+          [&]() { return fp8PartsSum(kr, sums, kr.add(sums.slots, s), o, partsS); },
           sharedView, s, o);
     };
 }
@@ -636,21 +648,11 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
   // (With `partials`: taken where the outputs are read, expertsFp8.)
   if (partials.ptr)
     return;
+  Fp8Sums sums{yp, hRows, slots, k, dm};
   kb.parallelLoop(c(0), kb.mul(S(), c(dm)), [&](Value e) {
     Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
-    auto parts = [&](Value hr, int64_t n) {
-      Value y = kb.cf(0.0);
-      for (int64_t p = 0; p < n; ++p)
-        y = kb.add(y, kb.loadF(yp, ypAt(c(p), hr, o)));
-      return y;
-    };
-    Value acc = kb.cf(0.0);
-    for (int64_t j = 0; j < k; ++j) {
-      Value slot = kb.add(kb.mul(s, c(k)), c(j));
-      acc = kb.add(acc, kb.mul(element(op.getWeights(), s, c(j)), parts(slot, pc.parts)));
-    }
-    kb.storeF(out, e, acc);
+    kb.storeF(out, e, fp8RoutedSum(kb, ctx, sums, op.getWeights(), pc.parts, s, o));
     if (shared)
-      kb.storeF(sharedOut, e, parts(kb.add(slots, s), ps.parts));
+      kb.storeF(sharedOut, e, fp8PartsSum(kb, sums, kb.add(slots, s), o, ps.parts));
   });
 }

@@ -127,11 +127,11 @@ public:
     });
   }
   Value mixElement(View streams, View pre, int64_t n, int64_t d, Value s, Value i) {
-    View xs = kb.at(streams, kb.mul(s, c(n * d))), pres = kb.at(pre, kb.mul(s, c(n)));
-    Value acc = kb.cf(0.0);
+    View pres = kb.at(pre, kb.mul(s, c(n)));
+    SmallVector<Value> p;
     for (int64_t j = 0; j < n; ++j)
-      acc = kb.add(acc, kb.mul(kb.loadF(pres, c(j)), kb.loadF(xs, kb.add(i, c(j * d)))));
-    return acc;
+      p.push_back(kb.loadF(pres, c(j)));
+    return mixElementOf(streams, p, d, s, i);
   }
   /// mixElement with token s's pre values given.
   Value mixElementOf(View streams, ArrayRef<Value> pre, int64_t d, Value s, Value i) {
@@ -299,7 +299,7 @@ public:
     // warp a 128-column block that quantises what it stores), the inverse
     // RMS of a row from invOf(row).
     auto scaleRows = [&](function_ref<Value(Value)> invOf, bool invFirst) {
-      if (quant && n % kQuantBlockOfNorm == 0) {
+      if (quant && n % kQuantBlock == 0) {
         emitQuantKeeping(
             invOf, [&](Value row, Value inv, Value col) {
               return normed(kb.loadF(x, kb.add(kb.mul(row, c(n)), col)), inv, col);
@@ -375,7 +375,6 @@ public:
   }
   /// emitActQuantKeeping and emitActQuant into `quant` (Norm.cpp: the
   /// headers of TensorCoreGemm.h stay out of this one).
-  static constexpr int64_t kQuantBlockOfNorm = 128;
   void emitQuantKeeping(function_ref<Value(Value)> rowInit,
                         function_ref<Value(Value, Value, Value)> valueAt, View y, Value rows,
                         int64_t n, const EmitContext::Quantized &quant);

@@ -18,6 +18,9 @@
 
 namespace mlir::compressa::cpu {
 
+/// Columns per activation scale block, and rows/columns per weight block.
+inline constexpr int64_t kQuantBlock = 128;
+
 /// A stack of routed experts: a table of 2*count pointers (data, then scales).
 struct ExpertView {
   Value table;

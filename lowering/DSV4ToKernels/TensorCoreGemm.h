@@ -52,9 +52,6 @@ inline constexpr int64_t kStagingHeader = 64;
 
 namespace mlir::compressa::cpu {
 
-/// Columns per activation scale block, and rows/columns per weight block.
-inline constexpr int64_t kQuantBlock = 128;
-
 /// act_quant of `rows` rows of `k` values (row r at x + r * xStride): the
 /// e4m3fn codes to the bytes `q` [rows, k] and the UE8M0 scale bytes to
 /// `scales` [rows, ceil(k / 128)].

@@ -49,7 +49,6 @@ void Emitter::rmsNormOp(RmsNormOp op) {
 void Emitter::emitQuantKeeping(function_ref<Value(Value)> rowInit,
                                function_ref<Value(Value, Value, Value)> valueAt, View y,
                                Value rows, int64_t n, const EmitContext::Quantized &quant) {
-  static_assert(kQuantBlockOfNorm == kQuantBlock, "act_quant's block");
   emitActQuantKeeping(kb, rowInit, valueAt, y, rows, n, quant.codes, quant.scales);
 }
 
