@@ -444,6 +444,47 @@ public:
     kb.storeOnce(partial, at, v, lane);
   }
 
+  /// The rank of entry i (value v) among the n values of `row`: #{l :
+  /// row[l] > v} + #{l < i : row[l] == v}, its place in the descending
+  /// order with ties to the lower index (the order of repeated argmax).
+  /// With `lane`, counted by its warp (lane l: entries l, l + 32, ...), the
+  /// lanes' counts added in its butterfly as f32 (exact: n < 2^24); without,
+  /// by the calling thread over all n. Eight loads in flight a trip.
+  Value rankInRow(View row, Value v, Value i, Value n, Value lane) {
+    int64_t step = lane ? KernelBuilder::kLanes : 1;
+    auto count = [&](Value first) {
+      Value trips = kb.div(kb.add(kb.sub(n, first), c(step - 1)), c(step));
+      return kb.reduceUnrolled(c(0), trips, 8, c(0), [&](Value t, Value acc) {
+        Value at = kb.add(first, kb.mul(t, c(step)));
+        Value u = kb.loadF(row, at);
+        Value before = kb.orI(kb.gt(u, v), kb.andI(kb.eq(u, v), kb.lt(at, i)));
+        return kb.add(acc, kb.select(before, c(1), c(0)));
+      });
+    };
+    if (!lane)
+      return count(c(0));
+    Value total = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
+      return {kb.toF32(count(l))};
+    })[0];
+    return arith::FPToSIOp::create(kb.builder(), kb.getLoc(), kb.builder().getI64Type(), total);
+  }
+  /// Calls of fewer tokens than this rank top-k entries a warp each
+  /// (rankInRow): a decode step's few hundred or thousand entries then take
+  /// a few trips to memory instead of n / 8; larger calls have entries
+  /// enough to fill the grid a thread each.
+  static constexpr int64_t kRankByWarpTokens = 16;
+  /// pick(e, lane) for every item e < items: a warp each where the call
+  /// has fewer than kRankByWarpTokens tokens, else a thread each (lane
+  /// null).
+  void rankItems(Value items, function_ref<void(Value e, Value lane)> pick) {
+    branch(
+        manyTokens(kRankByWarpTokens),
+        [&] { kb.parallelLoop(c(0), items, [&](Value e) { pick(e, Value()); }); },
+        [&] { kb.warpLoop(c(0), items, pick); });
+  }
+  /// Whether lane (null: a thread's own item) is the one that stores.
+  Value storingLane(Value lane) { return lane ? kb.eq(lane, c(0)) : kb.eq(c(0), c(0)); }
+
   /// Dot t's partial sums added in part order (splitDots' total).
   Value sumParts(View partial, Value t, int64_t parts) {
     View pt = kb.at(partial, kb.mul(t, c(parts)));

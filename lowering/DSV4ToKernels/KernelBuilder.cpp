@@ -100,6 +100,8 @@ Value KernelBuilder::eq(Value x, Value y) {
 Value KernelBuilder::select(Value cond, Value x, Value y) {
   return arith::SelectOp::create(b, loc, cond, x, y);
 }
+Value KernelBuilder::andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+Value KernelBuilder::orI(Value x, Value y) { return arith::OrIOp::create(b, loc, x, y); }
 Value KernelBuilder::toF32(Value i) { return arith::SIToFPOp::create(b, loc, f32(), i); }
 Value KernelBuilder::toI64(Value v) {
   if (v.getType() == i64())

@@ -84,6 +84,8 @@ public:
   Value gt(Value x, Value y);
   Value eq(Value x, Value y);
   Value select(Value cond, Value x, Value y);
+  Value andI(Value x, Value y); ///< x && y (i1) or bitwise
+  Value orI(Value x, Value y);  ///< x || y (i1) or bitwise
   Value toF32(Value i);  ///< signed i64/i32 -> f32
   Value toI64(Value v);  ///< i32 -> i64 (sign extension)
   Value truncI32(Value v);

@@ -258,7 +258,8 @@ void Emitter::compress(CompressOp op) {
         Value w = kb.div(p, c(m));
         View entry = kb.at(entries, kb.mul(w, c(dim)));
         rmsNormRows(pooled, entry, c(1), dim, eps, &norm, pooledRms);
-        kb.single([&] { rope(entry, dim, kb.mul(w, c(m)), op.getRope(), false); });
+        ropeRows(
+            entry, c(1), dim, [&](Value) { return kb.mul(w, c(m)); }, op.getRope(), false);
         if (overlap) {
           // The closed window becomes the previous window of the next one.
           kb.parallelLoop(c(0), c(m * width), [&](Value i) {
@@ -659,29 +660,17 @@ void Emitter::indexer(IndexerTopkOp op) {
   }
   if (capacity > kRankTopkMax)
     return radixTopk(scores, capacity, most, avail, topk, out);
-  // Entry i of the n visible ones has rank #{l : score_l > score_i} + #{l <
-  // i : score_l == score_i}: the place it takes in the order of descending
-  // score, ties to the lower index (the order of repeated argmax), and it is
-  // picked, at out[rank], when rank < min(topk, n). Every (token, entry)
-  // ranks itself independently, so the selection spreads over all threads.
-  kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
+  // Entry i of the n visible ones is picked, at out[rank], when its rank
+  // (rankInRow: its place in the order of descending score, ties to the
+  // lower index) is below min(topk, n). Every (token, entry) ranks itself
+  // independently.
+  rankItems(kb.mul(S(), most), [&](Value e, Value lane) {
     Value s = kb.div(e, most), i = kb.rem(e, most);
     Value n = avail(s);
     kb.ifThen(kb.lt(i, n), [&] {
       View row = kb.at(scores, kb.mul(s, c(capacity)));
-      Value v = kb.loadF(row, i);
-      // Unrolled by 8: eight loads in flight per trip (one at a time, a
-      // thread's loop over ~1K entries at 4K context took ~18 us of an
-      // H200 decode step).
-      Value rank = kb.reduceUnrolled(c(0), n, 8, c(0), [&](Value l, Value r) {
-        Value u = kb.loadF(row, l);
-        Value before = arith::OrIOp::create(
-            kb.builder(), kb.getLoc(), kb.gt(u, v),
-            arith::AndIOp::create(kb.builder(), kb.getLoc(), kb.eq(u, v),
-                                  kb.lt(l, i)));
-        return kb.add(r, kb.select(before, c(1), c(0)));
-      });
-      kb.ifThen(kb.lt(rank, kb.min(c(topk), n)), [&] {
+      Value rank = rankInRow(row, kb.loadF(row, i), i, n, lane);
+      kb.ifThen(kb.andI(kb.lt(rank, kb.min(c(topk), n)), storingLane(lane)), [&] {
         kb.store(kb.truncI32(i), out.ptr, kb.add(kb.mul(s, c(topk)), rank));
       });
     });

@@ -67,24 +67,13 @@ void Emitter::gate(MoeGateOp op) {
     kb.storeF(sigma, se, sg);
     kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
   });
-  // The top-k of the biased scores, a thread per (token, expert): expert i
-  // has rank #{l : sel_l > sel_i} + #{l < i : sel_l == sel_i}, its place in
-  // the descending order with ties to the lower index (the order of
-  // repeated argmax), and is picked at ids[rank] when rank < k.
-  kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+  // The top-k of the biased scores: expert i is picked at ids[rank] when
+  // its rank (rankInRow) is below k.
+  rankItems(kb.mul(S(), c(e)), [&](Value se, Value lane) {
     Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
     View row = kb.at(sel, kb.mul(s, c(e)));
-    Value v = kb.loadF(row, i);
-    // Unrolled: eight loads in flight per trip (one at a time, the 256
-    // dependent loads of a score gate took ~9 us of an H200 decode step).
-    Value rank = kb.reduceUnrolled(c(0), c(e), 8, c(0), [&](Value l, Value r) {
-      Value u = kb.loadF(row, l);
-      Value before = arith::OrIOp::create(
-          kb.builder(), kb.getLoc(), kb.gt(u, v),
-          arith::AndIOp::create(kb.builder(), kb.getLoc(), kb.eq(u, v), kb.lt(l, i)));
-      return kb.add(r, kb.select(before, c(1), c(0)));
-    });
-    kb.ifThen(kb.lt(rank, c(k)), [&] {
+    Value rank = rankInRow(row, kb.loadF(row, i), i, c(e), lane);
+    kb.ifThen(kb.andI(kb.lt(rank, c(k)), storingLane(lane)), [&] {
       kb.store(kb.truncI32(i), ids.ptr, kb.add(kb.mul(s, c(k)), rank));
     });
   });
