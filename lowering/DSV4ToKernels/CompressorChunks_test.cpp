@@ -81,10 +81,12 @@ struct Case {
   bool overlap, indexerKeys, bf16Entries;
   /// dsv4.numerics = "fast" on the op.
   bool fast = false;
+  /// wgate bf16 in an exact CSA case (as in the checkpoints).
+  bool bf16Gate = false;
 };
 
 /// The kernel of `cs`'s compress op with random weights: wgate f32 for an
-/// exact CSA case (the token tiles' other weight type), bf16 otherwise (as
+/// exact CSA case (the token tiles' other weight type) unless bf16Gate, bf16 otherwise (as
 /// the fast MMA tiles need).
 struct Compressor {
   Compressor(const Case &cs, int64_t maxContext, std::mt19937 &gen)
@@ -92,7 +94,7 @@ struct Compressor {
         entryBytes(cs.bf16Entries ? 2 : 4), stateBytes(2 * slots * width * 4),
         entriesBytes(maxContext / cs.m * cs.dim * entryBytes),
         wkv(randomWeight(width, cs.D, true, gen, -0.3f, 0.3f)),
-        wgate(randomWeight(width, cs.D, !cs.overlap || cs.fast, gen, -0.3f, 0.3f)),
+        wgate(randomWeight(width, cs.D, !cs.overlap || cs.fast || cs.bf16Gate, gen, -0.3f, 0.3f)),
         ape(randomWeight(cs.m, width, false, gen, -1.0f, 1.0f)),
         norm(randomWeight(0, cs.dim, true, gen, 0.5f, 1.5f)) {
     const int64_t ropeDim = 8;
@@ -302,12 +304,18 @@ void checkRows(Case cs) {
 TEST(CompressorChunks, HcaEqualsTheTokenLoop) {
   checkChunkings({"HCA m=4", 4, 32, 64, false, false, false}, chunkings());
   checkChunkings({"HCA m=16, bf16 entries", 16, 32, 64, false, false, true}, chunkings());
+  // Rows of 64 bf16 segments: the dots split in 2 parts (token tiles and
+  // the decode warps alike).
+  checkChunkings({"HCA m=4, D=512", 4, 32, 512, false, false, false}, chunkings());
 }
 
 TEST(CompressorChunks, CsaEqualsTheTokenLoop) {
   checkChunkings({"CSA m=4", 4, 32, 64, true, false, false}, chunkings());
   checkChunkings({"CSA m=4, bf16 entries", 4, 16, 64, true, false, true}, chunkings());
   checkChunkings({"CSA indexer keys m=4", 4, 16, 64, true, true, false}, chunkings());
+  checkChunkings({"CSA indexer keys m=4, D=512, bf16 wgate", 4, 16, 512, true, true, false,
+                  false, true},
+                 chunkings());
 }
 
 TEST(CompressorChunks, FastEqualsTheTokenLoop) {

@@ -725,7 +725,8 @@ public:
   void compress(CompressOp op);
   /// compress() of a batched kernel after the kv and score rows: every
   /// token through its own slot's state at once.
-  void compressBatched(CompressOp op, View kvRows, View scoreRows);
+  void compressBatched(CompressOp op, function_ref<Value(Value, Value)> kvAt,
+                       function_ref<Value(Value, Value)> scoreAt);
   void indexer(IndexerTopkOp op);
   void attention(SparseAttentionOp op);
   void outProj(OutProjOp op);

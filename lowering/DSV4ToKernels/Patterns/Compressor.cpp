@@ -189,17 +189,59 @@ void Emitter::compress(CompressOp op) {
       kb.storeF(scoreRows, e, score);
     }
   };
-  auto rowsByToken = [&] {
-    kb.warpLoop(c(0), kb.mul(S(), c(width)), [&](Value e, Value lane) {
-      Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
+  // Each row's two dots split in `parts` ranges of segments (as splitDots),
+  // a warp each in calls of fewer than kTileCalls tokens, so that a decode
+  // step has about 2048 warps reading the two matrices instead of `width`
+  // (256 for V4's indexer, 6 % of an H200's warps, each waiting on 8 trips
+  // to memory); prefill tiles take the same parts (the same bits). The
+  // parts are added in part order where a decode step reads the rows
+  // (splitKv, splitScore), and stored for compressChunk.
+  constexpr int64_t kTileCalls = 16;
+  int64_t segs = KernelBuilder::segmentsPerRow(wkv, x.elt), parts = 1;
+  if (segs > 0 && KernelBuilder::segmentsPerRow(wgate, x.elt) == segs)
+    while (width * parts * 2 <= 2048 && segs % (parts * 2) == 0 &&
+           segs / (parts * 2) >= KernelBuilder::kLanes)
+      parts *= 2;
+  bool mma = !ctx.batched && ctx.fastLinear && mmaFits(wkv, width) && mmaFits(wgate, width);
+  int64_t partsPerToken = mma ? 0 : width * parts;
+  View kvPart = scratchF32(partsPerToken, 0), scorePart = scratchF32(partsPerToken, 0);
+  auto storePart = [&](Value s, Value i, Value p, Value kv, Value score, Value lane) {
+    Value at = kb.add(kb.mul(kb.add(kb.mul(s, c(width)), i), c(parts)), p);
+    kb.storeOnce(kvPart, at, kv, lane);
+    kb.storeOnce(scorePart, at, score, lane);
+  };
+  auto rowsSplit = [&] {
+    kb.warpLoop(c(0), kb.mul(S(), c(width * parts)), [&](Value e, Value lane) {
+      Value t = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
+      Value s = kb.div(t, c(width)), i = kb.rem(t, c(width));
       View xs = kb.at(x, kb.mul(s, c(dm)));
-      SmallVector<Value> kvScore = kb.dotRows(xs, {{&wkv, i}, {&wgate, i}}, lane);
-      storeRows(s, i, kvScore[0], kvScore[1], lane);
+      SmallVector<Value> kvScore =
+          parts > 1 ? kb.dotRows(xs, {{&wkv, i}, {&wgate, i}}, lane, kb.mul(p, c(segs / parts)),
+                                 segs / parts)
+                    : kb.dotRows(xs, {{&wkv, i}, {&wgate, i}}, lane);
+      storePart(s, i, p, kvScore[0], kvScore[1], lane);
     });
   };
+  // Row element (s, i) of rowsSplit (the score with its ape term, as
+  // storeRows adds it).
+  auto splitKv = [&](Value s, Value i) {
+    return sumParts(kvPart, kb.add(kb.mul(s, c(width)), i), parts);
+  };
+  auto splitScore = [&](Value s, Value i) {
+    return kb.add(sumParts(scorePart, kb.add(kb.mul(s, c(width)), i), parts),
+                  kb.weight(ape, kb.rem(pos(s), c(m)), i));
+  };
+  auto storedKv = [&](Value s, Value i) {
+    return kb.loadF(kvRows, kb.add(kb.mul(s, c(width)), i));
+  };
+  auto storedScore = [&](Value s, Value i) {
+    return kb.loadF(scoreRows, kb.add(kb.mul(s, c(width)), i));
+  };
   if (ctx.batched) {
-    rowsByToken();
-  } else if (ctx.fastLinear && mmaFits(wkv, width) && mmaFits(wgate, width)) {
+    rowsSplit();
+    return compressBatched(op, splitKv, splitScore);
+  }
+  if (mma) {
     // --numerics=fast (prefill): warp tensor-core tiles (TokenTiles.cpp),
     // wkv and wgate at the same rows in one warp, so that both dots of a row
     // are in the same lane. Two m-tiles and half the 8-row tiles a warp
@@ -218,23 +260,22 @@ void Emitter::compress(CompressOp op) {
     // Prefill chunks: in token tiles (wkv and wgate rows read once per tile;
     // the same dots).
     branch(
-        manyTokens(16),
+        manyTokens(kTileCalls),
         [&] {
           tileDots(
-              denseTiles(), width, rowsPerWarp(width), 1,
+              denseTiles(), width, rowsPerWarp(width), parts,
               [&](Value tile, Value) { return denseTile(tile, x, dm, {wkv, wgate}); },
-              [&](const TokenTile &tt, int64_t t, Value i, ArrayRef<Value> dots, Value,
-                  Value lane) { storeRows(tt.tokens[t], i, dots[0], dots[1], lane); });
+              [&](const TokenTile &tt, int64_t t, Value i, ArrayRef<Value> dots, Value p,
+                  Value lane) { storePart(tt.tokens[t], i, p, dots[0], dots[1], lane); });
         },
-        rowsByToken);
+        rowsSplit);
   }
-  if (ctx.batched)
-    return compressBatched(op, kvRows, scoreRows);
   // ... then a prefill chunk's windows all at once (compressChunk), or (a
   // decode step) the tokens through the state one at a time: an entry
   // completes when the token closing its window has been written (spec
   // §5.2).
-  auto byToken = [&] {
+  auto byToken = [&](function_ref<Value(Value, Value)> kvAt,
+                     function_ref<Value(Value, Value)> scoreAt) {
     View pooled = scratchF32(0, dim), pooledRms = scratchF32(0, 1);
     kb.loop(c(0), S(), [&](Value s) {
       // State layout: kv [slots, width] then score [slots, width], f32.
@@ -247,9 +288,8 @@ void Emitter::compress(CompressOp op) {
       View kvSlot = kb.at(kvState, kb.mul(slot, c(width)));
       View scSlot = kb.at(scoreState, kb.mul(slot, c(width)));
       kb.parallelLoop(c(0), c(width), [&](Value i) {
-        Value row = kb.add(kb.mul(s, c(width)), i);
-        kb.storeF(kvSlot, i, kb.loadF(kvRows, row));
-        kb.storeF(scSlot, i, kb.loadF(scoreRows, row));
+        kb.storeF(kvSlot, i, kvAt(s, i));
+        kb.storeF(scSlot, i, scoreAt(s, i));
       });
       kb.ifThen(kb.eq(inWindow, c(m - 1)), [&] {
         kb.parallelLoop(c(0), c(dim), [&](Value i) {
@@ -270,11 +310,28 @@ void Emitter::compress(CompressOp op) {
       });
     });
   };
-  branch(manyTokens(kChunkTokens), [&] { compressChunk(*this, op, kvRows, scoreRows); },
-         byToken);
+  branch(
+      manyTokens(kChunkTokens),
+      [&] {
+        // The rows stored for compressChunk's views.
+        if (!mma)
+          kb.parallelLoop(c(0), kb.mul(S(), c(width)), [&](Value e) {
+            Value s = kb.div(e, c(width)), i = kb.rem(e, c(width));
+            kb.storeF(kvRows, e, splitKv(s, i));
+            kb.storeF(scoreRows, e, splitScore(s, i));
+          });
+        compressChunk(*this, op, kvRows, scoreRows);
+      },
+      [&] {
+        if (mma)
+          byToken(storedKv, storedScore);
+        else
+          byToken(splitKv, splitScore);
+      });
 }
 
-void Emitter::compressBatched(CompressOp op, View kvRows, View scoreRows) {
+void Emitter::compressBatched(CompressOp op, function_ref<Value(Value, Value)> kvAt,
+                              function_ref<Value(Value, Value)> scoreAt) {
   // The tokens of a batched kernel are of distinct sequences, each with its
   // own state: every phase of the loop above runs for all tokens at once,
   // those that close a window taking the steps of an entry, with the same
@@ -298,8 +355,8 @@ void Emitter::compressBatched(CompressOp op, View kvRows, View scoreRows) {
     Value inWindow = kb.rem(pos(s), c(m));
     Value slot = overlap ? kb.add(inWindow, c(m)) : inWindow;
     Value at = kb.add(kb.mul(slot, c(width)), i);
-    kb.storeF(kvState, at, kb.loadF(kvRows, e));
-    kb.storeF(scoreState, at, kb.loadF(scoreRows, e));
+    kb.storeF(kvState, at, kvAt(s, i));
+    kb.storeF(scoreState, at, scoreAt(s, i));
   });
   // Per channel softmax over the window's slots (as in compress()).
   View pooled = scratchF32(dim, 0), rms = scratchF32(1, 0);
