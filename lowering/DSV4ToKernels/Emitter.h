@@ -716,6 +716,10 @@ public:
   /// dots dotAt(j): sigmoid(scale_0 rhoS dot_j + base_j) + hc_eps, the
   /// operations of the Sinkhorn code that stores them.
   SmallVector<Value> preValues(HcPreOp op, Value rhoS, function_ref<Value(Value)> dotAt);
+  /// One pre value (hc.pre's, hc.head's) from its mix mu (the inverse RMS
+  /// times the dot): sigmoid(scale_0 mu + base) + hc_eps, the one place
+  /// that computes it.
+  Value preOf(Value s0, Value mu, Value base, double hcEps);
   void hcPost(HcPostOp op);
   void hcHead(HcHeadOp op);
   void qProj(QProjOp op);

@@ -115,8 +115,7 @@ void Emitter::hcPre(HcPreOp op) {
     Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
     Value s2 = kb.weight(scale, c(0), c(2));
     for (int64_t j = 0; j < n; ++j) {
-      Value pj = kb.add(kb.mul(s0, muAt(j)), basev[j]);
-      kb.storeF(pres, c(j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+      kb.storeF(pres, c(j), preOf(s0, muAt(j), basev[j], hcEps));
       Value qj = kb.add(kb.mul(s1, muAt(n + j)), basev[n + j]);
       kb.storeF(postS, c(j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
     }
@@ -185,11 +184,14 @@ SmallVector<Value> Emitter::preValues(HcPreOp op, Value rhoS, function_ref<Value
   double hcEps = op.getHcEps().convertToDouble();
   Value s0 = kb.weight(scale, c(0), c(0));
   SmallVector<Value> pre;
-  for (int64_t j = 0; j < n; ++j) {
-    Value pj = kb.add(kb.mul(s0, kb.mul(rhoS, dotAt(c(j)))), kb.weight(base, c(0), c(j)));
-    pre.push_back(kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
-  }
+  for (int64_t j = 0; j < n; ++j)
+    pre.push_back(
+        preOf(s0, kb.mul(rhoS, dotAt(c(j))), kb.weight(base, c(0), c(j)), hcEps));
   return pre;
+}
+
+Value Emitter::preOf(Value s0, Value mu, Value base, double hcEps) {
+  return kb.add(kb.sigmoid(kb.add(kb.mul(s0, mu), base)), kb.cf(hcEps));
 }
 
 // hcPre's mixes and Sinkhorn iterations with a warp per token, lane l
@@ -214,64 +216,62 @@ void Emitter::sinkhornWarp(HcPreOp op, function_ref<Value(Value)> rhoAt,
   View post = view(op.getPost()), comb = view(op.getComb());
   WeightView base = w(op.getBase()), scale = w(op.getScale());
   double hcEps = op.getHcEps().convertToDouble();
-  {
-    Value rhoS = rhoAt(s);
-    auto muAt = [&](Value j) { return kb.mul(rhoS, dotAt(s, j)); };
-    Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
-    Value s2 = kb.weight(scale, c(0), c(2));
-    // pre and post: lane j < n.
-    Value j = kb.min(lane, c(n - 1));
-    Value pj = kb.add(kb.mul(s0, muAt(j)), kb.weight(base, c(0), j));
-    Value qj = kb.add(kb.mul(s1, muAt(kb.add(j, c(n)))), kb.weight(base, c(0), kb.add(j, c(n))));
-    kb.ifThen(kb.lt(lane, c(n)), [&] {
-      if (pre.ptr)
-        kb.storeF(pre, kb.add(kb.mul(s, c(n)), j), kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
-      kb.storeF(post, kb.add(kb.mul(s, c(n)), j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
-    });
-    Value l = kb.min(lane, c(n * n - 1));
-    Value row = kb.div(l, c(n)), col = kb.rem(l, c(n));
-    Value v = kb.add(kb.mul(s2, muAt(kb.add(l, c(2 * n)))),
-                     kb.weight(base, c(0), kb.add(l, c(2 * n))));
-    // The n values of this lane's row (stride 1) or column (stride n), in
-    // index order: lane l ^ (d * stride) holds index (mine ^ d).
-    auto gather = [&](Value x, Value mine, int64_t stride) {
-      SmallVector<Value> got;
-      for (int64_t d = 0; d < n; ++d)
-        got.push_back(d ? kb.shuffleXor(x, d * stride) : x);
-      SmallVector<Value> ordered;
-      for (int64_t k = 0; k < n; ++k) {
-        Value pick = got[0];
-        for (int64_t d = 1; d < n; ++d)
-          pick = kb.select(kb.eq(mine, c(k ^ d)), got[d], pick);
-        ordered.push_back(pick);
-      }
-      return ordered;
-    };
-    auto sumOf = [&](ArrayRef<Value> xs) {
-      Value sum = kb.cf(0.0);
-      for (Value x : xs)
-        sum = kb.add(sum, x);
-      return sum;
-    };
-    // Row softmax + eps.
-    SmallVector<Value> r = gather(v, col, 1);
-    Value mx = r[0];
-    for (int64_t k = 1; k < n; ++k)
-      mx = kb.max(mx, r[k]);
-    Value e = kb.exp(kb.sub(v, mx));
-    v = kb.add(kb.div(e, sumOf(gather(e, col, 1))), kb.cf(hcEps));
-    auto normalize = [&](Value x, bool rows) {
-      Value den = kb.add(sumOf(rows ? gather(x, col, 1) : gather(x, row, n)), kb.cf(hcEps));
-      return kb.div(x, den);
-    };
-    v = normalize(v, false);
-    v = kb.reduce(c(1), c(iters), ValueRange{v},
-                  [&](Value, ValueRange carried) -> SmallVector<Value> {
-                    return {normalize(normalize(carried[0], true), false)};
-                  })[0];
-    kb.ifThen(kb.lt(lane, c(n * n)),
-              [&] { kb.storeF(comb, kb.add(kb.mul(s, c(n * n)), l), v); });
-  }
+  Value rhoS = rhoAt(s);
+  auto muAt = [&](Value j) { return kb.mul(rhoS, dotAt(s, j)); };
+  Value s0 = kb.weight(scale, c(0), c(0)), s1 = kb.weight(scale, c(0), c(1));
+  Value s2 = kb.weight(scale, c(0), c(2));
+  // pre and post: lane j < n.
+  Value j = kb.min(lane, c(n - 1));
+  Value qj = kb.add(kb.mul(s1, muAt(kb.add(j, c(n)))), kb.weight(base, c(0), kb.add(j, c(n))));
+  kb.ifThen(kb.lt(lane, c(n)), [&] {
+    if (pre.ptr)
+      kb.storeF(pre, kb.add(kb.mul(s, c(n)), j),
+                preOf(s0, muAt(j), kb.weight(base, c(0), j), hcEps));
+    kb.storeF(post, kb.add(kb.mul(s, c(n)), j), kb.mul(kb.cf(2.0), kb.sigmoid(qj)));
+  });
+  Value l = kb.min(lane, c(n * n - 1));
+  Value row = kb.div(l, c(n)), col = kb.rem(l, c(n));
+  Value v = kb.add(kb.mul(s2, muAt(kb.add(l, c(2 * n)))),
+                   kb.weight(base, c(0), kb.add(l, c(2 * n))));
+  // The n values of this lane's row (stride 1) or column (stride n), in
+  // index order: lane l ^ (d * stride) holds index (mine ^ d).
+  auto gather = [&](Value x, Value mine, int64_t stride) {
+    SmallVector<Value> got;
+    for (int64_t d = 0; d < n; ++d)
+      got.push_back(d ? kb.shuffleXor(x, d * stride) : x);
+    SmallVector<Value> ordered;
+    for (int64_t k = 0; k < n; ++k) {
+      Value pick = got[0];
+      for (int64_t d = 1; d < n; ++d)
+        pick = kb.select(kb.eq(mine, c(k ^ d)), got[d], pick);
+      ordered.push_back(pick);
+    }
+    return ordered;
+  };
+  auto sumOf = [&](ArrayRef<Value> xs) {
+    Value sum = kb.cf(0.0);
+    for (Value x : xs)
+      sum = kb.add(sum, x);
+    return sum;
+  };
+  // Row softmax + eps.
+  SmallVector<Value> r = gather(v, col, 1);
+  Value mx = r[0];
+  for (int64_t k = 1; k < n; ++k)
+    mx = kb.max(mx, r[k]);
+  Value e = kb.exp(kb.sub(v, mx));
+  v = kb.add(kb.div(e, sumOf(gather(e, col, 1))), kb.cf(hcEps));
+  auto normalize = [&](Value x, bool rows) {
+    Value den = kb.add(sumOf(rows ? gather(x, col, 1) : gather(x, row, n)), kb.cf(hcEps));
+    return kb.div(x, den);
+  };
+  v = normalize(v, false);
+  v = kb.reduce(c(1), c(iters), ValueRange{v},
+                [&](Value, ValueRange carried) -> SmallVector<Value> {
+                  return {normalize(normalize(carried[0], true), false)};
+                })[0];
+  kb.ifThen(kb.lt(lane, c(n * n)),
+            [&] { kb.storeF(comb, kb.add(kb.mul(s, c(n * n)), l), v); });
 }
 
 void Emitter::hcPost(HcPostOp op) {
@@ -326,8 +326,7 @@ void Emitter::hcHead(HcHeadOp op) {
   kb.parallelLoop(c(0), kb.mul(S(), c(n)), [&](Value e) {
     Value s = kb.div(e, c(n)), j = kb.rem(e, c(n));
     Value mu = kb.mul(kb.loadF(rho, s), kb.loadF(dots, e));
-    Value pj = kb.add(kb.mul(kb.weight(scale, c(0), c(0)), mu), kb.weight(base, c(0), j));
-    kb.storeF(pre, e, kb.add(kb.sigmoid(pj), kb.cf(hcEps)));
+    kb.storeF(pre, e, preOf(kb.weight(scale, c(0), c(0)), mu, kb.weight(base, c(0), j), hcEps));
   });
   mixStreamsInto(op.getResult(), streams, pre, n, d, out);
 }

@@ -19,19 +19,29 @@ using namespace mlir::compressa;
 using namespace mlir::compressa::cpu;
 using namespace mlir::dsv4;
 
-void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
-                           double scale) {
-  auto idAt = [&](int64_t j) {
-    return kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, c(j)));
-  };
+// The routing weights' operations (spec: sigma of the pick over the sum of
+// the picks' sigmas, times the route scale): the sum over the k picks of a
+// token (ids: its k i32 expert ids), and pick j's weight from it.
+static Value idAt(KernelBuilder &kb, Value ids, Value j) {
+  return kb.toI64(kb.load(kb.builder().getI32Type(), ids, j));
+}
+static Value pickedSum(KernelBuilder &kb, View sigma, Value ids, int64_t k) {
   Value sum = kb.cf(0.0);
   for (int64_t j = 0; j < k; ++j)
-    sum = kb.add(sum, kb.loadF(sigma, idAt(j)));
+    sum = kb.add(sum, kb.loadF(sigma, idAt(kb, ids, kb.c(j))));
+  return sum;
+}
+static Value routeWeight(KernelBuilder &kb, View sigma, Value ids, Value sum, Value j,
+                         double scale) {
+  return kb.mul(kb.div(kb.loadF(sigma, idAt(kb, ids, j)), kb.add(sum, kb.cf(1e-20))),
+                kb.cf(scale));
+}
+
+void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
+                           double scale) {
+  Value sum = pickedSum(kb, sigma, ids.ptr, k);
   kb.parallelLoop(c(0), c(k), [&](Value j) {
-    Value id = kb.toI64(kb.load(kb.builder().getI32Type(), ids.ptr, j));
-    kb.storeF(weights, j,
-              kb.mul(kb.div(kb.loadF(sigma, id), kb.add(sum, kb.cf(1e-20))),
-                     kb.cf(scale)));
+    kb.storeF(weights, j, routeWeight(kb, sigma, ids.ptr, sum, j, scale));
   });
 }
 
@@ -88,14 +98,11 @@ void Emitter::gate(MoeGateOp op) {
       })) {
     KernelBuilder &kr = kb;
     ctx.lazy[wv] = [&kr, sigma, ids, k, e, scale](Value s, Value j) {
-      // routeWeights' operations for pick j of token s.
+      // routeWeights' operations for pick j of token s (the sum emitted
+      // for each pick: the same loads, which LLVM merges).
       View sig = kr.at(sigma, kr.mul(s, kr.c(e)));
       Value idsS = kr.offset(kr.builder().getI32Type(), ids.ptr, kr.mul(s, kr.c(k)));
-      auto idAt = [&](Value i) { return kr.toI64(kr.load(kr.builder().getI32Type(), idsS, i)); };
-      Value sum = kr.cf(0.0);
-      for (int64_t i = 0; i < k; ++i)
-        sum = kr.add(sum, kr.loadF(sig, idAt(kr.c(i))));
-      return kr.mul(kr.div(kr.loadF(sig, idAt(j)), kr.add(sum, kr.cf(1e-20))), kr.cf(scale));
+      return routeWeight(kr, sig, idsS, pickedSum(kr, sig, idsS, k), j, scale);
     };
     return;
   }
