@@ -389,9 +389,11 @@ public:
   /// decode step's dots keep about a thousand warps busy: a power of two
   /// dividing the segments of a row with at least 32 segments (a lane's
   /// round) per part; 1 where rows are many or not read by segments.
-  static int64_t splitParts(const WeightView &wt, int64_t rows, Type xElt) {
+  /// (`items`: the most rows x parts, 1024 unless a caller asks for more.)
+  static int64_t splitParts(const WeightView &wt, int64_t rows, Type xElt,
+                            int64_t items = 1024) {
     int64_t segs = KernelBuilder::segmentsPerRow(wt, xElt), parts = 1;
-    while (rows * parts * 2 <= 1024 && segs % (parts * 2) == 0 &&
+    while (rows * parts * 2 <= items && segs % (parts * 2) == 0 &&
            segs / (parts * 2) >= KernelBuilder::kLanes)
       parts *= 2;
     return parts;

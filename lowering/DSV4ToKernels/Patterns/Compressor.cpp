@@ -178,9 +178,11 @@ void Emitter::compress(CompressOp op) {
   // Every token's kv and score rows first (independent), ...
   View kvRows = scratchF32(width, 0), scoreRows = scratchF32(width, 0);
   // By the warp's lane 0 (`lane`), or by the calling thread without one.
+  // The score row's position term.
+  auto apeAt = [&](Value s, Value i) { return kb.weight(ape, kb.rem(pos(s), c(m)), i); };
   auto storeRows = [&](Value s, Value i, Value kv, Value score, Value lane) {
     Value e = kb.add(kb.mul(s, c(width)), i);
-    score = kb.add(score, kb.weight(ape, kb.rem(pos(s), c(m)), i));
+    score = kb.add(score, apeAt(s, i));
     if (lane) {
       kb.storeOnce(kvRows, e, kv, lane);
       kb.storeOnce(scoreRows, e, score, lane);
@@ -197,11 +199,10 @@ void Emitter::compress(CompressOp op) {
   // parts are added in part order where a decode step reads the rows
   // (splitKv, splitScore), and stored for compressChunk.
   constexpr int64_t kTileCalls = 16;
-  int64_t segs = KernelBuilder::segmentsPerRow(wkv, x.elt), parts = 1;
-  if (segs > 0 && KernelBuilder::segmentsPerRow(wgate, x.elt) == segs)
-    while (width * parts * 2 <= 2048 && segs % (parts * 2) == 0 &&
-           segs / (parts * 2) >= KernelBuilder::kLanes)
-      parts *= 2;
+  int64_t segs = KernelBuilder::segmentsPerRow(wkv, x.elt);
+  int64_t parts = KernelBuilder::segmentsPerRow(wgate, x.elt) == segs
+                      ? splitParts(wkv, width, x.elt, /*items=*/2048)
+                      : 1;
   bool mma = !ctx.batched && ctx.fastLinear && mmaFits(wkv, width) && mmaFits(wgate, width);
   int64_t partsPerToken = mma ? 0 : width * parts;
   View kvPart = scratchF32(partsPerToken, 0), scorePart = scratchF32(partsPerToken, 0);
@@ -228,8 +229,7 @@ void Emitter::compress(CompressOp op) {
     return sumParts(kvPart, kb.add(kb.mul(s, c(width)), i), parts);
   };
   auto splitScore = [&](Value s, Value i) {
-    return kb.add(sumParts(scorePart, kb.add(kb.mul(s, c(width)), i), parts),
-                  kb.weight(ape, kb.rem(pos(s), c(m)), i));
+    return kb.add(sumParts(scorePart, kb.add(kb.mul(s, c(width)), i), parts), apeAt(s, i));
   };
   auto storedKv = [&](Value s, Value i) {
     return kb.loadF(kvRows, kb.add(kb.mul(s, c(width)), i));
