@@ -12,6 +12,8 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 using namespace mlir;
 using namespace mlir::compressa::cpu;
@@ -49,6 +51,11 @@ Value KernelBuilder::sub(Value x, Value y) {
 Value KernelBuilder::mul(Value x, Value y) {
   return isFloat(x) ? Value(arith::MulFOp::create(b, loc, x, y))
                     : Value(arith::MulIOp::create(b, loc, x, y));
+}
+Value KernelBuilder::fma(Value x, Value y, Value z) {
+  // llvm.fma (fma.rn.f32 on CUDA; on the CPU an FMA instruction or libm's
+  // fmaf, correctly rounded either way).
+  return LLVM::FMAOp::create(b, loc, x, y, z);
 }
 Value KernelBuilder::div(Value x, Value y) {
   return isFloat(x) ? Value(arith::DivFOp::create(b, loc, x, y))
@@ -656,8 +663,40 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   for (const WeightRow &r : rows)
     bases.push_back(offset(i8, r.w->data, mul(r.row, c(rowBytes))));
 
-  // accs[r] + (segment g of row r) . x, for every row.
-  auto segment = [&](ArrayRef<Value> accs, Value g, bool vecX) -> SmallVector<Value> {
+  bool fp8 = isa<Float8E4M3FNType>(w0.elt), fp4 = isa<Float4E2M1FNType>(w0.elt);
+  // The index of absolute segment g's block scale in row r's scale table
+  // (FP8: blocks of 128 x 128, FP4: 1 x 32).
+  auto scaleIndex = [&](const WeightRow &r, Value g) -> Value {
+    const WeightView &w = *r.w;
+    if (fp8)
+      return add(mul(div(r.row, c(128)), c((w.cols + 127) / 128)), div(g, c(128 / cps)));
+    return add(mul(r.row, c(w.cols / 32)), div(g, c(32 / cps)));
+  };
+  // The block scale byte `raw` as f32, times 2^k (the decode's offset).
+  auto decodeScale = [&](Value raw, int k) -> Value {
+    Value s = e8m0(raw);
+    return k ? mul(s, cf(std::ldexp(1.0, k))) : s;
+  };
+  // The first row with row r's matrix and index (rows of token tiles share
+  // one weight row: its segment is loaded and decoded once).
+  SmallVector<size_t> firstOf(nr);
+  for (size_t r = 0; r < nr; ++r) {
+    firstOf[r] = r;
+    for (size_t q = 0; q < r; ++q)
+      if (rows[q].w == rows[r].w && rows[q].row == rows[r].row) {
+        firstOf[r] = q;
+        break;
+      }
+  }
+
+  static const bool streamLoads = [] {
+    const char *v = std::getenv("COMPRESSA_DOT_WEIGHT_LOADS");
+    return v && std::string(v) == "stream";
+  }();
+  // The products of segment g (relative to segBegin) of every row with its
+  // x, summed in column order (a multiply, then fused multiply-adds),
+  // unscaled; k is set to the decode's offset (FP4 on CUDA: 14).
+  auto segmentParts = [&](Value g, bool vecX, int &k) -> SmallVector<Value> {
     if (segCount > 0)
       g = add(segBegin, g);
     Value col0 = mul(g, c(cps));
@@ -678,60 +717,66 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     SmallVector<Value> shared;
     if (llvm::any_of(rows, [](const WeightRow &r) { return !r.x; }))
       shared = loadXs(x);
-    // A weight row that several entries share (token tiles: the same row
-    // against several tokens' x) is loaded and decoded once per segment, an
-    // x that several entries share is loaded once; every entry's sum takes
-    // the same operations as alone.
+    // An x that several entries share is loaded once; every entry's sum
+    // takes the same operations as alone.
     llvm::DenseMap<Value, SmallVector<Value>> ownXs;
-    llvm::DenseMap<std::pair<const WeightView *, Value>, std::pair<SmallVector<Value>, Value>>
-        decoded;
-    SmallVector<Value> next;
+    SmallVector<SmallVector<Value>> vals(nr);
+    SmallVector<Value> parts;
     for (size_t r = 0; r < nr; ++r) {
-      const WeightView &w = *rows[r].w;
       if (rows[r].x && !ownXs.count(rows[r].x->ptr))
         ownXs[rows[r].x->ptr] = loadXs(*rows[r].x);
       const SmallVector<Value> &xs = rows[r].x ? ownXs[rows[r].x->ptr] : shared;
-      auto known = decoded.find({rows[r].w, rows[r].row});
-      if (known != decoded.end()) {
-        const auto &[vals, scale] = known->second;
-        Value part = mul(xs[0], vals[0]);
-        for (int64_t i = 1; i < cps; ++i)
-          part = add(part, mul(xs[i], vals[i]));
-        next.push_back(add(accs[r], scale ? mul(part, scale) : part));
-        continue;
+      if (firstOf[r] == r) {
+        Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
+        SmallVector<Value> words;
+        if (streamLoads && parallel() &&
+            target.loadStreamed(b, loc, ptr, segBytes / 4, words)) {
+          // (Experiment: COMPRESSA_DOT_WEIGHT_LOADS=stream.)
+        } else if (segBytes == 4) {
+          words.push_back(load(i32, ptr, c(0)));
+        } else if (wide) {
+          Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32), ptr,
+                                         /*alignment=*/16);
+          for (int64_t i = 0; i < 4; ++i)
+            words.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
+        } else {
+          for (int64_t i = 0; i < 4; ++i)
+            words.push_back(load(i32, ptr, c(i)));
+        }
+        k = decodeSegment(rows[r].w->elt, words, vals[r]);
       }
-      Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
-      SmallVector<Value> words;
-      if (segBytes == 4) {
-        words.push_back(load(i32, ptr, c(0)));
-      } else if (wide) {
-        Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32), ptr,
-                                       /*alignment=*/16);
-        for (int64_t i = 0; i < 4; ++i)
-          words.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
-      } else {
-        for (int64_t i = 0; i < 4; ++i)
-          words.push_back(load(i32, ptr, c(i)));
-      }
-      SmallVector<Value> vals;
-      int k = decodeSegment(w.elt, words, vals);
-      Value part = mul(xs[0], vals[0]);
+      const SmallVector<Value> &v = vals[firstOf[r]];
+      Value part = mul(xs[0], v[0]);
       for (int64_t i = 1; i < cps; ++i)
-        part = add(part, mul(xs[i], vals[i]));
-      Value scale;
-      if (isa<Float8E4M3FNType>(w.elt))
-        scale = e8m0(load(i8, w.scale,
-                          add(mul(div(rows[r].row, c(128)), c((w.cols + 127) / 128)),
-                              div(g, c(128 / cps)))));
-      else if (isa<Float4E2M1FNType>(w.elt))
-        scale = e8m0(load(i8, w.scale, add(mul(rows[r].row, c(w.cols / 32)),
-                                           div(g, c(32 / cps)))));
-      if (k)
-        scale = scale ? mul(scale, cf(std::ldexp(1.0, k))) : cf(std::ldexp(1.0, k));
-      decoded[{rows[r].w, rows[r].row}] = {vals, scale};
-      next.push_back(add(accs[r], scale ? mul(part, scale) : part));
+        part = fma(xs[i], v[i], part);
+      parts.push_back(part);
+    }
+    return parts;
+  };
+  // accs[r] + part_r times its block scale (one fused multiply-add; a plain
+  // add for formats without scales).
+  auto addScaled = [&](ArrayRef<Value> accs, ArrayRef<Value> parts,
+                       function_ref<Value(size_t)> scaleOf) {
+    SmallVector<Value> next;
+    for (size_t r = 0; r < nr; ++r) {
+      Value scale = scaleOf(r);
+      next.push_back(scale ? fma(parts[r], scale, accs[r]) : add(accs[r], parts[r]));
     }
     return next;
+  };
+  // One round by itself: each row's scale read where it is used.
+  auto segment = [&](ArrayRef<Value> accs, Value g, bool vecX) -> SmallVector<Value> {
+    int k = 0;
+    SmallVector<Value> parts = segmentParts(g, vecX, k);
+    Value gAbs = segCount > 0 ? add(segBegin, g) : g;
+    SmallVector<Value> scales(nr);
+    return addScaled(accs, parts, [&](size_t r) -> Value {
+      if (!(fp8 || fp4))
+        return k ? cf(std::ldexp(1.0, k)) : Value();
+      if (firstOf[r] != r)
+        return scales[firstOf[r]];
+      return scales[r] = decodeScale(load(i8, rows[r].w->scale, scaleIndex(rows[r], gAbs)), k);
+    });
   };
   SmallVector<Value> zeros(nr, cf(0.0));
 
@@ -744,21 +789,86 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   // code's size, not on memory (an L2 prefetch of each warp's next rows
   // changed nothing); V4-Flash 2:6 at 4K, hc_ffn x3 441 -> 412 us a step.
   auto laneSums = [&](Value l, bool vecX) -> SmallVector<Value> {
+    static const int64_t rowBytesInFlight = [] {
+      const char *v = std::getenv("COMPRESSA_DOT_ROW_BYTES");
+      return v ? std::atoll(v) : 32;
+    }();
+    static const int64_t laneBytesInFlight = [] {
+      const char *v = std::getenv("COMPRESSA_DOT_LANE_BYTES");
+      return v ? std::atoll(v) : 64;
+    }();
     int64_t inFlight = std::max<int64_t>(
-        1, std::min<int64_t>(32 / segBytes, 64 / (segBytes * int64_t(nr))));
+        1, std::min<int64_t>(rowBytesInFlight / segBytes,
+                             laneBytesInFlight / (segBytes * int64_t(nr))));
     if (segBytes == 16)
       inFlight = 4;
     int64_t unroll = std::min<int64_t>(rounds, parallel() ? inFlight : 1);
+    // Experiment (COMPRESSA_DOT_SHARED_SCALES=fp8,fp4; off by default):
+    // where every round starts a block's first segment (segBegin a whole
+    // number of rounds), the lanes of a trip share the loads and decodes
+    // of its block scales. FP8's round of 32 segments is one 128-column
+    // block, so lane l reads the block of round l % unroll; FP4's round
+    // spans eight 32-column blocks, so lane l reads the trip's block l (and
+    // l + 32, ...). The trip's products come first, then each round takes
+    // its lanes' scales by a shuffle, in round order: the same values and
+    // sums as read apart. (With the shuffles between the rounds, the
+    // divergence check ptxas puts before the first one waits for the
+    // scale's load, and the later rounds' loads with it: an H200 ran the
+    // output projection 19-28 % slower.)
+    static const std::string sharedFormats = [] {
+      const char *v = std::getenv("COMPRESSA_DOT_SHARED_SCALES");
+      return std::string(v ? v : "");
+    }();
+    bool shareScales = parallel() &&
+                       ((fp8 && sharedFormats.find("fp8") != std::string::npos) ||
+                        (fp4 && sharedFormats.find("fp4") != std::string::npos)) &&
+                       unroll > 1 && segCount % kLanes == 0;
+    Value segFirst = segCount > 0 ? segBegin : c(0);
+    auto trip = [&](Value m0, ArrayRef<Value> in) -> SmallVector<Value> {
+      SmallVector<Value> acc(in);
+      if (!shareScales) {
+        for (int64_t u = 0; u < unroll; ++u)
+          acc = segment(acc, add(mul(add(m0, c(u)), c(kLanes)), l), vecX);
+        return acc;
+      }
+      // The scale bytes first (their loads in flight with the weights').
+      SmallVector<SmallVector<Value, 2>> raw(nr);
+      for (size_t r = 0; r < nr; ++r) {
+        if (firstOf[r] != r)
+          continue;
+        Value first = scaleIndex(rows[r], add(segFirst, mul(m0, c(kLanes))));
+        if (fp8)
+          raw[r].push_back(load(i8, rows[r].w->scale, add(first, rem(l, c(unroll)))));
+        else
+          for (int64_t j = 0; j * kLanes < 8 * unroll; ++j)
+            raw[r].push_back(load(i8, rows[r].w->scale,
+                                  add(first, min(add(c(j * kLanes), l), c(8 * unroll - 1)))));
+      }
+      int k = 0;
+      SmallVector<SmallVector<Value>> parts;
+      for (int64_t u = 0; u < unroll; ++u)
+        parts.push_back(segmentParts(add(mul(add(m0, c(u)), c(kLanes)), l), vecX, k));
+      SmallVector<SmallVector<Value, 2>> scales(nr);
+      for (size_t r = 0; r < nr; ++r)
+        for (Value v : raw[r])
+          scales[r].push_back(decodeScale(v, k));
+      for (int64_t u = 0; u < unroll; ++u)
+        acc = addScaled(acc, parts[u], [&](size_t r) -> Value {
+          const SmallVector<Value, 2> &sc = scales[firstOf[r]];
+          if (fp8)
+            return target.shuffleIdx(b, loc, sc[0], c32(u), kLanes);
+          Value src = add(c(8 * (u % 4)), div(l, c(4)));
+          return target.shuffleIdx(b, loc, sc[u / 4], truncI32(src), kLanes);
+        });
+      return acc;
+    };
     SmallVector<Value> accs = zeros;
     int64_t done = 0;
     if (unroll > 0) {
       int64_t iters = rounds / unroll;
       done = iters * unroll;
       accs = reduce(c(0), c(iters), accs, [&](Value it, ValueRange a) -> SmallVector<Value> {
-        SmallVector<Value> acc(a);
-        for (int64_t u = 0; u < unroll; ++u)
-          acc = segment(acc, add(mul(add(mul(it, c(unroll)), c(u)), c(kLanes)), l), vecX);
-        return acc;
+        return trip(mul(it, c(unroll)), SmallVector<Value>(a));
       });
     }
     for (int64_t m = done; m < rounds; ++m)

@@ -118,6 +118,13 @@ public:
   /// 16-byte access where the target has them (CUDA: as inline PTX, so that
   /// LLVM cannot split it into four loads); a vector load by default.
   virtual void loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const;
+  /// `words` (1 or 4) 32-bit words at `ptr` that the launch reads once (a
+  /// weight stream), into `out`, with the target's streaming-load hints;
+  /// false where it has none (the caller loads them plainly).
+  virtual bool loadStreamed(OpBuilder &b, Location loc, Value ptr, int64_t words,
+                            SmallVectorImpl<Value> &out) const {
+    return false;
+  }
   /// Limits `kernel` to `count` registers per thread, so that more blocks
   /// share a multiprocessor; nothing where the target has no such limit.
   virtual void limitRegisters(Operation *kernel, int64_t count) const {}

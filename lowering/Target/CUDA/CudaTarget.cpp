@@ -287,6 +287,41 @@ void CudaTarget::loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) 
     out[i] = LLVM::ExtractValueOp::create(b, loc, asmOp.getResult(0), i);
 }
 
+// ld.global.nc (the read-only path) with L1::no_allocate, so that a
+// weight stream, each byte read once, does not evict the x vector the
+// warps read again and again from L1, and L2::256B, whole 256-byte lines
+// from memory. (Generic pointers of global memory are global addresses.)
+bool CudaTarget::loadStreamed(OpBuilder &b, Location loc, Value ptr, int64_t words,
+                              SmallVectorImpl<Value> &out) const {
+  if (words != 1 && words != 4)
+    return false;
+  MLIRContext *ctx = b.getContext();
+  Type i32 = b.getI32Type();
+  std::string text, constraints;
+  Type result = i32;
+  if (words == 1) {
+    text = "ld.global.nc.L1::no_allocate.L2::256B.b32 $0, [$1];";
+    constraints = "=r,l";
+  } else {
+    text = "ld.global.nc.L1::no_allocate.L2::256B.v4.b32 {$0, $1, $2, $3}, [$4];";
+    constraints = "=r,=r,=r,=r,l";
+    result = LLVM::LLVMStructType::getLiteral(ctx, {i32, i32, i32, i32});
+  }
+  auto asmOp = LLVM::InlineAsmOp::create(
+      b, loc, result, ValueRange{ptr}, b.getStringAttr(text), b.getStringAttr(constraints),
+      /*has_side_effects=*/UnitAttr(), /*is_align_stack=*/UnitAttr(),
+      LLVM::TailCallKindAttr::get(ctx, LLVM::tailcallkind::TailCallKind::None),
+      /*asm_dialect=*/LLVM::AsmDialectAttr(), /*operand_attrs=*/ArrayAttr());
+  out.clear();
+  if (words == 1) {
+    out.push_back(asmOp.getResult(0));
+    return true;
+  }
+  for (int64_t i = 0; i < 4; ++i)
+    out.push_back(LLVM::ExtractValueOp::create(b, loc, asmOp.getResult(0), i));
+  return true;
+}
+
 // One cvt.rn.bf16x2.f32 (F2FP.BF16.F32.PACK_AB) for both values: two
 // cvt.rn.bf16.f32 (F2F, a quarter-rate conversion each) and the shift and
 // or that join them were a fifth of the fast prefill experts' instructions
@@ -398,27 +433,33 @@ int CudaTarget::decodeE2M1Word(OpBuilder &b, Location loc, Value word,
   // Code c as the f16 with bits (c & 8) << 12 | (c & 7) << 9: the sign, and
   // the exponent and mantissa bits where f16 keeps its own, so the f16 is
   // the e2m1 value times 2^-14 for every code (e = 0 lands on f16's
-  // subnormals, 0.5 * 2^-14 = 2^-15 = 1 << 9 subnormal units). Codes j and
-  // j + 4 sit 16 bits apart, so one shift-and-mask builds both halves of an
-  // f16x2; f16 -> f32 is exact.
-  Type i32 = b.getI32Type();
-  auto shift = [&](Value v, int64_t by) -> Value {
-    if (by == 0)
-      return v;
-    if (by > 0)
-      return arith::ShLIOp::create(b, loc, v, c32(b, loc, by));
-    return arith::ShRUIOp::create(b, loc, v, c32(b, loc, -by));
+  // subnormals, 0.5 * 2^-14 = 2^-15 = 1 << 9 subnormal units); f16 -> f32
+  // is exact. Each code's high byte is made in place (`even`: the codes of
+  // the low nibbles, `odd`: of the high ones, five integer instructions for
+  // all eight), then one prmt a word puts codes j and j + 4 into the high
+  // bytes of its halves (the placement of the fast path's MMA decode).
+  auto c32v = [&](uint32_t v) { return c32(b, loc, int64_t(int32_t(v))); };
+  auto shl = [&](Value v, int64_t by) -> Value {
+    return arith::ShLIOp::create(b, loc, v, c32(b, loc, by));
   };
+  auto band = [&](Value v, uint32_t m) -> Value {
+    return arith::AndIOp::create(b, loc, v, c32v(m));
+  };
+  auto bor = [&](Value x, Value y) -> Value { return arith::OrIOp::create(b, loc, x, y); };
+  Value even = bor(band(shl(word, 4), 0x80808080u), band(shl(word, 1), 0x0E0E0E0Eu));
+  Value odd = bor(band(word, 0x80808080u),
+                  band(arith::ShRUIOp::create(b, loc, word, c32(b, loc, 3)), 0x0E0E0E0Eu));
+  Value zero = c32(b, loc, 0);
+  // Word j: codes j (low half) and j + 4; codes 2i and 2i + 4 are bytes
+  // i and i + 2 of `even`, codes 2i + 1 and 2i + 5 those of `odd`.
+  std::array<Value, 4> words = {selectBytes(b, loc, zero, even, 0x6040),
+                                selectBytes(b, loc, zero, odd, 0x6040),
+                                selectBytes(b, loc, zero, even, 0x7050),
+                                selectBytes(b, loc, zero, odd, 0x7050)};
   out.assign(8, Value());
   for (int64_t j = 0; j < 4; ++j) {
-    Value mag = arith::AndIOp::create(b, loc, shift(word, 9 - 4 * j),
-                                      c32(b, loc, 0x0E000E00));
-    Value sign = arith::AndIOp::create(b, loc, shift(word, 12 - 4 * j),
-                                       c32(b, loc, int64_t(0x80008000u)));
-    Value bits = arith::OrIOp::create(b, loc, mag, sign);
-    (void)i32;
     Value halves =
-        LLVM::BitcastOp::create(b, loc, VectorType::get({2}, b.getF16Type()), bits);
+        LLVM::BitcastOp::create(b, loc, VectorType::get({2}, b.getF16Type()), words[j]);
     for (int i = 0; i < 2; ++i)
       out[j + 4 * i] = arith::ExtFOp::create(
           b, loc, b.getF32Type(),

@@ -39,6 +39,8 @@ public:
   int64_t blockThreads() const override { return kThreads; }
   void limitRegisters(Operation *kernel, int64_t count) const override;
   void loadF32x4(OpBuilder &b, Location loc, Value ptr, Value out[4]) const override;
+  bool loadStreamed(OpBuilder &b, Location loc, Value ptr, int64_t words,
+                    SmallVectorImpl<Value> &out) const override;
   Value packBf16x2(OpBuilder &b, Location loc, Value lo, Value hi) const override;
   bool hasWarpMmaBf16() const override { return true; }
   void mmaBf16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
