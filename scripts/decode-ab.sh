@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Decode A/B of compile-time variants in one GPU run.
+#
+#   scripts/decode-ab.sh prepare [DIR] [LIST]   (here: MLIR, no GPU; build dir ./build)
+#       compiles one artifact per line of LIST (default: the built-in list
+#       below) and packs them with compressa-bench and the runtime library as
+#       DIR/pack.txz (default DIR .decode-ab, ignored by git; xz keeps the
+#       near-identical artifacts small: ~1 MB each).
+#       A line of LIST:  NAME | ENV | COMPILE ARGS
+#       e.g.  flash-rows64 | COMPRESSA_DOT_ROW_BYTES=64 | deepseek-v4-flash --layers 2:6
+#       (ENV: space-separated VAR=VALUE for compressa-compile, or -; every
+#       artifact also gets --target=cuda:sm_90a --max-context 8192 --max-batch 1
+#       unless ARGS name them).
+#   scripts/decode-ab.sh run [DIR] [RUNS]        (on the GPU machine, DIR carried)
+#       runs every artifact RUNS times (default 2), alternating, with
+#       compressa-bench ART --weights random --seed 1 --prompt 16 --context 4096
+#       --gen 16 --repeat 3 --profile; prints each run's decode step and share of
+#       the copy bandwidth, then a table of the kernels' µs a step per artifact
+#       (the last run); the full outputs go to $OUT/decode-ab.txt when $OUT is set.
+#       DECODE_AB_BENCH_ARGS replaces the bench arguments.
+#
+# The compile-time switches it is meant for (read by compressa-compile; off
+# unless set): COMPRESSA_DOT_ROW_BYTES / COMPRESSA_DOT_LANE_BYTES (bytes of a
+# lane's weight loads in flight, a row / all rows: 32 / 64),
+# COMPRESSA_DOT_GROUP_ROWS (rows a warp reads together in the dense FP8
+# GEMVs and wo_a), COMPRESSA_SPLIT_ITEMS (warps a split decode dot aims at,
+# 1024), COMPRESSA_DOT_SHARED_SCALES (fp8,fp4: a trip's block scales read
+# once and shuffled), COMPRESSA_DOT_WEIGHT_LOADS=stream (weights through
+# ld.global.nc.L1::no_allocate.L2::256B).
+set -euo pipefail
+mode=${1:-}
+dir=${2:-.decode-ab}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+default_list() {
+  local f="deepseek-v4-flash --layers 2:6" p="deepseek-v4-pro --layers 0:3"
+  cat <<EOF
+flash-exact | - | $f
+flash-rows64 | COMPRESSA_DOT_ROW_BYTES=64 | $f
+flash-group2 | COMPRESSA_DOT_GROUP_ROWS=2 | $f
+flash-group4 | COMPRESSA_DOT_GROUP_ROWS=4 | $f
+flash-split4k | COMPRESSA_SPLIT_ITEMS=4096 | $f
+flash-shared4 | COMPRESSA_DOT_SHARED_SCALES=fp4 | $f
+flash-shared48 | COMPRESSA_DOT_SHARED_SCALES=fp8,fp4 | $f
+flash-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f
+flash-fd | - | $f --numerics=fast-decode
+flash-fd-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f --numerics=fast-decode
+pro-exact | - | $p
+pro-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $p
+EOF
+}
+
+case $mode in
+prepare)
+  list=${3:-}
+  rm -rf "$dir" && mkdir -p "$dir"/stage/art "$dir"/stage/bin "$dir"/stage/lib
+  { if [ -n "$list" ]; then cat "$list"; else default_list; fi; } > "$dir"/variants
+  while IFS='|' read -r name env args; do
+    name=$(echo "$name" | xargs); env=$(echo "$env" | xargs); args=$(echo "$args" | xargs)
+    [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
+    extra=""
+    [[ "$args" == *--target* ]] || extra+=" --target=cuda:sm_90a"
+    [[ "$args" == *--max-context* ]] || extra+=" --max-context 8192"
+    [[ "$args" == *--max-batch* ]] || extra+=" --max-batch 1"
+    [ "$env" = "-" ] && env=""
+    echo "compiling $name: ${env:+$env }compressa-compile $args$extra"
+    # shellcheck disable=SC2086
+    env $env "$root"/build/bin/compressa-compile $args $extra -o "$dir"/stage/art/"$name".cpa \
+      > "$dir"/compile.log 2>&1 || { cat "$dir"/compile.log >&2; exit 1; }
+    echo "$name" >> "$dir"/names
+  done < "$dir"/variants
+  cp "$root"/build/bin/compressa-bench "$dir"/stage/bin/
+  cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/stage/lib/
+  cp -L "$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')" "$dir"/stage/lib/
+  (cd "$dir"/stage && tar cf - art bin lib | xz -6 -T2 > ../pack.txz)
+  rm -rf "$dir"/stage
+  du -sh "$dir"/pack.txz
+  ;;
+run)
+  runs=${3:-2}
+  [ -f "$dir"/pack.txz ] || { echo "error: $dir/pack.txz missing: run '$0 prepare $dir' first" >&2; exit 2; }
+  work=$(mktemp -d)
+  (cd "$work" && tar xJf "$(cd "$dir" && pwd)"/pack.txz)
+  export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  log=${OUT:-$work}/decode-ab.txt
+  : > "$log"
+  bench_args=${DECODE_AB_BENCH_ARGS:---weights random --seed 1 --prompt 16 --context 4096 --gen 16 --repeat 3 --profile}
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /' || true
+  mapfile -t names < "$dir"/names
+  for ((r = 1; r <= runs; ++r)); do
+    for n in "${names[@]}"; do
+      out=$work/$n.$r.txt
+      # shellcheck disable=SC2086
+      "$work"/bin/compressa-bench "$work"/art/"$n".cpa $bench_args > "$out" 2>&1 ||
+        { echo "$n run $r: FAILED"; tail -3 "$out"; continue; }
+      { echo "=== $n run $r"; cat "$out"; } >> "$log"
+      step=$(grep -o '[0-9.]* us per decode step in kernels' "$out" | awk '{print $1}')
+      pct=$(grep -o '[0-9.]*% of the device copy' "$out" | head -1 | awk '{print $1}')
+      printf '%-20s run %d: %8s us a step in kernels, %s of the copy bandwidth\n' "$n" "$r" "$step" "$pct"
+    done
+  done
+  python3 - "$work" "$runs" "${names[@]}" <<'EOF'
+import re, sys
+work, runs, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+rows, order = {}, []
+for n in names:
+    try:
+        text = open(f"{work}/{n}.{runs}.txt").read()
+    except OSError:
+        continue
+    sec = text[text.find("profile: decode kernels"):]
+    for line in sec.splitlines()[2:]:
+        m = re.match(r"\s*([\d.]+)\s+[\d.]+%\s+([\d.]+)\s+\d+\s+([\d.]+)\s+[\d.]+\s+(\S+) \((.*)\)", line)
+        if not m:
+            continue
+        key = (m.group(4), m.group(5))
+        if key not in rows:
+            rows[key] = {}
+            order.append(key)
+        rows[key][n] = float(m.group(1))
+print("\nkernel us a step (run %s)" % runs)
+print("%-48s" % "kernel (first dispatch)" + "".join("%15s" % n[:14] for n in names))
+for key in order:
+    print("%-48s" % (key[0].replace("compressa_", "") + " " + key[1])[:48]
+          + "".join("%15s" % ("%.1f" % rows[key][n] if n in rows[key] else "-") for n in names))
+EOF
+  ;;
+*)
+  echo "usage: $0 prepare [DIR] [LIST] | run [DIR] [RUNS]" >&2
+  exit 2
+  ;;
+esac
