@@ -18,7 +18,10 @@ def DSV4FormDispatchesPass : Pass<"dsv4-form-dispatches", "::mlir::func::FuncOp"
       epilogues; the inverse RoPE into `attn.sparse`),
     * the MoE: router (`moe.gate`/`moe.hash_gate`, with its top-k) + routed
       experts (with the SwiGLU clamp) + shared expert + their sum,
-    * the indexer's compressor into the indexer top-k.
+    * the indexer's compressor into the indexer top-k,
+    * the embedding and `hc.expand` into the first `hc.pre`, and the window
+      ring's update (`kv.window_update`) into the attention that read the
+      ring before it (launches of a few KB each otherwise).
 
     Compressor pooling + norm + RoPE are one op (`dsv4.kv.compress`) already.
     A merge happens only when the group stays executable at its first op: no
