@@ -689,12 +689,23 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
       }
   }
 
+  // a * b + c: one fused multiply-add with COMPRESSA_DOT_FMA=1 (an
+  // experiment: on the CPU target's default x86-64 it is a call of libm's
+  // fmaf, which made tiny-c's token-by-token run 3x slower), else the
+  // product rounded, then the sum.
+  static const bool fmaOn = [] {
+    const char *v = std::getenv("COMPRESSA_DOT_FMA");
+    return v && std::string(v) == "1";
+  }();
+  auto madd = [&](Value a, Value m, Value c) -> Value {
+    return fmaOn ? fma(a, m, c) : add(c, mul(a, m));
+  };
   static const bool streamLoads = [] {
     const char *v = std::getenv("COMPRESSA_DOT_WEIGHT_LOADS");
     return v && std::string(v) == "stream";
   }();
   // The products of segment g (relative to segBegin) of every row with its
-  // x, summed in column order (a multiply, then fused multiply-adds),
+  // x, summed in column order (madd),
   // unscaled; k is set to the decode's offset (FP4 on CUDA: 14).
   auto segmentParts = [&](Value g, bool vecX, int &k) -> SmallVector<Value> {
     if (segCount > 0)
@@ -748,19 +759,19 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
       const SmallVector<Value> &v = vals[firstOf[r]];
       Value part = mul(xs[0], v[0]);
       for (int64_t i = 1; i < cps; ++i)
-        part = fma(xs[i], v[i], part);
+        part = madd(xs[i], v[i], part);
       parts.push_back(part);
     }
     return parts;
   };
-  // accs[r] + part_r times its block scale (one fused multiply-add; a plain
-  // add for formats without scales).
+  // accs[r] + part_r times its block scale (madd; a plain add for formats
+  // without scales).
   auto addScaled = [&](ArrayRef<Value> accs, ArrayRef<Value> parts,
                        function_ref<Value(size_t)> scaleOf) {
     SmallVector<Value> next;
     for (size_t r = 0; r < nr; ++r) {
       Value scale = scaleOf(r);
-      next.push_back(scale ? fma(parts[r], scale, accs[r]) : add(accs[r], parts[r]));
+      next.push_back(scale ? madd(parts[r], scale, accs[r]) : add(accs[r], parts[r]));
     }
     return next;
   };

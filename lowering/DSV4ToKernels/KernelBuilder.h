@@ -196,10 +196,9 @@ public:
   /// totals). Where a row is a whole number of segments (segmentBytes: 4
   /// FP8 or 8 FP4 columns in 4 bytes, 8 bf16 or 4 f32 columns in 16), lane l
   /// takes segments l, l + 32, ...: one load each, decoded in registers,
-  /// the products summed in column order (a multiply, then fused
-  /// multiply-adds), times the segment's block scale and added to the
-  /// lane's sum in one fused multiply-add, in segment order (FP8 blocks
-  /// hold 32 segments, FP4 blocks 4; the x of a segment: 16-byte loads where x is aligned; a warp's
+  /// summed in column order, times the segment's block scale (FP8 blocks
+  /// hold 32 segments, FP4 blocks 4), added to the lane's sum in segment
+  /// order (the x of a segment: 16-byte loads where x is aligned; a warp's
   /// lanes read x at 16 or 32 bytes apart); the lane sums then meet
   /// in the butterfly order of a warp shuffle. Other widths take
   /// dotLanesByColumn. Same order on every target (the CPU computes the 32
