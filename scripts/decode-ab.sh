@@ -27,7 +27,8 @@
 # GEMVs and wo_a), COMPRESSA_SPLIT_ITEMS (warps a split decode dot aims at,
 # 1024), COMPRESSA_DOT_SHARED_SCALES (fp8,fp4: a trip's block scales read
 # once and shuffled), COMPRESSA_DOT_WEIGHT_LOADS=stream (weights through
-# ld.global.nc.L1::no_allocate.L2::256B).
+# ld.global.nc.L1::no_allocate.L2::256B), COMPRESSA_DOT_FMA=1 (the dots'
+# products and scaled sums as fused multiply-adds; other bits).
 set -euo pipefail
 mode=${1:-}
 dir=${2:-.decode-ab}
@@ -44,6 +45,7 @@ flash-split4k | COMPRESSA_SPLIT_ITEMS=4096 | $f
 flash-shared4 | COMPRESSA_DOT_SHARED_SCALES=fp4 | $f
 flash-shared48 | COMPRESSA_DOT_SHARED_SCALES=fp8,fp4 | $f
 flash-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f
+flash-fma | COMPRESSA_DOT_FMA=1 | $f
 flash-fd | - | $f --numerics=fast-decode
 flash-fd-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f --numerics=fast-decode
 pro-exact | - | $p
