@@ -19,7 +19,6 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/bit.h"
 
-#include <cstdlib>
 #include <functional>
 
 namespace mlir::compressa::cpu {
@@ -393,10 +392,7 @@ public:
   /// (`items`: the most rows x parts, 1024 unless a caller asks for more.)
   static int64_t splitParts(const WeightView &wt, int64_t rows, Type xElt,
                             int64_t items = 1024) {
-    static const int64_t splitItems = [] {
-      const char *v = std::getenv("COMPRESSA_SPLIT_ITEMS");
-      return v ? std::atoll(v) : 0;
-    }();
+    static const int64_t splitItems = KernelBuilder::experimentInt("COMPRESSA_SPLIT_ITEMS", 0);
     items = std::max(items, splitItems);
     int64_t segs = KernelBuilder::segmentsPerRow(wt, xElt), parts = 1;
     while (rows * parts * 2 <= items && segs % (parts * 2) == 0 &&
@@ -558,10 +554,7 @@ public:
     int64_t rowBytes = segs * KernelBuilder::segmentBytes(wt.elt);
     while (segs > 0 && wt.rows % (group * 2) == 0 && rowBytes * group * 2 <= 4096)
       group *= 2;
-    static const int64_t minGroup = [] {
-      const char *v = std::getenv("COMPRESSA_DOT_GROUP_ROWS");
-      return v ? std::atoll(v) : 1;
-    }();
+    static const int64_t minGroup = KernelBuilder::experimentInt("COMPRESSA_DOT_GROUP_ROWS", 1);
     while (segs > 0 && group < minGroup && wt.rows % (group * 2) == 0)
       group *= 2;
     int64_t groups = wt.rows / group;

@@ -693,17 +693,11 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   // experiment: on the CPU target's default x86-64 it is a call of libm's
   // fmaf, which made tiny-c's token-by-token run 3x slower), else the
   // product rounded, then the sum.
-  static const bool fmaOn = [] {
-    const char *v = std::getenv("COMPRESSA_DOT_FMA");
-    return v && std::string(v) == "1";
-  }();
+  static const bool fmaOn = experimentString("COMPRESSA_DOT_FMA") == "1";
   auto madd = [&](Value a, Value m, Value c) -> Value {
     return fmaOn ? fma(a, m, c) : add(c, mul(a, m));
   };
-  static const bool streamLoads = [] {
-    const char *v = std::getenv("COMPRESSA_DOT_WEIGHT_LOADS");
-    return v && std::string(v) == "stream";
-  }();
+  static const bool streamLoads = experimentString("COMPRESSA_DOT_WEIGHT_LOADS") == "stream";
   // The products of segment g (relative to segBegin) of every row with its
   // x, summed in column order (madd),
   // unscaled; k is set to the decode's offset (FP4 on CUDA: 14).
@@ -800,14 +794,8 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   // code's size, not on memory (an L2 prefetch of each warp's next rows
   // changed nothing); V4-Flash 2:6 at 4K, hc_ffn x3 441 -> 412 us a step.
   auto laneSums = [&](Value l, bool vecX) -> SmallVector<Value> {
-    static const int64_t rowBytesInFlight = [] {
-      const char *v = std::getenv("COMPRESSA_DOT_ROW_BYTES");
-      return v ? std::atoll(v) : 32;
-    }();
-    static const int64_t laneBytesInFlight = [] {
-      const char *v = std::getenv("COMPRESSA_DOT_LANE_BYTES");
-      return v ? std::atoll(v) : 64;
-    }();
+    static const int64_t rowBytesInFlight = experimentInt("COMPRESSA_DOT_ROW_BYTES", 32);
+    static const int64_t laneBytesInFlight = experimentInt("COMPRESSA_DOT_LANE_BYTES", 64);
     int64_t inFlight = std::max<int64_t>(
         1, std::min<int64_t>(rowBytesInFlight / segBytes,
                              laneBytesInFlight / (segBytes * int64_t(nr))));
@@ -826,10 +814,7 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     // divergence check ptxas puts before the first one waits for the
     // scale's load, and the later rounds' loads with it: an H200 ran the
     // output projection 19-28 % slower.)
-    static const std::string sharedFormats = [] {
-      const char *v = std::getenv("COMPRESSA_DOT_SHARED_SCALES");
-      return std::string(v ? v : "");
-    }();
+    static const std::string sharedFormats = experimentString("COMPRESSA_DOT_SHARED_SCALES");
     bool shareScales = parallel() &&
                        ((fp8 && sharedFormats.find("fp8") != std::string::npos) ||
                         (fp4 && sharedFormats.find("fp4") != std::string::npos)) &&

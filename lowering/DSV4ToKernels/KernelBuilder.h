@@ -21,6 +21,8 @@
 #include "llvm/ADT/STLFunctionalExtras.h"
 
 #include <array>
+#include <cstdlib>
+#include <string>
 
 namespace mlir::compressa::cpu {
 
@@ -55,6 +57,18 @@ public:
   Type f32() { return b.getF32Type(); }
   Type i64() { return b.getI64Type(); }
   Type ptrType();
+
+  /// A compile-time experiment switch: the integer in environment variable
+  /// `name` (read by compressa-compile), or `fallback` where it is unset.
+  static int64_t experimentInt(const char *name, int64_t fallback) {
+    const char *v = std::getenv(name);
+    return v ? std::atoll(v) : fallback;
+  }
+  /// The string in environment variable `name`, or "" where it is unset.
+  static std::string experimentString(const char *name) {
+    const char *v = std::getenv(name);
+    return v ? v : "";
+  }
 
   //===--------------------------------------------------------------------===//
   // Scalars (i64 for integers, f32 for floats; ops dispatch on the type)

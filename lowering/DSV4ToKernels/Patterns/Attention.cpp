@@ -666,10 +666,7 @@ void Emitter::outProj(OutProjOp op) {
   int64_t rows = woa.rows, per = woa.rows / g, groupIn = (h / g) * d;
   View o = view(op.getO()), out = view(op.getResult());
   View z = scratchF32(rows, 0);
-  static const int64_t groupRows = [] {
-    const char *v = std::getenv("COMPRESSA_DOT_GROUP_ROWS");
-    return v ? std::atoll(v) : 1;
-  }();
+  static const int64_t groupRows = KernelBuilder::experimentInt("COMPRESSA_DOT_GROUP_ROWS", 1);
   int64_t rg = 1;
   while (rg < groupRows && per % (rg * 2) == 0 &&
          KernelBuilder::segmentsPerRow(woa, o.elt) > 0)
@@ -680,10 +677,6 @@ void Emitter::outProj(OutProjOp op) {
       Value s = kb.div(e, c(items)), r = kb.mul(kb.rem(e, c(items)), c(rg));
       Value grp = kb.div(r, c(per));
       View in = kb.at(o, kb.add(kb.mul(s, c(h * d)), kb.mul(grp, c(groupIn))));
-      if (rg == 1) {
-        kb.storeOnce(z, e, kb.dotLanes(in, woa, r, lane), lane);
-        return;
-      }
       SmallVector<KernelBuilder::WeightRow> wr;
       for (int64_t j = 0; j < rg; ++j)
         wr.push_back({&woa, kb.add(r, c(j))});
