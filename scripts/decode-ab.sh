@@ -28,7 +28,13 @@
 # 1024), COMPRESSA_DOT_SHARED_SCALES (fp8,fp4: a trip's block scales read
 # once and shuffled), COMPRESSA_DOT_WEIGHT_LOADS=stream (weights through
 # ld.global.nc.L1::no_allocate.L2::256B), COMPRESSA_DOT_FMA=1 (the dots'
-# products and scaled sums as fused multiply-adds; other bits).
+# products and scaled sums as fused multiply-adds; other bits),
+# COMPRESSA_SCALE_FMA=0 (block scales applied by a product and a sum, the
+# code before KernelBuilder::addTimesPow2; the same bits),
+# COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next
+# 128-column block's weights before the MMAs of the current one),
+# COMPRESSA_FP8_DECODE_LINEAR=1 (fast-decode's dense FP8 layers in the FP8
+# GEMM semantics on warp MMAs: Emitter::fp8DecodeLinear; other numerics).
 set -euo pipefail
 mode=${1:-}
 dir=${2:-.decode-ab}
@@ -38,6 +44,7 @@ default_list() {
   local f="deepseek-v4-flash --layers 2:6" p="deepseek-v4-pro --layers 0:3"
   cat <<EOF
 flash-exact | - | $f
+flash-mulscale | COMPRESSA_SCALE_FMA=0 | $f
 flash-rows64 | COMPRESSA_DOT_ROW_BYTES=64 | $f
 flash-group2 | COMPRESSA_DOT_GROUP_ROWS=2 | $f
 flash-group4 | COMPRESSA_DOT_GROUP_ROWS=4 | $f
@@ -47,9 +54,15 @@ flash-shared48 | COMPRESSA_DOT_SHARED_SCALES=fp8,fp4 | $f
 flash-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f
 flash-fma | COMPRESSA_DOT_FMA=1 | $f
 flash-fd | - | $f --numerics=fast-decode
+flash-fd-mulscale | COMPRESSA_SCALE_FMA=0 | $f --numerics=fast-decode
+flash-fd-pipe | COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $f --numerics=fast-decode
+flash-fd-lin | COMPRESSA_FP8_DECODE_LINEAR=1 | $f --numerics=fast-decode
+flash-fd-lin-pipe | COMPRESSA_FP8_DECODE_LINEAR=1 COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $f --numerics=fast-decode
 flash-fd-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f --numerics=fast-decode
 pro-exact | - | $p
 pro-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $p
+pro-fd | - | $p --numerics=fast-decode
+pro-fd-lin-pipe | COMPRESSA_FP8_DECODE_LINEAR=1 COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $p --numerics=fast-decode
 EOF
 }
 

@@ -35,9 +35,13 @@ prepare() {
   local ks=""
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
-    for st in 3 4; do
-      "$bin"/compressa-gemm --n "$n" --k "$k" --stages $st --chip "$chip" \
-        -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
+    # Stages 3 and 4, and 4 with the promotion's product and sum apart
+    # ("4m": COMPRESSA_SCALE_FMA=0, the code before its fused multiply-adds).
+    for st in 3 4 4m; do
+      local fma=""
+      [ "$st" = 4m ] && fma=0
+      COMPRESSA_SCALE_FMA=$fma "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st%m}" \
+        --chip "$chip" -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
       "$ptxas" -arch="$chip" "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" -o /dev/null
     done
     case " $ks " in *" $k "*) ;; *) ks="$ks $k" ;; esac
@@ -82,12 +86,12 @@ run() {
   fi
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
-    for st in 4 3; do
+    for st in 4 4m 3; do
       local out
       # act_quant's bytes once per shape (with the 4-stage run).
       local act=()
-      [ $st -eq 4 ] && act=(--act "$dir/ptx/act_k$k.ptx")
-      out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages $st \
+      [ "$st" = 4 ] && act=(--act "$dir/ptx/act_k$k.ptx")
+      out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages "${st%m}" \
               "${act[@]}" --m 4096 --n "$n" --k "$k" --check-rows 16 2>&1)
       local rc=$?
       echo "stages $st: $out"

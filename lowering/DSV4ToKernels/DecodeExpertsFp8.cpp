@@ -169,10 +169,10 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     Value at = kb.add(kb.mul(xo.rowOf(n), c(rowBlocks)), blk);
     return kb.e8m0(kb.load(i8, xo.scales, at));
   };
-  // An FP8 weight's scale of row `row`, 128-column block blk.
-  auto blockScale = [&](const WeightView &w, Value row, Value blk) {
+  // An FP8 weight's scale byte of row `row`, 128-column block blk.
+  auto blockScaleByte = [&](const WeightView &w, Value row, Value blk) {
     Value at = kb.add(kb.mul(kb.div(row, c(kQuantBlock)), c(xBlocks)), blk);
-    return kb.e8m0(kb.load(i8, w.scale, at));
+    return kb.load(i8, w.scale, at);
   };
   // An FP4 weight's scale of row `row`, 32-column block sb.
   auto subScale = [&](const WeightView &w, Value row, Value sb) {
@@ -275,7 +275,58 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     return w;
   };
 
-  auto block = [&](Value blk, int64_t subs, ArrayRef<Value> in) -> SmallVector<Value> {
+  // A row's FP4 scales of a 128-column block in one word where the block
+  // is whole and the row's scales start 4-byte aligned.
+  auto wordScalesOf = [&](int64_t subs) { return subs == kSubs && (K / kSub) % 4 == 0; };
+  // The weight bytes of a 128-column block (of `subs` 32-column blocks)
+  // that the block's MMAs read, loaded: for each weight and m-tile, FP4:
+  // the rows' scale words (wordScalesOf), then per 32-column block a word
+  // of codes of rows g and g + 8; FP8: the tile's scale byte, then per
+  // 32-column block two words of rows g and two of g + 8.
+  auto loadBlock = [&](Value blk, int64_t subs) -> SmallVector<Value> {
+    SmallVector<Value> words;
+    for (int64_t wi = 0; wi < nw; ++wi) {
+      const WeightView &w = ws[wi];
+      for (int64_t mt = 0; mt < mTiles; ++mt) {
+        Value r0 = kb.add(row0, kb.add(g, c(kTileRows * mt))), r1 = kb.add(r0, c(8));
+        if (isFp4(w)) {
+          if (wordScalesOf(subs))
+            for (Value row : {r0, r1}) {
+              Value at = kb.add(kb.mul(row, c(K / kSub)), kb.mul(blk, c(kSubs)));
+              words.push_back(kb.load(i32, kb.offset(i8, w.scale, at), c(0)));
+            }
+          for (int64_t j = 0; j < subs; ++j) {
+            Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
+            for (Value row : {r0, r1}) {
+              Value byte = kb.add(kb.add(kb.mul(row, c(K / 2)), kb.mul(sb, c(kSub / 2))),
+                                  kb.mul(t, c(4)));
+              words.push_back(kb.load(i32, kb.offset(i8, w.data, byte), c(0)));
+            }
+          }
+        } else {
+          // Rows g and g + 8 of a 16-row tile share their 128-row block.
+          words.push_back(blockScaleByte(w, r0, blk));
+          for (int64_t j = 0; j < subs; ++j) {
+            Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
+            for (Value row : {r0, r1}) {
+              Value two[2];
+              load8(w.data,
+                    kb.add(kb.add(kb.mul(row, c(K)), kb.mul(sb, c(kSub))), kb.mul(t, c(8))),
+                    two);
+              words.append({two[0], two[1]});
+            }
+          }
+        }
+      }
+    }
+    return words;
+  };
+
+  // The block's MMAs and sums over the words loadBlock loaded.
+  auto computeBlock = [&](Value blk, int64_t subs, ArrayRef<Value> words,
+                          ArrayRef<Value> in) -> SmallVector<Value> {
+    size_t next = 0;
+    auto word = [&]() { return words[next++]; };
     // B fragments of the block's 32-column blocks: x's 8 codes of the
     // lane's column as f16 (exact), two MMAs (k16) a block; x's scales of
     // the lane's D columns.
@@ -308,63 +359,53 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
           }
         };
         if (isFp4(w)) {
-          // A row's scales of the 128-column block in one word where the
-          // block is whole and the row's scales start 4-byte aligned.
-          bool wordScales = subs == kSubs && (K / kSub) % 4 == 0;
+          bool wordScales = wordScalesOf(subs);
           Value sw0, sw1;
           if (wordScales) {
-            auto scaleWord = [&](Value row) {
-              Value at = kb.add(kb.mul(row, c(K / kSub)), kb.mul(blk, c(kSubs)));
-              return kb.load(i32, kb.offset(i8, w.scale, at), c(0));
-            };
-            sw0 = scaleWord(r0);
-            sw1 = scaleWord(r1);
+            sw0 = word();
+            sw1 = word();
           }
           Value acc[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
           for (int64_t j = 0; j < subs; ++j) {
             Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
-            auto word = [&](Value row) {
-              Value byte = kb.add(kb.add(kb.mul(row, c(K / 2)), kb.mul(sb, c(kSub / 2))),
-                                  kb.mul(t, c(4)));
-              return kb.load(i32, kb.offset(i8, w.data, byte), c(0));
-            };
-            std::array<Value, 4> a0 = fp4F16x2(word(r0)), a1 = fp4F16x2(word(r1));
+            Value w0 = word(), w1 = word();
+            std::array<Value, 4> a0 = fp4F16x2(w0), a1 = fp4F16x2(w1);
             Value d[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
             mmas(a0, a1, bf[j], d);
             Value s0 = wordScales ? scaleOfWord(sw0, j) : subScale(w, r0, sb);
             Value s1 = wordScales ? scaleOfWord(sw1, j) : subScale(w, r1, sb);
             Value ss[4] = {s0, s0, s1, s1};
             for (int64_t i = 0; i < 4; ++i)
-              acc[i] = kb.add(acc[i], kb.mul(d[i], ss[i]));
+              acc[i] = kb.addTimesPow2(acc[i], d[i], ss[i]);
           }
           // The f16 codes were the values times 2^-14.
           Value f0 = kb.mul(xs0, kb.cf(16384.0)), f1 = kb.mul(xs1, kb.cf(16384.0));
           Value fs[4] = {f0, f1, f0, f1};
           for (int64_t i = 0; i < 4; ++i)
-            out[at + i] = kb.add(out[at + i], kb.mul(acc[i], fs[i]));
+            out[at + i] = kb.addTimesPow2(out[at + i], acc[i], fs[i]);
         } else {
+          Value ws0 = kb.e8m0(word());
           Value d[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
           for (int64_t j = 0; j < subs; ++j) {
-            Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
-            auto rowCodes = [&](Value row) {
-              Value two[2];
-              load8(w.data,
-                    kb.add(kb.add(kb.mul(row, c(K)), kb.mul(sb, c(kSub))), kb.mul(t, c(8))),
-                    two);
+            auto rowCodes = [&]() {
+              Value two[2] = {word(), word()};
               return e4m3F16x2(two);
             };
-            mmas(rowCodes(r0), rowCodes(r1), bf[j], d);
+            std::array<Value, 4> a0 = rowCodes(), a1 = rowCodes();
+            mmas(a0, a1, bf[j], d);
           }
-          // Rows g and g + 8 of a 16-row tile share their 128-row block.
-          Value ws0 = blockScale(w, r0, blk);
           Value f0 = kb.mul(xs0, ws0), f1 = kb.mul(xs1, ws0);
           Value fs[4] = {f0, f1, f0, f1};
           for (int64_t i = 0; i < 4; ++i)
-            out[at + i] = kb.add(out[at + i], kb.mul(d[i], fs[i]));
+            out[at + i] = kb.addTimesPow2(out[at + i], d[i], fs[i]);
         }
       }
     }
+    assert(next == words.size() && "computeBlock reads what loadBlock loaded");
     return out;
+  };
+  auto block = [&](Value blk, int64_t subs, ArrayRef<Value> in) {
+    return computeBlock(blk, subs, loadBlock(blk, subs), in);
   };
   // One 128-column block a loop trip (COMPRESSA_FP8_EXPERTS_UNROLL=2 at
   // compile time: two where they divide the part, an experiment; on an H200
@@ -374,15 +415,44 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     const char *v = std::getenv("COMPRESSA_FP8_EXPERTS_UNROLL");
     return v && std::string(v) == "2" ? 2 : 1;
   }();
+  // Experiment (COMPRESSA_FP8_EXPERTS_PIPELINE=1 at compile time): the
+  // weight words of the next block loaded at the start of a trip, before
+  // the MMAs of the block loaded by the trip before (loop-carried), so a
+  // trip waits on memory once at most. Without it ptxas, within the
+  // kernel's 128 registers, issues about half of a trip's loads after the
+  // first MMAs: two or three memory latencies a trip (the sixteenth
+  // session's SASS of V4-Flash's hc_ffn). The last trip loads its own
+  // block again (cache hits) instead of a branch.
+  static const bool pipelined = KernelBuilder::experimentString(
+                                    "COMPRESSA_FP8_EXPERTS_PIPELINE") == "1";
   int64_t unroll = nkb % 2 == 0 && nkb > 1 ? most : 1;
   SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
-  SmallVector<Value> acc = kb.reduce(
-      c(0), c(nkb / unroll), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
-        SmallVector<Value> a(in);
-        for (int64_t u = 0; u < unroll; ++u)
-          a = block(kb.add(kb0, kb.add(kb.mul(it, c(unroll)), c(u))), kSubs, a);
-        return a;
-      });
+  SmallVector<Value> acc;
+  if (pipelined && unroll == 1 && nkb > 1) {
+    SmallVector<Value> init(zeros);
+    SmallVector<Value> first = loadBlock(kb0, kSubs);
+    size_t nAcc = init.size();
+    init.append(first.begin(), first.end());
+    SmallVector<Value> res = kb.reduce(
+        c(0), c(nkb), init, [&](Value it, ValueRange in) -> SmallVector<Value> {
+          SmallVector<Value> cur(in.begin() + nAcc, in.end());
+          Value nextBlk = kb.add(kb0, kb.min(kb.add(it, c(1)), c(nkb - 1)));
+          SmallVector<Value> next = loadBlock(nextBlk, kSubs);
+          SmallVector<Value> a = computeBlock(kb.add(kb0, it), kSubs, cur,
+                                              SmallVector<Value>(in.begin(), in.begin() + nAcc));
+          a.append(next.begin(), next.end());
+          return a;
+        });
+    acc.assign(res.begin(), res.begin() + nAcc);
+  } else {
+    acc = kb.reduce(
+        c(0), c(nkb / unroll), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+          SmallVector<Value> a(in);
+          for (int64_t u = 0; u < unroll; ++u)
+            a = block(kb.add(kb0, kb.add(kb.mul(it, c(unroll)), c(u))), kSubs, a);
+          return a;
+        });
+  }
   if (tailSubs)
     acc = block(c(K / kQuantBlock), tailSubs, acc);
   // d[i]: row g (i < 2) or g + 8, column 2t + i % 2.
@@ -395,6 +465,77 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
         vals.push_back(acc[(wi * mTiles + mt) * 4 + i]);
       kb.ifThen(i % 2 ? valid1 : valid0, [&] { store(row, n, vals); });
     }
+}
+
+bool Emitter::fp8LinearFits(const WeightView &wt, int64_t per, int64_t groupIn) {
+  if (kb.lanesParallel() && !kb.targetInfo().hasWarpMmaBf16())
+    return false;
+  return isa<Float8E4M3FNType>(wt.elt) && wt.scale && wt.cols % kQuantBlock == 0 &&
+         per % kTileRows == 0 && wt.rows % per == 0 && groupIn % kQuantBlock == 0;
+}
+
+void Emitter::fp8DecodeLinear(View x, int64_t xStride, const WeightView &wt, View out,
+                              int64_t per, int64_t groupIn, const EmitContext::Quantized *given,
+                              const EmitContext::Quantized *quantOut) {
+  constexpr int64_t T = kMaxTokens;
+  Type i8 = kb.builder().getI8Type();
+  int64_t K = wt.cols, rows = wt.rows;
+  // One input: its K values quantised; groups: the whole row.
+  int64_t qk = per == rows ? K : xStride;
+  assert(qk % kQuantBlock == 0 && K <= qk && "fp8DecodeLinear of a layer that fits");
+  Value xq, xsc;
+  if (given) {
+    xq = given->codes;
+    xsc = given->scales;
+  } else {
+    xq = ctx.scratch(0, T * qk);
+    xsc = ctx.scratch(0, T * (qk / kQuantBlock));
+    emitActQuant(kb, x, xStride, S(), qk, xq, xsc);
+  }
+  int64_t nkb = K / kQuantBlock, tiles = rows / kTileRows, parts = 1;
+  while (nkb % (parts * 2) == 0 && tiles * parts * 2 <= kFp8LinearItems)
+    parts *= 2;
+  int64_t perPart = nkb / parts;
+  View partial = parts > 1 ? scratchF32(0, parts * T * rows) : View{};
+  kb.warpLoop(c(0), c(tiles * parts), [&](Value e, Value lane) {
+    Value u = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
+    Value row0 = kb.mul(u, c(kTileRows));
+    Value first = kb.mul(kb.div(row0, c(per)), c(groupIn));
+    Fp8Operand xo{kb.offset(i8, xq, first), kb.offset(i8, xsc, kb.div(first, c(kQuantBlock))),
+                  qk, {}, {}};
+    xo.rowOf = [this](Value n) { return kb.min(n, kb.sub(S(), c(1))); };
+    xo.valid = [this](Value n) { return kb.lt(n, S()); };
+    fp8TileDots({wt}, row0, 1, xo, kb.mul(p, c(perPart)), perPart, 0, lane,
+                [&](Value row, Value n, ArrayRef<Value> v) {
+                  if (parts == 1)
+                    kb.storeF(out, kb.add(kb.mul(n, c(rows)), row), v[0]);
+                  else
+                    kb.storeF(partial,
+                              kb.add(kb.mul(kb.add(kb.mul(p, c(T)), n), c(rows)), row), v[0]);
+                });
+  });
+  // Token s's row r: its parts' sums added in part order.
+  auto sum = [&](Value s, Value r) {
+    auto part = [&](int64_t p) {
+      return kb.loadF(partial, kb.add(kb.mul(kb.add(c(p * T), s), c(rows)), r));
+    };
+    Value y = part(0);
+    for (int64_t p = 1; p < parts; ++p)
+      y = kb.add(y, part(p));
+    return y;
+  };
+  if (quantOut && parts > 1) {
+    emitActQuantKeeping(
+        kb, nullptr, [&](Value s, Value, Value r) { return sum(s, r); }, out, S(), rows,
+        quantOut->codes, quantOut->scales);
+    return;
+  }
+  if (parts > 1)
+    kb.parallelLoop(c(0), kb.mul(S(), c(rows)), [&](Value e) {
+      kb.storeF(out, e, sum(kb.div(e, c(rows)), kb.rem(e, c(rows))));
+    });
+  if (quantOut)
+    emitActQuant(kb, out, rows, S(), rows, quantOut->codes, quantOut->scales);
 }
 
 // The partial outputs of expertsFp8Decode: yp[p, hr, o] (hRows hidden rows

@@ -529,10 +529,31 @@ public:
 
   /// out[s, i] = dot(x[s], W row i) for every token s of the call and row i;
   /// token s of x starts at s * xStride.
-  void linearTokens(View x, int64_t xStride, const WeightView &wt, View out) {
+  /// (`xq`: x's act_quant, where the step that wrote x made it, for the
+  /// FP8 path of fast-decode.)
+  void linearTokens(View x, int64_t xStride, const WeightView &wt, View out,
+                    const EmitContext::Quantized *xq = nullptr) {
     // --numerics=fast: act_quant + FP8 x FP8 GEMM (TensorCoreGemm.h).
     if (ctx.fastLinear && isa<Float8E4M3FNType>(wt.elt))
       return fastLinearTokens(x, xStride, wt, out);
+    // fast-decode's decode calls of at most 8 tokens (an experiment):
+    // act_quant + FP8 GEMM semantics on warp MMAs; larger calls as below.
+    if (takesFp8Linear(wt)) {
+      branch(
+          kb.le(S(), c(kFp8ExpertsMaxTokens)),
+          [&] { fp8DecodeLinear(x, xStride, wt, out, wt.rows, 0, xq); },
+          [&] { linearTokensExact(x, xStride, wt, out); });
+      return;
+    }
+    linearTokensExact(x, xStride, wt, out);
+  }
+  /// Whether linearTokens takes fp8DecodeLinear for `wt` (in calls of at
+  /// most 8 tokens).
+  bool takesFp8Linear(const WeightView &wt) {
+    return ctx.fp8Linear && fp8LinearFits(wt, wt.rows, 0);
+  }
+
+  void linearTokensExact(View x, int64_t xStride, const WeightView &wt, View out) {
     if (KernelBuilder::segmentsPerRow(wt, x.elt) > 0) {
       branch(
           manyTokens(2 * kTileTokens), [&] { linearTokenTiles(x, xStride, wt, out); },
@@ -803,6 +824,27 @@ public:
   void fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles, const Fp8Operand &xo,
                    Value kb0, int64_t nkb, int64_t tailSubs, Value lane,
                    function_ref<void(Value, Value, ArrayRef<Value>)> store);
+  /// Whether fp8DecodeLinear takes `wt` with input groups of `per` rows
+  /// starting `groupIn` values apart: FP8 with its 128 x 128 scales, K a
+  /// multiple of 128, groups of whole 16-row tiles, group inputs on 128-value
+  /// blocks, and (on a parallel target) the warp MMAs.
+  bool fp8LinearFits(const WeightView &wt, int64_t per, int64_t groupIn);
+  /// Items (16-row tiles x parts of K) fp8DecodeLinear aims at.
+  static constexpr int64_t kFp8LinearItems = 2048;
+  /// A dense FP8 layer of a decode call of at most kFp8ExpertsMaxTokens
+  /// tokens in the FP8 GEMM semantics of fp8TileDots (COMPRESSA_FP8_DECODE_LINEAR=1
+  /// with --numerics=fast-decode): act_quant of each token's row of x
+  /// (xStride values, or the weight's K where one input serves all rows),
+  /// then out[s, r] = W_r . x_s with rows in tiles of 16 and K in parts of
+  /// whole 128-column blocks over the warps, the parts' sums added in part
+  /// order. Rows r of group r / per read the input at x_s + (r / per) *
+  /// groupIn (wo_a's groups; per = rows and groupIn = 0 for one input).
+  /// `given`: x's act_quant made already (rows of the quantised length).
+  /// `quantOut`: out's act_quant made in the step that adds the parts
+  /// (emitActQuantKeeping; rows a multiple of 128), for the layer after.
+  void fp8DecodeLinear(View x, int64_t xStride, const WeightView &wt, View out, int64_t per,
+                       int64_t groupIn, const EmitContext::Quantized *given = nullptr,
+                       const EmitContext::Quantized *quantOut = nullptr);
   /// Whether the routed experts and their fused shared expert fit
   /// expertsFp8Decode (FP4/FP8 weights, widths of whole 32-column blocks,
   /// a target with e4m3 MMAs or the CPU).

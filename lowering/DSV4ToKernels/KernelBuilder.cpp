@@ -57,6 +57,12 @@ Value KernelBuilder::fma(Value x, Value y, Value z) {
   // fmaf, correctly rounded either way).
   return LLVM::FMAOp::create(b, loc, x, y, z);
 }
+Value KernelBuilder::addTimesPow2(Value acc, Value v, Value pow2) {
+  // COMPRESSA_SCALE_FMA=0 at compile time: the product and the sum (the
+  // code before, for A/B runs; the same bits).
+  static const bool off = experimentString("COMPRESSA_SCALE_FMA") == "0";
+  return target.fastFma() && !off ? fma(v, pow2, acc) : add(acc, mul(v, pow2));
+}
 Value KernelBuilder::div(Value x, Value y) {
   return isFloat(x) ? Value(arith::DivFOp::create(b, loc, x, y))
                     : Value(arith::DivSIOp::create(b, loc, x, y));
@@ -758,14 +764,18 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     }
     return parts;
   };
-  // accs[r] + part_r times its block scale (madd; a plain add for formats
+  // accs[r] + part_r times its block scale (a power of two: addTimesPow2,
+  // or madd's FMA under COMPRESSA_DOT_FMA=1; a plain add for formats
   // without scales).
   auto addScaled = [&](ArrayRef<Value> accs, ArrayRef<Value> parts,
                        function_ref<Value(size_t)> scaleOf) {
     SmallVector<Value> next;
     for (size_t r = 0; r < nr; ++r) {
       Value scale = scaleOf(r);
-      next.push_back(scale ? madd(parts[r], scale, accs[r]) : add(accs[r], parts[r]));
+      // The scale is a power of two (UE8M0, times the decode's 2^k).
+      next.push_back(!scale  ? add(accs[r], parts[r])
+                     : fmaOn ? fma(parts[r], scale, accs[r])
+                             : addTimesPow2(accs[r], parts[r], scale));
     }
     return next;
   };

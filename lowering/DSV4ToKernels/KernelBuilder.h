@@ -80,6 +80,11 @@ public:
   Value sub(Value x, Value y);
   Value mul(Value x, Value y);
   Value fma(Value x, Value y, Value z); ///< x * y + z rounded once (f32)
+  /// acc + v * pow2 for a power of two `pow2` (a block scale): the product
+  /// is exact, so one fused multiply-add rounds as the product and the sum
+  /// do (the same bits, unless the product is subnormal); the FMA where the
+  /// target has it as one instruction (TargetInfo::fastFma), else the two.
+  Value addTimesPow2(Value acc, Value v, Value pow2);
   Value div(Value x, Value y); ///< float division, or signed integer division
   Value rem(Value x, Value y); ///< signed integer remainder
   Value min(Value x, Value y);

@@ -61,6 +61,10 @@ struct EmitContext {
   /// --numerics=fast-decode (dsv4.numerics = "fp8" on the op;
   /// Emitter::expertsFp8Decode).
   bool fp8Experts = false;
+  /// The op's dense FP8 layers take fp8DecodeLinear in calls of at most 8
+  /// tokens (the same mark on a decode op with such layers; an experiment,
+  /// COMPRESSA_FP8_DECODE_LINEAR=1).
+  bool fp8Linear = false;
   /// Where FP8 linear layers of the fast path run on tensor cores (sm_90a):
   /// the kernel's split into parts around them (TensorCoreGemm.h); null
   /// elsewhere (the loop nests).

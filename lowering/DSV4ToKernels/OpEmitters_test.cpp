@@ -1433,6 +1433,120 @@ void checkExpertsFp8(bool fp4, uint32_t seed, int64_t S) {
   expectGuards({&x, &wts, &ids, &y});
 }
 
+/// fast-decode's dense FP8 layers (COMPRESSA_FP8_DECODE_LINEAR=1 marks
+/// them dsv4.numerics = "fp8"; Emitter::fp8DecodeLinear): act_quant of each
+/// token's input, the spec's block-scaled FP8 GEMM (exact products within a
+/// 128-column block, times both scales), in float64 here. q_proj: wq_a [128,
+/// 256] (K in two parts), the norm of its output, act_quant of the stored
+/// f32 norm, wq_b [192, 128]; out_proj: wo_a's two groups of 64 rows, each
+/// on its 128 values of o, then wo_b [48, 128]. Calls of 1, 3 and 8 tokens
+/// (the most this path takes).
+namespace {
+namespace aq = ::compressa::reference;
+/// y_row of the FP8 GEMM semantics on the act_quant codes q / scales sa.
+double fp8Gemm(const std::vector<uint8_t> &q, const std::vector<uint8_t> &sa,
+               const ref::Tensor &w, int64_t row, int64_t first = 0) {
+  int64_t k = w.shape[1];
+  double y = 0;
+  for (int64_t b = 0; b * 128 < k; ++b) {
+    double sum = 0;
+    for (int64_t c = b * 128; c < std::min<int64_t>(k, b * 128 + 128); ++c)
+      sum += aq::e4m3Value(q[first + c]) * w.data[row * k + c];
+    y += sum * aq::ue8m0Value(sa[(first + b * 128) / 128]);
+  }
+  return y;
+}
+void actQuant(const float *v, int64_t n, std::vector<uint8_t> &q, std::vector<uint8_t> &sa) {
+  q.assign(n, 0);
+  sa.assign((n + 127) / 128, 0);
+  aq::actQuantRow(v, n, q.data(), sa.data());
+}
+} // namespace
+
+TEST(CpuKernels, AttnQProjFp8Decode) {
+  Rng rng(31);
+  const int64_t D = 256, Q = 128, H = 4, d = 48;
+  Weight wqa = fp8Weight(Q, D, rng, true);
+  Weight qn = bf16Weight({Q}, rng, 0.5, 1.5);
+  Weight wqb = fp8Weight(H * d, Q, rng, true);
+  std::string text = subst(R"(
+    func.func @t(%x: tensor<?x256xf32>) {
+      %wqa = dsv4.param "attn.wq_a.weight" : $WQA$
+      %qn = dsv4.param "attn.q_norm.weight" : $QN$
+      %wqb = dsv4.param "attn.wq_b.weight" : $WQB$
+      %q, %qr = dsv4.attn.q_proj %x, %wqa, %qn, %wqb {eps = 1.0e-06 : f64, dsv4.numerics = "fp8"}
+          : (tensor<?x256xf32>, $WQA$, $QN$, $WQB$) -> (tensor<?x4x48xf32>, tensor<?x128xf32>)
+      return
+    })", {{"WQA", wqa.type}, {"QN", qn.type}, {"WQB", wqb.type}});
+  OpKernel k;
+  COMPILE(k, text, kNoContext);
+  for (int64_t S : {1, 3, 8}) {
+    GuardedBuffer x = randomFloats(S * D, rng, -1, 1);
+    GuardedBuffer q = floatBuffer(S * H * d, kNaN), qr = floatBuffer(S * Q, kNaN);
+    ASSERT_TRUE(k.run(S, 5, {{x.data()}, wqa.arg(), qn.arg(), wqb.arg()}, {q.data(), qr.data()}));
+    std::vector<double> wq, wqr;
+    for (int64_t s = 0; s < S; ++s) {
+      std::vector<uint8_t> xq, xs;
+      actQuant(x.as<float>() + s * D, D, xq, xs);
+      std::vector<double> qa(Q);
+      for (int64_t r = 0; r < Q; ++r)
+        qa[r] = fp8Gemm(xq, xs, wqa.deq, r);
+      std::vector<double> r = ref::rmsNorm(qa.data(), Q, qn.deq.data.data(), 1e-6);
+      // wq_b quantises the norm as the kernel stored it (f32).
+      std::vector<float> rf(r.begin(), r.end());
+      std::vector<uint8_t> rq, rs;
+      actQuant(rf.data(), Q, rq, rs);
+      std::vector<double> qq(H * d);
+      for (int64_t o = 0; o < H * d; ++o)
+        qq[o] = fp8Gemm(rq, rs, wqb.deq, o);
+      for (int64_t h = 0; h < H; ++h) {
+        std::vector<double> qh = ref::rmsNorm(qq.data() + h * d, d, nullptr, 1e-6);
+        wq.insert(wq.end(), qh.begin(), qh.end());
+      }
+      wqr.insert(wqr.end(), r.begin(), r.end());
+    }
+    expectClose("attn.q_proj fp8 q S=" + std::to_string(S), q.as<float>(), wq);
+    expectClose("attn.q_proj fp8 qr S=" + std::to_string(S), qr.as<float>(), wqr);
+    expectGuards({&x, &q, &qr});
+  }
+}
+
+TEST(CpuKernels, AttnOutProjFp8Decode) {
+  Rng rng(32);
+  const int64_t H = 4, d = 64, G = 2, R = 64, Dm = 48;
+  Weight woa = fp8Weight(G * R, (H / G) * d, rng, true);
+  Weight wob = fp8Weight(Dm, G * R, rng, true);
+  std::string text = subst(R"(
+    func.func @t(%o: tensor<?x4x64xf32>) {
+      %woa = dsv4.param "attn.wo_a.weight" : $WOA$
+      %wob = dsv4.param "attn.wo_b.weight" : $WOB$
+      %out = dsv4.attn.out_proj %o, %woa, %wob {groups = 2 : i64, dsv4.numerics = "fp8"}
+          : (tensor<?x4x64xf32>, $WOA$, $WOB$) -> tensor<?x48xf32>
+      return
+    })", {{"WOA", woa.type}, {"WOB", wob.type}});
+  OpKernel k;
+  COMPILE(k, text, kNoContext);
+  for (int64_t S : {1, 3, 8}) {
+    GuardedBuffer o = randomFloats(S * H * d, rng, -1, 1), out = floatBuffer(S * Dm, kNaN);
+    ASSERT_TRUE(k.run(S, 0, {{o.data()}, woa.arg(), wob.arg()}, {out.data()}));
+    std::vector<double> want;
+    for (int64_t s = 0; s < S; ++s) {
+      // act_quant of the whole row of o; group g's rows read its blocks.
+      std::vector<uint8_t> oq, os;
+      actQuant(o.as<float>() + s * H * d, H * d, oq, os);
+      std::vector<float> z(G * R);
+      for (int64_t r = 0; r < G * R; ++r)
+        z[r] = float(fp8Gemm(oq, os, woa.deq, r, (r / R) * (H / G) * d));
+      std::vector<uint8_t> zq, zs;
+      actQuant(z.data(), G * R, zq, zs);
+      for (int64_t i = 0; i < Dm; ++i)
+        want.push_back(fp8Gemm(zq, zs, wob.deq, i));
+    }
+    expectClose("attn.out_proj fp8 S=" + std::to_string(S), out.as<float>(), want);
+    expectGuards({&o, &out});
+  }
+}
+
 TEST(CpuKernels, MoeExpertsFp8DecodeFp4) {
   checkExpertsFp8(true, 23, 1);
   checkExpertsFp8(true, 24, 8);

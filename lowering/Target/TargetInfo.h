@@ -111,6 +111,10 @@ public:
   /// into the L2 cache, without waiting; nothing where the target has no
   /// such hint.
   virtual void prefetchL2(OpBuilder &b, Location loc, Value ptr, Value bytes) const {}
+  /// Whether a fused multiply-add is one instruction of the target's
+  /// baseline (CUDA: fma.rn.f32); the CPU's default x86-64 has none (LLVM
+  /// calls libm's fmaf).
+  virtual bool fastFma() const { return false; }
   /// Whether loads of 16 bytes (vector<4xi32>, vector<4xf32>) are issued as
   /// such (aligned accesses); the CPU target leaves vectorisation to LLVM.
   virtual bool wideLoads() const { return false; }

@@ -9,6 +9,9 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "llvm/ADT/StringSwitch.h"
 
+#include <cstdlib>
+#include <string>
+
 using namespace mlir;
 using namespace mlir::compressa;
 
@@ -91,9 +94,17 @@ struct SelectNumericsPass
       if (func.getName() != "prefill") {
         // fast-decode: the other programs' (decode, batched decode) routed
         // experts, with the shared expert they fuse, in FP8 GEMM semantics.
+        // With COMPRESSA_FP8_DECODE_LINEAR=1 at compile time (an
+        // experiment), their dense FP8 layers too (wq_a, wq_b, wkv, wo_a,
+        // wo_b, the indexer's wq_b: Emitter::fp8DecodeLinear).
+        static const bool linears = [] {
+          const char *v = std::getenv("COMPRESSA_FP8_DECODE_LINEAR");
+          return v && std::string(v) == "1";
+        }();
         if (*n == Numerics::FastDecode)
-          func.walk([&](dsv4::MoeExpertsOp op) {
-            if (!op.getFirstExpert())
+          func.walk([&](Operation *op) {
+            auto experts = dyn_cast<dsv4::MoeExpertsOp>(op);
+            if ((experts && !experts.getFirstExpert()) || (linears && hasFp8LinearLayer(op)))
               op->setAttr(dsv4::kNumericsAttr, b.getStringAttr("fp8"));
           });
         continue;

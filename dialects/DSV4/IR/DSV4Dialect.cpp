@@ -433,14 +433,15 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
   if (name == kNumericsAttr) {
     auto str = dyn_cast<StringAttr>(value);
     bool onModule = isa<mlir::ModuleOp>(op);
-    if (str && str.getValue() == "fp8" && isa<MoeExpertsOp>(op))
+    if (str && str.getValue() == "fp8" &&
+        isa<MoeExpertsOp, QProjOp, KVProjOp, OutProjOp, IndexerTopkOp>(op))
       return success();
     if (!str || (str.getValue() != "exact" && str.getValue() != "fast" &&
                  !(onModule && str.getValue() == "fast-decode")))
       return op->emitOpError()
              << name
              << " must be \"exact\" or \"fast\" (also \"fast-decode\" on a module, "
-                "\"fp8\" on a dsv4.moe.experts), got "
+                "\"fp8\" on a dsv4.moe.experts or an op with FP8 linear layers), got "
              << value;
     return success();
   }

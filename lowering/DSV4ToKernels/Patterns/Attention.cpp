@@ -29,8 +29,13 @@ void Emitter::qProj(QProjOp op) {
   View x = view(op.getX()), q = view(op.getQ()), qr = view(op.getQr());
   View t = scratchF32(rank, 0), r = scratchF32(h, 0);
   linearTokens(x, dm, wqa, t);
-  rmsNormRows(t, qr, S(), rank, eps, &qNorm, r);
-  linearTokens(qr, rank, wqb, q);
+  // fast-decode's FP8 wq_b: the norm's scaling step quantises qr too.
+  EmitContext::Quantized quant;
+  bool quantize = takesFp8Linear(wqb) && rank % kQuantBlock == 0;
+  if (quantize)
+    quant = {ctx.scratch(rank, 0), ctx.scratch(rank / kQuantBlock, 0)};
+  rmsNormRows(t, qr, S(), rank, eps, &qNorm, r, quantize ? &quant : nullptr);
+  linearTokens(qr, rank, wqb, q, quantize ? &quant : nullptr);
   rmsNormRows(q, q, kb.mul(S(), c(h)), d, eps, nullptr, r);
 }
 
@@ -690,46 +695,67 @@ void Emitter::outProj(OutProjOp op) {
   auto groupInput = [&](Value firstRow) {
     return kb.at(o, kb.mul(kb.div(firstRow, c(per)), c(groupIn)));
   };
-  if (ctx.fastLinear && !ctx.batched && mmaFits(woa, per) &&
-      per % (8 * mmaTilesPerWarp(per)) == 0) {
-    // --numerics=fast: warp tensor-core tiles (TokenTiles.cpp) of two
-    // 16-token m-tiles (each weight fragment decoded once for both), on o
-    // rounded to bf16 once here instead of once per weight-row group: the
-    // same MMAs, the same bits.
-    Type bf16 = kb.builder().getBF16Type();
-    View ob{ctx.scratch(h * d * 2, 0), bf16};
-    storeBf16Pairs(kb, o, ob, kb.mul(S(), c(h * d)));
-    constexpr int64_t mTiles = 2, tokens = kMmaTokens * mTiles;
-    Value tiles = kb.div(kb.add(S(), c(tokens - 1)), c(tokens));
-    mmaTileDots(
-        tiles, rows, mmaTilesPerWarp(per),
-        [&](Value tile, Value first) {
-          return mmaDenseTile(tile, kb.at(ob, kb.mul(kb.div(first, c(per)), c(groupIn))),
-                              h * d, {woa}, tokens);
-        },
-        [&](const MmaTile &, const MmaRow &row, Value r, ArrayRef<Value> y) {
-          kb.storeF(z, kb.add(kb.mul(row.index, c(rows)), r), y[0]);
-        },
-        mTiles);
-  } else if (KernelBuilder::segmentsPerRow(woa, o.elt) > 0 &&
-             per % rowsPerWarp(per) == 0) {
-    // Prefill chunks: token tiles, the same dots as byToken's.
+  auto exactWoA = [&] {
+    if (ctx.fastLinear && !ctx.batched && mmaFits(woa, per) &&
+        per % (8 * mmaTilesPerWarp(per)) == 0) {
+      // --numerics=fast: warp tensor-core tiles (TokenTiles.cpp) of two
+      // 16-token m-tiles (each weight fragment decoded once for both), on o
+      // rounded to bf16 once here instead of once per weight-row group: the
+      // same MMAs, the same bits.
+      Type bf16 = kb.builder().getBF16Type();
+      View ob{ctx.scratch(h * d * 2, 0), bf16};
+      storeBf16Pairs(kb, o, ob, kb.mul(S(), c(h * d)));
+      constexpr int64_t mTiles = 2, tokens = kMmaTokens * mTiles;
+      Value tiles = kb.div(kb.add(S(), c(tokens - 1)), c(tokens));
+      mmaTileDots(
+          tiles, rows, mmaTilesPerWarp(per),
+          [&](Value tile, Value first) {
+            return mmaDenseTile(tile, kb.at(ob, kb.mul(kb.div(first, c(per)), c(groupIn))), h * d,
+                                {woa}, tokens);
+          },
+          [&](const MmaTile &, const MmaRow &row, Value r, ArrayRef<Value> y) {
+            kb.storeF(z, kb.add(kb.mul(row.index, c(rows)), r), y[0]);
+          },
+          mTiles);
+    } else if (KernelBuilder::segmentsPerRow(woa, o.elt) > 0 && per % rowsPerWarp(per) == 0) {
+      // Prefill chunks: token tiles, the same dots as byToken's.
+      branch(
+          manyTokens(2 * kTileTokens),
+          [&] {
+            tileDots(
+                denseTiles(), rows, rowsPerWarp(per), 1,
+                [&](Value tile, Value first) {
+                  return denseTile(tile, groupInput(first), h * d, {woa});
+                },
+                [&](const TokenTile &tt, int64_t t, Value r, ArrayRef<Value> dots, Value,
+                    Value lane) {
+                  kb.storeOnce(z, kb.add(kb.mul(tt.tokens[t], c(rows)), r), dots[0], lane);
+                });
+          },
+          byToken);
+    } else {
+      byToken();
+    }
+  };
+  // fast-decode's decode calls of at most 8 tokens (an experiment): the
+  // groups' rows in the FP8 GEMM semantics (fp8DecodeLinear), z quantised
+  // where its parts are added, then wo_b the same way.
+  if (ctx.fp8Linear && fp8LinearFits(woa, per, groupIn) && takesFp8Linear(wob) &&
+      rows % kQuantBlock == 0) {
+    EmitContext::Quantized zq{ctx.scratch(rows, 0), ctx.scratch(rows / kQuantBlock, 0)};
     branch(
-        manyTokens(2 * kTileTokens),
+        kb.le(S(), c(kFp8ExpertsMaxTokens)),
         [&] {
-          tileDots(denseTiles(), rows, rowsPerWarp(per), 1,
-                   [&](Value tile, Value first) {
-                     return denseTile(tile, groupInput(first), h * d, {woa});
-                   },
-                   [&](const TokenTile &tt, int64_t t, Value r, ArrayRef<Value> dots, Value,
-                       Value lane) {
-                     kb.storeOnce(z, kb.add(kb.mul(tt.tokens[t], c(rows)), r), dots[0], lane);
-                   });
+          fp8DecodeLinear(o, h * d, woa, z, per, groupIn, nullptr, &zq);
+          fp8DecodeLinear(z, rows, wob, out, wob.rows, 0, &zq);
         },
-        byToken);
-  } else {
-    byToken();
+        [&] {
+          exactWoA();
+          linearTokensExact(z, rows, wob, out);
+        });
+    return;
   }
+  exactWoA();
   linearTokens(z, rows, wob, out);
 }
 

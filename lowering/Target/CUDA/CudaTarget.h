@@ -69,6 +69,7 @@ public:
   int decodeE2M1Word(OpBuilder &b, Location loc, Value word,
                      SmallVectorImpl<Value> &out) const override;
   bool wideLoads() const override { return true; }
+  bool fastFma() const override { return true; }
   void prefetchL2(OpBuilder &b, Location loc, Value ptr, Value bytes) const override;
 
   void buildLowerToLLVM(OpPassManager &pm) const override;
