@@ -72,22 +72,8 @@ prepare() {
     --weight-format=official --max-context=4096 ${REAL_DIMS_COMPILE_FLAGS:-} \
     -o "$dir"/model.cpa
   cp "$bin"/compressa-run "$dir"/bin/
-  # make-random-model links LLVM's Support library (the config parser's
-  # llvm::Expected) through libLLVM.so, which the GPU host lacks: link a copy
-  # against the static libLLVMSupport.a instead (the same objects, from the
-  # build's own link command), with no MLIR/LLVM libraries left to load.
-  local link
-  link=$(cd "$root"/build && ninja -t commands bin/make-random-model | tail -1)
-  link=$(printf '%s' "$link" | sed \
-    -e "s#-o bin/make-random-model#-o $(realpath "$dir")/bin/make-random-model#" \
-    -e 's#[^ ]*/libMLIR\.so[^ ]*##g' \
-    -e 's#[^ ]*/libLLVM\.so[^ ]*#/usr/lib/llvm-22/lib/libLLVMSupport.a /usr/lib/llvm-22/lib/libLLVMDemangle.a#g' \
-    -e 's#-Wl,-rpath,[^ ]*##g')
-  (cd "$root"/build && eval "$link")
-  if ldd "$dir"/bin/make-random-model | grep -q 'libLLVM\|libMLIR'; then
-    echo "real-dims-check: make-random-model still needs libLLVM/libMLIR" >&2
-    exit 1
-  fi
+  # A copy of make-random-model that loads no LLVM/MLIR library.
+  "$root"/scripts/make-random-model-static.sh "$dir"/bin/make-random-model
   cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/lib/
   # The binaries' libraries beyond libc/libstdc++: the tokenizer's PCRE2 and
   # OpenMP (make-random-model's threads).

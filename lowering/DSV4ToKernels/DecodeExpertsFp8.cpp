@@ -322,86 +322,114 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     return words;
   };
 
-  // The block's MMAs and sums over the words loadBlock loaded.
+  // The block's MMAs and sums over the words loadBlock loaded: the
+  // 32-column blocks in turn (x's B fragments of one of them live at a
+  // time), each weight and m-tile's MMAs and sums in its own chain (the
+  // same operations in the same order as a weight at a time).
   auto computeBlock = [&](Value blk, int64_t subs, ArrayRef<Value> words,
                           ArrayRef<Value> in) -> SmallVector<Value> {
-    size_t next = 0;
-    auto word = [&]() { return words[next++]; };
-    // B fragments of the block's 32-column blocks: x's 8 codes of the
-    // lane's column as f16 (exact), two MMAs (k16) a block; x's scales of
-    // the lane's D columns.
-    SmallVector<std::array<Value, 4>> bf(subs);
+    bool wordScales = wordScalesOf(subs);
+    Value xs0 = xScale(col0, blk), xs1 = xScale(col1, blk);
+    // Per weight and m-tile: where its words start, its scale words (FP4)
+    // or its scale (FP8), and its running MMA sums (FP4: the scaled
+    // 32-column sums; FP8: the block's MMA accumulators).
+    struct Chain {
+      size_t first = 0;
+      Value sw0, sw1, scale;
+      std::array<Value, 4> acc;
+    };
+    SmallVector<Chain> chains;
+    size_t at = 0;
+    for (int64_t wi = 0; wi < nw; ++wi)
+      for (int64_t mt = 0; mt < mTiles; ++mt) {
+        Chain ch;
+        if (isFp4(ws[wi])) {
+          if (wordScales) {
+            ch.sw0 = words[at++];
+            ch.sw1 = words[at++];
+          }
+          ch.first = at;
+          at += 2 * subs;
+        } else {
+          ch.scale = words[at++];
+          ch.first = at;
+          at += 4 * subs;
+        }
+        for (Value &v : ch.acc)
+          v = kb.cf(0.0);
+        chains.push_back(ch);
+      }
+    assert(at == words.size() && "computeBlock reads what loadBlock loaded");
+    // MMA h of a 32-column block: A words 2h, 2h + 1 of both rows, B's
+    // words 2h, 2h + 1 (the same column order on both sides).
+    auto mmas = [&](const std::array<Value, 4> &a0, const std::array<Value, 4> &a1,
+                    const std::array<Value, 4> &bw, Value d[4]) {
+      for (int64_t h = 0; h < 2; ++h) {
+        Value cIn[4] = {d[0], d[1], d[2], d[3]};
+        Value aFrag[4] = {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]};
+        Value bFrag[2] = {bw[2 * h], bw[2 * h + 1]};
+        target.mmaF16(b, loc, aFrag, bFrag, cIn, d);
+      }
+    };
     for (int64_t j = 0; j < subs; ++j) {
       Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
+      // B: x's 8 codes of the lane's column as f16 (exact), two MMAs (k16)
+      // a block. A column that is not used reads a row in range; its D
+      // column is dropped (an MMA's columns do not mix).
       Value two[2];
       load8(xo.codes, kb.add(xRowG, kb.add(kb.mul(sb, c(kSub)), kb.mul(t, c(8)))), two);
-      // A column that is not used reads a row in range; its D column is
-      // dropped (an MMA's columns do not mix).
-      bf[j] = e4m3F16x2(two);
-    }
-    Value xs0 = xScale(col0, blk), xs1 = xScale(col1, blk);
-    SmallVector<Value> out(in);
-    for (int64_t wi = 0; wi < nw; ++wi) {
-      const WeightView &w = ws[wi];
-      for (int64_t mt = 0; mt < mTiles; ++mt) {
-        Value r0 = kb.add(row0, kb.add(g, c(kTileRows * mt))), r1 = kb.add(r0, c(8));
-        size_t at = (wi * mTiles + mt) * 4;
-        Value zeros[4] = {kb.cf(0.0), kb.cf(0.0), kb.cf(0.0), kb.cf(0.0)};
-        // MMA h of a 32-column block: A words 2h, 2h + 1 of both rows, B's
-        // words 2h, 2h + 1 (the same column order on both sides).
-        auto mmas = [&](const std::array<Value, 4> &a0, const std::array<Value, 4> &a1,
-                        const std::array<Value, 4> &bw, Value d[4]) {
-          for (int64_t h = 0; h < 2; ++h) {
-            Value cIn[4] = {d[0], d[1], d[2], d[3]};
-            Value aFrag[4] = {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]};
-            Value bFrag[2] = {bw[2 * h], bw[2 * h + 1]};
-            target.mmaF16(b, loc, aFrag, bFrag, cIn, d);
-          }
-        };
-        if (isFp4(w)) {
-          bool wordScales = wordScalesOf(subs);
-          Value sw0, sw1;
-          if (wordScales) {
-            sw0 = word();
-            sw1 = word();
-          }
-          Value acc[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
-          for (int64_t j = 0; j < subs; ++j) {
-            Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
-            Value w0 = word(), w1 = word();
-            std::array<Value, 4> a0 = fp4F16x2(w0), a1 = fp4F16x2(w1);
-            Value d[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
-            mmas(a0, a1, bf[j], d);
-            Value s0 = wordScales ? scaleOfWord(sw0, j) : subScale(w, r0, sb);
-            Value s1 = wordScales ? scaleOfWord(sw1, j) : subScale(w, r1, sb);
+      std::array<Value, 4> bf = e4m3F16x2(two);
+      size_t ci = 0;
+      for (int64_t wi = 0; wi < nw; ++wi)
+        for (int64_t mt = 0; mt < mTiles; ++mt, ++ci) {
+          const WeightView &w = ws[wi];
+          Chain &ch = chains[ci];
+          if (isFp4(w)) {
+            Value r0 = kb.add(row0, kb.add(g, c(kTileRows * mt))), r1 = kb.add(r0, c(8));
+            std::array<Value, 4> a0 = fp4F16x2(words[ch.first + 2 * j]);
+            std::array<Value, 4> a1 = fp4F16x2(words[ch.first + 2 * j + 1]);
+            Value d[4] = {kb.cf(0.0), kb.cf(0.0), kb.cf(0.0), kb.cf(0.0)};
+            mmas(a0, a1, bf, d);
+            Value s0 = wordScales ? scaleOfWord(ch.sw0, j) : subScale(w, r0, sb);
+            Value s1 = wordScales ? scaleOfWord(ch.sw1, j) : subScale(w, r1, sb);
             Value ss[4] = {s0, s0, s1, s1};
             for (int64_t i = 0; i < 4; ++i)
-              acc[i] = kb.addTimesPow2(acc[i], d[i], ss[i]);
-          }
-          // The f16 codes were the values times 2^-14.
-          Value f0 = kb.mul(xs0, kb.cf(16384.0)), f1 = kb.mul(xs1, kb.cf(16384.0));
-          Value fs[4] = {f0, f1, f0, f1};
-          for (int64_t i = 0; i < 4; ++i)
-            out[at + i] = kb.addTimesPow2(out[at + i], acc[i], fs[i]);
-        } else {
-          Value ws0 = kb.e8m0(word());
-          Value d[4] = {zeros[0], zeros[1], zeros[2], zeros[3]};
-          for (int64_t j = 0; j < subs; ++j) {
-            auto rowCodes = [&]() {
-              Value two[2] = {word(), word()};
-              return e4m3F16x2(two);
+              ch.acc[i] = kb.addTimesPow2(ch.acc[i], d[i], ss[i]);
+          } else {
+            auto rowCodes = [&](size_t first) {
+              Value pair[2] = {words[first], words[first + 1]};
+              return e4m3F16x2(pair);
             };
-            std::array<Value, 4> a0 = rowCodes(), a1 = rowCodes();
-            mmas(a0, a1, bf[j], d);
+            std::array<Value, 4> a0 = rowCodes(ch.first + 4 * j);
+            std::array<Value, 4> a1 = rowCodes(ch.first + 4 * j + 2);
+            Value d[4] = {ch.acc[0], ch.acc[1], ch.acc[2], ch.acc[3]};
+            mmas(a0, a1, bf, d);
+            for (int64_t i = 0; i < 4; ++i)
+              ch.acc[i] = d[i];
           }
-          Value f0 = kb.mul(xs0, ws0), f1 = kb.mul(xs1, ws0);
-          Value fs[4] = {f0, f1, f0, f1};
-          for (int64_t i = 0; i < 4; ++i)
-            out[at + i] = kb.addTimesPow2(out[at + i], d[i], fs[i]);
         }
-      }
     }
-    assert(next == words.size() && "computeBlock reads what loadBlock loaded");
+    SmallVector<Value> out(in);
+    size_t ci = 0;
+    for (int64_t wi = 0; wi < nw; ++wi)
+      for (int64_t mt = 0; mt < mTiles; ++mt, ++ci) {
+        const Chain &ch = chains[ci];
+        size_t o = (wi * mTiles + mt) * 4;
+        // FP4: the f16 codes were the values times 2^-14; FP8: rows g and
+        // g + 8 of a 16-row tile share their 128-row block's scale.
+        Value f0, f1;
+        if (isFp4(ws[wi])) {
+          f0 = kb.mul(xs0, kb.cf(16384.0));
+          f1 = kb.mul(xs1, kb.cf(16384.0));
+        } else {
+          Value ws0 = kb.e8m0(ch.scale);
+          f0 = kb.mul(xs0, ws0);
+          f1 = kb.mul(xs1, ws0);
+        }
+        Value fs[4] = {f0, f1, f0, f1};
+        for (int64_t i = 0; i < 4; ++i)
+          out[o + i] = kb.addTimesPow2(out[o + i], ch.acc[i], fs[i]);
+      }
     return out;
   };
   auto block = [&](Value blk, int64_t subs, ArrayRef<Value> in) {
