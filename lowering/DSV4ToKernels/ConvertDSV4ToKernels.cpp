@@ -129,6 +129,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   Block *entry = target.createKernel(b, loc, container, symbol);
   Operation *kernel = entry->getParentOp();
   b.setInsertionPointToStart(entry);
+  target.kernelPrologue(b, loc, kernel);
   KernelBuilder kb(b, loc, container, target);
   Value argv = entry->getArgument(0);
   auto slotPtr = [&](int64_t slot) { return kb.loadArgPtr(argv, slot); };

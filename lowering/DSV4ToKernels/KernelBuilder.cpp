@@ -361,7 +361,10 @@ KernelBuilder::ifElse(Value cond, TypeRange types,
 /// what none writes).
 static bool touchesNoSharedMemory(Operation *op) {
   auto load = dyn_cast<LLVM::LoadOp>(op);
-  return (load && load.getInvariant()) || isMemoryEffectFree(op);
+  // The kernel prologue's griddepcontrol (TargetInfo::kernelPrologue) orders
+  // the launch after the grid before it, as the launch's start does.
+  return (load && load.getInvariant()) || isMemoryEffectFree(op) ||
+         op->getName().getStringRef() == "nvvm.griddepcontrol";
 }
 
 bool KernelBuilder::separated(Block *block, Block::iterator it) {

@@ -73,6 +73,8 @@ private:
     /// Dynamic shared memory; a tensor-core GEMM's blocks never meet.
     int64_t shared = 0;
     bool gridSync = true;
+    /// Its code waits for the grid before it (TargetInfo::kernelPrologue).
+    bool programmatic = false;
     /// A kernel split around tensor-core GEMMs (TensorCoreGemm.h).
     ArrayAttr steps;
   };
@@ -147,6 +149,7 @@ LogicalResult Serializer::kernels() {
     if (auto grid = abi.getAs<IntegerAttr>("grid"))
       k.grid = grid.getInt();
     k.steps = op.getAttrOfType<ArrayAttr>(kTensorCoreStepsAttr);
+    k.programmatic = op.hasAttr(TargetInfo::kProgrammaticAttr);
     ArrayRef<int64_t> params = abi.getAs<DenseI64ArrayAttr>("params").asArrayRef();
     for (size_t i = 0; i + 2 < params.size(); i += 3)
       k.params.push_back({static_cast<fb::ArgKind>(params[i]), uint64_t(params[i + 1]),
@@ -660,7 +663,7 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                                         k.scratchPerToken, k.scratch, k.grid,
                                         k.block, k.shared, &params,
                                         /*grid_sync=*/k.grid > 1 && k.gridSync,
-                                        k.collective));
+                                        k.collective, k.programmatic));
   }
   std::vector<flatbuffers::Offset<fb::State>> ss;
   for (const StateOut &s : states)

@@ -48,6 +48,15 @@ public:
                               StringRef symbol) const = 0;
   /// Ends a kernel body.
   virtual void createReturn(OpBuilder &b, Location loc) const = 0;
+  /// Code at the start of a dispatch kernel's body (at b's insertion point),
+  /// before anything touches memory; nothing by default. CUDA (sm_90 on):
+  /// wait for the grids before it, then let the next grid be scheduled
+  /// (programmatic dependent launch), and mark `kernel` so
+  /// (kProgrammaticAttr).
+  virtual void kernelPrologue(OpBuilder &b, Location loc, Operation *kernel) const {}
+  /// The unit attribute kernelPrologue leaves on a kernel whose launch may
+  /// overlap the grid before it (the artifact's Kernel.programmatic).
+  static constexpr llvm::StringLiteral kProgrammaticAttr = "compressa.programmatic";
 
   //===--------------------------------------------------------------------===//
   // Parallelism and geometry

@@ -138,6 +138,13 @@ Status CudaBackend::loadKernels(const Artifact &artifact) {
     kernel.grid = def.grid();
     kernel.block = def.block();
     kernel.sharedBytes = def.shared_bytes();
+    // Programmatic dependent launch: an experiment until measured
+    // (COMPRESSA_PDL=1 in the environment of the process that loads).
+    static const bool pdl = [] {
+      const char *v = std::getenv("COMPRESSA_PDL");
+      return v && std::string(v) == "1";
+    }();
+    kernel.programmatic = pdl && def.programmatic();
     if (def.collective() != fb::Collective::None) {
       // Validated: Tokens, StartPos, Scratch, Buffer in, Buffer out.
       kernel.collective = true;
@@ -453,7 +460,7 @@ Status CudaBackend::run(BackendProgram &base, int64_t tokens,
                                        "has no communicator"))
               : dev->launch(kernel.fn, kernel.grid, kernel.block,
                             kernel.sharedBytes, launch.argv, kernel.name,
-                            kernel.symbol);
+                            kernel.symbol, kernel.programmatic);
       if (!launched.ok())
         return launched.withContext("%s: program '%s', launch %zu",
                                     path.c_str(),

@@ -103,6 +103,9 @@ private:
     std::string symbol;
     /// A collective step (artifact.fbs): no function; f32 values per token.
     bool collective = false;
+    /// Launched with programmatic dependent launch (its code waits for the
+    /// grid before it: artifact.fbs, Kernel.programmatic; COMPRESSA_PDL=1).
+    bool programmatic = false;
     uint64_t floatsPerToken = 0;
   };
 

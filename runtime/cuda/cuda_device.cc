@@ -489,15 +489,34 @@ CudaDevice::loadModule(const std::string &chip, const char *ptx,
 Status CudaDevice::launch(CUfunction fn, uint32_t grid, uint32_t block,
                           uint32_t sharedBytes, CUdeviceptr argv,
                           const std::string &kernelName,
-                          const std::string &symbol) {
+                          const std::string &symbol, bool programmatic) {
   // The ABI: one .u64 parameter, the device address of the argument vector.
   // kernelParams holds a pointer to each parameter's value.
   void *params[] = {&argv};
-  COMPRESSA_CUDA_RETURN_IF_ERROR(
-      drv->cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, sharedBytes, cuStream,
-                          params, nullptr),
-      "kernel '%s' (%s)", printable(kernelName).c_str(),
-      printable(symbol).c_str());
+  if (programmatic && drv->cuLaunchKernelEx) {
+    CUlaunchAttribute attr{};
+    attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config{};
+    config.gridDimX = grid;
+    config.gridDimY = config.gridDimZ = 1;
+    config.blockDimX = block;
+    config.blockDimY = config.blockDimZ = 1;
+    config.sharedMemBytes = sharedBytes;
+    config.hStream = cuStream;
+    config.attrs = &attr;
+    config.numAttrs = 1;
+    COMPRESSA_CUDA_RETURN_IF_ERROR(
+        drv->cuLaunchKernelEx(&config, fn, params, nullptr),
+        "kernel '%s' (%s), programmatic dependent launch",
+        printable(kernelName).c_str(), printable(symbol).c_str());
+  } else {
+    COMPRESSA_CUDA_RETURN_IF_ERROR(
+        drv->cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, sharedBytes, cuStream,
+                            params, nullptr),
+        "kernel '%s' (%s)", printable(kernelName).c_str(),
+        printable(symbol).c_str());
+  }
   if (capturing) {
     ++launchCounters.capturedLaunches;
     ++recordedLaunches;

@@ -208,9 +208,13 @@ public:
   /// Launches `fn` in the artifact's ABI: `grid` blocks of `block` threads,
   /// `sharedBytes` of dynamic shared memory, one parameter: `argv`. Errors
   /// name `kernelName` and `symbol`. The context must be current.
+  /// `programmatic`: with programmatic dependent launch (the kernel may be
+  /// scheduled while the grid before it runs: its code must wait for that
+  /// grid first, griddepcontrol.wait), where the driver has cuLaunchKernelEx.
   Status launch(CUfunction fn, uint32_t grid, uint32_t block,
                 uint32_t sharedBytes, CUdeviceptr argv,
-                const std::string &kernelName, const std::string &symbol);
+                const std::string &kernelName, const std::string &symbol,
+                bool programmatic = false);
 
   /// Captures the launches `record` makes on the stream into a graph
   /// (cuStreamBeginCapture in thread-local mode ... cuStreamEndCapture,

@@ -68,6 +68,8 @@ LoadResult load() {
   gDriver.cuTensorMapEncodeTiled =
       reinterpret_cast<decltype(gDriver.cuTensorMapEncodeTiled)>(
           ::dlsym(handle, COMPRESSA_CUDA_SYMBOL(cuTensorMapEncodeTiled)));
+  gDriver.cuLaunchKernelEx = reinterpret_cast<decltype(gDriver.cuLaunchKernelEx)>(
+      ::dlsym(handle, COMPRESSA_CUDA_SYMBOL(cuLaunchKernelEx)));
 
   // Step 3. Initialization: this is where a machine without a usable GPU
   // (CUDA_ERROR_NO_DEVICE, CUDA_ERROR_STUB_LIBRARY, an old driver) says so.

@@ -76,6 +76,9 @@ struct CudaDriver {
   /// one where the driver lacks it).
   decltype(&::cuOccupancyMaxActiveBlocksPerMultiprocessor)
       cuOccupancyMaxActiveBlocksPerMultiprocessor = nullptr;
+  /// Launches with attributes: programmatic dependent launch of the kernels
+  /// that wait for the grid before them (artifact.fbs, Kernel.programmatic).
+  decltype(&::cuLaunchKernelEx) cuLaunchKernelEx = nullptr;
 
   /// The library that was opened ("libcuda.so.1").
   const char *library = nullptr;

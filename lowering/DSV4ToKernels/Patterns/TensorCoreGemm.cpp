@@ -382,6 +382,7 @@ void TensorCoreSplit::nextPart(ArrayRef<Attribute> launched) {
   Block *entry = target.createKernel(b, loc, container, next);
   parts.push_back(entry->getParentOp());
   b.setInsertionPointToStart(entry);
+  target.kernelPrologue(b, loc, entry->getParentOp());
 }
 
 /// The argument slot of an expert table, or -1.

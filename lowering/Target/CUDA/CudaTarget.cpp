@@ -61,6 +61,23 @@ void CudaTarget::createReturn(OpBuilder &b, Location loc) const {
   gpu::ReturnOp::create(b, loc);
 }
 
+// Programmatic dependent launch (sm_90 on): a kernel launched with it may
+// start while the grid before it runs; griddepcontrol.wait holds every
+// thread until that grid has completed and its memory is visible, so nothing
+// is read early. launch_dependents right after lets the next kernel's launch
+// begin once every block of this one is resident (a block that is not yet
+// resident has not signalled), so the next kernel's blocks only take slots
+// this grid does not hold: its grid-wide barriers, which need all of its
+// blocks resident, still complete. Without the launch attribute the wait
+// returns at once.
+void CudaTarget::kernelPrologue(OpBuilder &b, Location loc, Operation *kernel) const {
+  if (smVersion(chip) < 90)
+    return;
+  NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+  NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::launch_dependents);
+  kernel->setAttr(kProgrammaticAttr, b.getUnitAttr());
+}
+
 static Value c32(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
 }

@@ -70,6 +70,7 @@ public:
                      SmallVectorImpl<Value> &out) const override;
   bool wideLoads() const override { return true; }
   bool fastFma() const override { return true; }
+  void kernelPrologue(OpBuilder &b, Location loc, Operation *kernel) const override;
   void prefetchL2(OpBuilder &b, Location loc, Value ptr, Value bytes) const override;
 
   void buildLowerToLLVM(OpPassManager &pm) const override;

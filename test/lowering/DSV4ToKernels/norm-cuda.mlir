@@ -15,14 +15,20 @@ module attributes {dsv4.max_context = 64 : i64} {
 }
 // CHECK: module attributes {dsv4.max_context = 64 : i64, gpu.container_module}
 // CHECK: gpu.module @compressa_kernels [#nvvm.target<O = 3, chip = "sm_90a", features = "+ptx80">]
-// CHECK: gpu.func @compressa_kernel_0(%arg0: !llvm.ptr) kernel attributes {dsv4.abi = {block = 256 : i64, grid = 1 : i64
+// CHECK: gpu.func @compressa_kernel_0(%arg0: !llvm.ptr) kernel attributes {compressa.programmatic, dsv4.abi = {block = 256 : i64, grid = 1 : i64
+// The prologue of programmatic dependent launch (CudaTarget::kernelPrologue):
+// wait for the grid before, then let the next one be scheduled; no barrier
+// follows it (it touches no memory of the launch).
+// CHECK-NEXT: nvvm.griddepcontrol wait
+// CHECK-NEXT: nvvm.griddepcontrol launch_dependents
+// CHECK-NOT: gpu.barrier
 // CHECK: gpu.thread_id x
 // CHECK: gpu.shuffle xor
 // CHECK: math.sqrt %{{.*}} : f64
 // CHECK: gpu.barrier
 // CHECK: gpu.return
 
-// GRID: gpu.func @compressa_kernel_0(%arg0: !llvm.ptr) kernel attributes {dsv4.abi = {block = 256 : i64, grid = 1024 : i64
+// GRID: gpu.func @compressa_kernel_0(%arg0: !llvm.ptr) kernel attributes {compressa.programmatic, dsv4.abi = {block = 256 : i64, grid = 1024 : i64
 // GRID: %[[SLOT:.*]] = llvm.getelementptr %arg0[%c2_i64]
 // GRID-NEXT: %[[SCRATCH:.*]] = llvm.load %[[SLOT]]
 // GRID: %[[SYNC:.*]] = llvm.getelementptr %[[SCRATCH]][%c-64_i64] : (!llvm.ptr, i64) -> !llvm.ptr, i8
