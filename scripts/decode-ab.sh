@@ -7,11 +7,12 @@
 #       below) and packs them with compressa-bench and the runtime library as
 #       DIR/pack.txz (default DIR .decode-ab, ignored by git; xz keeps the
 #       near-identical artifacts small: ~1 MB each).
-#       A line of LIST:  NAME | ENV | COMPILE ARGS
+#       A line of LIST:  NAME | ENV | COMPILE ARGS [| RUN ENV]
 #       e.g.  flash-rows64 | COMPRESSA_DOT_ROW_BYTES=64 | deepseek-v4-flash --layers 2:6
 #       (ENV: space-separated VAR=VALUE for compressa-compile, or -; every
 #       artifact also gets --target=cuda:sm_90a --max-context 8192 --max-batch 1
-#       unless ARGS name them).
+#       unless ARGS name them; RUN ENV: VAR=VALUE for compressa-bench, e.g.
+#       COMPRESSA_PDL=1).
 #   scripts/decode-ab.sh run [DIR] [RUNS]        (on the GPU machine, DIR carried)
 #       runs every artifact RUNS times (default 2), alternating, with
 #       compressa-bench ART --weights random --seed 1 --prompt 16 --context 4096
@@ -34,7 +35,8 @@
 # COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next
 # 128-column block's weights before the MMAs of the current one),
 # COMPRESSA_FP8_DECODE_LINEAR=1 (fast-decode's dense FP8 layers in the FP8
-# GEMM semantics on warp MMAs: Emitter::fp8DecodeLinear; other numerics).
+# GEMM semantics on warp MMAs: Emitter::fp8DecodeLinear; other numerics);
+# and at run time COMPRESSA_PDL=1 (programmatic dependent launch).
 set -euo pipefail
 mode=${1:-}
 dir=${2:-.decode-ab}
@@ -53,7 +55,9 @@ flash-shared4 | COMPRESSA_DOT_SHARED_SCALES=fp4 | $f
 flash-shared48 | COMPRESSA_DOT_SHARED_SCALES=fp8,fp4 | $f
 flash-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f
 flash-fma | COMPRESSA_DOT_FMA=1 | $f
+flash-pdl | - | $f | COMPRESSA_PDL=1
 flash-fd | - | $f --numerics=fast-decode
+flash-fd-pdl | - | $f --numerics=fast-decode | COMPRESSA_PDL=1
 flash-fd-mulscale | COMPRESSA_SCALE_FMA=0 | $f --numerics=fast-decode
 flash-fd-pipe | COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $f --numerics=fast-decode
 flash-fd-lin | COMPRESSA_FP8_DECODE_LINEAR=1 | $f --numerics=fast-decode
@@ -71,8 +75,9 @@ prepare)
   list=${3:-}
   rm -rf "$dir" && mkdir -p "$dir"/stage/art "$dir"/stage/bin "$dir"/stage/lib
   { if [ -n "$list" ]; then cat "$list"; else default_list; fi; } > "$dir"/variants
-  while IFS='|' read -r name env args; do
+  while IFS='|' read -r name env args runenv; do
     name=$(echo "$name" | xargs); env=$(echo "$env" | xargs); args=$(echo "$args" | xargs)
+    runenv=$(echo "${runenv:-}" | xargs)
     [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
     extra=""
     [[ "$args" == *--target* ]] || extra+=" --target=cuda:sm_90a"
@@ -84,6 +89,7 @@ prepare)
     env $env "$root"/build/bin/compressa-compile $args $extra -o "$dir"/stage/art/"$name".cpa \
       > "$dir"/compile.log 2>&1 || { cat "$dir"/compile.log >&2; exit 1; }
     echo "$name" >> "$dir"/names
+    echo "$name ${runenv}" >> "$dir"/runenv
   done < "$dir"/variants
   cp "$root"/build/bin/compressa-bench "$dir"/stage/bin/
   cp -L "$root"/build/runtime/libcompressa_runtime.so* "$dir"/stage/lib/
@@ -106,8 +112,9 @@ run)
   for ((r = 1; r <= runs; ++r)); do
     for n in "${names[@]}"; do
       out=$work/$n.$r.txt
+      runenv=$(awk -v n="$n" '$1 == n {$1 = ""; print}' "$dir"/runenv 2>/dev/null | xargs)
       # shellcheck disable=SC2086
-      "$work"/bin/compressa-bench "$work"/art/"$n".cpa $bench_args > "$out" 2>&1 ||
+      env $runenv "$work"/bin/compressa-bench "$work"/art/"$n".cpa $bench_args > "$out" 2>&1 ||
         { echo "$n run $r: FAILED"; tail -3 "$out"; continue; }
       { echo "=== $n run $r"; cat "$out"; } >> "$log"
       step=$(grep -o '[0-9.]* us per decode step in kernels' "$out" | awk '{print $1}')
