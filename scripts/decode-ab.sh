@@ -32,6 +32,8 @@
 # products and scaled sums as fused multiply-adds; other bits),
 # COMPRESSA_SCALE_FMA=0 (block scales applied by a product and a sum, the
 # code before KernelBuilder::addTimesPow2; the same bits),
+# COMPRESSA_FP8_SHARED_EARLY=0 (fast-decode's shared expert gate/up back in
+# the experts' step instead of the router's; the same bits),
 # COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next
 # 128-column block's weights before the MMAs of the current one),
 # COMPRESSA_FP8_DECODE_LINEAR=1 (fast-decode's dense FP8 layers in the FP8
@@ -59,6 +61,7 @@ flash-pdl | - | $f | COMPRESSA_PDL=1
 flash-fd | - | $f --numerics=fast-decode
 flash-fd-pdl | - | $f --numerics=fast-decode | COMPRESSA_PDL=1
 flash-fd-mulscale | COMPRESSA_SCALE_FMA=0 | $f --numerics=fast-decode
+flash-fd-sharedlate | COMPRESSA_FP8_SHARED_EARLY=0 | $f --numerics=fast-decode
 flash-fd-pipe | COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $f --numerics=fast-decode
 flash-fd-lin | COMPRESSA_FP8_DECODE_LINEAR=1 | $f --numerics=fast-decode
 flash-fd-lin-pipe | COMPRESSA_FP8_DECODE_LINEAR=1 COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $f --numerics=fast-decode

@@ -22,8 +22,9 @@
 #       artifact and compares:
 #       - exact against the reference: within 1e-3 at every position;
 #       - variants that compute the same operations (COMPRESSA_SCALE_FMA=0,
-#         COMPRESSA_FP8_EXPERTS_PIPELINE=1) against the default artifact of
-#         their numerics: byte-identical logits;
+#         COMPRESSA_FP8_SHARED_EARLY=0, COMPRESSA_FP8_EXPERTS_PIPELINE=1)
+#         against the default artifact of their numerics: byte-identical
+#         logits;
 #       - fast-decode on the GPU against its CPU twin (bounds for gross errors:
 #         max 4, median 0.1, top-1 70 %), and against the reference (reported).
 #       Exits 1 on any failure.
@@ -43,6 +44,7 @@ variants() {
 exact | - | exact
 fd | - | fast-decode
 fd-mulscale | COMPRESSA_SCALE_FMA=0 | fast-decode
+fd-sharedlate | COMPRESSA_FP8_SHARED_EARLY=0 | fast-decode
 fd-pipe | COMPRESSA_FP8_EXPERTS_PIPELINE=1 | fast-decode
 fd-lin | COMPRESSA_FP8_DECODE_LINEAR=1 | fast-decode
 fd-lin-pipe | COMPRESSA_FP8_DECODE_LINEAR=1 COMPRESSA_FP8_EXPERTS_PIPELINE=1 | fast-decode
@@ -51,7 +53,7 @@ EOF
 # The artifact whose logits a variant must equal byte for byte (same ops).
 same_as() {
   case $1 in
-    fd-mulscale | fd-pipe) echo fd ;;
+    fd-mulscale | fd-sharedlate | fd-pipe) echo fd ;;
     fd-lin-pipe) echo fd-lin ;;
   esac
 }

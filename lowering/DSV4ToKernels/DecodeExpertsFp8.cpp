@@ -41,6 +41,7 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+#include "lowering/TensorCore/Numerics.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
@@ -566,6 +567,79 @@ void Emitter::fp8DecodeLinear(View x, int64_t xStride, const WeightView &wt, Vie
     emitActQuant(kb, out, rows, S(), rows, quantOut->codes, quantOut->scales);
 }
 
+// The gate/up partial sums gu[p][m][hr][i] of expertsFp8Decode: K in
+// pa.parts parts, m = 0 (w1) or 1 (w3), S (k + hasShared) rows hr (the S k
+// routed slots, then the S shared ones) of hWidth values.
+struct Fp8GateUp {
+  KParts pa;
+  int64_t k = 0, hasShared = 0, hWidth = 0;
+};
+static Fp8GateUp fp8GateUpOf(const ExpertView &e1, int64_t k, int64_t sInter, bool shared) {
+  Fp8GateUp g;
+  g.k = k;
+  g.hasShared = shared ? 1 : 0;
+  g.pa = fp8Split(e1.cols, e1.rows, sInter).pa;
+  g.hWidth = std::max(e1.rows, sInter);
+  return g;
+}
+static Value guIndex(KernelBuilder &kb, const Fp8GateUp &g, Value tokens, int64_t m, Value p,
+                     Value hr, Value i) {
+  Value hRows = kb.mul(tokens, kb.c(g.k + g.hasShared));
+  return kb.add(kb.mul(kb.add(kb.mul(kb.add(kb.mul(p, kb.c(2)), kb.c(m)), hRows), hr),
+                       kb.c(g.hWidth)),
+                i);
+}
+
+SharedExpertOp Emitter::fp8SharedGateUpEarly(MoeExpertsOp op) {
+  static const bool off =
+      KernelBuilder::experimentString("COMPRESSA_FP8_SHARED_EARLY") == "0";
+  if (off || op.getFirstExpert() || !usesFp8Experts(op) || usesFastLinear(op))
+    return {};
+  // The shared expert the experts' op fuses (ConvertDSV4ToKernels: the op
+  // right after it on the same x).
+  auto shared = dyn_cast_or_null<SharedExpertOp>(op->getNextNode());
+  if (!shared || shared.getX() != op.getX() || usesFastLinear(shared) ||
+      !fp8ExpertsFit(op, shared) || !ctx.quantized.count(op.getX()))
+    return {};
+  return shared;
+}
+
+View Emitter::fp8GateUpScratch(MoeExpertsOp op, SharedExpertOp shared) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1());
+  int64_t sInter = shared ? w(shared.getW1()).rows : 0;
+  Fp8GateUp g = fp8GateUpOf(e1, op.getIds().getType().getShape()[1], sInter, bool(shared));
+  return scratchF32(0, g.pa.parts * 2 * kMaxTokens * (g.k + g.hasShared) * g.hWidth);
+}
+
+Value Emitter::fp8SharedGateUpItems(MoeExpertsOp op, SharedExpertOp shared) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1());
+  int64_t sInter = w(shared.getW1()).rows;
+  Fp8GateUp g = fp8GateUpOf(e1, op.getIds().getType().getShape()[1], sInter, true);
+  return kb.select(kb.le(S(), c(kFp8ExpertsMaxTokens)), c(sInter / kTileRows * g.pa.parts),
+                   c(0));
+}
+
+void Emitter::fp8SharedGateUpItem(MoeExpertsOp op, SharedExpertOp shared, View gu, Value e,
+                                  Value lane) {
+  ExpertView e1 = ctx.experts.lookup(op.getW1());
+  WeightView s1 = w(shared.getW1()), s3 = w(shared.getW3());
+  int64_t k = op.getIds().getType().getShape()[1], dm = e1.cols;
+  Fp8GateUp g = fp8GateUpOf(e1, k, s1.rows, true);
+  const EmitContext::Quantized &xq = ctx.quantized.find(op.getX())->second;
+  // B column n: token n's x (n < S).
+  Fp8Operand xo{xq.codes, xq.scales, dm, {}, {}};
+  xo.rowOf = [this](Value n) { return kb.min(n, kb.sub(S(), c(1))); };
+  xo.valid = [this](Value n) { return kb.lt(n, S()); };
+  Value u = kb.div(e, c(g.pa.parts)), p = kb.rem(e, c(g.pa.parts));
+  Value slots = kb.mul(S(), c(k));
+  fp8TileDots({s1, s3}, kb.mul(u, c(kTileRows)), 1, xo, kb.mul(p, c(g.pa.perPart)),
+              g.pa.perPart, g.pa.tailSubs, lane, [&](Value row, Value n, ArrayRef<Value> v) {
+                Value hr = kb.add(slots, n);
+                kb.storeF(gu, guIndex(kb, g, S(), 0, p, hr, row), v[0]);
+                kb.storeF(gu, guIndex(kb, g, S(), 1, p, hr, row), v[1]);
+              });
+}
+
 // The partial outputs of expertsFp8Decode: yp[p, hr, o] (hRows hidden rows
 // a part: the slots' S k routed rows, then S shared ones).
 struct Fp8Sums {
@@ -680,7 +754,11 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
   Value xq = xMade ? made->second.codes : ctx.scratch(0, T * dm);
   Value xsc = xMade ? made->second.scales : ctx.scratch(0, T * blocksOf(dm));
   int64_t perToken = k + hasShared;
-  View gu = scratchF32(0, pa.parts * 2 * T * perToken * hWidth);
+  // The shared expert's gate/up: done by the router's step before, or here.
+  auto early = shared ? ctx.fp8SharedGateUp.find(shared.getOperation())
+                      : ctx.fp8SharedGateUp.end();
+  bool sharedDone = early != ctx.fp8SharedGateUp.end();
+  View gu = sharedDone ? early->second : fp8GateUpScratch(op, shared);
   Value hq = ctx.scratch(0, T * perToken * hWidth);
   Value hsc = ctx.scratch(0, T * perToken * blocksOf(hWidth));
   View yp = partials.ptr ? partials : scratchF32(0, partsC * T * perToken * dm);
@@ -715,13 +793,14 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
     emitActQuant(kb, x, dm, S(), dm, xq, xsc);
 
   // 2. gate and up partial sums: gu[p][m][hr][i].
+  Fp8GateUp layout = fp8GateUpOf(e1, k, sInter, bool(shared));
   auto guAt = [&](int64_t m, Value p, Value hr, Value i) {
-    return kb.add(kb.mul(kb.add(kb.mul(kb.add(kb.mul(p, c(2)), c(m)), hRows), hr), c(hWidth)), i);
+    return guIndex(kb, layout, S(), m, p, hr, i);
   };
   {
     int64_t tiles = inter / kTileRows, sTiles = sInter / kTileRows;
     Value routedItems = kb.mul(slots, c(tiles * pa.parts));
-    Value items = kb.add(routedItems, c(hasShared * sTiles * pa.parts));
+    Value items = kb.add(routedItems, c(sharedDone ? 0 : hasShared * sTiles * pa.parts));
     kb.warpLoop(c(0), items, [&](Value e, Value lane) {
       routedOrShared(
           kb.lt(e, routedItems),

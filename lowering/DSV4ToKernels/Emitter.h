@@ -845,6 +845,22 @@ public:
   void fp8DecodeLinear(View x, int64_t xStride, const WeightView &wt, View out, int64_t per,
                        int64_t groupIn, const EmitContext::Quantized *given = nullptr,
                        const EmitContext::Quantized *quantOut = nullptr);
+  /// The shared expert's gate/up for expertsFp8Decode computed in the score
+  /// router's dot step (its warps take the shared expert's tiles as extra
+  /// items: they need x's act_quant only, not the routing), where `op` (the
+  /// routed experts the gate feeds) takes the FP8 program with a fused
+  /// shared expert and x's act_quant is made by the norm before:
+  /// COMPRESSA_FP8_SHARED_EARLY=0 at compile time turns it off. Returns the
+  /// shared expert op, or null.
+  SharedExpertOp fp8SharedGateUpEarly(MoeExpertsOp op);
+  /// The shared expert's gate/up warp items of expertsFp8Decode (a call of
+  /// at most kFp8ExpertsMaxTokens tokens; none otherwise) and item e of
+  /// them, into `gu` (fp8GateUpScratch).
+  Value fp8SharedGateUpItems(MoeExpertsOp op, SharedExpertOp shared);
+  void fp8SharedGateUpItem(MoeExpertsOp op, SharedExpertOp shared, View gu, Value e,
+                           Value lane);
+  /// expertsFp8Decode's gate/up partial sums gu[p][m][hr][i] (scratch).
+  View fp8GateUpScratch(MoeExpertsOp op, SharedExpertOp shared);
   /// Whether the routed experts and their fused shared expert fit
   /// expertsFp8Decode (FP4/FP8 weights, widths of whole 32-column blocks,
   /// a target with e4m3 MMAs or the CPU).
@@ -875,7 +891,10 @@ public:
   /// score(s * e + i, dot(x_s, router row i)) for every token s and router
   /// row i, a thread each (the dots in splitDots' parts where it splits
   /// them, added by that thread).
-  void routerScores(View x, const WeightView &wt, function_ref<void(Value, Value)> score);
+  /// `extraItems` (a count, or null) more warp items extra(i, lane) run in
+  /// the dots' step (in a step of their own where the dots are not split).
+  void routerScores(View x, const WeightView &wt, function_ref<void(Value, Value)> score,
+                    Value extraItems = {}, function_ref<void(Value, Value)> extra = nullptr);
   /// routing weights: sigma[ids[k]] / sum * scale for the K picks.
   void routeWeights(View sigma, View ids, View weights, int64_t k, double scale);
   /// The clamped SwiGLU hidden value i of token vector x.

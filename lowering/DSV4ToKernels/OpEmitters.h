@@ -73,6 +73,10 @@ struct EmitContext {
   /// in its own steps (the op right after it, on the same x), and that is
   /// then not emitted again; null otherwise.
   Operation *fusedShared = nullptr;
+  /// fast-decode: the gate/up partial sums of a fused shared expert that
+  /// the score router's dot step before the experts already computed
+  /// (Emitter::gate, fp8SharedGateUpEarly), keyed by the shared expert op.
+  llvm::DenseMap<Operation *, View> fp8SharedGateUp;
   /// Values that are never stored: element i of token s is computed where
   /// it is read (Emitter::element), from what the producer left in scratch.
   /// The experts' outputs and their sum where only the hc.post after them

@@ -46,7 +46,8 @@ void Emitter::routeWeights(View sigma, View ids, View weights, int64_t k,
 }
 
 void Emitter::routerScores(View x, const WeightView &wt,
-                           function_ref<void(Value, Value)> score) {
+                           function_ref<void(Value, Value)> score, Value extraItems,
+                           function_ref<void(Value, Value)> extra) {
   int64_t e = wt.rows;
   int64_t parts = KernelBuilder::segmentsPerRow(wt, x.elt) > 0
                       ? splitParts(wt, wt.rows, x.elt)
@@ -55,13 +56,22 @@ void Emitter::routerScores(View x, const WeightView &wt,
     // The dots split in parts (splitDots), their parts added in part order
     // by the thread that scores the dot: one grid-wide step fewer.
     View partial = scratchF32(e * parts, 0);
-    kb.warpLoop(c(0), kb.mul(kb.mul(S(), c(e)), c(parts)), [&](Value i, Value lane) {
-      splitDotPart(x, wt.cols, wt, e, /*diagonal=*/false, parts, partial, i, lane);
+    Value dots = kb.mul(kb.mul(S(), c(e)), c(parts));
+    Value items = extraItems ? kb.add(dots, extraItems) : dots;
+    kb.warpLoop(c(0), items, [&](Value i, Value lane) {
+      auto dot = [&] {
+        splitDotPart(x, wt.cols, wt, e, /*diagonal=*/false, parts, partial, i, lane);
+      };
+      if (!extraItems)
+        return dot();
+      branch(kb.lt(i, dots), dot, [&] { extra(kb.sub(i, dots), lane); });
     });
     kb.parallelLoop(c(0), kb.mul(S(), c(e)),
                     [&](Value se) { score(se, sumParts(partial, se, parts)); });
     return;
   }
+  if (extraItems)
+    kb.warpLoop(c(0), extraItems, extra);
   View dots = rowDots(x, wt.cols, wt);
   kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) { score(se, kb.loadF(dots, se)); });
 }
@@ -72,11 +82,24 @@ void Emitter::gate(MoeGateOp op) {
   View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0), sel = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
-  routerScores(x, wt, [&](Value se, Value dot) {
-    Value sg = kb.sqrt(kb.softplus(dot));
-    kb.storeF(sigma, se, sg);
-    kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
-  });
+  // fast-decode: the fused shared expert's gate/up in the dots' step.
+  MoeExpertsOp experts;
+  for (Operation *user : op.getIds().getUsers())
+    if (auto m = dyn_cast<MoeExpertsOp>(user); m && m.getIds() == op.getIds())
+      experts = m;
+  SharedExpertOp shared = experts ? fp8SharedGateUpEarly(experts) : SharedExpertOp();
+  View gu = shared ? fp8GateUpScratch(experts, shared) : View{};
+  if (shared)
+    ctx.fp8SharedGateUp[shared.getOperation()] = gu;
+  routerScores(
+      x, wt,
+      [&](Value se, Value dot) {
+        Value sg = kb.sqrt(kb.softplus(dot));
+        kb.storeF(sigma, se, sg);
+        kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
+      },
+      shared ? fp8SharedGateUpItems(experts, shared) : Value(),
+      [&](Value i, Value lane) { fp8SharedGateUpItem(experts, shared, gu, i, lane); });
   // The top-k of the biased scores: expert i is picked at ids[rank] when
   // its rank (rankInRow) is below k.
   rankItems(kb.mul(S(), c(e)), [&](Value se, Value lane) {
