@@ -293,8 +293,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       }
     }
     ec.fastLinear = usesFastLinear(&op);
-    ec.fp8Experts = usesFp8Experts(&op);
-    ec.fp8Linear = ec.fp8Experts;
+    ec.fp8Decode = usesFp8Experts(&op);
     // The exact experts' tensor-core program (ExactMma.cpp) only where
     // COMPRESSA_EXACT_MMA=1 at compile time: on CUDA its mma.sync kernels, on
     // the CPU its twin. Off by default: on an H200 a V4-Flash decode step's

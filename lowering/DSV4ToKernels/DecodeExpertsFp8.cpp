@@ -619,13 +619,12 @@ Value Emitter::fp8SharedGateUpItems(MoeExpertsOp op, SharedExpertOp shared) {
                    c(0));
 }
 
-void Emitter::fp8SharedGateUpItem(MoeExpertsOp op, SharedExpertOp shared, View gu, Value e,
-                                  Value lane) {
+void Emitter::fp8SharedGateUpItem(MoeExpertsOp op, SharedExpertOp shared, View gu,
+                                  const EmitContext::Quantized &xq, Value e, Value lane) {
   ExpertView e1 = ctx.experts.lookup(op.getW1());
   WeightView s1 = w(shared.getW1()), s3 = w(shared.getW3());
   int64_t k = op.getIds().getType().getShape()[1], dm = e1.cols;
   Fp8GateUp g = fp8GateUpOf(e1, k, s1.rows, true);
-  const EmitContext::Quantized &xq = ctx.quantized.find(op.getX())->second;
   // B column n: token n's x (n < S).
   Fp8Operand xo{xq.codes, xq.scales, dm, {}, {}};
   xo.rowOf = [this](Value n) { return kb.min(n, kb.sub(S(), c(1))); };
@@ -779,10 +778,12 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
     return o;
   };
 
-  // A warp item of the routed experts or (where fused) of the shared one.
+  // A warp item of the routed experts or (where fused) of the shared one
+  // (step 2 without the shared expert's items where the router's step
+  // took them).
   auto routedOrShared = [&](Value isRouted, function_ref<void()> routed,
-                            function_ref<void()> sharedItem) {
-    if (shared)
+                            function_ref<void()> sharedItem, bool sharedHere = true) {
+    if (shared && sharedHere)
       branch(isRouted, routed, sharedItem);
     else
       routed();
@@ -819,17 +820,9 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
                         });
           },
           [&] {
-            Value f = kb.sub(e, routedItems);
-            Value u = kb.div(f, c(pa.parts)), p = kb.rem(f, c(pa.parts));
-            Fp8Operand xo = tokenColumns(xq, xsc, dm, c(0));
-            fp8TileDots({s1, s3}, kb.mul(u, c(kTileRows)), 1, xo, kb.mul(p, c(pa.perPart)),
-                        pa.perPart, pa.tailSubs, lane,
-                        [&](Value row, Value n, ArrayRef<Value> v) {
-                          Value hr = kb.add(slots, n);
-                          kb.storeF(gu, guAt(0, p, hr, row), v[0]);
-                          kb.storeF(gu, guAt(1, p, hr, row), v[1]);
-                        });
-          });
+            fp8SharedGateUpItem(op, shared, gu, {xq, xsc}, kb.sub(e, routedItems), lane);
+          },
+          !sharedDone);
     });
   }
 

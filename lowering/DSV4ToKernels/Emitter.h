@@ -550,7 +550,7 @@ public:
   /// Whether linearTokens takes fp8DecodeLinear for `wt` (in calls of at
   /// most 8 tokens).
   bool takesFp8Linear(const WeightView &wt) {
-    return ctx.fp8Linear && fp8LinearFits(wt, wt.rows, 0);
+    return ctx.fp8Decode && fp8LinearFits(wt, wt.rows, 0);
   }
 
   void linearTokensExact(View x, int64_t xStride, const WeightView &wt, View out) {
@@ -855,10 +855,10 @@ public:
   SharedExpertOp fp8SharedGateUpEarly(MoeExpertsOp op);
   /// The shared expert's gate/up warp items of expertsFp8Decode (a call of
   /// at most kFp8ExpertsMaxTokens tokens; none otherwise) and item e of
-  /// them, into `gu` (fp8GateUpScratch).
+  /// them on x's act_quant `xq`, into `gu` (fp8GateUpScratch).
   Value fp8SharedGateUpItems(MoeExpertsOp op, SharedExpertOp shared);
-  void fp8SharedGateUpItem(MoeExpertsOp op, SharedExpertOp shared, View gu, Value e,
-                           Value lane);
+  void fp8SharedGateUpItem(MoeExpertsOp op, SharedExpertOp shared, View gu,
+                           const EmitContext::Quantized &xq, Value e, Value lane);
   /// expertsFp8Decode's gate/up partial sums gu[p][m][hr][i] (scratch).
   View fp8GateUpScratch(MoeExpertsOp op, SharedExpertOp shared);
   /// Whether the routed experts and their fused shared expert fit

@@ -767,18 +767,15 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     }
     return parts;
   };
-  // accs[r] + part_r times its block scale (a power of two: addTimesPow2,
-  // or madd's FMA under COMPRESSA_DOT_FMA=1; a plain add for formats
-  // without scales).
+  // accs[r] + part_r times its block scale, a power of two (UE8M0, times
+  // the decode's 2^k: addTimesPow2); a plain add for formats without
+  // scales.
   auto addScaled = [&](ArrayRef<Value> accs, ArrayRef<Value> parts,
                        function_ref<Value(size_t)> scaleOf) {
     SmallVector<Value> next;
     for (size_t r = 0; r < nr; ++r) {
       Value scale = scaleOf(r);
-      // The scale is a power of two (UE8M0, times the decode's 2^k).
-      next.push_back(!scale  ? add(accs[r], parts[r])
-                     : fmaOn ? fma(parts[r], scale, accs[r])
-                             : addTimesPow2(accs[r], parts[r], scale));
+      next.push_back(scale ? addTimesPow2(accs[r], parts[r], scale) : add(accs[r], parts[r]));
     }
     return next;
   };

@@ -294,8 +294,7 @@ inline bool OpKernel::compile(const std::string &mlirText, int64_t maxContext,
   }
   // dsv4.numerics = "fast" on the op: its --numerics=fast code.
   ec.fastLinear = mlir::compressa::usesFastLinear(op);
-  ec.fp8Experts = mlir::compressa::usesFp8Experts(op);
-  ec.fp8Linear = ec.fp8Experts;
+  ec.fp8Decode = mlir::compressa::usesFp8Experts(op);
   // dsv4.exact_mma on the op (tests only): the exact experts' tensor-core
   // program (Emitter::expertsExactMma), on the CPU its twin.
   ec.exactMma = op->hasAttr(mlir::dsv4::kExactMmaAttr);

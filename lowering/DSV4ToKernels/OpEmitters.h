@@ -57,14 +57,12 @@ struct EmitContext {
   /// tensor cores (Emitter::expertsExactMma; on the CPU its twin): opt-in,
   /// COMPRESSA_EXACT_MMA=1 at compile time or dsv4.exact_mma on the op.
   bool exactMma = false;
-  /// The decode experts take the e4m3 tensor-core program of
-  /// --numerics=fast-decode (dsv4.numerics = "fp8" on the op;
-  /// Emitter::expertsFp8Decode).
-  bool fp8Experts = false;
-  /// The op's dense FP8 layers take fp8DecodeLinear in calls of at most 8
-  /// tokens (the same mark on a decode op with such layers; an experiment,
-  /// COMPRESSA_FP8_DECODE_LINEAR=1).
-  bool fp8Linear = false;
+  /// The op is marked dsv4.numerics = "fp8" (--numerics=fast-decode's
+  /// decode programs): decode experts take the e4m3 tensor-core program
+  /// (Emitter::expertsFp8Decode), an op's dense FP8 layers fp8DecodeLinear
+  /// (COMPRESSA_FP8_DECODE_LINEAR=1 marks those), in calls of at most 8
+  /// tokens.
+  bool fp8Decode = false;
   /// Where FP8 linear layers of the fast path run on tensor cores (sm_90a):
   /// the kernel's split into parts around them (TensorCoreGemm.h); null
   /// elsewhere (the loop nests).

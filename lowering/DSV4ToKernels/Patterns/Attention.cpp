@@ -740,7 +740,7 @@ void Emitter::outProj(OutProjOp op) {
   // fast-decode's decode calls of at most 8 tokens (an experiment): the
   // groups' rows in the FP8 GEMM semantics (fp8DecodeLinear), z quantised
   // where its parts are added, then wo_b the same way.
-  if (ctx.fp8Linear && fp8LinearFits(woa, per, groupIn) && takesFp8Linear(wob) &&
+  if (ctx.fp8Decode && fp8LinearFits(woa, per, groupIn) && takesFp8Linear(wob) &&
       rows % kQuantBlock == 0) {
     EmitContext::Quantized zq{ctx.scratch(rows, 0), ctx.scratch(rows / kQuantBlock, 0)};
     branch(

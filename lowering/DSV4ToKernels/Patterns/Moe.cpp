@@ -99,7 +99,9 @@ void Emitter::gate(MoeGateOp op) {
         kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
       },
       shared ? fp8SharedGateUpItems(experts, shared) : Value(),
-      [&](Value i, Value lane) { fp8SharedGateUpItem(experts, shared, gu, i, lane); });
+      [&](Value i, Value lane) {
+        fp8SharedGateUpItem(experts, shared, gu, ctx.quantized.lookup(experts.getX()), i, lane);
+      });
   // The top-k of the biased scores: expert i is picked at ids[rank] when
   // its rank (rankInRow) is below k.
   rankItems(kb.mul(S(), c(e)), [&](Value se, Value lane) {
@@ -241,8 +243,8 @@ void Emitter::experts(MoeExpertsOp op) {
     auto shared = cast_or_null<SharedExpertOp>(ctx.fusedShared);
     // --numerics=fast-decode: calls of at most 8 tokens in the FP8 GEMM
     // semantics on tensor cores (DecodeExpertsFp8.cpp), larger ones as below.
-    if (ctx.fp8Experts && fp8ExpertsFit(op, shared)) {
-      ctx.fp8Experts = false;
+    if (ctx.fp8Decode && fp8ExpertsFit(op, shared)) {
+      ctx.fp8Decode = false;
       return expertsFp8(op, shared);
     }
     // Routing weights the gate left lazy (for the FP8 path) stored first.
