@@ -21,19 +21,21 @@
 #       (the last run); the full outputs go to $OUT/decode-ab.txt when $OUT is set.
 #       DECODE_AB_BENCH_ARGS replaces the bench arguments.
 #
-# The compile-time switches it is meant for (read by compressa-compile; off
-# unless set): COMPRESSA_DOT_ROW_BYTES / COMPRESSA_DOT_LANE_BYTES (bytes of a
+# The compile-time switches it is meant for (read by compressa-compile):
+# COMPRESSA_DOT_ROW_BYTES / COMPRESSA_DOT_LANE_BYTES (bytes of a
 # lane's weight loads in flight, a row / all rows: 32 / 64),
 # COMPRESSA_DOT_GROUP_ROWS (rows a warp reads together in the dense FP8
 # GEMVs and wo_a), COMPRESSA_SPLIT_ITEMS (warps a split decode dot aims at,
-# 1024), COMPRESSA_DOT_SHARED_SCALES (fp8,fp4: a trip's block scales read
-# once and shuffled), COMPRESSA_DOT_WEIGHT_LOADS=stream (weights through
+# 1024), COMPRESSA_DOT_SHARED_SCALES (fp8,fp4 by default: a trip's block
+# scales read once and shuffled; none: each round reads its own),
+# COMPRESSA_DOT_WEIGHT_LOADS=stream (checkpoint weights through
 # ld.global.nc.L1::no_allocate.L2::256B), COMPRESSA_DOT_FMA=1 (the dots'
-# products and scaled sums as fused multiply-adds; other bits),
-# COMPRESSA_SCALE_FMA=0 (block scales applied by a product and a sum, the
-# code before KernelBuilder::addTimesPow2; the same bits),
-# COMPRESSA_FP8_SHARED_EARLY=0 (fast-decode's shared expert gate/up back in
-# the experts' step instead of the router's; the same bits),
+# products as fused multiply-adds; other bits), COMPRESSA_DOT_SCALE_FMA=1
+# (the dots' block scales applied by one fused multiply-add; the same bits),
+# COMPRESSA_SCALE_FMA=0 (no block scale by a fused multiply-add anywhere:
+# the code before KernelBuilder::addTimesPow2; the same bits),
+# COMPRESSA_FP8_SHARED_EARLY=1 (fast-decode's shared expert gate/up in the
+# router's step instead of the experts'; the same bits),
 # COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next
 # 128-column block's weights before the MMAs of the current one),
 # COMPRESSA_FP8_DECODE_LINEAR=1 (fast-decode's dense FP8 layers in the FP8
@@ -48,28 +50,22 @@ default_list() {
   local f="deepseek-v4-flash --layers 2:6" p="deepseek-v4-pro --layers 0:3"
   cat <<EOF
 flash-exact | - | $f
-flash-mulscale | COMPRESSA_SCALE_FMA=0 | $f
-flash-rows64 | COMPRESSA_DOT_ROW_BYTES=64 | $f
-flash-group2 | COMPRESSA_DOT_GROUP_ROWS=2 | $f
-flash-group4 | COMPRESSA_DOT_GROUP_ROWS=4 | $f
-flash-split4k | COMPRESSA_SPLIT_ITEMS=4096 | $f
-flash-shared4 | COMPRESSA_DOT_SHARED_SCALES=fp4 | $f
-flash-shared48 | COMPRESSA_DOT_SHARED_SCALES=fp8,fp4 | $f
+flash-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none | $f
+flash-scalefma | COMPRESSA_DOT_SCALE_FMA=1 | $f
+flash-noshared | COMPRESSA_DOT_SHARED_SCALES=none | $f
 flash-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f
 flash-fma | COMPRESSA_DOT_FMA=1 | $f
 flash-pdl | - | $f | COMPRESSA_PDL=1
 flash-fd | - | $f --numerics=fast-decode
-flash-fd-pdl | - | $f --numerics=fast-decode | COMPRESSA_PDL=1
+flash-fd-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_FP8_SHARED_EARLY=1 | $f --numerics=fast-decode
+flash-fd-early | COMPRESSA_FP8_SHARED_EARLY=1 | $f --numerics=fast-decode
 flash-fd-mulscale | COMPRESSA_SCALE_FMA=0 | $f --numerics=fast-decode
-flash-fd-sharedlate | COMPRESSA_FP8_SHARED_EARLY=0 | $f --numerics=fast-decode
-flash-fd-pipe | COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $f --numerics=fast-decode
-flash-fd-lin | COMPRESSA_FP8_DECODE_LINEAR=1 | $f --numerics=fast-decode
-flash-fd-lin-pipe | COMPRESSA_FP8_DECODE_LINEAR=1 COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $f --numerics=fast-decode
 flash-fd-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f --numerics=fast-decode
 pro-exact | - | $p
+pro-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none | $p
 pro-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $p
 pro-fd | - | $p --numerics=fast-decode
-pro-fd-lin-pipe | COMPRESSA_FP8_DECODE_LINEAR=1 COMPRESSA_FP8_EXPERTS_PIPELINE=1 | $p --numerics=fast-decode
+pro-fd-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $p --numerics=fast-decode
 EOF
 }
 
@@ -105,7 +101,8 @@ run)
   runs=${3:-2}
   [ -f "$dir"/pack.txz ] || { echo "error: $dir/pack.txz missing: run '$0 prepare $dir' first" >&2; exit 2; }
   work=$(mktemp -d)
-  (cd "$work" && tar xJf "$(cd "$dir" && pwd)"/pack.txz)
+  pack=$(cd "$dir" && pwd)/pack.txz
+  (cd "$work" && tar xJf "$pack")
   export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   log=${OUT:-$work}/decode-ab.txt
   : > "$log"
