@@ -81,7 +81,15 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
     // Before grouping: the ops `fast` marks must not merge with decode's.
     pm.addPass(createSelectNumericsPass(*numerics));
     OpPassManager &fpm = pm.nest<func::FuncOp>();
-    fpm.addPass(dsv4::createDSV4FormDispatchesPass());
+    // Decode's projections and compressors side by side (dsv4-form-dispatches'
+    // branches=true): on an H100 the V4-Flash 2:6 decode step took 1438-1444
+    // us with them against 1563 (docs/perf.md, eighteenth session).
+    // COMPRESSA_BRANCHES=0 at compile time: each a launch of its own, for
+    // A/B runs.
+    dsv4::DSV4FormDispatchesPassOptions form;
+    const char *sideBySide = std::getenv("COMPRESSA_BRANCHES");
+    form.branches = !(sideBySide && std::string(sideBySide) == "0");
+    fpm.addPass(dsv4::createDSV4FormDispatchesPass(form));
     fpm.addPass(dsv4::createDSV4PlanMemoryPass(
         dsv4::DSV4PlanMemoryPassOptions{options.bufferReuse}));
   }

@@ -28,8 +28,9 @@
 # GEMVs and wo_a), COMPRESSA_SPLIT_ITEMS (warps a split decode dot aims at,
 # 1024), COMPRESSA_DOT_SHARED_SCALES (fp8,fp4 by default: a trip's block
 # scales read once and shuffled; none: each round reads its own),
-# COMPRESSA_DOT_WEIGHT_LOADS=stream (checkpoint weights through
-# ld.global.nc.L1::no_allocate.L2::256B), COMPRESSA_DOT_FMA=1 (the dots'
+# COMPRESSA_DOT_WEIGHT_LOADS=plain (checkpoint weights by plain loads instead
+# of ld.global.nc.L1::no_allocate.L2::256B), COMPRESSA_BRANCHES=0 (decode's
+# projections and compressors a launch each instead of side by side), COMPRESSA_DOT_FMA=1 (the dots'
 # products as fused multiply-adds; other bits), COMPRESSA_DOT_SCALE_FMA=1
 # (the dots' block scales applied by one fused multiply-add; the same bits),
 # COMPRESSA_SCALE_FMA=0 (no block scale by a fused multiply-add anywhere:
@@ -50,22 +51,20 @@ default_list() {
   local f="deepseek-v4-flash --layers 2:6" p="deepseek-v4-pro --layers 0:3"
   cat <<EOF
 flash-exact | - | $f
-flash-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none | $f
+flash-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_DOT_WEIGHT_LOADS=plain COMPRESSA_BRANCHES=0 | $f
+flash-plain | COMPRESSA_DOT_WEIGHT_LOADS=plain | $f
+flash-nobranches | COMPRESSA_BRANCHES=0 | $f
 flash-scalefma | COMPRESSA_DOT_SCALE_FMA=1 | $f
-flash-noshared | COMPRESSA_DOT_SHARED_SCALES=none | $f
-flash-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f
 flash-fma | COMPRESSA_DOT_FMA=1 | $f
 flash-pdl | - | $f | COMPRESSA_PDL=1
 flash-fd | - | $f --numerics=fast-decode
-flash-fd-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_FP8_SHARED_EARLY=1 | $f --numerics=fast-decode
+flash-fd-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_DOT_WEIGHT_LOADS=plain COMPRESSA_BRANCHES=0 COMPRESSA_FP8_SHARED_EARLY=1 | $f --numerics=fast-decode
 flash-fd-early | COMPRESSA_FP8_SHARED_EARLY=1 | $f --numerics=fast-decode
-flash-fd-mulscale | COMPRESSA_SCALE_FMA=0 | $f --numerics=fast-decode
-flash-fd-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $f --numerics=fast-decode
+flash-fd-nobranches | COMPRESSA_BRANCHES=0 | $f --numerics=fast-decode
 pro-exact | - | $p
-pro-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none | $p
-pro-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $p
+pro-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_DOT_WEIGHT_LOADS=plain COMPRESSA_BRANCHES=0 | $p
+pro-nobranches | COMPRESSA_BRANCHES=0 | $p
 pro-fd | - | $p --numerics=fast-decode
-pro-fd-stream | COMPRESSA_DOT_WEIGHT_LOADS=stream | $p --numerics=fast-decode
 EOF
 }
 

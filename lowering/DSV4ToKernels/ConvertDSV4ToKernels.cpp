@@ -196,6 +196,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       view.elt = wt.getElementType();
       view.rows = wt.getRank() == 2 ? shape[0] : 1;
       view.cols = shape.back();
+      view.readOnly = true;
       ec.weights[arg] = view;
     } else if (succeeded(stateGeometry(t))) {
       ec.states[arg] = slotPtr(slot++);
@@ -266,7 +267,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
     }
     return success();
   };
-  for (Operation &op : body.without_terminator()) {
+  auto emitOne = [&](Operation &op) -> LogicalResult {
     if (failed(place(op)))
       return failure();
     // From hc.head on, the last L of the call's S tokens: hc.head reads
@@ -310,6 +311,61 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
       return op.emitOpError()
              << "internal error: its kernel code stores outside a parallel or "
                 "single region (a race on CUDA)";
+    return success();
+  };
+  // Ops side by side (dsv4.branch, dsv4-form-dispatches' branches=true):
+  // at the first of them, all of them, each branch on its own part of the
+  // grid (KernelBuilder::branches), in proportion to the bytes its weights
+  // hold plus 2 MiB an op for its latency-bound steps (COMPRESSA_BRANCH_OP_MIB
+  // at compile time: another amount, for A/B runs).
+  SmallVector<SmallVector<Operation *>> branchOps;
+  for (Operation &op : body.without_terminator())
+    if (auto id = op.getAttrOfType<IntegerAttr>(kBranchAttr)) {
+      size_t p = size_t(id.getInt());
+      if (p >= KernelBuilder::kMaxBranches)
+        return op.emitOpError() << "has branch " << p << "; a kernel runs at most "
+                                << KernelBuilder::kMaxBranches << " side by side";
+      if (branchOps.size() <= p)
+        branchOps.resize(p + 1);
+      branchOps[p].push_back(&op);
+    }
+  bool branchesDone = branchOps.empty();
+  for (Operation &op : body.without_terminator()) {
+    if (!op.hasAttr(kBranchAttr)) {
+      if (failed(emitOne(op)))
+        return failure();
+      continue;
+    }
+    if (branchesDone)
+      continue;
+    branchesDone = true;
+    SmallVector<int64_t> weights;
+    for (ArrayRef<Operation *> ops : branchOps) {
+      int64_t bytes = 0;
+      for (Operation *m : ops) {
+        static const int64_t opBytes =
+            KernelBuilder::experimentInt("COMPRESSA_BRANCH_OP_MIB", 2) << 20;
+        bytes += opBytes;
+        for (Value v : m->getOperands())
+          if (auto w = dyn_cast<WeightType>(v.getType()))
+            bytes += int64_t(weightBytes(w) + scaleBytes(w));
+      }
+      weights.push_back(bytes);
+    }
+    // Their results' places first, outside the branches: the ops after
+    // them address those places too.
+    for (ArrayRef<Operation *> ops : branchOps)
+      for (Operation *m : ops)
+        if (failed(place(*m)))
+          return failure();
+    LogicalResult result = success();
+    kb.branches(weights, [&](size_t p) {
+      for (Operation *m : branchOps[p])
+        if (succeeded(result))
+          result = emitOne(*m);
+    });
+    if (failed(result))
+      return failure();
   }
   kb.endLaunch();
   target.createReturn(b, loc);

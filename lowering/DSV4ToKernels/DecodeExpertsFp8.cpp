@@ -591,8 +591,11 @@ static Value guIndex(KernelBuilder &kb, const Fp8GateUp &g, Value tokens, int64_
 }
 
 SharedExpertOp Emitter::fp8SharedGateUpEarly(MoeExpertsOp op) {
+  // Off by default: on an H100 the score-gated hc_ffn launches of V4-Flash
+  // 2:6 took 370 us a step with it against 336 us without (docs/perf.md,
+  // eighteenth session); COMPRESSA_FP8_SHARED_EARLY=1 turns it on.
   static const bool off =
-      KernelBuilder::experimentString("COMPRESSA_FP8_SHARED_EARLY") == "0";
+      KernelBuilder::experimentString("COMPRESSA_FP8_SHARED_EARLY") != "1";
   if (off || op.getFirstExpert() || !usesFp8Experts(op) || usesFastLinear(op))
     return {};
   // The shared expert the experts' op fuses (ConvertDSV4ToKernels: the op

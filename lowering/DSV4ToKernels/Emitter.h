@@ -850,8 +850,8 @@ public:
   /// items: they need x's act_quant only, not the routing), where `op` (the
   /// routed experts the gate feeds) takes the FP8 program with a fused
   /// shared expert and x's act_quant is made by the norm before:
-  /// COMPRESSA_FP8_SHARED_EARLY=0 at compile time turns it off. Returns the
-  /// shared expert op, or null.
+  /// only with COMPRESSA_FP8_SHARED_EARLY=1 at compile time (an H100 ran it
+  /// slower). Returns the shared expert op, or null.
   SharedExpertOp fp8SharedGateUpEarly(MoeExpertsOp op);
   /// The shared expert's gate/up warp items of expertsFp8Decode (a call of
   /// at most kFp8ExpertsMaxTokens tokens; none otherwise) and item e of

@@ -56,7 +56,9 @@ inline constexpr int64_t kScratchSlot = 2;
 inline constexpr int64_t kPositionsSlot = 3;
 inline constexpr int64_t kSlotIdsSlot = 4;
 /// Grid-wide barriers meet on the 32-bit word this many bytes before the
-/// scratch area (runtime/format/artifact.fbs, Kernel.grid_sync).
+/// scratch area (runtime/format/artifact.fbs, Kernel.grid_sync); the
+/// barriers of part p of a grid (KernelBuilder::branches) on the word
+/// 4 * (p + 1) bytes after it, all within the 64 bytes the runtime zeroes.
 inline constexpr int64_t kSyncWordOffset = 64;
 
 /// One argument slot: its kind and the size the kernel's code indexes

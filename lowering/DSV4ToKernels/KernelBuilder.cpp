@@ -390,12 +390,69 @@ bool KernelBuilder::separated(Block *block, Block::iterator it) {
   return isa<scf::IfOp>(parent) && separated(parent->getBlock(), parent->getIterator());
 }
 
+Value KernelBuilder::threadId() {
+  Value tid = target.threadId(b, loc);
+  return part.first ? sub(tid, mul(part.first, c(threads()))) : tid;
+}
+
+Value KernelBuilder::threadCount() {
+  return part.blocks ? mul(part.blocks, c(threads())) : target.threadCount(b, loc);
+}
+
+void KernelBuilder::branches(ArrayRef<int64_t> weights, function_ref<void(size_t)> emit) {
+  size_t n = weights.size();
+  assert(n <= kMaxBranches && "too many branches");
+  if (!parallel() || n < 2) {
+    for (size_t p = 0; p < n; ++p)
+      emit(p);
+    return;
+  }
+  // Everything before is done (unless the launch starts here).
+  barrier();
+  // Part p: blocks [lo_p, lo_{p+1}) with lo_p = p + (G - n) * W_p / W (W_p
+  // the weights before p): at least one block each, the rest in
+  // proportion. With G < n blocks every block runs every part.
+  int64_t total = 0;
+  SmallVector<int64_t> before;
+  for (int64_t w : weights) {
+    before.push_back(total);
+    total += std::max<int64_t>(w, 1);
+  }
+  before.push_back(total);
+  Value grid = target.blockCount(b, loc);
+  Value block = target.blockId(b, loc);
+  Value few = lt(grid, c(int64_t(n)));
+  Value spare = max(sub(grid, c(int64_t(n))), c(0));
+  auto lo = [&](size_t p) {
+    return select(few, c(0), add(c(int64_t(p)), div(mul(spare, c(before[p])), c(total))));
+  };
+  for (size_t p = 0; p < n; ++p) {
+    Value first = lo(p);
+    Value end = select(few, grid, lo(p + 1));
+    Value mine = andI(le(first, block), lt(block, end));
+    ifThen(mine, [&] {
+      part = Part{first, sub(end, first),
+                  offset(b.getI8Type(), syncWord, c(4 * int64_t(p + 1)))};
+      emit(p);
+      part = Part{};
+    });
+  }
+  // Every part is done: a barrier of the whole launch, always (the parts'
+  // own barriers do not order one part against another).
+  Operation *prev = &*std::prev(b.getInsertionPoint());
+  target.barrier(b, loc, syncWord);
+  barriers.push_back({prev->getNextNode(), &*std::prev(b.getInsertionPoint())});
+}
+
 void KernelBuilder::barrier() {
   if (separated(b.getInsertionBlock(), b.getInsertionPoint()))
     return;
   auto ip = b.getInsertionPoint();
   Operation *before = ip == b.getInsertionBlock()->begin() ? nullptr : &*std::prev(ip);
-  target.barrier(b, loc, syncWord);
+  if (part.first)
+    target.barrier(b, loc, part.syncWord, sub(target.blockId(b, loc), part.first), part.blocks);
+  else
+    target.barrier(b, loc, syncWord);
   Operation *last = &*std::prev(b.getInsertionPoint());
   barriers.push_back({before ? before->getNextNode() : &b.getInsertionBlock()->front(), last});
 }
@@ -445,7 +502,7 @@ void KernelBuilder::parallelLoop(Value lb, Value ub, function_ref<void(Value)> b
   // Barrier after: the loop's stores are visible to every thread.
   barrier();
   auto forOp = scf::ForOp::create(b, loc, add(lb, threadId()), ub,
-                                  target.threadCount(b, loc));
+                                  threadCount());
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forOp.getBody()->getTerminator());
@@ -478,7 +535,7 @@ void KernelBuilder::warpLoop(Value lb, Value ub, function_ref<void(Value, Value)
   Value tid = threadId();
   Value warp = div(tid, c(kLanes)), lane = rem(tid, c(kLanes));
   auto forOp = scf::ForOp::create(b, loc, add(lb, warp), ub,
-                                  div(target.threadCount(b, loc), c(kLanes)));
+                                  div(threadCount(), c(kLanes)));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forOp.getBody()->getTerminator());
@@ -706,7 +763,13 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   auto madd = [&](Value a, Value m, Value c) -> Value {
     return fmaOn ? fma(a, m, c) : add(c, mul(a, m));
   };
-  static const bool streamLoads = experimentString("COMPRESSA_DOT_WEIGHT_LOADS") == "stream";
+  // Checkpoint weights (WeightView::readOnly) through the target's
+  // streaming loads (CUDA: ld.global.nc.L1::no_allocate.L2::256B): on an
+  // H100 the V4-Flash 2:6 exact decode step took 1508-1516 us with them
+  // against 1563 (docs/perf.md, eighteenth session);
+  // COMPRESSA_DOT_WEIGHT_LOADS=plain at compile time: plain loads, for A/B
+  // runs.
+  static const bool streamLoads = experimentString("COMPRESSA_DOT_WEIGHT_LOADS") != "plain";
   // The products of segment g (relative to segBegin) of every row with its
   // x, summed in column order (madd),
   // unscaled; k is set to the decode's offset (FP4 on CUDA: 14).
@@ -743,9 +806,9 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
       if (firstOf[r] == r) {
         Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
         SmallVector<Value> words;
-        if (streamLoads && parallel() &&
+        if (streamLoads && parallel() && rows[r].w->readOnly &&
             target.loadStreamed(b, loc, ptr, segBytes / 4, words)) {
-          // (Experiment: COMPRESSA_DOT_WEIGHT_LOADS=stream.)
+          // (COMPRESSA_DOT_WEIGHT_LOADS=plain turns them off.)
         } else if (segBytes == 4) {
           words.push_back(load(i32, ptr, c(0)));
         } else if (wide) {
@@ -768,14 +831,20 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     return parts;
   };
   // accs[r] + part_r times its block scale, a power of two (UE8M0, times
-  // the decode's 2^k: addTimesPow2); a plain add for formats without
-  // scales.
+  // the decode's 2^k); a plain add for formats without scales. The product
+  // and the sum: as one fused multiply-add (addTimesPow2, the same bits)
+  // the V4-Flash 2:6 exact decode step took 1596-1601 us on an H100
+  // against 1577 (docs/perf.md, eighteenth session); COMPRESSA_DOT_SCALE_FMA=1
+  // at compile time takes the FMA, for A/B runs.
+  static const bool scaleFma = experimentString("COMPRESSA_DOT_SCALE_FMA") == "1";
   auto addScaled = [&](ArrayRef<Value> accs, ArrayRef<Value> parts,
                        function_ref<Value(size_t)> scaleOf) {
     SmallVector<Value> next;
     for (size_t r = 0; r < nr; ++r) {
       Value scale = scaleOf(r);
-      next.push_back(scale ? addTimesPow2(accs[r], parts[r], scale) : add(accs[r], parts[r]));
+      next.push_back(!scale     ? add(accs[r], parts[r])
+                     : scaleFma ? addTimesPow2(accs[r], parts[r], scale)
+                                : add(accs[r], mul(parts[r], scale)));
     }
     return next;
   };
@@ -812,8 +881,8 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     if (segBytes == 16)
       inFlight = 4;
     int64_t unroll = std::min<int64_t>(rounds, parallel() ? inFlight : 1);
-    // Experiment (COMPRESSA_DOT_SHARED_SCALES=fp8,fp4; off by default):
-    // where every round starts a block's first segment (segBegin a whole
+    // Shared block scales (COMPRESSA_DOT_SHARED_SCALES: the formats that
+    // share them, fp8,fp4 by default, "none" for none): where every round starts a block's first segment (segBegin a whole
     // number of rounds), the lanes of a trip share the loads and decodes
     // of its block scales. FP8's round of 32 segments is one 128-column
     // block, so lane l reads the block of round l % unroll; FP4's round
@@ -824,7 +893,13 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     // divergence check ptxas puts before the first one waits for the
     // scale's load, and the later rounds' loads with it: an H200 ran the
     // output projection 19-28 % slower.)
-    static const std::string sharedFormats = experimentString("COMPRESSA_DOT_SHARED_SCALES");
+    // On an H100 the V4-Flash 2:6 exact decode step took 1562-1571 us
+    // with both against 1596-1601 without (docs/perf.md, eighteenth
+    // session).
+    static const std::string sharedFormats = [] {
+      const char *v = std::getenv("COMPRESSA_DOT_SHARED_SCALES");
+      return std::string(v ? v : "fp8,fp4");
+    }();
     bool shareScales = parallel() &&
                        ((fp8 && sharedFormats.find("fp8") != std::string::npos) ||
                         (fp4 && sharedFormats.find("fp4") != std::string::npos)) &&
@@ -952,7 +1027,7 @@ void KernelBuilder::prefetchL2(Value ptr, int64_t bytes) {
     return;
   constexpr int64_t kChunk = 64 << 10;
   int64_t chunks = (bytes + kChunk - 1) / kChunk;
-  auto forOp = scf::ForOp::create(b, loc, threadId(), c(chunks), target.threadCount(b, loc));
+  auto forOp = scf::ForOp::create(b, loc, threadId(), c(chunks), threadCount());
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(forOp.getBody()->getTerminator());
   Value first = mul(forOp.getInductionVar(), c(kChunk));

@@ -39,6 +39,10 @@ struct WeightView {
   Value scale;  ///< !llvm.ptr to the UE8M0 scales, or null
   Type elt;     ///< f32, bf16, f8E4M3FN, f4E2M1FN, i64
   int64_t rows = 0, cols = 0;
+  /// A matrix no thread writes while the launch runs (a checkpoint weight
+  /// from a kernel slot): its loads may take the target's read-only,
+  /// streaming path. Views of activations and state leave it false.
+  bool readOnly = false;
 };
 
 /// Emits kernel code at the builder's insertion point, for the device that
@@ -265,6 +269,16 @@ public:
   /// Drops the barriers that end the launch (nothing that touches memory
   /// follows them); call it before the kernel's return.
   void endLaunch();
+  /// Independent work side by side: emit(p) for p < weights.size(), each on
+  /// its own part of the launch's blocks, in proportion to weights[p] (at
+  /// least one block each), with barriers among that part's blocks only;
+  /// then a barrier of the whole launch. What emit(p) emits must neither
+  /// read what emit(q) writes nor write what it reads or writes (q != p).
+  /// With fewer blocks than parts, every block runs every part, in order. On
+  /// a sequential target emit(0), emit(1), ... in turn. At most
+  /// kMaxBranches parts (each has its own barrier word, KernelABI.h).
+  void branches(ArrayRef<int64_t> weights, function_ref<void(size_t)> emit);
+  static constexpr size_t kMaxBranches = 15;
   /// Whether a store was emitted outside any parallelLoop/single region
   /// (a lowering bug on CUDA: checked after each kernel, on both targets).
   bool storedOutsideRegion() const { return strayStore; }
@@ -311,7 +325,18 @@ private:
   bool separated(Block *block, Block::iterator it);
   /// The first and last ops of each barrier emitted, in order.
   SmallVector<std::pair<Operation *, Operation *>> barriers;
-  Value threadId() { return target.threadId(b, loc); }
+  /// The blocks a branch runs on (branches()): its first block, their
+  /// count (i64) and their barrier word; null outside branches.
+  struct Part {
+    Value first, blocks, syncWord;
+  };
+  Part part;
+  /// This thread's index among the threads of the launch, or of the part
+  /// of it that runs the branch being emitted.
+  Value threadId();
+  /// The threads of the launch, or of the branch's part: the stride of
+  /// shared loops.
+  Value threadCount();
   /// The lane-split sum of `full` chunks of `chunk` columns and a tail chunk
   /// of `tail` columns (laneTotals of the lanes' sums); step(acc, chunk
   /// index, lane, columns in this chunk) adds one lane's share of a chunk.

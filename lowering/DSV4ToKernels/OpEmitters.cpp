@@ -28,6 +28,7 @@ WeightView ExpertView::expert(KernelBuilder &kb, Value e) const {
   w.elt = elt;
   w.rows = rows;
   w.cols = cols;
+  w.readOnly = true;
   return w;
 }
 

@@ -17,7 +17,13 @@ Value TargetInfo::threadId(OpBuilder &, Location) const {
 Value TargetInfo::threadCount(OpBuilder &, Location) const {
   llvm_unreachable("threadCount on a sequential target");
 }
-void TargetInfo::barrier(OpBuilder &, Location, Value) const {
+Value TargetInfo::blockId(OpBuilder &, Location) const {
+  llvm_unreachable("blockId on a sequential target");
+}
+Value TargetInfo::blockCount(OpBuilder &, Location) const {
+  llvm_unreachable("blockCount on a sequential target");
+}
+void TargetInfo::barrier(OpBuilder &, Location, Value, Value, Value) const {
   llvm_unreachable("barrier on a sequential target");
 }
 Value TargetInfo::shuffleXor(OpBuilder &, Location, Value, int64_t, int64_t) const {

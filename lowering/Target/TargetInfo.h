@@ -68,9 +68,16 @@ public:
   virtual Value threadId(OpBuilder &b, Location loc) const;
   /// The threads of the launch (i64): the stride of shared loops.
   virtual Value threadCount(OpBuilder &b, Location loc) const;
+  /// This thread's block and the launch's blocks (i64).
+  virtual Value blockId(OpBuilder &b, Location loc) const;
+  virtual Value blockCount(OpBuilder &b, Location loc) const;
   /// A barrier of every thread of the launch; `syncWord` is the 32-bit word
   /// grid-wide barriers meet on (KernelABI.h: before the scratch area).
-  virtual void barrier(OpBuilder &b, Location loc, Value syncWord) const;
+  /// With `block` and `blocks` (i64): a barrier of the blocks of a part of
+  /// the launch only (KernelBuilder::branches), `block` this block's index
+  /// among them, `syncWord` the part's own word.
+  virtual void barrier(OpBuilder &b, Location loc, Value syncWord, Value block = {},
+                       Value blocks = {}) const;
   /// `v` of the lane `offset` away in an xor butterfly of `width` lanes.
   virtual Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
                            int64_t width) const;

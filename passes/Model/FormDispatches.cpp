@@ -133,6 +133,9 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
         tryMerge(norm, leader);
     });
 
+    if (branches)
+      formBranches(func);
+
     // Number the dispatches in the order of their first op.
     OpBuilder b(func.getContext());
     llvm::DenseMap<Operation *, int64_t> ids;
@@ -172,6 +175,102 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
           return;
     }
     groups.unionSets(a, b);
+  }
+
+  /// The ops of `leader`'s dispatch, in program order.
+  SmallVector<Operation *> membersOf(Operation *leader) {
+    SmallVector<Operation *> out(groups.findLeader(leader), groups.member_end());
+    llvm::sort(out, [&](Operation *a, Operation *b) { return position[a] < position[b]; });
+    return out;
+  }
+
+  /// branches=true: the dispatches of the projections and compressors that
+  /// read one norm's output, merged, their independent ops marked as
+  /// branches (a single-token program without `fast` ops only).
+  void formBranches(func::FuncOp func) {
+    auto bound = func->getAttrOfType<IntegerAttr>(kMaxTokensAttr);
+    if (!bound || bound.getInt() != 1 || func->hasAttr(kBatchedAttr))
+      return;
+    func.walk([&](RmsNormOp norm) {
+      // The consumers' dispatches, in program order of their first op.
+      SmallVector<Operation *> leaders;
+      for (Operation *u : norm.getResult().getUsers()) {
+        // The indexer's top-k reads x too; it joined its compressor.
+        if (isa<IndexerTopkOp>(u))
+          continue;
+        if (!isa<QProjOp, KVProjOp, CompressOp>(u) || u->hasAttr(kNumericsAttr))
+          return;
+        Operation *l = groups.getLeaderValue(u);
+        if (groups.isEquivalent(l, norm) || llvm::is_contained(leaders, l))
+          continue;
+        leaders.push_back(l);
+      }
+      if (leaders.size() < 2)
+        return;
+      llvm::sort(leaders, [&](Operation *a, Operation *b) {
+        return position[membersOf(a).front()] < position[membersOf(b).front()];
+      });
+      // Each former dispatch's ops (its branch), then the merge.
+      llvm::DenseMap<Operation *, int64_t> branchOf;
+      SmallVector<Operation *> merged = {leaders.front()};
+      for (auto [i, l] : llvm::enumerate(leaders))
+        for (Operation *m : membersOf(l))
+          branchOf[m] = int64_t(i);
+      for (Operation *l : ArrayRef(leaders).drop_front()) {
+        tryMerge(leaders.front(), l);
+        if (!groups.isEquivalent(leaders.front(), l))
+          for (Operation *m : membersOf(l))
+            branchOf.erase(m);
+      }
+      // An op that reads a result of another branch's op, or of an op no
+      // longer a branch's, runs after the branches (-1).
+      SmallVector<Operation *> members = membersOf(leaders.front());
+      for (Operation *m : members) {
+        auto it = branchOf.find(m);
+        if (it == branchOf.end()) {
+          branchOf[m] = -1;
+          continue;
+        }
+        for (Value v : m->getOperands()) {
+          Operation *def = v.getDefiningOp();
+          if (!def || !branchOf.count(def) || branchOf[def] == it->second)
+            continue;
+          it->second = -1;
+          break;
+        }
+      }
+      // The branches run first: an op after them must not read decode
+      // state a branch op reads or updates in place (it would see the
+      // update), and at least two branches must hold ops.
+      llvm::DenseSet<Value> branchState;
+      llvm::SmallDenseSet<int64_t> used;
+      for (Operation *m : members)
+        if (branchOf[m] >= 0) {
+          used.insert(branchOf[m]);
+          for (Value v : m->getOperands())
+            if (!isa<RankedTensorType, WeightType, IndexType>(v.getType()))
+              branchState.insert(v);
+        }
+      bool ok = used.size() >= 2;
+      for (Operation *m : members)
+        if (branchOf[m] < 0)
+          for (Value v : m->getOperands())
+            ok &= !(branchState.contains(v) && isa<BlockArgument>(v));
+      if (!ok)
+        return;
+      // Branch numbers 0, 1, ... in the order of their first op.
+      llvm::DenseMap<int64_t, int64_t> dense;
+      OpBuilder b(func.getContext());
+      for (Operation *m : members)
+        if (int64_t i = branchOf[m]; i >= 0) {
+          auto [it, inserted] = dense.try_emplace(i, int64_t(dense.size()));
+          m->setAttr(kBranchAttr, b.getI64IntegerAttr(it->second));
+        }
+      // The norm's dispatch (hc.pre and the norm) opens the same launch:
+      // one launch fewer a layer (the branches start after a barrier).
+      if (fuseNorms)
+        tryMerge(norm, leaders.front());
+    });
   }
 
   llvm::DenseMap<Operation *, size_t> position;

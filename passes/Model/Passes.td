@@ -33,10 +33,24 @@ def DSV4FormDispatchesPass : Pass<"dsv4-form-dispatches", "::mlir::func::FuncOp"
 
     With `fuse-norms=false` every `rms_norm` stays a dispatch of its own (an
     experiment: its output then goes through the arena).
+
+    With `branches=true` (an experiment), in a program of one token the
+    dispatches of the `q_proj`, `kv_proj` and `kv.compress` ops that read
+    one `rms_norm`'s output become one, and each op that reads nothing
+    another of those dispatches' ops writes gets `dsv4.branch = i` (i its
+    former dispatch's rank): the kernel runs the branches side by side, each
+    on a part of the grid, then the rest (the indexer's top-k, which reads
+    the q projection's `qr`) on the whole grid. The norm's dispatch (with
+    `fuse-norms`: `hc.pre` and the norm) joins that dispatch, before the
+    branches.
   }];
   let options = [
     Option<"fuseNorms", "fuse-norms", "bool", "true",
            "Fuse norms into their producer or consumers">,
+    Option<"branches", "branches", "bool", "false",
+           "In a single-token program, the projections and compressors that "
+           "read one norm's output: one dispatch whose independent ops run "
+           "side by side (dsv4.branch)">,
   ];
   let dependentDialects = ["::mlir::dsv4::DSV4Dialect"];
 }

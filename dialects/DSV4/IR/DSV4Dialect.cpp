@@ -383,6 +383,9 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
   };
   if (name == kDispatchAttr)
     return positiveI64(0);
+  // One of the ops of a dispatch run side by side (dsv4-form-dispatches).
+  if (name == kBranchAttr)
+    return positiveI64(0);
   if (name == kMaxTokensAttr)
     return positiveI64(1);
   if (name == kArenaBytesAttr) {

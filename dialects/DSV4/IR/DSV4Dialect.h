@@ -59,6 +59,10 @@ namespace mlir::dsv4 {
 ///                                take Positions, SlotIds and StateTables
 inline constexpr llvm::StringLiteral kBatchedAttr = "dsv4.batched";
 inline constexpr llvm::StringLiteral kDispatchAttr = "dsv4.dispatch";
+/// On ops of one dispatch that run side by side (dsv4-form-dispatches'
+/// branches=true): the ops of branch i (an i64) read nothing the other
+/// branches write; each branch runs on its own part of the grid.
+inline constexpr llvm::StringLiteral kBranchAttr = "dsv4.branch";
 inline constexpr llvm::StringLiteral kMaxTokensAttr = "dsv4.max_tokens";
 inline constexpr llvm::StringLiteral kBuffersAttr = "dsv4.buffers";
 inline constexpr llvm::StringLiteral kBufferAttr = "dsv4.buffer";

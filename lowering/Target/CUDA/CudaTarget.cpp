@@ -98,6 +98,14 @@ Value CudaTarget::threadId(OpBuilder &b, Location loc) const {
                                tid);
 }
 
+Value CudaTarget::blockId(OpBuilder &b, Location loc) const {
+  return toI64(b, loc, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x));
+}
+
+Value CudaTarget::blockCount(OpBuilder &b, Location loc) const {
+  return toI64(b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::x));
+}
+
 Value CudaTarget::threadCount(OpBuilder &b, Location loc) const {
   Value grid = toI64(b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::x));
   Value threads = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(kThreads));
@@ -132,14 +140,18 @@ void CudaTarget::limitRegisters(Operation *kernel, int64_t count) const {
 // (fence.sc.sys) also ordered against the host and peers, which no barrier
 // needs, at a higher cost. One block: the block barrier only.
 // Without a sync word (a kernel built outside convert-dsv4-to-kernels, which
-// always sets one) the kernel is one block: the block barrier only.
-void CudaTarget::barrier(OpBuilder &b, Location loc, Value syncWord) const {
+// always sets one) the kernel is one block: the block barrier only. A part
+// of the launch's blocks (`block` of `blocks`) meets the same way on its own
+// word.
+void CudaTarget::barrier(OpBuilder &b, Location loc, Value syncWord, Value partBlock,
+                         Value partBlocks) const {
   gpu::BarrierOp::create(b, loc);
   if (!syncWord)
     return;
   Type i32 = b.getI32Type();
-  Value blocks = arith::IndexCastUIOp::create(
-      b, loc, i32, gpu::GridDimOp::create(b, loc, gpu::Dimension::x));
+  Value blocks = partBlocks ? Value(arith::TruncIOp::create(b, loc, i32, partBlocks))
+                            : Value(arith::IndexCastUIOp::create(
+                                  b, loc, i32, gpu::GridDimOp::create(b, loc, gpu::Dimension::x)));
   Value several = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, blocks,
                                         c32(b, loc, 1));
   auto grid = scf::IfOp::create(b, loc, several, /*withElseRegion=*/false);
@@ -153,8 +165,9 @@ void CudaTarget::barrier(OpBuilder &b, Location loc, Value syncWord) const {
     OpBuilder::InsertionGuard inner(b);
     b.setInsertionPoint(leader.thenBlock()->getTerminator());
     LLVM::FenceOp::create(b, loc, LLVM::AtomicOrdering::acq_rel, "device");
-    Value block = arith::IndexCastUIOp::create(
-        b, loc, i32, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x));
+    Value block = partBlock ? Value(arith::TruncIOp::create(b, loc, i32, partBlock))
+                            : Value(arith::IndexCastUIOp::create(
+                                  b, loc, i32, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)));
     Value master = arith::SubIOp::create(
         b, loc, c32(b, loc, int64_t(0x80000000u)),
         arith::SubIOp::create(b, loc, blocks, c32(b, loc, 1)));

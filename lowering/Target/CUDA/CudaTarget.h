@@ -53,7 +53,10 @@ public:
                ArrayRef<Value> c, Value d[4]) const override;
   Value threadId(OpBuilder &b, Location loc) const override;
   Value threadCount(OpBuilder &b, Location loc) const override;
-  void barrier(OpBuilder &b, Location loc, Value syncWord) const override;
+  Value blockId(OpBuilder &b, Location loc) const override;
+  Value blockCount(OpBuilder &b, Location loc) const override;
+  void barrier(OpBuilder &b, Location loc, Value syncWord, Value block = {},
+               Value blocks = {}) const override;
   Value shuffleXor(OpBuilder &b, Location loc, Value v, int64_t offset,
                    int64_t width) const override;
   Value shuffleIdx(OpBuilder &b, Location loc, Value v, Value srcLane,
