@@ -144,6 +144,7 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
   ec.startPos = scalar(kStartPosSlot);
   // A batched decode kernel: each token's position and slot (KernelABI.h).
   bool batched = func->hasAttr(kBatchedAttr);
+  kb.setSingleToken(func->hasAttr(kSingleTokenAttr));
   if (batched) {
     ec.batched = true;
     ec.positions = slotPtr(kPositionsSlot);

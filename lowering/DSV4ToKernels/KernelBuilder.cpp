@@ -768,7 +768,8 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   // H100 the V4-Flash 2:6 exact decode step took 1508-1516 us with them
   // against 1563 (docs/perf.md, eighteenth session);
   // COMPRESSA_DOT_WEIGHT_LOADS=plain at compile time: plain loads, for A/B
-  // runs.
+  // runs. Single-token kernels only (setSingleToken): where a launch reads
+  // a row again for each token, L1 serves the later reads.
   static const bool streamLoads = experimentString("COMPRESSA_DOT_WEIGHT_LOADS") != "plain";
   // The products of segment g (relative to segBegin) of every row with its
   // x, summed in column order (madd),
@@ -806,7 +807,7 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
       if (firstOf[r] == r) {
         Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
         SmallVector<Value> words;
-        if (streamLoads && parallel() && rows[r].w->readOnly &&
+        if (streamLoads && singleToken && parallel() && rows[r].w->readOnly &&
             target.loadStreamed(b, loc, ptr, segBytes / 4, words)) {
           // (COMPRESSA_DOT_WEIGHT_LOADS=plain turns them off.)
         } else if (segBytes == 4) {
@@ -895,12 +896,13 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     // output projection 19-28 % slower.)
     // On an H100 the V4-Flash 2:6 exact decode step took 1562-1571 us
     // with both against 1596-1601 without (docs/perf.md, eighteenth
-    // session).
+    // session). Single-token kernels only (setSingleToken): prefill and
+    // batched decode keep the rounds' own reads.
     static const std::string sharedFormats = [] {
       const char *v = std::getenv("COMPRESSA_DOT_SHARED_SCALES");
       return std::string(v ? v : "fp8,fp4");
     }();
-    bool shareScales = parallel() &&
+    bool shareScales = parallel() && singleToken &&
                        ((fp8 && sharedFormats.find("fp8") != std::string::npos) ||
                         (fp4 && sharedFormats.find("fp4") != std::string::npos)) &&
                        unroll > 1 && segCount % kLanes == 0;

@@ -193,6 +193,11 @@ public:
   }
   /// The 32-bit word grid-wide barriers meet on (parallel targets).
   void setSyncWord(Value word) { syncWord = word; }
+  /// The kernel serves single-token programs only (dsv4.single_token): a
+  /// launch reads each weight row once, so dotRows streams the weights past
+  /// L1 and shares block scales among a trip's lanes. Elsewhere (prefill,
+  /// batched decode) a row is read again for each token, from L1.
+  void setSingleToken(bool single) { singleToken = single; }
   const TargetInfo &targetInfo() const { return target; }
   /// Lanes of a lane-split dot product (a CUDA warp).
   static constexpr int64_t kLanes = 32;
@@ -310,6 +315,7 @@ private:
   Operation *container;
   const TargetInfo &target;
   Value syncWord;
+  bool singleToken = false;
   /// Whether the kernel's block has several threads (work is shared).
   bool parallel() const { return target.blockThreads() > 1; }
   int regionDepth = 0;

@@ -30,9 +30,10 @@ struct DeduplicateKernels
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    // Candidates are compared only within a bucket of equal type, size and
-    // batching (a batched decode kernel's code differs from the same ops').
-    std::map<std::tuple<void *, size_t, bool>, SmallVector<func::FuncOp>> buckets;
+    // Candidates are compared only within a bucket of equal type, size,
+    // batching (a batched decode kernel's code differs from the same ops')
+    // and single-token use (its weight loads differ: dsv4.single_token).
+    std::map<std::tuple<void *, size_t, bool, bool>, SmallVector<func::FuncOp>> buckets;
     SmallVector<func::FuncOp> kernels;
     for (auto func : module.getOps<func::FuncOp>())
       if (func->hasAttr(kKernelAttr) && !func.isExternal())
@@ -42,7 +43,7 @@ struct DeduplicateKernels
       size_t ops = func.getBody().front().getOperations().size();
       auto &bucket = buckets[std::make_tuple(
           const_cast<void *>(func.getFunctionType().getAsOpaquePointer()), ops,
-          func->hasAttr(kBatchedAttr))];
+          func->hasAttr(kBatchedAttr), func->hasAttr(kSingleTokenAttr))];
       func::FuncOp same;
       for (func::FuncOp candidate : bucket)
         if (OperationEquivalence::isRegionEquivalentTo(

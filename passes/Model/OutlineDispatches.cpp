@@ -74,6 +74,10 @@ struct OutlineDispatches
     // slots (their code and ABI differ from the same ops' elsewhere).
     if (program->hasAttr(kBatchedAttr))
       kernel->setAttr(kBatchedAttr, b.getUnitAttr());
+    // A single-token program's kernels read each weight row once a launch.
+    else if (auto bound = program->getAttrOfType<IntegerAttr>(kMaxTokensAttr);
+             bound && bound.getInt() == 1)
+      kernel->setAttr(kSingleTokenAttr, b.getUnitAttr());
     Block *entry = kernel.addEntryBlock();
     IRMapping map;
     for (auto [v, arg] : llvm::zip(operands, entry->getArguments()))

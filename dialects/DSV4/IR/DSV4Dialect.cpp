@@ -383,6 +383,11 @@ LogicalResult DSV4Dialect::verifyOperationAttribute(Operation *op,
   };
   if (name == kDispatchAttr)
     return positiveI64(0);
+  if (name == kSingleTokenAttr) {
+    if (!isa<UnitAttr>(value))
+      return op->emitOpError() << name << " must be a unit, got " << value;
+    return success();
+  }
   // One of the ops of a dispatch run side by side (dsv4-form-dispatches).
   if (name == kBranchAttr)
     return positiveI64(0);

@@ -58,6 +58,10 @@ namespace mlir::dsv4 {
 ///                                its kernels carry the attribute too and
 ///                                take Positions, SlotIds and StateTables
 inline constexpr llvm::StringLiteral kBatchedAttr = "dsv4.batched";
+/// A unit on a kernel function that only single-token programs launch (a
+/// program of dsv4.max_tokens = 1, not batched): its weight rows are read
+/// once a launch, so their loads may bypass L1 (KernelBuilder::dotRows).
+inline constexpr llvm::StringLiteral kSingleTokenAttr = "dsv4.single_token";
 inline constexpr llvm::StringLiteral kDispatchAttr = "dsv4.dispatch";
 /// On ops of one dispatch that run side by side (dsv4-form-dispatches'
 /// branches=true): the ops of branch i (an i64) read nothing the other

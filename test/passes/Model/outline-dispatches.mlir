@@ -1,7 +1,8 @@
 // RUN: compressa-opt %s --dsv4-outline-dispatches | FileCheck %s
 // Each dispatch becomes a kernel function (token dimension dynamic) called
 // by a dsv4.launch that carries the arena slots of its results and which
-// operand its decode-state result updates.
+// operand its decode-state result updates; a single-token program's kernels
+// are marked dsv4.single_token.
 
 module attributes {dsv4.model = "t"} {
   // CHECK-LABEL: func.func @decode
@@ -24,7 +25,7 @@ module attributes {dsv4.model = "t"} {
     // CHECK: return %[[L]]#1, %[[L]]#0
     return %y, %r2 : tensor<1x8xf32>, !dsv4.window_kv<4, 8, f32>
   }
-  // CHECK: func.func private @dispatch_0(%arg0: !dsv4.weight<tensor<16x8xf32>>, %arg1: tensor<?xi64>) -> tensor<?x8xf32> attributes {dsv4.kernel = "dsv4.embed"}
+  // CHECK: func.func private @dispatch_0(%arg0: !dsv4.weight<tensor<16x8xf32>>, %arg1: tensor<?xi64>) -> tensor<?x8xf32> attributes {dsv4.kernel = "dsv4.embed", dsv4.single_token}
   // CHECK-NEXT: dsv4.embed %arg0[%arg1] : (!dsv4.weight<tensor<16x8xf32>>, tensor<?xi64>) -> tensor<?x8xf32>
   // CHECK: func.func private @dispatch_1(%arg0: !dsv4.window_kv<4, 8, f32>, %arg1: tensor<?x8xf32>, %arg2: index, %arg3: !dsv4.weight<tensor<8xf32>>) -> (!dsv4.window_kv<4, 8, f32>, tensor<?x8xf32>)
   // CHECK-NEXT: dsv4.kv.window_update %arg0, %arg1 at %arg2 : !dsv4.window_kv<4, 8, f32>, tensor<?x8xf32>
