@@ -340,12 +340,12 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
     if (branchesDone)
       continue;
     branchesDone = true;
+    static const int64_t opBytes =
+        KernelBuilder::experimentInt("COMPRESSA_BRANCH_OP_MIB", 2) << 20;
     SmallVector<int64_t> weights;
     for (ArrayRef<Operation *> ops : branchOps) {
       int64_t bytes = 0;
       for (Operation *m : ops) {
-        static const int64_t opBytes =
-            KernelBuilder::experimentInt("COMPRESSA_BRANCH_OP_MIB", 2) << 20;
         bytes += opBytes;
         for (Value v : m->getOperands())
           if (auto w = dyn_cast<WeightType>(v.getType()))

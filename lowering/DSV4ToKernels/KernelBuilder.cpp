@@ -439,14 +439,15 @@ void KernelBuilder::branches(ArrayRef<int64_t> weights, function_ref<void(size_t
   }
   // Every part is done: a barrier of the whole launch, always (the parts'
   // own barriers do not order one part against another).
-  Operation *prev = &*std::prev(b.getInsertionPoint());
-  target.barrier(b, loc, syncWord);
-  barriers.push_back({prev->getNextNode(), &*std::prev(b.getInsertionPoint())});
+  emitBarrier();
 }
 
 void KernelBuilder::barrier() {
-  if (separated(b.getInsertionBlock(), b.getInsertionPoint()))
-    return;
+  if (!separated(b.getInsertionBlock(), b.getInsertionPoint()))
+    emitBarrier();
+}
+
+void KernelBuilder::emitBarrier() {
   auto ip = b.getInsertionPoint();
   Operation *before = ip == b.getInsertionBlock()->begin() ? nullptr : &*std::prev(ip);
   if (part.first)

@@ -326,6 +326,8 @@ private:
   /// back-to-back barriers of consecutive loops become one, a launch's
   /// first loop needs none).
   void barrier();
+  /// A barrier of the launch (or of the branch's part) here, recorded.
+  void emitBarrier();
   /// Whether every way to `it` in `block`, back to a barrier or the start
   /// of the launch, touches no memory that a thread may write.
   bool separated(Block *block, Block::iterator it);
