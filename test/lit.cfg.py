@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # lit configuration of the Compressa tests.
 import os
+import shutil
 import sys
 
 import lit.formats
@@ -19,7 +20,7 @@ config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.compressa_obj_root, "test")
 config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py",
-                   "compressa_lit.py", "__pycache__"]
+                   "compressa_lit.py", "cached_compile.py", "__pycache__"]
 
 config.environment["FILECHECK_OPTS"] = "--enable-var-scope --dump-input=fail"
 # Model names resolve against the source tree's models/ in tests.
@@ -30,10 +31,24 @@ llvm_config.use_default_substitutions()
 # FileCheck, not, count, split-file from LLVM 22 (Debian keeps them off PATH).
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["compressa-opt", "compressa-compile", "compressa-run",
+    ["compressa-opt", "compressa-run",
      "make-random-model", "compressa-tokenize", "compressa-bench",
      "compressa-gemm"],
     [config.compressa_tools_dir, config.llvm_tools_dir])
+# compressa-compile through cached_compile.py: a model name compiled to a
+# file with the same flags is compiled once per lit run (the golden tiny
+# models are compiled alike by many tests), its stderr replayed. The cache is
+# emptied here, when the run loads this configuration.
+from lit.llvm.subst import ToolSubst  # noqa: E402
+_compile_cache = os.path.join(config.test_exec_root, "compile-cache")
+shutil.rmtree(_compile_cache, ignore_errors=True)
+llvm_config.add_tool_substitutions(
+    [ToolSubst("compressa-compile", command=sys.executable,
+               extra_args=[os.path.join(os.path.dirname(__file__), "cached_compile.py"),
+                           "--cache", _compile_cache, "--compiler",
+                           os.path.join(config.compressa_tools_dir, "compressa-compile"),
+                           "--"])],
+    [config.compressa_tools_dir])
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
@@ -56,7 +71,6 @@ else:
 # (test-only; scripts/install-deps.sh installs it for the python3 on PATH,
 # which need not be the one running lit). Tests that regenerate expectations
 # live say `REQUIRES: hf-tokenizers` and run %hf_python.
-import shutil
 import subprocess
 for _python in (sys.executable, shutil.which("python3")):
     if _python and subprocess.run([_python, "-c", "import tokenizers"],

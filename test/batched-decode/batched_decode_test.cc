@@ -14,6 +14,7 @@
 // (default 0: bit-identical).
 #include "runtime/session/engine.h"
 #include "runtime/weights/safetensors.h"
+#include "test/common/artifact_cache.h"
 
 #include <gtest/gtest.h>
 
@@ -71,13 +72,17 @@ std::string compile(const std::string &model, int batch, const std::string &nume
     std::string path = std::string(prebuilt) + "/" + key + ".cpa";
     return std::filesystem::exists(path) ? path : "";
   }
-  std::string out = workDir() + "/" + key + ".cpa";
   // The formats of the quantized checkpoint (tiny-a's default is f32).
-  std::string cmd = std::string("'") + COMPRESSA_COMPILE_BIN + "' '" +
-                    models() + "/" + model +
-                    "' --target=cpu --weight-format=official --max-batch " +
-                    std::to_string(batch) + " --numerics=" + numerics + " -o '" + out + "'";
-  if (std::system(cmd.c_str()) != 0)
+  auto compileTo = [&](const std::string &out) {
+    std::string cmd = std::string("'") + COMPRESSA_COMPILE_BIN + "' '" +
+                      models() + "/" + model +
+                      "' --target=cpu --weight-format=official --max-batch " +
+                      std::to_string(batch) + " --numerics=" + numerics + " -o '" + out + "'";
+    return std::system(cmd.c_str()) == 0;
+  };
+  // Shared by this run's test processes (test/common/artifact_cache.h).
+  std::string out = testing::cachedArtifact("batched-" + key, workDir(), compileTo);
+  if (out.empty())
     return "";
   return done[key] = out;
 }

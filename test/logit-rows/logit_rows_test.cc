@@ -24,6 +24,7 @@
 // |prefillLast - prefill| allowed (default 0: bit-identical).
 #include "runtime/session/engine.h"
 #include "runtime/weights/safetensors.h"
+#include "test/common/artifact_cache.h"
 #if COMPRESSA_LOGIT_ROWS_GPU
 #include "runtime/testing/gpu_test.h"
 #endif
@@ -98,14 +99,19 @@ std::string compile(const std::string &model, int batch = 1) {
 #else
   const char *target = "cpu";
 #endif
-  std::string out = workDir() + "/" + key + ".cpa";
   // The formats of the quantized checkpoint (tiny-a's default is f32).
-  std::string cmd = std::string("'") + COMPRESSA_COMPILE_BIN + "' '" +
-                    models() + "/" + model + "' --target=" + target +
-                    " --weight-format=official --prefill-max-tokens=1024 "
-                    "--max-batch " +
-                    std::to_string(batch) + " -o '" + out + "'";
-  if (std::system(cmd.c_str()) != 0)
+  auto compileTo = [&](const std::string &out) {
+    std::string cmd = std::string("'") + COMPRESSA_COMPILE_BIN + "' '" +
+                      models() + "/" + model + "' --target=" + target +
+                      " --weight-format=official --prefill-max-tokens=1024 "
+                      "--max-batch " +
+                      std::to_string(batch) + " -o '" + out + "'";
+    return std::system(cmd.c_str()) == 0;
+  };
+  // Shared by this run's test processes (test/common/artifact_cache.h).
+  std::string out = testing::cachedArtifact(
+      std::string("logit-rows-") + target[0] + "-" + key, workDir(), compileTo);
+  if (out.empty())
     return "";
   return done[key] = out;
 }
