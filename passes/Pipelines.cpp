@@ -89,6 +89,11 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
     dsv4::DSV4FormDispatchesPassOptions form;
     const char *sideBySide = std::getenv("COMPRESSA_BRANCHES");
     form.branches = !(sideBySide && std::string(sideBySide) == "0");
+    // COMPRESSA_ATTENTION_LAUNCH=1 at compile time (an experiment, not yet
+    // measured on a GPU): decode's attention and output projection in the
+    // launch of the projections before them (attention-launch=true).
+    const char *attentionLaunch = std::getenv("COMPRESSA_ATTENTION_LAUNCH");
+    form.attentionLaunch = attentionLaunch && std::string(attentionLaunch) == "1";
     fpm.addPass(dsv4::createDSV4FormDispatchesPass(form));
     fpm.addPass(dsv4::createDSV4PlanMemoryPass(
         dsv4::DSV4PlanMemoryPassOptions{options.bufferReuse}));

@@ -35,6 +35,8 @@
 # (the dots' block scales applied by one fused multiply-add; the same bits),
 # COMPRESSA_SCALE_FMA=0 (no block scale by a fused multiply-add anywhere:
 # the code before KernelBuilder::addTimesPow2; the same bits),
+# COMPRESSA_ATTENTION_LAUNCH=1 (decode's attention and output projection in
+# the launch of the projections before them: two launches a layer),
 # COMPRESSA_FP8_SHARED_EARLY=1 (fast-decode's shared expert gate/up in the
 # router's step instead of the experts'; the same bits),
 # COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next
@@ -57,6 +59,7 @@ flash-nobranches | COMPRESSA_BRANCHES=0 | $f
 flash-scalefma | COMPRESSA_DOT_SCALE_FMA=1 | $f
 flash-fma | COMPRESSA_DOT_FMA=1 | $f
 flash-pdl | - | $f | COMPRESSA_PDL=1
+flash-attnlaunch | COMPRESSA_ATTENTION_LAUNCH=1 | $f
 flash-fd | - | $f --numerics=fast-decode
 flash-fd-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_DOT_WEIGHT_LOADS=plain COMPRESSA_BRANCHES=0 COMPRESSA_FP8_SHARED_EARLY=1 | $f --numerics=fast-decode
 flash-fd-early | COMPRESSA_FP8_SHARED_EARLY=1 | $f --numerics=fast-decode
@@ -65,6 +68,7 @@ pro-exact | - | $p
 pro-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_DOT_WEIGHT_LOADS=plain COMPRESSA_BRANCHES=0 | $p
 pro-nobranches | COMPRESSA_BRANCHES=0 | $p
 pro-fd | - | $p --numerics=fast-decode
+pro-attnlaunch | COMPRESSA_ATTENTION_LAUNCH=1 | $p
 EOF
 }
 

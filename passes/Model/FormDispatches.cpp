@@ -135,6 +135,8 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
 
     if (branches)
       formBranches(func);
+    if (attentionLaunch)
+      formAttentionLaunches(func);
 
     // Number the dispatches in the order of their first op.
     OpBuilder b(func.getContext());
@@ -270,6 +272,52 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
       // one launch fewer a layer (the branches start after a barrier).
       if (fuseNorms)
         tryMerge(norm, leaders.front());
+    });
+  }
+
+  /// Whether `leader`'s dispatch can take the ops of `other`'s: none of
+  /// them reads decode state (a block argument) that an op of a branch
+  /// there reads or updates in place (the branches run first; the joining
+  /// ops run after them and would see the update).
+  bool stateApart(Operation *leader, Operation *other) {
+    llvm::DenseSet<Value> branchState;
+    for (Operation *m : membersOf(leader))
+      if (m->hasAttr(kBranchAttr))
+        for (Value v : m->getOperands())
+          if (isa<BlockArgument>(v) && !isa<RankedTensorType, WeightType, IndexType>(v.getType()))
+            branchState.insert(v);
+    for (Operation *m : membersOf(other))
+      for (Value v : m->getOperands())
+        if (branchState.contains(v))
+          return false;
+    return true;
+  }
+
+  /// attention-launch=true: in a single-token program, the attention (with
+  /// its window update and RoPE) joins the dispatch of the op that made its
+  /// queries (with branches: after the join of the projections and
+  /// compressors), and the output projection (with hc.post) joins the
+  /// attention: an attention sub-layer's ops in one launch, its steps
+  /// separated by grid barriers instead of launch boundaries.
+  void formAttentionLaunches(func::FuncOp func) {
+    auto bound = func->getAttrOfType<IntegerAttr>(kMaxTokensAttr);
+    if (!bound || bound.getInt() != 1 || func->hasAttr(kBatchedAttr))
+      return;
+    func.walk([&](SparseAttentionOp att) {
+      if (att->hasAttr(kNumericsAttr))
+        return;
+      if (Operation *q = att.getQ().getDefiningOp())
+        if (isComputeOp(q) && !q->hasAttr(kNumericsAttr) &&
+            stateApart(groups.getLeaderValue(q), att))
+          tryMerge(q, att);
+      // The output projection that reads the attention's dispatch.
+      for (Operation *m : membersOf(groups.getLeaderValue(att)))
+        for (Operation *u : m->getUsers())
+          if (isa<OutProjOp>(u) && !u->hasAttr(kNumericsAttr) &&
+              stateApart(groups.getLeaderValue(att), u)) {
+            tryMerge(att, u);
+            return;
+          }
     });
   }
 

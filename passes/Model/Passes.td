@@ -43,6 +43,13 @@ def DSV4FormDispatchesPass : Pass<"dsv4-form-dispatches", "::mlir::func::FuncOp"
     the q projection's `qr`) on the whole grid. The norm's dispatch (with
     `fuse-norms`: `hc.pre` and the norm) joins that dispatch, before the
     branches.
+
+    With `attention-launch=true` (an experiment), in a program of one token
+    the attention (with its window update and RoPE) joins the dispatch of
+    the op that made its queries (after the branches' join), and the output
+    projection (with `hc.post`) joins the attention's: a layer's attention
+    half in one launch. An op that would read decode state a branch op
+    reads or updates in place does not join.
   }];
   let options = [
     Option<"fuseNorms", "fuse-norms", "bool", "true",
@@ -51,6 +58,10 @@ def DSV4FormDispatchesPass : Pass<"dsv4-form-dispatches", "::mlir::func::FuncOp"
            "In a single-token program, the projections and compressors that "
            "read one norm's output: one dispatch whose independent ops run "
            "side by side (dsv4.branch)">,
+    Option<"attentionLaunch", "attention-launch", "bool", "false",
+           "In a single-token program, the attention joins the dispatch of "
+           "the op that made its queries, and the output projection the "
+           "attention's: an attention sub-layer in one launch">,
   ];
   let dependentDialects = ["::mlir::dsv4::DSV4Dialect"];
 }
