@@ -244,21 +244,14 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
       // The branches run first: an op after them must not read decode
       // state a branch op reads or updates in place (it would see the
       // update), and at least two branches must hold ops.
-      llvm::DenseSet<Value> branchState;
+      SmallVector<Operation *> inBranches, after;
       llvm::SmallDenseSet<int64_t> used;
-      for (Operation *m : members)
-        if (branchOf[m] >= 0) {
+      for (Operation *m : members) {
+        (branchOf[m] >= 0 ? inBranches : after).push_back(m);
+        if (branchOf[m] >= 0)
           used.insert(branchOf[m]);
-          for (Value v : m->getOperands())
-            if (!isa<RankedTensorType, WeightType, IndexType>(v.getType()))
-              branchState.insert(v);
-        }
-      bool ok = used.size() >= 2;
-      for (Operation *m : members)
-        if (branchOf[m] < 0)
-          for (Value v : m->getOperands())
-            ok &= !(branchState.contains(v) && isa<BlockArgument>(v));
-      if (!ok)
+      }
+      if (used.size() < 2 || readsAny(after, stateOf(inBranches)))
         return;
       // Branch numbers 0, 1, ... in the order of their first op.
       llvm::DenseMap<int64_t, int64_t> dense;
@@ -275,22 +268,35 @@ struct FormDispatches : dsv4::impl::DSV4FormDispatchesPassBase<FormDispatches> {
     });
   }
 
+  /// The decode state (block arguments other than activations, weights and
+  /// indices) that `ops` read or update in place.
+  static llvm::DenseSet<Value> stateOf(ArrayRef<Operation *> ops) {
+    llvm::DenseSet<Value> state;
+    for (Operation *m : ops)
+      for (Value v : m->getOperands())
+        if (isa<BlockArgument>(v) && !isa<RankedTensorType, WeightType, IndexType>(v.getType()))
+          state.insert(v);
+    return state;
+  }
+  /// Whether an op of `ops` reads a value of `values`.
+  static bool readsAny(ArrayRef<Operation *> ops, const llvm::DenseSet<Value> &values) {
+    for (Operation *m : ops)
+      for (Value v : m->getOperands())
+        if (values.contains(v))
+          return true;
+    return false;
+  }
+
   /// Whether `leader`'s dispatch can take the ops of `other`'s: none of
-  /// them reads decode state (a block argument) that an op of a branch
-  /// there reads or updates in place (the branches run first; the joining
-  /// ops run after them and would see the update).
+  /// them reads decode state that an op of a branch there reads or updates
+  /// in place (the branches run first; the joining ops run after them and
+  /// would see the update).
   bool stateApart(Operation *leader, Operation *other) {
-    llvm::DenseSet<Value> branchState;
+    SmallVector<Operation *> inBranches;
     for (Operation *m : membersOf(leader))
       if (m->hasAttr(kBranchAttr))
-        for (Value v : m->getOperands())
-          if (isa<BlockArgument>(v) && !isa<RankedTensorType, WeightType, IndexType>(v.getType()))
-            branchState.insert(v);
-    for (Operation *m : membersOf(other))
-      for (Value v : m->getOperands())
-        if (branchState.contains(v))
-          return false;
-    return true;
+        inBranches.push_back(m);
+    return !readsAny(membersOf(other), stateOf(inBranches));
   }
 
   /// attention-launch=true: in a single-token program, the attention (with

@@ -30,22 +30,24 @@ namespace compressa::testing {
 /// directory, used without a shared cache.
 inline std::string cachedArtifact(const std::string &key, const std::string &ownDir,
                                   const std::function<bool(const std::string &)> &compile) {
-  const char *shared = std::getenv("COMPRESSA_TEST_ARTIFACT_CACHE");
-  if (!shared || !*shared) {
+  auto alone = [&] { // this process's own artifact
     std::string out = ownDir + "/" + key + ".cpa";
     return compile(out) ? out : "";
-  }
+  };
+  const char *shared = std::getenv("COMPRESSA_TEST_ARTIFACT_CACHE");
+  if (!shared || !*shared)
+    return alone();
   std::filesystem::path dir(shared);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   std::string out = (dir / (key + ".cpa")).string();
   std::string lockPath = (dir / (key + ".lock")).string();
   int lock = ::open(lockPath.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-  if (lock < 0) { // no lock: compile into this process's own directory
-    std::string own = ownDir + "/" + key + ".cpa";
-    return compile(own) ? own : "";
-  }
-  while (::flock(lock, LOCK_EX) != 0) {
+  if (lock < 0)
+    return alone();
+  if (::flock(lock, LOCK_EX) != 0) {
+    ::close(lock);
+    return alone();
   }
   std::string result;
   if (std::filesystem::exists(out)) {

@@ -110,7 +110,8 @@ std::string compile(const std::string &model, int batch = 1) {
   };
   // Shared by this run's test processes (test/common/artifact_cache.h).
   std::string out = testing::cachedArtifact(
-      std::string("logit-rows-") + target[0] + "-" + key, workDir(), compileTo);
+      std::string("logit-rows-") + (std::string(target) == "cpu" ? "cpu-" : "cuda-") + key,
+      workDir(), compileTo);
   if (out.empty())
     return "";
   return done[key] = out;
