@@ -89,9 +89,12 @@ LogicalResult compressa::buildCompressaPipeline(OpPassManager &pm,
     dsv4::DSV4FormDispatchesPassOptions form;
     const char *sideBySide = std::getenv("COMPRESSA_BRANCHES");
     form.branches = !(sideBySide && std::string(sideBySide) == "0");
-    // COMPRESSA_ATTENTION_LAUNCH=1 at compile time (an experiment, not yet
-    // measured on a GPU): decode's attention and output projection in the
-    // launch of the projections before them (attention-launch=true).
+    // COMPRESSA_ATTENTION_LAUNCH=1 at compile time (an experiment): decode's
+    // attention and output projection in the launch of the projections
+    // before them (attention-launch=true). Measured on an H100 (docs/perf.md,
+    // twentieth session): the same bits, but V4-Flash 2:6's step took
+    // 1413-1416 us against 1401-1402 and V4-Pro 0:3's 2050-2055 against
+    // 2008-2016, so it stays off.
     const char *attentionLaunch = std::getenv("COMPRESSA_ATTENTION_LAUNCH");
     form.attentionLaunch = attentionLaunch && std::string(attentionLaunch) == "1";
     fpm.addPass(dsv4::createDSV4FormDispatchesPass(form));

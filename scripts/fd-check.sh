@@ -31,6 +31,8 @@
 #       - fast-decode on the GPU against its CPU twin (bounds for gross errors:
 #         max 4, median 0.1, top-1 70 %), and against the reference (reported).
 #       Exits 1 on any failure.
+#   FD_CHECK_VARIANTS="exact-al fd-al" (at prepare) compiles only those
+#   variants and the artifacts they are compared with (exact, fd).
 #
 # With the device tool: prepare here, then run with carry [".fd-check"]:
 #   command: bash scripts/fd-check.sh run .fd-check
@@ -75,12 +77,27 @@ cpu_of() {
   esac
 }
 run_args="--prefill 250"
+# variants(), or those FD_CHECK_VARIANTS names and their same_as bases.
+chosen_variants() {
+  if [ -z "${FD_CHECK_VARIANTS:-}" ]; then variants; return; fi
+  local want=" $FD_CHECK_VARIANTS " v known
+  for v in $FD_CHECK_VARIANTS; do
+    known=$(variants | awk -F'|' -v n="$v" '{gsub(/ /, "", $1)} $1 == n' | head -1)
+    [ -n "$known" ] || { echo "error: FD_CHECK_VARIANTS names '$v', which is not a variant" >&2; exit 2; }
+    want+="$(same_as "$v") "
+  done
+  variants | while IFS= read -r line; do
+    v=$(echo "${line%%|*}" | xargs)
+    if [[ $want == *" $v "* ]]; then echo "$line"; fi
+  done
+}
 
 prepare() {
   local bin=$root/build/bin
   rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/art "$dir"/cpu
   set -e
   cp "$config" "$dir"/config.json
+  chosen_variants > "$dir"/chosen
   while IFS='|' read -r name env numerics; do
     name=$(echo "$name" | xargs); env=$(echo "$env" | xargs); numerics=$(echo "$numerics" | xargs)
     [ "$env" = "-" ] && env=""
@@ -90,7 +107,7 @@ prepare() {
       --weight-format=official --numerics="$numerics" -o "$dir"/art/"$name".cpa \
       > "$dir"/compile.log 2>&1 || { cat "$dir"/compile.log >&2; exit 1; }
     echo "$name" >> "$dir"/names
-  done < <(variants)
+  done < "$dir"/chosen
   # The CPU twins, run here on the same weights.
   local work
   work=$(mktemp -d)
@@ -98,6 +115,8 @@ prepare() {
   sha256sum "$work"/m/model.safetensors | cut -d' ' -f1 > "$dir"/weights.sha256
   for twin in cpu-fd:- cpu-fd-lin:COMPRESSA_FP8_DECODE_LINEAR=1; do
     local name=${twin%%:*} env=${twin#*:}
+    # Only the twins of the chosen variants' numerics.
+    grep -qx "${name#cpu-}.*" "$dir"/names || continue
     [ "$env" = "-" ] && env=""
     # shellcheck disable=SC2086
     env $env "$bin"/compressa-compile "$dir"/config.json --target=cpu --weight-format=official \
@@ -169,5 +188,5 @@ run() {
 case "$mode" in
   prepare) prepare ;;
   run) run ;;
-  *) sed -n '3,31p' "$0"; exit 2 ;;
+  *) sed -n '3,38p' "$0"; exit 2 ;;
 esac

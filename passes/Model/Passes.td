@@ -44,7 +44,8 @@ def DSV4FormDispatchesPass : Pass<"dsv4-form-dispatches", "::mlir::func::FuncOp"
     `fuse-norms`: `hc.pre` and the norm) joins that dispatch, before the
     branches.
 
-    With `attention-launch=true` (an experiment), in a program of one token
+    With `attention-launch=true` (an experiment; slower on an H100, see
+    docs/perf.md), in a program of one token
     the attention (with its window update and RoPE) joins the dispatch of
     the op that made its queries (after the branches' join), and the output
     projection (with `hc.post`) joins the attention's: a layer's attention
