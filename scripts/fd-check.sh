@@ -80,11 +80,11 @@ run_args="--prefill 250"
 # variants(), or those FD_CHECK_VARIANTS names and their same_as bases.
 chosen_variants() {
   if [ -z "${FD_CHECK_VARIANTS:-}" ]; then variants; return; fi
-  local want=" $FD_CHECK_VARIANTS " v known
+  local all want=" " v
+  all=" $(variants | cut -d'|' -f1 | xargs) "
   for v in $FD_CHECK_VARIANTS; do
-    known=$(variants | awk -F'|' -v n="$v" '{gsub(/ /, "", $1)} $1 == n' | head -1)
-    [ -n "$known" ] || { echo "error: FD_CHECK_VARIANTS names '$v', which is not a variant" >&2; exit 2; }
-    want+="$(same_as "$v") "
+    [[ $all == *" $v "* ]] || { echo "error: FD_CHECK_VARIANTS names '$v', which is not a variant" >&2; exit 2; }
+    want+="$v $(same_as "$v") "
   done
   variants | while IFS= read -r line; do
     v=$(echo "${line%%|*}" | xargs)
@@ -115,8 +115,8 @@ prepare() {
   sha256sum "$work"/m/model.safetensors | cut -d' ' -f1 > "$dir"/weights.sha256
   for twin in cpu-fd:- cpu-fd-lin:COMPRESSA_FP8_DECODE_LINEAR=1; do
     local name=${twin%%:*} env=${twin#*:}
-    # Only the twins of the chosen variants' numerics.
-    grep -qx "${name#cpu-}.*" "$dir"/names || continue
+    # Only the twins the chosen variants are compared with (cpu_of).
+    while read -r n; do cpu_of "$n"; done < "$dir"/names | grep -qx "$name" || continue
     [ "$env" = "-" ] && env=""
     # shellcheck disable=SC2086
     env $env "$bin"/compressa-compile "$dir"/config.json --target=cpu --weight-format=official \
