@@ -9,7 +9,7 @@ Compiles MODEL twice with the given options (which must include a cuda
 --target): --emit=dispatch names the dsv4 ops of each dispatch, and
 --emit=kernels gives the kernels the program launches, in dispatch order.
 In each kernel it counts the grid barriers (CudaTarget::barrier: a block
-barrier, then an scf.if over gridDim > 1 whose thread 0 fences, arrives on
+barrier, then an scf.if over gridDim > 1 whose thread 0 arrives on
 the sync word and spins) that a call of `--tokens` tokens runs through: it
 folds the integer arithmetic on constants and on the call's token count
 (argument slot 0, KernelABI.h), takes the branch of every scf.if whose
@@ -90,12 +90,17 @@ def parse(lines):
 
 
 def is_grid_barrier(node):
-    """scf.if (gridDim > 1) { scf.if (thread 0) { llvm.fence ... } }."""
+    """scf.if (gridDim > 1) { scf.if (thread 0) { ... the arrival ... } }: the
+    arrival is a release atomic (inline PTX atom.release.gpu), or, compiled
+    with COMPRESSA_GRID_BARRIER=fence, a fence first."""
     if not node.line.startswith("scf.if") or not node.regions:
         return False
     for inner in node.regions[0]:
-        if inner.line.startswith("scf.if") and inner.regions and inner.regions[0] \
-                and inner.regions[0][0].line.startswith("llvm.fence"):
+        if not (inner.line.startswith("scf.if") and inner.regions and inner.regions[0]):
+            continue
+        body = inner.regions[0]
+        if body[0].line.startswith("llvm.fence") or \
+                any("atom.release.gpu" in n.line for n in body):
             return True
     return False
 

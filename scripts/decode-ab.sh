@@ -37,8 +37,11 @@
 # the code before KernelBuilder::addTimesPow2; the same bits),
 # COMPRESSA_ATTENTION_LAUNCH=1 (decode's attention and output projection in
 # the launch of the projections before them: two launches a layer; slower on
-# an H100), COMPRESSA_BRANCH_OP_MIB=N (the MiB each op of a branch counts,
-# beside its weights, when the grid's blocks are shared among branches; 2),
+# an H100), COMPRESSA_GRID_BARRIER=fence (grid barriers with device-scope
+# fences around a relaxed atomic and volatile polling, the code before the
+# release atomic and acquire loads; the same bits), COMPRESSA_BRANCH_OP_MIB=N
+# (the MiB each op of a branch counts, beside its weights, when the grid's
+# blocks are shared among branches; 2),
 # COMPRESSA_FP8_SHARED_EARLY=1 (fast-decode's shared expert gate/up in the
 # router's step instead of the experts'; the same bits),
 # COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next

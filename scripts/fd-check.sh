@@ -24,7 +24,7 @@
 #       - variants that compute the same operations (COMPRESSA_SCALE_FMA=0;
 #         COMPRESSA_DOT_SCALE_FMA=1, COMPRESSA_DOT_SHARED_SCALES=none and
 #         COMPRESSA_FP8_SHARED_EARLY=1 together; COMPRESSA_DOT_WEIGHT_LOADS=plain;
-#         COMPRESSA_BRANCHES=0; COMPRESSA_ATTENTION_LAUNCH=1;
+#         COMPRESSA_BRANCHES=0; COMPRESSA_ATTENTION_LAUNCH=1; COMPRESSA_GRID_BARRIER=fence;
 #         COMPRESSA_FP8_EXPERTS_PIPELINE=1)
 #         against the default artifact of their numerics: byte-identical
 #         logits;
@@ -51,12 +51,14 @@ exact-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none | exact
 exact-plain | COMPRESSA_DOT_WEIGHT_LOADS=plain | exact
 exact-nobr | COMPRESSA_BRANCHES=0 | exact
 exact-al | COMPRESSA_ATTENTION_LAUNCH=1 | exact
+exact-fence | COMPRESSA_GRID_BARRIER=fence | exact
 fd | - | fast-decode
 fd-mulscale | COMPRESSA_SCALE_FMA=0 | fast-decode
 fd-old | COMPRESSA_DOT_SCALE_FMA=1 COMPRESSA_DOT_SHARED_SCALES=none COMPRESSA_FP8_SHARED_EARLY=1 | fast-decode
 fd-plain | COMPRESSA_DOT_WEIGHT_LOADS=plain | fast-decode
 fd-nobr | COMPRESSA_BRANCHES=0 | fast-decode
 fd-al | COMPRESSA_ATTENTION_LAUNCH=1 | fast-decode
+fd-fence | COMPRESSA_GRID_BARRIER=fence | fast-decode
 fd-pipe | COMPRESSA_FP8_EXPERTS_PIPELINE=1 | fast-decode
 fd-lin | COMPRESSA_FP8_DECODE_LINEAR=1 | fast-decode
 EOF
@@ -64,8 +66,8 @@ EOF
 # The artifact whose logits a variant must equal byte for byte (same ops).
 same_as() {
   case $1 in
-    exact-old | exact-plain | exact-nobr | exact-al) echo exact ;;
-    fd-mulscale | fd-old | fd-plain | fd-nobr | fd-al | fd-pipe) echo fd ;;
+    exact-old | exact-plain | exact-nobr | exact-al | exact-fence) echo exact ;;
+    fd-mulscale | fd-old | fd-plain | fd-nobr | fd-al | fd-fence | fd-pipe) echo fd ;;
   esac
 }
 # The CPU twin of a variant's numerics (its CPU code ignores the GPU-only

@@ -6,7 +6,8 @@
 // kernel is one block; with grid-weight-bytes=0 it asks for every
 // multiprocessor, and its barriers are grid-wide: threads are numbered
 // across blocks, and thread 0 of each block arrives on the sync word 64
-// bytes before the scratch area and waits for its top bit to flip.
+// bytes before the scratch area (a release atomic) and waits for its top bit
+// to flip (acquire loads; no fences).
 module attributes {dsv4.max_context = 64 : i64} {
   func.func private @dispatch_0(%x: tensor<?x8xf32>, %w: !dsv4.weight<tensor<8xbf16>>) -> tensor<?x8xf32> attributes {dsv4.kernel = "layers.0.attn_norm"} {
     %y = dsv4.rms_norm %x weight(%w : !dsv4.weight<tensor<8xbf16>>) {eps = 1.0e-06 : f64} : tensor<?x8xf32>
@@ -35,9 +36,9 @@ module attributes {dsv4.max_context = 64 : i64} {
 // GRID: gpu.block_id x
 // GRID: gpu.grid_dim x
 // GRID: gpu.barrier
-// GRID: llvm.fence syncscope("device") acq_rel
-// GRID: llvm.atomicrmw add %[[SYNC]]
+// GRID-NOT: llvm.fence
+// GRID: llvm.inline_asm has_side_effects "atom.release.gpu.global.add.u32 $0, [$1], $2;", "=r,l,r,~{memory}" %[[SYNC]]
 // GRID: scf.while
-// GRID: llvm.load volatile %[[SYNC]]
-// GRID: llvm.fence syncscope("device") acq_rel
+// GRID: llvm.load %[[SYNC]] atomic syncscope("device") acquire
+// GRID-NOT: llvm.fence
 // GRID: gpu.barrier
