@@ -181,6 +181,10 @@ public:
                             uint32_t selector) const {
     return {};
   }
+  /// The mask (i32) of the warp's active lanes whose v (i32) equals this
+  /// lane's (PTX activemask and match.any.sync), or null where the target
+  /// has no such match.
+  virtual Value matchActiveLanes(OpBuilder &b, Location loc, Value v) const { return {}; }
 
   //===--------------------------------------------------------------------===//
   // Code generation

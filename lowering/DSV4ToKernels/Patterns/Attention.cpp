@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 using namespace mlir;
 using namespace mlir::compressa;
@@ -259,13 +260,33 @@ void Emitter::attention(SparseAttentionOp op) {
   // (Emitter::mmaTileDots' layout): a lane reads 8 consecutive channels of
   // its two query rows and of its key in each n-tile.
   constexpr int64_t kScoreTiles = 4, kBlockKeys = 8 * kScoreTiles;
+  // The warps of a block take the same keys (or channels of the keys) for
+  // every head tile of `tokensTogether` neighbouring tokens, so that the
+  // keys come from L2 once for all of them and the block's other warps read
+  // them from L1: a warp item is (token group, key block, token of the
+  // group, head tile), the last fastest. Neighbouring tokens past the
+  // window see the same compressed entries at the same key index (at a 1M
+  // prompt, HCA's 8192 entries were read from L2 once per token and head
+  // tile, L2's bandwidth the bound of the attention).
+  int64_t warpsPerBlock = std::max<int64_t>(1, target.blockThreads() / KernelBuilder::kLanes);
+  int64_t tokensTogether = std::max<int64_t>(1, warpsPerBlock / hTiles);
+  int64_t together = tokensTogether * hTiles;
+  Value tokenGroups = kb.div(kb.add(S(), c(tokensTogether - 1)), c(tokensTogether));
+  // The token and head tile of item e of a loop of `perGroup` items a token
+  // group (inner: e's index among them, slowest first, below `together`).
+  auto groupItem = [&](Value e, Value perGroup) {
+    Value inner = kb.rem(e, c(together)), outer = kb.div(e, c(together));
+    Value s = kb.add(kb.mul(kb.div(outer, perGroup), c(tokensTogether)),
+                     kb.div(inner, c(hTiles)));
+    return std::make_tuple(s, kb.rem(inner, c(hTiles)), kb.rem(outer, perGroup));
+  };
   auto scoresMma = [&](Value most) {
     Value blocks = kb.div(kb.add(most, c(kBlockKeys - 1)), c(kBlockKeys));
-    Value perToken = kb.mul(c(hTiles), blocks);
-    kb.warpLoop(c(0), kb.mul(S(), perToken), [&](Value e, Value lane) {
-      Value s = kb.div(e, perToken), rest = kb.rem(e, perToken);
-      Value ht = kb.div(rest, blocks), j0 = kb.mul(kb.rem(rest, blocks), c(kBlockKeys));
-      Value n = keysOf(s);
+    kb.warpLoop(c(0), kb.mul(kb.mul(tokenGroups, blocks), c(together)), [&](Value e, Value lane) {
+      Value s, ht, block;
+      std::tie(s, ht, block) = groupItem(e, blocks);
+      Value j0 = kb.mul(block, c(kBlockKeys));
+      Value n = kb.select(kb.lt(s, S()), keysOf(kb.min(s, kb.sub(S(), c(1)))), c(0));
       View qs = kb.at(q, kb.mul(s, c(h * d)));
       // The score of key j (< n) for the tile's head (real).
       auto store = [&](Value head, Value j, Value dot) {
@@ -419,11 +440,13 @@ void Emitter::attention(SparseAttentionOp op) {
   // values are taken as 0 (an unwritten entry may hold anything).
   const int64_t kSumTiles = d % 64 == 0 ? 8 : 4, blockChans = 8 * kSumTiles;
   auto sumsMma = [&] {
-    int64_t chanBlocks = d / blockChans, perToken = hTiles * chanBlocks;
-    kb.warpLoop(c(0), kb.mul(S(), c(perToken)), [&](Value e, Value lane) {
-      Value s = kb.div(e, c(perToken)), rest = kb.rem(e, c(perToken));
-      Value ht = kb.div(rest, c(chanBlocks));
-      Value c0 = kb.mul(kb.rem(rest, c(chanBlocks)), c(blockChans));
+    int64_t chanBlocks = d / blockChans;
+    kb.warpLoop(c(0), kb.mul(tokenGroups, c(chanBlocks * together)), [&](Value e, Value lane) {
+      Value s, ht, block;
+      std::tie(s, ht, block) = groupItem(e, c(chanBlocks));
+      Value c0 = kb.mul(block, c(blockChans));
+      // A token past the call's last (the tail of its group) stores nothing.
+      kb.ifThen(kb.lt(s, S()), [&] {
       Value n = keysOf(s), last = kb.sub(n, c(1));
       auto weightsOf = [&](Value head) {
         return kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), head), c(ldw)));
@@ -506,6 +529,7 @@ void Emitter::attention(SparseAttentionOp op) {
             Value head = u < 2 ? head0 : head1, real = u < 2 ? real0 : real1;
             kb.ifThen(real, [&] { store(head, ch, accs[nt * 4 + u]); });
           }
+      });
       });
     });
   };

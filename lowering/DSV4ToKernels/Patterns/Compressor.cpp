@@ -779,8 +779,18 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
     int64_t above = shift + widths[pass];
     kb.parallelLoop(c(0), kb.mul(S(), c(kBins)),
                     [&](Value e) { kb.store(c32(0), hist.ptr, e); });
-    kb.parallelLoop(c(0), kb.mul(S(), most), [&](Value e) {
-      Value s = kb.div(e, most), i = kb.rem(e, most);
+    // A warp's lanes take 32 consecutive entries of one token (one 128-byte
+    // read); consecutive warps take different tokens. So the atomics of the
+    // threads at work at once spread over the bins of every token of the
+    // call, instead of meeting on the few bins that the scores of one or two
+    // tokens fall in (at a 1M prompt a token has up to 262144 entries, more
+    // than the grid's threads, and its scores share a handful of leading
+    // digits). The counts are the same in any order.
+    Value groups = kb.div(kb.add(most, c(31)), c(32));
+    kb.parallelLoop(c(0), kb.mul(kb.mul(S(), groups), c(32)), [&](Value e) {
+      Value w = kb.div(e, c(32));
+      Value s = kb.rem(w, S());
+      Value i = kb.add(kb.mul(kb.div(w, S()), c(32)), kb.rem(e, c(32)));
       kb.ifThen(kb.lt(i, avail(s)), [&] {
         Value key = keyAt(s, i);
         Value agrees = above >= 32 ? kb.eq(c(0), c(0))
@@ -788,9 +798,25 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
         kb.ifThen(agrees, [&] {
           Value digit = arith::AndIOp::create(b, loc, shr(key, shift), c32(bins - 1));
           Value slot = kb.add(kb.mul(s, c(kBins)), kb.toI64(digit));
-          LLVM::AtomicRMWOp::create(b, loc, LLVM::AtomicBinOp::add,
-                                    kb.offset(i32, hist.ptr, slot), c32(1),
-                                    LLVM::AtomicOrdering::monotonic);
+          Value bin = kb.offset(i32, hist.ptr, slot);
+          // The lanes of a warp that count in the same bin add their count
+          // once, by the lowest of them (CUDA: the scores of 32 neighbouring
+          // entries share a few leading digits).
+          Value peers = kb.targetInfo().matchActiveLanes(b, loc, kb.truncI32(slot));
+          if (!peers) {
+            LLVM::AtomicRMWOp::create(b, loc, LLVM::AtomicBinOp::add, bin, c32(1),
+                                      LLVM::AtomicOrdering::monotonic);
+            return;
+          }
+          Value lane = kb.truncI32(kb.rem(e, c(32)));
+          Value below = arith::SubIOp::create(
+              b, loc, arith::ShLIOp::create(b, loc, c32(1), lane), c32(1));
+          Value lowest = ueq(arith::AndIOp::create(b, loc, peers, below), c32(0));
+          kb.ifThen(lowest, [&] {
+            LLVM::AtomicRMWOp::create(b, loc, LLVM::AtomicBinOp::add, bin,
+                                      LLVM::CtPopOp::create(b, loc, i32, peers),
+                                      LLVM::AtomicOrdering::monotonic);
+          });
         });
       });
     });

@@ -568,3 +568,18 @@ void CudaTarget::registerDialects(DialectRegistry &registry) const {
   registerLLVMDialectTranslation(registry);
   registerNVVMDialectTranslation(registry);
 }
+
+// activemask, then match.any.sync over those lanes, in one asm statement
+// (with side effects: it must stay where the lanes that run it are the
+// active ones).
+Value CudaTarget::matchActiveLanes(OpBuilder &b, Location loc, Value v) const {
+  MLIRContext *ctx = b.getContext();
+  auto asmOp = LLVM::InlineAsmOp::create(
+      b, loc, b.getI32Type(), ValueRange{v},
+      b.getStringAttr("{\n.reg .b32 m;\nactivemask.b32 m;\nmatch.any.sync.b32 $0, $1, m;\n}"),
+      b.getStringAttr("=r,r"), /*has_side_effects=*/b.getUnitAttr(),
+      /*is_align_stack=*/UnitAttr(),
+      LLVM::TailCallKindAttr::get(ctx, LLVM::tailcallkind::TailCallKind::None),
+      /*asm_dialect=*/LLVM::AsmDialectAttr(), /*operand_attrs=*/ArrayAttr());
+  return asmOp.getResult(0);
+}

@@ -47,6 +47,7 @@ public:
                ArrayRef<Value> c, Value d[4]) const override;
   Value selectBytes(OpBuilder &b, Location loc, Value lo, Value hi,
                     uint32_t selector) const override;
+  Value matchActiveLanes(OpBuilder &b, Location loc, Value v) const override;
   bool decodeE4M3x8F16x2(OpBuilder &b, Location loc, Value w0, Value w1,
                          Value out[4]) const override;
   void mmaF16(OpBuilder &b, Location loc, ArrayRef<Value> a, ArrayRef<Value> bFrag,
