@@ -119,6 +119,10 @@ public:
   /// next part.
   void experts(const ExpertsOperands &in, const ExpertView &w1, const ExpertView &w3,
                const ExpertView &w2, int64_t topk, double limit);
+  /// Ends the current part here and starts the next (no GEMM between):
+  /// what follows gets a launch of its own, timed apart by
+  /// compressa-bench --profile (experiments: COMPRESSA_INDEXER_SPLIT).
+  void split() { nextPart({}); }
   /// After the emission (the last part returned): the values each part
   /// takes from earlier parts computed again in it, the first part's
   /// attributes (kernel name, ABI) on every part, the steps on the first.

@@ -9,6 +9,7 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
@@ -377,8 +378,21 @@ void Emitter::attention(SparseAttentionOp op) {
   // groups read the same key.
   int64_t g1 = headGroup(4), groups1 = h / g1;
   Value most = mostOver(keysOf);
+  // COMPRESSA_ATTENTION_SPLIT=1 at compile time (an experiment):
+  // --numerics=fast's three phases in launches of their own, as the
+  // indexer's selection is (Emitter::indexer). On an H100 the V4-Flash 2:6
+  // 64K prompt gained 1.1 % and the 1M prompt lost 2.3 % (its HCA
+  // attention: scores 12.94 s, softmax 2.54 s, weighted sums 12.37 s,
+  // against 25.28 s in one launch), so it stays off.
+  static const bool splitPhases =
+      KernelBuilder::experimentString("COMPRESSA_ATTENTION_SPLIT") == "1";
+  auto splitHere = [&] {
+    if (splitPhases && fast && ctx.tensorCore)
+      ctx.tensorCore->split();
+  };
   if (fast) {
     scoresMma(most);
+    splitHere();
   } else {
     kb.warpLoop(c(0), kb.mul(kb.mul(S(), most), c(groups1)), [&](Value e, Value lane) {
       Value hg = kb.rem(e, c(groups1)), sj = kb.div(e, c(groups1));
@@ -534,6 +548,7 @@ void Emitter::attention(SparseAttentionOp op) {
     });
   };
   if (fast) {
+    splitHere();
     sumsMma();
     return;
   }

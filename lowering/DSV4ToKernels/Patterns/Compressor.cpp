@@ -9,6 +9,7 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
@@ -715,6 +716,17 @@ void Emitter::indexer(IndexerTopkOp op) {
       });
     });
   }
+  // --numerics=fast's selection in a launch of its own (a part of the
+  // kernel, TensorCoreSplit): ptxas then allocates the registers of the
+  // tensor-core scores and of the selection apart. On an H100 the V4-Flash
+  // 2:6 1M prompt's indexer took 27.87 s (scores) + 8.67 s (selection)
+  // instead of 54.86 s in one launch, the 64K prompt's 111.3 + 59.5 ms
+  // instead of 239.2 ms (docs/perf.md, twenty-first session).
+  // COMPRESSA_INDEXER_SPLIT=0 at compile time keeps one launch, for A/B.
+  static const bool splitSelection =
+      KernelBuilder::experimentString("COMPRESSA_INDEXER_SPLIT") != "0";
+  if (splitSelection && fastScores && ctx.tensorCore)
+    ctx.tensorCore->split();
   if (capacity > kRankTopkMax)
     return radixTopk(scores, capacity, most, avail, topk, out);
   // Entry i of the n visible ones is picked, at out[rank], when its rank

@@ -338,7 +338,15 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
         maxK = std::max(maxK, w.getShape()[1]);
     }
   });
-  if (maxK == 0 && !grouped)
+  // COMPRESSA_ATTENTION_SPLIT=1 at compile time (an experiment): a kernel
+  // of the fast sparse attention gets parts too (Emitter::attention ends
+  // a part after each of its phases).
+  static const bool attentionParts =
+      KernelBuilder::experimentString("COMPRESSA_ATTENTION_SPLIT") == "1";
+  bool attention = false;
+  if (attentionParts && !ec.batched)
+    func.walk([&](dsv4::SparseAttentionOp op) { attention |= usesFastLinear(op); });
+  if (maxK == 0 && !grouped && !attention)
     return nullptr;
   std::unique_ptr<TensorCoreSplit> split(
       new TensorCoreSplit(kb, ec, target, container, symbol));
