@@ -120,8 +120,7 @@ public:
   void experts(const ExpertsOperands &in, const ExpertView &w1, const ExpertView &w3,
                const ExpertView &w2, int64_t topk, double limit);
   /// Ends the current part here and starts the next (no GEMM between):
-  /// what follows gets a launch of its own, timed apart by
-  /// compressa-bench --profile (experiments: COMPRESSA_INDEXER_SPLIT).
+  /// what follows gets a launch of its own (Emitter::indexer's selection).
   void split() { nextPart({}); }
   /// After the emission (the last part returned): the values each part
   /// takes from earlier parts computed again in it, the first part's

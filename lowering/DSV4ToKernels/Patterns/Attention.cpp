@@ -9,7 +9,6 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
-#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
@@ -378,21 +377,8 @@ void Emitter::attention(SparseAttentionOp op) {
   // groups read the same key.
   int64_t g1 = headGroup(4), groups1 = h / g1;
   Value most = mostOver(keysOf);
-  // COMPRESSA_ATTENTION_SPLIT=1 at compile time (an experiment):
-  // --numerics=fast's three phases in launches of their own, as the
-  // indexer's selection is (Emitter::indexer). On an H100 the V4-Flash 2:6
-  // 64K prompt gained 1.1 % and the 1M prompt lost 2.3 % (its HCA
-  // attention: scores 12.94 s, softmax 2.54 s, weighted sums 12.37 s,
-  // against 25.28 s in one launch), so it stays off.
-  static const bool splitPhases =
-      KernelBuilder::experimentString("COMPRESSA_ATTENTION_SPLIT") == "1";
-  auto splitHere = [&] {
-    if (splitPhases && fast && ctx.tensorCore)
-      ctx.tensorCore->split();
-  };
   if (fast) {
     scoresMma(most);
-    splitHere();
   } else {
     kb.warpLoop(c(0), kb.mul(kb.mul(S(), most), c(groups1)), [&](Value e, Value lane) {
       Value hg = kb.rem(e, c(groups1)), sj = kb.div(e, c(groups1));
@@ -461,94 +447,92 @@ void Emitter::attention(SparseAttentionOp op) {
       Value c0 = kb.mul(block, c(blockChans));
       // A token past the call's last (the tail of its group) stores nothing.
       kb.ifThen(kb.lt(s, S()), [&] {
-      Value n = keysOf(s), last = kb.sub(n, c(1));
-      auto weightsOf = [&](Value head) {
-        return kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), head), c(ldw)));
-      };
-      auto store = [&](Value head, Value ch, Value sum) {
-        Value sh = kb.add(kb.mul(s, c(h)), head);
-        kb.storeF(out, kb.add(kb.mul(sh, c(d)), ch), kb.div(sum, kb.loadF(den, sh)));
-      };
-      if (!mma) {
-        kb.loop(c(0), c(16), [&](Value r) {
-          auto [head, real] = tileHead(ht, r);
-          kb.ifThen(real, [&] {
-            View wh = weightsOf(head);
-            SmallVector<Value> zeros(blockChans, kb.cf(0.0));
-            SmallVector<Value> sums = kb.reduce(
-                c(0), n, zeros, [&](Value j, ValueRange in) -> SmallVector<Value> {
-                  auto [key, valid] = keyAt(s, j);
-                  Value p = kb.roundBf16(kb.loadF(wh, j));
-                  SmallVector<Value> next;
-                  for (int64_t i = 0; i < blockChans; ++i) {
-                    Value v = kb.roundBf16(kb.loadF(key, kb.add(c0, c(i))));
-                    next.push_back(
-                        kb.add(in[i], kb.select(valid, kb.mul(p, v), kb.cf(0.0))));
-                  }
-                  return next;
-                });
-            for (int64_t i = 0; i < blockChans; ++i)
-              store(head, kb.add(c0, c(i)), sums[i]);
-          });
-        });
-        return;
-      }
-      Value g = kb.div(lane, c(4)), t = kb.rem(lane, c(4));
-      auto [head0, real0] = tileHead(ht, g);
-      auto [head1, real1] = tileHead(ht, kb.add(g, c(8)));
-      View w0 = weightsOf(head0), w1 = weightsOf(head1);
-      Value chan = kb.add(c0, kb.mul(g, c(kSumTiles)));
-      byAlignment(s, [&](bool vec) {
-        Value trips = kb.div(kb.add(n, c(15)), c(16));
-        SmallVector<Value> zeros(kSumTiles * 4, kb.cf(0.0));
-        SmallVector<Value> accs = kb.reduce(
-            c(0), trips, zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
-              Value jb = kb.add(kb.mul(it, c(16)), kb.mul(t, c(4)));
-              // The weights (16-byte loads: ldw is a multiple of 16, the
-              // scratch 64-byte aligned), 0 past the last key.
-              SmallVector<Value> p0 = loadRun(w0, jb, 4, target.wideLoads());
-              SmallVector<Value> p1 = loadRun(w1, jb, 4, target.wideLoads());
-              SmallVector<Value> vals[4];
-              for (int64_t u = 0; u < 4; ++u) {
-                Value j = kb.add(jb, c(u)), inRange = kb.lt(j, n);
-                p0[u] = kb.select(inRange, p0[u], kb.cf(0.0));
-                p1[u] = kb.select(inRange, p1[u], kb.cf(0.0));
-                auto [key, valid] = keyAt(s, kb.min(j, last));
-                Value use = arith::AndIOp::create(kb.builder(), kb.getLoc(), inRange, valid);
-                vals[u] = loadRun(key, chan, kSumTiles, vec);
-                for (Value &v : vals[u])
-                  v = kb.select(use, v, kb.cf(0.0));
-              }
-              Value a[4] = {kb.packBf16x2(p0[0], p0[1]), kb.packBf16x2(p1[0], p1[1]),
-                            kb.packBf16x2(p0[2], p0[3]), kb.packBf16x2(p1[2], p1[3])};
-              SmallVector<Value> next(in.begin(), in.end());
-              for (int64_t nt = 0; nt < kSumTiles; ++nt) {
-                Value bf[2] = {kb.packBf16x2(vals[0][nt], vals[1][nt]),
-                               kb.packBf16x2(vals[2][nt], vals[3][nt])};
-                Value cIn[4] = {next[nt * 4], next[nt * 4 + 1], next[nt * 4 + 2],
-                                next[nt * 4 + 3]};
-                Value dd[4];
-                target.mmaBf16(kb.builder(), kb.getLoc(), a, bf, cIn, dd);
-                for (int64_t u = 0; u < 4; ++u)
-                  next[nt * 4 + u] = dd[u];
-              }
-              return next;
+        Value n = keysOf(s), last = kb.sub(n, c(1));
+        auto weightsOf = [&](Value head) {
+          return kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), head), c(ldw)));
+        };
+        auto store = [&](Value head, Value ch, Value sum) {
+          Value sh = kb.add(kb.mul(s, c(h)), head);
+          kb.storeF(out, kb.add(kb.mul(sh, c(d)), ch), kb.div(sum, kb.loadF(den, sh)));
+        };
+        if (!mma) {
+          kb.loop(c(0), c(16), [&](Value r) {
+            auto [head, real] = tileHead(ht, r);
+            kb.ifThen(real, [&] {
+              View wh = weightsOf(head);
+              SmallVector<Value> zeros(blockChans, kb.cf(0.0));
+              SmallVector<Value> sums =
+                  kb.reduce(c(0), n, zeros, [&](Value j, ValueRange in) -> SmallVector<Value> {
+                    auto [key, valid] = keyAt(s, j);
+                    Value p = kb.roundBf16(kb.loadF(wh, j));
+                    SmallVector<Value> next;
+                    for (int64_t i = 0; i < blockChans; ++i) {
+                      Value v = kb.roundBf16(kb.loadF(key, kb.add(c0, c(i))));
+                      next.push_back(kb.add(in[i], kb.select(valid, kb.mul(p, v), kb.cf(0.0))));
+                    }
+                    return next;
+                  });
+              for (int64_t i = 0; i < blockChans; ++i)
+                store(head, kb.add(c0, c(i)), sums[i]);
             });
-        // d[u] is head g (u < 2) or g + 8, column 2t + u % 2 of n-tile nt:
-        // channel c0 + (2t + u % 2) kSumTiles + nt.
-        for (int64_t nt = 0; nt < kSumTiles; ++nt)
-          for (int64_t u = 0; u < 4; ++u) {
-            Value col = kb.add(kb.mul(t, c(2)), c(u % 2));
-            Value ch = kb.add(c0, kb.add(kb.mul(col, c(kSumTiles)), c(nt)));
-            Value head = u < 2 ? head0 : head1, real = u < 2 ? real0 : real1;
-            kb.ifThen(real, [&] { store(head, ch, accs[nt * 4 + u]); });
-          }
-      });
+          });
+          return;
+        }
+        Value g = kb.div(lane, c(4)), t = kb.rem(lane, c(4));
+        auto [head0, real0] = tileHead(ht, g);
+        auto [head1, real1] = tileHead(ht, kb.add(g, c(8)));
+        View w0 = weightsOf(head0), w1 = weightsOf(head1);
+        Value chan = kb.add(c0, kb.mul(g, c(kSumTiles)));
+        byAlignment(s, [&](bool vec) {
+          Value trips = kb.div(kb.add(n, c(15)), c(16));
+          SmallVector<Value> zeros(kSumTiles * 4, kb.cf(0.0));
+          SmallVector<Value> accs =
+              kb.reduce(c(0), trips, zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+                Value jb = kb.add(kb.mul(it, c(16)), kb.mul(t, c(4)));
+                // The weights (16-byte loads: ldw is a multiple of 16, the
+                // scratch 64-byte aligned), 0 past the last key.
+                SmallVector<Value> p0 = loadRun(w0, jb, 4, target.wideLoads());
+                SmallVector<Value> p1 = loadRun(w1, jb, 4, target.wideLoads());
+                SmallVector<Value> vals[4];
+                for (int64_t u = 0; u < 4; ++u) {
+                  Value j = kb.add(jb, c(u)), inRange = kb.lt(j, n);
+                  p0[u] = kb.select(inRange, p0[u], kb.cf(0.0));
+                  p1[u] = kb.select(inRange, p1[u], kb.cf(0.0));
+                  auto [key, valid] = keyAt(s, kb.min(j, last));
+                  Value use = arith::AndIOp::create(kb.builder(), kb.getLoc(), inRange, valid);
+                  vals[u] = loadRun(key, chan, kSumTiles, vec);
+                  for (Value &v : vals[u])
+                    v = kb.select(use, v, kb.cf(0.0));
+                }
+                Value a[4] = {kb.packBf16x2(p0[0], p0[1]), kb.packBf16x2(p1[0], p1[1]),
+                              kb.packBf16x2(p0[2], p0[3]), kb.packBf16x2(p1[2], p1[3])};
+                SmallVector<Value> next(in.begin(), in.end());
+                for (int64_t nt = 0; nt < kSumTiles; ++nt) {
+                  Value bf[2] = {kb.packBf16x2(vals[0][nt], vals[1][nt]),
+                                 kb.packBf16x2(vals[2][nt], vals[3][nt])};
+                  Value cIn[4] = {next[nt * 4], next[nt * 4 + 1], next[nt * 4 + 2],
+                                  next[nt * 4 + 3]};
+                  Value dd[4];
+                  target.mmaBf16(kb.builder(), kb.getLoc(), a, bf, cIn, dd);
+                  for (int64_t u = 0; u < 4; ++u)
+                    next[nt * 4 + u] = dd[u];
+                }
+                return next;
+              });
+          // d[u] is head g (u < 2) or g + 8, column 2t + u % 2 of n-tile nt:
+          // channel c0 + (2t + u % 2) kSumTiles + nt.
+          for (int64_t nt = 0; nt < kSumTiles; ++nt)
+            for (int64_t u = 0; u < 4; ++u) {
+              Value col = kb.add(kb.mul(t, c(2)), c(u % 2));
+              Value ch = kb.add(c0, kb.add(kb.mul(col, c(kSumTiles)), c(nt)));
+              Value head = u < 2 ? head0 : head1, real = u < 2 ? real0 : real1;
+              kb.ifThen(real, [&] { store(head, ch, accs[nt * 4 + u]); });
+            }
+        });
       });
     });
   };
   if (fast) {
-    splitHere();
     sumsMma();
     return;
   }

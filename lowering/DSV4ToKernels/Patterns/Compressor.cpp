@@ -820,6 +820,7 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
                                       LLVM::AtomicOrdering::monotonic);
             return;
           }
+          // e's lane (the loop's stride, whole warps, is a multiple of 32).
           Value lane = kb.truncI32(kb.rem(e, c(32)));
           Value below = arith::SubIOp::create(
               b, loc, arith::ShLIOp::create(b, loc, c32(1), lane), c32(1));

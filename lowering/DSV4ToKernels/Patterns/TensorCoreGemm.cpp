@@ -338,15 +338,7 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
         maxK = std::max(maxK, w.getShape()[1]);
     }
   });
-  // COMPRESSA_ATTENTION_SPLIT=1 at compile time (an experiment): a kernel
-  // of the fast sparse attention gets parts too (Emitter::attention ends
-  // a part after each of its phases).
-  static const bool attentionParts =
-      KernelBuilder::experimentString("COMPRESSA_ATTENTION_SPLIT") == "1";
-  bool attention = false;
-  if (attentionParts && !ec.batched)
-    func.walk([&](dsv4::SparseAttentionOp op) { attention |= usesFastLinear(op); });
-  if (maxK == 0 && !grouped && !attention)
+  if (maxK == 0 && !grouped)
     return nullptr;
   std::unique_ptr<TensorCoreSplit> split(
       new TensorCoreSplit(kb, ec, target, container, symbol));
