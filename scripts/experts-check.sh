@@ -28,23 +28,38 @@
 #
 # With the device tool: prepare here, then run with carry [".experts-check"]:
 #   command: bash scripts/experts-check.sh run .experts-check
+#
+# WGMMA_CHECK=indexer (scripts/indexer-check.sh) checks the indexer's
+# tensor-core scores (lowering/TensorCore/WgmmaIndexer.h) the same way:
+# the default against COMPRESSA_INDEXER_WGMMA=0 (the warp MMA scores), both
+# with the grouped experts; the same products, other sums, so the top-512
+# picks may differ at near-ties.
 set -uo pipefail
 mode=${1:-}
-dir=${2:-.experts-check}
+check=${WGMMA_CHECK:-experts}
+if [ "$check" = indexer ]; then
+  dir=${2:-.indexer-check}
+  off_env=COMPRESSA_INDEXER_WGMMA=0 on=wgmma off=warp symbol=compressa_tc_indexer
+  on_label="indexer wgmma" off_label="indexer warp MMA"
+else
+  dir=${2:-.experts-check}
+  off_env=COMPRESSA_EXPERTS_WGMMA=0 on=grouped off=warp symbol=compressa_tc_experts_gu
+  on_label="grouped wgmma" off_label="warp MMA"
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 flags="--numerics=fast --max-batch 1 --prefill-max-tokens=4096"
 
 prepare() {
   set -e
   REAL_DIMS_COMPILE_FLAGS="$flags" bash "$root"/scripts/real-dims-check.sh prepare "$dir"
-  mv "$dir"/model.cpa "$dir"/grouped.cpa
-  COMPRESSA_EXPERTS_WGMMA=0 "$root"/build/bin/compressa-compile "$dir"/config.json \
+  mv "$dir"/model.cpa "$dir"/$on.cpa
+  env $off_env "$root"/build/bin/compressa-compile "$dir"/config.json \
     --target=cuda:sm_90a --weight-format=official --max-context=4096 $flags \
-    -o "$dir"/warp.cpa 2> /dev/null
-  # Only the grouped artifact launches the grouped GEMMs.
-  [ "$(strings "$dir"/grouped.cpa | grep -c compressa_tc_experts_gu)" -gt 0 ]
-  [ "$(strings "$dir"/warp.cpa | grep -c compressa_tc_experts_gu)" -eq 0 ]
-  xz -9 -T0 "$dir"/grouped.cpa "$dir"/warp.cpa
+    -o "$dir"/$off.cpa 2> /dev/null
+  # Only the first artifact launches the checked kernel.
+  [ "$(strings "$dir"/$on.cpa | grep -c $symbol)" -gt 0 ]
+  [ "$(strings "$dir"/$off.cpa | grep -c $symbol)" -eq 0 ]
+  xz -9 -T0 "$dir"/$on.cpa "$dir"/$off.cpa
   set +e
   du -sh "$dir"
 }
@@ -57,22 +72,24 @@ run() {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
   rm -rf "$work" && mkdir -p "$work"
   python3 -c "import lzma, shutil, sys
-for n in ('grouped', 'warp'):
+for n in sys.argv[2:]:
     with lzma.open(sys.argv[1] + '/' + n + '.cpa.xz') as f, open(sys.argv[1] + '/' + n + '.cpa', 'wb') as o:
-        shutil.copyfileobj(f, o)" "$dir" || return 1
+        shutil.copyfileobj(f, o)" "$dir" $on $off || return 1
   "$dir"/bin/make-random-model "$dir"/config.json "$work"/model --seed "$seed" \
     --tokens "$tokens" --format quant --threads "$(nproc)" || { echo "FAIL: make-random-model"; return 1; }
-  for n in grouped warp; do
+  for n in $on $off; do
     local t0=$SECONDS
     "$dir"/bin/compressa-run "$dir"/$n.cpa --weights "$work"/model \
       --input-ids "$work"/model/inputs.safetensors --dump-logits "$work"/$n.safetensors \
       > "$work"/$n.out 2>&1 || { echo "FAIL: compressa-run $n"; tail -5 "$work"/$n.out; return 1; }
     echo "$n: compressa-run (load, prefill $((tokens - 1)), decode 1) $((SECONDS - t0)) s"
   done
-  python3 - "$work" ${EXPERTS_CHECK_BOUNDS:-1.0 0.01 0.95} <<'EOF'
+  python3 - "$work" "$on" "$off" "$on_label" "$off_label" "$check" \
+    ${EXPERTS_CHECK_BOUNDS:-1.0 0.01 0.95} <<'EOF'
 import json, struct, sys
 import numpy as np
-work, bounds = sys.argv[1], [float(b) for b in sys.argv[2:5]]
+work, on, off, on_label, off_label, check = sys.argv[1:7]
+bounds = [float(b) for b in sys.argv[7:10]]
 def read(path, key):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
@@ -82,8 +99,8 @@ def read(path, key):
         raw = f.read(t["data_offsets"][1] - t["data_offsets"][0])
     dt = {"F32": np.float32, "F64": np.float64, "BF16": None}[t["dtype"]]
     return np.frombuffer(raw, dtype=dt).reshape(t["shape"]).astype(np.float64)
-g = read(f"{work}/grouped.safetensors", "logits")
-w = read(f"{work}/warp.safetensors", "logits")
+g = read(f"{work}/{on}.safetensors", "logits")
+w = read(f"{work}/{off}.safetensors", "logits")
 r = read(f"{work}/model/reference.safetensors", "logits")
 def line(label, a, b):
     d = np.abs(a - b)
@@ -91,12 +108,12 @@ def line(label, a, b):
     print(f"{label}: max |diff| {d.max():.4g}, median {np.median(d):.4g}, top-1 {100 * top:.1f} % "
           f"of {a.shape[0]} positions (logits' std {b.std():.3g})")
     return d.max(), float(np.median(d)), top
-m, med, top = line("grouped wgmma vs warp MMA", g, w)
-_, gmed, gtop = line("grouped wgmma vs float64 reference", g, r)
-_, wmed, wtop = line("warp MMA vs float64 reference", w, r)
+m, med, top = line(f"{on_label} vs {off_label}", g, w)
+_, gmed, gtop = line(f"{on_label} vs float64 reference", g, r)
+_, wmed, wtop = line(f"{off_label} vs float64 reference", w, r)
 ok = m <= bounds[0] and med <= bounds[1] and top >= bounds[2]
 ok = ok and gmed <= 1.1 * wmed and gtop >= wtop - 0.01
-print("experts check", "PASSED" if ok else f"FAILED (bounds {bounds})")
+print(check, "check", "PASSED" if ok else f"FAILED (bounds {bounds})")
 sys.exit(0 if ok else 1)
 EOF
 }

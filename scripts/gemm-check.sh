@@ -14,7 +14,12 @@
 #       reference (must be identical), the GEMM against a float64 reference
 #       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s; a partial M
 #       tile (M = 300); tiny-c --numerics=fast on the GPU against the same
-#       artifact's CPU logits and the golden logits. Exits 1 on any failure.
+#       artifact's CPU logits and the golden logits; the indexer's
+#       tensor-core scores (compressa-gemm --kernel=indexer-scores, V4-Flash's
+#       64 heads x 128 and flash-dims-16e-small's 8 x 64) against a float64
+#       reference of their semantics (gemm-bench --indexer: short and partial
+#       calls, a call in the middle of a context, the last 8192 tokens of a
+#       1M prompt, timed). Exits 1 on any failure.
 #
 # With the device tool: prepare here, then run with carry [".gemm-check"]:
 #   command: bash scripts/gemm-check.sh run .gemm-check
@@ -27,6 +32,8 @@ ptxas=${CUDA_HOME:-/usr/local/cuda}/bin/ptxas
 # V4-Flash's FP8 dense linear layers, N:K (out:in): wq_a, wq_b, wkv, wo_b,
 # the indexer's wq_b, the shared expert's w1/w3 and w2.
 shapes="1024:4096 32768:1024 512:4096 4096:8192 8192:1024 2048:4096 4096:2048"
+# The indexer's scores, heads:di:capacity.
+indexers="64:128:4096 64:128:262144 8:64:1024"
 
 prepare() {
   local bin=$root/build/bin
@@ -50,6 +57,13 @@ prepare() {
     "$bin"/compressa-gemm --kernel=act-quant --k "$k" --target "cuda:$chip" \
       -o "$dir/ptx/act_k$k.ptx"
     "$ptxas" -arch="$chip" "$dir/ptx/act_k$k.ptx" -o /dev/null
+  done
+  for x in $indexers; do
+    local h=${x%%:*} rest=${x#*:}
+    local d=${rest%:*} cap=${rest#*:}
+    "$bin"/compressa-gemm --kernel=indexer-scores --heads "$h" --k "$d" --ratio 4 \
+      --capacity "$cap" --chip "$chip" -o "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx"
+    "$ptxas" -arch="$chip" "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" -o /dev/null
   done
   "$bin"/compressa-compile tiny-c --target=cuda:$chip --numerics=fast -o "$dir"/art/tiny-c-fast.cpa
   "$bin"/compressa-compile tiny-c --target=cpu --numerics=fast -o "$dir"/art/tiny-c-fast-cpu.cpa
@@ -104,6 +118,20 @@ run() {
       rows+=("stages $st $(printf '%s' "$out" | tail -1)")
       [ $rc -eq 0 ] || failures=$((failures + 1))
     done
+  done
+  # The indexer's scores: (heads di capacity tokens start check-rows).
+  local cases=("64 128 4096 1000 0 24" "64 128 4096 1097 3001 24" "64 128 4096 1 16000 2"
+               "64 128 4096 3 5 4" "64 128 262144 8192 65536 6" "64 128 262144 8192 1040384 3"
+               "8 64 1024 300 0 24" "8 64 1024 77 3000 24")
+  for c in "${cases[@]}"; do
+    read -r h d cap t st rows_ <<< "$c"
+    out=$(timeout 300 "$dir"/bin/gemm-bench --indexer "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" \
+            --heads "$h" --dim "$d" --ratio 4 --capacity "$cap" --tokens "$t" --start "$st" \
+            --check-rows "$rows_" --iters 3 2>&1)
+    rc=$?
+    echo "$out"
+    rows+=("$(printf '%s' "$out" | tail -1)")
+    [ $rc -eq 0 ] || failures=$((failures + 1))
   done
   echo
   printf '%s\n' "${rows[@]}"

@@ -119,6 +119,18 @@ public:
   /// next part.
   void experts(const ExpertsOperands &in, const ExpertView &w1, const ExpertView &w3,
                const ExpertView &w2, int64_t topk, double limit);
+  /// Whether the indexer's scores (--numerics=fast) of `heads` heads of
+  /// width `di` over keys of element type `keyElt` run as the tensor-core
+  /// kernel of lowering/TensorCore/WgmmaIndexer.h.
+  bool handlesIndexer(int64_t heads, int64_t di, Type keyElt) const;
+  /// Where the part before it writes q in bf16 [S heads, di] (the staging
+  /// area after its header).
+  Value indexerQ() const;
+  /// Writes the header (the keys, hw [S, heads] and scores [S, capacity]
+  /// addresses), ends the current part, launches the scores (step {indexer
+  /// = "scores", ...}) and starts the next part.
+  void indexerScores(Value keys, Value hw, Value scores, int64_t heads, int64_t di,
+                     int64_t ratio, int64_t capacity);
   /// Ends the current part here and starts the next (no GEMM between):
   /// what follows gets a launch of its own (Emitter::indexer's selection).
   void split() { nextPart({}); }
@@ -140,6 +152,8 @@ private:
   int64_t maxK = 0;
   /// The routed experts take the grouped GEMMs (handlesExperts).
   bool groupedExperts = false;
+  /// The indexer's scores take the tensor-core kernel (handlesIndexer).
+  bool indexerScoresOn = false;
   /// Ends the current part with `launched` steps and starts the next.
   void nextPart(ArrayRef<Attribute> launched);
   /// The parts after the first.

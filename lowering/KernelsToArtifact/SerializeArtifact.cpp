@@ -7,6 +7,7 @@
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
+#include "lowering/TensorCore/WgmmaIndexer.h"
 #include "lowering/Target/CPU/CpuCodegen.h"
 #include "lowering/Target/CUDA/CudaCodegen.h"
 #include "lowering/Target/CUDA/CudaTarget.h"
@@ -91,6 +92,9 @@ private:
   /// `maxTokens` tokens (WgmmaGemm.h, `program`).
   uint32_t tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens);
   /// The grouped experts GEMM launched between two parts of `part`.
+  /// The indexer's tensor-core scores (WgmmaIndexer.h) for a program of
+  /// `maxTokens`.
+  uint32_t indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens);
   uint32_t expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
                          int64_t maxTokens);
   /// The launches of a kernel split around tensor-core GEMMs.
@@ -122,6 +126,10 @@ private:
   /// (symbol, max tokens), and each symbol's shape once for its code.
   std::map<std::pair<std::string, int64_t>, uint32_t> expertsGemms;
   std::vector<WgmmaExpertsShape> expertsShapes;
+  /// The indexer's scores kernels by (symbol, max tokens), and each
+  /// symbol's shape once for its code.
+  std::map<std::pair<std::string, int64_t>, uint32_t> indexerKernels;
+  std::vector<WgmmaIndexerShape> indexerShapes;
   llvm::StringMap<uint32_t> expertTableByName;
   int64_t launches = 0;
   llvm::DenseMap<Value, uint32_t> bufferOf;
@@ -301,6 +309,38 @@ uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxToken
   return index;
 }
 
+uint32_t Serializer::indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens) {
+  std::string symbol = shape.name();
+  auto key = std::make_pair(symbol, maxTokens);
+  auto it = indexerKernels.find(key);
+  if (it != indexerKernels.end())
+    return it->second;
+  KernelOut out;
+  out.name = "tensor_core_indexer_h" + std::to_string(shape.heads) + "_d" +
+             std::to_string(shape.dim);
+  out.symbol = symbol;
+  // The staging area it reads: the header, then q in bf16 [S heads, di].
+  out.scratchPerToken = shape.heads * shape.dim * 2;
+  out.scratch = kStagingHeader;
+  out.block = WgmmaIndexerShape::kThreads;
+  // One block per multiprocessor (grid_sync: the runtime launches
+  // min(grid, the blocks that fit at once)); the blocks never meet.
+  out.grid = 1024;
+  out.shared = shape.sharedBytes();
+  out.gridSync = true;
+  out.params = {{fb::ArgKind::Tokens, 0, 0},
+                {fb::ArgKind::StartPos, 0, 0},
+                {fb::ArgKind::Scratch, 0, 0},
+                {fb::ArgKind::TensorMap, 0, 0}};
+  uint32_t index = kernelList.size();
+  kernelList.push_back(std::move(out));
+  indexerKernels[key] = index;
+  if (!llvm::any_of(indexerShapes,
+                    [&](const WgmmaIndexerShape &s) { return s.name() == symbol; }))
+    indexerShapes.push_back(shape);
+  return index;
+}
+
 uint32_t Serializer::expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
                                    int64_t maxTokens) {
   std::string symbol = shape.name();
@@ -370,6 +410,24 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
                                          "GEMM's table slot "
                                       << slot << " holds no expert table";
       prog.launches.push_back({expertsKernel(shape, kernel, prog.maxTokens), args});
+      ++launches;
+      continue;
+    }
+    if (step.getAs<StringAttr>("indexer")) {
+      // The indexer's scores: q's rows from the staging area through a map.
+      WgmmaIndexerShape shape;
+      shape.heads = step.getAs<IntegerAttr>("heads").getInt();
+      shape.dim = step.getAs<IntegerAttr>("dim").getInt();
+      shape.ratio = step.getAs<IntegerAttr>("ratio").getInt();
+      shape.capacity = step.getAs<IntegerAttr>("capacity").getInt();
+      shape.stages = kTensorCoreStages;
+      uint32_t qmap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader,
+                            uint64_t(prog.maxTokens) * shape.heads, shape.dim * 2);
+      prog.launches.push_back({indexerKernel(shape, prog.maxTokens),
+                               {{fb::ArgKind::Tokens, 0},
+                                {fb::ArgKind::StartPos, 0},
+                                {fb::ArgKind::Scratch, 0},
+                                {fb::ArgKind::TensorMap, qmap}}});
       ++launches;
       continue;
     }
@@ -613,6 +671,14 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
       if (ptx.empty())
         return module.emitError() << "the grouped experts GEMM " << shape.name() << ": "
                                   << error;
+      copts.extraPtx.push_back(std::move(ptx));
+    }
+    for (const WgmmaIndexerShape &shape : indexerShapes) {
+      std::string error;
+      std::string ptx = wgmmaIndexerPtx(shape, chip, error);
+      if (ptx.empty())
+        return module.emitError() << "the indexer's tensor-core scores " << shape.name()
+                                  << ": " << error;
       copts.extraPtx.push_back(std::move(ptx));
     }
     FailureOr<cuda::CudaBinary> bin = cuda::compileToCuda(module, copts);

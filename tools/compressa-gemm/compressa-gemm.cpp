@@ -7,11 +7,15 @@
 //                  --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=experts-gate-up|experts-down --n N --k K
 //                  --topk T --experts E [--limit L] --emit=mlir|ptx [-o OUT]
+//   compressa-gemm --kernel=indexer-scores --k DI --heads H --ratio R
+//                  --capacity C --emit=mlir|ptx [-o OUT]
 //
 // The routed experts' grouped GEMMs (lowering/TensorCore/WgmmaExperts.h):
 // gate-up takes N = the expert width and K = the hidden size, down the
 // reverse; the expert tables sit in argv slots 9 and 10 here (a program's
-// kernel names its own).
+// kernel names its own). indexer-scores is the lightning indexer's scores
+// (lowering/TensorCore/WgmmaIndexer.h): H heads of width DI (--k), keys of
+// R positions each, C keys in the state; gemm-bench --indexer runs it.
 //
 // The FP8 x FP8 block-scaled GEMM kernel (nvgpu.warpgroup.mma fed by
 // nvgpu.tma.async.load, lowering/TensorCore/WgmmaGemm.h) that --numerics=fast
@@ -23,6 +27,7 @@
 #include "lowering/TensorCore/ActQuantKernel.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
+#include "lowering/TensorCore/WgmmaIndexer.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -34,13 +39,14 @@
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 using namespace mlir;
 namespace cl = llvm::cl;
 
 static cl::OptionCategory category("compressa-gemm options");
-enum class Kernel { Gemm, ActQuant, ExpertsGateUp, ExpertsDown };
+enum class Kernel { Gemm, ActQuant, ExpertsGateUp, ExpertsDown, IndexerScores };
 static cl::opt<Kernel> kernel(
     "kernel", cl::desc("Which kernel"), cl::init(Kernel::Gemm),
     cl::values(clEnumValN(Kernel::Gemm, "gemm",
@@ -52,7 +58,10 @@ static cl::opt<Kernel> kernel(
                           "the routed experts' w1/w3 grouped GEMM and SwiGLU "
                           "(bf16 wgmma, FP4 decoded in shared memory)"),
                clEnumValN(Kernel::ExpertsDown, "experts-down",
-                          "the routed experts' w2 grouped GEMM")),
+                          "the routed experts' w2 grouped GEMM"),
+               clEnumValN(Kernel::IndexerScores, "indexer-scores",
+                          "the lightning indexer's scores (bf16 wgmma, relu, "
+                          "head weights)")),
     cl::cat(category));
 static cl::opt<int64_t> n("n", cl::desc("Output features N (multiple of 128)"),
                           cl::init(0), cl::cat(category));
@@ -70,6 +79,14 @@ static cl::opt<int64_t> topk("topk", cl::desc("experts: routed experts per token
                              cl::init(6), cl::cat(category));
 static cl::opt<int64_t> experts("experts", cl::desc("experts: routed experts"),
                                 cl::init(256), cl::cat(category));
+static cl::opt<int64_t> heads("heads", cl::desc("indexer-scores: index heads"),
+                             cl::init(64), cl::cat(category));
+static cl::opt<int64_t> ratio("ratio",
+                             cl::desc("indexer-scores: positions per compressed key"),
+                             cl::init(4), cl::cat(category));
+static cl::opt<int64_t> capacity("capacity",
+                                cl::desc("indexer-scores: keys of the decode state"),
+                                cl::init(1024), cl::cat(category));
 static cl::opt<double> limit("limit", cl::desc("experts-gate-up: the SwiGLU clamp"),
                              cl::init(10.0), cl::cat(category));
 static cl::opt<std::string> chip("chip", cl::desc("CUDA chip (sm_90a)"),
@@ -136,6 +153,15 @@ int main(int argc, char **argv) {
     e.stages = stages;
     out = emit == Emit::MLIR ? compressa::wgmmaExpertsModuleText(e, chip, error)
                              : compressa::wgmmaExpertsPtx(e, chip, error);
+  } else if (kernel == Kernel::IndexerScores) {
+    compressa::WgmmaIndexerShape ix;
+    ix.heads = heads;
+    ix.dim = k;
+    ix.ratio = ratio;
+    ix.capacity = capacity;
+    ix.stages = std::min<int64_t>(stages, 4);
+    out = emit == Emit::MLIR ? compressa::wgmmaIndexerModuleText(ix, chip, error)
+                             : compressa::wgmmaIndexerPtx(ix, chip, error);
   } else if (emit == Emit::MLIR) {
     out = compressa::wgmmaGemmModuleText(shape, chip, error);
   } else {

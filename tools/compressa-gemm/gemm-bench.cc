@@ -6,6 +6,15 @@
 // f32 accumulation per 128-K block), and times the GEMM.
 //
 //   gemm-bench --gemm GEMM.ptx --m M --n N --k K [--act ACT.ptx] [--iters I]
+//   gemm-bench --indexer INDEXER.ptx --heads H --dim DI --ratio R --capacity C
+//              --tokens S --start P [--iters I] [--check-rows N]
+//
+// --indexer runs the lightning indexer's tensor-core scores (compressa-gemm
+// --kernel=indexer-scores, lowering/TensorCore/WgmmaIndexer.h) over S tokens
+// from position P against a float64 reference of the same semantics (q and
+// keys rounded to bf16, exact products): every score a sampled token sees
+// within 1e-4 of the sum of its terms' magnitudes, every other entry of its
+// row untouched; then times it (TFLOP/s: 2 H DI per visible key a token).
 //
 // Prints one line per run: shape, act_quant bytes that differ from the
 // reference, the GEMM's error against a float64 reference (max |diff| / max
@@ -132,9 +141,197 @@ CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols) {
   return map;
 }
 
+float bf16Round(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u += 0x7FFF + ((u >> 16) & 1);
+  u &= 0xFFFF0000u;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+
+int indexerMain(int argc, char **argv) {
+  std::string ptxPath;
+  int64_t heads = 64, dim = 128, ratio = 4, capacity = 0, tokens = 0, startPos = 0,
+          iters = 10, checkRows = 24;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        die("missing value after " + a);
+      return argv[++i];
+    };
+    if (a == "--indexer") ptxPath = value();
+    else if (a == "--heads") heads = std::atoll(value().c_str());
+    else if (a == "--dim") dim = std::atoll(value().c_str());
+    else if (a == "--ratio") ratio = std::atoll(value().c_str());
+    else if (a == "--capacity") capacity = std::atoll(value().c_str());
+    else if (a == "--tokens") tokens = std::atoll(value().c_str());
+    else if (a == "--start") startPos = std::atoll(value().c_str());
+    else if (a == "--iters") iters = std::atoll(value().c_str());
+    else if (a == "--check-rows") checkRows = std::atoll(value().c_str());
+    else die("unknown argument " + a + " (usage: gemm-bench --indexer PTX --heads H "
+             "--dim DI --ratio R --capacity C --tokens S --start P [--iters I])");
+  }
+  if (ptxPath.empty() || heads < 8 || 128 % heads || dim % 64 || ratio < 1 || tokens < 1 ||
+      startPos < 0 || (startPos + tokens) / ratio > capacity)
+    die("--indexer needs a PTX, heads dividing 128, DI a multiple of 64, and "
+        "(start + tokens) / ratio <= capacity");
+  auto driver = compressa::loadCudaDriver();
+  if (!driver.ok())
+    die(driver.status().message());
+  cu = *driver;
+  CUdevice dev;
+  check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
+  CUcontext ctx;
+  check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  check(cu->cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+  CUstream stream;
+  check(cu->cuStreamCreate(&stream, 0), "cuStreamCreate");
+  int sms = 0;
+  check(cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
+        "cuDeviceGetAttribute");
+
+  Rng rng{0x5EED1234ull};
+  auto uni = [&] { return float(rng.uniform() * 2 - 1); };
+  std::vector<uint16_t> q(size_t(tokens) * heads * dim);
+  std::vector<float> qf(q.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    float v = bf16Round(uni());
+    qf[i] = v;
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    q[i] = uint16_t(u >> 16);
+  }
+  // The keys: f32 state rows (the kernel rounds them); the rows past the
+  // visible ones hold garbage that must not matter.
+  std::vector<float> keys(size_t(capacity) * dim);
+  for (auto &k : keys)
+    k = uni();
+  int64_t most = (startPos + tokens) / ratio;
+  for (size_t i = size_t(most) * dim; i < keys.size(); ++i)
+    keys[i] = (i % 7 == 0) ? NAN : 1e30f;
+  std::vector<float> hw(size_t(tokens) * heads);
+  for (auto &w : hw)
+    w = uni();
+
+  CUdeviceptr dq = alloc(q.size() * 2), dk = alloc(keys.size() * 4), dhw = alloc(hw.size() * 4),
+              ds = alloc(size_t(tokens) * capacity * 4), dtok = alloc(8), dstart = alloc(8),
+              dstage = alloc(64), dargv = alloc(4 * 8), dmap = alloc(128);
+  check(cu->cuMemcpyHtoDAsync(dq, q.data(), q.size() * 2, stream), "copy q");
+  check(cu->cuMemcpyHtoDAsync(dk, keys.data(), keys.size() * 4, stream), "copy keys");
+  check(cu->cuMemcpyHtoDAsync(dhw, hw.data(), hw.size() * 4, stream), "copy hw");
+  check(cu->cuMemcpyHtoDAsync(dtok, &tokens, 8, stream), "copy S");
+  check(cu->cuMemcpyHtoDAsync(dstart, &startPos, 8, stream), "copy start");
+  // The staging header (WgmmaIndexer.h): keys, hw, scores at bytes 16..39;
+  // q's rows through a tensor map (bytes [S heads, 2 di], 128 x 128 boxes).
+  CUdeviceptr header[8] = {0, 0, dk, dhw, ds, 0, 0, 0};
+  check(cu->cuMemcpyHtoDAsync(dstage, header, sizeof header, stream), "copy header");
+  CUtensorMap qmap = tileMap(dq, tokens * heads, dim * 2);
+  check(cu->cuMemcpyHtoDAsync(dmap, &qmap, sizeof qmap, stream), "copy q map");
+  CUdeviceptr argv4[4] = {dtok, dstart, dstage, dmap};
+  check(cu->cuMemcpyHtoDAsync(dargv, argv4, sizeof argv4, stream), "copy argv");
+  check(cu->cuMemsetD8Async(ds, 0xFF, size_t(tokens) * capacity * 4, stream), "poison scores");
+
+  const int64_t stages = 4, kTiles = dim / 64;
+  std::string name = "compressa_tc_indexer_h" + std::to_string(heads) + "_d" +
+                     std::to_string(dim) + "_r" + std::to_string(ratio) + "_c" +
+                     std::to_string(capacity) + "_s" + std::to_string(stages);
+  CUfunction fn = loadKernel(ptxPath, name.c_str());
+  // WgmmaIndexerShape::sharedBytes(): 256 keys, q stages, alignment.
+  const int shared = int((2 + stages) * kTiles * 16384 + 1024);
+  check(cu->cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared),
+        "cuFuncSetAttribute(shared)");
+  void *params[] = {&dargv};
+  auto launch = [&] {
+    check(cu->cuLaunchKernel(fn, unsigned(sms), 1, 1, 384, 1, 1, unsigned(shared), stream,
+                             params, nullptr),
+          "launch indexer");
+  };
+  launch();
+  check(cu->cuStreamSynchronize(stream), "indexer");
+
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < std::min(tokens, checkRows); ++i)
+    rows.push_back(tokens <= checkRows ? i : (i * 7919) % tokens);
+  rows.push_back(tokens - 1);
+  double worst = 0;
+  long long unwritten = 0, stray = 0, checked = 0;
+  std::vector<float> got(capacity);
+  std::vector<float> kb(size_t(most) * dim);
+  for (size_t i = 0; i < kb.size(); ++i)
+    kb[i] = bf16Round(keys[i]);
+  for (int64_t s : rows) {
+    check(cu->cuMemcpyDtoHAsync(got.data(), ds + size_t(s) * capacity * 4, capacity * 4, stream),
+          "copy scores");
+    check(cu->cuStreamSynchronize(stream), "copy scores");
+    int64_t avail = (startPos + s + 1) / ratio;
+    // Every visible key of a short row; of a long one, a stride and the last.
+    int64_t stride = std::max<int64_t>(1, avail / 2048);
+    for (int64_t j = 0; j < capacity; ++j) {
+      if (j >= avail) {
+        stray += !std::isnan(got[j]);
+        continue;
+      }
+      if (j % stride && j + 1 != avail)
+        continue;
+      double ref = 0, mag = 0;
+      for (int64_t h = 0; h < heads; ++h) {
+        const float *qh = &qf[(size_t(s) * heads + h) * dim];
+        const float *kj = &kb[size_t(j) * dim];
+        double dot = 0, abs = 0;
+        for (int64_t d = 0; d < dim; ++d) {
+          dot += double(qh[d]) * kj[d];
+          abs += std::fabs(double(qh[d]) * kj[d]);
+        }
+        double w = hw[size_t(s) * heads + h];
+        ref += w * std::max(dot, 0.0);
+        mag += std::fabs(w) * abs;
+      }
+      ++checked;
+      if (!std::isfinite(got[j])) {
+        ++unwritten;
+        continue;
+      }
+      worst = std::max(worst, std::fabs(got[j] - ref) / std::max(mag, 1e-30));
+    }
+  }
+  CUevent start, stop;
+  check(cu->cuEventCreate(&start, 0), "cuEventCreate");
+  check(cu->cuEventCreate(&stop, 0), "cuEventCreate");
+  launch();
+  std::vector<float> ms;
+  for (int64_t i = 0; i < iters; ++i) {
+    check(cu->cuEventRecord(start, stream), "cuEventRecord");
+    launch();
+    check(cu->cuEventRecord(stop, stream), "cuEventRecord");
+    check(cu->cuStreamSynchronize(stream), "timing");
+    float t = 0;
+    check(cu->cuEventElapsedTime(&t, start, stop), "cuEventElapsedTime");
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  double median = ms.empty() ? 0 : ms[ms.size() / 2];
+  double pairs = 0;
+  for (int64_t s = 0; s < tokens; ++s)
+    pairs += double((startPos + s + 1) / ratio);
+  double tflops = median > 0 ? pairs * heads * dim * 2 / (median * 1e-3) / 1e12 : 0;
+  bool ok = worst < 1e-4 && unwritten == 0 && stray == 0 && checked > 0;
+  std::printf("indexer H=%lld DI=%lld ratio=%lld capacity=%lld S=%lld start=%lld  "
+              "checked %lld scores of %zu rows: max |d|/sum|terms| %.3g, unwritten %lld, "
+              "stray writes %lld  %s  %.4f ms  %.1f TFLOP/s (%.1f%% of 989 bf16) on %d SMs\n",
+              (long long)heads, (long long)dim, (long long)ratio, (long long)capacity,
+              (long long)tokens, (long long)startPos, checked, rows.size(), worst, unwritten,
+              stray, ok ? "ok" : "FAIL", median, tflops, 100 * tflops / 989, sms);
+  return ok ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--indexer")
+      return indexerMain(argc, argv);
   Options o = parse(argc, argv);
   auto driver = compressa::loadCudaDriver();
   if (!driver.ok())

@@ -618,7 +618,21 @@ void Emitter::indexer(IndexerTopkOp op) {
       kb.store(kb.truncI32(c(-1)), out.ptr, e);
     });
   };
-  if (fastScores) {
+  // --numerics=fast prefill on sm_90a: the scores as a tensor-core kernel
+  // of their own (lowering/TensorCore/WgmmaIndexer.h), q written in bf16
+  // to the staging area for it; the selection follows in the next part.
+  bool wgmmaScores = fastScores && ctx.tensorCore &&
+                     ctx.tensorCore->handlesIndexer(heads, di, keysType.getElementType());
+  if (wgmmaScores) {
+    clearPicks();
+    Value qb = ctx.tensorCore->indexerQ();
+    kb.parallelLoop(c(0), kb.mul(S(), c(heads * di / 2)), [&](Value e) {
+      Value k = kb.mul(e, c(2));
+      kb.store(kb.packBf16x2(kb.loadF(q, k), kb.loadF(q, kb.add(k, c(1)))), qb, e);
+    });
+    ctx.tensorCore->indexerScores(stateOf(op.getKeys(), c(0)), hw.ptr, scores.ptr, heads, di,
+                                  m, capacity);
+  } else if (fastScores) {
     clearPicks();
     // --numerics=fast prefill: products of bf16-rounded q and keys summed
     // in f32 (tensor cores on CUDA).
@@ -725,7 +739,7 @@ void Emitter::indexer(IndexerTopkOp op) {
   // COMPRESSA_INDEXER_SPLIT=0 at compile time keeps one launch, for A/B.
   static const bool splitSelection =
       KernelBuilder::experimentString("COMPRESSA_INDEXER_SPLIT") != "0";
-  if (splitSelection && fastScores && ctx.tensorCore)
+  if (splitSelection && fastScores && ctx.tensorCore && !wgmmaScores)
     ctx.tensorCore->split();
   if (capacity > kRankTopkMax)
     return radixTopk(scores, capacity, most, avail, topk, out);

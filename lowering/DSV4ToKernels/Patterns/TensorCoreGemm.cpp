@@ -3,6 +3,7 @@
 
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
+#include "lowering/TensorCore/WgmmaIndexer.h"
 #include "lowering/DSV4ToKernels/Emitter.h"
 
 #include "lowering/TensorCore/Numerics.h"
@@ -338,16 +339,61 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
         maxK = std::max(maxK, w.getShape()[1]);
     }
   });
-  if (maxK == 0 && !grouped)
+  // The indexer's scores (WgmmaIndexer.h): a single-sequence program's
+  // fast indexer over f32 keys, of widths the kernel tiles; their q rows
+  // (bf16) take the staging area. COMPRESSA_INDEXER_WGMMA=0 at compile
+  // time keeps the warp MMA scores (indexerScoresFast, the CPU's twin of
+  // both).
+  static const bool indexerOff = [] {
+    const char *v = std::getenv("COMPRESSA_INDEXER_WGMMA");
+    return v && std::string(v) == "0";
+  }();
+  int64_t stagingPerToken = maxK + (maxK + kQuantBlock - 1) / kQuantBlock;
+  bool indexer = false;
+  func.walk([&](dsv4::IndexerTopkOp op) {
+    dsv4::IndexerKeysType keys = op.getKeys().getType();
+    if (indexerOff || ec.batched || !usesFastLinear(op) ||
+        !keys.getElementType().isF32() ||
+        !WgmmaIndexerShape::fits(op.getHeads(), keys.getDim()))
+      return;
+    indexer = true;
+    stagingPerToken =
+        std::max<int64_t>(stagingPerToken, int64_t(op.getHeads()) * keys.getDim() * 2);
+  });
+  if (maxK == 0 && !grouped && !indexer)
     return nullptr;
   std::unique_ptr<TensorCoreSplit> split(
       new TensorCoreSplit(kb, ec, target, container, symbol));
   split->maxK = maxK;
   split->groupedExperts = grouped;
+  split->indexerScoresOn = indexer;
   // The first part of the scratch: at offset 0 whatever S is.
-  split->staging = ec.scratch(maxK + (maxK + kQuantBlock - 1) / kQuantBlock,
-                              kStagingHeader);
+  split->staging = ec.scratch(stagingPerToken, kStagingHeader);
   return split;
+}
+
+bool TensorCoreSplit::handlesIndexer(int64_t heads, int64_t di, Type keyElt) const {
+  return indexerScoresOn && keyElt.isF32() && WgmmaIndexerShape::fits(heads, di);
+}
+
+Value TensorCoreSplit::indexerQ() const {
+  return kb.offset(kb.builder().getI8Type(), staging, kb.c(kStagingHeader));
+}
+
+void TensorCoreSplit::indexerScores(Value keys, Value hw, Value scores, int64_t heads,
+                                    int64_t di, int64_t ratio, int64_t capacity) {
+  OpBuilder &b = kb.builder();
+  kb.single([&] {
+    // Pointers: element i of the staging area is its byte 8 i.
+    kb.store(keys, staging, kb.c(kIndexerHeaderKeys / 8));
+    kb.store(hw, staging, kb.c(kIndexerHeaderHw / 8));
+    kb.store(scores, staging, kb.c(kIndexerHeaderScores / 8));
+  });
+  nextPart({b.getDictionaryAttr({b.getNamedAttr("indexer", b.getStringAttr("scores")),
+                                 b.getNamedAttr("heads", b.getI64IntegerAttr(heads)),
+                                 b.getNamedAttr("dim", b.getI64IntegerAttr(di)),
+                                 b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
+                                 b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity))})});
 }
 
 bool TensorCoreSplit::handles(const WeightView &w, const View &out) const {

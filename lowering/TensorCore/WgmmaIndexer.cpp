@@ -1,0 +1,488 @@
+//===- WgmmaIndexer.cpp - The indexer's scores on Hopper tensor cores -----===//
+// SPDX-License-Identifier: Apache-2.0
+//
+// MLIR text specialised for one indexer shape (the producers' chunks, the
+// wgmma steps and the epilogue's registers unrolled here), lowered by
+// MLIR's gpu-lower-to-nvvm-pipeline like the grouped experts
+// (WgmmaExperts.cpp). cvt.rn.bf16x2.f32 and fence.proxy.async.shared::cta
+// come as inline PTX.
+
+#include "lowering/TensorCore/WgmmaIndexer.h"
+
+#include "lowering/TensorCore/MlirText.h"
+#include "lowering/TensorCore/WgmmaGemm.h"
+
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdlib>
+#include <vector>
+
+using namespace mlir;
+using namespace mlir::compressa;
+
+std::string WgmmaIndexerShape::name() const {
+  return llvm::formatv("compressa_tc_indexer_h{0}_d{1}_r{2}_c{3}_s{4}", heads, dim, ratio,
+                       capacity, stages)
+      .str();
+}
+
+namespace {
+
+constexpr llvm::StringLiteral kSmem = "memref<?xi8, #gpu.address_space<workgroup>>";
+constexpr llvm::StringLiteral kTile = "memref<128x64xbf16, #gpu.address_space<workgroup>>";
+
+class Writer : MlirTextWriter {
+public:
+  Writer(const WgmmaIndexerShape &shape, llvm::raw_ostream &os)
+      : MlirTextWriter(os), s(shape) {}
+  void module();
+
+private:
+  const WgmmaIndexerShape &s;
+
+  std::string c64(int64_t x) {
+    std::string n = v();
+    os << "    " << n << " = arith.constant " << x << " : i64\n";
+    return n;
+  }
+  std::string a64(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {
+    return op(name, a, b, "i64");
+  }
+  std::string gep(llvm::StringRef ptr, llvm::StringRef index, llvm::StringRef elt) {
+    std::string n = v();
+    os << "    " << n << " = llvm.getelementptr " << ptr << "[" << index
+       << "] : (!llvm.ptr, i64) -> !llvm.ptr, " << elt << "\n";
+    return n;
+  }
+  std::string load(llvm::StringRef ptr, llvm::StringRef type, int align) {
+    std::string n = v();
+    os << "    " << n << " = llvm.load " << ptr << " {alignment = " << align
+       << " : i64} : !llvm.ptr -> " << type << "\n";
+    return n;
+  }
+  std::string toIndex(llvm::StringRef x) {
+    std::string n = v();
+    os << "    " << n << " = arith.index_cast " << x << " : i64 to index\n";
+    return n;
+  }
+  std::string extract(llvm::StringRef vec, int i, llvm::StringRef elt, llvm::StringRef type) {
+    std::string n = v();
+    os << "    " << n << " = vector.extract " << vec << "[" << i << "] : " << elt << " from "
+       << type << "\n";
+    return n;
+  }
+  /// The mbarrier phase bit of round `round` (an index): round % 2 != 0.
+  std::string parity(llvm::StringRef round) {
+    return op("arith.cmpi ne,", op("arith.remui", round, "%c2"), "%c0");
+  }
+  /// A view of tile `index` (an index value, in tiles from the aligned base).
+  std::string tileView(llvm::StringRef index) {
+    std::string off = op("arith.addi", "%pad", op("arith.muli", index, ci(WgmmaIndexerShape::kTileBytes)));
+    std::string t = v();
+    os << "    " << t << " = memref.view %smem[" << off << "][] : " << kSmem << " to " << kTile
+       << "\n";
+    return t;
+  }
+  /// The item's values both roles compute: %kt, %j0, %sLo, %sHi, %nSteps
+  /// (i64) and %has (i1) for item index `e` (i64).
+  void item(llvm::StringRef e);
+  void producer();
+  void consumers();
+};
+
+void Writer::item(llvm::StringRef e) {
+  os << "    %kt = arith.remui " << e << ", %keyTiles : i64\n";
+  os << "    %tb = arith.divui " << e << ", %keyTiles : i64\n";
+  os << "    %j0 = arith.muli %kt, %cKeys : i64\n";
+  os << "    %sBegin = arith.muli %tb, %cTB : i64\n";
+  // Token s sees key j when (start + s + 1) / ratio > j: from s =
+  // (j + 1) ratio - start - 1 on.
+  os << "    %j0p = arith.addi %j0, %one64 : i64\n";
+  os << "    %jr = arith.muli %j0p, %cRatio : i64\n";
+  os << "    %sp1 = arith.addi %start, %one64 : i64\n";
+  os << "    %sFirst = arith.subi %jr, %sp1 : i64\n";
+  os << "    %sLo = arith.maxsi %sBegin, %sFirst : i64\n";
+  os << "    %sEnd = arith.addi %sBegin, %cTB : i64\n";
+  os << "    %sHi = arith.minsi %S, %sEnd : i64\n";
+  os << "    %has = arith.cmpi slt, %sLo, %sHi : i64\n";
+  os << "    %span = arith.subi %sHi, %sLo : i64\n";
+  os << "    %span1 = arith.addi %span, %cT2m1 : i64\n";
+  os << "    %steps0 = arith.divsi %span1, %cT2 : i64\n";
+  os << "    %nSteps = arith.select %has, %steps0, %zero64 : i64\n";
+  os << "    %nStepsI = arith.index_cast %nSteps : i64 to index\n";
+}
+
+void Writer::producer() {
+  // One thread: per step, the 128 q rows of tokens sLo + T2 t .. + T2 - 1
+  // (rows s heads .. s heads + 127 of the map), di / 64 boxes of 128 bytes
+  // wide, into the step's buffer.
+  int64_t stageBytes = s.kTiles() * WgmmaIndexerShape::kTileBytes;
+  os << "    %pres = scf.for %it = %c0 to %myItems step %c1 iter_args(%g = %c0) -> (index) {\n";
+  std::string it64 = i64("%it");
+  item(a64("arith.addi", "%bid64", a64("arith.muli", it64, "%grid64")));
+  os << "    scf.for %t = %c0 to %nStepsI step %c1 {\n";
+  std::string gg = op("arith.addi", "%g", "%t");
+  std::string st = op("arith.remui", gg, "%cStages");
+  std::string round = op("arith.divui", gg, "%cStages");
+  std::string refill = op("arith.cmpi uge,", gg, "%cStages");
+  os << "    scf.if " << refill << " {\n";
+  std::string ph = parity(op("arith.subi", round, "%c1"));
+  os << "    nvgpu.mbarrier.try_wait.parity %ebar[" << st << "], " << ph << ", %ticks : !bar\n";
+  os << "    }\n";
+  std::string s0 = a64("arith.addi", "%sLo", a64("arith.muli", i64("%t"), "%cT2"));
+  std::string row = toIndex(a64("arith.muli", s0, c64(s.heads)));
+  std::string bytes = ci(stageBytes);
+  os << "    nvgpu.mbarrier.arrive.expect_tx %bar[" << st << "], " << bytes << " : !bar\n";
+  for (int64_t kt = 0; kt < s.kTiles(); ++kt) {
+    std::string tile = tileView(
+        op("arith.addi", ci(2 * s.kTiles() + kt), op("arith.muli", st, ci(s.kTiles()))));
+    std::string col = ci(128 * kt);
+    os << "    nvgpu.tma.async.load %qmap[" << col << ", " << row << "], %bar[" << st
+       << "] to " << tile << " : !map, !bar -> " << kTile << "\n";
+  }
+  os << "    }\n";
+  os << "    %pg = arith.addi %g, %nStepsI : index\n";
+  os << "    scf.yield %pg : index\n";
+  os << "    }\n";
+}
+
+void Writer::consumers() {
+  std::string acc = kAccumulator.str();
+  std::string regs;
+  for (int j = 0; j < 64; ++j)
+    regs += j ? ", f32" : "f32";
+  std::string accStruct = "!llvm.struct<(struct<(" + regs + ")>)>";
+  int64_t t2 = s.tokensPerStep(), perToken = s.heads / 8; // j / 4 groups a token
+  int64_t chunks = s.dim / 8;                              // 16-byte chunks of a bf16 row
+  std::string wg64 = i64("%wg"), tl64 = i64("%tl");
+  // The thread's rows (key of the tile: 128 wg + 64 half + row0 + 8 rh)
+  // and columns (col0 + 8 q + {0, 1}).
+  std::string row0 = i64(op("arith.addi", op("arith.muli", "%warp", "%c16"),
+                            op("arith.divui", "%lane", "%c4")));
+  std::string col0 = i64(op("arith.muli", op("arith.remui", "%lane", "%c4"), "%c2"));
+  std::string quadLead = op("arith.cmpi eq,", op("arith.remui", "%lane", "%c4"), "%c0");
+  std::string sLast = a64("arith.subi", "%S", "%one64");
+  std::string capLast = c64(s.capacity - 1);
+  std::string zeroF = v();
+  os << "    " << zeroF << " = arith.constant 0.0 : f32\n";
+  std::string one32 = v(), two32 = v(), w32 = v();
+  os << "    " << one32 << " = arith.constant 1 : i32\n";
+  os << "    " << two32 << " = arith.constant 2 : i32\n";
+  os << "    " << w32 << " = arith.constant 32 : i32\n";
+  std::string wgPlus1 = op("arith.addi", "%wg", "%c1");
+  std::string barId = v();
+  os << "    " << barId << " = arith.index_cast " << wgPlus1 << " : index to i32\n";
+  // This warpgroup's key tiles: tile wg kTiles + kt.
+  std::string keyTile0 = op("arith.muli", "%wg", ci(s.kTiles()));
+  std::string keyBase = a64("arith.addi", "%sbase",
+                            a64("arith.muli", i64(keyTile0), c64(WgmmaIndexerShape::kTileBytes)));
+
+  os << "    %cres = scf.for %it = %c0 to %myItems step %c1 iter_args(%g = %c0) -> (index) {\n";
+  std::string it64 = i64("%it");
+  item(a64("arith.addi", "%bid64", a64("arith.muli", it64, "%grid64")));
+  os << "    scf.if %has {\n";
+  {
+    // The keys: thread tl converts key j0 + 128 wg + tl (f32, clamped into
+    // the state; keys past the visible ones are never stored) into row tl
+    // of the warpgroup's tiles.
+    std::string j = a64("arith.minui",
+                        a64("arith.addi", "%j0",
+                            a64("arith.addi", a64("arith.muli", wg64, c64(128)), tl64)),
+                        capLast);
+    std::string keyRow = gep("%keys", a64("arith.muli", j, c64(s.dim)), "f32");
+    std::string swz = a64("arith.remui", tl64, c64(8));
+    std::string rowBase = a64("arith.addi", keyBase, a64("arith.muli", tl64, c64(128)));
+    for (int64_t i = 0; i < chunks; ++i) {
+      std::string p0 = gep(keyRow, c64(8 * i), "f32");
+      std::string lo = load(p0, "vector<4xf32>", 16);
+      std::string hi = load(gep(p0, c64(4), "f32"), "vector<4xf32>", 16);
+      std::string words[4];
+      for (int w = 0; w < 4; ++w) {
+        const std::string &src = w < 2 ? lo : hi;
+        int at = 2 * (w % 2);
+        std::string x0 = extract(src, at, "f32", "vector<4xf32>");
+        std::string x1 = extract(src, at + 1, "f32", "vector<4xf32>");
+        words[w] = v();
+        os << "    " << words[w]
+           << " = llvm.inline_asm \"cvt.rn.bf16x2.f32 $0, $1, $2;\", \"=r,f,f\" " << x1 << ", "
+           << x0 << " : (f32, f32) -> i32\n";
+      }
+      std::string vec = v();
+      os << "    " << vec << " = vector.from_elements " << words[0] << ", " << words[1] << ", "
+         << words[2] << ", " << words[3] << " : vector<4xi32>\n";
+      // Tile i / 8, chunk i % 8 of the row at chunk (i % 8) ^ (row % 8).
+      std::string cc = a64("arith.xori", c64(i % 8), swz);
+      std::string addr = a64(
+          "arith.addi",
+          a64("arith.addi", rowBase, c64((i / 8) * WgmmaIndexerShape::kTileBytes)),
+          a64("arith.muli", cc, c64(16)));
+      std::string ptr = v();
+      os << "    " << ptr << " = llvm.inttoptr " << addr << " : i64 to !llvm.ptr<3>\n";
+      os << "    llvm.store " << vec << ", " << ptr
+         << " {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<3>\n";
+    }
+    os << "    llvm.inline_asm has_side_effects \"fence.proxy.async.shared::cta;\", \"\"  : () "
+          "-> ()\n";
+    os << "    llvm.inline_asm has_side_effects \"bar.sync $0, 128;\", \"r\" " << barId
+       << " : (i32) -> ()\n";
+  }
+  os << "    scf.for %t = %c0 to %nStepsI step %c1 {\n";
+  {
+    std::string t64 = i64("%t");
+    std::string s0 = a64("arith.addi", "%sLo", a64("arith.muli", t64, "%cT2"));
+    std::vector<std::string> toks;
+    for (int64_t tau = 0; tau < t2; ++tau)
+      toks.push_back(a64("arith.addi", s0, c64(tau)));
+    std::string gg = op("arith.addi", "%g", "%t");
+    std::string st = op("arith.remui", gg, "%cStages");
+    std::string round = op("arith.divui", gg, "%cStages");
+    std::string fullPhase = parity(round);
+    os << "    nvgpu.mbarrier.try_wait.parity %bar[" << st << "], " << fullPhase
+       << ", %ticks : !bar\n";
+    // The two 64-key halves one after the other, in a loop: one
+    // accumulator (64 registers) and one epilogue's values live at a time
+    // (both at once, ptxas spilled and serialized the wgmma: C7520); the
+    // other warpgroup's MMAs overlap this one's epilogue.
+    os << "    scf.for %h = %c0 to %c2 step %c1 {\n";
+    std::string h64 = i64("%h");
+    std::string hRow = op("arith.muli", "%h", "%c64");
+    {
+      std::string accV = v();
+      os << "    " << accV << " = nvgpu.warpgroup.mma.init.accumulator -> " << acc << "\n";
+      for (int64_t kt = 0; kt < s.kTiles(); ++kt) {
+        std::string a = tileView(op("arith.addi", keyTile0, ci(kt)));
+        std::string w = tileView(
+            op("arith.addi", ci(2 * s.kTiles() + kt), op("arith.muli", st, ci(s.kTiles()))));
+        accV = wgmmaSteps(a, w, hRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", accV);
+      }
+      os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+      std::string regsV = v();
+      os << "    " << regsV << " = builtin.unrealized_conversion_cast " << accV << " : " << acc
+         << " to " << accStruct << "\n";
+      std::vector<std::string> r;
+      for (int j = 0; j < 64; ++j) {
+        r.push_back(v());
+        os << "    " << r[j] << " = llvm.extractvalue " << regsV << "[0, " << j << "] : "
+           << accStruct << "\n";
+      }
+      // Register j: row 8 ((j / 2) % 2) + row0 of the half, column 8 (j / 4)
+      // + col0 + j % 2; its token is 8 (j / 4) / heads.
+      for (int64_t tau = 0; tau < t2; ++tau) {
+        const std::string &tokS = toks[tau];
+        std::string tc = a64("arith.minsi", tokS, sLast);
+        std::string hwRow =
+            gep("%hw", a64("arith.addi", a64("arith.muli", tc, c64(s.heads)), col0), "f32");
+        std::vector<std::pair<std::string, std::string>> w;
+        for (int64_t q = 0; q < perToken; ++q) {
+          std::string pair = load(gep(hwRow, c64(8 * q), "f32"), "vector<2xf32>", 8);
+          w.emplace_back(extract(pair, 0, "f32", "vector<2xf32>"),
+                         extract(pair, 1, "f32", "vector<2xf32>"));
+        }
+        std::string avail = a64(
+            "arith.divsi", a64("arith.addi", a64("arith.addi", "%start", tokS), "%one64"),
+            "%cRatio");
+        std::string okTok =
+            op("arith.andi", op("arith.cmpi slt,", tokS, "%sHi", "i64"), quadLead, "i1");
+        std::string scoreRow = gep("%scores", a64("arith.muli", tokS, c64(s.capacity)), "f32");
+        for (int rh = 0; rh < 2; ++rh) {
+          std::string sum = zeroF;
+          for (int j = 0; j < 64; ++j) {
+            int64_t q4 = j / 4;
+            if ((j / 2) % 2 != rh || q4 / perToken != tau)
+              continue;
+            const auto &pair = w[q4 % perToken];
+            const std::string &wj = j % 2 ? pair.second : pair.first;
+            std::string rl = op("arith.maximumf", r[j], zeroF, "f32");
+            std::string f = v();
+            os << "    " << f << " = llvm.intr.fma(" << rl << ", " << wj << ", " << sum
+               << ") : (f32, f32, f32) -> f32\n";
+            sum = f;
+          }
+          for (const std::string &off : {one32, two32}) {
+            std::string sh = v(), ok = v();
+            os << "    " << sh << ", " << ok << " = gpu.shuffle xor " << sum << ", " << off
+               << ", " << w32 << " : f32\n";
+            sum = op("arith.addf", sum, sh, "f32");
+          }
+          std::string key = a64(
+              "arith.addi", "%j0",
+              a64("arith.addi", a64("arith.muli", wg64, c64(128)),
+                  a64("arith.addi", a64("arith.addi", row0, a64("arith.muli", h64, c64(64))),
+                      c64(8 * rh))));
+          std::string ok =
+              op("arith.andi", okTok, op("arith.cmpi slt,", key, avail, "i64"), "i1");
+          // A predicated store, not a branch: a wgmma after a divergent
+          // branch is serialized by ptxas (C7520).
+          std::string p = gep(scoreRow, key, "f32");
+          std::string flag = v();
+          os << "    " << flag << " = arith.extui " << ok << " : i1 to i32\n";
+          os << "    llvm.inline_asm has_side_effects \"{ .reg .pred p; setp.ne.b32 p, $2, 0; "
+                "@p st.global.f32 [$0], $1; }\", \"l,f,r\" "
+             << p << ", " << sum << ", " << flag << " : (!llvm.ptr, f32, i32) -> ()\n";
+        }
+      }
+    }
+    os << "    }\n"; // halves
+    std::string tk = v();
+    os << "    " << tk << " = nvgpu.mbarrier.arrive %ebar[" << st
+       << "] : !bar -> !nvgpu.mbarrier.token\n";
+  }
+  os << "    }\n"; // steps
+  os << "    }\n"; // has
+  os << "    %cg = arith.addi %g, %nStepsI : index\n";
+  os << "    scf.yield %cg : index\n";
+  os << "    }\n";
+}
+
+void Writer::module() {
+  os << "// The lightning indexer's scores (lowering/TensorCore/WgmmaIndexer.h), "
+        "generated by Compressa.\n";
+  os << "!bar = !nvgpu.mbarrier.group<memorySpace = #gpu.address_space<workgroup>, "
+        "num_barriers = "
+     << s.stages << ">\n";
+  // q's rows as bytes in 128 x 128-byte boxes: 128 rows x 64 bf16.
+  os << "!map = !nvgpu.tensormap.descriptor<tensor = memref<128x64xbf16, 3>, "
+        "swizzle = swizzle_128b, l2promo = l2promo_256b, oob = zero, interleave = none>\n";
+  os << "module attributes {gpu.container_module} {\n";
+  os << "gpu.module @compressa_tc {\n";
+  os << "  gpu.func @" << s.name()
+     << "(%argv: !llvm.ptr) kernel attributes {known_block_size = "
+        "array<i32: 384, 1, 1>} {\n";
+  indexConstants();
+  os << "    %ticks = arith.constant 10000000 : index\n";
+  os << "    %cStages = arith.constant " << s.stages << " : index\n";
+  os << "    %one64 = arith.constant 1 : i64\n"
+        "    %zero64 = arith.constant 0 : i64\n";
+  os << "    %cKeys = arith.constant " << WgmmaIndexerShape::kKeys << " : i64\n";
+  os << "    %cTB = arith.constant " << WgmmaIndexerShape::kTokenBlock << " : i64\n";
+  os << "    %cRatio = arith.constant " << s.ratio << " : i64\n";
+  os << "    %cT2 = arith.constant " << s.tokensPerStep() << " : i64\n";
+  os << "    %cT2m1 = arith.constant " << s.tokensPerStep() - 1 << " : i64\n";
+  // The descriptor generator reads only the swizzle of the map's type.
+  os << "    %dmap = builtin.unrealized_conversion_cast %argv : !llvm.ptr to !map\n";
+  auto slot = [&](int64_t i) { return load(gep("%argv", c64(i), "!llvm.ptr"), "!llvm.ptr", 8); };
+  std::string tokp = slot(0), startp = slot(1), stage = slot(2), qmapPtr = slot(3);
+  os << "    %qmap = builtin.unrealized_conversion_cast " << qmapPtr
+     << " : !llvm.ptr to !map\n";
+  os << "    %S = llvm.load " << tokp << " {alignment = 8 : i64} : !llvm.ptr -> i64\n";
+  os << "    %start = llvm.load " << startp << " {alignment = 8 : i64} : !llvm.ptr -> i64\n";
+  auto header = [&](int64_t byte, llvm::StringRef name) {
+    std::string p = gep(stage, c64(byte), "i8");
+    os << "    " << name << " = llvm.load " << p
+       << " {alignment = 8 : i64} : !llvm.ptr -> !llvm.ptr\n";
+  };
+  header(kIndexerHeaderKeys, "%keys");
+  header(kIndexerHeaderHw, "%hw");
+  header(kIndexerHeaderScores, "%scores");
+  // The keys the call's last token sees, their tiles, the token blocks.
+  std::string keysM1 = c64(WgmmaIndexerShape::kKeys - 1);
+  std::string blockM1 = c64(WgmmaIndexerShape::kTokenBlock - 1);
+  os << "    %endPos = arith.addi %start, %S : i64\n";
+  os << "    %most = arith.divsi %endPos, %cRatio : i64\n";
+  os << "    %mostUp = arith.addi %most, " << keysM1 << " : i64\n";
+  os << "    %keyTiles0 = arith.divsi %mostUp, %cKeys : i64\n";
+  os << "    %keyTiles = arith.maxsi %keyTiles0, %one64 : i64\n";
+  os << "    %sTB = arith.addi %S, " << blockM1 << " : i64\n";
+  os << "    %tBlocks = arith.divsi %sTB, %cTB : i64\n";
+  os << "    %items0 = arith.muli %keyTiles, %tBlocks : i64\n";
+  os << "    %anyKey = arith.cmpi sgt, %most, %zero64 : i64\n";
+  os << "    %items = arith.select %anyKey, %items0, %zero64 : i64\n";
+  os << "    %bid = gpu.block_id x\n"
+        "    %gridI = gpu.grid_dim x\n"
+        "    %bid64 = arith.index_cast %bid : index to i64\n"
+        "    %grid64 = arith.index_cast %gridI : index to i64\n";
+  // Items bid, bid + grid, ... below items.
+  os << "    %left = arith.subi %items, %bid64 : i64\n";
+  os << "    %leftG = arith.addi %left, %grid64 : i64\n";
+  os << "    %leftG1 = arith.subi %leftG, %one64 : i64\n";
+  os << "    %mine0 = arith.divsi %leftG1, %grid64 : i64\n";
+  os << "    %some = arith.cmpi sgt, %left, %zero64 : i64\n";
+  os << "    %mine = arith.select %some, %mine0, %zero64 : i64\n";
+  os << "    %myItems = arith.index_cast %mine : i64 to index\n";
+  // The warpgroup's index made warp-uniform (a shuffle from lane 0), so
+  // that ptxas sees the consumers' wgmma on a uniform path.
+  os << "    %tid = gpu.thread_id x\n"
+        "    %wgT = arith.divui %tid, %c128 : index\n"
+        "    %wgT32 = arith.index_cast %wgT : index to i32\n"
+        "    %lane0 = arith.constant 0 : i32\n"
+        "    %width32 = arith.constant 32 : i32\n"
+        "    %wgU32, %wgOk = gpu.shuffle idx %wgT32, %lane0, %width32 : i32\n"
+        "    %wg = arith.index_cast %wgU32 : i32 to index\n"
+        "    %tl = arith.remui %tid, %c128 : index\n"
+        "    %warp = arith.divui %tl, %c32 : index\n"
+        "    %lane = arith.remui %tl, %c32 : index\n";
+  // The tiles start at a 1024-byte boundary (the swizzle's period).
+  os << "    %smem = gpu.dynamic_shared_memory : " << kSmem << "\n"
+     << "    %base = memref.extract_aligned_pointer_as_index %smem : " << kSmem
+     << " -> index\n"
+     << "    %mis = arith.remui %base, %c1024 : index\n"
+     << "    %pad0 = arith.subi %c1024, %mis : index\n"
+     << "    %pad = arith.remui %pad0, %c1024 : index\n"
+     << "    %tileBase = arith.addi %base, %pad : index\n"
+     << "    %sbase = arith.index_cast %tileBase : index to i64\n";
+  // full[s]: the producer's expect_tx and the copies' bytes; empty[s]: the
+  // consumers' 256 threads are done with buffer s.
+  os << "    %bar = nvgpu.mbarrier.create -> !bar\n";
+  os << "    %ebar = nvgpu.mbarrier.create -> !bar\n";
+  os << "    %is0 = arith.cmpi eq, %tid, %c0 : index\n";
+  os << "    scf.if %is0 {\n";
+  for (int64_t st = 0; st < s.stages; ++st) {
+    std::string c = ci(st);
+    os << "    nvgpu.mbarrier.init %bar[" << c << "], %c1 : !bar\n";
+    os << "    nvgpu.mbarrier.init %ebar[" << c << "], %c256 : !bar\n";
+  }
+  os << "    nvgpu.tma.prefetch.descriptor %qmap : !map\n";
+  os << "    }\n    gpu.barrier\n";
+  os << "    %isProducer = arith.cmpi eq, %tid, %c256 : index\n";
+  os << "    scf.if %isProducer {\n";
+  producer();
+  os << "    }\n";
+  os << "    %isConsumer = arith.cmpi ult, %wg, %c2 : index\n";
+  os << "    scf.if %isConsumer {\n";
+  consumers();
+  os << "    }\n";
+  os << "    gpu.return\n  }\n}\n}\n";
+}
+
+} // namespace
+
+std::string compressa::wgmmaIndexerModuleText(const WgmmaIndexerShape &shape,
+                                              llvm::StringRef chip, std::string &error) {
+  if (!WgmmaIndexerShape::fits(shape.heads, shape.dim)) {
+    error = llvm::formatv("the indexer's tensor-core scores need heads dividing 128 "
+                          "(at least 8) and a key width of 64 or 128, "
+                          "got {0} heads of {1}",
+                          shape.heads, shape.dim)
+                .str();
+    return "";
+  }
+  if (shape.ratio < 1 || shape.capacity < 1 || shape.stages < 1 || shape.stages > 4) {
+    error = "the indexer's tensor-core scores need a positive ratio and capacity "
+            "and 1..4 stages";
+    return "";
+  }
+  if (shape.sharedBytes() > 227 * 1024) {
+    error = llvm::formatv("the indexer's tensor-core scores need {0} bytes of shared "
+                          "memory, more than a block has",
+                          shape.sharedBytes())
+                .str();
+    return "";
+  }
+  if (!chip.starts_with("sm_90a")) {
+    error = "the indexer's tensor-core scores need sm_90a (wgmma), got '" + chip.str() + "'";
+    return "";
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  Writer(shape, os).module();
+  return text;
+}
+
+std::string compressa::wgmmaIndexerPtx(const WgmmaIndexerShape &shape, llvm::StringRef chip,
+                                       std::string &error) {
+  std::string text = wgmmaIndexerModuleText(shape, chip, error);
+  if (text.empty())
+    return "";
+  return wgmmaModulePtx(text, chip, error);
+}
