@@ -47,7 +47,11 @@
 # COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next
 # 128-column block's weights before the MMAs of the current one),
 # COMPRESSA_FP8_DECODE_LINEAR=1 (fast-decode's dense FP8 layers in the FP8
-# GEMM semantics on warp MMAs: Emitter::fp8DecodeLinear; other numerics);
+# GEMM semantics on warp MMAs: Emitter::fp8DecodeLinear; other numerics),
+# COMPRESSA_INDEXER_WGMMA=0 (--numerics=fast prefill's indexer scores on warp
+# MMA tiles instead of the wgmma kernel; the same picks up to f32 sums),
+# COMPRESSA_RADIX_SPLIT=1 (the fast prefill's top-k selection a launch per
+# step, to time the steps apart; the same bits);
 # and at run time COMPRESSA_PDL=1 (programmatic dependent launch).
 set -euo pipefail
 mode=${1:-}

@@ -785,6 +785,13 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
     Value marked = arith::OrIOp::create(b, loc, bits, c32(int64_t(0x80000000u)));
     return kb.select(negative, flipped, marked);
   };
+  // COMPRESSA_RADIX_SPLIT=1 at compile time (--numerics=fast prefill): each
+  // step of the selection in a launch of its own, to time them apart.
+  static const bool splitSteps = KernelBuilder::experimentString("COMPRESSA_RADIX_SPLIT") == "1";
+  auto step = [&] {
+    if (splitSteps && ctx.tensorCore)
+      ctx.tensorCore->split();
+  };
   constexpr int64_t kBins = 2048, kChunk = 256;
   View hist{scratchF32(kBins, 0).ptr, i32};
   View prefix{scratchF32(1, 0).ptr, i32}, need{scratchF32(1, 0).ptr, i32};
@@ -847,6 +854,7 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
         });
       });
     });
+    step();
     kb.parallelLoop(c(0), S(), [&](Value s) {
       Value want = kb.load(i32, need.ptr, s);
       // Scan from the top digit: (digit found, count above it).
@@ -873,6 +881,7 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
       kb.store(p, prefix.ptr, s);
       kb.store(kb.sub(want, found[1]), need.ptr, s);
     });
+    step();
   }
   // prefix = the key T of the last entry taken; `need` = how many entries
   // with key T are taken (the lowest indices). The picks go out in index
@@ -893,6 +902,7 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
     kb.store(counts[0], gtCount.ptr, e);
     kb.store(counts[1], eqCount.ptr, e);
   });
+  step();
   kb.parallelLoop(c(0), S(), [&](Value s) {
     kb.reduce(c(0), c(chunks), ValueRange{c32(0), c32(0)},
               [&](Value ch, ValueRange acc) -> SmallVector<Value> {
@@ -903,6 +913,7 @@ void Emitter::radixTopk(View scores, int64_t capacity, Value most,
                 return {kb.add(acc[0], g), kb.add(acc[1], q)};
               });
   });
+  step();
   kb.parallelLoop(c(0), kb.mul(S(), c(chunks)), [&](Value e) {
     Value s = kb.div(e, c(chunks)), ch = kb.rem(e, c(chunks));
     Value t = kb.load(i32, prefix.ptr, s), n = avail(s);
