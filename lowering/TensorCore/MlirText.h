@@ -9,6 +9,7 @@
 #ifndef COMPRESSA_LOWERING_TENSORCORE_MLIRTEXT_H
 #define COMPRESSA_LOWERING_TENSORCORE_MLIRTEXT_H
 
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -46,6 +47,42 @@ protected:
     std::string n = v();
     os << "    " << n << " = arith.index_cast " << index << " : index to i64\n";
     return n;
+  }
+
+  /// %smem (the dynamic shared memory, of type `smemType`) and %pad, the
+  /// bytes from its start to its first 1024-byte boundary, where the tiles
+  /// start (the 128-byte swizzle repeats every 8 rows of 128 bytes, and the
+  /// wgmma descriptors assume its phase); with `address`, %sbase: that
+  /// boundary's shared-memory address (i64).
+  void alignedSharedMemory(llvm::StringRef smemType, bool address) {
+    os << "    %smem = gpu.dynamic_shared_memory : " << smemType << "\n"
+       << "    %base = memref.extract_aligned_pointer_as_index %smem : " << smemType
+       << " -> index\n"
+       << "    %mis = arith.remui %base, %c1024 : index\n"
+       << "    %pad0 = arith.subi %c1024, %mis : index\n"
+       << "    %pad = arith.remui %pad0, %c1024 : index\n";
+    if (address)
+      os << "    %tileBase = arith.addi %base, %pad : index\n"
+         << "    %sbase = arith.index_cast %tileBase : index to i64\n";
+  }
+  /// %bar (full) and %ebar (empty), `stages` mbarriers each (of type !bar),
+  /// initialised by thread %tid 0 to expect `full` and `empty` arrivals
+  /// (index values); `more` writes the rest of thread 0's setup. Then a
+  /// barrier of the block.
+  void stageBarriers(int64_t stages, llvm::StringRef full, llvm::StringRef empty,
+                     llvm::function_ref<void()> more = {}) {
+    os << "    %bar = nvgpu.mbarrier.create -> !bar\n";
+    os << "    %ebar = nvgpu.mbarrier.create -> !bar\n";
+    os << "    %is0 = arith.cmpi eq, %tid, %c0 : index\n";
+    os << "    scf.if %is0 {\n";
+    for (int64_t st = 0; st < stages; ++st) {
+      std::string c = ci(st);
+      os << "    nvgpu.mbarrier.init %bar[" << c << "], " << full << " : !bar\n";
+      os << "    nvgpu.mbarrier.init %ebar[" << c << "], " << empty << " : !bar\n";
+    }
+    if (more)
+      more();
+    os << "    }\n    gpu.barrier\n";
   }
 
   /// The accumulator type of a warpgroup's 64 x 128 f32 tile.
@@ -90,6 +127,21 @@ protected:
     return acc;
   }
 };
+
+/// The module text `write` produces, or empty with `error` set where
+/// `chip` has no wgmma (`what`: the message's start, "the ... needs").
+inline std::string sm90aModuleText(llvm::StringRef chip, llvm::StringRef what,
+                                   std::string &error,
+                                   llvm::function_ref<void(llvm::raw_ostream &)> write) {
+  if (!chip.starts_with("sm_90a")) {
+    error = what.str() + " sm_90a (wgmma), got '" + chip.str() + "'";
+    return "";
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  write(os);
+  return text;
+}
 
 } // namespace mlir::compressa
 

@@ -473,29 +473,12 @@ void Writer::module() {
         "    %t = arith.remui %tid, %c128 : index\n"
         "    %warp = arith.divui %t, %c32 : index\n"
         "    %lane = arith.remui %t, %c32 : index\n";
-  // The tiles start at a 1024-byte boundary (the swizzle's period).
-  os << "    %smem = gpu.dynamic_shared_memory : " << kSmem << "\n"
-     << "    %base = memref.extract_aligned_pointer_as_index %smem : " << kSmem
-     << " -> index\n"
-     << "    %mis = arith.remui %base, %c1024 : index\n"
-     << "    %pad0 = arith.subi %c1024, %mis : index\n"
-     << "    %pad = arith.remui %pad0, %c1024 : index\n"
-     << "    %tileBase = arith.addi %base, %pad : index\n"
-     << "    %sbase = arith.index_cast %tileBase : index to i64\n";
+  alignedSharedMemory(kSmem, true);
   // full[s]: the producers' 256 threads have filled buffer s; empty[s]: its
   // consumers (256 threads, or 128 when the second warpgroup idles) are done.
   std::string two = op("arith.cmpi sgt,", "%cnt", c64(64), "i64");
   os << "    %consumers = arith.select " << two << ", %c256, %c128 : index\n";
-  os << "    %bar = nvgpu.mbarrier.create -> !bar\n";
-  os << "    %ebar = nvgpu.mbarrier.create -> !bar\n";
-  os << "    %is0 = arith.cmpi eq, %tid, %c0 : index\n";
-  os << "    scf.if %is0 {\n";
-  for (int64_t st = 0; st < s.stages; ++st) {
-    std::string c = ci(st);
-    os << "    nvgpu.mbarrier.init %bar[" << c << "], %c256 : !bar\n";
-    os << "    nvgpu.mbarrier.init %ebar[" << c << "], %consumers : !bar\n";
-  }
-  os << "    }\n    gpu.barrier\n";
+  stageBarriers(s.stages, "%c256", "%consumers");
   os << "    %isProducer = arith.cmpi uge, %tid, %c256 : index\n";
   os << "    scf.if %isProducer {\n";
   producer();
@@ -533,14 +516,8 @@ std::string compressa::wgmmaExpertsModuleText(const WgmmaExpertsShape &shape,
             "slots, 1..6 stages and (gate_up) a positive SwiGLU limit";
     return "";
   }
-  if (!chip.starts_with("sm_90a")) {
-    error = "the grouped experts GEMM needs sm_90a (wgmma), got '" + chip.str() + "'";
-    return "";
-  }
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  Writer(shape, os).module();
-  return text;
+  return sm90aModuleText(chip, "the grouped experts GEMM needs", error,
+                         [&](llvm::raw_ostream &os) { Writer(shape, os).module(); });
 }
 
 std::string compressa::wgmmaExpertsPtx(const WgmmaExpertsShape &shape, llvm::StringRef chip,

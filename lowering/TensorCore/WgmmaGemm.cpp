@@ -174,30 +174,14 @@ void Writer::module() {
         "    %t = arith.remui %tid, %c128 : index\n"
         "    %warp = arith.divui %t, %c32 : index\n"
         "    %lane = arith.remui %t, %c32 : index\n";
-  // The tiles start at a 1024-byte boundary (the 128-byte swizzle repeats
-  // every 8 rows of 128 bytes, and the wgmma descriptors assume its phase).
-  os << "    %smem = gpu.dynamic_shared_memory : " << kSmem << "\n"
-     << "    %base = memref.extract_aligned_pointer_as_index %smem : " << kSmem
-     << " -> index\n"
-     << "    %mis = arith.remui %base, %c1024 : index\n"
-     << "    %pad0 = arith.subi %c1024, %mis : index\n"
-     << "    %pad = arith.remui %pad0, %c1024 : index\n";
+  alignedSharedMemory(kSmem, false);
   // full[s]: buffer s holds its K block (the producer's expect_tx and the
   // copies' bytes complete it); empty[s]: both consumer warpgroups are done
   // with it (each of their 256 threads arrives).
-  os << "    %bar = nvgpu.mbarrier.create -> !bar\n";
-  os << "    %ebar = nvgpu.mbarrier.create -> !bar\n";
-  os << "    %is0 = arith.cmpi eq, %tid, %c0 : index\n";
-  os << "    scf.if %is0 {\n";
-  for (int64_t st = 0; st < s.stages; ++st) {
-    std::string c = ci(st);
-    os << "    nvgpu.mbarrier.init %bar[" << c << "], %c1 : !bar\n";
-    os << "    nvgpu.mbarrier.init %ebar[" << c << "], %c256 : !bar\n";
-  }
-  os << "    nvgpu.tma.prefetch.descriptor %amap : !map\n"
-        "    nvgpu.tma.prefetch.descriptor %wmap : !map\n"
-        "    }\n"
-        "    gpu.barrier\n";
+  stageBarriers(s.stages, "%c1", "%c256", [&] {
+    os << "    nvgpu.tma.prefetch.descriptor %amap : !map\n"
+          "    nvgpu.tma.prefetch.descriptor %wmap : !map\n";
+  });
 
   // The producer: the first thread of warpgroup 2 streams every K block,
   // waiting for a buffer's consumers before it refills it.
@@ -361,14 +345,8 @@ std::string compressa::wgmmaGemmModuleText(const WgmmaGemmShape &shape,
                           shape.stages);
     return "";
   }
-  if (!chip.starts_with("sm_90a")) {
-    error = "the wgmma GEMM needs sm_90a (wgmma), got '" + chip.str() + "'";
-    return "";
-  }
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  Writer(shape, os).module();
-  return text;
+  return sm90aModuleText(chip, "the wgmma GEMM needs", error,
+                         [&](llvm::raw_ostream &os) { Writer(shape, os).module(); });
 }
 
 std::string compressa::wgmmaModulePtx(MLIRContext &context, llvm::StringRef text,

@@ -412,28 +412,12 @@ void Writer::module() {
         "    %tl = arith.remui %tid, %c128 : index\n"
         "    %warp = arith.divui %tl, %c32 : index\n"
         "    %lane = arith.remui %tl, %c32 : index\n";
-  // The tiles start at a 1024-byte boundary (the swizzle's period).
-  os << "    %smem = gpu.dynamic_shared_memory : " << kSmem << "\n"
-     << "    %base = memref.extract_aligned_pointer_as_index %smem : " << kSmem
-     << " -> index\n"
-     << "    %mis = arith.remui %base, %c1024 : index\n"
-     << "    %pad0 = arith.subi %c1024, %mis : index\n"
-     << "    %pad = arith.remui %pad0, %c1024 : index\n"
-     << "    %tileBase = arith.addi %base, %pad : index\n"
-     << "    %sbase = arith.index_cast %tileBase : index to i64\n";
+  alignedSharedMemory(kSmem, true);
   // full[s]: the producer's expect_tx and the copies' bytes; empty[s]: the
   // consumers' 256 threads are done with buffer s.
-  os << "    %bar = nvgpu.mbarrier.create -> !bar\n";
-  os << "    %ebar = nvgpu.mbarrier.create -> !bar\n";
-  os << "    %is0 = arith.cmpi eq, %tid, %c0 : index\n";
-  os << "    scf.if %is0 {\n";
-  for (int64_t st = 0; st < s.stages; ++st) {
-    std::string c = ci(st);
-    os << "    nvgpu.mbarrier.init %bar[" << c << "], %c1 : !bar\n";
-    os << "    nvgpu.mbarrier.init %ebar[" << c << "], %c256 : !bar\n";
-  }
-  os << "    nvgpu.tma.prefetch.descriptor %qmap : !map\n";
-  os << "    }\n    gpu.barrier\n";
+  stageBarriers(s.stages, "%c1", "%c256", [&] {
+    os << "    nvgpu.tma.prefetch.descriptor %qmap : !map\n";
+  });
   os << "    %isProducer = arith.cmpi eq, %tid, %c256 : index\n";
   os << "    scf.if %isProducer {\n";
   producer();
@@ -469,14 +453,8 @@ std::string compressa::wgmmaIndexerModuleText(const WgmmaIndexerShape &shape,
                 .str();
     return "";
   }
-  if (!chip.starts_with("sm_90a")) {
-    error = "the indexer's tensor-core scores need sm_90a (wgmma), got '" + chip.str() + "'";
-    return "";
-  }
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  Writer(shape, os).module();
-  return text;
+  return sm90aModuleText(chip, "the indexer's tensor-core scores need", error,
+                         [&](llvm::raw_ostream &os) { Writer(shape, os).module(); });
 }
 
 std::string compressa::wgmmaIndexerPtx(const WgmmaIndexerShape &shape, llvm::StringRef chip,

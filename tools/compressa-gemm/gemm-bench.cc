@@ -141,6 +141,47 @@ CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols) {
   return map;
 }
 
+/// Loads the driver (it must encode tensor maps), makes device 0's primary
+/// context current and returns the device and a new stream.
+CUdevice setUp(CUstream &stream) {
+  auto driver = compressa::loadCudaDriver();
+  if (!driver.ok())
+    die(driver.status().message());
+  cu = *driver;
+  if (!cu->cuTensorMapEncodeTiled)
+    die("the driver has no cuTensorMapEncodeTiled (CUDA 12 or newer needed)");
+  CUdevice dev;
+  check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
+  CUcontext ctx;
+  check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  check(cu->cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+  check(cu->cuStreamCreate(&stream, 0), "cuStreamCreate");
+  return dev;
+}
+
+/// The median time in ms of `iters` launches (CUDA events around each),
+/// after `warmups` untimed ones.
+template <class Launch>
+double medianMs(CUstream stream, int64_t iters, int warmups, Launch launch) {
+  CUevent start, stop;
+  check(cu->cuEventCreate(&start, 0), "cuEventCreate");
+  check(cu->cuEventCreate(&stop, 0), "cuEventCreate");
+  for (int i = 0; i < warmups; ++i)
+    launch();
+  std::vector<float> ms;
+  for (int64_t i = 0; i < iters; ++i) {
+    check(cu->cuEventRecord(start, stream), "cuEventRecord");
+    launch();
+    check(cu->cuEventRecord(stop, stream), "cuEventRecord");
+    check(cu->cuStreamSynchronize(stream), "timing");
+    float t = 0;
+    check(cu->cuEventElapsedTime(&t, start, stop), "cuEventElapsedTime");
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms.empty() ? 0 : ms[ms.size() / 2];
+}
+
 float bf16Round(float v) {
   uint32_t u;
   std::memcpy(&u, &v, 4);
@@ -173,21 +214,12 @@ int indexerMain(int argc, char **argv) {
     else die("unknown argument " + a + " (usage: gemm-bench --indexer PTX --heads H "
              "--dim DI --ratio R --capacity C --tokens S --start P [--iters I])");
   }
-  if (ptxPath.empty() || heads < 8 || 128 % heads || dim % 64 || ratio < 1 || tokens < 1 ||
+  if (ptxPath.empty() || heads < 8 || 64 % heads || dim % 64 || ratio < 1 || tokens < 1 ||
       startPos < 0 || (startPos + tokens) / ratio > capacity)
-    die("--indexer needs a PTX, heads dividing 128, DI a multiple of 64, and "
+    die("--indexer needs a PTX, heads dividing 64 (at least 8), DI a multiple of 64, and "
         "(start + tokens) / ratio <= capacity");
-  auto driver = compressa::loadCudaDriver();
-  if (!driver.ok())
-    die(driver.status().message());
-  cu = *driver;
-  CUdevice dev;
-  check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
-  CUcontext ctx;
-  check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
-  check(cu->cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
   CUstream stream;
-  check(cu->cuStreamCreate(&stream, 0), "cuStreamCreate");
+  CUdevice dev = setUp(stream);
   int sms = 0;
   check(cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
         "cuDeviceGetAttribute");
@@ -296,22 +328,7 @@ int indexerMain(int argc, char **argv) {
       worst = std::max(worst, std::fabs(got[j] - ref) / std::max(mag, 1e-30));
     }
   }
-  CUevent start, stop;
-  check(cu->cuEventCreate(&start, 0), "cuEventCreate");
-  check(cu->cuEventCreate(&stop, 0), "cuEventCreate");
-  launch();
-  std::vector<float> ms;
-  for (int64_t i = 0; i < iters; ++i) {
-    check(cu->cuEventRecord(start, stream), "cuEventRecord");
-    launch();
-    check(cu->cuEventRecord(stop, stream), "cuEventRecord");
-    check(cu->cuStreamSynchronize(stream), "timing");
-    float t = 0;
-    check(cu->cuEventElapsedTime(&t, start, stop), "cuEventElapsedTime");
-    ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  double median = ms.empty() ? 0 : ms[ms.size() / 2];
+  double median = medianMs(stream, iters, 1, launch);
   double pairs = 0;
   for (int64_t s = 0; s < tokens; ++s)
     pairs += double((startPos + s + 1) / ratio);
@@ -333,19 +350,8 @@ int main(int argc, char **argv) {
     if (std::string(argv[i]) == "--indexer")
       return indexerMain(argc, argv);
   Options o = parse(argc, argv);
-  auto driver = compressa::loadCudaDriver();
-  if (!driver.ok())
-    die(driver.status().message());
-  cu = *driver;
-  if (!cu->cuTensorMapEncodeTiled)
-    die("the driver has no cuTensorMapEncodeTiled (CUDA 12 or newer needed)");
-  CUdevice dev;
-  check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
-  CUcontext ctx;
-  check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
-  check(cu->cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
   CUstream stream;
-  check(cu->cuStreamCreate(&stream, 0), "cuStreamCreate");
+  setUp(stream);
 
   const int64_t m = o.m, n = o.n, k = o.k, kb = k / 128;
   Rng rng{o.seed * 0x9E3779B97F4A7C15ull + 1};
@@ -472,23 +478,7 @@ int main(int argc, char **argv) {
   double relNorm = std::sqrt(sumDiff2 / std::max(sumRef2, 1e-300));
 
   // Timing: launches between events, median of `iters`.
-  CUevent start, stop;
-  check(cu->cuEventCreate(&start, 0), "cuEventCreate");
-  check(cu->cuEventCreate(&stop, 0), "cuEventCreate");
-  for (int i = 0; i < 3; ++i)
-    launch();
-  std::vector<float> ms;
-  for (int64_t i = 0; i < o.iters; ++i) {
-    check(cu->cuEventRecord(start, stream), "cuEventRecord");
-    launch();
-    check(cu->cuEventRecord(stop, stream), "cuEventRecord");
-    check(cu->cuStreamSynchronize(stream), "timing");
-    float t = 0;
-    check(cu->cuEventElapsedTime(&t, start, stop), "cuEventElapsedTime");
-    ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  double median = ms.empty() ? 0 : ms[ms.size() / 2];
+  double median = medianMs(stream, o.iters, 3, launch);
   double tflops = median > 0 ? 2.0 * m * n * k / (median * 1e-3) / 1e12 : 0;
   // Tolerance: f32 accumulation of 128-term blocks (the tensor cores round
   // each block's partial sums) against float64.
