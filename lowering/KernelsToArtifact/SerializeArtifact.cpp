@@ -91,10 +91,10 @@ private:
   /// The tensor-core GEMM kernel of an [n, k] FP8 weight in a program of
   /// `maxTokens` tokens (WgmmaGemm.h, `program`).
   uint32_t tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens);
-  /// The grouped experts GEMM launched between two parts of `part`.
   /// The indexer's tensor-core scores (WgmmaIndexer.h) for a program of
   /// `maxTokens`.
   uint32_t indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens);
+  /// The grouped experts GEMM launched between two parts of `part`.
   uint32_t expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
                          int64_t maxTokens);
   /// The launches of a kernel split around tensor-core GEMMs.

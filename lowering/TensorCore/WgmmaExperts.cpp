@@ -522,8 +522,5 @@ std::string compressa::wgmmaExpertsModuleText(const WgmmaExpertsShape &shape,
 
 std::string compressa::wgmmaExpertsPtx(const WgmmaExpertsShape &shape, llvm::StringRef chip,
                                        std::string &error) {
-  std::string text = wgmmaExpertsModuleText(shape, chip, error);
-  if (text.empty())
-    return "";
-  return wgmmaModulePtx(text, chip, error);
+  return wgmmaModulePtx(wgmmaExpertsModuleText(shape, chip, error), chip, error);
 }

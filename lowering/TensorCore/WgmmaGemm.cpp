@@ -351,6 +351,8 @@ std::string compressa::wgmmaGemmModuleText(const WgmmaGemmShape &shape,
 
 std::string compressa::wgmmaModulePtx(MLIRContext &context, llvm::StringRef text,
                                      llvm::StringRef chip, std::string &error) {
+  if (text.empty())
+    return ""; // The generator failed (its message is in `error`).
   std::string diagnostics;
   llvm::raw_string_ostream diag(diagnostics);
   llvm::SourceMgr sourceMgr;
@@ -384,6 +386,8 @@ std::string compressa::wgmmaModulePtx(MLIRContext &context, llvm::StringRef text
 
 std::string compressa::wgmmaModulePtx(llvm::StringRef text, llvm::StringRef chip,
                                      std::string &error) {
+  if (text.empty())
+    return "";
   DialectRegistry registry;
   registerAllDialects(registry);
   registerAllExtensions(registry);
@@ -395,16 +399,10 @@ std::string compressa::wgmmaModulePtx(llvm::StringRef text, llvm::StringRef chip
 
 std::string compressa::wgmmaGemmPtx(MLIRContext &context, const WgmmaGemmShape &shape,
                                     llvm::StringRef chip, std::string &error) {
-  std::string text = wgmmaGemmModuleText(shape, chip, error);
-  if (text.empty())
-    return "";
-  return wgmmaModulePtx(context, text, chip, error);
+  return wgmmaModulePtx(context, wgmmaGemmModuleText(shape, chip, error), chip, error);
 }
 
 std::string compressa::wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
                                     std::string &error) {
-  std::string text = wgmmaGemmModuleText(shape, chip, error);
-  if (text.empty())
-    return "";
-  return wgmmaModulePtx(text, chip, error);
+  return wgmmaModulePtx(wgmmaGemmModuleText(shape, chip, error), chip, error);
 }

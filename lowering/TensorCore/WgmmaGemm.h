@@ -93,7 +93,8 @@ std::string wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
 
 /// The PTX of a module of tensor-core kernels as MLIR text (a gpu.module
 /// @compressa_tc) through gpu-lower-to-nvvm-pipeline; empty with `error`
-/// set on failure. Without a context: in one of its own, with every dialect
+/// set on failure. Empty text (a generator's failure, `error` set by it)
+/// gives empty PTX, `error` untouched. Without a context: in one of its own, with every dialect
 /// the text and its lowering need.
 std::string wgmmaModulePtx(MLIRContext &context, llvm::StringRef text,
                            llvm::StringRef chip, std::string &error);

@@ -434,7 +434,7 @@ void Writer::module() {
 std::string compressa::wgmmaIndexerModuleText(const WgmmaIndexerShape &shape,
                                               llvm::StringRef chip, std::string &error) {
   if (!WgmmaIndexerShape::fits(shape.heads, shape.dim)) {
-    error = llvm::formatv("the indexer's tensor-core scores need heads dividing 128 "
+    error = llvm::formatv("the indexer's tensor-core scores need heads dividing 64 "
                           "(at least 8) and a key width of 64 or 128, "
                           "got {0} heads of {1}",
                           shape.heads, shape.dim)
@@ -459,8 +459,5 @@ std::string compressa::wgmmaIndexerModuleText(const WgmmaIndexerShape &shape,
 
 std::string compressa::wgmmaIndexerPtx(const WgmmaIndexerShape &shape, llvm::StringRef chip,
                                        std::string &error) {
-  std::string text = wgmmaIndexerModuleText(shape, chip, error);
-  if (text.empty())
-    return "";
-  return wgmmaModulePtx(text, chip, error);
+  return wgmmaModulePtx(wgmmaIndexerModuleText(shape, chip, error), chip, error);
 }

@@ -474,10 +474,7 @@ static void indexerScoresFast(Emitter &em, View keys, View q, View hw, int64_t h
   constexpr int64_t kRowTiles = 2, kKeys = 16 * kRowTiles, kTokens = 32;
   int64_t words = heads * di / 2, steps = di / 32, headTiles = heads / 8;
   View qb{em.scratchF32(words, 0).ptr, i32};
-  kb.parallelLoop(c(0), kb.mul(S, c(words)), [&](Value e) {
-    Value k = kb.mul(e, c(2));
-    kb.store(kb.packBf16x2(kb.loadF(q, k), kb.loadF(q, kb.add(k, c(1)))), qb.ptr, e);
-  });
+  storeBf16Pairs(kb, q, qb, kb.mul(S, c(heads * di)));
   auto load4 = [&](Type elt, Value ptr, SmallVectorImpl<Value> &out) {
     Value four[4];
     target.loadF32x4(b, loc, ptr, four);
@@ -623,17 +620,14 @@ void Emitter::indexer(IndexerTopkOp op) {
   // to the staging area for it; the selection follows in the next part.
   bool wgmmaScores = fastScores && ctx.tensorCore &&
                      ctx.tensorCore->handlesIndexer(heads, di, keysType.getElementType());
-  if (wgmmaScores) {
+  if (fastScores)
     clearPicks();
-    Value qb = ctx.tensorCore->indexerQ();
-    kb.parallelLoop(c(0), kb.mul(S(), c(heads * di / 2)), [&](Value e) {
-      Value k = kb.mul(e, c(2));
-      kb.store(kb.packBf16x2(kb.loadF(q, k), kb.loadF(q, kb.add(k, c(1)))), qb, e);
-    });
+  if (wgmmaScores) {
+    storeBf16Pairs(kb, q, View{ctx.tensorCore->indexerQ(), kb.builder().getI32Type()},
+                   kb.mul(S(), c(heads * di)));
     ctx.tensorCore->indexerScores(stateOf(op.getKeys(), c(0)), hw.ptr, scores.ptr, heads, di,
                                   m, capacity);
   } else if (fastScores) {
-    clearPicks();
     // --numerics=fast prefill: products of bf16-rounded q and keys summed
     // in f32 (tensor cores on CUDA).
     indexerScoresFast(*this, View{stateOf(op.getKeys(), c(0)), keysType.getElementType()}, q,

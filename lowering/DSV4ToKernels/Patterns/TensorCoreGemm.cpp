@@ -344,10 +344,8 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   // (bf16) take the staging area. COMPRESSA_INDEXER_WGMMA=0 at compile
   // time keeps the warp MMA scores (indexerScoresFast, the CPU's twin of
   // both).
-  static const bool indexerOff = [] {
-    const char *v = std::getenv("COMPRESSA_INDEXER_WGMMA");
-    return v && std::string(v) == "0";
-  }();
+  static const bool indexerOff =
+      KernelBuilder::experimentString("COMPRESSA_INDEXER_WGMMA") == "0";
   int64_t stagingPerToken = maxK + (maxK + kQuantBlock - 1) / kQuantBlock;
   bool indexer = false;
   func.walk([&](dsv4::IndexerTopkOp op) {
