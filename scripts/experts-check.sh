@@ -34,10 +34,18 @@
 # the default against COMPRESSA_INDEXER_WGMMA=0 (the warp MMA scores), both
 # with the grouped experts; the same products, other sums, so the top-512
 # picks may differ at near-ties.
+#
+# WGMMA_CHECK=attention (scripts/attention-check.sh) checks the HCA
+# attention's tensor-core kernels (lowering/TensorCore/WgmmaAttention.h)
+# against COMPRESSA_ATTENTION_WGMMA=0 (the warp MMA attention) the same way.
 set -uo pipefail
 mode=${1:-}
 check=${WGMMA_CHECK:-experts}
-if [ "$check" = indexer ]; then
+if [ "$check" = attention ]; then
+  dir=${2:-.attention-check}
+  off_env=COMPRESSA_ATTENTION_WGMMA=0 on=wgmma off=warp symbol=compressa_tc_attention
+  on_label="attention wgmma" off_label="attention warp MMA"
+elif [ "$check" = indexer ]; then
   dir=${2:-.indexer-check}
   off_env=COMPRESSA_INDEXER_WGMMA=0 on=wgmma off=warp symbol=compressa_tc_indexer
   on_label="indexer wgmma" off_label="indexer warp MMA"

@@ -19,7 +19,12 @@
 #       64 heads x 128 and flash-dims-16e-small's 8 x 64) against a float64
 #       reference of their semantics (gemm-bench --indexer: short and partial
 #       calls, a call in the middle of a context, the last 8192 tokens of a
-#       1M prompt, timed). Exits 1 on any failure.
+#       1M prompt, timed); the HCA attention's two tensor-core kernels
+#       (compressa-gemm --kernel=attention-max / attention-sums: V4-Flash's
+#       64 heads x 512, V4-Pro's 128, a width of 256) against a float64
+#       reference (gemm-bench --attention: the first tokens of a prompt, a
+#       call in the middle, the last 4096 tokens of a 1M prompt, timed).
+#       Exits 1 on any failure.
 #
 # With the device tool: prepare here, then run with carry [".gemm-check"]:
 #   command: bash scripts/gemm-check.sh run .gemm-check
@@ -34,6 +39,8 @@ ptxas=${CUDA_HOME:-/usr/local/cuda}/bin/ptxas
 shapes="1024:4096 32768:1024 512:4096 4096:8192 8192:1024 2048:4096 4096:2048"
 # The indexer's scores, heads:di:capacity.
 indexers="64:128:4096 64:128:262144 8:64:1024"
+# The HCA attention, heads:dim:capacity (window 128, ratio 128).
+attentions="64:512:8192 128:512:8192 64:256:64"
 
 prepare() {
   local bin=$root/build/bin
@@ -64,6 +71,16 @@ prepare() {
     "$bin"/compressa-gemm --kernel=indexer-scores --heads "$h" --k "$d" --ratio 4 \
       --capacity "$cap" --chip "$chip" -o "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx"
     "$ptxas" -arch="$chip" "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" -o /dev/null
+  done
+  for x in $attentions; do
+    local h=${x%%:*} rest=${x#*:}
+    local d=${rest%:*} cap=${rest#*:}
+    for pass in max sums; do
+      local ptx=$dir/ptx/attention_${pass}_h${h}_d${d}_c$cap.ptx
+      "$bin"/compressa-gemm --kernel=attention-$pass --heads "$h" --k "$d" --window 128 \
+        --ratio 128 --capacity "$cap" --scale 0.0441941738 --chip "$chip" -o "$ptx"
+      "$ptxas" -arch="$chip" "$ptx" -o /dev/null
+    done
   done
   "$bin"/compressa-compile tiny-c --target=cuda:$chip --numerics=fast -o "$dir"/art/tiny-c-fast.cpa
   "$bin"/compressa-compile tiny-c --target=cpu --numerics=fast -o "$dir"/art/tiny-c-fast-cpu.cpa
@@ -128,6 +145,20 @@ run() {
     out=$(timeout 300 "$dir"/bin/gemm-bench --indexer "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" \
             --heads "$h" --dim "$d" --ratio 4 --capacity "$cap" --tokens "$t" --start "$st" \
             --check-rows "$rows_" --iters 3 2>&1)
+    rc=$?
+    echo "$out"
+    rows+=("$(printf '%s' "$out" | tail -1)")
+    [ $rc -eq 0 ] || failures=$((failures + 1))
+  done
+  # The HCA attention: (heads dim capacity tokens start check-rows).
+  local attention=("64 512 8192 300 0 12" "64 512 8192 1097 3001 12" "64 512 8192 1 9000 1"
+                   "64 512 8192 4096 1044480 6" "128 512 8192 200 5000 8" "64 256 64 300 1000 12")
+  for c in "${attention[@]}"; do
+    read -r h d cap t st rows_ <<< "$c"
+    out=$(timeout 300 "$dir"/bin/gemm-bench --attention "$dir/ptx/attention_max_h${h}_d${d}_c$cap.ptx" \
+            --sums "$dir/ptx/attention_sums_h${h}_d${d}_c$cap.ptx" --heads "$h" --dim "$d" \
+            --window 128 --ratio 128 --capacity "$cap" --scale 0.0441941738 --tokens "$t" \
+            --start "$st" --check-rows "$rows_" --iters 3 2>&1)
     rc=$?
     echo "$out"
     rows+=("$(printf '%s' "$out" | tail -1)")

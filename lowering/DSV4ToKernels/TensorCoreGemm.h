@@ -131,6 +131,32 @@ public:
   /// = "scores", ...}) and starts the next part.
   void indexerScores(Value keys, Value hw, Value scores, int64_t heads, int64_t di,
                      int64_t ratio, int64_t capacity);
+  /// Whether the sparse attention (--numerics=fast) of `heads` heads of
+  /// width `dim`, a window of `window` positions and every visible entry of
+  /// ratio `ratio` (no top-k; f32 q, keys and sinks) runs as the tensor-core
+  /// kernels of lowering/TensorCore/WgmmaAttention.h.
+  bool handlesAttention(int64_t heads, int64_t dim, int64_t window, int64_t ratio) const;
+  /// Where the part before them writes the entries' bf16 copy
+  /// [attentionEntryRows(capacity), dim] (after the staging header) and the
+  /// window's ([rows, dim] after it).
+  Value attentionEntries() const;
+  Value attentionWindow(int64_t capacity, int64_t dim) const;
+  /// Writes the header (the sinks', maxima's, output's and q's addresses
+  /// and the window copy's first position), ends the current part,
+  /// launches the two kernels (steps {attention = "max" | "sums", ...}) and
+  /// starts the next part.
+  void attention(Value q, Value sink, Value maxima, Value out, Value windowBase,
+                 int64_t heads, int64_t dim, int64_t window, int64_t ratio, int64_t capacity,
+                 double scale);
+  /// The rows of the entries' copy: the capacity rounded up to a tile of
+  /// 64 (a tile never reads past the copy).
+  static int64_t attentionEntryRows(int64_t capacity) { return (capacity + 63) / 64 * 64; }
+  /// The staging bytes the attention's copies take before the per-token
+  /// rows: the entries' [attentionEntryRows(capacity), dim] and (window +
+  /// 128) rows of the window copy (its other rows are per token).
+  static int64_t attentionFixedBytes(int64_t dim, int64_t window, int64_t capacity) {
+    return (attentionEntryRows(capacity) + window + 128) * dim * 2;
+  }
   /// Ends the current part here and starts the next (no GEMM between):
   /// what follows gets a launch of its own (Emitter::indexer's selection).
   void split() { nextPart({}); }
@@ -154,6 +180,8 @@ private:
   bool groupedExperts = false;
   /// The indexer's scores take the tensor-core kernel (handlesIndexer).
   bool indexerScoresOn = false;
+  /// The HCA attention takes the tensor-core kernels (handlesAttention).
+  bool attentionOn = false;
   /// Ends the current part with `launched` steps and starts the next.
   void nextPart(ArrayRef<Attribute> launched);
   /// The parts after the first.

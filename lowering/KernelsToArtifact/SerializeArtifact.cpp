@@ -7,6 +7,7 @@
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
+#include "lowering/TensorCore/WgmmaAttention.h"
 #include "lowering/TensorCore/WgmmaIndexer.h"
 #include "lowering/Target/CPU/CpuCodegen.h"
 #include "lowering/Target/CUDA/CudaCodegen.h"
@@ -53,8 +54,9 @@ private:
     std::vector<std::tuple<std::string, int64_t, int64_t>> buffers;
     uint32_t inputIds = 0, logits = 0;
     std::vector<std::pair<uint32_t, std::vector<LaunchArg>>> launches;
-    /// Tensor maps: source kind, index, offset, rows, cols.
-    std::vector<std::tuple<fb::ArgKind, uint32_t, uint64_t, uint64_t, uint64_t>> maps;
+    /// Tensor maps: source kind, index, offset, rows, cols, box rows.
+    std::vector<std::tuple<fb::ArgKind, uint32_t, uint64_t, uint64_t, uint64_t, uint32_t>>
+        maps;
   };
   struct StateOut {
     std::string name;
@@ -94,6 +96,8 @@ private:
   /// The indexer's tensor-core scores (WgmmaIndexer.h) for a program of
   /// `maxTokens`.
   uint32_t indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens);
+  /// The HCA attention's tensor-core kernels (WgmmaAttention.h).
+  uint32_t attentionKernel(const WgmmaAttentionShape &shape);
   /// The grouped experts GEMM launched between two parts of `part`.
   uint32_t expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
                          int64_t maxTokens);
@@ -130,6 +134,9 @@ private:
   /// symbol's shape once for its code.
   std::map<std::pair<std::string, int64_t>, uint32_t> indexerKernels;
   std::vector<WgmmaIndexerShape> indexerShapes;
+  /// The attention's kernels by symbol, and their shapes.
+  llvm::StringMap<uint32_t> attentionKernels;
+  std::vector<WgmmaAttentionShape> attentionShapes;
   llvm::StringMap<uint32_t> expertTableByName;
   int64_t launches = 0;
   llvm::DenseMap<Value, uint32_t> bufferOf;
@@ -341,6 +348,37 @@ uint32_t Serializer::indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTo
   return index;
 }
 
+uint32_t Serializer::attentionKernel(const WgmmaAttentionShape &shape) {
+  std::string symbol = shape.name();
+  auto it = attentionKernels.find(symbol);
+  if (it != attentionKernels.end())
+    return it->second;
+  KernelOut out;
+  out.name = "tensor_core_attention_" +
+             std::string(shape.pass == WgmmaAttentionShape::Pass::Max ? "max" : "sums") +
+             "_h" + std::to_string(shape.heads) + "_d" + std::to_string(shape.dim);
+  out.symbol = symbol;
+  // The staging area it reads: the header, the entries' copy, the window's.
+  out.scratchPerToken = shape.dim * 2;
+  out.scratch = kStagingHeader + cpu::TensorCoreSplit::attentionFixedBytes(
+                                     shape.dim, shape.window, shape.capacity);
+  out.block = WgmmaAttentionShape::kThreads;
+  // One block per multiprocessor, as the indexer's scores.
+  out.grid = 1024;
+  out.shared = shape.sharedBytes();
+  out.gridSync = true;
+  out.params = {{fb::ArgKind::Tokens, 0, 0},
+                {fb::ArgKind::StartPos, 0, 0},
+                {fb::ArgKind::Scratch, 0, 0},
+                {fb::ArgKind::TensorMap, 0, 0},
+                {fb::ArgKind::TensorMap, 0, 0}};
+  uint32_t index = kernelList.size();
+  kernelList.push_back(std::move(out));
+  attentionKernels[symbol] = index;
+  attentionShapes.push_back(shape);
+  return index;
+}
+
 uint32_t Serializer::expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
                                    int64_t maxTokens) {
   std::string symbol = shape.name();
@@ -372,9 +410,9 @@ uint32_t Serializer::expertsKernel(const WgmmaExpertsShape &shape, const KernelO
 LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kernel,
                                           const std::vector<LaunchArg> &args,
                                           ProgramOut &prog) {
-  auto mapOf = [&](fb::ArgKind source, uint32_t index, uint64_t offset,
-                   uint64_t rows, uint64_t cols) -> uint32_t {
-    auto map = std::make_tuple(source, index, offset, rows, cols);
+  auto mapOf = [&](fb::ArgKind source, uint32_t index, uint64_t offset, uint64_t rows,
+                   uint64_t cols, uint32_t boxRows = 128) -> uint32_t {
+    auto map = std::make_tuple(source, index, offset, rows, cols, boxRows);
     auto found = llvm::find(prog.maps, map);
     if (found != prog.maps.end())
       return uint32_t(found - prog.maps.begin());
@@ -428,6 +466,32 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
                                 {fb::ArgKind::StartPos, 0},
                                 {fb::ArgKind::Scratch, 0},
                                 {fb::ArgKind::TensorMap, qmap}}});
+      ++launches;
+      continue;
+    }
+    if (auto pass = step.getAs<StringAttr>("attention")) {
+      // The HCA attention: the window's and the entries' bf16 copies in the
+      // staging area through two maps of 64-row boxes.
+      WgmmaAttentionShape shape;
+      shape.pass = pass.getValue() == "max" ? WgmmaAttentionShape::Pass::Max
+                                            : WgmmaAttentionShape::Pass::Sums;
+      shape.heads = step.getAs<IntegerAttr>("heads").getInt();
+      shape.dim = step.getAs<IntegerAttr>("dim").getInt();
+      shape.window = step.getAs<IntegerAttr>("window").getInt();
+      shape.ratio = step.getAs<IntegerAttr>("ratio").getInt();
+      shape.capacity = step.getAs<IntegerAttr>("capacity").getInt();
+      shape.scale = step.getAs<FloatAttr>("scale").getValueAsDouble();
+      uint64_t rowBytes = shape.dim * 2;
+      uint64_t entryRows = cpu::TensorCoreSplit::attentionEntryRows(shape.capacity);
+      uint32_t wmap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader + entryRows * rowBytes,
+                            uint64_t(prog.maxTokens) + shape.window + 128, rowBytes, 64);
+      uint32_t emap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, entryRows, rowBytes, 64);
+      prog.launches.push_back({attentionKernel(shape),
+                               {{fb::ArgKind::Tokens, 0},
+                                {fb::ArgKind::StartPos, 0},
+                                {fb::ArgKind::Scratch, 0},
+                                {fb::ArgKind::TensorMap, wmap},
+                                {fb::ArgKind::TensorMap, emap}}});
       ++launches;
       continue;
     }
@@ -681,6 +745,14 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
                                   << ": " << error;
       copts.extraPtx.push_back(std::move(ptx));
     }
+    for (const WgmmaAttentionShape &shape : attentionShapes) {
+      std::string error;
+      std::string ptx = wgmmaAttentionPtx(shape, chip, opts.cudaToolkit, error);
+      if (ptx.empty())
+        return module.emitError() << "the attention's tensor-core kernel " << shape.name()
+                                  << ": " << error;
+      copts.extraPtx.push_back(std::move(ptx));
+    }
     FailureOr<cuda::CudaBinary> bin = cuda::compileToCuda(module, copts);
     if (failed(bin))
       return failure();
@@ -711,8 +783,9 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
       ls.push_back(fb::CreateLaunchDirect(fbb, k, &as));
     }
     std::vector<flatbuffers::Offset<fb::TensorMap>> maps;
-    for (auto &[source, index, offset, rows, cols] : p.maps)
-      maps.push_back(fb::CreateTensorMap(fbb, source, index, offset, rows, cols));
+    for (auto &[source, index, offset, rows, cols, boxRows] : p.maps)
+      maps.push_back(fb::CreateTensorMap(fbb, source, index, offset, rows, cols,
+                                         boxRows == 128 ? 0 : boxRows));
     progs.push_back(fb::CreateProgramDirect(fbb, p.name.c_str(), p.maxTokens,
                                             p.arena, &bufs, p.inputIds,
                                             p.logits, &ls,

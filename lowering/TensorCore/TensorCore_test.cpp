@@ -9,6 +9,7 @@
 
 #include "lowering/TensorCore/ActQuantKernel.h"
 #include "lowering/TensorCore/ActQuantReference.h"
+#include "lowering/TensorCore/WgmmaAttention.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/Target/CPU/CpuCodegen.h"
@@ -28,6 +29,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -332,6 +334,76 @@ TEST(WgmmaExperts, SlotTilesOfACall) {
   EXPECT_EQ(shape.maxSlotTiles(16), 96);
   EXPECT_EQ(shape.maxSlotTiles(64), 3 + 256);
   EXPECT_EQ(shape.maxSlotTiles(4096), 192 + 256);
+}
+
+/// The HCA attention's two kernels (WgmmaAttention.h) at V4-Flash's and
+/// V4-Pro's widths: the maxima pass runs only the scores' m64n32 steps, the
+/// sums pass the weighted sums' m64n(dim / 2) too, libdevice's exp linked
+/// (no call left), TMA for the keys, the named barrier of the consumers.
+TEST(WgmmaAttention, PtxOfBothPasses) {
+  const char *toolkit = std::getenv("CUDA_HOME") ? std::getenv("CUDA_HOME") : "/usr/local/cuda";
+  for (int64_t heads : {64, 128}) {
+    for (auto pass : {mlir::compressa::WgmmaAttentionShape::Pass::Max,
+                      mlir::compressa::WgmmaAttentionShape::Pass::Sums}) {
+      mlir::compressa::WgmmaAttentionShape shape;
+      shape.heads = heads;
+      shape.dim = 512;
+      shape.window = 128;
+      shape.ratio = 128;
+      shape.capacity = 8192;
+      shape.scale = 0.044194173824159216;
+      shape.pass = pass;
+      bool sums = pass == mlir::compressa::WgmmaAttentionShape::Pass::Sums;
+      std::string error;
+      std::string ptx = mlir::compressa::wgmmaAttentionPtx(shape, "sm_90a", toolkit, error);
+      if (ptx.empty() && error.find("libdevice") != std::string::npos)
+        GTEST_SKIP() << error;
+      ASSERT_FALSE(ptx.empty()) << error;
+      EXPECT_NE(ptx.find(".entry " + shape.name()), std::string::npos);
+      EXPECT_NE(ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"),
+                std::string::npos);
+      EXPECT_EQ(ptx.find("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16") !=
+                    std::string::npos,
+                sums);
+      EXPECT_NE(ptx.find("cp.async.bulk.tensor.2d"), std::string::npos);
+      EXPECT_NE(ptx.find("bar.sync 1, 256;"), std::string::npos);
+      EXPECT_EQ(ptx.find("__nv_exp"), std::string::npos);
+      EXPECT_LE(shape.sharedBytes(), 227 * 1024);
+    }
+  }
+}
+
+TEST(WgmmaAttention, BadShapesAreRefused) {
+  std::string error;
+  mlir::compressa::WgmmaAttentionShape shape;
+  shape.heads = 8; // a tile is 64 heads
+  shape.dim = 512;
+  shape.window = 128;
+  shape.ratio = 128;
+  shape.capacity = 8192;
+  shape.scale = 0.0625;
+  EXPECT_TRUE(
+      mlir::compressa::wgmmaAttentionModuleText(shape, "sm_90a", "/usr/local/cuda", error).empty());
+  EXPECT_NE(error.find("multiple of 64 heads"), std::string::npos) << error;
+  shape.heads = 64;
+  shape.dim = 576;
+  EXPECT_TRUE(
+      mlir::compressa::wgmmaAttentionModuleText(shape, "sm_90a", "/usr/local/cuda", error).empty());
+  EXPECT_NE(error.find("key width of 128, 256 or 512"), std::string::npos) << error;
+  shape.dim = 512;
+  shape.scale = 0;
+  EXPECT_TRUE(
+      mlir::compressa::wgmmaAttentionModuleText(shape, "sm_90a", "/usr/local/cuda", error).empty());
+  EXPECT_NE(error.find("scale"), std::string::npos) << error;
+  shape.scale = 0.0625;
+  EXPECT_TRUE(
+      mlir::compressa::wgmmaAttentionModuleText(shape, "sm_90a", "/nonexistent", error).empty());
+  EXPECT_NE(error.find("libdevice, not found at /nonexistent/nvvm/libdevice/libdevice.10.bc"),
+            std::string::npos)
+      << error;
+  EXPECT_TRUE(
+      mlir::compressa::wgmmaAttentionModuleText(shape, "sm_80", "/usr/local/cuda", error).empty());
+  EXPECT_NE(error.find("sm_90a"), std::string::npos) << error;
 }
 
 TEST(WgmmaExperts, BadShapesAreRefused) {

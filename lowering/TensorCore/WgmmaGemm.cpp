@@ -11,6 +11,7 @@
 #include "lowering/TensorCore/MlirText.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
@@ -376,8 +377,16 @@ std::string compressa::wgmmaModulePtx(MLIRContext &context, llvm::StringRef text
   }
   std::string ptx;
   module->walk([&](gpu::BinaryOp bin) {
-    for (Attribute a : bin.getObjectsAttr())
-      ptx = cast<gpu::ObjectAttr>(a).getObject().getValue().str();
+    bool linked = false;
+    for (Attribute a : bin.getObjectsAttr()) {
+      auto object = cast<gpu::ObjectAttr>(a);
+      auto target = dyn_cast<NVVM::NVVMTargetAttr>(object.getTarget());
+      bool links = target && target.getLink() && !target.getLink().empty();
+      if (linked && !links)
+        continue; // The pipeline's target, without the module's libraries.
+      ptx = object.getObject().getValue().str();
+      linked |= links;
+    }
   });
   if (ptx.empty())
     error = "gpu-module-to-binary produced no PTX";

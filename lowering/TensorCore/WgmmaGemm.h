@@ -95,7 +95,9 @@ std::string wgmmaGemmPtx(const WgmmaGemmShape &shape, llvm::StringRef chip,
 /// @compressa_tc) through gpu-lower-to-nvvm-pipeline; empty with `error`
 /// set on failure. Empty text (a generator's failure, `error` set by it)
 /// gives empty PTX, `error` untouched. Without a context: in one of its own, with every dialect
-/// the text and its lowering need.
+/// the text and its lowering need. A gpu.module that names its own
+/// #nvvm.target with libraries to link (libdevice) gets a second target from
+/// the pipeline; the PTX is then its own target's (with the libraries).
 std::string wgmmaModulePtx(MLIRContext &context, llvm::StringRef text,
                            llvm::StringRef chip, std::string &error);
 std::string wgmmaModulePtx(llvm::StringRef text, llvm::StringRef chip,

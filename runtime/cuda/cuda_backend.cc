@@ -343,12 +343,13 @@ CudaBackend::prepareProgram(const std::string &name,
                                  "CUDA driver has no cuTensorMapEncodeTiled "
                                  "(CUDA 12 or newer)",
                                  what.c_str(), l);
-        // e4m3 bytes [rows, cols] in 128 x 128 boxes, 128-byte swizzle,
-        // out-of-bounds elements read as zero (artifact.fbs, TensorMap).
+        // e4m3 bytes [rows, cols] in 128-byte x boxRows boxes, 128-byte
+        // swizzle, out-of-bounds elements read as zero (artifact.fbs,
+        // TensorMap).
         CUtensorMap map;
         cuuint64_t dims[2] = {cuuint64_t(arg.cols), cuuint64_t(arg.rows)};
         cuuint64_t strides[1] = {cuuint64_t(arg.cols)};
-        cuuint32_t box[2] = {128, 128}, elementStrides[2] = {1, 1};
+        cuuint32_t box[2] = {128, arg.boxRows}, elementStrides[2] = {1, 1};
         COMPRESSA_CUDA_RETURN_IF_ERROR(
             d.cuTensorMapEncodeTiled(
                 &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2,

@@ -448,6 +448,9 @@ Status validateTensorMapEntry(const Artifact &artifact,
                            "and columns a positive multiple of 16",
                            w, static_cast<unsigned long long>(map.rows()),
                            static_cast<unsigned long long>(map.cols()));
+  if (map.box_rows() != 0 && map.box_rows() != 64 && map.box_rows() != 128)
+    return COMPRESSA_ERROR(DataLoss, "%s: box_rows %u, expected 64 or 128 (0 for 128)", w,
+                           map.box_rows());
   switch (map.source()) {
   case fb::ArgKind::Weight: {
     if (map.index() >= sizeOf(root.weights()))

@@ -622,6 +622,9 @@ std::vector<Case> cases() {
        [](ArtifactSpec &s) { addTensorMapLaunch(s, {K::Scratch, 0, 0, 1, 24}); },
        {"tensor_maps[0]: 1 rows x 24 columns, expected rows >= 1 and columns "
         "a positive multiple of 16"}},
+      {"TensorMapBoxRows",
+       [](ArtifactSpec &s) { addTensorMapLaunch(s, {K::Scratch, 0, 0, 1, 16, 32}); },
+       {"tensor_maps[0]: box_rows 32, expected 64 or 128 (0 for 128)"}},
       {"TensorMapOfAState",
        [](ArtifactSpec &s) { addTensorMapLaunch(s, {K::State, 0, 0, 1, 16}); },
        {"tensor_maps[0]: source State, expected Weight or Scratch"}},

@@ -75,6 +75,8 @@ struct LaunchArg {
   Kind kind = Kind::Address;
   uint64_t address = 0;
   uint64_t rows = 0, cols = 0;
+  /// A tensor map's box: 128 bytes x boxRows rows.
+  uint32_t boxRows = 128;
 };
 
 /// One launch of a program: artifact kernel index and resolved arguments.

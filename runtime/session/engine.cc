@@ -853,6 +853,7 @@ Status Engine::prepareProgram(const fb::Program &def,
         slot.address += map.offset();
         slot.rows = map.rows();
         slot.cols = map.cols();
+        slot.boxRows = map.box_rows() ? map.box_rows() : 128;
         break;
       }
       }

@@ -35,7 +35,7 @@ std::vector<uint8_t> buildArtifact(const ArtifactSpec &spec) {
     std::vector<flatbuffers::Offset<fb::TensorMap>> maps;
     for (const TensorMapSpec &m : program.tensorMaps)
       maps.push_back(fb::CreateTensorMap(fbb, m.source, m.index, m.offset,
-                                         m.rows, m.cols));
+                                         m.rows, m.cols, m.boxRows));
     programs.push_back(fb::CreateProgramDirect(
         fbb, program.name.c_str(), program.maxTokens, program.arenaBytes,
         &buffers, program.inputIds, program.logits, &launches,

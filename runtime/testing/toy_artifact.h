@@ -45,6 +45,7 @@ struct TensorMapSpec {
   fb::ArgKind source = fb::ArgKind::Weight;
   uint32_t index = 0;
   uint64_t offset = 0, rows = 0, cols = 0;
+  uint32_t boxRows = 0;
 };
 struct ProgramSpec {
   std::string name;

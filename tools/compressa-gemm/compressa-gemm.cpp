@@ -9,6 +9,9 @@
 //                  --topk T --experts E [--limit L] --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=indexer-scores --k DI --heads H --ratio R
 //                  --capacity C --emit=mlir|ptx [-o OUT]
+//   compressa-gemm --kernel=attention-max|attention-sums --k D --heads H
+//                  --window W --ratio R --capacity C --scale X
+//                  --emit=mlir|ptx [-o OUT]
 //
 // The routed experts' grouped GEMMs (lowering/TensorCore/WgmmaExperts.h):
 // gate-up takes N = the expert width and K = the hidden size, down the
@@ -16,6 +19,10 @@
 // kernel names its own). indexer-scores is the lightning indexer's scores
 // (lowering/TensorCore/WgmmaIndexer.h): H heads of width DI (--k), keys of
 // R positions each, C keys in the state; gemm-bench --indexer runs it.
+// attention-max and attention-sums are the two passes of the HCA
+// attention (lowering/TensorCore/WgmmaAttention.h): H query heads of width
+// D (--k), a window of W positions, entries of R positions, C entries in
+// the state, the scores' scale X; gemm-bench --attention runs them.
 //
 // The FP8 x FP8 block-scaled GEMM kernel (nvgpu.warpgroup.mma fed by
 // nvgpu.tma.async.load, lowering/TensorCore/WgmmaGemm.h) that --numerics=fast
@@ -25,6 +32,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "lowering/TensorCore/ActQuantKernel.h"
+#include "lowering/TensorCore/WgmmaAttention.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/TensorCore/WgmmaIndexer.h"
@@ -46,7 +54,15 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 static cl::OptionCategory category("compressa-gemm options");
-enum class Kernel { Gemm, ActQuant, ExpertsGateUp, ExpertsDown, IndexerScores };
+enum class Kernel {
+  Gemm,
+  ActQuant,
+  ExpertsGateUp,
+  ExpertsDown,
+  IndexerScores,
+  AttentionMax,
+  AttentionSums
+};
 static cl::opt<Kernel> kernel(
     "kernel", cl::desc("Which kernel"), cl::init(Kernel::Gemm),
     cl::values(clEnumValN(Kernel::Gemm, "gemm",
@@ -61,7 +77,12 @@ static cl::opt<Kernel> kernel(
                           "the routed experts' w2 grouped GEMM"),
                clEnumValN(Kernel::IndexerScores, "indexer-scores",
                           "the lightning indexer's scores (bf16 wgmma, relu, "
-                          "head weights)")),
+                          "head weights)"),
+               clEnumValN(Kernel::AttentionMax, "attention-max",
+                          "the HCA attention's row maxima (bf16 wgmma scores)"),
+               clEnumValN(Kernel::AttentionSums, "attention-sums",
+                          "the HCA attention's softmax-weighted sums (bf16 "
+                          "wgmma, the maxima of attention-max)")),
     cl::cat(category));
 static cl::opt<int64_t> n("n", cl::desc("Output features N (multiple of 128)"),
                           cl::init(0), cl::cat(category));
@@ -87,6 +108,10 @@ static cl::opt<int64_t> ratio("ratio",
 static cl::opt<int64_t> capacity("capacity",
                                 cl::desc("indexer-scores: keys of the decode state"),
                                 cl::init(1024), cl::cat(category));
+static cl::opt<int64_t> window("window", cl::desc("attention: sliding-window positions"),
+                              cl::init(128), cl::cat(category));
+static cl::opt<double> scale("scale", cl::desc("attention: the scores' scale"),
+                             cl::init(0.0), cl::cat(category));
 static cl::opt<double> limit("limit", cl::desc("experts-gate-up: the SwiGLU clamp"),
                              cl::init(10.0), cl::cat(category));
 static cl::opt<std::string> chip("chip", cl::desc("CUDA chip (sm_90a)"),
@@ -162,6 +187,22 @@ int main(int argc, char **argv) {
     ix.stages = std::min<int64_t>(stages, 4);
     out = emit == Emit::MLIR ? compressa::wgmmaIndexerModuleText(ix, chip, error)
                              : compressa::wgmmaIndexerPtx(ix, chip, error);
+  } else if (kernel == Kernel::AttentionMax || kernel == Kernel::AttentionSums) {
+    compressa::WgmmaAttentionShape at;
+    at.heads = heads;
+    at.dim = k;
+    at.window = window;
+    at.ratio = ratio;
+    at.capacity = capacity;
+    at.scale = scale;
+    at.pass = kernel == Kernel::AttentionMax ? compressa::WgmmaAttentionShape::Pass::Max
+                                             : compressa::WgmmaAttentionShape::Pass::Sums;
+    at.stages = std::min<int64_t>(stages, 2);
+    std::string toolkit = cudaToolkit;
+    if (toolkit.empty())
+      toolkit = std::getenv("CUDA_HOME") ? std::getenv("CUDA_HOME") : "/usr/local/cuda";
+    out = emit == Emit::MLIR ? compressa::wgmmaAttentionModuleText(at, chip, toolkit, error)
+                             : compressa::wgmmaAttentionPtx(at, chip, toolkit, error);
   } else if (emit == Emit::MLIR) {
     out = compressa::wgmmaGemmModuleText(shape, chip, error);
   } else {

@@ -8,6 +8,9 @@
 //   gemm-bench --gemm GEMM.ptx --m M --n N --k K [--act ACT.ptx] [--iters I]
 //   gemm-bench --indexer INDEXER.ptx --heads H --dim DI --ratio R --capacity C
 //              --tokens S --start P [--iters I] [--check-rows N]
+//   gemm-bench --attention MAX.ptx --sums SUMS.ptx --heads H --dim D
+//              --window W --ratio R --capacity C --scale X --tokens S
+//              --start P [--iters I] [--check-rows N]
 //
 // --indexer runs the lightning indexer's tensor-core scores (compressa-gemm
 // --kernel=indexer-scores, lowering/TensorCore/WgmmaIndexer.h) over S tokens
@@ -15,6 +18,13 @@
 // keys rounded to bf16, exact products): every score a sampled token sees
 // within 1e-4 of the sum of its terms' magnitudes, every other entry of its
 // row untouched; then times it (TFLOP/s: 2 H DI per visible key a token).
+//
+// --attention runs the HCA attention's two kernels (compressa-gemm
+// --kernel=attention-max and attention-sums, WgmmaAttention.h) over S
+// tokens from position P against a float64 reference (bf16 inputs, exact
+// products; the maxima within 1e-5 relative, the outputs within the bound
+// bf16(p) allows: 2^-8 of sum p |v| / den), then times both (TFLOP/s: 2 H D
+// per key a token for the maxima, twice that for the sums).
 //
 // Prints one line per run: shape, act_quant bytes that differ from the
 // reference, the GEMM's error against a float64 reference (max |diff| / max
@@ -125,13 +135,13 @@ CUdeviceptr alloc(size_t bytes) {
   return p;
 }
 
-/// A tensor map of a row-major [rows, cols] byte matrix in 128x128 boxes
+/// A tensor map of a row-major [rows, cols] byte matrix in 128-byte x boxRows boxes
 /// with the 128-byte swizzle, rows past the end read as zero.
-CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols) {
+CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols, unsigned boxRows = 128) {
   CUtensorMap map;
   cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
   cuuint64_t strides[1] = {cuuint64_t(cols)};
-  cuuint32_t box[2] = {128, 128}, elementStrides[2] = {1, 1};
+  cuuint32_t box[2] = {128, boxRows}, elementStrides[2] = {1, 1};
   check(cu->cuTensorMapEncodeTiled(
             &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, reinterpret_cast<void *>(base),
             dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -343,12 +353,237 @@ int indexerMain(int argc, char **argv) {
   return ok ? 0 : 1;
 }
 
+
+/// bf16 bits of a value already on the bf16 grid.
+uint16_t bf16Bits(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return uint16_t(u >> 16);
+}
+
+int attentionMain(int argc, char **argv) {
+  std::string maxPath, sumsPath;
+  int64_t heads = 64, dim = 512, window = 128, ratio = 128, capacity = 0, tokens = 0,
+          startPos = 0, iters = 10, checkRows = 12;
+  double scale = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        die("missing value after " + a);
+      return argv[++i];
+    };
+    if (a == "--attention") maxPath = value();
+    else if (a == "--sums") sumsPath = value();
+    else if (a == "--heads") heads = std::atoll(value().c_str());
+    else if (a == "--dim") dim = std::atoll(value().c_str());
+    else if (a == "--window") window = std::atoll(value().c_str());
+    else if (a == "--ratio") ratio = std::atoll(value().c_str());
+    else if (a == "--capacity") capacity = std::atoll(value().c_str());
+    else if (a == "--tokens") tokens = std::atoll(value().c_str());
+    else if (a == "--start") startPos = std::atoll(value().c_str());
+    else if (a == "--scale") scale = std::atof(value().c_str());
+    else if (a == "--iters") iters = std::atoll(value().c_str());
+    else if (a == "--check-rows") checkRows = std::atoll(value().c_str());
+    else die("unknown argument " + a + " (usage: gemm-bench --attention MAX.ptx --sums "
+             "SUMS.ptx --heads H --dim D --window W --ratio R --capacity C --scale X "
+             "--tokens S --start P [--iters I])");
+  }
+  if (maxPath.empty() || sumsPath.empty() || heads < 64 || heads % 64 || dim % 128 ||
+      dim > 512 || window < 1 || ratio < 1 || tokens < 1 || startPos < 0 || !(scale > 0) ||
+      (startPos + tokens) / ratio > capacity)
+    die("--attention needs the two PTX files, heads a multiple of 64, D 128..512, a "
+        "positive window, ratio and scale, and (start + tokens) / ratio <= capacity");
+  CUstream stream;
+  CUdevice dev = setUp(stream);
+  int sms = 0;
+  check(cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
+        "cuDeviceGetAttribute");
+  Rng rng{0xA77E7710ull};
+  auto uni = [&] { return float(rng.uniform() * 2 - 1); };
+  auto bf16Vector = [&](size_t n, std::vector<float> &f) {
+    std::vector<uint16_t> b(n);
+    f.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      f[i] = bf16Round(uni());
+      b[i] = bf16Bits(f[i]);
+    }
+    return b;
+  };
+  // q [S heads, D]; the window copy: positions wBase .. start + S - 1, then
+  // 128 zero rows (the padding the part before writes); the entries' copy:
+  // the visible ones, zeros to the next 64, NaN past them (never read).
+  int64_t wBase = std::max<int64_t>(0, startPos - window + 1);
+  int64_t wCount = startPos + tokens - wBase, most = (startPos + tokens) / ratio;
+  std::vector<float> qf, wf, ef;
+  // q in f32 (the kernel rounds it; values on the bf16 grid plus a small
+  // part below it, which the rounding must drop).
+  bf16Vector(size_t(tokens) * heads * dim, qf);
+  std::vector<float> q(qf);
+  for (float &x : q)
+    x = x + x * float(std::ldexp(uni(), -10));
+  for (size_t i = 0; i < q.size(); ++i)
+    qf[i] = bf16Round(q[i]);
+  std::vector<uint16_t> w = bf16Vector(size_t(wCount + 128) * dim, wf);
+  std::vector<uint16_t> e = bf16Vector(size_t(capacity) * dim, ef);
+  for (size_t i = size_t(wCount) * dim; i < w.size(); ++i)
+    w[i] = 0, wf[i] = 0;
+  int64_t padded = std::min(capacity, (most + 63) / 64 * 64);
+  for (size_t i = size_t(most) * dim; i < e.size(); ++i) {
+    bool pad = int64_t(i / dim) < padded;
+    e[i] = pad ? 0 : 0x7FC0;
+    ef[i] = pad ? 0 : NAN;
+  }
+  std::vector<float> sink(heads);
+  for (auto &x : sink)
+    x = uni();
+  CUdeviceptr dq = alloc(q.size() * 4), dw = alloc(w.size() * 2), de = alloc(e.size() * 2),
+              dsink = alloc(heads * 4), dm = alloc(size_t(tokens) * heads * 4),
+              dout = alloc(size_t(tokens) * heads * dim * 4), dtok = alloc(8), dstart = alloc(8),
+              dstage = alloc(64), dargv = alloc(5 * 8), dmaps = alloc(2 * 128);
+  check(cu->cuMemcpyHtoDAsync(dq, q.data(), q.size() * 4, stream), "copy q");
+  check(cu->cuMemcpyHtoDAsync(dw, w.data(), w.size() * 2, stream), "copy window");
+  check(cu->cuMemcpyHtoDAsync(de, e.data(), e.size() * 2, stream), "copy entries");
+  check(cu->cuMemcpyHtoDAsync(dsink, sink.data(), heads * 4, stream), "copy sink");
+  check(cu->cuMemcpyHtoDAsync(dtok, &tokens, 8, stream), "copy S");
+  check(cu->cuMemcpyHtoDAsync(dstart, &startPos, 8, stream), "copy start");
+  // The staging header (WgmmaAttention.h): sink, maxima, output, wBase, q.
+  uint64_t header[8] = {0, 0, dsink, dm, dout, uint64_t(wBase), dq, 0};
+  check(cu->cuMemcpyHtoDAsync(dstage, header, sizeof header, stream), "copy header");
+  CUtensorMap maps[2] = {tileMap(dw, wCount + 128, dim * 2, 64),
+                         tileMap(de, capacity, dim * 2, 64)};
+  check(cu->cuMemcpyHtoDAsync(dmaps, maps, sizeof maps, stream), "copy maps");
+  CUdeviceptr argv5[5] = {dtok, dstart, dstage, dmaps, dmaps + 128};
+  check(cu->cuMemcpyHtoDAsync(dargv, argv5, sizeof argv5, stream), "copy argv");
+  check(cu->cuMemsetD8Async(dout, 0xFF, size_t(tokens) * heads * dim * 4, stream), "poison out");
+  check(cu->cuMemsetD8Async(dm, 0xFF, size_t(tokens) * heads * 4, stream), "poison maxima");
+
+  // WgmmaAttentionShape::name(): the scale as its f32 bits in hex.
+  float scale32 = float(scale);
+  uint32_t scaleBits;
+  std::memcpy(&scaleBits, &scale32, 4);
+  char scaleHex[16];
+  std::snprintf(scaleHex, sizeof scaleHex, "%x", scaleBits);
+  std::string suffix = "_h" + std::to_string(heads) + "_d" + std::to_string(dim) + "_w" +
+                       std::to_string(window) + "_r" + std::to_string(ratio) + "_c" +
+                       std::to_string(capacity) + "_s2_x" + scaleHex;
+  CUfunction fmax = loadKernel(maxPath, ("compressa_tc_attention_max" + suffix).c_str());
+  CUfunction fsums = loadKernel(sumsPath, ("compressa_tc_attention_sums" + suffix).c_str());
+  // WgmmaAttentionShape::sharedBytes(): q, 2 stages, (weights), exchange.
+  const int boxes = int(dim / 64), box = 8192;
+  const int sharedMax = boxes * box * 3 + 1024 + 1024;
+  const int sharedSums = boxes * box * 3 + 2 * box + 1024 + 1024;
+  check(cu->cuFuncSetAttribute(fmax, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedMax),
+        "cuFuncSetAttribute(shared)");
+  check(cu->cuFuncSetAttribute(fsums, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                               sharedSums),
+        "cuFuncSetAttribute(shared)");
+  void *params[] = {&dargv};
+  auto launchMax = [&] {
+    check(cu->cuLaunchKernel(fmax, unsigned(sms), 1, 1, 384, 1, 1, unsigned(sharedMax), stream,
+                             params, nullptr),
+          "launch attention max");
+  };
+  auto launchSums = [&] {
+    check(cu->cuLaunchKernel(fsums, unsigned(sms), 1, 1, 384, 1, 1, unsigned(sharedSums),
+                             stream, params, nullptr),
+          "launch attention sums");
+  };
+  launchMax();
+  launchSums();
+  check(cu->cuStreamSynchronize(stream), "attention");
+
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < std::min(tokens, checkRows); ++i)
+    rows.push_back(tokens <= checkRows ? i : (i * 7919) % tokens);
+  rows.push_back(tokens - 1);
+  double worstM = 0, worstOut = 0;
+  long long unwritten = 0, checked = 0;
+  std::vector<float> gotM(heads), gotOut(size_t(heads) * dim);
+  for (int64_t s : rows) {
+    check(cu->cuMemcpyDtoHAsync(gotM.data(), dm + size_t(s) * heads * 4, heads * 4, stream),
+          "copy maxima");
+    check(cu->cuMemcpyDtoHAsync(gotOut.data(), dout + size_t(s) * heads * dim * 4,
+                                size_t(heads) * dim * 4, stream),
+          "copy out");
+    check(cu->cuStreamSynchronize(stream), "copy back");
+    int64_t pos = startPos + s, first = std::max<int64_t>(0, pos - window + 1);
+    int64_t ne = (pos + 1) / ratio;
+    std::vector<const float *> keys;
+    for (int64_t u = first; u <= pos; ++u)
+      keys.push_back(&wf[size_t(u - wBase) * dim]);
+    for (int64_t j = 0; j < ne; ++j)
+      keys.push_back(&ef[size_t(j) * dim]);
+    for (int64_t h = 0; h < heads; ++h) {
+      const float *qh = &qf[(size_t(s) * heads + h) * dim];
+      std::vector<double> sc(keys.size());
+      double m = sink[h];
+      for (size_t j = 0; j < keys.size(); ++j) {
+        double dot = 0;
+        for (int64_t c = 0; c < dim; ++c)
+          dot += double(qh[c]) * keys[j][c];
+        sc[j] = float(float(dot) * float(scale));
+        m = std::max(m, sc[j]);
+      }
+      ++checked;
+      if (!std::isfinite(gotM[h])) {
+        ++unwritten;
+        continue;
+      }
+      worstM = std::max(worstM, std::fabs(gotM[h] - m) / (1 + std::fabs(m)));
+      double den = std::exp(double(sink[h]) - m);
+      std::vector<double> p(keys.size());
+      for (size_t j = 0; j < keys.size(); ++j)
+        den += p[j] = std::exp(sc[j] - m);
+      for (int64_t c = 0; c < dim; ++c) {
+        double sum = 0, mag = 0;
+        for (size_t j = 0; j < keys.size(); ++j) {
+          sum += p[j] * keys[j][c];
+          mag += p[j] * std::fabs(keys[j][c]);
+        }
+        double got = gotOut[size_t(h) * dim + c];
+        if (!std::isfinite(got)) {
+          ++unwritten;
+          continue;
+        }
+        // bf16(p) is within 2^-9 of p: the bound 2^-8 of sum p |v| / den.
+        double err = std::fabs(got - sum / den) / (std::ldexp(mag / den, -8) + 1e-6);
+        worstOut = std::max(worstOut, err);
+      }
+    }
+  }
+  double msMax = medianMs(stream, iters, 1, launchMax);
+  double msSums = medianMs(stream, iters, 1, launchSums);
+  double pairs = 0;
+  for (int64_t s = 0; s < tokens; ++s) {
+    int64_t pos = startPos + s;
+    pairs += double(pos - std::max<int64_t>(0, pos - window + 1) + 1 + (pos + 1) / ratio);
+  }
+  double flop = pairs * heads * dim * 2;
+  double tMax = msMax > 0 ? flop / (msMax * 1e-3) / 1e12 : 0;
+  double tSums = msSums > 0 ? 2 * flop / (msSums * 1e-3) / 1e12 : 0;
+  bool ok = worstM < 1e-5 && worstOut <= 1 && unwritten == 0 && checked > 0;
+  std::printf("attention H=%lld D=%lld window=%lld ratio=%lld capacity=%lld S=%lld start=%lld  "
+              "checked %lld (token, head) rows of %zu tokens: max |dm|/(1+|m|) %.3g, out "
+              "error / bound %.3g, unwritten %lld  %s  max %.4f ms (%.1f TFLOP/s), sums %.4f ms "
+              "(%.1f TFLOP/s), both %.1f TFLOP/s (%.1f%% of 989 bf16) on %d SMs\n",
+              (long long)heads, (long long)dim, (long long)window, (long long)ratio,
+              (long long)capacity, (long long)tokens, (long long)startPos, checked, rows.size(),
+              worstM, worstOut, unwritten, ok ? "ok" : "FAIL", msMax, tMax, msSums, tSums,
+              3 * flop / ((msMax + msSums) * 1e-3) / 1e12,
+              100 * 3 * flop / ((msMax + msSums) * 1e-3) / 1e12 / 989, sms);
+  return ok ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; ++i)
+  for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--indexer")
       return indexerMain(argc, argv);
+    if (std::string(argv[i]) == "--attention")
+      return attentionMain(argc, argv);
+  }
   Options o = parse(argc, argv);
   CUstream stream;
   setUp(stream);

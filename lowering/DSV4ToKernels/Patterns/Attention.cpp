@@ -9,6 +9,7 @@
 
 #include "lowering/DSV4ToKernels/Emitter.h"
 #include "lowering/DSV4ToKernels/Patterns.h"
+#include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
@@ -198,6 +199,62 @@ void Emitter::attention(SparseAttentionOp op) {
   const TargetInfo &target = kb.targetInfo();
   bool mma = target.hasWarpMmaBf16();
   bool fast = ctx.fastLinear && !ctx.batched && d % 32 == 0;
+  // --numerics=fast on sm_90a, a layer over the window and every visible
+  // entry (HCA): the tensor-core kernels of WgmmaAttention.h compute the
+  // three phases below (the same operations, the sums in their own order).
+  // This part writes bf16 copies of the keys they read: the entries the
+  // call's last token sees, then zeros to the next 64 (a tile's rows past a
+  // token's last weigh 0 but are read), and the window positions from the
+  // first token's first on (the ring, then the chunk), then 128 zero rows.
+  if (fast && ratio && !k && ctx.tensorCore &&
+      ctx.tensorCore->handlesAttention(h, d, win, ratio)) {
+    int64_t capacity = ctx.maxContext / ratio, half = d / 2;
+    Type i32 = kb.builder().getI32Type();
+    Value zero = kb.c32(0);
+    Value entryCopy = ctx.tensorCore->attentionEntries();
+    Value windowCopy = ctx.tensorCore->attentionWindow(capacity, d);
+    // Entries past `most` (the capacity's last tile included) are zeros.
+    View entries{stateOf(op.getEntries(), c(0)), entryElt};
+    View ring{stateOf(op.getRing(), c(0)), ringElt};
+    Value most = kb.div(kb.add(ctx.startPos, S()), c(ratio));
+    Value entryRows = kb.min(c(TensorCoreSplit::attentionEntryRows(capacity)),
+                             kb.mul(kb.div(kb.add(most, c(63)), c(64)), c(64)));
+    auto pairOf = [&](const View &row, Value pr) {
+      Value i = kb.mul(pr, c(2));
+      return kb.packBf16x2(kb.loadF(row, i), kb.loadF(row, kb.add(i, c(1))));
+    };
+    kb.parallelLoop(c(0), kb.mul(entryRows, c(half)), [&](Value e) {
+      Value row = kb.div(e, c(half)), pr = kb.rem(e, c(half));
+      Value word = kb.ifElse(
+          kb.lt(row, most), TypeRange{i32},
+          [&]() -> SmallVector<Value> {
+            return {pairOf(kb.at(entries, kb.mul(row, c(d))), pr)};
+          },
+          [&]() -> SmallVector<Value> { return {zero}; })[0];
+      kb.store(word, entryCopy, e);
+    });
+    Value windowBase = kb.max(c(0), kb.sub(ctx.startPos, c(win - 1)));
+    Value windowRows = kb.add(kb.sub(kb.add(ctx.startPos, S()), windowBase), c(128));
+    kb.parallelLoop(c(0), kb.mul(windowRows, c(half)), [&](Value e) {
+      Value row = kb.div(e, c(half)), pr = kb.rem(e, c(half));
+      Value u = kb.add(windowBase, row);
+      Value inRing = kb.lt(u, ctx.startPos);
+      Value inChunk = kb.lt(u, kb.add(ctx.startPos, S()));
+      Value word = kb.ifElse(
+          inChunk, TypeRange{i32},
+          [&]() -> SmallVector<Value> {
+            Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
+            Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
+            return {pairOf(View{kb.select(inRing, ringPtr, chunkPtr), kv.elt}, pr)};
+          },
+          [&]() -> SmallVector<Value> { return {zero}; })[0];
+      kb.store(word, windowCopy, e);
+    });
+    View maxima = scratchF32(h, 0);
+    ctx.tensorCore->attention(q.ptr, sink.data, maxima.ptr, out.ptr, windowBase, h, d, win,
+                              ratio, capacity, scale);
+    return;
+  }
   int64_t hTiles = (h + 15) / 16;
   // Head r of head tile ht, clamped to the last head, and whether it is real.
   auto tileHead = [&](Value ht, Value r) {

@@ -3,6 +3,7 @@
 
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
+#include "lowering/TensorCore/WgmmaAttention.h"
 #include "lowering/TensorCore/WgmmaIndexer.h"
 #include "lowering/DSV4ToKernels/Emitter.h"
 
@@ -358,15 +359,43 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
     stagingPerToken =
         std::max<int64_t>(stagingPerToken, int64_t(op.getHeads()) * keys.getDim() * 2);
   });
-  if (maxK == 0 && !grouped && !indexer)
+  // The sparse attention over the window and every visible entry (HCA) of
+  // a single-sequence program (WgmmaAttention.h): q, the keys and the sinks
+  // f32. The staging area takes the bf16 copies of the entries and the
+  // window; COMPRESSA_ATTENTION_WGMMA=0 at compile time keeps the warp MMA
+  // attention (Emitter::attention, the CPU's twin of both).
+  static const bool attentionOff =
+      KernelBuilder::experimentString("COMPRESSA_ATTENTION_WGMMA") == "0";
+  bool attention = false;
+  int64_t stagingFixed = 0;
+  func.walk([&](dsv4::SparseAttentionOp op) {
+    auto qShape = op.getQ().getType().getShape();
+    dsv4::WindowKVType ring = op.getRing().getType();
+    if (attentionOff || ec.batched || !usesFastLinear(op) || op.getTopk() || !op.getEntries() ||
+        !WgmmaAttentionShape::fits(qShape[1], qShape[2]) ||
+        !ring.getElementType().isF32() ||
+        !op.getEntries().getType().getElementType().isF32() ||
+        !op.getQ().getType().getElementType().isF32() ||
+        !op.getKv().getType().getElementType().isF32() ||
+        !cast<dsv4::WeightType>(op.getSink().getType()).getElementType().isF32())
+      return;
+    int64_t dim = qShape[2], ratio = op.getEntries().getType().getRatio();
+    attention = true;
+    stagingPerToken = std::max<int64_t>(stagingPerToken, dim * 2);
+    stagingFixed = std::max<int64_t>(
+        stagingFixed,
+        attentionFixedBytes(dim, ring.getWindow(), ec.maxContext / ratio));
+  });
+  if (maxK == 0 && !grouped && !indexer && !attention)
     return nullptr;
   std::unique_ptr<TensorCoreSplit> split(
       new TensorCoreSplit(kb, ec, target, container, symbol));
   split->maxK = maxK;
   split->groupedExperts = grouped;
   split->indexerScoresOn = indexer;
+  split->attentionOn = attention;
   // The first part of the scratch: at offset 0 whatever S is.
-  split->staging = ec.scratch(stagingPerToken, kStagingHeader);
+  split->staging = ec.scratch(stagingPerToken, kStagingHeader + stagingFixed);
   return split;
 }
 
@@ -392,6 +421,43 @@ void TensorCoreSplit::indexerScores(Value keys, Value hw, Value scores, int64_t 
                                  b.getNamedAttr("dim", b.getI64IntegerAttr(di)),
                                  b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
                                  b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity))})});
+}
+
+bool TensorCoreSplit::handlesAttention(int64_t heads, int64_t dim, int64_t window,
+                                       int64_t ratio) const {
+  return attentionOn && WgmmaAttentionShape::fits(heads, dim) && window > 0 && ratio > 0;
+}
+
+Value TensorCoreSplit::attentionEntries() const {
+  return kb.offset(kb.builder().getI8Type(), staging, kb.c(kStagingHeader));
+}
+
+Value TensorCoreSplit::attentionWindow(int64_t capacity, int64_t dim) const {
+  return kb.offset(kb.builder().getI8Type(), staging,
+                   kb.c(kStagingHeader + attentionEntryRows(capacity) * dim * 2));
+}
+
+void TensorCoreSplit::attention(Value q, Value sink, Value maxima, Value out,
+                                Value windowBase, int64_t heads, int64_t dim, int64_t window,
+                                int64_t ratio, int64_t capacity, double scale) {
+  OpBuilder &b = kb.builder();
+  kb.single([&] {
+    kb.store(sink, staging, kb.c(kAttentionHeaderSink / 8));
+    kb.store(maxima, staging, kb.c(kAttentionHeaderMax / 8));
+    kb.store(out, staging, kb.c(kAttentionHeaderOut / 8));
+    kb.store(windowBase, staging, kb.c(kAttentionHeaderWindowBase / 8));
+    kb.store(q, staging, kb.c(kAttentionHeaderQ / 8));
+  });
+  auto step = [&](StringRef pass) {
+    return b.getDictionaryAttr({b.getNamedAttr("attention", b.getStringAttr(pass)),
+                                b.getNamedAttr("heads", b.getI64IntegerAttr(heads)),
+                                b.getNamedAttr("dim", b.getI64IntegerAttr(dim)),
+                                b.getNamedAttr("window", b.getI64IntegerAttr(window)),
+                                b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
+                                b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity)),
+                                b.getNamedAttr("scale", b.getF64FloatAttr(scale))});
+  };
+  nextPart({step("max"), step("sums")});
 }
 
 bool TensorCoreSplit::handles(const WeightView &w, const View &out) const {
