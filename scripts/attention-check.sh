@@ -11,6 +11,9 @@
 #   scripts/attention-check.sh prepare [DIR]   (here; default .attention-check)
 #   scripts/attention-check.sh run [DIR]       (on the GPU machine, DIR carried)
 #
+# COMPRESSA_ATTENTION_WGMMA=topk in prepare's environment also gives the CSA
+# layer (the top-512) the tensor-core kernels in the first artifact.
+#
 # The op itself against a float64 reference of its semantics: gemm-bench
 # --attention (tools/compressa-gemm), in scripts/gemm-check.sh.
 WGMMA_CHECK=attention exec bash "$(dirname "$0")"/experts-check.sh "$@"

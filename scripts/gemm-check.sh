@@ -19,11 +19,12 @@
 #       64 heads x 128 and flash-dims-16e-small's 8 x 64) against a float64
 #       reference of their semantics (gemm-bench --indexer: short and partial
 #       calls, a call in the middle of a context, the last 8192 tokens of a
-#       1M prompt, timed); the HCA attention's two tensor-core kernels
-#       (compressa-gemm --kernel=attention-max / attention-sums: V4-Flash's
-#       64 heads x 512, V4-Pro's 128, a width of 256) against a float64
-#       reference (gemm-bench --attention: the first tokens of a prompt, a
-#       call in the middle, the last 4096 tokens of a 1M prompt, timed).
+#       1M prompt, timed); the attention's two tensor-core kernels
+#       (compressa-gemm --kernel=attention-max / attention-sums: HCA at
+#       V4-Flash's 64 heads x 512, V4-Pro's 128, a width of 256; CSA's
+#       top-512 at V4-Flash's) against a float64 reference (gemm-bench
+#       --attention: the first tokens of a prompt, a call in the middle,
+#       the last 4096 tokens of a 1M prompt, timed).
 #       Exits 1 on any failure.
 #
 # With the device tool: prepare here, then run with carry [".gemm-check"]:
@@ -81,6 +82,12 @@ prepare() {
         --ratio 128 --capacity "$cap" --scale 0.0441941738 --chip "$chip" -o "$ptx"
       "$ptxas" -arch="$chip" "$ptx" -o /dev/null
     done
+  done
+  for pass in max sums; do
+    "$bin"/compressa-gemm --kernel=attention-$pass --heads 64 --k 512 --window 128 --ratio 4 \
+      --capacity 262176 --selected 512 --scale 0.0441941738 --chip "$chip" \
+      -o "$dir/ptx/attention_csa_$pass.ptx"
+    "$ptxas" -arch="$chip" "$dir/ptx/attention_csa_$pass.ptx" -o /dev/null
   done
   "$bin"/compressa-compile tiny-c --target=cuda:$chip --numerics=fast -o "$dir"/art/tiny-c-fast.cpa
   "$bin"/compressa-compile tiny-c --target=cpu --numerics=fast -o "$dir"/art/tiny-c-fast-cpu.cpa
@@ -140,29 +147,37 @@ run() {
   local cases=("64 128 4096 1000 0 24" "64 128 4096 1097 3001 24" "64 128 4096 1 16000 2"
                "64 128 4096 3 5 4" "64 128 262144 8192 65536 6" "64 128 262144 8192 1040384 3"
                "8 64 1024 300 0 24" "8 64 1024 77 3000 24")
-  for c in "${cases[@]}"; do
-    read -r h d cap t st rows_ <<< "$c"
-    out=$(timeout 300 "$dir"/bin/gemm-bench --indexer "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" \
-            --heads "$h" --dim "$d" --ratio 4 --capacity "$cap" --tokens "$t" --start "$st" \
-            --check-rows "$rows_" --iters 3 2>&1)
+  # One gemm-bench case: its output, its last line for the table, a failure
+  # counted.
+  bench() {
+    local out rc
+    out=$(timeout 300 "$dir"/bin/gemm-bench "$@" --iters 3 2>&1)
     rc=$?
     echo "$out"
     rows+=("$(printf '%s' "$out" | tail -1)")
     [ $rc -eq 0 ] || failures=$((failures + 1))
+  }
+  for c in "${cases[@]}"; do
+    read -r h d cap t st rows_ <<< "$c"
+    bench --indexer "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" --heads "$h" --dim "$d" --ratio 4 \
+      --capacity "$cap" --tokens "$t" --start "$st" --check-rows "$rows_"
   done
   # The HCA attention: (heads dim capacity tokens start check-rows).
   local attention=("64 512 8192 300 0 12" "64 512 8192 1097 3001 12" "64 512 8192 1 9000 1"
                    "64 512 8192 4096 1044480 6" "128 512 8192 200 5000 8" "64 256 64 300 1000 12")
   for c in "${attention[@]}"; do
     read -r h d cap t st rows_ <<< "$c"
-    out=$(timeout 300 "$dir"/bin/gemm-bench --attention "$dir/ptx/attention_max_h${h}_d${d}_c$cap.ptx" \
-            --sums "$dir/ptx/attention_sums_h${h}_d${d}_c$cap.ptx" --heads "$h" --dim "$d" \
-            --window 128 --ratio 128 --capacity "$cap" --scale 0.0441941738 --tokens "$t" \
-            --start "$st" --check-rows "$rows_" --iters 3 2>&1)
-    rc=$?
-    echo "$out"
-    rows+=("$(printf '%s' "$out" | tail -1)")
-    [ $rc -eq 0 ] || failures=$((failures + 1))
+    bench --attention "$dir/ptx/attention_max_h${h}_d${d}_c$cap.ptx" \
+      --sums "$dir/ptx/attention_sums_h${h}_d${d}_c$cap.ptx" --heads "$h" --dim "$d" --window 128 \
+      --ratio 128 --capacity "$cap" --scale 0.0441941738 --tokens "$t" --start "$st" \
+      --check-rows "$rows_"
+  done
+  # CSA: the top-512 (tokens start check-rows).
+  for c in "300 0 12" "1097 3001 12" "4096 1044480 4"; do
+    read -r t st rows_ <<< "$c"
+    bench --attention "$dir/ptx/attention_csa_max.ptx" --sums "$dir/ptx/attention_csa_sums.ptx" \
+      --heads 64 --dim 512 --window 128 --ratio 4 --capacity 262176 --selected 512 \
+      --scale 0.0441941738 --tokens "$t" --start "$st" --check-rows "$rows_"
   done
   echo
   printf '%s\n' "${rows[@]}"

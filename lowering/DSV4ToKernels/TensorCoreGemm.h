@@ -133,9 +133,14 @@ public:
                      int64_t ratio, int64_t capacity);
   /// Whether the sparse attention (--numerics=fast) of `heads` heads of
   /// width `dim`, a window of `window` positions and every visible entry of
-  /// ratio `ratio` (no top-k; f32 q, keys and sinks) runs as the tensor-core
-  /// kernels of lowering/TensorCore/WgmmaAttention.h.
-  bool handlesAttention(int64_t heads, int64_t dim, int64_t window, int64_t ratio) const;
+  /// ratio `ratio` (topk 0) or the `topk` a top-k selects (f32 q, keys and
+  /// sinks) runs as the tensor-core kernels of
+  /// lowering/TensorCore/WgmmaAttention.h.
+  bool handlesAttention(int64_t heads, int64_t dim, int64_t window, int64_t ratio,
+                        int64_t topk) const;
+  /// With a top-k: where the part before them writes each token's keys,
+  /// [S (window + topk), dim] in bf16 (after the staging header).
+  Value attentionOwnKeys() const { return attentionEntries(); }
   /// Where the part before them writes the entries' bf16 copy
   /// [attentionEntryRows(capacity), dim] (after the staging header) and the
   /// window's ([rows, dim] after it).
@@ -145,9 +150,9 @@ public:
   /// and the window copy's first position), ends the current part,
   /// launches the two kernels (steps {attention = "max" | "sums", ...}) and
   /// starts the next part.
-  void attention(Value q, Value sink, Value maxima, Value out, Value windowBase,
+  void attention(Value q, Value sink, Value maxima, Value out, Value windowBase, Value topkIds,
                  int64_t heads, int64_t dim, int64_t window, int64_t ratio, int64_t capacity,
-                 double scale);
+                 int64_t topk, double scale);
   /// The rows of the entries' copy: the capacity rounded up to a tile of
   /// 64 (a tile never reads past the copy).
   static int64_t attentionEntryRows(int64_t capacity) { return (capacity + 63) / 64 * 64; }
@@ -180,8 +185,9 @@ private:
   bool groupedExperts = false;
   /// The indexer's scores take the tensor-core kernel (handlesIndexer).
   bool indexerScoresOn = false;
-  /// The HCA attention takes the tensor-core kernels (handlesAttention).
-  bool attentionOn = false;
+  /// The attention takes the tensor-core kernels (handlesAttention): HCA's
+  /// (every visible entry), CSA's (a top-k's).
+  bool attentionOn = false, attentionTopkOn = false;
   /// Ends the current part with `launched` steps and starts the next.
   void nextPart(ArrayRef<Attribute> launched);
   /// The parts after the first.

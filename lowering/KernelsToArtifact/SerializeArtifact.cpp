@@ -358,10 +358,16 @@ uint32_t Serializer::attentionKernel(const WgmmaAttentionShape &shape) {
              std::string(shape.pass == WgmmaAttentionShape::Pass::Max ? "max" : "sums") +
              "_h" + std::to_string(shape.heads) + "_d" + std::to_string(shape.dim);
   out.symbol = symbol;
-  // The staging area it reads: the header, the entries' copy, the window's.
-  out.scratchPerToken = shape.dim * 2;
-  out.scratch = kStagingHeader + cpu::TensorCoreSplit::attentionFixedBytes(
-                                     shape.dim, shape.window, shape.capacity);
+  // The staging area it reads: the header, the entries' copy, the window's;
+  // with a top-k the header and each token's rows.
+  if (shape.topk) {
+    out.scratchPerToken = shape.keysPerToken() * shape.dim * 2;
+    out.scratch = kStagingHeader;
+  } else {
+    out.scratchPerToken = shape.dim * 2;
+    out.scratch = kStagingHeader + cpu::TensorCoreSplit::attentionFixedBytes(
+                                       shape.dim, shape.window, shape.capacity);
+  }
   out.block = WgmmaAttentionShape::kThreads;
   // One block per multiprocessor, as the indexer's scores.
   out.grid = 1024;
@@ -481,11 +487,19 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
       shape.ratio = step.getAs<IntegerAttr>("ratio").getInt();
       shape.capacity = step.getAs<IntegerAttr>("capacity").getInt();
       shape.scale = step.getAs<FloatAttr>("scale").getValueAsDouble();
+      shape.topk = step.getAs<IntegerAttr>("topk").getInt();
       uint64_t rowBytes = shape.dim * 2;
       uint64_t entryRows = cpu::TensorCoreSplit::attentionEntryRows(shape.capacity);
-      uint32_t wmap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader + entryRows * rowBytes,
-                            uint64_t(prog.maxTokens) + shape.window + 128, rowBytes, 64);
-      uint32_t emap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, entryRows, rowBytes, 64);
+      uint32_t wmap, emap;
+      if (shape.topk) {
+        // Each token's own rows, [max_tokens (window + k), dim], both maps.
+        wmap = emap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader,
+                            uint64_t(prog.maxTokens) * shape.keysPerToken(), rowBytes, 64);
+      } else {
+        wmap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader + entryRows * rowBytes,
+                     uint64_t(prog.maxTokens) + shape.window + 128, rowBytes, 64);
+        emap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, entryRows, rowBytes, 64);
+      }
       prog.launches.push_back({attentionKernel(shape),
                                {{fb::ArgKind::Tokens, 0},
                                 {fb::ArgKind::StartPos, 0},

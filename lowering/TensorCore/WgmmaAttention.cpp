@@ -29,10 +29,12 @@ std::string WgmmaAttentionShape::name() const {
   float x = float(scale);
   uint32_t bits;
   std::memcpy(&bits, &x, 4);
-  return llvm::formatv("compressa_tc_attention_{0}_h{1}_d{2}_w{3}_r{4}_c{5}_s{6}_x{7:x-}",
-                       pass == Pass::Max ? "max" : "sums", heads, dim, window, ratio, capacity,
-                       stages, bits)
-      .str();
+  std::string name =
+      llvm::formatv("compressa_tc_attention_{0}_h{1}_d{2}_w{3}_r{4}_c{5}_s{6}_x{7:x-}",
+                    pass == Pass::Max ? "max" : "sums", heads, dim, window, ratio, capacity,
+                    stages, bits)
+          .str();
+  return topk ? name + "_k" + std::to_string(topk) : name;
 }
 
 namespace {
@@ -168,7 +170,10 @@ void Writer::item(llvm::StringRef e) {
   os << "    %ne = arith.divsi %pos1, %cRatio : i64\n";
   os << "    %ne63 = arith.addi %ne, %c63i : i64\n";
   os << "    %neT = arith.divsi %ne63, %c64i : i64\n";
-  os << "    %nT64 = arith.addi %neT, %cWinTiles : i64\n";
+  if (s.topk)
+    os << "    %nT64 = arith.addi %zero64, %cTiles : i64\n";
+  else
+    os << "    %nT64 = arith.addi %neT, %cWinTiles : i64\n";
   os << "    %nT = arith.index_cast %nT64 : i64 to index\n";
   os << "    %wRow0 = arith.subi %first, %wBase : i64\n";
 }
@@ -200,11 +205,17 @@ void Writer::producer() {
          << st << "] to " << box << " : !map, !bar -> " << kBox << "\n";
     }
   };
-  os << "    scf.if " << isWin << " {\n";
-  loads("%wmap", a64("arith.addi", "%wRow0", a64("arith.muli", t64, "%c64i")));
-  os << "    } else {\n";
-  loads("%emap", a64("arith.muli", a64("arith.subi", t64, "%cWinTiles"), "%c64i"));
-  os << "    }\n";
+  if (s.topk) {
+    // The token's own rows: s (window + k) + 64 t.
+    loads("%emap", a64("arith.addi", a64("arith.muli", "%s", c64(s.keysPerToken())),
+                       a64("arith.muli", t64, "%c64i")));
+  } else {
+    os << "    scf.if " << isWin << " {\n";
+    loads("%wmap", a64("arith.addi", "%wRow0", a64("arith.muli", t64, "%c64i")));
+    os << "    } else {\n";
+    loads("%emap", a64("arith.muli", a64("arith.subi", t64, "%cWinTiles"), "%c64i"));
+    os << "    }\n";
+  }
   os << "    }\n"; // tiles
   os << "    %pg = arith.addi %g, %nT : index\n";
   os << "    scf.yield %pg : index\n";
@@ -356,13 +367,31 @@ void Writer::consumers() {
     std::string kbase = select(isWin, a64("arith.muli", t64, "%c64i"),
                                a64("arith.muli", a64("arith.subi", t64, "%cWinTiles"), "%c64i"),
                                "i64");
-    std::string limit = select(isWin, "%inWin", "%ne", "i64");
+    // Past the window: the entries a token sees (every visible one), or
+    // the k slots (top-k; each slot's id says whether it holds one).
+    std::string limit = select(isWin, "%inWin", s.topk ? c64(s.topk) : "%ne", "i64");
     std::string kfirst = a64("arith.addi", kbase, col0);
-    std::vector<std::string> sc(16);
+    std::vector<std::string> sc(16), valid(8);
+    for (int c = 0; c < 8; ++c) {
+      // Column 8 (c / 2) + c % 2 of the thread's: registers j with j / 4 =
+      // c / 2 and j % 2 = c % 2.
+      std::string key = a64("arith.addi", kfirst, c64(8 * (c / 2) + c % 2));
+      valid[c] = op("arith.cmpi slt,", key, limit, "i64");
+      if (s.topk) {
+        // A selected entry: its slot's id >= 0 (past the window the key
+        // index is the slot; in the window the id is read, clamped into
+        // the row, and not used).
+        std::string slot = a64("arith.minsi", key, c64(s.topk - 1));
+        std::string id = load(gep("%topkIds", a64("arith.addi", a64("arith.muli", "%s", c64(s.topk)), slot), "i32"), "i32", 4);
+        std::string zero32 = v();
+        os << "    " << zero32 << " = arith.constant 0 : i32\n";
+        std::string chosen = op("arith.cmpi sge,", id, zero32, "i32");
+        valid[c] = select(isWin, valid[c], chosen, "i1");
+      }
+    }
     for (int j = 0; j < 16; ++j) {
-      std::string key = a64("arith.addi", kfirst, c64(8 * (j / 4) + j % 2));
-      std::string valid = op("arith.cmpi slt,", key, limit, "i64");
-      sc[j] = select(valid, f32op("arith.mulf", r[j], scale), negInf, "f32");
+      const std::string &ok = valid[2 * (j / 4) + j % 2];
+      sc[j] = select(ok, f32op("arith.mulf", r[j], scale), negInf, "f32");
     }
     if (!sums) {
       std::string x0 = "%x0", x1 = "%x1";
@@ -552,6 +581,7 @@ void Writer::module() {
   os << "    %cWinTiles = arith.constant " << s.windowTiles() << " : i64\n";
   os << "    %cWinTilesI = arith.constant " << s.windowTiles() << " : index\n";
   os << "    %cRatio = arith.constant " << s.ratio << " : i64\n";
+  os << "    %cTiles = arith.constant " << s.keysPerToken() / 64 << " : i64\n";
   auto slot = [&](int64_t i) { return load(gep("%argv", c64(i), "!llvm.ptr"), "!llvm.ptr", 8); };
   std::string tokp = slot(0), startp = slot(1), stage = slot(2);
   std::string maps[2] = {slot(3), slot(4)};
@@ -571,6 +601,8 @@ void Writer::module() {
   header(kAttentionHeaderOut, "%out", "!llvm.ptr");
   header(kAttentionHeaderWindowBase, "%wBase", "i64");
   header(kAttentionHeaderQ, "%qsrc", "!llvm.ptr");
+  if (s.topk)
+    header(kAttentionHeaderTopk, "%topkIds", "!llvm.ptr");
   os << "    %items = arith.muli %S, %headTiles : i64\n";
   os << "    %bid = gpu.block_id x\n"
         "    %gridI = gpu.grid_dim x\n"
@@ -626,6 +658,13 @@ std::string compressa::wgmmaAttentionModuleText(const WgmmaAttentionShape &shape
     error = llvm::formatv("the attention's tensor-core kernels need a multiple of 64 heads "
                           "and a key width of 128, 256 or 512, got {0} heads of {1}",
                           shape.heads, shape.dim)
+                .str();
+    return "";
+  }
+  if (shape.topk < 0 || (shape.topk && (shape.topk % 64 || shape.window % 64))) {
+    error = llvm::formatv("the attention's tensor-core kernels need a top-k and a window "
+                          "that are multiples of 64, got {0} and {1}",
+                          shape.topk, shape.window)
                 .str();
     return "";
   }

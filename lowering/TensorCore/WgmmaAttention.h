@@ -43,6 +43,15 @@
 //   shared-memory tile read MN-major). At the item's end the warpgroups
 //   exchange their rows' maxima (or sums of p) through shared memory.
 //
+// With a top-k (CSA, `topk` = k > 0, the window and k multiples of 64;
+// compressa-compile takes it only with COMPRESSA_ATTENTION_WGMMA=topk: these
+// kernels have not run on a GPU yet) the
+// part before writes each token's keys as rows of their own: the window's
+// 64 ceil(window / 64) rows (zeros past the token's), then the k selected
+// entries (zeros for a slot of -1), [S (window + k), dim] in bf16 through
+// the second map; a slot of -1 weighs nothing (its score is -inf, as in
+// the warp MMA attention), read from the top-k ids (i32 [S, k]).
+//
 // Kernel: @<name>(argv): argv[0] -> S, argv[1] -> the first position,
 // argv[2] -> the staging area, whose bytes 16..55 hold what the part before
 // wrote (kAttentionHeader*), argv[3], argv[4] -> the tensor maps of the
@@ -62,10 +71,10 @@ namespace mlir::compressa {
 /// Byte offsets in the staging area of what the kernels read: the sinks'
 /// address (f32 [heads]), the maxima's (f32 [S, heads]), the output's (f32
 /// [S, heads, dim]), the window copy's first position (i64) and q's address
-/// (f32 [S, heads, dim]).
+/// (f32 [S, heads, dim]); with a top-k, the top-k ids' address (i32 [S, k]).
 inline constexpr int64_t kAttentionHeaderSink = 16, kAttentionHeaderMax = 24,
                          kAttentionHeaderOut = 32, kAttentionHeaderWindowBase = 40,
-                         kAttentionHeaderQ = 48;
+                         kAttentionHeaderQ = 48, kAttentionHeaderTopk = 56;
 
 struct WgmmaAttentionShape {
   enum class Pass { Max, Sums };
@@ -73,10 +82,16 @@ struct WgmmaAttentionShape {
   int64_t window = 0;         ///< sliding-window positions
   int64_t ratio = 0;          ///< positions per compressed entry
   int64_t capacity = 0;       ///< entries of the state
+  /// 0: every visible entry (HCA). k > 0: the k entries a top-k selected
+  /// (CSA); a token's keys are then rows of a per-token copy (below).
+  int64_t topk = 0;
   double scale = 0;           ///< the scores' scale
   Pass pass = Pass::Sums;
   int64_t stages = 2;
   int64_t boxes() const { return dim / 64; }
+  /// Key rows of a token's copy in the top-k form: the window's, then the
+  /// selected entries'.
+  int64_t keysPerToken() const { return windowTiles() * 64 + topk; }
   int64_t windowTiles() const { return (window + 63) / 64; }
   std::string name() const;
   /// Shared memory from the aligned base: q's boxes, the stages' key

@@ -10,7 +10,7 @@
 //   compressa-gemm --kernel=indexer-scores --k DI --heads H --ratio R
 //                  --capacity C --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=attention-max|attention-sums --k D --heads H
-//                  --window W --ratio R --capacity C --scale X
+//                  --window W --ratio R --capacity C --scale X [--selected K]
 //                  --emit=mlir|ptx [-o OUT]
 //
 // The routed experts' grouped GEMMs (lowering/TensorCore/WgmmaExperts.h):
@@ -22,7 +22,9 @@
 // attention-max and attention-sums are the two passes of the HCA
 // attention (lowering/TensorCore/WgmmaAttention.h): H query heads of width
 // D (--k), a window of W positions, entries of R positions, C entries in
-// the state, the scores' scale X; gemm-bench --attention runs them.
+// the state, the scores' scale X; with --selected K the K entries a top-k
+// picks per token (CSA) instead of every visible one; gemm-bench
+// --attention runs them.
 //
 // The FP8 x FP8 block-scaled GEMM kernel (nvgpu.warpgroup.mma fed by
 // nvgpu.tma.async.load, lowering/TensorCore/WgmmaGemm.h) that --numerics=fast
@@ -110,6 +112,10 @@ static cl::opt<int64_t> capacity("capacity",
                                 cl::init(1024), cl::cat(category));
 static cl::opt<int64_t> window("window", cl::desc("attention: sliding-window positions"),
                               cl::init(128), cl::cat(category));
+static cl::opt<int64_t> selected(
+    "selected", cl::desc("attention: the entries a top-k selects per token (0: every "
+                         "visible one, HCA)"),
+    cl::init(0), cl::cat(category));
 static cl::opt<double> scale("scale", cl::desc("attention: the scores' scale"),
                              cl::init(0.0), cl::cat(category));
 static cl::opt<double> limit("limit", cl::desc("experts-gate-up: the SwiGLU clamp"),
@@ -195,6 +201,7 @@ int main(int argc, char **argv) {
     at.ratio = ratio;
     at.capacity = capacity;
     at.scale = scale;
+    at.topk = selected;
     at.pass = kernel == Kernel::AttentionMax ? compressa::WgmmaAttentionShape::Pass::Max
                                              : compressa::WgmmaAttentionShape::Pass::Sums;
     at.stages = std::min<int64_t>(stages, 2);

@@ -364,7 +364,7 @@ uint16_t bf16Bits(float v) {
 int attentionMain(int argc, char **argv) {
   std::string maxPath, sumsPath;
   int64_t heads = 64, dim = 512, window = 128, ratio = 128, capacity = 0, tokens = 0,
-          startPos = 0, iters = 10, checkRows = 12;
+          startPos = 0, iters = 10, checkRows = 12, topk = 0;
   double scale = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -383,6 +383,7 @@ int attentionMain(int argc, char **argv) {
     else if (a == "--tokens") tokens = std::atoll(value().c_str());
     else if (a == "--start") startPos = std::atoll(value().c_str());
     else if (a == "--scale") scale = std::atof(value().c_str());
+    else if (a == "--selected") topk = std::atoll(value().c_str());
     else if (a == "--iters") iters = std::atoll(value().c_str());
     else if (a == "--check-rows") checkRows = std::atoll(value().c_str());
     else die("unknown argument " + a + " (usage: gemm-bench --attention MAX.ptx --sums "
@@ -391,9 +392,11 @@ int attentionMain(int argc, char **argv) {
   }
   if (maxPath.empty() || sumsPath.empty() || heads < 64 || heads % 64 || dim % 128 ||
       dim > 512 || window < 1 || ratio < 1 || tokens < 1 || startPos < 0 || !(scale > 0) ||
-      (startPos + tokens) / ratio > capacity)
+      (startPos + tokens) / ratio > capacity || topk < 0 ||
+      (topk && (topk % 64 || window % 64)))
     die("--attention needs the two PTX files, heads a multiple of 64, D 128..512, a "
-        "positive window, ratio and scale, and (start + tokens) / ratio <= capacity");
+        "positive window, ratio and scale, (start + tokens) / ratio <= capacity, and a "
+        "--selected and window that are multiples of 64");
   CUstream stream;
   CUdevice dev = setUp(stream);
   int sms = 0;
@@ -437,10 +440,40 @@ int attentionMain(int argc, char **argv) {
   std::vector<float> sink(heads);
   for (auto &x : sink)
     x = uni();
+  // --selected K: each token's K slots pick random visible entries (a few
+  // slots -1, and all of them past the visible count), and its keys are
+  // rows of a copy of its own: the window's (zeros past the token's), then
+  // the selected entries' (zeros for -1).
+  int64_t keysPer = (window + 63) / 64 * 64 + topk;
+  std::vector<int32_t> ids(size_t(tokens) * topk, -1);
+  std::vector<uint16_t> own;
+  if (topk) {
+    own.assign(size_t(tokens) * keysPer * dim, 0);
+    for (int64_t s = 0; s < tokens; ++s) {
+      int64_t pos = startPos + s, first = std::max<int64_t>(0, pos - window + 1);
+      int64_t ne = (pos + 1) / ratio;
+      for (int64_t j = 0; j <= pos - first; ++j)
+        std::memcpy(&own[(size_t(s) * keysPer + j) * dim], &w[size_t(first + j - wBase) * dim],
+                    dim * 2);
+      for (int64_t slot = 0; slot < topk; ++slot) {
+        int32_t id = (slot < ne && rng.next() % 8) ? int32_t(rng.next() % ne) : -1;
+        ids[size_t(s) * topk + slot] = id;
+        if (id >= 0)
+          std::memcpy(&own[(size_t(s) * keysPer + keysPer - topk + slot) * dim],
+                      &e[size_t(id) * dim], dim * 2);
+      }
+    }
+  }
   CUdeviceptr dq = alloc(q.size() * 4), dw = alloc(w.size() * 2), de = alloc(e.size() * 2),
               dsink = alloc(heads * 4), dm = alloc(size_t(tokens) * heads * 4),
               dout = alloc(size_t(tokens) * heads * dim * 4), dtok = alloc(8), dstart = alloc(8),
-              dstage = alloc(64), dargv = alloc(5 * 8), dmaps = alloc(2 * 128);
+              dstage = alloc(64), dargv = alloc(5 * 8), dmaps = alloc(2 * 128),
+              down = alloc(std::max<size_t>(own.size() * 2, 16)),
+              dids = alloc(std::max<size_t>(ids.size() * 4, 16));
+  if (topk) {
+    check(cu->cuMemcpyHtoDAsync(down, own.data(), own.size() * 2, stream), "copy own keys");
+    check(cu->cuMemcpyHtoDAsync(dids, ids.data(), ids.size() * 4, stream), "copy ids");
+  }
   check(cu->cuMemcpyHtoDAsync(dq, q.data(), q.size() * 4, stream), "copy q");
   check(cu->cuMemcpyHtoDAsync(dw, w.data(), w.size() * 2, stream), "copy window");
   check(cu->cuMemcpyHtoDAsync(de, e.data(), e.size() * 2, stream), "copy entries");
@@ -448,10 +481,12 @@ int attentionMain(int argc, char **argv) {
   check(cu->cuMemcpyHtoDAsync(dtok, &tokens, 8, stream), "copy S");
   check(cu->cuMemcpyHtoDAsync(dstart, &startPos, 8, stream), "copy start");
   // The staging header (WgmmaAttention.h): sink, maxima, output, wBase, q.
-  uint64_t header[8] = {0, 0, dsink, dm, dout, uint64_t(wBase), dq, 0};
+  uint64_t header[8] = {0, 0, dsink, dm, dout, uint64_t(wBase), dq, topk ? dids : 0};
   check(cu->cuMemcpyHtoDAsync(dstage, header, sizeof header, stream), "copy header");
   CUtensorMap maps[2] = {tileMap(dw, wCount + 128, dim * 2, 64),
                          tileMap(de, capacity, dim * 2, 64)};
+  if (topk) // Both maps over the tokens' own rows.
+    maps[0] = maps[1] = tileMap(down, tokens * keysPer, dim * 2, 64);
   check(cu->cuMemcpyHtoDAsync(dmaps, maps, sizeof maps, stream), "copy maps");
   CUdeviceptr argv5[5] = {dtok, dstart, dstage, dmaps, dmaps + 128};
   check(cu->cuMemcpyHtoDAsync(dargv, argv5, sizeof argv5, stream), "copy argv");
@@ -466,7 +501,8 @@ int attentionMain(int argc, char **argv) {
   std::snprintf(scaleHex, sizeof scaleHex, "%x", scaleBits);
   std::string suffix = "_h" + std::to_string(heads) + "_d" + std::to_string(dim) + "_w" +
                        std::to_string(window) + "_r" + std::to_string(ratio) + "_c" +
-                       std::to_string(capacity) + "_s2_x" + scaleHex;
+                       std::to_string(capacity) + "_s2_x" + scaleHex +
+                       (topk ? "_k" + std::to_string(topk) : "");
   CUfunction fmax = loadKernel(maxPath, ("compressa_tc_attention_max" + suffix).c_str());
   CUfunction fsums = loadKernel(sumsPath, ("compressa_tc_attention_sums" + suffix).c_str());
   // WgmmaAttentionShape::sharedBytes(): q, 2 stages, (weights), exchange.
@@ -512,8 +548,11 @@ int attentionMain(int argc, char **argv) {
     std::vector<const float *> keys;
     for (int64_t u = first; u <= pos; ++u)
       keys.push_back(&wf[size_t(u - wBase) * dim]);
-    for (int64_t j = 0; j < ne; ++j)
+    for (int64_t j = 0; j < ne && !topk; ++j)
       keys.push_back(&ef[size_t(j) * dim]);
+    for (int64_t slot = 0; slot < topk; ++slot)
+      if (ids[size_t(s) * topk + slot] >= 0)
+        keys.push_back(&ef[size_t(ids[size_t(s) * topk + slot]) * dim]);
     for (int64_t h = 0; h < heads; ++h) {
       const float *qh = &qf[(size_t(s) * heads + h) * dim];
       std::vector<double> sc(keys.size());
@@ -557,7 +596,11 @@ int attentionMain(int argc, char **argv) {
   double pairs = 0;
   for (int64_t s = 0; s < tokens; ++s) {
     int64_t pos = startPos + s;
-    pairs += double(pos - std::max<int64_t>(0, pos - window + 1) + 1 + (pos + 1) / ratio);
+    double selected = 0;
+    for (int64_t slot = 0; slot < topk; ++slot)
+      selected += ids[size_t(s) * topk + slot] >= 0;
+    pairs += double(pos - std::max<int64_t>(0, pos - window + 1) + 1) +
+             (topk ? selected : double((pos + 1) / ratio));
   }
   double flop = pairs * heads * dim * 2;
   double tMax = msMax > 0 ? flop / (msMax * 1e-3) / 1e12 : 0;

@@ -206,23 +206,58 @@ void Emitter::attention(SparseAttentionOp op) {
   // call's last token sees, then zeros to the next 64 (a tile's rows past a
   // token's last weigh 0 but are read), and the window positions from the
   // first token's first on (the ring, then the chunk), then 128 zero rows.
-  if (fast && ratio && !k && ctx.tensorCore &&
-      ctx.tensorCore->handlesAttention(h, d, win, ratio)) {
+  // With a top-k (CSA) it writes each token's keys as rows of their own:
+  // the window's (zeros past the token's), then the selected entries'
+  // (zeros for a slot of -1).
+  if (fast && ratio && ctx.tensorCore &&
+      ctx.tensorCore->handlesAttention(h, d, win, ratio, k)) {
     int64_t capacity = ctx.maxContext / ratio, half = d / 2;
     Type i32 = kb.builder().getI32Type();
     Value zero = kb.c32(0);
-    Value entryCopy = ctx.tensorCore->attentionEntries();
-    Value windowCopy = ctx.tensorCore->attentionWindow(capacity, d);
-    // Entries past `most` (the capacity's last tile included) are zeros.
     View entries{stateOf(op.getEntries(), c(0)), entryElt};
     View ring{stateOf(op.getRing(), c(0)), ringElt};
-    Value most = kb.div(kb.add(ctx.startPos, S()), c(ratio));
-    Value entryRows = kb.min(c(TensorCoreSplit::attentionEntryRows(capacity)),
-                             kb.mul(kb.div(kb.add(most, c(63)), c(64)), c(64)));
     auto pairOf = [&](const View &row, Value pr) {
       Value i = kb.mul(pr, c(2));
       return kb.packBf16x2(kb.loadF(row, i), kb.loadF(row, kb.add(i, c(1))));
     };
+    // The window key at position u (from the ring before the chunk).
+    auto windowRow = [&](Value u) {
+      Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
+      Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
+      return View{kb.select(kb.lt(u, ctx.startPos), ringPtr, chunkPtr), kv.elt};
+    };
+    View maxima = scratchF32(h, 0);
+    Value windowBase = kb.max(c(0), kb.sub(ctx.startPos, c(win - 1)));
+    if (k) {
+      int64_t keysPer = win + k;
+      Value own = ctx.tensorCore->attentionOwnKeys();
+      kb.parallelLoop(c(0), kb.mul(S(), c(keysPer * half)), [&](Value e) {
+        Value row = kb.div(e, c(half)), pr = kb.rem(e, c(half));
+        Value s = kb.div(row, c(keysPer)), r = kb.rem(row, c(keysPer));
+        Value isWindow = kb.lt(r, c(win));
+        Value slot = kb.max(kb.sub(r, c(win)), c(0));
+        Value id = kb.toI64(kb.load(i32, kb.at(topk, kb.mul(s, c(k))).ptr, kb.min(slot, c(k - 1))));
+        Value valid = kb.select(isWindow, kb.lt(r, inWindowOf(s)), kb.le(c(0), id));
+        Value word = kb.ifElse(
+            valid, TypeRange{i32},
+            [&]() -> SmallVector<Value> {
+              Value windowPtr = windowRow(kb.add(firstOf(s), kb.min(r, c(win - 1)))).ptr;
+              Value entryPtr = kb.at(entries, kb.mul(kb.max(id, c(0)), c(d))).ptr;
+              return {pairOf(View{kb.select(isWindow, windowPtr, entryPtr), kv.elt}, pr)};
+            },
+            [&]() -> SmallVector<Value> { return {zero}; })[0];
+        kb.store(word, own, e);
+      });
+      ctx.tensorCore->attention(q.ptr, sink.data, maxima.ptr, out.ptr, windowBase, topk.ptr, h,
+                                d, win, ratio, capacity, k, scale);
+      return;
+    }
+    Value entryCopy = ctx.tensorCore->attentionEntries();
+    Value windowCopy = ctx.tensorCore->attentionWindow(capacity, d);
+    // Entries past `most` (the capacity's last tile included) are zeros.
+    Value most = kb.div(kb.add(ctx.startPos, S()), c(ratio));
+    Value entryRows = kb.min(c(TensorCoreSplit::attentionEntryRows(capacity)),
+                             kb.mul(kb.div(kb.add(most, c(63)), c(64)), c(64)));
     kb.parallelLoop(c(0), kb.mul(entryRows, c(half)), [&](Value e) {
       Value row = kb.div(e, c(half)), pr = kb.rem(e, c(half));
       Value word = kb.ifElse(
@@ -233,26 +268,19 @@ void Emitter::attention(SparseAttentionOp op) {
           [&]() -> SmallVector<Value> { return {zero}; })[0];
       kb.store(word, entryCopy, e);
     });
-    Value windowBase = kb.max(c(0), kb.sub(ctx.startPos, c(win - 1)));
     Value windowRows = kb.add(kb.sub(kb.add(ctx.startPos, S()), windowBase), c(128));
     kb.parallelLoop(c(0), kb.mul(windowRows, c(half)), [&](Value e) {
       Value row = kb.div(e, c(half)), pr = kb.rem(e, c(half));
       Value u = kb.add(windowBase, row);
-      Value inRing = kb.lt(u, ctx.startPos);
       Value inChunk = kb.lt(u, kb.add(ctx.startPos, S()));
       Value word = kb.ifElse(
           inChunk, TypeRange{i32},
-          [&]() -> SmallVector<Value> {
-            Value ringPtr = kb.at(ring, kb.mul(kb.rem(u, c(win)), c(d))).ptr;
-            Value chunkPtr = kb.at(kv, kb.mul(kb.sub(u, ctx.startPos), c(d))).ptr;
-            return {pairOf(View{kb.select(inRing, ringPtr, chunkPtr), kv.elt}, pr)};
-          },
+          [&]() -> SmallVector<Value> { return {pairOf(windowRow(u), pr)}; },
           [&]() -> SmallVector<Value> { return {zero}; })[0];
       kb.store(word, windowCopy, e);
     });
-    View maxima = scratchF32(h, 0);
-    ctx.tensorCore->attention(q.ptr, sink.data, maxima.ptr, out.ptr, windowBase, h, d, win,
-                              ratio, capacity, scale);
+    ctx.tensorCore->attention(q.ptr, sink.data, maxima.ptr, out.ptr, windowBase, Value(), h, d,
+                              win, ratio, capacity, 0, scale);
     return;
   }
   int64_t hTiles = (h + 15) / 16;

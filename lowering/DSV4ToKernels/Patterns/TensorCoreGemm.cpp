@@ -363,15 +363,19 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   // a single-sequence program (WgmmaAttention.h): q, the keys and the sinks
   // f32. The staging area takes the bf16 copies of the entries and the
   // window; COMPRESSA_ATTENTION_WGMMA=0 at compile time keeps the warp MMA
-  // attention (Emitter::attention, the CPU's twin of both).
-  static const bool attentionOff =
-      KernelBuilder::experimentString("COMPRESSA_ATTENTION_WGMMA") == "0";
-  bool attention = false;
+  // attention (Emitter::attention, the CPU's twin of both). The top-k form
+  // (CSA: each token's keys copied per token) only with
+  // COMPRESSA_ATTENTION_WGMMA=topk: its kernels have not run on a GPU yet.
+  static const std::string attentionMode =
+      KernelBuilder::experimentString("COMPRESSA_ATTENTION_WGMMA");
+  static const bool attentionOff = attentionMode == "0";
+  static const bool attentionTopkOn = attentionMode == "topk";
+  bool attention = false, attentionTopk = false;
   int64_t stagingFixed = 0;
   func.walk([&](dsv4::SparseAttentionOp op) {
     auto qShape = op.getQ().getType().getShape();
     dsv4::WindowKVType ring = op.getRing().getType();
-    if (attentionOff || ec.batched || !usesFastLinear(op) || op.getTopk() || !op.getEntries() ||
+    if (attentionOff || ec.batched || !usesFastLinear(op) || !op.getEntries() ||
         !WgmmaAttentionShape::fits(qShape[1], qShape[2]) ||
         !ring.getElementType().isF32() ||
         !op.getEntries().getType().getElementType().isF32() ||
@@ -380,13 +384,24 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
         !cast<dsv4::WeightType>(op.getSink().getType()).getElementType().isF32())
       return;
     int64_t dim = qShape[2], ratio = op.getEntries().getType().getRatio();
+    if (op.getTopk()) {
+      // CSA: each token's keys as rows of their own, the window's and the
+      // selected entries' (WgmmaAttention.h), per token in the staging.
+      int64_t k = op.getTopk().getType().getShape()[1];
+      if (!attentionTopkOn || k % 64 || ring.getWindow() % 64 ||
+          !op.getTopk().getType().getElementType().isInteger(32))
+        return;
+      attentionTopk = true;
+      stagingPerToken = std::max<int64_t>(stagingPerToken, (ring.getWindow() + k) * dim * 2);
+      return;
+    }
     attention = true;
     stagingPerToken = std::max<int64_t>(stagingPerToken, dim * 2);
     stagingFixed = std::max<int64_t>(
         stagingFixed,
         attentionFixedBytes(dim, ring.getWindow(), ec.maxContext / ratio));
   });
-  if (maxK == 0 && !grouped && !indexer && !attention)
+  if (maxK == 0 && !grouped && !indexer && !attention && !attentionTopk)
     return nullptr;
   std::unique_ptr<TensorCoreSplit> split(
       new TensorCoreSplit(kb, ec, target, container, symbol));
@@ -394,6 +409,7 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   split->groupedExperts = grouped;
   split->indexerScoresOn = indexer;
   split->attentionOn = attention;
+  split->attentionTopkOn = attentionTopk;
   // The first part of the scratch: at offset 0 whatever S is.
   split->staging = ec.scratch(stagingPerToken, kStagingHeader + stagingFixed);
   return split;
@@ -424,8 +440,12 @@ void TensorCoreSplit::indexerScores(Value keys, Value hw, Value scores, int64_t 
 }
 
 bool TensorCoreSplit::handlesAttention(int64_t heads, int64_t dim, int64_t window,
-                                       int64_t ratio) const {
-  return attentionOn && WgmmaAttentionShape::fits(heads, dim) && window > 0 && ratio > 0;
+                                       int64_t ratio, int64_t topk) const {
+  if (!WgmmaAttentionShape::fits(heads, dim) || window < 1 || ratio < 1)
+    return false;
+  if (topk)
+    return attentionTopkOn && topk % 64 == 0 && window % 64 == 0;
+  return attentionOn;
 }
 
 Value TensorCoreSplit::attentionEntries() const {
@@ -438,8 +458,9 @@ Value TensorCoreSplit::attentionWindow(int64_t capacity, int64_t dim) const {
 }
 
 void TensorCoreSplit::attention(Value q, Value sink, Value maxima, Value out,
-                                Value windowBase, int64_t heads, int64_t dim, int64_t window,
-                                int64_t ratio, int64_t capacity, double scale) {
+                                Value windowBase, Value topkIds, int64_t heads, int64_t dim,
+                                int64_t window, int64_t ratio, int64_t capacity, int64_t topk,
+                                double scale) {
   OpBuilder &b = kb.builder();
   kb.single([&] {
     kb.store(sink, staging, kb.c(kAttentionHeaderSink / 8));
@@ -447,6 +468,8 @@ void TensorCoreSplit::attention(Value q, Value sink, Value maxima, Value out,
     kb.store(out, staging, kb.c(kAttentionHeaderOut / 8));
     kb.store(windowBase, staging, kb.c(kAttentionHeaderWindowBase / 8));
     kb.store(q, staging, kb.c(kAttentionHeaderQ / 8));
+    if (topkIds)
+      kb.store(topkIds, staging, kb.c(kAttentionHeaderTopk / 8));
   });
   auto step = [&](StringRef pass) {
     return b.getDictionaryAttr({b.getNamedAttr("attention", b.getStringAttr(pass)),
@@ -455,6 +478,7 @@ void TensorCoreSplit::attention(Value q, Value sink, Value maxima, Value out,
                                 b.getNamedAttr("window", b.getI64IntegerAttr(window)),
                                 b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
                                 b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity)),
+                                b.getNamedAttr("topk", b.getI64IntegerAttr(topk)),
                                 b.getNamedAttr("scale", b.getF64FloatAttr(scale))});
   };
   nextPart({step("max"), step("sums")});
