@@ -140,8 +140,6 @@ void Emitter::attention(SparseAttentionOp op) {
   // multiple of 16 keys: the fast path reads whole 16-key steps (16-byte
   // aligned) and masks the keys past the token's last.
   int64_t ldw = (maxKeys + 15) / 16 * 16;
-  View weights = scratchF32(h * ldw, 0);
-  View den = scratchF32(h, 0);
   auto firstOf = [&](Value s) { return kb.max(c(0), kb.sub(pos(s), c(win - 1))); };
   auto inWindowOf = [&](Value s) { return kb.add(kb.sub(pos(s), firstOf(s)), c(1)); };
   auto keysOf = [&](Value s) {
@@ -283,6 +281,10 @@ void Emitter::attention(SparseAttentionOp op) {
                               win, ratio, capacity, 0, scale);
     return;
   }
+  // The three phases' scratch (the tensor-core kernels above need neither:
+  // at a 1M context, HCA's weights are 2.1 MB a token).
+  View weights = scratchF32(h * ldw, 0);
+  View den = scratchF32(h, 0);
   int64_t hTiles = (h + 15) / 16;
   // Head r of head tile ht, clamped to the last head, and whether it is real.
   auto tileHead = [&](Value ht, Value r) {
