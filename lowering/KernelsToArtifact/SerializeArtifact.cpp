@@ -98,6 +98,14 @@ private:
   uint32_t indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens);
   /// The HCA attention's tensor-core kernels (WgmmaAttention.h).
   uint32_t attentionKernel(const WgmmaAttentionShape &shape);
+  /// A persistent tensor-core kernel of its own (the indexer's scores, the
+  /// attention's passes): one block per multiprocessor (grid_sync: the
+  /// runtime launches min(grid, the blocks that fit at once); the blocks
+  /// never meet), arguments S, the first position, the scratch and `maps`
+  /// tensor maps; appended to the kernel list, its index returned.
+  uint32_t persistentKernel(std::string name, std::string symbol, int64_t block,
+                            int64_t shared, int64_t scratchPerToken, int64_t scratch,
+                            int maps);
   /// The grouped experts GEMM launched between two parts of `part`.
   uint32_t expertsKernel(const WgmmaExpertsShape &shape, const KernelOut &part,
                          int64_t maxTokens);
@@ -322,25 +330,11 @@ uint32_t Serializer::indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTo
   auto it = indexerKernels.find(key);
   if (it != indexerKernels.end())
     return it->second;
-  KernelOut out;
-  out.name = "tensor_core_indexer_h" + std::to_string(shape.heads) + "_d" +
-             std::to_string(shape.dim);
-  out.symbol = symbol;
   // The staging area it reads: the header, then q in bf16 [S heads, di].
-  out.scratchPerToken = shape.heads * shape.dim * 2;
-  out.scratch = kStagingHeader;
-  out.block = WgmmaIndexerShape::kThreads;
-  // One block per multiprocessor (grid_sync: the runtime launches
-  // min(grid, the blocks that fit at once)); the blocks never meet.
-  out.grid = 1024;
-  out.shared = shape.sharedBytes();
-  out.gridSync = true;
-  out.params = {{fb::ArgKind::Tokens, 0, 0},
-                {fb::ArgKind::StartPos, 0, 0},
-                {fb::ArgKind::Scratch, 0, 0},
-                {fb::ArgKind::TensorMap, 0, 0}};
-  uint32_t index = kernelList.size();
-  kernelList.push_back(std::move(out));
+  uint32_t index = persistentKernel(
+      "tensor_core_indexer_h" + std::to_string(shape.heads) + "_d" + std::to_string(shape.dim),
+      symbol, WgmmaIndexerShape::kThreads, shape.sharedBytes(), shape.heads * shape.dim * 2,
+      kStagingHeader, 1);
   indexerKernels[key] = index;
   if (!llvm::any_of(indexerShapes,
                     [&](const WgmmaIndexerShape &s) { return s.name() == symbol; }))
@@ -353,35 +347,41 @@ uint32_t Serializer::attentionKernel(const WgmmaAttentionShape &shape) {
   auto it = attentionKernels.find(symbol);
   if (it != attentionKernels.end())
     return it->second;
-  KernelOut out;
-  out.name = "tensor_core_attention_" +
-             std::string(shape.pass == WgmmaAttentionShape::Pass::Max ? "max" : "sums") +
-             "_h" + std::to_string(shape.heads) + "_d" + std::to_string(shape.dim);
-  out.symbol = symbol;
   // The staging area it reads: the header, the entries' copy, the window's;
   // with a top-k the header and each token's rows.
-  if (shape.topk) {
-    out.scratchPerToken = shape.keysPerToken() * shape.dim * 2;
-    out.scratch = kStagingHeader;
-  } else {
-    out.scratchPerToken = shape.dim * 2;
-    out.scratch = kStagingHeader + cpu::TensorCoreSplit::attentionFixedBytes(
-                                       shape.dim, shape.window, shape.capacity);
-  }
-  out.block = WgmmaAttentionShape::kThreads;
-  // One block per multiprocessor, as the indexer's scores.
+  int64_t perToken = shape.topk ? shape.keysPerToken() * shape.dim * 2 : shape.dim * 2;
+  int64_t fixed = kStagingHeader + (shape.topk ? 0
+                                               : cpu::TensorCoreSplit::attentionFixedBytes(
+                                                     shape.dim, shape.window, shape.capacity));
+  uint32_t index = persistentKernel(
+      "tensor_core_attention_" +
+          std::string(shape.pass == WgmmaAttentionShape::Pass::Max ? "max" : "sums") + "_h" +
+          std::to_string(shape.heads) + "_d" + std::to_string(shape.dim),
+      symbol, WgmmaAttentionShape::kThreads, shape.sharedBytes(), perToken, fixed, 2);
+  attentionKernels[symbol] = index;
+  attentionShapes.push_back(shape);
+  return index;
+}
+
+uint32_t Serializer::persistentKernel(std::string name, std::string symbol, int64_t block,
+                                      int64_t shared, int64_t scratchPerToken, int64_t scratch,
+                                      int maps) {
+  KernelOut out;
+  out.name = std::move(name);
+  out.symbol = std::move(symbol);
+  out.scratchPerToken = scratchPerToken;
+  out.scratch = scratch;
+  out.block = block;
   out.grid = 1024;
-  out.shared = shape.sharedBytes();
+  out.shared = shared;
   out.gridSync = true;
   out.params = {{fb::ArgKind::Tokens, 0, 0},
                 {fb::ArgKind::StartPos, 0, 0},
-                {fb::ArgKind::Scratch, 0, 0},
-                {fb::ArgKind::TensorMap, 0, 0},
-                {fb::ArgKind::TensorMap, 0, 0}};
+                {fb::ArgKind::Scratch, 0, 0}};
+  for (int m = 0; m < maps; ++m)
+    out.params.push_back({fb::ArgKind::TensorMap, 0, 0});
   uint32_t index = kernelList.size();
   kernelList.push_back(std::move(out));
-  attentionKernels[symbol] = index;
-  attentionShapes.push_back(shape);
   return index;
 }
 

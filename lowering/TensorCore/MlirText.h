@@ -65,6 +65,37 @@ protected:
       os << "    %tileBase = arith.addi %base, %pad : index\n"
          << "    %sbase = arith.index_cast %tileBase : index to i64\n";
   }
+  /// A persistent launch's share of %items (i64; needs %one64, %zero64):
+  /// %bid64, %grid64 (i64) and %myItems (index), the count of items bid,
+  /// bid + grid, ... below %items.
+  void persistentItems() {
+    os << "    %bid = gpu.block_id x\n"
+          "    %gridI = gpu.grid_dim x\n"
+          "    %bid64 = arith.index_cast %bid : index to i64\n"
+          "    %grid64 = arith.index_cast %gridI : index to i64\n";
+    os << "    %left = arith.subi %items, %bid64 : i64\n";
+    os << "    %leftG = arith.addi %left, %grid64 : i64\n";
+    os << "    %leftG1 = arith.subi %leftG, %one64 : i64\n";
+    os << "    %mine0 = arith.divsi %leftG1, %grid64 : i64\n";
+    os << "    %some = arith.cmpi sgt, %left, %zero64 : i64\n";
+    os << "    %mine = arith.select %some, %mine0, %zero64 : i64\n";
+    os << "    %myItems = arith.index_cast %mine : i64 to index\n";
+  }
+  /// %tid, %wg (the warpgroup's index made warp-uniform by a shuffle from
+  /// lane 0, so that ptxas sees the consumers' wgmma on a uniform path),
+  /// %tl (the thread in its warpgroup), %warp and %lane (index values).
+  void warpgroupIds() {
+    os << "    %tid = gpu.thread_id x\n"
+          "    %wgT = arith.divui %tid, %c128 : index\n"
+          "    %wgT32 = arith.index_cast %wgT : index to i32\n"
+          "    %lane0 = arith.constant 0 : i32\n"
+          "    %width32 = arith.constant 32 : i32\n"
+          "    %wgU32, %wgOk = gpu.shuffle idx %wgT32, %lane0, %width32 : i32\n"
+          "    %wg = arith.index_cast %wgU32 : i32 to index\n"
+          "    %tl = arith.remui %tid, %c128 : index\n"
+          "    %warp = arith.divui %tl, %c32 : index\n"
+          "    %lane = arith.remui %tl, %c32 : index\n";
+  }
   /// %bar (full) and %ebar (empty), `stages` mbarriers each (of type !bar),
   /// initialised by thread %tid 0 to expect `full` and `empty` arrivals
   /// (index values); `more` writes the rest of thread 0's setup. Then a

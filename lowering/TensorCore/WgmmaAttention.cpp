@@ -604,27 +604,8 @@ void Writer::module() {
   if (s.topk)
     header(kAttentionHeaderTopk, "%topkIds", "!llvm.ptr");
   os << "    %items = arith.muli %S, %headTiles : i64\n";
-  os << "    %bid = gpu.block_id x\n"
-        "    %gridI = gpu.grid_dim x\n"
-        "    %bid64 = arith.index_cast %bid : index to i64\n"
-        "    %grid64 = arith.index_cast %gridI : index to i64\n";
-  os << "    %left = arith.subi %items, %bid64 : i64\n";
-  os << "    %leftG = arith.addi %left, %grid64 : i64\n";
-  os << "    %leftG1 = arith.subi %leftG, %one64 : i64\n";
-  os << "    %mine0 = arith.divsi %leftG1, %grid64 : i64\n";
-  os << "    %some = arith.cmpi sgt, %left, %zero64 : i64\n";
-  os << "    %mine = arith.select %some, %mine0, %zero64 : i64\n";
-  os << "    %myItems = arith.index_cast %mine : i64 to index\n";
-  os << "    %tid = gpu.thread_id x\n"
-        "    %wgT = arith.divui %tid, %c128 : index\n"
-        "    %wgT32 = arith.index_cast %wgT : index to i32\n"
-        "    %lane0 = arith.constant 0 : i32\n"
-        "    %width32 = arith.constant 32 : i32\n"
-        "    %wgU32, %wgOk = gpu.shuffle idx %wgT32, %lane0, %width32 : i32\n"
-        "    %wg = arith.index_cast %wgU32 : i32 to index\n"
-        "    %tl = arith.remui %tid, %c128 : index\n"
-        "    %warp = arith.divui %tl, %c32 : index\n"
-        "    %lane = arith.remui %tl, %c32 : index\n";
+  persistentItems();
+  warpgroupIds();
   alignedSharedMemory(kSmem, true);
   stageBarriers(s.stages, "%c1", "%c256", [&] {
     for (const char *m : mapNames)
