@@ -12,8 +12,10 @@
 #   scripts/gemm-check.sh run [DIR]       (on the GPU machine, DIR carried there)
 #       per shape, M = 4096 tokens: act_quant's bytes on the GPU against the
 #       reference (must be identical), the GEMM against a float64 reference
-#       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s; a partial M
-#       tile (M = 300); tiny-c --numerics=fast on the GPU against the same
+#       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s, for 3 and 4
+#       stages, without the FMA (4m), with pairs of N tiles sharing a's tile
+#       (4c2), a persistent grid (4p) and both (4c2p); a partial M tile
+#       (M = 300, 4 and 4c2p); tiny-c --numerics=fast on the GPU against the same
 #       artifact's CPU logits and the golden logits; the indexer's
 #       tensor-core scores (compressa-gemm --kernel=indexer-scores, V4-Flash's
 #       64 heads x 128 and flash-dims-16e-small's 8 x 64) against a float64
@@ -38,6 +40,8 @@ ptxas=${CUDA_HOME:-/usr/local/cuda}/bin/ptxas
 # V4-Flash's FP8 dense linear layers, N:K (out:in): wq_a, wq_b, wkv, wo_b,
 # the indexer's wq_b, the shared expert's w1/w3 and w2.
 shapes="1024:4096 32768:1024 512:4096 4096:8192 8192:1024 2048:4096 4096:2048"
+# An odd count of N tiles (a pair's second tile past N with --cluster 2).
+shapes="$shapes 640:1024"
 # The indexer's scores, heads:di:capacity.
 indexers="64:128:4096 64:128:262144 8:64:1024"
 # The HCA attention, heads:dim:capacity (window 128, ratio 128).
@@ -51,11 +55,15 @@ prepare() {
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
     # Stages 3 and 4, and 4 with the promotion's product and sum apart
-    # ("4m": COMPRESSA_SCALE_FMA=0, the code before its fused multiply-adds).
-    for st in 3 4 4m; do
-      local fma=""
+    # ("4m": COMPRESSA_SCALE_FMA=0, the code before its fused multiply-adds);
+    # 4 stages with pairs of N tiles sharing a's tile ("4c2": --cluster 2),
+    # a persistent grid ("4p") and both ("4c2p").
+    for st in 3 4 4m 4c2 4p 4c2p; do
+      local fma="" opts=()
       [ "$st" = 4m ] && fma=0
-      COMPRESSA_SCALE_FMA=$fma "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st%m}" \
+      case $st in *c2*) opts+=(--cluster 2) ;; esac
+      case $st in *p) opts+=(--persistent) ;; esac
+      COMPRESSA_SCALE_FMA=$fma "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st:0:1}" "${opts[@]}" \
         --chip "$chip" -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
       "$ptxas" -arch="$chip" "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" -o /dev/null
     done
@@ -112,6 +120,9 @@ run() {
   out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s4.ptx" --act "$dir/ptx/act_k4096.ptx" \
           --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
   rc=$?; echo "partial tile: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
+  out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s4c2p.ptx" --cluster 2 --persistent \
+          --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
+  rc=$?; echo "partial tile, 4c2p: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
   [ -f "$dir"/art/tiny-c-fast.cpa ] || xz -dk "$dir"/art/tiny-c-fast.cpa.xz
   "$dir"/bin/compressa-run "$dir"/art/tiny-c-fast.cpa --weights models/tiny-c/quant \
     --input-ids models/tiny-c/golden.safetensors --dump-logits "$dir"/gpu-fast.logits > /dev/null 2>&1
@@ -130,13 +141,14 @@ run() {
   fi
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
-    for st in 4 4m 3; do
-      local out
+    for st in 4 4m 3 4c2 4p 4c2p; do
+      local out opts=()
       # act_quant's bytes once per shape (with the 4-stage run).
-      local act=()
-      [ "$st" = 4 ] && act=(--act "$dir/ptx/act_k$k.ptx")
-      out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages "${st%m}" \
-              "${act[@]}" --m 4096 --n "$n" --k "$k" --check-rows 16 2>&1)
+      [ "$st" = 4 ] && opts=(--act "$dir/ptx/act_k$k.ptx")
+      case $st in *c2*) opts+=(--cluster 2) ;; esac
+      case $st in *p) opts+=(--persistent) ;; esac
+      out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages "${st:0:1}" \
+              "${opts[@]}" --m 4096 --n "$n" --k "$k" --check-rows 16 2>&1)
       local rc=$?
       echo "stages $st: $out"
       rows+=("stages $st $(printf '%s' "$out" | tail -1)")

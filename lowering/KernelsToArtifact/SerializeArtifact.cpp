@@ -19,6 +19,7 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/SHA256.h"
 
+#include <cstdlib>
 #include <functional>
 #include <map>
 
@@ -93,6 +94,8 @@ private:
   /// The tensor-core GEMM kernel of an [n, k] FP8 weight in a program of
   /// `maxTokens` tokens (WgmmaGemm.h, `program`).
   uint32_t tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens);
+  /// The shape of that kernel (the compile-time options included).
+  static WgmmaGemmShape tensorCoreGemmShape(int64_t n, int64_t k);
   /// The indexer's tensor-core scores (WgmmaIndexer.h) for a program of
   /// `maxTokens`.
   uint32_t indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens);
@@ -290,16 +293,34 @@ uint32_t Serializer::allReduceKernel(int64_t bytesPerToken) {
   return index;
 }
 
-uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens) {
-  auto key = std::make_tuple(n, k, maxTokens);
-  auto it = tensorCoreGemms.find(key);
-  if (it != tensorCoreGemms.end())
-    return it->second;
+static bool envIs(const char *name, llvm::StringRef value) {
+  const char *v = std::getenv(name);
+  return v && value == v;
+}
+
+WgmmaGemmShape Serializer::tensorCoreGemmShape(int64_t n, int64_t k) {
+  // COMPRESSA_GEMM_CLUSTER=2 and COMPRESSA_GEMM_PERSISTENT=1 at compile time
+  // (WgmmaGemm.h's options), for A/B runs.
+  static const int64_t cluster =
+      envIs("COMPRESSA_GEMM_CLUSTER", "2") ? 2 : 1;
+  static const bool persistent =
+      envIs("COMPRESSA_GEMM_PERSISTENT", "1");
   WgmmaGemmShape shape;
   shape.n = n;
   shape.k = k;
   shape.stages = kTensorCoreStages;
   shape.program = true;
+  shape.cluster = cluster;
+  shape.persistent = persistent;
+  return shape;
+}
+
+uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens) {
+  auto key = std::make_tuple(n, k, maxTokens);
+  auto it = tensorCoreGemms.find(key);
+  if (it != tensorCoreGemms.end())
+    return it->second;
+  WgmmaGemmShape shape = tensorCoreGemmShape(n, k);
   KernelOut out;
   out.name = "tensor_core_gemm_n" + std::to_string(n) + "_k" + std::to_string(k);
   out.symbol = shape.name();
@@ -308,10 +329,14 @@ uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxToken
   out.scratchPerToken = k + shape.kBlocks();
   out.scratch = kStagingHeader;
   out.block = WgmmaGemmShape::kThreads;
-  out.grid = shape.nTiles() * ((maxTokens + WgmmaGemmShape::kTile - 1) /
-                               WgmmaGemmShape::kTile);
+  // A persistent kernel: as many blocks as fit the GPU at once (the
+  // runtime caps the grid, Kernel.grid_sync), whole clusters.
+  out.grid = shape.persistent ? 1024
+                              : shape.nUnits() * shape.cluster *
+                                    ((maxTokens + WgmmaGemmShape::kTile - 1) /
+                                     WgmmaGemmShape::kTile);
   out.shared = shape.sharedBytes();
-  out.gridSync = false;
+  out.gridSync = shape.persistent;
   out.params = {{fb::ArgKind::Tokens, 0, 0},
                 {fb::ArgKind::StartPos, 0, 0},
                 {fb::ArgKind::Scratch, 0, 0},
@@ -518,7 +543,8 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
                                   << slot << " holds no weight";
     uint32_t w = args[slot].index;
     uint32_t gemm = tensorCoreGemmKernel(n, k, prog.maxTokens);
-    uint32_t amap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, prog.maxTokens, k);
+    uint32_t amap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, prog.maxTokens, k,
+                          uint32_t(tensorCoreGemmShape(n, k).aBoxRows()));
     uint32_t wmap = mapOf(fb::ArgKind::Weight, w, 0, n, k);
     prog.launches.push_back({gemm,
                              {{fb::ArgKind::Tokens, 0},
@@ -726,11 +752,7 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
     copts.dumpDir = opts.dumpDir;
     // The tensor-core GEMMs the programs launch, generated apart.
     for (auto &[key, index] : tensorCoreGemms) {
-      WgmmaGemmShape shape;
-      shape.n = std::get<0>(key);
-      shape.k = std::get<1>(key);
-      shape.stages = kTensorCoreStages;
-      shape.program = true;
+      WgmmaGemmShape shape = tensorCoreGemmShape(std::get<0>(key), std::get<1>(key));
       if (llvm::any_of(tensorCoreGemms, [&](auto &other) {
             return other.second < index && std::get<0>(other.first) == shape.n &&
                    std::get<1>(other.first) == shape.k;

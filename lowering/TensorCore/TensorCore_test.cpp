@@ -279,6 +279,43 @@ TEST(WgmmaGemm, PtxHoldsWgmmaAndBulkTensorCopies) {
   EXPECT_NE(ptx.find(".entry compressa_fp8_gemm_n256_k1024"), std::string::npos);
 }
 
+/// The options of WgmmaGemm.h: pairs of N tiles sharing a's tile by
+/// multicast copies (a cluster of 2), a persistent grid; the names and the
+/// a map's box follow them, the default kernel is unchanged.
+TEST(WgmmaGemm, PairsAndPersistentGridsHaveTheirOwnKernels) {
+  auto ctx = makeContext();
+  mlir::compressa::WgmmaGemmShape shape;
+  shape.n = 640; // 5 N tiles: the last pair's second is past N
+  shape.k = 1024;
+  EXPECT_EQ(shape.name(), "compressa_fp8_gemm_n640_k1024");
+  EXPECT_EQ(shape.aBoxRows(), 128);
+  EXPECT_EQ(shape.nUnits(), 5);
+  std::string error;
+  std::string plain = mlir::compressa::wgmmaGemmPtx(*ctx, shape, "sm_90a", error);
+  ASSERT_FALSE(plain.empty()) << error;
+  EXPECT_EQ(plain.find("multicast"), std::string::npos);
+  EXPECT_EQ(plain.find(".reqnctapercluster"), std::string::npos);
+  shape.cluster = 2;
+  shape.persistent = true;
+  EXPECT_EQ(shape.name(), "compressa_fp8_gemm_n640_k1024_c2_p");
+  EXPECT_EQ(shape.aBoxRows(), 64);
+  EXPECT_EQ(shape.nUnits(), 3);
+  std::string text = mlir::compressa::wgmmaGemmModuleText(shape, "sm_90a", error);
+  EXPECT_NE(text.find("nvvm.cluster_dim = array<i32: 2, 1, 1>"), std::string::npos);
+  EXPECT_NE(text.find("multicast_mask = %mask"), std::string::npos);
+  EXPECT_NE(text.find("%myUnits"), std::string::npos);
+  std::string ptx = mlir::compressa::wgmmaGemmPtx(*ctx, shape, "sm_90a", error);
+  ASSERT_FALSE(ptx.empty()) << error;
+  EXPECT_NE(ptx.find(".reqnctapercluster 2, 1, 1"), std::string::npos);
+  EXPECT_NE(ptx.find(".multicast::cluster"), std::string::npos);
+  EXPECT_NE(ptx.find("mapa.shared::cluster.u32"), std::string::npos);
+  shape.program = true;
+  EXPECT_EQ(shape.name(), "compressa_tc_gemm_n640_k1024_s4_c2_p");
+  shape.cluster = 3;
+  EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(shape, "sm_90a", error).empty());
+  EXPECT_NE(error.find("cluster must be 1 or 2"), std::string::npos) << error;
+}
+
 TEST(WgmmaGemm, BadShapesAreRefused) {
   std::string error;
   mlir::compressa::WgmmaGemmShape shape;

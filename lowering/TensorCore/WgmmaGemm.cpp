@@ -29,9 +29,10 @@ using namespace mlir;
 using namespace mlir::compressa;
 
 std::string WgmmaGemmShape::name() const {
+  std::string options = std::string(cluster == 2 ? "_c2" : "") + (persistent ? "_p" : "");
   if (program)
-    return llvm::formatv("compressa_tc_gemm_n{0}_k{1}_s{2}", n, k, stages).str();
-  return llvm::formatv("compressa_fp8_gemm_n{0}_k{1}", n, k).str();
+    return llvm::formatv("compressa_tc_gemm_n{0}_k{1}_s{2}{3}", n, k, stages, options).str();
+  return llvm::formatv("compressa_fp8_gemm_n{0}_k{1}{2}", n, k, options).str();
 }
 
 namespace {
@@ -59,14 +60,38 @@ private:
     os << "    " << f << " = arith.bitcast " << sh << " : i32 to f32\n";
     return f;
   }
-  /// Thread 0's loads of K block `kb` into buffer `stage` (index values).
-  void loads(llvm::StringRef stage, llvm::StringRef kb);
+  /// The producer's loads of K block `kb` of the tile at rows `m0`,
+  /// columns `n0` into buffer `stage` (index values).
+  void loads(llvm::StringRef stage, llvm::StringRef kb, llvm::StringRef m0,
+             llvm::StringRef n0);
+  /// A cluster's barrier: every thread of both blocks (cluster = 2).
+  void clusterSync() {
+    os << "    llvm.inline_asm has_side_effects \"barrier.cluster.arrive.release.aligned; "
+          "barrier.cluster.wait.acquire.aligned;\", \"\" : () -> ()\n";
+  }
+  /// The tile of unit `t` of this block's share (persistent): %m0 and %n0
+  /// into `m0`, `n0`, and its N tile into `nt` (index values).
+  void unitTile(llvm::StringRef t, std::string &m0, std::string &n0, std::string &nt) {
+    std::string unit = op("arith.addi", "%cid", op("arith.muli", t, "%gc"));
+    std::string mt = op("arith.divui", unit, "%cNU");
+    std::string nu = op("arith.remui", unit, "%cNU");
+    nt = op("arith.addi", op("arith.muli", nu, "%cCluster"), "%rank");
+    m0 = op("arith.muli", mt, "%c128");
+    n0 = op("arith.muli", nt, "%c128");
+  }
+  /// The consumers' work on the tile at `m0`, `n0` (N tile `nt`): the K
+  /// loop from iteration `it0` (the stages' count goes on across tiles) and
+  /// the epilogue.
+  void consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef nt,
+                   llvm::StringRef it0);
   /// The memref views of buffer `stage`'s tiles of a and w.
   std::pair<std::string, std::string> tiles(llvm::StringRef stage);
 };
 
 constexpr llvm::StringLiteral kTile =
     "memref<128x128xf8E4M3FN, #gpu.address_space<workgroup>>";
+constexpr llvm::StringLiteral kHalfTile =
+    "memref<64x128xf8E4M3FN, #gpu.address_space<workgroup>>";
 constexpr llvm::StringLiteral kSmem = "memref<?xi8, #gpu.address_space<workgroup>>";
 
 std::pair<std::string, std::string> Writer::tiles(llvm::StringRef stage) {
@@ -81,25 +106,36 @@ std::pair<std::string, std::string> Writer::tiles(llvm::StringRef stage) {
   return {a, w};
 }
 
-void Writer::loads(llvm::StringRef stage, llvm::StringRef kb) {
+void Writer::loads(llvm::StringRef stage, llvm::StringRef kb, llvm::StringRef m0,
+                   llvm::StringRef n0) {
   auto [a, w] = tiles(stage);
   std::string kc = op("arith.muli", kb, "%c128");
   os << "    nvgpu.mbarrier.arrive.expect_tx %bar[" << stage
      << "], %cStageBytes : !bar\n";
   // Coordinates innermost first: (column = k, row).
-  os << "    nvgpu.tma.async.load %amap[" << kc << ", %m0], %bar[" << stage
-     << "] to " << a << " : !map, !bar -> " << kTile << "\n";
-  os << "    nvgpu.tma.async.load %wmap[" << kc << ", %n0], %bar[" << stage
+  if (s.cluster == 2) {
+    // This block's half of the shared a tile, into both blocks of the
+    // cluster (the same shared-memory offset and mbarrier in each).
+    std::string half = v(), row = op("arith.addi", m0, "%rankRow");
+    std::string off = op("arith.addi", op("arith.addi", op("arith.muli", stage, "%cStageBytes"),
+                                          "%pad"),
+                         "%rankOff");
+    os << "    " << half << " = memref.view %smem[" << off << "][] : " << kSmem << " to "
+       << kHalfTile << "\n";
+    os << "    nvgpu.tma.async.load %amap[" << kc << ", " << row << "], %bar[" << stage
+       << "] to " << half << " multicast_mask = %mask : !amap, !bar -> " << kHalfTile
+       << "\n";
+  } else {
+    os << "    nvgpu.tma.async.load %amap[" << kc << ", " << m0 << "], %bar[" << stage
+       << "] to " << a << " : !map, !bar -> " << kTile << "\n";
+  }
+  os << "    nvgpu.tma.async.load %wmap[" << kc << ", " << n0 << "], %bar[" << stage
      << "] to " << w << " : !map, !bar -> " << kTile << "\n";
 }
 
 void Writer::module() {
   int64_t kBlocks = s.kBlocks();
-  std::string acc = kAccumulator.str();
-  std::string regs;
-  for (int j = 0; j < 64; ++j)
-    regs += j ? ", f32" : "f32";
-  std::string accStruct = "!llvm.struct<(struct<(" + regs + ")>)>";
+  bool pair = s.cluster == 2;
 
   os << "// The FP8 x FP8 block-scaled GEMM y[M, " << s.n << "] of a[M, " << s.k
      << "] and w[" << s.n << ", " << s.k
@@ -110,16 +146,22 @@ void Writer::module() {
   os << "!map = !nvgpu.tensormap.descriptor<tensor = memref<128x128xf8E4M3FN, 3>, "
         "swizzle = swizzle_128b, l2promo = l2promo_256b, oob = zero, "
         "interleave = none>\n";
+  if (pair)
+    os << "!amap = !nvgpu.tensormap.descriptor<tensor = memref<64x128xf8E4M3FN, 3>, "
+          "swizzle = swizzle_128b, l2promo = l2promo_256b, oob = zero, "
+          "interleave = none>\n";
   os << "module attributes {gpu.container_module} {\n";
   // The target (chip, +ptx80, O3) is attached by the lowering pipeline.
   os << "gpu.module @compressa_tc {\n";
+  std::string attrs = "known_block_size = array<i32: 384, 1, 1>";
+  if (pair)
+    attrs += ", nvvm.cluster_dim = array<i32: 2, 1, 1>";
   if (s.program) {
     // The program's argument vector (WgmmaGemm.h): the token count behind
     // slot 0, the staging area (slot 2) holding the output's address, the
     // codes and their scales, the maps and the weight's scales.
-    os << "  gpu.func @" << s.name()
-       << "(%argv: !llvm.ptr) kernel attributes {known_block_size = "
-          "array<i32: 384, 1, 1>} {\n";
+    os << "  gpu.func @" << s.name() << "(%argv: !llvm.ptr) kernel attributes {" << attrs
+       << "} {\n";
     auto slot = [&](int i, llvm::StringRef name) {
       os << "    %slot" << i << " = llvm.getelementptr %argv[" << i
          << "] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr\n";
@@ -141,10 +183,11 @@ void Writer::module() {
   } else {
     os << "  gpu.func @" << s.name()
        << "(%ap: !llvm.ptr, %wp: !llvm.ptr, %sa: !llvm.ptr, %sw: !llvm.ptr, "
-          "%y: !llvm.ptr, %m32: i32) kernel attributes {known_block_size = "
-          "array<i32: 384, 1, 1>} {\n";
+          "%y: !llvm.ptr, %m32: i32) kernel attributes {"
+       << attrs << "} {\n";
   }
-  os << "    %amap = builtin.unrealized_conversion_cast %ap : !llvm.ptr to !map\n";
+  os << "    %amap = builtin.unrealized_conversion_cast %ap : !llvm.ptr to "
+     << (pair ? "!amap" : "!map") << "\n";
   os << "    %wmap = builtin.unrealized_conversion_cast %wp : !llvm.ptr to !map\n";
   indexConstants();
   os << "    %c23i = arith.constant 23 : i32\n"
@@ -157,43 +200,91 @@ void Writer::module() {
   os << "    %cStages = arith.constant " << s.stages << " : index\n";
   os << "    %m = arith.index_cast %m32 : i32 to index\n";
   os << "    %tid = gpu.thread_id x\n";
-  if (s.program) {
-    // A 1-D grid of N tiles x the most M tiles; the tiles past M idle.
-    os << "    %cNT = arith.constant " << s.nTiles() << " : index\n"
+  if (s.persistent) {
+    // This block's share of the units (tiles, or pairs of N tiles): units
+    // cid, cid + gc, ... below ceil(M / 128) x nUnits, N fastest.
+    os << "    %cNU = arith.constant " << s.nUnits() << " : index\n"
+       << "    %cCluster = arith.constant " << s.cluster << " : index\n"
        << "    %bid = gpu.block_id x\n"
-          "    %bx = arith.remui %bid, %cNT : index\n"
-          "    %by = arith.divui %bid, %cNT : index\n";
+          "    %gridI = gpu.grid_dim x\n"
+          "    %cid = arith.divui %bid, %cCluster : index\n"
+          "    %gc = arith.divui %gridI, %cCluster : index\n"
+          "    %rank = arith.remui %bid, %cCluster : index\n"
+          "    %m127 = arith.addi %m, %c128 : index\n"
+          "    %m128 = arith.subi %m127, %c1 : index\n"
+          "    %mTiles = arith.divui %m128, %c128 : index\n"
+          "    %units = arith.muli %mTiles, %cNU : index\n"
+          "    %some = arith.cmpi ult, %cid, %units : index\n"
+          "    %left = arith.subi %units, %cid : index\n"
+          "    %leftG = arith.addi %left, %gc : index\n"
+          "    %leftG1 = arith.subi %leftG, %c1 : index\n"
+          "    %mine = arith.divui %leftG1, %gc : index\n"
+          "    %myUnits = arith.select %some, %mine, %c0 : index\n";
   } else {
-    os << "    %bx = gpu.block_id x\n"
-          "    %by = gpu.block_id y\n";
+    if (s.program) {
+      // A 1-D grid of N tiles (pairs padded) x the most M tiles; the tiles
+      // past M idle.
+      os << "    %cNT = arith.constant " << s.nUnits() * s.cluster << " : index\n"
+         << "    %bid = gpu.block_id x\n"
+            "    %bx = arith.remui %bid, %cNT : index\n"
+            "    %by = arith.divui %bid, %cNT : index\n";
+    } else {
+      os << "    %bx = gpu.block_id x\n"
+            "    %by = gpu.block_id y\n";
+    }
+    if (pair)
+      os << "    %rank = arith.remui %bx, %c2 : index\n";
+    os << "    %n0 = arith.muli %bx, %c128 : index\n"
+          "    %m0 = arith.muli %by, %c128 : index\n"
+          "    %active = arith.cmpi ult, %m0, %m : index\n"
+          "    scf.if %active {\n";
   }
-  os << "    %n0 = arith.muli %bx, %c128 : index\n"
-        "    %m0 = arith.muli %by, %c128 : index\n"
-        "    %active = arith.cmpi ult, %m0, %m : index\n"
-        "    scf.if %active {\n"
-        "    %wg = arith.divui %tid, %c128 : index\n"
+  if (pair)
+    os << "    %mask = arith.constant 3 : i16\n"
+          "    %rankRow = arith.muli %rank, %c64 : index\n"
+          "    %cHalfBytes = arith.constant 8192 : index\n"
+          "    %rankOff = arith.muli %rank, %cHalfBytes : index\n";
+  os << "    %wg = arith.divui %tid, %c128 : index\n"
         "    %t = arith.remui %tid, %c128 : index\n"
         "    %warp = arith.divui %t, %c32 : index\n"
         "    %lane = arith.remui %t, %c32 : index\n";
   alignedSharedMemory(kSmem, false);
   // full[s]: buffer s holds its K block (the producer's expect_tx and the
   // copies' bytes complete it); empty[s]: both consumer warpgroups are done
-  // with it (each of their 256 threads arrives).
-  stageBarriers(s.stages, "%c1", "%c256", [&] {
-    os << "    nvgpu.tma.prefetch.descriptor %amap : !map\n"
-          "    nvgpu.tma.prefetch.descriptor %wmap : !map\n";
+  // with it (each of their 256 threads arrives; with cluster = 2 lanes 0
+  // and 1 of each of the 8 consumer warps of both blocks).
+  stageBarriers(s.stages, "%c1", pair ? "%c16" : "%c256", [&] {
+    os << "    nvgpu.tma.prefetch.descriptor %amap : " << (pair ? "!amap" : "!map") << "\n"
+       << "    nvgpu.tma.prefetch.descriptor %wmap : !map\n";
+    if (pair)
+      os << "    llvm.inline_asm has_side_effects \"fence.mbarrier_init.release.cluster;\", "
+            "\"\" : () -> ()\n";
   });
+  // The peer's copies and arrivals target this block's barriers: both
+  // blocks have initialised theirs.
+  if (pair)
+    clusterSync();
 
   // The producer: the first thread of warpgroup 2 streams every K block,
   // waiting for a buffer's consumers before it refills it.
   os << "    %isProducer = arith.cmpi eq, %tid, %c256 : index\n";
   os << "    scf.if %isProducer {\n";
-  os << "    scf.for %pk = %c0 to %cKB step %c1 {\n";
+  std::string pk = "%pk", pm0 = "%m0", pn0 = "%n0";
+  if (s.persistent) {
+    os << "    %pTotal = arith.muli %myUnits, %cKB : index\n";
+    os << "    scf.for %pit = %c0 to %pTotal step %c1 {\n";
+    std::string unit = op("arith.divui", "%pit", "%cKB"), nt;
+    pk = op("arith.remui", "%pit", "%cKB");
+    unitTile(unit, pm0, pn0, nt);
+  } else {
+    os << "    scf.for %pk = %c0 to %cKB step %c1 {\n";
+  }
   {
-    std::string ps = op("arith.remui", "%pk", "%cStages");
-    std::string pround = op("arith.divui", "%pk", "%cStages");
+    std::string it = s.persistent ? "%pit" : "%pk";
+    std::string ps = op("arith.remui", it, "%cStages");
+    std::string pround = op("arith.divui", it, "%cStages");
     std::string again = v();
-    os << "    " << again << " = arith.cmpi uge, %pk, %cStages : index\n";
+    os << "    " << again << " = arith.cmpi uge, " << it << ", %cStages : index\n";
     os << "    scf.if " << again << " {\n";
     std::string prev = op("arith.subi", pround, "%c1");
     std::string pp = op("arith.remui", prev, "%c2");
@@ -202,13 +293,39 @@ void Writer::module() {
     os << "    nvgpu.mbarrier.try_wait.parity %ebar[" << ps << "], " << phase
        << ", %ticks : !bar\n";
     os << "    }\n";
-    loads(ps, "%pk");
+    loads(ps, pk, pm0, pn0);
   }
   os << "    }\n    }\n";
 
   // The consumers: warpgroups 0 and 1, 64 rows of the tile each.
   os << "    %isConsumer = arith.cmpi ult, %tid, %c256 : index\n";
   os << "    scf.if %isConsumer {\n";
+  if (s.persistent) {
+    os << "    scf.for %ct = %c0 to %myUnits step %c1 {\n";
+    std::string m0, n0, nt;
+    unitTile("%ct", m0, n0, nt);
+    consumeTile(m0, n0, nt, op("arith.muli", "%ct", "%cKB"));
+    os << "    }\n";
+  } else {
+    consumeTile("%m0", "%n0", "%bx", "%c0");
+  }
+  os << "    }\n";
+  // Neither block leaves while the other may still arrive on its barriers.
+  if (pair)
+    clusterSync();
+  if (!s.persistent)
+    os << "    }\n"; // %active
+  os << "    gpu.return\n  }\n}\n}\n";
+}
+
+void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef nt,
+                         llvm::StringRef it0) {
+  bool pair = s.cluster == 2;
+  std::string acc = kAccumulator.str();
+  std::string regs;
+  for (int j = 0; j < 64; ++j)
+    regs += j ? ", f32" : "f32";
+  std::string accStruct = "!llvm.struct<(struct<(" + regs + ")>)>";
   // Rows of this thread's accumulator registers (wgmma's D fragment:
   // register j of lane l in warp w of the warpgroup holds row 16 w + l / 4
   // + 8 ((j / 2) % 2), column 8 (j / 4) + 2 (l % 4) + j % 2).
@@ -217,15 +334,20 @@ void Writer::module() {
   std::string laneRow = op("arith.divui", "%lane", "%c4");
   std::string row0 = op("arith.addi", op("arith.addi", wgRow, warpRow), laneRow);
   std::string row1 = op("arith.addi", row0, "%c8");
-  std::string g0 = op("arith.addi", "%m0", row0), g1 = op("arith.addi", "%m0", row1);
+  std::string g0 = op("arith.addi", m0, row0), g1 = op("arith.addi", m0, row1);
   std::string mLast = op("arith.subi", "%m", "%c1");
   // Scale rows clamped into [0, M): rows past M compute garbage nobody stores.
   std::string sRow0 = op("arith.minui", g0, mLast), sRow1 = op("arith.minui", g1, mLast);
   std::string saRow0 = op("arith.muli", sRow0, "%cKB"), saRow1 = op("arith.muli", sRow1, "%cKB");
-  std::string swRow = op("arith.muli", "%bx", "%cKB");
+  // A pair's second tile past N (an odd count of N tiles) reads the last
+  // tile's scales; its zero weights make garbage nobody stores.
+  bool padded = pair && s.nTiles() % 2;
+  std::string ntScale = padded ? op("arith.minui", nt, ci(s.nTiles() - 1)) : nt.str();
+  std::string swRow = op("arith.muli", ntScale, "%cKB");
 
   // Main loop over K blocks; 64 f32 accumulators per thread.
-  os << "    %res:64 = scf.for %kb = %c0 to %cKB step %c1 iter_args(";
+  std::string res = "%res";
+  os << "    " << res << ":64 = scf.for %kb = %c0 to %cKB step %c1 iter_args(";
   for (int j = 0; j < 64; ++j)
     os << (j ? ", " : "") << "%f" << j << " = %zero";
   os << ") -> (" << regs << ") {\n";
@@ -236,8 +358,10 @@ void Writer::module() {
   std::string scaleA1 = ue8m0("%sa", op("arith.addi", saRow1, "%kb"));
   std::string scale0 = op("arith.mulf", scaleA0, scaleW, "f32");
   std::string scale1 = op("arith.mulf", scaleA1, scaleW, "f32");
-  std::string stage = op("arith.remui", "%kb", "%cStages");
-  std::string round = op("arith.divui", "%kb", "%cStages");
+  // The buffers' count goes on across a persistent block's tiles.
+  std::string it = s.persistent ? op("arith.addi", it0, "%kb") : "%kb";
+  std::string stage = op("arith.remui", it, "%cStages");
+  std::string round = op("arith.divui", it, "%cStages");
   std::string parity = op("arith.remui", round, "%c2");
   std::string phase = v();
   os << "    " << phase << " = arith.cmpi ne, " << parity << ", %c0 : index\n";
@@ -247,13 +371,30 @@ void Writer::module() {
   std::string accV = v();
   os << "    " << accV << " = nvgpu.warpgroup.mma.init.accumulator -> " << acc << "\n";
   // K-major tiles: the k-th 32 columns of this warpgroup's 64 rows of a,
-  // and of the 128 rows of w.
-  accV = wgmmaSteps(a, w, wgRow, kTile, "f8E4M3FN", 128, 32, 4, "%amap", "%wmap", accV);
+  // and of the 128 rows of w (a's descriptors take w's map: the same
+  // swizzle, whatever a's box).
+  accV = wgmmaSteps(a, w, wgRow, kTile, "f8E4M3FN", 128, 32, 4, pair ? "%wmap" : "%amap",
+                    "%wmap", accV);
   os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
   // The tensor cores are done reading the buffer.
-  std::string token = v();
-  os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
-     << "] : !bar -> !nvgpu.mbarrier.token\n";
+  if (pair) {
+    // Lane r of each warp releases it in block r of the cluster (the peer
+    // multicasts into this block's buffer too).
+    std::string bp = v(), lane32 = v(), first = v();
+    os << "    " << bp << " = nvgpu.mbarrier.get %ebar[" << stage << "] : !bar -> i32\n";
+    os << "    " << lane32 << " = arith.index_cast %lane : index to i32\n";
+    os << "    " << first << " = arith.cmpi ult, %lane, %c2 : index\n";
+    os << "    scf.if " << first << " {\n";
+    os << "    llvm.inline_asm has_side_effects \"{ .reg .b32 ra; mapa.shared::cluster.u32 "
+          "ra, $0, $1; mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra]; }\", "
+          "\"r,r\" "
+       << bp << ", " << lane32 << " : (i32, i32) -> ()\n";
+    os << "    }\n";
+  } else {
+    std::string token = v();
+    os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
+       << "] : !bar -> !nvgpu.mbarrier.token\n";
+  }
   std::string regsV = v();
   os << "    " << regsV << " = builtin.unrealized_conversion_cast " << accV << " : "
      << acc << " to " << accStruct << "\n";
@@ -289,7 +430,7 @@ void Writer::module() {
   // Epilogue: each thread stores its register pairs (two adjacent columns)
   // of the rows below M.
   std::string colLane = op("arith.muli", op("arith.remui", "%lane", "%c4"), "%c2");
-  std::string colBase = op("arith.addi", "%n0", colLane);
+  std::string colBase = op("arith.addi", n0, colLane);
   for (int half = 0; half < 2; ++half) {
     std::string g = half ? g1 : g0;
     std::string valid = v();
@@ -300,9 +441,9 @@ void Writer::module() {
     for (int j = 0; j < 64; j += 2) {
       if ((j / 2) % 2 != half)
         continue;
-      // Columns past N (a last partial N tile read zero weights): the pair
-      // is wholly in or out, N being even.
-      bool masked = s.n % 128 != 0;
+      // Columns past N (a last partial N tile read zero weights, or a
+      // pair's tile past N): the pair is wholly in or out, N being even.
+      bool masked = s.n % 128 != 0 || padded;
       if (masked) {
         std::string col = op("arith.addi", colBase, ci(8 * (j / 4)));
         std::string in = v();
@@ -311,21 +452,18 @@ void Writer::module() {
       }
       std::string idx = op("arith.addi", base, ci(8 * (j / 4)));
       std::string i = i64(idx);
-      std::string p = v(), pair = v();
-      os << "    " << pair << " = vector.from_elements %res#" << j << ", %res#"
-         << j + 1 << " : vector<2xf32>\n";
+      std::string p = v(), pairV = v();
+      os << "    " << pairV << " = vector.from_elements " << res << "#" << j << ", " << res
+         << "#" << j + 1 << " : vector<2xf32>\n";
       os << "    " << p << " = llvm.getelementptr %y[" << i
          << "] : (!llvm.ptr, i64) -> !llvm.ptr, f32\n";
-      os << "    llvm.store " << pair << ", " << p
+      os << "    llvm.store " << pairV << ", " << p
          << " {alignment = 8 : i64} : vector<2xf32>, !llvm.ptr\n";
       if (masked)
         os << "    }\n";
     }
     os << "    }\n";
   }
-  os << "    }\n";
-  os << "    }\n"; // %active
-  os << "    gpu.return\n  }\n}\n}\n";
 }
 
 } // namespace
@@ -339,6 +477,10 @@ std::string compressa::wgmmaGemmModuleText(const WgmmaGemmShape &shape,
     error = llvm::formatv("the FP8 GEMM needs N and K positive multiples of "
                           "{2}, got N = {0}, K = {1}",
                           shape.n, shape.k, unit);
+    return "";
+  }
+  if (shape.cluster != 1 && shape.cluster != 2) {
+    error = llvm::formatv("cluster must be 1 or 2, got {0}", shape.cluster);
     return "";
   }
   if (shape.stages < 1 || shape.stages > 6) {

@@ -49,6 +49,20 @@
 // N and K need only be multiples of 16: the maps read the columns past K
 // and the weight rows past N as zeros, and columns past N are not stored.
 //
+// Two options trade the same arithmetic for fewer bytes from L2 and fewer
+// idle tensor cores (the kernel name gains _c2 and _p):
+// - cluster = 2: the blocks of a pair of N tiles (a cluster of 2, launched
+//   with the PTX's .reqnctapercluster) share their a tile: each loads 64 of
+//   its 128 rows with a multicast TMA copy into both blocks' shared memory
+//   (24 KB from L2 a block and K block instead of 32). The a map's box is
+//   then 64 rows. Each consumer warp's first two lanes release a buffer in
+//   both blocks (a remote mbarrier arrive through mapa), and a block's
+//   producer refills it when both blocks' consumers are done.
+// - persistent: a fixed grid walks the tiles (the pairs, with cluster = 2)
+//   in steps of the grid, N tiles fastest; the producer streams K blocks
+//   across tiles, so the next tile's loads overlap this tile's epilogue.
+//   The launch's grid is then any multiple of `cluster` (the GPU's SMs).
+//
 //===----------------------------------------------------------------------===//
 #ifndef COMPRESSA_LOWERING_TENSORCORE_WGMMAGEMM_H
 #define COMPRESSA_LOWERING_TENSORCORE_WGMMAGEMM_H
@@ -67,7 +81,13 @@ struct WgmmaGemmShape {
   /// The kernel of a program (the prefill's FP8 linear layers): argv ABI,
   /// 1-D grid, partial N and K tiles (see above).
   bool program = false;
+  int64_t cluster = 1;     ///< 1, or 2: pairs of N tiles share a's tile
+  bool persistent = false; ///< a fixed grid walks the tiles
   int64_t nTiles() const { return (n + kTile - 1) / kTile; }
+  /// Units of work along N: pairs of N tiles with cluster = 2.
+  int64_t nUnits() const { return (nTiles() + cluster - 1) / cluster; }
+  /// The rows of a's box (its tensor map): 64 with cluster = 2, else 128.
+  int64_t aBoxRows() const { return kTile / cluster; }
   int64_t kBlocks() const { return (k + kTile - 1) / kTile; }
   /// The kernel's symbol.
   std::string name() const;

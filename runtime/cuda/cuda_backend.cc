@@ -185,6 +185,22 @@ Status CudaBackend::loadKernels(const Artifact &artifact) {
           kernel.grid,
           static_cast<uint32_t>(std::max(dev->multiprocessors(), 1) * perSM));
     }
+    // A kernel of clusters (PTX .reqnctapercluster: the tensor-core GEMM's
+    // pairs of blocks, WgmmaGemm.h) launches whole clusters: a capped grid
+    // is rounded down to them, a fixed one must hold them.
+    int clusterWidth = 0;
+    if (d.cuFuncGetAttribute(&clusterWidth, CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH,
+                             kernel.fn) == CUDA_SUCCESS &&
+        clusterWidth > 1) {
+      uint32_t width = static_cast<uint32_t>(clusterWidth);
+      if (def.grid_sync())
+        kernel.grid = std::max(width, kernel.grid / width * width);
+      else if (kernel.grid % width)
+        return COMPRESSA_ERROR(DataLoss,
+                               "%s: kernels[%u] ('%s', %s): grid %u is not a "
+                               "multiple of the kernel's clusters of %u blocks",
+                               p, k, n, s, kernel.grid, width);
+    }
 
     int maxThreads = 0, staticShared = 0;
     COMPRESSA_CUDA_RETURN_IF_ERROR(

@@ -1,7 +1,8 @@
 //===- compressa-gemm.cpp - The tensor-core FP8 GEMM of one shape ---------===//
 // SPDX-License-Identifier: Apache-2.0
 //
-//   compressa-gemm --n N --k K [--stages S] [--program] [--chip sm_90a]
+//   compressa-gemm --n N --k K [--stages S] [--program] [--cluster 1|2]
+//                  [--persistent] [--chip sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=act-quant --k K [--target cpu|cuda:sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
@@ -98,6 +99,14 @@ static cl::opt<bool> program(
     cl::desc("The kernel a prefill program launches (argument vector, 1-D "
              "grid, N and K multiples of 16; WgmmaGemm.h)"),
     cl::init(false), cl::cat(category));
+static cl::opt<int64_t> cluster(
+    "cluster",
+    cl::desc("gemm: 2 = pairs of N tiles share a's tile by TMA multicast (a "
+             "cluster of 2 blocks; WgmmaGemm.h)"),
+    cl::init(1), cl::cat(category));
+static cl::opt<bool> persistent(
+    "persistent", cl::desc("gemm: a fixed grid walks the tiles (WgmmaGemm.h)"),
+    cl::init(false), cl::cat(category));
 static cl::opt<int64_t> topk("topk", cl::desc("experts: routed experts per token"),
                              cl::init(6), cl::cat(category));
 static cl::opt<int64_t> experts("experts", cl::desc("experts: routed experts"),
@@ -148,6 +157,8 @@ int main(int argc, char **argv) {
   shape.k = k;
   shape.stages = stages;
   shape.program = program;
+  shape.cluster = cluster;
+  shape.persistent = persistent;
   std::string error;
   std::string out;
   if (kernel == Kernel::ActQuant) {

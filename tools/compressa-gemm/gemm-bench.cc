@@ -6,6 +6,7 @@
 // f32 accumulation per 128-K block), and times the GEMM.
 //
 //   gemm-bench --gemm GEMM.ptx --m M --n N --k K [--act ACT.ptx] [--iters I]
+//              [--stages S] [--cluster 1|2] [--persistent]  (compressa-gemm's options)
 //   gemm-bench --indexer INDEXER.ptx --heads H --dim DI --ratio R --capacity C
 //              --tokens S --start P [--iters I] [--check-rows N]
 //   gemm-bench --attention MAX.ptx --sums SUMS.ptx --heads H --dim D
@@ -99,7 +100,8 @@ using compressa::reference::fp8GemmOutput;
 
 struct Options {
   std::string gemm, act;
-  int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 48, stages = 4;
+  int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 48, stages = 4, cluster = 1;
+  bool persistent = false;
   uint64_t seed = 1;
 };
 
@@ -121,9 +123,14 @@ Options parse(int argc, char **argv) {
     else if (a == "--check-rows") o.checkRows = std::atoll(value().c_str());
     else if (a == "--stages") o.stages = std::atoll(value().c_str());
     else if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
+    else if (a == "--cluster") o.cluster = std::atoll(value().c_str());
+    else if (a == "--persistent") o.persistent = true;
     else die("unknown argument " + a + " (usage: gemm-bench --gemm GEMM.ptx "
-             "--m M --n N --k K [--act ACT.ptx] [--stages S] [--iters I] [--check-rows R])");
+             "--m M --n N --k K [--act ACT.ptx] [--stages S] [--cluster 1|2] [--persistent] "
+             "[--iters I] [--check-rows R])");
   }
+  if (o.cluster != 1 && o.cluster != 2)
+    die("--cluster must be 1 or 2 (compressa-gemm --cluster)");
   if (o.gemm.empty() || o.m < 1 || o.n < 128 || o.k < 128 || o.n % 128 || o.k % 128)
     die("need --gemm PTX, --m >= 1 and --n, --k positive multiples of 128");
   return o;
@@ -629,7 +636,7 @@ int main(int argc, char **argv) {
   }
   Options o = parse(argc, argv);
   CUstream stream;
-  setUp(stream);
+  CUdevice dev = setUp(stream);
 
   const int64_t m = o.m, n = o.n, k = o.k, kb = k / 128;
   Rng rng{o.seed * 0x9E3779B97F4A7C15ull + 1};
@@ -706,19 +713,33 @@ int main(int argc, char **argv) {
   check(cu->cuMemcpyHtoDAsync(dsa, sa.data(), sa.size(), stream), "copy sa");
 
   // The GEMM.
-  CUfunction gemm = loadKernel(o.gemm, ("compressa_fp8_gemm_n" + std::to_string(n) +
-                                        "_k" + std::to_string(k)).c_str());
+  // compressa-gemm --cluster 2 / --persistent: the name's _c2 / _p.
+  std::string options = std::string(o.cluster == 2 ? "_c2" : "") + (o.persistent ? "_p" : "");
+  CUfunction gemm = loadKernel(o.gemm, ("compressa_fp8_gemm_n" + std::to_string(n) + "_k" +
+                                        std::to_string(k) + options)
+                                           .c_str());
   // compressa-gemm --stages: the kernel's shared memory (WgmmaGemm.h).
   const int shared = int(o.stages) * 32768 + 1024;
   check(cu->cuFuncSetAttribute(gemm, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                shared),
         "cuFuncSetAttribute(shared)");
-  CUtensorMap maps[2] = {tileMap(dq, m, k), tileMap(dw, n, k)};
+  // With --cluster 2 each block of a pair loads 64 of a's 128 rows.
+  CUtensorMap maps[2] = {tileMap(dq, m, k, unsigned(128 / o.cluster)), tileMap(dw, n, k)};
   check(cu->cuMemcpyHtoDAsync(dmaps, maps, sizeof maps, stream), "copy tensor maps");
   CUdeviceptr amap = dmaps, wmap = dmaps + sizeof(CUtensorMap);
   int32_t m32 = int32_t(m);
   void *params[] = {&amap, &wmap, &dsa, &dsw, &dy, &m32};
-  unsigned gx = unsigned(n / 128), gy = unsigned((m + 127) / 128);
+  // Pairs of N tiles with --cluster 2 (the count padded to even); a
+  // persistent kernel: one block an SM (pairs of them), walking the tiles.
+  unsigned gx = unsigned((n / 128 + o.cluster - 1) / o.cluster * o.cluster),
+           gy = unsigned((m + 127) / 128);
+  if (o.persistent) {
+    int sms = 0;
+    check(cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
+          "cuDeviceGetAttribute(SMs)");
+    gx = unsigned(sms / o.cluster * o.cluster);
+    gy = 1;
+  }
   auto launch = [&] {
     // 3 warpgroups: the TMA producer and 2 consumers (WgmmaGemm.h).
     check(cu->cuLaunchKernel(gemm, gx, gy, 1, 384, 1, 1, shared, stream, params, nullptr),
