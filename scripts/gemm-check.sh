@@ -26,7 +26,11 @@
 #       V4-Flash's 64 heads x 512, V4-Pro's 128, a width of 256; CSA's
 #       top-512 at V4-Flash's) against a float64 reference (gemm-bench
 #       --attention: the first tokens of a prompt, a call in the middle,
-#       the last 4096 tokens of a 1M prompt, timed).
+#       the last 4096 tokens of a 1M prompt, timed); the indexer's top-k
+#       selection (compressa-gemm --kernel=indexer-topk) against the same
+#       selection computed by gemm-bench --topk (tokens that see fewer keys
+#       than the top-k, more, V4-Flash's 1M state, the small model's, a row
+#       length that is not a multiple of 4; the last 1024 tokens of 1M timed).
 #       Exits 1 on any failure.
 #
 # With the device tool: prepare here, then run with carry [".gemm-check"]:
@@ -44,6 +48,9 @@ shapes="1024:4096 32768:1024 512:4096 4096:8192 8192:1024 2048:4096 4096:2048"
 shapes="$shapes 640:1024"
 # The indexer's scores, heads:di:capacity.
 indexers="64:128:4096 64:128:262144 8:64:1024"
+# The indexer's top-k selection, capacity:topk (ratio 4): V4-Flash's 1M state,
+# flash-dims-16e-small's at 20000, a row length that is not a multiple of 4.
+topks="262176:512 5000:16 1001:64"
 # The HCA attention, heads:dim:capacity (window 128, ratio 128).
 attentions="64:512:8192 128:512:8192 64:256:64"
 
@@ -73,6 +80,11 @@ prepare() {
     "$bin"/compressa-gemm --kernel=act-quant --k "$k" --target "cuda:$chip" \
       -o "$dir/ptx/act_k$k.ptx"
     "$ptxas" -arch="$chip" "$dir/ptx/act_k$k.ptx" -o /dev/null
+  done
+  for x in $topks; do
+    "$bin"/compressa-gemm --kernel=indexer-topk --capacity "${x%:*}" --selected "${x#*:}" \
+      --ratio 4 --chip "$chip" -o "$dir/ptx/topk_c${x%:*}_k${x#*:}.ptx"
+    "$ptxas" -arch="$chip" "$dir/ptx/topk_c${x%:*}_k${x#*:}.ptx" -o /dev/null
   done
   for x in $indexers; do
     local h=${x%%:*} rest=${x#*:}
@@ -173,6 +185,14 @@ run() {
     read -r h d cap t st rows_ <<< "$c"
     bench --indexer "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" --heads "$h" --dim "$d" --ratio 4 \
       --capacity "$cap" --tokens "$t" --start "$st" --check-rows "$rows_"
+  done
+  # The top-k selection: (capacity topk tokens start check-rows).
+  local selections=("262176 512 300 1000 64" "262176 512 2000 4000 64" "5000 16 300 19000 300"
+                    "1001 64 500 3000 500" "262176 512 1024 1047552 48")
+  for c in "${selections[@]}"; do
+    read -r cap k t st rows_ <<< "$c"
+    bench --topk "$dir/ptx/topk_c${cap}_k$k.ptx" --selected "$k" --ratio 4 --capacity "$cap" \
+      --tokens "$t" --start "$st" --check-rows "$rows_"
   done
   # The HCA attention: (heads dim capacity tokens start check-rows).
   local attention=("64 512 8192 300 0 12" "64 512 8192 1097 3001 12" "64 512 8192 1 9000 1"

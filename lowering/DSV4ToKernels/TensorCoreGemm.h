@@ -126,11 +126,18 @@ public:
   /// Where the part before it writes q in bf16 [S heads, di] (the staging
   /// area after its header).
   Value indexerQ() const;
+  /// Whether the top-k selection after those scores (`topk` picks of
+  /// `capacity` keys a token) runs as the kernel of
+  /// lowering/TensorCore/TopkSelect.h (for the radix selection's states:
+  /// capacity > Emitter::kRankTopkMax).
+  bool handlesTopk(int64_t capacity, int64_t topk, int64_t ratio) const;
   /// Writes the header (the keys, hw [S, heads] and scores [S, capacity]
-  /// addresses), ends the current part, launches the scores (step {indexer
-  /// = "scores", ...}) and starts the next part.
+  /// addresses; with `picks`, the picks' i32 [S, topk]), ends the current
+  /// part, launches the scores (step {indexer = "scores", ...}) and with
+  /// `picks` the selection (step {indexer = "topk", ...}), and starts the
+  /// next part.
   void indexerScores(Value keys, Value hw, Value scores, int64_t heads, int64_t di,
-                     int64_t ratio, int64_t capacity);
+                     int64_t ratio, int64_t capacity, Value picks = {}, int64_t topk = 0);
   /// Whether the sparse attention (--numerics=fast) of `heads` heads of
   /// width `dim`, a window of `window` positions and every visible entry of
   /// ratio `ratio` (topk 0) or the `topk` a top-k selects (f32 q, keys and

@@ -5,6 +5,7 @@
 #include "dialects/DSV4/IR/DSV4Ops.h"
 #include "lowering/DSV4ToKernels/KernelABI.h"
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
+#include "lowering/TensorCore/TopkSelect.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/TensorCore/WgmmaAttention.h"
@@ -101,6 +102,8 @@ private:
   uint32_t indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens);
   /// The HCA attention's tensor-core kernels (WgmmaAttention.h).
   uint32_t attentionKernel(const WgmmaAttentionShape &shape);
+  /// The indexer's top-k selection (TopkSelect.h).
+  uint32_t topkKernel(const TopkSelectShape &shape);
   /// A persistent tensor-core kernel of its own (the indexer's scores, the
   /// attention's passes): one block per multiprocessor (grid_sync: the
   /// runtime launches min(grid, the blocks that fit at once); the blocks
@@ -148,6 +151,8 @@ private:
   /// The attention's kernels by symbol, and their shapes.
   llvm::StringMap<uint32_t> attentionKernels;
   std::vector<WgmmaAttentionShape> attentionShapes;
+  llvm::StringMap<uint32_t> topkKernels;
+  std::vector<TopkSelectShape> topkShapes;
   llvm::StringMap<uint32_t> expertTableByName;
   int64_t launches = 0;
   llvm::DenseMap<Value, uint32_t> bufferOf;
@@ -367,6 +372,19 @@ uint32_t Serializer::indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTo
   return index;
 }
 
+uint32_t Serializer::topkKernel(const TopkSelectShape &shape) {
+  std::string symbol = shape.name();
+  auto it = topkKernels.find(symbol);
+  if (it != topkKernels.end())
+    return it->second;
+  // No staging of its own: the header the scores' part wrote.
+  uint32_t index = persistentKernel("indexer_topk_k" + std::to_string(shape.topk), symbol,
+                                    TopkSelectShape::kThreads, 0, 0, 0, 0);
+  topkKernels[symbol] = index;
+  topkShapes.push_back(shape);
+  return index;
+}
+
 uint32_t Serializer::attentionKernel(const WgmmaAttentionShape &shape) {
   std::string symbol = shape.name();
   auto it = attentionKernels.find(symbol);
@@ -479,6 +497,19 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
                                          "GEMM's table slot "
                                       << slot << " holds no expert table";
       prog.launches.push_back({expertsKernel(shape, kernel, prog.maxTokens), args});
+      ++launches;
+      continue;
+    }
+    if (auto which = step.getAs<StringAttr>("indexer"); which && which.getValue() == "topk") {
+      // The selection after the scores: their addresses in the header.
+      TopkSelectShape shape;
+      shape.capacity = step.getAs<IntegerAttr>("capacity").getInt();
+      shape.topk = step.getAs<IntegerAttr>("topk").getInt();
+      shape.ratio = step.getAs<IntegerAttr>("ratio").getInt();
+      prog.launches.push_back({topkKernel(shape),
+                               {{fb::ArgKind::Tokens, 0},
+                                {fb::ArgKind::StartPos, 0},
+                                {fb::ArgKind::Scratch, 0}}});
       ++launches;
       continue;
     }
@@ -787,6 +818,14 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
       if (ptx.empty())
         return module.emitError() << "the attention's tensor-core kernel " << shape.name()
                                   << ": " << error;
+      copts.extraPtx.push_back(std::move(ptx));
+    }
+    for (const TopkSelectShape &shape : topkShapes) {
+      std::string error;
+      std::string ptx = topkSelectPtx(shape, chip, error);
+      if (ptx.empty())
+        return module.emitError() << "the indexer's top-k selection " << shape.name() << ": "
+                                  << error;
       copts.extraPtx.push_back(std::move(ptx));
     }
     FailureOr<cuda::CudaBinary> bin = cuda::compileToCuda(module, copts);

@@ -9,6 +9,7 @@
 
 #include "lowering/TensorCore/ActQuantKernel.h"
 #include "lowering/TensorCore/ActQuantReference.h"
+#include "lowering/TensorCore/TopkSelect.h"
 #include "lowering/TensorCore/WgmmaAttention.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
@@ -314,6 +315,34 @@ TEST(WgmmaGemm, PairsAndPersistentGridsHaveTheirOwnKernels) {
   shape.cluster = 3;
   EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(shape, "sm_90a", error).empty());
   EXPECT_NE(error.find("cluster must be 1 or 2"), std::string::npos) << error;
+}
+
+/// The indexer's top-k selection (TopkSelect.h): vector loads where a
+/// row's length is a multiple of 4, the warps' votes and shared-memory
+/// histograms, the block's scans; bad shapes refused.
+TEST(TopkSelect, PtxHoldsTheHistogramsAndScans) {
+  mlir::compressa::TopkSelectShape shape;
+  shape.capacity = 262176;
+  shape.topk = 512;
+  shape.ratio = 4;
+  EXPECT_EQ(shape.name(), "compressa_tc_topk_c262176_k512_r4");
+  std::string error;
+  std::string ptx = mlir::compressa::topkSelectPtx(shape, "sm_90a", error);
+  ASSERT_FALSE(ptx.empty()) << error;
+  for (const char *want : {".entry compressa_tc_topk_c262176_k512_r4", "ld.global.v4.b32",
+                           "match.any.sync.b32", "atom.shared.add.u32", "shfl.sync.up.b32",
+                           "bar.sync"})
+    EXPECT_NE(ptx.find(want), std::string::npos) << want;
+  shape.capacity = 1001; // rows of odd length: scalar loads
+  ptx = mlir::compressa::topkSelectPtx(shape, "sm_90a", error);
+  ASSERT_FALSE(ptx.empty()) << error;
+  EXPECT_EQ(ptx.find("ld.global.v4"), std::string::npos);
+  shape.topk = 0;
+  EXPECT_TRUE(mlir::compressa::topkSelectModuleText(shape, "sm_90a", error).empty());
+  EXPECT_NE(error.find("positive capacity"), std::string::npos) << error;
+  shape.topk = 16;
+  EXPECT_TRUE(mlir::compressa::topkSelectModuleText(shape, "sm_80", error).empty());
+  EXPECT_NE(error.find("sm_90a"), std::string::npos) << error;
 }
 
 TEST(WgmmaGemm, BadShapesAreRefused) {

@@ -385,8 +385,11 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     os << "    " << lane32 << " = arith.index_cast %lane : index to i32\n";
     os << "    " << first << " = arith.cmpi ult, %lane, %c2 : index\n";
     os << "    scf.if " << first << " {\n";
+    // The arrive's default semantics (release at CTA scope): at cluster
+    // scope the release fence (ERRBAR) took a fifth of the warps' stall
+    // samples on an H100 and the pairs ran at ~60 % of the plain kernel.
     os << "    llvm.inline_asm has_side_effects \"{ .reg .b32 ra; mapa.shared::cluster.u32 "
-          "ra, $0, $1; mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra]; }\", "
+          "ra, $0, $1; mbarrier.arrive.shared::cluster.b64 _, [ra]; }\", "
           "\"r,r\" "
        << bp << ", " << lane32 << " : (i32, i32) -> ()\n";
     os << "    }\n";

@@ -13,6 +13,8 @@
 //   compressa-gemm --kernel=attention-max|attention-sums --k D --heads H
 //                  --window W --ratio R --capacity C --scale X [--selected K]
 //                  --emit=mlir|ptx [-o OUT]
+//   compressa-gemm --kernel=indexer-topk --capacity C --selected K --ratio R
+//                  --emit=mlir|ptx [-o OUT]
 //
 // The routed experts' grouped GEMMs (lowering/TensorCore/WgmmaExperts.h):
 // gate-up takes N = the expert width and K = the hidden size, down the
@@ -25,7 +27,9 @@
 // D (--k), a window of W positions, entries of R positions, C entries in
 // the state, the scores' scale X; with --selected K the K entries a top-k
 // picks per token (CSA) instead of every visible one; gemm-bench
-// --attention runs them.
+// --attention runs them. indexer-topk is the indexer's top-k selection
+// after those scores (lowering/TensorCore/TopkSelect.h): K picks of C keys
+// a token, keys of R positions; gemm-bench --topk runs it.
 //
 // The FP8 x FP8 block-scaled GEMM kernel (nvgpu.warpgroup.mma fed by
 // nvgpu.tma.async.load, lowering/TensorCore/WgmmaGemm.h) that --numerics=fast
@@ -37,6 +41,7 @@
 #include "lowering/TensorCore/ActQuantKernel.h"
 #include "lowering/TensorCore/WgmmaAttention.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
+#include "lowering/TensorCore/TopkSelect.h"
 #include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/TensorCore/WgmmaIndexer.h"
 
@@ -64,7 +69,8 @@ enum class Kernel {
   ExpertsDown,
   IndexerScores,
   AttentionMax,
-  AttentionSums
+  AttentionSums,
+  IndexerTopk
 };
 static cl::opt<Kernel> kernel(
     "kernel", cl::desc("Which kernel"), cl::init(Kernel::Gemm),
@@ -85,12 +91,15 @@ static cl::opt<Kernel> kernel(
                           "the HCA attention's row maxima (bf16 wgmma scores)"),
                clEnumValN(Kernel::AttentionSums, "attention-sums",
                           "the HCA attention's softmax-weighted sums (bf16 "
-                          "wgmma, the maxima of attention-max)")),
+                          "wgmma, the maxima of attention-max)"),
+               clEnumValN(Kernel::IndexerTopk, "indexer-topk",
+                          "the indexer's top-k selection, a block a token "
+                          "(--capacity, --selected picks, --ratio)")),
     cl::cat(category));
 static cl::opt<int64_t> n("n", cl::desc("Output features N (multiple of 128)"),
                           cl::init(0), cl::cat(category));
 static cl::opt<int64_t> k("k", cl::desc("Input features K (multiple of 128)"),
-                          cl::Required, cl::cat(category));
+                          cl::init(0), cl::cat(category));
 static cl::opt<int64_t> stages("stages",
                                cl::desc("Shared-memory buffers (1..6)"),
                                cl::init(4), cl::cat(category));
@@ -204,6 +213,13 @@ int main(int argc, char **argv) {
     ix.stages = std::min<int64_t>(stages, 4);
     out = emit == Emit::MLIR ? compressa::wgmmaIndexerModuleText(ix, chip, error)
                              : compressa::wgmmaIndexerPtx(ix, chip, error);
+  } else if (kernel == Kernel::IndexerTopk) {
+    compressa::TopkSelectShape sel;
+    sel.capacity = capacity;
+    sel.topk = selected;
+    sel.ratio = ratio;
+    out = emit == Emit::MLIR ? compressa::topkSelectModuleText(sel, chip, error)
+                             : compressa::topkSelectPtx(sel, chip, error);
   } else if (kernel == Kernel::AttentionMax || kernel == Kernel::AttentionSums) {
     compressa::WgmmaAttentionShape at;
     at.heads = heads;

@@ -9,6 +9,8 @@
 //              [--stages S] [--cluster 1|2] [--persistent]  (compressa-gemm's options)
 //   gemm-bench --indexer INDEXER.ptx --heads H --dim DI --ratio R --capacity C
 //              --tokens S --start P [--iters I] [--check-rows N]
+//   gemm-bench --topk TOPK.ptx --selected K --ratio R --capacity C --tokens S
+//              --start P [--iters I] [--check-rows N]
 //   gemm-bench --attention MAX.ptx --sums SUMS.ptx --heads H --dim D
 //              --window W --ratio R --capacity C --scale X --tokens S
 //              --start P [--iters I] [--check-rows N]
@@ -625,6 +627,136 @@ int attentionMain(int argc, char **argv) {
   return ok ? 0 : 1;
 }
 
+/// --topk: the indexer's top-k selection (TopkSelect.h) against the same
+/// selection computed here: the k largest of each token's n visible scores
+/// by their u32 keys (Emitter::radixTopk's order), ties to the lower index,
+/// in index order; -1 in the slots past min(k, n) (the picks' clearing
+/// before it). Rows cycle through kinds of scores: random, few distinct
+/// values (many ties at the threshold), all equal, negative and positive
+/// zeros, a threshold whose bin is taken whole.
+int topkMain(int argc, char **argv) {
+  std::string ptxPath;
+  int64_t topk = 512, ratio = 4, capacity = 0, tokens = 0, startPos = 0, iters = 10,
+          checkRows = 64;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        die("missing value after " + a);
+      return argv[++i];
+    };
+    if (a == "--topk") ptxPath = value();
+    else if (a == "--selected") topk = std::atoll(value().c_str());
+    else if (a == "--ratio") ratio = std::atoll(value().c_str());
+    else if (a == "--capacity") capacity = std::atoll(value().c_str());
+    else if (a == "--tokens") tokens = std::atoll(value().c_str());
+    else if (a == "--start") startPos = std::atoll(value().c_str());
+    else if (a == "--iters") iters = std::atoll(value().c_str());
+    else if (a == "--check-rows") checkRows = std::atoll(value().c_str());
+    else die("unknown argument " + a + " (usage: gemm-bench --topk PTX --selected K "
+             "--ratio R --capacity C --tokens S --start P [--iters I] [--check-rows N])");
+  }
+  if (ptxPath.empty() || topk < 1 || ratio < 1 || tokens < 1 || startPos < 0 ||
+      (startPos + tokens) / ratio > capacity)
+    die("--topk needs a PTX, --selected >= 1, --ratio >= 1, --tokens >= 1 and "
+        "(start + tokens) / ratio <= capacity");
+  CUstream stream;
+  CUdevice dev = setUp(stream);
+  int sms = 0;
+  check(cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
+        "cuDeviceGetAttribute");
+  Rng rng{0x70B5E1EC7ull};
+  std::vector<float> scores(size_t(tokens) * capacity);
+  auto visible = [&](int64_t s) { return (startPos + s + 1) / ratio; };
+  for (int64_t s = 0; s < tokens; ++s) {
+    float *row = &scores[size_t(s) * capacity];
+    int kind = int(s % 6);
+    for (int64_t j = 0; j < capacity; ++j) {
+      float x;
+      switch (kind) {
+      case 0: x = float(rng.uniform() * 2 - 1) * 8; break;            // random
+      case 1: x = float(int(rng.next() % 9) - 4) * 0.25f; break;        // few values
+      case 2: x = 0.5f; break;                                          // all equal
+      case 3: x = (rng.next() & 1) ? 0.0f : -0.0f; break;               // signed zeros
+      case 4: x = float(rng.uniform()) * 1e-3f + float(rng.next() % 3); break;
+      default: x = std::ldexp(float(rng.uniform()), int(rng.next() % 60) - 30) *
+                   ((rng.next() & 1) ? 1 : -1);
+      }
+      // Past the visible keys: garbage the kernel must not use.
+      row[j] = j < visible(s) ? x : (j % 3 ? NAN : 1e30f);
+    }
+  }
+  auto key = [](float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  };
+  CUdeviceptr ds = alloc(scores.size() * 4), dp = alloc(size_t(tokens) * topk * 4),
+              dtok = alloc(8), dstart = alloc(8), dstage = alloc(64), dargv = alloc(3 * 8);
+  check(cu->cuMemcpyHtoDAsync(ds, scores.data(), scores.size() * 4, stream), "copy scores");
+  check(cu->cuMemcpyHtoDAsync(dtok, &tokens, 8, stream), "copy S");
+  check(cu->cuMemcpyHtoDAsync(dstart, &startPos, 8, stream), "copy start");
+  // The staging header (TopkSelect.h): the scores at byte 32, the picks at 40.
+  CUdeviceptr header[8] = {0, 0, 0, 0, ds, dp, 0, 0};
+  check(cu->cuMemcpyHtoDAsync(dstage, header, sizeof header, stream), "copy header");
+  CUdeviceptr argv3[3] = {dtok, dstart, dstage};
+  check(cu->cuMemcpyHtoDAsync(dargv, argv3, sizeof argv3, stream), "copy argv");
+  check(cu->cuMemsetD32Async(dp, 0xFFFFFFFFu, size_t(tokens) * topk, stream), "clear picks");
+  std::string name = "compressa_tc_topk_c" + std::to_string(capacity) + "_k" +
+                     std::to_string(topk) + "_r" + std::to_string(ratio);
+  CUfunction fn = loadKernel(ptxPath, name.c_str());
+  int perSM = 1;
+  if (cu->cuOccupancyMaxActiveBlocksPerMultiprocessor)
+    check(cu->cuOccupancyMaxActiveBlocksPerMultiprocessor(&perSM, fn, 512, 0),
+          "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  perSM = std::clamp(perSM, 1, 4);
+  void *params[] = {&dargv};
+  auto launch = [&] {
+    check(cu->cuLaunchKernel(fn, unsigned(sms * perSM), 1, 1, 512, 1, 1, 0, stream, params,
+                             nullptr),
+          "launch topk");
+  };
+  launch();
+  check(cu->cuStreamSynchronize(stream), "topk");
+  std::vector<int32_t> picks(size_t(tokens) * topk);
+  check(cu->cuMemcpyDtoHAsync(picks.data(), dp, picks.size() * 4, stream), "copy picks");
+  check(cu->cuStreamSynchronize(stream), "copy picks");
+  // Rows checked: spread over the call, the last one, every kind.
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < std::min(tokens, checkRows); ++i)
+    rows.push_back(tokens <= checkRows ? i : (i * 7919) % tokens);
+  rows.push_back(tokens - 1);
+  int64_t wrong = 0, checked = 0;
+  std::vector<int64_t> order;
+  for (int64_t s : rows) {
+    int64_t n = visible(s), k = std::min(topk, n);
+    const float *row = &scores[size_t(s) * capacity];
+    order.resize(size_t(n));
+    for (int64_t j = 0; j < n; ++j)
+      order[size_t(j)] = j;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return key(row[a]) > key(row[b]); });
+    order.resize(size_t(k));
+    std::sort(order.begin(), order.end());
+    for (int64_t slot = 0; slot < topk; ++slot) {
+      int64_t want = slot < k ? order[size_t(slot)] : -1;
+      wrong += picks[size_t(s) * topk + slot] != want;
+    }
+    ++checked;
+  }
+  // Timing: the picks are rewritten with the same values each launch.
+  double median = medianMs(stream, iters, 1, launch);
+  double bytes = 0;
+  for (int64_t s = 0; s < tokens; ++s)
+    bytes += 4.0 * double(visible(s));
+  std::printf("topk K=%lld ratio=%lld capacity=%lld S=%lld start=%lld  checked %lld rows: "
+              "%lld picks wrong  %s  %.4f ms (%.1f GB/s of scores, one read) on %d SMs x %d\n",
+              (long long)topk, (long long)ratio, (long long)capacity, (long long)tokens,
+              (long long)startPos, (long long)checked, (long long)wrong,
+              wrong == 0 ? "ok" : "FAIL", median, bytes / (median * 1e-3) / 1e9, sms, perSM);
+  return wrong == 0 ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -633,6 +765,8 @@ int main(int argc, char **argv) {
       return indexerMain(argc, argv);
     if (std::string(argv[i]) == "--attention")
       return attentionMain(argc, argv);
+    if (std::string(argv[i]) == "--topk")
+      return topkMain(argc, argv);
   }
   Options o = parse(argc, argv);
   CUstream stream;

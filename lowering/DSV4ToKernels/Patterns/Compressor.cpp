@@ -625,6 +625,14 @@ void Emitter::indexer(IndexerTopkOp op) {
   if (wgmmaScores) {
     storeBf16Pairs(kb, q, View{ctx.tensorCore->indexerQ(), kb.builder().getI32Type()},
                    kb.mul(S(), c(heads * di)));
+    // The radix selection's states (capacity > kRankTopkMax): its picks as
+    // a kernel of its own too, a block a token (TopkSelect.h; radixTopk
+    // below is its CPU twin).
+    if (capacity > kRankTopkMax && ctx.tensorCore->handlesTopk(capacity, topk, m)) {
+      ctx.tensorCore->indexerScores(stateOf(op.getKeys(), c(0)), hw.ptr, scores.ptr, heads,
+                                    di, m, capacity, out.ptr, topk);
+      return;
+    }
     ctx.tensorCore->indexerScores(stateOf(op.getKeys(), c(0)), hw.ptr, scores.ptr, heads, di,
                                   m, capacity);
   } else if (fastScores) {

@@ -4,6 +4,7 @@
 #include "lowering/DSV4ToKernels/TensorCoreGemm.h"
 #include "lowering/TensorCore/WgmmaExperts.h"
 #include "lowering/TensorCore/WgmmaAttention.h"
+#include "lowering/TensorCore/TopkSelect.h"
 #include "lowering/TensorCore/WgmmaIndexer.h"
 #include "lowering/DSV4ToKernels/Emitter.h"
 
@@ -423,20 +424,38 @@ Value TensorCoreSplit::indexerQ() const {
   return kb.offset(kb.builder().getI8Type(), staging, kb.c(kStagingHeader));
 }
 
+bool TensorCoreSplit::handlesTopk(int64_t capacity, int64_t topk, int64_t ratio) const {
+  // Only with COMPRESSA_INDEXER_TOPK=1 at compile time: the kernel has not
+  // run on a GPU yet (the radix selection's loop nests stay the default).
+  static const bool on = KernelBuilder::experimentString("COMPRESSA_INDEXER_TOPK") == "1";
+  return indexerScoresOn && on && TopkSelectShape::fits(capacity, topk, ratio);
+}
+
 void TensorCoreSplit::indexerScores(Value keys, Value hw, Value scores, int64_t heads,
-                                    int64_t di, int64_t ratio, int64_t capacity) {
+                                    int64_t di, int64_t ratio, int64_t capacity, Value picks,
+                                    int64_t topk) {
   OpBuilder &b = kb.builder();
   kb.single([&] {
     // Pointers: element i of the staging area is its byte 8 i.
     kb.store(keys, staging, kb.c(kIndexerHeaderKeys / 8));
     kb.store(hw, staging, kb.c(kIndexerHeaderHw / 8));
     kb.store(scores, staging, kb.c(kIndexerHeaderScores / 8));
+    if (picks)
+      kb.store(picks, staging, kb.c(kIndexerHeaderPicks / 8));
   });
-  nextPart({b.getDictionaryAttr({b.getNamedAttr("indexer", b.getStringAttr("scores")),
-                                 b.getNamedAttr("heads", b.getI64IntegerAttr(heads)),
-                                 b.getNamedAttr("dim", b.getI64IntegerAttr(di)),
-                                 b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
-                                 b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity))})});
+  SmallVector<Attribute> launched = {
+      b.getDictionaryAttr({b.getNamedAttr("indexer", b.getStringAttr("scores")),
+                           b.getNamedAttr("heads", b.getI64IntegerAttr(heads)),
+                           b.getNamedAttr("dim", b.getI64IntegerAttr(di)),
+                           b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
+                           b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity))})};
+  if (picks)
+    launched.push_back(
+        b.getDictionaryAttr({b.getNamedAttr("indexer", b.getStringAttr("topk")),
+                             b.getNamedAttr("topk", b.getI64IntegerAttr(topk)),
+                             b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
+                             b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity))}));
+  nextPart(launched);
 }
 
 bool TensorCoreSplit::handlesAttention(int64_t heads, int64_t dim, int64_t window,
