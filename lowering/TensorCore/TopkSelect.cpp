@@ -11,6 +11,7 @@
 #include "lowering/TensorCore/WgmmaGemm.h"
 #include "lowering/TensorCore/WgmmaIndexer.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -131,7 +132,21 @@ private:
   /// The eight scores of this thread in the tile at `base` (index; its
   /// first key): keys[j] and valid[j] (i1: below n); keys 0..3 are keys
   /// base + 4 tid + j, keys 4..7 kRun later.
-  void tileKeys(llvm::StringRef base, std::string keys[kKeys], std::string valid[kKeys]);
+  void tileKeys(llvm::StringRef base, std::string keys[kKeys], std::string valid[kKeys],
+                const std::string *loaded = nullptr);
+  /// The loads of tileKeys alone (rows of a length that is a multiple of
+  /// 4): the two runs' vectors of the tile at `base`.
+  std::array<std::string, 2> tileLoads(llvm::StringRef base);
+  /// scf.for over the tiles of the row, carrying `carried` (initial values
+  /// and types) and, where rows are vector-loaded, the next tile's loads
+  /// (issued before this tile's work, so that they overlap it). body(base,
+  /// keys, valid, carried values) returns the carried values' next ones.
+  /// Returns the loop's results (the carried values).
+  std::vector<std::string> tileLoop(
+      const std::vector<std::pair<std::string, std::string>> &carried,
+      llvm::function_ref<std::vector<std::string>(llvm::StringRef, std::string *, std::string *,
+                                                  const std::vector<std::string> &)>
+          body);
   /// The inclusive sum of `x` (i32) over the warp's lanes up to this one.
   std::string warpScan(llvm::StringRef x);
   /// One step of the threshold's search: the histogram of the `width` bits
@@ -145,34 +160,40 @@ private:
   void select();
 };
 
+std::array<std::string, 2> Writer::tileLoads(llvm::StringRef base) {
+  std::string first = cast(op("arith.addi", base, "%tid4"), "index", "i64");
+  std::array<std::string, 2> vecs;
+  for (int r = 0; r < 2; ++r) {
+    // A row starts 16-byte aligned (the scratch's 64-byte parts, 4k floats
+    // a row); keys past n are read but not used, none past the row.
+    std::string at = r ? a64("arith.addi", first, c64(kRun)) : first;
+    std::string inRow = cmp("slt", at, "%cCap", "i64");
+    vecs[r] = v();
+    os << "    " << vecs[r] << " = scf.if " << inRow << " -> (vector<4xf32>) {\n";
+    std::string p = gepG("%rowG", at, "f32");
+    std::string x = ldG(p, "vector<4xf32>", 16);
+    os << "    scf.yield " << x << " : vector<4xf32>\n    } else {\n";
+    os << "    scf.yield %zv : vector<4xf32>\n    }\n";
+  }
+  return vecs;
+}
+
 void Writer::tileKeys(llvm::StringRef base, std::string keys[kKeys],
-                      std::string valid[kKeys]) {
+                      std::string valid[kKeys], const std::string *loaded) {
   std::string firsts[2], vals[kKeys];
   firsts[0] = cast(op("arith.addi", base, "%tid4"), "index", "i64");
   firsts[1] = a64("arith.addi", firsts[0], c64(kRun));
-  if (s.capacity % 4 == 0) {
-    // A row starts 16-byte aligned (the scratch's 64-byte parts, 4k floats
-    // a row); keys past n are read but not used. Both runs' loads first.
-    std::string vecs[2];
-    for (int r = 0; r < 2; ++r) {
-      std::string inRow = cmp("slt", firsts[r], "%cCap", "i64");
-      vecs[r] = v();
-      os << "    " << vecs[r] << " = scf.if " << inRow << " -> (vector<4xf32>) {\n";
-      std::string p = gepG("%rowG", firsts[r], "f32");
-      std::string x = ldG(p, "vector<4xf32>", 16);
-      os << "    scf.yield " << x << " : vector<4xf32>\n    } else {\n";
-      os << "    scf.yield %zv : vector<4xf32>\n    }\n";
-    }
+  if (loaded) {
     for (int j = 0; j < kKeys; ++j) {
       vals[j] = v();
-      os << "    " << vals[j] << " = vector.extract " << vecs[j / 4] << "[" << j % 4
+      os << "    " << vals[j] << " = vector.extract " << loaded[j / 4] << "[" << j % 4
          << "] : f32 from vector<4xf32>\n";
     }
   }
   for (int j = 0; j < kKeys; ++j) {
     std::string i = j % 4 ? a64("arith.addi", firsts[j / 4], c64(j % 4)) : firsts[j / 4];
     valid[j] = cmp("slt", i, "%n", "i64");
-    if (s.capacity % 4 != 0) {
+    if (!loaded) {
       vals[j] = v();
       os << "    " << vals[j] << " = scf.if " << valid[j] << " -> (f32) {\n";
       std::string p = gepG("%rowG", i, "f32");
@@ -183,6 +204,66 @@ void Writer::tileKeys(llvm::StringRef base, std::string keys[kKeys],
   }
   for (int j = 0; j < kKeys; ++j)
     keys[j] = keyOf(vals[j]);
+}
+
+std::vector<std::string> Writer::tileLoop(
+    const std::vector<std::pair<std::string, std::string>> &carried,
+    llvm::function_ref<std::vector<std::string>(llvm::StringRef, std::string *, std::string *,
+                                                const std::vector<std::string> &)>
+        body) {
+  bool vec = s.capacity % 4 == 0;
+  std::vector<std::pair<std::string, std::string>> all;
+  if (vec) {
+    auto first = tileLoads("%c0");
+    all.push_back({first[0], "vector<4xf32>"});
+    all.push_back({first[1], "vector<4xf32>"});
+  }
+  llvm::append_range(all, carried);
+  std::string t = v(), res = v();
+  std::vector<std::string> args;
+  for (size_t i = 0; i < all.size(); ++i)
+    args.push_back(v());
+  os << "    ";
+  if (!all.empty())
+    os << res << ":" << all.size() << " = ";
+  os << "scf.for " << t << " = %c0 to %tiles step %c1";
+  if (!all.empty()) {
+    os << " iter_args(";
+    for (size_t i = 0; i < all.size(); ++i)
+      os << (i ? ", " : "") << args[i] << " = " << all[i].first;
+    os << ") -> (";
+    for (size_t i = 0; i < all.size(); ++i)
+      os << (i ? ", " : "") << all[i].second;
+    os << ")";
+  }
+  os << " {\n";
+  std::string base = op("arith.muli", t, "%cTile");
+  std::array<std::string, 2> next;
+  if (vec)
+    next = tileLoads(op("arith.addi", base, "%cTile"));
+  std::string keys[kKeys], valid[kKeys];
+  std::string loaded[2] = {vec ? args[0] : "", vec ? args[1] : ""};
+  tileKeys(base, keys, valid, vec ? loaded : nullptr);
+  std::vector<std::string> in(args.begin() + (vec ? 2 : 0), args.end());
+  std::vector<std::string> out = body(base, keys, valid, in);
+  if (!all.empty()) {
+    os << "    scf.yield ";
+    std::vector<std::string> yields;
+    if (vec)
+      yields = {next[0], next[1]};
+    llvm::append_range(yields, out);
+    for (size_t i = 0; i < yields.size(); ++i)
+      os << (i ? ", " : "") << yields[i];
+    os << " : ";
+    for (size_t i = 0; i < all.size(); ++i)
+      os << (i ? ", " : "") << all[i].second;
+    os << "\n";
+  }
+  os << "    }\n";
+  std::vector<std::string> results;
+  for (size_t i = vec ? 2 : 0; i < all.size(); ++i)
+    results.push_back(res + "#" + std::to_string(i));
+  return results;
 }
 
 std::string Writer::warpScan(llvm::StringRef x) {
@@ -207,12 +288,8 @@ std::array<std::string, 3> Writer::pass(int64_t shift, int64_t width, llvm::Stri
   os << "    }\n    gpu.barrier\n";
   // The histogram: every thread runs every tile (the warps' votes need
   // all lanes), the keys past n or off the prefix in no bin.
-  std::string t = v();
-  os << "    scf.for " << t << " = %c0 to %tiles step %c1 {\n";
-  {
-    std::string base = op("arith.muli", t, "%cTile");
-    std::string keys[kKeys], valid[kKeys];
-    tileKeys(base, keys, valid);
+  tileLoop({}, [&](llvm::StringRef, std::string *keys, std::string *valid,
+                   const std::vector<std::string> &) -> std::vector<std::string> {
     std::string prefixHigh = above < 32 ? a32("arith.shrui", prefix, c32(above)) : "";
     for (int j = 0; j < kKeys; ++j) {
       std::string ok = valid[j];
@@ -221,6 +298,14 @@ std::array<std::string, 3> Writer::pass(int64_t shift, int64_t width, llvm::Stri
       std::string digit = a32("arith.andi", a32("arith.shrui", keys[j], c32(shift)),
                               c32(bins - 1));
       std::string bin = sel(ok, digit, "%m1");
+      if (above < 32) {
+        // Past the first digit few keys agree with the prefix: a warp
+        // with none skips the vote.
+        std::string any = v();
+        os << "    " << any << " = nvvm.vote.sync ballot %m1, " << ok << " -> i32\n";
+        std::string some = cmp("ne", any, "%z32");
+        os << "    scf.if " << some << " {\n";
+      }
       std::string peers = v();
       os << "    " << peers << " = llvm.inline_asm has_side_effects \"match.any.sync.b32 $0, "
             "$1, -1;\", \"=r,r\" "
@@ -235,9 +320,12 @@ std::array<std::string, 3> Writer::pass(int64_t shift, int64_t width, llvm::Stri
       os << "    " << old << " = memref.atomic_rmw addi " << count << ", %hist[" << bi
          << "] : (i32, " << kHist << ") -> i32\n";
       os << "    }\n";
+      if (above < 32)
+        os << "    }\n";
     }
-  }
-  os << "    }\n    gpu.barrier\n";
+    return {};
+  });
+  os << "    gpu.barrier\n";
   // Thread t's bins: the digits bins - 1 - (t per + q), q < per, from the
   // top; their sum, the scan over the block.
   std::string firstBin = op("arith.subi", ci(bins - 1), op("arith.muli", "%tid", ci(per)));
@@ -312,13 +400,12 @@ void Writer::select() {
   std::string exact = op("arith.xori", all, "%true", "i1");
   // The picks in index order, a tile at a time: (above, equal) counts as
   // one word (a run holds at most 2048 keys, a tile 4096: 16 bits each).
-  std::string t = v(), runs = v();
-  os << "    " << runs << ":2 = scf.for " << t
-     << " = %c0 to %tiles step %c1 iter_args(%gRun = %z32, %eRun = %z32) -> (i32, i32) {\n";
-  {
-    std::string base = op("arith.muli", t, "%cTile");
-    std::string keys[kKeys], valid[kKeys], gt[kKeys], eq[kKeys];
-    tileKeys(base, keys, valid);
+  tileLoop({{"%z32", "i32"}, {"%z32", "i32"}}, [&](llvm::StringRef base, std::string *keys,
+                                                   std::string *valid,
+                                                   const std::vector<std::string> &runs)
+                                                   -> std::vector<std::string> {
+    const std::string &gRun = runs[0], &eRun = runs[1];
+    std::string gt[kKeys], eq[kKeys];
     // Per run: this thread's counts, their scan over the warp; lane 31
     // writes the warp's totals (run r at warps[16 r + warp]).
     std::string packed[2] = {"%z32", "%z32"}, incl[2];
@@ -351,8 +438,8 @@ void Writer::select() {
     std::string first = op("arith.addi", base, "%tid4");
     for (int r = 0; r < 2; ++r) {
       std::string ex = a32("arith.subi", a32("arith.addi", warpEx[r], incl[r]), packed[r]);
-      std::string gB = a32("arith.addi", "%gRun", a32("arith.andi", ex, c32(0xFFFF)));
-      std::string eB = a32("arith.addi", "%eRun", a32("arith.shrui", ex, c32(16)));
+      std::string gB = a32("arith.addi", gRun, a32("arith.andi", ex, c32(0xFFFF)));
+      std::string eB = a32("arith.addi", eRun, a32("arith.shrui", ex, c32(16)));
       for (int q = 0; q < 4; ++q) {
         int j = 4 * r + q;
         std::string eqTaken = cmp("ult", eB, taken);
@@ -372,11 +459,10 @@ void Writer::select() {
     }
     // Every thread has read the warps' sums before the next tile's.
     os << "    gpu.barrier\n";
-    std::string g = a32("arith.addi", "%gRun", a32("arith.andi", total, c32(0xFFFF)));
-    std::string e = a32("arith.addi", "%eRun", a32("arith.shrui", total, c32(16)));
-    os << "    scf.yield " << g << ", " << e << " : i32, i32\n";
-  }
-  os << "    }\n";
+    std::string g = a32("arith.addi", gRun, a32("arith.andi", total, c32(0xFFFF)));
+    std::string e = a32("arith.addi", eRun, a32("arith.shrui", total, c32(16)));
+    return {g, e};
+  });
 }
 
 void Writer::module() {
