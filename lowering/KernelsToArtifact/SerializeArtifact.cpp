@@ -304,12 +304,14 @@ static bool envIs(const char *name, llvm::StringRef value) {
 }
 
 WgmmaGemmShape Serializer::tensorCoreGemmShape(int64_t n, int64_t k) {
-  // COMPRESSA_GEMM_CLUSTER=2 and COMPRESSA_GEMM_PERSISTENT=1 at compile time
-  // (WgmmaGemm.h's options), for A/B runs.
+  // A persistent grid (WgmmaGemm.h; 2-9 % faster on an H100, docs/perf.md);
+  // COMPRESSA_GEMM_PERSISTENT=0 at compile time keeps a block a tile and
+  // COMPRESSA_GEMM_CLUSTER=2 gives pairs of N tiles sharing a's tile (for
+  // A/B runs).
   static const int64_t cluster =
       envIs("COMPRESSA_GEMM_CLUSTER", "2") ? 2 : 1;
   static const bool persistent =
-      envIs("COMPRESSA_GEMM_PERSISTENT", "1");
+      !envIs("COMPRESSA_GEMM_PERSISTENT", "0");
   WgmmaGemmShape shape;
   shape.n = n;
   shape.k = k;

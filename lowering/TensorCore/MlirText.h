@@ -125,11 +125,12 @@ protected:
   /// `wgRow`) by the same columns of the 128 rows of `w`; both are K-major
   /// tiles of type `tile` (rows of `rowElems` elements of `elt`) whose
   /// descriptors take the swizzle of `mapA` / `mapB` (of type !map).
-  /// Returns the last accumulator.
+  /// Returns the last accumulator. `waitGroup` >= 0: each step's
+  /// wgmma.wait_group count (NVGPU's default, 1, otherwise).
   std::string wgmmaSteps(llvm::StringRef a, llvm::StringRef w, llvm::StringRef wgRow,
                          llvm::StringRef tile, llvm::StringRef elt, int64_t rowElems,
                          int64_t kCols, int steps, llvm::StringRef mapA,
-                         llvm::StringRef mapB, std::string acc) {
+                         llvm::StringRef mapB, std::string acc, int64_t waitGroup = -1) {
     std::string space = "#gpu.address_space<workgroup>";
     std::string cols = std::to_string(kCols), row = std::to_string(rowElems);
     std::string dA = "!nvgpu.warpgroup.descriptor<tensor = memref<64x" + cols + "x" +
@@ -150,8 +151,10 @@ protected:
          << " : " << subA << ", !map -> " << dA << "\n";
       os << "    " << db << " = nvgpu.warpgroup.generate.descriptor " << sb << ", " << mapB
          << " : " << subB << ", !map -> " << dB << "\n";
-      os << "    " << nx << " = nvgpu.warpgroup.mma " << da << ", " << db << ", " << acc
-         << " : " << dA << ", " << dB << ", " << kAccumulator << " -> " << kAccumulator
+      os << "    " << nx << " = nvgpu.warpgroup.mma " << da << ", " << db << ", " << acc;
+      if (waitGroup >= 0)
+        os << " {waitGroup = " << waitGroup << " : i64}";
+      os << " : " << dA << ", " << dB << ", " << kAccumulator << " -> " << kAccumulator
          << "\n";
       acc = nx;
     }

@@ -44,9 +44,8 @@
 //   exchange their rows' maxima (or sums of p) through shared memory.
 //
 // With a top-k (CSA, `topk` = k > 0, the window and k multiples of 64;
-// compressa-compile takes it only with COMPRESSA_ATTENTION_WGMMA=topk: these
-// kernels have not run on a GPU yet) the
-// part before writes each token's keys as rows of their own: the window's
+// COMPRESSA_ATTENTION_WGMMA=hca at compile time keeps the warp MMA attention
+// for these layers) the part before writes each token's keys as rows of their own: the window's
 // 64 ceil(window / 64) rows (zeros past the token's), then the k selected
 // entries (zeros for a slot of -1), [S (window + k), dim] in bf16 through
 // the second map; a slot of -1 weighs nothing (its score is -inf, as in

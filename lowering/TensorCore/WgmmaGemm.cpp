@@ -373,8 +373,16 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
   // K-major tiles: the k-th 32 columns of this warpgroup's 64 rows of a,
   // and of the 128 rows of w (a's descriptors take w's map: the same
   // swizzle, whatever a's box).
+  // The 4 steps issued back to back (wait_group 3 after each: NVGPU's
+  // default, 1, issued a step only when the one before the last was done;
+  // 7-11 % slower on an H100, docs/perf.md). COMPRESSA_GEMM_MMA_WAIT=N at
+  // compile time sets the count (for A/B runs).
+  static const int64_t mmaWait = [] {
+    const char *e = std::getenv("COMPRESSA_GEMM_MMA_WAIT");
+    return e && *e ? std::atoll(e) : int64_t(3);
+  }();
   accV = wgmmaSteps(a, w, wgRow, kTile, "f8E4M3FN", 128, 32, 4, pair ? "%wmap" : "%amap",
-                    "%wmap", accV);
+                    "%wmap", accV, mmaWait);
   os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
   // The tensor cores are done reading the buffer.
   if (pair) {

@@ -254,7 +254,14 @@ void Writer::consumers() {
         std::string a = tileView(op("arith.addi", keyTile0, ci(kt)));
         std::string w = tileView(
             op("arith.addi", ci(2 * s.kTiles() + kt), op("arith.muli", st, ci(s.kTiles()))));
-        accV = wgmmaSteps(a, w, hRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", accV);
+        // COMPRESSA_INDEXER_MMA_WAIT=N at compile time: each wgmma's
+        // wait_group count (NVGPU's default, 1, otherwise; for A/B runs).
+        static const int64_t mmaWait = [] {
+          const char *e = std::getenv("COMPRESSA_INDEXER_MMA_WAIT");
+          return e && *e ? std::atoll(e) : int64_t(-1);
+        }();
+        accV = wgmmaSteps(a, w, hRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", accV,
+                          mmaWait);
       }
       os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
       std::string regsV = v();

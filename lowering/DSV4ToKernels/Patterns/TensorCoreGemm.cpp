@@ -363,14 +363,14 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   // The sparse attention over the window and every visible entry (HCA) of
   // a single-sequence program (WgmmaAttention.h): q, the keys and the sinks
   // f32. The staging area takes the bf16 copies of the entries and the
-  // window; COMPRESSA_ATTENTION_WGMMA=0 at compile time keeps the warp MMA
-  // attention (Emitter::attention, the CPU's twin of both). The top-k form
-  // (CSA: each token's keys copied per token) only with
-  // COMPRESSA_ATTENTION_WGMMA=topk: its kernels have not run on a GPU yet.
+  // window, and with a top-k (CSA) each token's keys as rows of their own.
+  // COMPRESSA_ATTENTION_WGMMA at compile time: 0 keeps the warp MMA
+  // attention (Emitter::attention, the CPU's twin of both) everywhere, hca
+  // keeps it for CSA layers only (for A/B runs).
   static const std::string attentionMode =
       KernelBuilder::experimentString("COMPRESSA_ATTENTION_WGMMA");
   static const bool attentionOff = attentionMode == "0";
-  static const bool attentionTopkOn = attentionMode == "topk";
+  static const bool attentionTopkOn = attentionMode != "hca";
   bool attention = false, attentionTopk = false;
   int64_t stagingFixed = 0;
   func.walk([&](dsv4::SparseAttentionOp op) {
@@ -425,10 +425,10 @@ Value TensorCoreSplit::indexerQ() const {
 }
 
 bool TensorCoreSplit::handlesTopk(int64_t capacity, int64_t topk, int64_t ratio) const {
-  // Only with COMPRESSA_INDEXER_TOPK=1 at compile time: the kernel has not
-  // run on a GPU yet (the radix selection's loop nests stay the default).
-  static const bool on = KernelBuilder::experimentString("COMPRESSA_INDEXER_TOPK") == "1";
-  return indexerScoresOn && on && TopkSelectShape::fits(capacity, topk, ratio);
+  // COMPRESSA_INDEXER_TOPK=0 at compile time keeps the radix selection's
+  // loop nests on the GPU too (for A/B runs).
+  static const bool off = KernelBuilder::experimentString("COMPRESSA_INDEXER_TOPK") == "0";
+  return indexerScoresOn && !off && TopkSelectShape::fits(capacity, topk, ratio);
 }
 
 void TensorCoreSplit::indexerScores(Value keys, Value hw, Value scores, int64_t heads,
