@@ -229,22 +229,35 @@ void Emitter::attention(SparseAttentionOp op) {
     if (k) {
       int64_t keysPer = win + k;
       Value own = ctx.tensorCore->attentionOwnKeys();
-      kb.parallelLoop(c(0), kb.mul(S(), c(keysPer * half)), [&](Value e) {
-        Value row = kb.div(e, c(half)), pr = kb.rem(e, c(half));
+      // A warp a row: its source (and the top-k id) found once, the lanes'
+      // pairs l, l + 32, ... (128-byte stores; the whole row by one thread
+      // where lanes do not run at once).
+      int64_t lanes = kb.lanesParallel() && half % KernelBuilder::kLanes == 0 ? KernelBuilder::kLanes : 1;
+      kb.warpLoop(c(0), kb.mul(S(), c(keysPer)), [&](Value row, Value lane) {
         Value s = kb.div(row, c(keysPer)), r = kb.rem(row, c(keysPer));
         Value isWindow = kb.lt(r, c(win));
         Value slot = kb.max(kb.sub(r, c(win)), c(0));
         Value id = kb.toI64(kb.load(i32, kb.at(topk, kb.mul(s, c(k))).ptr, kb.min(slot, c(k - 1))));
         Value valid = kb.select(isWindow, kb.lt(r, inWindowOf(s)), kb.le(c(0), id));
-        Value word = kb.ifElse(
-            valid, TypeRange{i32},
+        Value first = kb.add(kb.mul(row, c(half)), lanes > 1 ? lane : c(0));
+        kb.ifElse(
+            valid, TypeRange{},
             [&]() -> SmallVector<Value> {
               Value windowPtr = windowRow(kb.add(firstOf(s), kb.min(r, c(win - 1)))).ptr;
               Value entryPtr = kb.at(entries, kb.mul(kb.max(id, c(0)), c(d))).ptr;
-              return {pairOf(View{kb.select(isWindow, windowPtr, entryPtr), kv.elt}, pr)};
+              View src{kb.select(isWindow, windowPtr, entryPtr), kv.elt};
+              kb.loop(c(0), c(half / lanes), [&](Value j) {
+                Value pr = kb.add(kb.mul(j, c(lanes)), lanes > 1 ? lane : c(0));
+                kb.store(pairOf(src, pr), own, kb.add(first, kb.mul(j, c(lanes))));
+              });
+              return {};
             },
-            [&]() -> SmallVector<Value> { return {zero}; })[0];
-        kb.store(word, own, e);
+            [&]() -> SmallVector<Value> {
+              kb.loop(c(0), c(half / lanes), [&](Value j) {
+                kb.store(zero, own, kb.add(first, kb.mul(j, c(lanes))));
+              });
+              return {};
+            });
       });
       ctx.tensorCore->attention(q.ptr, sink.data, maxima.ptr, out.ptr, windowBase, topk.ptr, h,
                                 d, win, ratio, capacity, k, scale);
