@@ -43,6 +43,31 @@ protected:
     os << "    " << n << " = " << name << " " << a << ", " << b << " : " << type << "\n";
     return n;
   }
+  /// An i64 constant, an i64 binary op.
+  std::string c64(int64_t x) {
+    std::string n = v();
+    os << "    " << n << " = arith.constant " << x << " : i64\n";
+    return n;
+  }
+  std::string a64(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {
+    return op(name, a, b, "i64");
+  }
+  /// &ptr[index] (index i64) of elements `elt`, and a load of `type` with
+  /// `align`, through a pointer of `ptrType` (!llvm.ptr<1>: global memory).
+  std::string gep(llvm::StringRef ptr, llvm::StringRef index, llvm::StringRef elt,
+                  llvm::StringRef ptrType = "!llvm.ptr") {
+    std::string n = v();
+    os << "    " << n << " = llvm.getelementptr " << ptr << "[" << index << "] : ("
+       << ptrType << ", i64) -> " << ptrType << ", " << elt << "\n";
+    return n;
+  }
+  std::string load(llvm::StringRef ptr, llvm::StringRef type, int align,
+                   llvm::StringRef ptrType = "!llvm.ptr") {
+    std::string n = v();
+    os << "    " << n << " = llvm.load " << ptr << " {alignment = " << align << " : i64} : "
+       << ptrType << " -> " << type << "\n";
+    return n;
+  }
   std::string i64(llvm::StringRef index) {
     std::string n = v();
     os << "    " << n << " = arith.index_cast " << index << " : index to i64\n";

@@ -31,6 +31,8 @@ namespace {
 // second run 4 kThreads keys after the first.
 constexpr int64_t kThreads = TopkSelectShape::kThreads, kWarps = kThreads / 32,
                   kRun = 4 * kThreads, kTile = 2 * kRun, kKeys = 8;
+// Pointers into global memory (ld.global, st.global).
+constexpr llvm::StringLiteral kGlobal = "!llvm.ptr<1>";
 constexpr llvm::StringLiteral kHist = "memref<2048xi32, #gpu.address_space<workgroup>>";
 constexpr llvm::StringLiteral kWarpSums = "memref<32xi32, #gpu.address_space<workgroup>>";
 
@@ -48,16 +50,8 @@ private:
     os << "    " << n << " = arith.constant " << x << " : i32\n";
     return n;
   }
-  std::string c64(int64_t x) {
-    std::string n = v();
-    os << "    " << n << " = arith.constant " << x << " : i64\n";
-    return n;
-  }
   std::string a32(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {
     return op(name, a, b, "i32");
-  }
-  std::string a64(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {
-    return op(name, a, b, "i64");
   }
   std::string cmp(llvm::StringRef pred, llvm::StringRef a, llvm::StringRef b,
                   llvm::StringRef type = "i32") {
@@ -82,31 +76,6 @@ private:
   std::string cast(llvm::StringRef x, llvm::StringRef from, llvm::StringRef to) {
     std::string n = v();
     os << "    " << n << " = arith.index_cast " << x << " : " << from << " to " << to << "\n";
-    return n;
-  }
-  std::string gep(llvm::StringRef ptr, llvm::StringRef index, llvm::StringRef elt) {
-    std::string n = v();
-    os << "    " << n << " = llvm.getelementptr " << ptr << "[" << index
-       << "] : (!llvm.ptr, i64) -> !llvm.ptr, " << elt << "\n";
-    return n;
-  }
-  std::string ld(llvm::StringRef ptr, llvm::StringRef type, int align) {
-    std::string n = v();
-    os << "    " << n << " = llvm.load " << ptr << " {alignment = " << align
-       << " : i64} : !llvm.ptr -> " << type << "\n";
-    return n;
-  }
-  /// The same in global memory (ld.global): `ptr` a !llvm.ptr<1>.
-  std::string gepG(llvm::StringRef ptr, llvm::StringRef index, llvm::StringRef elt) {
-    std::string n = v();
-    os << "    " << n << " = llvm.getelementptr " << ptr << "[" << index
-       << "] : (!llvm.ptr<1>, i64) -> !llvm.ptr<1>, " << elt << "\n";
-    return n;
-  }
-  std::string ldG(llvm::StringRef ptr, llvm::StringRef type, int align) {
-    std::string n = v();
-    os << "    " << n << " = llvm.load " << ptr << " {alignment = " << align
-       << " : i64} : !llvm.ptr<1> -> " << type << "\n";
     return n;
   }
   /// Shared memory: hist[i], warps[i] (i: index).
@@ -170,8 +139,8 @@ std::array<std::string, 2> Writer::tileLoads(llvm::StringRef base) {
     std::string inRow = cmp("slt", at, "%cCap", "i64");
     vecs[r] = v();
     os << "    " << vecs[r] << " = scf.if " << inRow << " -> (vector<4xf32>) {\n";
-    std::string p = gepG("%rowG", at, "f32");
-    std::string x = ldG(p, "vector<4xf32>", 16);
+    std::string p = gep("%rowG", at, "f32", kGlobal);
+    std::string x = load(p, "vector<4xf32>", 16, kGlobal);
     os << "    scf.yield " << x << " : vector<4xf32>\n    } else {\n";
     os << "    scf.yield %zv : vector<4xf32>\n    }\n";
   }
@@ -196,8 +165,8 @@ void Writer::tileKeys(llvm::StringRef base, std::string keys[kKeys],
     if (!loaded) {
       vals[j] = v();
       os << "    " << vals[j] << " = scf.if " << valid[j] << " -> (f32) {\n";
-      std::string p = gepG("%rowG", i, "f32");
-      std::string x = ldG(p, "f32", 4);
+      std::string p = gep("%rowG", i, "f32", kGlobal);
+      std::string x = load(p, "f32", 4, kGlobal);
       os << "    scf.yield " << x << " : f32\n    } else {\n";
       os << "    scf.yield %zf : f32\n    }\n";
     }
@@ -449,7 +418,7 @@ void Writer::select() {
         std::string at64 = v();
         os << "    " << at64 << " = arith.extui " << at << " : i32 to i64\n";
         std::string idx = cast(op("arith.addi", first, ci(r * kRun + q)), "index", "i32");
-        std::string dst = gepG("%outRowG", at64, "i32");
+        std::string dst = gep("%outRowG", at64, "i32", kGlobal);
         os << "    llvm.store " << idx << ", " << dst
            << " {alignment = 4 : i64} : i32, !llvm.ptr<1>\n";
         os << "    }\n";
@@ -496,7 +465,7 @@ void Writer::module() {
   os << "    %cTopk = arith.constant " << s.topk << " : i32\n";
   os << "    %cTopk64 = arith.constant " << s.topk << " : i64\n";
   os << "    %cRatio = arith.constant " << s.ratio << " : i64\n";
-  auto slot = [&](int64_t i) { return ld(gep("%argv", c64(i), "!llvm.ptr"), "!llvm.ptr", 8); };
+  auto slot = [&](int64_t i) { return load(gep("%argv", c64(i), "!llvm.ptr"), "!llvm.ptr", 8); };
   std::string tokp = slot(0), startp = slot(1), stage = slot(2);
   os << "    %S = llvm.load " << tokp << " {alignment = 8 : i64} : !llvm.ptr -> i64\n";
   os << "    %start = llvm.load " << startp << " {alignment = 8 : i64} : !llvm.ptr -> i64\n";

@@ -61,11 +61,6 @@ private:
   llvm::StringRef chip, libdevice;
   bool sums;
 
-  std::string c64(int64_t x) {
-    std::string n = v();
-    os << "    " << n << " = arith.constant " << x << " : i64\n";
-    return n;
-  }
   std::string cf(float x) {
     uint32_t bits;
     std::memcpy(&bits, &x, 4);
@@ -74,23 +69,8 @@ private:
     os << "    " << n << " = arith.constant " << llvm::format_hex(bits, 10) << " : f32\n";
     return n;
   }
-  std::string a64(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {
-    return op(name, a, b, "i64");
-  }
   std::string f32op(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {
     return op(name, a, b, "f32");
-  }
-  std::string gep(llvm::StringRef ptr, llvm::StringRef index, llvm::StringRef elt) {
-    std::string n = v();
-    os << "    " << n << " = llvm.getelementptr " << ptr << "[" << index
-       << "] : (!llvm.ptr, i64) -> !llvm.ptr, " << elt << "\n";
-    return n;
-  }
-  std::string load(llvm::StringRef ptr, llvm::StringRef type, int align) {
-    std::string n = v();
-    os << "    " << n << " = llvm.load " << ptr << " {alignment = " << align
-       << " : i64} : !llvm.ptr -> " << type << "\n";
-    return n;
   }
   std::string toIndex(llvm::StringRef x) {
     std::string n = v();
