@@ -43,10 +43,15 @@ protected:
     os << "    " << n << " = " << name << " " << a << ", " << b << " : " << type << "\n";
     return n;
   }
-  /// An i64 constant, an i64 binary op.
+  /// i64 and i32 constants, an i64 binary op.
   std::string c64(int64_t x) {
     std::string n = v();
     os << "    " << n << " = arith.constant " << x << " : i64\n";
+    return n;
+  }
+  std::string c32(int64_t x) {
+    std::string n = v();
+    os << "    " << n << " = arith.constant " << x << " : i32\n";
     return n;
   }
   std::string a64(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {

@@ -45,11 +45,6 @@ public:
 private:
   const TopkSelectShape &s;
 
-  std::string c32(int64_t x) {
-    std::string n = v();
-    os << "    " << n << " = arith.constant " << x << " : i32\n";
-    return n;
-  }
   std::string a32(llvm::StringRef name, llvm::StringRef a, llvm::StringRef b) {
     return op(name, a, b, "i32");
   }

@@ -51,20 +51,10 @@ private:
     os << "    " << n << " = arith.constant " << x << " : " << type << "\n";
     return n;
   }
-  std::string c64(int64_t x) { return cst(x, "i64"); }
-  std::string c32(int64_t x) { return cst(x, "i32"); }
   std::string cast(llvm::StringRef name, llvm::StringRef x, llvm::StringRef from,
                    llvm::StringRef to) {
     std::string n = v();
     os << "    " << n << " = " << name << " " << x << " : " << from << " to " << to << "\n";
-    return n;
-  }
-  /// &ptr[index] in units of `elt` (an i64 index).
-  std::string gep(llvm::StringRef ptr, llvm::StringRef index, llvm::StringRef elt,
-                  llvm::StringRef ptrType = "!llvm.ptr") {
-    std::string n = v();
-    os << "    " << n << " = llvm.getelementptr " << ptr << "[" << index << "] : ("
-       << ptrType << ", i64) -> " << ptrType << ", " << elt << "\n";
     return n;
   }
   std::string load(llvm::StringRef ptr, llvm::StringRef type, int align = 0) {
