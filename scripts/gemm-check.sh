@@ -15,7 +15,8 @@
 #       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s, for 3 and 4
 #       stages, without the FMA (4m), with pairs of N tiles sharing a's tile
 #       (4c2), a persistent grid (4p) and both (4c2p); a partial M tile
-#       (M = 300, 4 and 4c2p); tiny-c --numerics=fast on the GPU against the same
+#       (M = 300, 4 and 4c2p); wo_a's 8 groups as one GEMM (--groups 8,
+#       M = 4096 and 300); tiny-c --numerics=fast on the GPU against the same
 #       artifact's CPU logits and the golden logits; the indexer's
 #       tensor-core scores (compressa-gemm --kernel=indexer-scores, V4-Flash's
 #       64 heads x 128 and flash-dims-16e-small's 8 x 64) against a float64
@@ -76,6 +77,12 @@ prepare() {
     done
     case " $ks " in *" $k "*) ;; *) ks="$ks $k" ;; esac
   done
+  # wo_a's 8 groups as one GEMM (--groups 8: a [M, 8 x 4096]), persistent
+  # as in a program, and its act_quant over the whole row.
+  "$bin"/compressa-gemm --n 8192 --k 4096 --groups 8 --persistent --chip "$chip" \
+    -o "$dir/ptx/gemm_n8192_k4096_g8p.ptx"
+  "$ptxas" -arch="$chip" "$dir/ptx/gemm_n8192_k4096_g8p.ptx" -o /dev/null
+  ks="$ks 32768"
   for k in $ks; do
     "$bin"/compressa-gemm --kernel=act-quant --k "$k" --target "cuda:$chip" \
       -o "$dir/ptx/act_k$k.ptx"
@@ -135,6 +142,11 @@ run() {
   out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s4c2p.ptx" --cluster 2 --persistent \
           --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
   rc=$?; echo "partial tile, 4c2p: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
+  for m in 4096 300; do
+    out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n8192_k4096_g8p.ptx" --groups 8 --persistent \
+            --act "$dir/ptx/act_k32768.ptx" --m $m --n 8192 --k 4096 --check-rows 64 --iters 3 2>&1)
+    rc=$?; echo "wo_a's groups, M = $m: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
+  done
   [ -f "$dir"/art/tiny-c-fast.cpa ] || xz -dk "$dir"/art/tiny-c-fast.cpa.xz
   "$dir"/bin/compressa-run "$dir"/art/tiny-c-fast.cpa --weights models/tiny-c/quant \
     --input-ids models/tiny-c/golden.safetensors --dump-logits "$dir"/gpu-fast.logits > /dev/null 2>&1

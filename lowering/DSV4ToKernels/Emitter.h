@@ -762,6 +762,11 @@ public:
   void indexer(IndexerTopkOp op);
   void attention(SparseAttentionOp op);
   void outProj(OutProjOp op);
+  /// Whether --numerics=fast runs this output projection's wo_a in the FP8
+  /// GEMM semantics, its groups as one grouped GEMM (FP8 wo_a with 128 x 128
+  /// block scales, groups of whole 128-blocks; COMPRESSA_WOA_FP8=0 at
+  /// compile time keeps the bf16 tiles of o, for A/B runs).
+  static bool groupedWoA(OutProjOp op);
   void gate(MoeGateOp op);
   void hashGate(MoeHashGateOp op);
   void experts(MoeExpertsOp op);

@@ -76,9 +76,12 @@ void emitActQuantKeeping(KernelBuilder &kb, function_ref<Value(Value r)> rowInit
 Value decodeE4M3Code(KernelBuilder &kb, Value byte);
 
 /// out[r, n] for r < rows and n < w.rows: the FP8 GEMM of the quantised rows
-/// (`q`, `scales` as emitActQuant writes them) and the FP8 weight `w`.
+/// (`q`, `scales` as emitActQuant writes them) and the FP8 weight `w`. With
+/// `groups` G (wo_a's groups): q holds rows of G w.cols codes (the groups'
+/// inputs side by side; scales likewise) and output column n takes group
+/// n / (w.rows / G)'s part of its row.
 void emitFp8BlockGemm(KernelBuilder &kb, Value q, Value scales, Value rows,
-                      const WeightView &w, const View &out);
+                      const WeightView &w, const View &out, int64_t groups = 1);
 
 /// --numerics=fast on sm_90a: the kernel of a dispatch ends after each FP8
 /// linear layer's act_quant, the tensor-core GEMM runs as a launch of its
@@ -103,8 +106,15 @@ public:
   /// Whether this linear layer goes through the tensor-core GEMM.
   bool handles(const WeightView &w, const View &out) const;
   /// act_quant of x into the staging area, the output's address, the end
-  /// of the current part, the GEMM step, the start of the next part.
-  void linear(View x, int64_t xStride, const WeightView &w, View out);
+  /// of the current part, the GEMM step, the start of the next part. With
+  /// `groups` G (wo_a): x's rows hold G w.cols values, the GEMM's groups
+  /// (WgmmaGemm.h; staging for them reserved by create()).
+  void linear(View x, int64_t xStride, const WeightView &w, View out, int64_t groups = 1);
+  /// Whether wo_a of `groups` groups takes linear(..., groups).
+  bool handlesGroups(const WeightView &w, const View &out, int64_t groups) const {
+    return handles(w, out) && w.cols * groups <= maxGroupedK && w.cols % 128 == 0 &&
+           w.rows % (128 * groups) == 0;
+  }
 
   /// Whether these routed experts (FP4, --numerics=fast) run as the grouped
   /// GEMMs of lowering/TensorCore/WgmmaExperts.h.
@@ -188,6 +198,8 @@ private:
   std::string symbol;
   Value staging;
   int64_t maxK = 0;
+  /// The widest grouped input (wo_a: groups x its K) the staging holds.
+  int64_t maxGroupedK = 0;
   /// The routed experts take the grouped GEMMs (handlesExperts).
   bool groupedExperts = false;
   /// The indexer's scores take the tensor-core kernel (handlesIndexer).

@@ -94,9 +94,9 @@ private:
   uint32_t allReduceKernel(int64_t bytesPerToken);
   /// The tensor-core GEMM kernel of an [n, k] FP8 weight in a program of
   /// `maxTokens` tokens (WgmmaGemm.h, `program`).
-  uint32_t tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens);
+  uint32_t tensorCoreGemmKernel(int64_t n, int64_t k, int64_t groups, int64_t maxTokens);
   /// The shape of that kernel (the compile-time options included).
-  static WgmmaGemmShape tensorCoreGemmShape(int64_t n, int64_t k);
+  static WgmmaGemmShape tensorCoreGemmShape(int64_t n, int64_t k, int64_t groups);
   /// The indexer's tensor-core scores (WgmmaIndexer.h) for a program of
   /// `maxTokens`.
   uint32_t indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTokens);
@@ -139,7 +139,8 @@ private:
   std::vector<std::pair<std::string, uint32_t>> expertTables;
   std::vector<uint32_t> expertFirst;
   llvm::DenseMap<int64_t, uint32_t> allReduceKernels;
-  std::map<std::tuple<int64_t, int64_t, int64_t>, uint32_t> tensorCoreGemms;
+  /// (n, k, groups, max_tokens) -> kernel index.
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, uint32_t> tensorCoreGemms;
   /// The routed experts' grouped GEMMs (WgmmaExperts.h): kernels by
   /// (symbol, max tokens), and each symbol's shape once for its code.
   std::map<std::pair<std::string, int64_t>, uint32_t> expertsGemms;
@@ -303,7 +304,7 @@ static bool envIs(const char *name, llvm::StringRef value) {
   return v && value == v;
 }
 
-WgmmaGemmShape Serializer::tensorCoreGemmShape(int64_t n, int64_t k) {
+WgmmaGemmShape Serializer::tensorCoreGemmShape(int64_t n, int64_t k, int64_t groups) {
   // A persistent grid (WgmmaGemm.h; 2-9 % faster on an H100, docs/perf.md);
   // COMPRESSA_GEMM_PERSISTENT=0 at compile time keeps a block a tile and
   // COMPRESSA_GEMM_CLUSTER=2 gives pairs of N tiles sharing a's tile (for
@@ -319,21 +320,24 @@ WgmmaGemmShape Serializer::tensorCoreGemmShape(int64_t n, int64_t k) {
   shape.program = true;
   shape.cluster = cluster;
   shape.persistent = persistent;
+  shape.groups = groups;
   return shape;
 }
 
-uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t maxTokens) {
-  auto key = std::make_tuple(n, k, maxTokens);
+uint32_t Serializer::tensorCoreGemmKernel(int64_t n, int64_t k, int64_t groups,
+                                          int64_t maxTokens) {
+  auto key = std::make_tuple(n, k, groups, maxTokens);
   auto it = tensorCoreGemms.find(key);
   if (it != tensorCoreGemms.end())
     return it->second;
-  WgmmaGemmShape shape = tensorCoreGemmShape(n, k);
+  WgmmaGemmShape shape = tensorCoreGemmShape(n, k, groups);
   KernelOut out;
-  out.name = "tensor_core_gemm_n" + std::to_string(n) + "_k" + std::to_string(k);
+  out.name = "tensor_core_gemm_n" + std::to_string(n) + "_k" + std::to_string(k) +
+             (groups > 1 ? "_g" + std::to_string(groups) : "");
   out.symbol = shape.name();
   // The staging area it reads (TensorCoreGemm.h): codes and scales of
   // max_tokens rows after the 64-byte header.
-  out.scratchPerToken = k + shape.kBlocks();
+  out.scratchPerToken = (k + shape.kBlocks()) * groups;
   out.scratch = kStagingHeader;
   out.block = WgmmaGemmShape::kThreads;
   // A persistent kernel: as many blocks as fit the GPU at once (the
@@ -570,14 +574,17 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
     int64_t n = step.getAs<IntegerAttr>("gemm_n").getInt();
     int64_t k = step.getAs<IntegerAttr>("gemm_k").getInt();
     size_t slot = step.getAs<IntegerAttr>("weight_slot").getInt();
+    // wo_a's groups side by side (WgmmaGemm.h); absent: one.
+    auto groupsAttr = step.getAs<IntegerAttr>("gemm_groups");
+    int64_t groups = groupsAttr ? groupsAttr.getInt() : 1;
     if (slot >= args.size() || args[slot].kind != fb::ArgKind::Weight)
       return launch.emitOpError() << "internal error: the tensor-core GEMM's "
                                      "weight slot "
                                   << slot << " holds no weight";
     uint32_t w = args[slot].index;
-    uint32_t gemm = tensorCoreGemmKernel(n, k, prog.maxTokens);
-    uint32_t amap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, prog.maxTokens, k,
-                          uint32_t(tensorCoreGemmShape(n, k).aBoxRows()));
+    uint32_t gemm = tensorCoreGemmKernel(n, k, groups, prog.maxTokens);
+    uint32_t amap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader, prog.maxTokens, k * groups,
+                          uint32_t(tensorCoreGemmShape(n, k, groups).aBoxRows()));
     uint32_t wmap = mapOf(fb::ArgKind::Weight, w, 0, n, k);
     prog.launches.push_back({gemm,
                              {{fb::ArgKind::Tokens, 0},
@@ -785,10 +792,12 @@ FailureOr<std::string> Serializer::run(ArtifactStats &stats) {
     copts.dumpDir = opts.dumpDir;
     // The tensor-core GEMMs the programs launch, generated apart.
     for (auto &[key, index] : tensorCoreGemms) {
-      WgmmaGemmShape shape = tensorCoreGemmShape(std::get<0>(key), std::get<1>(key));
+      WgmmaGemmShape shape =
+          tensorCoreGemmShape(std::get<0>(key), std::get<1>(key), std::get<2>(key));
       if (llvm::any_of(tensorCoreGemms, [&](auto &other) {
             return other.second < index && std::get<0>(other.first) == shape.n &&
-                   std::get<1>(other.first) == shape.k;
+                   std::get<1>(other.first) == shape.k &&
+                   std::get<2>(other.first) == shape.groups;
           }))
         continue; // The same kernel for another program's max_tokens.
       std::string error;

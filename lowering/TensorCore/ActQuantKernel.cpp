@@ -100,14 +100,15 @@ OwningOpRef<ModuleOp> compressa::buildActQuantKeepingKernel(MLIRContext &context
 OwningOpRef<ModuleOp> compressa::buildFastLinearKernel(MLIRContext &context, int64_t n,
                                                        int64_t k,
                                                        llvm::StringRef targetSpec,
-                                                       std::string &error) {
-  if (n < 1 || k < 1) {
-    error = "the FP8 linear layer needs N, K >= 1";
+                                                       std::string &error, int64_t groups) {
+  if (n < 1 || k < 1 || groups < 1 || n % groups || (groups > 1 && k % 128)) {
+    error = "the FP8 linear layer needs N, K >= 1 (groups: N a multiple of them, K of 128)";
     return nullptr;
   }
   return buildKernel(
       context, targetSpec,
-      "compressa_fast_linear_n" + std::to_string(n) + "_k" + std::to_string(k),
+      "compressa_fast_linear_n" + std::to_string(n) + "_k" + std::to_string(k) +
+          (groups > 1 ? "_g" + std::to_string(groups) : ""),
       [&](cpu::KernelBuilder &kb, const TargetInfo &target, Value argv) {
         auto slot = [&](int64_t i) { return kb.loadPtr(argv, kb.c(i)); };
         Value rows = target.loadScalarArg(kb.builder(), kb.getLoc(), slot(0));
@@ -119,8 +120,8 @@ OwningOpRef<ModuleOp> compressa::buildFastLinearKernel(MLIRContext &context, int
         w.rows = n;
         w.cols = k;
         Value q = slot(4), scales = slot(5);
-        cpu::emitActQuant(kb, x, k, rows, k, q, scales);
-        cpu::emitFp8BlockGemm(kb, q, scales, rows, w, cpu::View{slot(6), kb.f32()});
+        cpu::emitActQuant(kb, x, k * groups, rows, k * groups, q, scales);
+        cpu::emitFp8BlockGemm(kb, q, scales, rows, w, cpu::View{slot(6), kb.f32()}, groups);
       },
       error);
 }

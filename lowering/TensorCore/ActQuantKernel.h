@@ -43,10 +43,13 @@ OwningOpRef<ModuleOp> buildActQuantKeepingKernel(MLIRContext &context, int64_t k
 /// @compressa_fast_linear_n<N>_k<K>(argv): argv[0] rows (as above), [1] x
 /// f32 [rows, K], [2] weight codes [N, K], [3] weight UE8M0 scales [N/128,
 /// K/128 rounded up], [4] codes scratch [rows, K], [5] scales scratch
-/// [rows, K/128 rounded up], [6] y f32 [rows, N].
+/// [rows, K/128 rounded up], [6] y f32 [rows, N]. With `groups` G > 1
+/// (wo_a's groups; K a multiple of 128): x, the codes and their scales hold
+/// rows of G K values, N is G x the rows of one group, and the kernel is
+/// @compressa_fast_linear_n<N>_k<K>_g<G>.
 OwningOpRef<ModuleOp> buildFastLinearKernel(MLIRContext &context, int64_t n,
                                             int64_t k, llvm::StringRef target,
-                                            std::string &error);
+                                            std::string &error, int64_t groups = 1);
 
 /// The act_quant kernel's PTX for CUDA chip `chip`; empty with `error` set on failure.
 std::string actQuantPtx(MLIRContext &context, int64_t k, llvm::StringRef chip,

@@ -265,6 +265,73 @@ TEST_P(TensorCoreTest, FastLinearWithinF32AccumulationOfFloat64) {
 
 INSTANTIATE_TEST_SUITE_P(Widths, TensorCoreTest, ::testing::Values(128, 320, 1024));
 
+/// wo_a's groups (Emitter::groupedWoA, the CPU twin of WgmmaGemm.h's
+/// groups): act_quant of the whole row, then output column c takes its
+/// group's K columns of the row, codes and scales.
+TEST(FastLinear, GroupsTakeTheirOwnColumns) {
+  const int64_t groups = 3, k = 256, n = groups * 128, rows = 9, blocks = k / 128;
+  auto ctx = makeContext();
+  std::string error;
+  OwningOpRef<ModuleOp> module =
+      mlir::compressa::buildFastLinearKernel(*ctx, n, k, "cpu", error, groups);
+  ASSERT_TRUE(module) << error;
+  CpuKernel kernel;
+  ASSERT_TRUE(kernel.load(*module, "compressa_fast_linear_n384_k256_g3", error)) << error;
+  std::mt19937 rng(5);
+  std::vector<float> x = testRows(rows, groups * k, 13);
+  std::vector<uint8_t> w(size_t(n) * k), sw(size_t(n / 128) * blocks);
+  for (auto &c : w) {
+    c = uint8_t(rng());
+    if ((c & 0x7F) == 0x7F)
+      c ^= 1;
+  }
+  for (auto &b : sw)
+    b = uint8_t(118 + rng() % 18);
+  std::vector<uint8_t> q(size_t(rows) * groups * k), s(size_t(rows) * groups * blocks);
+  std::vector<float> y(size_t(rows) * n, std::nanf(""));
+  kernel.run({reinterpret_cast<void *>(intptr_t(rows)), x.data(), w.data(), sw.data(),
+              q.data(), s.data(), y.data()});
+  std::vector<uint8_t> rq(groups * k), rs(groups * blocks);
+  for (int64_t r = 0; r < rows; ++r) {
+    ref::actQuantRow(&x[size_t(r) * groups * k], groups * k, rq.data(), rs.data());
+    for (int64_t c = 0; c < n; ++c) {
+      int64_t g = c / (n / groups);
+      double mag = 0;
+      double want = ref::fp8GemmOutput(&rq[g * k], &rs[g * blocks], &w[size_t(c) * k],
+                                       &sw[size_t(c / 128) * blocks], k, &mag);
+      double got = y[size_t(r) * n + c];
+      ASSERT_TRUE(std::isfinite(got)) << "y[" << r << ", " << c << "] not written";
+      double bound = (128 + blocks) * std::ldexp(1.0, -24) * mag + 1e-30;
+      ASSERT_LE(std::fabs(got - want), bound)
+          << "y[" << r << ", " << c << "] = " << got << ", want " << want;
+    }
+  }
+  // A group's columns differ from another group's inputs (the test sees the
+  // offset): column 0 against group 1's codes.
+  ref::actQuantRow(&x[0], groups * k, rq.data(), rs.data());
+  double other = ref::fp8GemmOutput(&rq[k], &rs[blocks], &w[0], &sw[0], k);
+  EXPECT_NE(float(other), y[0]);
+}
+
+/// WgmmaGemm.h's groups: the name, the a columns of the group.
+TEST(WgmmaGemm, GroupsHaveTheirOwnKernel) {
+  mlir::compressa::WgmmaGemmShape shape;
+  shape.n = 8192;
+  shape.k = 4096;
+  shape.program = true;
+  shape.persistent = true;
+  shape.groups = 8;
+  EXPECT_EQ(shape.name(), "compressa_tc_gemm_n8192_k4096_s4_p_g8");
+  EXPECT_EQ(shape.groupTiles(), 8);
+  std::string error;
+  std::string text = mlir::compressa::wgmmaGemmModuleText(shape, "sm_90a", error);
+  ASSERT_FALSE(text.empty()) << error;
+  EXPECT_NE(text.find("%cK64 = arith.constant 32768 : i64"), std::string::npos);
+  shape.groups = 3;
+  EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(shape, "sm_90a", error).empty());
+  EXPECT_NE(error.find("groups of the FP8 GEMM"), std::string::npos) << error;
+}
+
 TEST(WgmmaGemm, PtxHoldsWgmmaAndBulkTensorCopies) {
   auto ctx = makeContext();
   mlir::compressa::WgmmaGemmShape shape;

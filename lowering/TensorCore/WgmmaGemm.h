@@ -49,6 +49,12 @@
 // N and K need only be multiples of 16: the maps read the columns past K
 // and the weight rows past N as zeros, and columns past N are not stored.
 //
+// With groups = G (wo_a's groups of heads, `_g<G>` in the name) the kernel
+// computes G such GEMMs at once: a and its scales are [M, G K] and [M, G
+// K/128] (the act_quant of the whole row, whose 128-column blocks never
+// straddle two groups), w [N, K] stacks the groups' weights, and N tile t
+// belongs to group t / (N / 128 G): its a columns start at g K.
+//
 // Two options trade the same arithmetic for fewer bytes from L2 and fewer
 // idle tensor cores (the kernel name gains _c2 and _p):
 // - cluster = 2: the blocks of a pair of N tiles (a cluster of 2, launched
@@ -83,12 +89,19 @@ struct WgmmaGemmShape {
   bool program = false;
   int64_t cluster = 1;     ///< 1, or 2: pairs of N tiles share a's tile
   bool persistent = false; ///< a fixed grid walks the tiles
+  /// Independent GEMMs side by side (wo_a's groups): `n` = groups x the
+  /// columns of one, a multiple of 128 x groups; group g's a is columns
+  /// g k .. g k + k - 1 of a [M, groups k] (its scales likewise), its
+  /// weight rows and y's columns are g n / groups onwards.
+  int64_t groups = 1;
   int64_t nTiles() const { return (n + kTile - 1) / kTile; }
   /// Units of work along N: pairs of N tiles with cluster = 2.
   int64_t nUnits() const { return (nTiles() + cluster - 1) / cluster; }
   /// The rows of a's box (its tensor map): 64 with cluster = 2, else 128.
   int64_t aBoxRows() const { return kTile / cluster; }
   int64_t kBlocks() const { return (k + kTile - 1) / kTile; }
+  /// N tiles of one group.
+  int64_t groupTiles() const { return nTiles() / groups; }
   /// The kernel's symbol.
   std::string name() const;
   /// Dynamic shared memory of one block (the tiles and 1 KiB to align them).

@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 //   compressa-gemm --n N --k K [--stages S] [--program] [--cluster 1|2]
-//                  [--persistent] [--chip sm_90a]
+//                  [--persistent] [--groups G] [--chip sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=act-quant --k K [--target cpu|cuda:sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
@@ -116,6 +116,11 @@ static cl::opt<int64_t> cluster(
 static cl::opt<bool> persistent(
     "persistent", cl::desc("gemm: a fixed grid walks the tiles (WgmmaGemm.h)"),
     cl::init(false), cl::cat(category));
+static cl::opt<int64_t> groups(
+    "groups",
+    cl::desc("gemm: G GEMMs side by side (wo_a's groups): a [M, G K], N = G x "
+             "the columns of one (WgmmaGemm.h)"),
+    cl::init(1), cl::cat(category));
 static cl::opt<int64_t> topk("topk", cl::desc("experts: routed experts per token"),
                              cl::init(6), cl::cat(category));
 static cl::opt<int64_t> experts("experts", cl::desc("experts: routed experts"),
@@ -168,6 +173,7 @@ int main(int argc, char **argv) {
   shape.program = program;
   shape.cluster = cluster;
   shape.persistent = persistent;
+  shape.groups = groups;
   std::string error;
   std::string out;
   if (kernel == Kernel::ActQuant) {

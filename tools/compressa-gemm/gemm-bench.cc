@@ -6,7 +6,9 @@
 // f32 accumulation per 128-K block), and times the GEMM.
 //
 //   gemm-bench --gemm GEMM.ptx --m M --n N --k K [--act ACT.ptx] [--iters I]
-//              [--stages S] [--cluster 1|2] [--persistent]  (compressa-gemm's options)
+//              [--stages S] [--cluster 1|2] [--persistent] [--groups G]
+//              (compressa-gemm's options; with G groups the activations are
+//              [M, G K] and --act takes the act_quant kernel of G K)
 //   gemm-bench --indexer INDEXER.ptx --heads H --dim DI --ratio R --capacity C
 //              --tokens S --start P [--iters I] [--check-rows N]
 //   gemm-bench --topk TOPK.ptx --selected K --ratio R --capacity C --tokens S
@@ -102,7 +104,7 @@ using compressa::reference::fp8GemmOutput;
 
 struct Options {
   std::string gemm, act;
-  int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 48, stages = 4, cluster = 1;
+  int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 48, stages = 4, cluster = 1, groups = 1;
   bool persistent = false;
   uint64_t seed = 1;
 };
@@ -127,6 +129,7 @@ Options parse(int argc, char **argv) {
     else if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (a == "--cluster") o.cluster = std::atoll(value().c_str());
     else if (a == "--persistent") o.persistent = true;
+    else if (a == "--groups") o.groups = std::atoll(value().c_str());
     else die("unknown argument " + a + " (usage: gemm-bench --gemm GEMM.ptx "
              "--m M --n N --k K [--act ACT.ptx] [--stages S] [--cluster 1|2] [--persistent] "
              "[--iters I] [--check-rows R])");
@@ -135,6 +138,8 @@ Options parse(int argc, char **argv) {
     die("--cluster must be 1 or 2 (compressa-gemm --cluster)");
   if (o.gemm.empty() || o.m < 1 || o.n < 128 || o.k < 128 || o.n % 128 || o.k % 128)
     die("need --gemm PTX, --m >= 1 and --n, --k positive multiples of 128");
+  if (o.groups < 1 || o.n % (128 * o.groups))
+    die("--groups G needs --n a multiple of 128 G");
   return o;
 }
 
@@ -773,12 +778,14 @@ int main(int argc, char **argv) {
   CUdevice dev = setUp(stream);
 
   const int64_t m = o.m, n = o.n, k = o.k, kb = k / 128;
+  // The activations' row: the groups' inputs side by side (--groups).
+  const int64_t ka = k * o.groups, kba = ka / 128;
   Rng rng{o.seed * 0x9E3779B97F4A7C15ull + 1};
   // Activations: each 128-block at its own magnitude (2^-20 .. 2^12), a few
   // blocks of zeros (the 1e-4 floor) and values on rounding ties.
-  std::vector<float> x(size_t(m) * k);
+  std::vector<float> x(size_t(m) * ka);
   for (int64_t r = 0; r < m; ++r)
-    for (int64_t b = 0; b < kb; ++b) {
+    for (int64_t b = 0; b < kba; ++b) {
       int mode = int(rng.next() % 16);
       double mag = std::ldexp(1.0, int(rng.next() % 33) - 20);
       for (int64_t j = 0; j < 128; ++j) {
@@ -787,7 +794,7 @@ int main(int argc, char **argv) {
           v = 0;
         else if (mode == 1) // a tie between two e4m3 values at scale 1
           v = float((rng.next() & 1 ? -1 : 1) * std::ldexp(17 + 2 * (rng.next() % 7), -4));
-        x[size_t(r) * k + b * 128 + j] = v;
+        x[size_t(r) * ka + b * 128 + j] = v;
       }
     }
   // Weights: finite e4m3 codes, UE8M0 block scales around 1.
@@ -800,9 +807,9 @@ int main(int argc, char **argv) {
   for (auto &s : sw)
     s = uint8_t(120 + rng.next() % 14);
   // The reference act_quant.
-  std::vector<uint8_t> q(size_t(m) * k), sa(size_t(m) * kb);
+  std::vector<uint8_t> q(size_t(m) * ka), sa(size_t(m) * kba);
   for (int64_t r = 0; r < m; ++r)
-    actQuantRow(&x[size_t(r) * k], k, &q[size_t(r) * k], &sa[size_t(r) * kb]);
+    actQuantRow(&x[size_t(r) * ka], ka, &q[size_t(r) * ka], &sa[size_t(r) * kba]);
 
   CUdeviceptr dq = alloc(q.size()), dsa = alloc(sa.size()), dw = alloc(w.size()),
               dsw = alloc(sw.size()), dy = alloc(size_t(m) * n * 4),
@@ -813,7 +820,7 @@ int main(int argc, char **argv) {
   // act_quant on the GPU (the compiler's kernel): bytes against the reference.
   long long actMismatch = -1;
   if (!o.act.empty()) {
-    CUfunction act = loadKernel(o.act, ("compressa_act_quant_k" + std::to_string(k)).c_str());
+    CUfunction act = loadKernel(o.act, ("compressa_act_quant_k" + std::to_string(ka)).c_str());
     CUdeviceptr dx = alloc(x.size() * 4), drows = alloc(8), dargv = alloc(4 * 8);
     int64_t rows = m;
     check(cu->cuMemcpyHtoDAsync(dx, x.data(), x.size() * 4, stream), "copy x");
@@ -848,7 +855,8 @@ int main(int argc, char **argv) {
 
   // The GEMM.
   // compressa-gemm --cluster 2 / --persistent: the name's _c2 / _p.
-  std::string options = std::string(o.cluster == 2 ? "_c2" : "") + (o.persistent ? "_p" : "");
+  std::string options = std::string(o.cluster == 2 ? "_c2" : "") + (o.persistent ? "_p" : "") +
+                        (o.groups > 1 ? "_g" + std::to_string(o.groups) : "");
   CUfunction gemm = loadKernel(o.gemm, ("compressa_fp8_gemm_n" + std::to_string(n) + "_k" +
                                         std::to_string(k) + options)
                                            .c_str());
@@ -858,7 +866,7 @@ int main(int argc, char **argv) {
                                shared),
         "cuFuncSetAttribute(shared)");
   // With --cluster 2 each block of a pair loads 64 of a's 128 rows.
-  CUtensorMap maps[2] = {tileMap(dq, m, k, unsigned(128 / o.cluster)), tileMap(dw, n, k)};
+  CUtensorMap maps[2] = {tileMap(dq, m, ka, unsigned(128 / o.cluster)), tileMap(dw, n, k)};
   check(cu->cuMemcpyHtoDAsync(dmaps, maps, sizeof maps, stream), "copy tensor maps");
   CUdeviceptr amap = dmaps, wmap = dmaps + sizeof(CUtensorMap);
   int32_t m32 = int32_t(m);
@@ -895,8 +903,9 @@ int main(int argc, char **argv) {
   bool bad = false;
   for (int64_t r : rows) {
     for (int64_t c = 0; c < n; ++c) {
-      double ref = fp8GemmOutput(&q[size_t(r) * k], &sa[size_t(r) * kb], &w[size_t(c) * k],
-                                 &sw[size_t(c / 128) * kb], k);
+      int64_t g = c / (n / o.groups); // the column's group
+      double ref = fp8GemmOutput(&q[size_t(r) * ka + g * k], &sa[size_t(r) * kba + g * kb],
+                                 &w[size_t(c) * k], &sw[size_t(c / 128) * kb], k);
       double got = y[size_t(r) * n + c];
       if (!std::isfinite(got))
         bad = true;
@@ -916,10 +925,10 @@ int main(int argc, char **argv) {
   // Tolerance: f32 accumulation of 128-term blocks (the tensor cores round
   // each block's partial sums) against float64.
   bool ok = !bad && relNorm < 1e-3 && actMismatch <= 0;
-  std::printf("gemm M=%lld N=%lld K=%lld  act_quant bytes differing: %s  "
+  std::printf("gemm M=%lld N=%lld K=%lld groups=%lld  act_quant bytes differing: %s  "
               "max|d|/max|ref| %.3g  ||d||/||ref|| %.3g  %s  %.4f ms  %.1f TFLOP/s "
               "(%.1f%% of 1979)\n",
-              (long long)m, (long long)n, (long long)k,
+              (long long)m, (long long)n, (long long)k, (long long)o.groups,
               actMismatch < 0 ? "not run" : std::to_string(actMismatch).c_str(),
               relMax, relNorm, bad ? "NON-FINITE" : (ok ? "ok" : "FAIL"), median,
               tflops, 100 * tflops / 1979);

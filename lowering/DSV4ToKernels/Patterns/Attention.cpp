@@ -878,8 +878,36 @@ void Emitter::outProj(OutProjOp op) {
         });
     return;
   }
+  // --numerics=fast: wo_a in the FP8 GEMM semantics like the dense layers
+  // (act_quant of o's rows, whose 128-blocks lie within a group, then each
+  // group's block-scaled FP8 GEMM); on sm_90a one grouped wgmma GEMM.
+  if (ctx.fastLinear && !ctx.batched && groupedWoA(op)) {
+    if (ctx.tensorCore && ctx.tensorCore->handlesGroups(woa, z, g)) {
+      ctx.tensorCore->linear(o, h * d, woa, z, g);
+    } else {
+      int64_t k = h * d;
+      Value q = ctx.scratch(k, 0), scales = ctx.scratch(k / kQuantBlock, 0);
+      emitActQuant(kb, o, k, S(), k, q, scales);
+      emitFp8BlockGemm(kb, q, scales, S(), woa, z, g);
+    }
+    linearTokens(z, rows, wob, out);
+    return;
+  }
   exactWoA();
   linearTokens(z, rows, wob, out);
+}
+
+bool Emitter::groupedWoA(OutProjOp op) {
+  static const bool off = KernelBuilder::experimentString("COMPRESSA_WOA_FP8") == "0";
+  auto w = cast<dsv4::WeightType>(op.getWoA().getType());
+  auto shape = op.getO().getType().getShape();
+  int64_t h = shape[1], d = shape[2], g = op.getGroups();
+  if (off || g < 1 || h % g || w.getRank() != 2 || !w.isQuantized() ||
+      !isa<Float8E4M3FNType>(w.getElementType()))
+    return false;
+  int64_t groupIn = (h / g) * d;
+  return w.getShape()[1] == groupIn && groupIn % kQuantBlock == 0 &&
+         w.getShape()[0] % (g * kQuantBlock) == 0;
 }
 
 void mlir::compressa::cpu::populateAttentionPatterns(KernelPatternSet &patterns) {

@@ -236,17 +236,24 @@ void mlir::compressa::cpu::emitActQuantKeeping(KernelBuilder &kb,
 
 void mlir::compressa::cpu::emitFp8BlockGemm(KernelBuilder &kb, Value q,
                                             Value scales, Value rows,
-                                            const WeightView &w, const View &out) {
+                                            const WeightView &w, const View &out,
+                                            int64_t groups) {
   int64_t n = w.rows, k = w.cols;
   int64_t blocks = (k + kQuantBlock - 1) / kQuantBlock;
   Type i8 = kb.builder().getI8Type();
   kb.parallelLoop(kb.c(0), kb.mul(rows, kb.c(n)), [&](Value e) {
     Value r = kb.div(e, kb.c(n)), col = kb.rem(e, kb.c(n));
-    Value qRow = kb.offset(i8, q, kb.mul(r, kb.c(k)));
+    Value qRow = kb.offset(i8, q, kb.mul(r, kb.c(k * groups)));
+    Value aScales = kb.offset(i8, scales, kb.mul(r, kb.c(blocks * groups)));
+    if (groups > 1) {
+      // The column's group: its part of the row's codes and scales.
+      Value g = kb.div(col, kb.c(n / groups));
+      qRow = kb.offset(i8, qRow, kb.mul(g, kb.c(k)));
+      aScales = kb.offset(i8, aScales, kb.mul(g, kb.c(blocks)));
+    }
     Value wRow = kb.offset(i8, w.data, kb.mul(col, kb.c(k)));
     Value wScales = kb.offset(i8, w.scale, kb.mul(kb.div(col, kb.c(kQuantBlock)),
                                                   kb.c(blocks)));
-    Value aScales = kb.offset(i8, scales, kb.mul(r, kb.c(blocks)));
     Value acc = kb.reduce1(kb.c(0), kb.c(blocks), kb.cf(0.0), [&](Value blk, Value acc) {
       Value first = kb.mul(blk, kb.c(kQuantBlock));
       Value last = kb.min(kb.add(first, kb.c(kQuantBlock)), kb.c(k));
@@ -341,6 +348,15 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
         maxK = std::max(maxK, w.getShape()[1]);
     }
   });
+  // wo_a's groups as one grouped GEMM (Emitter::outProj): the act_quant
+  // codes and scales of o's whole row.
+  int64_t maxGroupedK = 0;
+  func.walk([&](dsv4::OutProjOp op) {
+    auto w = cast<dsv4::WeightType>(op.getWoA().getType());
+    if (!usesFastLinear(op) || ec.batched || !Emitter::groupedWoA(op))
+      return;
+    maxGroupedK = std::max(maxGroupedK, w.getShape()[1] * int64_t(op.getGroups()));
+  });
   // The indexer's scores (WgmmaIndexer.h): a single-sequence program's
   // fast indexer over f32 keys, of widths the kernel tiles; their q rows
   // (bf16) take the staging area. COMPRESSA_INDEXER_WGMMA=0 at compile
@@ -348,7 +364,8 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   // both).
   static const bool indexerOff =
       KernelBuilder::experimentString("COMPRESSA_INDEXER_WGMMA") == "0";
-  int64_t stagingPerToken = maxK + (maxK + kQuantBlock - 1) / kQuantBlock;
+  int64_t stagingPerToken = std::max(maxK + (maxK + kQuantBlock - 1) / kQuantBlock,
+                                     maxGroupedK + maxGroupedK / kQuantBlock);
   bool indexer = false;
   func.walk([&](dsv4::IndexerTopkOp op) {
     dsv4::IndexerKeysType keys = op.getKeys().getType();
@@ -407,6 +424,7 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   std::unique_ptr<TensorCoreSplit> split(
       new TensorCoreSplit(kb, ec, target, container, symbol));
   split->maxK = maxK;
+  split->maxGroupedK = maxGroupedK;
   split->groupedExperts = grouped;
   split->indexerScoresOn = indexer;
   split->attentionOn = attention;
@@ -509,19 +527,26 @@ bool TensorCoreSplit::handles(const WeightView &w, const View &out) const {
          argvSlot(w.data, Value(w.data).getParentBlock()->getArgument(0)) >= 0;
 }
 
-void TensorCoreSplit::linear(View x, int64_t xStride, const WeightView &w, View out) {
+void TensorCoreSplit::linear(View x, int64_t xStride, const WeightView &w, View out,
+                             int64_t groups) {
   OpBuilder &b = kb.builder();
   Type i8 = b.getI8Type();
-  int64_t k = w.cols;
+  // act_quant of the whole row: its 128-column blocks never straddle two
+  // groups (handlesGroups), so the codes are each group's own.
+  int64_t k = w.cols * groups;
   Value codes = kb.offset(i8, staging, kb.c(kStagingHeader));
   Value scales = kb.offset(i8, codes, kb.mul(ec.tokens, kb.c(k)));
   emitActQuant(kb, x, xStride, ec.tokens, k, codes, scales);
   // The GEMM's output address (a view in the scratch moves with S).
   kb.single([&] { kb.store(out.ptr, staging, kb.c(0)); });
   int64_t slot = argvSlot(w.data, Value(w.data).getParentBlock()->getArgument(0));
-  nextPart({b.getDictionaryAttr({b.getNamedAttr("gemm_n", b.getI64IntegerAttr(w.rows)),
-                                 b.getNamedAttr("gemm_k", b.getI64IntegerAttr(k)),
-                                 b.getNamedAttr("weight_slot", b.getI64IntegerAttr(slot))})});
+  SmallVector<NamedAttribute> step = {
+      b.getNamedAttr("gemm_n", b.getI64IntegerAttr(w.rows)),
+      b.getNamedAttr("gemm_k", b.getI64IntegerAttr(w.cols)),
+      b.getNamedAttr("weight_slot", b.getI64IntegerAttr(slot))};
+  if (groups > 1)
+    step.push_back(b.getNamedAttr("gemm_groups", b.getI64IntegerAttr(groups)));
+  nextPart({b.getDictionaryAttr(step)});
 }
 
 void TensorCoreSplit::nextPart(ArrayRef<Attribute> launched) {
