@@ -214,6 +214,30 @@ void Writer::consumers() {
     std::vector<std::string> toks;
     for (int64_t tau = 0; tau < t2; ++tau)
       toks.push_back(a64("arith.addi", s0, c64(tau)));
+    // The step's head weights, loaded before the wait for q and the MMAs:
+    // their latency (from L2) overlaps both halves' MMAs instead of
+    // following each half's (COMPRESSA_INDEXER_HW_EARLY=0 at compile time:
+    // loaded in each half after its MMAs, for A/B runs).
+    static const bool hwEarly = [] {
+      const char *e = std::getenv("COMPRESSA_INDEXER_HW_EARLY");
+      return !(e && std::string(e) == "0");
+    }();
+    auto loadHw = [&](int64_t tau) {
+      std::string tc = a64("arith.minsi", toks[tau], sLast);
+      std::string hwRow =
+          gep("%hw", a64("arith.addi", a64("arith.muli", tc, c64(s.heads)), col0), "f32");
+      std::vector<std::pair<std::string, std::string>> w;
+      for (int64_t q = 0; q < perToken; ++q) {
+        std::string pair = load(gep(hwRow, c64(8 * q), "f32"), "vector<2xf32>", 8);
+        w.emplace_back(extract(pair, 0, "f32", "vector<2xf32>"),
+                       extract(pair, 1, "f32", "vector<2xf32>"));
+      }
+      return w;
+    };
+    std::vector<std::vector<std::pair<std::string, std::string>>> hwEarlyPairs;
+    if (hwEarly)
+      for (int64_t tau = 0; tau < t2; ++tau)
+        hwEarlyPairs.push_back(loadHw(tau));
     std::string gg = op("arith.addi", "%g", "%t");
     std::string st = op("arith.remui", gg, "%cStages");
     std::string round = op("arith.divui", gg, "%cStages");
@@ -257,15 +281,8 @@ void Writer::consumers() {
       // + col0 + j % 2; its token is 8 (j / 4) / heads.
       for (int64_t tau = 0; tau < t2; ++tau) {
         const std::string &tokS = toks[tau];
-        std::string tc = a64("arith.minsi", tokS, sLast);
-        std::string hwRow =
-            gep("%hw", a64("arith.addi", a64("arith.muli", tc, c64(s.heads)), col0), "f32");
-        std::vector<std::pair<std::string, std::string>> w;
-        for (int64_t q = 0; q < perToken; ++q) {
-          std::string pair = load(gep(hwRow, c64(8 * q), "f32"), "vector<2xf32>", 8);
-          w.emplace_back(extract(pair, 0, "f32", "vector<2xf32>"),
-                         extract(pair, 1, "f32", "vector<2xf32>"));
-        }
+        std::vector<std::pair<std::string, std::string>> w =
+            hwEarly ? hwEarlyPairs[tau] : loadHw(tau);
         std::string avail = a64(
             "arith.divsi", a64("arith.addi", a64("arith.addi", "%start", tokS), "%one64"),
             "%cRatio");
