@@ -304,6 +304,46 @@ void Writer::consumers() {
        << ", %x1 = " << negInf << ") -> (f32, f32) {\n";
   {
     std::string t64 = i64("%t");
+    std::vector<std::string> sc(16), valid(8);
+    // Which of the thread's 8 key columns count: computed before the wait
+    // for the tile and its MMAs, so the top-k ids' loads (CSA) are in
+    // flight meanwhile (COMPRESSA_ATTENTION_EARLY=0 at compile time: after
+    // the MMAs, the code before, for A/B runs).
+    static const bool early = [] {
+      const char *e = std::getenv("COMPRESSA_ATTENTION_EARLY");
+      return !(e && std::string(e) == "0");
+    }();
+    auto validKeys = [&] {
+    // Key index of register j: kbase + col0 + 8 (j / 4) + j % 2; row row0
+    // (j % 4 < 2) or row1.
+    std::string isWin = op("arith.cmpi ult,", "%t", "%cWinTilesI");
+    std::string kbase = select(isWin, a64("arith.muli", t64, "%c64i"),
+                               a64("arith.muli", a64("arith.subi", t64, "%cWinTiles"), "%c64i"),
+                               "i64");
+    // Past the window: the entries a token sees (every visible one), or
+    // the k slots (top-k; each slot's id says whether it holds one).
+    std::string limit = select(isWin, "%inWin", s.topk ? c64(s.topk) : "%ne", "i64");
+    std::string kfirst = a64("arith.addi", kbase, col0);
+    for (int c = 0; c < 8; ++c) {
+      // Column 8 (c / 2) + c % 2 of the thread's: registers j with j / 4 =
+      // c / 2 and j % 2 = c % 2.
+      std::string key = a64("arith.addi", kfirst, c64(8 * (c / 2) + c % 2));
+      valid[c] = op("arith.cmpi slt,", key, limit, "i64");
+      if (s.topk) {
+        // A selected entry: its slot's id >= 0 (past the window the key
+        // index is the slot; in the window the id is read, clamped into
+        // the row, and not used).
+        std::string slot = a64("arith.minsi", key, c64(s.topk - 1));
+        std::string id = load(gep("%topkIds", a64("arith.addi", a64("arith.muli", "%s", c64(s.topk)), slot), "i32"), "i32", 4);
+        std::string zero32 = v();
+        os << "    " << zero32 << " = arith.constant 0 : i32\n";
+        std::string chosen = op("arith.cmpi sge,", id, zero32, "i32");
+        valid[c] = select(isWin, valid[c], chosen, "i1");
+      }
+    }
+    };
+    if (early)
+      validKeys();
     std::string gg = op("arith.addi", "%g", "%t");
     std::string st = op("arith.remui", gg, "%cStages");
     std::string round = op("arith.divui", gg, "%cStages");
@@ -341,34 +381,8 @@ void Writer::consumers() {
       os << "    " << r[j] << " = llvm.extractvalue " << sAcc << "[" << j << "] : " << sType
          << "\n";
     }
-    // Key index of register j: kbase + col0 + 8 (j / 4) + j % 2; row row0
-    // (j % 4 < 2) or row1.
-    std::string isWin = op("arith.cmpi ult,", "%t", "%cWinTilesI");
-    std::string kbase = select(isWin, a64("arith.muli", t64, "%c64i"),
-                               a64("arith.muli", a64("arith.subi", t64, "%cWinTiles"), "%c64i"),
-                               "i64");
-    // Past the window: the entries a token sees (every visible one), or
-    // the k slots (top-k; each slot's id says whether it holds one).
-    std::string limit = select(isWin, "%inWin", s.topk ? c64(s.topk) : "%ne", "i64");
-    std::string kfirst = a64("arith.addi", kbase, col0);
-    std::vector<std::string> sc(16), valid(8);
-    for (int c = 0; c < 8; ++c) {
-      // Column 8 (c / 2) + c % 2 of the thread's: registers j with j / 4 =
-      // c / 2 and j % 2 = c % 2.
-      std::string key = a64("arith.addi", kfirst, c64(8 * (c / 2) + c % 2));
-      valid[c] = op("arith.cmpi slt,", key, limit, "i64");
-      if (s.topk) {
-        // A selected entry: its slot's id >= 0 (past the window the key
-        // index is the slot; in the window the id is read, clamped into
-        // the row, and not used).
-        std::string slot = a64("arith.minsi", key, c64(s.topk - 1));
-        std::string id = load(gep("%topkIds", a64("arith.addi", a64("arith.muli", "%s", c64(s.topk)), slot), "i32"), "i32", 4);
-        std::string zero32 = v();
-        os << "    " << zero32 << " = arith.constant 0 : i32\n";
-        std::string chosen = op("arith.cmpi sge,", id, zero32, "i32");
-        valid[c] = select(isWin, valid[c], chosen, "i1");
-      }
-    }
+    if (!early)
+      validKeys();
     for (int j = 0; j < 16; ++j) {
       const std::string &ok = valid[2 * (j / 4) + j % 2];
       sc[j] = select(ok, f32op("arith.mulf", r[j], scale), negInf, "f32");
@@ -386,13 +400,27 @@ void Writer::consumers() {
     } else {
       std::string d0 = "%d0", d1 = "%d1";
       std::vector<std::string> p(16);
+      // The weights' exponential in f32 (libdevice's expf, within 2 ulp;
+      // p is rounded to bf16 next, 2^-9 relative): the f64 one took the
+      // FP64 pipe ~25 operations a weight. COMPRESSA_ATTENTION_EXP=f64 at
+      // compile time: through f64, as the warp MMA attention (the CPU
+      // twin) computes it, for A/B runs.
+      static const bool expF64 = [] {
+        const char *e = std::getenv("COMPRESSA_ATTENTION_EXP");
+        return e && std::string(e) == "f64";
+      }();
       for (int j = 0; j < 16; ++j) {
         std::string diff = f32op("arith.subf", sc[j], j % 4 < 2 ? m0 : m1);
-        std::string wide = v(), e = v(), narrow = v();
-        os << "    " << wide << " = arith.extf " << diff << " : f32 to f64\n";
-        os << "    " << e << " = math.exp " << wide << " : f64\n";
-        os << "    " << narrow << " = arith.truncf " << e << " : f64 to f32\n";
-        p[j] = narrow;
+        if (!expF64) {
+          p[j] = v();
+          os << "    " << p[j] << " = math.exp " << diff << " : f32\n";
+        } else {
+          std::string wide = v(), e = v(), narrow = v();
+          os << "    " << wide << " = arith.extf " << diff << " : f32 to f64\n";
+          os << "    " << e << " = math.exp " << wide << " : f64\n";
+          os << "    " << narrow << " = arith.truncf " << e << " : f64 to f32\n";
+          p[j] = narrow;
+        }
         std::string &d = j % 4 < 2 ? d0 : d1;
         d = f32op("arith.addf", d, p[j]);
       }

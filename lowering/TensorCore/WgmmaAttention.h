@@ -11,12 +11,15 @@
 //
 //   score_j = (sum over channels c of bf16(q[s, h, c]) bf16(key_j[c])) * scale
 //   m       = max(sink[h], max_j score_j)
-//   p_j     = exp(score_j - m)                  (f32; exp through f64)
+//   p_j     = exp(score_j - m)                  (f32)
 //   out     = (sum_j bf16(p_j) bf16(key_j)) / (sum_j p_j + exp(sink[h] - m))
 //
 // the operations of the warp-MMA attention (Emitter::attention's fast
 // path, whose CPU loop nests are the twin); only the order of the f32 sums
-// differs. Two kernels of the same structure:
+// differs, and p_j's exponential: the twin's goes through f64 (correctly
+// rounded to f32), this kernel's is libdevice's expf (within 2 ulp; p_j is
+// then rounded to bf16, 2^-9 relative), since the twenty-fifth session
+// (COMPRESSA_ATTENTION_EXP=f64 at compile time: through f64 here too). Two kernels of the same structure:
 // - Pass::Max computes the scores and writes m[s, h] (f32 [S, heads]);
 // - Pass::Sums computes them again, the weights p with the m of pass 1, and
 //   the weighted sums: so p is rounded once, from the final max, as in the
