@@ -18,6 +18,7 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstdlib>
 #include <vector>
 
 using namespace mlir;
@@ -305,14 +306,40 @@ void Writer::consumers() {
      << "\n";
   os << "    " << w << " = memref.view %smem[" << offW << "][] : " << kSmem << " to "
      << kTile << "\n";
-  std::string accV =
-      wgmmaSteps(a, w, wgRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", "%acc");
-  os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-  std::string token = v();
-  os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << st
-     << "] : !bar -> !nvgpu.mbarrier.token\n";
+  // COMPRESSA_EXPERTS_PIPELINE=1 at compile time (an experiment): the 4
+  // wgmma of a K block issued with wait_group 4 (the previous block's 4
+  // are then done: its buffer is released here) instead of waiting for
+  // this block's own before the next block's MMAs; the last block's
+  // buffer is released after the loop.
+  static const bool pipeline = [] {
+    const char *e = std::getenv("COMPRESSA_EXPERTS_PIPELINE");
+    return e && std::string(e) == "1";
+  }();
+  std::string accV = wgmmaSteps(a, w, wgRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap",
+                                "%acc", pipeline ? 4 : -1);
+  if (pipeline) {
+    std::string notFirst = op("arith.cmpi ugt,", "%kb", "%c0");
+    os << "    scf.if " << notFirst << " {\n";
+    std::string prev = op("arith.remui", op("arith.subi", "%kb", "%c1"), "%cStages");
+    std::string token = v();
+    os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << prev
+       << "] : !bar -> !nvgpu.mbarrier.token\n";
+    os << "    }\n";
+  } else {
+    os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+    std::string token = v();
+    os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << st
+       << "] : !bar -> !nvgpu.mbarrier.token\n";
+  }
   os << "    scf.yield " << accV << " : " << acc << "\n";
   os << "    }\n";
+  if (pipeline) {
+    os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+    std::string last = op("arith.remui", op("arith.subi", "%cKS", "%c1"), "%cStages");
+    std::string token = v();
+    os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << last
+       << "] : !bar -> !nvgpu.mbarrier.token\n";
+  }
 
   // The epilogue. Register j of lane l in warp w holds row 16 w + l / 4 + 8
   // ((j / 2) % 2) of the warpgroup's 64, column 8 (j / 4) + 2 (l % 4) + j % 2.
