@@ -306,14 +306,16 @@ void Writer::consumers() {
      << "\n";
   os << "    " << w << " = memref.view %smem[" << offW << "][] : " << kSmem << " to "
      << kTile << "\n";
-  // COMPRESSA_EXPERTS_PIPELINE=1 at compile time (an experiment): the 4
-  // wgmma of a K block issued with wait_group 4 (the previous block's 4
-  // are then done: its buffer is released here) instead of waiting for
-  // this block's own before the next block's MMAs; the last block's
-  // buffer is released after the loop.
+  // The 4 wgmma of a K block issued with wait_group 4 (the previous
+  // block's 4 are then done: its buffer is released here) instead of
+  // waiting for this block's own before the next block's MMAs; the last
+  // block's buffer is released after the loop. The same products in the
+  // same order (byte-identical logits), about 1 % faster on an H100
+  // (docs/perf.md, twenty-fifth session). COMPRESSA_EXPERTS_PIPELINE=0 at
+  // compile time waits for each block (for A/B runs).
   static const bool pipeline = [] {
     const char *e = std::getenv("COMPRESSA_EXPERTS_PIPELINE");
-    return e && std::string(e) == "1";
+    return !(e && std::string(e) == "0");
   }();
   std::string accV = wgmmaSteps(a, w, wgRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap",
                                 "%acc", pipeline ? 4 : -1);

@@ -258,11 +258,14 @@ void Writer::consumers() {
         std::string a = tileView(op("arith.addi", keyTile0, ci(kt)));
         std::string w = tileView(
             op("arith.addi", ci(2 * s.kTiles() + kt), op("arith.muli", st, ci(s.kTiles()))));
-        // COMPRESSA_INDEXER_MMA_WAIT=N at compile time: each wgmma's
-        // wait_group count (NVGPU's default, 1, otherwise; for A/B runs).
+        // Each wgmma's wait_group count: 7, the 8 steps of a half issued
+        // back to back (2.9 % faster than NVGPU's default, 1, on an H100
+        // with the head weights loaded early; docs/perf.md, twenty-fifth
+        // session). COMPRESSA_INDEXER_MMA_WAIT=N at compile time sets it
+        // (-1: NVGPU's default; for A/B runs).
         static const int64_t mmaWait = [] {
           const char *e = std::getenv("COMPRESSA_INDEXER_MMA_WAIT");
-          return e && *e ? std::atoll(e) : int64_t(-1);
+          return e && *e ? std::atoll(e) : int64_t(7);
         }();
         accV = wgmmaSteps(a, w, hRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", accV,
                           mmaWait);
