@@ -27,8 +27,11 @@
 //   then fence.proxy.async and an arrive on full[s].
 // - Warpgroups 0 and 1 (the consumers, 64 slot rows each; the second idles
 //   when the tile has at most 64 slots) wait on full[s], run 4 wgmma
-//   m64n128k16 (bf16, f32 accumulators carried over the whole K), wait for
-//   them, and arrive on empty[s] for the producer to refill it.
+//   m64n128k16 (bf16, f32 accumulators carried over the whole K) issued
+//   with wait_group 4, which leaves the previous step's 4 done, and arrive
+//   on the previous step's empty buffer for the producer to refill it (the
+//   last step's after the loop; COMPRESSA_EXPERTS_PIPELINE=0 at compile
+//   time waits for each step's own MMAs before its arrive).
 // - The epilogue: gate_up clamps, applies SiLU, rounds to bf16 and stores h;
 //   down stores f32 pairs of ys.
 //
