@@ -712,7 +712,10 @@ public:
   void sharedExpertByToken(SharedExpertOp op);
 
   /// linearTokens of an FP8 weight in --numerics=fast (TensorCoreGemm.cpp).
-  void fastLinearTokens(View x, int64_t xStride, const WeightView &wt, View out);
+  /// With `groups` G (wo_a): x's rows hold G wt.cols values, output column
+  /// n takes group n / (wt.rows / G)'s (emitFp8BlockGemm's groups).
+  void fastLinearTokens(View x, int64_t xStride, const WeightView &wt, View out,
+                        int64_t groups = 1);
 
   /// Indexer top-k by rank (n^2 comparisons, picks in descending score
   /// order) while the compressed entries a token can see are at most this

@@ -103,18 +103,14 @@ public:
   create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
          const TargetInfo &target, Operation *container, StringRef symbol);
 
-  /// Whether this linear layer goes through the tensor-core GEMM.
-  bool handles(const WeightView &w, const View &out) const;
+  /// Whether this linear layer (with `groups`, wo_a's) goes through the
+  /// tensor-core GEMM.
+  bool handles(const WeightView &w, const View &out, int64_t groups = 1) const;
   /// act_quant of x into the staging area, the output's address, the end
   /// of the current part, the GEMM step, the start of the next part. With
   /// `groups` G (wo_a): x's rows hold G w.cols values, the GEMM's groups
   /// (WgmmaGemm.h; staging for them reserved by create()).
   void linear(View x, int64_t xStride, const WeightView &w, View out, int64_t groups = 1);
-  /// Whether wo_a of `groups` groups takes linear(..., groups).
-  bool handlesGroups(const WeightView &w, const View &out, int64_t groups) const {
-    return handles(w, out) && w.cols * groups <= maxGroupedK && w.cols % 128 == 0 &&
-           w.rows % (128 * groups) == 0;
-  }
 
   /// Whether these routed experts (FP4, --numerics=fast) run as the grouped
   /// GEMMs of lowering/TensorCore/WgmmaExperts.h.

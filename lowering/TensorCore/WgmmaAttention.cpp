@@ -314,33 +314,32 @@ void Writer::consumers() {
       return !(e && std::string(e) == "0");
     }();
     auto validKeys = [&] {
-    // Key index of register j: kbase + col0 + 8 (j / 4) + j % 2; row row0
-    // (j % 4 < 2) or row1.
-    std::string isWin = op("arith.cmpi ult,", "%t", "%cWinTilesI");
-    std::string kbase = select(isWin, a64("arith.muli", t64, "%c64i"),
-                               a64("arith.muli", a64("arith.subi", t64, "%cWinTiles"), "%c64i"),
-                               "i64");
-    // Past the window: the entries a token sees (every visible one), or
-    // the k slots (top-k; each slot's id says whether it holds one).
-    std::string limit = select(isWin, "%inWin", s.topk ? c64(s.topk) : "%ne", "i64");
-    std::string kfirst = a64("arith.addi", kbase, col0);
-    for (int c = 0; c < 8; ++c) {
-      // Column 8 (c / 2) + c % 2 of the thread's: registers j with j / 4 =
-      // c / 2 and j % 2 = c % 2.
-      std::string key = a64("arith.addi", kfirst, c64(8 * (c / 2) + c % 2));
-      valid[c] = op("arith.cmpi slt,", key, limit, "i64");
-      if (s.topk) {
-        // A selected entry: its slot's id >= 0 (past the window the key
-        // index is the slot; in the window the id is read, clamped into
-        // the row, and not used).
-        std::string slot = a64("arith.minsi", key, c64(s.topk - 1));
-        std::string id = load(gep("%topkIds", a64("arith.addi", a64("arith.muli", "%s", c64(s.topk)), slot), "i32"), "i32", 4);
-        std::string zero32 = v();
-        os << "    " << zero32 << " = arith.constant 0 : i32\n";
-        std::string chosen = op("arith.cmpi sge,", id, zero32, "i32");
-        valid[c] = select(isWin, valid[c], chosen, "i1");
+      // Key index of register j: kbase + col0 + 8 (j / 4) + j % 2; row row0
+      // (j % 4 < 2) or row1.
+      std::string isWin = op("arith.cmpi ult,", "%t", "%cWinTilesI");
+      std::string kbase = select(isWin, a64("arith.muli", t64, "%c64i"),
+                                 a64("arith.muli", a64("arith.subi", t64, "%cWinTiles"), "%c64i"),
+                                 "i64");
+      // Past the window: the entries a token sees (every visible one), or
+      // the k slots (top-k; each slot's id says whether it holds one).
+      std::string limit = select(isWin, "%inWin", s.topk ? c64(s.topk) : "%ne", "i64");
+      std::string kfirst = a64("arith.addi", kbase, col0);
+      for (int c = 0; c < 8; ++c) {
+        // Column 8 (c / 2) + c % 2 of the thread's: registers j with j / 4 =
+        // c / 2 and j % 2 = c % 2.
+        std::string key = a64("arith.addi", kfirst, c64(8 * (c / 2) + c % 2));
+        valid[c] = op("arith.cmpi slt,", key, limit, "i64");
+        if (s.topk) {
+          // A selected entry: its slot's id >= 0 (past the window the key
+          // index is the slot; in the window the id is read, clamped into
+          // the row, and not used).
+          std::string slot = a64("arith.minsi", key, c64(s.topk - 1));
+          std::string at = a64("arith.addi", a64("arith.muli", "%s", c64(s.topk)), slot);
+          std::string id = load(gep("%topkIds", at, "i32"), "i32", 4);
+          std::string chosen = op("arith.cmpi sge,", id, c32(0), "i32");
+          valid[c] = select(isWin, valid[c], chosen, "i1");
+        }
       }
-    }
     };
     if (early)
       validKeys();

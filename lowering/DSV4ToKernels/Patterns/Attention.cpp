@@ -882,14 +882,7 @@ void Emitter::outProj(OutProjOp op) {
   // (act_quant of o's rows, whose 128-blocks lie within a group, then each
   // group's block-scaled FP8 GEMM); on sm_90a one grouped wgmma GEMM.
   if (ctx.fastLinear && !ctx.batched && groupedWoA(op)) {
-    if (ctx.tensorCore && ctx.tensorCore->handlesGroups(woa, z, g)) {
-      ctx.tensorCore->linear(o, h * d, woa, z, g);
-    } else {
-      int64_t k = h * d;
-      Value q = ctx.scratch(k, 0), scales = ctx.scratch(k / kQuantBlock, 0);
-      emitActQuant(kb, o, k, S(), k, q, scales);
-      emitFp8BlockGemm(kb, q, scales, S(), woa, z, g);
-    }
+    fastLinearTokens(o, h * d, woa, z, g);
     linearTokens(z, rows, wob, out);
     return;
   }

@@ -521,7 +521,11 @@ void TensorCoreSplit::attention(Value q, Value sink, Value maxima, Value out,
   nextPart({step("max"), step("sums")});
 }
 
-bool TensorCoreSplit::handles(const WeightView &w, const View &out) const {
+bool TensorCoreSplit::handles(const WeightView &w, const View &out, int64_t groups) const {
+  // Groups (wo_a): create() reserved their staging (maxGroupedK) for the
+  // ops Emitter::groupedWoA takes.
+  if (groups > 1 && w.cols * groups > maxGroupedK)
+    return false;
   return isa<Float8E4M3FNType>(w.elt) && w.scale && w.rows % 16 == 0 &&
          w.cols % 16 == 0 && w.cols <= maxK && out.elt.isF32() &&
          argvSlot(w.data, Value(w.data).getParentBlock()->getArgument(0)) >= 0;
@@ -532,7 +536,7 @@ void TensorCoreSplit::linear(View x, int64_t xStride, const WeightView &w, View 
   OpBuilder &b = kb.builder();
   Type i8 = b.getI8Type();
   // act_quant of the whole row: its 128-column blocks never straddle two
-  // groups (handlesGroups), so the codes are each group's own.
+  // groups (Emitter::groupedWoA), so the codes are each group's own.
   int64_t k = w.cols * groups;
   Value codes = kb.offset(i8, staging, kb.c(kStagingHeader));
   Value scales = kb.offset(i8, codes, kb.mul(ec.tokens, kb.c(k)));
@@ -690,11 +694,13 @@ LogicalResult TensorCoreSplit::finish(Operation *firstKernel) {
 }
 
 void Emitter::fastLinearTokens(View x, int64_t xStride, const WeightView &wt,
-                               View out) {
-  if (ctx.tensorCore && ctx.tensorCore->handles(wt, out))
-    return ctx.tensorCore->linear(x, xStride, wt, out);
-  int64_t k = wt.cols, blocks = (k + kQuantBlock - 1) / kQuantBlock;
+                               View out, int64_t groups) {
+  if (ctx.tensorCore && ctx.tensorCore->handles(wt, out, groups))
+    return ctx.tensorCore->linear(x, xStride, wt, out, groups);
+  // act_quant of the whole row (a group's inputs are whole 128-blocks when
+  // groups > 1: Emitter::groupedWoA).
+  int64_t k = wt.cols * groups, blocks = (k + kQuantBlock - 1) / kQuantBlock;
   Value q = ctx.scratch(k, 0), scales = ctx.scratch(blocks, 0);
   emitActQuant(kb, x, xStride, S(), k, q, scales);
-  emitFp8BlockGemm(kb, q, scales, S(), wt, out);
+  emitFp8BlockGemm(kb, q, scales, S(), wt, out, groups);
 }
