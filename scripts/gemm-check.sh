@@ -18,9 +18,9 @@
 #       (M = 300, 4 and 4c2p); wo_a's 8 groups as one GEMM (--groups 8,
 #       M = 4096 and 300); tiny-c --numerics=fast on the GPU against the same
 #       artifact's CPU logits and the golden logits; the indexer's
-#       tensor-core scores (compressa-gemm --kernel=indexer-scores, V4-Flash's
-#       64 heads x 128 and flash-dims-16e-small's 8 x 64) against a float64
-#       reference of their semantics (gemm-bench --indexer: short and partial
+#       tensor-core scores (compressa-gemm --kernel=indexer-scores, bf16 and
+#       --fp8, V4-Flash's 64 heads x 128 and flash-dims-16e-small's 8 x 64)
+#       against a float64 reference of their semantics (gemm-bench --indexer: short and partial
 #       calls, a call in the middle of a context, the last 8192 tokens of a
 #       1M prompt, timed); the attention's two tensor-core kernels
 #       (compressa-gemm --kernel=attention-max / attention-sums: HCA at
@@ -99,6 +99,9 @@ prepare() {
     "$bin"/compressa-gemm --kernel=indexer-scores --heads "$h" --k "$d" --ratio 4 \
       --capacity "$cap" --chip "$chip" -o "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx"
     "$ptxas" -arch="$chip" "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" -o /dev/null
+    "$bin"/compressa-gemm --kernel=indexer-scores --heads "$h" --k "$d" --ratio 4 --fp8 \
+      --capacity "$cap" --chip "$chip" -o "$dir/ptx/indexer_h${h}_d${d}_c${cap}_f8.ptx"
+    "$ptxas" -arch="$chip" "$dir/ptx/indexer_h${h}_d${d}_c${cap}_f8.ptx" -o /dev/null
   done
   for x in $attentions; do
     local h=${x%%:*} rest=${x#*:}
@@ -197,6 +200,8 @@ run() {
     read -r h d cap t st rows_ <<< "$c"
     bench --indexer "$dir/ptx/indexer_h${h}_d${d}_c$cap.ptx" --heads "$h" --dim "$d" --ratio 4 \
       --capacity "$cap" --tokens "$t" --start "$st" --check-rows "$rows_"
+    bench --indexer "$dir/ptx/indexer_h${h}_d${d}_c${cap}_f8.ptx" --fp8 --heads "$h" --dim "$d" \
+      --ratio 4 --capacity "$cap" --tokens "$t" --start "$st" --check-rows "$rows_"
   done
   # The top-k selection: (capacity topk tokens start check-rows).
   local selections=("262176 512 300 1000 64" "262176 512 2000 4000 64" "5000 16 300 19000 300"

@@ -2,19 +2,25 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // dsv4.attn.indexer_topk marked dsv4.numerics = "fast" (the prefill program
-// of --numerics=fast) scores with products of bf16-rounded q and keys summed
-// in f32 (mma.sync bf16 -> f32 on CUDA; the CPU target computes the same
-// products). Its picks are checked against a plain reference of those
-// semantics (q and keys rounded to bf16, exact sums): every pick equal to
-// the reference's, or a near-tie within f32 accumulation tolerance; keys
-// identical in bf16 tie exactly and go to the lower index. The keys include
-// pairs that differ in f32 but not in bf16, so the exact path's picks
-// differ from these (checked: the test sees the fast code). Both top-k
-// selections run: the ranking (capacity <= 4096) and the radix one.
+// of --numerics=fast) act_quant's q and the keys (1 x 128 blocks along the
+// key width -- here one block of 32 --, UE8M0 scales: DeepSeek-V3.2's FP8
+// indexer) and scores with products of the dequantised values summed in
+// f32 (mma.sync bf16 -> f32 on CUDA, exact for them; the CPU target
+// computes the same products). Its picks are checked against a plain
+// reference of those semantics (ActQuantReference.h's act_quant, exact
+// sums): every pick equal to the reference's, or a near-tie within f32
+// accumulation tolerance; keys identical after act_quant tie exactly and
+// go to the lower index. The keys include pairs that differ in f32 but not
+// after act_quant, so the exact path's picks differ from these (checked:
+// the test sees the fast code). Both top-k selections run: the ranking
+// (capacity <= 4096) and the radix one. (COMPRESSA_INDEXER_FP8=0 at
+// compile time gives bf16 q and keys instead; this test checks the
+// default.)
 //
 //===----------------------------------------------------------------------===//
 
 #include "lowering/DSV4ToKernels/KernelTestHarness.h"
+#include "lowering/TensorCore/ActQuantReference.h"
 #include "runtime/weights/dtype.h"
 #include "test/reference/Reference.h"
 
@@ -119,14 +125,17 @@ void runCase(const Case &tc, std::mt19937 &gen) {
   std::fill(kv, kv + capacity * kDim, std::numeric_limits<float>::quiet_NaN());
   for (int64_t i = 0; i < valid * kDim; ++i)
     kv[i] = static_cast<float>(0.3 * unit(gen));
-  // Near copies: entry e + 1 = entry e (bf16 values) scaled by 1 + 2^-11,
-  // which rounds back to entry e in bf16 (less than half a bf16 ulp) but
-  // scores 2^-11 higher in f32; and exact copies of a strong key.
+  // Near copies: entry e (e4m3 values below 256 times 2^-7: act_quant's
+  // codes at scale 2^-7, or twice them at 2^-8) and entry e + 1 = entry e
+  // scaled by 1 + 2^-11, whose act_quant gives the same values (less than
+  // half an e4m3 step apart) but which scores 2^-11 higher in f32.
   std::vector<int64_t> tieGroup(capacity, -1);
   int64_t groups = 0;
+  std::uniform_int_distribution<int> code(0, 0x76); // magnitudes below 256
   for (int64_t e = 3; e + 1 < valid; e += 11) {
     for (int64_t d = 0; d < kDim; ++d) {
-      float v = roundToBf16(static_cast<float>(2.0 * unit(gen)));
+      double m = ref::e4m3Value(code(gen)) / 128.0;
+      float v = static_cast<float>(unit(gen) < 0 ? -m : m);
       kv[e * kDim + d] = v;
       kv[(e + 1) * kDim + d] = v * (1.0f + 1.0f / 2048.0f);
     }
@@ -138,7 +147,19 @@ void runCase(const Case &tc, std::mt19937 &gen) {
                     {idx.data()}));
 
   std::vector<double> freq = ref::ropeInverseFrequencies(yarnRope(), kRopeDim);
-  int64_t fastDiffersFromExact = 0, tiesSeen = 0;
+  // act_quant'ed values of a row of kDim floats (one block).
+  auto actQuantValues = [](const float *x) {
+    uint8_t codes[kDim], scale;
+    ref::actQuantRow(x, kDim, codes, &scale);
+    std::vector<double> out(kDim);
+    for (int64_t d = 0; d < kDim; ++d)
+      out[d] = ref::e4m3Value(codes[d]) * ref::ue8m0Value(scale);
+    return out;
+  };
+  std::vector<std::vector<double>> keysQ(valid);
+  for (int64_t j = 0; j < valid; ++j)
+    keysQ[j] = actQuantValues(kv + j * kDim);
+  int64_t fastDiffersFromExact = 0, fastDiffersFromBf16 = 0, tiesSeen = 0;
   for (int64_t s = 0; s < S; ++s) {
     const int64_t t = tc.start + s, avail = (t + 1) / kRatio;
     std::vector<double> q =
@@ -150,26 +171,42 @@ void runCase(const Case &tc, std::mt19937 &gen) {
     std::vector<double> w = ref::indexerHeadWeights(
         std::vector<double>(x.as<float>() + s * kModel, x.as<float>() + (s + 1) * kModel).data(),
         wp.deq, kDim);
-    // The fast semantics (bf16 q and keys, exact sums) and the exact ones.
-    std::vector<double> fast(avail), exact(avail);
+    // The fast semantics (act_quant'ed q -- of its f32 values, as the
+    // kernel computes them -- and keys, exact sums) and the exact ones.
+    std::vector<std::vector<double>> qQ(kHeads);
+    for (int64_t h = 0; h < kHeads; ++h) {
+      float qf[kDim];
+      for (int64_t d = 0; d < kDim; ++d)
+        qf[d] = static_cast<float>(q[h * kDim + d]);
+      qQ[h] = actQuantValues(qf);
+    }
+    // (And those of bf16 q and keys, COMPRESSA_INDEXER_FP8=0's: the data
+    // must tell them apart too.)
+    std::vector<double> fast(avail), exact(avail), bf16(avail);
     for (int64_t j = 0; j < avail; ++j) {
-      double f = 0, e = 0;
+      double f = 0, e = 0, b = 0;
       for (int64_t h = 0; h < kHeads; ++h) {
-        double df = 0, de = 0;
+        double df = 0, de = 0, db = 0;
         for (int64_t d = 0; d < kDim; ++d) {
-          df += double(roundToBf16(float(q[h * kDim + d]))) * double(roundToBf16(kv[j * kDim + d]));
+          df += qQ[h][d] * keysQ[j][d];
           de += q[h * kDim + d] * double(kv[j * kDim + d]);
+          db += double(roundToBf16(float(q[h * kDim + d]))) *
+                double(roundToBf16(kv[j * kDim + d]));
         }
         f += w[h] * std::max(df, 0.0);
         e += w[h] * std::max(de, 0.0);
+        b += w[h] * std::max(db, 0.0);
       }
       fast[j] = f;
       exact[j] = e;
+      bf16[j] = b;
     }
     const int64_t n = std::min(tc.topk, avail);
     std::vector<int64_t> want = ref::topKIndices(fast, n), exactWant = ref::topKIndices(exact, n);
     if (want != exactWant)
       ++fastDiffersFromExact;
+    if (want != ref::topKIndices(bf16, n))
+      ++fastDiffersFromBf16;
     double maxScore = 0;
     for (double v : fast)
       maxScore = std::max(maxScore, std::fabs(v));
@@ -184,7 +221,7 @@ void runCase(const Case &tc, std::mt19937 &gen) {
       if (tieGroup[want[r]] >= 0 && tieGroup[want[r]] == tieGroup[want[r + 1]])
         ++tiesSeen;
     // Another entry only where its score is within tolerance of the
-    // reference's and the two are not identical in bf16.
+    // reference's and the two are not identical after act_quant.
     auto nearTie = [&](int64_t g, int64_t wr) {
       return g >= 0 && g < avail && std::fabs(fast[g] - fast[wr]) <= tol &&
              !(tieGroup[g] >= 0 && tieGroup[g] == tieGroup[wr]);
@@ -221,11 +258,12 @@ void runCase(const Case &tc, std::mt19937 &gen) {
                   nearTie(extra[i], missing[i]))
           << "token at " << t << ": picked " << extra[i] << " instead of " << missing[i];
   }
-  // With positive head weights the data must tell fast from exact: bf16
+  // With positive head weights the data must tell fast from exact: FP8
   // ties among the picks, which the exact scores order the other way round.
   if (tc.positiveWeights && ranked) {
-    EXPECT_GT(tiesSeen, 0) << "no bf16 tie among the reference's picks";
+    EXPECT_GT(tiesSeen, 0) << "no act_quant tie among the reference's picks";
     EXPECT_GT(fastDiffersFromExact, 0) << "the exact scores pick the same: the test is blind";
+    EXPECT_GT(fastDiffersFromBf16, 0) << "bf16 q and keys pick the same: the test is blind";
   }
   for (GuardedBuffer *b : {&qr, &x, &keys, &idx})
     EXPECT_TRUE(b->guardsIntact());

@@ -48,6 +48,12 @@ inline constexpr int64_t kTensorCoreStages = 4;
 /// Bytes before the staging area's codes (the GEMM's output address).
 inline constexpr int64_t kStagingHeader = 64;
 
+/// Whether --numerics=fast's lightning indexer act_quant's its q and keys
+/// (1 x 128 blocks, UE8M0: FP8 q . key products, DeepSeek-V3.2's indexer;
+/// Emitter::indexer): the default. COMPRESSA_INDEXER_FP8=0 at compile time
+/// keeps bf16 q and keys (for A/B runs).
+bool fastIndexerFp8();
+
 } // namespace mlir::compressa
 
 namespace mlir::compressa::cpu {
@@ -74,6 +80,14 @@ void emitActQuantKeeping(KernelBuilder &kb, function_ref<Value(Value r)> rowInit
 /// The f32 value of the e4m3fn code `byte` (an i8), by integer arithmetic
 /// (the same on every target).
 Value decodeE4M3Code(KernelBuilder &kb, Value byte);
+/// 2^(byte - 127) for a UE8M0 scale byte (an i8).
+Value decodeUE8M0Byte(KernelBuilder &kb, Value byte);
+/// y[r, :] = the values act_quant makes of x's row r (rows of k values,
+/// 1 x 128 blocks, a shorter last one): codes times scales, exact in f32.
+/// The codes go through `q` [rows, k] and the scale bytes through `scales`
+/// [rows, ceil(k / 128)]; y may be x.
+void emitActQuantDequant(KernelBuilder &kb, const View &x, int64_t k, Value rows, Value q,
+                         Value scales, const View &y);
 
 /// out[r, n] for r < rows and n < w.rows: the FP8 GEMM of the quantised rows
 /// (`q`, `scales` as emitActQuant writes them) and the FP8 weight `w`. With
@@ -128,9 +142,9 @@ public:
   /// Whether the indexer's scores (--numerics=fast) of `heads` heads of
   /// width `di` over keys of element type `keyElt` run as the tensor-core
   /// kernel of lowering/TensorCore/WgmmaIndexer.h.
-  bool handlesIndexer(int64_t heads, int64_t di, Type keyElt) const;
-  /// Where the part before it writes q in bf16 [S heads, di] (the staging
-  /// area after its header).
+  bool handlesIndexer(int64_t heads, int64_t di, Type keyElt, bool fp8) const;
+  /// Where the part before it writes q in bf16 [S heads, di] or (FP8) its
+  /// e4m3 codes (the staging area after its header).
   Value indexerQ() const;
   /// Whether the top-k selection after those scores (`topk` picks of
   /// `capacity` keys a token) runs as the kernel of
@@ -143,7 +157,8 @@ public:
   /// `picks` the selection (step {indexer = "topk", ...}), and starts the
   /// next part.
   void indexerScores(Value keys, Value hw, Value scores, int64_t heads, int64_t di,
-                     int64_t ratio, int64_t capacity, Value picks = {}, int64_t topk = 0);
+                     int64_t ratio, int64_t capacity, bool fp8, Value picks = {},
+                     int64_t topk = 0);
   /// Whether the sparse attention (--numerics=fast) of `heads` heads of
   /// width `dim`, a window of `window` positions and every visible entry of
   /// ratio `ratio` (topk 0) or the `topk` a top-k selects (f32 q, keys and

@@ -366,11 +366,13 @@ uint32_t Serializer::indexerKernel(const WgmmaIndexerShape &shape, int64_t maxTo
   auto it = indexerKernels.find(key);
   if (it != indexerKernels.end())
     return it->second;
-  // The staging area it reads: the header, then q in bf16 [S heads, di].
+  // The staging area it reads: the header, then q in bf16 or e4m3 [S
+  // heads, di].
   uint32_t index = persistentKernel(
-      "tensor_core_indexer_h" + std::to_string(shape.heads) + "_d" + std::to_string(shape.dim),
-      symbol, WgmmaIndexerShape::kThreads, shape.sharedBytes(), shape.heads * shape.dim * 2,
-      kStagingHeader, 1);
+      "tensor_core_indexer_h" + std::to_string(shape.heads) + "_d" +
+          std::to_string(shape.dim) + (shape.fp8 ? "_f8" : ""),
+      symbol, WgmmaIndexerShape::kThreads, shape.sharedBytes(),
+      shape.heads * shape.rowBytes(), kStagingHeader, 1);
   indexerKernels[key] = index;
   if (!llvm::any_of(indexerShapes,
                     [&](const WgmmaIndexerShape &s) { return s.name() == symbol; }))
@@ -527,8 +529,10 @@ LogicalResult Serializer::tensorCoreSteps(LaunchOp launch, const KernelOut &kern
       shape.ratio = step.getAs<IntegerAttr>("ratio").getInt();
       shape.capacity = step.getAs<IntegerAttr>("capacity").getInt();
       shape.stages = kTensorCoreStages;
+      auto fp8 = step.getAs<BoolAttr>("fp8");
+      shape.fp8 = fp8 && fp8.getValue();
       uint32_t qmap = mapOf(fb::ArgKind::Scratch, 0, kStagingHeader,
-                            uint64_t(prog.maxTokens) * shape.heads, shape.dim * 2);
+                            uint64_t(prog.maxTokens) * shape.heads, shape.rowBytes());
       prog.launches.push_back({indexerKernel(shape, prog.maxTokens),
                                {{fb::ArgKind::Tokens, 0},
                                 {fb::ArgKind::StartPos, 0},

@@ -22,24 +22,28 @@ using namespace mlir;
 using namespace mlir::compressa;
 
 std::string WgmmaIndexerShape::name() const {
-  return llvm::formatv("compressa_tc_indexer_h{0}_d{1}_r{2}_c{3}_s{4}", heads, dim, ratio,
-                       capacity, stages)
+  return llvm::formatv("compressa_tc_indexer_h{0}_d{1}_r{2}_c{3}_s{4}{5}", heads, dim, ratio,
+                       capacity, stages, fp8 ? "_f8" : "")
       .str();
 }
 
 namespace {
 
 constexpr llvm::StringLiteral kSmem = "memref<?xi8, #gpu.address_space<workgroup>>";
-constexpr llvm::StringLiteral kTile = "memref<128x64xbf16, #gpu.address_space<workgroup>>";
+constexpr llvm::StringLiteral kTileBf16 =
+    "memref<128x64xbf16, #gpu.address_space<workgroup>>";
+constexpr llvm::StringLiteral kTileFp8 =
+    "memref<128x128xf8E4M3FN, #gpu.address_space<workgroup>>";
 
 class Writer : MlirTextWriter {
 public:
   Writer(const WgmmaIndexerShape &shape, llvm::raw_ostream &os)
-      : MlirTextWriter(os), s(shape) {}
+      : MlirTextWriter(os), s(shape), kTile(shape.fp8 ? kTileFp8 : kTileBf16) {}
   void module();
 
 private:
   const WgmmaIndexerShape &s;
+  llvm::StringRef kTile; ///< a 128 x 128-byte tile's type
 
   std::string toIndex(llvm::StringRef x) {
     std::string n = v();
@@ -69,7 +73,78 @@ private:
   void item(llvm::StringRef e);
   void producer();
   void consumers();
+  /// FP8: act_quant of the key row at `keyRow` (di f32) into the tile row
+  /// at shared address `rowBase` (i64; 16-byte chunk c at c ^ `swz`) and
+  /// its scale into the keys' scales at %scaleSlot.
+  void fp8Key(llvm::StringRef keyRow, llvm::StringRef rowBase, llvm::StringRef swz);
 };
+
+void Writer::fp8Key(llvm::StringRef keyRow, llvm::StringRef rowBase, llvm::StringRef swz) {
+  // amax = max(|x|, 1e-4) over the row (one block: di = 128), ...
+  // (|x| as the larger of the row's maximum and minus its minimum).
+  std::string m = v(), lo = v();
+  os << "    " << m << " = arith.constant 1.0e-04 : f32\n";
+  os << "    " << lo << " = arith.constant -1.0e-04 : f32\n";
+  auto quad = [&](int64_t i) { return load(gep(keyRow, c64(4 * i), "f32"), "vector<4xf32>", 16); };
+  for (int64_t i = 0; i < s.dim / 4; ++i) {
+    std::string x = quad(i);
+    for (int e = 0; e < 4; ++e) {
+      std::string xe = extract(x, e, "f32", "vector<4xf32>");
+      m = op("arith.maximumf", m, xe, "f32");
+      lo = op("arith.minimumf", lo, xe, "f32");
+    }
+  }
+  std::string neg = v();
+  os << "    " << neg << " = arith.negf " << lo << " : f32\n";
+  m = op("arith.maximumf", m, neg, "f32");
+  // ... log2(s) = ceil(log2(amax / 448)): amax = f 2^e with f in [1, 2)
+  // gives e - 8, plus 1 where f > 1.75 (mantissa bits above 0x600000), ...
+  std::string bits = v();
+  os << "    " << bits << " = arith.bitcast " << m << " : f32 to i32\n";
+  std::string e = op("arith.shrui", bits, c32(23), "i32");
+  std::string mant = op("arith.andi", bits, c32(0x7FFFFF), "i32");
+  std::string above = op("arith.cmpi ugt,", mant, c32(0x600000), "i32");
+  std::string up = v();
+  os << "    " << up << " = arith.extui " << above << " : i1 to i32\n";
+  // ... biased: log2(s) + 127 = e_biased - 8 + up.
+  std::string biased = op("arith.addi", op("arith.subi", e, c32(8), "i32"), up, "i32");
+  std::string scaleBits = op("arith.shli", biased, c32(23), "i32");
+  std::string invBits =
+      op("arith.shli", op("arith.subi", c32(254), biased, "i32"), c32(23), "i32");
+  std::string scale = v(), inv = v();
+  os << "    " << scale << " = arith.bitcast " << scaleBits << " : i32 to f32\n";
+  os << "    " << inv << " = arith.bitcast " << invBits << " : i32 to f32\n";
+  std::string sp = v();
+  os << "    " << sp << " = llvm.inttoptr %scaleSlot : i64 to !llvm.ptr<3>\n";
+  os << "    llvm.store " << scale << ", " << sp << " {alignment = 4 : i64} : f32, !llvm.ptr<3>\n";
+  // The codes: x / s rounded to nearest even, saturated to +-448 (the
+  // clamp), four a word, 16 a chunk.
+  for (int64_t c = 0; c < s.dim / 16; ++c) {
+    std::string words[4];
+    for (int w = 0; w < 4; ++w) {
+      std::string x = quad(4 * c + w);
+      std::string y[4];
+      for (int e2 = 0; e2 < 4; ++e2)
+        y[e2] = op("arith.mulf", extract(x, e2, "f32", "vector<4xf32>"), inv, "f32");
+      words[w] = v();
+      os << "    " << words[w]
+         << " = llvm.inline_asm \"{ .reg .b16 lo, hi; cvt.rn.satfinite.e4m3x2.f32 lo, $2, $1; "
+            "cvt.rn.satfinite.e4m3x2.f32 hi, $4, $3; mov.b32 $0, {lo, hi}; }\", "
+            "\"=r,f,f,f,f\" "
+         << y[0] << ", " << y[1] << ", " << y[2] << ", " << y[3]
+         << " : (f32, f32, f32, f32) -> i32\n";
+    }
+    std::string vec = v();
+    os << "    " << vec << " = vector.from_elements " << words[0] << ", " << words[1] << ", "
+       << words[2] << ", " << words[3] << " : vector<4xi32>\n";
+    std::string cc = a64("arith.xori", c64(c), swz);
+    std::string addr = a64("arith.addi", rowBase, a64("arith.muli", cc, c64(16)));
+    std::string ptr = v();
+    os << "    " << ptr << " = llvm.inttoptr " << addr << " : i64 to !llvm.ptr<3>\n";
+    os << "    llvm.store " << vec << ", " << ptr
+       << " {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<3>\n";
+  }
+}
 
 void Writer::item(llvm::StringRef e) {
   os << "    %kt = arith.remui " << e << ", %keyTiles : i64\n";
@@ -157,6 +232,14 @@ void Writer::consumers() {
   std::string keyTile0 = op("arith.muli", "%wg", ci(s.kTiles()));
   std::string keyBase = a64("arith.addi", "%sbase",
                             a64("arith.muli", i64(keyTile0), c64(WgmmaIndexerShape::kTileBytes)));
+  if (s.fp8) {
+    // The 256 keys' scales (f32): this thread's key's at %scaleSlot.
+    std::string off = c64(s.scaleOffset());
+    os << "    %scaleBase = arith.addi %sbase, " << off << " : i64\n";
+    std::string mine = a64("arith.addi", a64("arith.muli", wg64, c64(128)), tl64);
+    std::string bytes = a64("arith.muli", mine, c64(4));
+    os << "    %scaleSlot = arith.addi %scaleBase, " << bytes << " : i64\n";
+  }
 
   os << "    %cres = scf.for %it = %c0 to %myItems step %c1 iter_args(%g = %c0) -> (index) {\n";
   std::string it64 = i64("%it");
@@ -173,7 +256,14 @@ void Writer::consumers() {
     std::string keyRow = gep("%keys", a64("arith.muli", j, c64(s.dim)), "f32");
     std::string swz = a64("arith.remui", tl64, c64(8));
     std::string rowBase = a64("arith.addi", keyBase, a64("arith.muli", tl64, c64(128)));
-    for (int64_t i = 0; i < chunks; ++i) {
+    if (s.fp8) {
+      // The warpgroup's threads are done with the last item's key scales
+      // (its epilogue reads them) before they change.
+      os << "    llvm.inline_asm has_side_effects \"bar.sync $0, 128;\", \"r\" " << barId
+         << " : (i32) -> ()\n";
+      fp8Key(keyRow, rowBase, swz);
+    }
+    for (int64_t i = 0; i < (s.fp8 ? 0 : chunks); ++i) {
       std::string p0 = gep(keyRow, c64(8 * i), "f32");
       std::string lo = load(p0, "vector<4xf32>", 16);
       std::string hi = load(gep(p0, c64(4), "f32"), "vector<4xf32>", 16);
@@ -267,8 +357,13 @@ void Writer::consumers() {
           const char *e = std::getenv("COMPRESSA_INDEXER_MMA_WAIT");
           return e && *e ? std::atoll(e) : int64_t(7);
         }();
-        accV = wgmmaSteps(a, w, hRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", accV,
-                          mmaWait);
+        if (s.fp8)
+          accV = wgmmaSteps(a, w, hRow, kTile, "f8E4M3FN", 128, 32, int(s.dim / 32), "%dmap",
+                            "%dmap", accV,
+                            mmaWait < 0 ? mmaWait : std::min<int64_t>(mmaWait, s.dim / 32 - 1));
+        else
+          accV = wgmmaSteps(a, w, hRow, kTile, "bf16", 64, 16, 4, "%dmap", "%dmap", accV,
+                            mmaWait);
       }
       os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
       std::string regsV = v();
@@ -317,6 +412,20 @@ void Writer::consumers() {
               a64("arith.addi", a64("arith.muli", wg64, c64(128)),
                   a64("arith.addi", a64("arith.addi", row0, a64("arith.muli", h64, c64(64))),
                       c64(8 * rh))));
+          if (s.fp8) {
+            // Times the key's scale (a power of two: exact).
+            std::string at = a64(
+                "arith.addi", "%scaleBase",
+                a64("arith.muli",
+                    a64("arith.addi", a64("arith.muli", wg64, c64(128)),
+                        a64("arith.addi",
+                            a64("arith.addi", row0, a64("arith.muli", h64, c64(64))),
+                            c64(8 * rh))),
+                    c64(4)));
+            std::string sp = v();
+            os << "    " << sp << " = llvm.inttoptr " << at << " : i64 to !llvm.ptr<3>\n";
+            sum = op("arith.mulf", sum, load(sp, "f32", 4, "!llvm.ptr<3>"), "f32");
+          }
           std::string ok =
               op("arith.andi", okTok, op("arith.cmpi slt,", key, avail, "i64"), "i1");
           // A predicated store, not a branch: a wgmma after a divergent
@@ -349,8 +458,9 @@ void Writer::module() {
         "num_barriers = "
      << s.stages << ">\n";
   // q's rows as bytes in 128 x 128-byte boxes: 128 rows x 64 bf16.
-  os << "!map = !nvgpu.tensormap.descriptor<tensor = memref<128x64xbf16, 3>, "
-        "swizzle = swizzle_128b, l2promo = l2promo_256b, oob = zero, interleave = none>\n";
+  os << "!map = !nvgpu.tensormap.descriptor<tensor = memref<"
+     << (s.fp8 ? "128x128xf8E4M3FN" : "128x64xbf16")
+     << ", 3>, swizzle = swizzle_128b, l2promo = l2promo_256b, oob = zero, interleave = none>\n";
   os << "module attributes {gpu.container_module} {\n";
   os << "gpu.module @compressa_tc {\n";
   os << "  gpu.func @" << s.name()

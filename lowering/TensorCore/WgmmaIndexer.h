@@ -7,6 +7,20 @@
 //
 //   score[s, j] = sum over heads h of hw[s, h] * relu(bf16(q[s, h]) . bf16(key[j]))
 //
+// or, FP8 (shape.fp8, the default; Emitter::indexer):
+//
+//   score[s, j] = sk[j] * sum over h of hw'[s, h] * relu(q8[s, h] . k8[j])
+//
+// where q8 are the e4m3 codes of act_quant(q[s, h]) (1 x 128 blocks: one
+// per head row, UE8M0 scale sq[s, h]) that the part before writes, hw' =
+// hw * sq (the same part), and k8, sk the act_quant of key j, computed here
+// from the f32 state row (the same bytes as act_quant on the CPU; sk kept
+// in shared memory). Scales are powers of two: the score is sum over h of
+// hw * relu(q^ . k^) of the dequantised values q^ = q8 sq, k^ = k8 sk,
+// DeepSeek-V3.2's FP8 indexer. wgmma m64n128k32 e4m3 (di / 32 a half
+// instead of di / 16 bf16 steps), one 128-byte tile per row (q's rows of
+// di = 64 padded to 128 bytes in the staging area, the pad never read).
+//
 // for every token s of the call and every compressed key j < avail(s) =
 // (startPos + s + 1) / ratio. The products are those of the warp-MMA
 // scores (indexerScoresFast in Patterns/Compressor.cpp, whose CPU loop
@@ -64,16 +78,27 @@ struct WgmmaIndexerShape {
   int64_t ratio = 0;          ///< positions per compressed key
   int64_t capacity = 0;       ///< keys of the state (max context / ratio)
   int64_t stages = 4;
+  /// FP8 (the default of --numerics=fast): q as e4m3 codes whose scales the
+  /// head weights carry, the keys act_quant'ed by the kernel (module
+  /// comment); otherwise bf16 q and keys.
+  bool fp8 = false;
   /// Tokens of one step (a step's 128 columns are their heads).
   int64_t tokensPerStep() const { return kColumns / heads; }
-  int64_t kTiles() const { return dim / 64; }
+  /// 128-byte-wide tiles of a row: di bf16 or di <= 128 e4m3 values (a
+  /// row of 64 padded to 128 bytes: the 128-byte swizzle's rows).
+  int64_t kTiles() const { return fp8 ? 1 : dim / 64; }
+  /// Bytes of one q row in the staging area (the tensor map's row).
+  int64_t rowBytes() const { return fp8 ? 128 : 2 * dim; }
   std::string name() const;
   /// Shared memory from the aligned base: the keys' tiles (consumer w's
-  /// 128 keys, tile kt: tile w kTiles() + kt), then each stage's q tiles.
+  /// 128 keys, tile kt: tile w kTiles() + kt), then each stage's q tiles,
+  /// then (FP8) the 256 keys' scales in f32.
   int64_t stageOffset() const { return 2 * kTiles() * kTileBytes; }
-  int64_t sharedBytes() const { return stageOffset() + stages * kTiles() * kTileBytes + 1024; }
+  int64_t scaleOffset() const { return stageOffset() + stages * kTiles() * kTileBytes; }
+  int64_t sharedBytes() const { return scaleOffset() + (fp8 ? kKeys * 4 : 0) + 1024; }
   /// Whether the kernel exists for this indexer: heads dividing 128, at
-  /// least 8 (a quad's columns), di 64 or 128 (shared memory).
+  /// least 8 (a quad's columns), di 64 or 128 (shared memory; FP8: one
+  /// act_quant block, one 128-byte row).
   static bool fits(int64_t heads, int64_t dim) {
     return heads >= 8 && kColumns % heads == 0 && dim > 0 && dim % 64 == 0 && dim <= 128;
   }

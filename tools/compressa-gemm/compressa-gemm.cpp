@@ -9,7 +9,7 @@
 //   compressa-gemm --kernel=experts-gate-up|experts-down --n N --k K
 //                  --topk T --experts E [--limit L] --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=indexer-scores --k DI --heads H --ratio R
-//                  --capacity C --emit=mlir|ptx [-o OUT]
+//                  --capacity C [--fp8] --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=attention-max|attention-sums --k D --heads H
 //                  --window W --ratio R --capacity C --scale X [--selected K]
 //                  --emit=mlir|ptx [-o OUT]
@@ -21,7 +21,8 @@
 // reverse; the expert tables sit in argv slots 9 and 10 here (a program's
 // kernel names its own). indexer-scores is the lightning indexer's scores
 // (lowering/TensorCore/WgmmaIndexer.h): H heads of width DI (--k), keys of
-// R positions each, C keys in the state; gemm-bench --indexer runs it.
+// R positions each, C keys in the state (--fp8: e4m3 q, keys act_quant'ed
+// in the kernel, --numerics=fast's default); gemm-bench --indexer runs it.
 // attention-max and attention-sums are the two passes of the HCA
 // attention (lowering/TensorCore/WgmmaAttention.h): H query heads of width
 // D (--k), a window of W positions, entries of R positions, C entries in
@@ -133,6 +134,10 @@ static cl::opt<int64_t> ratio("ratio",
 static cl::opt<int64_t> capacity("capacity",
                                 cl::desc("indexer-scores: keys of the decode state"),
                                 cl::init(1024), cl::cat(category));
+static cl::opt<bool> fp8Indexer(
+    "fp8", cl::desc("indexer-scores: e4m3 q codes and keys act_quant'ed by the kernel "
+                    "(--numerics=fast's indexer; WgmmaIndexer.h); otherwise bf16"),
+    cl::init(false), cl::cat(category));
 static cl::opt<int64_t> window("window", cl::desc("attention: sliding-window positions"),
                               cl::init(128), cl::cat(category));
 static cl::opt<int64_t> selected(
@@ -217,6 +222,7 @@ int main(int argc, char **argv) {
     ix.ratio = ratio;
     ix.capacity = capacity;
     ix.stages = std::min<int64_t>(stages, 4);
+    ix.fp8 = fp8Indexer;
     out = emit == Emit::MLIR ? compressa::wgmmaIndexerModuleText(ix, chip, error)
                              : compressa::wgmmaIndexerPtx(ix, chip, error);
   } else if (kernel == Kernel::IndexerTopk) {

@@ -99,6 +99,7 @@ struct Rng {
   double uniform() { return (next() & 0xFFFFFF) / double(1 << 24); }
 };
 
+namespace ref = compressa::reference;
 using compressa::reference::actQuantRow;
 using compressa::reference::fp8GemmOutput;
 
@@ -219,6 +220,7 @@ int indexerMain(int argc, char **argv) {
   std::string ptxPath;
   int64_t heads = 64, dim = 128, ratio = 4, capacity = 0, tokens = 0, startPos = 0,
           iters = 10, checkRows = 24;
+  bool fp8 = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -227,6 +229,7 @@ int indexerMain(int argc, char **argv) {
       return argv[++i];
     };
     if (a == "--indexer") ptxPath = value();
+    else if (a == "--fp8") fp8 = true;
     else if (a == "--heads") heads = std::atoll(value().c_str());
     else if (a == "--dim") dim = std::atoll(value().c_str());
     else if (a == "--ratio") ratio = std::atoll(value().c_str());
@@ -236,11 +239,11 @@ int indexerMain(int argc, char **argv) {
     else if (a == "--iters") iters = std::atoll(value().c_str());
     else if (a == "--check-rows") checkRows = std::atoll(value().c_str());
     else die("unknown argument " + a + " (usage: gemm-bench --indexer PTX --heads H "
-             "--dim DI --ratio R --capacity C --tokens S --start P [--iters I])");
+             "--dim DI --ratio R --capacity C --tokens S --start P [--fp8] [--iters I])");
   }
   if (ptxPath.empty() || heads < 8 || 64 % heads || dim % 64 || ratio < 1 || tokens < 1 ||
-      startPos < 0 || (startPos + tokens) / ratio > capacity)
-    die("--indexer needs a PTX, heads dividing 64 (at least 8), DI a multiple of 64, and "
+      startPos < 0 || (startPos + tokens) / ratio > capacity || dim > 128)
+    die("--indexer needs a PTX, heads dividing 64 (at least 8), DI 64 or 128, and "
         "(start + tokens) / ratio <= capacity");
   CUstream stream;
   CUdevice dev = setUp(stream);
@@ -250,20 +253,35 @@ int indexerMain(int argc, char **argv) {
 
   Rng rng{0x5EED1234ull};
   auto uni = [&] { return float(rng.uniform() * 2 - 1); };
+  // q: bf16 values, or (--fp8) e4m3 codes (any finite one) as the part
+  // before writes them; qf their values.
   std::vector<uint16_t> q(size_t(tokens) * heads * dim);
+  // (--fp8: rows of 128 bytes, WgmmaIndexerShape::rowBytes; a pad of
+  // NaN codes after di = 64, never to be read.)
+  std::vector<uint8_t> q8(fp8 ? size_t(tokens) * heads * 128 : 0, 0x7F);
   std::vector<float> qf(q.size());
   for (size_t i = 0; i < q.size(); ++i) {
+    if (fp8) {
+      uint8_t c;
+      do
+        c = uint8_t(rng.next() >> 24);
+      while ((c & 0x7F) == 0x7F);
+      q8[i / dim * 128 + i % dim] = c;
+      qf[i] = float(ref::e4m3Value(c));
+      continue;
+    }
     float v = bf16Round(uni());
     qf[i] = v;
     uint32_t u;
     std::memcpy(&u, &v, 4);
     q[i] = uint16_t(u >> 16);
   }
-  // The keys: f32 state rows (the kernel rounds them); the rows past the
-  // visible ones hold garbage that must not matter.
+  // The keys: f32 state rows (the kernel rounds or quantises them; with
+  // --fp8 rows of magnitudes 2^-6 .. 2^6, for their scales); the rows past
+  // the visible ones hold garbage that must not matter.
   std::vector<float> keys(size_t(capacity) * dim);
-  for (auto &k : keys)
-    k = uni();
+  for (size_t i = 0; i < keys.size(); ++i)
+    keys[i] = fp8 ? std::ldexp(uni(), int((i / dim) % 13) - 6) : uni();
   int64_t most = (startPos + tokens) / ratio;
   for (size_t i = size_t(most) * dim; i < keys.size(); ++i)
     keys[i] = (i % 7 == 0) ? NAN : 1e30f;
@@ -274,7 +292,10 @@ int indexerMain(int argc, char **argv) {
   CUdeviceptr dq = alloc(q.size() * 2), dk = alloc(keys.size() * 4), dhw = alloc(hw.size() * 4),
               ds = alloc(size_t(tokens) * capacity * 4), dtok = alloc(8), dstart = alloc(8),
               dstage = alloc(64), dargv = alloc(4 * 8), dmap = alloc(128);
-  check(cu->cuMemcpyHtoDAsync(dq, q.data(), q.size() * 2, stream), "copy q");
+  if (fp8)
+    check(cu->cuMemcpyHtoDAsync(dq, q8.data(), q8.size(), stream), "copy q");
+  else
+    check(cu->cuMemcpyHtoDAsync(dq, q.data(), q.size() * 2, stream), "copy q");
   check(cu->cuMemcpyHtoDAsync(dk, keys.data(), keys.size() * 4, stream), "copy keys");
   check(cu->cuMemcpyHtoDAsync(dhw, hw.data(), hw.size() * 4, stream), "copy hw");
   check(cu->cuMemcpyHtoDAsync(dtok, &tokens, 8, stream), "copy S");
@@ -283,19 +304,21 @@ int indexerMain(int argc, char **argv) {
   // q's rows through a tensor map (bytes [S heads, 2 di], 128 x 128 boxes).
   CUdeviceptr header[8] = {0, 0, dk, dhw, ds, 0, 0, 0};
   check(cu->cuMemcpyHtoDAsync(dstage, header, sizeof header, stream), "copy header");
-  CUtensorMap qmap = tileMap(dq, tokens * heads, dim * 2);
+  CUtensorMap qmap = tileMap(dq, tokens * heads, fp8 ? 128 : dim * 2);
   check(cu->cuMemcpyHtoDAsync(dmap, &qmap, sizeof qmap, stream), "copy q map");
   CUdeviceptr argv4[4] = {dtok, dstart, dstage, dmap};
   check(cu->cuMemcpyHtoDAsync(dargv, argv4, sizeof argv4, stream), "copy argv");
   check(cu->cuMemsetD8Async(ds, 0xFF, size_t(tokens) * capacity * 4, stream), "poison scores");
 
-  const int64_t stages = 4, kTiles = dim / 64;
+  const int64_t stages = 4, kTiles = fp8 ? 1 : dim / 64;
   std::string name = "compressa_tc_indexer_h" + std::to_string(heads) + "_d" +
                      std::to_string(dim) + "_r" + std::to_string(ratio) + "_c" +
-                     std::to_string(capacity) + "_s" + std::to_string(stages);
+                     std::to_string(capacity) + "_s" + std::to_string(stages) +
+                     (fp8 ? "_f8" : "");
   CUfunction fn = loadKernel(ptxPath, name.c_str());
-  // WgmmaIndexerShape::sharedBytes(): 256 keys, q stages, alignment.
-  const int shared = int((2 + stages) * kTiles * 16384 + 1024);
+  // WgmmaIndexerShape::sharedBytes(): 256 keys, q stages, (FP8) the keys'
+  // scales, alignment.
+  const int shared = int((2 + stages) * kTiles * 16384 + (fp8 ? 1024 : 0) + 1024);
   check(cu->cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared),
         "cuFuncSetAttribute(shared)");
   void *params[] = {&dargv};
@@ -314,9 +337,21 @@ int indexerMain(int argc, char **argv) {
   double worst = 0;
   long long unwritten = 0, stray = 0, checked = 0;
   std::vector<float> got(capacity);
+  // The keys as the kernel multiplies them: bf16, or act_quant'ed (codes
+  // times scale: ActQuantReference.h).
   std::vector<float> kb(size_t(most) * dim);
-  for (size_t i = 0; i < kb.size(); ++i)
-    kb[i] = bf16Round(keys[i]);
+  if (fp8) {
+    std::vector<uint8_t> codes(dim);
+    uint8_t scale;
+    for (int64_t j = 0; j < most; ++j) {
+      ref::actQuantRow(&keys[size_t(j) * dim], dim, codes.data(), &scale);
+      for (int64_t d = 0; d < dim; ++d)
+        kb[size_t(j) * dim + d] = float(ref::e4m3Value(codes[d]) * ref::ue8m0Value(scale));
+    }
+  } else {
+    for (size_t i = 0; i < kb.size(); ++i)
+      kb[i] = bf16Round(keys[i]);
+  }
   for (int64_t s : rows) {
     check(cu->cuMemcpyDtoHAsync(got.data(), ds + size_t(s) * capacity * 4, capacity * 4, stream),
           "copy scores");
@@ -357,13 +392,19 @@ int indexerMain(int argc, char **argv) {
   for (int64_t s = 0; s < tokens; ++s)
     pairs += double((startPos + s + 1) / ratio);
   double tflops = median > 0 ? pairs * heads * dim * 2 / (median * 1e-3) / 1e12 : 0;
-  bool ok = worst < 1e-4 && unwritten == 0 && stray == 0 && checked > 0;
-  std::printf("indexer H=%lld DI=%lld ratio=%lld capacity=%lld S=%lld start=%lld  "
-              "checked %lld scores of %zu rows: max |d|/sum|terms| %.3g, unwritten %lld, "
-              "stray writes %lld  %s  %.4f ms  %.1f TFLOP/s (%.1f%% of 989 bf16) on %d SMs\n",
-              (long long)heads, (long long)dim, (long long)ratio, (long long)capacity,
-              (long long)tokens, (long long)startPos, checked, rows.size(), worst, unwritten,
-              stray, ok ? "ok" : "FAIL", median, tflops, 100 * tflops / 989, sms);
+  // FP8: the tensor cores' e4m3 products are summed with fewer bits than
+  // f32 within the 128 of a key (DeepGEMM promotes every 128 for it);
+  // the bound is that of the FP8 GEMM's check.
+  const double bound = fp8 ? 1e-3 : 1e-4, peak = fp8 ? 1979 : 989;
+  bool ok = worst < bound && unwritten == 0 && stray == 0 && checked > 0;
+  std::printf("indexer%s H=%lld DI=%lld ratio=%lld capacity=%lld S=%lld start=%lld  "
+              "checked %lld scores of %zu rows: max |d|/sum|terms| %.3g (bound %.0e), "
+              "unwritten %lld, stray writes %lld  %s  %.4f ms  %.1f TFLOP/s (%.1f%% of %.0f "
+              "%s) on %d SMs\n",
+              fp8 ? " fp8" : "", (long long)heads, (long long)dim, (long long)ratio,
+              (long long)capacity, (long long)tokens, (long long)startPos, checked,
+              rows.size(), worst, bound, unwritten, stray, ok ? "ok" : "FAIL", median, tflops,
+              100 * tflops / peak, peak, fp8 ? "e4m3" : "bf16", sms);
   return ok ? 0 : 1;
 }
 

@@ -615,31 +615,71 @@ void Emitter::indexer(IndexerTopkOp op) {
       kb.store(kb.truncI32(c(-1)), out.ptr, e);
     });
   };
+  // --numerics=fast: q and the keys act_quant'ed (1 x 128 blocks along di,
+  // UE8M0 scales), the FP8 indexer of DeepSeek-V3.2: the scores are those
+  // of their dequantised values (exact products; COMPRESSA_INDEXER_FP8=0
+  // at compile time keeps bf16 q and keys, for A/B runs).
+  bool fp8 = fastScores && fastIndexerFp8();
+  int64_t blocks = (di + kQuantBlock - 1) / kQuantBlock;
+  Value rowsQ = kb.mul(S(), c(heads));
   // --numerics=fast prefill on sm_90a: the scores as a tensor-core kernel
   // of their own (lowering/TensorCore/WgmmaIndexer.h), q written in bf16
-  // to the staging area for it; the selection follows in the next part.
+  // or as e4m3 codes to the staging area for it (FP8: hw times q's
+  // scales; the kernel quantises the keys); the selection follows in the
+  // next part.
   bool wgmmaScores = fastScores && ctx.tensorCore &&
-                     ctx.tensorCore->handlesIndexer(heads, di, keysType.getElementType());
+                     ctx.tensorCore->handlesIndexer(heads, di, keysType.getElementType(), fp8);
   if (fastScores)
     clearPicks();
+  View keysFast{stateOf(op.getKeys(), c(0)), keysType.getElementType()};
+  if (fp8 && wgmmaScores) {
+    // The codes in rows of 128 bytes (WgmmaIndexerShape::rowBytes; di = 64
+    // goes through a copy, the pad left as it is: never read).
+    Value qScales = ctx.scratch(heads * blocks, 0);
+    Type i8 = kb.builder().getI8Type();
+    Value staged = ctx.tensorCore->indexerQ();
+    if (di == 128) {
+      cpu::emitActQuant(kb, q, di, rowsQ, di, staged, qScales);
+    } else {
+      Value codes = ctx.scratch(heads * di, 0);
+      cpu::emitActQuant(kb, q, di, rowsQ, di, codes, qScales);
+      kb.parallelLoop(c(0), kb.mul(rowsQ, c(di)), [&](Value e) {
+        Value r = kb.div(e, c(di)), col = kb.rem(e, c(di));
+        kb.store(kb.load(i8, codes, e), staged, kb.add(kb.mul(r, c(128)), col));
+      });
+    }
+    kb.parallelLoop(c(0), rowsQ, [&](Value e) {
+      kb.storeF(hw, e, kb.mul(kb.loadF(hw, e), cpu::decodeUE8M0Byte(kb, kb.load(i8, qScales, e))));
+    });
+  } else if (fp8) {
+    // The CPU's (and warp MMA tiles') twin: the dequantised values, q in
+    // place and the visible keys in a copy, then the scores of bf16-
+    // rounded values (exact: e4m3 codes times powers of two).
+    cpu::emitActQuantDequant(kb, q, di, rowsQ, ctx.scratch(heads * di, 0),
+                             ctx.scratch(heads * blocks, 0), q);
+    View copy = scratchF32(0, capacity * di);
+    cpu::emitActQuantDequant(kb, keysFast, di, most, ctx.scratch(0, capacity * di),
+                             ctx.scratch(0, capacity * blocks), copy);
+    keysFast = copy;
+  }
   if (wgmmaScores) {
-    storeBf16Pairs(kb, q, View{ctx.tensorCore->indexerQ(), kb.builder().getI32Type()},
-                   kb.mul(S(), c(heads * di)));
+    if (!fp8)
+      storeBf16Pairs(kb, q, View{ctx.tensorCore->indexerQ(), kb.builder().getI32Type()},
+                     kb.mul(S(), c(heads * di)));
     // The radix selection's states (capacity > kRankTopkMax): its picks as
     // a kernel of its own too, a block a token (TopkSelect.h; radixTopk
     // below is its CPU twin).
     if (capacity > kRankTopkMax && ctx.tensorCore->handlesTopk(capacity, topk, m)) {
       ctx.tensorCore->indexerScores(stateOf(op.getKeys(), c(0)), hw.ptr, scores.ptr, heads,
-                                    di, m, capacity, out.ptr, topk);
+                                    di, m, capacity, fp8, out.ptr, topk);
       return;
     }
     ctx.tensorCore->indexerScores(stateOf(op.getKeys(), c(0)), hw.ptr, scores.ptr, heads, di,
-                                  m, capacity);
+                                  m, capacity, fp8);
   } else if (fastScores) {
     // --numerics=fast prefill: products of bf16-rounded q and keys summed
     // in f32 (tensor cores on CUDA).
-    indexerScoresFast(*this, View{stateOf(op.getKeys(), c(0)), keysType.getElementType()}, q,
-                      hw, heads, di, m, capacity, most, avail, scores);
+    indexerScoresFast(*this, keysFast, q, hw, heads, di, m, capacity, most, avail, scores);
   } else {
     // q transposed per token to [di][heads], so that the lanes of a warp,
     // one head each, read consecutive floats.

@@ -106,6 +106,10 @@ Value mlir::compressa::cpu::decodeE4M3Code(KernelBuilder &kb, Value byte) {
   return decodeE4M3(kb, byte);
 }
 
+Value mlir::compressa::cpu::decodeUE8M0Byte(KernelBuilder &kb, Value byte) {
+  return decodeUE8M0(kb, byte);
+}
+
 void mlir::compressa::cpu::emitActQuant(KernelBuilder &kb, const View &x,
                                         int64_t xStride, Value rows, int64_t k,
                                         Value q, Value scales) {
@@ -232,6 +236,19 @@ void mlir::compressa::cpu::emitActQuantKeeping(KernelBuilder &kb,
       },
       // The value as stored (read back by the lane that stored it).
       [&](Value r, Value, Value first, Value j) { return kb.loadF(y, at(r, first, j)); });
+}
+
+void mlir::compressa::cpu::emitActQuantDequant(KernelBuilder &kb, const View &x,
+                                               int64_t k, Value rows, Value q, Value scales,
+                                               const View &y) {
+  emitActQuant(kb, x, k, rows, k, q, scales);
+  int64_t blocks = (k + kQuantBlock - 1) / kQuantBlock;
+  Type i8 = kb.builder().getI8Type();
+  kb.parallelLoop(kb.c(0), kb.mul(rows, kb.c(k)), [&](Value e) {
+    Value r = kb.div(e, kb.c(k)), col = kb.rem(e, kb.c(k));
+    Value sb = kb.load(i8, scales, kb.add(kb.mul(r, kb.c(blocks)), kb.div(col, kb.c(kQuantBlock))));
+    kb.storeF(y, e, kb.mul(decodeE4M3(kb, kb.load(i8, q, e)), decodeUE8M0(kb, sb)));
+  });
 }
 
 void mlir::compressa::cpu::emitFp8BlockGemm(KernelBuilder &kb, Value q,
@@ -434,7 +451,13 @@ TensorCoreSplit::create(func::FuncOp func, KernelBuilder &kb, EmitContext &ec,
   return split;
 }
 
-bool TensorCoreSplit::handlesIndexer(int64_t heads, int64_t di, Type keyElt) const {
+bool mlir::compressa::fastIndexerFp8() {
+  static const bool on = KernelBuilder::experimentString("COMPRESSA_INDEXER_FP8") != "0";
+  return on;
+}
+
+bool TensorCoreSplit::handlesIndexer(int64_t heads, int64_t di, Type keyElt, bool fp8) const {
+  (void)fp8; // both forms take the same shapes
   return indexerScoresOn && keyElt.isF32() && WgmmaIndexerShape::fits(heads, di);
 }
 
@@ -450,8 +473,8 @@ bool TensorCoreSplit::handlesTopk(int64_t capacity, int64_t topk, int64_t ratio)
 }
 
 void TensorCoreSplit::indexerScores(Value keys, Value hw, Value scores, int64_t heads,
-                                    int64_t di, int64_t ratio, int64_t capacity, Value picks,
-                                    int64_t topk) {
+                                    int64_t di, int64_t ratio, int64_t capacity, bool fp8,
+                                    Value picks, int64_t topk) {
   OpBuilder &b = kb.builder();
   kb.single([&] {
     // Pointers: element i of the staging area is its byte 8 i.
@@ -466,7 +489,8 @@ void TensorCoreSplit::indexerScores(Value keys, Value hw, Value scores, int64_t 
                            b.getNamedAttr("heads", b.getI64IntegerAttr(heads)),
                            b.getNamedAttr("dim", b.getI64IntegerAttr(di)),
                            b.getNamedAttr("ratio", b.getI64IntegerAttr(ratio)),
-                           b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity))})};
+                           b.getNamedAttr("capacity", b.getI64IntegerAttr(capacity)),
+                           b.getNamedAttr("fp8", b.getBoolAttr(fp8))})};
   if (picks)
     launched.push_back(
         b.getDictionaryAttr({b.getNamedAttr("indexer", b.getStringAttr("topk")),
