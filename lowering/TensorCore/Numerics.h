@@ -10,7 +10,10 @@
 //          power-of-two scales, e4m3 round-to-nearest-even after clamping to
 //          +-448; spec section 3) and multiply FP8 x FP8 with the weights'
 //          128x128 UE8M0 block scales, f32 accumulation per 128-K block
-//          (TensorCoreGemm.h). The decode program stays exact.
+//          (TensorCoreGemm.h). The lightning indexer act_quant's its q and
+//          keys (1 x 128 along the key width) and scores their dequantised
+//          values, DeepSeek-V3.2's FP8 indexer (fastIndexerFp8, on sm_90a
+//          wgmma e4m3: WgmmaIndexer.h). The decode program stays exact.
 //   fast-decode  fast, and the decode programs' routed and shared experts
 //          (calls of at most 8 tokens) on tensor cores too: act_quant
 //          of x and of the SwiGLU hiddens (1x128, UE8M0), FP4 weights cast

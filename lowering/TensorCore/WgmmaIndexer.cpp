@@ -472,7 +472,14 @@ void Writer::module() {
   os << "    %one64 = arith.constant 1 : i64\n"
         "    %zero64 = arith.constant 0 : i64\n";
   os << "    %cKeys = arith.constant " << WgmmaIndexerShape::kKeys << " : i64\n";
-  os << "    %cTB = arith.constant " << WgmmaIndexerShape::kTokenBlock << " : i64\n";
+  // The tokens of a work item: kTokenBlock; COMPRESSA_INDEXER_TOKEN_BLOCK=N
+  // at compile time sets N (a multiple of the step's tokens; for A/B runs).
+  static const int64_t tokenBlock = [] {
+    const char *e = std::getenv("COMPRESSA_INDEXER_TOKEN_BLOCK");
+    int64_t n = e && *e ? std::atoll(e) : WgmmaIndexerShape::kTokenBlock;
+    return n >= 8 && n % 8 == 0 ? n : WgmmaIndexerShape::kTokenBlock;
+  }();
+  os << "    %cTB = arith.constant " << tokenBlock << " : i64\n";
   os << "    %cRatio = arith.constant " << s.ratio << " : i64\n";
   os << "    %cT2 = arith.constant " << s.tokensPerStep() << " : i64\n";
   os << "    %cT2m1 = arith.constant " << s.tokensPerStep() - 1 << " : i64\n";
@@ -494,7 +501,7 @@ void Writer::module() {
   header(kIndexerHeaderScores, "%scores");
   // The keys the call's last token sees, their tiles, the token blocks.
   std::string keysM1 = c64(WgmmaIndexerShape::kKeys - 1);
-  std::string blockM1 = c64(WgmmaIndexerShape::kTokenBlock - 1);
+  std::string blockM1 = c64(tokenBlock - 1);
   os << "    %endPos = arith.addi %start, %S : i64\n";
   os << "    %most = arith.divsi %endPos, %cRatio : i64\n";
   os << "    %mostUp = arith.addi %most, " << keysM1 << " : i64\n";
