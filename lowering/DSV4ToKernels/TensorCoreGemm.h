@@ -142,7 +142,7 @@ public:
   /// Whether the indexer's scores (--numerics=fast) of `heads` heads of
   /// width `di` over keys of element type `keyElt` run as the tensor-core
   /// kernel of lowering/TensorCore/WgmmaIndexer.h.
-  bool handlesIndexer(int64_t heads, int64_t di, Type keyElt, bool fp8) const;
+  bool handlesIndexer(int64_t heads, int64_t di, Type keyElt) const;
   /// Where the part before it writes q in bf16 [S heads, di] or (FP8) its
   /// e4m3 codes (the staging area after its header).
   Value indexerQ() const;

@@ -628,7 +628,7 @@ void Emitter::indexer(IndexerTopkOp op) {
   // scales; the kernel quantises the keys); the selection follows in the
   // next part.
   bool wgmmaScores = fastScores && ctx.tensorCore &&
-                     ctx.tensorCore->handlesIndexer(heads, di, keysType.getElementType(), fp8);
+                     ctx.tensorCore->handlesIndexer(heads, di, keysType.getElementType());
   if (fastScores)
     clearPicks();
   View keysFast{stateOf(op.getKeys(), c(0)), keysType.getElementType()};

@@ -456,8 +456,7 @@ bool mlir::compressa::fastIndexerFp8() {
   return on;
 }
 
-bool TensorCoreSplit::handlesIndexer(int64_t heads, int64_t di, Type keyElt, bool fp8) const {
-  (void)fp8; // both forms take the same shapes
+bool TensorCoreSplit::handlesIndexer(int64_t heads, int64_t di, Type keyElt) const {
   return indexerScoresOn && keyElt.isF32() && WgmmaIndexerShape::fits(heads, di);
 }
 
