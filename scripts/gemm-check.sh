@@ -12,9 +12,9 @@
 #   scripts/gemm-check.sh run [DIR]       (on the GPU machine, DIR carried there)
 #       per shape, M = 4096 tokens: act_quant's bytes on the GPU against the
 #       reference (must be identical), the GEMM against a float64 reference
-#       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s, for 3 and 4
-#       stages, without the FMA (4m), with pairs of N tiles sharing a's tile
-#       (4c2), a persistent grid (4p) and both (4c2p); a partial M tile
+#       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s, for 3, 4 and
+#       5 stages, with one accumulator (4x, 4px), with pairs of N tiles sharing
+#       a's tile (4c2), a persistent grid (4p, 5p) and both (4c2p); a partial M tile
 #       (M = 300, 4 and 4c2p); wo_a's 8 groups as one GEMM (--groups 8,
 #       M = 4096 and 300); tiny-c --numerics=fast on the GPU against the same
 #       artifact's CPU logits and the golden logits; the indexer's
@@ -62,16 +62,16 @@ prepare() {
   local ks=""
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
-    # Stages 3 and 4, and 4 with the promotion's product and sum apart
-    # ("4m": COMPRESSA_SCALE_FMA=0, the code before its fused multiply-adds);
-    # 4 stages with pairs of N tiles sharing a's tile ("4c2": --cluster 2),
-    # a persistent grid ("4p") and both ("4c2p").
-    for st in 3 4 4m 4c2 4p 4c2p; do
-      local fma="" opts=()
-      [ "$st" = 4m ] && fma=0
+    # Stages 3, 4 and 5; 4 with one accumulator ("4x": COMPRESSA_GEMM_OVERLAP=0,
+    # the code before the consumers' two accumulators); 4 stages with pairs of
+    # N tiles sharing a's tile ("4c2": --cluster 2), a persistent grid ("4p",
+    # "5p"; "4px" with one accumulator: the default before) and both ("4c2p").
+    for st in 3 4 4x 4c2 4p 4px 5p 4c2p; do
+      local overlap="" opts=()
+      case $st in *x) overlap=0 ;; esac
       case $st in *c2*) opts+=(--cluster 2) ;; esac
-      case $st in *p) opts+=(--persistent) ;; esac
-      COMPRESSA_SCALE_FMA=$fma "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st:0:1}" "${opts[@]}" \
+      case $st in *p|*px) opts+=(--persistent) ;; esac
+      COMPRESSA_GEMM_OVERLAP=$overlap "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st:0:1}" "${opts[@]}" \
         --chip "$chip" -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
       "$ptxas" -arch="$chip" "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" -o /dev/null
     done
@@ -168,12 +168,12 @@ run() {
   fi
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
-    for st in 4 4m 3 4c2 4p 4c2p; do
+    for st in 4 4x 3 4c2 4p 4px 5p 4c2p; do
       local out opts=()
       # act_quant's bytes once per shape (with the 4-stage run).
       [ "$st" = 4 ] && opts=(--act "$dir/ptx/act_k$k.ptx")
       case $st in *c2*) opts+=(--cluster 2) ;; esac
-      case $st in *p) opts+=(--persistent) ;; esac
+      case $st in *p|*px) opts+=(--persistent) ;; esac
       out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages "${st:0:1}" \
               "${opts[@]}" --m 4096 --n "$n" --k "$k" --check-rows 16 2>&1)
       local rc=$?

@@ -38,6 +38,18 @@ std::string WgmmaGemmShape::name() const {
 
 namespace {
 
+/// The consumers' two accumulators (WgmmaGemm.h), for the kernels without
+/// pairs (with them ptxas ran out of registers for the wgmma pipeline and
+/// serialised it: its C7511); COMPRESSA_GEMM_OVERLAP=0 at compile time
+/// keeps one accumulator (for A/B runs).
+bool gemmOverlap(const WgmmaGemmShape &shape) {
+  static const bool on = [] {
+    const char *e = std::getenv("COMPRESSA_GEMM_OVERLAP");
+    return !(e && std::string(e) == "0");
+  }();
+  return on && shape.cluster == 1;
+}
+
 /// Writes the kernel body; SSA names are numbered by `v()`.
 class Writer : MlirTextWriter {
 public:
@@ -251,7 +263,12 @@ void Writer::module() {
           "    %rankRow = arith.muli %rank, %c64 : index\n"
           "    %cHalfBytes = arith.constant 8192 : index\n"
           "    %rankOff = arith.muli %rank, %cHalfBytes : index\n";
-  os << "    %wg = arith.divui %tid, %c128 : index\n"
+  os << "    %wgT = arith.divui %tid, %c128 : index\n"
+        "    %wgT32 = arith.index_cast %wgT : index to i32\n"
+        "    %lane0 = arith.constant 0 : i32\n"
+        "    %width32 = arith.constant 32 : i32\n"
+        "    %wgU32, %wgOk = gpu.shuffle idx %wgT32, %lane0, %width32 : i32\n"
+        "    %wg = arith.index_cast %wgU32 : i32 to index\n"
         "    %t = arith.remui %tid, %c128 : index\n"
         "    %warp = arith.divui %t, %c32 : index\n"
         "    %lane = arith.remui %t, %c32 : index\n";
@@ -274,6 +291,13 @@ void Writer::module() {
 
   // The producer: the first thread of warpgroup 2 streams every K block,
   // waiting for a buffer's consumers before it refills it.
+  // With two accumulators (192 of a consumer thread's registers) the
+  // producer's warpgroup gives most of its registers up and the consumers
+  // take them (%wg is warp-uniform for setmaxnreg's .aligned).
+  if (gemmOverlap(s))
+    os << "    %isProducerWG = arith.cmpi eq, %wg, %c2 : index\n"
+          "    scf.if %isProducerWG {\n"
+          "    nvvm.setmaxregister decrease 40\n";
   os << "    %isProducer = arith.cmpi eq, %tid, %c256 : index\n";
   os << "    scf.if %isProducer {\n";
   std::string pk = "%pk", pm0 = "%m0", pn0 = "%n0";
@@ -303,10 +327,15 @@ void Writer::module() {
     loads(ps, pk, pm0, pn0);
   }
   os << "    }\n    }\n";
+  if (gemmOverlap(s))
+    os << "    }\n";
 
   // The consumers: warpgroups 0 and 1, 64 rows of the tile each.
-  os << "    %isConsumer = arith.cmpi ult, %tid, %c256 : index\n";
+  os << "    %isConsumer = arith.cmpi ult, %" << (gemmOverlap(s) ? "wg, %c2" : "tid, %c256")
+     << " : index\n";
   os << "    scf.if %isConsumer {\n";
+  if (gemmOverlap(s))
+    os << "    nvvm.setmaxregister increase 232\n";
   if (s.persistent) {
     os << "    scf.for %ct = %c0 to %myUnits step %c1 {\n";
     std::string m0, n0, nt;
@@ -362,98 +391,225 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
   std::string ntScale = padded ? op("arith.minui", nt, ci(s.nTiles() - 1)) : nt.str();
   std::string swRow = op("arith.muli", ntScale, "%cKB");
 
-  // Main loop over K blocks; 64 f32 accumulators per thread.
-  std::string res = "%res";
-  os << "    " << res << ":64 = scf.for %kb = %c0 to %cKB step %c1 iter_args(";
-  for (int j = 0; j < 64; ++j)
-    os << (j ? ", " : "") << "%f" << j << " = %zero";
-  os << ") -> (" << regs << ") {\n";
-  // The block's scales first: their loads overlap the wait and the MMAs.
-  std::string kbSw = op("arith.addi", swRow, "%kb");
-  std::string scaleW = ue8m0("%sw", kbSw);
-  std::string scaleA0 = ue8m0("%sa", op("arith.addi", saRow0, "%kb"));
-  std::string scaleA1 = ue8m0("%sa", op("arith.addi", saRow1, "%kb"));
-  std::string scale0 = op("arith.mulf", scaleA0, scaleW, "f32");
-  std::string scale1 = op("arith.mulf", scaleA1, scaleW, "f32");
-  // The buffers' count goes on across a persistent block's tiles.
-  std::string it = s.persistent ? op("arith.addi", it0, "%kb") : "%kb";
-  std::string stage = op("arith.remui", it, "%cStages");
-  std::string round = op("arith.divui", it, "%cStages");
-  std::string parity = op("arith.remui", round, "%c2");
-  std::string phase = v();
-  os << "    " << phase << " = arith.cmpi ne, " << parity << ", %c0 : index\n";
-  os << "    nvgpu.mbarrier.try_wait.parity %bar[" << stage << "], " << phase
-     << ", %ticks : !bar\n";
-  auto [a, w] = tiles(stage);
-  std::string accV = v();
-  os << "    " << accV << " = nvgpu.warpgroup.mma.init.accumulator -> " << acc << "\n";
-  // K-major tiles: the k-th 32 columns of this warpgroup's 64 rows of a,
-  // and of the 128 rows of w (a's descriptors take w's map: the same
-  // swizzle, whatever a's box).
-  // The 4 steps issued back to back (wait_group 3 after each: NVGPU's
-  // default, 1, issued a step only when the one before the last was done;
-  // 7-11 % slower on an H100, docs/perf.md). COMPRESSA_GEMM_MMA_WAIT=N at
-  // compile time sets the count (for A/B runs).
-  static const int64_t mmaWait = [] {
-    const char *e = std::getenv("COMPRESSA_GEMM_MMA_WAIT");
-    return e && *e ? std::atoll(e) : int64_t(3);
-  }();
-  accV = wgmmaSteps(a, w, wgRow, kTile, "f8E4M3FN", 128, 32, 4, pair ? "%wmap" : "%amap",
-                    "%wmap", accV, mmaWait);
-  os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-  // The tensor cores are done reading the buffer.
-  if (pair) {
-    // Lane r of each warp releases it in block r of the cluster (the peer
-    // multicasts into this block's buffer too).
-    std::string bp = v(), lane32 = v(), first = v();
-    os << "    " << bp << " = nvgpu.mbarrier.get %ebar[" << stage << "] : !bar -> i32\n";
-    os << "    " << lane32 << " = arith.index_cast %lane : index to i32\n";
-    os << "    " << first << " = arith.cmpi ult, %lane, %c2 : index\n";
-    os << "    scf.if " << first << " {\n";
-    // The arrive's default semantics (release at CTA scope): at cluster
-    // scope the release fence (ERRBAR) took a fifth of the warps' stall
-    // samples on an H100 and the pairs ran at ~60 % of the plain kernel.
-    os << "    llvm.inline_asm has_side_effects \"{ .reg .b32 ra; mapa.shared::cluster.u32 "
-          "ra, $0, $1; mbarrier.arrive.shared::cluster.b64 _, [ra]; }\", "
-          "\"r,r\" "
-       << bp << ", " << lane32 << " : (i32, i32) -> ()\n";
-    os << "    }\n";
-  } else {
-    std::string token = v();
-    os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
-       << "] : !bar -> !nvgpu.mbarrier.token\n";
-  }
-  std::string regsV = v();
-  os << "    " << regsV << " = builtin.unrealized_conversion_cast " << accV << " : "
-     << acc << " to " << accStruct << "\n";
-  std::vector<std::string> updated(64);
-  for (int j = 0; j < 64; ++j) {
-    std::string x = v();
-    os << "    " << x << " = llvm.extractvalue " << regsV << "[0, " << j << "] : "
-       << accStruct << "\n";
-    // One fused multiply-add: the scale is a power of two (UE8M0 times
-    // UE8M0), so the product is exact and the FMA rounds as the product
-    // and the sum did (half the promotion's instructions;
-    // COMPRESSA_SCALE_FMA=0 at compile time: the two, for A/B runs).
+  // The scales of K block `kb` for this thread's two rows (the products
+  // of a's and w's UE8M0 scales).
+  auto blockScales = [&](llvm::StringRef kb) -> std::pair<std::string, std::string> {
+    std::string scaleW = ue8m0("%sw", op("arith.addi", swRow, kb));
+    std::string scaleA0 = ue8m0("%sa", op("arith.addi", saRow0, kb));
+    std::string scaleA1 = ue8m0("%sa", op("arith.addi", saRow1, kb));
+    return {op("arith.mulf", scaleA0, scaleW, "f32"), op("arith.mulf", scaleA1, scaleW, "f32")};
+  };
+  // The buffer of K block `kb` (the count goes on across a persistent
+  // block's tiles).
+  auto stageOf = [&](llvm::StringRef kb) {
+    return op("arith.remui", s.persistent ? op("arith.addi", it0, kb) : kb.str(), "%cStages");
+  };
+  // Waits for K block `kb`'s buffer and issues its 4 MMAs into a fresh
+  // accumulator: K-major tiles, the k-th 32 columns of this warpgroup's 64
+  // rows of a and of the 128 rows of w (a's descriptors take w's map: the
+  // same swizzle, whatever a's box). Returns the accumulator.
+  auto issue = [&](llvm::StringRef kb, int64_t wait) {
+    std::string it = s.persistent ? op("arith.addi", it0, kb) : kb.str();
+    std::string stage = op("arith.remui", it, "%cStages");
+    std::string round = op("arith.divui", it, "%cStages");
+    std::string parity = op("arith.remui", round, "%c2");
+    std::string phase = v();
+    os << "    " << phase << " = arith.cmpi ne, " << parity << ", %c0 : index\n";
+    os << "    nvgpu.mbarrier.try_wait.parity %bar[" << stage << "], " << phase
+       << ", %ticks : !bar\n";
+    auto [a, w] = tiles(stage);
+    std::string accV = v();
+    os << "    " << accV << " = nvgpu.warpgroup.mma.init.accumulator -> " << acc << "\n";
+    if (wait < 0) {
+      // One nvgpu.warpgroup.mma over the whole K block: its 4 wgmma in one
+      // commit group, and wgmma.wait_group `-wait - 1` after it.
+      std::string space = "#gpu.address_space<workgroup>";
+      std::string dA = "!nvgpu.warpgroup.descriptor<tensor = memref<64x128xf8E4M3FN, " +
+                       space + ">>";
+      std::string dB = "!nvgpu.warpgroup.descriptor<tensor = memref<128x128xf8E4M3FN, " +
+                       space + ">>";
+      std::string subA =
+          "memref<64x128xf8E4M3FN, strided<[128, 1], offset: ?>, " + space + ">";
+      std::string sa = v(), da = v(), db = v(), nx = v();
+      os << "    " << sa << " = memref.subview " << a << "[" << wgRow
+         << ", 0] [64, 128] [1, 1] : " << kTile << " to " << subA << "\n";
+      os << "    " << da << " = nvgpu.warpgroup.generate.descriptor " << sa << ", "
+         << (pair ? "%wmap" : "%amap") << " : " << subA << ", !map -> " << dA << "\n";
+      os << "    " << db << " = nvgpu.warpgroup.generate.descriptor " << w
+         << ", %wmap : " << kTile << ", !map -> " << dB << "\n";
+      os << "    " << nx << " = nvgpu.warpgroup.mma " << da << ", " << db << ", " << accV
+         << " {waitGroup = " << (-wait - 1) << " : i64} : " << dA << ", " << dB << ", " << acc
+         << " -> " << acc << "\n";
+      return nx;
+    }
+    return wgmmaSteps(a, w, wgRow, kTile, "f8E4M3FN", 128, 32, 4, pair ? "%wmap" : "%amap",
+                      "%wmap", accV, wait);
+  };
+  // The tensor cores are done reading buffer `stage`: release it.
+  auto release = [&](llvm::StringRef stage) {
+    if (pair) {
+      // Lane r of each warp releases it in block r of the cluster (the peer
+      // multicasts into this block's buffer too).
+      std::string bp = v(), lane32 = v(), first = v();
+      os << "    " << bp << " = nvgpu.mbarrier.get %ebar[" << stage << "] : !bar -> i32\n";
+      os << "    " << lane32 << " = arith.index_cast %lane : index to i32\n";
+      os << "    " << first << " = arith.cmpi ult, %lane, %c2 : index\n";
+      os << "    scf.if " << first << " {\n";
+      // The arrive's default semantics (release at CTA scope): at cluster
+      // scope the release fence (ERRBAR) took a fifth of the warps' stall
+      // samples on an H100 and the pairs ran at ~60 % of the plain kernel.
+      os << "    llvm.inline_asm has_side_effects \"{ .reg .b32 ra; mapa.shared::cluster.u32 "
+            "ra, $0, $1; mbarrier.arrive.shared::cluster.b64 _, [ra]; }\", "
+            "\"r,r\" "
+         << bp << ", " << lane32 << " : (i32, i32) -> ()\n";
+      os << "    }\n";
+    } else {
+      std::string token = v();
+      os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
+         << "] : !bar -> !nvgpu.mbarrier.token\n";
+    }
+  };
+  // f[j] += accumulator[j] x the scale of its row: one fused multiply-add
+  // (the scale is a power of two, UE8M0 times UE8M0, so the product is
+  // exact and the FMA rounds as the product and the sum did;
+  // COMPRESSA_SCALE_FMA=0 at compile time: the two, for A/B runs).
+  // `pin`: the FMAs as inline asm with side effects, so that LLVM moves
+  // them neither above the wgmma.wait_group before them nor below the
+  // next block's MMAs (ptxas serialises the wgmma, its C7514, where an
+  // accumulator is read while a later wgmma is in flight).
+  auto promote = [&](llvm::StringRef accV, const std::vector<std::string> &f,
+                     const std::pair<std::string, std::string> &scales, bool pin) {
     static const bool off = [] {
       const char *e = std::getenv("COMPRESSA_SCALE_FMA");
       return e && std::string(e) == "0";
     }();
-    const std::string &scale = (j / 2) % 2 ? scale1 : scale0;
-    if (off) {
-      updated[j] = op("arith.addf", "%f" + std::to_string(j),
-                      op("arith.mulf", x, scale, "f32"), "f32");
-      continue;
+    std::string regsV = v();
+    os << "    " << regsV << " = builtin.unrealized_conversion_cast " << accV << " : " << acc
+       << " to " << accStruct << "\n";
+    std::vector<std::string> updated(64);
+    for (int j = 0; j < 64; ++j) {
+      std::string x = v();
+      os << "    " << x << " = llvm.extractvalue " << regsV << "[0, " << j << "] : "
+         << accStruct << "\n";
+      const std::string &scale = (j / 2) % 2 ? scales.second : scales.first;
+      if (pin) {
+        updated[j] = v();
+        os << "    " << updated[j]
+           << " = llvm.inline_asm has_side_effects \"fma.rn.f32 $0, $1, $2, $3;\", "
+              "\"=f,f,f,f\" "
+           << x << ", " << scale << ", " << f[j] << " : (f32, f32, f32) -> f32\n";
+        continue;
+      }
+      if (off) {
+        updated[j] = op("arith.addf", f[j], op("arith.mulf", x, scale, "f32"), "f32");
+        continue;
+      }
+      updated[j] = v();
+      os << "    " << updated[j] << " = llvm.intr.fma(" << x << ", " << scale << ", " << f[j]
+         << ") : (f32, f32, f32) -> f32\n";
     }
-    updated[j] = v();
-    os << "    " << updated[j] << " = llvm.intr.fma(" << x << ", " << scale << ", %f" << j
-       << ") : (f32, f32, f32) -> f32\n";
-  }
-  os << "    scf.yield ";
+    return updated;
+  };
+  // wgmma.wait_group after each of the 4 steps (COMPRESSA_GEMM_MMA_WAIT=N at
+  // compile time, for A/B runs): 3 issues them back to back (NVGPU's
+  // default, 1, issued a step only when the one before the last was done;
+  // 7-11 % slower on an H100, docs/perf.md).
+  static const int64_t mmaWait = [] {
+    const char *e = std::getenv("COMPRESSA_GEMM_MMA_WAIT");
+    return e && *e ? std::atoll(e) : int64_t(3);
+  }();
+  bool overlap = gemmOverlap(s);
+  std::vector<std::string> fIn(64);
   for (int j = 0; j < 64; ++j)
-    os << (j ? ", " : "") << updated[j];
-  os << " : " << regs << "\n";
-  os << "    }\n";
+    fIn[j] = "%f" + std::to_string(j);
+  std::string res = "%res";
+  // The tile's 64 sums of this thread, for the epilogue.
+  std::vector<std::string> out(64);
+  for (int j = 0; j < 64; ++j)
+    out[j] = res + "#" + std::to_string(j);
+  auto loopHead = [&](llvm::StringRef upper, llvm::StringRef more, llvm::StringRef moreTypes,
+                      llvm::StringRef stepV = "%c1") {
+    os << "    " << res << ":" << (more.empty() ? 64 : 67) << " = scf.for %kb = %c0 to "
+       << upper << " step " << stepV << " iter_args(";
+    for (int j = 0; j < 64; ++j)
+      os << (j ? ", " : "") << "%f" << j << " = %zero";
+    os << more << ") -> (" << regs << moreTypes << ") {\n";
+  };
+  auto yield = [&](const std::vector<std::string> &f, llvm::StringRef more,
+                   llvm::StringRef moreTypes) {
+    os << "    scf.yield ";
+    for (int j = 0; j < 64; ++j)
+      os << (j ? ", " : "") << f[j];
+    os << more << " : " << regs << moreTypes << "\n    }\n";
+  };
+  if (!overlap) {
+    // Per K block: its scales (their loads overlap the wait and the MMAs),
+    // the MMAs, a wait for all of them, the buffer released, the promotion.
+    loopHead("%cKB", "", "");
+    std::pair<std::string, std::string> scales = blockScales("%kb");
+    std::string stage = stageOf("%kb");
+    std::string accV = issue("%kb", mmaWait);
+    os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+    release(stage);
+    yield(promote(accV, fIn, scales, false), "", "");
+  } else {
+    // Two accumulators: K block kb + 1's MMAs are issued before block kb's
+    // promotion, so the tensor cores always have this warpgroup's next
+    // MMAs while it promotes. The loop takes two K blocks a turn, A and B,
+    // so that each accumulator keeps its registers (a loop-carried copy of
+    // an accumulator still in flight would make ptxas serialize the
+    // wgmma: its C7514). Scales are loaded a block ahead.
+    int64_t kBlocks = s.kBlocks(), turns = (kBlocks - 1) / 2;
+    std::string accT = ", " + acc;
+    std::pair<std::string, std::string> first = blockScales("%c0");
+    std::string acc0 = issue("%c0", -2);
+    // Block `kb`'s accumulator in flight: issue `next`, wait for `kb`,
+    // release its buffer, promote it.
+    auto step = [&](llvm::StringRef kb, llvm::StringRef accKb,
+                    const std::pair<std::string, std::string> &scales,
+                    const std::vector<std::string> &f, llvm::StringRef next,
+                    std::string &accNext) {
+      os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+      release(stageOf(kb));
+      accNext = issue(next, -2);
+      return promote(accKb, f, scales, true);
+    };
+    std::vector<std::string> f(64, "%zero");
+    std::string accA = acc0;
+    std::pair<std::string, std::string> scalesA = first;
+    std::string kbA = "%c0";
+    if (turns > 0) {
+      loopHead(ci(2 * turns),
+               ", %accIn = " + acc0 + ", %s0 = " + first.first + ", %s1 = " + first.second,
+               accT + ", f32, f32", "%c2");
+      std::string kb1 = op("arith.addi", "%kb", "%c1"), kb2 = op("arith.addi", "%kb", "%c2");
+      std::pair<std::string, std::string> scalesB = blockScales(kb1);
+      std::pair<std::string, std::string> scalesC = blockScales(kb2);
+      std::string accB, accC;
+      std::vector<std::string> g =
+          step("%kb", "%accIn", {"%s0", "%s1"}, fIn, kb1, accB);
+      g = step(kb1, accB, scalesB, g, kb2, accC);
+      yield(g, ", " + accC + ", " + scalesC.first + ", " + scalesC.second,
+            accT + ", f32, f32");
+      for (int j = 0; j < 64; ++j)
+        f[j] = res + "#" + std::to_string(j);
+      accA = res + "#64";
+      scalesA = {res + "#65", res + "#66"};
+      kbA = ci(2 * turns);
+    }
+    if (kBlocks - 1 > 2 * turns) {
+      // One block left after the loop's turns.
+      std::string kbB = ci(kBlocks - 1), accB;
+      std::pair<std::string, std::string> scalesB = blockScales(kbB);
+      f = step(kbA, accA, scalesA, f, kbB, accB);
+      accA = accB;
+      scalesA = scalesB;
+      kbA = kbB;
+    }
+    os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+    release(stageOf(kbA));
+    out = promote(accA, f, scalesA, true);
+  }
 
   // Epilogue: each thread stores its register pairs (two adjacent columns)
   // of the rows below M.
@@ -481,8 +637,8 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
       std::string idx = op("arith.addi", base, ci(8 * (j / 4)));
       std::string i = i64(idx);
       std::string p = v(), pairV = v();
-      os << "    " << pairV << " = vector.from_elements " << res << "#" << j << ", " << res
-         << "#" << j + 1 << " : vector<2xf32>\n";
+      os << "    " << pairV << " = vector.from_elements " << out[j] << ", " << out[j + 1]
+         << " : vector<2xf32>\n";
       os << "    " << p << " = llvm.getelementptr %y[" << i
          << "] : (!llvm.ptr, i64) -> !llvm.ptr, f32\n";
       os << "    llvm.store " << pairV << ", " << p
