@@ -26,6 +26,19 @@
 // never spans more than 128 products. The two consumers never wait for each
 // other, so one's promotion overlaps the other's MMAs.
 //
+// Each consumer keeps two accumulators (without pairs; COMPRESSA_GEMM_OVERLAP=0
+// at compile time keeps one): per K block it waits for the previous block's
+// MMAs (wgmma.wait_group 0), releases that buffer, issues this block's 4
+// wgmma as one commit group, and only then promotes the previous block, so
+// its own next MMAs run on the tensor cores while it promotes. The K loop
+// takes two blocks a turn so that each accumulator keeps its registers, the
+// FMAs are inline asm with side effects so that LLVM keeps them between the
+// wait and the next issue (ptxas serialises the wgmma where an accumulator
+// is read while a later wgmma is in flight, or where a read crosses a loop's
+// back edge: its C7514), and the block scales are loaded a block ahead. 192
+// accumulator registers a thread: the producer's warpgroup gives registers
+// up (setmaxnreg 40) and the consumers take them (232).
+//
 // Tensor maps: nvgpu's descriptor type does not convert as a gpu.func
 // argument, so the kernel takes the address of each CUtensorMap (64-byte
 // aligned, in device global memory, filled by the host with
