@@ -362,6 +362,8 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
   for (int j = 0; j < 64; ++j)
     regs += j ? ", f32" : "f32";
   std::string accStruct = "!llvm.struct<(struct<(" + regs + ")>)>";
+  // nvvm.wgmma.mma_async's accumulator (the two-accumulator form).
+  std::string flatStruct = "!llvm.struct<(" + regs + ")>";
   // Rows of this thread's accumulator registers (wgmma's D fragment:
   // register j of lane l in warp w of the warpgroup holds row 16 w + l / 4
   // + 8 ((j / 2) % 2), column 8 (j / 4) + 2 (l % 4) + j % 2).
@@ -408,7 +410,7 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
   // accumulator: K-major tiles, the k-th 32 columns of this warpgroup's 64
   // rows of a and of the 128 rows of w (a's descriptors take w's map: the
   // same swizzle, whatever a's box). Returns the accumulator.
-  auto issue = [&](llvm::StringRef kb, int64_t wait) {
+  auto issue = [&](llvm::StringRef kb, int64_t wait, bool direct) {
     std::string it = s.persistent ? op("arith.addi", it0, kb) : kb.str();
     std::string stage = op("arith.remui", it, "%cStages");
     std::string round = op("arith.divui", it, "%cStages");
@@ -418,30 +420,56 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     os << "    nvgpu.mbarrier.try_wait.parity %bar[" << stage << "], " << phase
        << ", %ticks : !bar\n";
     auto [a, w] = tiles(stage);
-    std::string accV = v();
-    os << "    " << accV << " = nvgpu.warpgroup.mma.init.accumulator -> " << acc << "\n";
-    if (wait < 0) {
-      // One nvgpu.warpgroup.mma over the whole K block: its 4 wgmma in one
-      // commit group, and wgmma.wait_group `-wait - 1` after it.
+    if (direct) {
+      // nvvm.wgmma.mma_async on descriptors of the k = 0 columns advanced by
+      // 32 bytes (2 in the descriptor's 16-byte units) a step: both tiles
+      // are K-major rows of 128 bytes in the 128-byte swizzle. The first
+      // step's scale-d is 0 (no zeroed registers), one commit group.
       std::string space = "#gpu.address_space<workgroup>";
-      std::string dA = "!nvgpu.warpgroup.descriptor<tensor = memref<64x128xf8E4M3FN, " +
+      std::string dA = "!nvgpu.warpgroup.descriptor<tensor = memref<64x32xf8E4M3FN, " +
                        space + ">>";
-      std::string dB = "!nvgpu.warpgroup.descriptor<tensor = memref<128x128xf8E4M3FN, " +
+      std::string dB = "!nvgpu.warpgroup.descriptor<tensor = memref<32x128xf8E4M3FN, " +
                        space + ">>";
-      std::string subA =
-          "memref<64x128xf8E4M3FN, strided<[128, 1], offset: ?>, " + space + ">";
-      std::string sa = v(), da = v(), db = v(), nx = v();
+      std::string subA = "memref<64x32xf8E4M3FN, strided<[128, 1], offset: ?>, " + space + ">";
+      std::string subB = "memref<128x32xf8E4M3FN, strided<[128, 1]>, " + space + ">";
+      std::string sa = v(), sb = v(), da = v(), db = v(), da64 = v(), db64 = v();
       os << "    " << sa << " = memref.subview " << a << "[" << wgRow
-         << ", 0] [64, 128] [1, 1] : " << kTile << " to " << subA << "\n";
+         << ", 0] [64, 32] [1, 1] : " << kTile << " to " << subA << "\n";
+      os << "    " << sb << " = memref.subview " << w << "[0, 0] [128, 32] [1, 1] : " << kTile
+         << " to " << subB << "\n";
       os << "    " << da << " = nvgpu.warpgroup.generate.descriptor " << sa << ", "
          << (pair ? "%wmap" : "%amap") << " : " << subA << ", !map -> " << dA << "\n";
-      os << "    " << db << " = nvgpu.warpgroup.generate.descriptor " << w
-         << ", %wmap : " << kTile << ", !map -> " << dB << "\n";
-      os << "    " << nx << " = nvgpu.warpgroup.mma " << da << ", " << db << ", " << accV
-         << " {waitGroup = " << (-wait - 1) << " : i64} : " << dA << ", " << dB << ", " << acc
-         << " -> " << acc << "\n";
-      return nx;
+      os << "    " << db << " = nvgpu.warpgroup.generate.descriptor " << sb << ", %wmap : "
+         << subB << ", !map -> " << dB << "\n";
+      os << "    " << da64 << " = builtin.unrealized_conversion_cast " << da << " : " << dA
+         << " to i64\n";
+      os << "    " << db64 << " = builtin.unrealized_conversion_cast " << db << " : " << dB
+         << " to i64\n";
+      std::string accV = v();
+      os << "    " << accV << " = llvm.mlir.poison : " << flatStruct << "\n";
+      os << "    nvvm.wgmma.fence.aligned\n";
+      for (int k = 0; k < 4; ++k) {
+        std::string dak = da64, dbk = db64;
+        if (k) {
+          std::string off = v();
+          os << "    " << off << " = arith.constant " << 2 * k << " : i64\n";
+          dak = a64("arith.addi", da64, off);
+          dbk = a64("arith.addi", db64, off);
+        }
+        std::string nx = v();
+        os << "    " << nx << " = nvvm.wgmma.mma_async " << dak << ", " << dbk << ", " << accV
+           << ", #nvvm.shape<m = 64, n = 128, k = 32>, D [<f32>, #nvvm.wgmma_scale_out<"
+           << (k ? "one" : "zero")
+           << ">], A [<e4m3>, #nvvm.wgmma_scale_in<one>, <row>], B [<e4m3>, "
+              "#nvvm.wgmma_scale_in<one>, <col>] : "
+           << flatStruct << " -> " << flatStruct << "\n";
+        accV = nx;
+      }
+      os << "    nvvm.wgmma.commit.group.sync.aligned\n";
+      return accV;
     }
+    std::string accV = v();
+    os << "    " << accV << " = nvgpu.warpgroup.mma.init.accumulator -> " << acc << "\n";
     return wgmmaSteps(a, w, wgRow, kTile, "f8E4M3FN", 128, 32, 4, pair ? "%wmap" : "%amap",
                       "%wmap", accV, wait);
   };
@@ -483,14 +511,19 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
       const char *e = std::getenv("COMPRESSA_SCALE_FMA");
       return e && std::string(e) == "0";
     }();
-    std::string regsV = v();
-    os << "    " << regsV << " = builtin.unrealized_conversion_cast " << accV << " : " << acc
-       << " to " << accStruct << "\n";
+    // The two-accumulator form's (`pin`) is nvvm.wgmma.mma_async's flat
+    // struct already.
+    std::string regsV = accV.str();
+    if (!pin) {
+      regsV = v();
+      os << "    " << regsV << " = builtin.unrealized_conversion_cast " << accV << " : " << acc
+         << " to " << accStruct << "\n";
+    }
     std::vector<std::string> updated(64);
     for (int j = 0; j < 64; ++j) {
       std::string x = v();
-      os << "    " << x << " = llvm.extractvalue " << regsV << "[0, " << j << "] : "
-         << accStruct << "\n";
+      os << "    " << x << " = llvm.extractvalue " << regsV << (pin ? "[" : "[0, ") << j
+         << "] : " << (pin ? flatStruct : accStruct) << "\n";
       const std::string &scale = (j / 2) % 2 ? scales.second : scales.first;
       if (pin) {
         updated[j] = v();
@@ -548,7 +581,7 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     loopHead("%cKB", "", "");
     std::pair<std::string, std::string> scales = blockScales("%kb");
     std::string stage = stageOf("%kb");
-    std::string accV = issue("%kb", mmaWait);
+    std::string accV = issue("%kb", mmaWait, false);
     os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
     release(stage);
     yield(promote(accV, fIn, scales, false), "", "");
@@ -560,9 +593,9 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     // an accumulator still in flight would make ptxas serialize the
     // wgmma: its C7514). Scales are loaded a block ahead.
     int64_t kBlocks = s.kBlocks(), turns = (kBlocks - 1) / 2;
-    std::string accT = ", " + acc;
+    std::string accT = ", " + flatStruct;
     std::pair<std::string, std::string> first = blockScales("%c0");
-    std::string acc0 = issue("%c0", -2);
+    std::string acc0 = issue("%c0", 0, true);
     // Block `kb`'s accumulator in flight: issue `next`, wait for `kb`,
     // release its buffer, promote it.
     auto step = [&](llvm::StringRef kb, llvm::StringRef accKb,
@@ -571,7 +604,7 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
                     std::string &accNext) {
       os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
       release(stageOf(kb));
-      accNext = issue(next, -2);
+      accNext = issue(next, 0, true);
       return promote(accKb, f, scales, true);
     };
     std::vector<std::string> f(64, "%zero");
