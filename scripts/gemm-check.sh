@@ -32,7 +32,8 @@
 #       selection computed by gemm-bench --topk (tokens that see fewer keys
 #       than the top-k, more, V4-Flash's 1M state, the small model's, a row
 #       length that is not a multiple of 4; the last 1024 tokens of 1M timed).
-#       Exits 1 on any failure.
+#       Exits 1 on any failure. GEMM_CHECK_PARTS=gemm runs only the GEMMs
+#       and tiny-c.
 #
 # With the device tool: prepare here, then run with carry [".gemm-check"]:
 #   command: bash scripts/gemm-check.sh run .gemm-check
@@ -182,6 +183,10 @@ run() {
       [ $rc -eq 0 ] || failures=$((failures + 1))
     done
   done
+  # GEMM_CHECK_PARTS=gemm: only the GEMMs and tiny-c above.
+  if [ "${GEMM_CHECK_PARTS:-all}" = gemm ]; then
+    echo; printf '%s\n' "${rows[@]}"; echo "failures: $failures"; [ $failures -eq 0 ]; return
+  fi
   # The indexer's scores: (heads di capacity tokens start check-rows).
   local cases=("64 128 4096 1000 0 24" "64 128 4096 1097 3001 24" "64 128 4096 1 16000 2"
                "64 128 4096 3 5 4" "64 128 262144 8192 65536 6" "64 128 262144 8192 1040384 3"

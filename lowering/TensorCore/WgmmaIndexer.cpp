@@ -472,14 +472,17 @@ void Writer::module() {
   os << "    %one64 = arith.constant 1 : i64\n"
         "    %zero64 = arith.constant 0 : i64\n";
   os << "    %cKeys = arith.constant " << WgmmaIndexerShape::kKeys << " : i64\n";
-  // The tokens of a work item: kTokenBlock; COMPRESSA_INDEXER_TOKEN_BLOCK=N
-  // at compile time sets N (a multiple of the step's tokens; for A/B runs).
-  static const int64_t tokenBlock = [] {
+  // The tokens of a work item: kTokenBlock, kLongTokenBlock where the call's
+  // last token sees at least kLongKeys keys (each item converts its key
+  // tile once: fewer, longer items convert less; the last 8192 tokens of a
+  // 1M prompt took 45.4-45.7 ms with 128 and 43.4-43.6 ms with 512 on an
+  // H100, docs/perf.md). COMPRESSA_INDEXER_TOKEN_BLOCK=N at compile time
+  // fixes N (a multiple of the step's tokens; for A/B runs).
+  static const int64_t fixedBlock = [] {
     const char *e = std::getenv("COMPRESSA_INDEXER_TOKEN_BLOCK");
-    int64_t n = e && *e ? std::atoll(e) : WgmmaIndexerShape::kTokenBlock;
-    return n >= 8 && n % 8 == 0 ? n : WgmmaIndexerShape::kTokenBlock;
+    int64_t n = e && *e ? std::atoll(e) : 0;
+    return n >= 8 && n % 8 == 0 ? n : 0;
   }();
-  os << "    %cTB = arith.constant " << tokenBlock << " : i64\n";
   os << "    %cRatio = arith.constant " << s.ratio << " : i64\n";
   os << "    %cT2 = arith.constant " << s.tokensPerStep() << " : i64\n";
   os << "    %cT2m1 = arith.constant " << s.tokensPerStep() - 1 << " : i64\n";
@@ -501,9 +504,18 @@ void Writer::module() {
   header(kIndexerHeaderScores, "%scores");
   // The keys the call's last token sees, their tiles, the token blocks.
   std::string keysM1 = c64(WgmmaIndexerShape::kKeys - 1);
-  std::string blockM1 = c64(tokenBlock - 1);
   os << "    %endPos = arith.addi %start, %S : i64\n";
   os << "    %most = arith.divsi %endPos, %cRatio : i64\n";
+  if (fixedBlock) {
+    os << "    %cTB = arith.constant " << fixedBlock << " : i64\n";
+  } else {
+    std::string longKeys = c64(WgmmaIndexerShape::kLongKeys);
+    std::string shortTB = c64(WgmmaIndexerShape::kTokenBlock);
+    std::string longTB = c64(WgmmaIndexerShape::kLongTokenBlock);
+    os << "    %long = arith.cmpi sge, %most, " << longKeys << " : i64\n";
+    os << "    %cTB = arith.select %long, " << longTB << ", " << shortTB << " : i64\n";
+  }
+  std::string blockM1 = a64("arith.subi", "%cTB", "%one64");
   os << "    %mostUp = arith.addi %most, " << keysM1 << " : i64\n";
   os << "    %keyTiles0 = arith.divsi %mostUp, %cKeys : i64\n";
   os << "    %keyTiles = arith.maxsi %keyTiles0, %one64 : i64\n";

@@ -46,7 +46,8 @@
 // Each q byte brought from L2 serves 256 keys (with 128 keys a block the
 // kernel was bound by the L2's bandwidth: 238 TFLOP/s on an H100).
 //
-// Work items are (key tile of 256, block of kTokenBlock tokens), the key
+// Work items are (key tile of 256, block of kTokenBlock tokens; of
+// kLongTokenBlock where the call's last token sees kLongKeys keys), the key
 // tile fastest; a block takes items bid, bid + grid, ... (the launch is
 // grid_sync: one block per multiprocessor), skipping those no token of
 // whose block sees a key of the tile.
@@ -104,6 +105,9 @@ struct WgmmaIndexerShape {
   }
   static constexpr int64_t kThreads = 384, kKeys = 256, kColumns = 128,
                            kTileBytes = 128 * 64 * 2, kTokenBlock = 128;
+  /// Longer work items where a call's last token sees kLongKeys keys or
+  /// more (a 64K context at ratio 4).
+  static constexpr int64_t kLongTokenBlock = 512, kLongKeys = 16384;
 };
 
 /// The kernel as MLIR text (a module holding gpu.module @compressa_tc);
