@@ -14,7 +14,7 @@
 #       reference (must be identical), the GEMM against a float64 reference
 #       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s, for 3, 4 and
 #       5 stages, with one accumulator (4x, 4px), with pairs of N tiles sharing
-#       a's tile (4c2), a persistent grid (4p, 5p) and both (4c2p); a partial M tile
+#       a's tile (4c2), a persistent grid (4p, 5p, 6p) and both (4c2p); a partial M tile
 #       (M = 300, 4 and 4c2p); wo_a's 8 groups as one GEMM (--groups 8,
 #       M = 4096 and 300); tiny-c --numerics=fast on the GPU against the same
 #       artifact's CPU logits and the golden logits; the indexer's
@@ -66,8 +66,8 @@ prepare() {
     # Stages 3, 4 and 5; 4 with one accumulator ("4x": COMPRESSA_GEMM_OVERLAP=0,
     # the code before the consumers' two accumulators); 4 stages with pairs of
     # N tiles sharing a's tile ("4c2": --cluster 2), a persistent grid ("4p",
-    # "5p"; "4px" with one accumulator: the default before) and both ("4c2p").
-    for st in 3 4 4x 4c2 4p 4px 5p 4c2p; do
+    # "5p", "6p"; "4px" with one accumulator: the default before) and both ("4c2p").
+    for st in 3 4 4x 4c2 4p 4px 5p 6p 4c2p; do
       local overlap="" opts=()
       case $st in *x) overlap=0 ;; esac
       case $st in *c2*) opts+=(--cluster 2) ;; esac
@@ -169,7 +169,7 @@ run() {
   fi
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
-    for st in 4 4x 3 4c2 4p 4px 5p 4c2p; do
+    for st in 4 4x 3 4c2 4p 4px 5p 6p 4c2p; do
       local out opts=()
       # act_quant's bytes once per shape (with the 4-stage run).
       [ "$st" = 4 ] && opts=(--act "$dir/ptx/act_k$k.ptx")
