@@ -33,7 +33,7 @@
 #       than the top-k, more, V4-Flash's 1M state, the small model's, a row
 #       length that is not a multiple of 4; the last 1024 tokens of 1M timed).
 #       Exits 1 on any failure. GEMM_CHECK_PARTS=gemm runs only the GEMMs
-#       and tiny-c.
+#       and tiny-c; GEMM_CHECK_VARIANTS="4 4p ..." a subset of the variants.
 #
 # With the device tool: prepare here, then run with carry [".gemm-check"]:
 #   command: bash scripts/gemm-check.sh run .gemm-check
@@ -169,7 +169,7 @@ run() {
   fi
   for s in $shapes; do
     local n=${s%:*} k=${s#*:}
-    for st in 4 4x 3 4c2 4p 4px 5p 6p 4c2p; do
+    for st in ${GEMM_CHECK_VARIANTS:-4 4x 3 4c2 4p 4px 5p 6p 4c2p}; do
       local out opts=()
       # act_quant's bytes once per shape (with the 4-stage run).
       [ "$st" = 4 ] && opts=(--act "$dir/ptx/act_k$k.ptx")
