@@ -24,7 +24,8 @@
 #       and compares old and new logits byte for byte (cmp), exact against
 #       the reference within 1e-3, and prints fast's distance from the
 #       reference, old and new (AB_FAST_CHANGES=1: a change meant to move
-#       fast's bits, whose differing logits then count as no failure); then benchmarks each Flash artifact,
+#       fast's bits, whose differing logits then count as no failure); then benchmarks each Flash artifact
+#       (AB_CONTEXTS="C ...": only those of the prepared contexts),
 #       old then new: compressa-bench --weights random --seed 1 --prompt C'
 #       --context C' (C' the power of two below C), --profile; the prefill
 #       kernels' table of each run is printed, the whole output goes to $OUT
@@ -110,7 +111,7 @@ run() {
   python3 "$root"/test/e2e/Inputs/safetensors_tool.py compare "$work"/new-exact-251.st logits \
     "$work"/m/reference.safetensors logits 1e-3 && echo "new exact vs reference: within 1e-3" ||
     failures=$((failures + 1))
-  for ctx in $(cat "$dir"/contexts); do
+  for ctx in ${AB_CONTEXTS:-$(cat "$dir"/contexts)}; do
     local prompt=1
     while [ $((prompt * 2)) -le "$ctx" ]; do prompt=$((prompt * 2)); done
     for which in old new; do
