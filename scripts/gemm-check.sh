@@ -48,6 +48,8 @@ ptxas=${CUDA_HOME:-/usr/local/cuda}/bin/ptxas
 shapes="1024:4096 32768:1024 512:4096 4096:8192 8192:1024 2048:4096 4096:2048"
 # An odd count of N tiles (a pair's second tile past N with --cluster 2).
 shapes="$shapes 640:1024"
+# GEMM_CHECK_SHAPES="N:K ..." at run time: a subset of them, in that order.
+[ "${1:-}" = run ] && shapes=${GEMM_CHECK_SHAPES:-$shapes}
 # The indexer's scores, heads:di:capacity.
 indexers="64:128:4096 64:128:262144 8:64:1024"
 # The indexer's top-k selection, capacity:topk (ratio 4): V4-Flash's 1M state,
