@@ -77,6 +77,15 @@ private:
   /// columns `n0` into buffer `stage` (index values).
   void loads(llvm::StringRef stage, llvm::StringRef kb, llvm::StringRef m0,
              llvm::StringRef n0);
+  /// Waits on mbarrier `bar`[stage] for the phase of round `round` (index
+  /// values): buffers are refilled round after round, the phase alternating.
+  void waitRound(llvm::StringRef bar, llvm::StringRef stage, llvm::StringRef round) {
+    std::string parity = op("arith.remui", round, "%c2");
+    std::string phase = v();
+    os << "    " << phase << " = arith.cmpi ne, " << parity << ", %c0 : index\n";
+    os << "    nvgpu.mbarrier.try_wait.parity " << bar << "[" << stage << "], " << phase
+       << ", %ticks : !bar\n";
+  }
   /// A cluster's barrier: every thread of both blocks (cluster = 2).
   void clusterSync() {
     os << "    llvm.inline_asm has_side_effects \"barrier.cluster.arrive.release.aligned; "
@@ -218,7 +227,6 @@ void Writer::module() {
   os << "    %cKB = arith.constant " << kBlocks << " : index\n";
   os << "    %cStages = arith.constant " << s.stages << " : index\n";
   os << "    %m = arith.index_cast %m32 : i32 to index\n";
-  os << "    %tid = gpu.thread_id x\n";
   if (s.persistent) {
     // This block's share of the units (tiles, or pairs of N tiles): units
     // cid, cid + gc, ... below ceil(M / 128) x nUnits, N fastest.
@@ -263,15 +271,7 @@ void Writer::module() {
           "    %rankRow = arith.muli %rank, %c64 : index\n"
           "    %cHalfBytes = arith.constant 8192 : index\n"
           "    %rankOff = arith.muli %rank, %cHalfBytes : index\n";
-  os << "    %wgT = arith.divui %tid, %c128 : index\n"
-        "    %wgT32 = arith.index_cast %wgT : index to i32\n"
-        "    %lane0 = arith.constant 0 : i32\n"
-        "    %width32 = arith.constant 32 : i32\n"
-        "    %wgU32, %wgOk = gpu.shuffle idx %wgT32, %lane0, %width32 : i32\n"
-        "    %wg = arith.index_cast %wgU32 : i32 to index\n"
-        "    %t = arith.remui %tid, %c128 : index\n"
-        "    %warp = arith.divui %t, %c32 : index\n"
-        "    %lane = arith.remui %t, %c32 : index\n";
+  warpgroupIds();
   alignedSharedMemory(kSmem, false);
   // full[s]: buffer s holds its K block (the producer's expect_tx and the
   // copies' bytes complete it); empty[s]: both consumer warpgroups are done
@@ -317,12 +317,8 @@ void Writer::module() {
     std::string again = v();
     os << "    " << again << " = arith.cmpi uge, " << it << ", %cStages : index\n";
     os << "    scf.if " << again << " {\n";
-    std::string prev = op("arith.subi", pround, "%c1");
-    std::string pp = op("arith.remui", prev, "%c2");
-    std::string phase = v();
-    os << "    " << phase << " = arith.cmpi ne, " << pp << ", %c0 : index\n";
-    os << "    nvgpu.mbarrier.try_wait.parity %ebar[" << ps << "], " << phase
-       << ", %ticks : !bar\n";
+    // The consumers' release of the round before.
+    waitRound("%ebar", ps, op("arith.subi", pround, "%c1"));
     os << "    }\n";
     loads(ps, pk, pm0, pn0);
   }
@@ -401,24 +397,20 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     std::string scaleA1 = ue8m0("%sa", op("arith.addi", saRow1, kb));
     return {op("arith.mulf", scaleA0, scaleW, "f32"), op("arith.mulf", scaleA1, scaleW, "f32")};
   };
-  // The buffer of K block `kb` (the count goes on across a persistent
-  // block's tiles).
-  auto stageOf = [&](llvm::StringRef kb) {
-    return op("arith.remui", s.persistent ? op("arith.addi", it0, kb) : kb.str(), "%cStages");
+  // The buffers' count of K block `kb` (it goes on across a persistent
+  // block's tiles), and its buffer.
+  auto iterOf = [&](llvm::StringRef kb) {
+    return s.persistent ? op("arith.addi", it0, kb) : kb.str();
   };
+  auto stageOf = [&](llvm::StringRef kb) { return op("arith.remui", iterOf(kb), "%cStages"); };
   // Waits for K block `kb`'s buffer and issues its 4 MMAs into a fresh
   // accumulator: K-major tiles, the k-th 32 columns of this warpgroup's 64
   // rows of a and of the 128 rows of w (a's descriptors take w's map: the
   // same swizzle, whatever a's box). Returns the accumulator.
   auto issue = [&](llvm::StringRef kb, int64_t wait, bool direct) {
-    std::string it = s.persistent ? op("arith.addi", it0, kb) : kb.str();
+    std::string it = iterOf(kb);
     std::string stage = op("arith.remui", it, "%cStages");
-    std::string round = op("arith.divui", it, "%cStages");
-    std::string parity = op("arith.remui", round, "%c2");
-    std::string phase = v();
-    os << "    " << phase << " = arith.cmpi ne, " << parity << ", %c0 : index\n";
-    os << "    nvgpu.mbarrier.try_wait.parity %bar[" << stage << "], " << phase
-       << ", %ticks : !bar\n";
+    waitRound("%bar", stage, op("arith.divui", it, "%cStages"));
     auto [a, w] = tiles(stage);
     if (direct) {
       // nvvm.wgmma.mma_async on descriptors of the k = 0 columns advanced by
@@ -501,7 +493,8 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
   // (the scale is a power of two, UE8M0 times UE8M0, so the product is
   // exact and the FMA rounds as the product and the sum did;
   // COMPRESSA_SCALE_FMA=0 at compile time: the two, for A/B runs).
-  // `pin`: the FMAs as inline asm with side effects, so that LLVM moves
+  // `pin` (the two-accumulator form, which COMPRESSA_SCALE_FMA does not
+  // change): the FMAs as inline asm with side effects, so that LLVM moves
   // them neither above the wgmma.wait_group before them nor below the
   // next block's MMAs (ptxas serialises the wgmma, its C7514, where an
   // accumulator is read while a later wgmma is in flight).
