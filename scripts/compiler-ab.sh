@@ -7,7 +7,7 @@
 #   scripts/compiler-ab.sh prepare DIR OLD [CONTEXTS]   (here: MLIR, no GPU)
 #       OLD: a compressa-compile binary of the code before the change (e.g.
 #       a copy of build/bin/compressa-compile saved before rebuilding); the
-#       new one is build/bin/compressa-compile. Compiles with both, for
+#       new one is build/bin/compressa-compile (AB_NEW_CC: another). Compiles with both, for
 #       cuda:sm_90a:
 #       - test/e2e/Inputs/flash-dims-16e-small.json (V4-Flash's layer kinds
 #         at hidden 512), --weight-format=official --max-context 20000 (the
@@ -45,7 +45,7 @@ usage() {
 prepare() {
   local old=${1:-} contexts=${2:-}
   [ -n "$dir" ] && [ -x "$old" ] || usage
-  local new=$root/build/bin/compressa-compile
+  local new=${AB_NEW_CC:-$root/build/bin/compressa-compile}
   set -e
   rm -rf "$dir" && mkdir -p "$dir"/art "$dir"/bin "$dir"/lib
   cp "$config" "$dir"/config.json

@@ -22,6 +22,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -47,7 +48,55 @@ bool gemmOverlap(const WgmmaGemmShape &shape) {
     const char *e = std::getenv("COMPRESSA_GEMM_OVERLAP");
     return !(e && std::string(e) == "0");
   }();
+  static const bool pairs = [] {
+    const char *e = std::getenv("COMPRESSA_GEMM_PAIR_OVERLAP");
+    return e && std::string(e) == "1";
+  }();
+  return on && (shape.cluster == 1 || pairs);
+}
+
+/// setmaxnreg of the producer's warpgroup and of the consumers'
+/// (COMPRESSA_GEMM_REGS=P/C at compile time, for experiments).
+std::pair<int, int> gemmRegs() {
+  static const std::pair<int, int> regs = [] {
+    const char *e = std::getenv("COMPRESSA_GEMM_REGS");
+    int p = 40, c = 232;
+    if (e && *e)
+      std::sscanf(e, "%d/%d", &p, &c);
+    return std::make_pair(p, c);
+  }();
+  return regs;
+}
+
+/// Experiments (COMPRESSA_GEMM_WARP_RELEASE=1, COMPRESSA_GEMM_ISSUE_FIRST=1
+/// at compile time): without pairs, lane 0 of each consumer warp releases
+/// a buffer (8 arrivals instead of 256); with two accumulators, a block's
+/// next MMAs are issued before the buffer of the block just waited for is
+/// released.
+bool envOn(const char *name) {
+  const char *e = std::getenv(name);
+  return e && std::string(e) == "1";
+}
+bool warpRelease(const WgmmaGemmShape &shape) {
+  static const bool on = envOn("COMPRESSA_GEMM_WARP_RELEASE");
   return on && shape.cluster == 1;
+}
+bool issueFirst() {
+  static const bool on = envOn("COMPRESSA_GEMM_ISSUE_FIRST");
+  return on;
+}
+
+/// The consumers' K loop runs over all of a persistent block's tiles at
+/// once (two accumulators and an even count of K blocks, so that the
+/// accumulators keep their registers across tiles): a tile's epilogue
+/// overlaps the next tile's first MMAs. COMPRESSA_GEMM_FLAT=0 at compile
+/// time: a loop a tile (for A/B runs).
+bool flatConsumers(const WgmmaGemmShape &shape) {
+  static const bool on = [] {
+    const char *e = std::getenv("COMPRESSA_GEMM_FLAT");
+    return !(e && std::string(e) == "0");
+  }();
+  return on && shape.persistent && gemmOverlap(shape) && shape.kBlocks() % 2 == 0;
 }
 
 /// Writes the kernel body; SSA names are numbered by `v()`.
@@ -104,8 +153,12 @@ private:
   /// The consumers' work on the tile at `m0`, `n0` (N tile `nt`): the K
   /// loop from iteration `it0` (the stages' count goes on across tiles) and
   /// the epilogue.
+  /// `flat` (persistent, two accumulators, an even count of K blocks): all
+  /// of this block's tiles as one loop over their K blocks (m0, n0, nt and
+  /// it0 unused), so that a tile's epilogue runs while the next tile's first
+  /// MMAs do.
   void consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef nt,
-                   llvm::StringRef it0);
+                   llvm::StringRef it0, bool flat = false);
   /// The memref views of buffer `stage`'s tiles of a and w.
   std::pair<std::string, std::string> tiles(llvm::StringRef stage);
 };
@@ -277,7 +330,7 @@ void Writer::module() {
   // copies' bytes complete it); empty[s]: both consumer warpgroups are done
   // with it (each of their 256 threads arrives; with cluster = 2 lanes 0
   // and 1 of each of the 8 consumer warps of both blocks).
-  stageBarriers(s.stages, "%c1", pair ? "%c16" : "%c256", [&] {
+  stageBarriers(s.stages, "%c1", pair ? "%c16" : warpRelease(s) ? "%c8" : "%c256", [&] {
     os << "    nvgpu.tma.prefetch.descriptor %amap : " << (pair ? "!amap" : "!map") << "\n"
        << "    nvgpu.tma.prefetch.descriptor %wmap : !map\n";
     if (pair)
@@ -297,7 +350,7 @@ void Writer::module() {
   if (gemmOverlap(s))
     os << "    %isProducerWG = arith.cmpi eq, %wg, %c2 : index\n"
           "    scf.if %isProducerWG {\n"
-          "    nvvm.setmaxregister decrease 40\n";
+          "    nvvm.setmaxregister decrease " << gemmRegs().first << "\n";
   os << "    %isProducer = arith.cmpi eq, %tid, %c256 : index\n";
   os << "    scf.if %isProducer {\n";
   std::string pk = "%pk", pm0 = "%m0", pn0 = "%n0";
@@ -331,8 +384,13 @@ void Writer::module() {
      << " : index\n";
   os << "    scf.if %isConsumer {\n";
   if (gemmOverlap(s))
-    os << "    nvvm.setmaxregister increase 232\n";
-  if (s.persistent) {
+    os << "    nvvm.setmaxregister increase " << gemmRegs().second << "\n";
+  if (flatConsumers(s)) {
+    os << "    %anyUnit = arith.cmpi ugt, %myUnits, %c0 : index\n";
+    os << "    scf.if %anyUnit {\n";
+    consumeTile("", "", "", "", true);
+    os << "    }\n";
+  } else if (s.persistent) {
     os << "    scf.for %ct = %c0 to %myUnits step %c1 {\n";
     std::string m0, n0, nt;
     unitTile("%ct", m0, n0, nt);
@@ -351,7 +409,7 @@ void Writer::module() {
 }
 
 void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef nt,
-                         llvm::StringRef it0) {
+                         llvm::StringRef it0, bool flat) {
   bool pair = s.cluster == 2;
   std::string acc = kAccumulator.str();
   std::string regs;
@@ -368,39 +426,65 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
   std::string laneRow = op("arith.divui", "%lane", "%c4");
   std::string row0 = op("arith.addi", op("arith.addi", wgRow, warpRow), laneRow);
   std::string row1 = op("arith.addi", row0, "%c8");
-  std::string g0 = op("arith.addi", m0, row0), g1 = op("arith.addi", m0, row1);
   std::string mLast = op("arith.subi", "%m", "%c1");
-  // Scale rows clamped into [0, M): rows past M compute garbage nobody stores.
-  std::string sRow0 = op("arith.minui", g0, mLast), sRow1 = op("arith.minui", g1, mLast);
-  std::string saRow0, saRow1;
-  if (s.groups > 1) {
-    // a's scales: rows of groups x kBlocks, this tile's group's blocks.
-    std::string stride = ci(s.groups * s.kBlocks());
-    std::string first = op("arith.muli", op("arith.divui", nt, ci(s.groupTiles())), "%cKB");
-    saRow0 = op("arith.addi", op("arith.muli", sRow0, stride), first);
-    saRow1 = op("arith.addi", op("arith.muli", sRow1, stride), first);
-  } else {
-    saRow0 = op("arith.muli", sRow0, "%cKB");
-    saRow1 = op("arith.muli", sRow1, "%cKB");
-  }
-  // A pair's second tile past N (an odd count of N tiles) reads the last
-  // tile's scales; its zero weights make garbage nobody stores.
   bool padded = pair && s.nTiles() % 2;
-  std::string ntScale = padded ? op("arith.minui", nt, ci(s.nTiles() - 1)) : nt.str();
-  std::string swRow = op("arith.muli", ntScale, "%cKB");
+  // This thread's two rows of the tile at `tm0` (N tile `tnt`): y's, and
+  // where their scales start in sa and sw.
+  struct Rows {
+    std::string g0, g1, saRow0, saRow1, swRow;
+  };
+  auto rowsOf = [&](llvm::StringRef tm0, llvm::StringRef tnt) {
+    Rows r;
+    r.g0 = op("arith.addi", tm0, row0);
+    r.g1 = op("arith.addi", tm0, row1);
+    // Scale rows clamped into [0, M): rows past M compute garbage nobody
+    // stores.
+    std::string sRow0 = op("arith.minui", r.g0, mLast), sRow1 = op("arith.minui", r.g1, mLast);
+    if (s.groups > 1) {
+      // a's scales: rows of groups x kBlocks, this tile's group's blocks.
+      std::string stride = ci(s.groups * s.kBlocks());
+      std::string first =
+          op("arith.muli", op("arith.divui", tnt, ci(s.groupTiles())), "%cKB");
+      r.saRow0 = op("arith.addi", op("arith.muli", sRow0, stride), first);
+      r.saRow1 = op("arith.addi", op("arith.muli", sRow1, stride), first);
+    } else {
+      r.saRow0 = op("arith.muli", sRow0, "%cKB");
+      r.saRow1 = op("arith.muli", sRow1, "%cKB");
+    }
+    // A pair's second tile past N (an odd count of N tiles) reads the last
+    // tile's scales; its zero weights make garbage nobody stores.
+    std::string ntScale =
+        padded ? op("arith.minui", tnt, ci(s.nTiles() - 1)) : tnt.str();
+    r.swRow = op("arith.muli", ntScale, "%cKB");
+    return r;
+  };
+  Rows rows;
+  if (!flat)
+    rows = rowsOf(m0, nt);
 
   // The scales of K block `kb` for this thread's two rows (the products
   // of a's and w's UE8M0 scales).
-  auto blockScales = [&](llvm::StringRef kb) -> std::pair<std::string, std::string> {
-    std::string scaleW = ue8m0("%sw", op("arith.addi", swRow, kb));
-    std::string scaleA0 = ue8m0("%sa", op("arith.addi", saRow0, kb));
-    std::string scaleA1 = ue8m0("%sa", op("arith.addi", saRow1, kb));
+  auto scalesOf = [&](const Rows &r, llvm::StringRef kb) -> std::pair<std::string, std::string> {
+    std::string scaleW = ue8m0("%sw", op("arith.addi", r.swRow, kb));
+    std::string scaleA0 = ue8m0("%sa", op("arith.addi", r.saRow0, kb));
+    std::string scaleA1 = ue8m0("%sa", op("arith.addi", r.saRow1, kb));
     return {op("arith.mulf", scaleA0, scaleW, "f32"), op("arith.mulf", scaleA1, scaleW, "f32")};
   };
+  auto blockScales = [&](llvm::StringRef kb) { return scalesOf(rows, kb); };
+  // The tile of this block's flat K-block count `x` (flat): its m0, n0, nt.
+  auto tileOf = [&](llvm::StringRef x, std::string &tm0, std::string &tn0, std::string &tnt) {
+    unitTile(op("arith.divui", x, "%cKB"), tm0, tn0, tnt);
+  };
+  // The flat form's scales of block count `x`.
+  auto flatScales = [&](llvm::StringRef x) {
+    std::string tm0, tn0, tnt;
+    tileOf(x, tm0, tn0, tnt);
+    return scalesOf(rowsOf(tm0, tnt), op("arith.remui", x, "%cKB"));
+  };
   // The buffers' count of K block `kb` (it goes on across a persistent
-  // block's tiles), and its buffer.
+  // block's tiles), and its buffer. (The flat form's `kb` is that count.)
   auto iterOf = [&](llvm::StringRef kb) {
-    return s.persistent ? op("arith.addi", it0, kb) : kb.str();
+    return s.persistent && !flat ? op("arith.addi", it0, kb) : kb.str();
   };
   auto stageOf = [&](llvm::StringRef kb) { return op("arith.remui", iterOf(kb), "%cStages"); };
   // Waits for K block `kb`'s buffer and issues its 4 MMAs into a fresh
@@ -483,6 +567,15 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
             "\"r,r\" "
          << bp << ", " << lane32 << " : (i32, i32) -> ()\n";
       os << "    }\n";
+    } else if (warpRelease(s)) {
+      // Lane 0 of each warp, once the warpgroup's wait_group is behind all
+      // of its lanes.
+      std::string first = v(), token = v();
+      os << "    " << first << " = arith.cmpi eq, %lane, %c0 : index\n";
+      os << "    scf.if " << first << " {\n";
+      os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
+         << "] : !bar -> !nvgpu.mbarrier.token\n";
+      os << "    }\n";
     } else {
       std::string token = v();
       os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
@@ -544,6 +637,45 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     const char *e = std::getenv("COMPRESSA_GEMM_MMA_WAIT");
     return e && *e ? std::atoll(e) : int64_t(3);
   }();
+  // Epilogue: each thread stores its register pairs (two adjacent columns)
+  // of the rows below M of the tile at `n0` (rows `r`).
+  auto epilogue = [&](const Rows &r, llvm::StringRef n0, const std::vector<std::string> &out) {
+  std::string colLane = op("arith.muli", op("arith.remui", "%lane", "%c4"), "%c2");
+  std::string colBase = op("arith.addi", n0, colLane);
+  for (int half = 0; half < 2; ++half) {
+    std::string g = half ? r.g1 : r.g0;
+    std::string valid = v();
+    os << "    " << valid << " = arith.cmpi ult, " << g << ", %m : index\n";
+    os << "    scf.if " << valid << " {\n";
+    std::string rowBase = op("arith.muli", g, "%cN");
+    std::string base = op("arith.addi", rowBase, colBase);
+    for (int j = 0; j < 64; j += 2) {
+      if ((j / 2) % 2 != half)
+        continue;
+      // Columns past N (a last partial N tile read zero weights, or a
+      // pair's tile past N): the pair is wholly in or out, N being even.
+      bool masked = s.n % 128 != 0 || padded;
+      if (masked) {
+        std::string col = op("arith.addi", colBase, ci(8 * (j / 4)));
+        std::string in = v();
+        os << "    " << in << " = arith.cmpi ult, " << col << ", %cN : index\n";
+        os << "    scf.if " << in << " {\n";
+      }
+      std::string idx = op("arith.addi", base, ci(8 * (j / 4)));
+      std::string i = i64(idx);
+      std::string p = v(), pairV = v();
+      os << "    " << pairV << " = vector.from_elements " << out[j] << ", " << out[j + 1]
+         << " : vector<2xf32>\n";
+      os << "    " << p << " = llvm.getelementptr %y[" << i
+         << "] : (!llvm.ptr, i64) -> !llvm.ptr, f32\n";
+      os << "    llvm.store " << pairV << ", " << p
+         << " {alignment = 8 : i64} : vector<2xf32>, !llvm.ptr\n";
+      if (masked)
+        os << "    }\n";
+    }
+    os << "    }\n";
+  }
+  };
   bool overlap = gemmOverlap(s);
   std::vector<std::string> fIn(64);
   for (int j = 0; j < 64; ++j)
@@ -578,6 +710,74 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
     release(stage);
     yield(promote(accV, fIn, scales, false), "", "");
+  } else if (flat) {
+    // Two accumulators over all of this block's tiles: block counts x = 0
+    // .. T - 1 (T = its units x the K blocks, even), the tile x / KB, its K
+    // block x % KB. Promoting a tile's last block stores the tile and
+    // zeroes the sums, while the next tile's first MMAs run.
+    std::string accT = ", " + flatStruct;
+    std::string total = op("arith.muli", "%myUnits", "%cKB");
+    std::string lastKb = ci(s.kBlocks() - 1);
+    auto step = [&](llvm::StringRef x, llvm::StringRef accX,
+                    const std::pair<std::string, std::string> &scales,
+                    const std::vector<std::string> &f, llvm::StringRef next,
+                    std::string &accNext) {
+      os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+      if (issueFirst()) {
+        accNext = issue(next, 0, true);
+        release(stageOf(x));
+      } else {
+        release(stageOf(x));
+        accNext = issue(next, 0, true);
+      }
+      std::vector<std::string> g = promote(accX, f, scales, true);
+      std::string kbX = op("arith.remui", x, "%cKB");
+      std::string isLast = v(), r = v();
+      os << "    " << isLast << " = arith.cmpi eq, " << kbX << ", " << lastKb << " : index\n";
+      os << "    " << r << ":64 = scf.if " << isLast << " -> (" << regs << ") {\n";
+      std::string tm0, tn0, tnt;
+      tileOf(x, tm0, tn0, tnt);
+      epilogue(rowsOf(tm0, tnt), tn0, g);
+      os << "    scf.yield ";
+      for (int j = 0; j < 64; ++j)
+        os << (j ? ", " : "") << "%zero";
+      os << " : " << regs << "\n    } else {\n    scf.yield ";
+      for (int j = 0; j < 64; ++j)
+        os << (j ? ", " : "") << g[j];
+      os << " : " << regs << "\n    }\n";
+      for (int j = 0; j < 64; ++j)
+        g[j] = r + "#" + std::to_string(j);
+      return g;
+    };
+    std::pair<std::string, std::string> first = flatScales("%c0");
+    std::string acc0 = issue("%c0", 0, true);
+    // Turns of two blocks while a block after them is left for the tail.
+    std::string upper = op("arith.subi", total, "%c2");
+    loopHead(upper,
+             ", %accIn = " + acc0 + ", %s0 = " + first.first + ", %s1 = " + first.second,
+             accT + ", f32, f32", "%c2");
+    std::string x1 = op("arith.addi", "%kb", "%c1"), x2 = op("arith.addi", "%kb", "%c2");
+    std::pair<std::string, std::string> scalesB = flatScales(x1);
+    std::pair<std::string, std::string> scalesC = flatScales(x2);
+    std::string accB, accC;
+    std::vector<std::string> g = step("%kb", "%accIn", {"%s0", "%s1"}, fIn, x1, accB);
+    g = step(x1, accB, scalesB, g, x2, accC);
+    yield(g, ", " + accC + ", " + scalesC.first + ", " + scalesC.second, accT + ", f32, f32");
+    std::vector<std::string> f(64);
+    for (int j = 0; j < 64; ++j)
+      f[j] = res + "#" + std::to_string(j);
+    // Block T - 2 is in flight: issue T - 1, promote T - 2, then T - 1.
+    std::string xLast = op("arith.subi", total, "%c1");
+    std::pair<std::string, std::string> scalesLast = flatScales(xLast);
+    std::string accLast;
+    f = step(upper, res + "#64", {res + "#65", res + "#66"}, f, xLast, accLast);
+    os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+    release(stageOf(xLast));
+    out = promote(accLast, f, scalesLast, true);
+    std::string tm0, tn0, tnt;
+    tileOf(xLast, tm0, tn0, tnt);
+    epilogue(rowsOf(tm0, tnt), tn0, out);
+    return;
   } else {
     // Two accumulators: K block kb + 1's MMAs are issued before block kb's
     // promotion, so the tensor cores always have this warpgroup's next
@@ -596,8 +796,13 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
                     const std::vector<std::string> &f, llvm::StringRef next,
                     std::string &accNext) {
       os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-      release(stageOf(kb));
-      accNext = issue(next, 0, true);
+      if (issueFirst()) {
+        accNext = issue(next, 0, true);
+        release(stageOf(kb));
+      } else {
+        release(stageOf(kb));
+        accNext = issue(next, 0, true);
+      }
       return promote(accKb, f, scales, true);
     };
     std::vector<std::string> f(64, "%zero");
@@ -637,43 +842,7 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     out = promote(accA, f, scalesA, true);
   }
 
-  // Epilogue: each thread stores its register pairs (two adjacent columns)
-  // of the rows below M.
-  std::string colLane = op("arith.muli", op("arith.remui", "%lane", "%c4"), "%c2");
-  std::string colBase = op("arith.addi", n0, colLane);
-  for (int half = 0; half < 2; ++half) {
-    std::string g = half ? g1 : g0;
-    std::string valid = v();
-    os << "    " << valid << " = arith.cmpi ult, " << g << ", %m : index\n";
-    os << "    scf.if " << valid << " {\n";
-    std::string rowBase = op("arith.muli", g, "%cN");
-    std::string base = op("arith.addi", rowBase, colBase);
-    for (int j = 0; j < 64; j += 2) {
-      if ((j / 2) % 2 != half)
-        continue;
-      // Columns past N (a last partial N tile read zero weights, or a
-      // pair's tile past N): the pair is wholly in or out, N being even.
-      bool masked = s.n % 128 != 0 || padded;
-      if (masked) {
-        std::string col = op("arith.addi", colBase, ci(8 * (j / 4)));
-        std::string in = v();
-        os << "    " << in << " = arith.cmpi ult, " << col << ", %cN : index\n";
-        os << "    scf.if " << in << " {\n";
-      }
-      std::string idx = op("arith.addi", base, ci(8 * (j / 4)));
-      std::string i = i64(idx);
-      std::string p = v(), pairV = v();
-      os << "    " << pairV << " = vector.from_elements " << out[j] << ", " << out[j + 1]
-         << " : vector<2xf32>\n";
-      os << "    " << p << " = llvm.getelementptr %y[" << i
-         << "] : (!llvm.ptr, i64) -> !llvm.ptr, f32\n";
-      os << "    llvm.store " << pairV << ", " << p
-         << " {alignment = 8 : i64} : vector<2xf32>, !llvm.ptr\n";
-      if (masked)
-        os << "    }\n";
-    }
-    os << "    }\n";
-  }
+  epilogue(rows, n0, out);
 }
 
 } // namespace
