@@ -700,6 +700,24 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
       os << (j ? ", " : "") << f[j];
     os << more << " : " << regs << moreTypes << "\n    }\n";
   };
+  // The two-accumulator forms' step: block `kb`'s accumulator `accKb` in
+  // flight; wait for it, issue block `next` into `accNext`, release `kb`'s
+  // buffer (after or before the issue: COMPRESSA_GEMM_ISSUE_FIRST), and
+  // promote `kb` into sums `f`.
+  auto advance = [&](llvm::StringRef kb, llvm::StringRef accKb,
+                     const std::pair<std::string, std::string> &scales,
+                     const std::vector<std::string> &f, llvm::StringRef next,
+                     std::string &accNext) {
+    os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
+    if (issueFirst()) {
+      accNext = issue(next, 0, true);
+      release(stageOf(kb));
+    } else {
+      release(stageOf(kb));
+      accNext = issue(next, 0, true);
+    }
+    return promote(accKb, f, scales, true);
+  };
   if (!overlap) {
     // Per K block: its scales (their loads overlap the wait and the MMAs),
     // the MMAs, a wait for all of them, the buffer released, the promotion.
@@ -722,15 +740,7 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
                     const std::pair<std::string, std::string> &scales,
                     const std::vector<std::string> &f, llvm::StringRef next,
                     std::string &accNext) {
-      os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-      if (issueFirst()) {
-        accNext = issue(next, 0, true);
-        release(stageOf(x));
-      } else {
-        release(stageOf(x));
-        accNext = issue(next, 0, true);
-      }
-      std::vector<std::string> g = promote(accX, f, scales, true);
+      std::vector<std::string> g = advance(x, accX, scales, f, next, accNext);
       std::string kbX = op("arith.remui", x, "%cKB");
       std::string isLast = v(), r = v();
       os << "    " << isLast << " = arith.cmpi eq, " << kbX << ", " << lastKb << " : index\n";
@@ -789,22 +799,7 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     std::string accT = ", " + flatStruct;
     std::pair<std::string, std::string> first = blockScales("%c0");
     std::string acc0 = issue("%c0", 0, true);
-    // Block `kb`'s accumulator in flight: issue `next`, wait for `kb`,
-    // release its buffer, promote it.
-    auto step = [&](llvm::StringRef kb, llvm::StringRef accKb,
-                    const std::pair<std::string, std::string> &scales,
-                    const std::vector<std::string> &f, llvm::StringRef next,
-                    std::string &accNext) {
-      os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-      if (issueFirst()) {
-        accNext = issue(next, 0, true);
-        release(stageOf(kb));
-      } else {
-        release(stageOf(kb));
-        accNext = issue(next, 0, true);
-      }
-      return promote(accKb, f, scales, true);
-    };
+    auto &step = advance;
     std::vector<std::string> f(64, "%zero");
     std::string accA = acc0;
     std::pair<std::string, std::string> scalesA = first;
