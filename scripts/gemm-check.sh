@@ -71,24 +71,18 @@ prepare() {
     # "5p", "6p"; "4px" with one accumulator: the default before) and both ("4c2p").
     # Experiments: "w", two accumulators with pairs too
     # (COMPRESSA_GEMM_PAIR_OVERLAP=1) and registers 24/240
-    # (COMPRESSA_GEMM_REGS); "n", a persistent block's K loop a tile
-    # (COMPRESSA_GEMM_FLAT=0, the code before the flat loop); "e", a
-    # buffer released by lane 0 of each consumer warp
-    # (COMPRESSA_GEMM_WARP_RELEASE=1); "a", the next block's MMAs issued
-    # before the buffer is released (COMPRESSA_GEMM_ISSUE_FIRST=1).
-    # GEMM_CHECK_PREP_VARIANTS: which to prepare.
+    # (COMPRESSA_GEMM_REGS); "f", one K loop over a persistent block's
+    # tiles (COMPRESSA_GEMM_FLAT=1). GEMM_CHECK_PREP_VARIANTS: which to
+    # prepare.
     for st in ${GEMM_CHECK_PREP_VARIANTS:-3 4 4x 4c2 4p 4px 5p 6p 4c2p}; do
-      local overlap="" pairOverlap="" regs="" flat="" warpRelease="" issueFirst="" opts=()
+      local overlap="" pairOverlap="" regs="" flat="" opts=()
       case $st in *x*) overlap=0 ;; esac
       case $st in *w*) pairOverlap=1 regs=24/240 ;; esac
-      case $st in *n*) flat=0 ;; esac
-      case $st in *e*) warpRelease=1 ;; esac
-      case $st in *a*) issueFirst=1 ;; esac
+      case $st in *f*) flat=1 ;; esac
       case $st in *c2*) opts+=(--cluster 2) ;; esac
       case $st in *p*) opts+=(--persistent) ;; esac
       COMPRESSA_GEMM_OVERLAP=$overlap COMPRESSA_GEMM_PAIR_OVERLAP=$pairOverlap COMPRESSA_GEMM_REGS=$regs \
-        COMPRESSA_GEMM_FLAT=$flat COMPRESSA_GEMM_WARP_RELEASE=$warpRelease \
-        COMPRESSA_GEMM_ISSUE_FIRST=$issueFirst \
+        COMPRESSA_GEMM_FLAT=$flat \
         "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st:0:1}" "${opts[@]}" \
         --chip "$chip" -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
       "$ptxas" -arch="$chip" "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" -o /dev/null
@@ -164,8 +158,8 @@ run() {
           --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
   rc=$?; echo "partial tile, 4c2p: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
   # The persistent two-accumulator forms, where prepared: a block's tiles
-  # in one K loop (4p; 4pea: with the release experiments), with pairs (4c2pw).
-  for st in 4p 4pea 4c2pw; do
+  # (4p; 4pf: in one K loop), with pairs (4c2pw).
+  for st in 4p 4pf 4c2pw; do
     [ -f "$dir/ptx/gemm_n1024_k4096_s$st.ptx" ] || continue
     local popts=(--persistent)
     case $st in *c2*) popts+=(--cluster 2) ;; esac

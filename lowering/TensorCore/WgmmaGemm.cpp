@@ -68,33 +68,16 @@ std::pair<int, int> gemmRegs() {
   return regs;
 }
 
-/// Experiments (COMPRESSA_GEMM_WARP_RELEASE=1, COMPRESSA_GEMM_ISSUE_FIRST=1
-/// at compile time): without pairs, lane 0 of each consumer warp releases
-/// a buffer (8 arrivals instead of 256); with two accumulators, a block's
-/// next MMAs are issued before the buffer of the block just waited for is
-/// released.
-bool envOn(const char *name) {
-  const char *e = std::getenv(name);
-  return e && std::string(e) == "1";
-}
-bool warpRelease(const WgmmaGemmShape &shape) {
-  static const bool on = envOn("COMPRESSA_GEMM_WARP_RELEASE");
-  return on && shape.cluster == 1;
-}
-bool issueFirst() {
-  static const bool on = envOn("COMPRESSA_GEMM_ISSUE_FIRST");
-  return on;
-}
-
 /// The consumers' K loop runs over all of a persistent block's tiles at
 /// once (two accumulators and an even count of K blocks, so that the
 /// accumulators keep their registers across tiles): a tile's epilogue
-/// overlaps the next tile's first MMAs. COMPRESSA_GEMM_FLAT=0 at compile
-/// time: a loop a tile (for A/B runs).
+/// overlaps the next tile's first MMAs. Only with COMPRESSA_GEMM_FLAT=1 at
+/// compile time: it ran 4-7 % slower than a loop a tile on an H100
+/// (docs/perf.md, twenty-eighth session).
 bool flatConsumers(const WgmmaGemmShape &shape) {
   static const bool on = [] {
     const char *e = std::getenv("COMPRESSA_GEMM_FLAT");
-    return !(e && std::string(e) == "0");
+    return e && std::string(e) == "1";
   }();
   return on && shape.persistent && gemmOverlap(shape) && shape.kBlocks() % 2 == 0;
 }
@@ -330,7 +313,7 @@ void Writer::module() {
   // copies' bytes complete it); empty[s]: both consumer warpgroups are done
   // with it (each of their 256 threads arrives; with cluster = 2 lanes 0
   // and 1 of each of the 8 consumer warps of both blocks).
-  stageBarriers(s.stages, "%c1", pair ? "%c16" : warpRelease(s) ? "%c8" : "%c256", [&] {
+  stageBarriers(s.stages, "%c1", pair ? "%c16" : "%c256", [&] {
     os << "    nvgpu.tma.prefetch.descriptor %amap : " << (pair ? "!amap" : "!map") << "\n"
        << "    nvgpu.tma.prefetch.descriptor %wmap : !map\n";
     if (pair)
@@ -567,15 +550,6 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
             "\"r,r\" "
          << bp << ", " << lane32 << " : (i32, i32) -> ()\n";
       os << "    }\n";
-    } else if (warpRelease(s)) {
-      // Lane 0 of each warp, once the warpgroup's wait_group is behind all
-      // of its lanes.
-      std::string first = v(), token = v();
-      os << "    " << first << " = arith.cmpi eq, %lane, %c0 : index\n";
-      os << "    scf.if " << first << " {\n";
-      os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
-         << "] : !bar -> !nvgpu.mbarrier.token\n";
-      os << "    }\n";
     } else {
       std::string token = v();
       os << "    " << token << " = nvgpu.mbarrier.arrive %ebar[" << stage
@@ -701,21 +675,15 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     os << more << " : " << regs << moreTypes << "\n    }\n";
   };
   // The two-accumulator forms' step: block `kb`'s accumulator `accKb` in
-  // flight; wait for it, issue block `next` into `accNext`, release `kb`'s
-  // buffer (after or before the issue: COMPRESSA_GEMM_ISSUE_FIRST), and
-  // promote `kb` into sums `f`.
+  // flight; wait for it, release its buffer, issue block `next` into
+  // `accNext`, and promote `kb` into sums `f`.
   auto advance = [&](llvm::StringRef kb, llvm::StringRef accKb,
                      const std::pair<std::string, std::string> &scales,
                      const std::vector<std::string> &f, llvm::StringRef next,
                      std::string &accNext) {
     os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-    if (issueFirst()) {
-      accNext = issue(next, 0, true);
-      release(stageOf(kb));
-    } else {
-      release(stageOf(kb));
-      accNext = issue(next, 0, true);
-    }
+    release(stageOf(kb));
+    accNext = issue(next, 0, true);
     return promote(accKb, f, scales, true);
   };
   if (!overlap) {

@@ -81,11 +81,11 @@
 //   in steps of the grid, N tiles fastest; the producer streams K blocks
 //   across tiles, so the next tile's loads overlap this tile's epilogue.
 //   The launch's grid is then any multiple of `cluster` (the GPU's SMs).
-//   With two accumulators and an even count of K blocks the consumers run
-//   one K loop over all of their block's tiles ("flat"): promoting a tile's
-//   last block, they store the tile and start its successor's sums at
-//   zero, while the successor's first MMAs, issued just before, run
-//   (COMPRESSA_GEMM_FLAT=0 at compile time: a loop a tile, for A/B runs).
+//   COMPRESSA_GEMM_FLAT=1 at compile time (an experiment that lost 4-7 % on
+//   an H100): with two accumulators and an even count of K blocks the
+//   consumers run one K loop over all of their block's tiles; promoting a
+//   tile's last block, they store the tile and start its successor's sums
+//   at zero while the successor's first MMAs, issued just before, run.
 //
 //===----------------------------------------------------------------------===//
 #ifndef COMPRESSA_LOWERING_TENSORCORE_WGMMAGEMM_H
