@@ -40,9 +40,11 @@ std::string WgmmaGemmShape::name() const {
 namespace {
 
 /// The consumers' two accumulators (WgmmaGemm.h), for the kernels without
-/// pairs (with them ptxas ran out of registers for the wgmma pipeline and
-/// serialised it: its C7511); COMPRESSA_GEMM_OVERLAP=0 at compile time
-/// keeps one accumulator (for A/B runs).
+/// pairs; COMPRESSA_GEMM_OVERLAP=0 at compile time keeps one accumulator
+/// (for A/B runs). Pairs keep one unless COMPRESSA_GEMM_PAIR_OVERLAP=1 (an
+/// experiment: the twenty-seventh session's C7511 is gone, and with
+/// COMPRESSA_GEMM_REGS=24/240 ptxas spills nothing; measured only with the
+/// flat loop, docs/perf.md).
 bool gemmOverlap(const WgmmaGemmShape &shape) {
   static const bool on = [] {
     const char *e = std::getenv("COMPRESSA_GEMM_OVERLAP");
@@ -56,13 +58,25 @@ bool gemmOverlap(const WgmmaGemmShape &shape) {
 }
 
 /// setmaxnreg of the producer's warpgroup and of the consumers'
-/// (COMPRESSA_GEMM_REGS=P/C at compile time, for experiments).
+/// (COMPRESSA_GEMM_REGS=P/C at compile time, for experiments: multiples of
+/// 8 in [24, 256] whose total fits the block's 384 threads x 168; anything
+/// else is reported and the defaults 40/232 kept).
 std::pair<int, int> gemmRegs() {
   static const std::pair<int, int> regs = [] {
     const char *e = std::getenv("COMPRESSA_GEMM_REGS");
     int p = 40, c = 232;
-    if (e && *e)
-      std::sscanf(e, "%d/%d", &p, &c);
+    if (!e || !*e)
+      return std::make_pair(p, c);
+    int rp = 0, rc = 0;
+    char tail = 0;
+    auto valid = [](int r) { return r >= 24 && r <= 256 && r % 8 == 0; };
+    if (std::sscanf(e, "%d/%d%c", &rp, &rc, &tail) == 2 && valid(rp) && valid(rc) &&
+        128 * rp + 256 * rc <= 384 * 168)
+      return std::make_pair(rp, rc);
+    std::fprintf(stderr,
+                 "compressa: warning: COMPRESSA_GEMM_REGS='%s' is not P/C (multiples of 8 "
+                 "in [24, 256], 128 P + 256 C <= 64512); keeping 40/232\n",
+                 e);
     return std::make_pair(p, c);
   }();
   return regs;
