@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 using namespace mlir;
@@ -410,6 +411,82 @@ TEST(TopkSelect, PtxHoldsTheHistogramsAndScans) {
   shape.topk = 16;
   EXPECT_TRUE(mlir::compressa::topkSelectModuleText(shape, "sm_80", error).empty());
   EXPECT_NE(error.find("sm_90a"), std::string::npos) << error;
+}
+
+/// tuneWgmmaGemm (WgmmaGemm.h): 6 buffers where K >= 8192, groups of 8 M
+/// tiles for the wide short GEMMs of a persistent grid; the other shapes
+/// keep 4 buffers and N fastest. The tile order's groups show in the name
+/// and in the kernel's tile arithmetic.
+TEST(WgmmaGemm, ProgramGemmsTunedByShape) {
+  using mlir::compressa::WgmmaGemmShape;
+  auto tuned = [](int64_t n, int64_t k, int64_t groups, bool persistent) {
+    WgmmaGemmShape shape;
+    shape.n = n;
+    shape.k = k;
+    shape.groups = groups;
+    shape.persistent = persistent;
+    shape.program = true;
+    mlir::compressa::tuneWgmmaGemm(shape);
+    return shape;
+  };
+  WgmmaGemmShape wob = tuned(4096, 8192, 1, true);
+  EXPECT_EQ(wob.stages, 6);
+  EXPECT_EQ(wob.groupM, 0);
+  EXPECT_EQ(wob.name(), "compressa_tc_gemm_n4096_k8192_s6_p");
+  EXPECT_EQ(wob.sharedBytes(), 6 * 32768 + 1024);
+  WgmmaGemmShape wqb = tuned(32768, 1024, 1, true);
+  EXPECT_EQ(wqb.stages, 4);
+  EXPECT_EQ(wqb.groupM, 8);
+  EXPECT_EQ(wqb.name(), "compressa_tc_gemm_n32768_k1024_s4_p_m8");
+  for (auto [n, k, g, p] : {std::tuple<int64_t, int64_t, int64_t, bool>{8192, 1024, 1, true},
+                            {1024, 4096, 1, true},
+                            {2048, 4096, 1, true},
+                            {32768, 1024, 1, false},
+                            {8192, 4096, 8, true}}) {
+    WgmmaGemmShape shape = tuned(n, k, g, p);
+    EXPECT_EQ(shape.stages, 4) << n << " x " << k;
+    EXPECT_EQ(shape.groupM, 0) << n << " x " << k;
+  }
+  std::string error;
+  std::string text = mlir::compressa::wgmmaGemmModuleText(wqb, "sm_90a", error);
+  ASSERT_FALSE(text.empty()) << error;
+  EXPECT_NE(text.find("gpu.func @compressa_tc_gemm_n32768_k1024_s4_p_m8("), std::string::npos);
+  // The group's size in units (8 M tiles x 256 N tiles).
+  EXPECT_NE(text.find("arith.constant 2048 : index"), std::string::npos);
+  wqb.groupM = 65;
+  EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(wqb, "sm_90a", error).empty());
+  EXPECT_NE(error.find("0..64"), std::string::npos) << error;
+  wob.stages = 7; // 7 x 32 KiB of tiles: the most that fits
+  EXPECT_FALSE(mlir::compressa::wgmmaGemmModuleText(wob, "sm_90a", error).empty()) << error;
+  wob.stages = 8;
+  EXPECT_TRUE(mlir::compressa::wgmmaGemmModuleText(wob, "sm_90a", error).empty());
+  EXPECT_NE(error.find("1..7"), std::string::npos) << error;
+}
+
+/// WgmmaGemmShape::scalesInShared (an experiment): a warp of the
+/// producer's warpgroup stores the row scales beside the tiles and arrives
+/// on the full barriers (33 arrivals); the consumers load them from shared
+/// memory, not from sa and sw.
+TEST(WgmmaGemm, ScalesThroughSharedMemory) {
+  auto ctx = makeContext();
+  mlir::compressa::WgmmaGemmShape shape;
+  shape.n = 256;
+  shape.k = 1024;
+  shape.persistent = true;
+  shape.scalesInShared = true;
+  EXPECT_EQ(shape.name(), "compressa_fp8_gemm_n256_k1024_p_ss");
+  EXPECT_EQ(shape.sharedBytes(), 4 * (32768 + 512) + 1024);
+  std::string error;
+  std::string text = mlir::compressa::wgmmaGemmModuleText(shape, "sm_90a", error);
+  ASSERT_FALSE(text.empty()) << error;
+  EXPECT_NE(text.find("%isScaler"), std::string::npos);
+  EXPECT_NE(text.find("memref.store"), std::string::npos);
+  std::string ptx = mlir::compressa::wgmmaGemmPtx(*ctx, shape, "sm_90a", error);
+  ASSERT_FALSE(ptx.empty()) << error;
+  // The full barriers' count (the producer's arrive and the 32 lanes').
+  EXPECT_NE(text.find("arith.constant 33 : index"), std::string::npos);
+  EXPECT_NE(ptx.find("st.shared.b32"), std::string::npos);
+  EXPECT_NE(ptx.find("ld.shared.b32"), std::string::npos);
 }
 
 TEST(WgmmaGemm, BadShapesAreRefused) {

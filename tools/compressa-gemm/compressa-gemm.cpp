@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 //   compressa-gemm --n N --k K [--stages S] [--program] [--cluster 1|2]
-//                  [--persistent] [--groups G] [--chip sm_90a]
+//                  [--persistent [--group-m G]] [--groups G] [--chip sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
 //   compressa-gemm --kernel=act-quant --k K [--target cpu|cuda:sm_90a]
 //                  --emit=mlir|ptx [-o OUT]
@@ -102,7 +102,7 @@ static cl::opt<int64_t> n("n", cl::desc("Output features N (multiple of 128)"),
 static cl::opt<int64_t> k("k", cl::desc("Input features K (multiple of 128)"),
                           cl::init(0), cl::cat(category));
 static cl::opt<int64_t> stages("stages",
-                               cl::desc("Shared-memory buffers (1..6)"),
+                               cl::desc("Shared-memory buffers (1..7 for the GEMM, 1..6 for the experts)"),
                                cl::init(4), cl::cat(category));
 static cl::opt<bool> program(
     "program",
@@ -122,6 +122,11 @@ static cl::opt<int64_t> groups(
     cl::desc("gemm: G GEMMs side by side (wo_a's groups): a [M, G K], N = G x "
              "the columns of one (WgmmaGemm.h)"),
     cl::init(1), cl::cat(category));
+static cl::opt<int64_t> groupM(
+    "group-m",
+    cl::desc("gemm, with --persistent: the tiles in groups of G M tiles, M "
+             "fastest within a group (0: N fastest; WgmmaGemm.h)"),
+    cl::init(0), cl::cat(category));
 static cl::opt<int64_t> topk("topk", cl::desc("experts: routed experts per token"),
                              cl::init(6), cl::cat(category));
 static cl::opt<int64_t> experts("experts", cl::desc("experts: routed experts"),
@@ -179,6 +184,10 @@ int main(int argc, char **argv) {
   shape.cluster = cluster;
   shape.persistent = persistent;
   shape.groups = groups;
+  shape.groupM = groupM;
+  // An experiment (WgmmaGemmShape::scalesInShared), for A/B runs.
+  if (const char *e = std::getenv("COMPRESSA_GEMM_SMEM_SCALES"); e && std::string(e) == "1")
+    shape.scalesInShared = true;
   std::string error;
   std::string out;
   if (kernel == Kernel::ActQuant) {
