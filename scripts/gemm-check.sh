@@ -79,19 +79,14 @@ prepare() {
       case $st in *x*) overlap=0 ;; esac
       case $st in *w*) pairOverlap=1 regs=24/240 ;; esac
       case $st in *f*) flat=1 ;; esac
-      # "qU": two MMA groups in flight, U K blocks a loop trip
-      # (COMPRESSA_GEMM_PIPE=U); "gG": groups of G M tiles in a persistent
-      # grid's order (COMPRESSA_GEMM_GROUP_M=G); "h", the row scales through
-      # shared memory (COMPRESSA_GEMM_SMEM_SCALES=1).
-      local pipe="" group="" smem=""
-      case $st in *h*) smem=1 ;; esac
-      [[ $st =~ q([0-9]+) ]] && pipe=${BASH_REMATCH[1]}
+      # "gG": groups of G M tiles in a persistent grid's order
+      # (COMPRESSA_GEMM_GROUP_M=G).
+      local group=""
       [[ $st =~ g([0-9]+) ]] && group=${BASH_REMATCH[1]}
       case $st in *c2*) opts+=(--cluster 2) ;; esac
       case $st in *p*) opts+=(--persistent) ;; esac
       COMPRESSA_GEMM_OVERLAP=$overlap COMPRESSA_GEMM_PAIR_OVERLAP=$pairOverlap COMPRESSA_GEMM_REGS=$regs \
-        COMPRESSA_GEMM_FLAT=$flat COMPRESSA_GEMM_PIPE=$pipe COMPRESSA_GEMM_GROUP_M=$group \
-        COMPRESSA_GEMM_SMEM_SCALES=$smem \
+        COMPRESSA_GEMM_FLAT=$flat COMPRESSA_GEMM_GROUP_M=$group \
         "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st:0:1}" "${opts[@]}" \
         --chip "$chip" -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
       "$ptxas" -arch="$chip" "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" -o /dev/null
@@ -168,11 +163,10 @@ run() {
   rc=$?; echo "partial tile, 4c2p: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
   # The persistent two-accumulator forms, where prepared: a block's tiles
   # (4p; 4pf: in one K loop), with pairs (4c2pw).
-  for st in 4p 4pf 4c2pw 4pq2 4pq3 4pq4 4pq8 4pg8 4pq2g8 4c2pwq2 6p 4ph 6ph; do
+  for st in 4p 4pf 4c2pw 4pg8 6p; do
     [ -f "$dir/ptx/gemm_n1024_k4096_s$st.ptx" ] || continue
     local popts=(--persistent --stages "${st:0:1}")
     case $st in *c2*) popts+=(--cluster 2) ;; esac
-    case $st in *h*) popts+=(--scales-in-shared) ;; esac
     out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s$st.ptx" "${popts[@]}" \
             --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
     rc=$?; echo "partial tile, $st: $out"; [ $rc -eq 0 ] || failures=$((failures + 1))
@@ -206,7 +200,6 @@ run() {
       [ "$st" = 4 ] && opts=(--act "$dir/ptx/act_k$k.ptx")
       case $st in *c2*) opts+=(--cluster 2) ;; esac
       case $st in *p*) opts+=(--persistent) ;; esac
-      case $st in *h*) opts+=(--scales-in-shared) ;; esac
       out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages "${st:0:1}" \
               "${opts[@]}" --m 4096 --n "$n" --k "$k" --check-rows 16 2>&1)
       local rc=$?

@@ -321,9 +321,9 @@ WgmmaGemmShape Serializer::tensorCoreGemmShape(int64_t n, int64_t k, int64_t gro
   shape.cluster = cluster;
   shape.persistent = persistent;
   shape.groups = groups;
-  // Buffers and tile order per shape (tuneWgmmaGemm, WgmmaGemm.h);
-  // COMPRESSA_GEMM_TUNE=0 at compile time keeps 4 buffers and N fastest
-  // everywhere (for A/B runs).
+  // The tile order per shape (tuneWgmmaGemm, WgmmaGemm.h);
+  // COMPRESSA_GEMM_TUNE=0 at compile time keeps N fastest everywhere (for
+  // A/B runs).
   static const bool tune = !envIs("COMPRESSA_GEMM_TUNE", "0");
   if (tune)
     tuneWgmmaGemm(shape);

@@ -32,8 +32,7 @@ using namespace mlir::compressa;
 std::string WgmmaGemmShape::name() const {
   std::string options = std::string(cluster == 2 ? "_c2" : "") + (persistent ? "_p" : "") +
                         (groups > 1 ? "_g" + std::to_string(groups) : "") +
-                        (persistent && groupM > 0 ? "_m" + std::to_string(groupM) : "") +
-                        (scalesInShared ? "_ss" : "");
+                        (persistent && groupM > 0 ? "_m" + std::to_string(groupM) : "");
   if (program)
     return llvm::formatv("compressa_tc_gemm_n{0}_k{1}_s{2}{3}", n, k, stages, options).str();
   return llvm::formatv("compressa_fp8_gemm_n{0}_k{1}{2}", n, k, options).str();
@@ -96,18 +95,6 @@ int64_t gemmGroupM(const WgmmaGemmShape &shape) {
   return g ? g : shape.groupM;
 }
 
-/// Two MMA groups of a consumer in flight, U K blocks a loop trip
-/// (COMPRESSA_GEMM_PIPE=U at compile time, 2..16; an experiment: 0, the
-/// default, keeps one group in flight).
-int64_t gemmPipe() {
-  static const int64_t u = [] {
-    const char *e = std::getenv("COMPRESSA_GEMM_PIPE");
-    int64_t x = e && *e ? std::atoll(e) : 0;
-    return x >= 2 && x <= 16 ? x : int64_t(0);
-  }();
-  return u;
-}
-
 /// The consumers' K loop runs over all of a persistent block's tiles at
 /// once (two accumulators and an even count of K blocks, so that the
 /// accumulators keep their registers across tiles): a tile's epilogue
@@ -120,12 +107,6 @@ bool flatConsumers(const WgmmaGemmShape &shape) {
     return e && std::string(e) == "1";
   }();
   return on && shape.persistent && gemmOverlap(shape) && shape.kBlocks() % 2 == 0;
-}
-
-/// The consumers read the scales from shared memory (WgmmaGemmShape::
-/// scalesInShared): the per-tile loop with two accumulators only.
-bool smemScales(const WgmmaGemmShape &shape) {
-  return shape.scalesInShared && gemmOverlap(shape) && !flatConsumers(shape) && !gemmPipe();
 }
 
 /// Writes the kernel body; SSA names are numbered by `v()`.
@@ -201,21 +182,6 @@ private:
   /// MMAs do.
   void consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef nt,
                    llvm::StringRef it0, bool flat = false);
-  /// Warp 1 of the producer's warpgroup (smemScales): per K block, in step
-  /// with the producer, the tile's 128 row scales sa x sw (f32) into shared
-  /// memory after the tiles (512 bytes a buffer), each lane then arriving
-  /// on the buffer's full barrier.
-  void scaleWriter();
-  /// The view of buffer `stage`'s 128 row scales (smemScales).
-  std::string scaleView(llvm::StringRef stage) {
-    std::string off = op("arith.addi", op("arith.addi", "%pad", ci(s.stages * 32768)),
-                         op("arith.muli", stage, ci(512)));
-    std::string view = v();
-    os << "    " << view << " = memref.view %smem[" << off << "][] : " << kSmemT
-       << " to memref<128xf32, #gpu.address_space<workgroup>>\n";
-    return view;
-  }
-  static constexpr llvm::StringLiteral kSmemT = "memref<?xi8, #gpu.address_space<workgroup>>";
   /// The memref views of buffer `stage`'s tiles of a and w.
   std::pair<std::string, std::string> tiles(llvm::StringRef stage);
 };
@@ -387,9 +353,7 @@ void Writer::module() {
   // copies' bytes complete it); empty[s]: both consumer warpgroups are done
   // with it (each of their 256 threads arrives; with cluster = 2 lanes 0
   // and 1 of each of the 8 consumer warps of both blocks).
-  // With the scales in shared memory the full barrier also counts the 32
-  // lanes of the warp that writes them.
-  stageBarriers(s.stages, smemScales(s) ? ci(33) : "%c1", pair ? "%c16" : "%c256", [&] {
+  stageBarriers(s.stages, "%c1", pair ? "%c16" : "%c256", [&] {
     os << "    nvgpu.tma.prefetch.descriptor %amap : " << (pair ? "!amap" : "!map") << "\n"
        << "    nvgpu.tma.prefetch.descriptor %wmap : !map\n";
     if (pair)
@@ -435,8 +399,6 @@ void Writer::module() {
     loads(ps, pk, pm0, pn0);
   }
   os << "    }\n    }\n";
-  if (smemScales(s))
-    scaleWriter();
   if (gemmOverlap(s))
     os << "    }\n";
 
@@ -467,65 +429,6 @@ void Writer::module() {
   if (!s.persistent)
     os << "    }\n"; // %active
   os << "    gpu.return\n  }\n}\n}\n";
-}
-
-void Writer::scaleWriter() {
-  os << "    %isScaler = arith.cmpi eq, %warp, %c1 : index\n";
-  os << "    scf.if %isScaler {\n";
-  std::string sk = "%sk", sm0 = "%m0", snt = "%bx";
-  if (s.persistent) {
-    os << "    %sTotal = arith.muli %myUnits, %cKB : index\n";
-    os << "    scf.for %sit = %c0 to %sTotal step %c1 {\n";
-    std::string sn0;
-    sk = op("arith.remui", "%sit", "%cKB");
-    unitTile(op("arith.divui", "%sit", "%cKB"), sm0, sn0, snt);
-  } else {
-    os << "    scf.for %sk = %c0 to %cKB step %c1 {\n";
-  }
-  std::string it = s.persistent ? "%sit" : "%sk";
-  std::string stage = op("arith.remui", it, "%cStages");
-  std::string round = op("arith.divui", it, "%cStages");
-  std::string again = v();
-  os << "    " << again << " = arith.cmpi uge, " << it << ", %cStages : index\n";
-  os << "    scf.if " << again << " {\n";
-  waitRound("%ebar", stage, op("arith.subi", round, "%c1"));
-  os << "    }\n";
-  std::string mLast = op("arith.subi", "%m", "%c1");
-  // w's scale of this N tile (a pair's tile past N reads the last tile's).
-  std::string ntScale = s.cluster == 2 && s.nTiles() % 2
-                            ? op("arith.minui", snt, ci(s.nTiles() - 1))
-                            : snt;
-  std::string swIdx = op("arith.addi", op("arith.muli", ntScale, "%cKB"), sk);
-  std::string stride = s.groups > 1 ? ci(s.groups * s.kBlocks()) : std::string("%cKB");
-  std::string first = s.groups > 1
-                          ? op("arith.muli", op("arith.divui", snt, ci(s.groupTiles())), "%cKB")
-                          : std::string("%c0");
-  std::string view = scaleView(stage);
-  auto bits = [&](llvm::StringRef ptr, llvm::StringRef index) {
-    std::string p = v(), b = v(), w = v(), sh = v(), f = v();
-    std::string i = i64(index);
-    os << "    " << p << " = llvm.getelementptr " << ptr << "[" << i
-       << "] : (!llvm.ptr, i64) -> !llvm.ptr, i8\n";
-    os << "    " << b << " = llvm.load " << p << " : !llvm.ptr -> i8\n";
-    os << "    " << w << " = arith.extui " << b << " : i8 to i32\n";
-    os << "    " << sh << " = arith.shli " << w << ", %c23i : i32\n";
-    os << "    " << f << " = arith.bitcast " << sh << " : i32 to f32\n";
-    return f;
-  };
-  std::string scaleW = bits("%sw", swIdx);
-  for (int r = 0; r < 4; ++r) {
-    std::string local = op("arith.addi", "%lane", ci(32 * r));
-    std::string row = op("arith.minui", op("arith.addi", sm0, local), mLast);
-    std::string saIdx =
-        op("arith.addi", op("arith.addi", op("arith.muli", row, stride), first), sk);
-    std::string scale = op("arith.mulf", bits("%sa", saIdx), scaleW, "f32");
-    os << "    memref.store " << scale << ", " << view << "[" << local
-       << "] : memref<128xf32, #gpu.address_space<workgroup>>\n";
-  }
-  std::string token = v();
-  os << "    " << token << " = nvgpu.mbarrier.arrive %bar[" << stage
-     << "] : !bar -> !nvgpu.mbarrier.token\n";
-  os << "    }\n    }\n";
 }
 
 void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef nt,
@@ -607,18 +510,6 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     return s.persistent && !flat ? op("arith.addi", it0, kb) : kb.str();
   };
   auto stageOf = [&](llvm::StringRef kb) { return op("arith.remui", iterOf(kb), "%cStages"); };
-  // The scales of K block `kb` from its buffer (smemScales; after its full
-  // barrier, before its release).
-  bool fromShared = smemScales(s);
-  auto readScales = [&](llvm::StringRef kb) -> std::pair<std::string, std::string> {
-    std::string view = scaleView(stageOf(kb));
-    std::string a = v(), b = v();
-    os << "    " << a << " = memref.load " << view << "[" << row0
-       << "] : memref<128xf32, #gpu.address_space<workgroup>>\n";
-    os << "    " << b << " = memref.load " << view << "[" << row1
-       << "] : memref<128xf32, #gpu.address_space<workgroup>>\n";
-    return {a, b};
-  };
   // Waits for K block `kb`'s buffer and issues its 4 MMAs into a fresh
   // accumulator: K-major tiles, the k-th 32 columns of this warpgroup's 64
   // rows of a and of the 128 rows of w (a's descriptors take w's map: the
@@ -905,83 +796,6 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     tileOf(xLast, tm0, tn0, tnt);
     epilogue(rowsOf(tm0, tnt), tn0, out);
     return;
-  } else if (int64_t pipe = gemmPipe(); pipe > 1) {
-    // Two MMA groups in flight (COMPRESSA_GEMM_PIPE=U): block kb + 1's MMAs
-    // are issued while block kb's still run, and wgmma.wait_group 1 then
-    // waits for kb alone, so this warpgroup's queue of MMAs does not run
-    // dry between two blocks. ptxas follows a partial wait_group count only
-    // in straight-line code (its C7514 across a back edge), so a loop trip
-    // is U blocks unrolled: it starts with wait_group 0 for the last block
-    // of the trip before (carried in flight, as the two-block loop below
-    // carries one), releases its buffer, issues its own first block and
-    // then promotes the carried one. Scales are loaded as a block's MMAs
-    // are issued and used a block later. The first trip promotes a zero
-    // accumulator and releases nothing.
-    int64_t kBlocks = s.kBlocks(), u = std::min(pipe, kBlocks);
-    int64_t trips = kBlocks / u, tail = kBlocks % u;
-    std::string accT = ", " + flatStruct;
-    using Scales = std::pair<std::string, std::string>;
-    // Blocks base .. base + count - 1 (index `base`; `first`: the tile's
-    // first, nothing to release), the accumulator `accIn` of block base - 1
-    // (scales `sIn`) in flight: returns the sums, the last block's
-    // accumulator (in flight) and scales in `accOut`, `sOut`.
-    auto trip = [&](llvm::StringRef base, int64_t count, llvm::StringRef accIn,
-                    const Scales &sIn, std::vector<std::string> f, std::string &accOut,
-                    Scales &sOut, bool mayBeFirst) {
-      os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-      std::string prevKb = op("arith.subi", base, "%c1");
-      if (mayBeFirst) {
-        std::string later = v();
-        os << "    " << later << " = arith.cmpi ne, " << base << ", %c0 : index\n";
-        os << "    scf.if " << later << " {\n";
-        release(stageOf(prevKb));
-        os << "    }\n";
-      } else {
-        release(stageOf(prevKb));
-      }
-      std::string kb = base.str();
-      Scales sPrev = blockScales(kb);
-      std::string accPrev = issue(kb, 0, true);
-      f = promote(accIn, f, sIn, true);
-      for (int64_t i = 1; i < count; ++i) {
-        std::string kbI = op("arith.addi", base, ci(i));
-        Scales sI = blockScales(kbI);
-        std::string accI = issue(kbI, 0, true);
-        os << "    nvvm.wgmma.wait.group.sync.aligned 1\n";
-        release(stageOf(kb));
-        f = promote(accPrev, f, sPrev, true);
-        accPrev = accI;
-        sPrev = sI;
-        kb = kbI;
-      }
-      accOut = accPrev;
-      sOut = sPrev;
-      return f;
-    };
-    std::string zeroAcc = v();
-    os << "    " << zeroAcc << " = llvm.mlir.zero : " << flatStruct << "\n";
-    loopHead(ci(trips * u), ", %accIn = " + zeroAcc + ", %s0 = %zero, %s1 = %zero",
-             accT + ", f32, f32", ci(u));
-    std::string accOut;
-    Scales sOut;
-    std::vector<std::string> g =
-        trip("%kb", u, "%accIn", {"%s0", "%s1"}, fIn, accOut, sOut, true);
-    yield(g, ", " + accOut + ", " + sOut.first + ", " + sOut.second, accT + ", f32, f32");
-    std::vector<std::string> f(64);
-    for (int j = 0; j < 64; ++j)
-      f[j] = res + "#" + std::to_string(j);
-    std::string acc = res + "#64";
-    Scales sc = {res + "#65", res + "#66"};
-    if (tail) {
-      std::string accTail;
-      Scales sTail;
-      f = trip(ci(trips * u), tail, acc, sc, f, accTail, sTail, false);
-      acc = accTail;
-      sc = sTail;
-    }
-    os << "    nvvm.wgmma.wait.group.sync.aligned 0\n";
-    release(stageOf(ci(kBlocks - 1)));
-    out = promote(acc, f, sc, true);
   } else {
     // Two accumulators: K block kb + 1's MMAs are issued before block kb's
     // promotion, so the tensor cores always have this warpgroup's next
@@ -991,12 +805,8 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     // wgmma: its C7514). Scales are loaded a block ahead.
     int64_t kBlocks = s.kBlocks(), turns = (kBlocks - 1) / 2;
     std::string accT = ", " + flatStruct;
-    std::pair<std::string, std::string> first;
-    if (!fromShared)
-      first = blockScales("%c0");
+    std::pair<std::string, std::string> first = blockScales("%c0");
     std::string acc0 = issue("%c0", 0, true);
-    if (fromShared)
-      first = readScales("%c0");
     auto &step = advance;
     std::vector<std::string> f(64, "%zero");
     std::string accA = acc0;
@@ -1007,19 +817,12 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
                ", %accIn = " + acc0 + ", %s0 = " + first.first + ", %s1 = " + first.second,
                accT + ", f32, f32", "%c2");
       std::string kb1 = op("arith.addi", "%kb", "%c1"), kb2 = op("arith.addi", "%kb", "%c2");
-      std::pair<std::string, std::string> scalesB, scalesC;
-      if (!fromShared) {
-        scalesB = blockScales(kb1);
-        scalesC = blockScales(kb2);
-      }
+      std::pair<std::string, std::string> scalesB = blockScales(kb1);
+      std::pair<std::string, std::string> scalesC = blockScales(kb2);
       std::string accB, accC;
       std::vector<std::string> g =
           step("%kb", "%accIn", {"%s0", "%s1"}, fIn, kb1, accB);
-      if (fromShared)
-        scalesB = readScales(kb1);
       g = step(kb1, accB, scalesB, g, kb2, accC);
-      if (fromShared)
-        scalesC = readScales(kb2);
       yield(g, ", " + accC + ", " + scalesC.first + ", " + scalesC.second,
             accT + ", f32, f32");
       for (int j = 0; j < 64; ++j)
@@ -1031,12 +834,8 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
     if (kBlocks - 1 > 2 * turns) {
       // One block left after the loop's turns.
       std::string kbB = ci(kBlocks - 1), accB;
-      std::pair<std::string, std::string> scalesB;
-      if (!fromShared)
-        scalesB = blockScales(kbB);
+      std::pair<std::string, std::string> scalesB = blockScales(kbB);
       f = step(kbA, accA, scalesA, f, kbB, accB);
-      if (fromShared)
-        scalesB = readScales(kbB);
       accA = accB;
       scalesA = scalesB;
       kbA = kbB;
@@ -1052,8 +851,6 @@ void Writer::consumeTile(llvm::StringRef m0, llvm::StringRef n0, llvm::StringRef
 } // namespace
 
 void compressa::tuneWgmmaGemm(WgmmaGemmShape &shape) {
-  if (shape.k >= 8192)
-    shape.stages = 6;
   if (shape.persistent && shape.groups == 1 && shape.n >= 16384 && shape.k <= 2048)
     shape.groupM = 8;
 }

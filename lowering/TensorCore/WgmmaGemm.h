@@ -118,12 +118,6 @@ struct WgmmaGemmShape {
   /// H100, the shapes of K >= 2048 8-12 % slower; docs/perf.md). `_m<G>`
   /// in the name.
   int64_t groupM = 0;
-  /// An experiment (`_ss` in the name): warp 1 of the producer's warpgroup
-  /// writes each K block's 128 row scales (sa x sw, f32) into shared memory
-  /// beside the tiles, and the consumers read their rows' scales there after
-  /// the buffer's full barrier instead of loading sa and sw from global
-  /// memory. Only the per-tile loop with two accumulators uses them.
-  bool scalesInShared = false;
   int64_t nTiles() const { return (n + kTile - 1) / kTile; }
   /// Units of work along N: pairs of N tiles with cluster = 2.
   int64_t nUnits() const { return (nTiles() + cluster - 1) / cluster; }
@@ -135,20 +129,18 @@ struct WgmmaGemmShape {
   /// The kernel's symbol.
   std::string name() const;
   /// Dynamic shared memory of one block (the tiles and 1 KiB to align them).
-  int64_t sharedBytes() const {
-    return stages * 2 * 128 * 128 + 1024 + (scalesInShared ? stages * 512 : 0);
-  }
+  int64_t sharedBytes() const { return stages * 2 * 128 * 128 + 1024; }
   static constexpr int64_t kThreads = 384, kTile = 128;
 };
 
-/// Sets the buffers and the tile order of a program's GEMM by its shape
-/// (measured on an H100 at M = 4096, docs/perf.md, twenty-ninth session):
-/// 6 buffers where K >= 8192 (wo_b's 4096 x 8192 gained 2-3 %; the shapes
-/// of smaller K gained nothing, 7 buffers lost), and groups of 8 M tiles
-/// (persistent) where N >= 16384 and K <= 2048 without groups (wq_b's
-/// 32768 x 1024 gained 27 %: walking N fastest, the grid streams all of
-/// w, larger than the L2 beside the output's writes, once per M tile;
-/// every other shape lost 8-12 %).
+/// Sets the tile order of a program's GEMM by its shape (measured on an
+/// H100 at M = 4096, docs/perf.md, twenty-ninth session): groups of 8 M
+/// tiles (persistent) where N >= 16384 and K <= 2048 without groups (wq_b's
+/// 32768 x 1024 ran 27 % faster alone and 16 % in the 4K prefill: walking
+/// N fastest, the grid streams all of w, more than the L2 holds beside the
+/// output's writes, once per M tile); every other shape lost 8-12 %, and
+/// keeps N fastest. (Six buffers made wo_b's 4096 x 8192 2-3 % faster alone
+/// but 13 % slower in the prefill: every shape keeps `stages`.)
 void tuneWgmmaGemm(WgmmaGemmShape &shape);
 
 /// The kernel as MLIR text (a module holding gpu.module @compressa_tc for

@@ -185,9 +185,6 @@ int main(int argc, char **argv) {
   shape.persistent = persistent;
   shape.groups = groups;
   shape.groupM = groupM;
-  // An experiment (WgmmaGemmShape::scalesInShared), for A/B runs.
-  if (const char *e = std::getenv("COMPRESSA_GEMM_SMEM_SCALES"); e && std::string(e) == "1")
-    shape.scalesInShared = true;
   std::string error;
   std::string out;
   if (kernel == Kernel::ActQuant) {

@@ -7,7 +7,7 @@
 //
 //   gemm-bench --gemm GEMM.ptx --m M --n N --k K [--act ACT.ptx] [--iters I]
 //              [--stages S] [--cluster 1|2] [--persistent [--group-m G]]
-//              [--groups G] [--scales-in-shared]
+//              [--groups G]
 //              (compressa-gemm's options; with G groups the activations are
 //              [M, G K] and --act takes the act_quant kernel of G K)
 //   gemm-bench --indexer INDEXER.ptx --heads H --dim DI --ratio R --capacity C
@@ -108,7 +108,7 @@ struct Options {
   std::string gemm, act;
   int64_t m = 0, n = 0, k = 0, iters = 20, checkRows = 48, stages = 4, cluster = 1, groups = 1,
           groupM = 0;
-  bool persistent = false, scalesInShared = false;
+  bool persistent = false;
   uint64_t seed = 1;
 };
 
@@ -134,10 +134,9 @@ Options parse(int argc, char **argv) {
     else if (a == "--persistent") o.persistent = true;
     else if (a == "--groups") o.groups = std::atoll(value().c_str());
     else if (a == "--group-m") o.groupM = std::atoll(value().c_str());
-    else if (a == "--scales-in-shared") o.scalesInShared = true;
     else die("unknown argument " + a + " (usage: gemm-bench --gemm GEMM.ptx "
              "--m M --n N --k K [--act ACT.ptx] [--stages S] [--cluster 1|2] [--persistent] "
-             "[--group-m G] [--groups G] [--scales-in-shared] [--iters I] [--check-rows R])");
+             "[--group-m G] [--groups G] [--iters I] [--check-rows R])");
   }
   if (o.cluster != 1 && o.cluster != 2)
     die("--cluster must be 1 or 2 (compressa-gemm --cluster)");
@@ -899,17 +898,16 @@ int main(int argc, char **argv) {
   check(cu->cuMemcpyHtoDAsync(dsa, sa.data(), sa.size(), stream), "copy sa");
 
   // The GEMM.
-  // compressa-gemm --cluster 2 / --persistent / --groups / --group-m /
-  // COMPRESSA_GEMM_SMEM_SCALES=1: the name's _c2 / _p / _g / _m / _ss.
+  // compressa-gemm --cluster 2 / --persistent / --groups / --group-m: the
+  // name's _c2 / _p / _g / _m.
   std::string options = std::string(o.cluster == 2 ? "_c2" : "") + (o.persistent ? "_p" : "") +
                         (o.groups > 1 ? "_g" + std::to_string(o.groups) : "") +
-                        (o.persistent && o.groupM > 0 ? "_m" + std::to_string(o.groupM) : "") +
-                        (o.scalesInShared ? "_ss" : "");
+                        (o.persistent && o.groupM > 0 ? "_m" + std::to_string(o.groupM) : "");
   CUfunction gemm = loadKernel(o.gemm, ("compressa_fp8_gemm_n" + std::to_string(n) + "_k" +
                                         std::to_string(k) + options)
                                            .c_str());
   // compressa-gemm --stages: the kernel's shared memory (WgmmaGemm.h).
-  const int shared = int(o.stages) * (32768 + (o.scalesInShared ? 512 : 0)) + 1024;
+  const int shared = int(o.stages) * 32768 + 1024;
   check(cu->cuFuncSetAttribute(gemm, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                shared),
         "cuFuncSetAttribute(shared)");
