@@ -45,10 +45,22 @@
 # WGMMA_CHECK=attention (scripts/attention-check.sh) checks the HCA
 # attention's tensor-core kernels (lowering/TensorCore/WgmmaAttention.h)
 # against COMPRESSA_ATTENTION_WGMMA=0 (the warp MMA attention) the same way.
+#
+# WGMMA_CHECK=order checks the FP8 GEMMs' tile order by shape
+# (tuneWgmmaGemm, lowering/TensorCore/WgmmaGemm.h: wq_b's 32768 x 1024 in
+# groups of 8 M tiles) against COMPRESSA_GEMM_TUNE=0 (N fastest): the same
+# tiles computed by other blocks, so the logits must be byte-identical
+# (bounds "0 0 1", relative "1 0").
 set -uo pipefail
 mode=${1:-}
 check=${WGMMA_CHECK:-experts}
-if [ "$check" = attention ]; then
+if [ "$check" = order ]; then
+  dir=${2:-.order-check}
+  off_env=COMPRESSA_GEMM_TUNE=0 on=grouped off=nfast symbol=compressa_tc_gemm_n32768_k1024_s4_p_m8
+  on_label="wq_b in groups of 8 M tiles" off_label="wq_b N fastest"
+  export EXPERTS_CHECK_BOUNDS=${EXPERTS_CHECK_BOUNDS:-0 0 1}
+  export EXPERTS_CHECK_RELATIVE=${EXPERTS_CHECK_RELATIVE:-1 0}
+elif [ "$check" = attention ]; then
   dir=${2:-.attention-check}
   off_env=COMPRESSA_ATTENTION_WGMMA=0 on=wgmma off=warp symbol=compressa_tc_attention
   on_label="attention wgmma" off_label="attention warp MMA"

@@ -14,7 +14,8 @@
 #       reference (must be identical), the GEMM against a float64 reference
 #       (||d|| / ||ref|| < 1e-3) and its median time and TFLOP/s, for 3, 4 and
 #       5 stages, with one accumulator (4x, 4px), with pairs of N tiles sharing
-#       a's tile (4c2), a persistent grid (4p, 5p, 6p) and both (4c2p); a partial M tile
+#       a's tile (4c2), a persistent grid (4p, 5p, 6p) and both (4c2p),
+#       where prepared the tiles in groups of G M tiles (4pgG); a partial M tile
 #       (M = 300, 4 and 4c2p); wo_a's 8 groups as one GEMM (--groups 8,
 #       M = 4096 and 300); tiny-c --numerics=fast on the GPU against the same
 #       artifact's CPU logits and the golden logits; the indexer's
