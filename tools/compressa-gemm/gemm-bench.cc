@@ -155,6 +155,22 @@ CUdeviceptr alloc(size_t bytes) {
 
 /// A tensor map of a row-major [rows, cols] byte matrix in 128-byte x boxRows boxes
 /// with the 128-byte swizzle, rows past the end read as zero.
+/// The maps' L2 promotion: 256 bytes, as the runtime's maps
+/// (runtime/cuda); GEMM_BENCH_L2_PROMOTION=none|64|128|256 for experiments.
+CUtensorMapL2promotion l2Promotion() {
+  const char *e = std::getenv("GEMM_BENCH_L2_PROMOTION");
+  std::string v = e ? e : "256";
+  if (v == "none")
+    return CU_TENSOR_MAP_L2_PROMOTION_NONE;
+  if (v == "64")
+    return CU_TENSOR_MAP_L2_PROMOTION_L2_64B;
+  if (v == "128")
+    return CU_TENSOR_MAP_L2_PROMOTION_L2_128B;
+  if (v != "256")
+    die("GEMM_BENCH_L2_PROMOTION must be none, 64, 128 or 256, got '" + v + "'");
+  return CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
+}
+
 CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols, unsigned boxRows = 128) {
   CUtensorMap map;
   cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
@@ -163,8 +179,7 @@ CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols, unsigned boxRo
   check(cu->cuTensorMapEncodeTiled(
             &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, reinterpret_cast<void *>(base),
             dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+            CU_TENSOR_MAP_SWIZZLE_128B, l2Promotion(), CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
         "cuTensorMapEncodeTiled");
   return map;
 }
