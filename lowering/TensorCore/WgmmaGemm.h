@@ -78,8 +78,10 @@
 //   both blocks (a remote mbarrier arrive through mapa), and a block's
 //   producer refills it when both blocks' consumers are done.
 // - persistent: a fixed grid walks the tiles (the pairs, with cluster = 2)
-//   in steps of the grid, N tiles fastest; the producer streams K blocks
-//   across tiles, so the next tile's loads overlap this tile's epilogue.
+//   in steps of the grid, N tiles fastest (with groupM = G: in groups of G
+//   M tiles, M fastest within a group, `_m<G>`); the producer streams K
+//   blocks across tiles, so the next tile's loads overlap this tile's
+//   epilogue.
 //   The launch's grid is then any multiple of `cluster` (the GPU's SMs).
 //   COMPRESSA_GEMM_FLAT=1 at compile time (an experiment that lost 4-7 % on
 //   an H100): with two accumulators and an even count of K blocks the
