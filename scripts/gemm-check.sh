@@ -33,7 +33,9 @@
 #       selection computed by gemm-bench --topk (tokens that see fewer keys
 #       than the top-k, more, V4-Flash's 1M state, the small model's, a row
 #       length that is not a multiple of 4; the last 1024 tokens of 1M timed).
-#       Exits 1 on any failure. GEMM_CHECK_PARTS=gemm runs only the GEMMs
+#       Exits 1 on any failure. GEMM_CHECK_PARTS=clock measures only the SM
+#       clock and power under the default kernel (see clock() below);
+#       GEMM_CHECK_PARTS=gemm runs only the GEMMs
 #       and tiny-c; GEMM_CHECK_VARIANTS="4 4p ..." a subset of the variants.
 #
 # With the device tool: prepare here, then run with carry [".gemm-check"]:
@@ -151,10 +153,42 @@ prepare() {
   du -sh "$dir"
 }
 
+# GEMM_CHECK_PARTS=clock: the SM clock and power under the default kernel
+# (4p, 4096 x 4096 x 8192; docs/perf.md, twenty-ninth session): 20000
+# launches back to back with nvidia-smi sampling every 200 ms beside them,
+# then, where Nsight Compute is installed, the clock of a 20-launch run's
+# launches (--clock-control none) and their L2 and DRAM throughput.
+clock() {
+  local ptx=$dir/ptx/gemm_n4096_k8192_s4p.ptx samples
+  [ -f "$ptx" ] || { echo "clock: $ptx not prepared (GEMM_CHECK_PREP_VARIANTS with 4p)"; return 1; }
+  local bench=("$dir"/bin/gemm-bench --gemm "$ptx" --persistent --m 4096 --n 4096 --k 8192 --check-rows 4)
+  samples=$(mktemp)
+  nvidia-smi --query-gpu=clocks.sm,power.draw,clocks_throttle_reasons.active --format=csv,noheader \
+    -lms 200 > "$samples" &
+  local sampler=$! out rc
+  out=$("${bench[@]}" --iters 20000 2>&1)
+  rc=$?
+  echo "20000 launches: $(echo "$out" | tail -1)"
+  kill $sampler 2> /dev/null; wait $sampler 2> /dev/null
+  [ $rc -eq 0 ] || { rm -f "$samples"; return 1; }
+  echo "nvidia-smi samples (SM clock, power, throttle reasons), most frequent first:"
+  sort "$samples" | uniq -c | sort -rn | head -12
+  rm -f "$samples"
+  if command -v ncu > /dev/null; then
+    ncu --clock-control none -k regex:gemm -s 5 -c 3 --metrics \
+      gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second,lts__t_bytes.sum.per_second,lts__t_sector_hit_rate.pct,dram__bytes.sum.per_second \
+      "${bench[@]}" --iters 10 2>&1 | grep -E "duration|per_second|hit_rate"
+  fi
+}
+
 run() {
   export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local failures=0 rows=()
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
+  if [ "${GEMM_CHECK_PARTS:-all}" = clock ]; then
+    clock
+    return
+  fi
   local out rc
   out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s4.ptx" --act "$dir/ptx/act_k4096.ptx" \
           --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
