@@ -61,6 +61,12 @@ topks="262176:512 5000:16 1001:64"
 # The HCA attention, heads:dim:capacity (window 128, ratio 128).
 attentions="64:512:8192 128:512:8192 64:256:64"
 
+# --group-m G of a variant named ...gG... (compressa-gemm and gemm-bench).
+groupOpts() {
+  [[ $1 =~ g([0-9]+) ]] && echo "--group-m ${BASH_REMATCH[1]}"
+  return 0
+}
+
 prepare() {
   local bin=$root/build/bin
   rm -rf "$dir" && mkdir -p "$dir"/bin "$dir"/lib "$dir"/ptx "$dir"/art
@@ -82,14 +88,12 @@ prepare() {
       case $st in *x*) overlap=0 ;; esac
       case $st in *w*) pairOverlap=1 regs=24/240 ;; esac
       case $st in *f*) flat=1 ;; esac
-      # "gG": groups of G M tiles in a persistent grid's order
-      # (COMPRESSA_GEMM_GROUP_M=G).
-      local group=""
-      [[ $st =~ g([0-9]+) ]] && group=${BASH_REMATCH[1]}
+      # "gG": groups of G M tiles in a persistent grid's order (--group-m G).
+      opts+=($(groupOpts "$st"))
       case $st in *c2*) opts+=(--cluster 2) ;; esac
       case $st in *p*) opts+=(--persistent) ;; esac
       COMPRESSA_GEMM_OVERLAP=$overlap COMPRESSA_GEMM_PAIR_OVERLAP=$pairOverlap COMPRESSA_GEMM_REGS=$regs \
-        COMPRESSA_GEMM_FLAT=$flat COMPRESSA_GEMM_GROUP_M=$group \
+        COMPRESSA_GEMM_FLAT=$flat \
         "$bin"/compressa-gemm --n "$n" --k "$k" --stages "${st:0:1}" "${opts[@]}" \
         --chip "$chip" -o "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx"
       "$ptxas" -arch="$chip" "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" -o /dev/null
@@ -200,7 +204,7 @@ run() {
   # (4p; 4pf: in one K loop), with pairs (4c2pw).
   for st in 4p 4pf 4c2pw 4pg8 6p; do
     [ -f "$dir/ptx/gemm_n1024_k4096_s$st.ptx" ] || continue
-    local popts=(--persistent --stages "${st:0:1}")
+    local popts=(--persistent --stages "${st:0:1}" $(groupOpts "$st"))
     case $st in *c2*) popts+=(--cluster 2) ;; esac
     out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n1024_k4096_s$st.ptx" "${popts[@]}" \
             --m 300 --n 1024 --k 4096 --check-rows 300 --iters 3 2>&1)
@@ -235,6 +239,7 @@ run() {
       [ "$st" = 4 ] && opts=(--act "$dir/ptx/act_k$k.ptx")
       case $st in *c2*) opts+=(--cluster 2) ;; esac
       case $st in *p*) opts+=(--persistent) ;; esac
+      opts+=($(groupOpts "$st"))
       out=$("$dir"/bin/gemm-bench --gemm "$dir/ptx/gemm_n${n}_k${k}_s$st.ptx" --stages "${st:0:1}" \
               "${opts[@]}" --m 4096 --n "$n" --k "$k" --check-rows 16 2>&1)
       local rc=$?

@@ -83,18 +83,6 @@ std::pair<int, int> gemmRegs() {
   return regs;
 }
 
-/// A persistent grid's order of tiles (WgmmaGemmShape::groupM);
-/// COMPRESSA_GEMM_GROUP_M=G at compile time (1..64) sets it for every shape
-/// (for A/B runs).
-int64_t gemmGroupM(const WgmmaGemmShape &shape) {
-  static const int64_t g = [] {
-    const char *e = std::getenv("COMPRESSA_GEMM_GROUP_M");
-    int64_t x = e && *e ? std::atoll(e) : 0;
-    return x >= 1 && x <= 64 ? x : int64_t(0);
-  }();
-  return g ? g : shape.groupM;
-}
-
 /// The consumers' K loop runs over all of a persistent block's tiles at
 /// once (two accumulators and an even count of K blocks, so that the
 /// accumulators keep their registers across tiles): a tile's epilogue
@@ -155,7 +143,7 @@ private:
   void unitTile(llvm::StringRef t, std::string &m0, std::string &n0, std::string &nt) {
     std::string unit = op("arith.addi", "%cid", op("arith.muli", t, "%gc"));
     std::string mt, nu;
-    if (int64_t g = gemmGroupM(s); g > 0) {
+    if (int64_t g = s.groupM; g > 0) {
       // Groups of g M tiles (the last one may be shorter), M fastest in a
       // group: the grid's blocks share fewer rows of w at a time.
       std::string gSize = ci(g * s.nUnits());

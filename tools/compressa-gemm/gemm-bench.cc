@@ -153,8 +153,6 @@ CUdeviceptr alloc(size_t bytes) {
   return p;
 }
 
-/// A tensor map of a row-major [rows, cols] byte matrix in 128-byte x boxRows boxes
-/// with the 128-byte swizzle, rows past the end read as zero.
 /// The maps' L2 promotion: 256 bytes, as the runtime's maps
 /// (runtime/cuda); GEMM_BENCH_L2_PROMOTION=none|64|128|256 for experiments.
 CUtensorMapL2promotion l2Promotion() {
@@ -171,6 +169,8 @@ CUtensorMapL2promotion l2Promotion() {
   return CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
 }
 
+/// A tensor map of a row-major [rows, cols] byte matrix in 128-byte x boxRows boxes
+/// with the 128-byte swizzle, rows past the end read as zero.
 CUtensorMap tileMap(CUdeviceptr base, int64_t rows, int64_t cols, unsigned boxRows = 128) {
   CUtensorMap map;
   cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
