@@ -9,7 +9,8 @@
 #       near-identical artifacts small: ~1 MB each).
 #       A line of LIST:  NAME | ENV | COMPILE ARGS [| RUN ENV]
 #       e.g.  flash-rows64 | COMPRESSA_DOT_ROW_BYTES=64 | deepseek-v4-flash --layers 2:6
-#       (ENV: space-separated VAR=VALUE for compressa-compile, or -; every
+#       (ENV: space-separated VAR=VALUE for compressa-compile, or -, with
+#       DECODE_AB_CC=PATH naming another compressa-compile binary; every
 #       artifact also gets --target=cuda:sm_90a --max-context 8192 --max-batch 1
 #       unless ARGS name them; RUN ENV: VAR=VALUE for compressa-bench, e.g.
 #       COMPRESSA_PDL=1).
@@ -95,9 +96,13 @@ prepare)
     [[ "$args" == *--max-context* ]] || extra+=" --max-context 8192"
     [[ "$args" == *--max-batch* ]] || extra+=" --max-batch 1"
     [ "$env" = "-" ] && env=""
+    # DECODE_AB_CC=PATH in ENV: that compressa-compile (e.g. a copy of an
+    # earlier build) instead of build/bin's.
+    cc="$root"/build/bin/compressa-compile
+    for kv in $env; do [[ "$kv" == DECODE_AB_CC=* ]] && cc=${kv#DECODE_AB_CC=}; done
     echo "compiling $name: ${env:+$env }compressa-compile $args$extra"
     # shellcheck disable=SC2086
-    env $env "$root"/build/bin/compressa-compile $args $extra -o "$dir"/stage/art/"$name".cpa \
+    env $env "$cc" $args $extra -o "$dir"/stage/art/"$name".cpa \
       > "$dir"/compile.log 2>&1 || { cat "$dir"/compile.log >&2; exit 1; }
     echo "$name" >> "$dir"/names
     echo "$name ${runenv}" >> "$dir"/runenv

@@ -24,10 +24,11 @@
 # must be within 1e-3 of the reference's.
 #
 #   scripts/real-dims-check.sh prepare [DIR]   (here; default DIR .real-dims,
-#       ignored by git, ~40 MB) compiles the artifact from the config alone
-#       (--weight-format=official, --max-context 4096) and copies
-#       make-random-model, compressa-run, the runtime .so, libpcre2, libgomp,
-#       the config and scripts/compare-logits.py into DIR.
+#       ignored by git, ~12 MB) compiles the artifact from the config alone
+#       (--weight-format=official, --max-context 4096; packed as
+#       DIR/model.cpa.xz) and copies make-random-model, compressa-run, the
+#       runtime .so, libpcre2, libgomp, the config and
+#       scripts/compare-logits.py into DIR.
 #   scripts/real-dims-check.sh run [DIR]       (on the GPU machine, DIR
 #       carried) generates the weights, inputs and reference logits there
 #       (DIR/work, ~1 GB on disk, ~11 GB RAM), runs compressa-run
@@ -99,6 +100,9 @@ EOF
     echo "warning: $tokens tokens never truncate the CSA top-k (from position $trunc)" >&2
   fi
   cat "$dir"/case.env
+  # The artifact packed (a third of its size: it travels to the GPU machine
+  # with the working tree).
+  xz -T0 -f "$dir"/model.cpa
   du -sh "$dir"
 }
 
@@ -115,6 +119,11 @@ run() {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /'
   echo "host: $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GiB; reference threads: $threads"
   rm -rf "$work" && mkdir -p "$work"
+  local art=$dir/model.cpa
+  if [ ! -f "$art" ] && [ -f "$art.xz" ]; then
+    xz -dc "$art.xz" > "$work"/model.cpa || { echo "FAIL: unpacking $art.xz"; return 1; }
+    art=$work/model.cpa
+  fi
   local t0=$SECONDS
   if ! "$bin"/make-random-model "$dir"/config.json "$work"/model --seed "$seed" \
        --tokens "$tokens" --format quant --threads "$threads" --progress; then
@@ -123,7 +132,7 @@ run() {
   local t1=$SECONDS
   echo "weights + reference: $((t1 - t0)) s ($(du -sh "$work"/model | cut -f1))"
   # shellcheck disable=SC2086
-  if ! "$bin"/compressa-run "$dir"/model.cpa --weights "$work"/model \
+  if ! "$bin"/compressa-run "$art" --weights "$work"/model \
        --input-ids "$work"/model/inputs.safetensors \
        --dump-logits "$work"/logits.safetensors ${REAL_DIMS_RUN_FLAGS:-}; then
     echo "FAIL: compressa-run"; return 1

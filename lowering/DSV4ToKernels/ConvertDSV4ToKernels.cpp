@@ -294,6 +294,18 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
         ec.fusedShared = shared;
       }
     }
+    // The exact attention's inverse RoPE, its only reader in this kernel,
+    // in the attention's last step (Emitter::attention).
+    if (auto attn = dyn_cast<SparseAttentionOp>(op); attn && !usesFastLinear(&op)) {
+      Value o = attn.getResult();
+      auto rope = o.hasOneUse() ? dyn_cast<RopeOp>(*o.getUsers().begin()) : RopeOp();
+      if (rope && rope->getBlock() == op.getBlock() && op.isBeforeInBlock(rope) &&
+          ropeFusesIntoAttention(&op, rope)) {
+        if (failed(place(*rope)))
+          return failure();
+        ec.fusedRope = rope;
+      }
+    }
     ec.fastLinear = usesFastLinear(&op);
     ec.fp8Decode = usesFp8Experts(&op);
     // The exact experts' tensor-core program (ExactMma.cpp) only where

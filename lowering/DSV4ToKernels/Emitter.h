@@ -455,12 +455,16 @@ public:
   /// lanes' counts added in its butterfly as f32 (exact: n < 2^24); without,
   /// by the calling thread over all n. Eight loads in flight a trip.
   Value rankInRow(View row, Value v, Value i, Value n, Value lane) {
+    return rankInRow([&](Value at) { return kb.loadF(row, at); }, v, i, n, lane);
+  }
+  /// The same with row[l] = valueAt(l).
+  Value rankInRow(function_ref<Value(Value)> valueAt, Value v, Value i, Value n, Value lane) {
     int64_t step = lane ? KernelBuilder::kLanes : 1;
     auto count = [&](Value first) {
       Value trips = kb.div(kb.add(kb.sub(n, first), c(step - 1)), c(step));
       return kb.reduceUnrolled(c(0), trips, 8, c(0), [&](Value t, Value acc) {
         Value at = kb.add(first, kb.mul(t, c(step)));
-        Value u = kb.loadF(row, at);
+        Value u = valueAt(at);
         Value before = kb.orI(kb.gt(u, v), kb.andI(kb.eq(u, v), kb.lt(at, i)));
         return kb.add(acc, kb.select(before, c(1), c(0)));
       });
@@ -771,6 +775,7 @@ public:
   /// compile time keeps the bf16 tiles of o, for A/B runs).
   static bool groupedWoA(OutProjOp op);
   void gate(MoeGateOp op);
+  bool lazyRouteWeights(Value wv, View sigma, View ids, int64_t k, int64_t e, double scale);
   void hashGate(MoeHashGateOp op);
   void experts(MoeExpertsOp op);
   void sharedExpert(SharedExpertOp op);
@@ -887,11 +892,13 @@ public:
   void expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View partials = {});
   Value poolChannel(View kvState, View scoreState, Value i, int64_t slots, int64_t width,
                     bool overlap, int64_t m, int64_t dim);
-  Value routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k, Value s,
+  /// (`weights`: the routing weights' tensor, read by Emitter::element:
+  /// stored, or computed where the gate left them lazy.)
+  Value routedDown(const ExpertView &e2, View h, Value weights, View ids, int64_t k, Value s,
                    Value o, Value lane);
   /// routedDown for the n outputs o0 .. o0 + n - 1 in one dotRows (each
   /// pick's rows sharing its h loads).
-  SmallVector<Value> routedDowns(const ExpertView &e2, View h, View weights, View ids,
+  SmallVector<Value> routedDowns(const ExpertView &e2, View h, Value weights, View ids,
                                  int64_t k, Value s, Value o0, int64_t n, Value lane);
   void lmHead(LmHeadOp op);
   void addF(arith::AddFOp op);

@@ -71,6 +71,11 @@ struct EmitContext {
   /// in its own steps (the op right after it, on the same x), and that is
   /// then not emitted again; null otherwise.
   Operation *fusedShared = nullptr;
+  /// The inverse RoPE (out of place) that is the only reader of the exact
+  /// sparse attention being emitted, later in the same kernel: the
+  /// attention's last step stores the rotated values in its result, and it
+  /// is then not emitted again (a grid-wide step fewer); null otherwise.
+  Operation *fusedRope = nullptr;
   /// fast-decode: the gate/up partial sums of a fused shared expert that
   /// the score router's dot step before the experts already computed
   /// (Emitter::gate, fp8SharedGateUpEarly), keyed by the shared expert op.

@@ -53,6 +53,11 @@ void populateHyperConnPatterns(KernelPatternSet &patterns);
 /// attn.q_proj, attn.kv_proj, rope, kv.window_update, attn.sparse,
 /// attn.out_proj
 void populateAttentionPatterns(KernelPatternSet &patterns);
+/// Whether the exact sparse attention `attention` can store its result
+/// through the inverse RoPE `rope` (out of place, its only reader) in its
+/// last step (EmitContext::fusedRope); COMPRESSA_ATTENTION_ROPE=0 at
+/// compile time: never.
+bool ropeFusesIntoAttention(Operation *attention, Operation *rope);
 /// kv.compress, attn.indexer_topk
 void populateCompressorPatterns(KernelPatternSet &patterns);
 /// moe.gate, moe.hash_gate, moe.experts, moe.shared_expert, and the

@@ -76,6 +76,31 @@ void Emitter::routerScores(View x, const WeightView &wt,
   kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) { score(se, kb.loadF(dots, se)); });
 }
 
+// Leaves the routing weights `wv` lazy (EmitContext::lazy) where only
+// routed experts of the whole model read them: the FP8 decode experts take
+// them in their sums over the picks (hc.post), the others in the down
+// projections of calls of few tokens, and larger calls store them first
+// (Emitter::experts). A grid-wide step fewer than storing them here.
+bool Emitter::lazyRouteWeights(Value wv, View sigma, View ids, int64_t k, int64_t e,
+                               double scale) {
+  static const bool stored = KernelBuilder::experimentString("COMPRESSA_ROUTE_WEIGHTS") == "stored";
+  if (wv.use_empty() || !llvm::all_of(wv.getUsers(), [&](Operation *user) {
+        auto experts = dyn_cast<MoeExpertsOp>(user);
+        return experts && experts.getWeights() == wv && !experts.getFirstExpert() &&
+               (usesFp8Experts(experts) || !stored);
+      }))
+    return false;
+  KernelBuilder &kr = kb;
+  ctx.lazy[wv] = [&kr, sigma, ids, k, e, scale](Value s, Value j) {
+    // routeWeights' operations for pick j of token s (the sum emitted for
+    // each pick: the same loads, which LLVM merges).
+    View sig = kr.at(sigma, kr.mul(s, kr.c(e)));
+    Value idsS = kr.offset(kr.builder().getI32Type(), ids.ptr, kr.mul(s, kr.c(k)));
+    return routeWeight(kr, sig, idsS, pickedSum(kr, sig, idsS, k), j, scale);
+  };
+  return true;
+}
+
 void Emitter::gate(MoeGateOp op) {
   WeightView wt = w(op.getW()), bias = w(op.getBias());
   int64_t e = wt.rows, k = op.getTopk();
@@ -91,46 +116,78 @@ void Emitter::gate(MoeGateOp op) {
   View gu = shared ? fp8GateUpScratch(experts, shared) : View{};
   if (shared)
     ctx.fp8SharedGateUp[shared.getOperation()] = gu;
-  routerScores(
-      x, wt,
-      [&](Value se, Value dot) {
-        Value sg = kb.sqrt(kb.softplus(dot));
-        kb.storeF(sigma, se, sg);
-        kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
-      },
-      shared ? fp8SharedGateUpItems(experts, shared) : Value(),
-      [&](Value i, Value lane) {
-        fp8SharedGateUpItem(experts, shared, gu, ctx.quantized.lookup(experts.getX()), i, lane);
-      });
+  // sigma and the biased score of dot `dot` (of token and expert se).
+  auto scoreOf = [&](Value se, Value dot) {
+    Value sg = kb.sqrt(kb.softplus(dot));
+    return std::make_pair(sg, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
+  };
   // The top-k of the biased scores: expert i is picked at ids[rank] when
   // its rank (rankInRow) is below k.
-  rankItems(kb.mul(S(), c(e)), [&](Value se, Value lane) {
+  auto pick = [&](Value se, Value rank, Value lane) {
     Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
-    View row = kb.at(sel, kb.mul(s, c(e)));
-    Value rank = rankInRow(row, kb.loadF(row, i), i, c(e), lane);
     kb.ifThen(kb.andI(kb.lt(rank, c(k)), storingLane(lane)), [&] {
       kb.store(kb.truncI32(i), ids.ptr, kb.add(kb.mul(s, c(k)), rank));
     });
-  });
-  // Read only by FP8 decode experts, which take them where they use them
-  // (their sums over the picks, in hc.post): the weights are not stored,
-  // one grid-wide step fewer (elsewhere Emitter::materialize stores them).
-  Value wv = op.getWeights();
-  if (!wv.use_empty() && llvm::all_of(wv.getUsers(), [&](Operation *user) {
-        auto experts = dyn_cast<MoeExpertsOp>(user);
-        return experts && experts.getWeights() == wv && !experts.getFirstExpert() &&
-               usesFp8Experts(experts);
-      })) {
-    KernelBuilder &kr = kb;
-    ctx.lazy[wv] = [&kr, sigma, ids, k, e, scale](Value s, Value j) {
-      // routeWeights' operations for pick j of token s (the sum emitted
-      // for each pick: the same loads, which LLVM merges).
-      View sig = kr.at(sigma, kr.mul(s, kr.c(e)));
-      Value idsS = kr.offset(kr.builder().getI32Type(), ids.ptr, kr.mul(s, kr.c(k)));
-      return routeWeight(kr, sig, idsS, pickedSum(kr, sig, idsS, k), j, scale);
-    };
-    return;
+  };
+  auto rankStored = [&](Value se, Value lane) {
+    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
+    View row = kb.at(sel, kb.mul(s, c(e)));
+    pick(se, rankInRow(row, kb.loadF(row, i), i, c(e), lane), lane);
+  };
+  int64_t parts = KernelBuilder::segmentsPerRow(wt, x.elt) > 0
+                      ? splitParts(wt, wt.rows, x.elt)
+                      : 1;
+  static const bool scoresApart =
+      KernelBuilder::experimentString("COMPRESSA_ROUTER_SCORES_APART") == "1";
+  if (!shared && parts > 1 && !ctx.fastLinear && !scoresApart) {
+    // The dots split in parts (splitDots). A call of few tokens then ranks
+    // by warp, each warp adding the parts of every score of its token's row
+    // itself (the operations of the thread that stores them below, so the
+    // same values) and storing its expert's sigma: the scores' step and its
+    // grid-wide barrier are gone from a decode step.
+    View partial = scratchF32(e * parts, 0);
+    kb.warpLoop(c(0), kb.mul(kb.mul(S(), c(e)), c(parts)), [&](Value i, Value lane) {
+      splitDotPart(x, wt.cols, wt, e, /*diagonal=*/false, parts, partial, i, lane);
+    });
+    branch(
+        manyTokens(kRankByWarpTokens),
+        [&] {
+          kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
+            auto [sg, biased] = scoreOf(se, sumParts(partial, se, parts));
+            kb.storeF(sigma, se, sg);
+            kb.storeF(sel, se, biased);
+          });
+          kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) { rankStored(se, Value()); });
+        },
+        [&] {
+          kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
+            Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
+            auto biasedAt = [&](Value at) {
+              Value t = kb.add(kb.mul(s, c(e)), at);
+              return scoreOf(t, sumParts(partial, t, parts)).second;
+            };
+            auto [sg, biased] = scoreOf(se, sumParts(partial, se, parts));
+            kb.storeOnce(sigma, se, sg, lane);
+            pick(se, rankInRow(biasedAt, biased, i, c(e), lane), lane);
+          });
+        });
+  } else {
+    routerScores(
+        x, wt,
+        [&](Value se, Value dot) {
+          auto [sg, biased] = scoreOf(se, dot);
+          kb.storeF(sigma, se, sg);
+          kb.storeF(sel, se, biased);
+        },
+        shared ? fp8SharedGateUpItems(experts, shared) : Value(),
+        [&](Value i, Value lane) {
+          fp8SharedGateUpItem(experts, shared, gu, ctx.quantized.lookup(experts.getX()), i,
+                              lane);
+        });
+    rankItems(kb.mul(S(), c(e)), rankStored);
   }
+  if (lazyRouteWeights(op.getWeights(), sigma, ids, k, e, scale))
+    return;
   // A thread per token: the weights of its picks.
   kb.parallelLoop(c(0), S(), [&](Value s) {
     View idsS = kb.at(ids, kb.mul(s, c(k)));
@@ -157,15 +214,26 @@ void Emitter::hashGate(MoeHashGateOp op) {
   View weights = view(op.getWeights()), ids = view(op.getIds());
   View sigma = scratchF32(e, 0);
   double scale = op.getRouteScale().convertToDouble();
+  // The token id's experts, stored by the threads that store the first k
+  // sigmas of its row (k <= e; else by a thread per token after them).
+  auto storeIds = [&](Value s, Value j) {
+    Value tok = kb.loadF(tokens, s);
+    kb.store(kb.truncI32(kb.weight(tid2eid, tok, j)), ids.ptr, kb.add(kb.mul(s, c(k)), j));
+  };
   routerScores(x, wt, [&](Value se, Value dot) {
     kb.storeF(sigma, se, kb.sqrt(kb.softplus(dot)));
+    Value s = kb.div(se, c(e)), j = kb.rem(se, c(e));
+    if (k <= e)
+      kb.ifThen(kb.lt(j, c(k)), [&] { storeIds(s, j); });
   });
-  // A thread per token: the token id's experts, then the weights.
+  if (k <= e && lazyRouteWeights(op.getWeights(), sigma, ids, k, e, scale))
+    return;
+  // A thread per token: the weights of its picks.
   kb.parallelLoop(c(0), S(), [&](Value s) {
-    Value tok = kb.loadF(tokens, s);
     View idsS = kb.at(ids, kb.mul(s, c(k)));
-    for (int64_t j = 0; j < k; ++j)
-      kb.store(kb.truncI32(kb.weight(tid2eid, tok, c(j))), idsS.ptr, c(j));
+    if (k > e)
+      for (int64_t j = 0; j < k; ++j)
+        storeIds(s, c(j));
     routeWeights(kb.at(sigma, kb.mul(s, c(e))), idsS, kb.at(weights, kb.mul(s, c(k))), k,
                  scale);
   });
@@ -193,14 +261,18 @@ SmallVector<Value> Emitter::swigluHiddens(View x, const WeightView &w1, const We
 // sum over token s's k picks, in order, of weight_j * (W2_j h_j)[o]: the k
 // rows in one dotRows, each with its own hidden vector (h_j at h + (s * k +
 // j) * inter), so that all their loads are in flight together.
-Value Emitter::routedDown(const ExpertView &e2, View h, View weights, View ids, int64_t k,
+Value Emitter::routedDown(const ExpertView &e2, View h, Value weights, View ids, int64_t k,
                           Value s, Value o, Value lane) {
   return routedDowns(e2, h, weights, ids, k, s, o, 1, lane)[0];
 }
 
-SmallVector<Value> Emitter::routedDowns(const ExpertView &e2, View h, View weights, View ids,
+SmallVector<Value> Emitter::routedDowns(const ExpertView &e2, View h, Value weights, View ids,
                                         int64_t k, Value s, Value o0, int64_t n, Value lane) {
   int64_t inter = e2.cols;
+  // The picks' weights first (their loads beside the rows').
+  SmallVector<Value> wj;
+  for (int64_t j = 0; j < k; ++j)
+    wj.push_back(element(weights, s, c(j)));
   SmallVector<WeightView> w2s;
   SmallVector<View> hs;
   for (int64_t j = 0; j < k; ++j) {
@@ -218,7 +290,7 @@ SmallVector<Value> Emitter::routedDowns(const ExpertView &e2, View h, View weigh
   for (int64_t r = 0; r < n; ++r) {
     Value acc = kb.cf(0.0);
     for (int64_t j = 0; j < k; ++j)
-      acc = kb.add(acc, kb.mul(kb.loadF(weights, kb.add(kb.mul(s, c(k)), c(j))), ys[r * k + j]));
+      acc = kb.add(acc, kb.mul(wj[j], ys[r * k + j]));
     outs.push_back(acc);
   }
   return outs;
@@ -233,8 +305,10 @@ void Emitter::experts(MoeExpertsOp op) {
     return WeightView{Value(), Value(), e.elt, e.rows, e.cols};
   };
   if (ctx.fastLinear && !op.getFirstExpert() && !ctx.batched &&
-      mmaFits(shape(e1), e1.rows) && mmaFits(shape(e2), e2.rows))
+      mmaFits(shape(e1), e1.rows) && mmaFits(shape(e2), e2.rows)) {
+    materialize(op.getWeights());
     return expertsMma(op, cast_or_null<SharedExpertOp>(ctx.fusedShared));
+  }
   // Expert tiles once the slots are at least two per expert on average in a
   // prefill chunk (fewer repeat a tile's weight rows for too few slots), one
   // in a batched decode step (whose steps read weights from memory: an
@@ -247,23 +321,31 @@ void Emitter::experts(MoeExpertsOp op) {
       ctx.fp8Decode = false;
       return expertsFp8(op, shared);
     }
-    // Routing weights the gate left lazy (for the FP8 path) stored first.
-    materialize(op.getWeights());
+    // Routing weights the gate left lazy stored first where the code reads
+    // them stored: the expert tiles of larger calls, the exact MMAs
+    // (expertsWithShared and expertsByToken take them lazy).
     int64_t perExpert = ctx.batched ? 1 : 2;
     int64_t tiledFrom = (perExpert * e1.count + k - 1) / k;
     branch(
-        manyTokens(tiledFrom), [&] { expertsTiled(op, shared); },
+        manyTokens(tiledFrom),
+        [&] {
+          materialize(op.getWeights());
+          expertsTiled(op, shared);
+        },
         [&] {
           if (ctx.exactMma && !ctx.batched && exactMmaFits(e1) &&
-              exactMmaFits(ctx.experts.lookup(op.getW3())) && exactMmaFits(e2))
+              exactMmaFits(ctx.experts.lookup(op.getW3())) && exactMmaFits(e2)) {
+            materialize(op.getWeights());
             expertsExactMma(op, shared, std::max<int64_t>(1, tiledFrom - 1));
-          else if (shared)
+          } else if (shared) {
             expertsWithShared(op, shared);
-          else
+          } else {
             expertsByToken(op);
+          }
         });
     return;
   }
+  materialize(op.getWeights());
   expertsByToken(op);
 }
 
@@ -315,7 +397,7 @@ void Emitter::expertsByToken(MoeExpertsOp op) {
     // hidden vector, so that all their loads are in flight together.
     kb.warpLoop(c(0), kb.mul(S(), c(dm)), [&](Value e, Value lane) {
       Value s = kb.div(e, c(dm)), o = kb.rem(e, c(dm));
-      kb.storeOnce(out, e, routedDown(e2, h, weights, ids, k, s, o, lane), lane);
+      kb.storeOnce(out, e, routedDown(e2, h, op.getWeights(), ids, k, s, o, lane), lane);
     });
     return;
   }
@@ -352,7 +434,7 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
   WeightView s1 = w(shared.getW1()), s3 = w(shared.getW3()), s2 = w(shared.getW2());
   int64_t dm = e1.cols, inter = e1.rows, k = op.getIds().getType().getShape()[1];
   int64_t sInter = s1.rows;
-  View x = view(op.getX()), weights = view(op.getWeights()), ids = view(op.getIds());
+  View x = view(op.getX()), ids = view(op.getIds());
   View out = view(op.getResult()), sharedOut = view(shared.getResult());
   View h = scratchF32(k * inter, 0), hs = scratchF32(sInter, 0);
   double limit = op.getSwigluLimit().convertToDouble();
@@ -396,7 +478,7 @@ void Emitter::expertsWithShared(MoeExpertsOp op, SharedExpertOp shared) {
   });
   kb.warpLoop(c(0), kb.mul(S(), c(outs)), [&](Value e, Value lane) {
     Value s = kb.div(e, c(outs)), o0 = kb.mul(kb.rem(e, c(outs)), c(outPair));
-    SmallVector<Value> acc = routedDowns(e2, h, weights, ids, k, s, o0, outPair, lane);
+    SmallVector<Value> acc = routedDowns(e2, h, op.getWeights(), ids, k, s, o0, outPair, lane);
     SmallVector<KernelBuilder::WeightRow> rows;
     for (int64_t r = 0; r < outPair; ++r)
       rows.push_back({&s2, plus(o0, r)});
