@@ -305,6 +305,13 @@ LogicalResult convertKernel(func::FuncOp func, StringRef symbol,
           return failure();
         ec.fusedRope = rope;
       }
+      auto window = dyn_cast_or_null<WindowUpdateOp>(op.getNextNode());
+      if (window && window.getRing() == attn.getRing() && window.getKv() == attn.getKv() &&
+          windowFusesIntoAttention()) {
+        if (failed(place(*window)))
+          return failure();
+        ec.fusedWindow = window;
+      }
     }
     ec.fastLinear = usesFastLinear(&op);
     ec.fp8Decode = usesFp8Experts(&op);

@@ -768,6 +768,9 @@ public:
                        function_ref<Value(Value, Value)> scoreAt);
   void indexer(IndexerTopkOp op);
   void attention(SparseAttentionOp op);
+  /// The window update as `items` iterations of the returned body (a
+  /// parallelLoop's).
+  std::function<void(Value)> windowUpdateItems(WindowUpdateOp op, Value &items);
   void outProj(OutProjOp op);
   /// Whether --numerics=fast runs this output projection's wo_a in the FP8
   /// GEMM semantics, its groups as one grouped GEMM (FP8 wo_a with 128 x 128

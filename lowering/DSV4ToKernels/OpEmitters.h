@@ -76,6 +76,11 @@ struct EmitContext {
   /// attention's last step stores the rotated values in its result, and it
   /// is then not emitted again (a grid-wide step fewer); null otherwise.
   Operation *fusedRope = nullptr;
+  /// The window update right after the exact sparse attention being
+  /// emitted, on its ring and keys: emitted by the attention (its last step
+  /// reads no key, so that in a call of few tokens the update runs beside
+  /// it), then not again; null otherwise.
+  Operation *fusedWindow = nullptr;
   /// fast-decode: the gate/up partial sums of a fused shared expert that
   /// the score router's dot step before the experts already computed
   /// (Emitter::gate, fp8SharedGateUpEarly), keyed by the shared expert op.

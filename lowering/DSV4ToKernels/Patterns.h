@@ -58,6 +58,10 @@ void populateAttentionPatterns(KernelPatternSet &patterns);
 /// last step (EmitContext::fusedRope); COMPRESSA_ATTENTION_ROPE=0 at
 /// compile time: never.
 bool ropeFusesIntoAttention(Operation *attention, Operation *rope);
+/// Whether the window update right after the exact sparse attention on its
+/// ring and keys is emitted by it (EmitContext::fusedWindow);
+/// COMPRESSA_ATTENTION_WINDOW=0 at compile time: never.
+bool windowFusesIntoAttention();
 /// kv.compress, attn.indexer_topk
 void populateCompressorPatterns(KernelPatternSet &patterns);
 /// moe.gate, moe.hash_gate, moe.experts, moe.shared_expert, and the

@@ -66,6 +66,11 @@ bool mlir::compressa::cpu::ropeFusesIntoAttention(Operation *attention, Operatio
          rope.getX().getType() == rope.getResult().getType();
 }
 
+bool mlir::compressa::cpu::windowFusesIntoAttention() {
+  static const bool off = KernelBuilder::experimentString("COMPRESSA_ATTENTION_WINDOW") == "0";
+  return !off;
+}
+
 void Emitter::ropeOp(RopeOp op) {
   if (ctx.fusedRope == op.getOperation()) {
     ctx.fusedRope = nullptr; // stored by the attention before it
@@ -110,18 +115,31 @@ void Emitter::ropeOp(RopeOp op) {
 }
 
 void Emitter::windowUpdate(WindowUpdateOp op) {
+  if (ctx.fusedWindow == op.getOperation()) {
+    ctx.fusedWindow = nullptr; // emitted by the attention before it
+    return;
+  }
+  Value items;
+  auto body = windowUpdateItems(op, items);
+  kb.parallelLoop(c(0), items, body);
+}
+
+std::function<void(Value)> Emitter::windowUpdateItems(WindowUpdateOp op, Value &items) {
   WindowKVType ring = op.getRing().getType();
   int64_t win = ring.getWindow(), d = ring.getDim();
   View kv = view(op.getKv());
   // Only the last `window` tokens of a chunk survive; their slots differ. In
   // a batched kernel every token is its own sequence's, into its own ring.
   Value first = ctx.batched ? c(0) : kb.max(c(0), kb.sub(S(), c(win)));
-  kb.parallelLoop(c(0), kb.mul(kb.sub(S(), first), c(d)), [&](Value e) {
+  items = kb.mul(kb.sub(S(), first), c(d));
+  Value ringV = op.getRing();
+  Type elt = ring.getElementType();
+  return [this, first, d, win, kv, ringV, elt](Value e) {
     Value s = kb.add(first, kb.div(e, c(d))), i = kb.rem(e, c(d));
-    View dst{stateOf(op.getRing(), s), ring.getElementType()};
+    View dst{stateOf(ringV, s), elt};
     Value slot = kb.rem(pos(s), c(win));
     kb.storeF(dst, kb.add(kb.mul(slot, c(d)), i), kb.loadF(kv, kb.add(kb.mul(s, c(d)), i)));
-  });
+  };
 }
 
 void Emitter::attention(SparseAttentionOp op) {
@@ -934,7 +952,7 @@ void Emitter::attention(SparseAttentionOp op) {
   });
   // With few tokens: a thread per (token, head, cpt channels) adds the
   // ranges' sums in range order, the same operations as above.
-  kb.parallelLoop(c(0), kb.select(split, kb.mul(S(), c(h * chans)), c(0)), [&](Value e) {
+  auto combine = [&](Value e) {
     Value sh = kb.div(e, c(chans)), c0 = kb.mul(kb.rem(e, c(chans)), c(cpt));
     Value s = kb.div(sh, c(h)), head = kb.rem(sh, c(h));
     Value sinkLogit = kb.weight(sink, c(0), head);
@@ -954,6 +972,32 @@ void Emitter::attention(SparseAttentionOp op) {
     for (int64_t i = 0; i < cpt; ++i)
       vals.push_back(kb.div(acc[i], den));
     storeOut(s, head, c0, vals);
+  };
+  // The ring's update after the attention in this kernel
+  // (EmitContext::fusedWindow), in the same loop: beside the last step
+  // with few tokens (it reads no key), after the sums with many (they read
+  // keys; the loop then has only the update's iterations).
+  auto window = dyn_cast_or_null<WindowUpdateOp>(ctx.fusedWindow);
+  Value windowItems = c(0);
+  std::function<void(Value)> windowBody;
+  if (window)
+    windowBody = windowUpdateItems(window, windowItems);
+  Value combineItems = kb.select(split, kb.mul(S(), c(h * chans)), c(0));
+  kb.parallelLoop(c(0), kb.add(combineItems, windowItems), [&](Value e) {
+    if (window) {
+      kb.ifElse(
+          kb.lt(e, combineItems), TypeRange{},
+          [&]() -> SmallVector<Value> {
+            combine(e);
+            return {};
+          },
+          [&]() -> SmallVector<Value> {
+            windowBody(kb.sub(e, combineItems));
+            return {};
+          });
+      return;
+    }
+    combine(e);
   });
 }
 
