@@ -455,16 +455,12 @@ public:
   /// lanes' counts added in its butterfly as f32 (exact: n < 2^24); without,
   /// by the calling thread over all n. Eight loads in flight a trip.
   Value rankInRow(View row, Value v, Value i, Value n, Value lane) {
-    return rankInRow([&](Value at) { return kb.loadF(row, at); }, v, i, n, lane);
-  }
-  /// The same with row[l] = valueAt(l).
-  Value rankInRow(function_ref<Value(Value)> valueAt, Value v, Value i, Value n, Value lane) {
     int64_t step = lane ? KernelBuilder::kLanes : 1;
     auto count = [&](Value first) {
       Value trips = kb.div(kb.add(kb.sub(n, first), c(step - 1)), c(step));
       return kb.reduceUnrolled(c(0), trips, 8, c(0), [&](Value t, Value acc) {
         Value at = kb.add(first, kb.mul(t, c(step)));
-        Value u = valueAt(at);
+        Value u = kb.loadF(row, at);
         Value before = kb.orI(kb.gt(u, v), kb.andI(kb.eq(u, v), kb.lt(at, i)));
         return kb.add(acc, kb.select(before, c(1), c(0)));
       });

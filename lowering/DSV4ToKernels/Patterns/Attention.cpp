@@ -15,7 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
+#include <functional>
 #include <tuple>
 
 using namespace mlir;
@@ -512,11 +512,7 @@ void Emitter::attention(SparseAttentionOp op) {
   // one butterfly for the g1 dots). The last token has the most keys (a
   // batched kernel: the token with the most). Warps of neighbouring head
   // groups read the same key.
-  // (COMPRESSA_ATTENTION_SCORE_HEADS: the most heads of a group; the same
-  // dots, each in its lane-split order.)
-  static const int64_t scoreHeads =
-      std::max<int64_t>(1, KernelBuilder::experimentInt("COMPRESSA_ATTENTION_SCORE_HEADS", 4));
-  int64_t g1 = headGroup(scoreHeads), groups1 = h / g1;
+  int64_t g1 = headGroup(4), groups1 = h / g1;
   Value most = mostOver(keysOf);
   if (fast) {
     scoresMma(most);
@@ -539,11 +535,10 @@ void Emitter::attention(SparseAttentionOp op) {
       });
     });
   }
-  // Phase 2 of --numerics=fast: per (token, head), a warp: the max (with
-  // the sink), the weights p = exp(score - max) and their sum; lane l takes keys l,
+  // Phase 2: per (token, head), a warp: the max (with the sink), the
+  // weights p = exp(score - max) and their sum; lane l takes keys l,
   // l + 32, ... (four per loop trip, so their loads overlap) and the lanes
   // meet in the warp's butterfly.
-  auto softmaxRows = [&] {
   kb.warpLoop(c(0), kb.mul(S(), c(h)), [&](Value sh, Value lane) {
     Value n = keysOf(kb.div(sh, c(h)));
     View wh = kb.at(weights, kb.mul(sh, c(ldw)));
@@ -570,7 +565,6 @@ void Emitter::attention(SparseAttentionOp op) {
     })[0];
     kb.storeOnce(den, sh, kb.add(sum, kb.exp(kb.sub(sinkLogit, mx))), lane);
   });
-  };
   // Weighted sums: out[s, head, ch] = sum_j bf16(p_j) bf16(key_j[ch]) / den,
   // a warp per (token, head tile, block of 8 kSumTiles channels), 16 keys a
   // loop trip. Lane (g, t) holds A's weights of keys 4t .. 4t + 3 of the
@@ -676,68 +670,9 @@ void Emitter::attention(SparseAttentionOp op) {
     });
   };
   if (fast) {
-    softmaxRows();
     sumsMma();
     return;
   }
-  // The exact path. The n keys of token s are cut into `parts` ranges of
-  // ceil(n / parts) consecutive keys (about partKeys keys a range at the
-  // most keys, 16 to 64 ranges: V4's CSA 640 keys in 40 ranges, HCA at a 1M
-  // context 8320 keys in 64).
-  // Phase 2, a warp per (token, head, range p): the range's largest score
-  // m_p (-inf where it has no key, or none that exists), its weights p_j =
-  // exp(score_j - m_p) (exp(score_j) where m_p = -inf, i.e. 0) over the
-  // scores, and their sum l_p (lane-split, in the butterfly order).
-  // Phase 3: o_p[i] = sum_j p_j key_j[i] over the range's keys in key order
-  // from 0. The ranges then meet: with M = max(sink, m_0, m_1, ...) and
-  // f_p = exp(m_p - M),
-  //   out[s, h, i] = (sum_p f_p o_p[i]) / (sum_p f_p l_p + exp(sink - M)),
-  // each sum in range order from -0 (fused multiply-adds). The ranges and
-  // the orders depend on the token's keys only: its row is the same in a
-  // one-token decode, a batched decode and a prefill chunk. (A softmax per
-  // (token, head) over all its keys took a phase of a warp per head whose
-  // chain of loads was as long as the keys: at a decode step, 64 warps
-  // and the rest of the GPU waiting.)
-  static const int64_t partKeys =
-      std::max<int64_t>(1, KernelBuilder::experimentInt("COMPRESSA_ATTENTION_PART_KEYS", 16));
-  const int64_t parts = std::clamp<int64_t>((maxKeys + partKeys - 1) / partKeys, 16, 64);
-  View partMax = scratchF32(h * parts, 0), partSum = scratchF32(h * parts, 0);
-  // Keys [lo, hi) of range p of token s.
-  auto partRange = [&](Value s, Value p) {
-    Value n = keysOf(s);
-    Value len = kb.div(kb.add(n, c(parts - 1)), c(parts));
-    Value lo = kb.min(kb.mul(p, len), n);
-    return std::make_pair(lo, kb.min(kb.add(lo, len), n));
-  };
-  kb.warpLoop(c(0), kb.mul(S(), c(h * parts)), [&](Value e, Value lane) {
-    Value sh = kb.div(e, c(parts)), p = kb.rem(e, c(parts));
-    auto [lo, hi] = partRange(kb.div(sh, c(h)), p);
-    View wh = kb.at(weights, kb.mul(sh, c(ldw)));
-    // Keys lo + l, lo + l + 32, ... below hi (the lane that reads a key's
-    // score writes its weight).
-    auto laneKeys = [&](Value l, Value init, function_ref<Value(Value, Value)> body) {
-      Value trips = kb.div(kb.add(kb.sub(kb.sub(hi, lo), l), c(KernelBuilder::kLanes - 1)),
-                           c(KernelBuilder::kLanes));
-      return kb.reduceUnrolled(c(0), trips, 4, init, [&](Value t, Value acc) {
-        return body(kb.add(kb.add(lo, l), kb.mul(t, c(KernelBuilder::kLanes))), acc);
-      });
-    };
-    Value mx = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
-      return {laneKeys(l, kb.negInf(), [&](Value j, Value acc) {
-        return kb.max(acc, kb.loadF(wh, j));
-      })};
-    }, /*max=*/true)[0];
-    Value ref = kb.select(kb.eq(mx, kb.negInf()), kb.cf(0.0), mx);
-    Value sum = kb.laneTotals(lane, 1, [&](Value l) -> SmallVector<Value> {
-      return {laneKeys(l, kb.cf(0.0), [&](Value j, Value acc) {
-        Value pj = kb.exp(kb.sub(kb.loadF(wh, j), ref));
-        kb.storeF(wh, j, pj);
-        return kb.add(acc, pj);
-      })};
-    })[0];
-    kb.storeOnce(partMax, e, mx, lane);
-    kb.storeOnce(partSum, e, sum, lane);
-  });
   // The exact path's results of token s, head `head`, channels c0 ..
   // c0 + cpt - 1: into `out`, or through the inverse RoPE that reads them
   // (EmitContext::fusedRope: the operations of Emitter::ropeOp's out of
@@ -774,18 +709,20 @@ void Emitter::attention(SparseAttentionOp op) {
           return {};
         });
   };
-  // M of (token, head) sh: the sink's logit and the ranges' maxima (loads
-  // without a loop, so that they are in flight together).
-  auto rangesMax = [&](Value sh, Value sinkLogit) {
-    Value m = sinkLogit;
-    for (int64_t p = 0; p < parts; ++p)
-      m = kb.max(m, kb.loadF(partMax, kb.add(kb.mul(sh, c(parts)), c(p))));
-    return m;
-  };
-  // f_p of range p of (token, head) sh.
-  auto rangeWeight = [&](Value sh, Value p, Value m) {
-    return kb.exp(kb.sub(kb.loadF(partMax, kb.add(kb.mul(sh, c(parts)), p)), m));
-  };
+  // Phase 3: out[s, h, i] = sum_j p_j key_j[i] / den. The n keys of a
+  // token are cut into `parts` ranges of ceil(n / parts) consecutive keys;
+  // each range's sum runs in key order from 0, and the ranges' sums are
+  // added in range order (from -0, which adds exactly). A thread takes g3
+  // heads and cpt channels (each key value loaded once for g3 heads; a
+  // warp's lanes read consecutive channels of the key). With few tokens
+  // each range is a thread of its own (then a thread per channel adds the
+  // ranges' sums from scratch), so a decode step has enough threads and
+  // short chains; with many tokens a thread computes the ranges in turn.
+  // Same operations in the same order either way: a token's row does not
+  // depend on how many tokens the call has. About 40 keys a range at the
+  // most keys, 16 to 64 ranges (V4's CSA: 640 keys, 16 ranges; HCA at 1M
+  // context: 8320 keys, 64 ranges).
+  const int64_t parts = std::clamp<int64_t>((maxKeys + 39) / 40, 16, 64);
   int64_t cpt = d % 4 == 0 ? 4 : 1;
   int64_t g3 = headGroup(4), groups3 = h / g3, chans = d / cpt;
   // Tokens of a call that split the parts over threads: scratch of at most
@@ -795,11 +732,9 @@ void Emitter::attention(SparseAttentionOp op) {
       std::clamp<int64_t>((int64_t(64) << 20) / (h * parts * d * 4), 1, 64);
   View partial = scratchF32(0, splitTokens * parts * h * d);
   // accs + p_j * key_j[c0 + i] for the group's heads, channels c0 + i.
-  // (With `at`: key j's vector and whether it exists, found earlier.)
-  auto addKey = [&](Value s, View wq, Value c0, Value j, bool vec, ArrayRef<Value> accs,
-                    std::optional<std::pair<View, Value>> at = std::nullopt)
-      -> SmallVector<Value> {
-    auto [key, valid] = at ? *at : keyAt(s, j);
+  auto addKey = [&](Value s, View wq, Value c0, Value j, bool vec,
+                    ArrayRef<Value> accs) -> SmallVector<Value> {
+    auto [key, valid] = keyAt(s, j);
     Value kvals[4];
     if (vec)
       kb.targetInfo().loadF32x4(kb.builder(), kb.getLoc(), kb.at(key, c0).ptr, kvals);
@@ -815,52 +750,19 @@ void Emitter::attention(SparseAttentionOp op) {
     }
     return next;
   };
-  // Keys [lo, hi), four per loop trip (their loads overlap), in order. A
-  // selected entry's vector is found by a load (its top-k id): a trip
-  // finds the next trip's four (a key past the token's last is clamped as
-  // keyAt does and not read), so that those loads overlap this trip's.
-  static const bool pipelined =
-      KernelBuilder::experimentString("COMPRESSA_ATTENTION_PIPELINE") != "0";
+  // Keys [lo, hi), four per loop trip (their loads overlap), in order.
   auto sumKeys = [&](Value s, View wq, Value c0, Value lo, Value hi, bool vec) {
     constexpr int64_t kUnroll = 4;
     SmallVector<Value> zeros(g3 * cpt, kb.cf(0.0));
     Value trips = kb.div(kb.sub(hi, lo), c(kUnroll));
-    SmallVector<Value> accs;
-    if (k && pipelined) {
-      // The carried values: the sums, then each key's pointer and flag.
-      int64_t nAcc = g3 * cpt;
-      SmallVector<Value> init(zeros);
-      auto found = [&](Value j, SmallVectorImpl<Value> &into) {
-        for (int64_t u = 0; u < kUnroll; ++u) {
-          auto [key, valid] = keyAt(s, kb.add(j, c(u)));
-          into.push_back(key.ptr);
-          into.push_back(valid);
-        }
-      };
-      found(lo, init);
-      accs = kb.reduce(c(0), trips, init, [&](Value t, ValueRange a) {
-        Value j = kb.add(lo, kb.mul(t, c(kUnroll)));
-        SmallVector<Value> next;
-        SmallVector<Value> ahead;
-        found(kb.add(j, c(kUnroll)), ahead);
-        SmallVector<Value> v(a.begin(), a.begin() + nAcc);
-        for (int64_t u = 0; u < kUnroll; ++u)
-          v = addKey(s, wq, c0, kb.add(j, c(u)), vec, v,
-                     std::make_pair(View{a[nAcc + 2 * u], kv.elt}, a[nAcc + 2 * u + 1]));
-        next.append(v);
-        next.append(ahead);
-        return next;
-      });
-      accs.resize(nAcc);
-    } else {
-      accs = kb.reduce(c(0), trips, zeros, [&](Value t, ValueRange a) {
-        Value j = kb.add(lo, kb.mul(t, c(kUnroll)));
-        SmallVector<Value> v(a.begin(), a.end());
-        for (int64_t u = 0; u < kUnroll; ++u)
-          v = addKey(s, wq, c0, kb.add(j, c(u)), vec, v);
-        return v;
-      });
-    }
+    SmallVector<Value> accs =
+        kb.reduce(c(0), trips, zeros, [&](Value t, ValueRange a) {
+          Value j = kb.add(lo, kb.mul(t, c(kUnroll)));
+          SmallVector<Value> v(a.begin(), a.end());
+          for (int64_t u = 0; u < kUnroll; ++u)
+            v = addKey(s, wq, c0, kb.add(j, c(u)), vec, v);
+          return v;
+        });
     return kb.reduce(kb.add(lo, kb.mul(trips, c(kUnroll))), hi, accs,
                      [&](Value j, ValueRange a) {
                        return addKey(s, wq, c0, j, vec, SmallVector<Value>(a.begin(), a.end()));
@@ -884,7 +786,9 @@ void Emitter::attention(SparseAttentionOp op) {
   };
   // The sums of part p of token s, heads hg * g3 ..., channels c0 ...
   auto partSums = [&](Value s, Value hg, Value c0, Value p) -> SmallVector<Value> {
-    auto [lo, hi] = partRange(s, p);
+    Value n = keysOf(s);
+    Value len = kb.div(kb.add(n, c(parts - 1)), c(parts));
+    Value lo = kb.min(kb.mul(p, len), n), hi = kb.min(kb.add(lo, len), n);
     View wq = kb.at(weights, kb.mul(kb.add(kb.mul(s, c(h)), kb.mul(hg, c(g3))), c(ldw)));
     SmallVector<Type> types(g3 * cpt, kb.f32());
     if (!vecKeys)
@@ -916,67 +820,49 @@ void Emitter::attention(SparseAttentionOp op) {
           return {};
         },
         [&]() -> SmallVector<Value> {
-          // Thread (s, hg, c0): every range in turn, after their maxima.
+          // Thread (s, hg, c0): every part in turn.
           Value s = rest;
-          SmallVector<Value> shs, sinks, ms;
-          for (int64_t g = 0; g < g3; ++g) {
-            Value head = kb.add(kb.mul(hg, c(g3)), c(g));
-            shs.push_back(kb.add(kb.mul(s, c(h)), head));
-            sinks.push_back(kb.weight(sink, c(0), head));
-            ms.push_back(rangesMax(shs[g], sinks[g]));
-          }
-          // The heads' denominators, then their channels' sums.
-          SmallVector<Value> init(g3 * (1 + cpt), kb.cf(-0.0));
+          SmallVector<Value> init(g3 * cpt, kb.cf(-0.0));
           SmallVector<Value> totals =
               kb.reduce(c(0), c(parts), init, [&](Value p, ValueRange a) {
                 SmallVector<Value> sums = partSums(s, hg, c0, p);
-                SmallVector<Value> next(a.begin(), a.end());
-                for (int64_t g = 0; g < g3; ++g) {
-                  Value f = rangeWeight(shs[g], p, ms[g]);
-                  Value l = kb.loadF(partSum, kb.add(kb.mul(shs[g], c(parts)), p));
-                  next[g] = kb.fma(f, l, a[g]);
-                  for (int64_t i = 0; i < cpt; ++i)
-                    next[g3 + g * cpt + i] = kb.fma(f, sums[g * cpt + i], a[g3 + g * cpt + i]);
-                }
+                SmallVector<Value> next;
+                for (int64_t v = 0; v < g3 * cpt; ++v)
+                  next.push_back(kb.add(a[v], sums[v]));
                 return next;
               });
           for (int64_t g = 0; g < g3; ++g) {
-            Value den = kb.add(totals[g], kb.exp(kb.sub(sinks[g], ms[g])));
+            Value head = kb.add(kb.mul(hg, c(g3)), c(g));
+            Value denom = kb.loadF(den, kb.add(kb.mul(s, c(h)), head));
             SmallVector<Value> vals;
             for (int64_t i = 0; i < cpt; ++i)
-              vals.push_back(kb.div(totals[g3 + g * cpt + i], den));
-            storeOut(s, kb.add(kb.mul(hg, c(g3)), c(g)), c0, vals);
+              vals.push_back(kb.div(totals[g * cpt + i], denom));
+            storeOut(s, head, c0, vals);
           }
           return {};
         });
   });
   // With few tokens: a thread per (token, head, cpt channels) adds the
-  // ranges' sums in range order, the same operations as above.
+  // parts' sums of each channel in part order.
   auto combine = [&](Value e) {
     Value sh = kb.div(e, c(chans)), c0 = kb.mul(kb.rem(e, c(chans)), c(cpt));
     Value s = kb.div(sh, c(h)), head = kb.rem(sh, c(h));
-    Value sinkLogit = kb.weight(sink, c(0), head);
-    Value m = rangesMax(sh, sinkLogit);
-    Value den = kb.cf(-0.0);
-    SmallVector<Value> acc(cpt, kb.cf(-0.0));
-    for (int64_t p = 0; p < parts; ++p) {
-      Value f = rangeWeight(sh, c(p), m);
-      den = kb.fma(f, kb.loadF(partSum, kb.add(kb.mul(sh, c(parts)), c(p))), den);
-      Value row = kb.add(kb.mul(kb.add(kb.mul(s, c(parts)), c(p)), c(h * d)),
-                         kb.add(kb.mul(head, c(d)), c0));
-      for (int64_t i = 0; i < cpt; ++i)
-        acc[i] = kb.fma(f, kb.loadF(partial, kb.add(row, c(i))), acc[i]);
-    }
-    den = kb.add(den, kb.exp(kb.sub(sinkLogit, m)));
+    Value denom = kb.loadF(den, sh);
     SmallVector<Value> vals;
-    for (int64_t i = 0; i < cpt; ++i)
-      vals.push_back(kb.div(acc[i], den));
+    for (int64_t i = 0; i < cpt; ++i) {
+      Value acc = kb.cf(-0.0);
+      for (int64_t p = 0; p < parts; ++p)
+        acc = kb.add(acc, kb.loadF(partial, kb.add(kb.mul(kb.add(kb.mul(s, c(parts)), c(p)),
+                                                          c(h * d)),
+                                                   kb.add(kb.mul(head, c(d)), kb.add(c0, c(i))))));
+      vals.push_back(kb.div(acc, denom));
+    }
     storeOut(s, head, c0, vals);
   };
   // The ring's update after the attention in this kernel
-  // (EmitContext::fusedWindow), in the same loop: beside the last step
-  // with few tokens (it reads no key), after the sums with many (they read
-  // keys; the loop then has only the update's iterations).
+  // (EmitContext::fusedWindow), in the same loop: beside the parts' sums
+  // with few tokens (they read no key), after the weighted sums with many
+  // (they read keys; the loop then has only the update's iterations).
   auto window = dyn_cast_or_null<WindowUpdateOp>(ctx.fusedWindow);
   Value windowItems = c(0);
   std::function<void(Value)> windowBody;

@@ -134,58 +134,19 @@ void Emitter::gate(MoeGateOp op) {
     View row = kb.at(sel, kb.mul(s, c(e)));
     pick(se, rankInRow(row, kb.loadF(row, i), i, c(e), lane), lane);
   };
-  int64_t parts = KernelBuilder::segmentsPerRow(wt, x.elt) > 0
-                      ? splitParts(wt, wt.rows, x.elt)
-                      : 1;
-  static const bool scoresApart =
-      KernelBuilder::experimentString("COMPRESSA_ROUTER_SCORES_APART") == "1";
-  if (!shared && parts > 1 && !ctx.fastLinear && !scoresApart) {
-    // The dots split in parts (splitDots). A call of few tokens then ranks
-    // by warp, each warp adding the parts of every score of its token's row
-    // itself (the operations of the thread that stores them below, so the
-    // same values) and storing its expert's sigma: the scores' step and its
-    // grid-wide barrier are gone from a decode step.
-    View partial = scratchF32(e * parts, 0);
-    kb.warpLoop(c(0), kb.mul(kb.mul(S(), c(e)), c(parts)), [&](Value i, Value lane) {
-      splitDotPart(x, wt.cols, wt, e, /*diagonal=*/false, parts, partial, i, lane);
-    });
-    branch(
-        manyTokens(kRankByWarpTokens),
-        [&] {
-          kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) {
-            auto [sg, biased] = scoreOf(se, sumParts(partial, se, parts));
-            kb.storeF(sigma, se, sg);
-            kb.storeF(sel, se, biased);
-          });
-          kb.parallelLoop(c(0), kb.mul(S(), c(e)), [&](Value se) { rankStored(se, Value()); });
-        },
-        [&] {
-          kb.warpLoop(c(0), kb.mul(S(), c(e)), [&](Value se, Value lane) {
-            Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
-            auto biasedAt = [&](Value at) {
-              Value t = kb.add(kb.mul(s, c(e)), at);
-              return scoreOf(t, sumParts(partial, t, parts)).second;
-            };
-            auto [sg, biased] = scoreOf(se, sumParts(partial, se, parts));
-            kb.storeOnce(sigma, se, sg, lane);
-            pick(se, rankInRow(biasedAt, biased, i, c(e), lane), lane);
-          });
-        });
-  } else {
-    routerScores(
-        x, wt,
-        [&](Value se, Value dot) {
-          auto [sg, biased] = scoreOf(se, dot);
-          kb.storeF(sigma, se, sg);
-          kb.storeF(sel, se, biased);
-        },
-        shared ? fp8SharedGateUpItems(experts, shared) : Value(),
-        [&](Value i, Value lane) {
-          fp8SharedGateUpItem(experts, shared, gu, ctx.quantized.lookup(experts.getX()), i,
-                              lane);
-        });
-    rankItems(kb.mul(S(), c(e)), rankStored);
-  }
+  routerScores(
+      x, wt,
+      [&](Value se, Value dot) {
+        auto [sg, biased] = scoreOf(se, dot);
+        kb.storeF(sigma, se, sg);
+        kb.storeF(sel, se, biased);
+      },
+      shared ? fp8SharedGateUpItems(experts, shared) : Value(),
+      [&](Value i, Value lane) {
+        fp8SharedGateUpItem(experts, shared, gu, ctx.quantized.lookup(experts.getX()), i,
+                            lane);
+      });
+  rankItems(kb.mul(S(), c(e)), rankStored);
   if (lazyRouteWeights(op.getWeights(), sigma, ids, k, e, scale))
     return;
   // A thread per token: the weights of its picks.
