@@ -53,6 +53,9 @@ config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%models", os.path.join(config.compressa_src_root, "models")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
 config.substitutions.append(("%scripts", os.path.join(config.compressa_src_root, "scripts")))
+# The compiler binary itself (not the caching wrapper), for scripts that run it.
+config.substitutions.append(("%compressa_compile_bin",
+                             os.path.join(config.compressa_tools_dir, "compressa-compile")))
 
 # The CUDA toolkit (libdevice and ptxas) for the PTX/cubin tests; no GPU is
 # needed. The golden models live in the repository (models/tiny-a, tiny-c).
