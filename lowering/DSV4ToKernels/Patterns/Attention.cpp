@@ -234,6 +234,11 @@ void Emitter::attention(SparseAttentionOp op) {
   const TargetInfo &target = kb.targetInfo();
   bool mma = target.hasWarpMmaBf16();
   bool fast = ctx.fastLinear && !ctx.batched && d % 32 == 0;
+  // The RoPE and window update after the attention are fused only into
+  // the exact path (ConvertDSV4ToKernels: not where the op uses fast
+  // numerics), whose last loop emits them.
+  assert(!(fast && (ctx.fusedRope || ctx.fusedWindow)) &&
+         "a fused RoPE or window update needs the exact path");
   // --numerics=fast on sm_90a, a layer over the window and every visible
   // entry (HCA): the tensor-core kernels of WgmmaAttention.h compute the
   // three phases below (the same operations, the sums in their own order).
@@ -678,7 +683,6 @@ void Emitter::attention(SparseAttentionOp op) {
   // (EmitContext::fusedRope: the operations of Emitter::ropeOp's out of
   // place form, on the values before they would be stored).
   auto rope = dyn_cast_or_null<RopeOp>(ctx.fusedRope);
-  assert((!rope || !fast) && "the fused RoPE takes the exact path's stores");
   View roped = rope ? view(rope.getResult()) : View{};
   Value ropeTab = rope ? ropeTable(rope.getRope()) : Value();
   auto storeOut = [&](Value s, Value head, Value c0, ArrayRef<Value> vals) {
