@@ -116,37 +116,27 @@ void Emitter::gate(MoeGateOp op) {
   View gu = shared ? fp8GateUpScratch(experts, shared) : View{};
   if (shared)
     ctx.fp8SharedGateUp[shared.getOperation()] = gu;
-  // sigma and the biased score of dot `dot` (of token and expert se).
-  auto scoreOf = [&](Value se, Value dot) {
-    Value sg = kb.sqrt(kb.softplus(dot));
-    return std::make_pair(sg, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
-  };
-  // The top-k of the biased scores: expert i is picked at ids[rank] when
-  // its rank (rankInRow) is below k.
-  auto pick = [&](Value se, Value rank, Value lane) {
-    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
-    kb.ifThen(kb.andI(kb.lt(rank, c(k)), storingLane(lane)), [&] {
-      kb.store(kb.truncI32(i), ids.ptr, kb.add(kb.mul(s, c(k)), rank));
-    });
-  };
-  auto rankStored = [&](Value se, Value lane) {
-    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
-    View row = kb.at(sel, kb.mul(s, c(e)));
-    pick(se, rankInRow(row, kb.loadF(row, i), i, c(e), lane), lane);
-  };
   routerScores(
       x, wt,
       [&](Value se, Value dot) {
-        auto [sg, biased] = scoreOf(se, dot);
+        Value sg = kb.sqrt(kb.softplus(dot));
         kb.storeF(sigma, se, sg);
-        kb.storeF(sel, se, biased);
+        kb.storeF(sel, se, kb.add(sg, kb.weight(bias, c(0), kb.rem(se, c(e)))));
       },
       shared ? fp8SharedGateUpItems(experts, shared) : Value(),
       [&](Value i, Value lane) {
-        fp8SharedGateUpItem(experts, shared, gu, ctx.quantized.lookup(experts.getX()), i,
-                            lane);
+        fp8SharedGateUpItem(experts, shared, gu, ctx.quantized.lookup(experts.getX()), i, lane);
       });
-  rankItems(kb.mul(S(), c(e)), rankStored);
+  // The top-k of the biased scores: expert i is picked at ids[rank] when
+  // its rank (rankInRow) is below k.
+  rankItems(kb.mul(S(), c(e)), [&](Value se, Value lane) {
+    Value s = kb.div(se, c(e)), i = kb.rem(se, c(e));
+    View row = kb.at(sel, kb.mul(s, c(e)));
+    Value rank = rankInRow(row, kb.loadF(row, i), i, c(e), lane);
+    kb.ifThen(kb.andI(kb.lt(rank, c(k)), storingLane(lane)), [&] {
+      kb.store(kb.truncI32(i), ids.ptr, kb.add(kb.mul(s, c(k)), rank));
+    });
+  });
   if (lazyRouteWeights(op.getWeights(), sigma, ids, k, e, scale))
     return;
   // A thread per token: the weights of its picks.
