@@ -1028,14 +1028,26 @@ void KernelBuilder::prefetchL2(Value ptr, int64_t bytes) {
   bytes &= ~int64_t(15);
   if (!parallel() || bytes <= 0)
     return;
-  constexpr int64_t kChunk = 64 << 10;
+  // Chunks go to lane 0 of each warp, block-major (chunk i to block
+  // i % blocks): every multiprocessor's copy engine issues a few. Given to
+  // the launch's first threads (one block) they queued behind each other
+  // and that block's own loads, and every grid barrier waited on it.
+  static const int64_t kChunk = experimentInt("COMPRESSA_L2_PREFETCH_CHUNK", 16 << 10);
   int64_t chunks = (bytes + kChunk - 1) / kChunk;
-  auto forOp = scf::ForOp::create(b, loc, threadId(), c(chunks), threadCount());
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(forOp.getBody()->getTerminator());
-  Value first = mul(forOp.getInductionVar(), c(kChunk));
-  Value size = min(c(kChunk), sub(c(bytes), first));
-  target.prefetchL2(b, loc, offset(b.getI8Type(), ptr, first), size);
+  Value tid = threadId();
+  Value perBlock = c(threads());
+  Value blocks = div(threadCount(), perBlock);
+  Value inBlock = rem(tid, perBlock);
+  Value warps = div(threadCount(), c(32));
+  Value first0 = add(mul(div(inBlock, c(32)), blocks), div(tid, perBlock));
+  ifThen(eq(rem(tid, c(32)), c(0)), [&] {
+    auto forOp = scf::ForOp::create(b, loc, first0, c(chunks), warps);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(forOp.getBody()->getTerminator());
+    Value first = mul(forOp.getInductionVar(), c(kChunk));
+    Value size = min(c(kChunk), sub(c(bytes), first));
+    target.prefetchL2(b, loc, offset(b.getI8Type(), ptr, first), size);
+  });
 }
 
 Value KernelBuilder::reduceUnrolled(Value lb, Value ub, int64_t unroll, Value init,

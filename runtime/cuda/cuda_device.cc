@@ -3,10 +3,12 @@
 // on top of the dynamically loaded driver (cuda_driver.h).
 #include "runtime/cuda/cuda_device.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace compressa {
@@ -270,6 +272,8 @@ CudaDevice::~CudaDevice() {
       (void)drv->cuStreamSynchronize(cuStream);
       (void)drv->cuStreamDestroy(cuStream);
     }
+    if (staging)
+      (void)drv->cuMemFreeHost(staging);
     (void)drv->cuDevicePrimaryCtxRelease(device);
   }
 }
@@ -370,6 +374,33 @@ Status CudaDevice::copyToHost(void *dst, CUdeviceptr src, uint64_t bytes,
   if (bytes == 0)
     return okStatus();
   COMPRESSA_RETURN_IF_ERROR(makeCurrent());
+  static const bool pinnedReads = [] {
+    const char *v = std::getenv("COMPRESSA_PINNED_READS");
+    return !(v && std::string(v) == "0");
+  }();
+  constexpr uint64_t kStagingLimit = uint64_t(64) << 20;
+  if (pinnedReads && bytes <= kStagingLimit && bytes > stagingBytes) {
+    if (staging)
+      (void)drv->cuMemFreeHost(staging);
+    staging = nullptr;
+    stagingBytes = 0;
+    // At least 1 MiB, in whole MiB: a few sizes of reads share one buffer.
+    uint64_t want = std::max<uint64_t>(uint64_t(1) << 20, (bytes + 0xfffff) & ~uint64_t(0xfffff));
+    void *p = nullptr;
+    if (drv->cuMemAllocHost(&p, static_cast<size_t>(want)) == CUDA_SUCCESS) {
+      staging = p;
+      stagingBytes = want;
+    }
+  }
+  if (pinnedReads && staging && bytes <= stagingBytes) {
+    COMPRESSA_CUDA_RETURN_IF_ERROR(
+        drv->cuMemcpyDtoHAsync(staging, src, static_cast<size_t>(bytes), cuStream),
+        "%s (%llu bytes)", what.c_str(), static_cast<unsigned long long>(bytes));
+    COMPRESSA_CUDA_RETURN_IF_ERROR(drv->cuStreamSynchronize(cuStream),
+                                   "%s", what.c_str());
+    std::memcpy(dst, staging, static_cast<size_t>(bytes));
+    return okStatus();
+  }
   COMPRESSA_CUDA_RETURN_IF_ERROR(
       drv->cuMemcpyDtoHAsync(dst, src, static_cast<size_t>(bytes), cuStream),
       "%s (%llu bytes)", what.c_str(), static_cast<unsigned long long>(bytes));

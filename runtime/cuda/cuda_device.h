@@ -183,7 +183,12 @@ public:
   /// when this returns (pageable memory is staged before the call returns).
   Status copyToDevice(CUdeviceptr dst, const void *src, uint64_t bytes,
                       const std::string &what) const;
-  /// Copies device -> host on the stream and waits for the stream.
+  /// Copies device -> host on the stream and waits for the stream. Copies
+  /// of up to 64 MiB go through a page-locked staging buffer of the device
+  /// (cuMemAllocHost, kept for the next copy): a decode step's logits
+  /// (about 0.5 MB for V4) copied into pageable memory cost the step tens
+  /// of microseconds more (docs/perf.md). COMPRESSA_PINNED_READS=0 copies
+  /// into `dst` directly; so does a copy when page-locked memory runs out.
   Status copyToHost(void *dst, CUdeviceptr src, uint64_t bytes,
                     const std::string &what) const;
   /// Sets `bytes` bytes at `dst` to the 32-bit `pattern` repeated (both 4-
@@ -252,6 +257,10 @@ private:
   uint64_t totalBytes = 0;
   bool capturing = false;
   int64_t recordedLaunches = 0;
+  /// copyToHost's page-locked staging buffer (cuMemAllocHost), grown on
+  /// demand; freed with the device.
+  mutable void *staging = nullptr;
+  mutable uint64_t stagingBytes = 0;
   CudaLaunchCounters launchCounters;
 };
 

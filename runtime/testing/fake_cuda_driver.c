@@ -373,6 +373,22 @@ CUresult CUDAAPI cuMemFree(CUdeviceptr ptr) {
   return CUDA_SUCCESS;
 }
 
+/* Page-locked host memory: plain host memory here (not device memory). */
+CUresult CUDAAPI cuMemAllocHost(void **ptr, size_t bytes) {
+  CUresult result = needContext();
+  if (result != CUDA_SUCCESS)
+    return result;
+  if (bytes == 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  *ptr = malloc(bytes);
+  return *ptr ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+CUresult CUDAAPI cuMemFreeHost(void *ptr) {
+  free(ptr);
+  return CUDA_SUCCESS;
+}
+
 CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dst, const void *src,
                                    size_t bytes, CUstream stream) {
   CUresult result = needNoCapture();

@@ -164,8 +164,8 @@ static cl::opt<int64_t> l2PrefetchBytes(
     "l2-prefetch-bytes",
     cl::desc("CUDA: a grid-wide kernel first asks the L2 cache to prefetch "
              "its weight matrices of 256 KiB or more, in the order its ops "
-             "read them, up to this many bytes (default 0: none; 24 MiB "
-             "made V4-Flash decode slower on an H200)"),
+             "read them, up to this many bytes (default 0: none; 8-32 MiB "
+             "made V4-Flash decode no faster on an H100, see docs/perf.md)"),
     cl::init(0), cl::cat(category));
 static cl::opt<int64_t> maxRegisters(
     "max-registers",
