@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -391,6 +392,27 @@ TEST_F(CudaDeviceTest, FillsAndCopies) {
     EXPECT_EQ(words[i], 0xFF800000u) << i;
   Status misaligned = device->fill(memory->address() + 2, 8, 1, "odd fill");
   EXPECT_EQ(misaligned.code(), StatusCode::Internal);
+}
+
+// Reads go through a page-locked staging buffer that grows on demand (up
+// to 64 MiB; larger reads and COMPRESSA_PINNED_READS=0 copy directly):
+// reads of every size, growing, shrinking and past the limit, arrive whole
+// and in place, each after the writes before it.
+TEST_F(CudaDeviceTest, ReadsOfEverySizeArriveWhole) {
+  const uint64_t sizes[] = {16, uint64_t(3) << 19, 700 << 10, uint64_t(5) << 20, 24,
+                            (uint64_t(64) << 20) + 4096};
+  for (uint64_t bytes : sizes) {
+    auto memory = device->allocate(bytes, "a read");
+    ASSERT_TRUE(memory.ok()) << memory.status().message();
+    std::vector<uint32_t> words(bytes / 4), back(bytes / 4 + 2, 0xDEADBEEFu);
+    for (size_t i = 0; i < words.size(); ++i)
+      words[i] = uint32_t(i * 2654435761u) ^ uint32_t(bytes);
+    ASSERT_TRUE(device->copyToDevice(memory->address(), words.data(), bytes, "a read").ok());
+    ASSERT_TRUE(device->copyToHost(back.data() + 1, memory->address(), bytes, "a read").ok());
+    EXPECT_EQ(back.front(), 0xDEADBEEFu) << bytes;
+    EXPECT_EQ(back.back(), 0xDEADBEEFu) << bytes;
+    EXPECT_TRUE(std::equal(words.begin(), words.end(), back.begin() + 1)) << bytes;
+  }
 }
 
 TEST_F(CudaDeviceTest, MemoryChecksNameBytesNeededAndFree) {
