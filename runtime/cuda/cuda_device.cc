@@ -369,36 +369,46 @@ Status CudaDevice::copyToDevice(CUdeviceptr dst, const void *src,
   return okStatus();
 }
 
-Status CudaDevice::copyToHost(void *dst, CUdeviceptr src, uint64_t bytes,
-                              const std::string &what) const {
-  if (bytes == 0)
-    return okStatus();
-  COMPRESSA_RETURN_IF_ERROR(makeCurrent());
+void *CudaDevice::stagingFor(uint64_t bytes) const {
   static const bool pinnedReads = [] {
     const char *v = std::getenv("COMPRESSA_PINNED_READS");
     return !(v && std::string(v) == "0");
   }();
   constexpr uint64_t kStagingLimit = uint64_t(64) << 20;
-  if (pinnedReads && bytes <= kStagingLimit && bytes > stagingBytes) {
+  if (!pinnedReads || stagingFailed || bytes > kStagingLimit)
+    return nullptr;
+  if (bytes > stagingBytes) {
+    // The previous read has completed (copyToHost waits), so the buffer
+    // is free. At least 1 MiB, in whole MiB: a few sizes share one buffer.
     if (staging)
       (void)drv->cuMemFreeHost(staging);
     staging = nullptr;
     stagingBytes = 0;
-    // At least 1 MiB, in whole MiB: a few sizes of reads share one buffer.
     uint64_t want = std::max<uint64_t>(uint64_t(1) << 20, (bytes + 0xfffff) & ~uint64_t(0xfffff));
-    void *p = nullptr;
-    if (drv->cuMemAllocHost(&p, static_cast<size_t>(want)) == CUDA_SUCCESS) {
-      staging = p;
-      stagingBytes = want;
+    if (drv->cuMemAllocHost(&staging, static_cast<size_t>(want)) != CUDA_SUCCESS) {
+      // Page-locked memory ran out: direct copies from now on, not a
+      // failing allocation on every read.
+      staging = nullptr;
+      stagingFailed = true;
+      return nullptr;
     }
+    stagingBytes = want;
   }
-  if (pinnedReads && staging && bytes <= stagingBytes) {
+  return staging;
+}
+
+Status CudaDevice::copyToHost(void *dst, CUdeviceptr src, uint64_t bytes,
+                              const std::string &what) const {
+  if (bytes == 0)
+    return okStatus();
+  COMPRESSA_RETURN_IF_ERROR(makeCurrent());
+  if (void *pinned = stagingFor(bytes)) {
     COMPRESSA_CUDA_RETURN_IF_ERROR(
-        drv->cuMemcpyDtoHAsync(staging, src, static_cast<size_t>(bytes), cuStream),
+        drv->cuMemcpyDtoHAsync(pinned, src, static_cast<size_t>(bytes), cuStream),
         "%s (%llu bytes)", what.c_str(), static_cast<unsigned long long>(bytes));
     COMPRESSA_CUDA_RETURN_IF_ERROR(drv->cuStreamSynchronize(cuStream),
                                    "%s", what.c_str());
-    std::memcpy(dst, staging, static_cast<size_t>(bytes));
+    std::memcpy(dst, pinned, static_cast<size_t>(bytes));
     return okStatus();
   }
   COMPRESSA_CUDA_RETURN_IF_ERROR(

@@ -257,10 +257,14 @@ private:
   uint64_t totalBytes = 0;
   bool capturing = false;
   int64_t recordedLaunches = 0;
-  /// copyToHost's page-locked staging buffer (cuMemAllocHost), grown on
-  /// demand; freed with the device.
+  /// copyToHost's page-locked staging buffer for a read of `bytes`, grown
+  /// on demand; null where the read copies directly (switched off, too
+  /// large, or cuMemAllocHost failed once).
+  void *stagingFor(uint64_t bytes) const;
+  /// That buffer (cuMemAllocHost), freed with the device.
   mutable void *staging = nullptr;
   mutable uint64_t stagingBytes = 0;
+  mutable bool stagingFailed = false;
   CudaLaunchCounters launchCounters;
 };
 
