@@ -775,7 +775,33 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
   // The products of segment g (relative to segBegin) of every row with its
   // x, summed in column order (madd),
   // unscaled; k is set to the decode's offset (FP4 on CUDA: 14).
-  auto segmentParts = [&](Value g, bool vecX, int &k) -> SmallVector<Value> {
+  // The words of segment g (relative to segBegin) of row r.
+  auto segmentWords = [&](Value g, size_t r) -> SmallVector<Value> {
+    if (segCount > 0)
+      g = add(segBegin, g);
+    Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
+    SmallVector<Value> words;
+    if (streamLoads && singleToken && parallel() && rows[r].w->readOnly &&
+        target.loadStreamed(b, loc, ptr, segBytes / 4, words)) {
+      // (COMPRESSA_DOT_WEIGHT_LOADS=plain turns them off.)
+    } else if (segBytes == 4) {
+      words.push_back(load(i32, ptr, c(0)));
+    } else if (wide) {
+      Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32), ptr,
+                                     /*alignment=*/16);
+      for (int64_t i = 0; i < 4; ++i)
+        words.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
+    } else {
+      for (int64_t i = 0; i < 4; ++i)
+        words.push_back(load(i32, ptr, c(i)));
+    }
+    return words;
+  };
+  // (`pre`: the rows' words of the segment, loaded earlier, indexed by row;
+  // null: loaded here.)
+  auto segmentParts = [&](Value g, bool vecX, int &k,
+                          const SmallVector<SmallVector<Value>> *pre = nullptr) -> SmallVector<Value> {
+    Value gRel = g;
     if (segCount > 0)
       g = add(segBegin, g);
     Value col0 = mul(g, c(cps));
@@ -806,22 +832,7 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
         ownXs[rows[r].x->ptr] = loadXs(*rows[r].x);
       const SmallVector<Value> &xs = rows[r].x ? ownXs[rows[r].x->ptr] : shared;
       if (firstOf[r] == r) {
-        Value ptr = offset(i8, bases[r], mul(g, c(segBytes)));
-        SmallVector<Value> words;
-        if (streamLoads && singleToken && parallel() && rows[r].w->readOnly &&
-            target.loadStreamed(b, loc, ptr, segBytes / 4, words)) {
-          // (COMPRESSA_DOT_WEIGHT_LOADS=plain turns them off.)
-        } else if (segBytes == 4) {
-          words.push_back(load(i32, ptr, c(0)));
-        } else if (wide) {
-          Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32), ptr,
-                                         /*alignment=*/16);
-          for (int64_t i = 0; i < 4; ++i)
-            words.push_back(LLVM::ExtractElementOp::create(b, loc, v, c32(i)));
-        } else {
-          for (int64_t i = 0; i < 4; ++i)
-            words.push_back(load(i32, ptr, c(i)));
-        }
+        SmallVector<Value> words = pre ? (*pre)[r] : segmentWords(gRel, r);
         k = decodeSegment(rows[r].w->elt, words, vals[r]);
       }
       const SmallVector<Value> &v = vals[firstOf[r]];
@@ -908,18 +919,79 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
                         (fp4 && sharedFormats.find("fp4") != std::string::npos)) &&
                        unroll > 1 && segCount % kLanes == 0;
     Value segFirst = segCount > 0 ? segBegin : c(0);
-    auto trip = [&](Value m0, ArrayRef<Value> in) -> SmallVector<Value> {
+    // A trip's loads: the words of its rounds' segments (round-major, the
+    // rows with their own weights in order) and, sharing scales, the scale
+    // bytes (the rows in order), in one flat list.
+    auto loadTrip = [&](Value m0) -> SmallVector<Value> {
+      SmallVector<Value> flat;
+      for (int64_t u = 0; u < unroll; ++u)
+        for (size_t r = 0; r < nr; ++r)
+          if (firstOf[r] == r)
+            llvm::append_range(flat, segmentWords(add(mul(add(m0, c(u)), c(kLanes)), l), r));
+      if (!shareScales)
+        return flat;
+      for (size_t r = 0; r < nr; ++r) {
+        if (firstOf[r] != r)
+          continue;
+        Value first = scaleIndex(rows[r], add(segFirst, mul(m0, c(kLanes))));
+        if (fp8)
+          flat.push_back(load(i8, rows[r].w->scale, add(first, rem(l, c(unroll)))));
+        else
+          for (int64_t j = 0; j * kLanes < 8 * unroll; ++j)
+            flat.push_back(load(i8, rows[r].w->scale,
+                                add(first, min(add(c(j * kLanes), l), c(8 * unroll - 1)))));
+      }
+      return flat;
+    };
+    // The trip's sums from its loads (`pre`, as loadTrip lists them) or,
+    // with none, loading as it goes.
+    auto trip = [&](Value m0, ArrayRef<Value> in, ArrayRef<Value> pre = {}) -> SmallVector<Value> {
       SmallVector<Value> acc(in);
+      size_t at = 0;
+      // The rows' words of round u from `pre`.
+      auto wordsOf = [&]() {
+        SmallVector<SmallVector<Value>> w(nr);
+        for (size_t r = 0; r < nr; ++r)
+          if (firstOf[r] == r)
+            for (int64_t i = 0; i < segBytes / 4; ++i)
+              w[r].push_back(pre[at++]);
+        return w;
+      };
       if (!shareScales) {
-        for (int64_t u = 0; u < unroll; ++u)
-          acc = segment(acc, add(mul(add(m0, c(u)), c(kLanes)), l), vecX);
+        for (int64_t u = 0; u < unroll; ++u) {
+          Value g = add(mul(add(m0, c(u)), c(kLanes)), l);
+          if (pre.empty()) {
+            acc = segment(acc, g, vecX);
+            continue;
+          }
+          // segment() with the words loaded before (formats without scales).
+          SmallVector<SmallVector<Value>> w = wordsOf();
+          int k = 0;
+          SmallVector<Value> parts = segmentParts(g, vecX, k, &w);
+          acc = addScaled(acc, parts, [&](size_t) -> Value {
+            return k ? cf(std::ldexp(1.0, k)) : Value();
+          });
+        }
         return acc;
       }
       // The scale bytes first (their loads in flight with the weights').
       SmallVector<SmallVector<Value, 2>> raw(nr);
+      size_t rawAt = 0;
+      if (!pre.empty()) {
+        for (int64_t u = 0; u < unroll; ++u)
+          for (size_t r = 0; r < nr; ++r)
+            if (firstOf[r] == r)
+              rawAt += segBytes / 4;
+      }
       for (size_t r = 0; r < nr; ++r) {
         if (firstOf[r] != r)
           continue;
+        if (!pre.empty()) {
+          int64_t n = fp8 ? 1 : (8 * unroll + kLanes - 1) / kLanes;
+          for (int64_t j = 0; j < n; ++j)
+            raw[r].push_back(pre[rawAt++]);
+          continue;
+        }
         Value first = scaleIndex(rows[r], add(segFirst, mul(m0, c(kLanes))));
         if (fp8)
           raw[r].push_back(load(i8, rows[r].w->scale, add(first, rem(l, c(unroll)))));
@@ -930,8 +1002,15 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
       }
       int k = 0;
       SmallVector<SmallVector<Value>> parts;
-      for (int64_t u = 0; u < unroll; ++u)
-        parts.push_back(segmentParts(add(mul(add(m0, c(u)), c(kLanes)), l), vecX, k));
+      for (int64_t u = 0; u < unroll; ++u) {
+        Value g = add(mul(add(m0, c(u)), c(kLanes)), l);
+        if (pre.empty()) {
+          parts.push_back(segmentParts(g, vecX, k));
+          continue;
+        }
+        SmallVector<SmallVector<Value>> w = wordsOf();
+        parts.push_back(segmentParts(g, vecX, k, &w));
+      }
       SmallVector<SmallVector<Value, 2>> scales(nr);
       for (size_t r = 0; r < nr; ++r)
         for (Value v : raw[r])
@@ -951,9 +1030,33 @@ SmallVector<Value> KernelBuilder::dotRows(const View &x, ArrayRef<WeightRow> row
     if (unroll > 0) {
       int64_t iters = rounds / unroll;
       done = iters * unroll;
-      accs = reduce(c(0), c(iters), accs, [&](Value it, ValueRange a) -> SmallVector<Value> {
-        return trip(mul(it, c(unroll)), SmallVector<Value>(a));
-      });
+      // Software pipelining (COMPRESSA_DOT_PIPELINE=1 at compile time, an
+      // experiment): the next trip's loads are issued before this trip's
+      // math, so a warp's loads of a row overlap its arithmetic; the last
+      // trip loads its own segments again (no branch). The same operations
+      // on the same values, so the same bits.
+      static const bool pipeline = experimentInt("COMPRESSA_DOT_PIPELINE", 0) != 0;
+      bool scaled = fp8 || fp4;
+      if (pipeline && parallel() && singleToken && iters >= 2 && (shareScales || !scaled)) {
+        SmallVector<Value> init = accs;
+        llvm::append_range(init, loadTrip(c(0)));
+        size_t na = accs.size();
+        SmallVector<Value> out =
+            reduce(c(0), c(iters), init, [&](Value it, ValueRange a) -> SmallVector<Value> {
+              Value nextM0 = mul(min(add(it, c(1)), c(iters - 1)), c(unroll));
+              SmallVector<Value> next = loadTrip(nextM0);
+              SmallVector<Value> cur(a.begin() + na, a.end());
+              SmallVector<Value> res =
+                  trip(mul(it, c(unroll)), SmallVector<Value>(a.begin(), a.begin() + na), cur);
+              llvm::append_range(res, next);
+              return res;
+            });
+        accs.assign(out.begin(), out.begin() + na);
+      } else {
+        accs = reduce(c(0), c(iters), accs, [&](Value it, ValueRange a) -> SmallVector<Value> {
+          return trip(mul(it, c(unroll)), SmallVector<Value>(a));
+        });
+      }
     }
     for (int64_t m = done; m < rounds; ++m)
       accs = segment(accs, add(c(m * kLanes), l), vecX);
