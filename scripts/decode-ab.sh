@@ -52,7 +52,9 @@
 # COMPRESSA_INDEXER_WGMMA=0 (--numerics=fast prefill's indexer scores on warp
 # MMA tiles instead of the wgmma kernel; the same picks up to f32 sums),
 # COMPRESSA_RADIX_SPLIT=1 (the fast prefill's top-k selection a launch per
-# step, to time the steps apart; the same bits);
+# step, to time the steps apart; the same bits), COMPRESSA_DOT_PIPELINE=1
+# (the single-token dots load the next trip's weights before this trip's
+# math; the same bits; slower on an H100, docs/perf.md, thirty-second session);
 # and at run time COMPRESSA_PDL=1 (programmatic dependent launch).
 set -euo pipefail
 mode=${1:-}

@@ -194,11 +194,16 @@ __global__ void __launch_bounds__(kThreads) gemvBulk(const uint32_t *__restrict_
 // Variant C: the generated code's shape: a warp item of R rows sharing the
 // loads of x, U rounds a trip (R * U words a lane in flight); with PIPE the
 // next trip's words (of the same item) are loaded before this trip's math.
-template <int R, int U, bool PIPE>
+// MODE 0: the exact operations; 1: the products and sums as fused
+// multiply-adds (other bits); 2: products summed in f16 pairs (__hfma2 on x
+// in f16, `xh`: x[8g + j], x[8g + j + 4] a pair), then f32: about a third of
+// the instructions a weight (other bits; a measure of the issue rate only).
+template <int R, int U, bool PIPE, int MODE = 0>
 __global__ void __launch_bounds__(kThreads) gemvItems(const uint32_t *__restrict__ w,
                                                       const uint8_t *__restrict__ sc,
                                                       const float *__restrict__ x,
-                                                      float *__restrict__ y, int rows, int cols) {
+                                                      float *__restrict__ y, int rows, int cols,
+                                                      const uint4 *__restrict__ xh = nullptr) {
   int lane = threadIdx.x & 31;
   int warp = blockIdx.x * kWarps + (threadIdx.x >> 5), nw = gridDim.x * kWarps;
   int segs = cols / 8, trips = segs / (32 * U), items = rows / R;
@@ -238,7 +243,34 @@ __global__ void __launch_bounds__(kThreads) gemvItems(const uint32_t *__restrict
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           int g = t * 32 * U + 32 * u + lane;
-          acc[r] = __fadd_rn(acc[r], __fmul_rn(segPart(cw[u][r], x, g), e8m0(cs[u][r])));
+          float part;
+          if (MODE == 0) {
+            part = segPart(cw[u][r], x, g);
+          } else if (MODE == 1) {
+            float v[8];
+            decode8(cw[u][r], v);
+            float4 a = __ldg(reinterpret_cast<const float4 *>(x) + 2 * g);
+            float4 b = __ldg(reinterpret_cast<const float4 *>(x) + 2 * g + 1);
+            part = a.x * v[0];
+            part = fmaf(a.y, v[1], part); part = fmaf(a.z, v[2], part); part = fmaf(a.w, v[3], part);
+            part = fmaf(b.x, v[4], part); part = fmaf(b.y, v[5], part); part = fmaf(b.z, v[6], part);
+            part = fmaf(b.w, v[7], part);
+          } else {
+            uint32_t wd = cw[u][r];
+            uint32_t even = ((wd << 4) & 0x80808080u) | ((wd << 1) & 0x0E0E0E0Eu);
+            uint32_t odd = (wd & 0x80808080u) | ((wd >> 3) & 0x0E0E0E0Eu);
+            uint32_t q[4] = {__byte_perm(0, even, 0x6040), __byte_perm(0, odd, 0x6040),
+                             __byte_perm(0, even, 0x7050), __byte_perm(0, odd, 0x7050)};
+            uint4 xv = __ldg(xh + g);
+            uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w};
+            __half2 h2 = __hmul2(*reinterpret_cast<__half2 *>(&q[0]), *reinterpret_cast<__half2 *>(&xs[0]));
+#pragma unroll
+            for (int j = 1; j < 4; ++j)
+              h2 = __hfma2(*reinterpret_cast<__half2 *>(&q[j]), *reinterpret_cast<__half2 *>(&xs[j]), h2);
+            part = __low2float(h2) + __high2float(h2);
+          }
+          acc[r] = MODE == 0 ? __fadd_rn(acc[r], __fmul_rn(part, e8m0(cs[u][r])))
+                             : fmaf(part, e8m0(cs[u][r]), acc[r]);
         }
     }
 #pragma unroll
@@ -365,7 +397,7 @@ int main(int argc, char **argv) {
   auto items = [&](auto kernel, int r, int u, const char *name) {
     if (rows % r || segs % (32 * u)) return;
     CK(cudaMemset(y1, 0, rows * 4));
-    report(name, timed([&] { kernel<<<grid2, kThreads>>>(w, sc, x, y1, rows, cols); }));
+    report(name, timed([&] { kernel<<<grid2, kThreads>>>(w, sc, x, y1, rows, cols, nullptr); }));
   };
   std::vector<float> refA(rows), gotA(rows);
   CK(cudaMemcpy(refA.data(), y0, rows * 4, cudaMemcpyDeviceToHost));
@@ -381,6 +413,25 @@ int main(int argc, char **argv) {
   items(gemvItems<2, 4, true>, 2, 4, "item 2 rows U=4 pipelined"); same("2x4p");
   items(gemvItems<1, 8, true>, 1, 8, "item 1 row U=8 pipelined"); same("1x8p");
   items(gemvItems<1, 4, true>, 1, 4, "item 1 row U=4 pipelined"); same("1x4p");
+  // x in f16 pairs (times 2^8, so that the f16 products stay normal).
+  std::vector<__half> hxh(cols);
+  for (int g = 0; g < cols / 8; ++g)
+    for (int j = 0; j < 4; ++j) {
+      hxh[8 * g + 2 * j] = __float2half(hx[8 * g + j] * 256.f);
+      hxh[8 * g + 2 * j + 1] = __float2half(hx[8 * g + j + 4] * 256.f);
+    }
+  uint4 *xh;
+  CK(cudaMalloc(&xh, cols * 2));
+  CK(cudaMemcpy(xh, hxh.data(), cols * 2, cudaMemcpyHostToDevice));
+  auto itemsX = [&](auto kernel, int r, int u, const char *name) {
+    if (rows % r || segs % (32 * u)) return;
+    report(name, timed([&] { kernel<<<grid2, kThreads>>>(w, sc, x, y1, rows, cols, xh); }));
+  };
+  itemsX(gemvItems<8, 2, false, 1>, 8, 2, "item 8x2, FMA (other bits)");
+  itemsX(gemvItems<4, 2, true, 1>, 4, 2, "item 4x2 pipelined, FMA");
+  itemsX(gemvItems<8, 2, false, 2>, 8, 2, "item 8x2, f16 pairs (other bits)");
+  itemsX(gemvItems<4, 2, true, 2>, 4, 2, "item 4x2 pipelined, f16 pairs");
+  itemsX(gemvItems<2, 4, true, 2>, 2, 4, "item 2x4 pipelined, f16 pairs");
   std::vector<float> ref(rows), got(rows);
   CK(cudaMemcpy(ref.data(), y0, rows * 4, cudaMemcpyDeviceToHost));
   int stageBytes = cols / 2 + cols / 32;
