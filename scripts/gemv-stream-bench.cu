@@ -8,7 +8,11 @@
 // as the exact dots (FP4 through f16 times 2^-14, products summed in column
 // order, times the block's UE8M0 scale), so their outputs must be
 // bit-identical; a plain read kernel and a device-to-device copy give the
-// ceilings.
+// ceilings. Variants with other bits measure the issue rate: the sums as
+// fused multiply-adds, products summed in f16 pairs, and the fast numerics'
+// warp-MMA form (fast-decode's experts: FP4 placed in f16 pairs, two
+// mma.sync m16n8k16 a 32-column block, x in f16), whose distance from the
+// exact outputs it prints.
 //
 //   nvcc -O3 -arch=sm_90a -o gemv-stream-bench scripts/gemv-stream-bench.cu
 //   ./gemv-stream-bench [rows] [cols]      (default 24576 x 4096: the gate
@@ -20,6 +24,7 @@
 #include <cstring>
 #include <vector>
 #include <algorithm>
+#include <cmath>
 
 #define CK(x)                                                                  \
   do {                                                                         \
@@ -281,6 +286,82 @@ __global__ void __launch_bounds__(kThreads) gemvItems(const uint32_t *__restrict
   }
 }
 
+// Variant D: the fast numerics' form (fast-decode's experts): a warp item of
+// T tiles of 16 rows; lane (g, t) reads word t (columns 8t .. 8t + 7) of a
+// 32-column block of rows g and g + 8, places its codes in f16 pairs
+// (columns j, j + 4) and runs two mma.sync m16n8k16 (f16, f32 sums) against
+// x in f16 pairs of the same columns (`xh`), every B column holding x; a
+// block's sums times its scale, U blocks' loads in flight. Other bits (x in
+// f16, times 2^8).
+__device__ __forceinline__ void mma16816(float d[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void placeF16(uint32_t w, uint32_t q[4]) {
+  uint32_t even = ((w << 4) & 0x80808080u) | ((w << 1) & 0x0E0E0E0Eu);
+  uint32_t odd = (w & 0x80808080u) | ((w >> 3) & 0x0E0E0E0Eu);
+  q[0] = __byte_perm(0, even, 0x6040);
+  q[1] = __byte_perm(0, odd, 0x6040);
+  q[2] = __byte_perm(0, even, 0x7050);
+  q[3] = __byte_perm(0, odd, 0x7050);
+}
+
+template <int T, int U>
+__global__ void __launch_bounds__(kThreads) gemvMma(const uint32_t *__restrict__ w,
+                                                    const uint8_t *__restrict__ sc,
+                                                    const uint4 *__restrict__ xh,
+                                                    float *__restrict__ y, int rows, int cols) {
+  int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int warp = blockIdx.x * kWarps + (threadIdx.x >> 5), nw = gridDim.x * kWarps;
+  int words = cols / 8, blocks = cols / 32, items = rows / (16 * T);
+  for (int it = warp; it < items; it += nw) {
+    float acc[T][2];
+#pragma unroll
+    for (int tt = 0; tt < T; ++tt) acc[tt][0] = acc[tt][1] = 0.f;
+    for (int b0 = 0; b0 < blocks; b0 += U) {
+      uint32_t wa[U][T][2];
+      uint8_t sa[U][T][2];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int tt = 0; tt < T; ++tt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            size_t row = (size_t)it * 16 * T + tt * 16 + g + 8 * h;
+            wa[u][tt][h] = ldStream(w + row * words + (b0 + u) * 4 + t);
+            sa[u][tt][h] = __ldg(sc + row * blocks + b0 + u);
+          }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        uint4 xv = __ldg(xh + (b0 + u) * 4 + t);
+#pragma unroll
+        for (int tt = 0; tt < T; ++tt) {
+          uint32_t q[4], p[4];
+          placeF16(wa[u][tt][0], q);
+          placeF16(wa[u][tt][1], p);
+          float d[4] = {0.f, 0.f, 0.f, 0.f};
+          mma16816(d, q[0], p[0], q[1], p[1], xv.x, xv.y);
+          mma16816(d, q[2], p[2], q[3], p[3], xv.z, xv.w);
+          acc[tt][0] = fmaf(d[0], e8m0(sa[u][tt][0]), acc[tt][0]);
+          acc[tt][1] = fmaf(d[2], e8m0(sa[u][tt][1]), acc[tt][1]);
+        }
+      }
+    }
+    if (t == 0)
+#pragma unroll
+      for (int tt = 0; tt < T; ++tt) {
+        size_t row = (size_t)it * 16 * T + tt * 16 + g;
+        y[row] = acc[tt][0];
+        y[row + 8] = acc[tt][1];
+      }
+  }
+}
+
 // The ceiling: every byte of w read once (16 bytes a thread a trip).
 __global__ void readAll(const uint4 *__restrict__ p, size_t n, uint32_t *sink) {
   uint32_t a = 0;
@@ -432,6 +513,24 @@ int main(int argc, char **argv) {
   itemsX(gemvItems<8, 2, false, 2>, 8, 2, "item 8x2, f16 pairs (other bits)");
   itemsX(gemvItems<4, 2, true, 2>, 4, 2, "item 4x2 pipelined, f16 pairs");
   itemsX(gemvItems<2, 4, true, 2>, 2, 4, "item 2x4 pipelined, f16 pairs");
+  // The MMA form; its outputs against the exact ones (x was scaled by 2^8).
+  auto mmaRun = [&](auto kernel, int t, int u, const char *name) {
+    if (rows % (16 * t) || (cols / 32) % u) return;
+    CK(cudaMemset(y1, 0, rows * 4));
+    report(name, timed([&] { kernel<<<grid2, kThreads>>>(w, sc, xh, y1, rows, cols); }));
+    CK(cudaMemcpy(gotA.data(), y1, rows * 4, cudaMemcpyDeviceToHost));
+    double worst = 0, scale = 0;
+    for (int i = 0; i < rows; ++i) {
+      worst = std::max(worst, std::abs(double(gotA[i]) / 256.0 - refA[i]));
+      scale = std::max(scale, std::abs(double(refA[i])));
+    }
+    printf("  max |mma / 2^8 - exact| = %.3e (max |exact| %.3e)\n", worst, scale);
+  };
+  mmaRun(gemvMma<1, 4>, 1, 4, "mma 16 rows, 4 blocks");
+  mmaRun(gemvMma<1, 8>, 1, 8, "mma 16 rows, 8 blocks");
+  mmaRun(gemvMma<2, 2>, 2, 2, "mma 32 rows, 2 blocks");
+  mmaRun(gemvMma<2, 4>, 2, 4, "mma 32 rows, 4 blocks");
+  mmaRun(gemvMma<4, 2>, 4, 2, "mma 64 rows, 2 blocks");
   std::vector<float> ref(rows), got(rows);
   CK(cudaMemcpy(ref.data(), y0, rows * 4, cudaMemcpyDeviceToHost));
   int stageBytes = cols / 2 + cols / 32;
