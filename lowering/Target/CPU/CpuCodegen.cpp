@@ -17,6 +17,11 @@
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/ADT/ScopeExit.h"
+#include "llvm/Bitcode/BitcodeReader.h"
+#include "llvm/Bitcode/BitcodeWriter.h"
+#include "llvm/Support/ThreadPool.h"
+#include "llvm/Support/Threading.h"
+#include "llvm/Transforms/Utils/Cloning.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -25,6 +30,11 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
 
 using namespace mlir;
 
@@ -36,13 +46,71 @@ void compressa::cpu::registerCpuCodegenDialects(DialectRegistry &registry) {
   registerLLVMDialectTranslation(registry);
 }
 
+namespace {
+
+/// One kernel's code: its module as bitcode, then its object.
+struct Part {
+  std::string name, bitcode, object, error;
+};
+
+/// Objects compiled in this process, by their part's bitcode, CPU and
+/// triple: the ranks of an artifact (compressa-compile --ranks) differ only
+/// in their experts' kernels, so each other kernel is optimised and compiled
+/// once, not once a rank.
+std::mutex &memoMutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<std::string, std::string> &memo() {
+  static std::map<std::string, std::string> m;
+  return m;
+}
+
+/// Optimises (O3) and compiles one part in a context of its own.
+void compilePart(Part &part, const llvm::Target *target, const llvm::Triple &triple,
+                 const std::string &cpu) {
+  llvm::LLVMContext ctx;
+  llvm::Expected<std::unique_ptr<llvm::Module>> mod = llvm::parseBitcodeFile(
+      llvm::MemoryBufferRef(part.bitcode, part.name), ctx);
+  if (!mod) {
+    part.error = "reading its bitcode: " + llvm::toString(mod.takeError());
+    return;
+  }
+  llvm::TargetOptions targetOptions;
+  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
+      triple, cpu, "", targetOptions, llvm::Reloc::PIC_, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
+  if (!machine) {
+    part.error = "cannot create an LLVM target machine for CPU '" + cpu + "'";
+    return;
+  }
+  auto optimize = mlir::makeOptimizingTransformer(3, 0, machine.get());
+  if (llvm::Error err = optimize(mod->get())) {
+    part.error = "optimising: " + llvm::toString(std::move(err));
+    return;
+  }
+  llvm::SmallVector<char, 0> object;
+  {
+    llvm::raw_svector_ostream os(object);
+    llvm::legacy::PassManager codegen;
+    if (machine->addPassesToEmitFile(codegen, os, nullptr, llvm::CodeGenFileType::ObjectFile)) {
+      part.error = "the target machine cannot emit object files";
+      return;
+    }
+    codegen.run(**mod);
+  }
+  part.object.assign(object.begin(), object.end());
+}
+
+} // namespace
+
 FailureOr<std::string>
 compressa::cpu::compileToSharedObject(ModuleOp kernels,
                                       const CpuCodegenOptions &options,
                                       std::string &triple) {
   Location loc = kernels.getLoc();
 
-  // Step 1. LLVM IR for the host triple, optimised at O3.
+  // Step 1. LLVM IR for the host triple.
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
   llvm::LLVMContext llvmCtx;
@@ -66,20 +134,66 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
                           << cpu << "'";
   llvmModule->setTargetTriple(targetTriple);
   llvmModule->setDataLayout(machine->createDataLayout());
-  auto optimize = makeOptimizingTransformer(3, 0, machine.get());
-  if (llvm::Error err = optimize(llvmModule.get()))
-    return emitError(loc) << "optimising the CPU kernels failed: "
-                          << llvm::toString(std::move(err));
 
-  // Step 2. Object code.
-  llvm::SmallVector<char, 0> object;
+  // Step 2. A module a kernel (its function, the constant tables it reads,
+  // the intrinsics' declarations), each optimised at O3 and compiled to an
+  // object on its own, in parallel, unless this process compiled the same
+  // bitcode for the same CPU before. The kernels are external functions
+  // that call no other defined function, and their tables are internal
+  // constants, so each part holds its own copies and the parts link as the
+  // whole module did. LLVM never reassociates these kernels' floating-point
+  // operations (no fast-math flags), so the parts compute the same bits.
+  std::vector<Part> parts;
+  for (llvm::Function &fn : *llvmModule) {
+    if (fn.isDeclaration())
+      continue;
+    llvm::ValueToValueMapTy vmap;
+    std::unique_ptr<llvm::Module> one =
+        llvm::CloneModule(*llvmModule, vmap, [&](const llvm::GlobalValue *gv) {
+          const auto *f = llvm::dyn_cast<llvm::Function>(gv);
+          return !f || f->getName() == fn.getName();
+        });
+    // Tables other kernels read.
+    for (llvm::GlobalVariable &gv : llvm::make_early_inc_range(one->globals()))
+      if (gv.hasLocalLinkage() && gv.use_empty())
+        gv.eraseFromParent();
+    Part part;
+    part.name = fn.getName().str();
+    llvm::raw_string_ostream os(part.bitcode);
+    llvm::WriteBitcodeToFile(*one, os);
+    os.flush();
+    parts.push_back(std::move(part));
+  }
+  auto keyOf = [&](const Part &p) { return cpu + "\n" + triple + "\n" + p.bitcode; };
+  std::vector<Part *> todo;
   {
-    llvm::raw_svector_ostream os(object);
-    llvm::legacy::PassManager codegen;
-    if (machine->addPassesToEmitFile(codegen, os, nullptr,
-                                     llvm::CodeGenFileType::ObjectFile))
-      return emitError(loc) << "the target machine cannot emit object files";
-    codegen.run(*llvmModule);
+    std::lock_guard<std::mutex> lock(memoMutex());
+    for (Part &p : parts) {
+      auto it = memo().find(keyOf(p));
+      if (it != memo().end())
+        p.object = it->second;
+      else
+        todo.push_back(&p);
+    }
+  }
+  {
+    // COMPRESSA_CODEGEN_THREADS=N: at most N threads (default: the host's).
+    unsigned threads = llvm::hardware_concurrency().compute_thread_count();
+    if (const char *v = std::getenv("COMPRESSA_CODEGEN_THREADS"))
+      threads = std::max(1, std::atoi(v));
+    threads = std::max(1u, std::min<unsigned>(threads, todo.size()));
+    llvm::DefaultThreadPool pool(llvm::hardware_concurrency(threads));
+    for (Part *p : todo)
+      pool.async([p, target, &targetTriple, &cpu] { compilePart(*p, target, targetTriple, cpu); });
+    pool.wait();
+  }
+  for (Part *p : todo)
+    if (!p->error.empty())
+      return emitError(loc) << "compiling the CPU kernel " << p->name << ": " << p->error;
+  {
+    std::lock_guard<std::mutex> lock(memoMutex());
+    for (Part *p : todo)
+      memo().emplace(keyOf(*p), p->object);
   }
 
   // Step 3. A shared object, linked by ld.lld in a scratch directory.
@@ -87,40 +201,48 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
   if (std::error_code ec = llvm::sys::fs::createUniqueDirectory("compressa-cpu", dir))
     return emitError(loc) << "cannot create a temporary directory: " << ec.message();
   auto cleanup = llvm::make_scope_exit([&] { llvm::sys::fs::remove_directories(dir); });
-  llvm::SmallString<128> objPath(dir), soPath(dir);
-  llvm::sys::path::append(objPath, "kernels.o");
+  llvm::SmallString<128> soPath(dir);
   llvm::sys::path::append(soPath, "kernels.so");
-  {
+  std::vector<std::string> objPaths;
+  for (auto [i, p] : llvm::enumerate(parts)) {
+    llvm::SmallString<128> objPath(dir);
+    llvm::sys::path::append(objPath, "kernel" + std::to_string(i) + ".o");
     std::error_code ec;
     llvm::raw_fd_ostream os(objPath, ec);
     if (ec)
       return emitError(loc) << "cannot write " << objPath << ": " << ec.message();
-    os.write(object.data(), object.size());
+    os.write(p.object.data(), p.object.size());
+    objPaths.push_back(objPath.str().str());
   }
   if (!options.dumpDir.empty()) {
-    llvm::SmallString<128> ll(options.dumpDir), obj(options.dumpDir);
+    // The kernels' LLVM IR before optimisation, and each kernel's object.
+    llvm::SmallString<128> ll(options.dumpDir);
     llvm::sys::path::append(ll, "kernels.ll");
-    llvm::sys::path::append(obj, "kernels.o");
     std::error_code ec;
     llvm::raw_fd_ostream llOs(ll, ec);
     if (!ec)
       llvmModule->print(llOs, nullptr);
-    llvm::raw_fd_ostream objOs(obj, ec);
-    if (!ec)
-      objOs.write(object.data(), object.size());
+    for (const Part &p : parts) {
+      llvm::SmallString<128> obj(options.dumpDir);
+      llvm::sys::path::append(obj, p.name + ".o");
+      llvm::raw_fd_ostream objOs(obj, ec);
+      if (!ec)
+        objOs.write(p.object.data(), p.object.size());
+    }
   }
   llvm::ErrorOr<std::string> lld = llvm::sys::findProgramByName("ld.lld");
   if (!lld)
     return emitError(loc) << "ld.lld not found on PATH (Debian package lld); "
                              "it links the CPU kernels into a shared object";
-  std::string objArg = objPath.str().str(), soArg = soPath.str().str();
-  llvm::SmallVector<llvm::StringRef> args = {*lld, "-shared", "--hash-style=both",
-                                             "-o", soArg, objArg};
+  std::string soArg = soPath.str().str();
+  llvm::SmallVector<llvm::StringRef> args = {*lld, "-shared", "--hash-style=both", "-o", soArg};
+  for (const std::string &o : objPaths)
+    args.push_back(o);
   std::string linkError;
   int rc = llvm::sys::ExecuteAndWait(*lld, args, std::nullopt, {}, 0, 0, &linkError);
   if (rc != 0)
     return emitError(loc) << "linking the CPU kernels failed (" << *lld
-                          << " -shared -o " << soArg << " " << objArg
+                          << " -shared -o " << soArg << " <" << objPaths.size() << " objects>"
                           << "): exit " << rc << " " << linkError;
   auto buffer = llvm::MemoryBuffer::getFile(soPath);
   if (!buffer)

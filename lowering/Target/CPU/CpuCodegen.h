@@ -3,7 +3,11 @@
 //
 //   kernels (module @compressa_kernels, lowered to the LLVM dialect by
 //   lower-kernels-to-llvm)
-//     ──translateModuleToLLVMIR, O3──▶ LLVM IR ──TargetMachine──▶ object
+//     ──translateModuleToLLVMIR──▶ LLVM IR ──split: a module a kernel──▶
+//     each: O3, TargetMachine ──▶ an object (in parallel, on the host's
+//     threads or COMPRESSA_CODEGEN_THREADS; memoised in the process by the
+//     kernel's bitcode, so the ranks of compressa-compile --ranks compile
+//     each kernel they share once)
 //     ──ld.lld -shared──▶ ELF shared object (bytes, carried in the artifact)
 //
 //===----------------------------------------------------------------------===//
@@ -20,7 +24,8 @@ struct CpuCodegenOptions {
   /// LLVM CPU name; "x86-64" runs on any x86-64 machine, "native" tunes for
   /// the compiling host.
   std::string cpu = "x86-64";
-  /// Where to write `kernels.ll` and `kernels.o` (empty = nowhere).
+  /// Where to write `kernels.ll` (before optimisation) and each kernel's
+  /// object, `<kernel>.o` (empty = nowhere).
   std::string dumpDir;
 };
 
