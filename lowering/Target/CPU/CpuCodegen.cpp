@@ -143,9 +143,24 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
   // constants, so each part holds its own copies and the parts link as the
   // whole module did. LLVM never reassociates these kernels' floating-point
   // operations (no fast-math flags), so the parts compute the same bits.
+  // A module whose functions call each other or share mutable globals
+  // stays whole (one part).
+  bool splittable = llvm::all_of(llvmModule->globals(), [](const llvm::GlobalVariable &gv) {
+    return gv.isConstant();
+  });
+  for (llvm::Function &fn : *llvmModule)
+    splittable = splittable && (fn.isDeclaration() || (fn.use_empty() && !fn.hasLocalLinkage()));
   std::vector<Part> parts;
+  if (!splittable) {
+    Part whole;
+    whole.name = "kernels";
+    llvm::raw_string_ostream os(whole.bitcode);
+    llvm::WriteBitcodeToFile(*llvmModule, os);
+    os.flush();
+    parts.push_back(std::move(whole));
+  }
   for (llvm::Function &fn : *llvmModule) {
-    if (fn.isDeclaration())
+    if (fn.isDeclaration() || !splittable)
       continue;
     llvm::ValueToValueMapTy vmap;
     std::unique_ptr<llvm::Module> one =
