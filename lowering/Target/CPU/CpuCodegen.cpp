@@ -66,6 +66,24 @@ std::map<std::string, std::string> &memo() {
   return m;
 }
 
+/// The target machine every part is compiled with (null if the CPU is unknown).
+std::unique_ptr<llvm::TargetMachine> makeMachine(const llvm::Target *target,
+                                                 const llvm::Triple &triple,
+                                                 const std::string &cpu) {
+  llvm::TargetOptions targetOptions;
+  return std::unique_ptr<llvm::TargetMachine>(target->createTargetMachine(
+      triple, cpu, "", targetOptions, llvm::Reloc::PIC_, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
+}
+
+std::string bitcodeOf(const llvm::Module &m) {
+  std::string bytes;
+  llvm::raw_string_ostream os(bytes);
+  llvm::WriteBitcodeToFile(m, os);
+  os.flush();
+  return bytes;
+}
+
 /// Optimises (O3) and compiles one part in a context of its own.
 void compilePart(Part &part, const llvm::Target *target, const llvm::Triple &triple,
                  const std::string &cpu) {
@@ -76,10 +94,7 @@ void compilePart(Part &part, const llvm::Target *target, const llvm::Triple &tri
     part.error = "reading its bitcode: " + llvm::toString(mod.takeError());
     return;
   }
-  llvm::TargetOptions targetOptions;
-  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-      triple, cpu, "", targetOptions, llvm::Reloc::PIC_, std::nullopt,
-      llvm::CodeGenOptLevel::Aggressive));
+  std::unique_ptr<llvm::TargetMachine> machine = makeMachine(target, triple, cpu);
   if (!machine) {
     part.error = "cannot create an LLVM target machine for CPU '" + cpu + "'";
     return;
@@ -125,10 +140,7 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
     return emitError(loc) << "no LLVM target for " << triple << ": " << error;
   std::string cpu = options.cpu == "native" ? llvm::sys::getHostCPUName().str()
                                            : options.cpu;
-  llvm::TargetOptions targetOptions;
-  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-      targetTriple, cpu, "", targetOptions, llvm::Reloc::PIC_, std::nullopt,
-      llvm::CodeGenOptLevel::Aggressive));
+  std::unique_ptr<llvm::TargetMachine> machine = makeMachine(target, targetTriple, cpu);
   if (!machine)
     return emitError(loc) << "cannot create an LLVM target machine for CPU '"
                           << cpu << "'";
@@ -152,12 +164,7 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
     splittable = splittable && (fn.isDeclaration() || (fn.use_empty() && !fn.hasLocalLinkage()));
   std::vector<Part> parts;
   if (!splittable) {
-    Part whole;
-    whole.name = "kernels";
-    llvm::raw_string_ostream os(whole.bitcode);
-    llvm::WriteBitcodeToFile(*llvmModule, os);
-    os.flush();
-    parts.push_back(std::move(whole));
+    parts.push_back({"kernels", bitcodeOf(*llvmModule), "", ""});
   }
   for (llvm::Function &fn : *llvmModule) {
     if (fn.isDeclaration() || !splittable)
@@ -172,12 +179,7 @@ compressa::cpu::compileToSharedObject(ModuleOp kernels,
     for (llvm::GlobalVariable &gv : llvm::make_early_inc_range(one->globals()))
       if (gv.hasLocalLinkage() && gv.use_empty())
         gv.eraseFromParent();
-    Part part;
-    part.name = fn.getName().str();
-    llvm::raw_string_ostream os(part.bitcode);
-    llvm::WriteBitcodeToFile(*one, os);
-    os.flush();
-    parts.push_back(std::move(part));
+    parts.push_back({fn.getName().str(), bitcodeOf(*one), "", ""});
   }
   auto keyOf = [&](const Part &p) { return cpu + "\n" + triple + "\n" + p.bitcode; };
   std::vector<Part *> todo;

@@ -77,6 +77,8 @@ module {
 }
 )mlir";
 
+using Kernel = void (*)(void *);
+
 class CpuCodegenTest : public ::testing::Test {
 protected:
   void SetUp() override {
@@ -115,19 +117,24 @@ protected:
     llvm::sys::fs::remove(path);
     return handle;
   }
+  /// Kernel `name` of the loaded object `h` (a test failure if missing).
+  static Kernel kernel(void *h, const char *name) {
+    auto k = reinterpret_cast<Kernel>(dlsym(h, name));
+    if (!k)
+      ADD_FAILURE() << "no kernel " << name;
+    return k;
+  }
   MLIRContext ctx;
 };
-
-using Kernel = void (*)(void *);
 
 TEST_F(CpuCodegenTest, KernelsCompiledApartRunFromOneObject) {
   std::string so = compile(kSplittable);
   ASSERT_FALSE(so.empty());
   void *h = load(so);
   ASSERT_NE(h, nullptr) << dlerror();
-  auto k0 = reinterpret_cast<Kernel>(dlsym(h, "k0"));
-  auto k1 = reinterpret_cast<Kernel>(dlsym(h, "k1"));
-  auto k2 = reinterpret_cast<Kernel>(dlsym(h, "k2"));
+  Kernel k0 = kernel(h, "k0");
+  Kernel k1 = kernel(h, "k1");
+  Kernel k2 = kernel(h, "k2");
   ASSERT_TRUE(k0 && k1 && k2);
   float v = 0;
   k0(&v);
@@ -144,8 +151,8 @@ TEST_F(CpuCodegenTest, HelpersAndMutableGlobalsKeepTheModuleWhole) {
   ASSERT_FALSE(so.empty());
   void *h = load(so);
   ASSERT_NE(h, nullptr) << dlerror();
-  auto bump = reinterpret_cast<Kernel>(dlsym(h, "bump"));
-  auto countOf = reinterpret_cast<Kernel>(dlsym(h, "count_of"));
+  Kernel bump = kernel(h, "bump");
+  Kernel countOf = kernel(h, "count_of");
   ASSERT_TRUE(bump && countOf);
   float v = 1.25f;
   bump(&v);
@@ -173,8 +180,8 @@ TEST_F(CpuCodegenTest, OneThreadAndTheMemoGiveWorkingObjects) {
   EXPECT_NE(changed, first);
   void *h = load(changed);
   ASSERT_NE(h, nullptr) << dlerror();
-  auto k1 = reinterpret_cast<Kernel>(dlsym(h, "k1"));
-  auto k2 = reinterpret_cast<Kernel>(dlsym(h, "k2"));
+  Kernel k1 = kernel(h, "k1");
+  Kernel k2 = kernel(h, "k2");
   ASSERT_TRUE(k1 && k2);
   float v = 0;
   k2(&v);
