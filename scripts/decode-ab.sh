@@ -47,6 +47,9 @@
 # router's step instead of the experts'; the same bits),
 # COMPRESSA_FP8_EXPERTS_PIPELINE=1 (fast-decode's expert tiles load the next
 # 128-column block's weights before the MMAs of the current one),
+# COMPRESSA_FP8_EXPERTS_WIDE=1 (fast-decode's routed FP4 expert tiles: a lane
+# reads a whole 32-column block, 16 bytes, and the blocks' sums stay apart in
+# the MMA's N columns; other f32 rounding),
 # COMPRESSA_FP8_DECODE_LINEAR=1 (fast-decode's dense FP8 layers in the FP8
 # GEMM semantics on warp MMAs: Emitter::fp8DecodeLinear; other numerics),
 # COMPRESSA_INDEXER_WGMMA=0 (--numerics=fast prefill's indexer scores on warp

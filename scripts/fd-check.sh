@@ -28,6 +28,9 @@
 #         COMPRESSA_FP8_EXPERTS_PIPELINE=1)
 #         against the default artifact of their numerics: byte-identical
 #         logits;
+#       - variants with other f32 rounding (COMPRESSA_FP8_EXPERTS_WIDE=1)
+#         against the default artifact of their numerics: the distance,
+#         reported;
 #       - fast-decode on the GPU against its CPU twin (bounds for gross errors:
 #         max 4, median 0.1, top-1 70 %), and against the reference (reported).
 #       Exits 1 on any failure.
@@ -61,6 +64,7 @@ fd-al | COMPRESSA_ATTENTION_LAUNCH=1 | fast-decode
 fd-fence | COMPRESSA_GRID_BARRIER=fence | fast-decode
 fd-pipe | COMPRESSA_FP8_EXPERTS_PIPELINE=1 | fast-decode
 fd-lin | COMPRESSA_FP8_DECODE_LINEAR=1 | fast-decode
+fd-wide | COMPRESSA_FP8_EXPERTS_WIDE=1 | fast-decode
 EOF
 }
 # The artifact whose logits a variant must equal byte for byte (same ops).
@@ -68,6 +72,12 @@ same_as() {
   case $1 in
     exact-old | exact-plain | exact-nobr | exact-al | exact-fence) echo exact ;;
     fd-mulscale | fd-old | fd-plain | fd-nobr | fd-al | fd-fence | fd-pipe) echo fd ;;
+  esac
+}
+# The artifact a variant with other rounding is reported against.
+near_of() {
+  case $1 in
+    fd-wide) echo fd ;;
   esac
 }
 # The CPU twin of a variant's numerics (its CPU code ignores the GPU-only
@@ -86,7 +96,7 @@ chosen_variants() {
   all=" $(variants | cut -d'|' -f1 | xargs) "
   for v in $FD_CHECK_VARIANTS; do
     [[ $all == *" $v "* ]] || { echo "error: FD_CHECK_VARIANTS names '$v', which is not a variant" >&2; exit 2; }
-    want+="$v $(same_as "$v") "
+    want+="$v $(same_as "$v") $(near_of "$v") "
   done
   variants | while IFS= read -r line; do
     v=$(echo "${line%%|*}" | xargs)
@@ -173,6 +183,11 @@ run() {
     if [ -n "$same" ]; then
       cmp -s "$logits" "$work"/$same.logits && echo "$n: logits byte-identical to $same's" ||
         { echo "FAIL $n: logits differ from $same's"; failures=$((failures + 1)); }
+    fi
+    local near
+    near=$(near_of "$n")
+    if [ -n "$near" ] && [ -f "$work"/$near.logits ]; then
+      $check "$logits" logits "$work"/$near.logits logits --label "$n GPU vs $near GPU" || true
     fi
     # An exact variant: its byte comparison with exact says all.
     [[ $n == exact* ]] && continue

@@ -12,7 +12,10 @@
 // fused multiply-adds, products summed in f16 pairs, and the fast numerics'
 // warp-MMA form (fast-decode's experts: FP4 placed in f16 pairs, two
 // mma.sync m16n8k16 a 32-column block, x in f16), whose distance from the
-// exact outputs it prints.
+// exact outputs it prints; that form with K split in parts so that every
+// warp has work (`gemvMmaSplit`), and a form that reads whole sectors (a
+// lane loads a whole 32-column block, the blocks' sums kept apart in the
+// MMA's N columns: `gemvMmaWide`, the compiler's COMPRESSA_FP8_EXPERTS_WIDE).
 //
 //   nvcc -O3 -arch=sm_90a -o gemv-stream-bench scripts/gemv-stream-bench.cu
 //   ./gemv-stream-bench [rows] [cols]      (default 24576 x 4096: the gate
@@ -362,6 +365,122 @@ __global__ void __launch_bounds__(kThreads) gemvMma(const uint32_t *__restrict__
   }
 }
 
+// Variant D', split K: gemvMma's tile form (T = 1) with a warp item of one
+// 16-row tile and one of P parts of the row's blocks, so that every warp has
+// work (24576 rows are 1536 tiles, fewer than the 2112 warps of 132 SMs);
+// the parts' sums added into y by atomics (y zeroed before).
+template <int U, int P>
+__global__ void __launch_bounds__(kThreads) gemvMmaSplit(const uint32_t *__restrict__ w,
+                                                         const uint8_t *__restrict__ sc,
+                                                         const uint4 *__restrict__ xh,
+                                                         float *__restrict__ y, int rows, int cols) {
+  int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int warp = blockIdx.x * kWarps + (threadIdx.x >> 5), nw = gridDim.x * kWarps;
+  int words = cols / 8, blocks = cols / 32, per = blocks / P, items = rows / 16 * P;
+  for (int it = warp; it < items; it += nw) {
+    int tile = it / P, part = it % P;
+    float acc0 = 0.f, acc1 = 0.f;
+    size_t r0 = (size_t)tile * 16 + g, r1 = r0 + 8;
+    for (int b0 = part * per; b0 < (part + 1) * per; b0 += U) {
+      uint32_t wa[U][2];
+      uint8_t sa[U][2];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        wa[u][0] = ldStream(w + r0 * words + (b0 + u) * 4 + t);
+        wa[u][1] = ldStream(w + r1 * words + (b0 + u) * 4 + t);
+        sa[u][0] = __ldg(sc + r0 * blocks + b0 + u);
+        sa[u][1] = __ldg(sc + r1 * blocks + b0 + u);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        uint4 xv = __ldg(xh + (b0 + u) * 4 + t);
+        uint32_t q[4], p[4];
+        placeF16(wa[u][0], q);
+        placeF16(wa[u][1], p);
+        float d[4] = {0.f, 0.f, 0.f, 0.f};
+        mma16816(d, q[0], p[0], q[1], p[1], xv.x, xv.y);
+        mma16816(d, q[2], p[2], q[3], p[3], xv.z, xv.w);
+        acc0 = fmaf(d[0], e8m0(sa[u][0]), acc0);
+        acc1 = fmaf(d[2], e8m0(sa[u][1]), acc1);
+      }
+    }
+    if (t == 0) {
+      atomicAdd(y + r0, acc0);
+      atomicAdd(y + r1, acc1);
+    }
+  }
+}
+
+// Variant E: the MMA form with whole sectors. A lane reads a whole 32-column
+// block (16 bytes, one load) of rows g and g + 8: lane t block 4s + t of a
+// span of 4 blocks, so a warp's load covers 64 contiguous bytes a row. The
+// blocks keep their own sums by the MMA's N: B column n holds x of block
+// 4s + n in the k slots of lane t = n and zeros elsewhere, so D column n is
+// block 4s + n's sum (columns 4..7 unused). Eight MMAs a span, one
+// accumulator; lanes t = 0, 1 then scale columns 2t, 2t + 1. U spans' loads
+// in flight, K split in P parts as above.
+template <int U, int P>
+__global__ void __launch_bounds__(kThreads) gemvMmaWide(const uint32_t *__restrict__ w32,
+                                                        const uint8_t *__restrict__ sc,
+                                                        const uint4 *__restrict__ xh,
+                                                        float *__restrict__ y, int rows, int cols) {
+  int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int warp = blockIdx.x * kWarps + (threadIdx.x >> 5), nw = gridDim.x * kWarps;
+  int blocks = cols / 32, spans = blocks / 4, per = spans / P, items = rows / 16 * P;
+  bool on = g == t;
+  const uint4 *w = reinterpret_cast<const uint4 *>(w32);
+  for (int it = warp; it < items; it += nw) {
+    int tile = it / P, part = it % P;
+    float acc0 = 0.f, acc1 = 0.f;
+    size_t r0 = (size_t)tile * 16 + g, r1 = r0 + 8;
+    for (int s0 = part * per; s0 < (part + 1) * per; s0 += U) {
+      uint4 wa[U][2];
+      uint32_t sa[U][2];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        int blk = (s0 + u) * 4 + t;
+        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(wa[u][0].x), "=r"(wa[u][0].y), "=r"(wa[u][0].z), "=r"(wa[u][0].w)
+                     : "l"(w + r0 * blocks + blk));
+        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(wa[u][1].x), "=r"(wa[u][1].y), "=r"(wa[u][1].z), "=r"(wa[u][1].w)
+                     : "l"(w + r1 * blocks + blk));
+        sa[u][0] = __ldg(reinterpret_cast<const uint32_t *>(sc + r0 * blocks) + s0 + u);
+        sa[u][1] = __ldg(reinterpret_cast<const uint32_t *>(sc + r1 * blocks) + s0 + u);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const uint4 *xb = xh + ((s0 + u) * 4 + t) * 4;
+        float d[4] = {0.f, 0.f, 0.f, 0.f};
+        uint32_t a[4] = {wa[u][0].x, wa[u][0].y, wa[u][0].z, wa[u][0].w};
+        uint32_t b[4] = {wa[u][1].x, wa[u][1].y, wa[u][1].z, wa[u][1].w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          uint4 xv = on ? __ldg(xb + i) : make_uint4(0, 0, 0, 0);
+          uint32_t q[4], p[4];
+          placeF16(a[i], q);
+          placeF16(b[i], p);
+          mma16816(d, q[0], p[0], q[1], p[1], xv.x, xv.y);
+          mma16816(d, q[2], p[2], q[3], p[3], xv.z, xv.w);
+        }
+        if (t < 2) {
+          int sh0 = 16 * t, sh1 = 16 * t + 8;
+          acc0 = fmaf(d[0], e8m0((sa[u][0] >> sh0) & 255u), acc0);
+          acc0 = fmaf(d[1], e8m0((sa[u][0] >> sh1) & 255u), acc0);
+          acc1 = fmaf(d[2], e8m0((sa[u][1] >> sh0) & 255u), acc1);
+          acc1 = fmaf(d[3], e8m0((sa[u][1] >> sh1) & 255u), acc1);
+        }
+      }
+    }
+    acc0 += __shfl_xor_sync(0xffffffffu, acc0, 1);
+    acc1 += __shfl_xor_sync(0xffffffffu, acc1, 1);
+    if (t == 0) {
+      atomicAdd(y + r0, acc0);
+      atomicAdd(y + r1, acc1);
+    }
+  }
+}
+
 // The ceiling: every byte of w read once (16 bytes a thread a trip).
 __global__ void readAll(const uint4 *__restrict__ p, size_t n, uint32_t *sink) {
   uint32_t a = 0;
@@ -531,6 +650,29 @@ int main(int argc, char **argv) {
   mmaRun(gemvMma<2, 2>, 2, 2, "mma 32 rows, 2 blocks");
   mmaRun(gemvMma<2, 4>, 2, 4, "mma 32 rows, 4 blocks");
   mmaRun(gemvMma<4, 2>, 4, 2, "mma 64 rows, 2 blocks");
+  auto mmaSplit = [&](auto kernel, int u, int parts, int wide, const char *name) {
+    int unitsPerRow = wide ? cols / 128 : cols / 32;
+    if (rows % 16 || unitsPerRow % (u * parts)) return;
+    report(name, timed([&] {
+      CK(cudaMemsetAsync(y1, 0, rows * 4));
+      kernel<<<grid2, kThreads>>>(w, sc, xh, y1, rows, cols);
+    }));
+    CK(cudaMemcpy(gotA.data(), y1, rows * 4, cudaMemcpyDeviceToHost));
+    double worst = 0;
+    for (int i = 0; i < rows; ++i) worst = std::max(worst, std::abs(double(gotA[i]) / 256.0 - refA[i]));
+    printf("  max |mma / 2^8 - exact| = %.3e\n", worst);
+  };
+  // (the zeroing of y is inside the timed span: a memset of rows floats)
+  mmaSplit(gemvMmaSplit<4, 2>, 4, 2, 0, "mma split 4 blk, 2 parts");
+  mmaSplit(gemvMmaSplit<8, 2>, 8, 2, 0, "mma split 8 blk, 2 parts");
+  mmaSplit(gemvMmaSplit<8, 4>, 8, 4, 0, "mma split 8 blk, 4 parts");
+  mmaSplit(gemvMmaSplit<4, 8>, 4, 8, 0, "mma split 4 blk, 8 parts");
+  mmaSplit(gemvMmaWide<1, 2>, 1, 2, 1, "mma wide 1 span, 2 parts");
+  mmaSplit(gemvMmaWide<2, 2>, 2, 2, 1, "mma wide 2 spans, 2 parts");
+  mmaSplit(gemvMmaWide<2, 4>, 2, 4, 1, "mma wide 2 spans, 4 parts");
+  mmaSplit(gemvMmaWide<4, 2>, 4, 2, 1, "mma wide 4 spans, 2 parts");
+  mmaSplit(gemvMmaWide<4, 4>, 4, 4, 1, "mma wide 4 spans, 4 parts");
+  mmaSplit(gemvMmaWide<2, 8>, 2, 8, 1, "mma wide 2 spans, 8 parts");
   std::vector<float> ref(rows), got(rows);
   CK(cudaMemcpy(ref.data(), y0, rows * 4, cudaMemcpyDeviceToHost));
   int stageBytes = cols / 2 + cols / 32;

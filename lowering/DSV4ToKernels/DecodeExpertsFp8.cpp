@@ -276,6 +276,19 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
     return w;
   };
 
+  // The two MMAs of 8 columns a lane: MMA h takes A words 2h, 2h + 1 of
+  // both rows and B's words 2h, 2h + 1 (the same column order on both
+  // sides), d accumulating.
+  auto mmas = [&](const std::array<Value, 4> &a0, const std::array<Value, 4> &a1,
+                  const std::array<Value, 4> &bw, Value d[4]) {
+    for (int64_t h = 0; h < 2; ++h) {
+      Value cIn[4] = {d[0], d[1], d[2], d[3]};
+      Value aFrag[4] = {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]};
+      Value bFrag[2] = {bw[2 * h], bw[2 * h + 1]};
+      target.mmaF16(b, loc, aFrag, bFrag, cIn, d);
+    }
+  };
+
   // A row's FP4 scales of a 128-column block in one word where the block
   // is whole and the row's scales start 4-byte aligned.
   auto wordScalesOf = [&](int64_t subs) { return subs == kSubs && (K / kSub) % 4 == 0; };
@@ -361,17 +374,6 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
         chains.push_back(ch);
       }
     assert(at == words.size() && "computeBlock reads what loadBlock loaded");
-    // MMA h of a 32-column block: A words 2h, 2h + 1 of both rows, B's
-    // words 2h, 2h + 1 (the same column order on both sides).
-    auto mmas = [&](const std::array<Value, 4> &a0, const std::array<Value, 4> &a1,
-                    const std::array<Value, 4> &bw, Value d[4]) {
-      for (int64_t h = 0; h < 2; ++h) {
-        Value cIn[4] = {d[0], d[1], d[2], d[3]};
-        Value aFrag[4] = {a0[2 * h], a1[2 * h], a0[2 * h + 1], a1[2 * h + 1]};
-        Value bFrag[2] = {bw[2 * h], bw[2 * h + 1]};
-        target.mmaF16(b, loc, aFrag, bFrag, cIn, d);
-      }
-    };
     for (int64_t j = 0; j < subs; ++j) {
       Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
       // B: x's 8 codes of the lane's column as f16 (exact), two MMAs (k16)
@@ -454,36 +456,129 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
   // block again (cache hits) instead of a branch.
   static const bool pipelined = KernelBuilder::experimentString(
                                     "COMPRESSA_FP8_EXPERTS_PIPELINE") == "1";
-  int64_t unroll = nkb % 2 == 0 && nkb > 1 ? most : 1;
-  SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
+  // Experiment (COMPRESSA_FP8_EXPERTS_WIDE=1 at compile time): where B has
+  // one column (a routed pick's own token) and every weight is FP4 without
+  // a partial block, a lane reads a whole 32-column block of rows g and
+  // g + 8 (16 bytes, one load: block t of each 128-column block, so a
+  // warp's load covers 64 contiguous bytes a row instead of 16 of each of
+  // 8 rows and the sectors are read whole), and the four blocks keep their
+  // sums apart by the MMA's N: B column n holds x of block n in the k
+  // slots of lane t = n and zeros elsewhere, so D column n is block n's
+  // sum over the eight MMAs (4 words of 8 columns a lane). Lanes t = 0, 1
+  // hold columns 0..3; each scales its two blocks' sums, and lane t = 0
+  // adds lane 1's at the end. Other f32 rounding than the default tiles
+  // (a block's 32 products in 8 MMAs of 4); the same CPU twin.
+  static const bool wideSwitch =
+      KernelBuilder::experimentString("COMPRESSA_FP8_EXPERTS_WIDE") == "1";
+  bool wide = wideSwitch && xo.single && tailSubs == 0 && wordScalesOf(kSubs) &&
+              llvm::all_of(ws, isFp4);
   SmallVector<Value> acc;
-  if (pipelined && unroll == 1 && nkb > 1) {
-    SmallVector<Value> init(zeros);
-    SmallVector<Value> first = loadBlock(kb0, kSubs);
-    size_t nAcc = init.size();
-    init.append(first.begin(), first.end());
-    SmallVector<Value> res = kb.reduce(
-        c(0), c(nkb), init, [&](Value it, ValueRange in) -> SmallVector<Value> {
-          SmallVector<Value> cur(in.begin() + nAcc, in.end());
-          Value nextBlk = kb.add(kb0, kb.min(kb.add(it, c(1)), c(nkb - 1)));
-          SmallVector<Value> next = loadBlock(nextBlk, kSubs);
-          SmallVector<Value> a = computeBlock(kb.add(kb0, it), kSubs, cur,
-                                              SmallVector<Value>(in.begin(), in.begin() + nAcc));
-          a.append(next.begin(), next.end());
-          return a;
-        });
-    acc.assign(res.begin(), res.begin() + nAcc);
+  if (wide) {
+    Value on = kb.eq(g, t);
+    Value xRow0 = kb.mul(xo.rowOf(c(0)), c(xo.stride));
+    // Byte 2t + j (mod 4) of a scale word: the lane's blocks (t = 2, 3 hold
+    // zero sums; any byte serves).
+    Value shifts[2];
+    for (int64_t j = 0; j < 2; ++j)
+      shifts[j] = kb.truncI32(kb.mul(kb.rem(kb.add(kb.mul(t, c(2)), c(j)), c(4)), c(8)));
+    auto scaleAt = [&](Value wd, Value sh) {
+      Value byte = band(arith::ShRUIOp::create(b, loc, wd, sh), 0xFFu);
+      return arith::BitcastOp::create(b, loc, kb.f32(), shift(byte, 23)).getResult();
+    };
+    auto span = [&](Value blk, ArrayRef<Value> in) -> SmallVector<Value> {
+      // Loads first: per weight and m-tile, rows g and g + 8's scale words
+      // and 16 bytes of codes; then x's 32 codes of block t.
+      struct Rows {
+        Value sw[2];
+        Value words[2][4];
+      };
+      SmallVector<Rows> rows;
+      for (int64_t wi = 0; wi < nw; ++wi)
+        for (int64_t mt = 0; mt < mTiles; ++mt) {
+          const WeightView &w = ws[wi];
+          Rows rw;
+          Value r0 = kb.add(row0, kb.add(g, c(kTileRows * mt)));
+          for (int64_t h = 0; h < 2; ++h) {
+            Value row = kb.add(r0, c(8 * h));
+            Value at = kb.add(kb.mul(row, c(K / kSub)), kb.mul(blk, c(kSubs)));
+            rw.sw[h] = kb.load(i32, kb.offset(i8, w.scale, at), c(0));
+            Value byte = kb.add(kb.add(kb.mul(row, c(K / 2)), kb.mul(blk, c(kQuantBlock / 2))),
+                                kb.mul(t, c(kSub / 2)));
+            Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32),
+                                           kb.offset(i8, w.data, byte), /*alignment=*/16);
+            for (int64_t i = 0; i < 4; ++i)
+              rw.words[h][i] = LLVM::ExtractElementOp::create(b, loc, v, kb.c32(i));
+          }
+          rows.push_back(rw);
+        }
+      std::array<std::array<Value, 4>, 4> bx;
+      for (int64_t i = 0; i < 4; ++i) {
+        Value two[2];
+        load8(xo.codes,
+              kb.add(xRow0, kb.add(kb.mul(blk, c(kQuantBlock)),
+                                   kb.add(kb.mul(t, c(kSub)), c(8 * i)))),
+              two);
+        std::array<Value, 4> f = e4m3F16x2(two);
+        for (int64_t k = 0; k < 4; ++k)
+          bx[i][k] = kb.select(on, f[k], LLVM::ZeroOp::create(b, loc, f[k].getType()));
+      }
+      Value f = kb.mul(xScale(c(0), blk), kb.cf(16384.0));
+      SmallVector<Value> out(in);
+      for (size_t ci = 0; ci < rows.size(); ++ci) {
+        const Rows &rw = rows[ci];
+        Value d[4] = {kb.cf(0.0), kb.cf(0.0), kb.cf(0.0), kb.cf(0.0)};
+        for (int64_t i = 0; i < 4; ++i)
+          mmas(fp4F16x2(rw.words[0][i]), fp4F16x2(rw.words[1][i]), bx[i], d);
+        // d[i]: row g (i < 2) or g + 8, block 2t + i % 2.
+        for (int64_t i = 0; i < 4; ++i) {
+          Value s = scaleAt(rw.sw[i / 2], shifts[i % 2]);
+          out[ci * 4 + i] = kb.addTimesPow2(out[ci * 4 + i], kb.mul(d[i], s), f);
+        }
+      }
+      return out;
+    };
+    SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
+    acc = kb.reduce(c(0), c(nkb), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+      return span(kb.add(kb0, it), SmallVector<Value>(in.begin(), in.end()));
+    });
+    // Row g's value: its two blocks' sums, then lane t ^ 1's (lane 0 ends
+    // with it; the store takes column 0 only).
+    for (size_t ci = 0; ci < acc.size() / 4; ++ci)
+      for (int64_t h = 0; h < 2; ++h) {
+        Value v = kb.add(acc[ci * 4 + 2 * h], acc[ci * 4 + 2 * h + 1]);
+        acc[ci * 4 + 2 * h] = kb.add(v, kb.shuffleXor(v, 1));
+      }
   } else {
-    acc = kb.reduce(
-        c(0), c(nkb / unroll), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
-          SmallVector<Value> a(in);
-          for (int64_t u = 0; u < unroll; ++u)
-            a = block(kb.add(kb0, kb.add(kb.mul(it, c(unroll)), c(u))), kSubs, a);
-          return a;
-        });
+    int64_t unroll = nkb % 2 == 0 && nkb > 1 ? most : 1;
+    SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
+    if (pipelined && unroll == 1 && nkb > 1) {
+      SmallVector<Value> init(zeros);
+      SmallVector<Value> first = loadBlock(kb0, kSubs);
+      size_t nAcc = init.size();
+      init.append(first.begin(), first.end());
+      SmallVector<Value> res = kb.reduce(
+          c(0), c(nkb), init, [&](Value it, ValueRange in) -> SmallVector<Value> {
+            SmallVector<Value> cur(in.begin() + nAcc, in.end());
+            Value nextBlk = kb.add(kb0, kb.min(kb.add(it, c(1)), c(nkb - 1)));
+            SmallVector<Value> next = loadBlock(nextBlk, kSubs);
+            SmallVector<Value> a = computeBlock(kb.add(kb0, it), kSubs, cur,
+                                                SmallVector<Value>(in.begin(), in.begin() + nAcc));
+            a.append(next.begin(), next.end());
+            return a;
+          });
+      acc.assign(res.begin(), res.begin() + nAcc);
+    } else {
+      acc = kb.reduce(
+          c(0), c(nkb / unroll), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
+            SmallVector<Value> a(in);
+            for (int64_t u = 0; u < unroll; ++u)
+              a = block(kb.add(kb0, kb.add(kb.mul(it, c(unroll)), c(u))), kSubs, a);
+            return a;
+          });
+    }
+    if (tailSubs)
+      acc = block(c(K / kQuantBlock), tailSubs, acc);
   }
-  if (tailSubs)
-    acc = block(c(K / kQuantBlock), tailSubs, acc);
   // d[i]: row g (i < 2) or g + 8, column 2t + i % 2.
   for (int64_t mt = 0; mt < mTiles; ++mt)
     for (int64_t i = 0; i < 4; ++i) {
@@ -778,6 +873,7 @@ void Emitter::expertsFp8Decode(MoeExpertsOp op, SharedExpertOp shared, View part
     Fp8Operand o{codes, scales, stride, {}, {}};
     o.rowOf = [row](Value) { return row; };
     o.valid = [this](Value n) { return kb.eq(n, c(0)); };
+    o.single = true;
     return o;
   };
 

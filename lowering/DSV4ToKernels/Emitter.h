@@ -828,6 +828,8 @@ public:
     Value codes, scales;
     int64_t stride = 0;
     std::function<Value(Value)> rowOf, valid;
+    /// Only column 0 is valid (a routed pick's own token).
+    bool single = false;
   };
   /// The dots of rows row0 .. row0 + 16 mTiles - 1 of each FP4/FP8 weight
   /// of `ws` (of one K) with B's columns over the 128-column blocks kb0 ..
