@@ -13,7 +13,7 @@
 // warp-MMA form (fast-decode's experts: FP4 placed in f16 pairs, two
 // mma.sync m16n8k16 a 32-column block, x in f16), whose distance from the
 // exact outputs it prints; that form with K split in parts so that every
-// warp has work (`gemvMmaSplit`), and a form that reads whole sectors (a
+// warp has work (`gemvMma`'s P), and a form that reads whole sectors (a
 // lane loads a whole 32-column block, the blocks' sums kept apart in the
 // MMA's N columns: `gemvMmaWide`, the compiler's COMPRESSA_FP8_EXPERTS_WIDE).
 //
@@ -289,13 +289,32 @@ __global__ void __launch_bounds__(kThreads) gemvItems(const uint32_t *__restrict
   }
 }
 
+// An output: stored, or added by an atomic where K parts share it (y zeroed before).
+__device__ __forceinline__ void store(float *p, float v, bool add) {
+  if (add)
+    atomicAdd(p, v);
+  else
+    *p = v;
+}
+
+__device__ __forceinline__ uint4 ldStream4(const uint4 *p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
 // Variant D: the fast numerics' form (fast-decode's experts): a warp item of
 // T tiles of 16 rows; lane (g, t) reads word t (columns 8t .. 8t + 7) of a
 // 32-column block of rows g and g + 8, places its codes in f16 pairs
 // (columns j, j + 4) and runs two mma.sync m16n8k16 (f16, f32 sums) against
 // x in f16 pairs of the same columns (`xh`), every B column holding x; a
-// block's sums times its scale, U blocks' loads in flight. Other bits (x in
-// f16, times 2^8).
+// block's sums times its scale, U blocks' loads in flight. With P > 1 a warp
+// item is the T tiles and one of P parts of the row's blocks, so that every
+// warp has work (24576 rows are 1536 tiles, fewer than the 2112 warps of 132
+// SMs), the parts' sums added into y by atomics. Other bits (x in f16, times
+// 2^8).
 __device__ __forceinline__ void mma16816(float d[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -314,19 +333,20 @@ __device__ __forceinline__ void placeF16(uint32_t w, uint32_t q[4]) {
   q[3] = __byte_perm(0, odd, 0x7050);
 }
 
-template <int T, int U>
+template <int T, int U, int P = 1>
 __global__ void __launch_bounds__(kThreads) gemvMma(const uint32_t *__restrict__ w,
                                                     const uint8_t *__restrict__ sc,
                                                     const uint4 *__restrict__ xh,
                                                     float *__restrict__ y, int rows, int cols) {
   int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int warp = blockIdx.x * kWarps + (threadIdx.x >> 5), nw = gridDim.x * kWarps;
-  int words = cols / 8, blocks = cols / 32, items = rows / (16 * T);
-  for (int it = warp; it < items; it += nw) {
+  int words = cols / 8, blocks = cols / 32, per = blocks / P, items = rows / (16 * T) * P;
+  for (int item = warp; item < items; item += nw) {
+    int it = item / P, part = item % P;
     float acc[T][2];
 #pragma unroll
     for (int tt = 0; tt < T; ++tt) acc[tt][0] = acc[tt][1] = 0.f;
-    for (int b0 = 0; b0 < blocks; b0 += U) {
+    for (int b0 = part * per; b0 < (part + 1) * per; b0 += U) {
       uint32_t wa[U][T][2];
       uint8_t sa[U][T][2];
 #pragma unroll
@@ -359,55 +379,9 @@ __global__ void __launch_bounds__(kThreads) gemvMma(const uint32_t *__restrict__
 #pragma unroll
       for (int tt = 0; tt < T; ++tt) {
         size_t row = (size_t)it * 16 * T + tt * 16 + g;
-        y[row] = acc[tt][0];
-        y[row + 8] = acc[tt][1];
+        store(y + row, acc[tt][0], P > 1);
+        store(y + row + 8, acc[tt][1], P > 1);
       }
-  }
-}
-
-// Variant D', split K: gemvMma's tile form (T = 1) with a warp item of one
-// 16-row tile and one of P parts of the row's blocks, so that every warp has
-// work (24576 rows are 1536 tiles, fewer than the 2112 warps of 132 SMs);
-// the parts' sums added into y by atomics (y zeroed before).
-template <int U, int P>
-__global__ void __launch_bounds__(kThreads) gemvMmaSplit(const uint32_t *__restrict__ w,
-                                                         const uint8_t *__restrict__ sc,
-                                                         const uint4 *__restrict__ xh,
-                                                         float *__restrict__ y, int rows, int cols) {
-  int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  int warp = blockIdx.x * kWarps + (threadIdx.x >> 5), nw = gridDim.x * kWarps;
-  int words = cols / 8, blocks = cols / 32, per = blocks / P, items = rows / 16 * P;
-  for (int it = warp; it < items; it += nw) {
-    int tile = it / P, part = it % P;
-    float acc0 = 0.f, acc1 = 0.f;
-    size_t r0 = (size_t)tile * 16 + g, r1 = r0 + 8;
-    for (int b0 = part * per; b0 < (part + 1) * per; b0 += U) {
-      uint32_t wa[U][2];
-      uint8_t sa[U][2];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        wa[u][0] = ldStream(w + r0 * words + (b0 + u) * 4 + t);
-        wa[u][1] = ldStream(w + r1 * words + (b0 + u) * 4 + t);
-        sa[u][0] = __ldg(sc + r0 * blocks + b0 + u);
-        sa[u][1] = __ldg(sc + r1 * blocks + b0 + u);
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        uint4 xv = __ldg(xh + (b0 + u) * 4 + t);
-        uint32_t q[4], p[4];
-        placeF16(wa[u][0], q);
-        placeF16(wa[u][1], p);
-        float d[4] = {0.f, 0.f, 0.f, 0.f};
-        mma16816(d, q[0], p[0], q[1], p[1], xv.x, xv.y);
-        mma16816(d, q[2], p[2], q[3], p[3], xv.z, xv.w);
-        acc0 = fmaf(d[0], e8m0(sa[u][0]), acc0);
-        acc1 = fmaf(d[2], e8m0(sa[u][1]), acc1);
-      }
-    }
-    if (t == 0) {
-      atomicAdd(y + r0, acc0);
-      atomicAdd(y + r1, acc1);
-    }
   }
 }
 
@@ -418,7 +392,7 @@ __global__ void __launch_bounds__(kThreads) gemvMmaSplit(const uint32_t *__restr
 // 4s + n in the k slots of lane t = n and zeros elsewhere, so D column n is
 // block 4s + n's sum (columns 4..7 unused). Eight MMAs a span, one
 // accumulator; lanes t = 0, 1 then scale columns 2t, 2t + 1. U spans' loads
-// in flight, K split in P parts as above.
+// in flight, K split in P parts as in gemvMma.
 template <int U, int P>
 __global__ void __launch_bounds__(kThreads) gemvMmaWide(const uint32_t *__restrict__ w32,
                                                         const uint8_t *__restrict__ sc,
@@ -439,12 +413,8 @@ __global__ void __launch_bounds__(kThreads) gemvMmaWide(const uint32_t *__restri
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         int blk = (s0 + u) * 4 + t;
-        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(wa[u][0].x), "=r"(wa[u][0].y), "=r"(wa[u][0].z), "=r"(wa[u][0].w)
-                     : "l"(w + r0 * blocks + blk));
-        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(wa[u][1].x), "=r"(wa[u][1].y), "=r"(wa[u][1].z), "=r"(wa[u][1].w)
-                     : "l"(w + r1 * blocks + blk));
+        wa[u][0] = ldStream4(w + r0 * blocks + blk);
+        wa[u][1] = ldStream4(w + r1 * blocks + blk);
         sa[u][0] = __ldg(reinterpret_cast<const uint32_t *>(sc + r0 * blocks) + s0 + u);
         sa[u][1] = __ldg(reinterpret_cast<const uint32_t *>(sc + r1 * blocks) + s0 + u);
       }
@@ -475,8 +445,8 @@ __global__ void __launch_bounds__(kThreads) gemvMmaWide(const uint32_t *__restri
     acc0 += __shfl_xor_sync(0xffffffffu, acc0, 1);
     acc1 += __shfl_xor_sync(0xffffffffu, acc1, 1);
     if (t == 0) {
-      atomicAdd(y + r0, acc0);
-      atomicAdd(y + r1, acc1);
+      store(y + r0, acc0, P > 1);
+      store(y + r1, acc1, P > 1);
     }
   }
 }
@@ -663,10 +633,10 @@ int main(int argc, char **argv) {
     printf("  max |mma / 2^8 - exact| = %.3e\n", worst);
   };
   // (the zeroing of y is inside the timed span: a memset of rows floats)
-  mmaSplit(gemvMmaSplit<4, 2>, 4, 2, 0, "mma split 4 blk, 2 parts");
-  mmaSplit(gemvMmaSplit<8, 2>, 8, 2, 0, "mma split 8 blk, 2 parts");
-  mmaSplit(gemvMmaSplit<8, 4>, 8, 4, 0, "mma split 8 blk, 4 parts");
-  mmaSplit(gemvMmaSplit<4, 8>, 4, 8, 0, "mma split 4 blk, 8 parts");
+  mmaSplit(gemvMma<1, 4, 2>, 4, 2, 0, "mma split 4 blk, 2 parts");
+  mmaSplit(gemvMma<1, 8, 2>, 8, 2, 0, "mma split 8 blk, 2 parts");
+  mmaSplit(gemvMma<1, 8, 4>, 8, 4, 0, "mma split 8 blk, 4 parts");
+  mmaSplit(gemvMma<1, 4, 8>, 4, 8, 0, "mma split 4 blk, 8 parts");
   mmaSplit(gemvMmaWide<1, 2>, 1, 2, 1, "mma wide 1 span, 2 parts");
   mmaSplit(gemvMmaWide<2, 2>, 2, 2, 1, "mma wide 2 spans, 2 parts");
   mmaSplit(gemvMmaWide<2, 4>, 2, 4, 1, "mma wide 2 spans, 4 parts");

@@ -292,6 +292,11 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
   // A row's FP4 scales of a 128-column block in one word where the block
   // is whole and the row's scales start 4-byte aligned.
   auto wordScalesOf = [&](int64_t subs) { return subs == kSubs && (K / kSub) % 4 == 0; };
+  // That word: row `row`'s FP4 scales of 128-column block blk.
+  auto scaleWord = [&](const WeightView &w, Value row, Value blk) {
+    Value at = kb.add(kb.mul(row, c(K / kSub)), kb.mul(blk, c(kSubs)));
+    return kb.load(i32, kb.offset(i8, w.scale, at), c(0));
+  };
   // The weight bytes of a 128-column block (of `subs` 32-column blocks)
   // that the block's MMAs read, loaded: for each weight and m-tile, FP4:
   // the rows' scale words (wordScalesOf), then per 32-column block a word
@@ -305,10 +310,8 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
         Value r0 = kb.add(row0, kb.add(g, c(kTileRows * mt))), r1 = kb.add(r0, c(8));
         if (isFp4(w)) {
           if (wordScalesOf(subs))
-            for (Value row : {r0, r1}) {
-              Value at = kb.add(kb.mul(row, c(K / kSub)), kb.mul(blk, c(kSubs)));
-              words.push_back(kb.load(i32, kb.offset(i8, w.scale, at), c(0)));
-            }
+            for (Value row : {r0, r1})
+              words.push_back(scaleWord(w, row, blk));
           for (int64_t j = 0; j < subs; ++j) {
             Value sb = kb.add(kb.mul(blk, c(kSubs)), c(j));
             for (Value row : {r0, r1}) {
@@ -472,6 +475,7 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
       KernelBuilder::experimentString("COMPRESSA_FP8_EXPERTS_WIDE") == "1";
   bool wide = wideSwitch && xo.single && tailSubs == 0 && wordScalesOf(kSubs) &&
               llvm::all_of(ws, isFp4);
+  SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
   SmallVector<Value> acc;
   if (wide) {
     Value on = kb.eq(g, t);
@@ -500,8 +504,7 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
           Value r0 = kb.add(row0, kb.add(g, c(kTileRows * mt)));
           for (int64_t h = 0; h < 2; ++h) {
             Value row = kb.add(r0, c(8 * h));
-            Value at = kb.add(kb.mul(row, c(K / kSub)), kb.mul(blk, c(kSubs)));
-            rw.sw[h] = kb.load(i32, kb.offset(i8, w.scale, at), c(0));
+            rw.sw[h] = scaleWord(w, row, blk);
             Value byte = kb.add(kb.add(kb.mul(row, c(K / 2)), kb.mul(blk, c(kQuantBlock / 2))),
                                 kb.mul(t, c(kSub / 2)));
             Value v = LLVM::LoadOp::create(b, loc, VectorType::get({4}, i32),
@@ -537,7 +540,6 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
       }
       return out;
     };
-    SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
     acc = kb.reduce(c(0), c(nkb), zeros, [&](Value it, ValueRange in) -> SmallVector<Value> {
       return span(kb.add(kb0, it), SmallVector<Value>(in.begin(), in.end()));
     });
@@ -550,7 +552,6 @@ void Emitter::fp8TileDots(ArrayRef<WeightView> ws, Value row0, int64_t mTiles,
       }
   } else {
     int64_t unroll = nkb % 2 == 0 && nkb > 1 ? most : 1;
-    SmallVector<Value> zeros(4 * nw * mTiles, kb.cf(0.0));
     if (pipelined && unroll == 1 && nkb > 1) {
       SmallVector<Value> init(zeros);
       SmallVector<Value> first = loadBlock(kb0, kSubs);
